@@ -1,0 +1,80 @@
+import { cors } from "@elysiajs/cors";
+import { Elysia } from "elysia";
+import type { AppContext } from "./context";
+import { ApiError } from "./errors";
+import { authModule } from "./modules/auth";
+import { jobsModule } from "./modules/jobs";
+import { opsModule } from "./modules/ops";
+import { usersModule } from "./modules/users";
+
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+
+const errorBody = (code: string, message: string, details?: unknown) => ({
+  error: details === undefined ? { code, message } : { code, message, details },
+});
+
+type Issue = { path?: unknown; message?: string; summary?: string };
+
+/** Elysia's validation error as our shape: 422 naming the first bad field, all issues in `details`. */
+function validationResponse(error: unknown): Response {
+  const all = ((error as { all?: Issue[] }).all ?? []).map((i) => ({
+    path: typeof i.path === "string" ? i.path.replace(/^\//, "").replaceAll("/", ".") : String(i.path ?? ""),
+    message: i.message ?? i.summary ?? "invalid",
+  }));
+  const first = all[0];
+  const type = (error as { type?: string }).type ?? "request";
+  const message = first
+    ? `${type} ${first.path ? `field '${first.path}'` : ""}: ${first.message}`.replace("  ", " ")
+    : "invalid request";
+  return json(422, errorBody("validation_failed", message, all));
+}
+
+/** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
+export function createApp(ctx: AppContext) {
+  const maxBody = ctx.config.MAX_BODY_BYTES;
+  return new Elysia({ name: "easel" })
+    .use(cors({ origin: ctx.config.CORS_ORIGINS.length ? ctx.config.CORS_ORIGINS : false }))
+    .onRequest(({ request }) => {
+      const length = Number(request.headers.get("content-length") ?? 0);
+      if (length > maxBody) {
+        return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
+      }
+    })
+    .onError({ as: "global" }, ({ code, error, request }) => {
+      if (error instanceof ApiError) return json(error.status, error.toBody());
+      switch (code) {
+        case "VALIDATION":
+          return validationResponse(error);
+        case "NOT_FOUND":
+          return json(
+            404,
+            errorBody("not_found", `no route for ${request.method} ${new URL(request.url).pathname}`),
+          );
+        case "PARSE":
+          return json(
+            400,
+            errorBody("invalid_body", "the request body could not be parsed (send valid JSON)"),
+          );
+        case "INVALID_COOKIE_SIGNATURE":
+          return json(401, errorBody("unauthorized", "invalid session cookie"));
+        default: {
+          const status = (error as { status?: number }).status;
+          if (typeof status === "number" && status >= 400 && status < 500) {
+            return json(status, errorBody("bad_request", (error as Error).message));
+          }
+          ctx.log.error({ err: error, path: new URL(request.url).pathname }, "unhandled error");
+          return json(500, errorBody("internal", "internal server error"));
+        }
+      }
+    })
+    .use(opsModule(ctx))
+    .use(authModule(ctx))
+    .use(usersModule(ctx))
+    .use(jobsModule(ctx));
+}
+
+export type App = ReturnType<typeof createApp>;

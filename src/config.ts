@@ -1,0 +1,101 @@
+import { availableParallelism } from "node:os";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+
+const bool = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+const int = (min = 0) => z.coerce.number().int().min(min);
+const list = z.string().transform((v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === "" ? undefined : v));
+
+/**
+ * Every environment variable Easel reads, with its default. README.md lists the same names
+ * (a test keeps them in step).
+ */
+export const EnvSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  PORT: int(0).max(65535).default(3000),
+  HOST: z.string().default("0.0.0.0"),
+  DATA_DIR: z.string().default("./data"),
+  DATABASE_PATH: optionalString,
+  PUBLIC_URL: z.url().optional(),
+  ADMIN_KEY: z.string().min(16, "must be at least 16 characters").optional(),
+  JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  CLIENT_TOKEN_TTL_S: int(10).default(3600),
+  WORKER_CONCURRENCY: int(1).max(10_000).default(8),
+  POLL_INTERVAL_MS: int(10).default(250),
+  JOB_TIMEOUT_MS: int(100).default(300_000),
+  JOB_MAX_ATTEMPTS: int(1).max(100).default(3),
+  STALLED_AFTER_MS: int(1000).default(480_000),
+  STALLED_MAX: int(0).default(2),
+  SHUTDOWN_GRACE_MS: int(0).default(20_000),
+  RETAIN_COMPLETED_HOURS: z.coerce.number().min(0).default(24),
+  RETAIN_FAILED_HOURS: z.coerce.number().min(0).default(168),
+  RETENTION_CRON: z.string().default("*/10 * * * *"),
+  SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  CORS_ORIGINS: list.default([]),
+  MAX_BODY_BYTES: int(1024).default(25 * 1024 * 1024),
+  ALLOW_PRIVATE_URLS: bool.default(false),
+  STORAGE: z.enum(["local", "s3"]).default("local"),
+  S3_ENDPOINT: optionalString,
+  S3_BUCKET: optionalString,
+  S3_REGION: z.string().default("auto"),
+  S3_ACCESS_KEY_ID: optionalString,
+  S3_SECRET_ACCESS_KEY: optionalString,
+  S3_PUBLIC_URL: optionalString,
+  S3_PATH_STYLE: bool.default(false),
+  STORAGE_ORPHAN_GRACE_HOURS: z.coerce.number().min(0).default(24),
+  RENDER_WORKERS: int(0).default(0),
+  CARD_DEBOUNCE_MS: int(0).default(2000),
+  CARD_CACHE_MAX_AGE: int(0).default(300),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export type Config = Env & {
+  dataDir: string;
+  databasePath: string;
+  filesDir: string;
+  publicUrl: string;
+  renderWorkers: number;
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses the environment once; throws a ConfigError naming every bad variable and what it expects. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0] ?? "environment");
+      return `  ${name}=${JSON.stringify(env[name] ?? "")}: ${i.message}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  if (e.STORAGE === "s3" && !e.S3_BUCKET) {
+    throw new ConfigError("Invalid configuration:\n  S3_BUCKET: required when STORAGE=s3");
+  }
+  const dataDir = resolve(e.DATA_DIR);
+  return {
+    ...e,
+    dataDir,
+    databasePath: e.DATABASE_PATH ? resolve(e.DATABASE_PATH) : join(dataDir, "easel.db"),
+    filesDir: join(dataDir, "files"),
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/$/, ""),
+    renderWorkers: e.RENDER_WORKERS || Math.max(1, availableParallelism()),
+  };
+}

@@ -1,0 +1,37 @@
+import { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
+import { migrate } from "drizzle-orm/bun-sqlite/migrator";
+import * as schema from "./schema";
+
+export type Db = BunSQLiteDatabase<typeof schema> & { $client: Database };
+
+export type OpenOptions = {
+  /** `FULL` fsyncs every commit; `NORMAL` (WAL) is durable across process crashes, not power loss. */
+  synchronous?: "NORMAL" | "FULL";
+  busyTimeoutMs?: number;
+  migrate?: boolean;
+};
+
+export const MIGRATIONS_DIR = join(import.meta.dir, "migrations");
+
+/** Opens (creating if needed) the SQLite file with Easel's pragmas, and applies pending migrations. */
+export function openDb(path: string, opts: OpenOptions = {}): Db {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const sqlite = new Database(path, { create: true, strict: true });
+  sqlite.exec("PRAGMA journal_mode = WAL");
+  sqlite.exec(`PRAGMA synchronous = ${opts.synchronous ?? "NORMAL"}`);
+  sqlite.exec(`PRAGMA busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
+  sqlite.exec("PRAGMA foreign_keys = ON");
+  sqlite.exec("PRAGMA temp_store = MEMORY");
+  sqlite.exec("PRAGMA cache_size = -32000");
+  const db = drizzle({ client: sqlite, schema }) as Db;
+  if (opts.migrate !== false) runMigrations(db);
+  return db;
+}
+
+/** Applies committed drizzle-kit migrations; safe to call from several processes (SQLite serialises it). */
+export function runMigrations(db: Db): void {
+  migrate(db, { migrationsFolder: MIGRATIONS_DIR });
+}

@@ -1,0 +1,260 @@
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+export const ROLES = ["admin", "app", "user", "system"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const JOB_STATUSES = ["queued", "active", "completed", "partial", "failed", "cancelled"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const TERMINAL_STATUSES = ["completed", "partial", "failed", "cancelled"] as const;
+
+export const ITEM_STATUSES = ["pending", "completed", "failed"] as const;
+export type ItemStatus = (typeof ITEM_STATUSES)[number];
+
+/** Stored shape of a failure: what went wrong and what the engine and billing may do about it. */
+export type JobError = {
+  code: string;
+  message: string;
+  retryable: boolean;
+  refundable: boolean;
+  details?: unknown;
+};
+
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey(),
+    /** The app's own id for this user, unique among the users its parent (the app) created. */
+    externalId: text("external_id"),
+    name: text("name").notNull(),
+    role: text("role", { enum: ROLES }).notNull(),
+    /** The app (or admin) user that created this end user; null for top-level users. */
+    parentId: text("parent_id"),
+    credits: integer("credits").notNull().default(0),
+    unlimited: integer("unlimited", { mode: "boolean" }).notNull().default(false),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("users_external_idx").on(t.parentId, t.externalId),
+    index("users_parent_idx").on(t.parentId),
+  ],
+);
+
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    prefix: text("prefix").notNull(),
+    hash: text("hash").notNull().unique(),
+    createdAt: integer("created_at").notNull(),
+    lastUsedAt: integer("last_used_at"),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [index("api_keys_user_idx").on(t.userId)],
+);
+
+export const jobs = sqliteTable(
+  "jobs",
+  {
+    id: text("id").primaryKey(),
+    type: text("type").notNull(),
+    status: text("status", { enum: JOB_STATUSES }).notNull(),
+    priority: integer("priority").notNull().default(0),
+    input: text("input", { mode: "json" }).notNull(),
+    result: text("result", { mode: "json" }),
+    error: text("error", { mode: "json" }).$type<JobError>(),
+    progress: integer("progress").notNull().default(0),
+    progressMessage: text("progress_message"),
+    attempts: integer("attempts").notNull().default(0),
+    maxAttempts: integer("max_attempts").notNull(),
+    runAt: integer("run_at").notNull(),
+    lockedBy: text("locked_by"),
+    lockedUntil: integer("locked_until"),
+    stalledCount: integer("stalled_count").notNull().default(0),
+    timeoutMs: integer("timeout_ms"),
+    dedupeKey: text("dedupe_key"),
+    ownerId: text("owner_id"),
+    recipeId: text("recipe_id"),
+    creditsCharged: integer("credits_charged").notNull().default(0),
+    creditsRefunded: integer("credits_refunded").notNull().default(0),
+    webhookUrl: text("webhook_url"),
+    metadata: text("metadata", { mode: "json" }).$type<Record<string, unknown>>(),
+    createdAt: integer("created_at").notNull(),
+    startedAt: integer("started_at"),
+    finishedAt: integer("finished_at"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [
+    // The claim scan: queued jobs by priority, then due time. Partial, so finished jobs cost it nothing.
+    index("jobs_claim_idx").on(sql`priority DESC`, t.runAt, t.id).where(sql`status = 'queued'`),
+    // At most one queued job per dedupe key: enqueue upserts into it (DESIGN §3 debounce).
+    uniqueIndex("jobs_dedupe_queued_idx")
+      .on(t.dedupeKey)
+      .where(sql`status = 'queued' AND dedupe_key IS NOT NULL`),
+    index("jobs_active_lease_idx").on(t.lockedUntil).where(sql`status = 'active'`),
+    index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
+    index("jobs_finished_idx").on(t.finishedAt).where(sql`finished_at IS NOT NULL`),
+    index("jobs_type_status_idx").on(t.type, t.status),
+  ],
+);
+
+export const jobItems = sqliteTable(
+  "job_items",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    idx: integer("idx").notNull(),
+    key: text("key").notNull(),
+    input: text("input", { mode: "json" }).notNull(),
+    status: text("status", { enum: ITEM_STATUSES }).notNull().default("pending"),
+    result: text("result", { mode: "json" }),
+    assetId: text("asset_id"),
+    error: text("error", { mode: "json" }).$type<JobError>(),
+    attempts: integer("attempts").notNull().default(0),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.idx] })],
+);
+
+export const assets = sqliteTable(
+  "assets",
+  {
+    id: text("id").primaryKey(),
+    jobId: text("job_id").references(() => jobs.id, { onDelete: "set null" }),
+    itemIdx: integer("item_idx"),
+    ownerId: text("owner_id"),
+    storageKey: text("storage_key").notNull().unique(),
+    contentType: text("content_type").notNull(),
+    bytes: integer("bytes").notNull(),
+    width: integer("width"),
+    height: integer("height"),
+    thumbnailKey: text("thumbnail_key"),
+    createdAt: integer("created_at").notNull(),
+    deletedAt: integer("deleted_at"),
+  },
+  (t) => [index("assets_job_idx").on(t.jobId), index("assets_owner_idx").on(t.ownerId)],
+);
+
+export const cards = sqliteTable(
+  "cards",
+  {
+    id: text("id").primaryKey(),
+    ownerId: text("owner_id").notNull(),
+    template: text("template").notNull(),
+    data: text("data", { mode: "json" }).notNull(),
+    version: integer("version").notNull().default(1),
+    renderedVersion: integer("rendered_version").notNull().default(0),
+    imageKey: text("image_key"),
+    imageUrl: text("image_url"),
+    renderError: text("render_error", { mode: "json" }).$type<JobError>(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("cards_owner_idx").on(t.ownerId, t.id)],
+);
+
+export type RecipeVariable = {
+  name: string;
+  type: "enum" | "string" | "number";
+  options?: { value: string; weight?: number }[];
+  default?: string | number;
+  required?: boolean;
+  min?: number;
+  max?: number;
+};
+
+export const recipes = sqliteTable("recipes", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  description: text("description"),
+  provider: text("provider").notNull(),
+  model: text("model"),
+  promptTemplate: text("prompt_template").notNull(),
+  negativePrompt: text("negative_prompt"),
+  variables: text("variables", { mode: "json" }).$type<RecipeVariable[]>().notNull(),
+  output: text("output", { mode: "json" }).$type<Record<string, unknown>>(),
+  creditCost: integer("credit_cost").notNull().default(1),
+  backlogMin: integer("backlog_min").notNull().default(3),
+  active: integer("active", { mode: "boolean" }).notNull().default(true),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const recipeUsage = sqliteTable(
+  "recipe_usage",
+  {
+    recipeId: text("recipe_id")
+      .notNull()
+      .references(() => recipes.id, { onDelete: "cascade" }),
+    variable: text("variable").notNull(),
+    value: text("value").notNull(),
+    count: integer("count").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.recipeId, t.variable, t.value] })],
+);
+
+export const LEDGER_REASONS = ["grant", "charge", "refund", "instant", "debit"] as const;
+
+export const creditLedger = sqliteTable(
+  "credit_ledger",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    delta: integer("delta").notNull(),
+    balanceAfter: integer("balance_after").notNull(),
+    reason: text("reason", { enum: LEDGER_REASONS }).notNull(),
+    jobId: text("job_id"),
+    note: text("note"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("credit_ledger_user_idx").on(t.userId, t.id), index("credit_ledger_job_idx").on(t.jobId)],
+);
+
+export const webhookEndpoints = sqliteTable(
+  "webhook_endpoints",
+  {
+    id: text("id").primaryKey(),
+    ownerId: text("owner_id").notNull(),
+    url: text("url").notNull(),
+    secret: text("secret").notNull(),
+    events: text("events", { mode: "json" }).$type<string[]>().notNull(),
+    active: integer("active", { mode: "boolean" }).notNull().default(true),
+    failureCount: integer("failure_count").notNull().default(0),
+    failingSince: integer("failing_since"),
+    disabledReason: text("disabled_reason"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("webhook_endpoints_owner_idx").on(t.ownerId)],
+);
+
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    key: text("key").notNull(),
+    ownerId: text("owner_id").notNull(),
+    requestHash: text("request_hash").notNull(),
+    status: integer("status").notNull(),
+    response: text("response").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.ownerId, t.key] })],
+);
+
+export type User = typeof users.$inferSelect;
+export type ApiKey = typeof apiKeys.$inferSelect;
+export type Job = typeof jobs.$inferSelect;
+export type JobItem = typeof jobItems.$inferSelect;
+export type Asset = typeof assets.$inferSelect;
+export type Card = typeof cards.$inferSelect;
+export type Recipe = typeof recipes.$inferSelect;
+export type CreditLedgerRow = typeof creditLedger.$inferSelect;
+export type WebhookEndpoint = typeof webhookEndpoints.$inferSelect;

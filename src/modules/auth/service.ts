@@ -1,0 +1,197 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { eq } from "drizzle-orm";
+import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import type { Db } from "../../db/client";
+import { apiKeys, type Role, type User, users } from "../../db/schema";
+import { forbidden, unauthorized } from "../../errors";
+import type { UserService } from "../users/service";
+
+/** Who is calling: the user behind the key or token, and how they proved it. */
+export type Principal = { user: User; via: "key" | "token"; keyId?: string };
+
+export const KEY_PREFIX = "esk_";
+
+/** SHA-256 hex of a key: the only form a key is ever stored in. */
+export function hashKey(key: string): string {
+  return new Bun.CryptoHasher("sha256").update(key).digest("hex");
+}
+
+function randomToken(bytes: number): string {
+  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("base64url");
+}
+
+export type AuthOptions = {
+  dataDir: string;
+  adminKey?: string;
+  jwtSecret?: string;
+  tokenTtlSeconds: number;
+  now?: () => number;
+};
+
+/** API keys (hashed), client tokens (HS256 JWTs) and the bootstrap admin. */
+export class AuthService {
+  readonly #db: Db;
+  readonly #users: UserService;
+  readonly #o: AuthOptions;
+  readonly #secret: Uint8Array;
+  readonly #now: () => number;
+  /** last_used_at is written at most once a minute per key, so auth never writes on the hot path. */
+  readonly #lastTouched = new Map<string, number>();
+
+  constructor(db: Db, userService: UserService, opts: AuthOptions) {
+    this.#db = db;
+    this.#users = userService;
+    this.#o = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#secret = new TextEncoder().encode(opts.jwtSecret ?? persistedSecret(opts.dataDir));
+  }
+
+  /** Creates a key for a user; the plain key is returned once and never stored. */
+  createKey(userId: string, name: string): { key: string; id: string; prefix: string } {
+    const key = `${KEY_PREFIX}${randomToken(30)}`;
+    const id = Bun.randomUUIDv7();
+    const prefix = key.slice(0, 12);
+    this.#db
+      .insert(apiKeys)
+      .values({ id, userId, name, prefix, hash: hashKey(key), createdAt: this.#now() })
+      .run();
+    return { key, id, prefix };
+  }
+
+  revokeKey(id: string): void {
+    this.#db.update(apiKeys).set({ revokedAt: this.#now() }).where(eq(apiKeys.id, id)).run();
+  }
+
+  /** The principal for an API key, or null when unknown or revoked. */
+  authenticateKey(key: string): Principal | null {
+    const row = this.#db
+      .select({ user: users, keyId: apiKeys.id, revokedAt: apiKeys.revokedAt })
+      .from(apiKeys)
+      .innerJoin(users, eq(users.id, apiKeys.userId))
+      .where(eq(apiKeys.hash, hashKey(key)))
+      .get();
+    if (!row || row.revokedAt !== null) return null;
+    const now = this.#now();
+    if (now - (this.#lastTouched.get(row.keyId) ?? 0) > 60_000) {
+      this.#lastTouched.set(row.keyId, now);
+      this.#db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.keyId)).run();
+    }
+    return { user: row.user, via: "key", keyId: row.keyId };
+  }
+
+  /** A short-lived client token for one user (browsers: read own jobs, subscribe to own events). */
+  async issueToken(
+    userId: string,
+    ttlSeconds = this.#o.tokenTtlSeconds,
+  ): Promise<{ token: string; expiresAt: number }> {
+    const iat = Math.floor(this.#now() / 1000);
+    const exp = iat + ttlSeconds;
+    const token = await new SignJWT({ scope: "client" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(userId)
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .setIssuer("easel")
+      .sign(this.#secret);
+    return { token, expiresAt: exp * 1000 };
+  }
+
+  async authenticateToken(token: string): Promise<Principal | null> {
+    try {
+      const { payload } = await jwtVerify(token, this.#secret, {
+        algorithms: ["HS256"],
+        issuer: "easel",
+        currentDate: new Date(this.#now()),
+      });
+      if (payload.scope !== "client" || !payload.sub) return null;
+      const user = this.#users.get(payload.sub);
+      return user ? { user, via: "token" } : null;
+    } catch (err) {
+      if (err instanceof joseErrors.JOSEError) return null;
+      throw err;
+    }
+  }
+
+  /** Key or token, whichever `credential` is. */
+  async authenticate(credential: string): Promise<Principal | null> {
+    if (credential.startsWith(KEY_PREFIX) || !credential.includes("."))
+      return this.authenticateKey(credential);
+    return this.authenticateToken(credential);
+  }
+
+  /**
+   * Makes sure an admin can sign in. With ADMIN_KEY set, that key is the admin's (a changed value revokes the
+   * old one). Without it, a key is generated on first start into DATA_DIR/admin-key and returned to be printed once.
+   */
+  bootstrapAdmin(): { admin: User; generatedKey?: string } {
+    const admin = this.#users.ensureSystemUser("admin", "admin", "Admin");
+    const envKeys = this.#db.select().from(apiKeys).where(eq(apiKeys.userId, admin.id)).all();
+    if (this.#o.adminKey) {
+      const hash = hashKey(this.#o.adminKey);
+      for (const k of envKeys)
+        if (k.name === "ADMIN_KEY" && k.hash !== hash && !k.revokedAt) this.revokeKey(k.id);
+      if (!envKeys.some((k) => k.hash === hash && !k.revokedAt)) {
+        this.#db
+          .insert(apiKeys)
+          .values({
+            id: Bun.randomUUIDv7(),
+            userId: admin.id,
+            name: "ADMIN_KEY",
+            prefix: this.#o.adminKey.slice(0, 12),
+            hash,
+            createdAt: this.#now(),
+          })
+          .onConflictDoNothing()
+          .run();
+      }
+      return { admin };
+    }
+    if (envKeys.some((k) => k.name === "generated" && !k.revokedAt)) return { admin };
+    const { key } = this.createKey(admin.id, "generated");
+    writeFileSync(join(this.#o.dataDir, "admin-key"), `${key}\n`, { mode: 0o600 });
+    return { admin, generatedKey: key };
+  }
+
+  /**
+   * The user a request acts for. Admins and apps may name an end user by `userId` (their own external id,
+   * created on first use; admins may also give an internal id); users act only for themselves.
+   */
+  actingUser(p: Principal, userId?: string | null): User {
+    if (!userId) return p.user;
+    if (p.user.role === "user" || p.user.role === "system" || p.via === "token") {
+      if (userId === p.user.id || userId === p.user.externalId) return p.user;
+      throw forbidden("a user key can act only for itself");
+    }
+    if (p.user.role === "admin") {
+      const byId = this.#users.get(userId);
+      if (byId) return byId;
+    }
+    return this.#users.findOrCreateChild(p.user, userId);
+  }
+
+  /** Whether `p` may see things owned by `ownerId` (admins: all; apps: themselves and their end users). */
+  canAccess(p: Principal, ownerId: string | null): boolean {
+    if (p.user.role === "admin" && p.via === "key") return true;
+    if (!ownerId) return false;
+    if (ownerId === p.user.id) return true;
+    if (p.user.role !== "app" || p.via !== "key") return false;
+    return this.#users.get(ownerId)?.parentId === p.user.id;
+  }
+
+  requireRole(p: Principal, roles: readonly Role[]): void {
+    if (p.via === "token") throw forbidden("client tokens may only read their own jobs");
+    if (!roles.includes(p.user.role)) throw forbidden(`requires role ${roles.join(" or ")}`);
+  }
+
+  static unauthorized = unauthorized;
+}
+
+/** JWT secret when JWT_SECRET is unset: generated once into DATA_DIR so tokens survive restarts. */
+function persistedSecret(dataDir: string): string {
+  const path = join(dataDir, "jwt-secret");
+  if (existsSync(path)) return readFileSync(path, "utf8").trim();
+  const secret = randomToken(48);
+  writeFileSync(path, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}

@@ -1,0 +1,86 @@
+import { and, eq, lt } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { idempotencyKeys } from "../../db/schema";
+import { ApiError, unprocessable } from "../../errors";
+
+export type StoredResponse = { status: number; body: unknown };
+
+/**
+ * `Idempotency-Key` on POSTs: the first response for (caller, key) is stored and replayed for repeats;
+ * the same key with a different body is refused.
+ */
+export class IdempotencyService {
+  readonly #db: Db;
+  readonly #now: () => number;
+
+  constructor(db: Db, now: () => number = Date.now) {
+    this.#db = db;
+    this.#now = now;
+  }
+
+  async run(
+    ownerId: string,
+    key: string | undefined,
+    request: unknown,
+    fn: () => Promise<StoredResponse> | StoredResponse,
+  ): Promise<StoredResponse> {
+    if (!key) return fn();
+    if (key.length > 255)
+      throw unprocessable("invalid_idempotency_key", "Idempotency-Key is longer than 255 characters");
+    const hash = new Bun.CryptoHasher("sha256").update(JSON.stringify(request ?? null)).digest("hex");
+    const found = this.#db
+      .select()
+      .from(idempotencyKeys)
+      .where(and(eq(idempotencyKeys.ownerId, ownerId), eq(idempotencyKeys.key, key)))
+      .get();
+    if (found) {
+      if (found.requestHash !== hash) {
+        throw unprocessable(
+          "idempotency_key_reused",
+          "this Idempotency-Key was used with a different request",
+        );
+      }
+      return { status: found.status, body: JSON.parse(found.response) };
+    }
+    let out: StoredResponse;
+    try {
+      out = await fn();
+    } catch (err) {
+      // Client errors are answers too: a repeat must get the same one, not a second attempt.
+      if (!(err instanceof ApiError) || err.status >= 500) throw err;
+      out = { status: err.status, body: err.toBody() };
+    }
+    this.#db
+      .insert(idempotencyKeys)
+      .values({
+        key,
+        ownerId,
+        requestHash: hash,
+        status: out.status,
+        response: JSON.stringify(out.body),
+        createdAt: this.#now(),
+      })
+      .onConflictDoNothing()
+      .run();
+    return out;
+  }
+
+  /** Forgets keys older than `maxAgeMs` (run with retention). */
+  prune(maxAgeMs: number): void {
+    this.#db
+      .delete(idempotencyKeys)
+      .where(lt(idempotencyKeys.createdAt, this.#now() - maxAgeMs))
+      .run();
+  }
+}
+
+/** Runs a POST handler through the idempotency store and sets the (possibly replayed) status. */
+export async function idempotent(
+  svc: IdempotencyService,
+  req: { ownerId: string; key: string | undefined; request: unknown; set: { status?: number | string } },
+  fn: () => StoredResponse | Promise<StoredResponse>,
+): Promise<unknown> {
+  const out = await svc.run(req.ownerId, req.key, req.request, fn);
+  req.set.status = out.status;
+  return out.body;
+}

@@ -1,0 +1,204 @@
+import type { Database } from "bun:sqlite";
+import type { Job, JobItem } from "../../db/schema";
+import { conflict, notFound, unprocessable } from "../../errors";
+import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
+import { countsFrom, toJob } from "../../queue/store";
+import type { AuthService, Principal } from "../auth/service";
+import type { EnqueueBody, ListJobsQuery } from "./model";
+
+/** A job as its owner sees it over HTTP. */
+export function jobView(job: Job, items?: JobItem[]) {
+  return {
+    id: job.id,
+    type: job.type,
+    status: job.status,
+    priority: job.priority,
+    progress: job.progress,
+    progressMessage: job.progressMessage,
+    attempts: job.attempts,
+    maxAttempts: job.maxAttempts,
+    input: job.input,
+    result: job.result,
+    error: job.error,
+    ownerId: job.ownerId,
+    recipeId: job.recipeId,
+    dedupeKey: job.dedupeKey,
+    creditsCharged: job.creditsCharged,
+    creditsRefunded: job.creditsRefunded,
+    runAt: job.runAt,
+    createdAt: job.createdAt,
+    startedAt: job.startedAt,
+    finishedAt: job.finishedAt,
+    updatedAt: job.updatedAt,
+    ...(items
+      ? {
+          items: items.map((i) => ({
+            id: i.key,
+            idx: i.idx,
+            status: i.status,
+            attempts: i.attempts,
+            result: i.result,
+            assetId: i.assetId,
+            error: i.error,
+          })),
+        }
+      : {}),
+  };
+}
+
+/** The compact progress view (`GET /api/jobs/:id/status`), also the shape realtime clients get. */
+export function statusView(job: Job, counts: { completed: number; total: number } | null) {
+  return {
+    jobId: job.id,
+    type: job.type,
+    status: job.status,
+    progress: job.progress,
+    message: job.progressMessage,
+    completedItems: counts?.completed ?? null,
+    totalItems: counts?.total ?? null,
+    attempts: job.attempts,
+    error: job.error,
+    result: job.status === "completed" || job.status === "partial" ? job.result : null,
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+  };
+}
+
+/** Reading and controlling jobs on behalf of a caller; other users' jobs are 404, never 403. */
+export class JobService {
+  readonly #queue: Queue;
+  readonly #auth: AuthService;
+  readonly #sqlite: Database;
+
+  constructor(queue: Queue, auth: AuthService) {
+    this.#queue = queue;
+    this.#auth = auth;
+    this.#sqlite = queue.store.db;
+  }
+
+  /** The job if `p` may see it; 404 otherwise (existence is not revealed). */
+  visible(p: Principal, id: string): Job {
+    const job = this.#queue.get(id);
+    if (!job || !this.#auth.canAccess(p, job.ownerId)) throw notFound("job");
+    return job;
+  }
+
+  detail(p: Principal, id: string) {
+    const job = this.visible(p, id);
+    return jobView(job, this.#queue.items(id));
+  }
+
+  status(p: Principal, id: string) {
+    const job = this.visible(p, id);
+    return statusView(job, this.itemCounts(id));
+  }
+
+  itemCounts(jobId: string): { completed: number; total: number } | null {
+    const row = this.#sqlite
+      .query(
+        "SELECT count(*) AS total, coalesce(sum(status = 'completed'), 0) AS completed FROM job_items WHERE job_id = ?",
+      )
+      .get(jobId) as { total: number; completed: number };
+    return row.total > 0 ? row : null;
+  }
+
+  list(p: Principal, q: ListJobsQuery) {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (q.userId) {
+      const target = this.#auth.actingUser(p, q.userId);
+      where.push("owner_id = ?");
+      args.push(target.id);
+    } else if (p.user.role === "admin" && p.via === "key") {
+      // admins see everything
+    } else if (p.user.role === "app" && p.via === "key") {
+      where.push("(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))");
+      args.push(p.user.id, p.user.id);
+    } else {
+      where.push("owner_id = ?");
+      args.push(p.user.id);
+    }
+    const now = Date.now();
+    if (q.status === "waiting") where.push(`status = 'queued' AND run_at <= ${now}`);
+    else if (q.status === "delayed") where.push(`status = 'queued' AND run_at > ${now}`);
+    else if (q.status) {
+      where.push("status = ?");
+      args.push(q.status);
+    }
+    if (q.type) {
+      where.push("type = ?");
+      args.push(q.type);
+    }
+    if (q.recipeId) {
+      where.push("recipe_id = ?");
+      args.push(q.recipeId);
+    }
+    if (q.cursor) {
+      where.push("id < ?");
+      args.push(q.cursor);
+    }
+    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
+    const rows = this.#sqlite.query(sql).all(...args, q.limit + 1) as Record<string, unknown>[];
+    const jobs = rows.slice(0, q.limit).map((r) => jobView(toJob(r)));
+    return { jobs, nextCursor: rows.length > q.limit ? (jobs.at(-1)?.id ?? null) : null };
+  }
+
+  /** Counts by status and type: every job for admins, the caller's own (and an app's users') otherwise. */
+  stats(p: Principal) {
+    if (p.user.role === "admin") return this.#queue.stats();
+    const owners =
+      p.user.role === "app"
+        ? "(owner_id = ?1 OR owner_id IN (SELECT id FROM users WHERE parent_id = ?1))"
+        : "owner_id = ?1";
+    const rows = this.#sqlite
+      .query(
+        `SELECT type, CASE WHEN status = 'queued' AND run_at > ?2 THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
+           ELSE status END AS s, count(*) AS n FROM jobs WHERE ${owners} GROUP BY type, s`,
+      )
+      .all(p.user.id, Date.now()) as { type: string; s: string; n: number }[];
+    return countsFrom(rows);
+  }
+
+  cancel(p: Principal, id: string) {
+    const job = this.visible(p, id);
+    const cancelled = this.#queue.cancel(id);
+    if (!cancelled) throw conflict("not_cancellable", `job is ${this.#queue.get(id)?.status ?? job.status}`);
+    return jobView(cancelled);
+  }
+
+  retry(p: Principal, id: string) {
+    const job = this.visible(p, id);
+    const retried = this.#queue.retry(id);
+    if (retried === "conflict")
+      throw conflict("dedupe_conflict", "a newer job with the same dedupe key is queued");
+    if (!retried)
+      throw conflict(
+        "not_retryable",
+        `only failed, partial or cancelled jobs can be retried (job is ${job.status})`,
+      );
+    return jobView(retried, this.#queue.items(id));
+  }
+
+  /** Admin: enqueue any registered job type (maintenance, replays). */
+  enqueue(p: Principal, body: EnqueueBody) {
+    const owner = this.#auth.actingUser(p, body.userId);
+    try {
+      const { job } = this.#queue.enqueue(body.type, body.input, {
+        priority: body.priority,
+        delayMs: body.delayMs,
+        maxAttempts: body.maxAttempts,
+        timeoutMs: body.timeoutMs,
+        dedupeKey: body.dedupeKey,
+        debounceMs: body.debounceMs,
+        ownerId: owner.id,
+        items: body.items?.map((i) => ({ key: i.id, input: i.input })),
+      });
+      return jobView(job);
+    } catch (err) {
+      if (err instanceof UnknownJobTypeError || err instanceof InvalidJobInputError) {
+        throw unprocessable(err.code, err.message);
+      }
+      throw err;
+    }
+  }
+}

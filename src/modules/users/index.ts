@@ -1,0 +1,53 @@
+import { Elysia } from "elysia";
+import type { AppContext } from "../../context";
+import type { User } from "../../db/schema";
+import { authPlugin } from "../auth/plugin";
+import { idempotent } from "../idempotency/service";
+import { CreateUserBody } from "./model";
+
+export function userView(u: User) {
+  return {
+    id: u.id,
+    name: u.name,
+    role: u.role,
+    externalId: u.externalId,
+    parentId: u.parentId,
+    credits: u.credits,
+    unlimited: u.unlimited,
+    createdAt: u.createdAt,
+  };
+}
+
+export const usersModule = (ctx: AppContext) =>
+  new Elysia({ prefix: "/api", name: "users" })
+    .use(authPlugin(ctx.auth))
+    .get("/profile", ({ principal }) => ({ ...userView(principal.user), via: principal.via }), {
+      auth: "token",
+      detail: { tags: ["users"], summary: "The calling user" },
+    })
+    .post(
+      "/users",
+      ({ principal, body, headers, set }) =>
+        idempotent(
+          ctx.idempotency,
+          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
+          () => {
+            const user = ctx.users.create({
+              name: body.name,
+              role: body.role,
+              externalId: body.externalId,
+              unlimited: body.unlimited,
+            });
+            const key = body.createKey ? ctx.auth.createKey(user.id, "default") : null;
+            return {
+              status: 201,
+              body: { user: userView(user), key: key?.key ?? null, keyPrefix: key?.prefix ?? null },
+            };
+          },
+        ),
+      {
+        auth: ["admin"],
+        body: CreateUserBody,
+        detail: { tags: ["users"], summary: "Create a user and (by default) an API key, shown once (admin)" },
+      },
+    );

@@ -1,0 +1,295 @@
+import type { Database } from "bun:sqlite";
+import { hostname } from "node:os";
+import type { Job, JobItem } from "../db/schema";
+import type { AnyJobDefinition, JobLogger } from "./define";
+import { EventBus } from "./events";
+import { WorkerPool } from "./pool";
+import { type NewItem, type QueueStats, QueueStore } from "./store";
+
+export { type AnyJobDefinition, defineJob, type JobDefinition } from "./define";
+export * from "./errors";
+export type { QueueEvents } from "./events";
+export { EventBus } from "./events";
+
+export type EnqueueOptions = {
+  /** Higher runs first. @defaultValue 0 */
+  priority?: number;
+  /** Absolute start time (epoch ms). */
+  runAt?: number;
+  delayMs?: number;
+  /** @defaultValue the definition's maxAttempts, else JOB_MAX_ATTEMPTS */
+  maxAttempts?: number;
+  timeoutMs?: number;
+  /** At most one queued job per key; a repeat enqueue replaces its input (DESIGN §3). */
+  dedupeKey?: string;
+  /** With dedupeKey: a new job waits this long, collecting replacements (trailing edge, latest input). */
+  debounceMs?: number;
+  ownerId?: string | null;
+  recipeId?: string | null;
+  creditsCharged?: number;
+  webhookUrl?: string | null;
+  metadata?: Record<string, unknown> | null;
+  /** Makes this a batch job: one row per item, each run and checkpointed on its own. */
+  items?: NewItem[];
+};
+
+export type EnqueueResult = { id: string; deduped: boolean; job: Job };
+
+export type QueueOptions = {
+  db: Database;
+  concurrency: number;
+  pollIntervalMs: number;
+  leaseMs: number;
+  stalledMax: number;
+  defaultTimeoutMs: number;
+  defaultMaxAttempts: number;
+  log: JobLogger;
+  now?: () => number;
+  workerId?: string;
+  /** Runs inside each job's terminal-state transaction (refunds, usage counters). */
+  onTerminal?: (job: Job) => void;
+};
+
+/** A worker id that says which host and process holds a lease, so a restart can tell dead holders. */
+export function makeWorkerId(): string {
+  return `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** True when `lockedBy` names a process on this host that no longer runs (or a previous life of this pid). */
+export function isDeadLocalWorker(lockedBy: string, selfId: string): boolean {
+  const [host, pidText] = lockedBy.split(":");
+  if (host !== hostname() || lockedBy === selfId) return false;
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
+  }
+}
+
+/**
+ * The durable job engine: definitions, enqueue, control (cancel/retry), maintenance (stalled sweep,
+ * retention) and the worker pool. Knows nothing of HTTP.
+ */
+export class Queue {
+  readonly store: QueueStore;
+  readonly events: EventBus;
+  readonly defs = new Map<string, AnyJobDefinition>();
+  readonly pool: WorkerPool;
+  readonly now: () => number;
+  readonly #o: QueueOptions;
+
+  constructor(opts: QueueOptions) {
+    this.#o = opts;
+    this.now = opts.now ?? Date.now;
+    this.store = new QueueStore(opts.db);
+    this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
+    this.pool = new WorkerPool(this.store, this.events, this.defs, {
+      workerId: opts.workerId ?? makeWorkerId(),
+      concurrency: opts.concurrency,
+      pollIntervalMs: opts.pollIntervalMs,
+      leaseMs: opts.leaseMs,
+      stalledMax: opts.stalledMax,
+      defaultTimeoutMs: opts.defaultTimeoutMs,
+      now: this.now,
+      log: opts.log,
+      onTerminal: opts.onTerminal,
+    });
+  }
+
+  define(...defs: AnyJobDefinition[]): this {
+    for (const def of defs) this.defs.set(def.type, def);
+    return this;
+  }
+
+  /**
+   * Inserts a job (in the caller's transaction when one is open on this connection) and returns once it
+   * is committed — or, inside a caller's transaction, once that transaction is the only thing left to
+   * commit. Workers are woken and `job:queued` emitted only after the commit (a rolled-back insert emits nothing).
+   */
+  enqueue(type: string, input: unknown, opts: EnqueueOptions = {}): EnqueueResult {
+    const def = this.#def(type);
+    const parsed = def.input.safeParse(input);
+    if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
+    const now = this.now();
+    const runAt =
+      opts.runAt ?? now + (opts.delayMs ?? (opts.dedupeKey && opts.debounceMs ? opts.debounceMs : 0));
+    const { job, deduped } = this.store.tx(() =>
+      this.store.insert(
+        {
+          id: Bun.randomUUIDv7(),
+          type,
+          input: parsed.data,
+          priority: opts.priority ?? 0,
+          maxAttempts: opts.maxAttempts ?? def.maxAttempts ?? this.#o.defaultMaxAttempts,
+          runAt,
+          timeoutMs: opts.timeoutMs ?? null,
+          dedupeKey: opts.dedupeKey ?? null,
+          ownerId: opts.ownerId ?? null,
+          recipeId: opts.recipeId ?? null,
+          creditsCharged: opts.creditsCharged ?? 0,
+          webhookUrl: opts.webhookUrl ?? null,
+          metadata: opts.metadata ?? null,
+          now,
+        },
+        opts.items,
+      ),
+    );
+    this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
+    return { id: job.id, deduped, job };
+  }
+
+  /** Inserts many jobs of one type in one transaction (no dedupe). Returns their ids in order. */
+  enqueueBulk(
+    type: string,
+    inputs: unknown[],
+    opts: Omit<EnqueueOptions, "dedupeKey" | "items"> = {},
+  ): string[] {
+    const def = this.#def(type);
+    const now = this.now();
+    const runAt = opts.runAt ?? now + (opts.delayMs ?? 0);
+    const maxAttempts = opts.maxAttempts ?? def.maxAttempts ?? this.#o.defaultMaxAttempts;
+    const rows = inputs.map((input, i) => {
+      const parsed = def.input.safeParse(input);
+      if (!parsed.success) throw new InvalidJobInputError(type, `item ${i}: ${parsed.error.message}`);
+      return parsed.data;
+    });
+    const jobs = this.store.tx(() =>
+      rows.map(
+        (input) =>
+          this.store.insert({
+            id: Bun.randomUUIDv7(),
+            type,
+            input,
+            priority: opts.priority ?? 0,
+            maxAttempts,
+            runAt,
+            timeoutMs: opts.timeoutMs ?? null,
+            dedupeKey: null,
+            ownerId: opts.ownerId ?? null,
+            recipeId: opts.recipeId ?? null,
+            creditsCharged: opts.creditsCharged ?? 0,
+            webhookUrl: opts.webhookUrl ?? null,
+            metadata: opts.metadata ?? null,
+            now,
+          }).job,
+      ),
+    );
+    this.#afterCommit(() => {
+      if (this.events.listenerCount("job:queued") === 0) return;
+      for (const job of jobs) this.events.emit("job:queued", { job, deduped: false });
+    }, jobs[0]?.id);
+    return jobs.map((j) => j.id);
+  }
+
+  get(id: string): Job | null {
+    return this.store.get(id);
+  }
+
+  items(id: string): JobItem[] {
+    return this.store.items(id);
+  }
+
+  /** Cancels a queued job at once, or an active one by aborting its attempt. Null if already finished. */
+  cancel(id: string): Job | null {
+    const job = this.store.cancel(id, this.now(), (j) => this.#terminal(j));
+    if (!job) return null;
+    this.pool.abort(id);
+    this.events.emit("job:cancelled", { job });
+    return job;
+  }
+
+  /** Re-queues a failed/partial/cancelled job with fresh attempts; only its failed items run again. */
+  retry(id: string): Job | null | "conflict" {
+    const job = this.store.retry(id, this.now());
+    if (job && job !== "conflict") {
+      this.events.emit("job:queued", { job, deduped: false });
+      this.pool.wake();
+    }
+    return job;
+  }
+
+  /**
+   * Re-queues jobs whose lease expired, and (with `atStartup`) at once those held by dead processes on this
+   * host — a crash or kill -9 loses nothing and a restart picks up where the last process stopped.
+   */
+  recoverStalled(atStartup = false): { requeued: number; failed: number } {
+    const self = this.pool.workerId;
+    const out = this.store.recoverStalled(
+      this.now(),
+      this.#o.stalledMax,
+      atStartup
+        ? { expiredOnly: false, isDead: (lockedBy) => isDeadLocalWorker(lockedBy, self) }
+        : { expiredOnly: true },
+      (j) => this.#terminal(j),
+    );
+    for (const job of out.failed) {
+      if (job.status === "failed") this.events.emit("job:failed", { job, error: job.error! });
+      else this.events.emit("job:cancelled", { job });
+    }
+    if (out.requeued.length > 0) this.pool.wake();
+    return { requeued: out.requeued.length, failed: out.failed.length };
+  }
+
+  /** Deletes finished jobs past retention; returns their ids so their assets can be removed too. */
+  cleanupRetention(completedHours: number, failedHours: number): string[] {
+    const now = this.now();
+    return this.store.deleteFinished(now - completedHours * 3_600_000, now - failedHours * 3_600_000);
+  }
+
+  stats(): QueueStats {
+    return this.store.stats(this.now());
+  }
+
+  start(): void {
+    this.pool.start();
+  }
+
+  stop(graceMs: number): Promise<void> {
+    return this.pool.stop(graceMs);
+  }
+
+  #def(type: string): AnyJobDefinition {
+    const def = this.defs.get(type);
+    if (!def) throw new UnknownJobTypeError(type);
+    return def;
+  }
+
+  #terminal(job: Job): void {
+    const hooks = [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal];
+    for (const hook of hooks) hook?.(job);
+  }
+
+  /** Runs `fn` now, or — inside a caller's open transaction — once it has committed (never if it rolled back). */
+  #afterCommit(fn: () => void, probeId: string | undefined): void {
+    if (!this.store.db.inTransaction) {
+      fn();
+      this.pool.wake();
+      return;
+    }
+    queueMicrotask(() => {
+      if (this.store.db.inTransaction) return void setTimeout(() => this.#afterCommit(fn, probeId), 0);
+      if (probeId && !this.store.get(probeId)) return;
+      fn();
+      this.pool.wake();
+    });
+  }
+}
+
+export class UnknownJobTypeError extends Error {
+  override name = "UnknownJobTypeError";
+  readonly code = "unknown_job_type";
+  constructor(type: string) {
+    super(`no job type named ${type}`);
+  }
+}
+
+export class InvalidJobInputError extends Error {
+  override name = "InvalidJobInputError";
+  readonly code = "invalid_job_input";
+  constructor(type: string, message: string) {
+    super(`invalid input for job ${type}: ${message}`);
+  }
+}

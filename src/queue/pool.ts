@@ -1,0 +1,471 @@
+import type { Job, JobError, JobItem } from "../db/schema";
+import { backoffDelay, MAX_RETRY_AFTER_MS } from "./backoff";
+import type { AnyJobDefinition, JobContext, JobLogger } from "./define";
+import {
+  CancelledError,
+  JobFailure,
+  RetryAfterError,
+  TimeoutError,
+  toJobError,
+  UnrecoverableError,
+} from "./errors";
+import { type EventBus, TERMINAL_EVENT } from "./events";
+import type { QueueStore, Settlement } from "./store";
+
+export type PoolOptions = {
+  workerId: string;
+  /** Attempts running at once in this process. */
+  concurrency: number;
+  /** How often an idle pool looks for jobs inserted by other processes. */
+  pollIntervalMs: number;
+  /** Lease length; a running job's lease is renewed every leaseMs/4. */
+  leaseMs: number;
+  stalledMax: number;
+  defaultTimeoutMs: number;
+  now: () => number;
+  log: JobLogger;
+  /** Extra work inside the terminal-state transaction of every job (after the definition's own hook). */
+  onTerminal?: (job: Job) => void;
+};
+
+/** Aborts an attempt on graceful shutdown: the job is released, not failed, and keeps its attempt. */
+class ShutdownSignal extends JobFailure {
+  override name = "ShutdownSignal";
+  constructor() {
+    super("worker shutting down", { code: "shutdown" });
+  }
+}
+
+type Running = { job: Job; def: AnyJobDefinition; ac: AbortController; startedAt: number };
+
+const ITEM_BACKOFF = { delayMs: 500, maxDelayMs: 30_000 };
+
+/**
+ * The in-process side of the engine: claims due jobs in batches into free slots, runs their handlers
+ * under per-attempt timeouts, heartbeats their leases, and group-commits their outcomes.
+ */
+export class WorkerPool {
+  readonly #store: QueueStore;
+  readonly #events: EventBus;
+  readonly #defs: Map<string, AnyJobDefinition>;
+  readonly #o: PoolOptions;
+  readonly #active = new Map<string, Running>();
+  readonly #byType = new Map<string, number>();
+  #pending: Settlement[] = [];
+  #started = false;
+  #stopping = false;
+  #tickScheduled = false;
+  #pollTimer: ReturnType<typeof setTimeout> | null = null;
+  #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+  #idle: (() => void) | null = null;
+
+  constructor(store: QueueStore, events: EventBus, defs: Map<string, AnyJobDefinition>, opts: PoolOptions) {
+    this.#store = store;
+    this.#events = events;
+    this.#defs = defs;
+    this.#o = opts;
+  }
+
+  get workerId(): string {
+    return this.#o.workerId;
+  }
+
+  get running(): boolean {
+    return this.#started && !this.#stopping;
+  }
+
+  get freeSlots(): number {
+    return this.#o.concurrency - this.#active.size;
+  }
+
+  /** Active attempts of this process, for the debug view. */
+  snapshot(): { id: string; type: string; startedAt: number; progress: number }[] {
+    return [...this.#active.values()].map((r) => ({
+      id: r.job.id,
+      type: r.job.type,
+      startedAt: r.startedAt,
+      progress: r.job.progress,
+    }));
+  }
+
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    const beat = Math.max(50, Math.floor(this.#o.leaseMs / 4));
+    this.#heartbeatTimer = setInterval(() => this.#heartbeat(), beat);
+    this.wake();
+  }
+
+  /** Called on enqueue in this process: wakes idle slots at once instead of waiting for the poll. */
+  wake(): void {
+    if (!this.running) return;
+    this.#scheduleTick();
+  }
+
+  /** Aborts a local attempt (the row was already cancelled by the caller). */
+  abort(jobId: string, reason: Error = new CancelledError()): boolean {
+    const r = this.#active.get(jobId);
+    if (!r) return false;
+    r.ac.abort(reason);
+    return true;
+  }
+
+  /**
+   * Stops claiming, lets active attempts finish within `graceMs`, then aborts the rest and releases
+   * their leases so the next start (or another process) re-queues them at once.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (!this.#started || this.#stopping) return;
+    this.#stopping = true;
+    if (this.#pollTimer) clearTimeout(this.#pollTimer);
+    if (this.#active.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#idle = null;
+    }
+    const left = [...this.#active.values()];
+    for (const r of left) r.ac.abort(new ShutdownSignal());
+    this.#flush();
+    if (left.length > 0) {
+      const n = this.#store.release(
+        this.#o.workerId,
+        left.map((r) => r.job.id),
+        this.#o.now(),
+      );
+      this.#o.log.warn({ released: n }, "released unfinished jobs at shutdown");
+    }
+    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
+  }
+
+  #scheduleTick(): void {
+    if (this.#tickScheduled) return;
+    this.#tickScheduled = true;
+    setImmediate(() => {
+      this.#tickScheduled = false;
+      this.#flush();
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    if (!this.running) return;
+    if (this.#pollTimer) {
+      clearTimeout(this.#pollTimer);
+      this.#pollTimer = null;
+    }
+    let free = this.freeSlots;
+    while (free > 0) {
+      const claimed = this.#claim(free);
+      for (const job of claimed) this.#start(job);
+      if (claimed.length < free) break;
+      free = this.freeSlots;
+    }
+    if (this.freeSlots > 0) this.#schedulePoll();
+  }
+
+  /** Claims up to `free` jobs, honouring each type's own concurrency cap. */
+  #claim(free: number): Job[] {
+    const now = this.#o.now();
+    const open: string[] = [];
+    const capped: [string, number][] = [];
+    for (const [type, def] of this.#defs) {
+      if (def.concurrency === undefined) {
+        open.push(type);
+        continue;
+      }
+      const room = def.concurrency - (this.#byType.get(type) ?? 0);
+      if (room >= free) open.push(type);
+      else if (room > 0) capped.push([type, room]);
+    }
+    const { workerId, leaseMs } = this.#o;
+    const claimed = this.#store.claim(workerId, open, free, now, leaseMs);
+    for (const [type, room] of capped) {
+      const want = Math.min(room, free - claimed.length);
+      if (want <= 0) break;
+      claimed.push(...this.#store.claim(workerId, [type], want, now, leaseMs));
+    }
+    return claimed;
+  }
+
+  #schedulePoll(): void {
+    if (this.#pollTimer || !this.running) return;
+    const now = this.#o.now();
+    const next = this.#store.nextRunAt();
+    const delay =
+      next !== null && next > now ? Math.min(next - now, this.#o.pollIntervalMs) : this.#o.pollIntervalMs;
+    this.#pollTimer = setTimeout(() => {
+      this.#pollTimer = null;
+      this.#scheduleTick();
+    }, delay);
+  }
+
+  #start(job: Job): void {
+    const def = this.#defs.get(job.type)!;
+    const r: Running = { job, def, ac: new AbortController(), startedAt: this.#o.now() };
+    this.#active.set(job.id, r);
+    this.#byType.set(job.type, (this.#byType.get(job.type) ?? 0) + 1);
+    this.#events.emit("job:active", { job });
+    void this.#execute(r);
+  }
+
+  async #execute(r: Running): Promise<void> {
+    const { job, def, ac } = r;
+    const timeoutMs = job.timeoutMs ?? def.timeoutMs ?? this.#o.defaultTimeoutMs;
+    const timer = setTimeout(() => ac.abort(new TimeoutError(timeoutMs)), timeoutMs);
+    let settlement: Settlement | null;
+    try {
+      const ctx = this.#context(r);
+      if (def.items) {
+        settlement = await this.#runBatch(r, ctx);
+      } else {
+        const result = await raceAbort(def.run!(ctx), ac.signal);
+        settlement = { kind: "finish", job, status: "completed", result: result ?? null, error: null };
+      }
+    } catch (err) {
+      settlement = this.#failure(r, ac.signal.aborted ? ac.signal.reason : err);
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#active.delete(job.id);
+    this.#byType.set(job.type, (this.#byType.get(job.type) ?? 1) - 1);
+    if (settlement && !(ac.signal.reason instanceof ShutdownSignal)) this.#pending.push(settlement);
+    if (this.#active.size === 0) this.#idle?.();
+    this.#scheduleTick();
+  }
+
+  #context(r: Running): JobContext<unknown> {
+    const { job, def, ac } = r;
+    const parsed = def.input.safeParse(job.input);
+    if (!parsed.success) {
+      throw new UnrecoverableError(`invalid input for ${job.type}: ${parsed.error.message}`, {
+        code: "invalid_input",
+      });
+    }
+    const log = this.#o.log;
+    return {
+      job,
+      input: parsed.data,
+      signal: ac.signal,
+      progress: (pct, message) => this.#progress(r, pct, message ?? null),
+      log: {
+        info: (o, m) => log.info({ jobId: job.id, ...o }, m),
+        warn: (o, m) => log.warn({ jobId: job.id, ...o }, m),
+        error: (o, m) => log.error({ jobId: job.id, ...o }, m),
+        debug: (o, m) => log.debug({ jobId: job.id, ...o }, m),
+      },
+    };
+  }
+
+  #progress(r: Running, pct: number, message: string | null, items?: { done: number; total: number }): void {
+    if (r.ac.signal.aborted) return;
+    const progress = Math.max(0, Math.min(100, Math.round(pct)));
+    r.job.progress = progress;
+    r.job.progressMessage = message;
+    this.#store.progress(r.job.id, progress, message, this.#o.now());
+    this.#events.emit("job:progress", {
+      job: r.job,
+      progress,
+      message,
+      ...(items ? { completedItems: items.done, totalItems: items.total } : {}),
+    });
+  }
+
+  /** Decides what a failed attempt becomes: nothing (cancel/shutdown), a re-queue, or a failure. */
+  #failure(r: Running, reason: unknown): Settlement | null {
+    const { job, def } = r;
+    if (reason instanceof ShutdownSignal || reason instanceof CancelledError) return null;
+    const error = toJobError(reason);
+    const now = this.#o.now();
+    if (reason instanceof RetryAfterError) {
+      const runAt = now + Math.min(reason.delayMs, MAX_RETRY_AFTER_MS);
+      return { kind: "requeue", job, runAt, error, refundAttempt: true };
+    }
+    if (error.retryable && job.attempts < job.maxAttempts) {
+      const runAt = now + backoffDelay(job.attempts, def.backoff);
+      return { kind: "requeue", job, runAt, error, refundAttempt: false };
+    }
+    return { kind: "finish", job, status: "failed", result: null, error };
+  }
+
+  /** Runs the pending items of a batch; finished items are checkpoints and never run again. */
+  async #runBatch(r: Running, ctx: JobContext<unknown>): Promise<Settlement> {
+    const items = this.#store.items(r.job.id);
+    const total = items.length;
+    let done = items.filter((i) => i.status !== "pending").length;
+    const pending = items.filter((i) => i.status === "pending");
+    const width = Math.max(1, Math.min(r.def.items!.concurrency ?? 4, pending.length));
+    let next = 0;
+    const lane = async () => {
+      while (next < pending.length) {
+        const item = pending[next++]!;
+        await this.#runItem(r, ctx, item);
+        done++;
+        this.#progress(r, (done / total) * 100, `${done}/${total} items`, { done, total });
+      }
+    };
+    await Promise.all(Array.from({ length: width }, lane));
+    return batchOutcome(r.job, this.#store.items(r.job.id));
+  }
+
+  async #runItem(r: Running, ctx: JobContext<unknown>, item: JobItem): Promise<void> {
+    const opts = r.def.items!;
+    const { job, ac } = r;
+    const maxAttempts = opts.maxAttempts ?? 3;
+    const timeoutMs = opts.timeoutMs ?? job.timeoutMs ?? r.def.timeoutMs ?? this.#o.defaultTimeoutMs;
+    let attempt = item.attempts;
+    for (;;) {
+      if (ac.signal.aborted) throw ac.signal.reason;
+      attempt++;
+      this.#store.bumpItemAttempt(job.id, item.idx, 1, this.#o.now());
+      const itemAc = new AbortController();
+      const onJobAbort = () => itemAc.abort(ac.signal.reason);
+      ac.signal.addEventListener("abort", onJobAbort, { once: true });
+      const timer = setTimeout(() => itemAc.abort(new TimeoutError(timeoutMs)), timeoutMs);
+      let delay: number;
+      try {
+        const out = await raceAbort(
+          opts.run({ ...ctx, item, itemInput: item.input, itemSignal: itemAc.signal, attempt }),
+          itemAc.signal,
+        );
+        this.#store.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now());
+        return;
+      } catch (err) {
+        if (ac.signal.aborted) throw ac.signal.reason;
+        const reason = itemAc.signal.aborted ? itemAc.signal.reason : err;
+        const error = toJobError(reason);
+        if (reason instanceof RetryAfterError) {
+          this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());
+          attempt--;
+          delay = Math.min(reason.delayMs, MAX_RETRY_AFTER_MS);
+        } else if (error.retryable && attempt < maxAttempts) {
+          delay = backoffDelay(attempt, opts.backoff ?? ITEM_BACKOFF);
+        } else {
+          this.#store.checkpointItem(job.id, item.idx, "failed", { error }, this.#o.now());
+          return;
+        }
+      } finally {
+        clearTimeout(timer);
+        ac.signal.removeEventListener("abort", onJobAbort);
+      }
+      await sleep(delay, ac.signal);
+    }
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    let out: ReturnType<QueueStore["settle"]>;
+    try {
+      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), (job) => this.#terminalHooks(job));
+    } catch (err) {
+      // The database refused the whole group (e.g. busy past busy_timeout): keep it and try again.
+      this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      this.#pending.push(...batch);
+      setTimeout(() => this.#scheduleTick(), 100);
+      return;
+    }
+    for (const s of out.applied) {
+      const job = s.job;
+      if (s.kind === "requeue") {
+        this.#events.emit("job:retrying", { job, error: s.error! });
+      } else if (s.status === "failed") {
+        this.#events.emit("job:failed", { job, error: s.error! });
+      } else {
+        this.#events.emit(TERMINAL_EVENT[s.status] as "job:completed", { job, result: s.result });
+      }
+    }
+    for (const job of out.superseded) this.#events.emit("job:cancelled", { job });
+  }
+
+  /** Runs terminal hooks in a savepoint each, so one failing hook cannot roll back the group's outcomes. */
+  #terminalHooks(job: Job): void {
+    const hooks = [this.#defs.get(job.type)?.onTerminal, this.#o.onTerminal];
+    for (const hook of hooks) {
+      if (!hook) continue;
+      try {
+        this.#store.db.transaction(() => hook(job))();
+      } catch (err) {
+        this.#o.log.error({ err, jobId: job.id }, "terminal hook failed");
+      }
+    }
+  }
+
+  /** Renews leases; aborts local attempts whose row is no longer ours (cancelled elsewhere or swept). */
+  #heartbeat(): void {
+    if (this.#active.size === 0) return;
+    try {
+      const held = this.#store.heartbeat(this.#o.workerId, this.#o.now() + this.#o.leaseMs);
+      for (const [id, r] of this.#active) {
+        if (!held.has(id) && !r.ac.signal.aborted)
+          r.ac.abort(new CancelledError("job is no longer held by this worker"));
+      }
+    } catch (err) {
+      this.#o.log.warn({ err }, "heartbeat failed");
+    }
+  }
+}
+
+/** The end state of a batch from its items: all done → completed, some → partial, none → failed. */
+export function batchOutcome(job: Job, items: JobItem[]): Settlement {
+  const failed = items.filter((i) => i.status === "failed");
+  const completed = items.length - failed.length;
+  const errors: Record<string, { code: string; message: string }> = {};
+  for (const i of failed)
+    errors[i.key] = { code: i.error?.code ?? "failed", message: i.error?.message ?? "" };
+  const result = {
+    totalItems: items.length,
+    completedItems: completed,
+    failedItems: failed.length,
+    failedIds: failed.map((i) => i.key),
+    errors,
+  };
+  if (failed.length === 0) return { kind: "finish", job, status: "completed", result, error: null };
+  if (completed > 0) return { kind: "finish", job, status: "partial", result, error: null };
+  const error: JobError = {
+    code: "all_items_failed",
+    message: `all ${items.length} items failed (first: ${failed[0]?.error?.message ?? "unknown"})`,
+    retryable: false,
+    refundable: failed.some((i) => i.error?.refundable !== false),
+  };
+  return { kind: "finish", job, status: "failed", result, error };
+}
+
+/** Resolves with the promise, or rejects with the signal's reason the moment it aborts. */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

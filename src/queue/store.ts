@@ -1,0 +1,620 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { Job, JobError, JobItem, JobStatus } from "../db/schema";
+
+/**
+ * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
+ * costs more per call than the statement itself); every function states its contract first.
+ */
+
+type Row = Record<string, unknown>;
+
+const JOB_COLUMNS = `id, type, status, priority, input, result, error, progress, progress_message, attempts,
+  max_attempts, run_at, locked_by, locked_until, stalled_count, timeout_ms, dedupe_key, owner_id, recipe_id,
+  credits_charged, credits_refunded, webhook_url, metadata, created_at, started_at, finished_at, updated_at`;
+
+const parse = (v: unknown) => (v == null ? null : JSON.parse(v as string));
+
+/** Maps a raw `jobs` row (snake_case, JSON as text) to the drizzle `Job` type. */
+export function toJob(r: Row): Job {
+  return {
+    id: r.id as string,
+    type: r.type as string,
+    status: r.status as JobStatus,
+    priority: r.priority as number,
+    input: parse(r.input),
+    result: parse(r.result),
+    error: parse(r.error),
+    progress: r.progress as number,
+    progressMessage: r.progress_message as string | null,
+    attempts: r.attempts as number,
+    maxAttempts: r.max_attempts as number,
+    runAt: r.run_at as number,
+    lockedBy: r.locked_by as string | null,
+    lockedUntil: r.locked_until as number | null,
+    stalledCount: r.stalled_count as number,
+    timeoutMs: r.timeout_ms as number | null,
+    dedupeKey: r.dedupe_key as string | null,
+    ownerId: r.owner_id as string | null,
+    recipeId: r.recipe_id as string | null,
+    creditsCharged: r.credits_charged as number,
+    creditsRefunded: r.credits_refunded as number,
+    webhookUrl: r.webhook_url as string | null,
+    metadata: parse(r.metadata),
+    createdAt: r.created_at as number,
+    startedAt: r.started_at as number | null,
+    finishedAt: r.finished_at as number | null,
+    updatedAt: r.updated_at as number,
+  };
+}
+
+export function toItem(r: Row): JobItem {
+  return {
+    jobId: r.job_id as string,
+    idx: r.idx as number,
+    key: r.key as string,
+    input: parse(r.input),
+    status: r.status as JobItem["status"],
+    result: parse(r.result),
+    assetId: r.asset_id as string | null,
+    error: parse(r.error),
+    attempts: r.attempts as number,
+    updatedAt: r.updated_at as number,
+  };
+}
+
+export type NewJob = {
+  id: string;
+  type: string;
+  input: unknown;
+  priority: number;
+  maxAttempts: number;
+  runAt: number;
+  timeoutMs: number | null;
+  dedupeKey: string | null;
+  ownerId: string | null;
+  recipeId: string | null;
+  creditsCharged: number;
+  webhookUrl: string | null;
+  metadata: Record<string, unknown> | null;
+  now: number;
+};
+
+export type NewItem = { key: string; input: unknown };
+
+export type Settlement =
+  | {
+      kind: "finish";
+      job: Job;
+      status: "completed" | "partial" | "failed";
+      result: unknown;
+      error: JobError | null;
+    }
+  | { kind: "requeue"; job: Job; runAt: number; error: JobError | null; refundAttempt: boolean };
+
+export type QueueStats = {
+  waiting: number;
+  delayed: number;
+  active: number;
+  completed: number;
+  partial: number;
+  failed: number;
+  cancelled: number;
+  byType: Record<string, Record<string, number>>;
+};
+
+export class QueueStore {
+  readonly db: Database;
+  readonly #insert: Statement;
+  readonly #upsertDeduped: Statement;
+  readonly #insertItem: Statement;
+  readonly #deleteItems: Statement;
+  readonly #finish: Statement;
+  readonly #requeue: Statement;
+  readonly #supersede: Statement;
+  readonly #heartbeat: Statement;
+  readonly #mine: Statement;
+  readonly #progress: Statement;
+  readonly #byId: Statement;
+  readonly #items: Statement;
+  readonly #itemAttempt: Statement;
+  readonly #checkpoint: Statement;
+  readonly #claimCache = new Map<string, Statement>();
+
+  constructor(db: Database) {
+    this.db = db;
+    this.#insert = db.prepare(
+      `INSERT INTO jobs (id, type, status, priority, input, max_attempts, run_at, timeout_ms, dedupe_key, owner_id,
+        recipe_id, credits_charged, webhook_url, metadata, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    // Debounce: the partial unique index allows one queued job per key; a second enqueue replaces its
+    // input but keeps its run_at, so a steady stream still runs once per window with the latest data.
+    this.#upsertDeduped = db.prepare(
+      `INSERT INTO jobs (id, type, status, priority, input, max_attempts, run_at, timeout_ms, dedupe_key, owner_id,
+        recipe_id, credits_charged, webhook_url, metadata, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
+       DO UPDATE SET input = excluded.input, priority = max(priority, excluded.priority),
+         metadata = coalesce(excluded.metadata, metadata), updated_at = excluded.updated_at
+       RETURNING ${JOB_COLUMNS}`,
+    );
+    this.#insertItem = db.prepare(
+      "INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
+    );
+    this.#deleteItems = db.prepare("DELETE FROM job_items WHERE job_id = ?");
+    this.#finish = db.prepare(
+      `UPDATE jobs SET status = ?, result = ?, error = ?, progress = CASE WHEN ? = 'failed' THEN progress ELSE 100 END,
+         finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
+       WHERE id = ? AND locked_by = ? AND status = 'active'`,
+    );
+    // OR IGNORE: if a newer job with the same dedupe key is already queued, the unique index refuses
+    // this row; the caller then supersedes it instead (the newer job carries the latest data).
+    this.#requeue = db.prepare(
+      `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, error = ?, attempts = attempts - ?,
+         locked_by = NULL, locked_until = NULL, updated_at = ?
+       WHERE id = ? AND locked_by = ? AND status = 'active'`,
+    );
+    this.#supersede = db.prepare(
+      `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
+       WHERE id = ? AND status = 'active'`,
+    );
+    this.#heartbeat = db.prepare(
+      "UPDATE jobs SET locked_until = ? WHERE locked_by = ? AND status = 'active'",
+    );
+    this.#mine = db.prepare("SELECT id FROM jobs WHERE locked_by = ? AND status = 'active'");
+    this.#progress = db.prepare(
+      "UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE id = ? AND status = 'active'",
+    );
+    this.#byId = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`);
+    this.#items = db.prepare("SELECT * FROM job_items WHERE job_id = ? ORDER BY idx");
+    this.#itemAttempt = db.prepare(
+      "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
+    );
+    this.#checkpoint = db.prepare(
+      `UPDATE job_items SET status = ?, result = ?, asset_id = ?, error = ?, updated_at = ?
+       WHERE job_id = ? AND idx = ? AND status = 'pending'`,
+    );
+  }
+
+  /** Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so it never hits SQLITE_BUSY_SNAPSHOT). */
+  tx<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * Inserts one job (and its items). With a dedupe key, upserts into the key's queued job instead.
+   * Returns the row as stored and whether it was deduped into an existing job. Caller commits.
+   */
+  insert(job: NewJob, items?: NewItem[]): { job: Job; deduped: boolean } {
+    const input = JSON.stringify(job.input);
+    const metadata = job.metadata ? JSON.stringify(job.metadata) : null;
+    const args = [
+      job.id,
+      job.type,
+      job.priority,
+      input,
+      job.maxAttempts,
+      job.runAt,
+      job.timeoutMs,
+      job.dedupeKey,
+      job.ownerId,
+      job.recipeId,
+      job.creditsCharged,
+      job.webhookUrl,
+      metadata,
+      job.now,
+      job.now,
+    ] as const;
+    let stored: Job;
+    let deduped = false;
+    if (job.dedupeKey) {
+      stored = toJob(this.#upsertDeduped.get(...args) as Row);
+      deduped = stored.id !== job.id;
+      if (deduped && items) this.#deleteItems.run(stored.id);
+    } else {
+      this.#insert.run(...args);
+      stored = syntheticJob(job);
+    }
+    if (items) {
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!;
+        this.#insertItem.run(stored.id, i, item.key, JSON.stringify(item.input ?? null), job.now);
+      }
+    }
+    return { job: stored, deduped };
+  }
+
+  /**
+   * Claims up to `limit` due queued jobs of the given types for `workerId`, highest priority first.
+   * One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING: SQLite runs it under the write lock, so two
+   * workers (or processes) can never claim the same row.
+   */
+  claim(workerId: string, types: readonly string[], limit: number, now: number, leaseMs: number): Job[] {
+    if (limit <= 0 || types.length === 0) return [];
+    const key = types.join("\u0000");
+    let stmt = this.#claimCache.get(key);
+    if (!stmt) {
+      const placeholders = types.map(() => "?").join(", ");
+      stmt = this.db.prepare(
+        `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
+           started_at = coalesce(started_at, ?), updated_at = ?
+         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
+                      ORDER BY priority DESC, run_at, id LIMIT ?)
+         RETURNING ${JOB_COLUMNS}`,
+      );
+      this.#claimCache.set(key, stmt);
+    }
+    const rows = stmt.all(workerId, now + leaseMs, now, now, now, ...types, limit) as Row[];
+    const jobs = rows.map(toJob);
+    // RETURNING gives no order guarantee; start them in claim order.
+    jobs.sort((a, b) => b.priority - a.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : 1));
+    return jobs;
+  }
+
+  /**
+   * Applies a group of settlements in one transaction. Each is guarded by `locked_by` + `active`, so a
+   * late result from an attempt whose lease was taken over (or that was cancelled) changes nothing.
+   * Returns the settlements that took effect (with `job` updated in place) and the superseded jobs.
+   */
+  settle(
+    workerId: string,
+    batch: Settlement[],
+    now: number,
+    onTerminal?: (job: Job) => void,
+  ): { applied: Settlement[]; superseded: Job[] } {
+    const applied: Settlement[] = [];
+    const superseded: Job[] = [];
+    this.tx(() => {
+      for (const s of batch) {
+        const j = s.job;
+        if (s.kind === "finish") {
+          const res = this.#finish.run(
+            s.status,
+            s.result === undefined ? null : JSON.stringify(s.result),
+            s.error ? JSON.stringify(s.error) : null,
+            s.status,
+            now,
+            now,
+            j.id,
+            workerId,
+          );
+          if (res.changes === 0) continue;
+          Object.assign(j, {
+            status: s.status,
+            result: s.result ?? null,
+            error: s.error,
+            finishedAt: now,
+            updatedAt: now,
+            lockedBy: null,
+            lockedUntil: null,
+          });
+          if (s.status !== "failed") j.progress = 100;
+          onTerminal?.(j);
+          applied.push(s);
+        } else {
+          const spent = s.refundAttempt ? 1 : 0;
+          const errJson = s.error ? JSON.stringify(s.error) : null;
+          const res = this.#requeue.run(s.runAt, errJson, spent, now, j.id, workerId);
+          if (res.changes === 0) {
+            if (j.dedupeKey && this.#isActiveMine(j.id, workerId)) {
+              const err = supersededError();
+              this.#supersede.run(JSON.stringify(err), now, now, j.id);
+              Object.assign(j, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
+              onTerminal?.(j);
+              superseded.push(j);
+            }
+            continue;
+          }
+          Object.assign(j, {
+            status: "queued",
+            runAt: s.runAt,
+            error: s.error,
+            attempts: j.attempts - spent,
+            lockedBy: null,
+            lockedUntil: null,
+            updatedAt: now,
+          });
+          applied.push(s);
+        }
+      }
+    });
+    return { applied, superseded };
+  }
+
+  #isActiveMine(id: string, workerId: string): boolean {
+    return (
+      this.db
+        .query("SELECT 1 FROM jobs WHERE id = ? AND locked_by = ? AND status = 'active'")
+        .get(id, workerId) != null
+    );
+  }
+
+  /** Extends the lease of every job `workerId` holds; returns the ids it still holds (others were cancelled or taken). */
+  heartbeat(workerId: string, lockedUntil: number): Set<string> {
+    this.#heartbeat.run(lockedUntil, workerId);
+    return new Set((this.#mine.all(workerId) as { id: string }[]).map((r) => r.id));
+  }
+
+  /** Records progress of an active job; a no-op once the job is no longer active. */
+  progress(id: string, pct: number, message: string | null, now: number): void {
+    this.#progress.run(pct, message, now, id);
+  }
+
+  get(id: string): Job | null {
+    const row = this.#byId.get(id) as Row | null;
+    return row ? toJob(row) : null;
+  }
+
+  items(jobId: string): JobItem[] {
+    return (this.#items.all(jobId) as Row[]).map(toItem);
+  }
+
+  /** Counts an item attempt before it runs, so a crash mid-item still spends the attempt. */
+  bumpItemAttempt(jobId: string, idx: number, delta: number, now: number): void {
+    this.#itemAttempt.run(delta, now, jobId, idx);
+  }
+
+  /** Checkpoints a finished item; only a pending item changes, so a finished one is never overwritten. */
+  checkpointItem(
+    jobId: string,
+    idx: number,
+    status: "completed" | "failed",
+    out: { result?: unknown; assetId?: string | null; error?: JobError | null },
+    now: number,
+  ): boolean {
+    const res = this.#checkpoint.run(
+      status,
+      out.result === undefined ? null : JSON.stringify(out.result),
+      out.assetId ?? null,
+      out.error ? JSON.stringify(out.error) : null,
+      now,
+      jobId,
+      idx,
+    );
+    return res.changes > 0;
+  }
+
+  /** Cancels a queued or active job. Returns the row after the change, or null when it was not cancellable. */
+  cancel(id: string, now: number, onTerminal?: (job: Job) => void): Job | null {
+    return this.tx(() => {
+      const err = JSON.stringify({
+        code: "cancelled",
+        message: "cancelled",
+        retryable: false,
+        refundable: true,
+      });
+      const res = this.db
+        .query(
+          `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
+           WHERE id = ? AND status IN ('queued', 'active')`,
+        )
+        .run(err, now, now, id);
+      if (res.changes === 0) return null;
+      const job = this.get(id)!;
+      onTerminal?.(job);
+      return job;
+    });
+  }
+
+  /**
+   * Puts a failed, partial or cancelled job back in the queue with fresh attempts; only its failed (or
+   * never-run) items run again. Returns null when the job is not in a retryable state, or "conflict"
+   * when another job with its dedupe key is already queued.
+   */
+  retry(id: string, now: number): Job | null | "conflict" {
+    return this.tx(() => {
+      const res = this.db
+        .query(
+          `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
+             finished_at = NULL, progress = 0, progress_message = NULL, stalled_count = 0, updated_at = ?
+           WHERE id = ? AND status IN ('failed', 'partial', 'cancelled')`,
+        )
+        .run(now, now, id);
+      if (res.changes === 0) {
+        const job = this.get(id);
+        return job && ["failed", "partial", "cancelled"].includes(job.status) ? "conflict" : null;
+      }
+      this.db
+        .query(
+          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status = 'failed'",
+        )
+        .run(now, id);
+      return this.get(id);
+    });
+  }
+
+  /**
+   * Re-queues active jobs whose lease expired (or that `isDead` says belong to a dead worker), counting a
+   * stall and giving back the attempt; past `stalledMax` stalls a job fails with code `stalled`.
+   */
+  recoverStalled(
+    now: number,
+    stalledMax: number,
+    opts: { expiredOnly: boolean; isDead?: (lockedBy: string) => boolean },
+    onTerminal?: (job: Job) => void,
+  ): { requeued: Job[]; failed: Job[] } {
+    const requeued: Job[] = [];
+    const failed: Job[] = [];
+    this.tx(() => {
+      const rows = this.db
+        .query(
+          `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active'${opts.expiredOnly ? " AND locked_until < ?" : ""}`,
+        )
+        .all(...(opts.expiredOnly ? [now] : [])) as Row[];
+      for (const row of rows) {
+        const job = toJob(row);
+        const expired = (job.lockedUntil ?? 0) < now;
+        if (!expired && !(job.lockedBy && opts.isDead?.(job.lockedBy))) continue;
+        if (job.stalledCount + 1 > stalledMax) {
+          const err = {
+            code: "stalled",
+            message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
+            retryable: false,
+            refundable: true,
+          };
+          this.db
+            .query(
+              `UPDATE jobs SET status = 'failed', error = ?, stalled_count = stalled_count + 1, finished_at = ?,
+                 updated_at = ?, locked_by = NULL, locked_until = NULL WHERE id = ? AND status = 'active'`,
+            )
+            .run(JSON.stringify(err), now, now, job.id);
+          Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
+          onTerminal?.(job);
+          failed.push(job);
+          continue;
+        }
+        const res = this.db
+          .query(
+            `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, attempts = max(0, attempts - 1),
+               stalled_count = stalled_count + 1, locked_by = NULL, locked_until = NULL, updated_at = ?
+             WHERE id = ? AND status = 'active'`,
+          )
+          .run(now, now, job.id);
+        if (res.changes === 0) {
+          const err = supersededError();
+          this.#supersede.run(JSON.stringify(err), now, now, job.id);
+          Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
+          onTerminal?.(job);
+          failed.push(job);
+          continue;
+        }
+        Object.assign(job, {
+          status: "queued",
+          runAt: now,
+          stalledCount: job.stalledCount + 1,
+          lockedBy: null,
+        });
+        requeued.push(job);
+      }
+    });
+    return { requeued, failed };
+  }
+
+  /** Gives jobs back to the queue at once without spending an attempt (graceful shutdown). */
+  release(workerId: string, ids: string[], now: number): number {
+    let n = 0;
+    this.tx(() => {
+      const stmt = this.db.query(
+        `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, attempts = max(0, attempts - 1), locked_by = NULL,
+           locked_until = NULL, updated_at = ? WHERE id = ? AND locked_by = ? AND status = 'active'`,
+      );
+      for (const id of ids) n += stmt.run(now, now, id, workerId).changes;
+    });
+    return n;
+  }
+
+  /** Earliest run_at of a queued job, or null: lets an idle pool sleep exactly until the next delayed job. */
+  nextRunAt(): number | null {
+    const row = this.db.query("SELECT min(run_at) AS t FROM jobs WHERE status = 'queued'").get() as {
+      t: number | null;
+    };
+    return row.t;
+  }
+
+  /**
+   * Deletes terminal jobs finished before the cut-offs (completed before `completedBefore`; failed, partial
+   * and cancelled before `failedBefore`), in chunks. Returns the deleted ids, for their assets' cleanup.
+   */
+  deleteFinished(completedBefore: number, failedBefore: number, chunk = 1000): string[] {
+    const ids: string[] = [];
+    for (;;) {
+      const rows = this.tx(
+        () =>
+          this.db
+            .query(
+              `DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs WHERE finished_at IS NOT NULL AND (
+                   (status = 'completed' AND finished_at < ?) OR
+                   (status IN ('failed', 'partial', 'cancelled') AND finished_at < ?))
+                 LIMIT ?) RETURNING id`,
+            )
+            .all(completedBefore, failedBefore, chunk) as { id: string }[],
+      );
+      for (const r of rows) ids.push(r.id);
+      if (rows.length < chunk) return ids;
+    }
+  }
+
+  stats(now: number): QueueStats {
+    const rows = this.db
+      .query(
+        `SELECT type, CASE WHEN status = 'queued' AND run_at > ? THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
+           ELSE status END AS s, count(*) AS n FROM jobs GROUP BY type, s`,
+      )
+      .all(now) as { type: string; s: string; n: number }[];
+    return countsFrom(rows);
+  }
+
+  /** Queued jobs that carry a dedupe key (debounced work waiting for its window), for the debug view. */
+  debounced(limit = 100): { dedupeKey: string; jobId: string; type: string; runAt: number }[] {
+    return this.db
+      .query(
+        `SELECT dedupe_key AS dedupeKey, id AS jobId, type, run_at AS runAt FROM jobs
+         WHERE status = 'queued' AND dedupe_key IS NOT NULL ORDER BY run_at LIMIT ?`,
+      )
+      .all(limit) as { dedupeKey: string; jobId: string; type: string; runAt: number }[];
+  }
+}
+
+/** Folds (type, status, n) rows into `{waiting, delayed, active, …, byType}`. */
+export function countsFrom(rows: { type: string; s: string; n: number }[]): QueueStats {
+  const stats: QueueStats = {
+    waiting: 0,
+    delayed: 0,
+    active: 0,
+    completed: 0,
+    partial: 0,
+    failed: 0,
+    cancelled: 0,
+    byType: {},
+  };
+  const totals = stats as unknown as Record<string, number>;
+  for (const r of rows) {
+    totals[r.s] = (totals[r.s] ?? 0) + r.n;
+    stats.byType[r.type] = { ...stats.byType[r.type], [r.s]: r.n };
+  }
+  return stats;
+}
+
+function supersededError(): JobError {
+  return {
+    code: "superseded",
+    message: "a newer job with the same dedupe key is queued",
+    retryable: false,
+    refundable: true,
+  };
+}
+
+/** The row as inserted, built without reading it back (the bulk path must not pay a SELECT per job). */
+function syntheticJob(j: NewJob): Job {
+  return {
+    id: j.id,
+    type: j.type,
+    status: "queued",
+    priority: j.priority,
+    input: j.input,
+    result: null,
+    error: null,
+    progress: 0,
+    progressMessage: null,
+    attempts: 0,
+    maxAttempts: j.maxAttempts,
+    runAt: j.runAt,
+    lockedBy: null,
+    lockedUntil: null,
+    stalledCount: 0,
+    timeoutMs: j.timeoutMs,
+    dedupeKey: j.dedupeKey,
+    ownerId: j.ownerId,
+    recipeId: j.recipeId,
+    creditsCharged: j.creditsCharged,
+    creditsRefunded: 0,
+    webhookUrl: j.webhookUrl,
+    metadata: j.metadata,
+    createdAt: j.now,
+    startedAt: null,
+    finishedAt: null,
+    updatedAt: j.now,
+  };
+}
