@@ -1,0 +1,580 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Job } from "../../src/db/schema";
+import { defineJob, type Queue, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue";
+import { backoffBounds, backoffDelay } from "../../src/queue/backoff";
+import { tempDir, testQueue, waitFor } from "../helpers";
+
+const open: Queue[] = [];
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  for (const q of open.splice(0)) await q.stop(0);
+  for (const c of cleanups.splice(0)) c();
+});
+
+function queue(opts: Parameters<typeof testQueue>[1] = {}): Queue {
+  const tmp = tempDir();
+  cleanups.push(tmp.cleanup);
+  const q = testQueue(join(tmp.dir, "q.db"), opts);
+  open.push(q);
+  return q;
+}
+
+const Any = z.object({}).passthrough();
+const terminal = (q: Queue, id: string) =>
+  waitFor(
+    () => {
+      const j = q.get(id);
+      return j && ["completed", "partial", "failed", "cancelled"].includes(j.status) ? j : null;
+    },
+    { what: `job ${id} to finish` },
+  );
+
+describe("ordering", () => {
+  test("higher priority runs first, then earlier run_at", async () => {
+    const q = queue({ concurrency: 1 });
+    const order: string[] = [];
+    q.define(
+      defineJob({
+        type: "t",
+        input: z.object({ name: z.string() }),
+        run: async ({ input }) => void order.push(input.name),
+      }),
+    );
+    q.enqueue("t", { name: "low" }, { priority: -5 });
+    q.enqueue("t", { name: "normal-1" });
+    q.enqueue("t", { name: "high" }, { priority: 10 });
+    q.enqueue("t", { name: "normal-2" });
+    q.start();
+    await waitFor(() => order.length === 4);
+    expect(order).toEqual(["high", "normal-1", "normal-2", "low"]);
+  });
+
+  test("a delayed job waits for its time, then runs", async () => {
+    const q = queue();
+    const started: number[] = [];
+    q.define(defineJob({ type: "t", input: Any, run: async () => void started.push(Date.now()) }));
+    q.start();
+    const t0 = Date.now();
+    const { id } = q.enqueue("t", {}, { delayMs: 300 });
+    await Bun.sleep(150);
+    expect(q.get(id)?.status).toBe("queued");
+    expect(q.stats().delayed).toBe(1);
+    await terminal(q, id);
+    expect(started[0]! - t0).toBeGreaterThanOrEqual(295);
+  });
+
+  test("an idle pool starts an enqueued job at once (in-process wake-up, not the poll)", async () => {
+    const q = queue({ pollIntervalMs: 10_000 });
+    let startedAt = 0;
+    q.define(
+      defineJob({
+        type: "t",
+        input: Any,
+        run: async () => {
+          startedAt = performance.now();
+        },
+      }),
+    );
+    q.start();
+    await Bun.sleep(20);
+    const t0 = performance.now();
+    q.enqueue("t", {});
+    await waitFor(() => startedAt > 0);
+    expect(startedAt - t0).toBeLessThan(100);
+  });
+
+  test("per-type concurrency caps how many of a type run at once", async () => {
+    const q = queue({ concurrency: 8 });
+    let running = 0;
+    let peak = 0;
+    q.define(
+      defineJob({
+        type: "capped",
+        input: Any,
+        concurrency: 2,
+        run: async () => {
+          peak = Math.max(peak, ++running);
+          await Bun.sleep(30);
+          running--;
+        },
+      }),
+    );
+    const ids = q.enqueueBulk(
+      "capped",
+      Array.from({ length: 8 }, () => ({})),
+    );
+    q.start();
+    for (const id of ids) await terminal(q, id);
+    expect(peak).toBe(2);
+  });
+});
+
+describe("failures and retries", () => {
+  test("backoff delays fall in their jittered bounds and grow exponentially", () => {
+    const opts = { delayMs: 1000, maxDelayMs: 60_000, jitter: 0.25 };
+    expect(backoffBounds(1, opts)).toEqual([750, 1250]);
+    expect(backoffBounds(3, opts)).toEqual([3000, 5000]);
+    expect(backoffBounds(10, opts)).toEqual([45_000, 60_000]);
+    for (let attempt = 1; attempt <= 8; attempt++) {
+      const [lo, hi] = backoffBounds(attempt, opts);
+      for (let i = 0; i < 200; i++) {
+        const d = backoffDelay(attempt, opts);
+        expect(d).toBeGreaterThanOrEqual(lo);
+        expect(d).toBeLessThanOrEqual(hi);
+      }
+    }
+    expect(backoffDelay(2, opts, () => 0)).toBe(1500);
+    expect(backoffDelay(2, opts, () => 1)).toBe(2500);
+  });
+
+  test("a retryable failure is retried after its backoff until attempts run out", async () => {
+    const q = queue();
+    const at: number[] = [];
+    q.define(
+      defineJob({
+        type: "flaky",
+        input: Any,
+        maxAttempts: 3,
+        backoff: { delayMs: 100, jitter: 0.2 },
+        run: async () => {
+          at.push(Date.now());
+          throw new RetryableError("upstream 503", { code: "provider_unavailable" });
+        },
+      }),
+    );
+    q.start();
+    const { id } = q.enqueue("flaky", {});
+    const job = await terminal(q, id);
+    expect(job.status).toBe("failed");
+    expect(job.attempts).toBe(3);
+    expect(job.error).toMatchObject({ code: "provider_unavailable", retryable: true });
+    expect(at).toHaveLength(3);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(78);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(158);
+  });
+
+  test("a retried job that succeeds ends completed with its result", async () => {
+    const q = queue();
+    let calls = 0;
+    q.define(
+      defineJob({
+        type: "t",
+        input: Any,
+        backoff: { delayMs: 10 },
+        run: async () => {
+          if (++calls < 2) throw new Error("boom");
+          return { ok: true };
+        },
+      }),
+    );
+    const events: string[] = [];
+    q.events.on("job:retrying", () => void events.push("retrying"));
+    q.events.on("job:completed", () => void events.push("completed"));
+    q.start();
+    const job = await terminal(q, q.enqueue("t", {}).id);
+    expect(job).toMatchObject({ status: "completed", result: { ok: true }, attempts: 2 });
+    expect(events).toEqual(["retrying", "completed"]);
+  });
+
+  test("UnrecoverableError fails at once", async () => {
+    const q = queue();
+    let calls = 0;
+    q.define(
+      defineJob({
+        type: "t",
+        input: Any,
+        maxAttempts: 5,
+        run: async () => {
+          calls++;
+          throw new UnrecoverableError("prompt refused", { code: "content_policy", refundable: false });
+        },
+      }),
+    );
+    q.start();
+    const job = await terminal(q, q.enqueue("t", {}).id);
+    expect(calls).toBe(1);
+    expect(job.attempts).toBe(1);
+    expect(job.error).toEqual({
+      code: "content_policy",
+      message: "prompt refused",
+      retryable: false,
+      refundable: false,
+    });
+  });
+
+  test("RetryAfterError re-queues at the given time without spending an attempt", async () => {
+    const q = queue();
+    const at: number[] = [];
+    q.define(
+      defineJob({
+        type: "t",
+        input: Any,
+        maxAttempts: 1,
+        run: async () => {
+          at.push(Date.now());
+          if (at.length <= 2) throw new RetryAfterError(150, "429 slow down");
+          return "done";
+        },
+      }),
+    );
+    q.start();
+    const job = await terminal(q, q.enqueue("t", {}).id);
+    // maxAttempts 1, yet it ran three times: the two rate-limited runs did not count.
+    expect(job).toMatchObject({ status: "completed", attempts: 1, result: "done" });
+    expect(at).toHaveLength(3);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(145);
+  });
+
+  test("a handler that ignores its signal and never resolves is timed out; its slot is freed", async () => {
+    const q = queue({ concurrency: 1 });
+    let hung = 0;
+    q.define(
+      defineJob({
+        type: "hang",
+        input: Any,
+        timeoutMs: 150,
+        maxAttempts: 2,
+        backoff: { delayMs: 10 },
+        run: () => {
+          hung++;
+          return new Promise(() => {});
+        },
+      }),
+      defineJob({ type: "quick", input: Any, run: async () => "ok" }),
+    );
+    q.start();
+    const t0 = Date.now();
+    const hang = q.enqueue("hang", {});
+    const quick = q.enqueue("quick", {}, { priority: -1 });
+    const failed = await terminal(q, hang.id);
+    expect(failed.status).toBe("failed");
+    expect(failed.error?.code).toBe("timeout");
+    expect(hung).toBe(2);
+    // With one slot, the quick job could only run because the hung attempts released it.
+    expect((await terminal(q, quick.id)).status).toBe("completed");
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  test("invalid stored input fails the job as unrecoverable", async () => {
+    const q = queue();
+    q.define(defineJob({ type: "t", input: z.object({ n: z.number() }), run: async () => 1 }));
+    const { id } = q.enqueue("t", { n: 1 });
+    q.store.db.query("UPDATE jobs SET input = ? WHERE id = ?").run(JSON.stringify({ n: "x" }), id);
+    q.start();
+    const job = await terminal(q, id);
+    expect(job.status).toBe("failed");
+    expect(job.error?.code).toBe("invalid_input");
+  });
+
+  test("enqueue validates input against the job's schema and rejects unknown types", () => {
+    const q = queue();
+    q.define(defineJob({ type: "t", input: z.object({ n: z.number() }), run: async () => 1 }));
+    expect(() => q.enqueue("t", { n: "x" })).toThrow(/invalid input/);
+    expect(() => q.enqueue("nope", {})).toThrow(/no job type/);
+    expect(q.stats().waiting).toBe(0);
+  });
+});
+
+describe("dedupe and debounce", () => {
+  test("1,000 enqueues over ~5 windows run at most 6 times, the last run with the last input", async () => {
+    const q = queue();
+    const seen: number[] = [];
+    q.define(
+      defineJob({
+        type: "render",
+        input: z.object({ n: z.number() }),
+        run: async ({ input }) => {
+          seen.push(input.n);
+          await Bun.sleep(5);
+        },
+      }),
+    );
+    q.start();
+    const ids = new Set<string>();
+    const window = 100;
+    const t0 = Date.now();
+    for (let n = 0; n < 1000; n++) {
+      ids.add(q.enqueue("render", { n }, { dedupeKey: "card:1", debounceMs: window }).id);
+      if (n % 200 === 199) await Bun.sleep(window);
+      else if (n % 20 === 0) await Bun.sleep(1);
+    }
+    const elapsed = Date.now() - t0;
+    await waitFor(
+      () => q.stats().waiting + q.stats().delayed + q.stats().active === 0 && seen.at(-1) === 999,
+      {
+        what: "final render",
+      },
+    );
+    expect(elapsed).toBeGreaterThan(4 * window);
+    expect(seen.length).toBeLessThanOrEqual(6);
+    expect(seen.length).toBeGreaterThanOrEqual(2);
+    expect(seen.at(-1)).toBe(999);
+    expect(ids.size).toBe(seen.length);
+  });
+
+  test("a repeat enqueue while queued replaces the input and keeps the job id and run_at", () => {
+    const q = queue();
+    q.define(defineJob({ type: "t", input: z.object({ v: z.number() }), run: async () => 1 }));
+    const a = q.enqueue("t", { v: 1 }, { dedupeKey: "k", debounceMs: 1000 });
+    const b = q.enqueue("t", { v: 2 }, { dedupeKey: "k", debounceMs: 1000 });
+    expect(b.id).toBe(a.id);
+    expect(b.deduped).toBe(true);
+    const job = q.get(a.id)!;
+    expect(job.input).toEqual({ v: 2 });
+    expect(job.runAt).toBe(a.job.runAt);
+    expect((q.store.db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
+  });
+
+  test("an enqueue while the key's job is active queues one more run with the new data", async () => {
+    const q = queue();
+    const seen: number[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    q.define(
+      defineJob({
+        type: "t",
+        input: z.object({ v: z.number() }),
+        run: async ({ input }) => {
+          seen.push(input.v);
+          if (input.v === 1) await gate;
+        },
+      }),
+    );
+    q.start();
+    const first = q.enqueue("t", { v: 1 }, { dedupeKey: "k" });
+    await waitFor(() => q.get(first.id)?.status === "active");
+    const second = q.enqueue("t", { v: 2 }, { dedupeKey: "k", debounceMs: 20 });
+    const third = q.enqueue("t", { v: 3 }, { dedupeKey: "k", debounceMs: 20 });
+    expect(second.id).not.toBe(first.id);
+    expect(third.id).toBe(second.id);
+    release();
+    await terminal(q, second.id);
+    expect(seen).toEqual([1, 3]);
+  });
+});
+
+describe("batches", () => {
+  const items = (n: number) => Array.from({ length: n }, (_, i) => ({ key: `i${i}`, input: { i } }));
+
+  test("a batch with some items failing ends partial, naming them; retry re-runs only those", async () => {
+    const q = queue();
+    const calls: string[] = [];
+    let failing = new Set(["i3", "i7"]);
+    q.define(
+      defineJob({
+        type: "batch",
+        input: Any,
+        items: {
+          concurrency: 3,
+          maxAttempts: 2,
+          backoff: { delayMs: 5 },
+          run: async ({ item }) => {
+            calls.push(item.key);
+            if (failing.has(item.key))
+              throw new UnrecoverableError("unsafe", { code: "content_policy", refundable: false });
+            return { result: { key: item.key } };
+          },
+        },
+      }),
+    );
+    const progress: number[] = [];
+    q.events.on("job:progress", (e) => void progress.push(e.completedItems ?? -1));
+    q.start();
+    const { id } = q.enqueue("batch", {}, { items: items(10) });
+    const job = await terminal(q, id);
+    expect(job.status).toBe("partial");
+    expect(job.result).toMatchObject({
+      totalItems: 10,
+      completedItems: 8,
+      failedItems: 2,
+      failedIds: ["i3", "i7"],
+    });
+    expect(calls.toSorted()).toEqual(
+      items(10)
+        .map((i) => i.key)
+        .toSorted(),
+    );
+    expect(progress).toHaveLength(10);
+
+    failing = new Set();
+    calls.length = 0;
+    expect(q.retry(id)).toMatchObject({ status: "queued" });
+    const again = await terminal(q, id);
+    expect(again.status).toBe("completed");
+    expect(calls.toSorted()).toEqual(["i3", "i7"]);
+    expect(q.items(id).every((i) => i.status === "completed")).toBe(true);
+  });
+
+  test("items retry retryable errors up to their own attempts; all failed → failed", async () => {
+    const q = queue();
+    const attempts = new Map<string, number>();
+    q.define(
+      defineJob({
+        type: "batch",
+        input: Any,
+        items: {
+          maxAttempts: 3,
+          backoff: { delayMs: 5 },
+          run: async ({ item }) => {
+            attempts.set(item.key, (attempts.get(item.key) ?? 0) + 1);
+            throw new RetryableError("503");
+          },
+        },
+      }),
+    );
+    q.start();
+    const job = await terminal(q, q.enqueue("batch", {}, { items: items(3) }).id);
+    expect(job.status).toBe("failed");
+    expect(job.error).toMatchObject({ code: "all_items_failed", refundable: true });
+    expect([...attempts.values()]).toEqual([3, 3, 3]);
+    expect(q.items(job.id).map((i) => i.attempts)).toEqual([3, 3, 3]);
+  });
+
+  test("an item that hangs is timed out on its own and the others complete", async () => {
+    const q = queue();
+    q.define(
+      defineJob({
+        type: "batch",
+        input: Any,
+        items: {
+          timeoutMs: 100,
+          maxAttempts: 1,
+          run: ({ item }) => (item.key === "i1" ? new Promise(() => {}) : Promise.resolve({ result: 1 })),
+        },
+      }),
+    );
+    q.start();
+    const job = await terminal(q, q.enqueue("batch", {}, { items: items(3) }).id);
+    expect(job.status).toBe("partial");
+    expect(job.result).toMatchObject({ failedIds: ["i1"], errors: { i1: { code: "timeout" } } });
+  });
+});
+
+describe("control", () => {
+  test("cancel a queued job at once and an active one through its signal", async () => {
+    const q = queue();
+    let aborted = false;
+    q.define(
+      defineJob({
+        type: "slow",
+        input: Any,
+        run: ({ signal }) =>
+          new Promise((_, reject) => {
+            signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(signal.reason);
+            });
+          }),
+      }),
+    );
+    const queued = q.enqueue("slow", {}, { delayMs: 60_000 });
+    expect(q.cancel(queued.id)?.status).toBe("cancelled");
+    q.start();
+    const active = q.enqueue("slow", {});
+    await waitFor(() => q.get(active.id)?.status === "active");
+    const cancelled: Job[] = [];
+    q.events.on("job:cancelled", (e) => void cancelled.push(e.job));
+    expect(q.cancel(active.id)?.status).toBe("cancelled");
+    await waitFor(() => aborted);
+    await Bun.sleep(30);
+    expect(q.get(active.id)?.status).toBe("cancelled");
+    expect(q.pool.freeSlots).toBe(8);
+    expect(cancelled.map((j) => j.id)).toEqual([active.id]);
+    expect(q.cancel(active.id)).toBeNull();
+  });
+
+  test("a job cancelled by another process is aborted here at the next heartbeat", async () => {
+    const q = queue({ leaseMs: 200 });
+    let aborted = false;
+    q.define(
+      defineJob({
+        type: "slow",
+        input: Any,
+        run: ({ signal }) =>
+          new Promise((_, reject) =>
+            signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(signal.reason);
+            }),
+          ),
+      }),
+    );
+    q.start();
+    const { id } = q.enqueue("slow", {});
+    await waitFor(() => q.get(id)?.status === "active");
+    q.store.cancel(id, Date.now()); // as the CLI in another process would
+    await waitFor(() => aborted, { timeoutMs: 1000 });
+  });
+
+  test("retention deletes old finished jobs and nothing else", async () => {
+    let now = Date.now();
+    const q = queue({ now: () => now });
+    q.define(
+      defineJob({ type: "ok", input: Any, run: async () => 1 }),
+      defineJob({
+        type: "bad",
+        input: Any,
+        maxAttempts: 1,
+        run: async () => Promise.reject(new UnrecoverableError("x")),
+      }),
+    );
+    q.start();
+    const oldDone = q.enqueue("ok", {}).id;
+    const oldFailed = q.enqueue("bad", {}).id;
+    await terminal(q, oldDone);
+    await terminal(q, oldFailed);
+    now += 30 * 3_600_000; // 30 h later
+    const newDone = q.enqueue("ok", {}).id;
+    await terminal(q, newDone);
+    const waiting = q.enqueue("ok", {}, { delayMs: 3_600_000 }).id;
+    const deleted = q.cleanupRetention(24, 168);
+    expect(deleted).toEqual([oldDone]);
+    expect(q.get(oldFailed)?.status).toBe("failed");
+    now += 200 * 3_600_000;
+    expect(q.cleanupRetention(24, 168).toSorted()).toEqual([oldFailed, newDone].toSorted());
+    expect(q.get(waiting)?.status).toBe("queued");
+  });
+
+  test("a job whose lease expired is re-queued by the sweep and fails after too many stalls", async () => {
+    let now = Date.now();
+    const q = queue({ now: () => now, leaseMs: 1000, stalledMax: 1 });
+    q.define(defineJob({ type: "t", input: Any, run: async () => 1 }));
+    const { id } = q.enqueue("t", {});
+    // Claim it as a worker that then dies (never heartbeats).
+    q.store.claim("ghost:1:x", ["t"], 1, now, 1000);
+    now += 2000;
+    expect(q.recoverStalled()).toEqual({ requeued: 1, failed: 0 });
+    expect(q.get(id)).toMatchObject({ status: "queued", stalledCount: 1, attempts: 0 });
+    q.store.claim("ghost:1:x", ["t"], 1, now, 1000);
+    now += 2000;
+    expect(q.recoverStalled()).toEqual({ requeued: 0, failed: 1 });
+    expect(q.get(id)).toMatchObject({ status: "failed", error: { code: "stalled" } });
+  });
+
+  test("enqueue inside a caller's transaction commits with it, and a rollback leaves no job", async () => {
+    const q = queue();
+    q.define(defineJob({ type: "t", input: Any, run: async () => 1 }));
+    const queued: string[] = [];
+    q.events.on("job:queued", (e) => void queued.push(e.job.id));
+    const db = q.store.db;
+    db.exec("CREATE TABLE charges (job_id TEXT)");
+    const ok = db.transaction(() => {
+      const { id } = q.enqueue("t", {});
+      db.query("INSERT INTO charges VALUES (?)").run(id);
+      return id;
+    })();
+    expect(() =>
+      db.transaction(() => {
+        q.enqueue("t", {});
+        throw new Error("charge failed");
+      })(),
+    ).toThrow("charge failed");
+    await Bun.sleep(10);
+    expect((db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
+    expect(queued).toEqual([ok]);
+  });
+});
