@@ -2,6 +2,7 @@ import { Cron } from "croner";
 import { createApp } from "./app";
 import type { Config } from "./config";
 import type { AppContext } from "./context";
+import { Checkpointer } from "./db/checkpointer";
 import { openDb } from "./db/client";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
@@ -92,6 +93,8 @@ export async function startRuntime(
       `\nNo ADMIN_KEY set: generated an admin key (also saved to ${config.dataDir}/admin-key):\n\n  ${generatedKey}\n\n`,
     );
   }
+  const checkpointer = new Checkpointer(ctx.db.$client, config.databasePath);
+  await checkpointer.start();
   const recovered = queue.recoverStalled(true);
   if (recovered.requeued + recovered.failed > 0)
     log.warn(recovered, "recovered jobs left active by a previous process");
@@ -130,6 +133,7 @@ export async function startRuntime(
       for (const t of timers) t.stop();
       await app.stop();
       await queue.stop(config.SHUTDOWN_GRACE_MS);
+      await checkpointer.stop();
       ctx.db.$client.close();
       log.info("stopped");
     })());

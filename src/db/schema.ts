@@ -99,7 +99,6 @@ export const jobs = sqliteTable(
     index("jobs_active_lease_idx").on(t.lockedUntil).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
     index("jobs_finished_idx").on(t.finishedAt).where(sql`finished_at IS NOT NULL`),
-    index("jobs_type_status_idx").on(t.type, t.status),
   ],
 );
 

@@ -400,7 +400,8 @@ export class WorkerPool {
   #heartbeat(): void {
     if (this.#active.size === 0) return;
     try {
-      const held = this.#store.heartbeat(this.#o.workerId, this.#o.now() + this.#o.leaseMs);
+      const ids = [...this.#active.keys()];
+      const held = this.#store.heartbeat(this.#o.workerId, ids, this.#o.now() + this.#o.leaseMs);
       for (const [id, r] of this.#active) {
         if (!held.has(id) && !r.ac.signal.aborted)
           r.ac.abort(new CancelledError("job is no longer held by this worker"));

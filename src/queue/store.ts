@@ -112,16 +112,21 @@ export class QueueStore {
   readonly #requeue: Statement;
   readonly #supersede: Statement;
   readonly #heartbeat: Statement;
-  readonly #mine: Statement;
   readonly #progress: Statement;
   readonly #byId: Statement;
   readonly #items: Statement;
   readonly #itemAttempt: Statement;
   readonly #checkpoint: Statement;
   readonly #claimCache = new Map<string, Statement>();
+  readonly #begin: Statement;
+  readonly #commit: Statement;
+  readonly #rollback: Statement;
 
   constructor(db: Database) {
     this.db = db;
+    this.#begin = db.prepare("BEGIN IMMEDIATE");
+    this.#commit = db.prepare("COMMIT");
+    this.#rollback = db.prepare("ROLLBACK");
     this.#insert = db.prepare(
       `INSERT INTO jobs (id, type, status, priority, input, max_attempts, run_at, timeout_ms, dedupe_key, owner_id,
         recipe_id, credits_charged, webhook_url, metadata, created_at, updated_at)
@@ -158,10 +163,11 @@ export class QueueStore {
       `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
        WHERE id = ? AND status = 'active'`,
     );
+    // By primary key (a json_each list of ids): the lease renewal never scans.
     this.#heartbeat = db.prepare(
-      "UPDATE jobs SET locked_until = ? WHERE locked_by = ? AND status = 'active'",
+      `UPDATE jobs SET locked_until = ? WHERE id IN (SELECT value FROM json_each(?)) AND locked_by = ? AND status = 'active'
+       RETURNING id`,
     );
-    this.#mine = db.prepare("SELECT id FROM jobs WHERE locked_by = ? AND status = 'active'");
     this.#progress = db.prepare(
       "UPDATE jobs SET progress = ?, progress_message = ?, updated_at = ? WHERE id = ? AND status = 'active'",
     );
@@ -176,10 +182,21 @@ export class QueueStore {
     );
   }
 
-  /** Runs `fn` in an IMMEDIATE transaction (takes the write lock up front, so it never hits SQLITE_BUSY_SNAPSHOT). */
+  /**
+   * Runs `fn` in an IMMEDIATE transaction (the write lock is taken up front, so a read-then-write never
+   * fails with SQLITE_BUSY_SNAPSHOT), or inside the caller's transaction when one is open.
+   */
   tx<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).immediate();
+    this.#begin.run();
+    try {
+      const out = fn();
+      this.#commit.run();
+      return out;
+    } catch (err) {
+      if (this.db.inTransaction) this.#rollback.run();
+      throw err;
+    }
   }
 
   /**
@@ -239,7 +256,8 @@ export class QueueStore {
       stmt = this.db.prepare(
         `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
            started_at = coalesce(started_at, ?), updated_at = ?
-         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
+         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
+                      WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
                       ORDER BY priority DESC, run_at, id LIMIT ?)
          RETURNING ${JOB_COLUMNS}`,
       );
@@ -330,10 +348,10 @@ export class QueueStore {
     );
   }
 
-  /** Extends the lease of every job `workerId` holds; returns the ids it still holds (others were cancelled or taken). */
-  heartbeat(workerId: string, lockedUntil: number): Set<string> {
-    this.#heartbeat.run(lockedUntil, workerId);
-    return new Set((this.#mine.all(workerId) as { id: string }[]).map((r) => r.id));
+  /** Extends the leases of `ids` held by `workerId`; returns those it still holds (others were cancelled or taken). */
+  heartbeat(workerId: string, ids: string[], lockedUntil: number): Set<string> {
+    const rows = this.#heartbeat.all(lockedUntil, JSON.stringify(ids), workerId) as { id: string }[];
+    return new Set(rows.map((r) => r.id));
   }
 
   /** Records progress of an active job; a no-op once the job is no longer active. */

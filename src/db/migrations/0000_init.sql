@@ -120,7 +120,6 @@ CREATE UNIQUE INDEX `jobs_dedupe_queued_idx` ON `jobs` (`dedupe_key`) WHERE stat
 CREATE INDEX `jobs_active_lease_idx` ON `jobs` (`locked_until`) WHERE status = 'active';--> statement-breakpoint
 CREATE INDEX `jobs_owner_idx` ON `jobs` (`owner_id`,`id`) WHERE owner_id IS NOT NULL;--> statement-breakpoint
 CREATE INDEX `jobs_finished_idx` ON `jobs` (`finished_at`) WHERE finished_at IS NOT NULL;--> statement-breakpoint
-CREATE INDEX `jobs_type_status_idx` ON `jobs` (`type`,`status`);--> statement-breakpoint
 CREATE TABLE `recipe_usage` (
 	`recipe_id` text NOT NULL,
 	`variable` text NOT NULL,
