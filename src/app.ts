@@ -3,9 +3,12 @@ import { Elysia } from "elysia";
 import type { AppContext } from "./context";
 import { ApiError } from "./errors";
 import { authModule } from "./modules/auth";
+import { filesRoutes } from "./modules/files";
+import { generateModule } from "./modules/generate";
 import { jobsModule } from "./modules/jobs";
 import { opsModule } from "./modules/ops";
 import { usersModule } from "./modules/users";
+import { LocalStorage } from "./storage";
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), {
@@ -37,7 +40,11 @@ function validationResponse(error: unknown): Response {
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
   return new Elysia({ name: "easel" })
-    .use(cors({ origin: ctx.config.CORS_ORIGINS.length ? ctx.config.CORS_ORIGINS : false }))
+    .use(
+      ctx.config.CORS_ORIGINS.length
+        ? cors({ origin: ctx.config.CORS_ORIGINS })
+        : new Elysia({ name: "no-cors" }),
+    )
     .onRequest(({ request }) => {
       const length = Number(request.headers.get("content-length") ?? 0);
       if (length > maxBody) {
@@ -74,7 +81,9 @@ export function createApp(ctx: AppContext) {
     .use(opsModule(ctx))
     .use(authModule(ctx))
     .use(usersModule(ctx))
-    .use(jobsModule(ctx));
+    .use(jobsModule(ctx))
+    .use(generateModule(ctx))
+    .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
+import { Cron } from "croner";
 import { z } from "zod";
 
 const bool = z
@@ -40,7 +41,7 @@ export const EnvSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0).default(20_000),
   RETAIN_COMPLETED_HOURS: z.coerce.number().min(0).default(24),
   RETAIN_FAILED_HOURS: z.coerce.number().min(0).default(168),
-  RETENTION_CRON: z.string().default("*/10 * * * *"),
+  RETENTION_CRON: z.string().refine(isCron, "must be a cron pattern (5-7 fields)").default("*/10 * * * *"),
   SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   CORS_ORIGINS: list.default([]),
@@ -58,6 +59,43 @@ export const EnvSchema = z.object({
   RENDER_WORKERS: int(0).default(0),
   CARD_DEBOUNCE_MS: int(0).default(2000),
   CARD_CACHE_MAX_AGE: int(0).default(300),
+  DEFAULT_PROVIDER: optionalString,
+  OPENAI_API_KEY: optionalString,
+  OPENAI_BASE_URL: optionalString,
+  HF_TOKEN: optionalString,
+  GEMINI_API_KEY: optionalString,
+  REPLICATE_API_TOKEN: optionalString,
+  FAL_KEY: optionalString,
+  COMFYUI_URL: optionalString,
+  COMFYUI_WORKFLOW: optionalString,
+  A1111_URL: optionalString,
+  A1111_AUTH: optionalString,
+  DASHSCOPE_API_KEY: optionalString,
+  PLACEHOLDER_LATENCY_MS: int(0).default(0),
+  /** JSON: per-provider overrides of concurrency and requests per minute, e.g. {"openai":{"rpm":50}}. */
+  PROVIDER_LIMITS: z
+    .string()
+    .transform((v, ctx) => {
+      try {
+        return z
+          .record(
+            z.string(),
+            z.object({
+              concurrency: z.number().int().min(1).optional(),
+              rpm: z.number().int().min(0).optional(),
+            }),
+          )
+          .parse(JSON.parse(v));
+      } catch {
+        ctx.addIssue({ code: "custom", message: 'must be JSON like {"openai":{"concurrency":2,"rpm":50}}' });
+        return z.NEVER;
+      }
+    })
+    .optional(),
+  ITEM_TIMEOUT_MS: int(100).default(60_000),
+  ITEM_MAX_ATTEMPTS: int(1).max(20).default(3),
+  BATCH_CONCURRENCY: int(1).max(64).default(4),
+  MAX_INPUT_IMAGE_BYTES: int(1024).default(20 * 1024 * 1024),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -74,21 +112,34 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+function isCron(pattern: string): boolean {
+  try {
+    new Cron(pattern, { paused: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Secrets are named in errors but never echoed (error output ends up in logs). */
+const SECRET_NAME = /KEY|SECRET|TOKEN|PASSWORD|AUTH/;
+
 /** Parses the environment once; throws a ConfigError naming every bad variable and what it expects. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  // A blank value (`PORT=` or `PORT=" "`) means unset, not zero.
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ""),
+  );
   const parsed = EnvSchema.safeParse(cleaned);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => {
-      const name = String(i.path[0] ?? "environment");
-      return `  ${name}=${JSON.stringify(env[name] ?? "")}: ${i.message}`;
-    });
+  const lines = (parsed.error?.issues ?? []).map((i) => {
+    const name = String(i.path[0] ?? "environment");
+    const shown = SECRET_NAME.test(name) ? "(hidden)" : JSON.stringify(env[name] ?? "");
+    return `  ${name}=${shown}: ${i.message}`;
+  });
+  if (cleaned.STORAGE === "s3" && !cleaned.S3_BUCKET) lines.push("  S3_BUCKET: required when STORAGE=s3");
+  if (!parsed.success || lines.length > 0)
     throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
-  }
   const e = parsed.data;
-  if (e.STORAGE === "s3" && !e.S3_BUCKET) {
-    throw new ConfigError("Invalid configuration:\n  S3_BUCKET: required when STORAGE=s3");
-  }
   const dataDir = resolve(e.DATA_DIR);
   return {
     ...e,

@@ -4,6 +4,7 @@ import { queueCommand } from "./cli/queue";
 import { usersCommand } from "./cli/users";
 import { ConfigError, loadConfig } from "./config";
 import { openDb } from "./db/client";
+import { ApiError } from "./errors";
 import { silentLogger } from "./log";
 import { createServices, startRuntime } from "./runtime";
 
@@ -56,6 +57,10 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError || err instanceof UsageError) {
       process.stderr.write(`${err.message}\n`);
       process.exit(2);
+    }
+    if (err instanceof ApiError) {
+      process.stderr.write(`${err.code}: ${err.message}\n`);
+      process.exit(1);
     }
     process.stderr.write(`${err?.stack ?? err}\n`);
     process.exit(1);

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Cron } from "croner";
 import { createApp } from "./app";
 import type { Config } from "./config";
@@ -6,11 +7,17 @@ import { Checkpointer } from "./db/checkpointer";
 import { openDb } from "./db/client";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
+import { AssetService } from "./modules/generate/assets";
+import { generateJob } from "./modules/generate/job";
+import { GenerateService } from "./modules/generate/service";
 import { IdempotencyService } from "./modules/idempotency/service";
 import { JobService } from "./modules/jobs/service";
+import { runRetention, sweepStorage } from "./modules/ops/maintenance";
 import { dbWritableCheck, HealthService } from "./modules/ops/service";
 import { UserService } from "./modules/users/service";
+import { createProviderRegistry, type ProviderRegistry } from "./providers/registry";
 import { type AnyJobDefinition, Queue } from "./queue";
+import { createStorage } from "./storage";
 
 export type ServiceOptions = {
   log?: Logger;
@@ -47,13 +54,29 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     log,
     now: opts.now,
   });
+  const storage = createStorage(config);
+  const providers = providersFrom(config);
+  const assets = new AssetService(db.$client, storage);
+  queue.define(
+    generateJob({
+      providers,
+      storage,
+      assets,
+      itemTimeoutMs: config.ITEM_TIMEOUT_MS,
+      itemConcurrency: config.BATCH_CONCURRENCY,
+      itemMaxAttempts: config.ITEM_MAX_ATTEMPTS,
+    }),
+  );
   if (opts.jobs) queue.define(...opts.jobs);
-  const health = new HealthService().add(dbWritableCheck(db.$client)).add({
-    name: "workers",
-    run: () => {
-      if (!queue.pool.running) throw new Error("worker pool is not running");
-    },
-  });
+  const health = new HealthService()
+    .add(dbWritableCheck(db.$client))
+    .add({ name: "storage", run: () => storage.check() })
+    .add({
+      name: "workers",
+      run: () => {
+        if (!queue.pool.running) throw new Error("worker pool is not running");
+      },
+    });
   return {
     config,
     db,
@@ -61,9 +84,49 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     queue,
     users,
     auth,
-    jobs: new JobService(queue, auth),
+    jobs: new JobService(queue, auth, assets),
     health,
     idempotency: new IdempotencyService(db, opts.now),
+    storage,
+    providers,
+    assets,
+    generate: new GenerateService({ config, queue, providers, storage, auth }),
+  };
+}
+
+/** The provider registry from the environment: a provider is on when its key or URL is set. */
+export function providersFrom(config: Config): ProviderRegistry {
+  return createProviderRegistry({
+    openaiApiKey: config.OPENAI_API_KEY,
+    openaiBaseUrl: config.OPENAI_BASE_URL,
+    hfToken: config.HF_TOKEN,
+    geminiApiKey: config.GEMINI_API_KEY,
+    replicateApiToken: config.REPLICATE_API_TOKEN,
+    falKey: config.FAL_KEY,
+    comfyuiUrl: config.COMFYUI_URL,
+    comfyuiWorkflow: config.COMFYUI_WORKFLOW ? readFileSync(config.COMFYUI_WORKFLOW, "utf8") : undefined,
+    a1111Url: config.A1111_URL,
+    a1111Auth: config.A1111_AUTH,
+    dashscopeApiKey: config.DASHSCOPE_API_KEY,
+    placeholder: { latencyMs: config.PLACEHOLDER_LATENCY_MS },
+    limits: config.PROVIDER_LIMITS,
+    defaultProvider: config.DEFAULT_PROVIDER,
+  });
+}
+
+/**
+ * PORT=0 means "any free port"; URLs handed to clients (files, status, websocket) need the real one, and
+ * services are built before the server listens, so pick it first.
+ */
+async function withConcretePort(config: Config): Promise<Config> {
+  if (config.PORT !== 0) return config;
+  const probe = Bun.serve({ port: 0, hostname: config.HOST, fetch: () => new Response() });
+  const port = probe.port ?? 0;
+  await probe.stop(true);
+  return {
+    ...config,
+    PORT: port,
+    publicUrl: config.PUBLIC_URL?.replace(/\/$/, "") ?? `http://localhost:${port}`,
   };
 }
 
@@ -82,9 +145,10 @@ export type Runtime = {
  * releases what is left and closes the database.
  */
 export async function startRuntime(
-  config: Config,
+  requested: Config,
   opts: ServiceOptions & { handleSignals?: boolean } = {},
 ): Promise<Runtime> {
+  const config = await withConcretePort(requested);
   const ctx = createServices(config, opts);
   const { log, queue } = ctx;
   const { generatedKey } = ctx.auth.bootstrapAdmin();
@@ -111,10 +175,21 @@ export async function startRuntime(
   }, sweepEvery);
   timers.push({ stop: () => clearInterval(sweep) });
   timers.push(
-    new Cron(config.RETENTION_CRON, { protect: true }, () => {
-      const deleted = queue.cleanupRetention(config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS);
-      ctx.idempotency.prune(24 * 3_600_000);
-      if (deleted.length) log.info({ deleted: deleted.length }, "retention cleanup");
+    new Cron(config.RETENTION_CRON, { protect: true }, async () => {
+      try {
+        const removed = await runRetention(ctx);
+        if (removed.jobs) log.info(removed, "retention cleanup");
+      } catch (err) {
+        log.error({ err }, "retention cleanup failed");
+      }
+    }),
+    new Cron("17 * * * *", { protect: true }, async () => {
+      try {
+        const swept = await sweepStorage(ctx);
+        if (swept.deleted) log.info(swept, "storage orphan sweep");
+      } catch (err) {
+        log.error({ err }, "storage orphan sweep failed");
+      }
     }),
   );
 

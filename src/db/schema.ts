@@ -37,6 +37,8 @@ export const users = sqliteTable(
   },
   (t) => [
     uniqueIndex("users_external_idx").on(t.parentId, t.externalId),
+    // NULLs are distinct in unique indexes, so top-level users need their own.
+    uniqueIndex("users_top_external_idx").on(t.externalId).where(sql`parent_id IS NULL`),
     index("users_parent_idx").on(t.parentId),
   ],
 );

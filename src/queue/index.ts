@@ -6,7 +6,13 @@ import { EventBus } from "./events";
 import { WorkerPool } from "./pool";
 import { type NewItem, type QueueStats, QueueStore } from "./store";
 
-export { type AnyJobDefinition, defineJob, type JobDefinition } from "./define";
+export {
+  type AnyJobDefinition,
+  defineJob,
+  type ItemContext,
+  type JobContext,
+  type JobDefinition,
+} from "./define";
 export * from "./errors";
 export type { QueueEvents } from "./events";
 export { EventBus } from "./events";
@@ -233,10 +239,21 @@ export class Queue {
     return { requeued: out.requeued.length, failed: out.failed.length };
   }
 
-  /** Deletes finished jobs past retention; returns their ids so their assets can be removed too. */
-  cleanupRetention(completedHours: number, failedHours: number): string[] {
+  /**
+   * Deletes finished jobs past retention (not those marked `metadata.keep`); `beforeDelete` runs in the same
+   * transaction for each chunk of ids (e.g. to take their asset rows). Returns the deleted ids.
+   */
+  cleanupRetention(
+    completedHours: number,
+    failedHours: number,
+    beforeDelete?: (ids: string[]) => void,
+  ): string[] {
     const now = this.now();
-    return this.store.deleteFinished(now - completedHours * 3_600_000, now - failedHours * 3_600_000);
+    return this.store.deleteFinished(
+      now - completedHours * 3_600_000,
+      now - failedHours * 3_600_000,
+      beforeDelete,
+    );
   }
 
   stats(): QueueStats {

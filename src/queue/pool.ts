@@ -428,12 +428,21 @@ export function batchOutcome(job: Job, items: JobItem[]): Settlement {
   };
   if (failed.length === 0) return { kind: "finish", job, status: "completed", result, error: null };
   if (completed > 0) return { kind: "finish", job, status: "partial", result, error: null };
-  const error: JobError = {
-    code: "all_items_failed",
-    message: `all ${items.length} items failed (first: ${failed[0]?.error?.message ?? "unknown"})`,
-    retryable: false,
-    refundable: failed.some((i) => i.error?.refundable !== false),
-  };
+  // One shared cause (always so for a batch of one) is the job's error as is; mixed causes get a summary.
+  const first = failed[0]?.error;
+  const sameCause = first && failed.every((i) => i.error?.code === first.code);
+  const error: JobError = sameCause
+    ? {
+        ...first,
+        retryable: false,
+        message: items.length === 1 ? first.message : `all ${items.length} items failed: ${first.message}`,
+      }
+    : {
+        code: "all_items_failed",
+        message: `all ${items.length} items failed (first: ${first?.message ?? "unknown"})`,
+        retryable: false,
+        refundable: failed.some((i) => i.error?.refundable !== false),
+      };
   return { kind: "finish", job, status: "failed", result, error };
 }
 

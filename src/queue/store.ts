@@ -532,25 +532,36 @@ export class QueueStore {
 
   /**
    * Deletes terminal jobs finished before the cut-offs (completed before `completedBefore`; failed, partial
-   * and cancelled before `failedBefore`), in chunks. Returns the deleted ids, for their assets' cleanup.
+   * and cancelled before `failedBefore`), in chunks, skipping jobs marked `metadata.keep`. `beforeDelete`
+   * runs in each chunk's transaction first (assets are removed with their jobs). Returns the deleted ids.
    */
-  deleteFinished(completedBefore: number, failedBefore: number, chunk = 1000): string[] {
-    const ids: string[] = [];
+  deleteFinished(
+    completedBefore: number,
+    failedBefore: number,
+    beforeDelete?: (ids: string[]) => void,
+    chunk = 1000,
+  ): string[] {
+    const deleted: string[] = [];
     for (;;) {
-      const rows = this.tx(
-        () =>
-          this.db
-            .query(
-              `DELETE FROM jobs WHERE id IN (
-                 SELECT id FROM jobs WHERE finished_at IS NOT NULL AND (
-                   (status = 'completed' AND finished_at < ?) OR
-                   (status IN ('failed', 'partial', 'cancelled') AND finished_at < ?))
-                 LIMIT ?) RETURNING id`,
-            )
-            .all(completedBefore, failedBefore, chunk) as { id: string }[],
-      );
-      for (const r of rows) ids.push(r.id);
-      if (rows.length < chunk) return ids;
+      const ids = this.tx(() => {
+        const rows = this.db
+          .query(
+            `SELECT id FROM jobs WHERE finished_at IS NOT NULL
+               AND ((status = 'completed' AND finished_at < ?) OR (status IN ('failed', 'partial', 'cancelled') AND finished_at < ?))
+               AND coalesce(json_extract(metadata, '$.keep'), 0) = 0
+             LIMIT ?`,
+          )
+          .all(completedBefore, failedBefore, chunk) as { id: string }[];
+        const ids = rows.map((r) => r.id);
+        if (ids.length === 0) return ids;
+        beforeDelete?.(ids);
+        this.db
+          .query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
+          .run(JSON.stringify(ids));
+        return ids;
+      });
+      deleted.push(...ids);
+      if (ids.length < chunk) return deleted;
     }
   }
 

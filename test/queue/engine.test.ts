@@ -429,7 +429,7 @@ describe("batches", () => {
     q.start();
     const job = await terminal(q, q.enqueue("batch", {}, { items: items(3) }).id);
     expect(job.status).toBe("failed");
-    expect(job.error).toMatchObject({ code: "all_items_failed", refundable: true });
+    expect(job.error).toMatchObject({ code: "retryable", retryable: false, refundable: true });
     expect([...attempts.values()]).toEqual([3, 3, 3]);
     expect(q.items(job.id).map((i) => i.attempts)).toEqual([3, 3, 3]);
   });

@@ -159,6 +159,7 @@ CREATE TABLE `users` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `users_external_idx` ON `users` (`parent_id`,`external_id`);--> statement-breakpoint
+CREATE UNIQUE INDEX `users_top_external_idx` ON `users` (`external_id`) WHERE parent_id IS NULL;--> statement-breakpoint
 CREATE INDEX `users_parent_idx` ON `users` (`parent_id`);--> statement-breakpoint
 CREATE TABLE `webhook_endpoints` (
 	`id` text PRIMARY KEY NOT NULL,

@@ -6,14 +6,18 @@ import type { AuthService, Principal } from "./service";
 /** Who may call a route: any authenticated caller, callers with these roles, or also client tokens. */
 export type AuthRule = true | "token" | readonly Role[];
 
-/** Reads `Authorization: Bearer …` (or `?token=` for WebSocket/SSE clients that can't set headers). */
-export function credentialFrom(headers: Record<string, string | undefined>, url: string): string | null {
+/**
+ * Reads `Authorization: Bearer …`, or `?token=` on GET requests (WebSocket upgrades, EventSource and <img>
+ * can't set headers; a credential in the URL of a state-changing request would end up in logs for nothing).
+ */
+export function credentialFrom(headers: Record<string, string | undefined>, request: Request): string | null {
   const h = headers.authorization;
   if (h) {
     const m = /^Bearer\s+(.+)$/i.exec(h.trim());
     return m ? m[1]!.trim() : null;
   }
-  const token = new URL(url).searchParams.get("token");
+  if (request.method !== "GET") return null;
+  const token = new URL(request.url).searchParams.get("token");
   return token || null;
 }
 
@@ -25,7 +29,7 @@ export const authPlugin = (auth: AuthService) =>
   new Elysia({ name: "auth" }).macro({
     auth: (rule: AuthRule) => ({
       async resolve({ headers, request }): Promise<{ principal: Principal }> {
-        const credential = credentialFrom(headers, request.url);
+        const credential = credentialFrom(headers, request);
         if (!credential) throw unauthorized("missing Authorization: Bearer <key>");
         const principal = await auth.authenticate(credential);
         if (!principal) throw unauthorized("invalid, revoked or expired credentials");

@@ -138,7 +138,8 @@ export class AuthService {
             id: Bun.randomUUIDv7(),
             userId: admin.id,
             name: "ADMIN_KEY",
-            prefix: this.#o.adminKey.slice(0, 12),
+            // A chosen key may be as short as 16 characters: store too little of it to help guess the rest.
+            prefix: this.#o.adminKey.slice(0, 4),
             hash,
             createdAt: this.#now(),
           })
@@ -168,6 +169,16 @@ export class AuthService {
       if (byId) return byId;
     }
     return this.#users.findOrCreateChild(p.user, userId);
+  }
+
+  /** Like `actingUser` for reads: never creates an end user; null when admins and apps name nobody. */
+  findActingUser(p: Principal, userId: string): User | null {
+    if ((p.user.role !== "admin" && p.user.role !== "app") || p.via === "token")
+      return this.actingUser(p, userId);
+    const byId = this.#users.get(userId);
+    if (byId && (p.user.role === "admin" || byId.id === p.user.id || byId.parentId === p.user.id))
+      return byId;
+    return this.#users.findChild(p.user, userId);
   }
 
   /** Whether `p` may see things owned by `ownerId` (admins: all; apps: themselves and their end users). */

@@ -3,7 +3,12 @@ import type { Db } from "../../db/client";
 import { idempotencyKeys } from "../../db/schema";
 import { ApiError, unprocessable } from "../../errors";
 
-export type StoredResponse = { status: number; body: unknown };
+export type StoredResponse = {
+  status: number;
+  body: unknown;
+  /** What is stored and replayed instead of `body`, when `body` holds a secret shown only once. */
+  replayBody?: unknown;
+};
 
 /**
  * `Idempotency-Key` on POSTs: the first response for (caller, key) is stored and replayed for repeats;
@@ -57,7 +62,7 @@ export class IdempotencyService {
         ownerId,
         requestHash: hash,
         status: out.status,
-        response: JSON.stringify(out.body),
+        response: JSON.stringify(out.replayBody !== undefined ? out.replayBody : out.body),
         createdAt: this.#now(),
       })
       .onConflictDoNothing()

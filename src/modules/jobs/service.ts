@@ -4,10 +4,11 @@ import { conflict, notFound, unprocessable } from "../../errors";
 import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
 import { countsFrom, toJob } from "../../queue/store";
 import type { AuthService, Principal } from "../auth/service";
+import type { AssetService, AssetView } from "../generate/assets";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 
 /** A job as its owner sees it over HTTP. */
-export function jobView(job: Job, items?: JobItem[]) {
+export function jobView(job: Job, items?: JobItem[], assets?: AssetView[]) {
   return {
     id: job.id,
     type: job.type,
@@ -39,10 +40,12 @@ export function jobView(job: Job, items?: JobItem[]) {
             attempts: i.attempts,
             result: i.result,
             assetId: i.assetId,
+            assets: assets?.filter((a) => a.itemIdx === i.idx) ?? [],
             error: i.error,
           })),
         }
       : {}),
+    ...(assets ? { assets } : {}),
   };
 }
 
@@ -69,10 +72,12 @@ export class JobService {
   readonly #queue: Queue;
   readonly #auth: AuthService;
   readonly #sqlite: Database;
+  readonly #assets: AssetService;
 
-  constructor(queue: Queue, auth: AuthService) {
+  constructor(queue: Queue, auth: AuthService, assets: AssetService) {
     this.#queue = queue;
     this.#auth = auth;
+    this.#assets = assets;
     this.#sqlite = queue.store.db;
   }
 
@@ -85,7 +90,7 @@ export class JobService {
 
   detail(p: Principal, id: string) {
     const job = this.visible(p, id);
-    return jobView(job, this.#queue.items(id));
+    return jobView(job, this.#queue.items(id), this.#assets.forJob(id));
   }
 
   status(p: Principal, id: string) {
@@ -106,7 +111,8 @@ export class JobService {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (q.userId) {
-      const target = this.#auth.actingUser(p, q.userId);
+      const target = this.#auth.findActingUser(p, q.userId);
+      if (!target) return { jobs: [], nextCursor: null };
       where.push("owner_id = ?");
       args.push(target.id);
     } else if (p.user.role === "admin" && p.via === "key") {

@@ -39,10 +39,9 @@ export const usersModule = (ctx: AppContext) =>
               unlimited: body.unlimited,
             });
             const key = body.createKey ? ctx.auth.createKey(user.id, "default") : null;
-            return {
-              status: 201,
-              body: { user: userView(user), key: key?.key ?? null, keyPrefix: key?.prefix ?? null },
-            };
+            const view = { user: userView(user), key: key?.key ?? null, keyPrefix: key?.prefix ?? null };
+            // The key is shown once: a replay gets the same user without it, so it is never persisted.
+            return { status: 201, body: view, replayBody: { ...view, key: null } };
           },
         ),
       {

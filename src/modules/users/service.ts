@@ -23,6 +23,10 @@ export class UserService {
   }
 
   create(u: NewUser): User {
+    // The unique index treats NULL parents as distinct, so top-level external ids are checked here.
+    if (!u.parentId && u.externalId && this.#topLevel(u.externalId)) {
+      throw conflict("user_exists", "a user with that externalId already exists");
+    }
     const now = this.#now();
     const row = {
       id: Bun.randomUUIDv7(),
@@ -49,34 +53,45 @@ export class UserService {
     return this.#db.select().from(users).where(eq(users.id, id)).get() ?? null;
   }
 
+  /** The end user `parent` knows as `externalId`, if it exists. */
+  findChild(parent: User, externalId: string): User | null {
+    return (
+      this.#db
+        .select()
+        .from(users)
+        .where(and(eq(users.parentId, parent.id), eq(users.externalId, externalId)))
+        .get() ?? null
+    );
+  }
+
   /** The end user an app knows as `externalId`, created on first use (DESIGN §7). */
   findOrCreateChild(parent: User, externalId: string): User {
-    const found = this.#db
-      .select()
-      .from(users)
-      .where(and(eq(users.parentId, parent.id), eq(users.externalId, externalId)))
-      .get();
+    const found = this.findChild(parent, externalId);
     if (found) return found;
     try {
       return this.create({ name: externalId, role: "user", externalId, parentId: parent.id });
     } catch {
       // Two requests for the same new user raced; the other one created it.
-      return this.#db
-        .select()
-        .from(users)
-        .where(and(eq(users.parentId, parent.id), eq(users.externalId, externalId)))
-        .get()!;
+      return this.findChild(parent, externalId)!;
     }
   }
 
   /** The one user with a role and no parent, e.g. the admin or `system_backlog`, created when missing. */
   ensureSystemUser(externalId: string, role: Role, name: string): User {
-    const found = this.#db
-      .select()
-      .from(users)
-      .where(and(isNull(users.parentId), eq(users.externalId, externalId)))
-      .get();
-    return found ?? this.create({ name, role, externalId, unlimited: role === "admin" || role === "system" });
+    return (
+      this.#topLevel(externalId) ??
+      this.create({ name, role, externalId, unlimited: role === "admin" || role === "system" })
+    );
+  }
+
+  #topLevel(externalId: string): User | null {
+    return (
+      this.#db
+        .select()
+        .from(users)
+        .where(and(isNull(users.parentId), eq(users.externalId, externalId)))
+        .get() ?? null
+    );
   }
 
   list(opts: { parentId?: string; limit: number }): User[] {

@@ -1,0 +1,4 @@
+/** Images: sharp-based output presets, processing and thumbnails, and input validation. */
+export * from "./presets";
+export * from "./process";
+export * from "./validate";

@@ -1,0 +1,107 @@
+import { Elysia } from "elysia";
+import { z } from "zod";
+import type { AppContext } from "../../context";
+import { unprocessable } from "../../errors";
+import { authPlugin } from "../auth/plugin";
+import { idempotent } from "../idempotency/service";
+import { GenerateAccepted, GenerateBody } from "./model";
+import type { GenerateRequest } from "./service";
+
+/** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
+const UploadBody = z.object({
+  image: z.instanceof(File).optional(),
+  mask: z.instanceof(File).optional(),
+  prompt: z.string().optional(),
+  provider: z.string().optional(),
+  model: z.string().optional(),
+  negativePrompt: z.string().optional(),
+  size: z.string().optional(),
+  n: z.string().optional(),
+  seed: z.string().optional(),
+  output: z.string().optional(),
+  priority: z.string().optional(),
+  webhookUrl: z.string().optional(),
+  userId: z.string().optional(),
+  /** JSON text. */
+  items: z.string().optional(),
+  /** JSON text. */
+  params: z.string().optional(),
+});
+
+function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
+  const num = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
+  const json = (name: string, v: string | undefined) => {
+    if (v === undefined || v === "") return undefined;
+    try {
+      return JSON.parse(v);
+    } catch {
+      throw unprocessable("validation_failed", `multipart field '${name}' must be JSON`);
+    }
+  };
+  const output = json("output", body.output?.startsWith("{") ? body.output : undefined) ?? body.output;
+  const { image: _i, mask: _m, ...fields } = body;
+  return {
+    ...fields,
+    n: num(body.n),
+    seed: num(body.seed),
+    priority: num(body.priority),
+    output,
+    items: json("items", body.items),
+    params: json("params", body.params),
+  };
+}
+
+export const generateModule = (ctx: AppContext) =>
+  new Elysia({ prefix: "/api", name: "generate" })
+    .use(authPlugin(ctx.auth))
+    .post(
+      "/jobs/generate-image",
+      ({ principal, body, headers, set }) =>
+        idempotent(
+          ctx.idempotency,
+          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
+          async () => ({ status: 202, body: await ctx.generate.submit(principal, body) }),
+        ),
+      {
+        auth: ["admin", "app", "user"],
+        body: GenerateBody,
+        response: { 202: GenerateAccepted },
+        detail: {
+          tags: ["generate"],
+          summary: "Queue an image generation (a prompt, or items[] for a batch; image/mask for edits)",
+        },
+      },
+    )
+    .post(
+      "/jobs/generate-image/upload",
+      async ({ principal, body, set }) => {
+        const parsed = GenerateBody.safeParse(fromMultipart(body));
+        if (!parsed.success) {
+          const first = parsed.error.issues[0];
+          throw unprocessable(
+            "validation_failed",
+            `body field '${first?.path.join(".") ?? ""}': ${first?.message ?? "invalid"}`,
+            parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+          );
+        }
+        const req: GenerateRequest = {
+          ...parsed.data,
+          image: body.image ? new Uint8Array(await body.image.arrayBuffer()) : undefined,
+          mask: body.mask ? new Uint8Array(await body.mask.arrayBuffer()) : undefined,
+        };
+        set.status = 202;
+        return ctx.generate.submit(principal, req);
+      },
+      {
+        auth: ["admin", "app", "user"],
+        body: UploadBody,
+        detail: {
+          tags: ["generate"],
+          summary: "Queue a generation with the input image uploaded as multipart/form-data",
+        },
+      },
+    )
+    .get("/providers", () => ({ providers: ctx.providers.list(), default: ctx.providers.defaultName }), {
+      auth: "token",
+      detail: { tags: ["generate"], summary: "Enabled image providers with their models and limits" },
+    });

@@ -1,0 +1,104 @@
+import { z } from "zod";
+import { PresetRefSchema } from "../../images/presets";
+
+const Size = z
+  .string()
+  .regex(/^\d{2,5}x\d{2,5}$/, "size must be WIDTHxHEIGHT, e.g. 1024x1024")
+  .refine(
+    (s) => s.split("x").every((v) => Number(v) >= 64 && Number(v) <= 4096),
+    "each side must be 64-4096",
+  );
+
+const Prompt = z.string().trim().min(1).max(4000);
+
+/** One image request of a batch (`items[]`): its own prompt, optionally its own size, n and seed. */
+export const GenerateItem = z.object({
+  id: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(
+      /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/,
+      "item ids use letters, digits, '.', '_' and '-' (not starting with '.')",
+    ),
+  prompt: Prompt,
+  negativePrompt: z.string().max(2000).optional(),
+  size: Size.optional(),
+  n: z.number().int().min(1).max(4).optional(),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 32 - 1)
+    .optional(),
+});
+
+/** `POST /api/jobs/generate-image` (JSON). */
+export const GenerateBody = z
+  .object({
+    provider: z.string().min(1).max(64).optional(),
+    model: z.string().min(1).max(200).optional(),
+    prompt: Prompt.optional(),
+    negativePrompt: z.string().max(2000).optional(),
+    /** Input image for an edit: a data URL or bare base64 (PNG, JPEG or WebP). */
+    image: z.string().min(1).optional(),
+    /** Edit mask (same size as the image; transparent = edit). */
+    mask: z.string().min(1).optional(),
+    size: Size.default("1024x1024"),
+    n: z.number().int().min(1).max(4).default(1),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .optional(),
+    /** Output preset name (`square-1080`, `og-1200x630`, …) or an inline preset. @defaultValue "original" (PNG) */
+    output: PresetRefSchema.default("original"),
+    /** Provider-specific extras passed through (quality, steps, guidance…). */
+    params: z.record(z.string(), z.unknown()).optional(),
+    items: z.array(GenerateItem).min(1).max(100).optional(),
+    priority: z.number().int().min(-100).max(100).optional(),
+    webhookUrl: z.url().max(2000).optional(),
+    dedupeKey: z.string().min(1).max(200).optional(),
+    /** Apps and admins: the end user this job is for (created on first use). */
+    userId: z.string().min(1).max(128).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine((b) => b.prompt !== undefined || b.items !== undefined, {
+    message: "give a prompt or items[]",
+    path: ["prompt"],
+  })
+  .refine((b) => !b.items || new Set(b.items.map((i) => i.id)).size === b.items.length, {
+    message: "item ids must be unique",
+    path: ["items"],
+  })
+  .refine((b) => !b.mask || b.image, { message: "a mask needs an image", path: ["mask"] });
+export type GenerateBody = z.infer<typeof GenerateBody>;
+
+/** What the `generate` job stores: everything but the prompts, which live on its items. */
+export const GenerateJobInput = z.object({
+  provider: z.string(),
+  model: z.string().optional(),
+  size: z.string(),
+  n: z.number().int(),
+  seed: z.number().int().optional(),
+  negativePrompt: z.string().optional(),
+  output: PresetRefSchema,
+  params: z.record(z.string(), z.unknown()).optional(),
+  /** Storage keys of the validated edit inputs (bytes never sit in the jobs table). */
+  imageKey: z.string().optional(),
+  maskKey: z.string().optional(),
+});
+export type GenerateJobInput = z.infer<typeof GenerateJobInput>;
+
+export const GenerateItemInput = GenerateItem.omit({ id: true });
+export type GenerateItemInput = z.infer<typeof GenerateItemInput>;
+
+export const GenerateAccepted = z.object({
+  jobId: z.string(),
+  status: z.string(),
+  message: z.string(),
+  statusUrl: z.string(),
+  websocketSubscription: z.string(),
+  totalItems: z.number(),
+});

@@ -1,0 +1,27 @@
+import type { AppContext } from "../../context";
+import { sweepOrphans } from "../../storage";
+
+/**
+ * Retention: deletes finished jobs past their retention with their asset rows (same transaction), then
+ * the assets' objects from storage. Returns what it removed.
+ */
+export async function runRetention(ctx: AppContext): Promise<{ jobs: number; objects: number }> {
+  const { config, queue, assets, storage } = ctx;
+  const keys: string[] = [];
+  const deleted = queue.cleanupRetention(config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS, (ids) => {
+    keys.push(...assets.takeForJobs(ids));
+  });
+  if (keys.length) await storage.deleteMany(keys);
+  ctx.idempotency.prune(24 * 3_600_000);
+  return { jobs: deleted.length, objects: keys.length };
+}
+
+/** Removes stored objects no row references (a crash between a write and its row), past a grace period. */
+export async function sweepStorage(ctx: AppContext) {
+  return sweepOrphans({
+    storage: ctx.storage,
+    prefixes: ["generations/", "inputs/"],
+    isReferenced: (keys) => ctx.assets.referenced(keys),
+    olderThanMs: ctx.config.STORAGE_ORPHAN_GRACE_HOURS * 3_600_000,
+  });
+}

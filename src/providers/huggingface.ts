@@ -1,0 +1,120 @@
+/**
+ * Hugging Face Inference (PROVIDERS.md "Hugging Face Inference"): `POST {base}/hf-inference/models/<model>`
+ * with `{inputs, parameters}`; the answer is raw image bytes (JSON `{data:[{b64_json}]}` / `{output:[url]}`
+ * tolerated). One image per call, so n images are n parallel calls with seeds `seed, seed+1, …`; the first
+ * failure aborts the siblings. A 503 "model is loading" with `estimated_time` becomes a RetryAfterError.
+ */
+import { UnrecoverableError } from "../queue/errors";
+import {
+  allOrAbort,
+  badResponse,
+  downloadImage,
+  ensureOk,
+  imageFromBase64,
+  parseSize,
+  providerFetch,
+  readBytes,
+  sniffMime,
+} from "./http";
+import type { GenerateContext, GeneratedImage, GenerateRequest, Provider, ProviderInfo } from "./types";
+
+const PROVIDER = "huggingface";
+
+export type HuggingFaceOptions = {
+  token: string;
+  /** @defaultValue "https://router.huggingface.co" */
+  baseUrl?: string;
+  /** @defaultValue "black-forest-labs/FLUX.1-dev" */
+  defaultModel?: string;
+  /** Send `x-wait-for-model: true` so a cold model answers when loaded instead of 503. @defaultValue false */
+  waitForModel?: boolean;
+  /** Per-request timeout. @defaultValue http.DEFAULT_TIMEOUT_MS */
+  timeoutMs?: number;
+  /** Cap on `{output:[url]}` downloads. @defaultValue http.DEFAULT_MAX_DOWNLOAD_BYTES */
+  maxDownloadBytes?: number;
+  /** Seed source when the request has none (tests pass a fixed one). @defaultValue random 31-bit */
+  randomSeed?: () => number;
+};
+
+const MODELS = [
+  "black-forest-labs/FLUX.1-dev",
+  "black-forest-labs/FLUX.1-schnell",
+  "stabilityai/stable-diffusion-xl-base-1.0",
+];
+
+export function modelUrl(base: string, model: string): string {
+  return `${base}/hf-inference/models/${model.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+export function buildBody(req: GenerateRequest, seed: number): Record<string, unknown> {
+  const { width, height } = parseSize(req.size);
+  const parameters: Record<string, unknown> = { width, height, seed, ...req.params };
+  if (req.negativePrompt) parameters.negative_prompt = req.negativePrompt;
+  return { inputs: req.prompt, parameters };
+}
+
+type JsonOutput = { data?: Array<{ b64_json?: string }>; output?: unknown[] };
+
+/** Reads whichever of the tolerated answer shapes came back. */
+async function readImage(res: Response, signal: AbortSignal, maxBytes?: number) {
+  const bytes = await readBytes(PROVIDER, res, signal);
+  const sniffed = sniffMime(bytes);
+  if (sniffed) return { bytes, mime: sniffed };
+  let json: JsonOutput;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes)) as JsonOutput;
+  } catch {
+    throw badResponse(PROVIDER, `answer is neither an image nor JSON (${res.headers.get("content-type")})`);
+  }
+  const b64 = json?.data?.[0]?.b64_json;
+  if (typeof b64 === "string") return imageFromBase64(PROVIDER, b64);
+  const url = json?.output?.[0];
+  if (typeof url === "string") {
+    return downloadImage(url, { signal, provider: PROVIDER, ...(maxBytes !== undefined && { maxBytes }) });
+  }
+  throw badResponse(PROVIDER, "JSON answer without data[].b64_json or output[]");
+}
+
+export function createHuggingFaceProvider(opts: HuggingFaceOptions): Provider {
+  const base = (opts.baseUrl ?? "https://router.huggingface.co").replace(/\/+$/, "");
+  const randomSeed = opts.randomSeed ?? (() => Math.floor(Math.random() * 2 ** 31));
+  const info: ProviderInfo = {
+    name: PROVIDER,
+    defaultModel: opts.defaultModel ?? MODELS[0]!,
+    models: MODELS,
+    supportsEdits: false,
+    limits: { concurrency: 2, rpm: 60 },
+  };
+
+  async function one(req: GenerateRequest, model: string, seed: number, signal: AbortSignal) {
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${opts.token}`,
+      "content-type": "application/json",
+      accept: "image/png, image/jpeg, image/webp, application/json",
+    };
+    if (opts.waitForModel) headers["x-wait-for-model"] = "true";
+    const res = await providerFetch(
+      PROVIDER,
+      modelUrl(base, model),
+      { method: "POST", headers, body: JSON.stringify(buildBody(req, seed)) },
+      { signal, ...(opts.timeoutMs !== undefined && { timeoutMs: opts.timeoutMs }) },
+    );
+    await ensureOk(PROVIDER, res, { signal });
+    return { ...(await readImage(res, signal, opts.maxDownloadBytes)), seed };
+  }
+
+  async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
+    if (req.images?.length) {
+      throw new UnrecoverableError(`${PROVIDER}: edits are not supported`, {
+        code: "provider_unsupported",
+        refundable: true,
+      });
+    }
+    const model = req.model ?? info.defaultModel;
+    const seed = req.seed ?? randomSeed();
+    const n = Math.max(1, req.n);
+    return allOrAbort(n, ctx.signal, (i, signal) => one(req, model, (seed + i) % 2 ** 32, signal));
+  }
+
+  return { info, generate, requestCost: (req) => Math.max(1, req.n) };
+}

@@ -1,0 +1,207 @@
+/**
+ * The set of image providers this process can use, built from configuration: a provider is on when its
+ * key or URL is set; `placeholder` is always on and is the default when nothing else is configured.
+ * Every provider handed out is wrapped in its limiter (concurrency + requests per minute), so callers
+ * cannot bypass the limits whether they use `get(name).generate` or `generate(name, …)`.
+ */
+import { UnrecoverableError } from "../queue/errors";
+import { createAutomatic1111Provider } from "./automatic1111";
+import { type ComfyuiOptions, createComfyuiProvider } from "./comfyui";
+import { createDashscopeProvider } from "./dashscope";
+import { createFalProvider } from "./fal";
+import { createGeminiProvider } from "./gemini";
+import { createHuggingFaceProvider } from "./huggingface";
+import { type Clock, type LimiterStats, ProviderLimiter } from "./limiter";
+import { createOpenAIProvider } from "./openai";
+import { createPlaceholderProvider, type PlaceholderOptions } from "./placeholder";
+import { createReplicateProvider } from "./replicate";
+import type { GenerateContext, GeneratedImage, GenerateRequest, Provider, ProviderInfo } from "./types";
+
+/** Every provider Easel knows, in the order the default is picked when several are configured. */
+export const PROVIDER_NAMES = [
+  "openai",
+  "gemini",
+  "huggingface",
+  "replicate",
+  "fal",
+  "dashscope",
+  "comfyui",
+  "automatic1111",
+  "placeholder",
+] as const;
+
+export type ProviderName = (typeof PROVIDER_NAMES)[number];
+
+export type ProviderLimits = ProviderInfo["limits"];
+
+export type ProviderRegistryOptions = {
+  openaiApiKey?: string;
+  /** OpenAI-compatible servers (sd-server, LocalAI, gateways). @defaultValue "https://api.openai.com/v1" */
+  openaiBaseUrl?: string;
+  hfToken?: string;
+  /** @defaultValue "https://router.huggingface.co" */
+  hfBaseUrl?: string;
+  geminiApiKey?: string;
+  /** @defaultValue "https://generativelanguage.googleapis.com/v1beta" */
+  geminiBaseUrl?: string;
+  replicateApiToken?: string;
+  /** @defaultValue "https://api.replicate.com/v1" */
+  replicateBaseUrl?: string;
+  falKey?: string;
+  /** @defaultValue "https://queue.fal.run" */
+  falQueueBaseUrl?: string;
+  comfyuiUrl?: string;
+  /** API-format workflow template (object or JSON text). @defaultValue the adapter's built-in SDXL graph */
+  comfyuiWorkflow?: ComfyuiOptions["workflow"];
+  a1111Url?: string;
+  /** HTTP Basic credentials for A1111/Forge `--api-auth`: `"user:pass"` or an object. */
+  a1111Auth?: string | { username: string; password: string };
+  dashscopeApiKey?: string;
+  /** @defaultValue "https://dashscope-intl.aliyuncs.com" */
+  dashscopeBaseUrl?: string;
+  placeholder?: PlaceholderOptions;
+  /** Per-provider overrides of the adapters' default limits, e.g. `{ openai: { rpm: 500 } }`. */
+  limits?: Partial<Record<string, Partial<ProviderLimits>>>;
+  /** Must name an enabled provider. @defaultValue the first configured in PROVIDER_NAMES order */
+  defaultProvider?: string;
+  /** Extra or replacement providers (tests, plugins); enabled as given. */
+  providers?: Provider[];
+  /** Clock for the limiters. @defaultValue system clock */
+  clock?: Clock;
+};
+
+/** Unknown or disabled provider: a client error, carried with the HTTP status the API should answer. */
+export class ProviderLookupError extends UnrecoverableError {
+  override name = "ProviderLookupError";
+  readonly status = 422;
+  constructor(code: "provider_not_found" | "provider_not_configured", provider: string, message: string) {
+    super(message, { code, refundable: true, details: { provider } });
+  }
+}
+
+export type ProviderRegistry = {
+  /** The limited provider; throws ProviderLookupError (`provider_not_found` / `provider_not_configured`). */
+  get(name: string): Provider;
+  has(name: string): boolean;
+  /** Enabled providers with their effective limits, default first. */
+  list(): ProviderInfo[];
+  default(): Provider;
+  readonly defaultName: string;
+  generate(name: string, req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]>;
+  /** Limiter state per enabled provider (for /api/queue/status and metrics). */
+  stats(): Record<string, LimiterStats>;
+};
+
+function parseBasicAuth(auth: ProviderRegistryOptions["a1111Auth"]) {
+  if (auth === undefined || typeof auth === "object") return auth;
+  const i = auth.indexOf(":");
+  return i < 0
+    ? { username: auth, password: "" }
+    : { username: auth.slice(0, i), password: auth.slice(i + 1) };
+}
+
+/** The adapters whose configuration is present, built with their (overridable) base URLs. */
+function configuredProviders(o: ProviderRegistryOptions): Provider[] {
+  const out: Provider[] = [createPlaceholderProvider(o.placeholder)];
+  if (o.openaiApiKey) {
+    out.push(
+      createOpenAIProvider({ apiKey: o.openaiApiKey, ...(o.openaiBaseUrl && { baseUrl: o.openaiBaseUrl }) }),
+    );
+  }
+  if (o.hfToken) {
+    out.push(createHuggingFaceProvider({ token: o.hfToken, ...(o.hfBaseUrl && { baseUrl: o.hfBaseUrl }) }));
+  }
+  if (o.geminiApiKey) {
+    out.push(
+      createGeminiProvider({ apiKey: o.geminiApiKey, ...(o.geminiBaseUrl && { baseUrl: o.geminiBaseUrl }) }),
+    );
+  }
+  if (o.replicateApiToken) {
+    out.push(
+      createReplicateProvider({
+        apiToken: o.replicateApiToken,
+        ...(o.replicateBaseUrl && { baseUrl: o.replicateBaseUrl }),
+      }),
+    );
+  }
+  if (o.falKey) {
+    out.push(
+      createFalProvider({ key: o.falKey, ...(o.falQueueBaseUrl && { queueBaseUrl: o.falQueueBaseUrl }) }),
+    );
+  }
+  if (o.comfyuiUrl) {
+    out.push(
+      createComfyuiProvider({ url: o.comfyuiUrl, ...(o.comfyuiWorkflow && { workflow: o.comfyuiWorkflow }) }),
+    );
+  }
+  if (o.a1111Url) {
+    const auth = parseBasicAuth(o.a1111Auth);
+    out.push(createAutomatic1111Provider({ url: o.a1111Url, ...(auth && { auth }) }));
+  }
+  if (o.dashscopeApiKey) {
+    out.push(
+      createDashscopeProvider({
+        apiKey: o.dashscopeApiKey,
+        ...(o.dashscopeBaseUrl && { baseUrl: o.dashscopeBaseUrl }),
+      }),
+    );
+  }
+  return out;
+}
+
+type LimitedProvider = Provider & { stats(): LimiterStats };
+
+function limited(provider: Provider, limits: ProviderLimits, clock: Clock | undefined): LimitedProvider {
+  const limiter = new ProviderLimiter({ ...limits, ...(clock && { clock }) });
+  const info: ProviderInfo = { ...provider.info, limits };
+  const cost = (req: GenerateRequest) => provider.requestCost?.(req) ?? 1;
+  return {
+    info,
+    generate: (req, ctx) => limiter.run(() => provider.generate(req, ctx), ctx.signal, cost(req)),
+    requestCost: cost,
+    stats: () => limiter.stats(),
+  };
+}
+
+/** Position in PROVIDER_NAMES; extra providers sort after the known remote ones, placeholder last. */
+function rank(name: string): number {
+  if (name === "placeholder") return PROVIDER_NAMES.length + 1;
+  const i = PROVIDER_NAMES.indexOf(name as ProviderName);
+  return i < 0 ? PROVIDER_NAMES.length : i;
+}
+
+export function createProviderRegistry(opts: ProviderRegistryOptions = {}): ProviderRegistry {
+  const byName = new Map<string, LimitedProvider>();
+  for (const p of [...configuredProviders(opts), ...(opts.providers ?? [])]) {
+    const limits = { ...p.info.limits, ...opts.limits?.[p.info.name] };
+    byName.set(p.info.name, limited(p, limits, opts.clock));
+  }
+
+  function get(name: string): LimitedProvider {
+    const p = byName.get(name);
+    if (p) return p;
+    if ((PROVIDER_NAMES as readonly string[]).includes(name)) {
+      throw new ProviderLookupError("provider_not_configured", name, `provider "${name}" is not configured`);
+    }
+    throw new ProviderLookupError(
+      "provider_not_found",
+      name,
+      `unknown provider "${name}" (known: ${PROVIDER_NAMES.join(", ")})`,
+    );
+  }
+
+  const ordered = [...byName.keys()].sort((a, b) => rank(a) - rank(b));
+  const defaultName = opts.defaultProvider ?? ordered[0] ?? "placeholder";
+  // Fail at start-up, not on the first job, when the configured default names a disabled provider.
+  get(defaultName);
+
+  return {
+    get,
+    has: (name) => byName.has(name),
+    list: () => [defaultName, ...ordered.filter((n) => n !== defaultName)].map((n) => get(n).info),
+    default: () => get(defaultName),
+    defaultName,
+    generate: (name, req, ctx) => get(name).generate(req, ctx),
+    stats: () => Object.fromEntries([...byName].map(([name, p]) => [name, p.stats()])),
+  };
+}

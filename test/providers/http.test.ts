@@ -1,0 +1,372 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  allOrAbort,
+  downloadImage,
+  ensureOk,
+  httpError,
+  MAX_RETRY_DELAY_MS,
+  parseDuration,
+  parseRetryAfter,
+  parseSize,
+  providerFetch,
+  readJson,
+  sizeToAspectRatio,
+  sleep,
+  sniffMime,
+  toDataUrl,
+} from "../../src/providers/http";
+import {
+  JobFailure,
+  RetryAfterError,
+  RetryableError,
+  TimeoutError,
+  UnrecoverableError,
+} from "../../src/queue/errors";
+import { FakeServer, HANG, json, testImage } from "../fakes/base";
+import { expectFailure } from "./assert-failure";
+
+const signal = () => new AbortController().signal;
+const h = (init: Record<string, string> = {}) => new Headers(init);
+
+describe("parseRetryAfter", () => {
+  test("retry-after-ms wins over retry-after", () => {
+    expect(parseRetryAfter(h({ "retry-after-ms": "1500", "retry-after": "30" }))).toBe(1500);
+  });
+  test("seconds and HTTP dates", () => {
+    expect(parseRetryAfter(h({ "retry-after": "7" }))).toBe(7000);
+    const now = Date.parse("2025-01-01T00:00:00Z");
+    expect(parseRetryAfter(h({ "retry-after": "Wed, 01 Jan 2025 00:00:30 GMT" }), now)).toBe(30_000);
+    expect(parseRetryAfter(h({ "retry-after": "Tue, 31 Dec 2024 00:00:00 GMT" }), now)).toBe(0);
+  });
+  test("absent or junk → undefined", () => {
+    expect(parseRetryAfter(h())).toBeUndefined();
+    expect(parseRetryAfter(h({ "retry-after": "soon" }))).toBeUndefined();
+  });
+  test("Google durations", () => {
+    expect(parseDuration("12s")).toBe(12_000);
+    expect(parseDuration("1.5s")).toBe(1500);
+    expect(parseDuration("250ms")).toBe(250);
+    expect(parseDuration(12)).toBeUndefined();
+  });
+});
+
+describe("httpError classification", () => {
+  const classify = (status: number, body: unknown = {}, headers: Record<string, string> = {}) =>
+    httpError("test", status, h(headers), typeof body === "string" ? body : JSON.stringify(body));
+
+  test.each([
+    [429, "provider_rate_limited", {}, RetryableError, true, true],
+    [500, "provider_unavailable", {}, RetryableError, true, true],
+    [502, "provider_unavailable", "<html>bad gateway</html>", RetryableError, true, true],
+    [408, "provider_timeout", {}, RetryableError, true, true],
+    [
+      400,
+      "provider_invalid_request",
+      { error: { message: "bad size", type: "invalid_request_error" } },
+      UnrecoverableError,
+      false,
+      true,
+    ],
+    [
+      422,
+      "provider_invalid_request",
+      { detail: [{ msg: "field required" }] },
+      UnrecoverableError,
+      false,
+      true,
+    ],
+    [401, "provider_auth", {}, UnrecoverableError, false, true],
+    [403, "provider_auth", {}, UnrecoverableError, false, true],
+    [402, "provider_quota", {}, UnrecoverableError, false, true],
+    [404, "provider_model_not_found", { error: "Model x does not exist" }, UnrecoverableError, false, true],
+    [
+      429,
+      "provider_quota",
+      { error: { code: "insufficient_quota", type: "insufficient_quota" } },
+      UnrecoverableError,
+      false,
+      true,
+    ],
+    [
+      429,
+      "provider_quota",
+      { code: "Throttling.AllocationQuota", message: "quota" },
+      UnrecoverableError,
+      false,
+      true,
+    ],
+    [
+      400,
+      "content_policy",
+      { error: { code: "content_policy_violation" } },
+      UnrecoverableError,
+      false,
+      false,
+    ],
+    [400, "content_policy", { error: { code: "moderation_blocked" } }, UnrecoverableError, false, false],
+    [
+      400,
+      "content_policy",
+      { code: "DataInspectionFailed", message: "inappropriate" },
+      UnrecoverableError,
+      false,
+      false,
+    ],
+  ] as const)("HTTP %i → %s (body %j)", (status, code, body, type, retryable, refundable) => {
+    const err = classify(status, body);
+    expect(err).toBeInstanceOf(type);
+    expect(err.code).toBe(code);
+    expect(err.retryable).toBe(retryable);
+    expect(err.refundable).toBe(refundable);
+    expect((err.details as { provider: string }).provider).toBe("test");
+  });
+
+  test("429 with a delay hint → RetryAfterError", () => {
+    const cases: Array<[unknown, Record<string, string>, number]> = [
+      [{}, { "retry-after": "3" }, 3000],
+      [{}, { "retry-after-ms": "2500", "retry-after": "9" }, 2500],
+      [{ error: { status: "RESOURCE_EXHAUSTED", details: [{ retryDelay: "12s" }] } }, {}, 12_000],
+    ];
+    for (const [body, headers, delay] of cases) {
+      const err = classify(429, body, headers);
+      expect(err).toBeInstanceOf(RetryAfterError);
+      expect((err as RetryAfterError).delayMs).toBe(delay);
+      expect(err.code).toBe("provider_rate_limited");
+    }
+  });
+
+  test("delays are capped and floored", () => {
+    expect((classify(429, {}, { "retry-after": "86400" }) as RetryAfterError).delayMs).toBe(
+      MAX_RETRY_DELAY_MS,
+    );
+    expect((classify(429, {}, { "retry-after": "0" }) as RetryAfterError).delayMs).toBe(1000);
+    const capped = httpError("t", 429, h({ "retry-after": "60" }), "", { maxDelayMs: 10_000 });
+    expect((capped as RetryAfterError).delayMs).toBe(10_000);
+  });
+
+  test("503 model loading with estimated_time → RetryAfterError", () => {
+    const err = classify(503, { error: "Model is currently loading", estimated_time: 20.5 });
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect((err as RetryAfterError).delayMs).toBe(20_500);
+    expect(err.code).toBe("provider_unavailable");
+  });
+
+  test("hintMs is used when no header or body gives a delay", () => {
+    const err = httpError("t", 429, h(), "{}", { hintMs: 4000 });
+    expect((err as RetryAfterError).delayMs).toBe(4000);
+  });
+
+  test("the provider's message ends up in the error", () => {
+    const err = classify(400, { error: { message: "Invalid value for 'size'" } });
+    expect(err.message).toBe("test: HTTP 400: Invalid value for 'size'");
+  });
+});
+
+describe("providerFetch / ensureOk against a real server", () => {
+  let fake: FakeServer;
+  beforeAll(async () => {
+    fake = await new FakeServer((req) => (req.path === "/ok" ? json({ ok: true }) : undefined)).start();
+  });
+  afterAll(() => fake.stop());
+
+  test("passes headers and body through", async () => {
+    const res = await providerFetch(
+      "t",
+      `${fake.url}/ok`,
+      { method: "POST", headers: { "content-type": "application/json", "x-k": "v" }, body: '{"a":1}' },
+      { signal: signal() },
+    );
+    expect(await readJson("t", res)).toEqual({ ok: true });
+    const rec = fake.requests.at(-1);
+    expect(rec?.headers.get("x-k")).toBe("v");
+    expect(rec?.json).toEqual({ a: 1 });
+  });
+
+  test("a hang hits the per-request timeout → provider_timeout", async () => {
+    fake.script(HANG);
+    const started = performance.now();
+    await expectFailure(providerFetch("t", `${fake.url}/ok`, {}, { signal: signal(), timeoutMs: 150 }), {
+      type: RetryableError,
+      code: "provider_timeout",
+    });
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  test("a body that stalls after the headers also hits the timeout", async () => {
+    fake.script(() => {
+      const body = new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"partial":'));
+        },
+      });
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    });
+    const res = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal(), timeoutMs: 150 });
+    await expectFailure(readJson("t", res), { type: RetryableError, code: "provider_timeout" });
+  });
+
+  test("the caller's abort propagates its own reason, not a retryable error", async () => {
+    fake.script(HANG);
+    const ac = new AbortController();
+    const reason = new TimeoutError(100);
+    setTimeout(() => ac.abort(reason), 50);
+    const err = await providerFetch("t", `${fake.url}/ok`, {}, { signal: ac.signal }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBe(reason);
+  });
+
+  test("an already aborted signal never sends the request", async () => {
+    const before = fake.requests.length;
+    const ac = new AbortController();
+    ac.abort(new Error("gone"));
+    await expect(providerFetch("t", `${fake.url}/ok`, {}, { signal: ac.signal })).rejects.toThrow("gone");
+    expect(fake.requests.length).toBe(before);
+  });
+
+  test("connection refused → provider_network", async () => {
+    const dead = await new FakeServer().start();
+    const url = dead.url;
+    await dead.stop();
+    await expectFailure(providerFetch("t", url, {}, { signal: signal() }), {
+      type: RetryableError,
+      code: "provider_network",
+    });
+  });
+
+  test("ensureOk: provider hook first, shared rules otherwise", async () => {
+    fake.script(json({ error: "special" }, 418)).script(json({ error: "x" }, 503, { "retry-after": "2" }));
+    const hook = () => new UnrecoverableError("hooked", { code: "teapot" });
+    const r1 = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal() });
+    await expectFailure(ensureOk("t", r1, { classify: hook }), { type: UnrecoverableError, code: "teapot" });
+    const r2 = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal() });
+    await expectFailure(ensureOk("t", r2, { classify: () => undefined }), {
+      type: RetryAfterError,
+      code: "provider_unavailable",
+      delayMs: 2000,
+    });
+  });
+
+  test("readJson on non-JSON → provider_bad_response", async () => {
+    fake.script(new Response("<html>", { status: 200 }));
+    const res = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal() });
+    await expectFailure(readJson("t", res), { type: RetryableError, code: "provider_bad_response" });
+  });
+});
+
+describe("downloadImage", () => {
+  let fake: FakeServer;
+  let png: Uint8Array<ArrayBuffer>;
+  beforeAll(async () => {
+    png = await testImage({ format: "png", width: 32, height: 32 });
+    fake = await new FakeServer((req) => {
+      if (req.path === "/img")
+        return new Response(png, { headers: { "content-type": "application/octet-stream" } });
+      if (req.path === "/stream") {
+        // No content-length: the cap must trip while streaming.
+        const chunk = new Uint8Array(64 * 1024);
+        let sent = 0;
+        const body = new ReadableStream({
+          pull(c) {
+            if (sent++ >= 20) c.close();
+            else c.enqueue(chunk);
+          },
+        });
+        return new Response(body, { headers: { "content-type": "image/png" } });
+      }
+      if (req.path === "/text")
+        return new Response("not an image", { headers: { "content-type": "text/plain" } });
+      return undefined;
+    }).start();
+  });
+  afterAll(() => fake.stop());
+
+  test("downloads and sniffs a vague content-type", async () => {
+    const img = await downloadImage(`${fake.url}/img`, { signal: signal() });
+    expect(img.mime).toBe("image/png");
+    expect(img.bytes).toEqual(png);
+  });
+
+  test("declared length over the cap → provider_output_too_large", async () => {
+    await expectFailure(downloadImage(`${fake.url}/img`, { signal: signal(), maxBytes: 10, provider: "p" }), {
+      type: UnrecoverableError,
+      code: "provider_output_too_large",
+      refundable: true,
+    });
+  });
+
+  test("streamed body over the cap is cut off", async () => {
+    await expectFailure(downloadImage(`${fake.url}/stream`, { signal: signal(), maxBytes: 100_000 }), {
+      type: UnrecoverableError,
+      code: "provider_output_too_large",
+    });
+  });
+
+  test("not an image → provider_bad_response; gone → provider_output_missing", async () => {
+    await expectFailure(downloadImage(`${fake.url}/text`, { signal: signal() }), {
+      type: RetryableError,
+      code: "provider_bad_response",
+    });
+    await expectFailure(downloadImage(`${fake.url}/missing`, { signal: signal() }), {
+      type: UnrecoverableError,
+      code: "provider_output_missing",
+    });
+  });
+
+  test("a hang is cut by timeoutMs", async () => {
+    fake.script(HANG);
+    await expectFailure(downloadImage(`${fake.url}/img`, { signal: signal(), timeoutMs: 150 }), {
+      type: RetryableError,
+      code: "provider_timeout",
+    });
+  });
+
+  test("data: URLs are decoded locally", async () => {
+    const img = await downloadImage(toDataUrl({ bytes: png, mime: "image/png" }), { signal: signal() });
+    expect(img).toEqual({ bytes: png, mime: "image/png" });
+  });
+});
+
+describe("media helpers", () => {
+  test("sniffMime recognises real files", async () => {
+    for (const format of ["png", "jpeg", "webp"] as const) {
+      expect(sniffMime(await testImage({ format }))).toBe(`image/${format}`);
+    }
+    expect(sniffMime(new TextEncoder().encode("GIF89a......"))).toBe("image/gif");
+    expect(sniffMime(new TextEncoder().encode("hello"))).toBeUndefined();
+  });
+
+  test("sizes and aspect ratios", () => {
+    expect(parseSize("1536x1024")).toEqual({ width: 1536, height: 1024 });
+    expect(sizeToAspectRatio("1536x1024")).toBe("3:2");
+    expect(sizeToAspectRatio("1024x1024")).toBe("1:1");
+    expect(sizeToAspectRatio("1920x1080", ["1:1", "4:3", "16:9"])).toBe("16:9");
+    expect(sizeToAspectRatio("1000x1900", ["1:1", "3:4", "9:16"])).toBe("9:16");
+    expect(() => parseSize("big")).toThrow(UnrecoverableError);
+    expect(() => parseSize("0x10")).toThrow(JobFailure);
+  });
+});
+
+describe("waiting", () => {
+  test("sleep rejects with the abort reason", async () => {
+    const ac = new AbortController();
+    const reason = new Error("stop");
+    setTimeout(() => ac.abort(reason), 10);
+    expect(await sleep(10_000, ac.signal).catch((e: unknown) => e)).toBe(reason);
+  });
+
+  test("allOrAbort aborts siblings on the first failure", async () => {
+    const aborted: number[] = [];
+    const boom = new RetryableError("boom");
+    const run = allOrAbort(3, signal(), async (i, s) => {
+      if (i === 0) throw boom;
+      await sleep(5_000, s).catch((e: unknown) => {
+        aborted.push(i);
+        throw e;
+      });
+    });
+    expect(await run.catch((e: unknown) => e)).toBe(boom);
+    await Bun.sleep(0);
+    expect(aborted.sort()).toEqual([1, 2]);
+  });
+});

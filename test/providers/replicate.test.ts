@@ -1,0 +1,200 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { createReplicateProvider, type ReplicateOptions } from "../../src/providers/replicate";
+import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { HANG, json } from "../fakes/base";
+import { ReplicateFake, replicateError } from "../fakes/replicate";
+import { context, failureOf, request, until } from "./adapter-support";
+
+let fake: ReplicateFake;
+
+beforeAll(async () => {
+  fake = await new ReplicateFake().start();
+});
+afterAll(() => fake.stop());
+beforeEach(() => fake.reset());
+
+const provider = (opts: Partial<ReplicateOptions> = {}) =>
+  createReplicateProvider({
+    apiToken: "r8_test",
+    baseUrl: fake.baseUrl,
+    pollIntervalMs: 5,
+    waitSeconds: 5,
+    ...opts,
+  });
+
+describe("replicate request shape", () => {
+  test("owner/name models are created on the model endpoint with auth, Prefer: wait and mapped input", async () => {
+    const images = await provider().generate(
+      request({ size: "1344x768", n: 2, seed: 7, negativePrompt: "blurry" }),
+      context(),
+    );
+    const create = fake.server.requests[0]!;
+    expect(create.method).toBe("POST");
+    expect(create.path).toBe("/v1/models/black-forest-labs/flux-schnell/predictions");
+    expect(create.headers.get("authorization")).toBe("Bearer r8_test");
+    expect(create.headers.get("prefer")).toBe("wait=5");
+    expect(create.json).toEqual({
+      input: {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "16:9",
+        width: 1344,
+        height: 768,
+        num_outputs: 2,
+        output_format: "png",
+        negative_prompt: "blurry",
+        seed: 7,
+      },
+    });
+    expect(images).toHaveLength(2);
+    expect(images[0]).toEqual({ bytes: fake.image, mime: "image/png", seed: 7 });
+  });
+
+  test("owner/name:version and bare version ids go to /predictions with a version", async () => {
+    await provider().generate(request({ model: "stability-ai/sdxl:39ed52f2a78e" }), context());
+    const hash = "a".repeat(64);
+    await provider().generate(request({ model: hash }), context());
+    const creates = fake.server.requestsTo("/v1/predictions");
+    expect(creates.map((r) => (r.json as { version: string }).version)).toEqual(["39ed52f2a78e", hash]);
+  });
+
+  test("input images become data URLs and params pass through", async () => {
+    const img = { bytes: fake.image, mime: "image/png" };
+    await provider().generate(
+      request({ model: "black-forest-labs/flux-kontext-pro", images: [img], params: { go_fast: true } }),
+      context(),
+    );
+    const input = (fake.server.requests[0]!.json as { input: Record<string, unknown> }).input;
+    expect(String(input.input_image)).toStartWith("data:image/png;base64,");
+    expect(input.go_fast).toBe(true);
+  });
+
+  test("a malformed model name is refused before any request", async () => {
+    const err = await failureOf(provider().generate(request({ model: "not a model" }), context()));
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(fake.server.requests).toHaveLength(0);
+  });
+});
+
+describe("replicate prediction lifecycle", () => {
+  test("Prefer: wait answers finished: no polling", async () => {
+    fake.behaviour.sync = true;
+    const images = await provider().generate(request(), context());
+    expect(images).toHaveLength(1);
+    expect(fake.server.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "POST /v1/models/black-forest-labs/flux-schnell/predictions",
+      "GET /files/pred1-0.png",
+    ]);
+  });
+
+  test("waitSeconds 0 sends no Prefer header; cancelAfter sets Replicate's deadline header", async () => {
+    await provider({ waitSeconds: 0, cancelAfter: "10m" }).generate(request(), context());
+    expect(fake.server.requests[0]!.headers.get("prefer")).toBeNull();
+    expect(fake.server.requests[0]!.headers.get("cancel-after")).toBe("10m");
+  });
+
+  test("starting → processing → succeeded is polled through urls.get, with progress and the logged seed", async () => {
+    fake.behaviour.processingPolls = 3;
+    fake.behaviour.outputAsString = true;
+    const ctx = context();
+    const images = await provider().generate(request(), ctx);
+    expect(fake.server.requestsTo("/v1/predictions/pred1")).toHaveLength(4);
+    expect(images).toEqual([{ bytes: fake.image, mime: "image/png", seed: 4242 }]);
+    expect(ctx.progress.map((p) => p.pct)).toEqual([0, 25, 50, 75]);
+    expect(ctx.progress[0]!.message).toBe("starting");
+  });
+
+  test("abort while processing cancels the prediction and rethrows the job's reason", async () => {
+    fake.behaviour.stuck = true;
+    const ac = new AbortController();
+    const run = provider().generate(request(), context(ac.signal));
+    await until(() => fake.server.requestsTo("/v1/predictions/pred1").length >= 2);
+    const reason = new CancelledError();
+    ac.abort(reason);
+    expect(await failureOf(run)).toBe(reason);
+    const cancels = fake.server.requestsTo("/v1/predictions/pred1/cancel");
+    expect(cancels).toHaveLength(1);
+    expect(cancels[0]!.method).toBe("POST");
+    expect(cancels[0]!.headers.get("authorization")).toBe("Bearer r8_test");
+    expect(fake.predictions.get("pred1")!.status).toBe("canceled");
+  });
+
+  test("a prediction failed for NSFW content is a content-policy rejection, not refundable", async () => {
+    fake.behaviour.fail = "NSFW content detected. Try running it again, or try a different prompt.";
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+  });
+
+  test("any other failed prediction is retryable", async () => {
+    fake.behaviour.fail = "CUDA error: device-side assert triggered";
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryableError);
+    expect(err).toMatchObject({ code: "provider_failed", retryable: true });
+  });
+
+  test("a prediction canceled by someone else is retryable", async () => {
+    fake.server.script(json({ id: "x", status: "canceled", output: null, error: null, urls: {} }, 201));
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toMatchObject({ code: "provider_failed", retryable: true });
+  });
+});
+
+describe("replicate error classification", () => {
+  test("429 with Retry-After → RetryAfterError with that delay", async () => {
+    fake.server.script(replicateError.throttled(5), { method: "POST" });
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 5000, refundable: true });
+  });
+
+  test("429 whose detail says when, without the header, uses the detail", async () => {
+    fake.server.script(json({ detail: "Request was throttled. Expected available in 3 seconds." }, 429));
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect((err as RetryAfterError).delayMs).toBe(3000);
+  });
+
+  test("429 without any hint → plain RetryableError", async () => {
+    fake.server.script(replicateError.throttledNoHeader());
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryableError);
+    expect(err).toMatchObject({ code: "provider_rate_limited", retryable: true });
+  });
+
+  test("5xx is retryable and the next attempt succeeds", async () => {
+    fake.server.script(replicateError.serverError());
+    const p = provider();
+    const err = await failureOf(p.generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryableError);
+    expect(err).toMatchObject({ code: "provider_unavailable" });
+    expect(await p.generate(request(), context())).toHaveLength(1);
+  });
+
+  test.each([
+    ["unauthorized", "provider_auth", replicateError.unauthorized()],
+    ["payment required", "provider_quota", replicateError.paymentRequired()],
+    ["unknown model", "provider_model_not_found", replicateError.notFound()],
+    ["invalid input", "provider_invalid_request", replicateError.invalidInput()],
+  ])("%s → UnrecoverableError %s (refundable)", async (_name, code, reply) => {
+    fake.server.script(reply);
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(err).toMatchObject({ code, retryable: false, refundable: true });
+  });
+
+  test("a hanging create is cut at the request timeout as a retryable timeout", async () => {
+    fake.server.script(HANG);
+    const started = Date.now();
+    const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryableError);
+    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  test("a hanging create is released at once when the job's signal fires", async () => {
+    fake.server.script(HANG);
+    const err = await failureOf(provider().generate(request(), context(AbortSignal.timeout(150))));
+    expect((err as Error).name).toBe("TimeoutError");
+  });
+});
