@@ -3,11 +3,14 @@ import { Elysia } from "elysia";
 import type { AppContext } from "./context";
 import { ApiError } from "./errors";
 import { authModule } from "./modules/auth";
+import { cardsModule } from "./modules/cards";
 import { filesRoutes } from "./modules/files";
 import { generateModule } from "./modules/generate";
 import { jobsModule } from "./modules/jobs";
 import { opsModule } from "./modules/ops";
+import { realtimeModule } from "./modules/realtime";
 import { usersModule } from "./modules/users";
+import { webhooksModule } from "./modules/webhooks";
 import { LocalStorage } from "./storage";
 
 const json = (status: number, body: unknown) =>
@@ -83,6 +86,9 @@ export function createApp(ctx: AppContext) {
     .use(usersModule(ctx))
     .use(jobsModule(ctx))
     .use(generateModule(ctx))
+    .use(cardsModule(ctx))
+    .use(realtimeModule(ctx))
+    .use(webhooksModule(ctx))
     .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null));
 }
 

@@ -96,6 +96,29 @@ export const EnvSchema = z.object({
   ITEM_MAX_ATTEMPTS: int(1).max(20).default(3),
   BATCH_CONCURRENCY: int(1).max(64).default(4),
   MAX_INPUT_IMAGE_BYTES: int(1024).default(20 * 1024 * 1024),
+  WS_PING_INTERVAL_MS: int(100).default(30_000),
+  WS_PING_TIMEOUT_MS: int(100).default(10_000),
+  /** A WebSocket client whose unsent backlog passes this is disconnected (it can reconnect and resubscribe). */
+  WS_MAX_BUFFERED_BYTES: int(4096).default(1024 * 1024),
+  SSE_HEARTBEAT_MS: int(100).default(15_000),
+  WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
+  /** Delays before each retry of a failed delivery (Standard Webhooks' schedule); jittered ±10%. */
+  WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .transform((v, ctx) => {
+      const ms = v.split(",").map((part) => durationMs(part.trim()));
+      if (ms.length === 0 || ms.some((d) => d === null)) {
+        ctx.addIssue({ code: "custom", message: 'must be durations like "5s,5m,30m,2h"' });
+        return z.NEVER;
+      }
+      return ms as number[];
+    })
+    .prefault("5s,5m,30m,2h,5h,10h,10h"),
+  /** Multiplies every retry delay (tests use a small factor). */
+  WEBHOOK_RETRY_SCALE: z.coerce.number().positive().default(1),
+  WEBHOOK_CONCURRENCY: int(1).default(4),
+  WEBHOOK_FAILING_AFTER_MS: int(0).default(86_400_000),
+  WEBHOOK_PROGRESS_INTERVAL_MS: int(0).default(1000),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -110,6 +133,14 @@ export type Config = Env & {
 
 export class ConfigError extends Error {
   override name = "ConfigError";
+}
+
+/** "250ms", "5s", "30m", "2h" → milliseconds; null when malformed. */
+function durationMs(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text);
+  if (!m) return null;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+  return Math.round(Number(m[1]) * unit);
 }
 
 function isCron(pattern: string): boolean {

@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
 import { UsageError } from "./cli/args";
+import { cardsCommand } from "./cli/cards";
 import { queueCommand } from "./cli/queue";
 import { usersCommand } from "./cli/users";
 import { ConfigError, loadConfig } from "./config";
 import { openDb } from "./db/client";
 import { ApiError } from "./errors";
 import { silentLogger } from "./log";
+import { createAvatarResolver } from "./render";
 import { createServices, startRuntime } from "./runtime";
 
 const HELP = `easel — self-hosted image-generation job server
@@ -17,6 +19,7 @@ usage: easel [command]
   queue retry <jobId>           re-queue a failed/partial job (failed items only)
   queue cancel <jobId>          cancel a queued or active job
   users create --name N --role admin|app|user   create a user and print its API key once
+  cards render <template> <data.json> -o out.png   render a card offline (no server needed)
 
 Configuration comes from the environment (see README.md).`;
 
@@ -35,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
       openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS }).$client.close();
       process.stdout.write(`migrated ${config.databasePath}\n`);
       return 0;
+    case "cards":
+      return cardsCommand(rest, createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }));
     case "queue":
     case "users": {
       const ctx = createServices(config, { log: silentLogger });

@@ -7,6 +7,8 @@ import { Checkpointer } from "./db/checkpointer";
 import { openDb } from "./db/client";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
+import { cardJobs } from "./modules/cards/jobs";
+import { type CardRenderer, CardService } from "./modules/cards/service";
 import { AssetService } from "./modules/generate/assets";
 import { generateJob } from "./modules/generate/job";
 import { GenerateService } from "./modules/generate/service";
@@ -14,9 +16,12 @@ import { IdempotencyService } from "./modules/idempotency/service";
 import { JobService } from "./modules/jobs/service";
 import { runRetention, sweepStorage } from "./modules/ops/maintenance";
 import { dbWritableCheck, HealthService } from "./modules/ops/service";
+import { RealtimeService, realtimeOptions, socketServerOptions } from "./modules/realtime/service";
 import { UserService } from "./modules/users/service";
+import { WebhookService, webhookOptions } from "./modules/webhooks/service";
 import { createProviderRegistry, type ProviderRegistry } from "./providers/registry";
 import { type AnyJobDefinition, Queue } from "./queue";
+import { createAvatarResolver, RenderPool } from "./render";
 import { createStorage } from "./storage";
 
 export type ServiceOptions = {
@@ -43,7 +48,10 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     tokenTtlSeconds: config.CLIENT_TOKEN_TTL_S,
     now: opts.now,
   });
+  // Terminal webhooks are queued inside each job's terminal transaction (no crash window); bound below.
+  let webhooks: WebhookService | null = null;
   const queue = new Queue({
+    onTerminal: (job) => webhooks?.onJobTerminal(job),
     db: db.$client,
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
@@ -67,10 +75,25 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       itemMaxAttempts: config.ITEM_MAX_ATTEMPTS,
     }),
   );
+  const renderer = lazyRenderPool(config.renderWorkers);
+  const cards = new CardService({
+    db: db.$client,
+    queue,
+    storage,
+    auth,
+    renderer,
+    resolveImage: createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }),
+    config,
+    now: opts.now,
+  });
+  queue.define(...cardJobs(cards));
   if (opts.jobs) queue.define(...opts.jobs);
+  webhooks = new WebhookService({ db, queue, auth, log }, webhookOptions(config));
+  const jobs = new JobService(queue, auth, assets);
   const health = new HealthService()
     .add(dbWritableCheck(db.$client))
     .add({ name: "storage", run: () => storage.check() })
+    .add({ name: "render", run: () => renderer.check() })
     .add({
       name: "workers",
       run: () => {
@@ -84,13 +107,42 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     queue,
     users,
     auth,
-    jobs: new JobService(queue, auth, assets),
+    jobs,
     health,
     idempotency: new IdempotencyService(db, opts.now),
     storage,
     providers,
     assets,
+    cards,
+    renderer,
     generate: new GenerateService({ config, queue, providers, storage, auth }),
+    realtime: new RealtimeService(queue, jobs, realtimeOptions(config)),
+    webhooks,
+  };
+}
+
+/**
+ * The card render pool, started on first use: CLI commands build every service but most never render,
+ * and worker threads are not free.
+ */
+export type LazyRenderer = CardRenderer & { check(): void; close(): Promise<void> };
+
+function lazyRenderPool(size: number): LazyRenderer {
+  let pool: RenderPool | null = null;
+  const get = () => {
+    pool ??= new RenderPool({ size });
+    return pool;
+  };
+  return {
+    render: (template, data) => get().render(template, data),
+    check: () => {
+      const stats = pool?.stats;
+      if (stats && stats.size === 0) throw new Error("render pool has no live workers");
+    },
+    close: async () => {
+      await pool?.close();
+      pool = null;
+    },
   };
 }
 
@@ -162,6 +214,8 @@ export async function startRuntime(
   const recovered = queue.recoverStalled(true);
   if (recovered.requeued + recovered.failed > 0)
     log.warn(recovered, "recovered jobs left active by a previous process");
+  ctx.webhooks.start();
+  ctx.realtime.start();
   queue.start();
 
   const timers: { stop(): void }[] = [];
@@ -197,7 +251,9 @@ export async function startRuntime(
     port: config.PORT,
     hostname: config.HOST,
     maxRequestBodySize: config.MAX_BODY_BYTES + 64 * 1024,
+    websocket: socketServerOptions(config),
   });
+  ctx.realtime.attach(app.server);
   const port = app.server?.port ?? config.PORT;
   log.info({ port, dataDir: config.dataDir }, "easel listening");
 
@@ -206,8 +262,11 @@ export async function startRuntime(
     (stopping ??= (async () => {
       log.info({ graceMs: config.SHUTDOWN_GRACE_MS }, "shutting down");
       for (const t of timers) t.stop();
+      ctx.realtime.stop();
+      ctx.webhooks.stop();
       await app.stop();
       await queue.stop(config.SHUTDOWN_GRACE_MS);
+      await ctx.renderer.close();
       await checkpointer.stop();
       ctx.db.$client.close();
       log.info("stopped");

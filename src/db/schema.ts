@@ -237,6 +237,52 @@ export const webhookEndpoints = sqliteTable(
   (t) => [index("webhook_endpoints_owner_idx").on(t.ownerId)],
 );
 
+/** The signing secret of an account's per-job webhooks (`webhookUrl` on a job); endpoints have their own. */
+export const webhookSecrets = sqliteTable("webhook_secrets", {
+  ownerId: text("owner_id").primaryKey(),
+  secret: text("secret").notNull(),
+  /** Still signed with (as a second signature) for a day after a rotation, so receivers can switch over. */
+  previousSecret: text("previous_secret"),
+  rotatedAt: integer("rotated_at"),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const DELIVERY_STATUSES = ["pending", "delivered", "failed"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** One event for one destination; its id is the `webhook-id` header, the same on every attempt. */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    id: text("id").primaryKey(),
+    ownerId: text("owner_id").notNull(),
+    /** Null for a job's own `webhookUrl`. */
+    endpointId: text("endpoint_id").references(() => webhookEndpoints.id, { onDelete: "cascade" }),
+    /** The job the event is about (no foreign key: jobs are deleted by retention before their deliveries). */
+    jobId: text("job_id"),
+    url: text("url").notNull(),
+    eventType: text("event_type").notNull(),
+    /** The exact body sent on every attempt. */
+    payload: text("payload").notNull(),
+    status: text("status", { enum: DELIVERY_STATUSES }).notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: integer("next_attempt_at"),
+    lastAttemptAt: integer("last_attempt_at"),
+    lastStatusCode: integer("last_status_code"),
+    lastError: text("last_error"),
+    lastDurationMs: integer("last_duration_ms"),
+    createdAt: integer("created_at").notNull(),
+    deliveredAt: integer("delivered_at"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [
+    index("webhook_deliveries_endpoint_idx").on(t.endpointId, t.id),
+    index("webhook_deliveries_owner_idx").on(t.ownerId, t.id),
+    index("webhook_deliveries_job_idx").on(t.jobId),
+    index("webhook_deliveries_created_idx").on(t.createdAt),
+  ],
+);
+
 export const idempotencyKeys = sqliteTable(
   "idempotency_keys",
   {
@@ -259,3 +305,5 @@ export type Card = typeof cards.$inferSelect;
 export type Recipe = typeof recipes.$inferSelect;
 export type CreditLedgerRow = typeof creditLedger.$inferSelect;
 export type WebhookEndpoint = typeof webhookEndpoints.$inferSelect;
+export type WebhookSecret = typeof webhookSecrets.$inferSelect;
+export type WebhookDelivery = typeof webhookDeliveries.$inferSelect;

@@ -166,7 +166,8 @@ function nextHop(hop: Hop, status: number, location: string): Hop {
   if (target.origin !== new URL(hop.url).origin) {
     for (const name of CREDENTIAL_HEADERS) headers.delete(name);
   }
-  const toGet = status === 303 ? hop.method !== "HEAD" : (status === 301 || status === 302) && hop.method === "POST";
+  const toGet =
+    status === 303 ? hop.method !== "HEAD" : (status === 301 || status === 302) && hop.method === "POST";
   if (!toGet) return { url: target.href, method: hop.method, headers, body: hop.body };
   for (const name of BODY_HEADERS) headers.delete(name);
   return { url: target.href, method: "GET", headers, body: undefined };
@@ -176,7 +177,10 @@ async function readLimited(res: Response, maxBytes: number): Promise<Uint8Array>
   const declared = Number(res.headers.get("content-length"));
   if (Number.isFinite(declared) && declared > maxBytes) {
     await res.body?.cancel();
-    throw new OutboundFetchError("response_too_large", `response declares ${declared} bytes (max ${maxBytes})`);
+    throw new OutboundFetchError(
+      "response_too_large",
+      `response declares ${declared} bytes (max ${maxBytes})`,
+    );
   }
   if (!res.body) return new Uint8Array(0);
   const reader = res.body.getReader();
@@ -207,7 +211,8 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
 
 function asFetchError(err: unknown, timeout: AbortSignal, timeoutMs: number): unknown {
   if (err instanceof UrlGuardError || err instanceof OutboundFetchError) return err;
-  if (timeout.aborted) return new OutboundFetchError("timeout", `timed out after ${timeoutMs} ms`, { cause: err });
+  if (timeout.aborted)
+    return new OutboundFetchError("timeout", `timed out after ${timeoutMs} ms`, { cause: err });
   if (err instanceof Error && err.name === "AbortError") return err;
   const message = err instanceof Error ? err.message : String(err);
   return new OutboundFetchError("network_error", message, { cause: err });

@@ -117,6 +117,7 @@ export class AssetService {
          UNION SELECT thumbnail_key FROM assets WHERE thumbnail_key IN (SELECT value FROM json_each(?1))
          UNION SELECT json_extract(input, '$.imageKey') FROM jobs
            WHERE type = 'generate' AND json_extract(input, '$.imageKey') IN (SELECT value FROM json_each(?1))
+         UNION SELECT image_key FROM cards WHERE image_key IN (SELECT value FROM json_each(?1))
          UNION SELECT json_extract(input, '$.maskKey') FROM jobs
            WHERE type = 'generate' AND json_extract(input, '$.maskKey') IN (SELECT value FROM json_each(?1))`,
       )

@@ -20,7 +20,7 @@ export async function runRetention(ctx: AppContext): Promise<{ jobs: number; obj
 export async function sweepStorage(ctx: AppContext) {
   return sweepOrphans({
     storage: ctx.storage,
-    prefixes: ["generations/", "inputs/"],
+    prefixes: ["generations/", "inputs/", "cards/"],
     isReferenced: (keys) => ctx.assets.referenced(keys),
     olderThanMs: ctx.config.STORAGE_ORPHAN_GRACE_HOURS * 3_600_000,
   });

@@ -1,0 +1,128 @@
+import type { Job } from "../../db/schema";
+import type { EventBus } from "../../queue";
+import { Coalescer } from "./coalescer";
+import { type JobFrame, type ProgressFrame, type ServerFrame, terminalFrame } from "./model";
+
+/** The part of Bun's server the hub needs: native topic fan-out. */
+export type Publisher = { publish(topic: string, data: string, compress?: boolean): number };
+
+/** An SSE stream of one job: gets each frame already encoded as an SSE event. */
+export type FrameListener = (chunk: Uint8Array, terminal: boolean) => void;
+
+export const jobTopic = (jobId: string) => `job:${jobId}`;
+export const userTopic = (userId: string) => `user:${userId}`;
+
+/** The SSE id of a job's terminal event: stable for one run, so a client that saw it can say so. */
+export const terminalEventId = (job: Job) => `done-${job.finishedAt ?? 0}`;
+
+const encoder = new TextEncoder();
+
+/** One SSE event; `data` is the frame's JSON, identical to the WebSocket frame. */
+export function sseEvent(id: string, event: string, json: string): Uint8Array {
+  return encoder.encode(`id: ${id}\nevent: ${event}\ndata: ${json}\n\n`);
+}
+
+type Pending = { frame: ProgressFrame; ownerId: string | null };
+
+/**
+ * Turns queue events into frames and fans each out once: serialised to JSON a single time, then handed to
+ * Bun's native pub/sub (`job:<id>` and the owner's `user:<id>` topic) and to the job's SSE streams.
+ * Progress is coalesced per job (latest wins); a terminal event first flushes the job's pending progress,
+ * so it is never dropped and always comes last.
+ */
+export class RealtimeHub {
+  readonly #events: EventBus;
+  readonly #progress: Coalescer<Pending>;
+  readonly #listeners = new Map<string, Set<FrameListener>>();
+  #server: Publisher | null = null;
+  #off: (() => void)[] = [];
+  #sweep: ReturnType<typeof setInterval> | null = null;
+  #seq = 0;
+
+  constructor(events: EventBus, opts: { progressIntervalMs: number }) {
+    this.#events = events;
+    this.#progress = new Coalescer(opts.progressIntervalMs, (_, p) => this.#publish(p.frame, p.ownerId));
+  }
+
+  /** The listening server; frames before this reach SSE streams only. */
+  attach(server: Publisher | null): void {
+    this.#server = server;
+  }
+
+  start(): void {
+    if (this.#off.length > 0) return;
+    const e = this.#events;
+    this.#off = [
+      e.on("job:progress", ({ job, progress, message, completedItems, totalItems }) => {
+        const counts =
+          totalItems === undefined ? null : { completed: completedItems ?? 0, total: totalItems };
+        const frame: ProgressFrame = {
+          type: "job_progress",
+          jobId: job.id,
+          progress,
+          message,
+          completedItems: counts?.completed ?? null,
+          totalItems: counts?.total ?? null,
+        };
+        this.#progress.push(job.id, { frame, ownerId: job.ownerId });
+      }),
+      e.on("job:completed", ({ job }) => this.#terminal(job)),
+      e.on("job:partial", ({ job }) => this.#terminal(job)),
+      e.on("job:failed", ({ job }) => this.#terminal(job)),
+      e.on("job:cancelled", ({ job }) => this.#terminal(job)),
+      e.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) => {
+        const frame: ServerFrame = { type: "card_rendered", cardId, imageUrl, version };
+        this.#server?.publish(userTopic(ownerId), JSON.stringify(frame));
+      }),
+    ];
+    this.#sweep = setInterval(() => this.#progress.sweep(), 60_000);
+    this.#sweep.unref?.();
+  }
+
+  stop(): void {
+    for (const off of this.#off) off();
+    this.#off = [];
+    if (this.#sweep) clearInterval(this.#sweep);
+    this.#progress.clear();
+    this.#server = null;
+  }
+
+  /** Registers an SSE stream for a job's frames; returns its unsubscribe. */
+  listen(jobId: string, listener: FrameListener): () => void {
+    let set = this.#listeners.get(jobId);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(jobId, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#listeners.get(jobId) === set) this.#listeners.delete(jobId);
+    };
+  }
+
+  get streams(): number {
+    let n = 0;
+    for (const set of this.#listeners.values()) n += set.size;
+    return n;
+  }
+
+  #terminal(job: Job): void {
+    this.#progress.flush(job.id);
+    this.#publish(terminalFrame(job), job.ownerId, terminalEventId(job));
+  }
+
+  #publish(frame: JobFrame, ownerId: string | null, sseId?: string): void {
+    const json = JSON.stringify(frame);
+    const server = this.#server;
+    if (server) {
+      server.publish(jobTopic(frame.jobId), json);
+      if (ownerId) server.publish(userTopic(ownerId), json);
+    }
+    const listeners = this.#listeners.get(frame.jobId);
+    if (!listeners || listeners.size === 0) return;
+    const terminal = sseId !== undefined;
+    const chunk = sseEvent(sseId ?? `p-${++this.#seq}`, frame.type, json);
+    for (const listener of [...listeners]) listener(chunk, terminal);
+  }
+}

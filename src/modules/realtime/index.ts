@@ -1,0 +1,61 @@
+import { Elysia } from "elysia";
+import type { AppContext } from "../../context";
+import { authPlugin, credentialFrom } from "../auth/plugin";
+import type { AuthService, Principal } from "../auth/service";
+import { JobEventsParams } from "./model";
+import type { Socket } from "./sessions";
+
+export { RealtimeService, realtimeOptions, socketServerOptions } from "./service";
+
+/** The caller of an upgrade request, or null: a refused WebSocket is closed with 4401, not answered with 401. */
+async function principalOf(
+  auth: AuthService,
+  headers: Record<string, string | undefined>,
+  request: Request,
+): Promise<Principal | null> {
+  const credential = credentialFrom(headers, request);
+  return credential ? auth.authenticate(credential) : null;
+}
+
+/** Elysia hands `ping`/`pong` the raw socket and the other callbacks a wrapper with `.raw`. */
+const rawSocket = (ws: object): Socket => ("raw" in ws ? ws.raw : ws) as Socket;
+
+const socketRoutes = (ctx: AppContext) =>
+  new Elysia({ name: "realtime-ws" })
+    .resolve(async ({ headers, request }) => ({
+      wsPrincipal: await principalOf(ctx.auth, headers, request),
+    }))
+    .ws("/ws", {
+      open: (ws) => ctx.realtime.sessions.open(rawSocket(ws), ws.data.wsPrincipal),
+      message: (ws, message) => ctx.realtime.sessions.message(rawSocket(ws), message),
+      close: (ws) => ctx.realtime.sessions.close(rawSocket(ws)),
+      pong: (ws) => ctx.realtime.sessions.pong(rawSocket(ws)),
+      detail: {
+        tags: ["realtime"],
+        summary: "Job progress and card events over WebSocket (`?token=` or Authorization header)",
+      },
+    });
+
+const streamRoutes = (ctx: AppContext) =>
+  new Elysia({ prefix: "/api", name: "realtime-sse" })
+    .use(authPlugin(ctx.auth))
+    .get(
+      "/jobs/:id/events",
+      ({ principal, params, headers }) =>
+        ctx.realtime.streams.response(
+          ctx.jobs.visible(principal, params.id),
+          headers["last-event-id"] ?? null,
+        ),
+      {
+        auth: "token",
+        params: JobEventsParams,
+        detail: {
+          tags: ["realtime"],
+          summary: "A job's progress and outcome as Server-Sent Events (ends after the terminal event)",
+        },
+      },
+    );
+
+/** `WS /ws` and `GET /api/jobs/:id/events`. */
+export const realtimeModule = (ctx: AppContext) =>
+  new Elysia({ name: "realtime" }).use(socketRoutes(ctx)).use(streamRoutes(ctx));

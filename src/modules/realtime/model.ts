@@ -1,0 +1,89 @@
+import { z } from "zod";
+import type { Job, JobError } from "../../db/schema";
+
+const JobId = z.string().min(1).max(64);
+
+/** What a WebSocket client may send. */
+export const ClientMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("subscribe_to_job"), jobId: JobId }),
+  z.object({ type: z.literal("unsubscribe_from_job"), jobId: JobId }),
+  z.object({ type: z.literal("ping") }),
+]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+export const CLIENT_MESSAGE_TYPES = ["subscribe_to_job", "unsubscribe_from_job", "ping"] as const;
+
+export const JobEventsParams = z.object({ id: JobId });
+
+export type ProgressFrame = {
+  type: "job_progress";
+  jobId: string;
+  progress: number;
+  message: string | null;
+  completedItems: number | null;
+  totalItems: number | null;
+};
+
+export type TerminalFrame =
+  | { type: "job_completed"; jobId: string; result: unknown }
+  | { type: "job_partial"; jobId: string; result: unknown }
+  | { type: "job_failed"; jobId: string; error: JobError | null }
+  | { type: "job_cancelled"; jobId: string; error: JobError | null };
+
+export type JobFrame = ProgressFrame | TerminalFrame;
+
+/** Everything the server sends over `/ws`; SSE uses the job frames' `type` as its `event:` name. */
+export type ServerFrame =
+  | JobFrame
+  | { type: "connection_confirmed"; clientId: string; userId: string }
+  | { type: "subscribed"; jobId: string; status: string; progress: number; message: string | null }
+  | { type: "unsubscribed"; jobId: string }
+  | { type: "card_rendered"; cardId: string; imageUrl: string; version: number }
+  | { type: "pong" }
+  | { type: "error"; code: string; message: string };
+
+export type ErrorCode =
+  | "invalid_json"
+  | "unknown_type"
+  | "invalid_message"
+  | "not_found"
+  | "too_many_subscriptions";
+
+export const errorFrame = (code: ErrorCode, message: string): ServerFrame => ({
+  type: "error",
+  code,
+  message,
+});
+
+const TERMINAL_STATUSES = new Set(["completed", "partial", "failed", "cancelled"]);
+
+export const isTerminal = (job: Job): boolean => TERMINAL_STATUSES.has(job.status);
+
+/** The terminal frame of a finished job, from its stored row (replays and late subscribers). */
+export function terminalFrame(job: Job): TerminalFrame {
+  switch (job.status) {
+    case "completed":
+      return { type: "job_completed", jobId: job.id, result: job.result };
+    case "partial":
+      return { type: "job_partial", jobId: job.id, result: job.result };
+    case "failed":
+      return { type: "job_failed", jobId: job.id, error: job.error };
+    default:
+      return { type: "job_cancelled", jobId: job.id, error: job.error };
+  }
+}
+
+export function progressFrame(
+  job: Job,
+  counts: { completed: number; total: number } | null,
+  progress = job.progress,
+  message = job.progressMessage,
+): ProgressFrame {
+  return {
+    type: "job_progress",
+    jobId: job.id,
+    progress,
+    message,
+    completedItems: counts?.completed ?? null,
+    totalItems: counts?.total ?? null,
+  };
+}

@@ -1,0 +1,84 @@
+import type { Config } from "../../config";
+import type { Queue } from "../../queue";
+import type { JobService } from "../jobs/service";
+import { type Publisher, RealtimeHub } from "./hub";
+import { WsSessions } from "./sessions";
+import { JobEventStreams } from "./sse";
+
+export type RealtimeOptions = {
+  /** Progress frames per job are coalesced to at most one per window (latest wins). @defaultValue 250 */
+  progressIntervalMs?: number;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  maxBufferedBytes: number;
+  sseHeartbeatMs: number;
+};
+
+export function realtimeOptions(config: Config): RealtimeOptions {
+  return {
+    pingIntervalMs: config.WS_PING_INTERVAL_MS,
+    pingTimeoutMs: config.WS_PING_TIMEOUT_MS,
+    maxBufferedBytes: config.WS_MAX_BUFFERED_BYTES,
+    sseHeartbeatMs: config.SSE_HEARTBEAT_MS,
+  };
+}
+
+/**
+ * Bun's server-wide WebSocket settings (`listen({ websocket })`): a client whose backlog passes the limit is
+ * closed rather than silently losing frames (it reconnects and resubscribes); liveness is our own ping/pong,
+ * with Bun's idle timeout only as a backstop.
+ */
+export function socketServerOptions(config: Config) {
+  const liveness = Math.ceil((config.WS_PING_INTERVAL_MS + config.WS_PING_TIMEOUT_MS) / 1000);
+  return {
+    backpressureLimit: config.WS_MAX_BUFFERED_BYTES,
+    closeOnBackpressureLimit: true,
+    sendPings: false,
+    idleTimeout: Math.min(960, Math.max(30, 2 * liveness)),
+    maxPayloadLength: 64 * 1024,
+    perMessageDeflate: false,
+  };
+}
+
+/** WebSocket sessions and SSE streams fed by one hub over the queue's events. */
+export class RealtimeService {
+  readonly hub: RealtimeHub;
+  readonly sessions: WsSessions;
+  readonly streams: JobEventStreams;
+
+  constructor(queue: Queue, jobs: JobService, opts: RealtimeOptions) {
+    this.hub = new RealtimeHub(queue.events, { progressIntervalMs: opts.progressIntervalMs ?? 250 });
+    this.sessions = new WsSessions(
+      { jobs, getJob: (id) => queue.get(id) },
+      {
+        pingIntervalMs: opts.pingIntervalMs,
+        pingTimeoutMs: opts.pingTimeoutMs,
+        maxBufferedBytes: opts.maxBufferedBytes,
+      },
+    );
+    this.streams = new JobEventStreams(this.hub, (id) => jobs.itemCounts(id), {
+      heartbeatMs: opts.sseHeartbeatMs,
+    });
+  }
+
+  /** The listening server, for native topic fan-out. */
+  attach(server: Publisher | null | undefined): void {
+    this.hub.attach(server ?? null);
+  }
+
+  start(): void {
+    this.hub.start();
+    this.sessions.start();
+  }
+
+  /** Closes every WebSocket and SSE stream, so the HTTP server can stop. */
+  stop(): void {
+    this.sessions.stop();
+    this.streams.closeAll();
+    this.hub.stop();
+  }
+
+  stats(): { connections: number; streams: number } {
+    return { connections: this.sessions.size, streams: this.streams.size };
+  }
+}

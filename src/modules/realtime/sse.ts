@@ -1,0 +1,98 @@
+import type { Job } from "../../db/schema";
+import { type RealtimeHub, sseEvent, terminalEventId } from "./hub";
+import { isTerminal, progressFrame, terminalFrame } from "./model";
+
+export type SseOptions = {
+  /** A comment line is sent this often so proxies keep an idle stream open. */
+  heartbeatMs: number;
+  /** Events queued for a client that does not read before its stream is closed. @defaultValue 256 */
+  maxQueued?: number;
+};
+
+const encoder = new TextEncoder();
+const HEARTBEAT = encoder.encode(": heartbeat\n\n");
+const RETRY = encoder.encode("retry: 2000\n\n");
+
+const HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no",
+};
+
+/**
+ * `GET /api/jobs/:id/events`: one job's frames as Server-Sent Events. The stream opens with the job's current
+ * state, follows it live and ends after the terminal event. A client reconnecting with the terminal event's
+ * id in `Last-Event-ID` gets 204 (EventSource stops reconnecting); any other reconnect replays the state.
+ */
+export class JobEventStreams {
+  readonly #hub: RealtimeHub;
+  readonly #itemCounts: (jobId: string) => { completed: number; total: number } | null;
+  readonly #o: Required<SseOptions>;
+  readonly #open = new Set<() => void>();
+
+  constructor(
+    hub: RealtimeHub,
+    itemCounts: (jobId: string) => { completed: number; total: number } | null,
+    opts: SseOptions,
+  ) {
+    this.#hub = hub;
+    this.#itemCounts = itemCounts;
+    this.#o = { maxQueued: 256, ...opts };
+  }
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  response(job: Job, lastEventId: string | null): Response {
+    if (isTerminal(job)) {
+      if (lastEventId === terminalEventId(job)) return new Response(null, { status: 204 });
+      const frame = terminalFrame(job);
+      const body = concat(RETRY, sseEvent(terminalEventId(job), frame.type, JSON.stringify(frame)));
+      return new Response(body, { headers: HEADERS });
+    }
+    let cleanup = () => {};
+    const stream = new ReadableStream<Uint8Array>({
+      // start() runs synchronously, so no event can slip between reading `job` and listening.
+      start: (controller) => {
+        const close = () => {
+          cleanup();
+          try {
+            controller.close();
+          } catch {
+            // already closed by the client going away
+          }
+        };
+        const off = this.#hub.listen(job.id, (chunk, terminal) => {
+          if ((controller.desiredSize ?? 0) < -this.#o.maxQueued) return close();
+          controller.enqueue(chunk);
+          if (terminal) close();
+        });
+        const heartbeat = setInterval(() => controller.enqueue(HEARTBEAT), this.#o.heartbeatMs);
+        cleanup = () => {
+          off();
+          clearInterval(heartbeat);
+          this.#open.delete(close);
+        };
+        this.#open.add(close);
+        const snapshot = progressFrame(job, this.#itemCounts(job.id));
+        controller.enqueue(RETRY);
+        controller.enqueue(sseEvent(`s-${job.updatedAt}`, snapshot.type, JSON.stringify(snapshot)));
+      },
+      cancel: () => cleanup(),
+    });
+    return new Response(stream, { headers: HEADERS });
+  }
+
+  /** Ends every open stream (shutdown: the server cannot stop while streams are open). */
+  closeAll(): void {
+    for (const close of [...this.#open]) close();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}

@@ -1,0 +1,211 @@
+import type { Config } from "../../config";
+import type { Db } from "../../db/client";
+import type { Job, WebhookDelivery, WebhookEndpoint } from "../../db/schema";
+import { notFound, unprocessable } from "../../errors";
+import type { Logger } from "../../log";
+import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
+import type { Queue } from "../../queue";
+import type { AuthService, Principal } from "../auth/service";
+import { deliveryJob } from "./deliver";
+import { WebhookFanout } from "./fanout";
+import type { CreateEndpointBody, DeliveriesQuery } from "./model";
+import { WebhookStore } from "./store";
+
+export type WebhookOptions = {
+  allowPrivateUrls: boolean;
+  timeoutMs: number;
+  retrySchedule: readonly number[];
+  retryScale: number;
+  concurrency: number;
+  /** An endpoint failing without a success for this long shows as `failing`. */
+  failingAfterMs: number;
+  progressIntervalMs: number;
+  /** Finished deliveries are deleted after this. */
+  retainHours: number;
+  /** Endpoints one owner may register. @defaultValue 20 */
+  maxEndpoints?: number;
+  now?: () => number;
+};
+
+export function webhookOptions(config: Config): WebhookOptions {
+  return {
+    allowPrivateUrls: config.ALLOW_PRIVATE_URLS,
+    timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    retrySchedule: config.WEBHOOK_RETRY_SCHEDULE,
+    retryScale: config.WEBHOOK_RETRY_SCALE,
+    concurrency: config.WEBHOOK_CONCURRENCY,
+    failingAfterMs: config.WEBHOOK_FAILING_AFTER_MS,
+    progressIntervalMs: config.WEBHOOK_PROGRESS_INTERVAL_MS,
+    retainHours: config.RETAIN_FAILED_HOURS,
+  };
+}
+
+export function deliveryView(d: WebhookDelivery) {
+  return {
+    id: d.id,
+    endpointId: d.endpointId,
+    jobId: d.jobId,
+    url: d.url,
+    eventType: d.eventType,
+    status: d.status,
+    attempts: d.attempts,
+    nextAttemptAt: d.nextAttemptAt,
+    lastAttemptAt: d.lastAttemptAt,
+    lastStatusCode: d.lastStatusCode,
+    lastError: d.lastError,
+    lastDurationMs: d.lastDurationMs,
+    createdAt: d.createdAt,
+    deliveredAt: d.deliveredAt,
+  };
+}
+
+/**
+ * Registered endpoints, per-account signing secrets, and the delivery pipeline (fan-out + `webhook.deliver`).
+ * Construct before the queue starts: it registers the delivery job type.
+ */
+export class WebhookService {
+  readonly store: WebhookStore;
+  readonly fanout: WebhookFanout;
+  readonly #auth: AuthService;
+  readonly #o: Required<WebhookOptions>;
+  #pruneTimer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(deps: { db: Db; queue: Queue; auth: AuthService; log: Logger }, opts: WebhookOptions) {
+    this.#o = { maxEndpoints: 20, now: Date.now, ...opts };
+    this.#auth = deps.auth;
+    this.store = new WebhookStore(deps.db);
+    this.fanout = new WebhookFanout(this.store, deps.queue, deps.log, {
+      progressIntervalMs: opts.progressIntervalMs,
+      now: this.#o.now,
+    });
+    deps.queue.define(deliveryJob(this.store, deps.log, { ...this.#o }, () => this.fanout.reload()));
+  }
+
+  /** For `QueueOptions.onTerminal`: queues the job's terminal webhooks inside its terminal transaction. */
+  onJobTerminal(job: Job): void {
+    this.fanout.onTerminal(job);
+  }
+
+  start(): void {
+    this.fanout.start();
+    this.#pruneTimer ??= setInterval(() => this.prune(), 3_600_000);
+    this.#pruneTimer.unref?.();
+  }
+
+  stop(): void {
+    this.fanout.stop();
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    this.#pruneTimer = null;
+  }
+
+  prune(): number {
+    return this.store.prune(this.#o.now() - this.#o.retainHours * 3_600_000);
+  }
+
+  /**
+   * Refuses a URL the server must not call (loopback, private, link-local, metadata…, unless
+   * ALLOW_PRIVATE_URLS): 422 `url_not_allowed`. Job creation calls this for a job's `webhookUrl`.
+   */
+  async checkUrl(url: string): Promise<void> {
+    try {
+      await assertPublicUrl(url, { allowPrivate: this.#o.allowPrivateUrls });
+    } catch (err) {
+      if (err instanceof UrlGuardError)
+        throw unprocessable("url_not_allowed", err.message, { reason: err.reason });
+      if (err instanceof OutboundFetchError)
+        throw unprocessable("url_not_allowed", `URL not allowed: ${err.message}`, { reason: err.code });
+      throw err;
+    }
+  }
+
+  /** Registers an endpoint; its secret is in this response only. */
+  async createEndpoint(p: Principal, body: CreateEndpointBody) {
+    await this.checkUrl(body.url);
+    if (this.store.countEndpoints(p.user.id) >= this.#o.maxEndpoints) {
+      throw unprocessable("too_many_endpoints", `at most ${this.#o.maxEndpoints} webhook endpoints per user`);
+    }
+    const events = body.events?.includes("*") || !body.events ? ["*"] : [...new Set(body.events)];
+    const endpoint = this.store.createEndpoint({
+      ownerId: p.user.id,
+      url: body.url,
+      events,
+      now: this.#o.now(),
+    });
+    this.fanout.reload();
+    return { ...this.#view(endpoint), secret: endpoint.secret };
+  }
+
+  /** The caller's endpoints (admins: everyone's). */
+  listEndpoints(p: Principal) {
+    const all = p.user.role === "admin" && p.via === "key";
+    return { endpoints: this.store.listEndpoints(all ? null : p.user.id).map((e) => this.#view(e)) };
+  }
+
+  getEndpoint(p: Principal, id: string) {
+    return this.#view(this.#visible(p, id));
+  }
+
+  deleteEndpoint(p: Principal, id: string): void {
+    this.store.deleteEndpoint(this.#visible(p, id).id);
+    this.fanout.reload();
+  }
+
+  /** Queues a `webhook.test` event to the endpoint; follow it in its deliveries. */
+  test(p: Principal, id: string) {
+    const endpoint = this.#visible(p, id);
+    if (!endpoint.active)
+      throw unprocessable("endpoint_disabled", `endpoint is disabled (${endpoint.disabledReason})`);
+    return { deliveryId: this.fanout.enqueueTest(endpoint) };
+  }
+
+  endpointDeliveries(p: Principal, id: string, q: DeliveriesQuery) {
+    const endpoint = this.#visible(p, id);
+    return this.#page(
+      this.store.listDeliveries({ ...q, endpointId: endpoint.id, limit: q.limit + 1 }),
+      q.limit,
+    );
+  }
+
+  /** Every delivery of the caller's account: its endpoints' and its jobs' own `webhookUrl`s. */
+  deliveries(p: Principal, q: DeliveriesQuery) {
+    return this.#page(this.store.listDeliveries({ ...q, ownerId: p.user.id, limit: q.limit + 1 }), q.limit);
+  }
+
+  /** The secret that signs the caller's per-job webhooks (created on first use). */
+  ownerSecret(p: Principal) {
+    const s = this.store.ownerSecret(p.user.id, this.#o.now());
+    return { secret: s.secret, rotatedAt: s.rotatedAt };
+  }
+
+  /** Replaces the per-job secret; the old one keeps signing alongside for a day. */
+  rotateOwnerSecret(p: Principal) {
+    const now = this.#o.now();
+    return { secret: this.store.rotateSecret(p.user.id, now), rotatedAt: now };
+  }
+
+  #visible(p: Principal, id: string): WebhookEndpoint {
+    const endpoint = this.store.endpoint(id);
+    if (!endpoint || !this.#auth.canAccess(p, endpoint.ownerId)) throw notFound("webhook endpoint");
+    return endpoint;
+  }
+
+  #page(rows: WebhookDelivery[], limit: number) {
+    const deliveries = rows.slice(0, limit).map(deliveryView);
+    return { deliveries, nextCursor: rows.length > limit ? (deliveries.at(-1)?.id ?? null) : null };
+  }
+
+  #view(e: WebhookEndpoint) {
+    const failing = e.failingSince !== null && this.#o.now() - e.failingSince >= this.#o.failingAfterMs;
+    return {
+      id: e.id,
+      url: e.url,
+      events: e.events,
+      status: !e.active ? "disabled" : failing ? "failing" : "active",
+      failureCount: e.failureCount,
+      failingSince: e.failingSince,
+      disabledReason: e.disabledReason,
+      createdAt: e.createdAt,
+      updatedAt: e.updatedAt,
+    };
+  }
+}

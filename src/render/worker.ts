@@ -1,0 +1,54 @@
+import { setPriority } from "node:os";
+import { parentPort, workerData } from "node:worker_threads";
+import type { ReadyMessage, RenderReply, RenderRequest, SerialisedError, WorkerOptions } from "./protocol";
+import { createCardRenderer } from "./render";
+
+/** A render worker: owns one renderer (fonts load once here) and renders one request at a time. */
+
+function serialise(err: unknown): SerialisedError {
+  if (!(err instanceof Error)) return { name: "Error", code: "render_failed", message: String(err) };
+  const { code, details } = err as { code?: unknown; details?: unknown };
+  return {
+    name: err.name,
+    code: typeof code === "string" ? code : "render_failed",
+    message: err.message,
+    ...(details === undefined ? {} : { details }),
+  };
+}
+
+/** The PNG's own ArrayBuffer, so it can be transferred rather than copied (Buffers may share a pool slab). */
+function detachable(png: Uint8Array): Uint8Array {
+  return png.byteOffset === 0 && png.byteLength === png.buffer.byteLength ? png : png.slice();
+}
+
+/**
+ * On Linux setpriority(0) applies to the calling thread only: a niced render thread yields the core to the
+ * HTTP event loop whenever both want it, which keeps request latency flat during a render burst. Elsewhere
+ * it would nice the whole process, so it is skipped.
+ */
+function lowerPriority(nice: number): void {
+  if (process.platform !== "linux" || nice === 0) return;
+  try {
+    setPriority(0, nice);
+  } catch {
+    // not permitted here (e.g. a seccomp profile); rendering works the same, just less politely
+  }
+}
+
+const port = parentPort;
+if (!port) throw new Error("render worker must run in a worker thread");
+const options = (workerData ?? {}) as WorkerOptions;
+lowerPriority(options.nice ?? 10);
+const renderer = createCardRenderer({ encoder: options.encoder });
+
+port.on("message", async ({ id, template, data }: RenderRequest) => {
+  let reply: RenderReply;
+  try {
+    const card = await renderer.render(template, data);
+    reply = { id, ok: true, png: detachable(card.png), width: card.width, height: card.height };
+  } catch (err) {
+    reply = { id, ok: false, error: serialise(err) };
+  }
+  port.postMessage(reply, reply.ok ? [reply.png.buffer as ArrayBuffer] : []);
+});
+port.postMessage({ ready: true } satisfies ReadyMessage);

@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { CardDataError, RenderError, UnknownTemplateError } from "../../src/render/errors";
+import { RenderPool } from "../../src/render/pool";
+import { templates } from "../../src/render/templates";
+import { decode } from "./pixels";
+
+const faultyWorker = new URL("./fixtures/faulty-worker.ts", import.meta.url);
+
+function pollData(votes: number) {
+  return {
+    ...templates.poll.example,
+    options: [
+      { label: "Yes", votes },
+      { label: "No", votes: 1 },
+    ],
+  };
+}
+
+async function reason(promise: Promise<unknown>): Promise<Error> {
+  const result = await promise.then(
+    () => new Error("expected a rejection"),
+    (err: Error) => err,
+  );
+  return result;
+}
+
+describe("RenderPool", () => {
+  let pool: RenderPool;
+
+  beforeAll(async () => {
+    pool = new RenderPool({ size: 2, workerUrl: faultyWorker, renderTimeoutMs: 8000 });
+    // Warm both workers so later timings do not include start-up.
+    await Promise.all([pool.render("poll", pollData(1)), pool.render("poll", pollData(2))]);
+  });
+
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  test("renders in parallel on every worker and queues the rest", async () => {
+    const renders = [1, 2, 3, 4, 5].map((v) => pool.render("poll", pollData(v)));
+    expect(pool.stats.busy).toBe(2);
+    expect(pool.stats.queued).toBe(3);
+    const cards = await Promise.all(renders);
+    for (const card of cards) {
+      expect(card.png).toBeInstanceOf(Uint8Array);
+      const img = await decode(card.png);
+      expect([img.width, img.height]).toEqual([1200, 800]);
+    }
+    expect(pool.stats.busy).toBe(0);
+    expect(pool.stats.queued).toBe(0);
+  });
+
+  test("a failing render rejects only itself, with the typed error", async () => {
+    const results = await Promise.allSettled([
+      pool.render("poll", pollData(3)),
+      pool.render("poll", { question: "missing everything" }),
+      pool.render("no-such-template", {}),
+      pool.render("og", templates.og.example),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);
+    const invalid = (results[1] as PromiseRejectedResult).reason;
+    expect(invalid).toBeInstanceOf(CardDataError);
+    expect(JSON.stringify(invalid.details)).toContain("options");
+    const unknown = (results[2] as PromiseRejectedResult).reason;
+    expect(unknown).toBeInstanceOf(UnknownTemplateError);
+    expect(unknown.message).toContain("poll");
+  });
+
+  test("a crashed worker fails its render and is replaced", async () => {
+    const respawns = pool.stats.respawns;
+    const [crashed, other] = await Promise.allSettled([
+      pool.render("__crash__", {}),
+      pool.render("poll", pollData(4)),
+    ]);
+    expect(other.status).toBe("fulfilled");
+    const err = (crashed as PromiseRejectedResult).reason;
+    expect(err).toBeInstanceOf(RenderError);
+    expect(err.code).toBe("worker_crashed");
+    expect(pool.stats.respawns).toBe(respawns + 1);
+    // The replacement takes jobs once ready: two renders then run at once again.
+    for (let tries = 0; ; tries++) {
+      const pair = [pool.render("poll", pollData(5)), pool.render("poll", pollData(6))];
+      const both = pool.stats.busy === 2;
+      await Promise.all(pair);
+      if (both) break;
+      expect(tries).toBeLessThan(50);
+      await Bun.sleep(100);
+    }
+  });
+
+  test("close rejects queued renders and refuses new ones", async () => {
+    const own = new RenderPool({ size: 1 });
+    const pending = [own.render("poll", pollData(1)), own.render("poll", pollData(2))].map(reason);
+    await own.close();
+    for (const err of await Promise.all(pending)) expect((err as RenderError).code).toBe("pool_closed");
+    expect(((await reason(own.render("poll", pollData(3)))) as RenderError).code).toBe("pool_closed");
+  });
+});
+
+describe("RenderPool timeouts", () => {
+  test("a render that hangs is abandoned and its worker replaced", async () => {
+    const pool = new RenderPool({ size: 1, workerUrl: faultyWorker, renderTimeoutMs: 1500 });
+    try {
+      await pool.render("poll", pollData(1));
+      const err = (await reason(pool.render("__hang__", {}))) as RenderError;
+      expect(err.code).toBe("render_timeout");
+      const card = await pool.render("poll", pollData(2));
+      expect(card.width).toBe(1200);
+      expect(pool.stats.respawns).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+});
