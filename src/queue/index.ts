@@ -4,7 +4,7 @@ import type { Job, JobItem } from "../db/schema";
 import type { AnyJobDefinition, JobLogger } from "./define";
 import { EventBus } from "./events";
 import { WorkerPool } from "./pool";
-import { type NewItem, type QueueStats, QueueStore } from "./store";
+import { type NewItem, type NewJob, type QueueStats, QueueStore } from "./store";
 
 export {
   type AnyJobDefinition,
@@ -119,29 +119,9 @@ export class Queue {
     const def = this.#def(type);
     const parsed = def.input.safeParse(input);
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
-    const now = this.now();
-    const runAt =
-      opts.runAt ?? now + (opts.delayMs ?? (opts.dedupeKey && opts.debounceMs ? opts.debounceMs : 0));
+    const row = this.#newJob(def, opts, this.now());
     const { job, deduped } = this.store.tx(() =>
-      this.store.insert(
-        {
-          id: Bun.randomUUIDv7(),
-          type,
-          input: parsed.data,
-          priority: opts.priority ?? 0,
-          maxAttempts: opts.maxAttempts ?? def.maxAttempts ?? this.#o.defaultMaxAttempts,
-          runAt,
-          timeoutMs: opts.timeoutMs ?? null,
-          dedupeKey: opts.dedupeKey ?? null,
-          ownerId: opts.ownerId ?? null,
-          recipeId: opts.recipeId ?? null,
-          creditsCharged: opts.creditsCharged ?? 0,
-          webhookUrl: opts.webhookUrl ?? null,
-          metadata: opts.metadata ?? null,
-          now,
-        },
-        opts.items,
-      ),
+      this.store.insert({ ...row, input: parsed.data }, opts.items),
     );
     this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
     return { id: job.id, deduped, job };
@@ -154,40 +134,41 @@ export class Queue {
     opts: Omit<EnqueueOptions, "dedupeKey" | "items"> = {},
   ): string[] {
     const def = this.#def(type);
-    const now = this.now();
-    const runAt = opts.runAt ?? now + (opts.delayMs ?? 0);
-    const maxAttempts = opts.maxAttempts ?? def.maxAttempts ?? this.#o.defaultMaxAttempts;
     const rows = inputs.map((input, i) => {
       const parsed = def.input.safeParse(input);
       if (!parsed.success) throw new InvalidJobInputError(type, `item ${i}: ${parsed.error.message}`);
       return parsed.data;
     });
+    const row = this.#newJob(def, opts, this.now());
     const jobs = this.store.tx(() =>
-      rows.map(
-        (input) =>
-          this.store.insert({
-            id: Bun.randomUUIDv7(),
-            type,
-            input,
-            priority: opts.priority ?? 0,
-            maxAttempts,
-            runAt,
-            timeoutMs: opts.timeoutMs ?? null,
-            dedupeKey: null,
-            ownerId: opts.ownerId ?? null,
-            recipeId: opts.recipeId ?? null,
-            creditsCharged: opts.creditsCharged ?? 0,
-            webhookUrl: opts.webhookUrl ?? null,
-            metadata: opts.metadata ?? null,
-            now,
-          }).job,
-      ),
+      rows.map((input) => this.store.insert({ ...row, id: Bun.randomUUIDv7(), input }).job),
     );
     this.#afterCommit(() => {
       if (this.events.listenerCount("job:queued") === 0) return;
       for (const job of jobs) this.events.emit("job:queued", { job, deduped: false });
     }, jobs[0]?.id);
     return jobs.map((j) => j.id);
+  }
+
+  /** The row a job gets from its options and its definition's defaults (input filled in by the caller). */
+  #newJob(def: AnyJobDefinition, opts: EnqueueOptions, now: number): NewJob {
+    const debounce = opts.dedupeKey && opts.debounceMs ? opts.debounceMs : 0;
+    return {
+      id: Bun.randomUUIDv7(),
+      type: def.type,
+      input: null,
+      priority: opts.priority ?? 0,
+      maxAttempts: opts.maxAttempts ?? def.maxAttempts ?? this.#o.defaultMaxAttempts,
+      runAt: opts.runAt ?? now + (opts.delayMs ?? debounce),
+      timeoutMs: opts.timeoutMs ?? null,
+      dedupeKey: opts.dedupeKey ?? null,
+      ownerId: opts.ownerId ?? null,
+      recipeId: opts.recipeId ?? null,
+      creditsCharged: opts.creditsCharged ?? 0,
+      webhookUrl: opts.webhookUrl ?? null,
+      metadata: opts.metadata ?? null,
+      now,
+    };
   }
 
   get(id: string): Job | null {
