@@ -233,7 +233,7 @@ describe("easel CLI", () => {
       expect(run.stdout).toBe("");
     });
     expect((await easel(dataDir(), ["--help"])).stdout).toContain("usage: easel");
-  });
+  }, 30_000);
 
   // openDb sets journal_mode=WAL before busy_timeout, so a second process opening a new database at the
   // same moment fails at once with "database is locked" (src/db/client.ts; reported, not fixed here).

@@ -91,9 +91,13 @@ describe("assertPublicUrl", () => {
 
   test("allows public addresses and hostnames resolving only to public addresses", async () => {
     expect((await assertPublicUrl(`https://${PUBLIC_IP}/a`, { lookup })).hostname).toBe(PUBLIC_IP);
-    expect((await assertPublicUrl("https://example.com/avatar.png", { lookup })).pathname).toBe("/avatar.png");
+    expect((await assertPublicUrl("https://example.com/avatar.png", { lookup })).pathname).toBe(
+      "/avatar.png",
+    );
     expect((await assertPublicUrl("http://dual.example.com:8443/", { lookup })).port).toBe("8443");
-    expect((await assertPublicUrl("https://[2606:4700::1111]/", { lookup })).hostname).toBe("[2606:4700::1111]");
+    expect((await assertPublicUrl("https://[2606:4700::1111]/", { lookup })).hostname).toBe(
+      "[2606:4700::1111]",
+    );
   });
 
   test("allowPrivate admits private and loopback targets but never cloud metadata", async () => {
@@ -241,7 +245,9 @@ describe("guardedFetch", () => {
       requested.push(url);
       return new Response(null, { status: 302, headers: { location: "http://2130706433/admin" } });
     };
-    const err = await guardedFetch("https://example.com/a", { lookup, fetch: fakeFetch }).catch((e: unknown) => e);
+    const err = await guardedFetch("https://example.com/a", { lookup, fetch: fakeFetch }).catch(
+      (e: unknown) => e,
+    );
     expect((err as UrlGuardError).reason).toBe("loopback");
     expect(requested).toEqual(["https://example.com/a"]);
   });
@@ -250,21 +256,29 @@ describe("guardedFetch", () => {
     const err = await guardedFetch(`${origin}/loop`, trusted()).catch((e: unknown) => e);
     expect((err as OutboundFetchError).code).toBe("too_many_redirects");
     hits = [];
-    const none = await guardedFetch(`${origin}/to-ok`, { ...trusted(), maxRedirects: 0 }).catch((e: unknown) => e);
+    const none = await guardedFetch(`${origin}/to-ok`, { ...trusted(), maxRedirects: 0 }).catch(
+      (e: unknown) => e,
+    );
     expect((none as OutboundFetchError).code).toBe("too_many_redirects");
     expect(hits).toEqual(["GET /to-ok"]);
   });
 
   test("303 turns a POST into a GET; 307 keeps method and body", async () => {
     const init = { ...trusted(), method: "POST", body: "payload", headers: { "content-type": "text/plain" } };
-    const seeOther = JSON.parse(new TextDecoder().decode((await guardedFetch(`${origin}/post-303`, init)).bytes));
+    const seeOther = JSON.parse(
+      new TextDecoder().decode((await guardedFetch(`${origin}/post-303`, init)).bytes),
+    );
     expect(seeOther).toEqual({ method: "GET", body: "" });
-    const temporary = JSON.parse(new TextDecoder().decode((await guardedFetch(`${origin}/post-307`, init)).bytes));
+    const temporary = JSON.parse(
+      new TextDecoder().decode((await guardedFetch(`${origin}/post-307`, init)).bytes),
+    );
     expect(temporary).toEqual({ method: "POST", body: "payload" });
   });
 
   test("enforces the byte limit from Content-Length and while streaming", async () => {
-    const declared = await guardedFetch(`${origin}/big`, { ...trusted(), maxBytes: 1000 }).catch((e: unknown) => e);
+    const declared = await guardedFetch(`${origin}/big`, { ...trusted(), maxBytes: 1000 }).catch(
+      (e: unknown) => e,
+    );
     expect((declared as OutboundFetchError).code).toBe("response_too_large");
     const streamed = await guardedFetch(`${origin}/big-stream`, { ...trusted(), maxBytes: 10_000 }).catch(
       (e: unknown) => e,
@@ -276,7 +290,9 @@ describe("guardedFetch", () => {
 
   test("enforces the time limit", async () => {
     const started = performance.now();
-    const err = await guardedFetch(`${origin}/slow`, { ...trusted(), timeoutMs: 150 }).catch((e: unknown) => e);
+    const err = await guardedFetch(`${origin}/slow`, { ...trusted(), timeoutMs: 150 }).catch(
+      (e: unknown) => e,
+    );
     expect((err as OutboundFetchError).code).toBe("timeout");
     expect(performance.now() - started).toBeLessThan(1500);
   });

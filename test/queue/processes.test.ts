@@ -47,12 +47,17 @@ describe("several processes on one database file", () => {
   test("two processes drain the same file: every job runs once per attempt, never twice at once", async () => {
     const { path, queue, db } = setup();
     const n = 1500;
+    // Delayed far ahead so neither process can drain the file before the other is up; released at once
+    // when both are ready (a loaded machine can start one process a second after the other).
     const ids = queue.enqueueBulk(
       "work",
       Array.from({ length: n }, (_, i) => ({ ms: i % 3 })),
+      { delayMs: 600_000 },
     );
     const a = spawnWorker(path, { CONCURRENCY: "16", EXIT_WHEN_DRAINED: "1" });
     const b = spawnWorker(path, { CONCURRENCY: "16", EXIT_WHEN_DRAINED: "1" });
+    await Promise.all([ready(a), ready(b)]);
+    db.run("UPDATE jobs SET run_at = ?", [Date.now()]);
     expect(await a.exited).toBe(0);
     expect(await b.exited).toBe(0);
 

@@ -107,7 +107,12 @@ describe("webhooks", () => {
   beforeAll(async () => {
     server = await startTestServer({
       jobs: jobTypes,
-      env: { ALLOW_PRIVATE_URLS: "true", WEBHOOK_RETRY_SCALE: "0.02", WEBHOOK_TIMEOUT_MS: "500" },
+      env: {
+        ALLOW_PRIVATE_URLS: "true",
+        WEBHOOK_RETRY_SCALE: "0.02",
+        WEBHOOK_TIMEOUT_MS: "500",
+        CREDITS_ENABLED: "false",
+      },
     });
   });
   afterAll(() => server.close());
