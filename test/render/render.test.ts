@@ -106,7 +106,10 @@ describe("renderCard", () => {
   test("a 300-character question and long labels stay inside the card", async () => {
     const word = "Supercalifragilisticexpialidocious";
     const img = await renderPoll({
-      question: `${"Which of these very long options would you choose if you had to? ".repeat(5)}`.slice(0, 300),
+      question: `${"Which of these very long options would you choose if you had to? ".repeat(5)}`.slice(
+        0,
+        300,
+      ),
       creator: { name: "N".repeat(80), handle: "h".repeat(40) },
       options: Array.from({ length: 10 }, (_, i) => ({
         label: i === 0 ? word.repeat(5) : `Option ${i} ${"with a long description ".repeat(8)}`.slice(0, 200),
@@ -170,7 +173,10 @@ describe("renderCard", () => {
   });
 
   test("remote avatar URLs are never drawn (the worker must not fetch)", async () => {
-    const svg = await renderer.svg("poll", poll({ creator: { name: "Ada", avatarUrl: "https://example.com/a.png" } }));
+    const svg = await renderer.svg(
+      "poll",
+      poll({ creator: { name: "Ada", avatarUrl: "https://example.com/a.png" } }),
+    );
     expect(svg.svg).not.toContain("example.com");
   });
 });

@@ -25,7 +25,8 @@ describe("template registry", () => {
     expect(schema.required).toEqual(expect.arrayContaining(["question", "creator", "options"]));
     expect(Object.keys(schema.properties)).toContain("highlightLeader");
     expect(list.find((t) => t.name === "og")!.height).toBe(630);
-    for (const name of templateNames) expect(() => parseCardData(name, getTemplate(name).example)).not.toThrow();
+    for (const name of templateNames)
+      expect(() => parseCardData(name, getTemplate(name).example)).not.toThrow();
   });
 
   test("an unknown template is a typed 422 error", () => {
@@ -59,10 +60,30 @@ describe("template registry", () => {
     const ok = (data: unknown) => pollSchema.safeParse(data).success;
     expect(ok({ ...base, question: "x".repeat(300) })).toBe(true);
     expect(ok({ ...base, question: "x".repeat(301) })).toBe(false);
-    expect(ok({ ...base, options: Array.from({ length: 10 }, (_, i) => ({ label: `o${i}`, votes: i })) })).toBe(true);
-    expect(ok({ ...base, options: Array.from({ length: 11 }, (_, i) => ({ label: `o${i}`, votes: i })) })).toBe(false);
-    expect(ok({ ...base, options: [{ label: "a", votes: -1 }, { label: "b", votes: 0 }] })).toBe(false);
-    expect(ok({ ...base, options: [{ label: "a", votes: 1.5 }, { label: "b", votes: 0 }] })).toBe(false);
+    expect(
+      ok({ ...base, options: Array.from({ length: 10 }, (_, i) => ({ label: `o${i}`, votes: i })) }),
+    ).toBe(true);
+    expect(
+      ok({ ...base, options: Array.from({ length: 11 }, (_, i) => ({ label: `o${i}`, votes: i })) }),
+    ).toBe(false);
+    expect(
+      ok({
+        ...base,
+        options: [
+          { label: "a", votes: -1 },
+          { label: "b", votes: 0 },
+        ],
+      }),
+    ).toBe(false);
+    expect(
+      ok({
+        ...base,
+        options: [
+          { label: "a", votes: 1.5 },
+          { label: "b", votes: 0 },
+        ],
+      }),
+    ).toBe(false);
     expect(ok({ ...base, theme: { accent: "red" } })).toBe(false);
     expect(ok({ ...base, creator: { name: "A", avatarUrl: "file:///etc/passwd" } })).toBe(false);
     expect(pollSchema.parse({ ...base, creator: { name: "A", handle: "@ada" } }).creator.handle).toBe("ada");
@@ -71,7 +92,10 @@ describe("template registry", () => {
 
   test("prepareCardData validates and swaps avatar URLs through the resolver", async () => {
     const seen: Array<string | undefined> = [];
-    const data = { ...templates.poll.example, creator: { name: "A", avatarUrl: "https://example.com/a.png" } };
+    const data = {
+      ...templates.poll.example,
+      creator: { name: "A", avatarUrl: "https://example.com/a.png" },
+    };
     const prepared = (await prepareCardData("poll", data, async (url) => {
       seen.push(url);
       return "data:image/png;base64,AAAA";
@@ -80,7 +104,9 @@ describe("template registry", () => {
     expect(prepared.creator.avatarUrl).toBe("data:image/png;base64,AAAA");
     const dropped = (await prepareCardData("poll", data, async () => undefined)) as { creator: object };
     expect(dropped.creator).not.toHaveProperty("avatarUrl");
-    await expect(prepareCardData("poll", { question: "?" }, async () => undefined)).rejects.toThrow(CardDataError);
+    await expect(prepareCardData("poll", { question: "?" }, async () => undefined)).rejects.toThrow(
+      CardDataError,
+    );
   });
 });
 
@@ -101,7 +127,13 @@ describe("poll layout rules", () => {
   });
 
   test("no leader without votes or when highlighting is off", () => {
-    const zero = { ...templates.poll.example, options: [{ label: "a", votes: 0 }, { label: "b", votes: 0 }] };
+    const zero = {
+      ...templates.poll.example,
+      options: [
+        { label: "a", votes: 0 },
+        { label: "b", votes: 0 },
+      ],
+    };
     expect(pollRows(pollSchema.parse(zero)).some((r) => r.leader)).toBe(false);
     const off = { ...templates.poll.example, highlightLeader: false };
     expect(pollRows(pollSchema.parse(off)).some((r) => r.leader)).toBe(false);
@@ -125,7 +157,7 @@ describe("helpers", () => {
     expect(initials("Марина")).toBe("М");
     expect(initials("  ")).toBe("?");
     expect(initials("@@ !!")).toBe("?");
-    expect(initials("\"Bob\" Smith")).toBe("BS");
+    expect(initials('"Bob" Smith')).toBe("BS");
   });
 
   test("mix blends in sRGB", () => {

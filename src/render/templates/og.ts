@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { div, type El } from "../h";
-import { byline, clamp, oneLine, textLength, personSchema, resolvePerson } from "./parts";
+import { byline, clamp, oneLine, personSchema, resolvePerson, textLength } from "./parts";
 import { mix, palette, themeSchema } from "./theme";
 import { defineTemplate } from "./types";
 
