@@ -54,14 +54,28 @@ export async function processWithThumbnail(
   thumbnailSize = DEFAULT_THUMBNAIL_SIZE,
   opts: ProcessOptions = {},
 ): Promise<{ image: ProcessedImage; thumbnail: ProcessedImage }> {
+  const started = startWithThumbnail(input, preset, thumbnailSize, opts);
+  const [image, thumbnail] = await Promise.all([started.image, started.thumbnail]);
+  return { image, thumbnail };
+}
+
+/**
+ * `processWithThumbnail` with each output settling on its own: the thumbnail is ready long before a large
+ * asset, so a caller can store it while the asset is still encoding. Throws PresetError synchronously.
+ */
+export function startWithThumbnail(
+  input: Uint8Array,
+  preset: string | OutputPresetInput,
+  thumbnailSize = DEFAULT_THUMBNAIL_SIZE,
+  opts: ProcessOptions = {},
+): { image: Promise<ProcessedImage>; thumbnail: Promise<ProcessedImage> } {
   const resolved = resolvePreset(preset);
   const thumbPreset = thumbnailPreset(thumbnailSize);
   const source = decode(input, opts);
-  const [image, thumbnail] = await Promise.all([
-    finish(encode(source.clone(), resolved), resolved.format),
-    finish(encode(source.clone(), thumbPreset), thumbPreset.format),
-  ]);
-  return { image, thumbnail };
+  return {
+    image: finish(encode(source.clone(), resolved), resolved.format),
+    thumbnail: finish(encode(source.clone(), thumbPreset), thumbPreset.format),
+  };
 }
 
 function thumbnailPreset(size: number): OutputPreset {

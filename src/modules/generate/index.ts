@@ -26,6 +26,9 @@ const UploadBody = z.object({
   items: z.string().optional(),
   /** JSON text. */
   params: z.string().optional(),
+  recipeId: z.string().optional(),
+  /** JSON text. */
+  variables: z.string().optional(),
 });
 
 function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
@@ -48,6 +51,7 @@ function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
     output,
     items: json("items", body.items),
     params: json("params", body.params),
+    variables: json("variables", body.variables),
   };
 }
 

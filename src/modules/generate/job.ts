@@ -1,4 +1,4 @@
-import { processWithThumbnail } from "../../images/process";
+import { startWithThumbnail } from "../../images/process";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { GeneratedImage, InputImage } from "../../providers/types";
 import { defineJob, type ItemContext, RetryableError } from "../../queue";
@@ -15,6 +15,8 @@ export type GenerateJobDeps = {
   /** Items of one job generated in parallel. */
   itemConcurrency: number;
   itemMaxAttempts: number;
+  /** Starts the stored image and its thumbnail from the provider's bytes. @defaultValue startWithThumbnail */
+  process?: typeof startWithThumbnail;
 };
 
 export const GENERATE_JOB = "generate";
@@ -87,24 +89,24 @@ async function storeImage(
   n: number,
 ): Promise<string> {
   const { job, input, item } = ctx;
-  let processed: Awaited<ReturnType<typeof processWithThumbnail>>;
-  try {
-    processed = await processWithThumbnail(img.bytes, input.output);
-  } catch (err) {
-    throw new RetryableError(`provider returned an image sharp cannot read: ${(err as Error).message}`, {
-      code: "provider_bad_response",
-    });
-  }
-  const { image, thumbnail } = processed;
-  const key = generationKey(job.id, item.key, n, image.ext);
+  const started = (deps.process ?? startWithThumbnail)(img.bytes, input.output);
   const thumbKey = generationThumbnailKey(job.id, item.key, n);
-  await Promise.all([
-    deps.storage.put(key, image.bytes, { contentType: image.mime, cacheControl: IMMUTABLE_CACHE_CONTROL }),
+  // The thumbnail is encoded long before the full-size image: its write overlaps the rest of the encode.
+  const thumbnailStored = started.thumbnail.catch(unreadable).then((thumbnail) =>
     deps.storage.put(thumbKey, thumbnail.bytes, {
       contentType: thumbnail.mime,
       cacheControl: IMMUTABLE_CACHE_CONTROL,
     }),
-  ]);
+  );
+  const imageStored = started.image.catch(unreadable).then(async (image) => {
+    const key = generationKey(job.id, item.key, n, image.ext);
+    await deps.storage.put(key, image.bytes, {
+      contentType: image.mime,
+      cacheControl: IMMUTABLE_CACHE_CONTROL,
+    });
+    return { image, key };
+  });
+  const [{ image, key }] = await Promise.all([imageStored, thumbnailStored]);
   return deps.assets.record({
     jobId: job.id,
     itemIdx: item.idx,
@@ -115,6 +117,13 @@ async function storeImage(
     bytes: image.bytes.byteLength,
     width: image.width,
     height: image.height,
+  });
+}
+
+/** Sharp cannot read what the provider sent: worth generating again. */
+function unreadable(err: unknown): never {
+  throw new RetryableError(`provider returned an image sharp cannot read: ${(err as Error).message}`, {
+    code: "provider_bad_response",
   });
 }
 

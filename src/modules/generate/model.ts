@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { PresetRefSchema } from "../../images/presets";
 
-const Size = z
+export const Size = z
   .string()
   .regex(/^\d{2,5}x\d{2,5}$/, "size must be WIDTHxHEIGHT, e.g. 1024x1024")
   .refine(
@@ -10,6 +10,10 @@ const Size = z
   );
 
 const Prompt = z.string().trim().min(1).max(4000);
+
+/** Values for a recipe's `{{variables}}`; each is checked against the recipe's own schema. */
+export const RecipeVariables = z.record(z.string().max(64), z.union([z.string().max(1000), z.number()]));
+export type RecipeVariables = z.infer<typeof RecipeVariables>;
 
 /** One image request of a batch (`items[]`): its own prompt, optionally its own size, n and seed. */
 export const GenerateItem = z.object({
@@ -63,11 +67,19 @@ export const GenerateBody = z
     /** Apps and admins: the end user this job is for (created on first use). */
     userId: z.string().min(1).max(128).optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
+    /** Generate from a recipe: its prompt template filled with `variables` (prompt, items, provider, model not allowed). */
+    recipeId: z.string().min(1).max(64).optional(),
+    variables: RecipeVariables.optional(),
   })
-  .refine((b) => b.prompt !== undefined || b.items !== undefined, {
-    message: "give a prompt or items[]",
+  .refine((b) => b.prompt !== undefined || b.items !== undefined || b.recipeId !== undefined, {
+    message: "give a prompt, items[] or a recipeId",
     path: ["prompt"],
   })
+  .refine((b) => !b.recipeId || (b.prompt ?? b.items ?? b.provider ?? b.model) === undefined, {
+    message: "a recipe sets the prompt, provider and model: leave out prompt, items, provider and model",
+    path: ["recipeId"],
+  })
+  .refine((b) => !b.variables || b.recipeId, { message: "variables need a recipeId", path: ["variables"] })
   .refine((b) => !b.items || new Set(b.items.map((i) => i.id)).size === b.items.length, {
     message: "item ids must be unique",
     path: ["items"],

@@ -1,4 +1,5 @@
 import type { Config } from "../../config";
+import type { Job, User } from "../../db/schema";
 import { ApiError, unprocessable } from "../../errors";
 import { resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
@@ -9,7 +10,7 @@ import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
-import type { GenerateBody, GenerateItemInput, GenerateJobInput } from "./model";
+import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
 
 /** A generate request after parsing, from JSON or multipart (input images may be raw bytes). */
 export type GenerateRequest = Omit<GenerateBody, "image" | "mask"> & {
@@ -31,23 +32,64 @@ export type GenerateDeps = {
   providers: ProviderRegistry;
   storage: Storage;
   auth: AuthService;
+  /** Resolves `recipeId` + `variables` requests (modules/recipes); without it they are refused. */
+  recipes?: RecipeExpander;
 };
+
+/** A recipe applied to a request: its rendered prompt and the generation settings it fixes. */
+export type RecipeExpansion = {
+  recipeId: string;
+  /** The validated variable values (defaults filled in), as recorded in recipe usage. */
+  values: Record<string, string | number>;
+  prompt: string;
+  provider: string;
+  model: string | null;
+  negativePrompt: string | null;
+  output: GenerateBody["output"] | null;
+  size: string | null;
+  /** Credits per image. */
+  creditCost: number;
+};
+
+/** Throws an ApiError for an unknown or inactive recipe (404) or bad variables (422). */
+export type RecipeExpander = (recipeId: string, variables: RecipeVariables | undefined) => RecipeExpansion;
 
 /**
  * Hooks later features attach to a generation's enqueue, inside its transaction (credits, recipe usage):
  * they may add enqueue options (e.g. creditsCharged) or throw an ApiError to refuse.
  */
-export type EnqueueHook = (ctx: {
-  owner: { id: string };
+export type EnqueueHookContext = {
+  owner: User;
   request: GenerateRequest;
   itemCount: number;
   imageCount: number;
-}) => Partial<EnqueueOptions> | undefined;
+  provider: string;
+  recipe?: RecipeExpansion;
+};
+export type EnqueueHook = (ctx: EnqueueHookContext) => Partial<EnqueueOptions> | undefined;
+
+/** Runs after the job row is inserted, still inside its transaction (ledger rows that name the job). */
+export type EnqueuedHook = (ctx: EnqueueHookContext & { job: Job; deduped: boolean }) => void;
+
+/** A one-prompt generation queued by the system itself (the backlog). */
+export type DirectGeneration = {
+  ownerId: string;
+  recipeId: string | null;
+  provider: string;
+  model: string | null;
+  prompt: string;
+  negativePrompt: string | null;
+  output: GenerateBody["output"];
+  size: string;
+  priority: number;
+  metadata: Record<string, unknown>;
+};
 
 /** Turns a generate request into a queued `generate` job, validating everything first. */
 export class GenerateService {
   readonly #d: GenerateDeps;
   readonly #hooks: EnqueueHook[] = [];
+  readonly #enqueued: EnqueuedHook[] = [];
 
   constructor(deps: GenerateDeps) {
     this.#d = deps;
@@ -57,9 +99,15 @@ export class GenerateService {
     this.#hooks.push(hook);
   }
 
-  async submit(p: Principal, req: GenerateRequest) {
+  onEnqueued(hook: EnqueuedHook): void {
+    this.#enqueued.push(hook);
+  }
+
+  async submit(p: Principal, request: GenerateRequest) {
     const { queue, providers, config } = this.#d;
-    const owner = this.#d.auth.actingUser(p, req.userId);
+    const owner = this.#d.auth.actingUser(p, request.userId);
+    const recipe = request.recipeId ? this.#expand(request.recipeId, request.variables) : undefined;
+    const req = recipe ? withRecipe(request, recipe) : request;
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
     resolvePreset(req.output);
@@ -102,19 +150,29 @@ export class GenerateService {
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
     const { job } = queue.store.tx(() => {
+      const hookCtx: EnqueueHookContext = {
+        owner,
+        request: req,
+        itemCount: items.length,
+        imageCount,
+        provider: providerName,
+        recipe,
+      };
       let extra: Partial<EnqueueOptions> = {};
-      for (const hook of this.#hooks)
-        extra = { ...extra, ...hook({ owner, request: req, itemCount: items.length, imageCount }) };
-      return queue.enqueue(GENERATE_JOB, input, {
+      for (const hook of this.#hooks) extra = { ...extra, ...hook(hookCtx) };
+      const out = queue.enqueue(GENERATE_JOB, input, {
         items,
         ownerId: owner.id,
         priority: req.priority,
         dedupeKey: req.dedupeKey,
         webhookUrl: req.webhookUrl ?? null,
         timeoutMs: this.#jobTimeout(items.length),
-        metadata: req.metadata ?? null,
+        metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
+        recipeId: recipe?.recipeId ?? null,
         ...extra,
       });
+      for (const hook of this.#enqueued) hook({ ...hookCtx, job: out.job, deduped: out.deduped });
+      return out;
     });
     return {
       jobId: job.id,
@@ -124,6 +182,37 @@ export class GenerateService {
       websocketSubscription: `job:${job.id}`,
       totalItems: items.length,
     };
+  }
+
+  /**
+   * Queues a generation for system work in the caller's transaction: no acting user and no enqueue hooks,
+   * so nothing is charged and nothing counts as a user's choice.
+   */
+  enqueueDirect(g: DirectGeneration): Job {
+    lookup(() => this.#d.providers.get(g.provider));
+    resolvePreset(g.output);
+    const input: GenerateJobInput = {
+      provider: g.provider,
+      size: g.size,
+      n: 1,
+      output: g.output,
+      ...(g.model && { model: g.model }),
+      ...(g.negativePrompt && { negativePrompt: g.negativePrompt }),
+    };
+    return this.#d.queue.enqueue(GENERATE_JOB, input, {
+      items: [{ key: SINGLE_ITEM_KEY, input: itemInput({ prompt: g.prompt }) }],
+      ownerId: g.ownerId,
+      recipeId: g.recipeId,
+      priority: g.priority,
+      timeoutMs: this.#jobTimeout(1),
+      metadata: g.metadata,
+    }).job;
+  }
+
+  #expand(recipeId: string, variables: RecipeVariables | undefined): RecipeExpansion {
+    if (!this.#d.recipes)
+      throw unprocessable("recipes_unavailable", "recipes are not enabled on this server");
+    return this.#d.recipes(recipeId, variables);
   }
 
   /** Long enough for every item's attempts to run in the job's parallel lanes, plus slack. */
@@ -141,6 +230,19 @@ export class GenerateService {
       throw err;
     }
   }
+}
+
+/** The request with the recipe's prompt and settings in place of the caller's. */
+function withRecipe(req: GenerateRequest, r: RecipeExpansion): GenerateRequest {
+  return {
+    ...req,
+    prompt: r.prompt,
+    provider: r.provider,
+    model: r.model ?? undefined,
+    negativePrompt: r.negativePrompt ?? req.negativePrompt,
+    output: r.output ?? req.output,
+    size: r.size ?? req.size,
+  };
 }
 
 function itemInput(i: {
