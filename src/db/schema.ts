@@ -101,6 +101,11 @@ export const jobs = sqliteTable(
     index("jobs_active_lease_idx").on(t.lockedUntil).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
     index("jobs_finished_idx").on(t.finishedAt).where(sql`finished_at IS NOT NULL`),
+    // A recipe's jobs by owner and state: the instant claim takes the oldest completed backlog job with one
+    // index probe, and the backlog counts ready and in-flight jobs per recipe without scanning.
+    index("jobs_recipe_idx")
+      .on(t.recipeId, t.ownerId, t.status, t.finishedAt, t.id)
+      .where(sql`recipe_id IS NOT NULL`),
   ],
 );
 
@@ -179,7 +184,10 @@ export const recipes = sqliteTable("recipes", {
   promptTemplate: text("prompt_template").notNull(),
   negativePrompt: text("negative_prompt"),
   variables: text("variables", { mode: "json" }).$type<RecipeVariable[]>().notNull(),
-  output: text("output", { mode: "json" }).$type<Record<string, unknown>>(),
+  /** An output preset name or an inline preset (images/presets). */
+  output: text("output", { mode: "json" }).$type<string | Record<string, unknown>>(),
+  /** Generation size (WIDTHxHEIGHT); null: the request's, else 1024x1024. */
+  size: text("size"),
   creditCost: integer("credit_cost").notNull().default(1),
   backlogMin: integer("backlog_min").notNull().default(3),
   active: integer("active", { mode: "boolean" }).notNull().default(true),
@@ -199,6 +207,18 @@ export const recipeUsage = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.recipeId, t.variable, t.value] })],
 );
+
+/** Backlog health per recipe: consecutive failed backlog generations pause its top-ups for a while. */
+export const backlogState = sqliteTable("backlog_state", {
+  recipeId: text("recipe_id")
+    .primaryKey()
+    .references(() => recipes.id, { onDelete: "cascade" }),
+  consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+  lastFailureAt: integer("last_failure_at"),
+  lastError: text("last_error", { mode: "json" }).$type<JobError>(),
+  lastSuccessAt: integer("last_success_at"),
+  updatedAt: integer("updated_at").notNull(),
+});
 
 export const LEDGER_REASONS = ["grant", "charge", "refund", "instant", "debit"] as const;
 
@@ -304,6 +324,7 @@ export type Asset = typeof assets.$inferSelect;
 export type Card = typeof cards.$inferSelect;
 export type Recipe = typeof recipes.$inferSelect;
 export type CreditLedgerRow = typeof creditLedger.$inferSelect;
+export type BacklogState = typeof backlogState.$inferSelect;
 export type WebhookEndpoint = typeof webhookEndpoints.$inferSelect;
 export type WebhookSecret = typeof webhookSecrets.$inferSelect;
 export type WebhookDelivery = typeof webhookDeliveries.$inferSelect;

@@ -1,0 +1,164 @@
+/**
+ * Instant claims over HTTP: `easel serve` runs in its own process on a fresh data dir holding a large ready
+ * backlog (completed backlog jobs with their item and asset rows, inserted straight into SQLite for setup
+ * speed); this process is the client. Each claim is the full path: auth, credit check, the claim transaction
+ * (take the oldest ready job, transfer it and its assets, charge, count usage, queue the debounced top-up)
+ * and the JSON response with asset URLs. Claims are spread over `users` users with plenty of credits; the
+ * rate limit is off.
+ *
+ *   bun run bench claim [--json] [--ready 20000] [--sequential 2000] [--concurrent 16000] [--clients 64]
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { loadConfig } from "../../src/config";
+import { silentLogger } from "../../src/log";
+import { CreateRecipeBody } from "../../src/modules/recipes/model";
+import { createServices } from "../../src/runtime";
+import { seedReadyBacklog } from "../../test/fixtures/seed-backlog";
+import { machine, percentile, report, round } from "./machine";
+
+const { values } = parseArgs({
+  options: {
+    json: { type: "boolean", default: false },
+    ready: { type: "string", default: "20000" },
+    sequential: { type: "string", default: "2000" },
+    concurrent: { type: "string", default: "16000" },
+    clients: { type: "string", default: "64" },
+    users: { type: "string", default: "64" },
+  },
+});
+const ready = Number(values.ready);
+const sequential = Number(values.sequential);
+const concurrent = Number(values.concurrent);
+const clients = Number(values.clients);
+const userCount = Number(values.users);
+if (sequential + concurrent > ready) throw new Error("--ready must cover --sequential + --concurrent claims");
+
+const ROOT = resolve(import.meta.dir, "../..");
+const ADMIN_KEY = "esk_bench_admin_key_0123456789abcdef";
+
+/** The recipe, the users (with keys and credits) and the ready backlog, written before the server starts. */
+function seed(env: Record<string, string>): string[] {
+  const ctx = createServices(loadConfig(env), { log: silentLogger });
+  try {
+    ctx.recipes.create(
+      CreateRecipeBody.parse({
+        id: "bench",
+        name: "bench",
+        promptTemplate: "a {{color}} fox",
+        variables: [{ name: "color", type: "enum", options: [{ value: "red" }, { value: "blue" }] }],
+        backlogMin: 3,
+      }),
+    );
+    seedReadyBacklog(ctx, "bench", ready);
+    return Array.from({ length: userCount }, (_, i) => {
+      const user = ctx.users.create({ name: `bench-${i}`, role: "user" });
+      ctx.credits.credit(user.id, ready, "grant", { note: "bench" });
+      return ctx.auth.createKey(user.id, "bench").key;
+    });
+  } finally {
+    ctx.db.$client.close();
+  }
+}
+
+async function freePort(): Promise<number> {
+  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const port = probe.port ?? 0;
+  await probe.stop(true);
+  return port;
+}
+
+async function waitLive(url: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(`${url}/api/health/live`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(100);
+  }
+  throw new Error("server did not start");
+}
+
+/** One claim; returns its latency in ms, throwing on anything but 200 (the backlog is large enough). */
+async function claimOnce(url: string, key: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${url}/api/generate/instant`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: '{"recipeId":"bench"}',
+  });
+  const body = await res.text();
+  if (res.status !== 200) throw new Error(`claim failed: ${res.status} ${body}`);
+  return performance.now() - t;
+}
+
+const dir = mkdtempSync(join(tmpdir(), "easel-bench-claim-"));
+const port = await freePort();
+const env: Record<string, string> = {
+  DATA_DIR: dir,
+  PORT: String(port),
+  HOST: "127.0.0.1",
+  ADMIN_KEY,
+  LOG_LEVEL: "warn",
+  NODE_ENV: "production",
+  INSTANT_RATE_PER_MIN: "0",
+  BACKLOG_CRON: "0 0 1 1 *",
+};
+const t0 = performance.now();
+const keys = seed(env);
+const seedMs = performance.now() - t0;
+const server = Bun.spawn(["bun", "src/main.ts", "serve"], {
+  cwd: ROOT,
+  env: { ...process.env, ...env },
+  stdout: "ignore",
+  stderr: "inherit",
+});
+try {
+  const url = `http://127.0.0.1:${port}`;
+  await waitLive(url);
+  // Warm-up: JIT, statement caches, connections.
+  await Promise.all(keys.slice(0, 8).map((k) => claimOnce(url, k)));
+
+  let t = performance.now();
+  for (let i = 0; i < sequential; i++) await claimOnce(url, keys[i % keys.length]!);
+  const sequentialPerS = sequential / ((performance.now() - t) / 1000);
+
+  const latencies: number[] = [];
+  let next = 0;
+  t = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      const key = keys[c % keys.length]!;
+      while (next < concurrent) {
+        next++;
+        latencies.push(await claimOnce(url, key));
+      }
+    }),
+  );
+  const concurrentPerS = concurrent / ((performance.now() - t) / 1000);
+  latencies.sort((a, b) => a - b);
+
+  report(
+    {
+      claims_per_s_sequential: round(sequentialPerS, 0),
+      claims_per_s_concurrent: round(concurrentPerS, 0),
+      p50_ms: round(percentile(latencies, 50)),
+      p99_ms: round(percentile(latencies, 99)),
+      clients,
+      users: userCount,
+      claims: { sequential, concurrent },
+      ready_backlog: ready,
+      seed_ms: round(seedMs, 0),
+      machine: machine(),
+    },
+    Boolean(values.json),
+  );
+} finally {
+  server.kill("SIGTERM");
+  await server.exited;
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,33 @@
+import { Elysia } from "elysia";
+import type { AppContext } from "../../context";
+import { authPlugin } from "../auth/plugin";
+import { RecipeIdParams } from "../recipes/model";
+import { recipeNotFound } from "../recipes/service";
+
+export const backlogModule = (ctx: AppContext) =>
+  new Elysia({ prefix: "/api", name: "backlog" }).use(authPlugin(ctx.auth)).get(
+    "/recipes/:id/backlog",
+    ({ principal, params }) => {
+      const admin = principal.user.role === "admin";
+      const recipe = admin ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
+      if (!recipe) throw recipeNotFound();
+      const s = ctx.backlog.status(recipe);
+      return {
+        min: s.min,
+        ready: s.ready,
+        inFlight: s.inFlight,
+        deficit: s.deficit,
+        oldestReadyAt: s.oldestReadyAt,
+        active: s.active,
+        failures: s.failures,
+      };
+    },
+    {
+      auth: true,
+      params: RecipeIdParams,
+      detail: {
+        tags: ["recipes"],
+        summary: "A recipe's backlog: ready, in flight, deficit, oldest ready, failure budget",
+      },
+    },
+  );

@@ -1,0 +1,339 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { Config } from "../../config";
+import type { Job, JobError, Recipe } from "../../db/schema";
+import { ApiError } from "../../errors";
+import type { Queue } from "../../queue";
+import { GENERATE_JOB } from "../generate/job";
+import type { GenerateService } from "../generate/service";
+import type { RecipeService } from "../recipes/service";
+import type { VariableValues } from "../recipes/variables";
+import type { UserService } from "../users/service";
+import { inputDrawer, NoInputsError, type Random } from "./pick";
+
+/** The external id of the user that owns unclaimed backlog generations. */
+export const BACKLOG_USER = "system_backlog";
+/** Backlog work yields to user jobs: the claim order is priority first. */
+export const BACKLOG_PRIORITY = -10;
+export const TOPUP_JOB = "backlog.topup";
+
+export type BacklogOptions = {
+  /** BACKLOG_MAX_CONCURRENT: backlog generations queued or running at once, over all recipes. */
+  maxConcurrent: number;
+  /** BACKLOG_FAILURE_LIMIT: consecutive failures (within the cooldown window) that pause a recipe. */
+  failureLimit: number;
+  /** BACKLOG_FAILURE_COOLDOWN_MS: how long a paused recipe waits; also the window failures count in. */
+  failureCooldownMs: number;
+  /** BACKLOG_TOPUP_DELAY_MS: how long after a claim its top-up runs (claims within it share the run). */
+  topUpDelayMs: number;
+  now?: () => number;
+  /** Draws for weighted input choice. @defaultValue Math.random */
+  random?: Random;
+};
+
+export type BacklogDeps = {
+  db: Database;
+  queue: Queue;
+  recipes: RecipeService;
+  generate: GenerateService;
+  users: UserService;
+};
+
+/** Whether a recipe's top-ups are paused after repeated failures, and until when. */
+export type FailureBudget = {
+  consecutiveFailures: number;
+  limit: number;
+  lastFailureAt: number | null;
+  lastError: JobError | null;
+  paused: boolean;
+  pausedUntil: number | null;
+};
+
+export type BacklogStatus = {
+  recipeId: string;
+  name: string;
+  active: boolean;
+  /** backlog_min: ready generations to keep. */
+  min: number;
+  /** Completed, unclaimed backlog generations. */
+  ready: number;
+  /** Backlog generations queued or running. */
+  inFlight: number;
+  /** Generations still to be queued to reach `min`: max(0, min - ready - inFlight). */
+  deficit: number;
+  oldestReadyAt: number | null;
+  failures: FailureBudget;
+};
+
+export type RecipeTopUp = {
+  recipeId: string;
+  /** Jobs queued (or, in a dry run, that would be). */
+  enqueued: number;
+  jobIds: string[];
+  /** The inputs drawn for each job. */
+  inputs: VariableValues[];
+  deficit: number;
+  /** Why nothing (or less than the deficit) was queued. */
+  skipped?: "paused" | "concurrency_cap" | "no_inputs" | "provider_unavailable";
+  reason?: string;
+};
+
+export type MaintainResult = {
+  dryRun: boolean;
+  enqueued: number;
+  /** Backlog generations in flight after this run, over all recipes. */
+  inFlight: number;
+  maxConcurrent: number;
+  recipes: RecipeTopUp[];
+};
+
+type StateRow = {
+  consecutive_failures: number;
+  last_failure_at: number | null;
+  last_error: string | null;
+};
+
+/**
+ * Keeps `backlog_min` completed generations per active recipe, owned by the `system_backlog` user, for
+ * instant claims (DESIGN §6). A top-up runs in one IMMEDIATE transaction that counts what is ready and in
+ * flight before queueing more, so the cron, the claims' top-ups and the CLI can all run it at once without
+ * overfilling or passing the concurrency cap.
+ */
+export class BacklogService {
+  readonly #d: BacklogDeps;
+  readonly #o: BacklogOptions;
+  readonly #now: () => number;
+  readonly #random: Random;
+  #systemUserId: string | null = null;
+  /** When each recipe's queued top-up (as this process last queued it) is due to run. */
+  readonly #topUpDue = new Map<string, number>();
+  readonly #ready: Statement;
+  readonly #readyBounded: Statement;
+  readonly #inFlight: Statement;
+  readonly #inFlightAll: Statement;
+  readonly #state: Statement;
+  readonly #failed: Statement;
+  readonly #succeeded: Statement;
+
+  constructor(deps: BacklogDeps, opts: BacklogOptions) {
+    this.#d = deps;
+    this.#o = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#random = opts.random ?? Math.random;
+    const db = deps.db;
+    // All counts ride jobs_recipe_idx (recipe_id, owner_id, status, finished_at, id).
+    this.#ready = db.prepare(
+      `SELECT count(*) AS n, min(finished_at) AS oldest FROM jobs
+       WHERE recipe_id = ? AND owner_id = ? AND status = 'completed'`,
+    );
+    this.#readyBounded = db.prepare(
+      `SELECT count(*) AS n FROM (SELECT 1 FROM jobs
+       WHERE recipe_id = ?1 AND owner_id = ?2 AND status = 'completed' LIMIT ?3)`,
+    );
+    this.#inFlight = db.prepare(
+      "SELECT count(*) AS n FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status IN ('queued', 'active')",
+    );
+    this.#inFlightAll = db.prepare(
+      `SELECT count(*) AS n FROM jobs WHERE recipe_id IN (SELECT id FROM recipes) AND owner_id = ?
+       AND status IN ('queued', 'active')`,
+    );
+    this.#state = db.prepare(
+      "SELECT consecutive_failures, last_failure_at, last_error FROM backlog_state WHERE recipe_id = ?",
+    );
+    // A failure outside the window starts a new streak: the budget is N failures per window, not N ever.
+    this.#failed = db.prepare(
+      `INSERT INTO backlog_state (recipe_id, consecutive_failures, last_failure_at, last_error, updated_at)
+       VALUES (?1, 1, ?2, ?3, ?2)
+       ON CONFLICT (recipe_id) DO UPDATE SET
+         consecutive_failures = CASE WHEN last_failure_at IS NULL OR ?2 - last_failure_at > ?4 THEN 1
+                                     ELSE consecutive_failures + 1 END,
+         last_failure_at = ?2, last_error = ?3, updated_at = ?2`,
+    );
+    this.#succeeded = db.prepare(
+      `INSERT INTO backlog_state (recipe_id, consecutive_failures, last_success_at, updated_at) VALUES (?1, 0, ?2, ?2)
+       ON CONFLICT (recipe_id) DO UPDATE SET consecutive_failures = 0, last_success_at = ?2, updated_at = ?2`,
+    );
+  }
+
+  /** The `system_backlog` user's id, created on first use (a second process creating it at once is fine). */
+  get systemUserId(): string {
+    if (this.#systemUserId) return this.#systemUserId;
+    let user: { id: string };
+    try {
+      user = this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog");
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== "user_exists") throw err;
+      user = this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog");
+    }
+    this.#systemUserId = user.id;
+    return user.id;
+  }
+
+  get maxConcurrent(): number {
+    return this.#o.maxConcurrent;
+  }
+
+  status(recipe: Recipe): BacklogStatus {
+    const owner = this.systemUserId;
+    const ready = this.#ready.get(recipe.id, owner) as { n: number; oldest: number | null };
+    const inFlight = (this.#inFlight.get(recipe.id, owner) as { n: number }).n;
+    return {
+      recipeId: recipe.id,
+      name: recipe.name,
+      active: recipe.active,
+      min: recipe.backlogMin,
+      ready: ready.n,
+      inFlight,
+      deficit: Math.max(0, recipe.backlogMin - ready.n - inFlight),
+      oldestReadyAt: ready.oldest,
+      failures: this.#budget(recipe.id),
+    };
+  }
+
+  /** Every recipe's backlog (inactive ones too: they may still hold ready generations). */
+  statusAll(): BacklogStatus[] {
+    return this.#d.recipes.list({ includeInactive: true }).map((r) => this.status(r));
+  }
+
+  /**
+   * Tops up every active recipe (or one) to its `backlog_min`, emptiest first, never passing the concurrency
+   * cap. With `dryRun`, draws inputs and reports what it would queue without writing anything.
+   */
+  maintain(opts: { recipeId?: string; dryRun?: boolean } = {}): MaintainResult {
+    const owner = this.systemUserId;
+    return this.#d.queue.store.tx(() => {
+      let inFlight = (this.#inFlightAll.get(owner) as { n: number }).n;
+      const recipes = this.#d.recipes
+        .list({ includeInactive: false })
+        .filter((r) => r.backlogMin > 0 && (!opts.recipeId || r.id === opts.recipeId))
+        .map((r) => ({ recipe: r, ready: this.#countReady(r, owner) }))
+        .sort((a, b) => a.ready / a.recipe.backlogMin - b.ready / b.recipe.backlogMin);
+      const out: RecipeTopUp[] = [];
+      let enqueued = 0;
+      for (const { recipe, ready } of recipes) {
+        const mine = (this.#inFlight.get(recipe.id, owner) as { n: number }).n;
+        const deficit = Math.max(0, recipe.backlogMin - ready - mine);
+        const topUp = this.#topUp(recipe, deficit, this.#o.maxConcurrent - inFlight, opts.dryRun ?? false);
+        inFlight += topUp.enqueued;
+        enqueued += topUp.enqueued;
+        out.push(topUp);
+      }
+      return {
+        dryRun: opts.dryRun ?? false,
+        enqueued,
+        inFlight,
+        maxConcurrent: this.#o.maxConcurrent,
+        recipes: out,
+      };
+    });
+  }
+
+  /**
+   * Queues a top-up of one recipe shortly after an instant claim, in the caller's transaction. Debounced on
+   * the recipe: a burst of claims shares one queued run. While the run this process queued has not started,
+   * there is nothing to add (it reads the backlog when it runs), so the enqueue — and the worker wake-up that
+   * comes with it — is skipped; were that job cancelled meanwhile, the next claim after its due time or the
+   * cron queues another.
+   */
+  scheduleTopUp(recipeId: string): void {
+    if ((this.#topUpDue.get(recipeId) ?? 0) > this.#now()) return;
+    const { job } = this.#d.queue.enqueue(
+      TOPUP_JOB,
+      { recipeId },
+      {
+        dedupeKey: `backlog:${recipeId}`,
+        debounceMs: this.#o.topUpDelayMs,
+        priority: BACKLOG_PRIORITY,
+        maxAttempts: 1,
+      },
+    );
+    this.#topUpDue.set(recipeId, job.runAt);
+  }
+
+  /** Terminal hook: a finished backlog generation resets or spends its recipe's failure budget. */
+  onJobTerminal(job: Job): void {
+    if (job.type !== GENERATE_JOB || !job.recipeId || job.ownerId !== this.systemUserId) return;
+    const now = this.#now();
+    if (job.status === "completed") this.#succeeded.run(job.recipeId, now);
+    else if (job.status === "failed")
+      this.#failed.run(job.recipeId, now, JSON.stringify(job.error), this.#o.failureCooldownMs);
+  }
+
+  #countReady(recipe: Recipe, owner: string): number {
+    return (this.#readyBounded.get(recipe.id, owner, recipe.backlogMin) as { n: number }).n;
+  }
+
+  #topUp(recipe: Recipe, deficit: number, room: number, dryRun: boolean): RecipeTopUp {
+    const out: RecipeTopUp = { recipeId: recipe.id, enqueued: 0, jobIds: [], inputs: [], deficit };
+    if (deficit === 0) return out;
+    const budget = this.#budget(recipe.id);
+    if (budget.paused) {
+      return { ...out, skipped: "paused", reason: `${budget.consecutiveFailures} failures in a row` };
+    }
+    const n = Math.min(deficit, Math.max(0, room));
+    if (n < deficit) out.skipped = "concurrency_cap";
+    let draw: ((random: Random) => VariableValues) | undefined;
+    for (let i = 0; i < n; i++) {
+      let values: VariableValues;
+      try {
+        draw ??= inputDrawer(recipe, this.#d.recipes.usage(recipe.id));
+        values = draw(this.#random);
+      } catch (err) {
+        if (!(err instanceof NoInputsError)) throw err;
+        return { ...out, skipped: "no_inputs", reason: err.message };
+      }
+      out.inputs.push(values);
+      out.enqueued++;
+      if (dryRun) continue;
+      try {
+        out.jobIds.push(this.#enqueue(recipe, values));
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        return { ...out, enqueued: out.jobIds.length, skipped: "provider_unavailable", reason: err.message };
+      }
+    }
+    return out;
+  }
+
+  #enqueue(recipe: Recipe, values: VariableValues): string {
+    const e = this.#d.recipes.expansionOf(recipe, values);
+    return this.#d.generate.enqueueDirect({
+      ownerId: this.systemUserId,
+      recipeId: recipe.id,
+      provider: e.provider,
+      model: e.model,
+      prompt: e.prompt,
+      negativePrompt: e.negativePrompt,
+      output: e.output ?? "original",
+      size: e.size ?? "1024x1024",
+      priority: BACKLOG_PRIORITY,
+      // keep: retention never deletes an unclaimed backlog image; a claim removes it.
+      metadata: { keep: true, backlog: true, recipeVariables: values },
+    }).id;
+  }
+
+  #budget(recipeId: string): FailureBudget {
+    const row = this.#state.get(recipeId) as StateRow | null;
+    const failures = row?.consecutive_failures ?? 0;
+    const lastFailureAt = row?.last_failure_at ?? null;
+    const until = lastFailureAt === null ? null : lastFailureAt + this.#o.failureCooldownMs;
+    const paused = failures >= this.#o.failureLimit && until !== null && this.#now() < until;
+    return {
+      consecutiveFailures: failures,
+      limit: this.#o.failureLimit,
+      lastFailureAt,
+      lastError: row?.last_error ? (JSON.parse(row.last_error) as JobError) : null,
+      paused,
+      pausedUntil: paused ? until : null,
+    };
+  }
+}
+
+export function backlogOptions(config: Config, now?: () => number): BacklogOptions {
+  return {
+    maxConcurrent: config.BACKLOG_MAX_CONCURRENT,
+    failureLimit: config.BACKLOG_FAILURE_LIMIT,
+    failureCooldownMs: config.BACKLOG_FAILURE_COOLDOWN_MS,
+    topUpDelayMs: config.BACKLOG_TOPUP_DELAY_MS,
+    now,
+  };
+}

@@ -1,0 +1,29 @@
+import type { Config } from "../../config";
+import type { EnqueueHookContext, GenerateService } from "../generate/service";
+import type { CreditOptions, CreditService } from "./service";
+
+export function creditOptions(config: Config, now?: () => number): CreditOptions {
+  return {
+    enabled: config.CREDITS_ENABLED,
+    perImage: config.CREDITS_PER_IMAGE,
+    providerCosts: config.PROVIDER_CREDIT_COSTS,
+    now,
+  };
+}
+
+/** A generation's price: the recipe's cost per image, else the provider's (or the default) per image. */
+export function generationCost(credits: CreditService, c: EnqueueHookContext): number {
+  return c.recipe ? c.recipe.creditCost * c.imageCount : credits.imageCost(c.provider, c.imageCount);
+}
+
+/**
+ * Charges generations when they are enqueued, in the enqueue transaction: the job row records what its owner
+ * pays, and the ledger row (which names the job) is written once the row exists. Too few credits → 402 and
+ * the insert rolls back. A request deduped into an already queued job is not charged again.
+ */
+export function chargeGenerations(generate: GenerateService, credits: CreditService): void {
+  generate.onEnqueue((c) => ({ creditsCharged: credits.priceFor(c.owner, generationCost(credits, c)) }));
+  generate.onEnqueued((c) => {
+    if (!c.deduped) credits.debit(c.owner, generationCost(credits, c), "charge", { jobId: c.job.id });
+  });
+}

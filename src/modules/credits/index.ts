@@ -1,0 +1,77 @@
+import { Elysia } from "elysia";
+import type { AppContext } from "../../context";
+import type { User } from "../../db/schema";
+import { forbidden, notFound } from "../../errors";
+import { authPlugin } from "../auth/plugin";
+import type { Principal } from "../auth/service";
+import { idempotent } from "../idempotency/service";
+import { findUserByRef } from "./lookup";
+import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
+
+/** Whose credits `p` may change: admins anyone's; apps only their own end users' (never their own). */
+function adjustable(ctx: AppContext, p: Principal, ref: string): User {
+  if (p.user.role === "admin") return findUserByRef(ctx.db, ref);
+  const target = ctx.auth.findActingUser(p, ref);
+  if (!target) throw notFound("user");
+  if (target.parentId !== p.user.id) throw forbidden("apps may change only their own end users' credits");
+  return target;
+}
+
+export const creditsModule = (ctx: AppContext) =>
+  new Elysia({ prefix: "/api", name: "credits" })
+    .use(authPlugin(ctx.auth))
+    .get(
+      "/credits",
+      ({ principal, query }) => {
+        const user = query.userId ? ctx.auth.findActingUser(principal, query.userId) : principal.user;
+        if (!user) throw notFound("user");
+        const page = ctx.credits.ledger(user.id, { limit: query.limit, cursor: query.cursor });
+        return {
+          userId: user.id,
+          credits: ctx.credits.balance(user.id),
+          unlimited: user.unlimited,
+          creditsEnabled: ctx.credits.enabled,
+          ledger: page.entries,
+          nextCursor: page.nextCursor,
+        };
+      },
+      {
+        auth: "token",
+        query: CreditsQuery,
+        detail: { tags: ["credits"], summary: "Your balance and recent ledger (apps/admins: ?userId=)" },
+      },
+    )
+    .post(
+      "/users/:id/credits",
+      ({ principal, params, body, headers, set }) =>
+        idempotent(
+          ctx.idempotency,
+          {
+            ownerId: principal.user.id,
+            key: headers["idempotency-key"],
+            request: ["credits", params.id, body],
+            set,
+          },
+          () => {
+            const user = adjustable(ctx, principal, params.id);
+            const ref = { note: body.note ?? null };
+            const credits =
+              body.reason === "grant"
+                ? ctx.credits.credit(user.id, body.amount, "grant", ref)
+                : ctx.credits.debit(user, body.amount, "debit", ref).balance;
+            return {
+              status: 200,
+              body: { userId: user.id, credits, ledger: ctx.credits.ledger(user.id, { limit: 1 }).entries },
+            };
+          },
+        ),
+      {
+        auth: ["admin", "app"],
+        params: UserIdParams,
+        body: AdjustCreditsBody,
+        detail: {
+          tags: ["credits"],
+          summary: "Grant or debit credits (admins: anyone; apps: their end users), with a ledger note",
+        },
+      },
+    );

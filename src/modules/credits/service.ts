@@ -1,0 +1,237 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { Job, JobItem, LEDGER_REASONS, User } from "../../db/schema";
+import { ApiError } from "../../errors";
+import { refundOwed } from "./refunds";
+
+export type LedgerReason = (typeof LEDGER_REASONS)[number];
+
+export type CreditOptions = {
+  /** CREDITS_ENABLED: when false nothing is charged and no charge rows are written. */
+  enabled: boolean;
+  /** CREDITS_PER_IMAGE: the price of one image of a free-prompt generation. */
+  perImage: number;
+  /** PROVIDER_CREDIT_COSTS: per-provider overrides of `perImage`. */
+  providerCosts?: Record<string, number>;
+  now?: () => number;
+};
+
+/** 402 with `required` and `available` both inside `error` (what clients read) and in `details`. */
+export class InsufficientCreditsError extends ApiError {
+  override name = "InsufficientCreditsError";
+  readonly required: number;
+  readonly available: number;
+
+  constructor(required: number, available: number) {
+    super(402, "insufficient_credits", `this needs ${required} credits; ${available} available`, {
+      details: { required, available },
+    });
+    this.required = required;
+    this.available = available;
+  }
+
+  override toBody(): Record<string, unknown> {
+    const body = super.toBody();
+    return {
+      ...body,
+      error: { ...(body.error as object), required: this.required, available: this.available },
+    };
+  }
+}
+
+/** What a debit did: the credits actually taken (0 for unlimited users or with credits off) and the balance. */
+export type Debit = { charged: number; balance: number };
+
+export type LedgerEntry = {
+  id: string;
+  delta: number;
+  balanceAfter: number;
+  reason: LedgerReason;
+  jobId: string | null;
+  note: string | null;
+  createdAt: number;
+};
+
+type Raw = Record<string, unknown>;
+
+function entryFrom(r: Raw): LedgerEntry {
+  return {
+    id: r.id as string,
+    delta: r.delta as number,
+    balanceAfter: r.balance_after as number,
+    reason: r.reason as LedgerReason,
+    jobId: r.job_id as string | null,
+    note: r.note as string | null,
+    createdAt: r.created_at as number,
+  };
+}
+
+/**
+ * Credits (DESIGN §2, §6). Every change of a balance is one `credit_ledger` row written in the same
+ * transaction as the balance, carrying `balance_after`, so a user's credits always equal the sum of their
+ * ledger deltas. Unlimited users are never charged; each would-be charge still gets a 0-delta row with a
+ * note, so their usage is audited like everyone else's.
+ */
+export class CreditService {
+  readonly #db: Database;
+  readonly #o: CreditOptions;
+  readonly #now: () => number;
+  readonly #take: Statement;
+  readonly #give: Statement;
+  readonly #user: Statement;
+  readonly #insert: Statement;
+  readonly #jobCredits: Statement;
+  readonly #items: Statement;
+  readonly #markRefunded: Statement;
+
+  constructor(db: Database, opts: CreditOptions) {
+    this.#db = db;
+    this.#o = opts;
+    this.#now = opts.now ?? Date.now;
+    // The balance check and the debit are one statement: two concurrent charges can never both pass it.
+    this.#take = db.prepare(
+      `UPDATE users SET credits = credits - ?1, updated_at = ?2
+       WHERE id = ?3 AND unlimited = 0 AND credits >= ?1 RETURNING credits`,
+    );
+    this.#give = db.prepare(
+      "UPDATE users SET credits = credits + ?1, updated_at = ?2 WHERE id = ?3 RETURNING credits",
+    );
+    this.#user = db.prepare("SELECT credits, unlimited FROM users WHERE id = ?");
+    this.#insert = db.prepare(
+      `INSERT INTO credit_ledger (id, user_id, delta, balance_after, reason, job_id, note, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#jobCredits = db.prepare("SELECT credits_charged, credits_refunded FROM jobs WHERE id = ?");
+    this.#items = db.prepare("SELECT status, input, error FROM job_items WHERE job_id = ?");
+    // Guarded so the refunded total can never pass the charge, whatever the caller computed.
+    this.#markRefunded = db.prepare(
+      `UPDATE jobs SET credits_refunded = credits_refunded + ?1
+       WHERE id = ?2 AND credits_refunded + ?1 <= credits_charged`,
+    );
+  }
+
+  get enabled(): boolean {
+    return this.#o.enabled;
+  }
+
+  /** Credits for `images` images of a free-prompt generation on `provider`. */
+  imageCost(provider: string, images: number): number {
+    return (this.#o.providerCosts?.[provider] ?? this.#o.perImage) * images;
+  }
+
+  /** What `user` actually pays for something costing `cost`: nothing when credits are off or they are unlimited. */
+  priceFor(user: Pick<User, "unlimited">, cost: number): number {
+    return this.#o.enabled && !user.unlimited ? cost : 0;
+  }
+
+  /**
+   * Takes `amount` from the user (reason `charge`, `instant` or `debit`) with its ledger row, in the caller's
+   * transaction when one is open. Unlimited users get a 0-delta row noting the amount; with credits off nothing
+   * is written. Throws InsufficientCreditsError (402) when the balance is too low, changing nothing.
+   */
+  debit(
+    user: Pick<User, "id" | "unlimited">,
+    amount: number,
+    reason: "charge" | "instant" | "debit",
+    ref: { jobId?: string | null; note?: string | null } = {},
+  ): Debit {
+    if (!this.#o.enabled && reason !== "debit") return { charged: 0, balance: this.balance(user.id) };
+    return this.#tx(() => {
+      const now = this.#now();
+      const row = this.#take.get(amount, now, user.id) as { credits: number } | null;
+      if (row) {
+        this.#record(user.id, -amount, row.credits, reason, ref, now);
+        return { charged: amount, balance: row.credits };
+      }
+      const current = this.#user.get(user.id) as { credits: number; unlimited: number } | null;
+      if (!current) throw new ApiError(404, "not_found", "user not found");
+      if (!current.unlimited) throw new InsufficientCreditsError(amount, current.credits);
+      const note = [`unlimited: ${amount} not charged`, ref.note].filter(Boolean).join("; ");
+      this.#record(user.id, 0, current.credits, reason, { ...ref, note }, now);
+      return { charged: 0, balance: current.credits };
+    });
+  }
+
+  /** Adds credits (reason `grant` or `refund`) with their ledger row. Returns the new balance. */
+  credit(
+    userId: string,
+    amount: number,
+    reason: "grant" | "refund",
+    ref: { jobId?: string | null; note?: string | null } = {},
+  ): number {
+    return this.#tx(() => {
+      const now = this.#now();
+      const row = this.#give.get(amount, now, userId) as { credits: number } | null;
+      if (!row) throw new ApiError(404, "not_found", "user not found");
+      this.#record(userId, amount, row.credits, reason, ref, now);
+      return row.credits;
+    });
+  }
+
+  /**
+   * Terminal hook (runs inside the job's terminal-state transaction): refunds what the job's failures are owed
+   * (see refundOwed) minus what was already refunded, so a job is never refunded twice nor beyond its charge.
+   */
+  onJobTerminal(job: Job): void {
+    if (job.creditsCharged <= 0 || !job.ownerId || job.status === "completed") return;
+    const row = this.#jobCredits.get(job.id) as { credits_charged: number; credits_refunded: number } | null;
+    if (!row) return;
+    const items = (this.#items.all(job.id) as Raw[]).map((r) => ({
+      status: r.status as JobItem["status"],
+      input: r.input == null ? null : JSON.parse(r.input as string),
+      error: r.error == null ? null : JSON.parse(r.error as string),
+    }));
+    const owed = refundOwed({ ...job, creditsCharged: row.credits_charged }, items);
+    const delta = owed - row.credits_refunded;
+    if (delta <= 0) return;
+    if (this.#markRefunded.run(delta, job.id).changes === 0) return;
+    this.credit(job.ownerId, delta, "refund", {
+      jobId: job.id,
+      note: `${job.status}: ${job.error?.code ?? "items failed"}`,
+    });
+    job.creditsRefunded = row.credits_refunded + delta;
+  }
+
+  balance(userId: string): number {
+    return (this.#user.get(userId) as { credits: number } | null)?.credits ?? 0;
+  }
+
+  /** A user's ledger, newest first, `limit` per page; `cursor` is the last id of the previous page. */
+  ledger(
+    userId: string,
+    opts: { limit: number; cursor?: string },
+  ): { entries: LedgerEntry[]; nextCursor: string | null } {
+    const rows = this.#db
+      .query(
+        `SELECT * FROM credit_ledger WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3`,
+      )
+      .all(userId, opts.cursor ?? null, opts.limit + 1) as Raw[];
+    const entries = rows.slice(0, opts.limit).map(entryFrom);
+    return { entries, nextCursor: rows.length > opts.limit ? (entries.at(-1)?.id ?? null) : null };
+  }
+
+  #record(
+    userId: string,
+    delta: number,
+    balanceAfter: number,
+    reason: LedgerReason,
+    ref: { jobId?: string | null; note?: string | null },
+    now: number,
+  ): void {
+    this.#insert.run(
+      Bun.randomUUIDv7(),
+      userId,
+      delta,
+      balanceAfter,
+      reason,
+      ref.jobId ?? null,
+      ref.note ?? null,
+      now,
+    );
+  }
+
+  /** In the caller's transaction when one is open (the enqueue or claim), else an IMMEDIATE one of its own. */
+  #tx<T>(fn: () => T): T {
+    if (this.#db.inTransaction) return fn();
+    return this.#db.transaction(fn).immediate();
+  }
+}

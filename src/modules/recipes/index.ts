@@ -1,0 +1,56 @@
+import { Elysia } from "elysia";
+import type { AppContext } from "../../context";
+import { authPlugin } from "../auth/plugin";
+import type { Principal } from "../auth/service";
+import { idempotent } from "../idempotency/service";
+import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams } from "./model";
+import { recipeNotFound, recipeView } from "./service";
+
+const isAdmin = (p: Principal) => p.user.role === "admin" && p.via === "key";
+
+export const recipesModule = (ctx: AppContext) =>
+  new Elysia({ prefix: "/api", name: "recipes" })
+    .use(authPlugin(ctx.auth))
+    .get(
+      "/recipes",
+      ({ principal }) => ({
+        recipes: ctx.recipes.list({ includeInactive: isAdmin(principal) }).map(recipeView),
+      }),
+      {
+        auth: "token",
+        detail: { tags: ["recipes"], summary: "Active recipes (admins: inactive ones too)" },
+      },
+    )
+    .get(
+      "/recipes/:id",
+      ({ principal, params }) => {
+        const recipe = isAdmin(principal) ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
+        if (!recipe) throw recipeNotFound();
+        return recipeView(recipe);
+      },
+      {
+        auth: "token",
+        params: RecipeIdParams,
+        detail: { tags: ["recipes"], summary: "A recipe with its variables" },
+      },
+    )
+    .post(
+      "/recipes",
+      ({ principal, body, headers, set }) =>
+        idempotent(
+          ctx.idempotency,
+          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
+          () => ({ status: 201, body: recipeView(ctx.recipes.create(body)) }),
+        ),
+      {
+        auth: ["admin"],
+        body: CreateRecipeBody,
+        detail: { tags: ["recipes"], summary: "Create a recipe (admin)" },
+      },
+    )
+    .patch("/recipes/:id", ({ params, body }) => recipeView(ctx.recipes.update(params.id, body)), {
+      auth: ["admin"],
+      params: RecipeIdParams,
+      body: PatchRecipeBody,
+      detail: { tags: ["recipes"], summary: "Change a recipe; `active: false` retires it (admin)" },
+    });

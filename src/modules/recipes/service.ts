@@ -1,0 +1,188 @@
+import type { Statement } from "bun:sqlite";
+import { asc, eq, sql } from "drizzle-orm";
+import type { Db } from "../../db/client";
+import { type Recipe, type RecipeVariable, recipes } from "../../db/schema";
+import { ApiError, conflict, unprocessable } from "../../errors";
+import { PresetRefSchema, resolvePreset } from "../../images/presets";
+import type { ProviderRegistry } from "../../providers/registry";
+import { JobFailure } from "../../queue/errors";
+import type { GenerateService, RecipeExpansion } from "../generate/service";
+import type { CreateRecipeBody, PatchRecipeBody } from "./model";
+import { checkRecipe, renderPrompt, type VariableValues, validateValues } from "./variables";
+
+export type RecipeDeps = {
+  db: Db;
+  providers: ProviderRegistry;
+  /** BACKLOG_MIN: `backlogMin` of a recipe created without one. */
+  defaultBacklogMin: number;
+  now?: () => number;
+};
+
+export type UsageRow = { variable: string; value: string; count: number };
+
+/** How long `active()` trusts a recipe it read (changes by another process, e.g. the CLI, show within it). */
+const ACTIVE_CACHE_MS = 1000;
+
+export const recipeNotFound = () => new ApiError(404, "recipe_not_found", "no active recipe with that id");
+
+/** A recipe as the API shows it. */
+export function recipeView(r: Recipe) {
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    provider: r.provider,
+    model: r.model,
+    promptTemplate: r.promptTemplate,
+    negativePrompt: r.negativePrompt,
+    variables: r.variables,
+    output: r.output,
+    size: r.size,
+    creditCost: r.creditCost,
+    backlogMin: r.backlogMin,
+    active: r.active,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+/** Recipes (prompt templates with typed variables) and what users pick for them (`recipe_usage`). */
+export class RecipeService {
+  readonly #d: RecipeDeps;
+  readonly #now: () => number;
+  readonly #byId;
+  readonly #usageUpsert: Statement;
+  readonly #usage: Statement;
+  /** Recipes by id as `active()` last read them: the claim and generate paths look one up on every request. */
+  readonly #cache = new Map<string, { recipe: Recipe; at: number }>();
+
+  constructor(deps: RecipeDeps) {
+    this.#d = deps;
+    this.#now = deps.now ?? Date.now;
+    this.#byId = deps.db
+      .select()
+      .from(recipes)
+      .where(eq(recipes.id, sql.placeholder("id")))
+      .prepare();
+    this.#usageUpsert = deps.db.$client.prepare(
+      `INSERT INTO recipe_usage (recipe_id, variable, value, count) VALUES (?, ?, ?, 1)
+       ON CONFLICT (recipe_id, variable, value) DO UPDATE SET count = count + 1`,
+    );
+    this.#usage = deps.db.$client.prepare(
+      "SELECT variable, value, count FROM recipe_usage WHERE recipe_id = ? AND count > 0",
+    );
+  }
+
+  list(opts: { includeInactive: boolean }): Recipe[] {
+    const q = this.#d.db.select().from(recipes);
+    return (opts.includeInactive ? q : q.where(eq(recipes.active, true))).orderBy(asc(recipes.id)).all();
+  }
+
+  get(id: string): Recipe | null {
+    return this.#byId.get({ id }) ?? null;
+  }
+
+  /** The recipe if it exists and is active; 404 `recipe_not_found` otherwise. */
+  active(id: string): Recipe {
+    const now = this.#now();
+    let hit = this.#cache.get(id);
+    if (!hit || now - hit.at > ACTIVE_CACHE_MS) {
+      const recipe = this.get(id);
+      if (!recipe) throw recipeNotFound();
+      hit = { recipe, at: now };
+      this.#cache.set(id, hit);
+    }
+    if (!hit.recipe.active) throw recipeNotFound();
+    return hit.recipe;
+  }
+
+  create(body: CreateRecipeBody): Recipe {
+    const now = this.#now();
+    const row: Recipe = {
+      id: body.id,
+      name: body.name,
+      description: body.description ?? null,
+      provider: body.provider ?? this.#d.providers.defaultName,
+      model: body.model ?? null,
+      promptTemplate: body.promptTemplate,
+      negativePrompt: body.negativePrompt ?? null,
+      variables: body.variables as RecipeVariable[],
+      output: body.output ?? null,
+      size: body.size ?? null,
+      creditCost: body.creditCost,
+      backlogMin: body.backlogMin ?? this.#d.defaultBacklogMin,
+      active: body.active,
+      createdAt: now,
+      updatedAt: now,
+    };
+    this.#check(row);
+    const inserted = this.#d.db.insert(recipes).values(row).onConflictDoNothing().returning().all();
+    if (inserted.length === 0)
+      throw conflict("recipe_exists", `a recipe with id "${body.id}" already exists`);
+    return row;
+  }
+
+  /** Applies a partial update (variables are replaced as a whole); the result is checked like a new recipe. */
+  update(id: string, patch: PatchRecipeBody): Recipe {
+    const current = this.get(id);
+    if (!current) throw recipeNotFound();
+    const next: Recipe = { ...current, updatedAt: this.#now() };
+    for (const [key, value] of Object.entries(patch)) {
+      if (value !== undefined) (next as Record<string, unknown>)[key] = value;
+    }
+    this.#check(next);
+    const { id: _id, createdAt: _c, ...fields } = next;
+    this.#d.db.update(recipes).set(fields).where(eq(recipes.id, id)).run();
+    this.#cache.delete(id);
+    return next;
+  }
+
+  /** A generation request's recipe: validated values, the rendered prompt and the settings it fixes. */
+  expand(id: string, given: unknown): RecipeExpansion {
+    const recipe = this.active(id);
+    return this.expansionOf(recipe, validateValues(recipe, given));
+  }
+
+  /** The expansion for values already validated (the backlog's draws). */
+  expansionOf(recipe: Recipe, values: VariableValues): RecipeExpansion {
+    return {
+      recipeId: recipe.id,
+      values,
+      prompt: renderPrompt(recipe.promptTemplate, values),
+      provider: recipe.provider,
+      model: recipe.model,
+      negativePrompt: recipe.negativePrompt,
+      output: recipe.output === null ? null : PresetRefSchema.parse(recipe.output),
+      size: recipe.size,
+      creditCost: recipe.creditCost,
+    };
+  }
+
+  /** Counts each chosen value once, in the caller's transaction (the enqueue or the claim). */
+  recordUsage(recipeId: string, values: VariableValues): void {
+    for (const [variable, value] of Object.entries(values))
+      this.#usageUpsert.run(recipeId, variable, String(value));
+  }
+
+  usage(recipeId: string): UsageRow[] {
+    return this.#usage.all(recipeId) as UsageRow[];
+  }
+
+  #check(r: Recipe): void {
+    checkRecipe(r);
+    try {
+      this.#d.providers.get(r.provider);
+    } catch (err) {
+      if (err instanceof JobFailure) throw unprocessable(err.code, err.message);
+      throw err;
+    }
+    if (r.output !== null) resolvePreset(PresetRefSchema.parse(r.output));
+  }
+}
+
+/** Counts the values users choose for recipe generations, in each generation's enqueue transaction. */
+export function recordRecipeUsage(generate: GenerateService, recipes: RecipeService): void {
+  generate.onEnqueued((c) => {
+    if (c.recipe) recipes.recordUsage(c.recipe.recipeId, c.recipe.values);
+  });
+}
