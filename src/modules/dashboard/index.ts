@@ -1,0 +1,409 @@
+import { join } from "node:path";
+import { Elysia } from "elysia";
+import { z } from "zod";
+import type { AppContext } from "../../context";
+import { JOB_STATUSES } from "../../db/schema";
+import { ApiError } from "../../errors";
+import type { Principal } from "../auth/service";
+import type { Socket } from "../realtime/sessions";
+import type { Html } from "./html";
+import { canUseDashboard, DashboardService } from "./service";
+import { DashboardSessions, isSameOrigin, type Session, sessionCookie, sessionSecret } from "./session";
+import { backlogPage, backlogTable } from "./views/backlog";
+import { cardGrid, cardsPage } from "./views/cards";
+import { jobBody, jobPage } from "./views/job";
+import { jobRows, jobsPage } from "./views/jobs";
+import { errorPage, layout, signInPage, type Viewer } from "./views/layout";
+import { type OverviewData, overviewBody, overviewPage } from "./views/overview";
+import { webhooksBody, webhooksPage } from "./views/webhooks";
+
+export { DashboardService } from "./service";
+export { DashboardSessions } from "./session";
+
+type SignedIn = Viewer & { session: Session; principal: Principal };
+
+const ASSETS: Record<string, string> = {
+  "app.js": "text/javascript; charset=utf-8",
+  "app.css": "text/css; charset=utf-8",
+};
+
+/** Fixed notices for `?done=` / `?error=` after a form post (never echoing text from the URL). */
+const NOTICES: Record<string, string> = {
+  retried: "The job was queued again.",
+  cancelled: "The job was cancelled.",
+  "topped-up": "Top-up queued: the new generations show as in flight.",
+  full: "Nothing to do: the backlog is already at its minimum (counting what is in flight).",
+  paused: "Top-ups of this recipe are paused after repeated failures.",
+  concurrency_cap: "Backlog work is at its concurrency cap (BACKLOG_MAX_CONCURRENT); the rest follows later.",
+  no_inputs: "No valid inputs could be drawn from the recipe's variables.",
+  provider_unavailable: "The recipe's provider is not configured.",
+  inactive: "The recipe is inactive.",
+  not_retryable: "Only failed, partial or cancelled jobs can be retried.",
+  not_cancellable: "The job has already finished.",
+  dedupe_conflict: "A newer job with the same dedupe key is queued.",
+};
+
+const blankToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
+const optionalText = (max: number) => z.preprocess(blankToUndefined, z.string().trim().max(max).optional());
+
+const JobsQuery = z.object({
+  status: z.preprocess(blankToUndefined, z.enum([...JOB_STATUSES, "waiting", "delayed"]).optional()),
+  type: optionalText(64),
+  userId: optionalText(128),
+  recipeId: optionalText(128),
+  q: optionalText(64),
+  cursor: optionalText(64),
+});
+const NoticeQuery = z.object({ done: optionalText(32), error: optionalText(32) });
+const IdParams = z.object({ id: z.string().min(1).max(128) });
+const FileParams = z.object({ file: z.string().max(32) });
+const SignInBody = z.object({ key: z.string().trim().min(1).max(256) });
+/** Forms carry the CSRF token; scripts may send it as X-CSRF-Token with no body. */
+const FormBody = z.object({ _csrf: z.string().max(128).optional() }).optional();
+
+const PAGE_SIZE = 25;
+
+const cookieAuth = [{ dashboardSession: [] }];
+const doc = (summary: string, security: Record<string, string[]>[] = cookieAuth) => ({
+  tags: ["dashboard"],
+  summary,
+  security,
+});
+
+/** Only this origin's scripts and styles; images may come from storage on another host. */
+function securityHeaders(request: Request): Record<string, string> {
+  const host = request.headers.get("host") ?? new URL(request.url).host;
+  return {
+    "content-security-policy": [
+      "default-src 'self'",
+      "img-src 'self' data: blob: http: https:",
+      `connect-src 'self' ws://${host} wss://${host}`,
+      "script-src 'self'",
+      "style-src 'self'",
+      "object-src 'none'",
+      "base-uri 'none'",
+      "form-action 'self'",
+      "frame-ancestors 'none'",
+    ].join("; "),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+  };
+}
+
+function htmlResponse(
+  request: Request,
+  body: Html,
+  status = 200,
+  extra: Record<string, string> = {},
+): Response {
+  return new Response(body.toString(), {
+    status,
+    headers: { "content-type": "text/html; charset=utf-8", ...securityHeaders(request), ...extra },
+  });
+}
+
+function redirect(location: string, extra: Record<string, string> = {}): Response {
+  return new Response(null, { status: 303, headers: { location, "cache-control": "no-store", ...extra } });
+}
+
+const rawSocket = (ws: object): Socket => ("raw" in ws ? ws.raw : ws) as Socket;
+
+/**
+ * `/dashboard`: server-rendered pages for admins (everything) and apps (their users), signed in with a key
+ * and kept in a session cookie. Live parts refresh from `/dashboard/fragments/*`; progress streams over
+ * `/dashboard/ws`, which speaks the `/ws` protocol but authenticates with the session cookie (an admin's
+ * client token could only follow the admin's own jobs).
+ */
+export const dashboardModule = (ctx: AppContext) => {
+  const sessions = new DashboardSessions({
+    secret: sessionSecret(ctx.config.dataDir, ctx.config.JWT_SECRET),
+    ttlSeconds: ctx.config.DASHBOARD_SESSION_TTL_S,
+    secure: ctx.config.publicUrl.startsWith("https:"),
+  });
+  const service = new DashboardService(ctx);
+  const assetDir = join(import.meta.dir, "assets");
+
+  async function signedIn(request: Request): Promise<SignedIn | null> {
+    const session = await sessions.verify(sessionCookie(request.headers.get("cookie")));
+    const principal = session && service.principal(session);
+    if (!session || !principal) return null;
+    return { session, principal, user: principal.user, csrf: await sessions.csrfToken(session) };
+  }
+
+  /** State changes need a session, no cross-site origin, and the session's CSRF token. */
+  async function writer(
+    request: Request,
+    viewer: SignedIn | null,
+    token: string | undefined,
+  ): Promise<SignedIn> {
+    if (!viewer) throw new ApiError(401, "unauthorized", "sign in to the dashboard first");
+    const csrf = token ?? request.headers.get("x-csrf-token") ?? undefined;
+    if (!isSameOrigin(request, ctx.config.publicUrl) || !(await sessions.checkCsrf(viewer.session, csrf))) {
+      throw new ApiError(
+        403,
+        "csrf_failed",
+        "cross-site request refused: missing or invalid CSRF token or origin",
+      );
+    }
+    return viewer;
+  }
+
+  const overview = (p: Principal): OverviewData => {
+    const active = service.activeJobs(p);
+    return {
+      counts: service.counts(p),
+      throughput: service.throughput(p),
+      active,
+      owners: service.owners(active.map((j) => j.ownerId)),
+      providers: service.providers(),
+      workers: p.user.role === "admin" ? service.workers() : null,
+    };
+  };
+  const notice = (q: z.infer<typeof NoticeQuery>) => NOTICES[q.done ?? q.error ?? ""];
+  const isAdmin = (v: SignedIn) => v.user.role === "admin";
+
+  return new Elysia({ name: "dashboard" })
+    .resolve(async ({ request }) => ({
+      viewer: await signedIn(request),
+      sameOrigin: isSameOrigin(request, ctx.config.publicUrl),
+    }))
+    .get(
+      "/dashboard/login",
+      async ({ request, viewer }) =>
+        viewer ? redirect("/dashboard") : htmlResponse(request, signInPage({})),
+      { detail: doc("Sign-in page", []) },
+    )
+    .post(
+      "/dashboard/login",
+      async ({ request, body }) => {
+        if (!isSameOrigin(request, ctx.config.publicUrl)) {
+          return htmlResponse(request, signInPage({ error: "Cross-site sign-in refused." }), 403);
+        }
+        const principal = ctx.auth.authenticateKey(body.key);
+        if (!principal?.keyId) {
+          return htmlResponse(
+            request,
+            signInPage({ error: "That key is not valid, or it was revoked." }),
+            401,
+          );
+        }
+        if (!canUseDashboard(principal.user)) {
+          return htmlResponse(
+            request,
+            signInPage({ error: "Only admin and app keys can sign in to the dashboard." }),
+            403,
+          );
+        }
+        const { token } = await sessions.issue(principal.user.id, principal.keyId);
+        return redirect("/dashboard", { "set-cookie": sessions.cookie(token) });
+      },
+      { body: SignInBody, detail: doc("Sign in with an admin or app key (sets the session cookie)", []) },
+    )
+    .post(
+      "/dashboard/logout",
+      async ({ request, viewer, body }) => {
+        const v = await writer(request, viewer, body?._csrf);
+        sessions.revoke(v.session);
+        return redirect("/dashboard/login", { "set-cookie": sessions.clearCookie() });
+      },
+      { body: FormBody, detail: doc("Sign out (ends the session)") },
+    )
+    .get(
+      "/dashboard",
+      ({ request, viewer }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        return htmlResponse(
+          request,
+          layout(
+            { title: "Overview", page: "overview", viewer, live: true },
+            overviewPage(overview(viewer.principal)),
+          ),
+        );
+      },
+      { detail: doc("Overview: counts, throughput, active jobs, providers") },
+    )
+    .get(
+      "/dashboard/jobs",
+      ({ request, viewer, query }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        if (query.q) {
+          const found = service.findJob(viewer.principal, query.q);
+          if (found) return redirect(`/dashboard/jobs/${found.id}`);
+        }
+        const page = service.jobs(viewer.principal, { ...query, limit: PAGE_SIZE });
+        const body = jobsPage({
+          ...page,
+          filters: query,
+          types: service.jobTypes(),
+          notFound: query.q,
+        });
+        return htmlResponse(request, layout({ title: "Jobs", page: "jobs", viewer, live: true }, body));
+      },
+      { query: JobsQuery, detail: doc("Jobs: filter by status, type, user, recipe; search by id") },
+    )
+    .get(
+      "/dashboard/jobs/:id",
+      ({ request, viewer, params, query }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        const found = service.findJob(viewer.principal, params.id);
+        if (!found) {
+          return htmlResponse(
+            request,
+            errorPage(viewer, "Job not found", "No such job, or not one you can see."),
+            404,
+          );
+        }
+        const { job, owner } = service.job(viewer.principal, params.id);
+        const body = jobPage(job, owner, viewer.csrf, notice(query));
+        return htmlResponse(request, layout({ title: "Job", page: "jobs", viewer, live: true }, body));
+      },
+      { params: IdParams, query: NoticeQuery, detail: doc("A job: input, items, images, timeline, actions") },
+    )
+    .post(
+      "/dashboard/jobs/:id/retry",
+      async ({ request, viewer, params, body }) => {
+        const v = await writer(request, viewer, body?._csrf);
+        return control(
+          () => ctx.jobs.retry(v.principal, params.id),
+          `/dashboard/jobs/${params.id}`,
+          "retried",
+        );
+      },
+      { params: IdParams, body: FormBody, detail: doc("Retry a failed, partial or cancelled job") },
+    )
+    .post(
+      "/dashboard/jobs/:id/cancel",
+      async ({ request, viewer, params, body }) => {
+        const v = await writer(request, viewer, body?._csrf);
+        return control(
+          () => ctx.jobs.cancel(v.principal, params.id),
+          `/dashboard/jobs/${params.id}`,
+          "cancelled",
+        );
+      },
+      { params: IdParams, body: FormBody, detail: doc("Cancel a queued or active job") },
+    )
+    .get(
+      "/dashboard/backlog",
+      ({ request, viewer, query }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        if (!isAdmin(viewer)) {
+          return htmlResponse(
+            request,
+            errorPage(viewer, "Backlog", "The backlog is shared by every app: admins only."),
+            403,
+          );
+        }
+        const body = backlogPage(service.backlog(), { csrf: viewer.csrf, notice: notice(query) });
+        return htmlResponse(request, layout({ title: "Backlog", page: "backlog", viewer, live: true }, body));
+      },
+      { query: NoticeQuery, detail: doc("Backlog levels per recipe (admin)") },
+    )
+    .post(
+      "/dashboard/backlog/:id/top-up",
+      async ({ request, viewer, params, body }) => {
+        const v = await writer(request, viewer, body?._csrf);
+        if (!isAdmin(v)) throw new ApiError(403, "forbidden", "requires role admin");
+        const { skipped } = service.topUp(params.id);
+        return redirect(
+          skipped ? `/dashboard/backlog?error=${skipped}` : "/dashboard/backlog?done=topped-up",
+        );
+      },
+      { params: IdParams, body: FormBody, detail: doc("Top a recipe's backlog up now (admin)") },
+    )
+    .get(
+      "/dashboard/cards",
+      ({ request, viewer }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        const { cards } = service.cards(viewer.principal);
+        return htmlResponse(
+          request,
+          layout({ title: "Cards", page: "cards", viewer, live: true }, cardsPage(cards)),
+        );
+      },
+      { detail: doc("Live cards with their current image") },
+    )
+    .get(
+      "/dashboard/webhooks",
+      ({ request, viewer }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        const body = webhooksPage(service.webhooks(viewer.principal));
+        return htmlResponse(
+          request,
+          layout({ title: "Webhooks", page: "webhooks", viewer, live: true }, body),
+        );
+      },
+      { detail: doc("Webhook endpoints and recent deliveries") },
+    )
+    .get(
+      "/dashboard/fragments/:name",
+      ({ request, viewer, params, query }) => {
+        if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
+        const p = viewer.principal;
+        switch (params.name) {
+          case "overview":
+            return htmlResponse(request, overviewBody(overview(p)));
+          case "jobs": {
+            const filters = JobsQuery.safeParse(query);
+            if (!filters.success) throw new ApiError(422, "validation_failed", "invalid job filters");
+            return htmlResponse(request, jobRows(service.jobs(p, { ...filters.data, limit: PAGE_SIZE })));
+          }
+          case "backlog":
+            if (!isAdmin(viewer)) throw new ApiError(403, "forbidden", "requires role admin");
+            return htmlResponse(request, backlogTable(service.backlog(), { csrf: viewer.csrf }));
+          case "cards":
+            return htmlResponse(request, cardGrid(service.cards(p).cards));
+          case "webhooks":
+            return htmlResponse(request, webhooksBody(service.webhooks(p)));
+          default:
+            throw new ApiError(404, "not_found", "no such fragment");
+        }
+      },
+      { params: z.object({ name: z.string().max(32) }), detail: doc("A live page section, for refreshes") },
+    )
+    .get(
+      "/dashboard/fragments/job/:id",
+      ({ request, viewer, params }) => {
+        if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
+        const { job, owner } = service.job(viewer.principal, params.id);
+        return htmlResponse(request, jobBody(job, owner, viewer.csrf));
+      },
+      { params: IdParams, detail: doc("A job page's live section") },
+    )
+    .get(
+      "/dashboard/assets/:file",
+      ({ params }) => {
+        const type = ASSETS[params.file];
+        if (!type) throw new ApiError(404, "not_found", "file not found");
+        return new Response(Bun.file(join(assetDir, params.file)), {
+          headers: { "content-type": type, "cache-control": "no-cache", "x-content-type-options": "nosniff" },
+        });
+      },
+      { params: FileParams, detail: doc("The dashboard's script and stylesheet", []) },
+    )
+    .ws("/dashboard/ws", {
+      open: (ws) => {
+        const { viewer, sameOrigin } = ws.data;
+        // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.
+        ctx.realtime.sessions.open(rawSocket(ws), viewer && sameOrigin ? viewer.principal : null);
+      },
+      message: (ws, message) => ctx.realtime.sessions.message(rawSocket(ws), message),
+      close: (ws) => ctx.realtime.sessions.close(rawSocket(ws)),
+      pong: (ws) => ctx.realtime.sessions.pong(rawSocket(ws)),
+      detail: doc(
+        "Live job events for the dashboard (the /ws protocol, authenticated by the session cookie)",
+      ),
+    });
+};
+
+/** Runs a job control action and returns to the job page with a fixed notice (or the conflict's code). */
+function control(action: () => unknown, back: string, done: string): Response {
+  try {
+    action();
+    return redirect(`${back}?done=${done}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409) return redirect(`${back}?error=${err.code}`);
+    throw err;
+  }
+}

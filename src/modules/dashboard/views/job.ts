@@ -1,0 +1,138 @@
+import type { User } from "../../../db/schema";
+import type { JobService } from "../../jobs/service";
+import { type Html, html } from "../html";
+import {
+  badge,
+  bytes,
+  csrfField,
+  duration,
+  isTerminalStatus,
+  json,
+  progressBar,
+  shortId,
+  time,
+} from "./parts";
+
+type Detail = ReturnType<JobService["detail"]>;
+type Asset = NonNullable<Detail["assets"]>[number];
+
+const RETRYABLE = new Set(["failed", "partial", "cancelled"]);
+
+export function jobActions(job: Detail, csrf: string): Html {
+  const retry = RETRYABLE.has(job.status);
+  const cancel = !isTerminalStatus(job.status);
+  return html`<div class="actions" data-job-actions>
+    ${
+      retry &&
+      html`<form method="post" action="/dashboard/jobs/${job.id}/retry">${csrfField(csrf)}
+      <button class="btn primary" type="submit">Retry</button></form>`
+    }
+    ${
+      cancel &&
+      html`<form method="post" action="/dashboard/jobs/${job.id}/cancel">${csrfField(csrf)}
+      <button class="btn danger" type="submit">Cancel</button></form>`
+    }
+  </div>`;
+}
+
+function thumb(a: Asset): Html {
+  return html`<a class="thumb" href="${a.url}" target="_blank" rel="noopener">
+    <img src="${a.thumbnailUrl ?? a.url}" alt="Generated image ${a.width ?? "?"}×${a.height ?? "?"}" loading="lazy"
+      width="${a.width ?? ""}" height="${a.height ?? ""}">
+    <span class="thumb-meta">${a.width ?? "?"}×${a.height ?? "?"} · ${bytes(a.bytes)}</span>
+  </a>`;
+}
+
+function timeline(job: Detail): Html {
+  const steps: [string, number | null, string?][] = [
+    ["Created", job.createdAt],
+    ...(job.runAt > job.createdAt + 1000 ? [["Scheduled for", job.runAt] as [string, number]] : []),
+    ["Started", job.startedAt, job.attempts > 1 ? `latest of ${job.attempts} attempts` : undefined],
+    [isTerminalStatus(job.status) ? `Finished (${job.status})` : "Finished", job.finishedAt],
+  ];
+  return html`<ol class="timeline">
+    ${steps.map(
+      ([label, at, note]) => html`<li class="${at ? "done" : "pending"}">
+        <span class="tl-label">${label}</span> ${time(at)} ${note && html`<span class="muted small">${note}</span>`}
+      </li>`,
+    )}
+  </ol>
+  <p class="small muted">Attempts ${job.attempts} of ${job.maxAttempts} · took ${duration(job.startedAt, job.finishedAt)}</p>`;
+}
+
+function errorBox(error: Detail["error"]): Html {
+  if (!error) return html``;
+  return html`<div class="alert error" role="alert">
+    <strong class="mono">${error.code}</strong> ${error.message}
+    <div class="small">${error.retryable ? "retryable" : "not retryable"} · ${error.refundable ? "refundable" : "not refundable"}</div>
+  </div>`;
+}
+
+function itemsTable(job: Detail): Html {
+  const items = job.items ?? [];
+  if (items.length === 0) return html``;
+  return html`<section class="panel" aria-labelledby="items-h">
+    <h2 id="items-h">Items <span class="muted small">${items.filter((i) => i.status === "completed").length} of ${items.length} done</span></h2>
+    <div class="table-wrap"><table>
+      <thead><tr><th scope="col" class="num">#</th><th scope="col">Key</th><th scope="col">Status</th>
+        <th scope="col" class="num">Attempts</th>
+        <th scope="col">Images</th><th scope="col">Error</th></tr></thead>
+      <tbody>${items.map(
+        (i) => html`<tr>
+          <td class="num">${i.idx}</td><td class="mono">${i.id}</td>
+          <td>${badge(i.status)}</td><td class="num">${i.attempts}</td>
+          <td><div class="thumbs small-thumbs">${i.assets.map(thumb)}</div></td>
+          <td>${i.error ? html`<span class="mono small">${i.error.code}</span> ${i.error.message}` : html`<span class="muted">—</span>`}</td>
+        </tr>`,
+      )}</tbody>
+    </table></div>
+  </section>`;
+}
+
+/** Everything below the page heading (also served alone as a fragment for live refreshes). */
+export function jobBody(job: Detail, owner: User | null, csrf: string): Html {
+  const assets = job.assets ?? [];
+  return html`<div class="job-head" data-job-id="${job.id}" data-status="${job.status}">
+    <div class="job-title">${badge(job.status)} <span class="tag">${job.type}</span>
+      <span class="mono small muted">${job.id}</span></div>
+    ${jobActions(job, csrf)}
+  </div>
+  <div class="grid-2">
+    <section class="panel" aria-labelledby="summary-h">
+      <h2 id="summary-h">Summary</h2>
+      <div data-job-id="${job.id}" data-status="${job.status}">${progressBar(job)}
+        <p class="small muted" data-message>${job.progressMessage ?? ""}</p></div>
+      <dl class="facts">
+        <dt>User</dt><dd>${owner ? html`${owner.externalId ?? owner.name} <span class="muted small mono">${shortId(owner.id)}</span>` : "—"}</dd>
+        <dt>Recipe</dt><dd>${job.recipeId ?? "—"}</dd>
+        <dt>Priority</dt><dd>${job.priority}</dd>
+        <dt>Credits</dt><dd>${job.creditsCharged} charged · ${job.creditsRefunded} refunded</dd>
+        ${job.dedupeKey && html`<dt>Dedupe key</dt><dd class="mono">${job.dedupeKey}</dd>`}
+      </dl>
+      ${errorBox(job.error)}
+    </section>
+    <section class="panel" aria-labelledby="timeline-h">
+      <h2 id="timeline-h">Timeline</h2>
+      ${timeline(job)}
+    </section>
+  </div>
+  ${itemsTable(job)}
+  ${
+    assets.length > 0 &&
+    html`<section class="panel" aria-labelledby="assets-h">
+      <h2 id="assets-h">Images</h2>
+      <div class="thumbs">${assets.map(thumb)}</div>
+    </section>`
+  }
+  <div class="grid-2">
+    <section class="panel" aria-labelledby="input-h"><h2 id="input-h">Input</h2>${json(job.input)}</section>
+    <section class="panel" aria-labelledby="result-h"><h2 id="result-h">Result</h2>${json(job.result)}</section>
+  </div>`;
+}
+
+export function jobPage(job: Detail, owner: User | null, csrf: string, notice?: string): Html {
+  const refresh = isTerminalStatus(job.status) ? "0" : "2000";
+  return html`<p class="crumbs"><a href="/dashboard/jobs">← All jobs</a></p>
+  ${notice && html`<p class="alert" role="status">${notice}</p>`}
+  <div data-fragment="/dashboard/fragments/job/${job.id}" data-refresh-ms="${refresh}">${jobBody(job, owner, csrf)}</div>`;
+}

@@ -1,0 +1,147 @@
+/**
+ * The dashboard over plain HTTP (no browser): who may sign in, what an app key sees, the cookie-authenticated
+ * WebSocket, and sessions ending with their key. test/dashboard.browser.test.ts covers the pages in Chromium.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
+
+let server: TestServer;
+let appKey: string;
+let userKey: string;
+let appJob: string;
+let adminJob: string;
+
+async function json<T>(res: Response): Promise<T> {
+  if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+const createUser = async (role: "app" | "user") =>
+  (
+    await json<{ key: string }>(
+      await server.api("/api/users", { method: "POST", json: { name: `A ${role}`, role } }),
+    )
+  ).key;
+
+async function signIn(key: string): Promise<Response> {
+  return fetch(`${server.url}/dashboard/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: server.url },
+    body: new URLSearchParams({ key }),
+  });
+}
+
+async function sessionOf(key: string): Promise<string> {
+  const res = await signIn(key);
+  expect(res.status).toBe(303);
+  return res.headers.get("set-cookie")!.split(";")[0]!;
+}
+
+const page = (path: string, cookie: string) =>
+  fetch(`${server.url}${path}`, { headers: { cookie }, redirect: "manual" });
+
+beforeAll(async () => {
+  server = await startTestServer({ env: { RENDER_WORKERS: "1", CREDITS_ENABLED: "false" } });
+  appKey = await createUser("app");
+  userKey = await createUser("user");
+  const generate = async (key: string, body: object) =>
+    json<{ jobId: string }>(
+      await server.api("/api/jobs/generate-image", {
+        method: "POST",
+        key,
+        json: { size: "256x256", ...body },
+      }),
+    );
+  appJob = (await generate(appKey, { prompt: "an app user's fox", userId: "player-1" })).jobId;
+  adminJob = (await generate(ADMIN_KEY, { prompt: "the admin's own fox" })).jobId;
+});
+afterAll(() => server.close());
+
+describe("sign-in", () => {
+  test("only admin and app keys may sign in; user keys, client tokens and unknown keys may not", async () => {
+    expect((await signIn(userKey)).status).toBe(403);
+    const { token } = await json<{ token: string }>(
+      await server.api("/api/tokens", { method: "POST", json: { userId: "someone" } }),
+    );
+    expect((await signIn(token)).status).toBe(401);
+    expect((await signIn("esk_nope")).status).toBe(401);
+    const cross = await fetch(`${server.url}/dashboard/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: "https://evil.example" },
+      body: new URLSearchParams({ key: ADMIN_KEY }),
+    });
+    expect(cross.status).toBe(403);
+    expect(cross.headers.get("set-cookie")).toBeNull();
+  });
+
+  test("pages send the signed-out to the sign-in page; fragments answer 401", async () => {
+    const res = await page("/dashboard/jobs", "");
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/dashboard/login");
+    expect((await page("/dashboard/fragments/jobs", "")).status).toBe(401);
+  });
+
+  test("pages carry a CSP that allows no inline script and no other origin's script", async () => {
+    const res = await page("/dashboard", await sessionOf(ADMIN_KEY));
+    const csp = res.headers.get("content-security-policy") ?? "";
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    // Every script is a file of this origin: no inline code.
+    expect(await res.text()).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+  });
+});
+
+describe("an app key", () => {
+  test("sees its users' jobs but not the admin's, and not the shared backlog", async () => {
+    await waitFor(
+      async () =>
+        (await json<{ status: string }>(await server.api(`/api/jobs/${appJob}/status`))).status ===
+        "completed",
+    );
+    const cookie = await sessionOf(appKey);
+    const jobs = await (await page("/dashboard/jobs", cookie)).text();
+    expect(jobs).toContain(appJob);
+    expect(jobs).not.toContain(adminJob);
+    expect(jobs).toContain("player-1");
+    expect((await page(`/dashboard/jobs/${adminJob}`, cookie)).status).toBe(404);
+    expect((await page(`/dashboard/jobs/${appJob}`, cookie)).status).toBe(200);
+    expect((await page("/dashboard/backlog", cookie)).status).toBe(403);
+    const admin = await (await page("/dashboard/jobs", await sessionOf(ADMIN_KEY))).text();
+    expect(admin).toContain(adminJob);
+    expect(admin).toContain(appJob);
+  });
+
+  test("its session ends when the key is revoked", async () => {
+    const key = await createUser("app");
+    const cookie = await sessionOf(key);
+    expect((await page("/dashboard", cookie)).status).toBe(200);
+    const row = server.ctx.db.$client
+      .query("SELECT id FROM api_keys WHERE hash = ?")
+      .get(new Bun.CryptoHasher("sha256").update(key).digest("hex")) as { id: string };
+    server.ctx.auth.revokeKey(row.id);
+    expect((await page("/dashboard", cookie)).status).toBe(303);
+  });
+});
+
+describe("WS /dashboard/ws", () => {
+  /** The first frame, or the close code if the server closes first. */
+  function connect(headers: Record<string, string>): Promise<{ type?: string; code?: number }> {
+    const ws = new WebSocket(`${server.url.replace("http", "ws")}/dashboard/ws`, { headers } as never);
+    return new Promise((resolve) => {
+      ws.onmessage = (e) => {
+        resolve(JSON.parse(String(e.data)));
+        ws.close();
+      };
+      ws.onclose = (e) => resolve({ code: e.code });
+    });
+  }
+
+  test("speaks the /ws protocol for a signed-in page of this origin only", async () => {
+    const cookie = await sessionOf(ADMIN_KEY);
+    expect(await connect({ cookie, origin: server.url })).toMatchObject({ type: "connection_confirmed" });
+    expect(await connect({ cookie, origin: "https://evil.example" })).toEqual({ code: 4401 });
+    expect(await connect({ origin: server.url })).toEqual({ code: 4401 });
+  });
+});

@@ -1,0 +1,71 @@
+/**
+ * The typed client: `treaty<App>` against a running server. This file is type-checked (`bun run check`),
+ * so a route whose path, body or response shape changes breaks the build here first.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { treaty } from "@elysiajs/eden";
+import type { App } from "../../src/app";
+import { CardView, ErrorBody } from "../../src/modules/docs/schemas";
+import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startTestServer({ env: { RENDER_WORKERS: "1" } });
+});
+afterAll(() => server.close());
+
+const client = () => treaty<App>(server.url, { headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+
+test("creates a card, queues a generation and reads its status through typed calls", async () => {
+  const api = client();
+
+  const created = await api.api.cards.post({
+    template: "poll",
+    data: {
+      question: "Best pizza topping?",
+      creator: { name: "Ada" },
+      options: [
+        { label: "Mushroom", votes: 3 },
+        { label: "Pineapple", votes: 1 },
+      ],
+    },
+  });
+  expect(created.status).toBe(201);
+  // Idempotent routes return what they stored, so the documented schema gives the client its type.
+  const card = CardView.parse(created.data);
+  expect(card.status).toBe("rendered");
+  expect(card.stableImageUrl).toEndWith(`/api/cards/${card.id}/image`);
+
+  // Elysia types a body by its schema's output, so fields with defaults (n, output) are required here.
+  const queued = await api.api.jobs["generate-image"].post({
+    prompt: "a lighthouse at dusk",
+    size: "256x256",
+    n: 1,
+    output: "original",
+  });
+  expect(queued.status).toBe(202);
+  const jobId = queued.data?.jobId;
+  if (!jobId) throw new Error(`no job id: ${JSON.stringify(queued.error)}`);
+  expect(queued.data?.statusUrl).toContain(jobId);
+
+  const done = await waitFor(
+    async () => {
+      const { data } = await api.api.jobs({ id: jobId }).status.get();
+      return data?.status === "completed" ? data : null;
+    },
+    { what: "the generation to complete" },
+  );
+  expect(done.jobId).toBe(jobId);
+  expect(done.progress).toBe(100);
+  expect(done.error).toBeNull();
+});
+
+test("errors come back typed with the documented error shape", async () => {
+  const missing = await client().api.jobs({ id: "no-such-job" }).status.get();
+  expect(missing.status).toBe(404);
+  expect(ErrorBody.parse(missing.error?.value).error.code).toBe("not_found");
+
+  const anonymous = await treaty<App>(server.url).api.jobs({ id: "x" }).status.get();
+  expect(anonymous.status).toBe(401);
+});
