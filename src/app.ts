@@ -3,12 +3,20 @@ import { Elysia } from "elysia";
 import type { AppContext } from "./context";
 import { ApiError } from "./errors";
 import { authModule } from "./modules/auth";
+import { backlogModule } from "./modules/backlog";
 import { cardsModule } from "./modules/cards";
+import { creditsModule } from "./modules/credits";
+import { dashboardModule } from "./modules/dashboard";
+import { docsModule } from "./modules/docs";
 import { filesRoutes } from "./modules/files";
 import { generateModule } from "./modules/generate";
+import { instantModule } from "./modules/instant";
 import { jobsModule } from "./modules/jobs";
+import { metricsModule } from "./modules/metrics";
 import { opsModule } from "./modules/ops";
+import { accessLog } from "./modules/ops/access";
 import { realtimeModule } from "./modules/realtime";
+import { recipesModule } from "./modules/recipes";
 import { usersModule } from "./modules/users";
 import { webhooksModule } from "./modules/webhooks";
 import { LocalStorage } from "./storage";
@@ -43,6 +51,7 @@ function validationResponse(error: unknown): Response {
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
   return new Elysia({ name: "easel" })
+    .use(accessLog(ctx))
     .use(
       ctx.config.CORS_ORIGINS.length
         ? cors({ origin: ctx.config.CORS_ORIGINS })
@@ -54,7 +63,7 @@ export function createApp(ctx: AppContext) {
         return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
       }
     })
-    .onError({ as: "global" }, ({ code, error, request }) => {
+    .onError({ as: "global" }, ({ code, error, request, set }) => {
       if (error instanceof ApiError) return json(error.status, error.toBody());
       switch (code) {
         case "VALIDATION":
@@ -76,12 +85,16 @@ export function createApp(ctx: AppContext) {
           if (typeof status === "number" && status >= 400 && status < 500) {
             return json(status, errorBody("bad_request", (error as Error).message));
           }
-          ctx.log.error({ err: error, path: new URL(request.url).pathname }, "unhandled error");
+          ctx.log.error(
+            { err: error, path: new URL(request.url).pathname, requestId: set.headers["x-request-id"] },
+            "unhandled error",
+          );
           return json(500, errorBody("internal", "internal server error"));
         }
       }
     })
     .use(opsModule(ctx))
+    .use(metricsModule(ctx))
     .use(authModule(ctx))
     .use(usersModule(ctx))
     .use(jobsModule(ctx))
@@ -89,7 +102,13 @@ export function createApp(ctx: AppContext) {
     .use(cardsModule(ctx))
     .use(realtimeModule(ctx))
     .use(webhooksModule(ctx))
-    .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null));
+    .use(creditsModule(ctx))
+    .use(recipesModule(ctx))
+    .use(backlogModule(ctx))
+    .use(instantModule(ctx))
+    .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
+    .use(dashboardModule(ctx))
+    .use(docsModule(ctx));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -32,6 +32,8 @@ export const EnvSchema = z.object({
   ADMIN_KEY: z.string().min(16, "must be at least 16 characters").optional(),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   CLIENT_TOKEN_TTL_S: int(10).default(3600),
+  /** How long a dashboard sign-in lasts. */
+  DASHBOARD_SESSION_TTL_S: int(60).default(43_200),
   WORKER_CONCURRENCY: int(1).max(10_000).default(8),
   POLL_INTERVAL_MS: int(10).default(250),
   JOB_TIMEOUT_MS: int(100).default(300_000),
@@ -44,6 +46,11 @@ export const EnvSchema = z.object({
   RETENTION_CRON: z.string().refine(isCron, "must be a cron pattern (5-7 fields)").default("*/10 * * * *"),
   SQLITE_SYNCHRONOUS: z.enum(["NORMAL", "FULL"]).default("NORMAL"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /** Bearer token GET /metrics requires; unset means the endpoint is open (keep it off the public internet). */
+  METRICS_TOKEN: optionalString,
+  /** When set, a database snapshot is uploaded to storage under `backups/` on this schedule. */
+  BACKUP_CRON: z.string().refine(isCron, "must be a cron pattern (5-7 fields)").optional(),
+  BACKUP_KEEP: int(1).default(7),
   CORS_ORIGINS: list.default([]),
   MAX_BODY_BYTES: int(1024).default(25 * 1024 * 1024),
   ALLOW_PRIVATE_URLS: bool.default(false),
@@ -119,6 +126,27 @@ export const EnvSchema = z.object({
   WEBHOOK_CONCURRENCY: int(1).default(4),
   WEBHOOK_FAILING_AFTER_MS: int(0).default(86_400_000),
   WEBHOOK_PROGRESS_INTERVAL_MS: int(0).default(1000),
+  CREDITS_ENABLED: bool.default(true),
+  CREDITS_PER_IMAGE: int(0).default(1),
+  /** JSON: credits per image by provider for free prompts, e.g. {"openai":5}; others cost CREDITS_PER_IMAGE. */
+  PROVIDER_CREDIT_COSTS: z
+    .string()
+    .transform((v, ctx) => {
+      try {
+        return z.record(z.string(), z.number().int().min(0)).parse(JSON.parse(v));
+      } catch {
+        ctx.addIssue({ code: "custom", message: 'must be JSON like {"openai":5,"placeholder":0}' });
+        return z.NEVER;
+      }
+    })
+    .optional(),
+  BACKLOG_MIN: int(0).default(3),
+  BACKLOG_MAX_CONCURRENT: int(0).default(3),
+  BACKLOG_CRON: z.string().refine(isCron, "must be a cron pattern (5-7 fields)").default("* * * * *"),
+  BACKLOG_FAILURE_LIMIT: int(1).default(3),
+  BACKLOG_FAILURE_COOLDOWN_MS: int(0).default(900_000),
+  BACKLOG_TOPUP_DELAY_MS: int(0).default(1000),
+  INSTANT_RATE_PER_MIN: int(0).default(30),
 });
 
 export type Env = z.infer<typeof EnvSchema>;

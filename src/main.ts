@@ -1,14 +1,11 @@
 #!/usr/bin/env bun
 import { UsageError } from "./cli/args";
-import { cardsCommand } from "./cli/cards";
-import { queueCommand } from "./cli/queue";
-import { usersCommand } from "./cli/users";
 import { ConfigError, loadConfig } from "./config";
-import { openDb } from "./db/client";
 import { ApiError } from "./errors";
 import { silentLogger } from "./log";
-import { createAvatarResolver } from "./render";
-import { createServices, startRuntime } from "./runtime";
+
+// Commands load their modules on demand: `easel --help` or a usage error should not pay for the HTTP
+// server, the render pool and every provider adapter.
 
 const HELP = `easel — self-hosted image-generation job server
 
@@ -20,6 +17,12 @@ usage: easel [command]
   queue cancel <jobId>          cancel a queued or active job
   users create --name N --role admin|app|user   create a user and print its API key once
   cards render <template> <data.json> -o out.png   render a card offline (no server needed)
+  backlog status [--json]       each recipe's ready backlog, in-flight jobs and failure budget
+  backlog maintain [--recipe R] [--dry-run] [--wait [--process]]   top the backlog up now
+  credits grant|debit <user> <n> [--note T]   change a user's credits (id or external id)
+  credits balance <user>        a user's credits and recent ledger
+  backup <file>                 consistent copy of the database, safe while the server runs
+  restore <file> [--force]      replace the database with a checked backup (server stopped)
 
 Configuration comes from the environment (see README.md).`;
 
@@ -31,23 +34,56 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   switch (command) {
-    case "serve":
+    case "serve": {
+      const { startRuntime } = await import("./runtime");
       await startRuntime(config, { handleSignals: true });
       return -1;
-    case "migrate":
+    }
+    case "migrate": {
+      const { openDb } = await import("./db/client");
       openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS }).$client.close();
       process.stdout.write(`migrated ${config.databasePath}\n`);
       return 0;
-    case "cards":
+    }
+    case "cards": {
+      const [{ cardsCommand }, { createAvatarResolver }] = await Promise.all([
+        import("./cli/cards"),
+        import("./render"),
+      ]);
       return cardsCommand(rest, createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }));
+    }
     case "queue":
     case "users": {
+      const [{ createServices }, { queueCommand }, { usersCommand }] = await Promise.all([
+        import("./runtime"),
+        import("./cli/queue"),
+        import("./cli/users"),
+      ]);
       const ctx = createServices(config, { log: silentLogger });
       try {
         return command === "queue" ? queueCommand(ctx, rest) : usersCommand(ctx, rest);
       } finally {
         ctx.db.$client.close();
       }
+    }
+    case "backlog":
+    case "credits": {
+      const [{ createServices }, { backlogCommand }, { creditsCommand }] = await Promise.all([
+        import("./runtime"),
+        import("./cli/backlog"),
+        import("./cli/credits"),
+      ]);
+      const ctx = createServices(config, { log: silentLogger });
+      try {
+        return command === "backlog" ? await backlogCommand(ctx, rest) : creditsCommand(ctx, rest);
+      } finally {
+        ctx.db.$client.close();
+      }
+    }
+    case "backup":
+    case "restore": {
+      const { backupCommand, restoreCommand } = await import("./cli/backup");
+      return command === "backup" ? backupCommand(config, rest) : restoreCommand(config, rest);
     }
     default:
       throw new UsageError(`unknown command: ${command}\n\n${HELP}`);

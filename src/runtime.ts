@@ -7,16 +7,26 @@ import { Checkpointer } from "./db/checkpointer";
 import { openDb } from "./db/client";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
+import { backlogTopUpJob } from "./modules/backlog/job";
+import { BacklogService, backlogOptions } from "./modules/backlog/service";
 import { cardJobs } from "./modules/cards/jobs";
 import { type CardRenderer, CardService } from "./modules/cards/service";
+import { chargeGenerations, creditOptions } from "./modules/credits/generate";
+import { CreditService } from "./modules/credits/service";
 import { AssetService } from "./modules/generate/assets";
 import { generateJob } from "./modules/generate/job";
 import { GenerateService } from "./modules/generate/service";
 import { IdempotencyService } from "./modules/idempotency/service";
+import { InstantService } from "./modules/instant/service";
 import { JobService } from "./modules/jobs/service";
+import { Metrics } from "./modules/metrics/service";
+import { scheduleSnapshots } from "./modules/ops/backup";
+import { logJobOutcomes } from "./modules/ops/job-log";
+import { writeServerLock } from "./modules/ops/lock";
 import { runRetention, sweepStorage } from "./modules/ops/maintenance";
 import { dbWritableCheck, HealthService } from "./modules/ops/service";
 import { RealtimeService, realtimeOptions, socketServerOptions } from "./modules/realtime/service";
+import { RecipeService, recordRecipeUsage } from "./modules/recipes/service";
 import { UserService } from "./modules/users/service";
 import { WebhookService, webhookOptions } from "./modules/webhooks/service";
 import { createProviderRegistry, type ProviderRegistry } from "./providers/registry";
@@ -50,8 +60,15 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   });
   // Terminal webhooks are queued inside each job's terminal transaction (no crash window); bound below.
   let webhooks: WebhookService | null = null;
+  let credits: CreditService | null = null;
+  let backlog: BacklogService | null = null;
   const queue = new Queue({
-    onTerminal: (job) => webhooks?.onJobTerminal(job),
+    // Refunds first, so the terminal webhook's payload already shows them.
+    onTerminal: (job) => {
+      credits?.onJobTerminal(job);
+      backlog?.onJobTerminal(job);
+      webhooks?.onJobTerminal(job);
+    },
     db: db.$client,
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
@@ -63,7 +80,8 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     now: opts.now,
   });
   const storage = createStorage(config);
-  const providers = providersFrom(config);
+  const metrics = new Metrics();
+  const providers = metrics.instrumentProviders(providersFrom(config));
   const assets = new AssetService(db.$client, storage);
   queue.define(
     generateJob({
@@ -87,6 +105,23 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     now: opts.now,
   });
   queue.define(...cardJobs(cards));
+  const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
+  credits = new CreditService(db.$client, creditOptions(config, opts.now));
+  const generate = new GenerateService({
+    config,
+    queue,
+    providers,
+    storage,
+    auth,
+    recipes: (id, variables) => recipes.expand(id, variables),
+  });
+  chargeGenerations(generate, credits);
+  recordRecipeUsage(generate, recipes);
+  backlog = new BacklogService(
+    { db: db.$client, queue, recipes, generate, users },
+    backlogOptions(config, opts.now),
+  );
+  queue.define(backlogTopUpJob(backlog));
   if (opts.jobs) queue.define(...opts.jobs);
   webhooks = new WebhookService({ db, queue, auth, log }, webhookOptions(config));
   const jobs = new JobService(queue, auth, assets);
@@ -100,10 +135,15 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
         if (!queue.pool.running) throw new Error("worker pool is not running");
       },
     });
+  metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
+  metrics.watchDatabase(config.databasePath);
+  // Last, once every job type is defined.
+  metrics.instrumentJobs(queue);
   return {
     config,
     db,
     log,
+    metrics,
     queue,
     users,
     auth,
@@ -115,9 +155,13 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     assets,
     cards,
     renderer,
-    generate: new GenerateService({ config, queue, providers, storage, auth }),
+    generate,
     realtime: new RealtimeService(queue, jobs, realtimeOptions(config)),
     webhooks,
+    credits,
+    recipes,
+    backlog,
+    instant: new InstantService({ db: db.$client, recipes, credits, backlog, assets, now: opts.now }),
   };
 }
 
@@ -237,6 +281,14 @@ export async function startRuntime(
         log.error({ err }, "retention cleanup failed");
       }
     }),
+    new Cron(config.BACKLOG_CRON, { protect: true }, () => {
+      try {
+        const out = ctx.backlog.maintain();
+        if (out.enqueued) log.info({ enqueued: out.enqueued }, "backlog top-up");
+      } catch (err) {
+        log.error({ err }, "backlog top-up failed");
+      }
+    }),
     new Cron("17 * * * *", { protect: true }, async () => {
       try {
         const swept = await sweepStorage(ctx);
@@ -255,6 +307,9 @@ export async function startRuntime(
   });
   ctx.realtime.attach(app.server);
   const port = app.server?.port ?? config.PORT;
+  if (config.BACKUP_CRON) timers.push(scheduleSnapshots(ctx, config.BACKUP_CRON));
+  timers.push({ stop: logJobOutcomes(queue, log) });
+  const lock = writeServerLock(config.dataDir, port);
   log.info({ port, dataDir: config.dataDir }, "easel listening");
 
   let stopping: Promise<void> | null = null;
@@ -269,6 +324,7 @@ export async function startRuntime(
       await ctx.renderer.close();
       await checkpointer.stop();
       ctx.db.$client.close();
+      lock.release();
       log.info("stopped");
     })());
 

@@ -1,8 +1,8 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
-import { migrate } from "drizzle-orm/bun-sqlite/migrator";
+import { applyMigrations } from "./migrate";
 import * as schema from "./schema";
 
 export type Db = BunSQLiteDatabase<typeof schema> & { $client: Database };
@@ -13,8 +13,6 @@ export type OpenOptions = {
   busyTimeoutMs?: number;
   migrate?: boolean;
 };
-
-export const MIGRATIONS_DIR = join(import.meta.dir, "migrations");
 
 /** Opens (creating if needed) the SQLite file with Easel's pragmas, and applies pending migrations. */
 export function openDb(path: string, opts: OpenOptions = {}): Db {
@@ -32,7 +30,10 @@ export function openDb(path: string, opts: OpenOptions = {}): Db {
   return db;
 }
 
-/** Applies committed drizzle-kit migrations; safe to call from several processes (SQLite serialises it). */
+/**
+ * Applies committed drizzle-kit migrations, embedded in the build (src/db/migrate.ts); safe to call from
+ * several processes (SQLite serialises it).
+ */
 export function runMigrations(db: Db): void {
-  migrate(db, { migrationsFolder: MIGRATIONS_DIR });
+  applyMigrations(db.$client);
 }

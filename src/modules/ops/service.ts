@@ -52,13 +52,34 @@ async function runCheck(c: Check, timeoutMs: number): Promise<CheckResult> {
   }
 }
 
-/** The database accepts a write transaction (takes and releases the write lock). */
-export function dbWritableCheck(sqlite: Database): Check {
-  return {
-    name: "db",
-    run: () => {
+/**
+ * The database accepts a write transaction (takes and releases the write lock). bun:sqlite calls block the
+ * thread, so the lock is tried without waiting (busy_timeout 0 for that one statement) and retried on a
+ * timer: a lock held elsewhere shows as a failing check instead of freezing the server for busy_timeout.
+ */
+export function dbWritableCheck(sqlite: Database, retryMs = 50, giveUpMs = 5000): Check {
+  const tryOnce = (): boolean => {
+    const { timeout } = sqlite.query("PRAGMA busy_timeout").get() as { timeout: number };
+    sqlite.exec("PRAGMA busy_timeout = 0");
+    try {
       sqlite.exec("BEGIN IMMEDIATE");
       sqlite.exec("ROLLBACK");
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === "SQLITE_BUSY") return false;
+      throw err;
+    } finally {
+      sqlite.exec(`PRAGMA busy_timeout = ${timeout}`);
+    }
+  };
+  return {
+    name: "db",
+    run: async () => {
+      const deadline = Date.now() + giveUpMs;
+      while (!tryOnce()) {
+        if (Date.now() > deadline) throw new Error("database is locked");
+        await Bun.sleep(retryMs);
+      }
     },
   };
 }

@@ -1,0 +1,54 @@
+import { resolve } from "node:path";
+import type { Config } from "../config";
+import { BackupError, backupFile, restoreFile } from "../modules/ops/backup";
+import { LOCK_FILE, runningServer } from "../modules/ops/lock";
+import { parse, UsageError } from "./args";
+
+const BACKUP_USAGE = "usage: easel backup <file>";
+const RESTORE_USAGE = "usage: easel restore <file> [--force]";
+
+/** `easel backup <file>`: a consistent copy of the database, safe while the server runs. */
+export function backupCommand(config: Config, argv: string[]): number {
+  const { positionals } = parse(argv, {});
+  const [file] = positionals;
+  if (!file || positionals.length > 1) throw new UsageError(BACKUP_USAGE);
+  const target = resolve(file);
+  return run(() => {
+    const { bytes } = backupFile(config.databasePath, target);
+    process.stdout.write(`backed up ${config.databasePath} to ${target} (${bytes} bytes)\n`);
+  });
+}
+
+/**
+ * `easel restore <file>`: replaces the database with a checked backup. Refuses while a server runs on the
+ * data dir (its pid file); `--force` skips that check for a pid file left on another host.
+ */
+export function restoreCommand(config: Config, argv: string[]): number {
+  const { values, positionals } = parse(argv, { force: { type: "boolean" } });
+  const [file] = positionals;
+  if (!file || positionals.length > 1) throw new UsageError(RESTORE_USAGE);
+  const server = values.force ? null : runningServer(config.dataDir);
+  if (server) {
+    process.stderr.write(
+      `server_running: a server (pid ${server.pid} on ${server.host}, port ${server.port}) uses ${config.dataDir}; ` +
+        `stop it first (or, if it is not running, delete ${LOCK_FILE} there or pass --force)\n`,
+    );
+    return 1;
+  }
+  return run(() => {
+    const { previous } = restoreFile(resolve(file), config.databasePath);
+    process.stdout.write(`restored ${config.databasePath} from ${resolve(file)}\n`);
+    if (previous) process.stdout.write(`the previous database is kept at ${previous}\n`);
+  });
+}
+
+function run(action: () => void): number {
+  try {
+    action();
+    return 0;
+  } catch (err) {
+    if (!(err instanceof BackupError)) throw err;
+    process.stderr.write(`${err.code}: ${err.message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Applies the committed drizzle-kit migrations, embedded when this file is transpiled (a Bun macro reads
+ * src/db/migrations; see embed-migrations.ts), so a compiled `easel` binary needs no migrations folder beside
+ * it. Bookkeeping is drizzle's own (`__drizzle_migrations`: sha256 of the file as `hash`, the journal's `when`
+ * as `created_at`), so a database migrated by drizzle's file-based migrator is recognised and vice versa.
+ */
+import type { Database } from "bun:sqlite";
+import { createHash } from "node:crypto";
+import { journalMigrations } from "./embed-migrations" with { type: "macro" };
+import type { EmbeddedMigration } from "./embed-migrations";
+
+export type Migration = { tag: string; when: number; hash: string; statements: string[] };
+
+const TABLE = "__drizzle_migrations";
+const BREAKPOINT = "--> statement-breakpoint";
+
+/** The journal's migrations in order, with drizzle's hash and statement split. */
+export function embeddedMigrations(embedded: EmbeddedMigration[] = journalMigrations()): Migration[] {
+  return embedded.map(({ tag, when, sql }) => ({
+    tag,
+    when,
+    hash: createHash("sha256").update(sql).digest("hex"),
+    statements: sql.split(BREAKPOINT),
+  }));
+}
+
+/**
+ * Applies the migrations newer than the last one recorded, in one IMMEDIATE transaction: the write lock is
+ * taken before reading the bookkeeping, so processes starting at once on a new database apply each
+ * migration exactly once (the others wait on busy_timeout, then find nothing to do).
+ */
+export function applyMigrations(sqlite: Database, migrations: Migration[] = embeddedMigrations()): number {
+  sqlite.exec(
+    `CREATE TABLE IF NOT EXISTS ${TABLE} (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)`,
+  );
+  sqlite.exec("BEGIN IMMEDIATE");
+  try {
+    const last = sqlite.query(`SELECT created_at FROM ${TABLE} ORDER BY created_at DESC LIMIT 1`).get() as {
+      created_at: number | string;
+    } | null;
+    const after = last ? Number(last.created_at) : Number.NEGATIVE_INFINITY;
+    const insert = sqlite.prepare(`INSERT INTO ${TABLE} (hash, created_at) VALUES (?, ?)`);
+    let applied = 0;
+    for (const m of migrations) {
+      if (m.when <= after) continue;
+      for (const statement of m.statements) if (statement.trim()) sqlite.run(statement);
+      insert.run(m.hash, m.when);
+      applied++;
+    }
+    sqlite.exec("COMMIT");
+    return applied;
+  } catch (err) {
+    sqlite.exec("ROLLBACK");
+    throw err;
+  }
+}

@@ -1,0 +1,349 @@
+/**
+ * Prometheus metrics (prom-client), served by GET /metrics (./index.ts). One `Metrics` per process, in
+ * AppContext as `ctx.metrics`.
+ *
+ * For other modules to record with (cheap; call them at any rate):
+ * - `observeRender(ms)`: one card render's duration, in milliseconds.
+ * - `setWsConnections(n)`: open WebSocket connections right now.
+ * - `webhookDelivery(outcome)`: one delivery attempt's outcome, e.g. `"delivered"`, `"retrying"`, `"failed"`,
+ *   `"disabled"` (keep the set small: it is a label).
+ * - `credits(kind, n)`: `n` ≥ 0 credits moved, kind e.g. `"charged"`, `"refunded"`, `"granted"`, `"instant"`.
+ * - `backupSnapshot(ok)`: a scheduled snapshot finished (or failed).
+ *
+ * Wired in runtime.ts (callers do nothing):
+ * - `watchQueue(queue)`: job durations, queue wait and job counts by status and type (counted at scrape);
+ * - `instrumentJobs(queue)`: batch item durations;
+ * - `instrumentProviders(registry)`: provider requests, errors and latency by provider and class
+ *   (class: `ok`, or the failure's code such as `provider_rate_limited`);
+ * - `watchDatabase(path)`: SQLite file and WAL sizes (read at scrape);
+ * - `httpRequest(…)`: called per request by modules/ops/access.ts with the matched route pattern.
+ */
+import { statSync } from "node:fs";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import pkg from "../../../package.json";
+import type { Job } from "../../db/schema";
+import type { ProviderRegistry } from "../../providers/registry";
+import type { Provider } from "../../providers/types";
+import { type AnyJobDefinition, JobFailure, type Queue } from "../../queue";
+
+const JOB_STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"] as const;
+
+const SECONDS_SHORT = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const SECONDS_LONG = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600];
+const SECONDS_WAIT = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800];
+
+/** A failure's class for labels: its stable code, never its message (unbounded). */
+export function failureClass(err: unknown): string {
+  if (err instanceof JobFailure) return err.code;
+  if (err instanceof Error && err.name === "AbortError") return "aborted";
+  return "internal";
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #http: { count: Counter; seconds: Histogram };
+  readonly #jobSeconds: Histogram;
+  readonly #jobWait: Histogram;
+  readonly #itemSeconds: Histogram;
+  readonly #provider: { count: Counter; errors: Counter; seconds: Histogram };
+  readonly #render: Histogram;
+  readonly #ws: Gauge;
+  readonly #webhooks: Counter;
+  readonly #credits: Counter;
+  readonly #backups: Counter;
+  readonly #lastBackup: Gauge;
+
+  constructor() {
+    const registers = [this.registry];
+    this.#http = {
+      count: new Counter({
+        name: "easel_http_requests_total",
+        help: "HTTP requests by method, matched route pattern and status",
+        labelNames: ["method", "route", "status"],
+        registers,
+      }),
+      seconds: new Histogram({
+        name: "easel_http_request_duration_seconds",
+        help: "Time to the response headers, by method and route pattern",
+        labelNames: ["method", "route"],
+        buckets: SECONDS_SHORT,
+        registers,
+      }),
+    };
+    this.#jobSeconds = new Histogram({
+      name: "easel_job_duration_seconds",
+      help: "Finished jobs: finished_at - started_at, by type and end status",
+      labelNames: ["type", "status"],
+      buckets: SECONDS_LONG,
+      registers,
+    });
+    this.#jobWait = new Histogram({
+      name: "easel_job_wait_seconds",
+      help: "Queue wait of each attempt: started_at - run_at (when it became due), by type",
+      labelNames: ["type"],
+      buckets: SECONDS_WAIT,
+      registers,
+    });
+    this.#itemSeconds = new Histogram({
+      name: "easel_job_item_duration_seconds",
+      help: "Batch item attempts, by job type and outcome (ok or the failure code)",
+      labelNames: ["type", "class"],
+      buckets: SECONDS_LONG,
+      registers,
+    });
+    this.#provider = {
+      count: new Counter({
+        name: "easel_provider_requests_total",
+        help: "Provider generate calls by provider and class (ok or the failure code)",
+        labelNames: ["provider", "class"],
+        registers,
+      }),
+      errors: new Counter({
+        name: "easel_provider_errors_total",
+        help: "Failed provider generate calls by provider and failure code",
+        labelNames: ["provider", "class"],
+        registers,
+      }),
+      seconds: new Histogram({
+        name: "easel_provider_request_duration_seconds",
+        help: "Provider generate calls as jobs see them (including rate-limit waits), by provider and class",
+        labelNames: ["provider", "class"],
+        buckets: SECONDS_LONG,
+        registers,
+      }),
+    };
+    this.#render = new Histogram({
+      name: "easel_card_render_duration_seconds",
+      help: "Card renders",
+      buckets: SECONDS_SHORT,
+      registers,
+    });
+    this.#ws = new Gauge({ name: "easel_ws_connections", help: "Open WebSocket connections", registers });
+    this.#webhooks = new Counter({
+      name: "easel_webhook_deliveries_total",
+      help: "Webhook delivery attempts by outcome",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.#credits = new Counter({
+      name: "easel_credits_total",
+      help: "Credits moved, by kind (charged, refunded, …)",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.#backups = new Counter({
+      name: "easel_backup_snapshots_total",
+      help: "Scheduled database snapshots by result",
+      labelNames: ["result"],
+      registers,
+    });
+    this.#lastBackup = new Gauge({
+      name: "easel_backup_last_success_timestamp_seconds",
+      help: "When the last scheduled snapshot succeeded (unix seconds)",
+      registers,
+    });
+    new Gauge({
+      name: "easel_build_info",
+      help: "Always 1; the version is a label",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: pkg.version }, 1);
+    registerProcessMetrics(this.registry);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text (collects the scrape-time gauges first). */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  observeRender(ms: number): void {
+    this.#render.observe(ms / 1000);
+  }
+
+  setWsConnections(n: number): void {
+    this.#ws.set(n);
+  }
+
+  webhookDelivery(outcome: string): void {
+    this.#webhooks.inc({ outcome });
+  }
+
+  credits(kind: string, n: number): void {
+    if (n > 0) this.#credits.inc({ kind }, n);
+  }
+
+  backupSnapshot(ok: boolean, at = Date.now()): void {
+    this.#backups.inc({ result: ok ? "ok" : "failed" });
+    if (ok) this.#lastBackup.set(at / 1000);
+  }
+
+  httpRequest(method: string, route: string, status: number, seconds: number): void {
+    this.#http.count.inc({ method, route, status: String(status) });
+    this.#http.seconds.observe({ method, route }, seconds);
+  }
+
+  /** Job durations and queue waits from the queue's events; job counts and worker slots at scrape. */
+  watchQueue(queue: Queue, concurrency: number): () => void {
+    const finished = (status: string) => (e: { job: Job }) => {
+      const { job } = e;
+      if (job.startedAt != null && job.finishedAt != null) {
+        this.#jobSeconds.observe({ type: job.type, status }, (job.finishedAt - job.startedAt) / 1000);
+      }
+    };
+    const offs = [
+      queue.events.on("job:active", ({ job }) => {
+        if (job.startedAt == null) return;
+        const due = Math.max(job.runAt, job.createdAt);
+        this.#jobWait.observe({ type: job.type }, Math.max(0, job.startedAt - due) / 1000);
+      }),
+      queue.events.on("job:completed", finished("completed")),
+      queue.events.on("job:partial", finished("partial")),
+      queue.events.on("job:failed", finished("failed")),
+      queue.events.on("job:cancelled", finished("cancelled")),
+    ];
+    const registers = [this.registry];
+    new Gauge({
+      name: "easel_jobs",
+      help: "Jobs in the database by status and type (delayed: queued with run_at in the future)",
+      labelNames: ["status", "type"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [type, counts] of Object.entries(queue.stats().byType)) {
+          for (const status of JOB_STATUSES) this.set({ status, type }, counts[status] ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: "easel_worker_slots",
+      help: "Worker slots of this process by state",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const free = queue.pool.freeSlots;
+        this.set({ state: "free" }, free);
+        this.set({ state: "busy" }, Math.max(0, concurrency - free));
+      },
+    });
+    return () => {
+      for (const off of offs) off();
+    };
+  }
+
+  /**
+   * Times every batch item attempt of the job types defined so far (call once all are defined). The
+   * definitions are replaced by wrapped copies; handlers are untouched.
+   */
+  instrumentJobs(queue: Queue): void {
+    for (const [type, def] of queue.defs) {
+      if (!def.items) continue;
+      const items = def.items;
+      const wrapped: AnyJobDefinition = {
+        ...def,
+        items: { ...items, run: (ctx) => this.#timed(items.run(ctx), (cls, s) => this.#item(type, cls, s)) },
+      };
+      queue.defs.set(type, wrapped);
+    }
+  }
+
+  /** The registry with every provider call timed and counted; limits and lookups behave the same. */
+  instrumentProviders(registry: ProviderRegistry): ProviderRegistry {
+    const timedProvider = (name: string, p: Provider): Provider => ({
+      ...p,
+      generate: (req, ctx) => this.#timed(p.generate(req, ctx), (cls, s) => this.#providerCall(name, cls, s)),
+    });
+    return {
+      ...registry,
+      get: (name) => timedProvider(name, registry.get(name)),
+      default: () => timedProvider(registry.defaultName, registry.default()),
+      generate: (name, req, ctx) => timedProvider(name, registry.get(name)).generate(req, ctx),
+    };
+  }
+
+  /** SQLite main file and WAL sizes, read at scrape. */
+  watchDatabase(path: string): void {
+    new Gauge({
+      name: "easel_sqlite_bytes",
+      help: "Size of the SQLite database files",
+      labelNames: ["file"],
+      registers: [this.registry],
+      collect() {
+        this.set({ file: "db" }, fileSize(path));
+        this.set({ file: "wal" }, fileSize(`${path}-wal`));
+      },
+    });
+  }
+
+  async #timed<T>(work: Promise<T>, record: (cls: string, seconds: number) => void): Promise<T> {
+    const t0 = performance.now();
+    try {
+      const out = await work;
+      record("ok", (performance.now() - t0) / 1000);
+      return out;
+    } catch (err) {
+      record(failureClass(err), (performance.now() - t0) / 1000);
+      throw err;
+    }
+  }
+
+  #item(type: string, cls: string, seconds: number): void {
+    this.#itemSeconds.observe({ type, class: cls }, seconds);
+  }
+
+  #providerCall(provider: string, cls: string, seconds: number): void {
+    this.#provider.count.inc({ provider, class: cls });
+    if (cls !== "ok") this.#provider.errors.inc({ provider, class: cls });
+    this.#provider.seconds.observe({ provider, class: cls }, seconds);
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The usual process_* series. prom-client's collectDefaultMetrics is not used: some of its collectors
+ * (event-loop lag) print "Nan" under Bun, which breaks the whole scrape.
+ */
+function registerProcessMetrics(registry: Registry): void {
+  const registers = [registry];
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes",
+    registers,
+    collect() {
+      this.set(process.memoryUsage.rss());
+    },
+  });
+  new Gauge({
+    name: "process_heap_bytes",
+    help: "JavaScript heap in use, in bytes",
+    registers,
+    collect() {
+      this.set(process.memoryUsage().heapUsed);
+    },
+  });
+  new Counter({
+    name: "process_cpu_seconds_total",
+    help: "User and system CPU time spent, in seconds",
+    registers,
+    collect() {
+      const { user, system } = process.cpuUsage();
+      this.reset();
+      this.inc((user + system) / 1e6);
+    },
+  });
+  new Gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process (unix seconds)",
+    registers,
+  }).set(Math.round(performance.timeOrigin / 1000));
+}

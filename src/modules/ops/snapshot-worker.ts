@@ -1,0 +1,29 @@
+/**
+ * Runs `VACUUM INTO` for a scheduled snapshot on its own connection in a worker thread: copying a large
+ * database takes a while, and bun:sqlite calls block the thread they run on.
+ */
+import { Database } from "bun:sqlite";
+import { backupDatabase } from "./backup";
+
+declare const self: Worker;
+
+export type SnapshotRequest = { databasePath: string; target: string };
+export type SnapshotReply = { ok: true } | { ok: false; message: string };
+
+self.onmessage = (event: MessageEvent<SnapshotRequest>) => {
+  const { databasePath, target } = event.data;
+  let reply: SnapshotReply;
+  try {
+    const db = new Database(databasePath, { create: false });
+    try {
+      db.exec("PRAGMA busy_timeout = 5000");
+      backupDatabase(db, target);
+    } finally {
+      db.close();
+    }
+    reply = { ok: true };
+  } catch (err) {
+    reply = { ok: false, message: (err as Error).message };
+  }
+  postMessage(reply);
+};
