@@ -160,7 +160,15 @@ export class WorkerPool {
     }
     let free = this.freeSlots;
     while (free > 0) {
-      const claimed = this.#claim(free);
+      let claimed: Job[];
+      try {
+        claimed = this.#claim(free);
+      } catch (err) {
+        // Another process held the write lock past busy_timeout (a backup, a long migration): nothing was
+        // claimed, so nothing is lost; look again after the usual poll interval.
+        this.#o.log.warn({ err }, "could not claim jobs; trying again");
+        break;
+      }
       for (const job of claimed) this.#start(job);
       if (claimed.length < free) break;
       free = this.freeSlots;

@@ -1,3 +1,4 @@
+import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { z } from "zod";
@@ -576,5 +577,30 @@ describe("control", () => {
     await Bun.sleep(10);
     expect((db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
     expect(queued).toEqual([ok]);
+  });
+});
+
+describe("a busy database", () => {
+  test("a write lock held past busy_timeout delays claims without losing or crashing anything", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const path = join(tmp.dir, "q.db");
+    const q = testQueue(path, { pollIntervalMs: 20 });
+    open.push(q);
+    q.store.db.exec("PRAGMA busy_timeout = 20");
+    const ran: string[] = [];
+    q.define(defineJob({ type: "t", input: Any, run: async ({ job }) => void ran.push(job.id) }));
+    const { id } = q.enqueue("t", {});
+    // Another connection (a backup, another process) takes the write lock and keeps it for a while.
+    const other = new Database(path);
+    other.exec("BEGIN IMMEDIATE");
+    q.start();
+    await Bun.sleep(300);
+    expect(ran).toEqual([]);
+    expect(q.get(id)!.status).toBe("queued");
+    other.exec("COMMIT");
+    other.close();
+    expect((await terminal(q, id)).status).toBe("completed");
+    expect(ran).toEqual([id]);
   });
 });

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import type { Db } from "../../db/client";
 import { apiKeys, type Role, type User, users } from "../../db/schema";
@@ -38,9 +38,17 @@ export class AuthService {
   readonly #now: () => number;
   /** last_used_at is written at most once a minute per key, so auth never writes on the hot path. */
   readonly #lastTouched = new Map<string, number>();
+  /** Every authenticated request runs this lookup: prepared once (it is most of a cheap request's cost). */
+  readonly #keyLookup;
 
   constructor(db: Db, userService: UserService, opts: AuthOptions) {
     this.#db = db;
+    this.#keyLookup = db
+      .select({ user: users, keyId: apiKeys.id, revokedAt: apiKeys.revokedAt })
+      .from(apiKeys)
+      .innerJoin(users, eq(users.id, apiKeys.userId))
+      .where(eq(apiKeys.hash, sql.placeholder("hash")))
+      .prepare();
     this.#users = userService;
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
@@ -65,12 +73,7 @@ export class AuthService {
 
   /** The principal for an API key, or null when unknown or revoked. */
   authenticateKey(key: string): Principal | null {
-    const row = this.#db
-      .select({ user: users, keyId: apiKeys.id, revokedAt: apiKeys.revokedAt })
-      .from(apiKeys)
-      .innerJoin(users, eq(users.id, apiKeys.userId))
-      .where(eq(apiKeys.hash, hashKey(key)))
-      .get();
+    const row = this.#keyLookup.get({ hash: hashKey(key) });
     if (!row || row.revokedAt !== null) return null;
     const now = this.#now();
     if (now - (this.#lastTouched.get(row.keyId) ?? 0) > 60_000) {
