@@ -39,13 +39,14 @@ export async function processImage(
   return finish(encode(decode(input, opts), resolved), resolved.format);
 }
 
-/** A WebP no larger than `size` on either edge, aspect ratio kept. */
+/** A WebP no larger than `size` on either edge, aspect ratio kept; a smaller image is not enlarged. */
 export async function makeThumbnail(
   input: Uint8Array,
   size = DEFAULT_THUMBNAIL_SIZE,
   opts: ProcessOptions = {},
 ): Promise<ProcessedImage> {
-  return processImage(input, thumbnailPreset(size), opts);
+  const preset = thumbnailPreset(size);
+  return finish(encode(decode(input, opts), preset, true), preset.format);
 }
 
 export async function processWithThumbnail(
@@ -74,7 +75,7 @@ export function startWithThumbnail(
   const source = decode(input, opts);
   return {
     image: finish(encode(source.clone(), resolved), resolved.format),
-    thumbnail: finish(encode(source.clone(), thumbPreset), thumbPreset.format),
+    thumbnail: finish(encode(source.clone(), thumbPreset, true), thumbPreset.format),
   };
 }
 
@@ -86,7 +87,8 @@ function decode(input: Uint8Array, opts: ProcessOptions): Sharp {
   return sharp(input, { limitInputPixels: opts.maxInputPixels ?? true, failOn: "error" }).autoOrient();
 }
 
-function encode(pipeline: Sharp, preset: OutputPreset): Sharp {
+/** `shrinkOnly`: never enlarge (thumbnails of small images stay their size). */
+function encode(pipeline: Sharp, preset: OutputPreset, shrinkOnly = false): Sharp {
   const { width, height, fit, quality } = preset;
   const opaque = preset.format === "jpeg";
   if (width !== undefined || height !== undefined) {
@@ -94,6 +96,7 @@ function encode(pipeline: Sharp, preset: OutputPreset): Sharp {
       width,
       height,
       fit,
+      withoutEnlargement: shrinkOnly,
       // contain pads; JPEG has no alpha, so pad (and flatten) with white there.
       background: opaque ? "#ffffff" : { r: 0, g: 0, b: 0, alpha: 0 },
     });

@@ -4,6 +4,7 @@
  * and CREDITS_ENABLED=false. The ledger invariants are checked after every test.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import sharp from "sharp";
 import {
   createRecipe,
   createUser,
@@ -155,6 +156,26 @@ describe("credits", () => {
     expect(refused.error).toMatchObject({ code: "insufficient_credits", required: 2, available: 1 });
     expect(jobCount(server)).toBe(before);
     expect(server.ctx.credits.balance(user.id)).toBe(1);
+  });
+
+  test("an edit refused for credits leaves no input image in storage", async () => {
+    const user = await createUser(server.api, { credits: 1 });
+    const listInputs = async () => {
+      const keys: string[] = [];
+      for await (const o of server.ctx.storage.list("inputs/")) keys.push(o.key);
+      return keys;
+    };
+    const before = await listInputs();
+    const png = await sharp({
+      create: { width: 64, height: 64, channels: 3, background: "#3366cc" },
+    })
+      .png()
+      .toBuffer();
+    const image = `data:image/png;base64,${png.toString("base64")}`;
+    await expectStatus<ErrorBody>(await generate(user.key, { prompt: "make it red", image }), 402);
+    // Deleting the stored input is fire-and-forget after the 402; give it a moment.
+    await waitFor(async () => (await listInputs()).length === before.length, { what: "inputs cleaned" });
+    expect(await listInputs()).toEqual(before);
   });
 
   test("a batch is charged for every image of every item", async () => {

@@ -119,6 +119,14 @@ describe("thumbnails", () => {
     expect(await makeThumbnail(portrait, 128)).toMatchObject({ width: 64, height: 128 });
   });
 
+  test("a thumbnail never enlarges an image smaller than its size", async () => {
+    const small = await testImage(100, 60);
+    expect(await makeThumbnail(small)).toMatchObject({ width: 100, height: 60 });
+    const { image, thumbnail } = await processWithThumbnail(small, "square-1080");
+    expect(image).toMatchObject({ width: 1080, height: 1080 });
+    expect(thumbnail).toMatchObject({ width: 100, height: 60 });
+  });
+
   test("processWithThumbnail produces both from one pipeline, both oriented and stripped", async () => {
     const input = await jpegWithExif(400, 200);
     const { image, thumbnail } = await processWithThumbnail(input, "square-1080");

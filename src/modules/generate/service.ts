@@ -149,31 +149,33 @@ export class GenerateService {
       ...(maskKey && { maskKey }),
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
-    const { job } = queue.store.tx(() => {
-      const hookCtx: EnqueueHookContext = {
-        owner,
-        request: req,
-        itemCount: items.length,
-        imageCount,
-        provider: providerName,
-        recipe,
-      };
-      let extra: Partial<EnqueueOptions> = {};
-      for (const hook of this.#hooks) extra = { ...extra, ...hook(hookCtx) };
-      const out = queue.enqueue(GENERATE_JOB, input, {
-        items,
-        ownerId: owner.id,
-        priority: req.priority,
-        dedupeKey: req.dedupeKey,
-        webhookUrl: req.webhookUrl ?? null,
-        timeoutMs: this.#jobTimeout(items.length),
-        metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
-        recipeId: recipe?.recipeId ?? null,
-        ...extra,
-      });
-      for (const hook of this.#enqueued) hook({ ...hookCtx, job: out.job, deduped: out.deduped });
-      return out;
-    });
+    const { job } = this.#enqueueOrDropInputs([imageKey, maskKey], () =>
+      queue.store.tx(() => {
+        const hookCtx: EnqueueHookContext = {
+          owner,
+          request: req,
+          itemCount: items.length,
+          imageCount,
+          provider: providerName,
+          recipe,
+        };
+        let extra: Partial<EnqueueOptions> = {};
+        for (const hook of this.#hooks) extra = { ...extra, ...hook(hookCtx) };
+        const out = queue.enqueue(GENERATE_JOB, input, {
+          items,
+          ownerId: owner.id,
+          priority: req.priority,
+          dedupeKey: req.dedupeKey,
+          webhookUrl: req.webhookUrl ?? null,
+          timeoutMs: this.#jobTimeout(items.length),
+          metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
+          recipeId: recipe?.recipeId ?? null,
+          ...extra,
+        });
+        for (const hook of this.#enqueued) hook({ ...hookCtx, job: out.job, deduped: out.deduped });
+        return out;
+      }),
+    );
     return {
       jobId: job.id,
       status: job.status,
@@ -182,6 +184,18 @@ export class GenerateService {
       websocketSubscription: `job:${job.id}`,
       totalItems: items.length,
     };
+  }
+
+  /** Runs the enqueue; when it is refused (402, 409, 422 …) the input images stored for it are deleted. */
+  #enqueueOrDropInputs<T>(keys: (string | undefined)[], enqueue: () => T): T {
+    try {
+      return enqueue();
+    } catch (err) {
+      for (const key of keys) {
+        if (key) void this.#d.storage.delete(key).catch(() => undefined);
+      }
+      throw err;
+    }
   }
 
   /**
