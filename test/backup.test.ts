@@ -7,27 +7,12 @@ import { openDb } from "../src/db/client";
 import { backupFile, pruneSnapshots, snapshotToStorage } from "../src/modules/ops/backup";
 import { S3Storage } from "../src/storage";
 import { listAll } from "../src/storage/types";
-import { startTestServer, tempDir, waitFor } from "./helpers";
+import { runEasel, startTestServer, tempDir, waitFor } from "./helpers";
 import { startS3rver } from "./storage/s3rver";
 
 const ROOT = resolve(import.meta.dir, "..");
 
-type Run = { code: number; stdout: string; stderr: string };
-
-async function easel(dataDir: string, args: string[]): Promise<Run> {
-  const proc = Bun.spawn(["bun", "src/main.ts", ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: "silent" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
+const easel = runEasel;
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {

@@ -1,36 +1,15 @@
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
 import { hashKey } from "../src/modules/auth/service";
 import { defineJob, UnrecoverableError } from "../src/queue";
-import { startTestServer, tempDir, testQueue, waitFor } from "./helpers";
+import { expectExit, runEasel, startTestServer, tempDir, testQueue, waitFor } from "./helpers";
 
-const ROOT = resolve(import.meta.dir, "..");
 const HOUR = 3_600_000;
 
-type Run = { code: number; stdout: string; stderr: string };
-
-/** Runs `easel …` as a child process on `dataDir`, as an operator would. */
-async function easel(dataDir: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const proc = Bun.spawn(["bun", "src/main.ts", ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: "silent", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
-
-function expectExit(run: Run, code: number, label = ""): void {
-  expect(`${label}exit ${run.code}\n${run.stderr}`).toStartWith(`${label}exit ${code}\n`);
-}
+const easel = runEasel;
 
 const dirs: (() => void)[] = [];
 function dataDir(): string {

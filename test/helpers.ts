@@ -1,6 +1,7 @@
+import { expect } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type Config, loadConfig } from "../src/config";
 import { openDb } from "../src/db/client";
 import { silentLogger } from "../src/log";
@@ -8,6 +9,7 @@ import { type AnyJobDefinition, Queue, type QueueOptions } from "../src/queue";
 import { type Runtime, startRuntime } from "../src/runtime";
 
 export const ADMIN_KEY = "esk_test_admin_key_0123456789abcdef";
+const ROOT = resolve(import.meta.dir, "..");
 
 /** A fresh temp dir, removed by the returned cleanup. */
 export function tempDir(prefix = "easel-test-"): { dir: string; cleanup: () => void } {
@@ -17,7 +19,12 @@ export function tempDir(prefix = "easel-test-"): { dir: string; cleanup: () => v
 
 /** Config for tests: a temp data dir, a free port, quiet logs, fast timings. */
 export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
-  return loadConfig({
+  return loadConfig(testEnv(dataDir, env));
+}
+
+/** The environment of a test server, in-process (testConfig) or a child process (spawnServer). */
+function testEnv(dataDir: string, env: Record<string, string>): Record<string, string> {
+  return {
     NODE_ENV: "test",
     DATA_DIR: dataDir,
     PORT: "0",
@@ -27,7 +34,67 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
     JWT_SECRET: "test-secret-test-secret-test-secret-0123",
     POLL_INTERVAL_MS: "25",
     ...env,
+  };
+}
+
+export type Run = { code: number; stdout: string; stderr: string };
+
+/** Runs `bun <args>` from the repository root as a child process, as an operator at a shell would. */
+export async function runBun(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const proc = Bun.spawn(["bun", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: "silent", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
   });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** `easel <args>` on a data dir. */
+export function runEasel(dataDir: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return runBun(["src/main.ts", ...args], { DATA_DIR: dataDir, ...env });
+}
+
+/** Asserts the exit code, showing stderr when it differs. */
+export function expectExit(run: Run, code: number, label = ""): void {
+  expect(`${label}exit ${run.code}\n${run.stderr}`).toStartWith(`${label}exit ${code}\n`);
+}
+
+export type ServerProcess = { proc: Bun.Subprocess<"ignore", "pipe", "inherit">; url: string };
+
+/**
+ * test/fixtures/server.ts in a child process on `dataDir` (for kill -9 and restart tests); resolves once it
+ * prints "ready <url>". The caller kills it.
+ */
+export async function spawnServer(dataDir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const proc = Bun.spawn(["bun", join(import.meta.dir, "fixtures/server.ts")], {
+    env: { ...process.env, ...testEnv(dataDir, env) },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) {
+      proc.kill(9);
+      throw new Error(`server exited before it was ready: ${out}`);
+    }
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  const m = /^ready (\S+)/m.exec(out);
+  if (!m) {
+    proc.kill(9);
+    throw new Error(`unexpected server output: ${out}`);
+  }
+  return { proc, url: m[1]! };
 }
 
 export type TestServer = Runtime & {

@@ -4,38 +4,15 @@
  * with a server on the same data dir doing the work, and credit grants by external id.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { resolve } from "node:path";
 import { silentLogger } from "../../src/log";
 import type { BacklogStatus } from "../../src/modules/backlog/service";
 import { CreateRecipeBody } from "../../src/modules/recipes/model";
 import { createServices } from "../../src/runtime";
 import { createRecipe } from "../fixtures/backlog";
-import { startTestServer, tempDir, testConfig } from "../helpers";
+import { expectExit, runBun, startTestServer, tempDir, testConfig } from "../helpers";
 
-const ROOT = resolve(import.meta.dir, "../..");
-
-type Run = { code: number; stdout: string; stderr: string };
-
-async function run(dataDir: string, cmd: string[]): Promise<Run> {
-  const proc = Bun.spawn(["bun", ...cmd], {
-    cwd: ROOT,
-    env: { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: "silent", POLL_INTERVAL_MS: "25" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  return { code, stdout, stderr };
-}
-
+const run = (dataDir: string, cmd: string[]) => runBun(cmd, { DATA_DIR: dataDir, POLL_INTERVAL_MS: "25" });
 const easel = (dir: string, args: string[]) => run(dir, ["src/main.ts", ...args]);
-
-function expectExit(r: Run, code: number): void {
-  expect(`exit ${r.code}\n${r.stderr}`).toStartWith(`exit ${code}\n`);
-}
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {

@@ -8,9 +8,8 @@ import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
 import { json, type RecordedRequest, type ReplyFn, testImage } from "../fakes/base";
 import { OpenAIFake } from "../fakes/openai";
-import { ADMIN_KEY, tempDir, waitFor } from "../helpers";
+import { ADMIN_KEY, spawnServer, tempDir, waitFor } from "../helpers";
 
-const SERVER = join(import.meta.dir, "../fixtures/server.ts");
 const LATENCY_MS = 150;
 
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -18,43 +17,17 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-type Child = { proc: Bun.Subprocess<"ignore", "pipe", "inherit">; url: string };
-
-async function spawnServer(dataDir: string, fake: OpenAIFake): Promise<Child> {
-  const proc = Bun.spawn(["bun", SERVER], {
-    env: {
-      ...process.env,
-      NODE_ENV: "test",
-      DATA_DIR: dataDir,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      LOG_LEVEL: "silent",
-      ADMIN_KEY,
-      JWT_SECRET: "test-secret-test-secret-test-secret-0123",
-      POLL_INTERVAL_MS: "25",
-      OPENAI_API_KEY: "sk-test",
-      OPENAI_BASE_URL: fake.baseUrl,
-      PROVIDER_LIMITS: JSON.stringify({ openai: { rpm: 0 } }),
-      BATCH_CONCURRENCY: "2",
-    },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "inherit",
+async function startServer(dataDir: string, fake: OpenAIFake) {
+  const child = await spawnServer(dataDir, {
+    OPENAI_API_KEY: "sk-test",
+    OPENAI_BASE_URL: fake.baseUrl,
+    PROVIDER_LIMITS: JSON.stringify({ openai: { rpm: 0 } }),
+    BATCH_CONCURRENCY: "2",
   });
   cleanups.push(() => {
-    proc.kill(9);
+    child.proc.kill(9);
   });
-  const reader = proc.stdout.getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before it was ready: ${out}`);
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  const m = /^ready (\S+)/m.exec(out);
-  if (!m) throw new Error(`unexpected server output: ${out}`);
-  return { proc, url: m[1]! };
+  return child;
 }
 
 const api = (base: string, path: string, body?: unknown) =>
@@ -82,7 +55,7 @@ test("kill -9 mid-batch: after a restart the job completes and no finished item 
   const promptOf = (req: RecordedRequest) => String(fake.field(req, "prompt"));
 
   const items = Array.from({ length: 8 }, (_, i) => ({ id: `img-${i}`, prompt: `crash prompt ${i}` }));
-  const first = await spawnServer(tmp.dir, fake);
+  const first = await startServer(tmp.dir, fake);
   const res = await api(first.url, "/api/jobs/generate-image", {
     provider: "openai",
     size: "256x256",
@@ -108,7 +81,7 @@ test("kill -9 mid-batch: after a restart the job completes and no finished item 
   const job = db.query("SELECT status FROM jobs WHERE id = ?").get(jobId) as { status: string };
   expect(job.status).toBe("active");
 
-  const second = await spawnServer(tmp.dir, fake);
+  const second = await startServer(tmp.dir, fake);
   const final = await waitFor(
     async () => {
       const j = (await (await api(second.url, `/api/jobs/${jobId}`)).json()) as {

@@ -1,46 +1,19 @@
 import { afterEach, expect, test } from "bun:test";
-import { join } from "node:path";
-import { ADMIN_KEY, tempDir, waitFor } from "../helpers";
+import { ADMIN_KEY, spawnServer, tempDir, waitFor } from "../helpers";
 import { Receiver } from "./receiver";
 
-const SERVER = join(import.meta.dir, "../fixtures/server.ts");
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-type Child = { proc: ReturnType<typeof Bun.spawn>; url: string };
-
-async function spawnServer(dataDir: string): Promise<Child> {
-  const proc = Bun.spawn(["bun", SERVER], {
-    env: {
-      ...process.env,
-      NODE_ENV: "test",
-      DATA_DIR: dataDir,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      LOG_LEVEL: "silent",
-      ADMIN_KEY,
-      JWT_SECRET: "test-secret-test-secret-test-secret-0123",
-      POLL_INTERVAL_MS: "25",
-      ALLOW_PRIVATE_URLS: "true",
-      WEBHOOK_RETRY_SCHEDULE: "1s,1s,1s,1s,1s",
-    },
-    stdout: "pipe",
-    stderr: "inherit",
+async function startServer(dataDir: string) {
+  const child = await spawnServer(dataDir, {
+    ALLOW_PRIVATE_URLS: "true",
+    WEBHOOK_RETRY_SCHEDULE: "1s,1s,1s,1s,1s",
   });
-  cleanups.push(() => proc.kill(9));
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before it was ready: ${out}`);
-    out += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  const m = /^ready (\S+)/.exec(out);
-  if (!m) throw new Error(`unexpected server output: ${out}`);
-  return { proc, url: m[1]! };
+  cleanups.push(() => child.proc.kill(9));
+  return child;
 }
 
 const api = (base: string, path: string, init: { method?: string; json?: unknown } = {}) =>
@@ -59,7 +32,7 @@ test("kill -9 with deliveries pending and one in flight: after a restart every d
   cleanups.push(() => receiver.stop());
   receiver.fallback = () => new Response("not yet", { status: 503 });
 
-  const first = await spawnServer(tmp.dir);
+  const first = await startServer(tmp.dir);
   const created = await api(first.url, "/api/webhooks", { method: "POST", json: { url: receiver.url } });
   const endpoint = (await created.json()) as { id: string; secret: string };
   receiver.secrets.push(endpoint.secret);
@@ -84,7 +57,7 @@ test("kill -9 with deliveries pending and one in flight: after a restart every d
   await first.proc.exited;
   await waitFor(() => receiver.acceptedIds.has(inFlight));
 
-  const second = await spawnServer(tmp.dir);
+  const second = await startServer(tmp.dir);
   const deliveries = async () =>
     (
       (await (await api(second.url, `/api/webhooks/${endpoint.id}/deliveries`)).json()) as {
