@@ -15,7 +15,7 @@ usage: easel [command]
   queue status [--json]         job counts by status and type
   queue retry <jobId>           re-queue a failed/partial job (failed items only)
   queue cancel <jobId>          cancel a queued or active job
-  users create --name N --role admin|app|user   create a user and print its API key once
+  users create --name N --role admin|app|user [--credits N] [--unlimited]   create a user, print its API key once
   cards render <template> <data.json> -o out.png   render a card offline (no server needed)
   backlog status [--json]       each recipe's ready backlog, in-flight jobs and failure budget
   backlog maintain [--recipe R] [--dry-run] [--wait [--process]]   top the backlog up now

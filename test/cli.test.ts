@@ -120,6 +120,58 @@ describe("easel CLI", () => {
     }
   });
 
+  test("users create with --credits starts with a granted balance; --unlimited is never charged", async () => {
+    const dir = dataDir();
+    const funded = await easel(dir, [
+      "users",
+      "create",
+      "--name",
+      "a",
+      "--role",
+      "app",
+      "--credits",
+      "5",
+      "--json",
+    ]);
+    expectExit(funded, 0);
+    const a = JSON.parse(funded.stdout) as { user: { id: string; credits: number }; key: string };
+    expect(a.user.credits).toBe(5);
+    const free = await easel(dir, [
+      "users",
+      "create",
+      "--name",
+      "b",
+      "--role",
+      "app",
+      "--unlimited",
+      "--json",
+    ]);
+    expectExit(free, 0);
+    const b = JSON.parse(free.stdout) as { user: { id: string; unlimited: boolean }; key: string };
+    expect(b.user.unlimited).toBe(true);
+    const bad = await easel(dir, ["users", "create", "--name", "c", "--role", "app", "--credits", "-1"]);
+    expectExit(bad, 2);
+    expect(bad.stderr).toContain("--credits");
+
+    const server = await startTestServer({ dir });
+    try {
+      const credits = (await (await server.api("/api/credits", { key: a.key })).json()) as {
+        credits: number;
+        ledger: { reason: string; delta: number }[];
+      };
+      expect(credits.credits).toBe(5);
+      expect(credits.ledger).toEqual([expect.objectContaining({ reason: "grant", delta: 5 })]);
+      const generated = await server.api("/api/jobs/generate-image", {
+        method: "POST",
+        key: b.key,
+        json: { prompt: "a free fox", size: "256x256" },
+      });
+      expect(generated.status).toBe(202);
+    } finally {
+      await server.close();
+    }
+  }, 30_000);
+
   test("users create refuses a taken --external-id without a stack trace", async () => {
     const dir = dataDir();
     expectExit(

@@ -2,23 +2,46 @@ import type { AppContext } from "../context";
 import { ROLES, type Role } from "../db/schema";
 import { parse, UsageError } from "./args";
 
-const USAGE = "usage: easel users create --name <name> --role <admin|app|user> [--external-id <id>] [--json]";
+const USAGE =
+  "usage: easel users create --name <name> --role <admin|app|user> [--external-id <id>] " +
+  "[--credits <n>] [--unlimited] [--json]";
 
-/** `easel users create`: makes a user and prints its API key once. */
+/** `easel users create`: makes a user (optionally with starting credits or unlimited) and prints its API key once. */
 export function usersCommand(ctx: AppContext, argv: string[]): number {
   const { values, positionals } = parse(argv, {
     name: { type: "string" },
     role: { type: "string" },
     "external-id": { type: "string" },
+    credits: { type: "string" },
+    unlimited: { type: "boolean" },
     json: { type: "boolean" },
   });
   if (positionals[0] !== "create" || !values.name || !values.role) throw new UsageError(USAGE);
   const role = values.role as Role;
   if (!ROLES.includes(role) || role === "system")
     throw new UsageError(`--role must be admin, app or user\n${USAGE}`);
-  const user = ctx.users.create({ name: values.name, role, externalId: values["external-id"] });
-  const { key } = ctx.auth.createKey(user.id, "cli");
+  const credits = values.credits === undefined ? 0 : Number(values.credits);
+  if (!Number.isSafeInteger(credits) || credits < 0)
+    throw new UsageError(`--credits must be a whole number ≥ 0\n${USAGE}`);
+  // One transaction: the user, its key and its first grant exist together or not at all.
+  const { user, key } = ctx.db.$client
+    .transaction(() => {
+      const user = ctx.users.create({
+        name: values.name!,
+        role,
+        externalId: values["external-id"],
+        unlimited: values.unlimited ?? false,
+      });
+      if (credits > 0) ctx.credits.credit(user.id, credits, "grant", { note: "easel users create" });
+      return { user: { ...user, credits }, key: ctx.auth.createKey(user.id, "cli").key };
+    })
+    .immediate();
   if (values.json) process.stdout.write(`${JSON.stringify({ user, key })}\n`);
-  else process.stdout.write(`created ${role} ${user.name} (${user.id})\nAPI key (shown once): ${key}\n`);
+  else {
+    const balance = user.unlimited ? "unlimited credits" : `${credits} credits`;
+    process.stdout.write(
+      `created ${role} ${user.name} (${user.id}), ${balance}\nAPI key (shown once): ${key}\n`,
+    );
+  }
   return 0;
 }

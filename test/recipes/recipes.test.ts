@@ -5,7 +5,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { createUser, expectLedgerInvariants, expectStatus } from "../fixtures/backlog";
-import { startTestServer, type TestServer } from "../helpers";
+import { startTestServer, type TestServer, waitFor } from "../helpers";
 
 type Recipe = {
   id: string;
@@ -171,4 +171,26 @@ describe("recipes", () => {
     await expectStatus(await generate({ recipeId: "avatar", provider: "placeholder" }), 422);
     await expectStatus(await generate({ prompt: "x", variables: { animal: "cat" } }), 422);
   });
+  // Other recipes here want 4 each, so the concurrency cap turns the new one away at first: it is served as
+  // soon as a backlog generation frees a slot.
+  test("creating a recipe fills its backlog within seconds, without waiting for BACKLOG_CRON", async () => {
+    await expectStatus(
+      await server.api("/api/recipes", {
+        method: "POST",
+        json: { id: "quick", name: "Quick", promptTemplate: "a quick sketch", backlogMin: 2 },
+      }),
+      201,
+    );
+    const backlog = await waitFor(
+      async () => {
+        const b = (await (await server.api("/api/recipes/quick/backlog")).json()) as {
+          min: number;
+          ready: number;
+        };
+        return b.ready >= 2 ? b : null;
+      },
+      { timeoutMs: 20_000, what: "the new recipe's backlog to fill" },
+    );
+    expect(backlog).toMatchObject({ min: 2, ready: 2 });
+  }, 30_000);
 });

@@ -106,6 +106,8 @@ export class BacklogService {
   #systemUserId: string | null = null;
   /** When each recipe's queued top-up (as this process last queued it) is due to run. */
   readonly #topUpDue = new Map<string, number>();
+  /** The last top-up left a deficit because of the concurrency cap (see onJobTerminal). */
+  #capped = false;
   readonly #ready: Statement;
   readonly #readyBounded: Statement;
   readonly #inFlight: Statement;
@@ -217,6 +219,7 @@ export class BacklogService {
         enqueued += topUp.enqueued;
         out.push(topUp);
       }
+      if (!opts.dryRun) this.#capped ||= out.some((t) => t.skipped === "concurrency_cap");
       return {
         dryRun: opts.dryRun ?? false,
         enqueued,
@@ -234,24 +237,27 @@ export class BacklogService {
    * comes with it — is skipped; were that job cancelled meanwhile, the next claim after its due time or the
    * cron queues another.
    */
-  scheduleTopUp(recipeId: string): void {
-    if ((this.#topUpDue.get(recipeId) ?? 0) > this.#now()) return;
-    const { job } = this.#d.queue.enqueue(
-      TOPUP_JOB,
-      { recipeId },
-      {
-        dedupeKey: `backlog:${recipeId}`,
-        debounceMs: this.#o.topUpDelayMs,
-        priority: BACKLOG_PRIORITY,
-        maxAttempts: 1,
-      },
-    );
-    this.#topUpDue.set(recipeId, job.runAt);
+  scheduleTopUp(recipeId?: string): void {
+    const slot = recipeId ?? "*";
+    if ((this.#topUpDue.get(slot) ?? 0) > this.#now()) return;
+    const { job } = this.#d.queue.enqueue(TOPUP_JOB, recipeId ? { recipeId } : {}, {
+      dedupeKey: `backlog:${slot}`,
+      debounceMs: this.#o.topUpDelayMs,
+      priority: BACKLOG_PRIORITY,
+      maxAttempts: 1,
+    });
+    this.#topUpDue.set(slot, job.runAt);
   }
 
   /** Terminal hook: a finished backlog generation resets or spends its recipe's failure budget. */
   onJobTerminal(job: Job): void {
     if (job.type !== GENERATE_JOB || !job.recipeId || job.ownerId !== this.systemUserId) return;
+    // A slot under BACKLOG_MAX_CONCURRENT just freed up: recipes the cap turned away get it now, not at the
+    // next cron tick.
+    if (this.#capped) {
+      this.#capped = false;
+      this.scheduleTopUp();
+    }
     const now = this.#now();
     if (job.status === "completed") this.#succeeded.run(job.recipeId, now);
     else if (job.status === "failed")

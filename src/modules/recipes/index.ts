@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
+import type { Recipe } from "../../db/schema";
 import { authPlugin } from "../auth/plugin";
 import type { Principal } from "../auth/service";
 import { idempotent } from "../idempotency/service";
@@ -7,6 +8,15 @@ import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams } from "./model";
 import { recipeNotFound, recipeView } from "./service";
 
 const isAdmin = (p: Principal) => p.user.role === "admin" && p.via === "key";
+
+/**
+ * A recipe that is active and wants a backlog is topped up shortly after it is created or changed, instead of
+ * on the next BACKLOG_CRON tick, so instant claims work within seconds of creating it.
+ */
+function fillSoon(ctx: AppContext, recipe: Recipe): Recipe {
+  if (recipe.active && recipe.backlogMin > 0) ctx.backlog.scheduleTopUp(recipe.id);
+  return recipe;
+}
 
 export const recipesModule = (ctx: AppContext) =>
   new Elysia({ prefix: "/api", name: "recipes" })
@@ -40,7 +50,7 @@ export const recipesModule = (ctx: AppContext) =>
         idempotent(
           ctx.idempotency,
           { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
-          () => ({ status: 201, body: recipeView(ctx.recipes.create(body)) }),
+          () => ({ status: 201, body: recipeView(fillSoon(ctx, ctx.recipes.create(body))) }),
         ),
       {
         auth: ["admin"],
@@ -48,9 +58,13 @@ export const recipesModule = (ctx: AppContext) =>
         detail: { tags: ["recipes"], summary: "Create a recipe (admin)" },
       },
     )
-    .patch("/recipes/:id", ({ params, body }) => recipeView(ctx.recipes.update(params.id, body)), {
-      auth: ["admin"],
-      params: RecipeIdParams,
-      body: PatchRecipeBody,
-      detail: { tags: ["recipes"], summary: "Change a recipe; `active: false` retires it (admin)" },
-    });
+    .patch(
+      "/recipes/:id",
+      ({ params, body }) => recipeView(fillSoon(ctx, ctx.recipes.update(params.id, body))),
+      {
+        auth: ["admin"],
+        params: RecipeIdParams,
+        body: PatchRecipeBody,
+        detail: { tags: ["recipes"], summary: "Change a recipe; `active: false` retires it (admin)" },
+      },
+    );
