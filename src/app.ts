@@ -21,10 +21,10 @@ import { usersModule } from "./modules/users";
 import { webhooksModule } from "./modules/webhooks";
 import { LocalStorage } from "./storage";
 
-const json = (status: number, body: unknown) =>
+const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json; charset=utf-8" },
+    headers: { ...headers, "content-type": "application/json; charset=utf-8" },
   });
 
 const errorBody = (code: string, message: string, details?: unknown) => ({
@@ -47,68 +47,107 @@ function validationResponse(error: unknown): Response {
   return json(422, errorBody("validation_failed", message, all));
 }
 
+/** Reads a streamed body, refusing it (413) as soon as it passes `max` bytes. */
+async function readCapped(body: ReadableStream<Uint8Array>, max: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) throw new ApiError(413, "body_too_large", `request body is larger than ${max} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
 /** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
-  return new Elysia({ name: "easel" })
-    .use(accessLog(ctx))
-    .use(
-      ctx.config.CORS_ORIGINS.length
-        ? cors({ origin: ctx.config.CORS_ORIGINS })
-        : new Elysia({ name: "no-cors" }),
-    )
-    .onRequest(({ request }) => {
-      const length = Number(request.headers.get("content-length") ?? 0);
-      if (length > maxBody) {
-        return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
-      }
-    })
-    .onError({ as: "global" }, ({ code, error, request, set }) => {
-      if (error instanceof ApiError) return json(error.status, error.toBody());
-      switch (code) {
-        case "VALIDATION":
-          return validationResponse(error);
-        case "NOT_FOUND":
-          return json(
-            404,
-            errorBody("not_found", `no route for ${request.method} ${new URL(request.url).pathname}`),
-          );
-        case "PARSE":
-          return json(
-            400,
-            errorBody("invalid_body", "the request body could not be parsed (send valid JSON)"),
-          );
-        case "INVALID_COOKIE_SIGNATURE":
-          return json(401, errorBody("unauthorized", "invalid session cookie"));
-        default: {
-          const status = (error as { status?: number }).status;
-          if (typeof status === "number" && status >= 400 && status < 500) {
-            return json(status, errorBody("bad_request", (error as Error).message));
-          }
-          ctx.log.error(
-            { err: error, path: new URL(request.url).pathname, requestId: set.headers["x-request-id"] },
-            "unhandled error",
-          );
-          return json(500, errorBody("internal", "internal server error"));
+  return (
+    new Elysia({ name: "easel" })
+      .use(accessLog(ctx))
+      .use(
+        ctx.config.CORS_ORIGINS.length
+          ? cors({ origin: ctx.config.CORS_ORIGINS })
+          : new Elysia({ name: "no-cors" }),
+      )
+      .onRequest(({ request }) => {
+        const length = Number(request.headers.get("content-length") ?? 0);
+        if (length > maxBody) {
+          return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
         }
-      }
-    })
-    .use(opsModule(ctx))
-    .use(metricsModule(ctx))
-    .use(authModule(ctx))
-    .use(usersModule(ctx))
-    .use(jobsModule(ctx))
-    .use(generateModule(ctx))
-    .use(cardsModule(ctx))
-    .use(realtimeModule(ctx))
-    .use(webhooksModule(ctx))
-    .use(creditsModule(ctx))
-    .use(recipesModule(ctx))
-    .use(backlogModule(ctx))
-    .use(instantModule(ctx))
-    .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
-    .use(dashboardModule(ctx))
-    .use(docsModule(ctx));
+      })
+      // A body sent without Content-Length (chunked) is read here under the same cap, then parsed as usual.
+      .onParse({ as: "global" }, async ({ request, contentType }) => {
+        if (request.headers.has("content-length") || !request.body) return;
+        const bytes = await readCapped(request.body, maxBody);
+        const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
+        if (contentType?.startsWith("application/json")) {
+          try {
+            return JSON.parse(await copy.text());
+          } catch {
+            throw new ApiError(400, "invalid_body", "the request body could not be parsed (send valid JSON)");
+          }
+        }
+        if (
+          contentType?.startsWith("multipart/form-data") ||
+          contentType?.startsWith("application/x-www-form")
+        ) {
+          return Object.fromEntries((await copy.formData()).entries());
+        }
+        return copy.text();
+      })
+      .onError({ as: "global" }, ({ code, error, request, set }) => {
+        if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
+        switch (code) {
+          case "VALIDATION":
+            return validationResponse(error);
+          case "NOT_FOUND":
+            return json(
+              404,
+              errorBody("not_found", `no route for ${request.method} ${new URL(request.url).pathname}`),
+            );
+          case "PARSE":
+            // Elysia wraps what a parser throws; the capped chunked reader throws a 413 of its own.
+            if ((error as Error).cause instanceof ApiError) {
+              const cause = (error as Error).cause as ApiError;
+              return json(cause.status, cause.toBody());
+            }
+            return json(
+              400,
+              errorBody("invalid_body", "the request body could not be parsed (send valid JSON)"),
+            );
+          case "INVALID_COOKIE_SIGNATURE":
+            return json(401, errorBody("unauthorized", "invalid session cookie"));
+          default: {
+            const status = (error as { status?: number }).status;
+            if (typeof status === "number" && status >= 400 && status < 500) {
+              return json(status, errorBody("bad_request", (error as Error).message));
+            }
+            ctx.log.error(
+              { err: error, path: new URL(request.url).pathname, requestId: set.headers["x-request-id"] },
+              "unhandled error",
+            );
+            return json(500, errorBody("internal", "internal server error"));
+          }
+        }
+      })
+      .use(opsModule(ctx))
+      .use(metricsModule(ctx))
+      .use(authModule(ctx))
+      .use(usersModule(ctx))
+      .use(jobsModule(ctx))
+      .use(generateModule(ctx))
+      .use(cardsModule(ctx))
+      .use(realtimeModule(ctx))
+      .use(webhooksModule(ctx))
+      .use(creditsModule(ctx))
+      .use(recipesModule(ctx))
+      .use(backlogModule(ctx))
+      .use(instantModule(ctx))
+      .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
+      .use(dashboardModule(ctx))
+      .use(docsModule(ctx))
+  );
 }
 
 export type App = ReturnType<typeof createApp>;

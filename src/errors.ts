@@ -9,18 +9,21 @@ export class ApiError extends Error {
   readonly details?: unknown;
   /** Extra top-level fields beside `error` (e.g. `fallbackToModal`). */
   readonly extra?: Record<string, unknown>;
+  /** Response headers sent with the error (e.g. `retry-after`). */
+  readonly headers?: Record<string, string>;
 
   constructor(
     status: number,
     code: string,
     message: string,
-    opts: { details?: unknown; extra?: Record<string, unknown> } = {},
+    opts: { details?: unknown; extra?: Record<string, unknown>; headers?: Record<string, string> } = {},
   ) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = opts.details;
     this.extra = opts.extra;
+    this.headers = opts.headers;
   }
 
   toBody(): Record<string, unknown> {
@@ -39,3 +42,12 @@ export const forbidden = (message = "this key may not do that") => new ApiError(
 export const unauthorized = (message = "missing or invalid credentials") =>
   new ApiError(401, "unauthorized", message);
 export const conflict = (code: string, message: string) => new ApiError(409, code, message);
+
+/** 429 with `Retry-After` in whole seconds (at least 1) and the exact wait in `details.retryAfterMs`. */
+export function rateLimited(what: string, waitMs: number): ApiError {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  return new ApiError(429, "rate_limited", `${what}; retry in ${seconds} s`, {
+    details: { retryAfterMs: waitMs },
+    headers: { "retry-after": String(seconds) },
+  });
+}

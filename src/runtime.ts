@@ -302,7 +302,9 @@ export async function startRuntime(
   const app = createApp(ctx).listen({
     port: config.PORT,
     hostname: config.HOST,
-    maxRequestBodySize: config.MAX_BODY_BYTES + 64 * 1024,
+    // The app enforces MAX_BODY_BYTES with a JSON 413 (Content-Length up front, chunked bodies as they are
+    // read); Bun's own cap, which answers with an empty 413 before the app sees the request, is a backstop.
+    maxRequestBodySize: config.MAX_BODY_BYTES * 4 + 1024 * 1024,
     websocket: socketServerOptions(config),
   });
   ctx.realtime.attach(app.server);

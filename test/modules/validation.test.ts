@@ -503,14 +503,43 @@ describe("bad input gets a 4xx in the error shape and writes nothing", () => {
     expect(body.error.details.map((d) => d.path)).toEqual(["role"]);
   });
 
-  test("a body far above the limit is refused before it is read", async () => {
+  test("a body far above the limit is refused before it is read, with the JSON error", async () => {
     const before = counts();
-    const res = await server.api("/api/jobs", {
-      method: "POST",
-      json: { ...validJob, padding: "x".repeat(1 << 20) },
-    });
-    expect(res.status).toBe(413);
+    for (const size of [1 << 20, 8 * MAX_BODY_BYTES]) {
+      const res = await server.api("/api/jobs", {
+        method: "POST",
+        json: { ...validJob, padding: "x".repeat(size) },
+      });
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("body_too_large");
+    }
     expect(counts()).toEqual(before);
+  });
+
+  test("a chunked body (no Content-Length) is held to the same limit", async () => {
+    const chunked = (json: unknown, repeat = 1) => {
+      const text = JSON.stringify(json);
+      const body = new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 0; i < repeat; i++) c.enqueue(new TextEncoder().encode(i === 0 ? text : " "));
+          c.close();
+        },
+      });
+      return server.api("/api/jobs", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        duplex: "half",
+      });
+    };
+    const before = counts();
+    const big = await chunked({ ...validJob, padding: "x".repeat(MAX_BODY_BYTES) });
+    expect(big.headers.get("content-type")).toContain("application/json");
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error: { code: string } }).error.code).toBe("body_too_large");
+    expect(counts()).toEqual(before);
+    const ok = await chunked(validJob, 3);
+    expect(ok.status).toBe(202);
   });
 
   test("valid requests still succeed on the same server (the cases above fail for their stated reason)", async () => {

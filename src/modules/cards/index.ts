@@ -1,6 +1,6 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
-import { ApiError } from "../../errors";
+import { rateLimited } from "../../errors";
 import { authPlugin } from "../auth/plugin";
 import { idempotent } from "../idempotency/service";
 import { fallbackImage } from "./fallback";
@@ -24,16 +24,7 @@ export const cardsModule = (ctx: AppContext) => {
       "/cards/preview",
       async ({ principal, body }) => {
         const wait = previewLimit.hit(principal.user.id);
-        if (wait > 0) {
-          throw new ApiError(
-            429,
-            "rate_limited",
-            `preview limit reached; retry in ${Math.ceil(wait / 1000)} s`,
-            {
-              details: { retryAfterMs: wait },
-            },
-          );
-        }
+        if (wait > 0) throw rateLimited("preview limit reached", wait);
         return png(await ctx.cards.preview(body.template, body.data), { "cache-control": "no-store" });
       },
       {

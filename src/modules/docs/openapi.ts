@@ -180,7 +180,12 @@ function enrich(op: Operation, route: InternalRoute, method: string, path: strin
   if (parameters.length) out.parameters = parameters;
   if (op.requestBody?.content) {
     const type = doc.bodyType ?? "application/json";
-    const media = op.requestBody.content[type] ?? Object.values(op.requestBody.content)[0] ?? {};
+    // The app's global chunked-body parser (src/app.ts) is a function, and @elysiajs/openapi lists no media
+    // type for a route with a function parser: the body's schema is rebuilt from the route's zod schema.
+    const fallback = route.hooks?.body
+      ? { schema: zodJsonSchema(route.hooks.body as z.ZodType, "input") }
+      : {};
+    const media = op.requestBody.content[type] ?? Object.values(op.requestBody.content)[0] ?? fallback;
     out.requestBody = {
       ...op.requestBody,
       content: {

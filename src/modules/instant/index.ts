@@ -1,25 +1,10 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
+import { rateLimited } from "../../errors";
 import { authPlugin } from "../auth/plugin";
 import { idempotent } from "../idempotency/service";
 import { InstantBody } from "./model";
 import { TokenBucket } from "./rate-limit";
-
-/** 429 with `Retry-After` (thrown errors carry no headers, so this one is answered directly). */
-function rateLimited(waitMs: number): Response {
-  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-  const body = {
-    error: {
-      code: "rate_limited",
-      message: `too many instant claims; retry in ${seconds} s`,
-      details: { retryAfterMs: waitMs },
-    },
-  };
-  return new Response(JSON.stringify(body), {
-    status: 429,
-    headers: { "content-type": "application/json; charset=utf-8", "retry-after": String(seconds) },
-  });
-}
 
 export const instantModule = (ctx: AppContext) => {
   const limiter = new TokenBucket(ctx.config.INSTANT_RATE_PER_MIN);
@@ -28,7 +13,7 @@ export const instantModule = (ctx: AppContext) => {
     ({ principal, body, headers, set }) => {
       const user = ctx.auth.actingUser(principal, body.userId);
       const wait = limiter.take(user.id);
-      if (wait > 0) return rateLimited(wait);
+      if (wait > 0) throw rateLimited("too many instant claims", wait);
       return idempotent(
         ctx.idempotency,
         { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
