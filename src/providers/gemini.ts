@@ -8,7 +8,9 @@
  * - `finishReason` NO_IMAGE / IMAGE_OTHER / OTHER, or a STOP without an image, is the model answering in text
  *   only. Sampling is random and a new attempt usually draws an image, so it is a RetryableError
  *   `provider_no_image` (bounded by the job's attempts) rather than a policy verdict.
- * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → RetryAfterError (shared classifier);
+ * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → RetryAfterError (shared classifier), unless its
+ *   QuotaFailure names a per-day quota or the message says `limit: 0` (a model the plan does not include):
+ *   that will not refill within the job's retries → UnrecoverableError `provider_quota`.
  *   400 with reason API_KEY_INVALID → `provider_auth`.
  */
 import { RetryableError, UnrecoverableError } from "../queue/errors";
@@ -120,10 +122,42 @@ export function predictBody(req: GenerateRequest, sampleCount: number): Record<s
   };
 }
 
-/** A 400 "API key not valid" is INVALID_ARGUMENT on the wire, but it is an auth problem. */
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** quotaIds of the QuotaFailure violations in a Google error body. */
+function quotaIds(json: unknown): string[] {
+  const details = isObject(json) && isObject(json.error) ? json.error.details : undefined;
+  if (!Array.isArray(details)) return [];
+  return details.flatMap((d) =>
+    isObject(d) && Array.isArray(d.violations)
+      ? d.violations.flatMap((v) => (isObject(v) && typeof v.quotaId === "string" ? [v.quotaId] : []))
+      : [],
+  );
+}
+
+/**
+ * A 400 "API key not valid" is INVALID_ARGUMENT on the wire, but it is an auth problem. A 429 for a per-day
+ * quota, or for a quota of 0, is exhausted quota rather than a rate limit: retrying after RetryInfo's few
+ * seconds would only spend the job's attempts.
+ */
 const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
   if (status === 400 && (text.includes("API_KEY_INVALID") || /api key not valid/i.test(body.message ?? ""))) {
     return httpError(PROVIDER, 401, headers, text);
+  }
+  if (status === 429) {
+    const ids = quotaIds(body.json);
+    const daily = ids.find((id) => /per\s*day/i.test(id));
+    if (daily || /\blimit:\s*0\b/.test(body.message ?? "")) {
+      return new UnrecoverableError(
+        `${PROVIDER}: HTTP 429: ${(body.message ?? "quota exhausted").slice(0, 500)}`,
+        {
+          code: "provider_quota",
+          refundable: true,
+          details: { provider: PROVIDER, status, providerCode: "RESOURCE_EXHAUSTED", quotaIds: ids },
+        },
+      );
+    }
   }
   return undefined;
 };

@@ -3,12 +3,16 @@
  * with `{inputs, parameters}`; the answer is raw image bytes (JSON `{data:[{b64_json}]}` / `{output:[url]}`
  * tolerated). One image per call, so n images are n parallel calls with seeds `seed, seed+1, …`; the first
  * failure aborts the siblings. A 503 "model is loading" with `estimated_time` becomes a RetryAfterError.
+ * HF has no safety error code: a 400/422 whose `error` text is a checker's refusal (NSFW, content policy,
+ * flagged) is a `content_policy` rejection, so it is neither retried nor refunded like a bad parameter.
  */
 import { UnrecoverableError } from "../queue/errors";
 import {
   allOrAbort,
   badResponse,
+  contentPolicyError,
   downloadImage,
+  type EnsureOkOptions,
   ensureOk,
   imageFromBase64,
   parseSize,
@@ -41,6 +45,16 @@ const MODELS = [
   "black-forest-labs/FLUX.1-schnell",
   "stabilityai/stable-diffusion-xl-base-1.0",
 ];
+
+/** A checker's refusal; narrow on purpose, so "`enable_safety_checker` must be a boolean" stays a 422. */
+const SAFETY_TEXT = /nsfw|content[ _-]?polic|unsafe content|inappropriate content|flagged/i;
+
+export const classify: EnsureOkOptions["classify"] = (status, _headers, _text, body) => {
+  if ((status === 400 || status === 422) && body.message && SAFETY_TEXT.test(body.message)) {
+    return contentPolicyError(PROVIDER, body.message.slice(0, 500), { status });
+  }
+  return undefined;
+};
 
 export function modelUrl(base: string, model: string): string {
   return `${base}/hf-inference/models/${model.split("/").map(encodeURIComponent).join("/")}`;
@@ -99,7 +113,7 @@ export function createHuggingFaceProvider(opts: HuggingFaceOptions): Provider {
       { method: "POST", headers, body: JSON.stringify(buildBody(req, seed)) },
       { signal, ...(opts.timeoutMs !== undefined && { timeoutMs: opts.timeoutMs }) },
     );
-    await ensureOk(PROVIDER, res, { signal });
+    await ensureOk(PROVIDER, res, { signal, classify });
     return { ...(await readImage(res, signal, opts.maxDownloadBytes)), seed };
   }
 

@@ -130,4 +130,8 @@ export const a1111Error = {
       500,
     ),
   apiDisabled: () => json({ detail: "Not Found" }, 404),
+  /** A proxy or gateway in front of a shared box (A1111 itself never answers 429). */
+  busy: (seconds: number) => json({ detail: "Too Many Requests" }, 429, { "retry-after": String(seconds) }),
+  /** A prompt-filter extension raising FastAPI's HTTPException (A1111 has no safety API of its own). */
+  promptRefused: () => json({ detail: "Prompt refused: NSFW terms are blocked on this server" }, 400),
 };

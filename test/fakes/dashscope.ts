@@ -10,8 +10,13 @@ import { FakeServer, json, type RecordedRequest, testImage } from "./base";
 
 export const GENERATION_PATH = "/api/v1/services/aigc/multimodal-generation/generation";
 
-function error(status: number, code: string, message: string): Response {
-  return json({ request_id: crypto.randomUUID(), code, message }, status);
+function error(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
+  return json({ request_id: crypto.randomUUID(), code, message }, status, headers);
 }
 
 export class DashscopeFake {
@@ -72,8 +77,14 @@ export class DashscopeFake {
 /** Error answers as DashScope sends them. */
 export const dashscopeError = {
   dataInspection: () => error(400, "DataInspectionFailed", "Input data may contain inappropriate content."),
-  rateQuota: () =>
-    error(429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
+  /** With `retryAfterSeconds`, the standard header a gateway (or DashScope itself) may add. */
+  rateQuota: (retryAfterSeconds?: number) =>
+    error(
+      429,
+      "Throttling.RateQuota",
+      "Requests rate limit exceeded, please try again later.",
+      retryAfterSeconds === undefined ? {} : { "retry-after": String(retryAfterSeconds) },
+    ),
   allocationQuota: () => error(429, "Throttling.AllocationQuota", "Free allocated quota exceeded."),
   invalidParameter: () => error(400, "InvalidParameter", "The size is not match the allowed size."),
   arrearage: () =>

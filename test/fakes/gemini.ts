@@ -64,6 +64,66 @@ export class GeminiFake extends FakeServer {
     return this.error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", details);
   }
 
+  /**
+   * A quota that will not come back within a retry: the per-day limit, or a limit of 0 (a model the free tier
+   * does not include). Google still attaches a short RetryInfo, as the real API does.
+   */
+  quotaExceeded(kind: "daily" | "zero" = "daily"): this {
+    const quotaId =
+      kind === "daily"
+        ? "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+        : "GenerateRequestsPerMinutePerProjectPerModel-FreeTier";
+    const limit = kind === "daily" ? 100 : 0;
+    const metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests";
+    return this.error(
+      429,
+      "RESOURCE_EXHAUSTED",
+      "You exceeded your current quota, please check your plan and billing details. For more information on " +
+        "this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n" +
+        `* Quota exceeded for metric: ${metric}, limit: ${limit}, model: gemini-2.5-flash-image`,
+      [
+        {
+          "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+          violations: [
+            {
+              quotaMetric: metric,
+              quotaId,
+              quotaDimensions: { location: "global", model: "gemini-2.5-flash-image" },
+              ...(kind === "daily" && { quotaValue: "100" }),
+            },
+          ],
+        },
+        {
+          "@type": "type.googleapis.com/google.rpc.Help",
+          links: [
+            {
+              description: "Learn more about Gemini API quotas",
+              url: "https://ai.google.dev/gemini-api/docs/rate-limits",
+            },
+          ],
+        },
+        { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "27s" },
+      ],
+    );
+  }
+
+  /** A per-minute limit: the same status, but a retry after RetryInfo's delay will work. */
+  perMinuteLimit(): this {
+    return this.error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", [
+      {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        violations: [
+          {
+            quotaMetric: "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+            quotaId: "GenerateRequestsPerMinutePerProjectPerModel",
+            quotaValue: "500",
+          },
+        ],
+      },
+      { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "8s" },
+    ]);
+  }
+
   invalidArgument(): this {
     return this.error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.");
   }

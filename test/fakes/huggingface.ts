@@ -58,6 +58,16 @@ export class HuggingFaceFake extends FakeServer {
     return this.script(json({ error: "Input validation error: `width` must be a multiple of 8" }, status));
   }
 
+  /**
+   * A refusal relayed by the router in HF's `{error}` shape. PROVIDERS.md lists no safety code for Hugging Face;
+   * the serving backend's checker message is all there is, so the adapter must read the text.
+   */
+  nsfwRefused(status: 400 | 422 = 400): this {
+    return this.script(
+      json({ error: "NSFW content detected: the request was flagged by the safety checker" }, status),
+    );
+  }
+
   unauthorized(): this {
     return this.script(json({ error: "Invalid credentials in Authorization header" }, 401));
   }

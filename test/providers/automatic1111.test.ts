@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type Automatic1111Options, createAutomatic1111Provider } from "../../src/providers/automatic1111";
-import { CancelledError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { Automatic1111Fake, a1111Error } from "../fakes/automatic1111";
 import { HANG } from "../fakes/base";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -123,6 +123,29 @@ describe("automatic1111 error classification", () => {
   test("a server without --api (404) is not retried", async () => {
     fake.server.script(a1111Error.apiDisabled());
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({ retryable: false });
+  });
+
+  test("429 with Retry-After (a fronting proxy, e.g. a shared Forge) → RetryAfterError, then success", async () => {
+    // A1111 itself never rate-limits; a box shared behind a proxy or gateway does, with the standard header.
+    fake.server.script(a1111Error.busy(4), { path: "/sdapi/v1/txt2img" });
+    const p = provider();
+    const err = await failureOf(p.generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 4000, retryable: true });
+    expect(await p.generate(request(), context())).toHaveLength(1);
+    expect(fake.server.requestsTo("/sdapi/v1/txt2img")).toHaveLength(2);
+  });
+
+  test("a refused prompt (an extension's FastAPI 4xx) is not retried, and is no provider safety verdict", async () => {
+    // A1111's API has no safety system (PROVIDERS.md): NSFW filters either black the image out (a normal 200,
+    // indistinguishable from any other image) or, as prompt-filter extensions do, raise an HTTPException that
+    // FastAPI answers as `{detail}`. That 4xx is the nearest honest equivalent of a safety rejection: final,
+    // and not `content_policy` (which means a paid provider refused and keeps the credits).
+    fake.server.script(a1111Error.promptRefused(), { path: "/sdapi/v1/txt2img" });
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect(err).toMatchObject({ code: "provider_invalid_request", retryable: false, refundable: true });
+    expect((err as Error).message).toContain("NSFW");
   });
 
   test("a hanging call is cut at the request timeout as a retryable timeout", async () => {

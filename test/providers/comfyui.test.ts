@@ -200,6 +200,37 @@ describe("comfyui error classification", () => {
     });
   });
 
+  test("a safety-checker node refusing the image is an execution_error: retried, never content_policy", async () => {
+    // ComfyUI has no safety system in its API (PROVIDERS.md). The nearest equivalent is a checker custom node
+    // that raises during execution: on the wire that is the same `execution_error` any failing node gives, so
+    // it is classified like one (retryable, bounded by the job's attempts; a new attempt draws a new seed).
+    fake.behaviour.fail = {
+      type: "NSFWContentDetected",
+      message: "Safety checker: potential NSFW content was detected",
+    };
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryableError);
+    expect(err).toMatchObject({ code: "provider_failed", refundable: true });
+    expect((err as Error).message).toContain("NSFWContentDetected: Safety checker");
+    expect(fake.server.requestsTo("/view")).toHaveLength(0);
+  });
+
+  test("a hosting gateway's 402 (out of credits) → provider_quota; its 403 → provider_auth; neither retried", async () => {
+    // ComfyUI itself has no quota or accounts; hosted ComfyUI behind a billing gateway answers plain HTTP.
+    fake.server.script(json({ error: "Payment required: your balance is exhausted" }, 402), {
+      path: "/prompt",
+    });
+    const quota = await failureOf(provider().generate(request(), context()));
+    expect(quota).toBeInstanceOf(UnrecoverableError);
+    expect(quota).toMatchObject({ code: "provider_quota", retryable: false, refundable: true });
+    fake.server.script(json({ error: "forbidden" }, 403), { path: "/prompt" });
+    expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
+      code: "provider_auth",
+      retryable: false,
+    });
+    expect(fake.promptIds).toHaveLength(0);
+  });
+
   test("a hanging /prompt is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG, { path: "/prompt" });
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));

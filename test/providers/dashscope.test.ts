@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createDashscopeProvider, type DashscopeOptions } from "../../src/providers/dashscope";
 import type { InputImage } from "../../src/providers/types";
-import { RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { HANG } from "../fakes/base";
 import { DashscopeFake, dashscopeError, GENERATION_PATH } from "../fakes/dashscope";
 import { context, failureOf, request } from "./adapter-support";
@@ -88,11 +88,22 @@ describe("dashscope error classification", () => {
     expect(await failureOf(provider().generate(edit(), context()))).toMatchObject({ code: "content_policy" });
   });
 
-  test("Throttling.RateQuota (429) is retryable", async () => {
+  test("Throttling.RateQuota (429) without a hint is a plain retryable rate limit", async () => {
     fake.server.script(dashscopeError.rateQuota());
     const err = await failureOf(provider().generate(edit(), context()));
     expect(err).toBeInstanceOf(RetryableError);
+    expect(err).not.toBeInstanceOf(RetryAfterError);
     expect(err).toMatchObject({ code: "provider_rate_limited", retryable: true });
+  });
+
+  test("Throttling.RateQuota (429) with Retry-After waits that long, then succeeds", async () => {
+    fake.server.script(dashscopeError.rateQuota(6));
+    const p = provider();
+    const err = await failureOf(p.generate(edit(), context()));
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 6000, retryable: true });
+    expect(await p.generate(edit(), context())).toHaveLength(1);
+    expect(fake.server.requestsTo(GENERATION_PATH)).toHaveLength(2);
   });
 
   test.each([

@@ -173,6 +173,30 @@ describe("gemini: errors", () => {
     expect(await provider().generate(req(), ctx())).toHaveLength(1);
   });
 
+  test("quota that will not refill soon (per-day, or a limit of 0) → provider_quota, not retried", async () => {
+    fake.quotaExceeded("daily").quotaExceeded("zero");
+    for (const model of ["gemini-2.5-flash-image", "imagen-4.0-generate-001"]) {
+      const err = await expectFailure(provider().generate(req({ model }), ctx()), {
+        type: UnrecoverableError,
+        code: "provider_quota",
+        retryable: false,
+        refundable: true,
+      });
+      expect(err.message).toContain("exceeded your current quota");
+    }
+    expect(fake.requests).toHaveLength(2);
+  });
+
+  test("a per-minute RESOURCE_EXHAUSTED stays a rate limit, retried after its RetryInfo; then success", async () => {
+    fake.perMinuteLimit();
+    await expectFailure(provider().generate(req(), ctx()), {
+      type: RetryAfterError,
+      code: "provider_rate_limited",
+      delayMs: 8000,
+    });
+    expect(await provider().generate(req(), ctx())).toHaveLength(1);
+  });
+
   test("400 INVALID_ARGUMENT → invalid request; API_KEY_INVALID and 403 → auth", async () => {
     fake.invalidArgument().invalidApiKey().permissionDenied();
     for (const code of ["provider_invalid_request", "provider_auth", "provider_auth"]) {

@@ -134,11 +134,37 @@ describe("huggingface: failures", () => {
     });
   });
 
-  test("5xx is retryable", async () => {
+  test("5xx is retryable and the next attempt succeeds", async () => {
     fake.serverError(500);
     await expectFailure(provider().generate(req(), ctx()), {
       type: RetryableError,
       code: "provider_unavailable",
+    });
+    expect(await provider().generate(req(), ctx())).toEqual([
+      { bytes: fake.image, mime: "image/jpeg", seed: 1000 },
+    ]);
+  });
+
+  test("a safety refusal in HF's {error} text → content_policy, not retried, not refundable", async () => {
+    fake.nsfwRefused(400).nsfwRefused(422);
+    for (let i = 0; i < 2; i++) {
+      const err = await expectFailure(provider().generate(req(), ctx()), {
+        type: UnrecoverableError,
+        code: "content_policy",
+        retryable: false,
+        refundable: false,
+      });
+      expect(err.message).toContain("NSFW content detected");
+    }
+    expect(fake.requests).toHaveLength(2);
+  });
+
+  test("a validation error that merely names the safety checker stays an invalid request", async () => {
+    fake.script(json({ error: "Input validation error: `enable_safety_checker` must be a boolean" }, 422));
+    await expectFailure(provider().generate(req(), ctx()), {
+      type: UnrecoverableError,
+      code: "provider_invalid_request",
+      refundable: true,
     });
   });
 

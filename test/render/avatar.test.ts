@@ -136,3 +136,84 @@ describe("avatar resolver", () => {
     expect(near(withImage.at(92, 80), "#dc1414", 10)).toBe(true);
   });
 });
+
+describe("avatar fetch guard (private and loopback targets fall back to initials)", () => {
+  /** Every URL the injected fetch was asked for, and every hostname the injected resolver was asked about. */
+  let fetched: string[] = [];
+  let looked: string[] = [];
+  let png: Buffer;
+
+  // Names a resolver would answer; nothing here touches real DNS or the network.
+  const dns: Record<string, string[]> = {
+    "avatars.example.com": ["93.184.216.34"],
+    "loopback.example.com": ["127.0.0.1"],
+    "loopback6.example.com": ["::1"],
+    // One public and one loopback record: any refused address refuses the host.
+    "mixed.example.com": ["93.184.216.34", "127.0.0.1"],
+  };
+
+  beforeAll(async () => {
+    png = await image("png");
+  });
+  beforeEach(() => {
+    fetched = [];
+    looked = [];
+  });
+
+  const guarded = () =>
+    createAvatarResolver({
+      timeoutMs: 500,
+      guard: {
+        lookup: async (host) => {
+          looked.push(host);
+          const addresses = dns[host];
+          if (!addresses) throw new Error(`ENOTFOUND ${host}`);
+          return addresses;
+        },
+        fetch: async (url) => {
+          fetched.push(url);
+          return new Response(new Uint8Array(png), { headers: { "content-type": "image/png" } });
+        },
+      },
+    });
+
+  test("control: a hostname resolving to a public address is fetched through the injected fetch", async () => {
+    const url = "https://avatars.example.com/ada.png";
+    expect(await guarded()(url)).toStartWith("data:image/png;base64,");
+    expect(looked).toEqual(["avatars.example.com"]);
+    expect(fetched).toEqual([url]);
+  });
+
+  test.each([
+    ["10.0.0.0/8, low end", "https://10.0.0.1/ada.png"],
+    ["10.0.0.0/8, high end", "https://10.255.255.254/ada.png"],
+    ["IPv6 loopback [::1]", "https://[::1]/ada.png"],
+    ["IPv6 loopback with a port", "http://[::1]:8080/ada.png"],
+    ["IPv4-mapped IPv6 loopback", "https://[::ffff:127.0.0.1]/ada.png"],
+  ])("%s is refused without a request", async (_label, url) => {
+    expect(await guarded()(url)).toBeUndefined();
+    expect(fetched).toEqual([]);
+  });
+
+  test.each([
+    ["resolves to 127.0.0.1", "loopback.example.com"],
+    ["resolves to ::1", "loopback6.example.com"],
+    ["has a public and a loopback record", "mixed.example.com"],
+  ])("a hostname that %s is looked up, then refused without a request", async (_label, host) => {
+    expect(await guarded()(`https://${host}/ada.png`)).toBeUndefined();
+    expect(looked).toEqual([host]);
+    expect(fetched).toEqual([]);
+  });
+
+  test("a card whose avatar host resolves to loopback renders with initials", async () => {
+    const renderer = createCardRenderer();
+    const creator = { name: "Ada Lovelace", avatarUrl: "https://loopback.example.com/ada.png" };
+    const data = await prepareCardData("poll", { ...templates.poll.example, creator }, guarded());
+    const card = await decode((await renderer.render("poll", data)).png);
+    // Same probe point as the refused/allowed card test above: the initials circle's colour, not the red image.
+    expect(near(card.at(92, 58), avatarColour("Ada Lovelace"), 4)).toBe(true);
+    expect(near(card.at(92, 80), "#dc1414", 10)).toBe(false);
+    expect(looked).toEqual(["loopback.example.com"]);
+    expect(fetched).toEqual([]);
+  });
+});
