@@ -5,7 +5,10 @@ export type JobProgress = {
   job: Job;
   progress: number;
   message: string | null;
+  /** Batch items that succeeded so far. */
   completedItems?: number;
+  /** Batch items that failed for good so far. */
+  failedItems?: number;
   totalItems?: number;
 };
 

@@ -269,7 +269,12 @@ export class WorkerPool {
     };
   }
 
-  #progress(r: Running, pct: number, message: string | null, items?: { done: number; total: number }): void {
+  #progress(
+    r: Running,
+    pct: number,
+    message: string | null,
+    items?: { done: number; failed: number; total: number },
+  ): void {
     if (r.ac.signal.aborted) return;
     const progress = Math.max(0, Math.min(100, Math.round(pct)));
     r.job.progress = progress;
@@ -279,7 +284,7 @@ export class WorkerPool {
       job: r.job,
       progress,
       message,
-      ...(items ? { completedItems: items.done, totalItems: items.total } : {}),
+      ...(items ? { completedItems: items.done, failedItems: items.failed, totalItems: items.total } : {}),
     });
   }
 
@@ -304,23 +309,27 @@ export class WorkerPool {
   async #runBatch(r: Running, ctx: JobContext<unknown>): Promise<Settlement> {
     const items = this.#store.items(r.job.id);
     const total = items.length;
-    let done = items.filter((i) => i.status !== "pending").length;
+    // completedItems counts successes only (as the job's status and result do); failures are said apart.
+    let ok = items.filter((i) => i.status === "completed").length;
+    let failed = items.filter((i) => i.status === "failed").length;
     const pending = items.filter((i) => i.status === "pending");
     const width = Math.max(1, Math.min(r.def.items!.concurrency ?? 4, pending.length));
     let next = 0;
     const lane = async () => {
       while (next < pending.length) {
         const item = pending[next++]!;
-        await this.#runItem(r, ctx, item);
-        done++;
-        this.#progress(r, (done / total) * 100, `${done}/${total} items`, { done, total });
+        if ((await this.#runItem(r, ctx, item)) === "completed") ok++;
+        else failed++;
+        const done = ok + failed;
+        const message = `${done}/${total} items${failed ? ` (${failed} failed)` : ""}`;
+        this.#progress(r, (done / total) * 100, message, { done: ok, failed, total });
       }
     };
     await Promise.all(Array.from({ length: width }, lane));
     return batchOutcome(r.job, this.#store.items(r.job.id));
   }
 
-  async #runItem(r: Running, ctx: JobContext<unknown>, item: JobItem): Promise<void> {
+  async #runItem(r: Running, ctx: JobContext<unknown>, item: JobItem): Promise<"completed" | "failed"> {
     const opts = r.def.items!;
     const { job, ac } = r;
     const maxAttempts = opts.maxAttempts ?? 3;
@@ -341,7 +350,7 @@ export class WorkerPool {
           itemAc.signal,
         );
         this.#store.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now());
-        return;
+        return "completed";
       } catch (err) {
         if (ac.signal.aborted) throw ac.signal.reason;
         const reason = itemAc.signal.aborted ? itemAc.signal.reason : err;
@@ -354,7 +363,7 @@ export class WorkerPool {
           delay = backoffDelay(attempt, opts.backoff ?? ITEM_BACKOFF);
         } else {
           this.#store.checkpointItem(job.id, item.idx, "failed", { error }, this.#o.now());
-          return;
+          return "failed";
         }
       } finally {
         clearTimeout(timer);

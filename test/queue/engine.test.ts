@@ -382,8 +382,12 @@ describe("batches", () => {
         },
       }),
     );
-    const progress: number[] = [];
-    q.events.on("job:progress", (e) => void progress.push(e.completedItems ?? -1));
+    const progress: { ok: number; failed: number; message: string | null }[] = [];
+    q.events.on(
+      "job:progress",
+      (e) =>
+        void progress.push({ ok: e.completedItems ?? -1, failed: e.failedItems ?? -1, message: e.message }),
+    );
     q.start();
     const { id } = q.enqueue("batch", {}, { items: items(10) });
     const job = await terminal(q, id);
@@ -400,6 +404,9 @@ describe("batches", () => {
         .toSorted(),
     );
     expect(progress).toHaveLength(10);
+    // completedItems counts successes, as the result does; failures are counted apart.
+    expect(progress.at(-1)).toEqual({ ok: 8, failed: 2, message: "10/10 items (2 failed)" });
+    expect(progress.map((p) => p.ok + p.failed)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 
     failing = new Set();
     calls.length = 0;
