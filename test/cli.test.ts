@@ -294,4 +294,11 @@ describe("easel CLI", () => {
     expect(secret.stderr).not.toContain("far-too-short-secret");
     expect(existsSync(dir)).toBe(false);
   });
+
+  test("DEFAULT_PROVIDER naming a provider that is not configured exits 2 naming the variable", async () => {
+    const run = await easel(dataDir(), ["queue", "status"], { DEFAULT_PROVIDER: "openai" });
+    expectExit(run, 2);
+    expect(run.stderr).toStartWith("DEFAULT_PROVIDER: ");
+    expect(run.stderr).not.toContain("    at ");
+  });
 });
