@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { z } from "zod";
 import { openApiPath } from "../../src/modules/docs";
 import { startTestServer, type TestServer } from "../helpers";
 
@@ -111,6 +112,30 @@ describe("GET /docs/json", () => {
     );
     const upload = op("/api/jobs/generate-image/upload", "post").requestBody?.content["multipart/form-data"];
     expect(upload?.schema?.properties?.image).toEqual({ type: "string", format: "binary" });
+  });
+
+  test("every API request body has an example, and each JSON example passes the route's own validation", async () => {
+    // A fresh copy: bun's toMatchObject with asymmetric matchers (above) can write the matcher into `doc`.
+    const fresh = (await (await server.api("/docs/json", { key: null })).json()) as Doc;
+    const op = (path: string, method: string) => fresh.paths[path]![method]!;
+    const missing: string[] = [];
+    let checked = 0;
+    for (const route of server.app.routes) {
+      if (!route.path.startsWith("/api/") || !route.hooks?.body) continue;
+      const path = route.path.replace(/:(\w+)/g, "{$1}");
+      const content = op(path, route.method.toLowerCase()).requestBody?.content ?? {};
+      const [type, media] = Object.entries(content)[0] ?? [];
+      if (media?.example === undefined) {
+        missing.push(`${route.method} ${route.path}`);
+        continue;
+      }
+      if (type !== "application/json") continue;
+      const parsed = (route.hooks.body as z.ZodType).safeParse(media.example);
+      expect(`${route.method} ${route.path}: ${parsed.error?.message ?? "ok"}`).toEndWith(": ok");
+      checked++;
+    }
+    expect(missing).toEqual([]);
+    expect(checked).toBeGreaterThan(10);
   });
 
   test("declares bearer auth, and which routes are public", () => {

@@ -138,9 +138,15 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   "POST /api/jobs/generate-image/upload": {
     status: 202,
     bodyType: "multipart/form-data",
+    requestExample: {
+      prompt: "make the sky stormy",
+      image: "(the PNG, JPEG or WebP file)",
+      output: "original",
+    },
     errors: { 402: INSUFFICIENT_CREDITS },
   },
   "POST /api/generate/instant": {
+    requestExample: { recipeId: "fox-avatar", userId: "user-42" },
     errors: {
       402: INSUFFICIENT_CREDITS,
       404: "no ready generation for this recipe (`no_instant_available`, `fallbackToModal: true`)",
@@ -208,6 +214,31 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     responseDescription: "The stored file's headers",
   },
   "POST /api/webhooks/:id/test": { status: 202 },
+  "POST /api/recipes": {
+    status: 201,
+    idempotent: true,
+    requestExample: {
+      id: "fox-avatar",
+      name: "Fox avatar",
+      promptTemplate: "a {{style}} portrait of a fox wearing a {{hat}}",
+      variables: [
+        {
+          name: "style",
+          type: "enum",
+          options: [{ value: "watercolour", weight: 3 }, { value: "pixel art" }],
+        },
+        { name: "hat", type: "string", default: "beret", max: 40 },
+      ],
+      output: "square-1080",
+      creditCost: 2,
+      backlogMin: 5,
+    },
+  },
+  "PATCH /api/recipes/:id": { requestExample: { backlogMin: 10, active: true } },
+  "POST /api/users/:id/credits": {
+    requestExample: { amount: 50, reason: "grant", note: "order 1234" },
+    errors: { 402: "a debit larger than the balance (`insufficient_credits`)" },
+  },
   ...pageOperations(),
 };
 
