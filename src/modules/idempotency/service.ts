@@ -79,13 +79,17 @@ export class IdempotencyService {
   }
 }
 
-/** Runs a POST handler through the idempotency store and sets the (possibly replayed) status. */
-export async function idempotent(
+/**
+ * Runs a POST handler through the idempotency store and sets the (possibly replayed) status. Typed by the
+ * handler's body, so typed clients (Eden) see the route's real response; a replay is that body as stored
+ * (JSON), or the stored client error under its own status.
+ */
+export async function idempotent<T>(
   svc: IdempotencyService,
   req: { ownerId: string; key: string | undefined; request: unknown; set: { status?: number | string } },
-  fn: () => StoredResponse | Promise<StoredResponse>,
-): Promise<unknown> {
+  fn: () => (StoredResponse & { body: T }) | Promise<StoredResponse & { body: T }>,
+): Promise<T> {
   const out = await svc.run(req.ownerId, req.key, req.request, fn);
   req.set.status = out.status;
-  return out.body;
+  return out.body as T;
 }
