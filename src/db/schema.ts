@@ -128,6 +128,29 @@ export const jobItems = sqliteTable(
   (t) => [primaryKey({ columns: [t.jobId, t.idx] })],
 );
 
+/**
+ * Attempts that ended without finishing the job: retried after an error, or lost to a dead worker (stalled),
+ * or a failed/partial run an operator retried. The latest attempt lives on the job row itself; with these it
+ * makes the job's timeline. Written only when an attempt is not the last, so a job that succeeds at once
+ * costs nothing here.
+ */
+export const jobAttempts = sqliteTable(
+  "job_attempts",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    outcome: text("outcome", { enum: ["retried", "stalled", "rerun"] }).notNull(),
+    startedAt: integer("started_at"),
+    endedAt: integer("ended_at").notNull(),
+    error: text("error", { mode: "json" }).$type<JobError>(),
+    /** When the next attempt was due (retried). */
+    retryAt: integer("retry_at"),
+  },
+  (t) => [index("job_attempts_job_idx").on(t.jobId, t.endedAt)],
+);
+
 export const assets = sqliteTable(
   "assets",
   {
@@ -320,6 +343,7 @@ export type User = typeof users.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
 export type Job = typeof jobs.$inferSelect;
 export type JobItem = typeof jobItems.$inferSelect;
+export type JobAttempt = typeof jobAttempts.$inferSelect;
 export type Asset = typeof assets.$inferSelect;
 export type Card = typeof cards.$inferSelect;
 export type Recipe = typeof recipes.$inferSelect;

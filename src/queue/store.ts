@@ -1,5 +1,5 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Job, JobError, JobItem, JobStatus } from "../db/schema";
+import type { Job, JobAttempt, JobError, JobItem, JobStatus } from "../db/schema";
 
 /**
  * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -110,6 +110,7 @@ export class QueueStore {
   readonly #deleteItems: Statement;
   readonly #finish: Statement;
   readonly #requeue: Statement;
+  readonly #attempt: Statement;
   readonly #supersede: Statement;
   readonly #heartbeat: Statement;
   readonly #progress: Statement;
@@ -158,6 +159,10 @@ export class QueueStore {
       `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, error = ?, attempts = attempts - ?,
          locked_by = NULL, locked_until = NULL, updated_at = ?
        WHERE id = ? AND locked_by = ? AND status = 'active'`,
+    );
+    this.#attempt = db.prepare(
+      `INSERT INTO job_attempts (job_id, attempt, outcome, started_at, ended_at, error, retry_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#supersede = db.prepare(
       `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
@@ -324,6 +329,7 @@ export class QueueStore {
             }
             continue;
           }
+          this.#attempt.run(j.id, j.attempts, "retried", j.startedAt, now, errJson, s.runAt);
           Object.assign(j, {
             status: "queued",
             runAt: s.runAt,
@@ -415,6 +421,25 @@ export class QueueStore {
     });
   }
 
+  /** The job's earlier attempts, oldest first (the latest is the job row itself). */
+  attempts(jobId: string): JobAttempt[] {
+    const rows = this.db
+      .query(
+        `SELECT job_id, attempt, outcome, started_at, ended_at, error, retry_at FROM job_attempts
+         WHERE job_id = ? ORDER BY ended_at, rowid`,
+      )
+      .all(jobId) as Row[];
+    return rows.map((r) => ({
+      jobId: r.job_id as string,
+      attempt: r.attempt as number,
+      outcome: r.outcome as JobAttempt["outcome"],
+      startedAt: r.started_at as number | null,
+      endedAt: r.ended_at as number,
+      error: parse(r.error),
+      retryAt: r.retry_at as number | null,
+    }));
+  }
+
   /**
    * Puts a failed, partial or cancelled job back in the queue with fresh attempts; only its failed (or
    * never-run) items run again. Returns null when the job is not in a retryable state, or "conflict"
@@ -422,6 +447,7 @@ export class QueueStore {
    */
   retry(id: string, now: number): Job | null | "conflict" {
     return this.tx(() => {
+      const before = this.get(id);
       const res = this.db
         .query(
           `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
@@ -432,6 +458,26 @@ export class QueueStore {
       if (res.changes === 0) {
         const job = this.get(id);
         return job && ["failed", "partial", "cancelled"].includes(job.status) ? "conflict" : null;
+      }
+      // The run being retried becomes history: its attempt, how it ended and why.
+      if (before) {
+        const ended = {
+          ...(before.error ?? {
+            code: before.status,
+            message: `ended ${before.status}`,
+            retryable: true,
+            refundable: false,
+          }),
+        };
+        this.#attempt.run(
+          id,
+          before.attempts,
+          "rerun",
+          before.startedAt,
+          before.finishedAt ?? now,
+          JSON.stringify(ended),
+          now,
+        );
       }
       this.db
         .query(
@@ -497,6 +543,13 @@ export class QueueStore {
           failed.push(job);
           continue;
         }
+        const lost = {
+          code: "stalled",
+          message: "the worker died or lost its lease",
+          retryable: true,
+          refundable: true,
+        };
+        this.#attempt.run(job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(lost), now);
         Object.assign(job, {
           status: "queued",
           runAt: now,

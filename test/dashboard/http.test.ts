@@ -113,6 +113,44 @@ describe("an app key", () => {
     expect(admin).toContain(appJob);
   });
 
+  test("a job's page shows the timeline of its attempts, as GET /api/jobs/:id gives it", async () => {
+    const { jobId } = await json<{ jobId: string }>(
+      await server.api("/api/jobs/generate-image", {
+        method: "POST",
+        json: { prompt: "[fail] a fox that never draws", size: "256x256" },
+      }),
+    );
+    type Detail = {
+      status: string;
+      history: { attempt: number; outcome: string; error: { code: string } }[];
+    };
+    const failed = async () =>
+      waitFor(
+        async () => {
+          const job = await json<Detail>(await server.api(`/api/jobs/${jobId}`));
+          return job.status === "failed" ? job : null;
+        },
+        { timeoutMs: 20_000, what: "the job to fail" },
+      );
+    expect((await failed()).history).toEqual([]);
+    expect((await server.api(`/api/jobs/${jobId}/retry`, { method: "POST" })).status).toBe(200);
+    await waitFor(
+      async () => (await json<Detail>(await server.api(`/api/jobs/${jobId}`))).status !== "failed",
+    );
+    const again = await failed();
+    expect(again.history).toEqual([
+      expect.objectContaining({
+        attempt: 1,
+        outcome: "rerun",
+        error: expect.objectContaining({ code: "provider_unavailable" }),
+      }),
+    ]);
+    const html = await (await page(`/dashboard/jobs/${jobId}`, await sessionOf(ADMIN_KEY))).text();
+    expect(html).toContain("Attempt 1 re-run");
+    expect(html).toContain("provider_unavailable");
+    expect(html).toContain("Attempt 2 started");
+  }, 60_000);
+
   test("its session ends when the key is revoked", async () => {
     const key = await createUser("app");
     const cookie = await sessionOf(key);

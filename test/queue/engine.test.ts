@@ -154,6 +154,27 @@ describe("failures and retries", () => {
     expect(at).toHaveLength(3);
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(78);
     expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(158);
+    // The timeline: the two attempts before the last, each with its error and when the next was due.
+    const history = q.store.attempts(id);
+    expect(history.map((a) => [a.attempt, a.outcome, a.error?.code])).toEqual([
+      [1, "retried", "provider_unavailable"],
+      [2, "retried", "provider_unavailable"],
+    ]);
+    for (const a of history) {
+      expect(a.startedAt!).toBeLessThanOrEqual(a.endedAt);
+      expect(a.retryAt!).toBeGreaterThan(a.endedAt);
+    }
+    // An operator's retry makes the failed run history too.
+    q.retry(id);
+    await terminal(q, id);
+    expect(q.store.attempts(id).map((a) => a.outcome)).toEqual([
+      "retried",
+      "retried",
+      "rerun",
+      "retried",
+      "retried",
+    ]);
+    expect(q.store.attempts(id)[2]).toMatchObject({ attempt: 3, error: { code: "provider_unavailable" } });
   });
 
   test("a retried job that succeeds ends completed with its result", async () => {
@@ -557,6 +578,7 @@ describe("control", () => {
     now += 2000;
     expect(q.recoverStalled()).toEqual({ requeued: 1, failed: 0 });
     expect(q.get(id)).toMatchObject({ status: "queued", stalledCount: 1, attempts: 0 });
+    expect(q.store.attempts(id)).toEqual([expect.objectContaining({ outcome: "stalled", endedAt: now })]);
     q.store.claim("ghost:1:x", ["t"], 1, now, 1000);
     now += 2000;
     expect(q.recoverStalled()).toEqual({ requeued: 0, failed: 1 });

@@ -95,6 +95,19 @@ export const JobView = z
       )
       .optional(),
     assets: z.array(AssetView).optional(),
+    /** Earlier attempts, oldest first (GET /api/jobs/:id only): the latest attempt is the job itself. */
+    history: z
+      .array(
+        z.object({
+          attempt: z.number().int(),
+          outcome: z.enum(["retried", "stalled", "rerun"]),
+          startedAt: z.number().int().nullable(),
+          endedAt: z.number().int(),
+          error: JobError,
+          retryAt: z.number().int().nullable(),
+        }),
+      )
+      .optional(),
   })
   .meta({ title: "Job" });
 

@@ -88,9 +88,11 @@ export class JobService {
     return job;
   }
 
+  /** The job with its items, assets and the history of its earlier attempts (the timeline). */
   detail(p: Principal, id: string) {
     const job = this.visible(p, id);
-    return jobView(job, this.#queue.items(id), this.#assets.forJob(id));
+    const history = this.#queue.store.attempts(id).map(({ jobId: _, ...a }) => a);
+    return { ...jobView(job, this.#queue.items(id), this.#assets.forJob(id)), history };
   }
 
   status(p: Principal, id: string) {

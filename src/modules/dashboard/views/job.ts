@@ -43,11 +43,31 @@ function thumb(a: Asset): Html {
   </a>`;
 }
 
+const OUTCOME_LABEL = {
+  retried: "failed, retried",
+  stalled: "lost (worker died), re-queued",
+  rerun: "re-run",
+};
+
 function timeline(job: Detail): Html {
+  // Numbered along the timeline: an operator's retry starts the job's own attempt counter again.
+  const earlier: [string, number | null, string?][] = job.history.map((a, i) => [
+    `Attempt ${i + 1} ${OUTCOME_LABEL[a.outcome]}`,
+    a.endedAt,
+    [
+      a.error ? `${a.error.code}: ${a.error.message}` : "",
+      a.startedAt ? `ran ${duration(a.startedAt, a.endedAt)}` : "",
+    ]
+      .filter(Boolean)
+      .join(" · "),
+  ]);
   const steps: [string, number | null, string?][] = [
     ["Created", job.createdAt],
-    ...(job.runAt > job.createdAt + 1000 ? [["Scheduled for", job.runAt] as [string, number]] : []),
-    ["Started", job.startedAt, job.attempts > 1 ? `latest of ${job.attempts} attempts` : undefined],
+    ...(job.runAt > job.createdAt + 1000 && job.history.length === 0
+      ? [["Scheduled for", job.runAt] as [string, number]]
+      : []),
+    ...earlier,
+    [job.history.length > 0 ? `Attempt ${job.history.length + 1} started` : "Started", job.startedAt],
     [isTerminalStatus(job.status) ? `Finished (${job.status})` : "Finished", job.finishedAt],
   ];
   return html`<ol class="timeline">
