@@ -197,7 +197,9 @@ export function providersFrom(config: Config): ProviderRegistry {
   } catch (err) {
     // The registry checks DEFAULT_PROVIDER at once: say so the way every other bad variable is said.
     if (err instanceof ProviderLookupError && config.DEFAULT_PROVIDER) {
-      throw new ConfigError(`DEFAULT_PROVIDER: ${err.message}; set its key or URL, or choose another provider`);
+      throw new ConfigError(
+        `DEFAULT_PROVIDER: ${err.message}; set its key or URL, or choose another provider`,
+      );
     }
     throw err;
   }
