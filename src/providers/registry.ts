@@ -10,8 +10,9 @@ import { type ComfyuiOptions, createComfyuiProvider } from "./comfyui";
 import { createDashscopeProvider } from "./dashscope";
 import { createFalProvider } from "./fal";
 import { createGeminiProvider } from "./gemini";
+import { type HealthStats, ProviderHealth } from "./health";
 import { createHuggingFaceProvider } from "./huggingface";
-import { type Clock, type LimiterStats, ProviderLimiter } from "./limiter";
+import { type Clock, type LimiterStats, ProviderLimiter, systemClock } from "./limiter";
 import { createOpenAIProvider } from "./openai";
 import { createPlaceholderProvider, type PlaceholderOptions } from "./placeholder";
 import { createReplicateProvider } from "./replicate";
@@ -89,7 +90,7 @@ export type ProviderRegistry = {
   readonly defaultName: string;
   generate(name: string, req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]>;
   /** Limiter state per enabled provider (for /api/queue/status and metrics). */
-  stats(): Record<string, LimiterStats>;
+  stats(): Record<string, ProviderStats>;
 };
 
 function parseBasicAuth(auth: ProviderRegistryOptions["a1111Auth"]) {
@@ -149,17 +150,31 @@ function configuredProviders(o: ProviderRegistryOptions): Provider[] {
   return out;
 }
 
-type LimitedProvider = Provider & { stats(): LimiterStats };
+/** A provider's limiter state and its recent record. */
+export type ProviderStats = LimiterStats & { health: HealthStats };
+
+type LimitedProvider = Provider & { stats(): ProviderStats };
 
 function limited(provider: Provider, limits: ProviderLimits, clock: Clock | undefined): LimitedProvider {
   const limiter = new ProviderLimiter({ ...limits, ...(clock && { clock }) });
+  const health = new ProviderHealth(clock ?? systemClock);
   const info: ProviderInfo = { ...provider.info, limits };
   const cost = (req: GenerateRequest) => provider.requestCost?.(req) ?? 1;
   return {
     info,
-    generate: (req, ctx) => limiter.run(() => provider.generate(req, ctx), ctx.signal, cost(req)),
+    generate: async (req, ctx) => {
+      try {
+        const out = await limiter.run(() => provider.generate(req, ctx), ctx.signal, cost(req));
+        health.success();
+        return out;
+      } catch (err) {
+        // A cancelled job or a shutdown says nothing about the provider.
+        if (!ctx.signal.aborted) health.failure(err);
+        throw err;
+      }
+    },
     requestCost: cost,
-    stats: () => limiter.stats(),
+    stats: () => ({ ...limiter.stats(), health: health.stats() }),
   };
 }
 

@@ -149,6 +149,10 @@ describe("an app key", () => {
     expect(html).toContain("Attempt 1 re-run");
     expect(html).toContain("provider_unavailable");
     expect(html).toContain("Attempt 2 started");
+    // The overview's provider health saw those failures.
+    const overview = await (await page("/dashboard", await sessionOf(ADMIN_KEY))).text();
+    expect(overview).toMatch(/badge s-(failed|partial)">(failing|degraded)/);
+    expect(overview).toContain("provider_unavailable");
   }, 60_000);
 
   test("its session ends when the key is revoked", async () => {

@@ -185,3 +185,71 @@ describe("provider registry: limits are applied around generate", () => {
     expect(m.started).toEqual([1]);
   });
 });
+
+describe("provider registry: health", () => {
+  /** A provider whose next outcomes are scripted: "ok", or an error to throw. */
+  function scripted(outcomes: (string | Error)[]): Provider {
+    return {
+      info: {
+        name: "scripted",
+        defaultModel: "m",
+        models: ["m"],
+        supportsEdits: false,
+        limits: { concurrency: 8, rpm: 0 },
+      },
+      generate: async () => {
+        const next = outcomes.shift() ?? "ok";
+        if (next instanceof Error) throw next;
+        return [{ bytes: new Uint8Array([1]), mime: "image/png" }];
+      },
+    };
+  }
+  const coded = (code: string) => Object.assign(new Error(`${code} happened`), { code });
+
+  test("counts successes and failures over 15 minutes; the latest failure with no success since is failing", async () => {
+    const clock = new FakeClock();
+    clock.t = 1_000_000;
+    const p = scripted([
+      "ok",
+      coded("provider_unavailable"),
+      coded("content_policy"),
+      "ok",
+      coded("provider_rate_limited"),
+    ]);
+    const registry = createProviderRegistry({ providers: [p], clock });
+    const health = () => registry.stats().scripted!.health;
+    expect(health().state).toBe("idle");
+    await registry.generate("scripted", req, ctx());
+    expect(health()).toMatchObject({
+      ok: 1,
+      failed: 0,
+      state: "ok",
+      lastError: null,
+      lastSuccessAt: 1_000_000,
+    });
+    await registry.generate("scripted", req, ctx()).catch(() => undefined);
+    expect(health()).toMatchObject({ ok: 1, failed: 1, state: "failing" });
+    expect(health().lastError).toMatchObject({ code: "provider_unavailable", at: 1_000_000 });
+    // A content-policy refusal is the provider answering: it counts as a success.
+    await registry.generate("scripted", req, ctx()).catch(() => undefined);
+    expect(health()).toMatchObject({ ok: 2, failed: 1, state: "degraded" });
+    await registry.generate("scripted", req, ctx());
+    clock.t += 10 * 60_000;
+    await registry.generate("scripted", req, ctx()).catch(() => undefined);
+    expect(health()).toMatchObject({ ok: 3, failed: 2, state: "failing" });
+    // Fifteen minutes on, only the last call is still in the window.
+    clock.t += 6 * 60_000;
+    expect(health()).toMatchObject({ ok: 0, failed: 1, state: "failing" });
+    clock.t += 10 * 60_000;
+    expect(health()).toMatchObject({ ok: 0, failed: 0, state: "idle" });
+    expect(health().lastError?.code).toBe("provider_rate_limited");
+  });
+
+  test("a cancelled call does not count against the provider", async () => {
+    const registry = createProviderRegistry({ providers: [scripted([coded("provider_timeout")])] });
+    const ac = new AbortController();
+    ac.abort(new Error("cancelled"));
+    await registry.generate("scripted", req, { signal: ac.signal }).catch(() => undefined);
+    expect(registry.stats().scripted!.health).toMatchObject({ ok: 0, failed: 0, state: "idle" });
+  });
+});

@@ -108,7 +108,12 @@ export class DashboardService {
     return this.#d.providers.list().map((info) => ({
       ...info,
       isDefault: info.name === this.#d.providers.defaultName,
-      stats: stats[info.name] ?? { active: 0, waiting: 0, startsInWindow: 0 },
+      stats: stats[info.name] ?? {
+        active: 0,
+        waiting: 0,
+        startsInWindow: 0,
+        health: { ok: 0, failed: 0, lastError: null, lastSuccessAt: null, state: "idle" as const },
+      },
     }));
   }
 

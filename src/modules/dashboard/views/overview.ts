@@ -1,4 +1,5 @@
 import type { Job, User } from "../../../db/schema";
+import type { ProviderStats } from "../../../providers/registry";
 import type { QueueStats } from "../../../queue/store";
 import { type Html, html } from "../html";
 import type { ThroughputBucket } from "../service";
@@ -15,7 +16,7 @@ export type OverviewData = {
     models: string[];
     isDefault: boolean;
     limits: { concurrency: number; rpm: number };
-    stats: { active: number; waiting: number; startsInWindow: number };
+    stats: ProviderStats;
   }[];
   workers: { running: boolean; total: number; free: number } | null;
 };
@@ -89,13 +90,22 @@ function activeList(jobs: Job[], owners: Map<string, User>): Html {
   </ul>`;
 }
 
+function healthBadge(state: "ok" | "degraded" | "failing" | "idle", saturated: boolean): Html {
+  if (state === "failing") return html`<span class="badge s-failed">failing</span>`;
+  if (state === "degraded") return html`<span class="badge s-partial">degraded</span>`;
+  if (saturated) return html`<span class="badge s-delayed">at limit</span>`;
+  return html`<span class="badge s-completed">${state === "idle" ? "idle" : "ok"}</span>`;
+}
+
 function providerTable(providers: OverviewData["providers"]): Html {
   return html`<div class="table-wrap"><table>
     <caption class="sr-only">Image providers and their limiter state</caption>
     <thead><tr><th scope="col">Provider</th><th scope="col">Model</th><th scope="col" class="num">In flight</th>
-      <th scope="col" class="num">Waiting</th><th scope="col" class="num">Requests / min</th><th scope="col">Health</th></tr></thead>
+      <th scope="col" class="num">Waiting</th><th scope="col" class="num">Requests / min</th>
+      <th scope="col">Last 15 min</th><th scope="col">Health</th></tr></thead>
     <tbody>
       ${providers.map((p) => {
+        const h = p.stats.health;
         const saturated = p.stats.waiting > 0 || (p.limits.rpm > 0 && p.stats.startsInWindow >= p.limits.rpm);
         return html`<tr>
           <th scope="row">${p.name} ${p.isDefault && html`<span class="tag">default</span>`}</th>
@@ -103,7 +113,9 @@ function providerTable(providers: OverviewData["providers"]): Html {
           <td class="num">${p.stats.active} / ${Number.isFinite(p.limits.concurrency) ? p.limits.concurrency : "∞"}</td>
           <td class="num">${p.stats.waiting}</td>
           <td class="num">${p.stats.startsInWindow} / ${p.limits.rpm > 0 && Number.isFinite(p.limits.rpm) ? p.limits.rpm : "∞"}</td>
-          <td>${saturated ? html`<span class="badge s-delayed">at limit</span>` : html`<span class="badge s-completed">ok</span>`}</td>
+          <td class="small">${h.ok} ok · ${h.failed} failed
+            ${h.lastError && html`<div class="muted small" title="${h.lastError.message}">last error <span class="mono">${h.lastError.code}</span> ${time(h.lastError.at)}</div>`}</td>
+          <td>${healthBadge(h.state, saturated)}</td>
         </tr>`;
       })}
     </tbody>
