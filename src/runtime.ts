@@ -179,10 +179,8 @@ function lazyRenderPool(size: number): LazyRenderer {
   };
   return {
     render: (template, data) => get().render(template, data),
-    check: () => {
-      const stats = pool?.stats;
-      if (stats && stats.size === 0) throw new Error("render pool has no live workers");
-    },
+    // Not started yet (no card rendered) is healthy: the pool starts on the first render.
+    check: () => pool?.check(),
     close: async () => {
       await pool?.close();
       pool = null;

@@ -26,7 +26,12 @@ export interface RenderPoolStats {
   failed: number;
   /** Workers replaced after a crash or a timeout. */
   respawns: number;
+  /** Workers that have loaded their fonts and are alive. */
+  live: number;
 }
+
+/** How long a new worker may take to load its fonts before it counts against the pool's health. */
+const STARTUP_GRACE_MS = 10_000;
 
 interface Job {
   request: RenderRequest;
@@ -71,6 +76,8 @@ export class RenderPool {
   #rendered = 0;
   #failed = 0;
   #respawns = 0;
+  /** Workers that died young since one last came up: a pool in this state is not healthy. */
+  #quickDeaths = 0;
 
   constructor(opts: RenderPoolOptions = {}) {
     this.#opts = opts;
@@ -95,7 +102,22 @@ export class RenderPool {
       rendered: this.#rendered,
       failed: this.#failed,
       respawns: this.#respawns,
+      live: this.#slots.filter((s) => s.ready && !s.dead).length,
     };
+  }
+
+  /**
+   * Readiness: throws unless some worker can render now or is still within its start-up grace. A pool whose
+   * workers keep dying at start (a broken install) fails it until one comes up.
+   */
+  check(): void {
+    if (this.#closed) throw new Error("render pool is closed");
+    const now = performance.now();
+    const starting = this.#quickDeaths === 0;
+    const usable = this.#slots.some(
+      (s) => !s.dead && (s.ready || (starting && now - s.startedAt < STARTUP_GRACE_MS)),
+    );
+    if (!usable) throw new Error(`render pool has no live workers (${this.#respawns} respawns)`);
   }
 
   /** Rejects queued and running renders with `pool_closed` and stops every worker. */
@@ -121,6 +143,7 @@ export class RenderPool {
     worker.on("message", (message: RenderReply | ReadyMessage) => {
       if ("ready" in message) {
         slot.ready = true;
+        this.#quickDeaths = 0;
         this.#dispatch();
       } else {
         this.#onReply(slot, message);
@@ -183,7 +206,9 @@ export class RenderPool {
     }
     // A worker that dies young (a broken install, a crash at start-up) is replaced after a pause, not in a
     // tight loop; queued jobs wait for it.
-    const delay = performance.now() - slot.startedAt < QUICK_DEATH_MS ? RESPAWN_DELAY_MS : 0;
+    const quick = performance.now() - slot.startedAt < QUICK_DEATH_MS;
+    if (quick) this.#quickDeaths++;
+    const delay = quick ? RESPAWN_DELAY_MS : 0;
     this.#respawns++;
     const replace = () => {
       if (this.#closed) return;

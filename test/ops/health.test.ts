@@ -40,6 +40,20 @@ describe("readiness and liveness", () => {
     }
   });
 
+  test("a stopped worker pool makes readiness 503 naming `workers`", async () => {
+    const server = await startTestServer();
+    try {
+      expect((await readiness(server)).status).toBe(200);
+      await server.ctx.queue.pool.stop(0);
+      const { status, body } = await readiness(server);
+      expect(status).toBe(503);
+      expect(failing(body)).toEqual(["workers"]);
+      expect(body.checks.find((c) => c.name === "workers")?.error).toContain("not running");
+    } finally {
+      await server.close();
+    }
+  });
+
   test("a database that cannot take a write fails the `db` check without blocking the event loop", async () => {
     const tmp = tempDir("easel-health-");
     const path = join(tmp.dir, "easel.db");

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { CardDataError, RenderError, UnknownTemplateError } from "../../src/render/errors";
 import { RenderPool } from "../../src/render/pool";
 import { templates } from "../../src/render/templates";
+import { waitFor } from "../helpers";
 import { decode } from "./pixels";
 
 const faultyWorker = new URL("./fixtures/faulty-worker.ts", import.meta.url);
@@ -108,6 +109,32 @@ describe("RenderPool timeouts", () => {
       const card = await pool.render("poll", pollData(2));
       expect(card.width).toBe(1200);
       expect(pool.stats.respawns).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe("RenderPool health", () => {
+  test("ready once a worker is up; not ready when closed", async () => {
+    const pool = new RenderPool({ size: 1 });
+    expect(() => pool.check()).not.toThrow(); // starting, within its grace
+    await pool.render("poll", pollData(1));
+    expect(pool.stats.live).toBe(1);
+    expect(() => pool.check()).not.toThrow();
+    await pool.close();
+    expect(() => pool.check()).toThrow("closed");
+  });
+
+  test("workers that die as they start make the pool unhealthy, naming it", async () => {
+    const pool = new RenderPool({
+      size: 1,
+      workerUrl: new URL("./fixtures/broken-worker.ts", import.meta.url),
+    });
+    try {
+      await waitFor(() => pool.stats.respawns > 0, { what: "the broken worker to die" });
+      expect(pool.stats.live).toBe(0);
+      expect(() => pool.check()).toThrow("render pool has no live workers");
     } finally {
       await pool.close();
     }
