@@ -87,6 +87,7 @@ export const jobs = sqliteTable(
     webhookUrl: text("webhook_url"),
     metadata: text("metadata", { mode: "json" }).$type<Record<string, unknown>>(),
     createdAt: integer("created_at").notNull(),
+    /** When the latest attempt started (earlier attempts: job_attempts). */
     startedAt: integer("started_at"),
     finishedAt: integer("finished_at"),
     updatedAt: integer("updated_at").notNull(),

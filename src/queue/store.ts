@@ -260,7 +260,7 @@ export class QueueStore {
       const placeholders = types.map(() => "?").join(", ");
       stmt = this.db.prepare(
         `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
-           started_at = coalesce(started_at, ?), updated_at = ?
+           started_at = ?, updated_at = ?
          WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
                       WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
                       ORDER BY priority DESC, run_at, id LIMIT ?)

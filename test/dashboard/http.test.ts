@@ -146,7 +146,7 @@ describe("an app key", () => {
       }),
     ]);
     const html = await (await page(`/dashboard/jobs/${jobId}`, await sessionOf(ADMIN_KEY))).text();
-    expect(html).toContain("Attempt 1 re-run");
+    expect(html).toContain("Attempt 1 ended, re-run by hand");
     expect(html).toContain("provider_unavailable");
     expect(html).toContain("Attempt 2 started");
     // The overview's provider health saw those failures.

@@ -46,7 +46,7 @@ function thumb(a: Asset): Html {
 const OUTCOME_LABEL = {
   retried: "failed, retried",
   stalled: "lost (worker died), re-queued",
-  rerun: "re-run",
+  rerun: "ended, re-run by hand",
 };
 
 function timeline(job: Detail): Html {
