@@ -1,11 +1,11 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { rateLimited } from "../../errors";
+import { TokenBucket } from "../../rate-limit";
 import { authPlugin } from "../auth/plugin";
 import { idempotent } from "../idempotency/service";
 import { fallbackImage } from "./fallback";
 import { CardIdParams, CreateCardBody, ListCardsQuery, PatchCardBody, PreviewBody } from "./model";
-import { RateLimiter } from "./rate-limit";
 
 const png = (bytes: Uint8Array, headers: Record<string, string>, status = 200) =>
   new Response(status === 304 ? null : bytes, {
@@ -14,7 +14,8 @@ const png = (bytes: Uint8Array, headers: Record<string, string>, status = 200) =
   });
 
 export const cardsModule = (ctx: AppContext) => {
-  const previewLimit = new RateLimiter(30, 60_000);
+  // 30 previews a minute per user: a burst of 30, then one every 2 s.
+  const previewLimit = new TokenBucket(30);
   return new Elysia({ prefix: "/api", name: "cards" })
     .use(authPlugin(ctx.auth))
     .get("/cards/templates", () => ({ templates: ctx.cards.templates() }), {
@@ -23,7 +24,7 @@ export const cardsModule = (ctx: AppContext) => {
     .post(
       "/cards/preview",
       async ({ principal, body }) => {
-        const wait = previewLimit.hit(principal.user.id);
+        const wait = previewLimit.take(principal.user.id);
         if (wait > 0) throw rateLimited("preview limit reached", wait);
         return png(await ctx.cards.preview(body.template, body.data), { "cache-control": "no-store" });
       },

@@ -1,10 +1,10 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { rateLimited } from "../../errors";
+import { TokenBucket } from "../../rate-limit";
 import { authPlugin } from "../auth/plugin";
 import { idempotent } from "../idempotency/service";
 import { InstantBody } from "./model";
-import { TokenBucket } from "./rate-limit";
 
 export const instantModule = (ctx: AppContext) => {
   const limiter = new TokenBucket(ctx.config.INSTANT_RATE_PER_MIN);
