@@ -115,11 +115,43 @@ describe("credits", () => {
       200,
     );
     expect(seen).toMatchObject({ userId: granted.userId, credits: 4 });
-    await expectStatus(
+    // Another app names only its own end users: the same string is a new end user of its own, and alice's
+    // balance does not move.
+    const elsewhere = await expectStatus<{ userId: string; credits: number }>(
       await server.api(`/api/users/${granted.userId}/credits`, {
         method: "POST",
         key: other.key,
         json: { amount: 1 },
+      }),
+      200,
+    );
+    expect(elsewhere.userId).not.toBe(granted.userId);
+    expect(server.ctx.credits.balance(granted.userId)).toBe(4);
+    await expectStatus(
+      await server.api(`/api/users/${granted.userId}/credits`, {
+        method: "POST",
+        key: other.key,
+        json: { amount: 2, reason: "debit" },
+      }),
+      402,
+    );
+    expect(server.ctx.credits.balance(granted.userId)).toBe(4);
+    // A grant may come before the end user's first image; a debit of someone unknown is 404.
+    const bob = await expectStatus<{ userId: string; credits: number }>(
+      await server.api("/api/users/bob/credits", { method: "POST", key: app.key, json: { amount: 5 } }),
+      200,
+    );
+    expect(bob.credits).toBe(5);
+    expect(server.ctx.users.get(bob.userId)).toMatchObject({
+      externalId: "bob",
+      role: "user",
+      parentId: app.id,
+    });
+    await expectStatus(
+      await server.api("/api/users/carol/credits", {
+        method: "POST",
+        key: app.key,
+        json: { amount: 1, reason: "debit" },
       }),
       404,
     );

@@ -8,10 +8,14 @@ import { idempotent } from "../idempotency/service";
 import { findUserByRef } from "./lookup";
 import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
 
-/** Whose credits `p` may change: admins anyone's; apps only their own end users' (never their own). */
-function adjustable(ctx: AppContext, p: Principal, ref: string): User {
+/**
+ * Whose credits `p` may change: admins anyone's; apps only their own end users' (never their own). An app's
+ * grant to an end user it has not named before creates that user, as a generation for them would: an app can
+ * fund a player before their first image.
+ */
+function adjustable(ctx: AppContext, p: Principal, ref: string, grant: boolean): User {
   if (p.user.role === "admin") return findUserByRef(ctx.db, ref);
-  const target = ctx.auth.findActingUser(p, ref);
+  const target = ctx.auth.findActingUser(p, ref) ?? (grant ? ctx.auth.actingUser(p, ref) : null);
   if (!target) throw notFound("user");
   if (target.parentId !== p.user.id) throw forbidden("apps may change only their own end users' credits");
   return target;
@@ -53,7 +57,7 @@ export const creditsModule = (ctx: AppContext) =>
             set,
           },
           () => {
-            const user = adjustable(ctx, principal, params.id);
+            const user = adjustable(ctx, principal, params.id, body.reason === "grant");
             const ref = { note: body.note ?? null };
             const credits =
               body.reason === "grant"
