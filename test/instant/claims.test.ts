@@ -252,6 +252,8 @@ describe("instant claims", () => {
     const user = await createUser(server.api, { credits: 2 });
     const [claimedId, keptId] = seedReadyBacklog(server.ctx, "fox", 2);
     expect((await expectStatus<Claim>(await claim(user.key), 200)).job.id).toBe(claimedId!);
+    // Retention deletes what finished strictly before now, and the claim moved finished_at to the claim.
+    await Bun.sleep(5);
     const deleted = server.ctx.queue.cleanupRetention(0, 0, (ids) => server.ctx.assets.takeForJobs(ids));
     expect(deleted).toContain(claimedId!);
     expect(deleted).not.toContain(keptId!);
