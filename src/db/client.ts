@@ -37,3 +37,16 @@ export function openDb(path: string, opts: OpenOptions = {}): Db {
 export function runMigrations(db: Db): void {
   applyMigrations(db.$client);
 }
+
+/**
+ * Query-planner statistics, as SQLite recommends for long-lived connections: `PRAGMA optimize` analyses only
+ * what changed enough, bounded by `analysis_limit` so it stays fast on a large file. Retention runs it.
+ */
+export function optimize(sqlite: Database): void {
+  try {
+    sqlite.exec("PRAGMA analysis_limit = 400");
+    sqlite.exec("PRAGMA optimize");
+  } catch {
+    // A busy database skips it; the next run catches up.
+  }
+}

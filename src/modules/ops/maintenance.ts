@@ -1,4 +1,5 @@
 import type { AppContext } from "../../context";
+import { optimize } from "../../db/client";
 import { sweepOrphans } from "../../storage";
 
 /**
@@ -13,6 +14,7 @@ export async function runRetention(ctx: AppContext): Promise<{ jobs: number; obj
   });
   if (keys.length) await storage.deleteMany(keys);
   ctx.idempotency.prune(24 * 3_600_000);
+  optimize(ctx.db.$client);
   return { jobs: deleted.length, objects: keys.length };
 }
 
