@@ -15,6 +15,7 @@ export * from "./types";
 export type StorageConfig = Pick<
   Config,
   | "STORAGE"
+  | "SQLITE_SYNCHRONOUS"
   | "filesDir"
   | "publicUrl"
   | "S3_ENDPOINT"
@@ -28,7 +29,12 @@ export type StorageConfig = Pick<
 
 export function createStorage(config: StorageConfig): Storage {
   if (config.STORAGE === "local") {
-    return new LocalStorage({ root: config.filesDir, publicBaseUrl: config.publicUrl });
+    return new LocalStorage({
+      root: config.filesDir,
+      publicBaseUrl: config.publicUrl,
+      // Files are as durable as the rows that point at them: fsynced only when the database is.
+      durable: config.SQLITE_SYNCHRONOUS === "FULL",
+    });
   }
   if (!config.S3_BUCKET) throw new Error("S3_BUCKET is required when STORAGE=s3");
   return new S3Storage({

@@ -257,6 +257,7 @@ describe("LocalStorage on disk", () => {
   test("createStorage builds a LocalStorage under filesDir", () => {
     const built = createStorage({
       STORAGE: "local",
+      SQLITE_SYNCHRONOUS: "NORMAL",
       filesDir: root,
       publicUrl: BASE,
       S3_REGION: "auto",

@@ -89,6 +89,7 @@ describe("S3Storage URLs (no requests made)", () => {
   test("createStorage builds an S3Storage from config", () => {
     const storage = createStorage({
       STORAGE: "s3",
+      SQLITE_SYNCHRONOUS: "NORMAL",
       filesDir: "/unused",
       publicUrl: "http://localhost:3000",
       S3_ENDPOINT: "https://r2.example.com",
