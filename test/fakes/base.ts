@@ -21,6 +21,8 @@ import sharp from "sharp";
 export type FormValue = string | { name: string; type: string; size: number; bytes: Uint8Array };
 
 export type RecordedRequest = {
+  /** When the fake received it (epoch ms). */
+  at: number;
   method: string;
   /** Path without the query string, e.g. `/v1/images/generations`. */
   path: string;
@@ -80,6 +82,7 @@ async function record(request: Request): Promise<RecordedRequest> {
   const bytes = new Uint8Array(await request.clone().arrayBuffer());
   const type = request.headers.get("content-type") ?? "";
   const rec: RecordedRequest = {
+    at: Date.now(),
     method: request.method,
     path: url.pathname,
     query: url.searchParams,
