@@ -245,6 +245,12 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     );
     const row = page.locator(`tr[data-job-id="${id}"]`);
     await row.waitFor({ timeout: 5000 });
+    // From here on only the WebSocket can move the bar: the periodic section refreshes are cut off.
+    let refreshes = 0;
+    await page.route("**/dashboard/fragments/**", (route) => {
+      refreshes++;
+      return route.abort();
+    });
     const seen = new Set<number>();
     await waitFor(
       async () => {
@@ -265,6 +271,8 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
     await row.locator('[data-status-badge]:text("completed")').waitFor({ timeout: 10_000 });
     expect(await progressValue(row.locator("progress"))).toBe(100);
     expect(await page.evaluate("window.__sameDocument")).toBe(true);
+    expect(refreshes).toBeGreaterThan(0); // the refreshes were really attempted, and refused
+    await page.unroute("**/dashboard/fragments/**");
     await shot("04-jobs-completed");
   }, 20_000);
 

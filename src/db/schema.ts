@@ -7,6 +7,9 @@ export type Role = (typeof ROLES)[number];
 export const JOB_STATUSES = ["queued", "active", "completed", "partial", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES = ["completed", "partial", "failed", "cancelled"] as const;
+/** A job in one of these states has ended: it runs again only if retried. */
+export const isTerminalStatus = (status: string): boolean =>
+  (TERMINAL_STATUSES as readonly string[]).includes(status);
 
 export const ITEM_STATUSES = ["pending", "completed", "failed"] as const;
 export type ItemStatus = (typeof ITEM_STATUSES)[number];

@@ -3,6 +3,7 @@
  * WebSocket, and sessions ending with their key. test/dashboard.browser.test.ts covers the pages in Chromium.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hashKey } from "../../src/modules/auth/service";
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
 
 let server: TestServer;
@@ -159,11 +160,58 @@ describe("an app key", () => {
     const key = await createUser("app");
     const cookie = await sessionOf(key);
     expect((await page("/dashboard", cookie)).status).toBe(200);
-    const row = server.ctx.db.$client
-      .query("SELECT id FROM api_keys WHERE hash = ?")
-      .get(new Bun.CryptoHasher("sha256").update(key).digest("hex")) as { id: string };
+    const row = server.ctx.db.$client.query("SELECT id FROM api_keys WHERE hash = ?").get(hashKey(key)) as {
+      id: string;
+    };
     server.ctx.auth.revokeKey(row.id);
     expect((await page("/dashboard", cookie)).status).toBe(303);
+  });
+});
+
+describe("state changes", () => {
+  const form = { "content-type": "application/x-www-form-urlencoded" };
+  const post = (path: string, cookie: string, body: string, headers: Record<string, string> = {}) =>
+    fetch(`${server.url}${path}`, {
+      method: "POST",
+      headers: { ...form, cookie, origin: server.url, ...headers },
+      body,
+      redirect: "manual",
+    });
+
+  test("need the session's CSRF token and this origin (403 otherwise); with both they act", async () => {
+    const cookie = await sessionOf(ADMIN_KEY);
+    const csrf = /data-csrf="([^"]+)"/.exec(await (await page("/dashboard", cookie)).text())![1]!;
+    const otherCsrf = /data-csrf="([^"]+)"/.exec(
+      await (await page("/dashboard", await sessionOf(ADMIN_KEY))).text(),
+    )![1]!;
+    const { jobId } = await json<{ jobId: string }>(
+      await server.api("/api/jobs/generate-image", {
+        method: "POST",
+        json: { prompt: "[slow] a fox to cancel", size: "256x256" },
+      }),
+    );
+    const actions = [
+      `/dashboard/jobs/${jobId}/cancel`,
+      `/dashboard/jobs/${jobId}/retry`,
+      "/dashboard/logout",
+    ];
+    for (const path of actions) {
+      expect(`${path} ${(await post(path, cookie, "")).status}`).toBe(`${path} 403`);
+      expect(`${path} ${(await post(path, cookie, `_csrf=${otherCsrf}`)).status}`).toBe(`${path} 403`);
+      const crossSite = await post(path, cookie, `_csrf=${csrf}`, { origin: "https://evil.example" });
+      expect(`${path} ${crossSite.status}`).toBe(`${path} 403`);
+    }
+    expect(
+      (await server.api(`/api/jobs/${jobId}`).then((r) => r.json())) as { status: string },
+    ).not.toMatchObject({
+      status: "cancelled",
+    });
+    // The positive control: the same request with the token and this origin cancels the job.
+    const cancelled = await post(`/dashboard/jobs/${jobId}/cancel`, cookie, `_csrf=${csrf}`);
+    expect(cancelled.status).toBe(303);
+    expect(
+      ((await server.api(`/api/jobs/${jobId}`).then((r) => r.json())) as { status: string }).status,
+    ).toBe("cancelled");
   });
 });
 

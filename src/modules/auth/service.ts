@@ -13,6 +13,8 @@ export type Principal = { user: User; via: "key" | "token"; keyId?: string };
 
 export const KEY_PREFIX = "esk_";
 
+type KeyRow = { id: string; user_id: string; revoked_at: number | null };
+
 type UserRow = {
   id: string;
   external_id: string | null;
@@ -56,12 +58,14 @@ export class AuthService {
    * mapped by hand: through drizzle's join mapping the same lookup cost about 15× as much, most of a cheap
    * request's time, and as one join SQLite's planner (no ANALYZE statistics) may scan users first.
    */
-  readonly #keyByHash: Statement<{ id: string; user_id: string; revoked_at: number | null }, [string]>;
+  readonly #keyByHash: Statement<KeyRow, [string]>;
+  readonly #keyById: Statement<KeyRow, [string]>;
   readonly #userById: Statement<UserRow, [string]>;
 
   constructor(db: Db, userService: UserService, opts: AuthOptions) {
     this.#db = db;
     this.#keyByHash = db.$client.prepare("SELECT id, user_id, revoked_at FROM api_keys WHERE hash = ?");
+    this.#keyById = db.$client.prepare("SELECT id, user_id, revoked_at FROM api_keys WHERE id = ?");
     this.#userById = db.$client.prepare(
       `SELECT id, external_id, name, role, parent_id, credits, unlimited, created_at, updated_at
        FROM users WHERE id = ?`,
@@ -90,30 +94,41 @@ export class AuthService {
 
   /** The principal for an API key, or null when unknown or revoked. */
   authenticateKey(key: string): Principal | null {
-    const k = this.#keyByHash.get(hashKey(key));
+    const principal = this.#principalOf(this.#keyByHash.get(hashKey(key)));
+    if (!principal) return null;
+    const now = this.#now();
+    if (now - (this.#lastTouched.get(principal.keyId!) ?? 0) > 60_000) {
+      this.#lastTouched.set(principal.keyId!, now);
+      this.#db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, principal.keyId!)).run();
+    }
+    return principal;
+  }
+
+  /**
+   * The principal behind a key already proven once (a dashboard session names its key by id): null when the
+   * key is unknown, revoked, or no longer the named user's.
+   */
+  principalForKeyId(keyId: string, userId: string): Principal | null {
+    const principal = this.#principalOf(this.#keyById.get(keyId));
+    return principal?.user.id === userId ? principal : null;
+  }
+
+  #principalOf(k: KeyRow | null): Principal | null {
     if (!k || k.revoked_at !== null) return null;
     const r = this.#userById.get(k.user_id);
     if (!r) return null;
-    const row = {
-      keyId: k.id,
-      user: {
-        id: r.id,
-        externalId: r.external_id,
-        name: r.name,
-        role: r.role,
-        parentId: r.parent_id,
-        credits: r.credits,
-        unlimited: r.unlimited === 1,
-        createdAt: r.created_at,
-        updatedAt: r.updated_at,
-      } satisfies User,
+    const user: User = {
+      id: r.id,
+      externalId: r.external_id,
+      name: r.name,
+      role: r.role,
+      parentId: r.parent_id,
+      credits: r.credits,
+      unlimited: r.unlimited === 1,
+      createdAt: r.created_at,
+      updatedAt: r.updated_at,
     };
-    const now = this.#now();
-    if (now - (this.#lastTouched.get(row.keyId) ?? 0) > 60_000) {
-      this.#lastTouched.set(row.keyId, now);
-      this.#db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, row.keyId)).run();
-    }
-    return { user: row.user, via: "key", keyId: row.keyId };
+    return { user, via: "key", keyId: k.id };
   }
 
   /** A short-lived client token for one user (browsers: read own jobs, subscribe to own events). */
@@ -235,7 +250,8 @@ export class AuthService {
 }
 
 /** JWT secret when JWT_SECRET is unset: generated once into DATA_DIR so tokens survive restarts. */
-function persistedSecret(dataDir: string): string {
+/** JWT_SECRET's stand-in: a secret generated once into DATA_DIR/jwt-secret, so tokens survive restarts. */
+export function persistedSecret(dataDir: string): string {
   const path = join(dataDir, "jwt-secret");
   if (existsSync(path)) return readFileSync(path, "utf8").trim();
   const secret = randomToken(48);

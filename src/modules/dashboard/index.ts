@@ -3,12 +3,12 @@ import { Elysia } from "elysia";
 import { z } from "zod";
 import type { AppContext } from "../../context";
 import { JOB_STATUSES } from "../../db/schema";
-import { ApiError } from "../../errors";
-import type { Principal } from "../auth/service";
-import type { Socket } from "../realtime/sessions";
+import { ApiError, notFound } from "../../errors";
+import { type Principal, persistedSecret } from "../auth/service";
+import { socketHandlers } from "../realtime";
 import type { Html } from "./html";
 import { canUseDashboard, DashboardService } from "./service";
-import { DashboardSessions, isSameOrigin, type Session, sessionCookie, sessionSecret } from "./session";
+import { DashboardSessions, isSameOrigin, type Session, sessionCookie } from "./session";
 import { backlogPage, backlogTable } from "./views/backlog";
 import { cardGrid, cardsPage } from "./views/cards";
 import { jobBody, jobPage } from "./views/job";
@@ -16,9 +16,6 @@ import { jobRows, jobsPage } from "./views/jobs";
 import { errorPage, layout, signInPage, type Viewer } from "./views/layout";
 import { type OverviewData, overviewBody, overviewPage } from "./views/overview";
 import { webhooksBody, webhooksPage } from "./views/webhooks";
-
-export { DashboardService } from "./service";
-export { DashboardSessions } from "./session";
 
 type SignedIn = Viewer & { session: Session; principal: Principal };
 
@@ -107,8 +104,6 @@ function redirect(location: string, extra: Record<string, string> = {}): Respons
   return new Response(null, { status: 303, headers: { location, "cache-control": "no-store", ...extra } });
 }
 
-const rawSocket = (ws: object): Socket => ("raw" in ws ? ws.raw : ws) as Socket;
-
 /**
  * `/dashboard`: server-rendered pages for admins (everything) and apps (their users), signed in with a key
  * and kept in a session cookie. Live parts refresh from `/dashboard/fragments/*`; progress streams over
@@ -117,7 +112,8 @@ const rawSocket = (ws: object): Socket => ("raw" in ws ? ws.raw : ws) as Socket;
  */
 export const dashboardModule = (ctx: AppContext) => {
   const sessions = new DashboardSessions({
-    secret: sessionSecret(ctx.config.dataDir, ctx.config.JWT_SECRET),
+    // The same base secret as client tokens; sessions sign with a key derived from it for their own purpose.
+    secret: ctx.config.JWT_SECRET ?? persistedSecret(ctx.config.dataDir),
     ttlSeconds: ctx.config.DASHBOARD_SESSION_TTL_S,
     secure: ctx.config.publicUrl.startsWith("https:"),
   });
@@ -228,8 +224,7 @@ export const dashboardModule = (ctx: AppContext) => {
       ({ request, viewer, query }) => {
         if (!viewer) return redirect("/dashboard/login");
         if (query.q) {
-          const found = service.findJob(viewer.principal, query.q);
-          if (found) return redirect(`/dashboard/jobs/${found.id}`);
+          if (service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
         }
         const page = service.jobs(viewer.principal, { ...query, limit: PAGE_SIZE });
         const body = jobsPage({
@@ -246,7 +241,7 @@ export const dashboardModule = (ctx: AppContext) => {
       "/dashboard/jobs/:id",
       ({ request, viewer, params, query }) => {
         if (!viewer) return redirect("/dashboard/login");
-        const found = service.findJob(viewer.principal, params.id);
+        const found = service.job(viewer.principal, params.id);
         if (!found) {
           return htmlResponse(
             request,
@@ -254,8 +249,7 @@ export const dashboardModule = (ctx: AppContext) => {
             404,
           );
         }
-        const { job, owner } = service.job(viewer.principal, params.id);
-        const body = jobPage(job, owner, viewer.csrf, notice(query));
+        const body = jobPage(found.job, found.owner, viewer.csrf, notice(query));
         return htmlResponse(request, layout({ title: "Job", page: "jobs", viewer, live: true }, body));
       },
       { params: IdParams, query: NoticeQuery, detail: doc("A job: input, items, images, timeline, actions") },
@@ -366,8 +360,9 @@ export const dashboardModule = (ctx: AppContext) => {
       "/dashboard/fragments/job/:id",
       ({ request, viewer, params }) => {
         if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
-        const { job, owner } = service.job(viewer.principal, params.id);
-        return htmlResponse(request, jobBody(job, owner, viewer.csrf));
+        const found = service.job(viewer.principal, params.id);
+        if (!found) throw notFound("job");
+        return htmlResponse(request, jobBody(found.job, found.owner, viewer.csrf));
       },
       { params: IdParams, detail: doc("A job page's live section") },
     )
@@ -383,14 +378,10 @@ export const dashboardModule = (ctx: AppContext) => {
       { params: FileParams, detail: doc("The dashboard's script and stylesheet", []) },
     )
     .ws("/dashboard/ws", {
-      open: (ws) => {
-        const { viewer, sameOrigin } = ws.data;
-        // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.
-        ctx.realtime.sessions.open(rawSocket(ws), viewer && sameOrigin ? viewer.principal : null);
-      },
-      message: (ws, message) => ctx.realtime.sessions.message(rawSocket(ws), message),
-      close: (ws) => ctx.realtime.sessions.close(rawSocket(ws)),
-      pong: (ws) => ctx.realtime.sessions.pong(rawSocket(ws)),
+      // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.
+      ...socketHandlers(ctx, (data: { viewer: SignedIn | null; sameOrigin: boolean }) =>
+        data.viewer && data.sameOrigin ? data.viewer.principal : null,
+      ),
       detail: doc(
         "Live job events for the dashboard (the /ws protocol, authenticated by the session cookie)",
       ),

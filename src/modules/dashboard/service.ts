@@ -4,18 +4,26 @@
  */
 import type { Database } from "bun:sqlite";
 import type { AppContext } from "../../context";
-import type { Job, User } from "../../db/schema";
+import type { User } from "../../db/schema";
 import { ApiError } from "../../errors";
-import { toJob } from "../../queue/store";
 import type { Principal } from "../auth/service";
 import type { ListJobsQuery } from "../jobs/model";
-import { jobView } from "../jobs/service";
-import { deliveryView } from "../webhooks/service";
+import { type JobService, ownerScope } from "../jobs/service";
 import type { Session } from "./session";
 
 export type DashboardDeps = Pick<
   AppContext,
-  "config" | "db" | "queue" | "users" | "jobs" | "providers" | "cards" | "webhooks" | "recipes" | "backlog"
+  | "config"
+  | "db"
+  | "queue"
+  | "auth"
+  | "users"
+  | "jobs"
+  | "providers"
+  | "cards"
+  | "webhooks"
+  | "recipes"
+  | "backlog"
 >;
 
 export type JobFilters = Pick<ListJobsQuery, "status" | "type" | "userId" | "recipeId" | "cursor" | "limit">;
@@ -49,22 +57,8 @@ export class DashboardService {
 
   /** The principal behind a session, while its key is unrevoked and its role may use the dashboard. */
   principal(session: Session): Principal | null {
-    const key = this.#sql
-      .query("SELECT user_id AS userId, revoked_at AS revokedAt FROM api_keys WHERE id = ?")
-      .get(session.keyId) as { userId: string; revokedAt: number | null } | null;
-    if (!key || key.revokedAt !== null || key.userId !== session.userId) return null;
-    const user = this.#d.users.get(key.userId);
-    if (!user || !canUseDashboard(user)) return null;
-    return { user, via: "key", keyId: session.keyId };
-  }
-
-  /** `owner_id` restriction for a principal ("" for admins). */
-  #scope(p: Principal): { where: string; args: string[] } {
-    if (p.user.role === "admin") return { where: "", args: [] };
-    return {
-      where: "AND (owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",
-      args: [p.user.id, p.user.id],
-    };
+    const p = this.#d.auth.principalForKeyId(session.keyId, session.userId);
+    return p && canUseDashboard(p.user) ? p : null;
   }
 
   counts(p: Principal) {
@@ -75,14 +69,14 @@ export class DashboardService {
   throughput(p: Principal, now = Date.now()): ThroughputBucket[] {
     const end = Math.ceil(now / BUCKET_MS) * BUCKET_MS;
     const start = end - HOUR_MS;
-    const scope = this.#scope(p);
+    const scope = ownerScope(p);
     const rows = this.#sql
       .query(
         `SELECT (finished_at - ?) / ${BUCKET_MS} AS bucket, sum(status = 'completed') AS completed,
            sum(status IN ('failed', 'partial')) AS failed
-         FROM jobs WHERE finished_at >= ? ${scope.where} GROUP BY bucket`,
+         FROM jobs WHERE finished_at >= ? ${scope ? `AND ${scope.sql}` : ""} GROUP BY bucket`,
       )
-      .all(start, start, ...scope.args) as { bucket: number; completed: number; failed: number }[];
+      .all(start, start, ...(scope?.args ?? [])) as { bucket: number; completed: number; failed: number }[];
     const buckets = Array.from({ length: HOUR_MS / BUCKET_MS }, (_, i) => ({
       start: start + i * BUCKET_MS,
       completed: 0,
@@ -95,12 +89,8 @@ export class DashboardService {
     return buckets;
   }
 
-  activeJobs(p: Principal, limit = 12): Job[] {
-    const scope = this.#scope(p);
-    const rows = this.#sql
-      .query(`SELECT * FROM jobs WHERE status = 'active' ${scope.where} ORDER BY started_at LIMIT ?`)
-      .all(...scope.args, limit) as Record<string, unknown>[];
-    return rows.map(toJob);
+  activeJobs(p: Principal, limit = 12) {
+    return this.#d.jobs.list(p, { status: "active", limit }).jobs;
   }
 
   providers() {
@@ -108,12 +98,8 @@ export class DashboardService {
     return this.#d.providers.list().map((info) => ({
       ...info,
       isDefault: info.name === this.#d.providers.defaultName,
-      stats: stats[info.name] ?? {
-        active: 0,
-        waiting: 0,
-        startsInWindow: 0,
-        health: { ok: 0, failed: 0, lastError: null, lastSuccessAt: null, state: "idle" as const },
-      },
+      // list() and stats() cover the same enabled providers.
+      stats: stats[info.name]!,
     }));
   }
 
@@ -127,32 +113,25 @@ export class DashboardService {
     return { ...page, owners: this.owners(page.jobs.map((j) => j.ownerId)) };
   }
 
-  /** A job found by id, if the principal may see it. */
-  findJob(p: Principal, id: string) {
+  /** A job's detail and owner, or null when there is no such job or the principal may not see it. */
+  job(p: Principal, id: string) {
+    let job: ReturnType<JobService["detail"]>;
     try {
-      return jobView(this.#d.jobs.visible(p, id));
+      job = this.#d.jobs.detail(p, id);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) return null;
       throw err;
     }
-  }
-
-  job(p: Principal, id: string) {
-    const job = this.#d.jobs.detail(p, id);
     return { job, owner: job.ownerId ? this.#d.users.get(job.ownerId) : null };
   }
 
   /** Display names for owner ids (`name (externalId)`). */
   owners(ids: (string | null)[]): Map<string, User> {
-    const out = new Map<string, User>();
-    for (const id of new Set(ids)) {
-      const user = id ? this.#d.users.get(id) : null;
-      if (user) out.set(user.id, user);
-    }
-    return out;
+    const wanted = [...new Set(ids.filter((id): id is string => id !== null))];
+    return new Map(this.#d.users.getMany(wanted).map((u) => [u.id, u]));
   }
 
-  /** Job types seen, for the filter's suggestions. */
+  /** The registered job types, for the filter's suggestions. */
   jobTypes(): string[] {
     return [...this.#d.queue.defs.keys()].sort();
   }
@@ -186,11 +165,7 @@ export class DashboardService {
 
   webhooks(p: Principal) {
     const { endpoints } = this.#d.webhooks.listEndpoints(p);
-    const deliveries =
-      p.user.role === "admin"
-        ? this.#d.webhooks.store.listDeliveries({ limit: 50 }).map(deliveryView)
-        : this.#d.webhooks.deliveries(p, { limit: 50 }).deliveries;
-    return { endpoints, deliveries };
+    return { endpoints, deliveries: this.#d.webhooks.deliveries(p, { limit: 50 }).deliveries };
   }
 }
 

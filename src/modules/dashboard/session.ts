@@ -7,8 +7,6 @@
  * `X-CSRF-Token`), and must not come from another site (Origin / Sec-Fetch-Site).
  */
 import { timingSafeEqual } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 
 export const COOKIE_NAME = "easel_session";
@@ -38,16 +36,6 @@ function equal(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
-}
-
-/** JWT_SECRET when set; otherwise a secret generated once into the data dir (sessions survive restarts). */
-export function sessionSecret(dataDir: string, jwtSecret: string | undefined): string {
-  if (jwtSecret) return jwtSecret;
-  const path = join(dataDir, "dashboard-secret");
-  if (existsSync(path)) return readFileSync(path, "utf8").trim();
-  const secret = Buffer.from(crypto.getRandomValues(new Uint8Array(48))).toString("base64url");
-  writeFileSync(path, `${secret}\n`, { mode: 0o600 });
-  return secret;
 }
 
 export class DashboardSessions {

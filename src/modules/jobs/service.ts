@@ -8,6 +8,24 @@ import type { AssetService, AssetView } from "../generate/assets";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 
 /** A job as its owner sees it over HTTP. */
+/**
+ * The `jobs.owner_id` condition for what `p` may see — the SQL twin of `AuthService.canAccess`: null for an
+ * admin key (everything), an app key's own jobs and its end users', anyone else's own.
+ */
+export function ownerScope(p: Principal): { sql: string; args: string[] } | null {
+  if (p.via === "key" && p.user.role === "admin") return null;
+  if (p.via === "key" && p.user.role === "app") {
+    return {
+      sql: "(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",
+      args: [p.user.id, p.user.id],
+    };
+  }
+  return { sql: "owner_id = ?", args: [p.user.id] };
+}
+
+/** A job as the API shows it. */
+export type JobView = ReturnType<typeof jobView>;
+
 export function jobView(job: Job, items?: JobItem[], assets?: AssetView[]) {
   return {
     id: job.id,
@@ -117,14 +135,12 @@ export class JobService {
       if (!target) return { jobs: [], nextCursor: null };
       where.push("owner_id = ?");
       args.push(target.id);
-    } else if (p.user.role === "admin" && p.via === "key") {
-      // admins see everything
-    } else if (p.user.role === "app" && p.via === "key") {
-      where.push("(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))");
-      args.push(p.user.id, p.user.id);
     } else {
-      where.push("owner_id = ?");
-      args.push(p.user.id);
+      const scope = ownerScope(p);
+      if (scope) {
+        where.push(scope.sql);
+        args.push(...scope.args);
+      }
     }
     const now = Date.now();
     if (q.status === "waiting") where.push(`status = 'queued' AND run_at <= ${now}`);
@@ -153,17 +169,14 @@ export class JobService {
 
   /** Counts by status and type: every job for admins, the caller's own (and an app's users') otherwise. */
   stats(p: Principal) {
-    if (p.user.role === "admin") return this.#queue.stats();
-    const owners =
-      p.user.role === "app"
-        ? "(owner_id = ?1 OR owner_id IN (SELECT id FROM users WHERE parent_id = ?1))"
-        : "owner_id = ?1";
+    const scope = ownerScope(p);
+    if (!scope) return this.#queue.stats();
     const rows = this.#sqlite
       .query(
-        `SELECT type, CASE WHEN status = 'queued' AND run_at > ?2 THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
-           ELSE status END AS s, count(*) AS n FROM jobs WHERE ${owners} GROUP BY type, s`,
+        `SELECT type, CASE WHEN status = 'queued' AND run_at > ? THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
+           ELSE status END AS s, count(*) AS n FROM jobs WHERE ${scope.sql} GROUP BY type, s`,
       )
-      .all(p.user.id, Date.now()) as { type: string; s: string; n: number }[];
+      .all(Date.now(), ...scope.args) as { type: string; s: string; n: number }[];
     return countsFrom(rows);
   }
 

@@ -20,16 +20,27 @@ async function principalOf(
 /** Elysia hands `ping`/`pong` the raw socket and the other callbacks a wrapper with `.raw`. */
 const rawSocket = (ws: object): Socket => ("raw" in ws ? ws.raw : ws) as Socket;
 
+/**
+ * The `/ws` protocol's callbacks for an Elysia `.ws()` route; `principalOf` reads who opened the socket from
+ * the route's resolved data (`/ws`: a key or token; `/dashboard/ws`: the session cookie).
+ */
+export function socketHandlers<D>(ctx: AppContext, principalOf: (data: D) => Principal | null) {
+  const sessions = ctx.realtime.sessions;
+  return {
+    open: (ws: { data: D }) => sessions.open(rawSocket(ws), principalOf(ws.data)),
+    message: (ws: object, message: unknown) => sessions.message(rawSocket(ws), message),
+    close: (ws: object) => sessions.close(rawSocket(ws)),
+    pong: (ws: object) => sessions.pong(rawSocket(ws)),
+  };
+}
+
 const socketRoutes = (ctx: AppContext) =>
   new Elysia({ name: "realtime-ws" })
     .resolve(async ({ headers, request }) => ({
       wsPrincipal: await principalOf(ctx.auth, headers, request),
     }))
     .ws("/ws", {
-      open: (ws) => ctx.realtime.sessions.open(rawSocket(ws), ws.data.wsPrincipal),
-      message: (ws, message) => ctx.realtime.sessions.message(rawSocket(ws), message),
-      close: (ws) => ctx.realtime.sessions.close(rawSocket(ws)),
-      pong: (ws) => ctx.realtime.sessions.pong(rawSocket(ws)),
+      ...socketHandlers(ctx, (data: { wsPrincipal: Principal | null }) => data.wsPrincipal),
       detail: {
         tags: ["realtime"],
         summary: "Job progress and card events over WebSocket (`?token=` or Authorization header)",

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Job, JobError } from "../../db/schema";
+import { isTerminalStatus, type Job, type JobError } from "../../db/schema";
 
 const JobId = z.string().min(1).max(64);
 
@@ -54,9 +54,7 @@ export const errorFrame = (code: ErrorCode, message: string): ServerFrame => ({
   message,
 });
 
-const TERMINAL_STATUSES = new Set(["completed", "partial", "failed", "cancelled"]);
-
-export const isTerminal = (job: Job): boolean => TERMINAL_STATUSES.has(job.status);
+export const isTerminal = (job: Job): boolean => isTerminalStatus(job.status);
 
 /** The terminal frame of a finished job, from its stored row (replays and late subscribers). */
 export function terminalFrame(job: Job): TerminalFrame {

@@ -1,4 +1,4 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, inArray, isNull } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type Role, type User, users } from "../../db/schema";
 import { conflict } from "../../errors";
@@ -51,6 +51,17 @@ export class UserService {
 
   get(id: string): User | null {
     return this.#db.select().from(users).where(eq(users.id, id)).get() ?? null;
+  }
+
+  /** Several users by id, in one query. */
+  getMany(ids: readonly string[]): User[] {
+    return ids.length
+      ? this.#db
+          .select()
+          .from(users)
+          .where(inArray(users.id, [...ids]))
+          .all()
+      : [];
   }
 
   /** The end user `parent` knows as `externalId`, if it exists. */

@@ -167,8 +167,11 @@ export class WebhookService {
   }
 
   /** Every delivery of the caller's account: its endpoints' and its jobs' own `webhookUrl`s. */
+  /** Recent deliveries: the caller's (an admin key: everyone's, as with endpoints). */
   deliveries(p: Principal, q: DeliveriesQuery) {
-    return this.#page(this.store.listDeliveries({ ...q, ownerId: p.user.id, limit: q.limit + 1 }), q.limit);
+    const all = p.user.role === "admin" && p.via === "key";
+    const ownerId = all ? undefined : p.user.id;
+    return this.#page(this.store.listDeliveries({ ...q, ownerId, limit: q.limit + 1 }), q.limit);
   }
 
   /** The secret that signs the caller's per-job webhooks (created on first use). */

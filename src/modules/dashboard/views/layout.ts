@@ -34,7 +34,7 @@ function head(title: string): Html {
 
 /** A signed-in page: top bar with navigation and sign-out, then the page's content. */
 export function layout(
-  o: { title: string; page: PageName | null; viewer: Viewer; actions?: Html; live?: boolean },
+  o: { title: string; page: PageName | null; viewer: Viewer; live?: boolean },
   body: Html,
 ): Html {
   const { user, csrf } = o.viewer;
@@ -63,7 +63,6 @@ ${head(o.title)}
     <h1>${o.title}</h1>
     <div class="page-actions">
       ${o.live ? html`<span class="live" data-live-indicator role="status" aria-live="polite">Connecting…</span>` : ""}
-      ${o.actions ?? ""}
     </div>
   </div>
   ${body}
@@ -73,7 +72,7 @@ ${head(o.title)}
 }
 
 /** The sign-in page (no session yet). */
-export function signInPage(o: { error?: string; status?: number }): Html {
+export function signInPage(o: { error?: string }): Html {
   return html`<!doctype html>
 <html lang="en">
 ${head("Sign in")}

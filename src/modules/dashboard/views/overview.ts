@@ -1,6 +1,7 @@
-import type { Job, User } from "../../../db/schema";
+import type { User } from "../../../db/schema";
 import type { ProviderStats } from "../../../providers/registry";
 import type { QueueStats } from "../../../queue/store";
+import type { JobView } from "../../jobs/service";
 import { type Html, html } from "../html";
 import type { ThroughputBucket } from "../service";
 import { emptyState, ownerLabel, progressBar, shortId, time } from "./parts";
@@ -8,7 +9,7 @@ import { emptyState, ownerLabel, progressBar, shortId, time } from "./parts";
 export type OverviewData = {
   counts: QueueStats;
   throughput: ThroughputBucket[];
-  active: Job[];
+  active: JobView[];
   owners: Map<string, User>;
   providers: {
     name: string;
@@ -72,7 +73,7 @@ function throughputChart(buckets: ThroughputBucket[]): Html {
   </figure>`;
 }
 
-function activeList(jobs: Job[], owners: Map<string, User>): Html {
+function activeList(jobs: JobView[], owners: Map<string, User>): Html {
   if (jobs.length === 0)
     return emptyState("Nothing running right now", "Active jobs show up here with live progress.");
   return html`<ul class="active-list">

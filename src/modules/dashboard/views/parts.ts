@@ -1,9 +1,7 @@
 import type { User } from "../../../db/schema";
 import { type Html, html } from "../html";
 
-const TERMINAL = new Set(["completed", "partial", "failed", "cancelled"]);
-
-export const isTerminalStatus = (status: string) => TERMINAL.has(status);
+export { isTerminalStatus } from "../../../db/schema";
 
 export function badge(status: string, label = status): Html {
   return html`<span class="badge s-${status}" data-status-badge>${label}</span>`;
