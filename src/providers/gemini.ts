@@ -23,6 +23,7 @@ import {
   ensureOk,
   httpError,
   imageFromBase64,
+  isRecord,
   parseSize,
   providerFetch,
   readJson,
@@ -122,16 +123,13 @@ export function predictBody(req: GenerateRequest, sampleCount: number): Record<s
   };
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
-
 /** quotaIds of the QuotaFailure violations in a Google error body. */
 function quotaIds(json: unknown): string[] {
-  const details = isObject(json) && isObject(json.error) ? json.error.details : undefined;
+  const details = isRecord(json) && isRecord(json.error) ? json.error.details : undefined;
   if (!Array.isArray(details)) return [];
   return details.flatMap((d) =>
-    isObject(d) && Array.isArray(d.violations)
-      ? d.violations.flatMap((v) => (isObject(v) && typeof v.quotaId === "string" ? [v.quotaId] : []))
+    isRecord(d) && Array.isArray(d.violations)
+      ? d.violations.flatMap((v) => (isRecord(v) && typeof v.quotaId === "string" ? [v.quotaId] : []))
       : [],
   );
 }
@@ -147,7 +145,7 @@ const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
   }
   if (status === 429) {
     const ids = quotaIds(body.json);
-    const daily = ids.find((id) => /per\s*day/i.test(id));
+    const daily = ids.some((id) => /per\s*day/i.test(id));
     if (daily || /\blimit:\s*0\b/.test(body.message ?? "")) {
       return new UnrecoverableError(
         `${PROVIDER}: HTTP 429: ${(body.message ?? "quota exhausted").slice(0, 500)}`,

@@ -1,3 +1,4 @@
+import { REQUEST_FAULT_CODES } from "./http";
 import type { Clock } from "./limiter";
 
 /** A provider's recent record, as the dashboard shows it. */
@@ -11,9 +12,6 @@ export type HealthStats = {
   /** `failing`: the latest call failed and none succeeded since; `degraded`: some failed in the window. */
   state: "ok" | "degraded" | "failing" | "idle";
 };
-
-/** Errors that are the caller's (or the prompt's), not the provider's: they say nothing about its health. */
-const NOT_THE_PROVIDER = new Set(["content_policy", "provider_invalid_request", "invalid_request"]);
 
 /** Outcomes of one provider's calls over a sliding window (15 minutes by default). */
 export class ProviderHealth {
@@ -37,7 +35,10 @@ export class ProviderHealth {
 
   failure(err: unknown): void {
     const code = (err as { code?: unknown })?.code;
-    if (typeof code === "string" && NOT_THE_PROVIDER.has(code)) {
+    // Our adapter refused the request before calling the provider: nothing to judge it by.
+    if (code === "provider_unsupported") return;
+    // The provider answered, correctly: the request was at fault.
+    if (typeof code === "string" && REQUEST_FAULT_CODES.has(code)) {
       this.success();
       return;
     }

@@ -54,6 +54,16 @@ export {
 } from "./media";
 
 /** Per-request timeout when the adapter gives none; slow image models take a minute or two. */
+/**
+ * Failures that are the request's fault, not the provider's: it answered, correctly, with a safety verdict or
+ * by refusing an invalid request. Retrying cannot fix them; they are never refunded (credits/refunds.ts) and
+ * say nothing against the provider's health (health.ts).
+ */
+export const REQUEST_FAULT_CODES: ReadonlySet<string> = new Set([
+  "content_policy",
+  "provider_invalid_request",
+]);
+
 export const DEFAULT_TIMEOUT_MS = 180_000;
 /** Longest "retry later" a provider can ask for before we clamp it. */
 export const MAX_RETRY_DELAY_MS = 5 * 60_000;
@@ -195,7 +205,7 @@ export type ErrorBodyInfo = {
   json?: unknown;
 };
 
-const isRecord = (v: unknown): v is Record<string, unknown> =>
+export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 function messageOf(v: unknown): string | undefined {

@@ -191,13 +191,17 @@ export class WorkerPool {
       else if (room > 0) capped.push([type, room]);
     }
     const { workerId, leaseMs } = this.#o;
-    const claimed = this.#store.claim(workerId, open, free, now, leaseMs);
-    for (const [type, room] of capped) {
-      const want = Math.min(room, free - claimed.length);
-      if (want <= 0) break;
-      claimed.push(...this.#store.claim(workerId, [type], want, now, leaseMs));
-    }
-    return claimed;
+    if (capped.length === 0) return this.#store.claim(workerId, open, free, now, leaseMs);
+    // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
+    return this.#store.tx(() => {
+      const claimed = this.#store.claim(workerId, open, free, now, leaseMs);
+      for (const [type, room] of capped) {
+        const want = Math.min(room, free - claimed.length);
+        if (want <= 0) break;
+        claimed.push(...this.#store.claim(workerId, [type], want, now, leaseMs));
+      }
+      return claimed;
+    });
   }
 
   #schedulePoll(): void {

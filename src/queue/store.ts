@@ -12,6 +12,9 @@ const JOB_COLUMNS = `id, type, status, priority, input, result, error, progress,
   max_attempts, run_at, locked_by, locked_until, stalled_count, timeout_ms, dedupe_key, owner_id, recipe_id,
   credits_charged, credits_refunded, webhook_url, metadata, created_at, started_at, finished_at, updated_at`;
 
+/** A job in one of these states can be run again by an operator's retry. */
+const RETRYABLE_STATUSES: ReadonlySet<string> = new Set(["failed", "partial", "cancelled"]);
+
 const parse = (v: unknown) => (v == null ? null : JSON.parse(v as string));
 
 /** Maps a raw `jobs` row (snake_case, JSON as text) to the drizzle `Job` type. */
@@ -422,15 +425,14 @@ export class QueueStore {
   }
 
   /** The job's earlier attempts, oldest first (the latest is the job row itself). */
-  attempts(jobId: string): JobAttempt[] {
+  attempts(jobId: string): Omit<JobAttempt, "jobId">[] {
     const rows = this.db
       .query(
-        `SELECT job_id, attempt, outcome, started_at, ended_at, error, retry_at FROM job_attempts
+        `SELECT attempt, outcome, started_at, ended_at, error, retry_at FROM job_attempts
          WHERE job_id = ? ORDER BY ended_at, rowid`,
       )
       .all(jobId) as Row[];
     return rows.map((r) => ({
-      jobId: r.job_id as string,
       attempt: r.attempt as number,
       outcome: r.outcome as JobAttempt["outcome"],
       startedAt: r.started_at as number | null,
@@ -448,37 +450,32 @@ export class QueueStore {
   retry(id: string, now: number): Job | null | "conflict" {
     return this.tx(() => {
       const before = this.get(id);
+      if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
       const res = this.db
         .query(
           `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
              finished_at = NULL, progress = 0, progress_message = NULL, stalled_count = 0, updated_at = ?
-           WHERE id = ? AND status IN ('failed', 'partial', 'cancelled')`,
+           WHERE id = ?`,
         )
         .run(now, now, id);
-      if (res.changes === 0) {
-        const job = this.get(id);
-        return job && ["failed", "partial", "cancelled"].includes(job.status) ? "conflict" : null;
-      }
+      // A newer job with the same dedupe key is queued: the unique index refused this one.
+      if (res.changes === 0) return "conflict";
       // The run being retried becomes history: its attempt, how it ended and why.
-      if (before) {
-        const ended = {
-          ...(before.error ?? {
-            code: before.status,
-            message: `ended ${before.status}`,
-            retryable: true,
-            refundable: false,
-          }),
-        };
-        this.#attempt.run(
-          id,
-          before.attempts,
-          "rerun",
-          before.startedAt,
-          before.finishedAt ?? now,
-          JSON.stringify(ended),
-          now,
-        );
-      }
+      const ended = before.error ?? {
+        code: before.status,
+        message: `ended ${before.status}`,
+        retryable: true,
+        refundable: false,
+      };
+      this.#attempt.run(
+        id,
+        before.attempts,
+        "rerun",
+        before.startedAt,
+        before.finishedAt ?? now,
+        JSON.stringify(ended),
+        now,
+      );
       this.db
         .query(
           "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status = 'failed'",

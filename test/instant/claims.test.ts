@@ -274,8 +274,14 @@ describe("instant claims: rate limit and top-up", () => {
 
   test("a claim is followed by a top-up of its recipe; past the per-user limit claims get 429 + Retry-After", async () => {
     const user = await createUser(server.api, { credits: 10 });
-    await expectStatus(
-      await server.api("/api/generate/instant", { method: "POST", key: user.key, json: { recipeId: "owl" } }),
+    const keyed = { "idempotency-key": `first-${Bun.randomUUIDv7()}` };
+    const first = await expectStatus<Claim>(
+      await server.api("/api/generate/instant", {
+        method: "POST",
+        key: user.key,
+        json: { recipeId: "owl" },
+        headers: keyed,
+      }),
       200,
     );
     await waitFor(() => readyCount(server, "owl") === 2, { timeoutMs: 15_000, what: "backlog topped up" });
@@ -293,6 +299,33 @@ describe("instant claims: rate limit and top-up", () => {
     const retryAfter = Number(limited.headers.get("retry-after"));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(30);
+    // A 429 is not an answer to keep: the same key asks again and is refused again, not replayed...
+    const keyedAgain = { "idempotency-key": `late-${Bun.randomUUIDv7()}` };
+    for (let i = 0; i < 2; i++) {
+      const res = await server.api("/api/generate/instant", {
+        method: "POST",
+        key: user.key,
+        json: { recipeId: "owl" },
+        headers: keyedAgain,
+      });
+      expect(res.status).toBe(429);
+    }
+    expect(
+      server.ctx.db.$client
+        .query("SELECT count(*) AS n FROM idempotency_keys WHERE key = ?")
+        .get(keyedAgain["idempotency-key"]),
+    ).toEqual({ n: 0 });
+    // ...while replaying an earlier claim spends no token: the same generation, even past the limit.
+    const replay = await expectStatus<Claim>(
+      await server.api("/api/generate/instant", {
+        method: "POST",
+        key: user.key,
+        json: { recipeId: "owl" },
+        headers: keyed,
+      }),
+      200,
+    );
+    expect(replay.job.id).toBe(first.job.id);
     const other = await createUser(server.api, { credits: 10 });
     await expectStatus(
       await server.api("/api/generate/instant", {

@@ -245,6 +245,26 @@ describe("provider registry: health", () => {
     expect(health().lastError?.code).toBe("provider_rate_limited");
   });
 
+  test("the request's own faults are the provider answering; an adapter's refusal before any call is nothing", async () => {
+    const registry = createProviderRegistry({
+      providers: [
+        scripted([coded("provider_invalid_request"), coded("provider_unsupported"), coded("provider_auth")]),
+      ],
+    });
+    const health = () => registry.stats().scripted!.health;
+    await registry.generate("scripted", req, ctx()).catch(() => undefined);
+    expect(health()).toMatchObject({ ok: 1, failed: 0, state: "ok" });
+    await registry.generate("scripted", req, ctx()).catch(() => undefined);
+    expect(health()).toMatchObject({ ok: 1, failed: 0, state: "ok" });
+    await registry.generate("scripted", req, ctx()).catch(() => undefined);
+    expect(health()).toMatchObject({
+      ok: 1,
+      failed: 1,
+      state: "failing",
+      lastError: { code: "provider_auth" },
+    });
+  });
+
   test("a cancelled call does not count against the provider", async () => {
     const registry = createProviderRegistry({ providers: [scripted([coded("provider_timeout")])] });
     const ac = new AbortController();

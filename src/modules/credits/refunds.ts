@@ -1,15 +1,13 @@
 import type { Job, JobError, JobItem } from "../../db/schema";
+import { REQUEST_FAULT_CODES } from "../../providers/http";
 
 /**
- * Failures a refund never covers, whatever the error's own `refundable` says: the request itself was at
- * fault (a safety rejection, or a request the provider refused as invalid), so a retry could not fix it.
+ * Whether a failure with this error is refunded. A missing error (a never-run item of a dead job) is; a
+ * failure that was the request's fault (REQUEST_FAULT_CODES) never is, whatever its own `refundable` says.
  */
-const NOT_REFUNDED_CODES = new Set(["content_policy", "provider_invalid_request"]);
-
-/** Whether a failure with this error is refunded. A missing error (a never-run item of a dead job) is. */
 export function isRefundable(error: JobError | null | undefined): boolean {
   if (!error) return true;
-  return error.refundable !== false && !NOT_REFUNDED_CODES.has(error.code);
+  return error.refundable !== false && !REQUEST_FAULT_CODES.has(error.code);
 }
 
 type ItemState = Pick<JobItem, "status" | "input" | "error">;

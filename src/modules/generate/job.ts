@@ -15,7 +15,10 @@ export type GenerateJobDeps = {
   /** Items of one job generated in parallel. */
   itemConcurrency: number;
   itemMaxAttempts: number;
-  /** Starts the stored image and its thumbnail from the provider's bytes. @defaultValue startWithThumbnail */
+  /**
+   * Starts the stored image and its thumbnail from the provider's bytes (the generate benchmark times it to
+   * separate encoding from overhead). @defaultValue startWithThumbnail
+   */
   process?: typeof startWithThumbnail;
 };
 

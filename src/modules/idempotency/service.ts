@@ -51,8 +51,9 @@ export class IdempotencyService {
     try {
       out = await fn();
     } catch (err) {
-      // Client errors are answers too: a repeat must get the same one, not a second attempt.
-      if (!(err instanceof ApiError) || err.status >= 500) throw err;
+      // Client errors are answers too: a repeat must get the same one, not a second attempt. Except 429: it
+      // says "not now", so the repeat it asks for must be able to go through.
+      if (!(err instanceof ApiError) || err.status >= 500 || err.status === 429) throw err;
       out = { status: err.status, body: err.toBody() };
     }
     this.#db

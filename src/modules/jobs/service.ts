@@ -109,7 +109,7 @@ export class JobService {
   /** The job with its items, assets and the history of its earlier attempts (the timeline). */
   detail(p: Principal, id: string) {
     const job = this.visible(p, id);
-    const history = this.#queue.store.attempts(id).map(({ jobId: _, ...a }) => a);
+    const history = this.#queue.store.attempts(id);
     return { ...jobView(job, this.#queue.items(id), this.#assets.forJob(id)), history };
   }
 
