@@ -28,6 +28,7 @@ import { dbWritableCheck, HealthService } from "./modules/ops/service";
 import { RealtimeService, realtimeOptions, socketServerOptions } from "./modules/realtime/service";
 import { RecipeService, recordRecipeUsage } from "./modules/recipes/service";
 import { UserService } from "./modules/users/service";
+import { DELIVER_JOB } from "./modules/webhooks/fanout";
 import { WebhookService, webhookOptions } from "./modules/webhooks/service";
 import { createProviderRegistry, ProviderLookupError, type ProviderRegistry } from "./providers/registry";
 import { type AnyJobDefinition, Queue } from "./queue";
@@ -93,7 +94,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       itemMaxAttempts: config.ITEM_MAX_ATTEMPTS,
     }),
   );
-  const renderer = lazyRenderPool(config.renderWorkers);
+  const renderer = lazyRenderPool(config.renderWorkers, (ms) => metrics.observeRender(ms));
   const cards = new CardService({
     db: db.$client,
     queue,
@@ -106,7 +107,10 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   });
   queue.define(...cardJobs(cards));
   const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
-  credits = new CreditService(db.$client, creditOptions(config, opts.now));
+  credits = new CreditService(db.$client, {
+    ...creditOptions(config, opts.now),
+    onLedger: (reason, delta) => metrics.credits(reason, delta),
+  });
   const generate = new GenerateService({
     config,
     queue,
@@ -136,9 +140,12 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       },
     });
   metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
+  metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
   metrics.watchDatabase(config.databasePath);
   // Last, once every job type is defined.
   metrics.instrumentJobs(queue);
+  const realtime = new RealtimeService(queue, jobs, realtimeOptions(config));
+  metrics.watchSockets(() => realtime.sessions.size);
   return {
     config,
     db,
@@ -156,7 +163,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     cards,
     renderer,
     generate,
-    realtime: new RealtimeService(queue, jobs, realtimeOptions(config)),
+    realtime,
     webhooks,
     credits,
     recipes,
@@ -171,14 +178,19 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
  */
 export type LazyRenderer = CardRenderer & { check(): void; close(): Promise<void> };
 
-function lazyRenderPool(size: number): LazyRenderer {
+function lazyRenderPool(size: number, observe: (ms: number) => void): LazyRenderer {
   let pool: RenderPool | null = null;
   const get = () => {
     pool ??= new RenderPool({ size });
     return pool;
   };
   return {
-    render: (template, data) => get().render(template, data),
+    render: async (template, data) => {
+      const started = performance.now();
+      const card = await get().render(template, data);
+      observe(performance.now() - started);
+      return card;
+    },
     // Not started yet (no card rendered) is healthy: the pool starts on the first render.
     check: () => pool?.check(),
     close: async () => {

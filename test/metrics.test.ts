@@ -4,7 +4,7 @@ import { Metrics } from "../src/modules/metrics/service";
 import { createProviderRegistry } from "../src/providers/registry";
 import type { Provider } from "../src/providers/types";
 import { defineJob, RetryableError, UnrecoverableError } from "../src/queue";
-import { startTestServer, type TestServer, waitFor } from "./helpers";
+import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "./helpers";
 
 type Sample = { name: string; labels: Record<string, string>; value: number };
 
@@ -132,27 +132,73 @@ describe("GET /metrics", () => {
     expect(samples.find((s) => s.name === "easel_build_info")?.labels.version).toMatch(/^\d+\.\d+\.\d+/);
   });
 
-  test("the recording API other modules call shows up in the scrape", async () => {
-    const m = server.ctx.metrics;
-    m.observeRender(12);
-    m.observeRender(40);
-    m.setWsConnections(3);
-    m.webhookDelivery("delivered");
-    m.webhookDelivery("delivered");
-    m.webhookDelivery("failed");
-    m.credits("charged", 5);
-    m.credits("refunded", 2);
-    m.credits("refunded", 0);
-    const samples = await scrape();
-    expect(value(samples, "easel_card_render_duration_seconds_count")).toBeGreaterThanOrEqual(2);
-    expect(value(samples, "easel_ws_connections")).toBe(3);
-    expect(value(samples, "easel_webhook_deliveries_total", { outcome: "delivered" })).toBeGreaterThanOrEqual(
-      2,
-    );
-    expect(value(samples, "easel_webhook_deliveries_total", { outcome: "failed" })).toBeGreaterThanOrEqual(1);
-    expect(value(samples, "easel_credits_total", { kind: "charged" })).toBeGreaterThanOrEqual(5);
-    expect(value(samples, "easel_credits_total", { kind: "refunded" })).toBeGreaterThanOrEqual(2);
-  });
+  test("card renders, WebSocket connections, webhook deliveries and credits are counted as they happen", async () => {
+    const hooks: number[] = [];
+    const receiver = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: () => {
+        hooks.push(Date.now());
+        return new Response(null, { status: hooks.length === 1 ? 500 : 204 });
+      },
+    });
+    const s = await startTestServer({
+      env: { ALLOW_PRIVATE_URLS: "true", WEBHOOK_RETRY_SCHEDULE: "1s,1s,1s", RENDER_WORKERS: "1" },
+    });
+    try {
+      const scrapeS = async () => parse(await (await s.api("/metrics", { key: null })).text());
+      // A card: rendered before the create call answers.
+      const card = await s.api("/api/cards", {
+        method: "POST",
+        json: { template: "og", data: { title: "Counted" } },
+      });
+      expect(card.status).toBe(201);
+      // Two sockets open, one closed again.
+      const url = `${s.url.replace(/^http/, "ws")}/ws?token=${ADMIN_KEY}`;
+      const sockets = [new WebSocket(url), new WebSocket(url)];
+      await Promise.all(
+        sockets.map((ws) => new Promise((r) => ws.addEventListener("message", r, { once: true }))),
+      );
+      expect(value(await scrapeS(), "easel_ws_connections")).toBe(2);
+      sockets[1]!.close();
+      await waitFor(async () => value(await scrapeS(), "easel_ws_connections") === 1, {
+        what: "one socket left",
+      });
+      // Credits: a grant, then a generation charged for one image.
+      const user = (await (
+        await s.api("/api/users", { method: "POST", json: { name: "payer", role: "user" } })
+      ).json()) as { user: { id: string }; key: string };
+      await s.api(`/api/users/${user.user.id}/credits`, { method: "POST", json: { amount: 5 } });
+      // A webhook endpoint for the user: its first delivery gets a 500, the retry a 204.
+      await s.api("/api/webhooks", {
+        method: "POST",
+        key: user.key,
+        json: { url: `http://127.0.0.1:${receiver.port}/hook`, events: ["job.completed"] },
+      });
+      const gen = await s.api("/api/jobs/generate-image", {
+        method: "POST",
+        key: user.key,
+        json: { prompt: "a counted fox", size: "256x256" },
+      });
+      expect(gen.status).toBe(202);
+      await waitFor(() => hooks.length === 2, { timeoutMs: 10_000, what: "the delivery and its retry" });
+      const samples = await waitFor(
+        async () => {
+          const now = await scrapeS();
+          return value(now, "easel_webhook_deliveries_total", { outcome: "delivered" }) === 1 ? now : null;
+        },
+        { what: "the delivery to be counted" },
+      );
+      expect(value(samples, "easel_webhook_deliveries_total", { outcome: "retried" })).toBe(1);
+      expect(value(samples, "easel_card_render_duration_seconds_count")).toBe(1);
+      expect(value(samples, "easel_credits_total", { kind: "grant" })).toBe(5);
+      expect(value(samples, "easel_credits_total", { kind: "charge" })).toBe(1);
+      sockets[0]!.close();
+    } finally {
+      await s.close();
+      await receiver.stop(true);
+    }
+  }, 30_000);
 });
 
 describe("METRICS_TOKEN", () => {

@@ -13,6 +13,8 @@ export type CreditOptions = {
   /** PROVIDER_CREDIT_COSTS: per-provider overrides of `perImage`. */
   providerCosts?: Record<string, number>;
   now?: () => number;
+  /** Told of every ledger row written (metrics). */
+  onLedger?: (reason: LedgerReason, delta: number) => void;
 };
 
 /** 402 with `required` and `available` both inside `error` (what clients read) and in `details`. */
@@ -227,6 +229,7 @@ export class CreditService {
       ref.note ?? null,
       now,
     );
+    this.#o.onLedger?.(reason, delta);
   }
 
   /** In the caller's transaction when one is open (the enqueue or claim), else an IMMEDIATE one of its own. */

@@ -47,7 +47,7 @@ export class Metrics {
   readonly #itemSeconds: Histogram;
   readonly #provider: { count: Counter; errors: Counter; seconds: Histogram };
   readonly #render: Histogram;
-  readonly #ws: Gauge;
+  #wsCount: () => number = () => 0;
   readonly #webhooks: Counter;
   readonly #credits: Counter;
   readonly #backups: Counter;
@@ -72,7 +72,7 @@ export class Metrics {
     };
     this.#jobSeconds = new Histogram({
       name: "easel_job_duration_seconds",
-      help: "Finished jobs: finished_at - started_at, by type and end status",
+      help: "Finished jobs: their last attempt (finished_at - started_at), by type and end status",
       labelNames: ["type", "status"],
       buckets: SECONDS_LONG,
       registers,
@@ -118,7 +118,15 @@ export class Metrics {
       buckets: SECONDS_SHORT,
       registers,
     });
-    this.#ws = new Gauge({ name: "easel_ws_connections", help: "Open WebSocket connections", registers });
+    const metrics = this;
+    new Gauge({
+      name: "easel_ws_connections",
+      help: "Open WebSocket connections",
+      registers,
+      collect() {
+        this.set(metrics.#wsCount());
+      },
+    });
     this.#webhooks = new Counter({
       name: "easel_webhook_deliveries_total",
       help: "Webhook delivery attempts by outcome",
@@ -127,7 +135,7 @@ export class Metrics {
     });
     this.#credits = new Counter({
       name: "easel_credits_total",
-      help: "Credits moved, by kind (charged, refunded, …)",
+      help: "Credits moved, by ledger reason (charge, refund, grant, debit, instant)",
       labelNames: ["kind"],
       registers,
     });
@@ -164,16 +172,24 @@ export class Metrics {
     this.#render.observe(ms / 1000);
   }
 
-  setWsConnections(n: number): void {
-    this.#ws.set(n);
+  /** Open WebSocket connections, read at scrape. */
+  watchSockets(count: () => number): void {
+    this.#wsCount = count;
   }
 
-  webhookDelivery(outcome: string): void {
-    this.#webhooks.inc({ outcome });
+  /** Credits moved by one ledger row (its reason: charge, refund, grant, instant, debit). */
+  credits(reason: string, delta: number): void {
+    if (delta !== 0) this.#credits.inc({ kind: reason }, Math.abs(delta));
   }
 
-  credits(kind: string, n: number): void {
-    if (n > 0) this.#credits.inc({ kind }, n);
+  /** Webhook delivery attempts by outcome, from the `type` jobs that carry them. */
+  watchWebhookDeliveries(queue: Queue, type: string): void {
+    const count = (outcome: string) => (e: { job: Job }) => {
+      if (e.job.type === type) this.#webhooks.inc({ outcome });
+    };
+    queue.events.on("job:completed", count("delivered"));
+    queue.events.on("job:retrying", count("retried"));
+    queue.events.on("job:failed", count("failed"));
   }
 
   backupSnapshot(ok: boolean, at = Date.now()): void {
