@@ -1,7 +1,7 @@
 /**
  * `bun run build`: compiles Easel into one self-contained executable, `dist/easel` (`--outfile` to change),
  * for the platform it runs on. Everything is embedded: the code and its worker threads, the migrations
- * (text imports, src/db/migrate.ts), the fonts and emoji the card templates read, resvg's native addon
+ * (inlined by the Bun macro in src/db/embed-migrations.ts), the fonts and emoji the card templates read, resvg's native addon
  * (Bun embeds `.node` files), and sharp's addon with its libvips, which Bun cannot embed by itself — see
  * `sharpPlugin`. The result runs `easel serve` and every CLI command with no node_modules beside it.
  */

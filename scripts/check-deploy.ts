@@ -211,9 +211,9 @@ export function staticProblems({ dockerfile, flyToml, dockerignore, routes }: St
   for (const name of Object.keys(image.env)) {
     expect(!SECRET_NAME.test(name), `ENV ${name} looks like a secret baked into the image`);
   }
-  const ignored = dockerignore.split(/\r?\n/).map((l) => l.trim());
+  const ignores = dockerignoreMatcher(dockerignore);
   for (const needed of [".env", "data", "node_modules"]) {
-    expect(ignored.includes(needed), `.dockerignore should exclude ${needed}`);
+    expect(ignores(needed), `.dockerignore should exclude ${needed}`);
   }
 
   const service = fly.http_service ?? {};
@@ -257,7 +257,7 @@ export function staticProblems({ dockerfile, flyToml, dockerignore, routes }: St
 }
 
 /** A .dockerignore matcher (patterns relative to the context root; `!` re-includes). */
-export function dockerignore(text: string): (relPath: string) => boolean {
+export function dockerignoreMatcher(text: string): (relPath: string) => boolean {
   const rules = text
     .split(/\r?\n/)
     .map((l) => l.trim())
@@ -363,7 +363,7 @@ export async function replayProblems(
   const root = opts.root ?? ROOT;
   const image = describeImage(readFileSync(join(root, "Dockerfile"), "utf8"));
   const fly = Bun.TOML.parse(readFileSync(join(root, "fly.toml"), "utf8")) as Fly;
-  const ignore = dockerignore(
+  const ignore = dockerignoreMatcher(
     existsSync(join(root, ".dockerignore")) ? readFileSync(join(root, ".dockerignore"), "utf8") : "",
   );
   const tmp = mkdtempSync(join(tmpdir(), "easel-deploy-"));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 import { UsageError } from "./cli/args";
 import { ConfigError, loadConfig } from "./config";
+import type { AppContext } from "./context";
 import { ApiError } from "./errors";
 import { silentLogger } from "./log";
 
@@ -26,6 +27,16 @@ usage: easel [command]
 
 Configuration comes from the environment (see README.md).`;
 
+type ServiceCommand = (ctx: AppContext, argv: string[]) => number | Promise<number>;
+
+/** Commands that work on the data dir through the services; each loads its module only when it runs. */
+const SERVICE_COMMANDS = new Map<string, () => Promise<ServiceCommand>>([
+  ["queue", async () => (await import("./cli/queue")).queueCommand],
+  ["users", async () => (await import("./cli/users")).usersCommand],
+  ["backlog", async () => (await import("./cli/backlog")).backlogCommand],
+  ["credits", async () => (await import("./cli/credits")).creditsCommand],
+]);
+
 async function main(argv: string[]): Promise<number> {
   const [command = "serve", ...rest] = argv;
   if (command === "help" || command === "--help" || command === "-h") {
@@ -33,6 +44,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig();
+  const load = SERVICE_COMMANDS.get(command);
+  if (load) {
+    const [run, { createServices }] = await Promise.all([load(), import("./runtime")]);
+    const ctx = createServices(config, { log: silentLogger });
+    try {
+      return await run(ctx, rest);
+    } finally {
+      ctx.db.$client.close();
+    }
+  }
   switch (command) {
     case "serve": {
       const { startRuntime } = await import("./runtime");
@@ -51,34 +72,6 @@ async function main(argv: string[]): Promise<number> {
         import("./render"),
       ]);
       return cardsCommand(rest, createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }));
-    }
-    case "queue":
-    case "users": {
-      const [{ createServices }, { queueCommand }, { usersCommand }] = await Promise.all([
-        import("./runtime"),
-        import("./cli/queue"),
-        import("./cli/users"),
-      ]);
-      const ctx = createServices(config, { log: silentLogger });
-      try {
-        return command === "queue" ? queueCommand(ctx, rest) : usersCommand(ctx, rest);
-      } finally {
-        ctx.db.$client.close();
-      }
-    }
-    case "backlog":
-    case "credits": {
-      const [{ createServices }, { backlogCommand }, { creditsCommand }] = await Promise.all([
-        import("./runtime"),
-        import("./cli/backlog"),
-        import("./cli/credits"),
-      ]);
-      const ctx = createServices(config, { log: silentLogger });
-      try {
-        return command === "backlog" ? await backlogCommand(ctx, rest) : creditsCommand(ctx, rest);
-      } finally {
-        ctx.db.$client.close();
-      }
     }
     case "backup":
     case "restore": {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   describeImage,
-  dockerignore,
+  dockerignoreMatcher,
   parseEnv,
   readStaticInputs,
   replayProblems,
@@ -55,7 +55,7 @@ describe("Dockerfile and fly.toml", () => {
   test("ENV and .dockerignore parsing", () => {
     expect(parseEnv('A=1 B="two words" C=')).toEqual({ A: "1", B: "two words", C: "" });
     expect(parseEnv("LEGACY some value")).toEqual({ LEGACY: "some value" });
-    const ignored = dockerignore("node_modules\n*.log\ntest\n!test/keep.ts\n");
+    const ignored = dockerignoreMatcher("node_modules\n*.log\ntest\n!test/keep.ts\n");
     expect(ignored("node_modules/x/index.js")).toBe(true);
     expect(ignored("debug.log")).toBe(true);
     expect(ignored("test/a.test.ts")).toBe(true);

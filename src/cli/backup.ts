@@ -27,15 +27,15 @@ export function restoreCommand(config: Config, argv: string[]): number {
   const { values, positionals } = parse(argv, { force: { type: "boolean" } });
   const [file] = positionals;
   if (!file || positionals.length > 1) throw new UsageError(RESTORE_USAGE);
-  const server = values.force ? null : runningServer(config.dataDir);
-  if (server) {
-    process.stderr.write(
-      `server_running: a server (pid ${server.pid} on ${server.host}, port ${server.port}) uses ${config.dataDir}; ` +
-        `stop it first (or, if it is not running, delete ${LOCK_FILE} there or pass --force)\n`,
-    );
-    return 1;
-  }
   return run(() => {
+    const server = values.force ? null : runningServer(config.dataDir);
+    if (server) {
+      throw new BackupError(
+        "server_running",
+        `a server (pid ${server.pid} on ${server.host}, port ${server.port}) uses ${config.dataDir}; ` +
+          `stop it first (or, if it is not running, delete ${LOCK_FILE} there or pass --force)`,
+      );
+    }
     const { previous } = restoreFile(resolve(file), config.databasePath);
     process.stdout.write(`restored ${config.databasePath} from ${resolve(file)}\n`);
     if (previous) process.stdout.write(`the previous database is kept at ${previous}\n`);

@@ -26,16 +26,9 @@ export function openDb(path: string, opts: OpenOptions = {}): Db {
   sqlite.exec("PRAGMA temp_store = MEMORY");
   sqlite.exec("PRAGMA cache_size = -32000");
   const db = drizzle({ client: sqlite, schema }) as Db;
-  if (opts.migrate !== false) runMigrations(db);
+  // Committed drizzle-kit migrations, embedded in the build (migrate.ts); safe from several processes at once.
+  if (opts.migrate !== false) applyMigrations(sqlite);
   return db;
-}
-
-/**
- * Applies committed drizzle-kit migrations, embedded in the build (src/db/migrate.ts); safe to call from
- * several processes (SQLite serialises it).
- */
-export function runMigrations(db: Db): void {
-  applyMigrations(db.$client);
 }
 
 /**

@@ -4,6 +4,7 @@
  * documented from the route (schemas, auth, the common errors); this only adds detail.
  */
 import type { z } from "zod";
+import { poll } from "../../render/templates/poll";
 import {
   CardList,
   CardView,
@@ -158,41 +159,20 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   "POST /api/cards/preview": {
     responseType: "image/png",
     responseDescription: "The rendered PNG",
-    requestExample: {
-      template: "poll",
-      data: {
-        question: "Tabs or spaces?",
-        creator: { name: "Ada", handle: "@ada" },
-        options: [
-          { label: "Tabs", votes: 3 },
-          { label: "Spaces", votes: 5 },
-        ],
-      },
-    },
+    requestExample: { template: "poll", data: poll.example },
     errors: { 429: "preview rate limit reached (`rate_limited`, `details.retryAfterMs`)" },
   },
   "POST /api/cards": {
     status: 201,
     idempotent: true,
     response: CardView,
-    requestExample: {
-      template: "poll",
-      data: {
-        question: "Best pizza topping?",
-        creator: { name: "Ada", handle: "@ada" },
-        options: [
-          { label: "Mushroom", votes: 12 },
-          { label: "Pineapple", votes: 7 },
-        ],
-      },
-      userId: "user-42",
-    },
+    requestExample: { template: "poll", data: poll.example, userId: "user-42" },
   },
   "GET /api/cards": { clientToken: true, response: CardList },
   "GET /api/cards/:id": { clientToken: true, response: CardView },
   "PATCH /api/cards/:id": {
     response: CardView,
-    requestExample: { data: { options: [{ label: "Mushroom", votes: 13 }] } },
+    requestExample: { data: { options: poll.example.options.map((o) => ({ ...o, votes: o.votes + 1 })) } },
   },
   "DELETE /api/cards/:id": { status: 204 },
   "POST /api/webhooks": {

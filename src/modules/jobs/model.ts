@@ -42,7 +42,3 @@ export const EnqueueBody = z.object({
     .optional(),
 });
 export type EnqueueBody = z.infer<typeof EnqueueBody>;
-
-export const ErrorBody = z.object({
-  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
-});

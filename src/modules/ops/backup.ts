@@ -7,11 +7,11 @@
  * too); with S3 they are in the bucket already.
  */
 import { Database } from "bun:sqlite";
-import { copyFileSync, existsSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Cron } from "croner";
 import type { AppContext } from "../../context";
-import { type Db, openDb } from "../../db/client";
+import { openDb } from "../../db/client";
 import { LocalStorage, listAll, type Storage } from "../../storage";
 import type { SnapshotReply, SnapshotRequest } from "./snapshot-worker";
 
@@ -117,11 +117,7 @@ export function backupFile(databasePath: string, target: string): { bytes: numbe
  * The current database is kept beside it as `<name>.before-restore-<time>`. The caller makes sure no server
  * is running (see lock.ts). Pending migrations are applied, so an older backup works with newer code.
  */
-export function restoreFile(
-  backup: string,
-  databasePath: string,
-  open: (path: string) => Db = (path) => openDb(path),
-): { previous: string | null } {
+export function restoreFile(backup: string, databasePath: string): { previous: string | null } {
   const problems = integrityProblems(backup);
   if (problems.length) {
     throw new BackupError("integrity_failed", `${backup} failed integrity_check: ${problems.join("; ")}`);
@@ -140,7 +136,7 @@ export function restoreFile(
   const incoming = tempName(databasePath, "restoring");
   copyFileSync(backup, incoming);
   renameSync(incoming, databasePath);
-  open(databasePath).$client.close();
+  openDb(databasePath).$client.close();
   return { previous };
 }
 
@@ -182,7 +178,7 @@ export async function snapshotToStorage(opts: {
   const tmp = join(opts.tmpDir, `.snapshot-${crypto.randomUUID()}.db`);
   try {
     await opts.copy(tmp);
-    const bytes = new Uint8Array(readFileSync(tmp));
+    const bytes = await Bun.file(tmp).bytes();
     const key = `${BACKUP_PREFIX}easel-${stamp(opts.now ?? new Date())}-${crypto.randomUUID().slice(0, 8)}.db`;
     await opts.storage.put(key, bytes, { contentType: "application/vnd.sqlite3" });
     const pruned = await pruneSnapshots(opts.storage, opts.keep);
@@ -237,7 +233,8 @@ export function scheduleSnapshots(ctx: AppContext, pattern: string): Cron {
       });
       metrics.backupSnapshot(true);
       log.info(
-        { key: result.key, bytes: result.bytes, pruned: result.pruned.length },
+        // Not `key`/`bytes`: the logger redacts fields of those names (API keys, image bytes).
+        { snapshot: result.key, size: result.bytes, pruned: result.pruned.length },
         "database snapshot stored",
       );
     } catch (err) {

@@ -1,13 +1,26 @@
 import type { Database } from "bun:sqlite";
+import { z } from "zod";
 
-export type Check = { name: string; run: () => void | Promise<void> };
-export type CheckResult = { name: string; ok: boolean; ms: number; error?: string };
-export type HealthReport = {
-  ok: boolean;
-  status: "ok" | "unavailable";
-  checks: CheckResult[];
-  uptimeS: number;
-};
+/** A readiness check; `signal` aborts when the probe gives up on it, so a slow check stops working too. */
+export type Check = { name: string; run: (signal: AbortSignal) => void | Promise<void> };
+const CheckResult = z.object({
+  name: z.string(),
+  ok: z.boolean(),
+  ms: z.number(),
+  error: z.string().optional(),
+});
+export type CheckResult = z.infer<typeof CheckResult>;
+
+/** `GET /api/health`: readiness with each check's outcome (the API reference documents this schema). */
+export const HealthReport = z
+  .object({
+    ok: z.boolean(),
+    status: z.enum(["ok", "unavailable"]),
+    checks: z.array(CheckResult),
+    uptimeS: z.number().int(),
+  })
+  .meta({ title: "HealthReport" });
+export type HealthReport = z.infer<typeof HealthReport>;
 
 /**
  * Readiness: every registered check must pass (db writable, worker pool running, and whatever storage,
@@ -36,10 +49,11 @@ export class HealthService {
 
 async function runCheck(c: Check, timeoutMs: number): Promise<CheckResult> {
   const t0 = performance.now();
+  const ac = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await Promise.race([
-      Promise.resolve().then(c.run),
+      Promise.resolve().then(() => c.run(ac.signal)),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs);
       }),
@@ -49,6 +63,7 @@ async function runCheck(c: Check, timeoutMs: number): Promise<CheckResult> {
     return { name: c.name, ok: false, ms: Math.round(performance.now() - t0), error: (err as Error).message };
   } finally {
     clearTimeout(timer);
+    ac.abort();
   }
 }
 
@@ -57,7 +72,7 @@ async function runCheck(c: Check, timeoutMs: number): Promise<CheckResult> {
  * thread, so the lock is tried without waiting (busy_timeout 0 for that one statement) and retried on a
  * timer: a lock held elsewhere shows as a failing check instead of freezing the server for busy_timeout.
  */
-export function dbWritableCheck(sqlite: Database, retryMs = 50, giveUpMs = 5000): Check {
+export function dbWritableCheck(sqlite: Database, retryMs = 50): Check {
   const tryOnce = (): boolean => {
     const { timeout } = sqlite.query("PRAGMA busy_timeout").get() as { timeout: number };
     sqlite.exec("PRAGMA busy_timeout = 0");
@@ -74,10 +89,10 @@ export function dbWritableCheck(sqlite: Database, retryMs = 50, giveUpMs = 5000)
   };
   return {
     name: "db",
-    run: async () => {
-      const deadline = Date.now() + giveUpMs;
+    // Until it succeeds or the probe gives up (then the readiness report says "timed out").
+    run: async (signal) => {
       while (!tryOnce()) {
-        if (Date.now() > deadline) throw new Error("database is locked");
+        if (signal.aborted) throw new Error("database is locked");
         await Bun.sleep(retryMs);
       }
     },

@@ -2,8 +2,7 @@
  * Runs `VACUUM INTO` for a scheduled snapshot on its own connection in a worker thread: copying a large
  * database takes a while, and bun:sqlite calls block the thread they run on.
  */
-import { Database } from "bun:sqlite";
-import { backupDatabase } from "./backup";
+import { backupFile } from "./backup";
 
 declare const self: Worker;
 
@@ -14,13 +13,7 @@ self.onmessage = (event: MessageEvent<SnapshotRequest>) => {
   const { databasePath, target } = event.data;
   let reply: SnapshotReply;
   try {
-    const db = new Database(databasePath, { create: false });
-    try {
-      db.exec("PRAGMA busy_timeout = 5000");
-      backupDatabase(db, target);
-    } finally {
-      db.close();
-    }
+    backupFile(databasePath, target);
     reply = { ok: true };
   } catch (err) {
     reply = { ok: false, message: (err as Error).message };
