@@ -13,6 +13,9 @@ export type Principal = { user: User; via: "key" | "token"; keyId?: string };
 
 export const KEY_PREFIX = "esk_";
 
+/** An admin's API key: sees and may act on everything (an admin's client token is only a user's). */
+export const isAdminKey = (p: Principal): boolean => p.user.role === "admin" && p.via === "key";
+
 type KeyRow = { id: string; user_id: string; revoked_at: number | null };
 
 type UserRow = {
@@ -234,7 +237,7 @@ export class AuthService {
 
   /** Whether `p` may see things owned by `ownerId` (admins: all; apps: themselves and their end users). */
   canAccess(p: Principal, ownerId: string | null): boolean {
-    if (p.user.role === "admin" && p.via === "key") return true;
+    if (isAdminKey(p)) return true;
     if (!ownerId) return false;
     if (ownerId === p.user.id) return true;
     if (p.user.role !== "app" || p.via !== "key") return false;

@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
+import { isAdminKey } from "../auth/service";
 import { RecipeIdParams } from "../recipes/model";
 import { recipeNotFound } from "../recipes/service";
 
@@ -8,8 +9,7 @@ export const backlogModule = (ctx: AppContext) =>
   new Elysia({ prefix: "/api", name: "backlog" }).use(authPlugin(ctx.auth)).get(
     "/recipes/:id/backlog",
     ({ principal, params }) => {
-      const admin = principal.user.role === "admin";
-      const recipe = admin ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
+      const recipe = isAdminKey(principal) ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
       if (!recipe) throw recipeNotFound();
       const s = ctx.backlog.status(recipe);
       return {

@@ -158,20 +158,8 @@ export class BacklogService {
 
   /** The `system_backlog` user's id, created on first use (a second process creating it at once is fine). */
   get systemUserId(): string {
-    if (this.#systemUserId) return this.#systemUserId;
-    let user: { id: string };
-    try {
-      user = this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog");
-    } catch (err) {
-      if (!(err instanceof ApiError) || err.code !== "user_exists") throw err;
-      user = this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog");
-    }
-    this.#systemUserId = user.id;
-    return user.id;
-  }
-
-  get maxConcurrent(): number {
-    return this.#o.maxConcurrent;
+    this.#systemUserId ??= this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog").id;
+    return this.#systemUserId;
   }
 
   status(recipe: Recipe): BacklogStatus {

@@ -13,7 +13,7 @@ import {
   UnknownTemplateError,
 } from "../../render";
 import { cardImageKey, cardImagePrefix, IMMUTABLE_CACHE_CONTROL, type Storage } from "../../storage";
-import type { AuthService, Principal } from "../auth/service";
+import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { mergePatch } from "./merge";
 import type { CreateCardBody, ListCardsQuery } from "./model";
 
@@ -169,7 +169,7 @@ export class CardService {
   list(p: Principal, q: ListCardsQuery) {
     const where = ["owner_id = ?"];
     const args: (string | number)[] = [p.user.id];
-    if (p.user.role === "admin" && p.via === "key") {
+    if (isAdminKey(p)) {
       where.length = 0;
       args.length = 0;
     }

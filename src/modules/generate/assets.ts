@@ -42,6 +42,7 @@ export class AssetService {
   readonly #storage: Storage;
   readonly #upsert: Statement;
   readonly #byJob: Statement;
+  readonly #transfer: Statement;
   readonly #db: Database;
 
   constructor(db: Database, storage: Storage) {
@@ -58,6 +59,8 @@ export class AssetService {
     this.#byJob = db.prepare(
       "SELECT * FROM assets WHERE job_id = ? AND deleted_at IS NULL ORDER BY item_idx, storage_key",
     );
+    // One statement: the ownership change hands back the rows it changed (sorted as #byJob sorts them).
+    this.#transfer = db.prepare("UPDATE assets SET owner_id = ?1 WHERE job_id = ?2 RETURNING *");
   }
 
   record(a: NewAsset, now = Date.now()): string {
@@ -79,6 +82,15 @@ export class AssetService {
 
   forJob(jobId: string): AssetView[] {
     return (this.#byJob.all(jobId) as AssetRow[]).map((r) => this.view(r));
+  }
+
+  /** Gives a job's assets to a new owner (an instant claim) and returns them as `forJob` would. */
+  transferJob(jobId: string, ownerId: string): AssetView[] {
+    const rows = this.#transfer.all(ownerId, jobId) as (AssetRow & { deleted_at: number | null })[];
+    return rows
+      .filter((r) => r.deleted_at === null)
+      .sort((a, b) => (a.item_idx ?? -1) - (b.item_idx ?? -1) || a.storage_key.localeCompare(b.storage_key))
+      .map((r) => this.view(r));
   }
 
   view(r: AssetRow): AssetView {

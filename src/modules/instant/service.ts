@@ -26,8 +26,6 @@ export type InstantClaim = {
   claimedAt: number;
 };
 
-type AssetRow = Parameters<AssetService["view"]>[0] & { deleted_at: number | null };
-
 /** A claim waiting for the next group commit. */
 type Pending = {
   user: User;
@@ -61,7 +59,6 @@ export class InstantService {
   readonly #now: () => number;
   readonly #peek: Statement;
   readonly #claim: Statement;
-  readonly #transferAssets: Statement;
   #pending: Pending[] = [];
 
   constructor(deps: InstantDeps) {
@@ -80,10 +77,6 @@ export class InstantService {
        WHERE id = (SELECT id FROM jobs WHERE recipe_id = ?4 AND owner_id = ?5 AND status = 'completed'
                    ORDER BY finished_at, id LIMIT 1)
        RETURNING *`,
-    );
-    this.#transferAssets = deps.db.prepare(
-      `UPDATE assets SET owner_id = ?1 WHERE job_id = ?2
-       RETURNING id, item_idx, storage_key, thumbnail_key, content_type, bytes, width, height, created_at, deleted_at`,
     );
   }
 
@@ -147,10 +140,7 @@ export class InstantService {
     > | null;
     if (!row) throw taken();
     const job = toJob(row);
-    const assets = (this.#transferAssets.all(user.id, job.id) as AssetRow[])
-      .filter((a) => a.deleted_at === null)
-      .sort((a, b) => (a.item_idx ?? 0) - (b.item_idx ?? 0) || a.storage_key.localeCompare(b.storage_key))
-      .map((a) => this.#d.assets.view(a));
+    const assets = this.#d.assets.transferJob(job.id, user.id);
     const { balance } = this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
     this.#d.recipes.recordUsage(recipe.id, valuesOf(job.metadata));
     return { job: jobView(job), assets, creditsRemaining: balance, claimedAt: now };

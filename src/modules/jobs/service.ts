@@ -3,7 +3,7 @@ import type { Job, JobItem } from "../../db/schema";
 import { conflict, notFound, unprocessable } from "../../errors";
 import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
 import { countsFrom, toJob } from "../../queue/store";
-import type { AuthService, Principal } from "../auth/service";
+import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import type { AssetService, AssetView } from "../generate/assets";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 
@@ -13,7 +13,7 @@ import type { EnqueueBody, ListJobsQuery } from "./model";
  * admin key (everything), an app key's own jobs and its end users', anyone else's own.
  */
 export function ownerScope(p: Principal): { sql: string; args: string[] } | null {
-  if (p.via === "key" && p.user.role === "admin") return null;
+  if (isAdminKey(p)) return null;
   if (p.via === "key" && p.user.role === "app") {
     return {
       sql: "(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",

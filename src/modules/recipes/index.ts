@@ -2,12 +2,10 @@ import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import type { Recipe } from "../../db/schema";
 import { authPlugin } from "../auth/plugin";
-import type { Principal } from "../auth/service";
+import { isAdminKey } from "../auth/service";
 import { idempotent } from "../idempotency/service";
 import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams } from "./model";
 import { recipeNotFound, recipeView } from "./service";
-
-const isAdmin = (p: Principal) => p.user.role === "admin" && p.via === "key";
 
 /**
  * A recipe that is active and wants a backlog is topped up shortly after it is created or changed, instead of
@@ -24,7 +22,7 @@ export const recipesModule = (ctx: AppContext) =>
     .get(
       "/recipes",
       ({ principal }) => ({
-        recipes: ctx.recipes.list({ includeInactive: isAdmin(principal) }).map(recipeView),
+        recipes: ctx.recipes.list({ includeInactive: isAdminKey(principal) }).map(recipeView),
       }),
       {
         auth: "token",
@@ -34,7 +32,7 @@ export const recipesModule = (ctx: AppContext) =>
     .get(
       "/recipes/:id",
       ({ principal, params }) => {
-        const recipe = isAdmin(principal) ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
+        const recipe = isAdminKey(principal) ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
         if (!recipe) throw recipeNotFound();
         return recipeView(recipe);
       },

@@ -89,10 +89,16 @@ export class UserService {
 
   /** The one user with a role and no parent, e.g. the admin or `system_backlog`, created when missing. */
   ensureSystemUser(externalId: string, role: Role, name: string): User {
-    return (
-      this.#topLevel(externalId) ??
-      this.create({ name, role, externalId, unlimited: role === "admin" || role === "system" })
-    );
+    const found = this.#topLevel(externalId);
+    if (found) return found;
+    try {
+      return this.create({ name, role, externalId, unlimited: role === "admin" || role === "system" });
+    } catch (err) {
+      // Another process (a CLI command, a second server) created it at the same moment.
+      const raced = this.#topLevel(externalId);
+      if (raced) return raced;
+      throw err;
+    }
   }
 
   #topLevel(externalId: string): User | null {

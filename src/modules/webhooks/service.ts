@@ -5,7 +5,7 @@ import { notFound, unprocessable } from "../../errors";
 import type { Logger } from "../../log";
 import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
 import type { Queue } from "../../queue";
-import type { AuthService, Principal } from "../auth/service";
+import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { deliveryJob } from "./deliver";
 import { WebhookFanout } from "./fanout";
 import type { CreateEndpointBody, DeliveriesQuery } from "./model";
@@ -137,7 +137,7 @@ export class WebhookService {
 
   /** The caller's endpoints (admins: everyone's). */
   listEndpoints(p: Principal) {
-    const all = p.user.role === "admin" && p.via === "key";
+    const all = isAdminKey(p);
     return { endpoints: this.store.listEndpoints(all ? null : p.user.id).map((e) => this.#view(e)) };
   }
 
@@ -169,7 +169,7 @@ export class WebhookService {
   /** Every delivery of the caller's account: its endpoints' and its jobs' own `webhookUrl`s. */
   /** Recent deliveries: the caller's (an admin key: everyone's, as with endpoints). */
   deliveries(p: Principal, q: DeliveriesQuery) {
-    const all = p.user.role === "admin" && p.via === "key";
+    const all = isAdminKey(p);
     const ownerId = all ? undefined : p.user.id;
     return this.#page(this.store.listDeliveries({ ...q, ownerId, limit: q.limit + 1 }), q.limit);
   }
