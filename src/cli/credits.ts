@@ -1,5 +1,5 @@
 import type { AppContext } from "../context";
-import { findUserByRef } from "../modules/credits/lookup";
+import { notFound } from "../errors";
 import { parse, printJsonOr, UsageError } from "./args";
 
 const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
@@ -13,7 +13,8 @@ export function creditsCommand(ctx: AppContext, argv: string[]): number {
   const [sub, ref, amountText] = positionals;
   if (!ref) throw new UsageError(USAGE);
   const json = Boolean(values.json);
-  const user = findUserByRef(ctx.db, ref);
+  const user = ctx.users.findByRef(ref);
+  if (!user) throw notFound("user");
   switch (sub) {
     case "grant":
     case "debit": {

@@ -136,6 +136,25 @@ describe("credits", () => {
       402,
     );
     expect(server.ctx.credits.balance(granted.userId)).toBe(4);
+    // An admin names any user by internal or external id, reading and changing alike.
+    const byAdmin = await expectStatus<CreditsView>(await server.api("/api/credits?userId=alice"), 200);
+    expect(byAdmin).toMatchObject({ userId: granted.userId, credits: 4 });
+    await expectStatus(
+      await server.api("/api/users/alice/credits", { method: "POST", json: { amount: 1 } }),
+      200,
+    );
+    expect(server.ctx.credits.balance(granted.userId)).toBe(5);
+    // Two apps' end users called "alice": the external id no longer says which, for reads or changes.
+    await expectStatus(
+      await server.api("/api/users/alice/credits", { method: "POST", key: other.key, json: { amount: 1 } }),
+      200,
+    );
+    const ambiguous = await expectStatus<ErrorBody>(await server.api("/api/credits?userId=alice"), 409);
+    expect(ambiguous.error.code).toBe("ambiguous_user");
+    await expectStatus(
+      await server.api("/api/users/alice/credits", { method: "POST", json: { amount: 1 } }),
+      409,
+    );
     // A grant may come before the end user's first image; a debit of someone unknown is 404.
     const bob = await expectStatus<{ userId: string; credits: number }>(
       await server.api("/api/users/bob/credits", { method: "POST", key: app.key, json: { amount: 5 } }),

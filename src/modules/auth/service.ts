@@ -225,10 +225,14 @@ export class AuthService {
     return this.#users.findOrCreateChild(p.user, userId);
   }
 
-  /** Like `actingUser` for reads: never creates an end user; null when admins and apps name nobody. */
+  /**
+   * Like `actingUser` for reads: never creates an end user; null when admins and apps name nobody. An admin
+   * key names anyone, by internal or external id (UserService.findByRef).
+   */
   findActingUser(p: Principal, userId: string): User | null {
     if ((p.user.role !== "admin" && p.user.role !== "app") || p.via === "token")
       return this.actingUser(p, userId);
+    if (isAdminKey(p)) return this.#users.findByRef(userId);
     const byId = this.#users.get(userId);
     if (byId && (p.user.role === "admin" || byId.id === p.user.id || byId.parentId === p.user.id))
       return byId;

@@ -3,9 +3,8 @@ import type { AppContext } from "../../context";
 import type { User } from "../../db/schema";
 import { forbidden, notFound } from "../../errors";
 import { authPlugin } from "../auth/plugin";
-import type { Principal } from "../auth/service";
+import { isAdminKey, type Principal } from "../auth/service";
 import { idempotent } from "../idempotency/service";
-import { findUserByRef } from "./lookup";
 import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
 
 /**
@@ -14,10 +13,11 @@ import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
  * fund a player before their first image.
  */
 function adjustable(ctx: AppContext, p: Principal, ref: string, grant: boolean): User {
-  if (p.user.role === "admin") return findUserByRef(ctx.db, ref);
-  const target = ctx.auth.findActingUser(p, ref) ?? (grant ? ctx.auth.actingUser(p, ref) : null);
+  const target =
+    ctx.auth.findActingUser(p, ref) ?? (grant && !isAdminKey(p) ? ctx.auth.actingUser(p, ref) : null);
   if (!target) throw notFound("user");
-  if (target.parentId !== p.user.id) throw forbidden("apps may change only their own end users' credits");
+  if (!isAdminKey(p) && target.parentId !== p.user.id)
+    throw forbidden("apps may change only their own end users' credits");
   return target;
 }
 

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull } from "drizzle-orm";
+import { and, eq, inArray, isNull, or } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type Role, type User, users } from "../../db/schema";
 import { conflict } from "../../errors";
@@ -51,6 +51,25 @@ export class UserService {
 
   get(id: string): User | null {
     return this.#db.select().from(users).where(eq(users.id, id)).get() ?? null;
+  }
+
+  /**
+   * A user by internal id or, failing that, by external id (operators and admins type whichever they have).
+   * An external id shared by end users of different apps is ambiguous (409): the internal id is then needed.
+   */
+  findByRef(ref: string): User | null {
+    const rows = this.#db
+      .select()
+      .from(users)
+      .where(or(eq(users.id, ref), eq(users.externalId, ref)))
+      .limit(3)
+      .all();
+    const byId = rows.find((u) => u.id === ref);
+    if (byId) return byId;
+    const [only, second] = rows;
+    if (second)
+      throw conflict("ambiguous_user", `several users have the external id "${ref}"; use the internal id`);
+    return only ?? null;
   }
 
   /** Several users by id, in one query. */
