@@ -142,8 +142,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
   metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
   metrics.watchDatabase(config.databasePath);
-  // Last, once every job type is defined.
-  metrics.instrumentJobs(queue);
+  metrics.watchItems(queue);
   const realtime = new RealtimeService(queue, jobs, realtimeOptions(config));
   metrics.watchSockets(() => realtime.sessions.size);
   return {

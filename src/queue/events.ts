@@ -1,4 +1,4 @@
-import type { Job, JobError } from "../db/schema";
+import type { Job, JobError, JobItem } from "../db/schema";
 
 /** Progress of one job, as realtime clients and webhooks see it. */
 export type JobProgress = {
@@ -20,6 +20,8 @@ export type QueueEvents = {
   "job:active": { job: Job };
   /** The handler reported progress, or a batch item finished. */
   "job:progress": JobProgress;
+  /** One attempt of a batch item ended: `error` null when it succeeded (the job's own abort is not reported). */
+  "item:attempt": { job: Job; item: JobItem; seconds: number; error: unknown };
   /** An attempt failed and the job went back to the queue for `job.runAt`. */
   "job:retrying": { job: Job; error: JobError };
   "job:completed": { job: Job; result: unknown };

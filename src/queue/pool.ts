@@ -348,16 +348,26 @@ export class WorkerPool {
       ac.signal.addEventListener("abort", onJobAbort, { once: true });
       const timer = setTimeout(() => itemAc.abort(new TimeoutError(timeoutMs)), timeoutMs);
       let delay: number;
+      const started = performance.now();
+      const ended = (error: unknown) =>
+        this.#events.emit("item:attempt", {
+          job,
+          item,
+          seconds: (performance.now() - started) / 1000,
+          error,
+        });
       try {
         const out = await raceAbort(
           opts.run({ ...ctx, item, itemInput: item.input, itemSignal: itemAc.signal, attempt }),
           itemAc.signal,
         );
+        ended(null);
         this.#store.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now());
         return "completed";
       } catch (err) {
         if (ac.signal.aborted) throw ac.signal.reason;
         const reason = itemAc.signal.aborted ? itemAc.signal.reason : err;
+        ended(reason);
         const error = toJobError(reason);
         if (reason instanceof RetryAfterError) {
           this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());

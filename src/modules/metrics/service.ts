@@ -3,16 +3,15 @@
  * AppContext as `ctx.metrics`.
  *
  * For other modules to record with (cheap; call them at any rate):
- * - `observeRender(ms)`: one card render's duration, in milliseconds.
- * - `setWsConnections(n)`: open WebSocket connections right now.
- * - `webhookDelivery(outcome)`: one delivery attempt's outcome, e.g. `"delivered"`, `"retrying"`, `"failed"`,
- *   `"disabled"` (keep the set small: it is a label).
- * - `credits(kind, n)`: `n` ≥ 0 credits moved, kind e.g. `"charged"`, `"refunded"`, `"granted"`, `"instant"`.
+ * - `observeRender(ms)`: one card render's duration (runtime.ts's render pool calls it);
+ * - `credits(reason, delta)`: one credit-ledger row (CreditService's `onLedger`);
  * - `backupSnapshot(ok)`: a scheduled snapshot finished (or failed).
  *
  * Wired in runtime.ts (callers do nothing):
  * - `watchQueue(queue)`: job durations, queue wait and job counts by status and type (counted at scrape);
- * - `instrumentJobs(queue)`: batch item durations;
+ * - `watchItems(queue)`: batch item durations, from the engine's `item:attempt` events;
+ * - `watchWebhookDeliveries(queue, type)`: delivery outcomes, from the delivery jobs' events;
+ * - `watchSockets(count)`: open WebSocket connections (read at scrape);
  * - `instrumentProviders(registry)`: provider requests, errors and latency by provider and class
  *   (class: `ok`, or the failure's code such as `provider_rate_limited`);
  * - `watchDatabase(path)`: SQLite file and WAL sizes (read at scrape);
@@ -24,7 +23,7 @@ import pkg from "../../../package.json";
 import type { Job } from "../../db/schema";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { Provider } from "../../providers/types";
-import { type AnyJobDefinition, JobFailure, type Queue } from "../../queue";
+import { JobFailure, type Queue } from "../../queue";
 
 const JOB_STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"] as const;
 
@@ -250,20 +249,14 @@ export class Metrics {
     };
   }
 
-  /**
-   * Times every batch item attempt of the job types defined so far (call once all are defined). The
-   * definitions are replaced by wrapped copies; handlers are untouched.
-   */
-  instrumentJobs(queue: Queue): void {
-    for (const [type, def] of queue.defs) {
-      if (!def.items) continue;
-      const items = def.items;
-      const wrapped: AnyJobDefinition = {
-        ...def,
-        items: { ...items, run: (ctx) => this.#timed(items.run(ctx), (cls, s) => this.#item(type, cls, s)) },
-      };
-      queue.defs.set(type, wrapped);
-    }
+  /** Times every batch item attempt, from the engine's `item:attempt` events. */
+  watchItems(queue: Queue): void {
+    queue.events.on("item:attempt", ({ job, seconds, error }) =>
+      this.#itemSeconds.observe(
+        { type: job.type, class: error === null ? "ok" : failureClass(error) },
+        seconds,
+      ),
+    );
   }
 
   /** The registry with every provider call timed and counted; limits and lookups behave the same. */
@@ -304,10 +297,6 @@ export class Metrics {
       record(failureClass(err), (performance.now() - t0) / 1000);
       throw err;
     }
-  }
-
-  #item(type: string, cls: string, seconds: number): void {
-    this.#itemSeconds.observe({ type, class: cls }, seconds);
   }
 
   #providerCall(provider: string, cls: string, seconds: number): void {
