@@ -26,10 +26,9 @@ export type SessionOptions = {
   now?: () => number;
 };
 
-async function hmac(key: Uint8Array<ArrayBuffer> | string, data: string): Promise<Uint8Array<ArrayBuffer>> {
-  const raw = typeof key === "string" ? new TextEncoder().encode(key) : key;
-  const k = await crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  return new Uint8Array(await crypto.subtle.sign("HMAC", k, new TextEncoder().encode(data)));
+/** HMAC-SHA256, synchronous (Bun.CryptoHasher takes the key): cheap enough for every request. */
+function hmac(key: Uint8Array<ArrayBuffer> | string, data: string): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new Bun.CryptoHasher("sha256", key).update(data).digest());
 }
 
 function equal(a: string, b: string): boolean {
@@ -41,7 +40,7 @@ function equal(a: string, b: string): boolean {
 export class DashboardSessions {
   readonly #o: SessionOptions;
   readonly #now: () => number;
-  #key: Promise<Uint8Array<ArrayBuffer>> | null = null;
+  #key: Uint8Array<ArrayBuffer> | null = null;
   /** Signed-out sessions, until they would have expired anyway. */
   readonly #revoked = new Map<string, number>();
 
@@ -51,7 +50,7 @@ export class DashboardSessions {
   }
 
   /** The signing key: derived from the base secret, so it differs from the client-token key. */
-  #signingKey(): Promise<Uint8Array<ArrayBuffer>> {
+  #signingKey(): Uint8Array<ArrayBuffer> {
     this.#key ??= hmac(this.#o.secret, "easel dashboard session v1");
     return this.#key;
   }
@@ -68,14 +67,14 @@ export class DashboardSessions {
       .setIssuer(ISSUER)
       .setIssuedAt(iat)
       .setExpirationTime(exp)
-      .sign(await this.#signingKey());
+      .sign(this.#signingKey());
     return { token, session: { sid, userId, keyId, expiresAt: exp * 1000 } };
   }
 
   async verify(token: string | undefined | null): Promise<Session | null> {
     if (!token) return null;
     try {
-      const { payload } = await jwtVerify(token, await this.#signingKey(), {
+      const { payload } = await jwtVerify(token, this.#signingKey(), {
         algorithms: ["HS256"],
         audience: AUDIENCE,
         issuer: ISSUER,
@@ -104,7 +103,7 @@ export class DashboardSessions {
 
   /** The CSRF token of a session: an HMAC of its id, so nothing needs storing. */
   async csrfToken(session: Session): Promise<string> {
-    return Buffer.from(await hmac(await this.#signingKey(), `csrf:${session.sid}`)).toString("base64url");
+    return Buffer.from(hmac(this.#signingKey(), `csrf:${session.sid}`)).toString("base64url");
   }
 
   async checkCsrf(session: Session, token: string | undefined | null): Promise<boolean> {
