@@ -8,7 +8,7 @@ import type { ProviderRegistry } from "../../providers/registry";
 import { JobFailure } from "../../queue/errors";
 import type { GenerateService, RecipeExpansion } from "../generate/service";
 import type { CreateRecipeBody, PatchRecipeBody } from "./model";
-import { checkRecipe, renderPrompt, type VariableValues, validateValues } from "./variables";
+import { checkRecipe, renderPrompt, type VariableValues, valuesValidator } from "./variables";
 
 export type RecipeDeps = {
   db: Db;
@@ -54,7 +54,11 @@ export class RecipeService {
   readonly #usageUpsert: Statement;
   readonly #usage: Statement;
   /** Recipes by id as `active()` last read them: the claim and generate paths look one up on every request. */
-  readonly #cache = new Map<string, { recipe: Recipe; at: number }>();
+  /** Active recipes by id, briefly, with their variables' validator built once. */
+  readonly #cache = new Map<
+    string,
+    { recipe: Recipe; validate: (given: unknown) => VariableValues; at: number }
+  >();
 
   constructor(deps: RecipeDeps) {
     this.#d = deps;
@@ -84,16 +88,20 @@ export class RecipeService {
 
   /** The recipe if it exists and is active; 404 `recipe_not_found` otherwise. */
   active(id: string): Recipe {
+    return this.#active(id).recipe;
+  }
+
+  #active(id: string) {
     const now = this.#now();
     let hit = this.#cache.get(id);
     if (!hit || now - hit.at > ACTIVE_CACHE_MS) {
       const recipe = this.get(id);
       if (!recipe) throw recipeNotFound();
-      hit = { recipe, at: now };
+      hit = { recipe, validate: valuesValidator(recipe.variables), at: now };
       this.#cache.set(id, hit);
     }
     if (!hit.recipe.active) throw recipeNotFound();
-    return hit.recipe;
+    return hit;
   }
 
   create(body: CreateRecipeBody): Recipe {
@@ -139,8 +147,8 @@ export class RecipeService {
 
   /** A generation request's recipe: validated values, the rendered prompt and the settings it fixes. */
   expand(id: string, given: unknown): RecipeExpansion {
-    const recipe = this.active(id);
-    return this.expansionOf(recipe, validateValues(recipe, given));
+    const { recipe, validate } = this.#active(id);
+    return this.expansionOf(recipe, validate(given));
   }
 
   /** The expansion for values already validated (the backlog's draws). */

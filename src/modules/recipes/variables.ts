@@ -46,12 +46,10 @@ export function variablesSchema(variables: RecipeVariable[]): z.ZodType<Variable
   return z.strictObject(shape) as unknown as z.ZodType<VariableValues>;
 }
 
-/** Validates user-given values against the recipe: 422 `invalid_variables` naming the first bad variable. */
-export function validateValues(recipe: Pick<Recipe, "variables">, given: unknown): VariableValues {
-  return valuesValidator(recipe.variables)(given);
-}
-
-/** `validateValues` with the schema built once, for callers that check many value sets of one recipe. */
+/**
+ * A validator of user-given values for a recipe's variables (its schema built once: RecipeService caches it
+ * with the recipe): 422 `invalid_variables` naming the first bad variable.
+ */
 export function valuesValidator(variables: RecipeVariable[]): (given: unknown) => VariableValues {
   const schema = variablesSchema(variables);
   return (given) => {
