@@ -30,7 +30,12 @@ import { RecipeService, recordRecipeUsage } from "./modules/recipes/service";
 import { UserService } from "./modules/users/service";
 import { DELIVER_JOB } from "./modules/webhooks/fanout";
 import { WebhookService, webhookOptions } from "./modules/webhooks/service";
-import { createProviderRegistry, ProviderLookupError, type ProviderRegistry } from "./providers/registry";
+import {
+  createProviderRegistry,
+  type ProviderCall,
+  ProviderLookupError,
+  type ProviderRegistry,
+} from "./providers/registry";
 import { type AnyJobDefinition, Queue } from "./queue";
 import { createAvatarResolver, RenderPool } from "./render";
 import { createStorage } from "./storage";
@@ -82,7 +87,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   });
   const storage = createStorage(config);
   const metrics = new Metrics();
-  const providers = metrics.instrumentProviders(providersFrom(config));
+  const providers = providersFrom(config, (call) => metrics.providerCall(call));
   const assets = new AssetService(db.$client, storage);
   queue.define(
     generateJob({
@@ -200,9 +205,9 @@ function lazyRenderPool(size: number, observe: (ms: number) => void): LazyRender
 }
 
 /** The provider registry from the environment: a provider is on when its key or URL is set. */
-export function providersFrom(config: Config): ProviderRegistry {
+export function providersFrom(config: Config, onCall?: (call: ProviderCall) => void): ProviderRegistry {
   try {
-    return registryFrom(config);
+    return registryFrom(config, onCall);
   } catch (err) {
     // The registry checks DEFAULT_PROVIDER at once: say so the way every other bad variable is said.
     if (err instanceof ProviderLookupError && config.DEFAULT_PROVIDER) {
@@ -214,8 +219,9 @@ export function providersFrom(config: Config): ProviderRegistry {
   }
 }
 
-function registryFrom(config: Config): ProviderRegistry {
+function registryFrom(config: Config, onCall: ((call: ProviderCall) => void) | undefined): ProviderRegistry {
   return createProviderRegistry({
+    onCall,
     openaiApiKey: config.OPENAI_API_KEY,
     openaiBaseUrl: config.OPENAI_BASE_URL,
     hfToken: config.HF_TOKEN,

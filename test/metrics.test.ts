@@ -233,19 +233,18 @@ describe("provider instrumentation", () => {
 
   test("counts calls by provider and failure class, through generate() and get()", async () => {
     const metrics = new Metrics();
-    const registry = metrics.instrumentProviders(
-      createProviderRegistry({
-        providers: [
-          provider("steady", async () => {}),
-          provider("limited", async () => {
-            throw new RetryableError("slow down", { code: "provider_rate_limited" });
-          }),
-          provider("broken", async () => {
-            throw new TypeError("boom");
-          }),
-        ],
-      }),
-    );
+    const registry = createProviderRegistry({
+      providers: [
+        provider("steady", async () => {}),
+        provider("limited", async () => {
+          throw new RetryableError("slow down", { code: "provider_rate_limited" });
+        }),
+        provider("broken", async () => {
+          throw new TypeError("boom");
+        }),
+      ],
+      onCall: (call) => metrics.providerCall(call),
+    });
     const ctx = { signal: new AbortController().signal };
     const req = { prompt: "p", size: "64x64", n: 1 };
     await registry.generate("steady", req, ctx);

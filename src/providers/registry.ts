@@ -69,6 +69,8 @@ export type ProviderRegistryOptions = {
   providers?: Provider[];
   /** Clock for the limiters. @defaultValue system clock */
   clock?: Clock;
+  /** Told of every call's outcome and duration (metrics). */
+  onCall?: (call: ProviderCall) => void;
 };
 
 /** Unknown or disabled provider: a client error, carried with the HTTP status the API should answer. */
@@ -155,21 +157,34 @@ export type ProviderStats = LimiterStats & { health: HealthStats };
 
 type LimitedProvider = Provider & { stats(): ProviderStats };
 
-function limited(provider: Provider, limits: ProviderLimits, clock: Clock | undefined): LimitedProvider {
+/** One call of a provider as a job saw it (rate-limit waits included); `error` null when it succeeded. */
+export type ProviderCall = { provider: string; seconds: number; error: unknown; aborted: boolean };
+
+function limited(
+  provider: Provider,
+  limits: ProviderLimits,
+  clock: Clock | undefined,
+  onCall: ((call: ProviderCall) => void) | undefined,
+): LimitedProvider {
   const limiter = new ProviderLimiter({ ...limits, ...(clock && { clock }) });
   const health = new ProviderHealth(clock ?? systemClock);
   const info: ProviderInfo = { ...provider.info, limits };
   const cost = (req: GenerateRequest) => provider.requestCost?.(req) ?? 1;
+  const report = (started: number, error: unknown, aborted: boolean) =>
+    onCall?.({ provider: info.name, seconds: (performance.now() - started) / 1000, error, aborted });
   return {
     info,
     generate: async (req, ctx) => {
+      const started = performance.now();
       try {
         const out = await limiter.run(() => provider.generate(req, ctx), ctx.signal, cost(req));
         health.success();
+        report(started, null, false);
         return out;
       } catch (err) {
         // A cancelled job or a shutdown says nothing about the provider.
         if (!ctx.signal.aborted) health.failure(err);
+        report(started, err, ctx.signal.aborted);
         throw err;
       }
     },
@@ -189,7 +204,7 @@ export function createProviderRegistry(opts: ProviderRegistryOptions = {}): Prov
   const byName = new Map<string, LimitedProvider>();
   for (const p of [...configuredProviders(opts), ...(opts.providers ?? [])]) {
     const limits = { ...p.info.limits, ...opts.limits?.[p.info.name] };
-    byName.set(p.info.name, limited(p, limits, opts.clock));
+    byName.set(p.info.name, limited(p, limits, opts.clock, opts.onCall));
   }
 
   function get(name: string): LimitedProvider {

@@ -12,8 +12,8 @@
  * - `watchItems(queue)`: batch item durations, from the engine's `item:attempt` events;
  * - `watchWebhookDeliveries(queue, type)`: delivery outcomes, from the delivery jobs' events;
  * - `watchSockets(count)`: open WebSocket connections (read at scrape);
- * - `instrumentProviders(registry)`: provider requests, errors and latency by provider and class
- *   (class: `ok`, or the failure's code such as `provider_rate_limited`);
+ * - `providerCall(call)`: the provider registry's `onCall` — requests, errors and latency by provider and
+ *   class (`ok`, `aborted`, or the failure's code such as `provider_rate_limited`);
  * - `watchDatabase(path)`: SQLite file and WAL sizes (read at scrape);
  * - `httpRequest(…)`: called per request by modules/ops/access.ts with the matched route pattern.
  */
@@ -21,8 +21,7 @@ import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import pkg from "../../../package.json";
 import type { Job } from "../../db/schema";
-import type { ProviderRegistry } from "../../providers/registry";
-import type { Provider } from "../../providers/types";
+import type { ProviderCall } from "../../providers/registry";
 import { JobFailure, type Queue } from "../../queue";
 
 const JOB_STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"] as const;
@@ -259,18 +258,12 @@ export class Metrics {
     );
   }
 
-  /** The registry with every provider call timed and counted; limits and lookups behave the same. */
-  instrumentProviders(registry: ProviderRegistry): ProviderRegistry {
-    const timedProvider = (name: string, p: Provider): Provider => ({
-      ...p,
-      generate: (req, ctx) => this.#timed(p.generate(req, ctx), (cls, s) => this.#providerCall(name, cls, s)),
-    });
-    return {
-      ...registry,
-      get: (name) => timedProvider(name, registry.get(name)),
-      default: () => timedProvider(registry.defaultName, registry.default()),
-      generate: (name, req, ctx) => timedProvider(name, registry.get(name)).generate(req, ctx),
-    };
+  /** One provider call (the registry's `onCall`): counted and timed by provider and class. */
+  providerCall(call: ProviderCall): void {
+    const cls = call.error === null ? "ok" : call.aborted ? "aborted" : failureClass(call.error);
+    this.#provider.count.inc({ provider: call.provider, class: cls });
+    if (cls !== "ok") this.#provider.errors.inc({ provider: call.provider, class: cls });
+    this.#provider.seconds.observe({ provider: call.provider, class: cls }, call.seconds);
   }
 
   /** SQLite main file and WAL sizes, read at scrape. */
@@ -285,24 +278,6 @@ export class Metrics {
         this.set({ file: "wal" }, fileSize(`${path}-wal`));
       },
     });
-  }
-
-  async #timed<T>(work: Promise<T>, record: (cls: string, seconds: number) => void): Promise<T> {
-    const t0 = performance.now();
-    try {
-      const out = await work;
-      record("ok", (performance.now() - t0) / 1000);
-      return out;
-    } catch (err) {
-      record(failureClass(err), (performance.now() - t0) / 1000);
-      throw err;
-    }
-  }
-
-  #providerCall(provider: string, cls: string, seconds: number): void {
-    this.#provider.count.inc({ provider, class: cls });
-    if (cls !== "ok") this.#provider.errors.inc({ provider, class: cls });
-    this.#provider.seconds.observe({ provider, class: cls }, seconds);
   }
 }
 
