@@ -13,6 +13,7 @@ import { generateModule } from "./modules/generate";
 import { instantModule } from "./modules/instant";
 import { jobsModule } from "./modules/jobs";
 import { metricsModule } from "./modules/metrics";
+import { settleFailedRequest } from "./modules/idempotency/plugin";
 import { opsModule } from "./modules/ops";
 import { accessLog } from "./modules/ops/access";
 import { realtimeModule } from "./modules/realtime";
@@ -92,6 +93,7 @@ export function createApp(ctx: AppContext) {
         return copy.text();
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
+        settleFailedRequest(request, error);
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
         switch (code) {
           case "VALIDATION":

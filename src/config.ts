@@ -152,6 +152,10 @@ export const EnvSchema = z.object({
   BACKLOG_FAILURE_COOLDOWN_MS: int(0).default(900_000),
   BACKLOG_TOPUP_DELAY_MS: int(0).default(1000),
   INSTANT_RATE_PER_MIN: int(0).default(30),
+  /** How long a request repeating an in-flight Idempotency-Key waits for the first one's answer (then 409). */
+  IDEMPOTENCY_WAIT_MS: int(0).default(10_000),
+  /** A reserved Idempotency-Key whose request never answered is taken over after this (its process died). */
+  IDEMPOTENCY_LEASE_MS: int(1000).default(300_000),
 });
 
 export type Env = z.infer<typeof EnvSchema>;

@@ -75,6 +75,8 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       backlog?.onJobTerminal(job);
       webhooks?.onJobTerminal(job);
     },
+    // A retry runs again what was refunded, so it is paid for again (402 refuses the retry).
+    onRetry: (job) => credits?.onJobRetry(job),
     db: db.$client,
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
@@ -160,7 +162,12 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     auth,
     jobs,
     health,
-    idempotency: new IdempotencyService(db, opts.now),
+    idempotency: new IdempotencyService(db.$client, {
+      waitMs: config.IDEMPOTENCY_WAIT_MS,
+      leaseMs: config.IDEMPOTENCY_LEASE_MS,
+      workerId: queue.pool.workerId,
+      now: opts.now,
+    }),
     storage,
     providers,
     assets,

@@ -336,9 +336,14 @@ export const idempotencyKeys = sqliteTable(
     key: text("key").notNull(),
     ownerId: text("owner_id").notNull(),
     requestHash: text("request_hash").notNull(),
+    /** The answer's HTTP status; 0 while the first request is still running (the key is reserved). */
     status: integer("status").notNull(),
     response: text("response").notNull(),
     createdAt: integer("created_at").notNull(),
+    /** The process running the first request while the key is reserved; null once answered. */
+    lockedBy: text("locked_by"),
+    /** A reservation not answered by then may be taken over (its holder died). */
+    lockedUntil: integer("locked_until"),
   },
   (t) => [primaryKey({ columns: [t.ownerId, t.key] })],
 );

@@ -9,6 +9,7 @@ import type { EnqueueOptions, Queue } from "../../queue";
 import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
 
@@ -69,7 +70,14 @@ export type EnqueueHookContext = {
 export type EnqueueHook = (ctx: EnqueueHookContext) => Partial<EnqueueOptions> | undefined;
 
 /** Runs after the job row is inserted, still inside its transaction (ledger rows that name the job). */
-export type EnqueuedHook = (ctx: EnqueueHookContext & { job: Job; deduped: boolean }) => void;
+export type EnqueuedHook = (
+  ctx: EnqueueHookContext & {
+    job: Job;
+    deduped: boolean;
+    /** When deduped: what the replaced request had been charged (its replacement is priced anew). */
+    previousCharge: number;
+  },
+) => void;
 
 /** A one-prompt generation queued by the system itself (the backlog). */
 export type DirectGeneration = {
@@ -103,7 +111,8 @@ export class GenerateService {
     this.#enqueued.push(hook);
   }
 
-  async submit(p: Principal, request: GenerateRequest) {
+  /** Validates, stores input images, then charges and enqueues in one transaction that also records `idem`'s answer. */
+  async submit(p: Principal, request: GenerateRequest, idem: IdempotentAnswer = NO_KEY) {
     const { queue, providers, config } = this.#d;
     const owner = this.#d.auth.actingUser(p, request.userId);
     const recipe = request.recipeId ? this.#expand(request.recipeId, request.variables) : undefined;
@@ -149,7 +158,7 @@ export class GenerateService {
       ...(maskKey && { maskKey }),
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
-    const { job } = this.#enqueueOrDropInputs([imageKey, maskKey], () =>
+    return this.#enqueueOrDropInputs([imageKey, maskKey], () =>
       queue.store.tx(() => {
         const hookCtx: EnqueueHookContext = {
           owner,
@@ -165,25 +174,29 @@ export class GenerateService {
           items,
           ownerId: owner.id,
           priority: req.priority,
-          dedupeKey: req.dedupeKey,
+          // Keys are the caller's own: another owner's same key must never replace this owner's job.
+          dedupeKey: req.dedupeKey ? ownedDedupeKey(owner.id, req.dedupeKey) : undefined,
           webhookUrl: req.webhookUrl ?? null,
           timeoutMs: this.#jobTimeout(items.length),
           metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
           recipeId: recipe?.recipeId ?? null,
           ...extra,
         });
-        for (const hook of this.#enqueued) hook({ ...hookCtx, job: out.job, deduped: out.deduped });
-        return out;
+        for (const hook of this.#enqueued) {
+          hook({ ...hookCtx, job: out.job, deduped: out.deduped, previousCharge: out.previousCharge });
+        }
+        const accepted = {
+          jobId: out.job.id,
+          status: out.job.status,
+          message: `queued ${items.length} item${items.length === 1 ? "" : "s"} on ${providerName}`,
+          statusUrl: `${config.publicUrl}/api/jobs/${out.job.id}/status`,
+          websocketSubscription: `job:${out.job.id}`,
+          totalItems: items.length,
+        };
+        idem.commit(accepted);
+        return accepted;
       }),
     );
-    return {
-      jobId: job.id,
-      status: job.status,
-      message: `queued ${items.length} item${items.length === 1 ? "" : "s"} on ${providerName}`,
-      statusUrl: `${config.publicUrl}/api/jobs/${job.id}/status`,
-      websocketSubscription: `job:${job.id}`,
-      totalItems: items.length,
-    };
   }
 
   /** Runs the enqueue; when it is refused (402, 409, 422 …) the input images stored for it are deleted. */
@@ -245,6 +258,9 @@ export class GenerateService {
     }
   }
 }
+
+/** A generation's dedupe key in the queue: scoped to its owner (the view strips the scope again). */
+export const ownedDedupeKey = (ownerId: string, key: string) => `${ownerId}:${key}`;
 
 /** The request with the recipe's prompt and settings in place of the caller's. */
 function withRecipe(req: GenerateRequest, r: RecipeExpansion): GenerateRequest {
