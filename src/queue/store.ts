@@ -455,14 +455,13 @@ export class QueueStore {
   /**
    * Puts a failed, partial or cancelled job back in the queue with fresh attempts; only its failed (or
    * never-run) items run again. Returns null when the job is not in a retryable state, or "conflict"
-   * when another job with its dedupe key is already queued. `onRetry` runs first in the same transaction
-   * with the job as it was; if it throws, nothing changes.
+   * when another job with its dedupe key is already queued. `onRetry` runs in the same transaction once the
+   * job is queued again, with the job as it was; if it throws, nothing changes.
    */
   retry(id: string, now: number, onRetry?: (before: Job) => void): Job | null | "conflict" {
     return this.tx(() => {
       const before = this.get(id);
       if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
-      onRetry?.(before);
       const res = this.db
         .query(
           `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
@@ -472,6 +471,8 @@ export class QueueStore {
         .run(now, now, id);
       // A newer job with the same dedupe key is queued: the unique index refused this one.
       if (res.changes === 0) return "conflict";
+      // Only once the job is really queued again: a refused retry must not be charged.
+      onRetry?.(before);
       // The run being retried becomes history: its attempt, how it ended and why.
       const ended = before.error ?? {
         code: before.status,
