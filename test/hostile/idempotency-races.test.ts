@@ -108,7 +108,8 @@ describe("Idempotency-Key under concurrency", () => {
     const again = await send({ prompt: "an owl" });
     expect(again.status).toBe(202);
     expect(again.headers.get("idempotent-replayed")).toBe("true");
-    expect((await again.json()).jobId).toBe((await first.json()).jobId);
+    const replayed = (await again.json()) as { jobId: string };
+    expect(replayed.jobId).toBe(((await first.json()) as { jobId: string }).jobId);
     const other = await expectStatus<{ error: { code: string } }>(await send({ prompt: "a fox" }), 422);
     expect(other.error.code).toBe("idempotency_key_reused");
 
@@ -157,7 +158,7 @@ describe("Idempotency-Key with no wait", () => {
     expect(statuses.filter((s) => s === 201).length).toBeGreaterThanOrEqual(1);
     expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
     for (const r of responses.filter((r) => r.status === 409)) {
-      expect((await r.json()).error.code).toBe("idempotency_in_progress");
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe("idempotency_in_progress");
       expect(r.headers.get("retry-after")).toBe("1");
     }
     const n = server.ctx.db.$client

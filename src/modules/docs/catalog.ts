@@ -29,8 +29,6 @@ export type OperationDoc = {
   requestExample?: unknown;
   /** Errors particular to this operation (the common ones are added for every route). */
   errors?: Record<number, string>;
-  /** Accepts `Idempotency-Key`. */
-  idempotent?: boolean;
   /** No credentials needed. */
   public?: boolean;
   /** Client tokens (JWTs from POST /api/tokens) are accepted as well as API keys. */
@@ -69,7 +67,6 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   "GET /api/profile": { clientToken: true },
   "POST /api/users": {
     status: 201,
-    idempotent: true,
     requestExample: { name: "Poll app", role: "app", createKey: true },
     errors: { 409: "a user with this externalId already exists" },
   },
@@ -100,12 +97,10 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     responseDescription: "Server-Sent Events: job_progress, then one terminal event, then the stream ends",
   },
   "POST /api/jobs/:id/cancel": {
-    idempotent: true,
     response: JobView,
     errors: { 409: "the job has already finished (`not_cancellable`)" },
   },
   "POST /api/jobs/:id/retry": {
-    idempotent: true,
     response: JobView,
     errors: {
       409: "the job is not failed, partial or cancelled (`not_retryable`), or a newer one holds its dedupe key",
@@ -113,13 +108,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   },
   "POST /api/jobs": {
     status: 202,
-    idempotent: true,
     response: JobView,
     requestExample: { type: "card.render", input: { cardId: JOB_ID }, priority: 5 },
   },
   "POST /api/jobs/generate-image": {
     status: 202,
-    idempotent: true,
     requestExample: {
       prompt: "a watercolour fox in a snowy forest",
       size: "1024x1024",
@@ -164,7 +157,6 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   },
   "POST /api/cards": {
     status: 201,
-    idempotent: true,
     response: CardView,
     requestExample: { template: "poll", data: poll.example, userId: "user-42" },
   },
@@ -196,7 +188,6 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   "POST /api/webhooks/:id/test": { status: 202 },
   "POST /api/recipes": {
     status: 201,
-    idempotent: true,
     requestExample: {
       id: "fox-avatar",
       name: "Fox avatar",

@@ -168,13 +168,20 @@ function enrich(op: Operation, route: InternalRoute, method: string, path: strin
       .join("\n\n");
   }
   const parameters = [...(op.parameters ?? [])];
-  if (doc.idempotent) {
+  // Set by the idempotency macro (modules/idempotency/plugin.ts) on the routes that take the header.
+  const idempotent = (op as Record<string, unknown>)["x-idempotent"] === true;
+  delete (out as Record<string, unknown>)["x-idempotent"];
+  if (idempotent) {
     parameters.push({
       name: "Idempotency-Key",
       in: "header",
       required: false,
-      description: "A repeated key replays the first response instead of acting twice.",
-      schema: { type: "string", maxLength: 200 },
+      description:
+        "A repeated key replays the first answer (with `Idempotent-Replayed: true`) instead of acting twice; the " +
+        "key and the work commit together. A repeat sent while the first request still runs waits for its " +
+        "answer (up to IDEMPOTENCY_WAIT_MS), then gets 409 `idempotency_in_progress`; the same key with another " +
+        "request gets 422 `idempotency_key_reused`.",
+      schema: { type: "string", maxLength: 255 },
     });
   }
   if (parameters.length) out.parameters = parameters;

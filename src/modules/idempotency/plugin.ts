@@ -1,4 +1,4 @@
-import { Elysia } from "elysia";
+import { type DocumentDecoration, Elysia } from "elysia";
 import type { Principal } from "../auth/service";
 import {
   type IdempotencyService,
@@ -20,6 +20,8 @@ const held = new WeakMap<Request, Reservation>();
 export const idempotencyPlugin = (svc: IdempotencyService) =>
   new Elysia({ name: "idempotency" }).macro({
     idempotent: (successStatus: number) => ({
+      // Read by the OpenAPI document (modules/docs), so the header is documented where it is accepted.
+      detail: { "x-idempotent": true } as DocumentDecoration,
       async resolve({ headers, request, body, set, ...rest }): Promise<{ idem: IdempotentAnswer }> {
         set.status = successStatus;
         const key = headers["idempotency-key"];
