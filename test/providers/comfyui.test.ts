@@ -91,9 +91,33 @@ describe("comfyui workflow and request shape", () => {
     expect(() => provider({ workflow: { nodes: [], links: [] } as never })).toThrow(UnrecoverableError);
   });
 
-  test("input images are refused before any request", async () => {
+  test("img2img: the input is uploaded, the edit graph loads it by name, encodes it and redraws it", async () => {
     const img = { bytes: fake.image, mime: "image/png" };
-    const err = await failureOf(provider().generate(request({ images: [img] }), context()));
+    const images = await provider().generate(
+      request({ images: [img], n: 2, seed: 9, params: { denoise: 0.6 } }),
+      context(),
+    );
+    const upload = fake.server.requestsTo("/upload/image")[0]!;
+    expect(upload.method).toBe("POST");
+    const form = Object.fromEntries(upload.form ?? []);
+    expect(form.type).toBe("input");
+    expect(form.image).toMatchObject({ type: "image/png", bytes: fake.image });
+    const name = (form.image as { name: string }).name;
+    expect(fake.uploads.has(name)).toBe(true);
+    const graph = submitted().prompt;
+    const load = Object.values(graph).find((n) => n.class_type === "LoadImage")!;
+    expect(load.inputs.image).toBe(name);
+    const sampler = Object.values(graph).find((n) => n.class_type === "KSampler")!;
+    expect(sampler.inputs).toMatchObject({ seed: 9, denoise: 0.6 });
+    expect(Object.values(graph).some((n) => n.class_type === "VAEEncode")).toBe(true);
+    expect(Object.values(graph).some((n) => n.class_type === "EmptyLatentImage")).toBe(false);
+    expect(images).toHaveLength(2);
+    expect(images[0]).toMatchObject({ mime: "image/png", seed: 9 });
+  });
+
+  test("a mask is refused before any request (the built-in edit graph does not inpaint)", async () => {
+    const img = { bytes: fake.image, mime: "image/png" };
+    const err = await failureOf(provider().generate(request({ images: [img], mask: img }), context()));
     expect(err).toMatchObject({ code: "provider_invalid_request" });
     expect(fake.server.requests).toHaveLength(0);
   });
