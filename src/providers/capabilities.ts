@@ -98,7 +98,9 @@ function sizeProblem(size: string, rule: SizeRule): string | undefined {
   const { width, height } = parseSize(size);
   switch (rule.kind) {
     case "fixed":
-      return rule.sizes.includes(`${width}x${height}`) ? undefined : `size ${size} (takes ${describeSizes(rule)})`;
+      return rule.sizes.includes(`${width}x${height}`)
+        ? undefined
+        : `size ${size} (takes ${describeSizes(rule)})`;
     case "range": {
       const fits = (v: number) => v >= rule.min && v <= rule.max && v % rule.step === 0;
       return fits(width) && fits(height) ? undefined : `size ${size} (takes ${describeSizes(rule)})`;
@@ -126,7 +128,8 @@ export type CheckedRequest = {
 export function requestProblems(caps: ModelCapabilities, req: CheckedRequest): string[] {
   const problems: string[] = [];
   if (req.hasImage && caps.input === "text") problems.push("input images (it only generates from text)");
-  if (!req.hasImage && caps.input === "edit") problems.push("a request without an input image (it only edits)");
+  if (!req.hasImage && caps.input === "edit")
+    problems.push("a request without an input image (it only edits)");
   if (req.hasMask && !caps.mask) problems.push("a mask (describe the edit in the prompt instead)");
   const sizes = new Set([req.size, ...(req.items ?? []).map((i) => i.size)]);
   for (const size of sizes) {
@@ -150,4 +153,35 @@ export function unknownModelWarning(provider: string, model: string, known: read
     `model "${model}" is not in Easel's capability table for ${provider} (known: ${known.join(", ")}); ` +
     "it was passed through unchecked, with the parameters as given"
   );
+}
+
+/** The capability check of one request against a provider's table. */
+export type CapabilityVerdict = {
+  /** The model the request runs on (the provider's default when it names none). */
+  model: string;
+  /** Its table entry; undefined when the model is not in the table (or the provider has none). */
+  capabilities?: ModelCapabilities;
+  /** What the model cannot do of the request; a non-empty list refuses it. */
+  problems: string[];
+  /** Set when the model is not in the provider's table: the request runs unchecked. */
+  warning?: string;
+};
+
+export function checkRequest(
+  info: { name: string; defaultModel: string; capabilities?: ProviderCapabilities },
+  model: string | undefined,
+  req: CheckedRequest,
+): CapabilityVerdict {
+  const name = model ?? info.defaultModel;
+  const table = info.capabilities;
+  if (!table) return { model: name, problems: [] };
+  const caps = capabilitiesFor(table, name);
+  if (!caps) {
+    return {
+      model: name,
+      problems: [],
+      warning: unknownModelWarning(info.name, name, Object.keys(table.models)),
+    };
+  }
+  return { model: name, capabilities: caps, problems: requestProblems(caps, req) };
 }

@@ -377,7 +377,8 @@ export function createComfyuiProvider(opts: ComfyuiOptions): Provider {
     form.append("type", "input");
     form.append("overwrite", "true");
     const res = await call("/upload/image", { method: "POST", body: form }, signal);
-    if (!isRecord(res) || typeof res.name !== "string") throw badResponse(PROVIDER, "upload answer without a name");
+    if (!isRecord(res) || typeof res.name !== "string")
+      throw badResponse(PROVIDER, "upload answer without a name");
     const subfolder = typeof res.subfolder === "string" && res.subfolder ? `${res.subfolder}/` : "";
     return `${subfolder}${res.name}`;
   }

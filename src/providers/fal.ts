@@ -6,8 +6,8 @@
 import { RetryableError, UnrecoverableError } from "../queue/errors";
 import {
   capabilitiesFor,
-  matchAspectRatio,
   type ModelCapabilities,
+  matchAspectRatio,
   type ProviderCapabilities,
 } from "./capabilities";
 import {

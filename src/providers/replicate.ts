@@ -10,8 +10,8 @@ import { RetryableError, UnrecoverableError } from "../queue/errors";
 import {
   capabilitiesFor,
   imagesPerCallSplit,
-  matchAspectRatio,
   type ModelCapabilities,
+  matchAspectRatio,
   type ProviderCapabilities,
 } from "./capabilities";
 import {
@@ -122,13 +122,20 @@ function sizeInput(req: GenerateRequest, caps: ModelCapabilities | undefined): R
   if (caps.sizes.kind !== "aspect") return {};
   // Kontext keeps the input image's shape unless a size was asked for.
   if (req.images?.length && req.sizeGiven === false) return { aspect_ratio: "match_input_image" };
-  return { aspect_ratio: matchAspectRatio(req.size, caps.sizes.ratios) ?? sizeToAspectRatio(req.size, caps.sizes.ratios) };
+  return {
+    aspect_ratio:
+      matchAspectRatio(req.size, caps.sizes.ratios) ?? sizeToAspectRatio(req.size, caps.sizes.ratios),
+  };
 }
 
 /** The prediction input for `count` images of `req` on `model`: only the inputs the model takes. */
 export function buildInput(req: GenerateRequest, model: string, count = req.n): Record<string, unknown> {
   const caps = capabilitiesFor(CAPABILITIES, model);
-  const input: Record<string, unknown> = { prompt: req.prompt, ...sizeInput(req, caps), output_format: "png" };
+  const input: Record<string, unknown> = {
+    prompt: req.prompt,
+    ...sizeInput(req, caps),
+    output_format: "png",
+  };
   if (!caps || caps.imagesPerCall > 1) input.num_outputs = count;
   if (req.negativePrompt && (!caps || caps.negativePrompt === "native")) {
     input.negative_prompt = req.negativePrompt;
@@ -282,5 +289,9 @@ export function createReplicateProvider(opts: ReplicateOptions): Provider {
     return per.flat();
   }
 
-  return { info, generate, requestCost: (req) => predictionCounts(req, req.model ?? info.defaultModel).length };
+  return {
+    info,
+    generate,
+    requestCost: (req) => predictionCounts(req, req.model ?? info.defaultModel).length,
+  };
 }

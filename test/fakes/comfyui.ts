@@ -63,7 +63,13 @@ function validate(graph: Graph, uploads: Map<string, Uint8Array>): Record<string
     }
     if (node.class_type === "LoadImage" && !uploads.has(String(node.inputs.image))) {
       const details = `image - Invalid image file: ${String(node.inputs.image)}`;
-      return nodeError(id, node.class_type, "custom_validation_failed", "Custom validation failed for node", details);
+      return nodeError(
+        id,
+        node.class_type,
+        "custom_validation_failed",
+        "Custom validation failed for node",
+        details,
+      );
     }
   }
   return undefined;

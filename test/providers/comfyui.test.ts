@@ -225,7 +225,7 @@ describe("comfyui error classification", () => {
   });
 
   test("a safety-checker node refusing the image is an execution_error: retried, never content_policy", async () => {
-    // ComfyUI has no safety system in its API (PROVIDERS.md). The nearest equivalent is a checker custom node
+    // ComfyUI has no safety system in its API (docs/providers.md). The nearest equivalent is a checker custom node
     // that raises during execution: on the wire that is the same `execution_error` any failing node gives, so
     // it is classified like one (retryable, bounded by the job's attempts; a new attempt draws a new seed).
     fake.behaviour.fail = {

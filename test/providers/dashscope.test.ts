@@ -65,7 +65,10 @@ describe("dashscope request shape", () => {
 
   test("the plus series takes size (W*H) and n in one call; without an asked size it sends none", async () => {
     const p = provider();
-    const images = await p.generate(edit({ model: "qwen-image-edit-plus", size: "1024x1536", n: 2 }), context());
+    const images = await p.generate(
+      edit({ model: "qwen-image-edit-plus", size: "1024x1536", n: 2 }),
+      context(),
+    );
     await p.generate(edit({ model: "qwen-image-edit-plus", sizeGiven: false }), context());
     const [sized, unsized] = fake.server
       .requestsTo(GENERATION_PATH)

@@ -9,8 +9,8 @@ import {
   parseErrorBody,
   parseRateLimitReset,
   parseRetryAfter,
-  parseTextHint,
   parseSize,
+  parseTextHint,
   providerFetch,
   readJson,
   retryDelayMs,
@@ -57,7 +57,12 @@ describe("parseRetryAfter", () => {
 describe("every documented form of wait (retryDelayMs)", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
   const wait = (status: number, headers: Record<string, string>, body: unknown = {}) =>
-    retryDelayMs(status, h(headers), parseErrorBody(typeof body === "string" ? body : JSON.stringify(body)), now);
+    retryDelayMs(
+      status,
+      h(headers),
+      parseErrorBody(typeof body === "string" ? body : JSON.stringify(body)),
+      now,
+    );
 
   test("durations: Google's protobuf seconds, OpenAI's Go style, words", () => {
     expect(parseDuration("6m0s")).toBe(360_000);
@@ -78,9 +83,9 @@ describe("every documented form of wait (retryDelayMs)", () => {
   });
 
   test("x-ratelimit-reset* headers: Go durations, seconds, a Unix time; the longest wins", () => {
-    expect(parseRateLimitReset(h({ "x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s" }))).toBe(
-      360_000,
-    );
+    expect(
+      parseRateLimitReset(h({ "x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s" })),
+    ).toBe(360_000);
     expect(parseRateLimitReset(h({ "x-ratelimit-reset": "12" }), now)).toBe(12_000);
     expect(parseRateLimitReset(h({ "x-ratelimit-reset": String(now / 1000 + 45) }), now)).toBe(45_000);
     expect(parseRateLimitReset(h())).toBeUndefined();
@@ -91,7 +96,9 @@ describe("every documented form of wait (retryDelayMs)", () => {
     expect(wait(429, { "retry-after-ms": "1500", "retry-after": "9" }, text)).toBe(1500);
     expect(wait(429, { "retry-after": "Thu, 01 Jan 2026 00:00:20 GMT" }, text)).toBe(20_000);
     expect(wait(429, { "x-ratelimit-reset-requests": "7s" }, text)).toBe(7000);
-    expect(wait(429, {}, { error: { status: "RESOURCE_EXHAUSTED", details: [{ retryDelay: "12s" }] } })).toBe(12_000);
+    expect(wait(429, {}, { error: { status: "RESOURCE_EXHAUSTED", details: [{ retryDelay: "12s" }] } })).toBe(
+      12_000,
+    );
     expect(wait(503, {}, { error: "Model is currently loading", estimated_time: 20 })).toBe(20_000);
     expect(wait(429, {}, text)).toBe(30_000);
     expect(wait(429, {}, "Too many requests, retry after 8 seconds")).toBe(8000);

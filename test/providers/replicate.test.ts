@@ -52,8 +52,22 @@ describe("replicate request shape", () => {
       .filter((r) => r.method === "POST")
       .map((r) => (r.json as { input: Record<string, unknown> }).input);
     expect(inputs.sort((a, b) => Number(a.seed) - Number(b.seed))).toEqual([
-      { prompt: "a red fox in the snow", aspect_ratio: "custom", width: 1440, height: 800, output_format: "png", seed: 3 },
-      { prompt: "a red fox in the snow", aspect_ratio: "custom", width: 1440, height: 800, output_format: "png", seed: 4 },
+      {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "custom",
+        width: 1440,
+        height: 800,
+        output_format: "png",
+        seed: 3,
+      },
+      {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "custom",
+        width: 1440,
+        height: 800,
+        output_format: "png",
+        seed: 4,
+      },
     ]);
     expect(images).toHaveLength(2);
     expect(p.requestCost?.(request({ model, n: 3 }))).toBe(3);
@@ -194,14 +208,14 @@ describe("replicate error classification", () => {
     expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 5000, refundable: true });
   });
 
-  test("the documented 429 body without Retry-After (\"resets in ~30s\") waits 30 s", async () => {
+  test('the documented 429 body without Retry-After ("resets in ~30s") waits 30 s', async () => {
     fake.server.script(replicateError.throttledResets(30), { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
     expect(err).toBeInstanceOf(RetryAfterError);
     expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 30_000 });
   });
 
-  test("429 whose older detail says \"available in N seconds\", without the header, uses the detail", async () => {
+  test('429 whose older detail says "available in N seconds", without the header, uses the detail', async () => {
     fake.server.script(json({ detail: "Request was throttled. Expected available in 3 seconds." }, 429));
     const err = await failureOf(provider().generate(request(), context()));
     expect(err).toBeInstanceOf(RetryAfterError);
