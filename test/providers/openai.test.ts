@@ -92,6 +92,12 @@ describe("openai: generations", () => {
 });
 
 describe("openai: edits", () => {
+  test("a GPT image edit that names no size asks for auto (the input's shape)", async () => {
+    const input = await testImage({ format: "png" });
+    await provider().generate(req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }), ctx());
+    expect(fake.field(fake.requests[0]!, "size")).toBe("auto");
+  });
+
   test("one image goes as multipart `image` with an optional mask", async () => {
     const input = await testImage({ format: "png" });
     const mask = await testImage({ format: "png", color: "#000000" });
@@ -140,6 +146,35 @@ describe("openai: failures", () => {
       type: RetryAfterError,
       code: "provider_rate_limited",
       delayMs: 1200,
+    });
+  });
+
+  test("429 with only OpenAI's x-ratelimit-reset-requests header waits that long", async () => {
+    fake.rateLimited({ "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s" });
+    await expectFailure(provider().generate(req(), ctx()), {
+      type: RetryAfterError,
+      code: "provider_rate_limited",
+      delayMs: 20_000,
+    });
+  });
+
+  test("429 whose message says \"Please try again in 1m30s\" waits that long", async () => {
+    fake.script(
+      json(
+        {
+          error: {
+            message: "Rate limit reached for gpt-image-1. Please try again in 1m30s.",
+            type: "requests",
+            code: "rate_limit_exceeded",
+          },
+        },
+        429,
+      ),
+    );
+    await expectFailure(provider().generate(req(), ctx()), {
+      type: RetryAfterError,
+      code: "provider_rate_limited",
+      delayMs: 90_000,
     });
   });
 
