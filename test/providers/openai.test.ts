@@ -94,7 +94,10 @@ describe("openai: generations", () => {
 describe("openai: edits", () => {
   test("a GPT image edit that names no size asks for auto (the input's shape)", async () => {
     const input = await testImage({ format: "png" });
-    await provider().generate(req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }), ctx());
+    await provider().generate(
+      req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }),
+      ctx(),
+    );
     expect(fake.field(fake.requests[0]!, "size")).toBe("auto");
   });
 
@@ -158,7 +161,7 @@ describe("openai: failures", () => {
     });
   });
 
-  test("429 whose message says \"Please try again in 1m30s\" waits that long", async () => {
+  test('429 whose message says "Please try again in 1m30s" waits that long', async () => {
     fake.script(
       json(
         {
