@@ -131,7 +131,11 @@ export function generateContentBody(
   for (const img of req.images ?? []) {
     parts.push({ inlineData: { mimeType: img.mime, data: bytesToBase64(img.bytes) } });
   }
-  const imageConfig: Record<string, unknown> = { aspectRatio: sizeToAspectRatio(req.size, GEMINI_RATIOS) };
+  // Without an aspect ratio an edit keeps its input's; only a size the caller asked for overrides it.
+  const followInput = (req.images?.length ?? 0) > 0 && req.sizeGiven === false;
+  const imageConfig: Record<string, unknown> = followInput
+    ? {}
+    : { aspectRatio: sizeToAspectRatio(req.size, GEMINI_RATIOS) };
   const sizeClass = imageSize(model, req.size);
   if (sizeClass) imageConfig.imageSize = sizeClass;
   const generationConfig: Record<string, unknown> = {
