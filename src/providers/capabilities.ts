@@ -163,6 +163,8 @@ export type CapabilityVerdict = {
   capabilities?: ModelCapabilities;
   /** What the model cannot do of the request; a non-empty list refuses it. */
   problems: string[];
+  /** When refused: the provider's other listed models that take the request as it is. */
+  alternatives?: string[];
   /** Set when the model is not in the provider's table: the request runs unchecked. */
   warning?: string;
 };
@@ -183,5 +185,10 @@ export function checkRequest(
       warning: unknownModelWarning(info.name, name, Object.keys(table.models)),
     };
   }
-  return { model: name, capabilities: caps, problems: requestProblems(caps, req) };
+  const problems = requestProblems(caps, req);
+  if (problems.length === 0) return { model: name, capabilities: caps, problems };
+  const alternatives = Object.entries(table.models)
+    .filter(([other, c]) => other !== name && requestProblems(c, req).length === 0)
+    .map(([other]) => other);
+  return { model: name, capabilities: caps, problems, alternatives };
 }

@@ -114,9 +114,9 @@ describe("refused at submit, before any charge, stored input or queue row", () =
       /takes sizes 1024x1024, 1536x1024, 1024x1536/,
     ],
     [
-      "an input image for dall-e-3",
+      "an input image for dall-e-3, naming the models that take it",
       () => ({ provider: "openai", model: "dall-e-3", prompt: "x", image }),
-      /dall-e-3 on openai does not take input images/,
+      /dall-e-3 on openai does not take input images \(it only generates from text\); openai models that take this request: gpt-image-1, gpt-image-1-mini, gpt-image-1.5, dall-e-2$/,
     ],
     ["a seed on OpenAI", () => ({ provider: "openai", prompt: "x", seed: 5 }), /does not take a seed/],
     [

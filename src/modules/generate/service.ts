@@ -296,16 +296,20 @@ function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
     items: req.items,
   });
   if (verdict.problems.length > 0) {
+    const others = verdict.alternatives?.length
+      ? `; ${info.name} models that take this request: ${verdict.alternatives.join(", ")}`
+      : "";
     throw new ApiError(
       422,
       "unsupported_by_model",
-      `${verdict.model} on ${info.name} does not take ${verdict.problems.join("; ")}`,
+      `${verdict.model} on ${info.name} does not take ${verdict.problems.join("; ")}${others}`,
       {
         details: {
           provider: info.name,
           model: verdict.model,
           problems: verdict.problems,
           supports: verdict.capabilities,
+          alternatives: verdict.alternatives ?? [],
         },
       },
     );
