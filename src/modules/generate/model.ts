@@ -48,7 +48,7 @@ export const GenerateBody = z
     image: z.string().min(1).optional(),
     /** Edit mask (same size as the image; transparent = edit). */
     mask: z.string().min(1).optional(),
-    /** @defaultValue "1024x1024"; left out, models that can (Kontext, Qwen image edit) follow the input image. */
+    /** @defaultValue "1024x1024"; left out, edit models that can (e.g. Kontext, Qwen image edit) follow the input image. */
     size: Size.optional(),
     n: z.number().int().min(1).max(4).default(1),
     seed: z
