@@ -115,6 +115,23 @@ describe("comfyui workflow and request shape", () => {
     expect(images[0]).toMatchObject({ mime: "image/png", seed: 9 });
   });
 
+  test("a user edit workflow (JSON text) gets {{image}} and {{denoise}} filled", async () => {
+    const editWorkflow = JSON.stringify({
+      "1": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "{{model}}" } },
+      "2": { class_type: "LoadImage", inputs: { image: "{{image}}" } },
+      "3": {
+        class_type: "KSampler",
+        inputs: { seed: "{{seed}}", denoise: "{{denoise}}", steps: "{{steps}}" },
+      },
+      "9": { class_type: "SaveImage", inputs: { filename_prefix: "mine", images: ["3", 0] } },
+    });
+    const img = { bytes: fake.image, mime: "image/png" };
+    await provider({ editWorkflow }).generate(request({ images: [img], seed: 2 }), context());
+    const graph = submitted().prompt;
+    expect(graph["2"]!.inputs.image).toBe([...fake.uploads.keys()][0]!);
+    expect(graph["3"]!.inputs).toEqual({ seed: 2, denoise: 0.75, steps: 20 });
+  });
+
   test("a mask is refused before any request (the built-in edit graph does not inpaint)", async () => {
     const img = { bytes: fake.image, mime: "image/png" };
     const err = await failureOf(provider().generate(request({ images: [img], mask: img }), context()));
