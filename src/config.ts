@@ -79,10 +79,15 @@ export const EnvSchema = z.object({
   FAL_QUEUE_URL: optionalString,
   COMFYUI_URL: optionalString,
   COMFYUI_WORKFLOW: optionalString,
+  /** Path of an API-format edit workflow (LoadImage with `{{image}}`); default: the built-in img2img graph. */
+  COMFYUI_EDIT_WORKFLOW: optionalString,
   A1111_URL: optionalString,
   A1111_AUTH: optionalString,
   DASHSCOPE_API_KEY: optionalString,
   DASHSCOPE_BASE_URL: optionalString,
+  BFL_API_KEY: optionalString,
+  /** Black Forest Labs API base (regional: https://api.eu.bfl.ai, https://api.us.bfl.ai; tests: a fake). */
+  BFL_BASE_URL: optionalString,
   PLACEHOLDER_LATENCY_MS: int(0).default(0),
   /** JSON: per-provider overrides of concurrency and requests per minute, e.g. {"openai":{"rpm":50}}. */
   PROVIDER_LIMITS: z

@@ -4,7 +4,9 @@ import { ApiError, unprocessable } from "../../errors";
 import { resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
+import { checkRequest, DEFAULT_SIZE } from "../../providers/capabilities";
 import type { ProviderRegistry } from "../../providers/registry";
+import type { ProviderInfo } from "../../providers/types";
 import type { EnqueueOptions, Queue } from "../../queue";
 import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
@@ -119,6 +121,7 @@ export class GenerateService {
     const req = recipe ? withRecipe(request, recipe) : request;
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
+    const warnings = checkCapabilities(provider.info, req);
     resolvePreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
 
@@ -147,9 +150,11 @@ export class GenerateService {
     }));
     const input: GenerateJobInput = {
       provider: providerName,
-      size: req.size,
+      size: req.size ?? DEFAULT_SIZE,
       n: req.n,
       output: req.output,
+      ...(req.size === undefined && { autoSize: true }),
+      ...(warnings.length > 0 && { warnings }),
       ...(req.model && { model: req.model }),
       ...(req.seed !== undefined && { seed: req.seed }),
       ...(req.negativePrompt && { negativePrompt: req.negativePrompt }),
@@ -192,6 +197,7 @@ export class GenerateService {
           statusUrl: `${config.publicUrl}/api/jobs/${out.job.id}/status`,
           websocketSubscription: `job:${out.job.id}`,
           totalItems: items.length,
+          ...(warnings.length > 0 && { warnings }),
         };
         idem.commit(accepted);
         return accepted;
@@ -289,6 +295,42 @@ function itemInput(i: {
     ...(i.n !== undefined && { n: i.n }),
     ...(i.seed !== undefined && { seed: i.seed }),
   };
+}
+
+/**
+ * Refuses (422, before anything is stored or charged) what the model cannot do, naming what it can; returns
+ * the warnings to record when the model is outside the provider's table and runs unchecked.
+ */
+function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
+  const verdict = checkRequest(info, req.model, {
+    size: req.size,
+    negativePrompt: req.negativePrompt,
+    seed: req.seed,
+    hasImage: req.image !== undefined,
+    hasMask: req.mask !== undefined,
+    params: req.params,
+    items: req.items,
+  });
+  if (verdict.problems.length > 0) {
+    const others = verdict.alternatives?.length
+      ? `; ${info.name} models that take this request: ${verdict.alternatives.join(", ")}`
+      : "";
+    throw new ApiError(
+      422,
+      "unsupported_by_model",
+      `${verdict.model} on ${info.name} does not take ${verdict.problems.join("; ")}${others}`,
+      {
+        details: {
+          provider: info.name,
+          model: verdict.model,
+          problems: verdict.problems,
+          supports: verdict.capabilities,
+          alternatives: verdict.alternatives ?? [],
+        },
+      },
+    );
+  }
+  return verdict.warning ? [verdict.warning] : [];
 }
 
 /** Provider lookups fail as engine errors; over HTTP they are 422s with the same code. */
