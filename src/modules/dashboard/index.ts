@@ -112,6 +112,7 @@ function redirect(location: string, extra: Record<string, string> = {}): Respons
  */
 export const dashboardModule = (ctx: AppContext) => {
   const sessions = new DashboardSessions({
+    db: ctx.db,
     // The same base secret as client tokens; sessions sign with a key derived from it for their own purpose.
     secret: ctx.config.JWT_SECRET ?? persistedSecret(ctx.config.dataDir),
     ttlSeconds: ctx.config.DASHBOARD_SESSION_TTL_S,
