@@ -12,7 +12,7 @@ export const TokenBody = z.object({
 });
 
 /** A key's lifetime from now, in seconds: a minute to ten years. */
-const ExpiresInSeconds = z
+export const ExpiresInSeconds = z
   .number()
   .int()
   .min(60)
