@@ -1,4 +1,5 @@
 import type { User } from "../../../db/schema";
+import { ADMIN_KEY_NAME } from "../../auth/keys";
 import type { KeyStatus, KeyView } from "../../auth/model";
 import { type Html, html } from "../html";
 import { badge, csrfField, emptyState, time } from "./parts";
@@ -74,9 +75,14 @@ function createdNotice(c: NonNullable<KeysData["created"]>): Html {
 
 function actions(k: KeyView, csrf: string): Html {
   if (k.status === "revoked") return html`<span class="muted">—</span>`;
+  // The ADMIN_KEY variable's key is replaced by changing the variable; rotating it here is refused.
+  const rotate =
+    k.name === ADMIN_KEY_NAME
+      ? html`<span class="small muted">set by ADMIN_KEY</span>`
+      : html`<form method="post" action="/dashboard/keys/${k.id}/rotate">${csrfField(csrf)}
+      <button class="btn small" type="submit" aria-label="Rotate ${k.name}">Rotate</button></form>`;
   return html`<div class="actions">
-    <form method="post" action="/dashboard/keys/${k.id}/rotate">${csrfField(csrf)}
-      <button class="btn small" type="submit" aria-label="Rotate ${k.name}">Rotate</button></form>
+    ${rotate}
     <form method="post" action="/dashboard/keys/${k.id}/revoke">${csrfField(csrf)}
       <button class="btn small danger" type="submit" aria-label="Revoke ${k.name}">Revoke</button></form>
   </div>`;
