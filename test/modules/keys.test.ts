@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import { KeyList, KeyView as KeyViewSchema, NewKeyView } from "../../src/modules/auth/model";
 import { defineJob } from "../../src/queue";
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
 import { WsClient } from "../realtime/client";
@@ -68,6 +69,9 @@ describe("a user's own keys", () => {
   test("create shows the key once; list shows prefix, created, last used; only the hash is stored", async () => {
     const u = await createUser("user");
     const made = await createKey(u.key, { name: "laptop" });
+    // The answers are what the API reference documents.
+    expect(NewKeyView.safeParse(made).error).toBeUndefined();
+    expect(KeyList.safeParse(await ok(await server.api("/api/keys", { key: u.key }))).error).toBeUndefined();
     expect(made).toMatchObject({ userId: u.id, name: "laptop", status: "active", expiresAt: null });
     expect(made.key).toStartWith("esk_");
     expect(made.prefix).toBe(made.key.slice(0, 12));
@@ -95,6 +99,7 @@ describe("a user's own keys", () => {
       await server.api(`/api/keys/${spare.id}`, { method: "DELETE", key: u.key }),
     );
     expect(revoked).toMatchObject({ id: spare.id, status: "revoked" });
+    expect(KeyViewSchema.safeParse(revoked).error).toBeUndefined();
     expect(revoked.revokedAt).toBeNumber();
     expect(await expectError(await profile(spare.key), 401, "unauthorized")).toContain("revoked");
     expect((await profile(u.key)).status).toBe(200);
