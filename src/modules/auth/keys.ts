@@ -1,4 +1,4 @@
-import { desc, eq } from "drizzle-orm";
+import { and, desc, eq, isNull } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type ApiKey, apiKeys } from "../../db/schema";
 import { conflict, notFound, unprocessable } from "../../errors";
@@ -105,12 +105,13 @@ export class KeyService {
    * again keeps the first revocation time. Null when there is no such key.
    */
   revoke(id: string): ApiKey | null {
-    const now = this.#now();
-    const current = this.get(id);
-    if (!current || current.revokedAt !== null) return current;
-    return (
-      this.#db.update(apiKeys).set({ revokedAt: now }).where(eq(apiKeys.id, id)).returning().get() ?? null
-    );
+    const revoked = this.#db
+      .update(apiKeys)
+      .set({ revokedAt: this.#now() })
+      .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+      .returning()
+      .get();
+    return revoked ?? this.get(id);
   }
 
   /**
@@ -132,18 +133,19 @@ export class KeyService {
           );
         }
         const now = this.#now();
-        const lifetimeMs =
-          opts.expiresInSeconds !== undefined
-            ? opts.expiresInSeconds * 1000
-            : old.expiresAt === null
-              ? null
-              : old.expiresAt - old.createdAt;
+        const lifetime = lifetimeMs(old, opts.expiresInSeconds);
         const replaced = this.revoke(old.id)!;
         return {
-          ...this.#insert(old.userId, old.name, now, lifetimeMs === null ? null : now + lifetimeMs),
+          ...this.#insert(old.userId, old.name, now, lifetime === null ? null : now + lifetime),
           replaced,
         };
       })
       .immediate();
   }
+}
+
+/** How long a rotated key's successor lives: as asked, else as long as the old key was meant to (null: for ever). */
+function lifetimeMs(old: ApiKey, expiresInSeconds: number | undefined): number | null {
+  if (expiresInSeconds !== undefined) return expiresInSeconds * 1000;
+  return old.expiresAt === null ? null : old.expiresAt - old.createdAt;
 }

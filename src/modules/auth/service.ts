@@ -180,7 +180,7 @@ export class AuthService {
     }
   }
 
-  /** Whether a credential is an API key rather than a client token (JWTs have dots; keys never do). */
+  /** Whether a credential is meant as an API key rather than a client token (a JWT: dotted, no `esk_`). */
   isKeyShaped(credential: string): boolean {
     return credential.startsWith(KEY_PREFIX) || !credential.includes(".");
   }
