@@ -65,10 +65,10 @@ export class DashboardSessions {
   }
 
   async issue(userId: string, keyId: string): Promise<{ token: string; session: Session }> {
-    const iat = Math.floor(this.#now() / 1000);
+    const now = this.#now();
+    const iat = Math.floor(now / 1000);
     const exp = iat + this.#o.ttlSeconds;
     const sid = Bun.randomUUIDv7();
-    const now = this.#now();
     const db = this.#o.db;
     // Rows past their expiry can never verify again: signing in is a fine moment to drop them.
     db.delete(dashboardSessions).where(lt(dashboardSessions.expiresAt, now)).run();
