@@ -59,8 +59,31 @@ export const apiKeys = sqliteTable(
     createdAt: integer("created_at").notNull(),
     lastUsedAt: integer("last_used_at"),
     revokedAt: integer("revoked_at"),
+    /** The key stops working at this time; null: never. */
+    expiresAt: integer("expires_at"),
   },
   (t) => [index("api_keys_user_idx").on(t.userId)],
+);
+
+/**
+ * Dashboard sign-ins. The session cookie is a signed JWT naming one of these rows by id; a session is valid
+ * only while its row exists unrevoked, so a sign-out holds across restarts.
+ */
+export const dashboardSessions = sqliteTable(
+  "dashboard_sessions",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [index("dashboard_sessions_expires_idx").on(t.expiresAt)],
 );
 
 export const jobs = sqliteTable(

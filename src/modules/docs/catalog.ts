@@ -5,6 +5,7 @@
  */
 import type { z } from "zod";
 import { poll } from "../../render/templates/poll";
+import { KeyList, KeyView, NewKeyView } from "../auth/model";
 import {
   CardList,
   CardView,
@@ -33,6 +34,8 @@ export type OperationDoc = {
   public?: boolean;
   /** Client tokens (JWTs from POST /api/tokens) are accepted as well as API keys. */
   clientToken?: boolean;
+  /** A client token may come as `?token=` (routes a browser opens without headers; never an API key). */
+  queryToken?: boolean;
   bodyType?: "application/json" | "multipart/form-data" | "application/x-www-form-urlencoded";
 };
 
@@ -65,6 +68,25 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     requestExample: { userId: "user-42", ttlSeconds: 900 },
   },
   "GET /api/profile": { clientToken: true },
+  "GET /api/keys": { response: KeyList, errors: { 404: "no such user, or not one the caller may name" } },
+  "POST /api/keys": {
+    status: 201,
+    response: NewKeyView,
+    requestExample: { name: "production", expiresInSeconds: 90 * 86_400 },
+    errors: {
+      404: "no such user",
+      422: "invalid fields, or the reserved name `ADMIN_KEY` (`reserved_name`)",
+    },
+  },
+  "DELETE /api/keys/:id": { response: KeyView },
+  "POST /api/keys/:id/rotate": {
+    status: 201,
+    response: NewKeyView,
+    requestExample: { expiresInSeconds: 90 * 86_400 },
+    errors: {
+      409: "the key is revoked (`key_revoked`), or it is the ADMIN_KEY variable's (`managed_key`)",
+    },
+  },
   "POST /api/users": {
     status: 201,
     requestExample: { name: "Poll app", role: "app", createKey: true },
@@ -93,6 +115,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   },
   "GET /api/jobs/:id/events": {
     clientToken: true,
+    queryToken: true,
     responseType: "text/event-stream",
     responseDescription: "Server-Sent Events: job_progress, then one terminal event, then the stream ends",
   },
@@ -250,6 +273,20 @@ function pageOperations(): Record<string, OperationDoc> {
     "POST /dashboard/backlog/:id/top-up": form("Back to the backlog page with a notice"),
     "GET /dashboard/cards": page,
     "GET /dashboard/webhooks": page,
+    "GET /dashboard/keys": page,
+    "POST /dashboard/keys": {
+      ...form("The keys page, showing the new key once"),
+      status: 200,
+      responseType: "text/html",
+    },
+    "POST /dashboard/keys/:id/revoke": form(
+      "Back to the keys page with a notice (to sign-in when it was the session's own key)",
+    ),
+    "POST /dashboard/keys/:id/rotate": {
+      ...form("The keys page, showing the new key once"),
+      status: 200,
+      responseType: "text/html",
+    },
     "GET /dashboard/fragments/:name": { responseType: "text/html", responseDescription: "An HTML fragment" },
     "GET /dashboard/fragments/job/:id": {
       responseType: "text/html",
