@@ -2,13 +2,14 @@ import { Elysia } from "elysia";
 import { z } from "zod";
 import type { AppContext } from "../../context";
 import { unprocessable } from "../../errors";
+import { describeIssues } from "../../validation";
 import { authPlugin } from "../auth/plugin";
 import { idempotent } from "../idempotency/service";
 import { GenerateAccepted, GenerateBody } from "./model";
 import type { GenerateRequest } from "./service";
 
 /** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
-const UploadBody = z.object({
+const UploadBody = z.strictObject({
   image: z.instanceof(File).optional(),
   mask: z.instanceof(File).optional(),
   prompt: z.string().optional(),
@@ -29,6 +30,9 @@ const UploadBody = z.object({
   recipeId: z.string().optional(),
   /** JSON text. */
   variables: z.string().optional(),
+  /** JSON text. */
+  metadata: z.string().optional(),
+  dedupeKey: z.string().optional(),
 });
 
 function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
@@ -52,6 +56,7 @@ function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
     items: json("items", body.items),
     params: json("params", body.params),
     variables: json("variables", body.variables),
+    metadata: json("metadata", body.metadata),
   };
 }
 
@@ -79,14 +84,12 @@ export const generateModule = (ctx: AppContext) =>
     .post(
       "/jobs/generate-image/upload",
       async ({ principal, body, set }) => {
-        const parsed = GenerateBody.safeParse(fromMultipart(body));
+        const fields = fromMultipart(body);
+        const parsed = GenerateBody.safeParse(fields);
         if (!parsed.success) {
-          const first = parsed.error.issues[0];
-          throw unprocessable(
-            "validation_failed",
-            `body field '${first?.path.join(".") ?? ""}': ${first?.message ?? "invalid"}`,
-            parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
-          );
+          const problems = describeIssues(parsed.error.issues, GenerateBody, fields);
+          const first = problems[0]!;
+          throw unprocessable("validation_failed", `body field '${first.path}': ${first.message}`, problems);
         }
         const req: GenerateRequest = {
           ...parsed.data,

@@ -1,7 +1,7 @@
 import type { Config } from "../../config";
 import type { Db } from "../../db/client";
 import type { Job, WebhookDelivery, WebhookEndpoint } from "../../db/schema";
-import { notFound, unprocessable } from "../../errors";
+import { notFound, unprocessable, urlNotAllowed } from "../../errors";
 import type { Logger } from "../../log";
 import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
 import type { Queue } from "../../queue";
@@ -111,7 +111,7 @@ export class WebhookService {
       await assertPublicUrl(url, { allowPrivate: this.#o.allowPrivateUrls });
     } catch (err) {
       if (err instanceof UrlGuardError)
-        throw unprocessable("url_not_allowed", err.message, { reason: err.reason });
+        throw urlNotAllowed(err.message, err.reason);
       if (err instanceof OutboundFetchError)
         throw unprocessable("url_not_allowed", `URL not allowed: ${err.message}`, { reason: err.code });
       throw err;
