@@ -4,7 +4,7 @@
  * those views. test/docs/schemas.test.ts checks live responses against them, so they cannot drift silently.
  */
 import { z } from "zod";
-import { JOB_STATUSES } from "../../db/schema";
+import { ITEM_STATUSES, JOB_STATUSES } from "../../db/schema";
 
 export const ErrorBody = z
   .object({
@@ -57,6 +57,43 @@ const AssetView = z.object({
   createdAt: z.number().int(),
 });
 
+const GenerationRequest = z
+  .object({
+    provider: z.string(),
+    model: z.string().nullable(),
+    prompt: z.string().nullable().meta({ description: "The prompt of a one-prompt job; null for a batch" }),
+    negativePrompt: z.string().nullable(),
+    size: z.string(),
+    n: z.number().int(),
+    seed: z.number().int().nullable(),
+    output: z.unknown().meta({ description: "Output preset name or inline preset" }),
+    params: z.record(z.string(), z.unknown()).nullable(),
+    edit: z.boolean(),
+    recipeId: z.string().nullable(),
+    variables: z.record(z.string(), z.union([z.string(), z.number()])).nullable(),
+    items: z
+      .array(
+        z.object({
+          id: z.string(),
+          prompt: z.string(),
+          negativePrompt: z.string().optional(),
+          size: z.string().optional(),
+          n: z.number().int().optional(),
+          seed: z.number().int().optional(),
+        }),
+      )
+      .optional()
+      .meta({ description: "Every item's id and prompt (GET /api/jobs/:id)" }),
+    itemCount: z.number().int().optional().meta({ description: "How many items (in lists)" }),
+  })
+  .nullable()
+  .meta({ description: "A generation's request as accepted; null for other job types" });
+
+const Metadata = z
+  .record(z.string(), z.unknown())
+  .nullable()
+  .meta({ description: "The caller's `metadata` as given (free JSON, at most 16 KB serialized)" });
+
 export const JobView = z
   .object({
     id: z.string(),
@@ -68,6 +105,8 @@ export const JobView = z
     attempts: z.number().int(),
     maxAttempts: z.number().int(),
     input: z.unknown(),
+    request: GenerationRequest,
+    metadata: Metadata,
     result: z.unknown(),
     error: JobError,
     ownerId: z.string().nullable(),
@@ -85,7 +124,7 @@ export const JobView = z
         z.object({
           id: z.string(),
           idx: z.number().int(),
-          status: z.enum(["pending", "completed", "failed"]),
+          status: z.enum(ITEM_STATUSES),
           attempts: z.number().int(),
           result: z.unknown(),
           assetId: z.string().nullable(),

@@ -58,7 +58,8 @@ export function valuesValidator(variables: RecipeVariable[]): (given: unknown) =
     if (parsed.success) return dropUndefined(parsed.data);
     const details = describeIssues(parsed.error.issues, schema, given ?? {}).map((p) => ({
       variable: p.path,
-      message: p.code === "unknown_field" ? p.message.replace("unknown field", "unknown variable") : p.message,
+      message:
+        p.code === "unknown_field" ? p.message.replace("unknown field", "unknown variable") : p.message,
     }));
     const first = details[0]!;
     throw unprocessable("invalid_variables", `variable '${first.variable}': ${first.message}`, details);
