@@ -107,6 +107,10 @@ export const JobView = z
     input: z.unknown(),
     request: GenerationRequest,
     metadata: Metadata,
+    instantClaim: z
+      .object({ claimedAt: z.number().int(), generatedAt: z.number().int().nullable() })
+      .nullable()
+      .meta({ description: "A backlog image claimed instantly: finishedAt is the claim, generatedAt when it was made" }),
     result: z.unknown(),
     error: JobError,
     ownerId: z.string().nullable(),

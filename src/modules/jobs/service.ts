@@ -59,6 +59,8 @@ export function jobView(job: Job, parts: JobViewParts = {}) {
     request: requestOf(job, parts),
     /** The caller's own `metadata`, as given. */
     metadata: callerMetadata(job.metadata),
+    /** A backlog image claimed instantly: `finishedAt` is the claim; `generatedAt` when it was made. */
+    instantClaim: instantClaimOf(job.metadata),
     result: job.result,
     error: job.error,
     ownerId: job.ownerId,
@@ -87,6 +89,14 @@ export function jobView(job: Job, parts: JobViewParts = {}) {
       : {}),
     ...(assets ? { assets } : {}),
   };
+}
+
+function instantClaimOf(
+  metadata: Record<string, unknown> | null,
+): { claimedAt: number; generatedAt: number | null } | null {
+  if (metadata?.instant !== true || typeof metadata.claimedAt !== "number") return null;
+  const generatedAt = typeof metadata.generatedAt === "number" ? metadata.generatedAt : null;
+  return { claimedAt: metadata.claimedAt, generatedAt };
 }
 
 function requestOf(
@@ -183,7 +193,11 @@ export class JobService {
     return row.total > 0 ? row : null;
   }
 
-  list(p: Principal, q: ListJobsQuery) {
+  /**
+   * A page of the jobs `p` may see, newest first. `excludeTypes` leaves types out (`card.*` for a prefix):
+   * the dashboard hides internal work unless asked.
+   */
+  list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (q.userId) {
@@ -208,6 +222,10 @@ export class JobService {
     if (q.type) {
       where.push("type = ?");
       args.push(q.type);
+    }
+    for (const t of opts.excludeTypes ?? []) {
+      where.push(t.endsWith(".*") ? "type NOT LIKE ?" : "type != ?");
+      args.push(t.endsWith(".*") ? `${t.slice(0, -1)}%` : t);
     }
     if (q.recipeId) {
       where.push("recipe_id = ?");
