@@ -6,6 +6,7 @@
  * unfinished items are `cancelled`.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { InstantClaimView } from "../../src/modules/docs/schemas";
 import { createRecipe, createUser, expectStatus, seedReadyBacklog } from "../fixtures/backlog";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
 import { WsClient } from "../realtime/client";
@@ -268,5 +269,7 @@ describe("control answers", () => {
     expect(claim.job.id).toBe(jobId!);
     expect(claim.job.request).toMatchObject({ prompt: "a red fox", itemCount: 1 });
     expect(claim.job.metadata).toBeNull();
+    // The documented shape, exactly.
+    expect(InstantClaimView.strict().safeParse(claim).error).toBeUndefined();
   });
 });

@@ -9,6 +9,7 @@ import {
   CardList,
   CardView,
   HealthReport,
+  InstantClaimView,
   JobList,
   JobStats,
   JobStatusView,
@@ -147,6 +148,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     errors: { 402: INSUFFICIENT_CREDITS },
   },
   "POST /api/generate/instant": {
+    response: InstantClaimView,
     requestExample: { recipeId: "fox-avatar", userId: "user-42" },
     errors: {
       402: INSUFFICIENT_CREDITS,

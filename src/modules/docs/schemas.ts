@@ -110,7 +110,10 @@ export const JobView = z
     instantClaim: z
       .object({ claimedAt: z.number().int(), generatedAt: z.number().int().nullable() })
       .nullable()
-      .meta({ description: "A backlog image claimed instantly: finishedAt is the claim, generatedAt when it was made" }),
+      .meta({
+        description:
+          "A backlog image claimed instantly: finishedAt is the claim, generatedAt when it was made",
+      }),
     result: z.unknown(),
     error: JobError,
     ownerId: z.string().nullable(),
@@ -155,6 +158,19 @@ export const JobView = z
   .meta({ title: "Job" });
 
 export const JobList = z.object({ jobs: z.array(JobView), nextCursor: z.string().nullable() });
+
+export const InstantClaimView = z
+  .object({
+    recipeId: z.string(),
+    variables: z
+      .record(z.string(), z.union([z.string(), z.number()]))
+      .meta({ description: "The variable values the image was made with" }),
+    job: JobView,
+    assets: z.array(AssetView),
+    creditsRemaining: z.number().int().meta({ description: "The user's balance after the charge" }),
+    claimedAt: z.number().int(),
+  })
+  .meta({ title: "InstantClaim" });
 
 export const CardView = z
   .object({
