@@ -15,6 +15,10 @@ export const pathText = (path: Path): string => path.map(String).join(".");
 
 const quoteAll = (values: readonly unknown[]) => values.map((v) => `\`${String(v)}\``).join(", ");
 
+/** How every "not one of the known names" error lists them: ``must be one of `a`, `b` ``. */
+export const oneOf = (values: readonly unknown[]): string =>
+  values.length === 1 ? `must be ${quoteAll(values)}` : `must be one of ${quoteAll(values)}`;
+
 /**
  * The problems of a failed parse, unknown fields first (a typo there often explains every other issue).
  * `schema` and `input` let an unknown field be matched against the known ones and a missing one be told apart
@@ -53,9 +57,7 @@ export function issueMessage(issue: Issue, input: unknown): string {
       if (issue.path.length > 0 && valueAt(input, issue.path) === undefined) {
         return `missing (one of ${quoteAll(issue.values)})`;
       }
-      return issue.values.length === 1
-        ? `must be ${quoteAll(issue.values)}`
-        : `must be one of ${quoteAll(issue.values)}`;
+      return oneOf(issue.values);
     case "invalid_union": {
       // A union of a name and an inline object (output presets): the names are what a caller most likely meant.
       const choices = issue.errors.flat().find((i) => i.code === "invalid_value");

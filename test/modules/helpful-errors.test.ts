@@ -113,6 +113,30 @@ describe("enum errors list the valid values", () => {
     expect(err.message).toEndWith("or an inline object");
   });
 
+  test("providers and card templates list theirs the same way", async () => {
+    const provider = await refused(
+      await generate({ prompt: "x", provider: "dalle-9" }),
+      422,
+      "provider_not_found",
+    );
+    expect(provider.message).toStartWith('unknown provider "dalle-9": must be one of `openai`, ');
+    expect(provider.message).toContain("`placeholder`");
+    const unset = await refused(
+      await generate({ prompt: "x", provider: "openai" }),
+      422,
+      "provider_not_configured",
+    );
+    expect(unset.message).toBe(
+      'provider "openai" is not configured (set its key or URL); configured here: placeholder',
+    );
+    const template = await refused(
+      await server.api("/api/cards", { method: "POST", json: { template: "pie", data: {} } }),
+      422,
+      "unknown_template",
+    );
+    expect(template.message).toBe('unknown card template "pie": must be one of `poll`, `og`');
+  });
+
   test("a webhook event filter names the events", async () => {
     const err = await refused(
       await server.api("/api/webhooks", {
