@@ -103,7 +103,12 @@ describe("backlog CLI", () => {
 
   test("maintain --wait leaves the work to a server running on the same data dir", async () => {
     const { dir } = seededDir();
-    const server = await startTestServer({ dir, env: { BACKLOG_CRON: "0 0 1 1 *" } });
+    // The server's own top-up after a recipe is created waits BACKLOG_TOPUP_DELAY_MS: long enough here that
+    // the CLI, however slowly it starts on a loaded machine, is the one that queues the work.
+    const server = await startTestServer({
+      dir,
+      env: { BACKLOG_CRON: "0 0 1 1 *", BACKLOG_TOPUP_DELAY_MS: "60000" },
+    });
     try {
       await createRecipe(server.api, { id: "bee", backlogMin: 2 });
       const r = await easel(dir, ["backlog", "maintain", "--recipe", "bee", "--wait", "--timeout", "60"]);
