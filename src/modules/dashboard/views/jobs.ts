@@ -63,9 +63,9 @@ function filterForm(d: JobsData): Html {
       <input id="f-recipe" name="recipeId" value="${f.recipeId ?? ""}" placeholder="recipe id">
     </div>
     <div class="field check">
-      <label for="f-internal"><input id="f-internal" type="checkbox" name="internal" value="1"${f.internal ? html` checked` : ""}>
-        Internal jobs</label>
-      <span class="small muted">webhook deliveries, card renders, backlog top-ups</span>
+      <label for="f-internal" title="Easel's own work: webhook deliveries, card renders, backlog top-ups">
+        <input id="f-internal" type="checkbox" name="internal" value="1"${f.internal ? html` checked` : ""}>
+        Show internal jobs</label>
     </div>
     <div class="field grow">
       <label for="f-q">Job id</label>
