@@ -167,6 +167,8 @@ export class JobService {
   /** What a terminal webhook or frame says about `job` beyond its row (see JobOutcome). */
   outcome(job: Job): JobOutcome {
     const items = this.#queue.items(job.id);
+    // Images belong to items: a job without any (deliveries, renders, top-ups) needs no asset lookup.
+    if (items.length === 0) return { assets: [], failedItems: [], metadata: callerMetadata(job.metadata) };
     const keyOf = new Map(items.map((i) => [i.idx, i.key]));
     return {
       assets: this.#assets
