@@ -157,6 +157,14 @@ describe("terminal webhooks and frames carry the outcome", () => {
     }
     expect(data.failedItems).toEqual([]);
     expect(data.metadata).toEqual(metadata);
+    // The earlier events name the metadata too.
+    const started = await waitFor(
+      () => receiver.ofType("job.started").find((r) => r.body.data.jobId === id),
+      {
+        what: "the job.started webhook",
+      },
+    );
+    expect(started.body.data.metadata).toEqual(metadata);
   });
 
   test("job.partial names the failed items with their codes; the WebSocket frame says the same", async () => {

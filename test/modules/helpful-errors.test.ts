@@ -232,6 +232,12 @@ describe("messages that say how to fix it", () => {
       "url_not_allowed",
     );
     expect(err.message).toContain("set ALLOW_PRIVATE_URLS=true");
+    const endpoint = await refused(
+      await server.api("/api/webhooks", { method: "POST", json: { url: "http://10.0.0.7/hook" } }),
+      422,
+      "url_not_allowed",
+    );
+    expect(endpoint.message).toContain("set ALLOW_PRIVATE_URLS=true");
   });
 
   test("a count agrees with its noun: needs 1 credit", async () => {

@@ -161,7 +161,9 @@ export class JobService {
   detail(p: Principal, id: string) {
     const job = this.visible(p, id);
     const history = this.#queue.store.attempts(id);
-    return { ...jobView(job, { items: this.#queue.items(id), assets: this.#assets.forJob(id) }), history };
+    const view = jobView(job, { items: this.#queue.items(id), assets: this.#assets.forJob(id) });
+    // Given the items, jobView builds the detailed request: say so in the type, for clients and views.
+    return { ...view, request: view.request as GenerationRequestDetail | null, history };
   }
 
   /** What a terminal webhook or frame says about `job` beyond its row (see JobOutcome). */

@@ -1,6 +1,7 @@
 import type { Job, WebhookEndpoint } from "../../db/schema";
 import type { Logger } from "../../log";
 import type { Queue } from "../../queue";
+import { callerMetadata } from "../generate/model";
 import type { JobOutcome } from "../jobs/service";
 import { TEST_EVENT } from "./model";
 import type { WebhookStore } from "./store";
@@ -140,6 +141,8 @@ export class WebhookFanout {
       status: job.status,
       userId: ownerId,
       externalUserId: link?.externalId ?? null,
+      // Every event names the caller's own metadata, so a receiver can file it without a lookup.
+      metadata: callerMetadata(job.metadata),
       ...extra,
     };
     this.#enqueue(targets, type, job.id, data);

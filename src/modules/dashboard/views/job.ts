@@ -135,8 +135,7 @@ function metadataPanel(job: Detail): Html {
 function itemsTable(job: Detail): Html {
   const items = job.items ?? [];
   if (items.length === 0) return html``;
-  const requested = job.request && "items" in job.request ? job.request.items : [];
-  const prompts = new Map(requested.map((i) => [i.id, i.prompt]));
+  const prompts = new Map((job.request?.items ?? []).map((i) => [i.id, i.prompt]));
   return html`<section class="panel" aria-labelledby="items-h">
     <h2 id="items-h">Items <span class="muted small">${items.filter((i) => i.status === "completed").length} of ${items.length} done</span></h2>
     <div class="table-wrap"><table>
