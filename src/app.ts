@@ -125,97 +125,102 @@ function decodeMislabelled(text: string, contentType: string): unknown {
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
   let allowed: (path: string) => string[] = () => [];
-  const app = new Elysia({ name: "easel" })
-    .use(accessLog(ctx))
-    .use(
-      ctx.config.CORS_ORIGINS.length
-        ? cors({ origin: ctx.config.CORS_ORIGINS })
-        : new Elysia({ name: "no-cors" }),
-    )
-    .onRequest(({ request }) => {
-      const length = Number(request.headers.get("content-length") ?? 0);
-      if (length > maxBody) {
-        return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
-      }
-    })
-    // A body sent without Content-Length (chunked) is read here under the same cap, then parsed as usual;
-    // so is one whose content type is missing or not JSON's, which may still be JSON.
-    .onParse({ as: "global" }, async ({ request, contentType }) => {
-      const mislabelled = MISLABELLED_JSON.has(contentType ?? "");
-      if ((request.headers.has("content-length") && !mislabelled) || !request.body) return;
-      const bytes = await readCapped(request.body, maxBody);
-      if (mislabelled) return decodeMislabelled(new TextDecoder().decode(bytes), contentType ?? "");
-      const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
-      // Invalid JSON throws here; Elysia reports it as PARSE, the 400 below.
-      if (contentType?.startsWith("application/json")) return copy.json();
-      if (
-        contentType?.startsWith("multipart/form-data") ||
-        contentType?.startsWith("application/x-www-form")
-      ) {
-        return Object.fromEntries((await copy.formData()).entries());
-      }
-      return copy.text();
-    })
-    .onError({ as: "global" }, ({ code, error, request, set }) => {
-      if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
-      switch (code) {
-        case "VALIDATION":
-          return validationResponse(error);
-        case "NOT_FOUND": {
-          const path = new URL(request.url).pathname;
-          const methods = allowed(path);
-          if (methods.length > 0 && !methods.includes(request.method)) {
-            return json(
-              405,
-              errorBody(
-                "method_not_allowed",
-                `${request.method} is not allowed on ${path}; use ${methods.join(", ")}`,
-              ),
-              { allow: methods.join(", ") },
+  // Called on the finished chain, so the 405 answer knows every route.
+  const withAllowed = <T extends { routes: readonly { method: string; path: string }[] }>(app: T): T => {
+    allowed = allowedMethods(app.routes);
+    return app;
+  };
+  return withAllowed(
+    new Elysia({ name: "easel" })
+      .use(accessLog(ctx))
+      .use(
+        ctx.config.CORS_ORIGINS.length
+          ? cors({ origin: ctx.config.CORS_ORIGINS })
+          : new Elysia({ name: "no-cors" }),
+      )
+      .onRequest(({ request }) => {
+        const length = Number(request.headers.get("content-length") ?? 0);
+        if (length > maxBody) {
+          return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
+        }
+      })
+      // A body sent without Content-Length (chunked) is read here under the same cap, then parsed as usual;
+      // so is one whose content type is missing or not JSON's, which may still be JSON.
+      .onParse({ as: "global" }, async ({ request, contentType }) => {
+        const mislabelled = MISLABELLED_JSON.has(contentType ?? "");
+        if ((request.headers.has("content-length") && !mislabelled) || !request.body) return;
+        const bytes = await readCapped(request.body, maxBody);
+        if (mislabelled) return decodeMislabelled(new TextDecoder().decode(bytes), contentType ?? "");
+        const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
+        // Invalid JSON throws here; Elysia reports it as PARSE, the 400 below.
+        if (contentType?.startsWith("application/json")) return copy.json();
+        if (
+          contentType?.startsWith("multipart/form-data") ||
+          contentType?.startsWith("application/x-www-form")
+        ) {
+          return Object.fromEntries((await copy.formData()).entries());
+        }
+        return copy.text();
+      })
+      .onError({ as: "global" }, ({ code, error, request, set }) => {
+        if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
+        switch (code) {
+          case "VALIDATION":
+            return validationResponse(error);
+          case "NOT_FOUND": {
+            const path = new URL(request.url).pathname;
+            const methods = allowed(path);
+            if (methods.length > 0 && !methods.includes(request.method)) {
+              return json(
+                405,
+                errorBody(
+                  "method_not_allowed",
+                  `${request.method} is not allowed on ${path}; use ${methods.join(", ")}`,
+                ),
+                { allow: methods.join(", ") },
+              );
+            }
+            return json(404, errorBody("not_found", `no route for ${request.method} ${path}`));
+          }
+          case "PARSE":
+            // Elysia wraps what a parser throws; our readers throw their own ApiErrors (413, 415).
+            if ((error as Error).cause instanceof ApiError) {
+              const cause = (error as Error).cause as ApiError;
+              return json(cause.status, cause.toBody(), cause.headers);
+            }
+            return json(400, errorBody("invalid_body", unparsableBody(request.headers.get("content-type"))));
+          case "INVALID_COOKIE_SIGNATURE":
+            return json(401, errorBody("unauthorized", "invalid session cookie"));
+          default: {
+            const status = (error as { status?: number }).status;
+            if (typeof status === "number" && status >= 400 && status < 500) {
+              return json(status, errorBody("bad_request", (error as Error).message));
+            }
+            ctx.log.error(
+              { err: error, path: new URL(request.url).pathname, requestId: set.headers["x-request-id"] },
+              "unhandled error",
             );
+            return json(500, errorBody("internal", "internal server error"));
           }
-          return json(404, errorBody("not_found", `no route for ${request.method} ${path}`));
         }
-        case "PARSE":
-          // Elysia wraps what a parser throws; the capped chunked reader throws a 413 of its own.
-          if ((error as Error).cause instanceof ApiError) {
-            const cause = (error as Error).cause as ApiError;
-            return json(cause.status, cause.toBody(), cause.headers);
-          }
-          return json(400, errorBody("invalid_body", unparsableBody(request.headers.get("content-type"))));
-        case "INVALID_COOKIE_SIGNATURE":
-          return json(401, errorBody("unauthorized", "invalid session cookie"));
-        default: {
-          const status = (error as { status?: number }).status;
-          if (typeof status === "number" && status >= 400 && status < 500) {
-            return json(status, errorBody("bad_request", (error as Error).message));
-          }
-          ctx.log.error(
-            { err: error, path: new URL(request.url).pathname, requestId: set.headers["x-request-id"] },
-            "unhandled error",
-          );
-          return json(500, errorBody("internal", "internal server error"));
-        }
-      }
-    })
-    .use(opsModule(ctx))
-    .use(metricsModule(ctx))
-    .use(authModule(ctx))
-    .use(usersModule(ctx))
-    .use(jobsModule(ctx))
-    .use(generateModule(ctx))
-    .use(cardsModule(ctx))
-    .use(realtimeModule(ctx))
-    .use(webhooksModule(ctx))
-    .use(creditsModule(ctx))
-    .use(recipesModule(ctx))
-    .use(backlogModule(ctx))
-    .use(instantModule(ctx))
-    .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
-    .use(dashboardModule(ctx))
-    .use(docsModule(ctx));
-  allowed = allowedMethods(app.routes);
-  return app;
+      })
+      .use(opsModule(ctx))
+      .use(metricsModule(ctx))
+      .use(authModule(ctx))
+      .use(usersModule(ctx))
+      .use(jobsModule(ctx))
+      .use(generateModule(ctx))
+      .use(cardsModule(ctx))
+      .use(realtimeModule(ctx))
+      .use(webhooksModule(ctx))
+      .use(creditsModule(ctx))
+      .use(recipesModule(ctx))
+      .use(backlogModule(ctx))
+      .use(instantModule(ctx))
+      .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
+      .use(dashboardModule(ctx))
+      .use(docsModule(ctx)),
+  );
 }
 
 /** Why a body could not be read, in terms of what was sent. */
