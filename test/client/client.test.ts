@@ -118,6 +118,14 @@ describe("generations", () => {
     expect((await client.getStatus(jobId)).status).not.toBe("cancelled");
   });
 
+  test("an idempotency key makes a repeated generate answer with the same job", async () => {
+    const client = admin();
+    const key = `gen-${Bun.randomUUIDv7()}`;
+    const first = await client.generate({ prompt: "once", size: "128x128" }, { idempotencyKey: key });
+    const again = await client.generate({ prompt: "once", size: "128x128" }, { idempotencyKey: key });
+    expect(again.jobId).toBe(first.jobId);
+  });
+
   test("refusals are EaselErrors with the server's code and message", async () => {
     const err = await admin()
       .generate({ prompt: "x", sizee: "256x256" } as never)
@@ -143,6 +151,50 @@ describe("subscriptions and cards", () => {
       });
       expect(done).toMatchObject({ metadata: { slot: "a" }, failedItems: [] });
       expect((done as { assets: unknown[] }).assets).toHaveLength(1);
+    } finally {
+      sub.close();
+    }
+  });
+
+  test("subscribe reconnects after the socket drops and follows its jobs again", async () => {
+    const sockets: WebSocket[] = [];
+    class Tracked extends WebSocket {
+      constructor(url: string | URL) {
+        super(url);
+        sockets.push(this);
+      }
+    }
+    const client = createClient({ url: server.url, key: ADMIN_KEY, WebSocket: Tracked });
+    const user = await createUser(server.api, { unlimited: true });
+    const theirs = createClient({ url: server.url, key: user.key });
+    const frames: ServerFrame[] = [];
+    const errors: Error[] = [];
+    const sub = client.subscribe((f) => frames.push(f), { reconnectMs: 50, onError: (e) => errors.push(e) });
+    try {
+      await sub.ready;
+      const { jobId } = await theirs.generate({
+        prompt: "[slow] followed across a reconnect",
+        size: "128x128",
+      });
+      sub.add(jobId);
+      await waitFor(() => frames.find((f) => f.type === "subscribed" && f.jobId === jobId), {
+        what: "subscribed",
+      });
+      sockets[0]!.close();
+      await waitFor(
+        () => sockets.length === 2 && frames.filter((f) => f.type === "connection_confirmed").length === 2,
+        {
+          what: "the reconnect",
+        },
+      );
+      await sub.ready;
+      expect(errors.some((e) => e.message.includes("reconnecting"))).toBe(true);
+      // Subscribed again on the new socket: the end of the (another user's) job still arrives.
+      const done = await waitFor(() => frames.find((f) => f.type === "job_completed" && f.jobId === jobId), {
+        timeoutMs: 20_000,
+        what: "job_completed after the reconnect",
+      });
+      expect(done).toMatchObject({ jobId });
     } finally {
       sub.close();
     }

@@ -110,6 +110,22 @@ describe("a job shows its request as accepted", () => {
     expect(row.metadata).toEqual(metadata);
   });
 
+  test("a multipart upload's JSON fields (items, metadata, an inline output) are read and handed back", async () => {
+    const form = new FormData();
+    form.set("items", JSON.stringify([{ id: "p1", prompt: "uploaded" }]));
+    form.set("size", "128x128");
+    form.set("output", JSON.stringify({ format: "webp", width: 64 }));
+    form.set("metadata", JSON.stringify(metadata));
+    const res = await server.api("/api/jobs/generate-image/upload", { method: "POST", body: form });
+    const { jobId } = await expectStatus<{ jobId: string }>(res, 202);
+    const job = await finished(jobId);
+    expect(job.metadata).toEqual(metadata);
+    expect(job.request).toMatchObject({
+      items: [{ id: "p1", prompt: "uploaded" }],
+      output: { format: "webp", width: 64 },
+    });
+  });
+
   test("a one-prompt job has its prompt; a recipe job its recipe and variables, not Easel's own keys", async () => {
     const single = await submit({ prompt: "a lighthouse", size: "128x128", seed: 3 });
     const job = await finished(single);

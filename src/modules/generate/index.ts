@@ -8,6 +8,12 @@ import { idempotent } from "../idempotency/service";
 import { GenerateAccepted, GenerateBody } from "./model";
 import type { GenerateRequest } from "./service";
 
+/**
+ * A JSON field of a multipart form: its text, or the value Elysia's form parser already made of text that
+ * starts with `{` or `[`.
+ */
+const JsonField = z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional();
+
 /** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
 const UploadBody = z.strictObject({
   image: z.instanceof(File).optional(),
@@ -19,33 +25,35 @@ const UploadBody = z.strictObject({
   size: z.string().optional(),
   n: z.string().optional(),
   seed: z.string().optional(),
-  output: z.string().optional(),
+  /** A preset name, or an inline preset as JSON text. */
+  output: JsonField,
   priority: z.string().optional(),
   webhookUrl: z.string().optional(),
   userId: z.string().optional(),
-  /** JSON text. */
-  items: z.string().optional(),
-  /** JSON text. */
-  params: z.string().optional(),
+  items: JsonField,
+  params: JsonField,
   recipeId: z.string().optional(),
-  /** JSON text. */
-  variables: z.string().optional(),
-  /** JSON text. */
-  metadata: z.string().optional(),
+  variables: JsonField,
+  metadata: JsonField,
   dedupeKey: z.string().optional(),
 });
 
 function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
   const num = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
-  const json = (name: string, v: string | undefined) => {
-    if (v === undefined || v === "") return undefined;
+  const json = (name: string, v: z.infer<typeof JsonField>) => {
+    if (typeof v !== "string") return v;
+    if (v === "") return undefined;
     try {
       return JSON.parse(v);
     } catch {
       throw unprocessable("validation_failed", `multipart field '${name}' must be JSON`);
     }
   };
-  const output = json("output", body.output?.startsWith("{") ? body.output : undefined) ?? body.output;
+  // A preset name is plain text; only an inline preset is JSON.
+  const output =
+    typeof body.output === "string" && !body.output.startsWith("{")
+      ? body.output
+      : json("output", body.output);
   const { image: _i, mask: _m, ...fields } = body;
   return {
     ...fields,
