@@ -13,7 +13,7 @@
  */
 import { createHash } from "node:crypto";
 import sharp from "sharp";
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 import { contentPolicyError, parseSize, sleep } from "./http";
 import type { GeneratedImage, GenerateRequest, InputImage, Provider, ProviderInfo } from "./types";
 
@@ -121,9 +121,8 @@ function triggers(prompt: string) {
   };
 }
 
-function transient(message: string): RetryableError {
-  return new RetryableError(`${NAME}: ${message}`, {
-    code: "provider_unavailable",
+function transient(message: string): ProviderError {
+  return new ProviderError("transient", `${NAME}: ${message}`, {
     details: { provider: NAME },
   });
 }
@@ -166,9 +165,7 @@ export function createPlaceholderProvider(opts: PlaceholderOptions = {}): Provid
     }
     const { width, height } = parseSize(req.size);
     if (width > maxSide || height > maxSide) {
-      throw new UnrecoverableError(`${NAME}: size ${req.size} exceeds ${maxSide}px per side`, {
-        code: "provider_invalid_request",
-        refundable: true,
+      throw new ProviderError("invalid_request", `${NAME}: size ${req.size} exceeds ${maxSide}px per side`, {
         details: { provider: NAME },
       });
     }

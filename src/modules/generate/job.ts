@@ -1,7 +1,14 @@
 import { startWithThumbnail } from "../../images/process";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { GeneratedImage, InputImage } from "../../providers/types";
-import { defineJob, type ItemContext, RetryableError } from "../../queue";
+import {
+  defineJob,
+  type ItemContext,
+  RetryAfterError,
+  RetryableError,
+  UnrecoverableError,
+} from "../../queue";
 import { generationKey, generationThumbnailKey, IMMUTABLE_CACHE_CONTROL, type Storage } from "../../storage";
 import type { AssetService } from "./assets";
 import { GenerateItemInput, GenerateJobInput } from "./model";
@@ -52,26 +59,28 @@ async function generateItem(deps: GenerateJobDeps, ctx: ItemContext<GenerateJobI
     loadInput(deps.storage, input.maskKey),
   ]);
   const single = item.key === SINGLE_ITEM_KEY;
-  const generated = await deps.providers.generate(
-    input.provider,
-    {
-      prompt: it.prompt,
-      negativePrompt: it.negativePrompt ?? input.negativePrompt,
-      images: image ? [image] : undefined,
-      mask,
-      size: it.size ?? input.size,
-      sizeGiven: it.size !== undefined || input.autoSize !== true,
-      n: it.n ?? input.n,
-      seed: it.seed ?? input.seed,
-      model: input.model,
-      params: input.params,
-    },
-    {
-      signal: itemSignal,
-      // A single-image job shows the provider's own progress (ComfyUI steps, A1111, fal queue).
-      onProgress: single ? (pct, message) => ctx.progress(Math.min(95, pct), message) : undefined,
-    },
-  );
+  const generated = await deps.providers
+    .generate(
+      input.provider,
+      {
+        prompt: it.prompt,
+        negativePrompt: it.negativePrompt ?? input.negativePrompt,
+        images: image ? [image] : undefined,
+        mask,
+        size: it.size ?? input.size,
+        sizeGiven: it.size !== undefined || input.autoSize !== true,
+        n: it.n ?? input.n,
+        seed: it.seed ?? input.seed,
+        model: input.model,
+        params: input.params,
+      },
+      {
+        signal: itemSignal,
+        // A single-image job shows the provider's own progress (ComfyUI steps, A1111, fal queue).
+        onProgress: single ? (pct, message) => ctx.progress(Math.min(95, pct), message) : undefined,
+      },
+    )
+    .catch(rethrowForQueue);
   const assetIds: string[] = [];
   for (const [n, img] of generated.entries()) {
     assetIds.push(await storeImage(deps, ctx, img, n));
@@ -122,6 +131,25 @@ async function storeImage(
     width: image.width,
     height: image.height,
   });
+}
+
+/**
+ * What a provider's failure means for the job: a wait the provider asked for re-queues without spending an
+ * attempt, other retryable kinds spend one and back off, the rest fail the item now. Anything that is not a
+ * ProviderError (the engine's cancel or timeout, a bug) goes to the engine as it is.
+ */
+export function toQueueFailure(err: unknown): unknown {
+  if (!(err instanceof ProviderError)) return err;
+  const { code, details, refundable } = err;
+  if (err.retryable && err.retryAfterMs !== undefined) {
+    return new RetryAfterError(err.retryAfterMs, err.message, { code, details });
+  }
+  if (err.retryable) return new RetryableError(err.message, { code, details, cause: err });
+  return new UnrecoverableError(err.message, { code, refundable, details, cause: err });
+}
+
+function rethrowForQueue(err: unknown): never {
+  throw toQueueFailure(err);
 }
 
 /** Sharp cannot read what the provider sent: worth generating again. */

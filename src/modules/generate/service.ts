@@ -5,10 +5,10 @@ import { resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
 import { checkRequest, DEFAULT_SIZE } from "../../providers/capabilities";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { ProviderInfo } from "../../providers/types";
 import type { EnqueueOptions, Queue } from "../../queue";
-import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
@@ -333,12 +333,13 @@ function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
   return verdict.warning ? [verdict.warning] : [];
 }
 
-/** Provider lookups fail as engine errors; over HTTP they are 422s with the same code. */
+/** A provider lookup's failure is a 422 over HTTP, with the same code. */
 function lookup<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof JobFailure) throw new ApiError(422, err.code, err.message, { details: err.details });
+    if (err instanceof ProviderError)
+      throw new ApiError(422, err.code, err.message, { details: err.details });
     throw err;
   }
 }

@@ -4,8 +4,8 @@ import type { Db } from "../../db/client";
 import { type Recipe, type RecipeVariable, recipes } from "../../db/schema";
 import { ApiError, conflict, unprocessable } from "../../errors";
 import { PresetRefSchema, resolvePreset } from "../../images/presets";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
-import { JobFailure } from "../../queue/errors";
 import type { GenerateService, RecipeExpansion } from "../generate/service";
 import type { CreateRecipeBody, PatchRecipeBody } from "./model";
 import { checkRecipe, renderPrompt, type VariableValues, valuesValidator } from "./variables";
@@ -181,7 +181,7 @@ export class RecipeService {
     try {
       this.#d.providers.get(r.provider);
     } catch (err) {
-      if (err instanceof JobFailure) throw unprocessable(err.code, err.message);
+      if (err instanceof ProviderError) throw unprocessable(err.code, err.message);
       throw err;
     }
     if (r.output !== null) resolvePreset(PresetRefSchema.parse(r.output));
