@@ -4,13 +4,13 @@
  * - Models starting `imagen-` use `:predict` (`sampleCount` up to 4 per call); every other model uses
  *   `:generateContent`, one image per call, so n images are n parallel calls.
  * - Safety arrives as HTTP 200: `promptFeedback.blockReason`, a safety `finishReason`, or Imagen's
- *   `raiFilteredReason` / an empty `predictions` → UnrecoverableError `content_policy` (not refundable).
+ *   `raiFilteredReason` / an empty `predictions` → `content_policy` (not refundable).
  * - `finishReason` NO_IMAGE / IMAGE_OTHER / OTHER, or a STOP without an image, is the model answering in text
- *   only. Sampling is random and a new attempt usually draws an image, so it is a RetryableError
+ *   only. Sampling is random and a new attempt usually draws an image, so it is `transient`
  *   `provider_no_image` (bounded by the job's attempts) rather than a policy verdict.
- * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → RetryAfterError (shared classifier), unless its
+ * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → `rate_limited` with that wait, unless its
  *   QuotaFailure names a per-day quota or the message says `limit: 0` (a model the plan does not include):
- *   that will not refill within the job's retries → UnrecoverableError `provider_quota`.
+ *   that will not refill within the job's retries → `quota` (`provider_quota`).
  *   400 with reason API_KEY_INVALID → `provider_auth`.
  */
 import {

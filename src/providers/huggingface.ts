@@ -2,7 +2,7 @@
  * Hugging Face Inference (docs/providers.md "Hugging Face Inference"): `POST {base}/hf-inference/models/<model>`
  * with `{inputs, parameters}`; the answer is raw image bytes (JSON `{data:[{b64_json}]}` / `{output:[url]}`
  * tolerated). One image per call, so n images are n parallel calls with seeds `seed, seed+1, …`; the first
- * failure aborts the siblings. A 503 "model is loading" with `estimated_time` becomes a RetryAfterError.
+ * failure aborts the siblings. A 503 "model is loading" with `estimated_time` is `transient` with that wait (`retryAfterMs`).
  * HF has no safety error code: a 400/422 whose `error` text is a checker's refusal (NSFW, content policy,
  * flagged) is a `content_policy` rejection, so it is neither retried nor refunded like a bad parameter.
  */

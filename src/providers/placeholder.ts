@@ -5,9 +5,9 @@
  * With an input image (an edit) the input, cropped to the size, is the background instead.
  *
  * Prompt triggers (for demos and tests; case-insensitive, anywhere in the prompt):
- * - `[unsafe]`    → UnrecoverableError `content_policy` (refundable: false), like a safety rejection.
- * - `[fail]`      → RetryableError `provider_unavailable`, every time.
- * - `[fail-once]` → RetryableError `provider_unavailable` on the first call per prompt in this process,
+ * - `[unsafe]`    → `content_policy` (refundable: false), like a safety rejection.
+ * - `[fail]`      → `transient` (`provider_unavailable`), every time.
+ * - `[fail-once]` → `transient` (`provider_unavailable`) on the first call per prompt in this process,
  *                   then succeeds (shows a retry working).
  * - `[slow]`      → waits `slowMs` more before answering (abortable).
  */

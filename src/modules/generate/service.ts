@@ -1,7 +1,8 @@
 import type { Config } from "../../config";
 import type { Job, User } from "../../db/schema";
 import { ApiError, unprocessable } from "../../errors";
-import { resolvePreset } from "../../images/presets";
+import { ImageError } from "../../images/errors";
+import { type OutputPresetInput, resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
 import { checkRequest, DEFAULT_SIZE } from "../../providers/capabilities";
@@ -122,7 +123,7 @@ export class GenerateService {
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
     const warnings = checkCapabilities(provider.info, req);
-    resolvePreset(req.output);
+    checkPreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
 
     let imageKey: string | undefined;
@@ -134,7 +135,7 @@ export class GenerateService {
       const { image, mask } = await validateEditInputs(
         { image: req.image, ...(req.mask !== undefined && { mask: req.mask }) },
         { maxBytes: config.MAX_INPUT_IMAGE_BYTES },
-      );
+      ).catch(rethrowImageError);
       const folder = `inputs/${Bun.randomUUIDv7()}`;
       imageKey = `${folder}/image.${image.format === "jpeg" ? "jpg" : image.format}`;
       await this.#d.storage.put(imageKey, image.bytes, { contentType: image.mime });
@@ -223,7 +224,7 @@ export class GenerateService {
    */
   enqueueDirect(g: DirectGeneration): Job {
     lookup(() => this.#d.providers.get(g.provider));
-    resolvePreset(g.output);
+    checkPreset(g.output);
     const input: GenerateJobInput = {
       provider: g.provider,
       size: g.size,
@@ -331,6 +332,20 @@ function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
     );
   }
   return verdict.warning ? [verdict.warning] : [];
+}
+
+/** images/ refuses a user's image or preset in its own terms; over HTTP that is a 422 with the same code. */
+function rethrowImageError(err: unknown): never {
+  if (err instanceof ImageError) throw unprocessable(err.code, err.message, err.details);
+  throw err;
+}
+
+function checkPreset(ref: string | OutputPresetInput): void {
+  try {
+    resolvePreset(ref);
+  } catch (err) {
+    rethrowImageError(err);
+  }
 }
 
 /** A provider lookup's failure is a 422 over HTTP, with the same code. */

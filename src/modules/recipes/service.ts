@@ -3,6 +3,7 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type Recipe, type RecipeVariable, recipes } from "../../db/schema";
 import { ApiError, conflict, unprocessable } from "../../errors";
+import { ImageError } from "../../images/errors";
 import { PresetRefSchema, resolvePreset } from "../../images/presets";
 import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
@@ -180,11 +181,12 @@ export class RecipeService {
     checkRecipe(r);
     try {
       this.#d.providers.get(r.provider);
+      if (r.output !== null) resolvePreset(PresetRefSchema.parse(r.output));
     } catch (err) {
       if (err instanceof ProviderError) throw unprocessable(err.code, err.message);
+      if (err instanceof ImageError) throw unprocessable(err.code, err.message, err.details);
       throw err;
     }
-    if (r.output !== null) resolvePreset(PresetRefSchema.parse(r.output));
   }
 }
 
