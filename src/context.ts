@@ -18,7 +18,7 @@ import type { UserService } from "./modules/users/service";
 import type { WebhookService } from "./modules/webhooks/service";
 import type { ProviderRegistry } from "./providers/registry";
 import type { Queue } from "./queue";
-import type { LazyRenderer } from "./runtime";
+import type { LazyRenderer } from "./render/lazy";
 import type { Storage } from "./storage";
 
 /** Everything the HTTP modules need, wired once in runtime.ts and passed in (no hidden globals). */
