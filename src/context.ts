@@ -21,7 +21,11 @@ import type { Queue } from "./queue";
 import type { LazyRenderer } from "./render/lazy";
 import type { Storage } from "./storage";
 
-/** Everything the HTTP modules need, wired once in runtime.ts and passed in (no hidden globals). */
+/**
+ * Every service, built once by createServices (services.ts) and passed in (no hidden globals). A module or
+ * CLI command takes only the slice it uses (`Pick<AppContext, "auth" | "jobs">`), so its signature says what
+ * it depends on.
+ */
 export type AppContext = {
   config: Config;
   db: Db;

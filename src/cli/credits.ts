@@ -2,13 +2,16 @@ import type { AppContext } from "../context";
 import { notFound } from "../errors";
 import { parse, printJsonOr, UsageError } from "./args";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "credits" | "users">;
+
 const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
        easel credits debit <user> <n> [--note <text>] [--json]
        easel credits balance <user> [--json]
   <user> is a user's id or external id`;
 
 /** `easel credits …`: grants, debits and balances through the same ledger the API writes. */
-export function creditsCommand(ctx: AppContext, argv: string[]): number {
+export function creditsCommand(ctx: Deps, argv: string[]): number {
   const { values, positionals } = parse(argv, { note: { type: "string" }, json: { type: "boolean" } });
   const [sub, ref, amountText] = positionals;
   if (!ref) throw new UsageError(USAGE);

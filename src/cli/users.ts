@@ -2,12 +2,15 @@ import type { AppContext } from "../context";
 import { ROLES, type Role } from "../db/schema";
 import { parse, UsageError } from "./args";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "credits" | "db" | "users">;
+
 const USAGE =
   "usage: easel users create --name <name> --role <admin|app|user> [--external-id <id>] " +
   "[--credits <n>] [--unlimited] [--json]";
 
 /** `easel users create`: makes a user (optionally with starting credits or unlimited) and prints its API key once. */
-export function usersCommand(ctx: AppContext, argv: string[]): number {
+export function usersCommand(ctx: Deps, argv: string[]): number {
   const { values, positionals } = parse(argv, {
     name: { type: "string" },
     role: { type: "string" },

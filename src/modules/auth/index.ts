@@ -3,8 +3,11 @@ import type { AppContext } from "../../context";
 import { CreateKeyBody, KeyIdParams, ListKeysQuery, RotateKeyBody, TokenBody } from "./model";
 import { authPlugin } from "./plugin";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "config">;
+
 /** `POST /api/tokens` and key management: `/api/keys` (list, create, revoke, rotate). */
-export const authModule = (ctx: AppContext) =>
+export const authModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "auth-routes" })
     .use(authPlugin(ctx.auth))
     .post(

@@ -5,7 +5,10 @@ import { isAdminKey } from "../auth/service";
 import { RecipeIdParams } from "../recipes/model";
 import { recipeNotFound } from "../recipes/service";
 
-export const backlogModule = (ctx: AppContext) =>
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "backlog" | "recipes">;
+
+export const backlogModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "backlog" }).use(authPlugin(ctx.auth)).get(
     "/recipes/:id/backlog",
     ({ principal, params }) => {

@@ -8,12 +8,15 @@ import { isAdminKey, type Principal } from "../auth/service";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "credits" | "db" | "idempotency">;
+
 /**
  * Whose credits `p` may change: admins anyone's; apps only their own end users' (never their own). An app's
  * grant to an end user it has not named before creates that user, as a generation for them would: an app can
  * fund a player before their first image.
  */
-function adjustable(ctx: AppContext, p: Principal, ref: string, grant: boolean): User {
+function adjustable(ctx: Deps, p: Principal, ref: string, grant: boolean): User {
   const target =
     ctx.auth.findActingUser(p, ref) ?? (grant && !isAdminKey(p) ? ctx.auth.actingUser(p, ref) : null);
   if (!target) throw notFound("user");
@@ -22,7 +25,7 @@ function adjustable(ctx: AppContext, p: Principal, ref: string, grant: boolean):
   return target;
 }
 
-export const creditsModule = (ctx: AppContext) =>
+export const creditsModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "credits" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))

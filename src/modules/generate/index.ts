@@ -7,6 +7,9 @@ import { idempotencyPlugin } from "../idempotency/plugin";
 import { GenerateAccepted, GenerateBody } from "./model";
 import type { GenerateRequest } from "./service";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "generate" | "idempotency" | "providers">;
+
 /** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
 const UploadBody = z.object({
   image: z.instanceof(File).optional(),
@@ -55,7 +58,7 @@ function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
   };
 }
 
-export const generateModule = (ctx: AppContext) =>
+export const generateModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "generate" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))

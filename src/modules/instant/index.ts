@@ -6,7 +6,10 @@ import { authPlugin } from "../auth/plugin";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import { InstantBody } from "./model";
 
-export const instantModule = (ctx: AppContext) => {
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "config" | "idempotency" | "instant">;
+
+export const instantModule = (ctx: Deps) => {
   const limiter = new TokenBucket(ctx.config.INSTANT_RATE_PER_MIN);
   return new Elysia({ prefix: "/api", name: "instant" })
     .use(authPlugin(ctx.auth))

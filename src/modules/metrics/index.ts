@@ -3,6 +3,9 @@ import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { unauthorized } from "../../errors";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "config" | "metrics">;
+
 export { Metrics } from "./service";
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
@@ -14,7 +17,7 @@ function bearerMatches(header: string | undefined, token: string): boolean {
 }
 
 /** `GET /metrics`: Prometheus text format; behind `Authorization: Bearer $METRICS_TOKEN` when that is set. */
-export const metricsModule = (ctx: AppContext) =>
+export const metricsModule = (ctx: Deps) =>
   new Elysia({ name: "metrics" }).get(
     "/metrics",
     async ({ headers }) => {

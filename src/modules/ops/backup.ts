@@ -15,6 +15,9 @@ import { openDb } from "../../db/client";
 import { LocalStorage, listAll, type Storage } from "../../storage";
 import type { SnapshotReply, SnapshotRequest } from "./snapshot-worker";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "config" | "log" | "metrics" | "storage">;
+
 export type BackupErrorCode =
   | "backup_exists"
   | "database_missing"
@@ -220,7 +223,7 @@ export function copyInWorker(databasePath: string): (target: string) => Promise<
  * The BACKUP_CRON schedule: each run uploads a snapshot and prunes to BACKUP_KEEP, records the outcome in
  * the metrics and logs it. Runs never overlap.
  */
-export function scheduleSnapshots(ctx: AppContext, pattern: string): Cron {
+export function scheduleSnapshots(ctx: Deps, pattern: string): Cron {
   const { config, log, metrics } = ctx;
   const storage = backupStorage(config, ctx.storage);
   return new Cron(pattern, { protect: true }, async () => {

@@ -2,7 +2,10 @@ import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
 
-export const opsModule = (ctx: AppContext) =>
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "config" | "health" | "queue">;
+
+export const opsModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "ops" })
     .use(authPlugin(ctx.auth))
     .get(

@@ -6,6 +6,9 @@ import { authPlugin } from "../auth/plugin";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import { CreateUserBody } from "./model";
 
+/** What this file needs from the services, and nothing more. */
+type Deps = Pick<AppContext, "auth" | "db" | "idempotency" | "users">;
+
 export function userView(u: User) {
   return {
     id: u.id,
@@ -19,7 +22,7 @@ export function userView(u: User) {
   };
 }
 
-export const usersModule = (ctx: AppContext) =>
+export const usersModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "users" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))
