@@ -16,6 +16,10 @@ import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
 
+// The generate job's type and the asset rows are part of this module's public face.
+export type { AssetService, AssetView } from "./assets";
+export { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
+
 /** A generate request after parsing, from JSON or multipart (input images may be raw bytes). */
 export type GenerateRequest = Omit<GenerateBody, "image" | "mask"> & {
   image?: ImageInput;

@@ -4,7 +4,7 @@ import { conflict, notFound, unprocessable } from "../../errors";
 import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
 import { countsFrom, toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
-import type { AssetService, AssetView } from "../generate/assets";
+import type { AssetService, AssetView } from "../generate/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 

@@ -11,6 +11,9 @@ import type { GenerateService, RecipeExpansion } from "../generate/service";
 import type { CreateRecipeBody, PatchRecipeBody } from "./model";
 import { checkRecipe, renderPrompt, type VariableValues, valuesValidator } from "./variables";
 
+// How a recipe's variables are validated is part of this module's public face (backlog and instant use it).
+export { type VariableValues, valueSchema, valuesValidator } from "./variables";
+
 export type RecipeDeps = {
   db: Db;
   providers: ProviderRegistry;
