@@ -113,6 +113,47 @@ function reachable(start: string): Set<string> {
   return seen;
 }
 
+/** Groups of files that import each other in a circle (strongly connected components larger than one). */
+function cycles(): string[][] {
+  const next = new Map<string, string[]>();
+  for (const e of graph.edges) next.set(e.from, [...(next.get(e.from) ?? []), e.to]);
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const found: string[][] = [];
+  const visit = (v: string) => {
+    index.set(v, index.size);
+    low.set(v, index.get(v) as number);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of next.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v) as number, low.get(w) as number));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v) as number, index.get(w) as number));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const group: string[] = [];
+    let w: string;
+    do {
+      w = stack.pop() as string;
+      onStack.delete(w);
+      group.push(w);
+    } while (w !== v);
+    if (group.length > 1) found.push(group.map(rel).sort());
+  };
+  for (const f of graph.files) if (!index.has(f)) visit(f);
+  return found;
+}
+
+/** The library or module a file belongs to; a cycle may stay inside one, never span two. */
+function unitOf(file: string): string {
+  const layer = layerOf(join(ROOT, file));
+  if (layer.kind === "library" || layer.kind === "module") return `${layer.kind} ${layer.name}`;
+  return file;
+}
+
 describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
   test("the scan sees the code (type-only imports included)", () => {
     expect(graph.files.length).toBeGreaterThan(100);
@@ -204,5 +245,9 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
       }
     }
     expect(offenders).toEqual([]);
+  });
+  test("no import cycle spans two libraries or modules (a cycle inside one is its own business)", () => {
+    const spanning = cycles().filter((group) => new Set(group.map(unitOf)).size > 1);
+    expect(spanning).toEqual([]);
   });
 });
