@@ -98,8 +98,12 @@ describe("bfl failures", () => {
     async (outcome) => {
       fake.behaviour.outcome = outcome;
       const err = await failureOf(provider().generate(request(), context()));
-      expect(err).toMatchObject({ kind: "content_policy" });
-      expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+      expect(err).toMatchObject({
+        kind: "content_policy",
+        code: "content_policy",
+        retryable: false,
+        refundable: false,
+      });
       expect((err as Error).message).toContain("Derivative Works Filter");
     },
   );
@@ -164,8 +168,7 @@ describe("bfl failures", () => {
   test("an expired signed URL is retryable (a new task gets a fresh one), not an auth failure", async () => {
     fake.behaviour.expired = true;
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "transient" });
-    expect(err).toMatchObject({ code: "provider_output_expired" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_output_expired" });
   });
 
   test("a hanging submit is cut at the request timeout as a retryable timeout", async () => {

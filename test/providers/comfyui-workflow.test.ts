@@ -53,7 +53,6 @@ describe("comfyui workflow filling", () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ kind: "invalid_request" });
-    expect(err).toMatchObject({ code: "provider_invalid_request" });
+    expect(err).toMatchObject({ kind: "invalid_request", code: "provider_invalid_request" });
   });
 });

@@ -172,8 +172,7 @@ describe("comfyui progress and completion", () => {
   test("an execution_error in history is a retryable failure naming the exception", async () => {
     fake.behaviour.fail = { type: "torch.OutOfMemoryError", message: "CUDA out of memory" };
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "transient" });
-    expect(err).toMatchObject({ code: "provider_failed" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed" });
     expect((err as Error).message).toContain("CUDA out of memory");
   });
 
@@ -216,8 +215,11 @@ describe("comfyui cancellation", () => {
 describe("comfyui error classification", () => {
   test("a graph ComfyUI rejects (node_errors) → provider_invalid_request with the node's message", async () => {
     const err = await failureOf(provider().generate(request({ model: "missing.safetensors" }), context()));
-    expect(err).toMatchObject({ kind: "invalid_request" });
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect((err as Error).message).toContain("CheckpointLoaderSimple: Value not in list");
     expect((err as ProviderError).details).toMatchObject({
       nodeErrors: { "4": { class_type: "CheckpointLoaderSimple" } },
@@ -250,8 +252,7 @@ describe("comfyui error classification", () => {
       message: "Safety checker: potential NSFW content was detected",
     };
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "transient" });
-    expect(err).toMatchObject({ code: "provider_failed", refundable: true });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed", refundable: true });
     expect((err as Error).message).toContain("NSFWContentDetected: Safety checker");
     expect(fake.server.requestsTo("/view")).toHaveLength(0);
   });
@@ -262,8 +263,12 @@ describe("comfyui error classification", () => {
       path: "/prompt",
     });
     const quota = await failureOf(provider().generate(request(), context()));
-    expect(quota).toMatchObject({ kind: "quota" });
-    expect(quota).toMatchObject({ code: "provider_quota", retryable: false, refundable: true });
+    expect(quota).toMatchObject({
+      kind: "quota",
+      code: "provider_quota",
+      retryable: false,
+      refundable: true,
+    });
     fake.server.script(json({ error: "forbidden" }, 403), { path: "/prompt" });
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
       code: "provider_auth",
@@ -275,7 +280,6 @@ describe("comfyui error classification", () => {
   test("a hanging /prompt is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG, { path: "/prompt" });
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toMatchObject({ kind: "timeout" });
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

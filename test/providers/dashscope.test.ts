@@ -81,8 +81,11 @@ describe("dashscope request shape", () => {
 
   test("without an input image the request is refused before any call", async () => {
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "invalid_request" });
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect(fake.server.requests).toHaveLength(0);
   });
 
@@ -97,8 +100,12 @@ describe("dashscope error classification", () => {
   test("DataInspectionFailed → content_policy, not refundable", async () => {
     fake.server.script(dashscopeError.dataInspection());
     const err = await failureOf(provider().generate(edit(), context()));
-    expect(err).toMatchObject({ kind: "content_policy" });
-    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+    expect(err).toMatchObject({
+      kind: "content_policy",
+      code: "content_policy",
+      retryable: false,
+      refundable: false,
+    });
   });
 
   test("an error code in a 200 body is still classified", async () => {
@@ -118,8 +125,12 @@ describe("dashscope error classification", () => {
     fake.server.script(dashscopeError.rateQuota(6));
     const p = provider();
     const err = await failureOf(p.generate(edit(), context()));
-    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: expect.any(Number) });
-    expect(err).toMatchObject({ code: "provider_rate_limited", retryAfterMs: 6000, retryable: true });
+    expect(err).toMatchObject({
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 6000,
+      retryable: true,
+    });
     expect(await p.generate(edit(), context())).toHaveLength(1);
     expect(fake.server.requestsTo(GENERATION_PATH)).toHaveLength(2);
   });
@@ -149,7 +160,6 @@ describe("dashscope error classification", () => {
   test("a hanging call is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG);
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(edit(), context()));
-    expect(err).toMatchObject({ kind: "timeout" });
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

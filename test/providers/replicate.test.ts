@@ -130,8 +130,11 @@ describe("replicate request shape", () => {
 
   test("a malformed model name is refused before any request", async () => {
     const err = await failureOf(provider().generate(request({ model: "not a model" }), context()));
-    expect(err).toMatchObject({ kind: "invalid_request" });
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect(fake.server.requests).toHaveLength(0);
   });
 });
@@ -182,15 +185,18 @@ describe("replicate prediction lifecycle", () => {
   test("a prediction failed for NSFW content is a content-policy rejection, not refundable", async () => {
     fake.behaviour.fail = "NSFW content detected. Try running it again, or try a different prompt.";
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "content_policy" });
-    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+    expect(err).toMatchObject({
+      kind: "content_policy",
+      code: "content_policy",
+      retryable: false,
+      refundable: false,
+    });
   });
 
   test("any other failed prediction is retryable", async () => {
     fake.behaviour.fail = "CUDA error: device-side assert triggered";
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "transient" });
-    expect(err).toMatchObject({ code: "provider_failed", retryable: true });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed", retryable: true });
   });
 
   test("a prediction canceled by someone else is retryable", async () => {
@@ -204,15 +210,18 @@ describe("replicate error classification", () => {
   test("429 with Retry-After → rate_limited with that wait", async () => {
     fake.server.script(replicateError.throttled(5), { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: expect.any(Number) });
-    expect(err).toMatchObject({ code: "provider_rate_limited", retryAfterMs: 5000, refundable: true });
+    expect(err).toMatchObject({
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 5000,
+      refundable: true,
+    });
   });
 
   test('the documented 429 body without Retry-After ("resets in ~30s") waits 30 s', async () => {
     fake.server.script(replicateError.throttledResets(30), { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: expect.any(Number) });
-    expect(err).toMatchObject({ code: "provider_rate_limited", retryAfterMs: 30_000 });
+    expect(err).toMatchObject({ kind: "rate_limited", code: "provider_rate_limited", retryAfterMs: 30_000 });
   });
 
   test('429 whose older detail says "available in N seconds", without the header, uses the detail', async () => {
@@ -224,16 +233,14 @@ describe("replicate error classification", () => {
   test("429 without any hint → rate_limited with no wait", async () => {
     fake.server.script(replicateError.throttledNoHeader());
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toMatchObject({ kind: "rate_limited" });
-    expect(err).toMatchObject({ code: "provider_rate_limited", retryable: true });
+    expect(err).toMatchObject({ kind: "rate_limited", code: "provider_rate_limited", retryable: true });
   });
 
   test("5xx is retryable and the next attempt succeeds", async () => {
     fake.server.script(replicateError.serverError());
     const p = provider();
     const err = await failureOf(p.generate(request(), context()));
-    expect(err).toMatchObject({ kind: "transient" });
-    expect(err).toMatchObject({ code: "provider_unavailable" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_unavailable" });
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
@@ -252,8 +259,7 @@ describe("replicate error classification", () => {
     fake.server.script(HANG);
     const started = Date.now();
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toMatchObject({ kind: "timeout" });
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
