@@ -14,6 +14,16 @@ const SRC = join(ROOT, "src");
 const LIBRARIES = ["queue", "providers", "render", "images", "storage", "net", "db"] as const;
 /** Libraries that know nothing of jobs: they throw their own errors and whoever runs them maps those. */
 const QUEUE_FREE = ["providers", "images", "storage", "render", "net"] as const;
+/** Which library may use which: the drawing in docs/ARCHITECTURE.md. Anything else is a new dependency to discuss. */
+const LIBRARY_DEPS: Record<string, readonly string[]> = {
+  db: [],
+  queue: ["db"],
+  providers: ["net"],
+  render: ["net"],
+  images: [],
+  storage: [],
+  net: [],
+};
 const SHARED = ["config.ts", "errors.ts", "log.ts", "rate-limit.ts"];
 /**
  * What one module may import from another: its public faces. `index.ts` (routes) and `service.ts` (the
@@ -165,6 +175,18 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
   test("libraries never import modules, the CLI, the context or the app", () => {
     expect(
       violations((from, to) => from.kind !== "library" || to.kind === "library" || to.kind === "shared"),
+    ).toEqual([]);
+  });
+
+  test("libraries use each other only as drawn (queue → db; providers, render → net)", () => {
+    expect(
+      violations(
+        (from, to) =>
+          from.kind !== "library" ||
+          to.kind !== "library" ||
+          from.name === to.name ||
+          (LIBRARY_DEPS[from.name] ?? []).includes(to.name),
+      ),
     ).toEqual([]);
   });
 
