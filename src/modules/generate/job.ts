@@ -46,7 +46,8 @@ export function generateJob(deps: GenerateJobDeps) {
       concurrency: deps.itemConcurrency,
       timeoutMs: deps.itemTimeoutMs,
       maxAttempts: deps.itemMaxAttempts,
-      run: (ctx) => generateItem(deps, ctx),
+      // Providers fail in their own terms; the engine is told what each failure means for the job.
+      run: (ctx) => generateItem(deps, ctx).catch(rethrowForQueue),
     },
   });
 }
@@ -59,28 +60,26 @@ async function generateItem(deps: GenerateJobDeps, ctx: ItemContext<GenerateJobI
     loadInput(deps.storage, input.maskKey),
   ]);
   const single = item.key === SINGLE_ITEM_KEY;
-  const generated = await deps.providers
-    .generate(
-      input.provider,
-      {
-        prompt: it.prompt,
-        negativePrompt: it.negativePrompt ?? input.negativePrompt,
-        images: image ? [image] : undefined,
-        mask,
-        size: it.size ?? input.size,
-        sizeGiven: it.size !== undefined || input.autoSize !== true,
-        n: it.n ?? input.n,
-        seed: it.seed ?? input.seed,
-        model: input.model,
-        params: input.params,
-      },
-      {
-        signal: itemSignal,
-        // A single-image job shows the provider's own progress (ComfyUI steps, A1111, fal queue).
-        onProgress: single ? (pct, message) => ctx.progress(Math.min(95, pct), message) : undefined,
-      },
-    )
-    .catch(rethrowForQueue);
+  const generated = await deps.providers.generate(
+    input.provider,
+    {
+      prompt: it.prompt,
+      negativePrompt: it.negativePrompt ?? input.negativePrompt,
+      images: image ? [image] : undefined,
+      mask,
+      size: it.size ?? input.size,
+      sizeGiven: it.size !== undefined || input.autoSize !== true,
+      n: it.n ?? input.n,
+      seed: it.seed ?? input.seed,
+      model: input.model,
+      params: input.params,
+    },
+    {
+      signal: itemSignal,
+      // A single-image job shows the provider's own progress (ComfyUI steps, A1111, fal queue).
+      onProgress: single ? (pct, message) => ctx.progress(Math.min(95, pct), message) : undefined,
+    },
+  );
   const assetIds: string[] = [];
   for (const [n, img] of generated.entries()) {
     assetIds.push(await storeImage(deps, ctx, img, n));
