@@ -43,7 +43,7 @@
  * - Re-exports ./media: `sniffMime`, `base64ToBytes`, `bytesToBase64`, `toDataUrl`, `toBlob`,
  *   `imageFromBase64`, `parseSize`, `sizeToAspectRatio`.
  */
-import { ProviderError, type ProviderErrorKind } from "./errors";
+import { ProviderError } from "./errors";
 import { base64ToBytes, sniffMime } from "./media";
 
 export {
@@ -361,15 +361,6 @@ function clampDelay(ms: number, max: number): number {
   return Math.min(Math.max(ms, MIN_RETRY_DELAY_MS), max);
 }
 
-function refusal(
-  kind: ProviderErrorKind,
-  code: string,
-  message: string,
-  details: Record<string, unknown>,
-): ProviderError {
-  return new ProviderError(kind, message, { code, details });
-}
-
 /** The error a non-2xx provider response stands for. Never throws; see `classifyHttpError`. */
 export function httpError(
   provider: string,
@@ -389,7 +380,7 @@ export function httpError(
     return contentPolicyError(provider, info.message ?? `HTTP ${status}`, details);
   }
   if (status === 402 || info.codes.some((c) => QUOTA_CODES.has(c))) {
-    return refusal("quota", "provider_quota", message, details);
+    return new ProviderError("quota", message, { details });
   }
   if (status === 429 || status >= 500) {
     const kind = status === 429 ? "rate_limited" : "transient";
@@ -397,13 +388,12 @@ export function httpError(
     return new ProviderError(kind, message, { retryAfterMs: clampDelay(delay, maxDelay), details });
   }
   if (status === 408) return new ProviderError("timeout", message, { details });
-  if (status === 401 || status === 403) return refusal("auth", "provider_auth", message, details);
-  if (status === 404 || status === 410)
-    return refusal("not_found", "provider_model_not_found", message, details);
+  if (status === 401 || status === 403) return new ProviderError("auth", message, { details });
+  if (status === 404 || status === 410) return new ProviderError("not_found", message, { details });
   if (status === 400 || status === 413 || status === 422) {
-    return refusal("invalid_request", "provider_invalid_request", message, details);
+    return new ProviderError("invalid_request", message, { details });
   }
-  if (status >= 400) return refusal("rejected", "provider_error", message, details);
+  if (status >= 400) return new ProviderError("rejected", message, { details });
   // A 1xx/3xx reaching us means a proxy or redirect misbehaved; worth another try.
   return new ProviderError("transient", message, { code: "provider_unexpected_status", details });
 }
@@ -455,15 +445,10 @@ export type DownloadOptions = {
 };
 
 function tooLarge(provider: string, maxBytes: number): ProviderError {
-  return refusal(
-    "rejected",
-    "provider_output_too_large",
-    `${provider}: output image is larger than ${maxBytes} bytes`,
-    {
-      provider,
-      maxBytes,
-    },
-  );
+  return new ProviderError("rejected", `${provider}: output image is larger than ${maxBytes} bytes`, {
+    code: "provider_output_too_large",
+    details: { provider, maxBytes },
+  });
 }
 
 function finishImage(provider: string, bytes: Uint8Array, contentType: string | null) {
@@ -511,9 +496,9 @@ async function readCapped(provider: string, res: Response, maxBytes: number, sig
 /** An output URL that is gone (expired, deleted) will not come back on retry. */
 const expiredOutput = (provider: string) => (status: number) =>
   status === 404 || status === 410
-    ? refusal("not_found", "provider_output_missing", `${provider}: output image is gone (HTTP ${status})`, {
-        provider,
-        status,
+    ? new ProviderError("not_found", `${provider}: output image is gone (HTTP ${status})`, {
+        code: "provider_output_missing",
+        details: { provider, status },
       })
     : undefined;
 
