@@ -22,9 +22,9 @@ import type { LazyRenderer } from "./render/lazy";
 import type { Storage } from "./storage";
 
 /**
- * Every service, built once by createServices (services.ts) and passed in (no hidden globals). A module or
- * CLI command takes only the slice it uses (`Pick<AppContext, "auth" | "jobs">`), so its signature says what
- * it depends on.
+ * Every service, built once by createServices (services.ts) and handed to the app and the CLI (no hidden
+ * globals). Modules and CLI commands do not import this type: each declares the services it uses
+ * (`type Deps = { auth: AuthService; jobs: JobService }`), which an AppContext satisfies.
  */
 export type AppContext = {
   config: Config;

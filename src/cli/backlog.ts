@@ -1,10 +1,19 @@
 import { Presets, SingleBar } from "cli-progress";
-import type { AppContext } from "../context";
-import type { BacklogStatus, MaintainResult } from "../modules/backlog/service";
+import type { Config } from "../config";
+import type { BacklogService, BacklogStatus, MaintainResult } from "../modules/backlog/service";
+import type { RecipeService } from "../modules/recipes/service";
+import type { Queue } from "../queue";
+import type { LazyRenderer } from "../render/lazy";
 import { parse, printJsonOr, UsageError } from "./args";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "backlog" | "config" | "queue" | "recipes" | "renderer">;
+type Deps = {
+  backlog: BacklogService;
+  config: Config;
+  queue: Queue;
+  recipes: RecipeService;
+  renderer: LazyRenderer;
+};
 
 const USAGE = `usage: easel backlog status [--json]
        easel backlog maintain [--recipe <id>] [--dry-run] [--wait [--process] [--timeout <s>]] [--json]

@@ -1,9 +1,10 @@
-import type { AppContext } from "../context";
 import { notFound } from "../errors";
+import type { CreditService } from "../modules/credits/service";
+import type { UserService } from "../modules/users/service";
 import { parse, printJsonOr, UsageError } from "./args";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "credits" | "users">;
+type Deps = { credits: CreditService; users: UserService };
 
 const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
        easel credits debit <user> <n> [--note <text>] [--json]

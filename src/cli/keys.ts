@@ -1,11 +1,12 @@
-import type { AppContext } from "../context";
 import type { ApiKey } from "../db/schema";
 import { notFound } from "../errors";
 import { ExpiresInSeconds, type KeyView } from "../modules/auth/model";
+import type { AuthService } from "../modules/auth/service";
+import type { UserService } from "../modules/users/service";
 import { parse, printJsonOr, UsageError } from "./args";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "auth" | "users">;
+type Deps = { auth: AuthService; users: UserService };
 
 const USAGE = `usage: easel keys list <user> [--json]
        easel keys create <user> --name <name> [--expires-in <duration>] [--json]

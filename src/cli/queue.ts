@@ -1,8 +1,8 @@
-import type { AppContext } from "../context";
+import type { Queue } from "../queue";
 import { parse, printJsonOr, UsageError } from "./args";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "queue">;
+type Deps = { queue: Queue };
 
 const USAGE = "usage: easel queue status [--json] | queue retry <jobId> | queue cancel <jobId>";
 

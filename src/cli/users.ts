@@ -1,9 +1,12 @@
-import type { AppContext } from "../context";
+import type { Db } from "../db/client";
 import { ROLES, type Role } from "../db/schema";
+import type { AuthService } from "../modules/auth/service";
+import type { CreditService } from "../modules/credits/service";
+import type { UserService } from "../modules/users/service";
 import { parse, UsageError } from "./args";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "auth" | "credits" | "db" | "users">;
+type Deps = { auth: AuthService; credits: CreditService; db: Db; users: UserService };
 
 const USAGE =
   "usage: easel users create --name <name> --role <admin|app|user> [--external-id <id>] " +

@@ -1,15 +1,17 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
 import { transaction } from "../../db/tx";
 import { forbidden, notFound } from "../../errors";
 import { authPlugin } from "../auth/plugin";
-import { isAdminKey, type Principal } from "../auth/service";
+import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
+import type { CreditService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "auth" | "credits" | "db" | "idempotency">;
+type Deps = { auth: AuthService; credits: CreditService; db: Db; idempotency: IdempotencyService };
 
 /**
  * Whose credits `p` may change: admins anyone's; apps only their own end users' (never their own). An app's

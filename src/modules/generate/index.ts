@@ -1,14 +1,21 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
-import type { AppContext } from "../../context";
 import { unprocessable } from "../../errors";
+import type { ProviderRegistry } from "../../providers/registry";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { GenerateAccepted, GenerateBody } from "./model";
-import type { GenerateRequest } from "./service";
+import type { GenerateRequest, GenerateService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "auth" | "generate" | "idempotency" | "providers">;
+type Deps = {
+  auth: AuthService;
+  generate: GenerateService;
+  idempotency: IdempotencyService;
+  providers: ProviderRegistry;
+};
 
 /** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
 const UploadBody = z.object({

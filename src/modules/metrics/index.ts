@@ -1,10 +1,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { unauthorized } from "../../errors";
+import type { Metrics } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "config" | "metrics">;
+type Deps = { config: Config; metrics: Metrics };
 
 export { Metrics } from "./service";
 

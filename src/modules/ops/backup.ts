@@ -6,17 +6,20 @@
  * Only the SQLite file is covered: with local storage, images live under DATA_DIR/files (copy that directory
  * too); with S3 they are in the bucket already.
  */
+
 import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Cron } from "croner";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { openDb } from "../../db/client";
+import type { Logger } from "../../log";
 import { LocalStorage, listAll, type Storage } from "../../storage";
+import type { Metrics } from "../metrics/service";
 import type { SnapshotReply, SnapshotRequest } from "./snapshot-worker";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "config" | "log" | "metrics" | "storage">;
+type Deps = { config: Config; log: Logger; metrics: Metrics; storage: Storage };
 
 export type BackupErrorCode =
   | "backup_exists"

@@ -1,9 +1,12 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
+import type { Queue } from "../../queue";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
+import type { HealthService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "auth" | "config" | "health" | "queue">;
+type Deps = { auth: AuthService; config: Config; health: HealthService; queue: Queue };
 
 export const opsModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "ops" })

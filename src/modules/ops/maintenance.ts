@@ -1,9 +1,19 @@
-import type { AppContext } from "../../context";
-import { optimize } from "../../db/client";
-import { sweepOrphans } from "../../storage";
+import type { Config } from "../../config";
+import { type Db, optimize } from "../../db/client";
+import type { Queue } from "../../queue";
+import { type Storage, sweepOrphans } from "../../storage";
+import type { AssetService } from "../generate/service";
+import type { IdempotencyService } from "../idempotency/service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = Pick<AppContext, "assets" | "config" | "db" | "idempotency" | "queue" | "storage">;
+type Deps = {
+  assets: AssetService;
+  config: Config;
+  db: Db;
+  idempotency: IdempotencyService;
+  queue: Queue;
+  storage: Storage;
+};
 
 /**
  * Retention: deletes finished jobs past their retention with their asset rows (same transaction), then
