@@ -185,6 +185,10 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
     expect(contextImports).toContain("src/modules/generate/service.ts");
   });
 
+  test("shared files (config, errors, log, rate-limit) import nothing of ours", () => {
+    expect(violations((from) => from.kind !== "shared")).toEqual([]);
+  });
+
   test("libraries never import modules, the CLI, the context or the app", () => {
     expect(
       violations((from, to) => from.kind !== "library" || to.kind === "library" || to.kind === "shared"),
