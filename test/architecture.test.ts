@@ -185,6 +185,10 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
     expect(contextImports).toContain("src/modules/generate/service.ts");
   });
 
+  test("every file in src/ belongs to a layer (a new top-level file must be placed in one)", () => {
+    expect(graph.files.filter((f) => layerOf(f).kind === "other").map(rel)).toEqual([]);
+  });
+
   test("shared files (config, errors, log, rate-limit) import nothing of ours", () => {
     expect(violations((from) => from.kind !== "shared")).toEqual([]);
   });
