@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   const load = SERVICE_COMMANDS.get(command);
   if (load) {
-    const [run, { createServices }] = await Promise.all([load(), import("./runtime")]);
+    const [run, { createServices }] = await Promise.all([load(), import("./services")]);
     const ctx = createServices(config, { log: silentLogger });
     try {
       return await run(ctx, rest);

@@ -1,8 +1,12 @@
-import type { AppContext } from "../context";
 import type { ApiKey } from "../db/schema";
 import { notFound } from "../errors";
 import { ExpiresInSeconds, type KeyView } from "../modules/auth/model";
+import type { AuthService } from "../modules/auth/service";
+import type { UserService } from "../modules/users/service";
 import { parse, printJsonOr, UsageError } from "./args";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; users: UserService };
 
 const USAGE = `usage: easel keys list <user> [--json]
        easel keys create <user> --name <name> [--expires-in <duration>] [--json]
@@ -34,7 +38,7 @@ function line(k: KeyView): string {
  * `easel keys …`: an operator's key management on the data dir (no key needed: access to the data dir is
  * access to everything). The same service as `/api/keys`; a new key is printed once.
  */
-export function keysCommand(ctx: AppContext, argv: string[]): number {
+export function keysCommand(ctx: Deps, argv: string[]): number {
   const { values, positionals } = parse(argv, {
     name: { type: "string" },
     "expires-in": { type: "string" },

@@ -4,8 +4,8 @@
  */
 
 import { z } from "zod";
-import { ApiError } from "../errors";
 import { oneOf } from "../validation";
+import { PresetError } from "./errors";
 
 /** Largest edge an output may ask for; beyond this encoding time and memory stop being reasonable. */
 export const MAX_OUTPUT_EDGE = 8192;
@@ -56,15 +56,6 @@ export const PresetRefSchema = z.union([
   z.enum(PRESET_NAMES as [PresetName, ...PresetName[]]),
   OutputPresetSchema,
 ]);
-
-export class PresetError extends ApiError {
-  override name = "PresetError";
-  static readonly status = 422;
-
-  constructor(code: "unknown_preset" | "invalid_preset", message: string, details?: unknown) {
-    super(PresetError.status, code, message, { details });
-  }
-}
 
 export function isPresetName(name: string): name is PresetName {
   return Object.hasOwn(PRESETS, name);

@@ -12,13 +12,13 @@
  * - One image per task: n images are n tasks with seeds one apart. The API has no cancel: an aborted job stops
  *   polling and the task runs out on BFL's side.
  */
-import { JobFailure, RetryableError } from "../queue/errors";
 import {
   capabilitiesFor,
   type ModelCapabilities,
   matchAspectRatio,
   type ProviderCapabilities,
 } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -146,7 +146,10 @@ export function taskFailure(r: BflResult) {
     const why = r.details ? `${r.status}: ${JSON.stringify(r.details).slice(0, 300)}` : r.status;
     return contentPolicyError(PROVIDER, why, details);
   }
-  return new RetryableError(`${PROVIDER}: task ${r.status}`, { code: "provider_failed", details });
+  return new ProviderError("transient", `${PROVIDER}: task ${r.status}`, {
+    code: "provider_failed",
+    details,
+  });
 }
 
 /**
@@ -154,9 +157,9 @@ export function taskFailure(r: BflResult) {
  * a new attempt makes a new task with a fresh URL.
  */
 function expiredSample(err: unknown, taskId: string): unknown {
-  const code = err instanceof JobFailure ? err.code : undefined;
+  const code = err instanceof ProviderError ? err.code : undefined;
   if (code !== "provider_auth" && code !== "provider_output_missing") return err;
-  return new RetryableError(`${PROVIDER}: the signed result URL expired before it was fetched`, {
+  return new ProviderError("transient", `${PROVIDER}: the signed result URL expired before it was fetched`, {
     code: "provider_output_expired",
     details: { provider: PROVIDER, taskId },
     cause: err,

@@ -7,7 +7,7 @@
  * exactly one placeholder takes the value with its type (so `"{{seed}}"` becomes a number); a placeholder inside a
  * longer string is spliced in as text.
  */
-import { UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 
 export type WorkflowNode = { class_type: string; inputs: Record<string, unknown>; _meta?: unknown };
 export type Workflow = Record<string, WorkflowNode>;
@@ -144,10 +144,6 @@ export function parseWorkflow(input: unknown): Workflow {
   return value as Workflow;
 }
 
-function invalidWorkflow(message: string, cause?: unknown): UnrecoverableError {
-  return new UnrecoverableError(`comfyui: ${message}`, {
-    code: "provider_invalid_request",
-    refundable: true,
-    cause,
-  });
+function invalidWorkflow(message: string, cause?: unknown): ProviderError {
+  return new ProviderError("invalid_request", `comfyui: ${message}`, { cause });
 }

@@ -5,7 +5,7 @@
  * An edit first uploads the input with `POST /upload/image`, then runs the edit workflow (img2img by default),
  * whose LoadImage node takes the uploaded name.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+
 import type { ProviderCapabilities } from "./capabilities";
 import {
   DEFAULT_EDIT_WORKFLOW,
@@ -15,6 +15,7 @@ import {
   type Workflow,
   type WorkflowValues,
 } from "./comfyui-workflow";
+import { ProviderError } from "./errors";
 import { badResponse, downloadImage, type EnsureOkOptions, parseSize, sleep, toBlob } from "./http";
 import { CANCEL_TIMEOUT_MS, fetchJson, isRecord, progressReporter, sendCancel, trimBase } from "./remote";
 import type {
@@ -58,10 +59,8 @@ export type HistoryEntry = {
   status?: { status_str?: string; completed?: boolean; messages?: Array<[string, Record<string, unknown>]> };
 };
 
-function invalid(message: string, details?: Record<string, unknown>): UnrecoverableError {
-  return new UnrecoverableError(`${PROVIDER}: ${message}`, {
-    code: "provider_invalid_request",
-    refundable: true,
+function invalid(message: string, details?: Record<string, unknown>): ProviderError {
+  return new ProviderError("invalid_request", `${PROVIDER}: ${message}`, {
     details: { provider: PROVIDER, ...details },
   });
 }
@@ -134,13 +133,13 @@ export function historyImages(entry: HistoryEntry): OutputImage[] {
     const error = messages.find(([type]) => type === "execution_error")?.[1];
     if (!error && messages.some(([type]) => type === "execution_interrupted")) {
       // Someone else pressed Cancel on the box (our own aborts never read history); the prompt itself is fine.
-      throw new RetryableError(`${PROVIDER}: run was interrupted`, {
+      throw new ProviderError("transient", `${PROVIDER}: run was interrupted`, {
         code: "provider_interrupted",
         details: { provider: PROVIDER },
       });
     }
     const text = `${String(error?.exception_type ?? "error")}: ${String(error?.exception_message ?? "run failed")}`;
-    throw new RetryableError(`${PROVIDER}: ${text.trim()}`, {
+    throw new ProviderError("transient", `${PROVIDER}: ${text.trim()}`, {
       code: "provider_failed",
       details: { provider: PROVIDER, node: error?.node_type ?? error?.node_id },
     });

@@ -6,13 +6,13 @@
  * `qwen-image-edit` takes neither `size` (its output follows the input image) nor `n` (one image per call),
  * so n images are n calls; the plus and max series take `size` (512–2048 per side) and `n` (1–6).
  */
-import { UnrecoverableError } from "../queue/errors";
 import {
   capabilitiesFor,
   imagesPerCallSplit,
   type ModelCapabilities,
   type ProviderCapabilities,
 } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -66,11 +66,8 @@ export type DashscopeOptions = {
   maxDownloadBytes?: number;
 };
 
-function invalid(message: string): UnrecoverableError {
-  return new UnrecoverableError(`${PROVIDER}: ${message}`, {
-    code: "provider_invalid_request",
-    refundable: true,
-  });
+function invalid(message: string): ProviderError {
+  return new ProviderError("invalid_request", `${PROVIDER}: ${message}`);
 }
 
 /** The request body for `count` images; `size` and `n` only for models that take them. */

@@ -3,13 +3,13 @@
  * logs become progress), fetch `response_url`, download the images; `PUT cancel_url` when the job is aborted.
  * FLUX text models take `image_size`; FLUX Kontext edits `image_url` and takes an `aspect_ratio` instead.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
 import {
   capabilitiesFor,
   type ModelCapabilities,
   matchAspectRatio,
   type ProviderCapabilities,
 } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   badResponse,
   contentPolicyError,
@@ -136,17 +136,16 @@ export const classify: EnsureOkOptions["classify"] = (status, headers, _text, bo
   }
   const errorType = headers.get("x-fal-error-type");
   if (errorType && TRANSIENT_ERROR_TYPE.test(errorType)) {
-    return new RetryableError(`${PROVIDER}: ${errorType}${body.message ? `: ${body.message}` : ""}`, {
-      code: "provider_unavailable",
-      details: { ...details, errorType },
-    });
+    return new ProviderError(
+      "transient",
+      `${PROVIDER}: ${errorType}${body.message ? `: ${body.message}` : ""}`,
+      {
+        details: { ...details, errorType },
+      },
+    );
   }
   if ((status === 403 || status === 402) && QUOTA_TEXT.test(body.message ?? "")) {
-    return new UnrecoverableError(`${PROVIDER}: ${body.message}`, {
-      code: "provider_quota",
-      refundable: true,
-      details,
-    });
+    return new ProviderError("quota", `${PROVIDER}: ${body.message}`, { details });
   }
   return undefined;
 };

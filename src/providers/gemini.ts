@@ -4,22 +4,22 @@
  * - Models starting `imagen-` use `:predict` (`sampleCount` up to 4 per call); every other model uses
  *   `:generateContent`, one image per call, so n images are n parallel calls.
  * - Safety arrives as HTTP 200: `promptFeedback.blockReason`, a safety `finishReason`, or Imagen's
- *   `raiFilteredReason` / an empty `predictions` → UnrecoverableError `content_policy` (not refundable).
+ *   `raiFilteredReason` / an empty `predictions` → `content_policy` (not refundable).
  * - `finishReason` NO_IMAGE / IMAGE_OTHER / OTHER, or a STOP without an image, is the model answering in text
- *   only. Sampling is random and a new attempt usually draws an image, so it is a RetryableError
+ *   only. Sampling is random and a new attempt usually draws an image, so it is `transient`
  *   `provider_no_image` (bounded by the job's attempts) rather than a policy verdict.
- * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → RetryAfterError (shared classifier), unless its
+ * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → `rate_limited` with that wait, unless its
  *   QuotaFailure names a per-day quota or the message says `limit: 0` (a model the plan does not include):
- *   that will not refill within the job's retries → UnrecoverableError `provider_quota`.
+ *   that will not refill within the job's retries → `quota` (`provider_quota`).
  *   400 with reason API_KEY_INVALID → `provider_auth`.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
 import {
   capabilitiesFor,
   imagesPerCallSplit,
   type ModelCapabilities,
   type ProviderCapabilities,
 } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -189,11 +189,10 @@ const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
     const ids = quotaIds(body.json);
     const daily = ids.some((id) => /per\s*day/i.test(id));
     if (daily || /\blimit:\s*0\b/.test(body.message ?? "")) {
-      return new UnrecoverableError(
+      return new ProviderError(
+        "quota",
         `${PROVIDER}: HTTP 429: ${(body.message ?? "quota exhausted").slice(0, 500)}`,
         {
-          code: "provider_quota",
-          refundable: true,
           details: { provider: PROVIDER, status, providerCode: "RESOURCE_EXHAUSTED", quotaIds: ids },
         },
       );
@@ -202,8 +201,8 @@ const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
   return undefined;
 };
 
-function noImage(reason: string, details: Record<string, unknown>): RetryableError {
-  return new RetryableError(`${PROVIDER}: the model returned no image (${reason})`, {
+function noImage(reason: string, details: Record<string, unknown>): ProviderError {
+  return new ProviderError("transient", `${PROVIDER}: the model returned no image (${reason})`, {
     code: "provider_no_image",
     details: { provider: PROVIDER, ...details },
   });
@@ -298,12 +297,9 @@ export function createGeminiProvider(opts: GeminiOptions): Provider {
   async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
     const model = req.model ?? info.defaultModel;
     if (isImagen(model) && req.images?.length) {
-      throw new UnrecoverableError(
+      throw new ProviderError(
+        "unsupported",
         `${PROVIDER}: ${model} does not take input images; use a Gemini image model`,
-        {
-          code: "provider_unsupported",
-          refundable: true,
-        },
       );
     }
     return isImagen(model) ? viaPredict(req, model, ctx.signal) : viaGenerateContent(req, model, ctx.signal);

@@ -6,27 +6,27 @@
  *
  * - `providerFetch(provider, url, init, {signal, timeoutMs?, fetch?}) → Promise<Response>`
  *   fetch with the job's signal combined with a per-request timeout (default `DEFAULT_TIMEOUT_MS`, which
- *   also covers reading the body). Network error → RetryableError `provider_network`; timeout →
- *   RetryableError `provider_timeout`; the caller's abort rethrows `signal.reason` untouched (the engine's
+ *   also covers reading the body). Network error → ProviderError `transient` (`provider_network`); timeout →
+ *   `timeout` (`provider_timeout`); the caller's abort rethrows `signal.reason` untouched (the engine's
  *   CancelledError / TimeoutError). Non-2xx responses are returned as is: pass them to `ensureOk`.
  * - `ensureOk(provider, res, {signal?, classify?, maxDelayMs?}) → Promise<void>`: no-op on 2xx; otherwise
- *   reads the body and throws. `classify(status, headers, bodyText, body)` may return a JobFailure for a
+ *   reads the body and throws. `classify(status, headers, bodyText, body)` may return a ProviderError for a
  *   provider-specific shape first; `undefined` falls back to `classifyHttpError`.
  * - `readJson(provider, res, signal?)`, `readText(...)`, `readBytes(...)`: body readers that map a
  *   timeout/network failure mid-body like `providerFetch`; `readJson` throws `provider_bad_response`
  *   on invalid JSON.
- * - `httpError(provider, status, headers, bodyText, opts?) → JobFailure`, and `classifyHttpError(...)`
- *   which throws it. Rules: 429 → RetryAfterError when a delay is known (`retryDelayMs`, then
- *   `opts.hintMs`), else RetryableError `provider_rate_limited`; 5xx → RetryableError
- *   `provider_unavailable` (or RetryAfterError with Retry-After / HF `estimated_time`); 408 →
- *   `provider_timeout`; 400/413/422 → UnrecoverableError `provider_invalid_request`; 401/403 → `provider_auth`;
+ * - `httpError(provider, status, headers, bodyText, opts?) → ProviderError` (./errors), and `classifyHttpError(...)`
+ *   which throws it. Rules: 429 → `rate_limited` (`provider_rate_limited`), with `retryAfterMs` when a delay is
+ *   known (`retryDelayMs`, then `opts.hintMs`); 5xx → `transient` (`provider_unavailable`, with `retryAfterMs`
+ *   from Retry-After / HF `estimated_time`); 408 → `timeout`; 400/413/422 → `invalid_request`
+ *   (`provider_invalid_request`); 401/403 → `auth` (`provider_auth`);
  *   402 and quota codes (OpenAI `insufficient_quota`, DashScope `Throttling.AllocationQuota`/`Arrearage`) →
  *   `provider_quota`; 404/410 → `provider_model_not_found`; safety codes (`content_policy_violation`,
  *   `moderation_blocked`, `DataInspectionFailed`) → `content_policy` (refundable: false). Every other
  *   unrecoverable error is refundable. Delays are capped at `opts.maxDelayMs` (default 5 min) and
  *   floored at 1 s.
  * - `contentPolicyError(provider, message, details?)`: the safety rejection error, for 200-with-refusal shapes.
- * - `badResponse(provider, message, details?)`: RetryableError `provider_bad_response`.
+ * - `badResponse(provider, message, details?)`: `bad_response` (`provider_bad_response`).
  * - `parseErrorBody(bodyText) → ErrorBodyInfo`: message/codes/hints pulled out of known error shapes.
  * - `parseRetryAfter(headers, now?) → ms | undefined` (`retry-after-ms` first, then seconds or HTTP date).
  * - `retryDelayMs(status, headers, body) → ms | undefined`: the one parser of "wait before retrying" every
@@ -36,14 +36,14 @@
  * - `parseDuration("12s" | "1.5s" | "250ms" | "6m0s" | "30 seconds") → ms | undefined`;
  *   `parseTextHint(message)`, `parseRateLimitReset(headers)`: the pieces of `retryDelayMs`.
  * - `downloadImage(url, {signal, maxBytes?, timeoutMs?, provider?, headers?, fetch?}) → {bytes, mime}`:
- *   streamed, aborts past `maxBytes` (UnrecoverableError `provider_output_too_large`), sniffs the type,
+ *   streamed, aborts past `maxBytes` (`rejected`, `provider_output_too_large`), sniffs the type,
  *   accepts `data:` URLs.
  * - `sleep(ms, signal) → Promise<void>`: abortable wait for polling loops (rejects with `signal.reason`).
  * - `allOrAbort(count, signal, (i, signal) => …) → T[]`: parallel calls; the first failure aborts the rest.
  * - Re-exports ./media: `sniffMime`, `base64ToBytes`, `bytesToBase64`, `toDataUrl`, `toBlob`,
  *   `imageFromBase64`, `parseSize`, `sizeToAspectRatio`.
  */
-import { JobFailure, RetryAfterError, RetryableError, UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 import { base64ToBytes, sniffMime } from "./media";
 
 export {
@@ -91,17 +91,16 @@ export type ProviderFetchOptions = {
 /** Turns whatever fetch (or a body read) threw into our error classes, unless the caller aborted. */
 export function mapFetchError(provider: string, err: unknown, signal?: AbortSignal): unknown {
   if (signal?.aborted) return signal.reason;
-  if (err instanceof JobFailure) return err;
+  if (err instanceof ProviderError) return err;
   const name = err instanceof Error ? err.name : "";
   if (name === "TimeoutError") {
-    return new RetryableError(`${provider}: request timed out`, {
-      code: "provider_timeout",
+    return new ProviderError("timeout", `${provider}: request timed out`, {
       details: { provider },
       cause: err,
     });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new RetryableError(`${provider}: network error: ${message}`, {
+  return new ProviderError("transient", `${provider}: network error: ${message}`, {
     code: "provider_network",
     details: { provider },
     cause: err,
@@ -153,9 +152,8 @@ export function badResponse(
   provider: string,
   message: string,
   details?: Record<string, unknown>,
-): RetryableError {
-  return new RetryableError(`${provider}: ${message}`, {
-    code: "provider_bad_response",
+): ProviderError {
+  return new ProviderError("bad_response", `${provider}: ${message}`, {
     details: { provider, ...details },
   });
 }
@@ -164,12 +162,14 @@ export function contentPolicyError(
   provider: string,
   message: string,
   details?: Record<string, unknown>,
-): UnrecoverableError {
-  return new UnrecoverableError(`${provider}: rejected by the provider's safety system: ${message}`, {
-    code: "content_policy",
-    refundable: false,
-    details: { provider, ...details },
-  });
+): ProviderError {
+  return new ProviderError(
+    "content_policy",
+    `${provider}: rejected by the provider's safety system: ${message}`,
+    {
+      details: { provider, ...details },
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -361,10 +361,6 @@ function clampDelay(ms: number, max: number): number {
   return Math.min(Math.max(ms, MIN_RETRY_DELAY_MS), max);
 }
 
-function unrecoverable(code: string, message: string, details: Record<string, unknown>): UnrecoverableError {
-  return new UnrecoverableError(message, { code, refundable: true, details });
-}
-
 /** The error a non-2xx provider response stands for. Never throws; see `classifyHttpError`. */
 export function httpError(
   provider: string,
@@ -372,7 +368,7 @@ export function httpError(
   headers: Headers,
   bodyText: string,
   opts: ClassifyOptions = {},
-): JobFailure {
+): ProviderError {
   const info = parseErrorBody(bodyText);
   const message = `${provider}: HTTP ${status}${info.message ? `: ${info.message.slice(0, 500)}` : ""}`;
   const details: Record<string, unknown> = { provider, status };
@@ -384,27 +380,22 @@ export function httpError(
     return contentPolicyError(provider, info.message ?? `HTTP ${status}`, details);
   }
   if (status === 402 || info.codes.some((c) => QUOTA_CODES.has(c))) {
-    return unrecoverable("provider_quota", message, details);
+    return new ProviderError("quota", message, { details });
   }
   if (status === 429 || status >= 500) {
-    if (delay !== undefined) {
-      return new RetryAfterError(clampDelay(delay, maxDelay), message, {
-        code: status === 429 ? "provider_rate_limited" : "provider_unavailable",
-        details,
-      });
-    }
-    const code = status === 429 ? "provider_rate_limited" : "provider_unavailable";
-    return new RetryableError(message, { code, details });
+    const kind = status === 429 ? "rate_limited" : "transient";
+    if (delay === undefined) return new ProviderError(kind, message, { details });
+    return new ProviderError(kind, message, { retryAfterMs: clampDelay(delay, maxDelay), details });
   }
-  if (status === 408) return new RetryableError(message, { code: "provider_timeout", details });
-  if (status === 401 || status === 403) return unrecoverable("provider_auth", message, details);
-  if (status === 404 || status === 410) return unrecoverable("provider_model_not_found", message, details);
+  if (status === 408) return new ProviderError("timeout", message, { details });
+  if (status === 401 || status === 403) return new ProviderError("auth", message, { details });
+  if (status === 404 || status === 410) return new ProviderError("not_found", message, { details });
   if (status === 400 || status === 413 || status === 422) {
-    return unrecoverable("provider_invalid_request", message, details);
+    return new ProviderError("invalid_request", message, { details });
   }
-  if (status >= 400) return unrecoverable("provider_error", message, details);
+  if (status >= 400) return new ProviderError("rejected", message, { details });
   // A 1xx/3xx reaching us means a proxy or redirect misbehaved; worth another try.
-  return new RetryableError(message, { code: "provider_unexpected_status", details });
+  return new ProviderError("transient", message, { code: "provider_unexpected_status", details });
 }
 
 export function classifyHttpError(
@@ -425,7 +416,7 @@ export type EnsureOkOptions = ClassifyOptions & {
     headers: Headers,
     bodyText: string,
     body: ErrorBodyInfo,
-  ) => JobFailure | undefined;
+  ) => ProviderError | undefined;
 };
 
 export async function ensureOk(provider: string, res: Response, opts: EnsureOkOptions = {}): Promise<void> {
@@ -453,15 +444,11 @@ export type DownloadOptions = {
   fetch?: FetchFn;
 };
 
-function tooLarge(provider: string, maxBytes: number): UnrecoverableError {
-  return unrecoverable(
-    "provider_output_too_large",
-    `${provider}: output image is larger than ${maxBytes} bytes`,
-    {
-      provider,
-      maxBytes,
-    },
-  );
+function tooLarge(provider: string, maxBytes: number): ProviderError {
+  return new ProviderError("rejected", `${provider}: output image is larger than ${maxBytes} bytes`, {
+    code: "provider_output_too_large",
+    details: { provider, maxBytes },
+  });
 }
 
 function finishImage(provider: string, bytes: Uint8Array, contentType: string | null) {
@@ -509,9 +496,9 @@ async function readCapped(provider: string, res: Response, maxBytes: number, sig
 /** An output URL that is gone (expired, deleted) will not come back on retry. */
 const expiredOutput = (provider: string) => (status: number) =>
   status === 404 || status === 410
-    ? unrecoverable("provider_output_missing", `${provider}: output image is gone (HTTP ${status})`, {
-        provider,
-        status,
+    ? new ProviderError("not_found", `${provider}: output image is gone (HTTP ${status})`, {
+        code: "provider_output_missing",
+        details: { provider, status },
       })
     : undefined;
 

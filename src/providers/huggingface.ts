@@ -2,12 +2,13 @@
  * Hugging Face Inference (docs/providers.md "Hugging Face Inference"): `POST {base}/hf-inference/models/<model>`
  * with `{inputs, parameters}`; the answer is raw image bytes (JSON `{data:[{b64_json}]}` / `{output:[url]}`
  * tolerated). One image per call, so n images are n parallel calls with seeds `seed, seed+1, …`; the first
- * failure aborts the siblings. A 503 "model is loading" with `estimated_time` becomes a RetryAfterError.
+ * failure aborts the siblings. A 503 "model is loading" with `estimated_time` is `transient` with that wait (`retryAfterMs`).
  * HF has no safety error code: a 400/422 whose `error` text is a checker's refusal (NSFW, content policy,
  * flagged) is a `content_policy` rejection, so it is neither retried nor refunded like a bad parameter.
  */
-import { UnrecoverableError } from "../queue/errors";
+
 import { capabilitiesFor, type ModelCapabilities, type ProviderCapabilities } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -142,10 +143,7 @@ export function createHuggingFaceProvider(opts: HuggingFaceOptions): Provider {
 
   async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
     if (req.images?.length) {
-      throw new UnrecoverableError(`${PROVIDER}: edits are not supported`, {
-        code: "provider_unsupported",
-        refundable: true,
-      });
+      throw new ProviderError("unsupported", `${PROVIDER}: edits are not supported`);
     }
     const model = req.model ?? info.defaultModel;
     const seed = req.seed ?? randomSeed();

@@ -5,15 +5,15 @@
  * With an input image (an edit) the input, cropped to the size, is the background instead.
  *
  * Prompt triggers (for demos and tests; case-insensitive, anywhere in the prompt):
- * - `[unsafe]`    → UnrecoverableError `content_policy` (refundable: false), like a safety rejection.
- * - `[fail]`      → RetryableError `provider_unavailable`, every time.
- * - `[fail-once]` → RetryableError `provider_unavailable` on the first call per prompt in this process,
+ * - `[unsafe]`    → `content_policy` (refundable: false), like a safety rejection.
+ * - `[fail]`      → `transient` (`provider_unavailable`), every time.
+ * - `[fail-once]` → `transient` (`provider_unavailable`) on the first call per prompt in this process,
  *                   then succeeds (shows a retry working).
  * - `[slow]`      → waits `slowMs` more before answering (abortable).
  */
 import { createHash } from "node:crypto";
 import sharp from "sharp";
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 import { contentPolicyError, parseSize, sleep } from "./http";
 import type { GeneratedImage, GenerateRequest, InputImage, Provider, ProviderInfo } from "./types";
 
@@ -121,9 +121,8 @@ function triggers(prompt: string) {
   };
 }
 
-function transient(message: string): RetryableError {
-  return new RetryableError(`${NAME}: ${message}`, {
-    code: "provider_unavailable",
+function transient(message: string): ProviderError {
+  return new ProviderError("transient", `${NAME}: ${message}`, {
     details: { provider: NAME },
   });
 }
@@ -166,9 +165,7 @@ export function createPlaceholderProvider(opts: PlaceholderOptions = {}): Provid
     }
     const { width, height } = parseSize(req.size);
     if (width > maxSide || height > maxSide) {
-      throw new UnrecoverableError(`${NAME}: size ${req.size} exceeds ${maxSide}px per side`, {
-        code: "provider_invalid_request",
-        refundable: true,
+      throw new ProviderError("invalid_request", `${NAME}: size ${req.size} exceeds ${maxSide}px per side`, {
         details: { provider: NAME },
       });
     }

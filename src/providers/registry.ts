@@ -5,12 +5,12 @@
  * cannot bypass the limits whether they use `get(name).generate` or `generate(name, …)`.
  */
 
-import { UnrecoverableError } from "../queue/errors";
 import { oneOf } from "../validation";
 import { createAutomatic1111Provider } from "./automatic1111";
 import { createBflProvider } from "./bfl";
 import { type ComfyuiOptions, createComfyuiProvider } from "./comfyui";
 import { createDashscopeProvider } from "./dashscope";
+import { ProviderError } from "./errors";
 import { createFalProvider } from "./fal";
 import { createGeminiProvider } from "./gemini";
 import { type HealthStats, ProviderHealth } from "./health";
@@ -83,11 +83,11 @@ export type ProviderRegistryOptions = {
 };
 
 /** Unknown or disabled provider: a client error, carried with the HTTP status the API should answer. */
-export class ProviderLookupError extends UnrecoverableError {
+export class ProviderLookupError extends ProviderError {
   override name = "ProviderLookupError";
   readonly status = 422;
   constructor(code: "provider_not_found" | "provider_not_configured", provider: string, message: string) {
-    super(message, { code, refundable: true, details: { provider } });
+    super("unknown_provider", message, { code, details: { provider } });
   }
 }
 

@@ -6,7 +6,6 @@
  * 1.1 pro `aspect_ratio: "custom"` with width/height, Kontext an `input_image`; the ones that make one image
  * per prediction get one prediction per image. A model not in the table gets every input as before.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
 import {
   capabilitiesFor,
   imagesPerCallSplit,
@@ -14,6 +13,7 @@ import {
   matchAspectRatio,
   type ProviderCapabilities,
 } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -105,10 +105,7 @@ export function predictionTarget(baseUrl: string, model: string): Target {
   if (/^[0-9a-f]{32,}$/i.test(model)) return { url: `${baseUrl}/predictions`, version: model };
   const m = /^([\w.-]+)\/([\w.-]+)(?::([0-9a-f]+))?$/i.exec(model);
   if (!m) {
-    throw new UnrecoverableError(`replicate: model "${model}" is not owner/name[:version]`, {
-      code: "provider_invalid_request",
-      refundable: true,
-    });
+    throw new ProviderError("invalid_request", `replicate: model "${model}" is not owner/name[:version]`);
   }
   if (m[3]) return { url: `${baseUrl}/predictions`, version: m[3] };
   return { url: `${baseUrl}/models/${m[1]}/${m[2]}/predictions` };
@@ -180,7 +177,7 @@ export function predictionFailure(p: Prediction) {
     typeof p.error === "string" ? p.error : p.error ? JSON.stringify(p.error) : `prediction ${p.status}`;
   const details = { provider: PROVIDER, predictionId: p.id, status: p.status };
   if (SAFETY_TEXT.test(text)) return contentPolicyError(PROVIDER, text, details);
-  return new RetryableError(`${PROVIDER}: prediction ${p.status}: ${text}`, {
+  return new ProviderError("transient", `${PROVIDER}: prediction ${p.status}: ${text}`, {
     code: "provider_failed",
     details,
   });

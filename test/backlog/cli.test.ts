@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { silentLogger } from "../../src/log";
 import type { BacklogStatus } from "../../src/modules/backlog/service";
 import { CreateRecipeBody } from "../../src/modules/recipes/model";
-import { createServices } from "../../src/runtime";
+import { createServices } from "../../src/services";
 import { createRecipe } from "../fixtures/backlog";
 import { expectExit, runBun, startTestServer, tempDir, testConfig } from "../helpers";
 

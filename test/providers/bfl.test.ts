@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type BflOptions, createBflProvider } from "../../src/providers/bfl";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import type { ProviderError } from "../../src/providers/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { HANG } from "../fakes/base";
 import { BflFake, bflError } from "../fakes/bfl";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -97,8 +98,12 @@ describe("bfl failures", () => {
     async (outcome) => {
       fake.behaviour.outcome = outcome;
       const err = await failureOf(provider().generate(request(), context()));
-      expect(err).toBeInstanceOf(UnrecoverableError);
-      expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+      expect(err).toMatchObject({
+        kind: "content_policy",
+        code: "content_policy",
+        retryable: false,
+        refundable: false,
+      });
       expect((err as Error).message).toContain("Derivative Works Filter");
     },
   );
@@ -120,11 +125,11 @@ describe("bfl failures", () => {
     fake.server.script(bflError.activeTasks(), { method: "POST" });
     const p = provider();
     const plain = await failureOf(p.generate(request(), context()));
-    expect(plain).toBeInstanceOf(RetryableError);
-    expect(plain).not.toBeInstanceOf(RetryAfterError);
+    expect(plain).toMatchObject({ kind: "rate_limited" });
+    expect((plain as ProviderError).retryAfterMs).toBeUndefined();
     expect(plain).toMatchObject({ code: "provider_rate_limited" });
     fake.server.script(bflError.activeTasks(4), { method: "POST" });
-    expect(await failureOf(p.generate(request(), context()))).toMatchObject({ delayMs: 4000 });
+    expect(await failureOf(p.generate(request(), context()))).toMatchObject({ retryAfterMs: 4000 });
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
@@ -132,18 +137,17 @@ describe("bfl failures", () => {
     fake.server.script(bflError.activeTasks(2), { path: "/regional/us1/v1/get_result" });
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
       code: "provider_rate_limited",
-      delayMs: 2000,
+      retryAfterMs: 2000,
     });
   });
 
   test.each([
-    ["out of credits (402)", bflError.insufficientCredits(), "provider_quota"],
-    ["a wrong key (403)", bflError.unauthenticated(), "provider_auth"],
-  ])("%s → %s, not retried", async (_what, reply, code) => {
+    ["out of credits (402)", bflError.insufficientCredits(), "provider_quota", "quota"],
+    ["a wrong key (403)", bflError.unauthenticated(), "provider_auth", "auth"],
+  ])("%s → %s, not retried", async (_what, reply, code, kind) => {
     fake.server.script(reply, { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code, retryable: false, refundable: true });
+    expect(err).toMatchObject({ kind, code, retryable: false, refundable: true });
   });
 
   test("a size off the 32-pixel grid is BFL's 422 → provider_invalid_request with its message", async () => {
@@ -164,8 +168,7 @@ describe("bfl failures", () => {
   test("an expired signed URL is retryable (a new task gets a fresh one), not an auth failure", async () => {
     fake.behaviour.expired = true;
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_output_expired" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_output_expired" });
   });
 
   test("a hanging submit is cut at the request timeout as a retryable timeout", async () => {

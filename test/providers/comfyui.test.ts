@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type ComfyuiOptions, createComfyuiProvider } from "../../src/providers/comfyui";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { ProviderError } from "../../src/providers/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { HANG, json } from "../fakes/base";
 import { ComfyuiFake } from "../fakes/comfyui";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -88,7 +89,7 @@ describe("comfyui workflow and request shape", () => {
   });
 
   test("a UI-format workflow is refused when the provider is built", () => {
-    expect(() => provider({ workflow: { nodes: [], links: [] } as never })).toThrow(UnrecoverableError);
+    expect(() => provider({ workflow: { nodes: [], links: [] } as never })).toThrow(ProviderError);
   });
 
   test("img2img: the input is uploaded, the edit graph loads it by name, encodes it and redraws it", async () => {
@@ -171,8 +172,7 @@ describe("comfyui progress and completion", () => {
   test("an execution_error in history is a retryable failure naming the exception", async () => {
     fake.behaviour.fail = { type: "torch.OutOfMemoryError", message: "CUDA out of memory" };
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_failed" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed" });
     expect((err as Error).message).toContain("CUDA out of memory");
   });
 
@@ -215,10 +215,13 @@ describe("comfyui cancellation", () => {
 describe("comfyui error classification", () => {
   test("a graph ComfyUI rejects (node_errors) → provider_invalid_request with the node's message", async () => {
     const err = await failureOf(provider().generate(request({ model: "missing.safetensors" }), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect((err as Error).message).toContain("CheckpointLoaderSimple: Value not in list");
-    expect((err as UnrecoverableError).details).toMatchObject({
+    expect((err as ProviderError).details).toMatchObject({
       nodeErrors: { "4": { class_type: "CheckpointLoaderSimple" } },
     });
   });
@@ -230,11 +233,10 @@ describe("comfyui error classification", () => {
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
-  test("a fronting proxy's 429 with Retry-After → RetryAfterError; its 401 → provider_auth", async () => {
+  test("a fronting proxy's 429 with Retry-After → rate_limited with its wait; its 401 → provider_auth", async () => {
     fake.server.script(json({ error: "slow down" }, 429, { "retry-after": "2" }), { path: "/prompt" });
     const limited = await failureOf(provider().generate(request(), context()));
-    expect(limited).toBeInstanceOf(RetryAfterError);
-    expect(limited).toMatchObject({ delayMs: 2000 });
+    expect(limited).toMatchObject({ kind: "rate_limited", retryAfterMs: 2000 });
     fake.server.script(json({ error: "unauthorized" }, 401), { path: "/prompt" });
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
       code: "provider_auth",
@@ -250,8 +252,7 @@ describe("comfyui error classification", () => {
       message: "Safety checker: potential NSFW content was detected",
     };
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_failed", refundable: true });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed", refundable: true });
     expect((err as Error).message).toContain("NSFWContentDetected: Safety checker");
     expect(fake.server.requestsTo("/view")).toHaveLength(0);
   });
@@ -262,8 +263,12 @@ describe("comfyui error classification", () => {
       path: "/prompt",
     });
     const quota = await failureOf(provider().generate(request(), context()));
-    expect(quota).toBeInstanceOf(UnrecoverableError);
-    expect(quota).toMatchObject({ code: "provider_quota", retryable: false, refundable: true });
+    expect(quota).toMatchObject({
+      kind: "quota",
+      code: "provider_quota",
+      retryable: false,
+      refundable: true,
+    });
     fake.server.script(json({ error: "forbidden" }, 403), { path: "/prompt" });
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
       code: "provider_auth",
@@ -275,7 +280,6 @@ describe("comfyui error classification", () => {
   test("a hanging /prompt is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG, { path: "/prompt" });
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

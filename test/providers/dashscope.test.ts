@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createDashscopeProvider, type DashscopeOptions } from "../../src/providers/dashscope";
+import type { ProviderError } from "../../src/providers/errors";
 import type { InputImage } from "../../src/providers/types";
-import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { HANG } from "../fakes/base";
 import { DashscopeFake, dashscopeError, GENERATION_PATH } from "../fakes/dashscope";
 import { context, failureOf, request } from "./adapter-support";
@@ -81,8 +81,11 @@ describe("dashscope request shape", () => {
 
   test("without an input image the request is refused before any call", async () => {
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect(fake.server.requests).toHaveLength(0);
   });
 
@@ -97,8 +100,12 @@ describe("dashscope error classification", () => {
   test("DataInspectionFailed → content_policy, not refundable", async () => {
     fake.server.script(dashscopeError.dataInspection());
     const err = await failureOf(provider().generate(edit(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+    expect(err).toMatchObject({
+      kind: "content_policy",
+      code: "content_policy",
+      retryable: false,
+      refundable: false,
+    });
   });
 
   test("an error code in a 200 body is still classified", async () => {
@@ -109,8 +116,8 @@ describe("dashscope error classification", () => {
   test("Throttling.RateQuota (429) without a hint is a plain retryable rate limit", async () => {
     fake.server.script(dashscopeError.rateQuota());
     const err = await failureOf(provider().generate(edit(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).not.toBeInstanceOf(RetryAfterError);
+    expect(err).toMatchObject({ kind: "rate_limited" });
+    expect((err as ProviderError).retryAfterMs).toBeUndefined();
     expect(err).toMatchObject({ code: "provider_rate_limited", retryable: true });
   });
 
@@ -118,21 +125,24 @@ describe("dashscope error classification", () => {
     fake.server.script(dashscopeError.rateQuota(6));
     const p = provider();
     const err = await failureOf(p.generate(edit(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 6000, retryable: true });
+    expect(err).toMatchObject({
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 6000,
+      retryable: true,
+    });
     expect(await p.generate(edit(), context())).toHaveLength(1);
     expect(fake.server.requestsTo(GENERATION_PATH)).toHaveLength(2);
   });
 
   test.each([
-    ["Throttling.AllocationQuota", "provider_quota", dashscopeError.allocationQuota()],
-    ["Arrearage", "provider_quota", dashscopeError.arrearage()],
-    ["InvalidParameter", "provider_invalid_request", dashscopeError.invalidParameter()],
-  ])("%s → %s, not retried", async (_name, code, reply) => {
+    ["Throttling.AllocationQuota", "provider_quota", "quota", dashscopeError.allocationQuota()],
+    ["Arrearage", "provider_quota", "quota", dashscopeError.arrearage()],
+    ["InvalidParameter", "provider_invalid_request", "invalid_request", dashscopeError.invalidParameter()],
+  ])("%s → %s, not retried", async (_name, code, kind, reply) => {
     fake.server.script(reply);
     const err = await failureOf(provider().generate(edit(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code, retryable: false, refundable: true });
+    expect(err).toMatchObject({ kind, code, retryable: false, refundable: true });
   });
 
   test("a wrong key → provider_auth", async () => {
@@ -150,7 +160,6 @@ describe("dashscope error classification", () => {
   test("a hanging call is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG);
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(edit(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createOpenAIProvider } from "../../src/providers/openai";
 import type { GenerateRequest } from "../../src/providers/types";
-import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { json, testImage } from "../fakes/base";
 import { OpenAIFake } from "../fakes/openai";
 import { expectFailure } from "./assert-failure";
@@ -146,18 +145,18 @@ describe("openai: failures", () => {
   test("429 rate_limit_exceeded honours retry-after-ms before retry-after", async () => {
     fake.rateLimited({ "retry-after-ms": "1200", "retry-after": "30" });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 1200,
+      retryAfterMs: 1200,
     });
   });
 
   test("429 with only OpenAI's x-ratelimit-reset-requests header waits that long", async () => {
     fake.rateLimited({ "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s" });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 20_000,
+      retryAfterMs: 20_000,
     });
   });
 
@@ -175,16 +174,16 @@ describe("openai: failures", () => {
       ),
     );
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 90_000,
+      retryAfterMs: 90_000,
     });
   });
 
   test("429 without a hint is retryable", async () => {
     fake.rateLimited();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
       retryable: true,
     });
@@ -193,7 +192,7 @@ describe("openai: failures", () => {
   test("429 insufficient_quota is not retried", async () => {
     fake.insufficientQuota();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "quota",
       code: "provider_quota",
       retryable: false,
       refundable: true,
@@ -203,7 +202,7 @@ describe("openai: failures", () => {
   test("5xx then success: the first call is retryable, the next one works", async () => {
     fake.serverError(502);
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "transient",
       code: "provider_unavailable",
     });
     expect(await provider().generate(req(), ctx())).toHaveLength(1);
@@ -214,7 +213,7 @@ describe("openai: failures", () => {
     async (code) => {
       fake.contentPolicy(code);
       const err = await expectFailure(provider().generate(req(), ctx()), {
-        type: UnrecoverableError,
+        kind: "content_policy",
         code: "content_policy",
         retryable: false,
         refundable: false,
@@ -237,7 +236,7 @@ describe("openai: failures", () => {
       ),
     );
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "content_policy",
       code: "content_policy",
       refundable: false,
     });
@@ -246,12 +245,12 @@ describe("openai: failures", () => {
   test("400 invalid request and 401 are unrecoverable and refundable", async () => {
     fake.invalidRequest().unauthorized();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "invalid_request",
       code: "provider_invalid_request",
       refundable: true,
     });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "auth",
       code: "provider_auth",
       refundable: true,
     });
@@ -260,7 +259,7 @@ describe("openai: failures", () => {
   test("a hanging server is cut by the request timeout", async () => {
     fake.hang();
     await expectFailure(provider(200).generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "timeout",
       code: "provider_timeout",
     });
   });

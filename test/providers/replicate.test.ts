@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createReplicateProvider, type ReplicateOptions } from "../../src/providers/replicate";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { HANG, json } from "../fakes/base";
 import { ReplicateFake, replicateError } from "../fakes/replicate";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -130,8 +130,11 @@ describe("replicate request shape", () => {
 
   test("a malformed model name is refused before any request", async () => {
     const err = await failureOf(provider().generate(request({ model: "not a model" }), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect(fake.server.requests).toHaveLength(0);
   });
 });
@@ -182,15 +185,18 @@ describe("replicate prediction lifecycle", () => {
   test("a prediction failed for NSFW content is a content-policy rejection, not refundable", async () => {
     fake.behaviour.fail = "NSFW content detected. Try running it again, or try a different prompt.";
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+    expect(err).toMatchObject({
+      kind: "content_policy",
+      code: "content_policy",
+      retryable: false,
+      refundable: false,
+    });
   });
 
   test("any other failed prediction is retryable", async () => {
     fake.behaviour.fail = "CUDA error: device-side assert triggered";
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_failed", retryable: true });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed", retryable: true });
   });
 
   test("a prediction canceled by someone else is retryable", async () => {
@@ -201,61 +207,59 @@ describe("replicate prediction lifecycle", () => {
 });
 
 describe("replicate error classification", () => {
-  test("429 with Retry-After → RetryAfterError with that delay", async () => {
+  test("429 with Retry-After → rate_limited with that wait", async () => {
     fake.server.script(replicateError.throttled(5), { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 5000, refundable: true });
+    expect(err).toMatchObject({
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 5000,
+      refundable: true,
+    });
   });
 
   test('the documented 429 body without Retry-After ("resets in ~30s") waits 30 s', async () => {
     fake.server.script(replicateError.throttledResets(30), { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 30_000 });
+    expect(err).toMatchObject({ kind: "rate_limited", code: "provider_rate_limited", retryAfterMs: 30_000 });
   });
 
   test('429 whose older detail says "available in N seconds", without the header, uses the detail', async () => {
     fake.server.script(json({ detail: "Request was throttled. Expected available in 3 seconds." }, 429));
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect((err as RetryAfterError).delayMs).toBe(3000);
+    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: 3000 });
   });
 
-  test("429 without any hint → plain RetryableError", async () => {
+  test("429 without any hint → rate_limited with no wait", async () => {
     fake.server.script(replicateError.throttledNoHeader());
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", retryable: true });
+    expect(err).toMatchObject({ kind: "rate_limited", code: "provider_rate_limited", retryable: true });
   });
 
   test("5xx is retryable and the next attempt succeeds", async () => {
     fake.server.script(replicateError.serverError());
     const p = provider();
     const err = await failureOf(p.generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_unavailable" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_unavailable" });
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
   test.each([
-    ["unauthorized", "provider_auth", replicateError.unauthorized()],
-    ["payment required", "provider_quota", replicateError.paymentRequired()],
-    ["unknown model", "provider_model_not_found", replicateError.notFound()],
-    ["invalid input", "provider_invalid_request", replicateError.invalidInput()],
-  ])("%s → UnrecoverableError %s (refundable)", async (_name, code, reply) => {
+    ["unauthorized", "provider_auth", "auth", replicateError.unauthorized()],
+    ["payment required", "provider_quota", "quota", replicateError.paymentRequired()],
+    ["unknown model", "provider_model_not_found", "not_found", replicateError.notFound()],
+    ["invalid input", "provider_invalid_request", "invalid_request", replicateError.invalidInput()],
+  ])("%s → %s, not retried (refundable)", async (_name, code, kind, reply) => {
     fake.server.script(reply);
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code, retryable: false, refundable: true });
+    expect(err).toMatchObject({ kind, code, retryable: false, refundable: true });
   });
 
   test("a hanging create is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG);
     const started = Date.now();
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
     expect(Date.now() - started).toBeLessThan(1000);
   });
 

@@ -1,10 +1,14 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { CreateKeyBody, KeyIdParams, ListKeysQuery, RotateKeyBody, TokenBody } from "./model";
 import { authPlugin } from "./plugin";
+import type { AuthService } from "./service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; config: Config };
 
 /** `POST /api/tokens` and key management: `/api/keys` (list, create, revoke, rotate). */
-export const authModule = (ctx: AppContext) =>
+export const authModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "auth-routes" })
     .use(authPlugin(ctx.auth))
     .post(

@@ -9,7 +9,7 @@ import { forbidden, notFound, unauthorized } from "../../errors";
 import type { UserService } from "../users/service";
 import { ADMIN_KEY_NAME, hashKey, KEY_PREFIX, KeyService, randomToken } from "./keys";
 
-export { hashKey, KEY_PREFIX } from "./keys";
+export { ADMIN_KEY_NAME, hashKey, KEY_PREFIX } from "./keys";
 
 /** Who is calling: the user behind the key or token, and how they proved it. */
 export type Principal = { user: User; via: "key" | "token"; keyId?: string };

@@ -3,10 +3,9 @@ import type { Config } from "../../config";
 import type { Job, JobError, Recipe } from "../../db/schema";
 import { ApiError } from "../../errors";
 import type { Queue } from "../../queue";
-import { GENERATE_JOB } from "../generate/job";
 import type { GenerateService } from "../generate/service";
-import type { RecipeService } from "../recipes/service";
-import type { VariableValues } from "../recipes/variables";
+import { GENERATE_JOB } from "../generate/service";
+import type { RecipeService, VariableValues } from "../recipes/service";
 import type { UserService } from "../users/service";
 import { inputDrawer, NoInputsError, type Random } from "./pick";
 

@@ -11,7 +11,7 @@ import type { Principal } from "../auth/service";
 import { TOPUP_JOB } from "../backlog/service";
 import type { ListJobsQuery } from "../jobs/model";
 import { type JobService, ownerScope } from "../jobs/service";
-import { DELIVER_JOB } from "../webhooks/fanout";
+import { DELIVER_JOB } from "../webhooks/service";
 import type { Session } from "./session";
 
 export type DashboardDeps = Pick<

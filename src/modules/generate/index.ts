@@ -1,12 +1,22 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
-import type { AppContext } from "../../context";
 import { unprocessable } from "../../errors";
+import type { ProviderRegistry } from "../../providers/registry";
 import { describeIssues } from "../../validation";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { GenerateAccepted, GenerateBody } from "./model";
-import type { GenerateRequest } from "./service";
+import type { GenerateRequest, GenerateService } from "./service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  auth: AuthService;
+  generate: GenerateService;
+  idempotency: IdempotencyService;
+  providers: ProviderRegistry;
+};
 
 /**
  * A JSON field of a multipart form: its text, or the value Elysia's form parser already made of text that
@@ -68,7 +78,7 @@ function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
   };
 }
 
-export const generateModule = (ctx: AppContext) =>
+export const generateModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "generate" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))

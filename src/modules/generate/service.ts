@@ -1,19 +1,31 @@
 import type { Config } from "../../config";
 import type { Job, User } from "../../db/schema";
 import { ApiError, unprocessable, urlNotAllowed } from "../../errors";
-import { resolvePreset } from "../../images/presets";
+import { ImageError } from "../../images/errors";
+import { type OutputPresetInput, resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
 import { checkRequest, DEFAULT_SIZE } from "../../providers/capabilities";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { ProviderInfo } from "../../providers/types";
 import type { EnqueueOptions, Queue } from "../../queue";
-import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
+
+// The generate job's type and the asset rows are part of this module's public face.
+export type { AssetService, AssetView } from "./assets";
+export { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
+export {
+  type GenerationRequestDetail,
+  type GenerationRequestSummary,
+  generationRequest,
+  generationSummary,
+  isGeneration,
+} from "./view";
 
 /** A generate request after parsing, from JSON or multipart (input images may be raw bytes). */
 export type GenerateRequest = Omit<GenerateBody, "image" | "mask"> & {
@@ -122,7 +134,7 @@ export class GenerateService {
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
     const warnings = checkCapabilities(provider.info, req);
-    resolvePreset(req.output);
+    checkPreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
 
     let imageKey: string | undefined;
@@ -134,7 +146,7 @@ export class GenerateService {
       const { image, mask } = await validateEditInputs(
         { image: req.image, ...(req.mask !== undefined && { mask: req.mask }) },
         { maxBytes: config.MAX_INPUT_IMAGE_BYTES },
-      );
+      ).catch(rethrowImageError);
       const folder = `inputs/${Bun.randomUUIDv7()}`;
       imageKey = `${folder}/image.${image.format === "jpeg" ? "jpg" : image.format}`;
       await this.#d.storage.put(imageKey, image.bytes, { contentType: image.mime });
@@ -223,7 +235,7 @@ export class GenerateService {
    */
   enqueueDirect(g: DirectGeneration): Job {
     lookup(() => this.#d.providers.get(g.provider));
-    resolvePreset(g.output);
+    checkPreset(g.output);
     const input: GenerateJobInput = {
       provider: g.provider,
       size: g.size,
@@ -333,12 +345,27 @@ function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
   return verdict.warning ? [verdict.warning] : [];
 }
 
-/** Provider lookups fail as engine errors; over HTTP they are 422s with the same code. */
+/** images/ refuses a user's image or preset in its own terms; over HTTP that is a 422 with the same code. */
+function rethrowImageError(err: unknown): never {
+  if (err instanceof ImageError) throw unprocessable(err.code, err.message, err.details);
+  throw err;
+}
+
+function checkPreset(ref: string | OutputPresetInput): void {
+  try {
+    resolvePreset(ref);
+  } catch (err) {
+    rethrowImageError(err);
+  }
+}
+
+/** A provider lookup's failure is a 422 over HTTP, with the same code. */
 function lookup<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof JobFailure) throw new ApiError(422, err.code, err.message, { details: err.details });
+    if (err instanceof ProviderError)
+      throw new ApiError(422, err.code, err.message, { details: err.details });
     throw err;
   }
 }

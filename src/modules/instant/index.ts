@@ -1,12 +1,18 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { rateLimited } from "../../errors";
 import { TokenBucket } from "../../rate-limit";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { InstantBody } from "./model";
+import type { InstantService } from "./service";
 
-export const instantModule = (ctx: AppContext) => {
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; config: Config; idempotency: IdempotencyService; instant: InstantService };
+
+export const instantModule = (ctx: Deps) => {
   const limiter = new TokenBucket(ctx.config.INSTANT_RATE_PER_MIN);
   return new Elysia({ prefix: "/api", name: "instant" })
     .use(authPlugin(ctx.auth))

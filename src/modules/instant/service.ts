@@ -4,11 +4,10 @@ import { ApiError } from "../../errors";
 import { toJob } from "../../queue/store";
 import type { BacklogService } from "../backlog/service";
 import { type CreditService, InsufficientCreditsError } from "../credits/service";
-import type { AssetService, AssetView } from "../generate/assets";
+import type { AssetService, AssetView } from "../generate/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { jobView } from "../jobs/service";
-import type { RecipeService } from "../recipes/service";
-import type { VariableValues } from "../recipes/variables";
+import type { RecipeService, VariableValues } from "../recipes/service";
 
 export type InstantDeps = {
   db: Database;

@@ -4,15 +4,15 @@ import { conflict, notFound, unprocessable } from "../../errors";
 import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
 import { countsFrom, toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
-import type { AssetService, AssetView } from "../generate/assets";
 import { callerMetadata } from "../generate/model";
+import type { AssetService, AssetView } from "../generate/service";
 import {
   type GenerationRequestDetail,
   type GenerationRequestSummary,
   generationRequest,
   generationSummary,
   isGeneration,
-} from "../generate/view";
+} from "../generate/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 

@@ -21,6 +21,7 @@ import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import pkg from "../../../package.json";
 import type { Job } from "../../db/schema";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderCall } from "../../providers/registry";
 import { JobFailure, type Queue } from "../../queue";
 
@@ -32,7 +33,7 @@ const SECONDS_WAIT = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 180
 
 /** A failure's class for labels: its stable code, never its message (unbounded). */
 export function failureClass(err: unknown): string {
-  if (err instanceof JobFailure) return err.code;
+  if (err instanceof JobFailure || err instanceof ProviderError) return err.code;
   if (err instanceof Error && err.name === "AbortError") return "aborted";
   return "internal";
 }

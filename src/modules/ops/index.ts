@@ -1,8 +1,14 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
+import type { Queue } from "../../queue";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
+import type { HealthService } from "./service";
 
-export const opsModule = (ctx: AppContext) =>
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; config: Config; health: HealthService; queue: Queue };
+
+export const opsModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "ops" })
     .use(authPlugin(ctx.auth))
     .get(

@@ -1,12 +1,25 @@
-import type { AppContext } from "../../context";
-import { optimize } from "../../db/client";
-import { sweepOrphans } from "../../storage";
+import type { Config } from "../../config";
+import { type Db, optimize } from "../../db/client";
+import type { Queue } from "../../queue";
+import { type Storage, sweepOrphans } from "../../storage";
+import type { AssetService } from "../generate/service";
+import type { IdempotencyService } from "../idempotency/service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  assets: AssetService;
+  config: Config;
+  db: Db;
+  idempotency: IdempotencyService;
+  queue: Queue;
+  storage: Storage;
+};
 
 /**
  * Retention: deletes finished jobs past their retention with their asset rows (same transaction), then
  * the assets' objects from storage. Returns what it removed.
  */
-export async function runRetention(ctx: AppContext): Promise<{ jobs: number; objects: number }> {
+export async function runRetention(ctx: Deps): Promise<{ jobs: number; objects: number }> {
   const { config, queue, assets, storage } = ctx;
   const keys: string[] = [];
   const deleted = queue.cleanupRetention(config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS, (ids) => {
@@ -19,7 +32,7 @@ export async function runRetention(ctx: AppContext): Promise<{ jobs: number; obj
 }
 
 /** Removes stored objects no row references (a crash between a write and its row), past a grace period. */
-export async function sweepStorage(ctx: AppContext) {
+export async function sweepStorage(ctx: Deps) {
   return sweepOrphans({
     storage: ctx.storage,
     prefixes: ["generations/", "inputs/", "cards/"],

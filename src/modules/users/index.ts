@@ -1,10 +1,16 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
 import { transaction } from "../../db/tx";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { CreateUserBody } from "./model";
+import type { UserService } from "./service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; db: Db; idempotency: IdempotencyService; users: UserService };
 
 export function userView(u: User) {
   return {
@@ -19,7 +25,7 @@ export function userView(u: User) {
   };
 }
 
-export const usersModule = (ctx: AppContext) =>
+export const usersModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "users" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))

@@ -9,6 +9,9 @@ import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import type { JobService } from "../jobs/service";
 import { deliveryJob } from "./deliver";
 import { WebhookFanout } from "./fanout";
+
+export { DELIVER_JOB } from "./fanout";
+
 import type { CreateEndpointBody, DeliveriesQuery } from "./model";
 import { WebhookStore } from "./store";
 

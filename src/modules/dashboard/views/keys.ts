@@ -1,6 +1,6 @@
 import type { User } from "../../../db/schema";
-import { ADMIN_KEY_NAME } from "../../auth/keys";
 import type { KeyStatus, KeyView } from "../../auth/model";
+import { ADMIN_KEY_NAME } from "../../auth/service";
 import { type Html, html } from "../html";
 import { badge, csrfField, emptyState, time } from "./parts";
 
