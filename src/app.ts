@@ -2,6 +2,7 @@ import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
 import type { AppContext } from "./context";
 import { ApiError } from "./errors";
+import { jsonTooDeep } from "./json-depth";
 import { authModule } from "./modules/auth";
 import { backlogModule } from "./modules/backlog";
 import { cardsModule } from "./modules/cards";
@@ -59,9 +60,22 @@ async function readCapped(body: ReadableStream<Uint8Array>, max: number): Promis
   return Buffer.concat(chunks);
 }
 
+/**
+ * Parses a JSON body once its nesting is known to be within `maxDepth`. An empty body is left undefined,
+ * as Elysia's own parser leaves it, so routes whose body is optional accept a bare `Content-Type`.
+ */
+function parseJson(text: string, maxDepth: number): unknown {
+  if (text.trim() === "") return undefined;
+  if (jsonTooDeep(text, maxDepth)) {
+    throw new ApiError(400, "body_too_deep", `the JSON body nests deeper than ${maxDepth} levels`);
+  }
+  return JSON.parse(text);
+}
+
 /** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
+  const maxDepth = ctx.config.MAX_JSON_DEPTH;
   return (
     new Elysia({ name: "easel" })
       .use(accessLog(ctx))
@@ -76,13 +90,17 @@ export function createApp(ctx: AppContext) {
           return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
         }
       })
-      // A body sent without Content-Length (chunked) is read here under the same cap, then parsed as usual.
+      // JSON is read as text and its depth checked before JSON.parse sees it (see json-depth.ts); a body
+      // sent without Content-Length (chunked) is read under the same size cap, then parsed as usual.
       .onParse({ as: "global" }, async ({ request, contentType }) => {
-        if (request.headers.has("content-length") || !request.body) return;
-        const bytes = await readCapped(request.body, maxBody);
+        if (!request.body) return;
+        const chunked = !request.headers.has("content-length");
+        const isJson = contentType?.startsWith("application/json") ?? false;
+        if (!chunked && !isJson) return;
+        const bytes = chunked ? await readCapped(request.body, maxBody) : await request.bytes();
         const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
         // Invalid JSON throws here; Elysia reports it as PARSE, the 400 below.
-        if (contentType?.startsWith("application/json")) return copy.json();
+        if (isJson) return parseJson(await copy.text(), maxDepth);
         if (
           contentType?.startsWith("multipart/form-data") ||
           contentType?.startsWith("application/x-www-form")
@@ -102,7 +120,7 @@ export function createApp(ctx: AppContext) {
               errorBody("not_found", `no route for ${request.method} ${new URL(request.url).pathname}`),
             );
           case "PARSE":
-            // Elysia wraps what a parser throws; the capped chunked reader throws a 413 of its own.
+            // Elysia wraps what a parser throws; the capped reader (413) and the depth check (400) throw their own.
             if ((error as Error).cause instanceof ApiError) {
               const cause = (error as Error).cause as ApiError;
               return json(cause.status, cause.toBody());
