@@ -24,8 +24,8 @@ export type PoolOptions = {
   defaultTimeoutMs: number;
   now: () => number;
   log: JobLogger;
-  /** Extra work inside the terminal-state transaction of every job (after the definition's own hook). */
-  onTerminal?: (job: Job) => void;
+  /** Runs a job's terminal hooks inside its terminal-state transaction (the queue's one path, terminal.ts). */
+  terminal: (job: Job) => void;
 };
 
 /** Aborts an attempt on graceful shutdown: the job is released, not failed, and keeps its attempt. */
@@ -393,7 +393,7 @@ export class WorkerPool {
     this.#pending = [];
     let out: ReturnType<QueueStore["settle"]>;
     try {
-      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), (job) => this.#terminalHooks(job));
+      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), this.#o.terminal);
     } catch (err) {
       // The database refused the whole group (e.g. busy past busy_timeout): keep it and try again.
       this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
@@ -412,19 +412,6 @@ export class WorkerPool {
       }
     }
     for (const job of out.superseded) this.#events.emit("job:cancelled", { job });
-  }
-
-  /** Runs terminal hooks in a savepoint each, so one failing hook cannot roll back the group's outcomes. */
-  #terminalHooks(job: Job): void {
-    const hooks = [this.#defs.get(job.type)?.onTerminal, this.#o.onTerminal];
-    for (const hook of hooks) {
-      if (!hook) continue;
-      try {
-        this.#store.db.transaction(() => hook(job))();
-      } catch (err) {
-        this.#o.log.error({ err, jobId: job.id }, "terminal hook failed");
-      }
-    }
   }
 
   /** Renews leases; aborts local attempts whose row is no longer ours (cancelled elsewhere or swept). */

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { jsonTooDeep } from "../../src/json-depth";
 import { startTestServer, type TestServer } from "../helpers";
 
+type ErrorBody = { error: { code: string; message: string; details?: unknown } };
+
 const DEPTH = 100_000;
 /** 200 KB of brackets: before the depth limit, a 500 after seconds with the event loop blocked. */
 const DEEP = "[".repeat(DEPTH) + "]".repeat(DEPTH);
@@ -26,7 +28,7 @@ describe("JSON depth limit", () => {
     for (const key of [null, undefined]) {
       const res = await post(server, "/api/jobs/generate-image", DEEP, key);
       expect(res.status).toBe(400);
-      expect((await res.json()).error.code).toBe("body_too_deep");
+      expect(((await res.json()) as ErrorBody).error.code).toBe("body_too_deep");
     }
   });
 
@@ -36,7 +38,7 @@ describe("JSON depth limit", () => {
       json: { prompt: "a cat", metadata: nested(5000) },
     });
     expect(deep.status).toBe(400);
-    expect((await deep.json()).error.code).toBe("body_too_deep");
+    expect(((await deep.json()) as ErrorBody).error.code).toBe("body_too_deep");
     const fine = await server.api("/api/jobs/generate-image", {
       method: "POST",
       json: { prompt: "a cat", metadata: nested(60) },
@@ -74,7 +76,7 @@ describe("authentication comes before validation", () => {
     ] as const) {
       const res = await server.api(path, { method: "POST", key: null, json: body });
       expect(res.status).toBe(401);
-      const error = (await res.json()).error;
+      const error = ((await res.json()) as ErrorBody).error;
       expect(error.code).toBe("unauthorized");
       expect(error.details).toBeUndefined();
     }
@@ -96,7 +98,7 @@ describe("authentication comes before validation", () => {
   test("an authenticated caller still gets the 422 naming the field", async () => {
     const res = await server.api("/api/jobs/generate-image", { method: "POST", json: { prompt: 5 } });
     expect(res.status).toBe(422);
-    expect((await res.json()).error.code).toBe("validation_failed");
+    expect(((await res.json()) as ErrorBody).error.code).toBe("validation_failed");
   });
 });
 
@@ -113,7 +115,7 @@ test("MAX_JSON_DEPTH sets the limit", async () => {
       json: { prompt: "x", metadata: nested(4) },
     });
     expect(deep.status).toBe(400);
-    expect((await deep.json()).error.code).toBe("body_too_deep");
+    expect(((await deep.json()) as ErrorBody).error.code).toBe("body_too_deep");
   } finally {
     await server.close();
   }
