@@ -19,6 +19,7 @@ import { randomUUID } from "node:crypto";
 import type { Dirent, Stats } from "node:fs";
 import {
   type FileHandle,
+  lstat,
   mkdir,
   open,
   readdir,
@@ -187,13 +188,25 @@ export class LocalStorage implements Storage {
     return file;
   }
 
-  /** The real path of an existing key inside the root, or null (missing, or a symlink out of the root). */
+  /**
+   * The real path of an existing key inside the root, or null (missing, or a symlink out of the root).
+   * Only the directory goes through realpath: realpath of the file itself fails with ENOENT when a put
+   * renames a new version over it at that moment (the old inode is unlinked under it), which made a reader
+   * see no object at all mid-replace. Directories are never replaced, and a rename keeps the name bound.
+   */
   private async resolveFile(key: string): Promise<string | null> {
     const lexical = this.pathOf(key);
-    const real = await realpathIfExists(lexical);
-    if (!real) return null;
+    const dir = await realpathIfExists(dirname(lexical));
+    if (!dir) return null;
     const root = await this.rootRealpath();
-    return real.startsWith(root + sep) ? real : null;
+    if (dir !== root && !dir.startsWith(root + sep)) return null;
+    const file = join(dir, basename(lexical));
+    const st = await lstatIfExists(file);
+    if (!st) return null;
+    if (!st.isSymbolicLink()) return file;
+    // A symlink placed by hand is followed only while it stays inside the root.
+    const real = await realpathIfExists(file);
+    return real?.startsWith(root + sep) ? real : null;
   }
 
   private rootRealpath(): Promise<string> {
@@ -411,5 +424,6 @@ async function ifExists<T>(fn: () => Promise<T>): Promise<T | null> {
 
 const realpathIfExists = (path: string) => ifExists(() => realpath(path));
 const statIfExists = (path: string) => ifExists(() => stat(path));
+const lstatIfExists = (path: string) => ifExists(() => lstat(path));
 const openIfExists = (path: string) => ifExists(() => open(path, "r"));
 const unlinkIfExists = (path: string) => ifExists(() => unlink(path));

@@ -107,6 +107,37 @@ describe("LocalStorage on disk", () => {
     expect(reads).toBeGreaterThan(0);
   });
 
+  test("a key being replaced over and over is never missing to get, head, stream or openFile", async () => {
+    // Before the fix, realpath of the file itself raced the rename: one read in a few thousand found nothing.
+    const fast = new LocalStorage({ root, publicBaseUrl: BASE, durable: false });
+    const key = "swap/small.bin";
+    const a = new Uint8Array(4096).fill(0xaa);
+    const b = new Uint8Array(4096).fill(0xbb);
+    await fast.put(key, a, png);
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; i < 800; i++) await fast.put(key, i % 2 ? a : b, png);
+      writing = false;
+    })();
+    const misses: string[] = [];
+    let reads = 0;
+    const reader = async () => {
+      while (writing) {
+        const got = await fast.get(key);
+        if (got?.body.byteLength !== 4096) misses.push(`get: ${got?.body.byteLength}`);
+        if (!(await fast.head(key))) misses.push("head");
+        if (!(await fast.openFile(key))) misses.push("openFile");
+        const streamed = await fast.stream(key);
+        if (!streamed) misses.push("stream");
+        else await streamed.stream.cancel();
+        reads++;
+      }
+    };
+    await Promise.all([writer, reader(), reader(), reader()]);
+    expect(misses).toEqual([]);
+    expect(reads).toBeGreaterThan(100);
+  }, 120_000);
+
   test("a directory is not an object", async () => {
     await storage.put("dir/inner.png", new Uint8Array([1]), png);
     expect(await storage.get("dir")).toBeNull();
