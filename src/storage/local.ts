@@ -162,6 +162,23 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * Deletes temp files (`.<name>.<uuid>.tmp`, `.probe-<uuid>`) last modified more than `olderThanMs` ago:
+   * what a process killed mid-write leaves behind. list() never shows them, so the orphan sweep cannot see
+   * them; a live write touches its temp file continuously and is done in far less than the grace period.
+   * Returns how many it deleted.
+   */
+  async sweepTempFiles(olderThanMs: number, now = Date.now()): Promise<number> {
+    const cutoff = now - olderThanMs;
+    let deleted = 0;
+    for await (const path of walkTempFiles(this.root)) {
+      const st = await statIfExists(path);
+      if (!st || st.mtimeMs > cutoff) continue;
+      if ((await unlinkIfExists(path)) !== null) deleted++;
+    }
+    return deleted;
+  }
+
   publicUrl(key: string): string {
     return `${this.publicBaseUrl}/files/${assertValidKey(key)}`;
   }
@@ -400,6 +417,26 @@ async function* walk(dir: string, keyPrefix: string): AsyncIterable<ListedObject
       const st = await statIfExists(path);
       if (st) yield { key, lastModified: Math.floor(st.mtimeMs), bytes: st.size };
     }
+  }
+}
+
+/** `.<name>.<uuid>.tmp` from writeTemp, `.probe-<uuid>` from check(). */
+const TEMP_FILE =
+  /^\.(?:.+\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp|probe-[0-9a-f-]{36})$/;
+
+/** Temp files anywhere under `dir` (symlinks are never followed). */
+async function* walkTempFiles(dir: string): AsyncIterable<string> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return;
+    throw err;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* walkTempFiles(path);
+    else if (entry.isFile() && TEMP_FILE.test(entry.name)) yield path;
   }
 }
 

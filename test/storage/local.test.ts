@@ -138,6 +138,29 @@ describe("LocalStorage on disk", () => {
     expect(reads).toBeGreaterThan(100);
   }, 120_000);
 
+  test("sweepTempFiles deletes stale temp files a killed write left, and nothing else", async () => {
+    await storage.put("generations/u/a.png", new TextEncoder().encode("a"), png);
+    const dir = join(root, "generations/u");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const stale = [
+      join(dir, ".a.png.0b7f1c1e-6f0a-4a57-9a8e-2f4f3c2d1e0a.tmp"),
+      join(dir, ".b.png.meta.json.3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f.tmp"),
+      join(root, ".probe-5d6e7f80-1a2b-4c3d-9e8f-7a6b5c4d3e2f"),
+    ];
+    const fresh = join(dir, ".c.png.9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a.tmp");
+    const lookalike = join(dir, ".notes.tmp");
+    for (const path of [...stale, fresh, lookalike]) await writeFile(path, "partial");
+    for (const path of [...stale, lookalike]) await utimes(path, hourAgo, hourAgo);
+    expect(await storage.sweepTempFiles(15 * 60_000)).toBe(stale.length);
+    expect(await tree(root)).toEqual([
+      "generations/u/.a.png.meta.json",
+      "generations/u/.c.png.9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a.tmp",
+      "generations/u/.notes.tmp",
+      "generations/u/a.png",
+    ]);
+    expect(new TextDecoder().decode((await storage.get("generations/u/a.png"))!.body)).toBe("a");
+  });
+
   test("a directory is not an object", async () => {
     await storage.put("dir/inner.png", new Uint8Array([1]), png);
     expect(await storage.get("dir")).toBeNull();
