@@ -20,7 +20,7 @@ import { realtimeModule } from "./modules/realtime";
 import { recipesModule } from "./modules/recipes";
 import { usersModule } from "./modules/users";
 import { webhooksModule } from "./modules/webhooks";
-import { LocalStorage } from "./storage";
+import { LocalStorage, StorageError } from "./storage";
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), {
@@ -111,6 +111,14 @@ export function createApp(ctx: AppContext) {
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
+        // The disk or bucket refused a write (read-only, full, unreachable): the request can be retried
+        // once the store is back, and the caller learns nothing of its paths.
+        if (error instanceof StorageError) {
+          ctx.log.error({ err: error, path: new URL(request.url).pathname }, "storage unavailable");
+          return json(503, errorBody("storage_unavailable", "file storage is unavailable; try again later"), {
+            "retry-after": "30",
+          });
+        }
         switch (code) {
           case "VALIDATION":
             return validationResponse(error);
