@@ -1,6 +1,7 @@
 import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
 import type { AppContext } from "./context";
+import { isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
 import { jsonTooDeep } from "./json-depth";
 import { authModule } from "./modules/auth";
@@ -140,6 +141,18 @@ export function createApp(ctx: AppContext) {
           case "INVALID_COOKIE_SIGNATURE":
             return json(401, errorBody("unauthorized", "invalid session cookie"));
           default: {
+            if (isWriteFault(error)) {
+              writeHealth(ctx.db.$client).failed(error);
+              ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database refused a write");
+              return json(
+                503,
+                errorBody(
+                  "database_unavailable",
+                  "the database cannot take writes right now; try again later",
+                ),
+                { "retry-after": "30" },
+              );
+            }
             const status = (error as { status?: number }).status;
             if (typeof status === "number" && status >= 400 && status < 500) {
               return json(status, errorBody("bad_request", (error as Error).message));

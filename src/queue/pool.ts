@@ -1,4 +1,5 @@
 import type { Job, JobError, JobItem } from "../db/schema";
+import { isWriteFault, writeHealth } from "../db/write-health";
 import { backoffDelay, MAX_RETRY_AFTER_MS } from "./backoff";
 import type { AnyJobDefinition, JobContext, JobLogger } from "./define";
 import {
@@ -39,6 +40,9 @@ class ShutdownSignal extends JobFailure {
 type Running = { job: Job; def: AnyJobDefinition; ac: AbortController; startedAt: number };
 
 const ITEM_BACKOFF = { delayMs: 500, maxDelayMs: 30_000 };
+/** A job whose writes hit a full disk waits this long before it runs again (without spending an attempt). */
+const WRITE_FAULT_RETRY_MS = 5000;
+const MAX_FLUSH_RETRY_MS = 5000;
 
 /**
  * The in-process side of the engine: claims due jobs in batches into free slots, runs their handlers
@@ -52,6 +56,8 @@ export class WorkerPool {
   readonly #active = new Map<string, Running>();
   readonly #byType = new Map<string, number>();
   #pending: Settlement[] = [];
+  /** Delay before the next try at recording outcomes the database refused; 0 while it accepts them. */
+  #flushRetryMs = 0;
   #started = false;
   #stopping = false;
   #tickScheduled = false;
@@ -296,6 +302,18 @@ export class WorkerPool {
   #failure(r: Running, reason: unknown): Settlement | null {
     const { job, def } = r;
     if (reason instanceof ShutdownSignal || reason instanceof CancelledError) return null;
+    if (isWriteFault(reason)) {
+      // The database refused the attempt's writes (disk full): not the job's fault, so it keeps its attempt
+      // and waits for space instead of failing or staying active.
+      writeHealth(this.#store.db).failed(reason);
+      reason = new RetryAfterError(
+        WRITE_FAULT_RETRY_MS,
+        `the database refused writes: ${(reason as Error).message}`,
+        {
+          code: "disk_full",
+        },
+      );
+    }
     const error = toJobError(reason);
     const now = this.#o.now();
     if (reason instanceof RetryAfterError) {
@@ -368,6 +386,11 @@ export class WorkerPool {
         if (ac.signal.aborted) throw ac.signal.reason;
         const reason = itemAc.signal.aborted ? itemAc.signal.reason : err;
         ended(reason);
+        // A full disk fails every item alike: stop the whole attempt (its lanes too) and re-queue the job.
+        if (isWriteFault(reason)) {
+          ac.abort(reason);
+          throw reason;
+        }
         const error = toJobError(reason);
         if (reason instanceof RetryAfterError) {
           this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());
@@ -395,12 +418,18 @@ export class WorkerPool {
     try {
       out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), this.#o.terminal);
     } catch (err) {
-      // The database refused the whole group (e.g. busy past busy_timeout): keep it and try again.
-      this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      // The database refused the whole group (busy past busy_timeout, disk full): keep it and try again,
+      // backing off while it keeps refusing. The jobs stay active (leased) until their outcome is written.
+      if (isWriteFault(err)) writeHealth(this.#store.db).failed(err);
+      if (this.#flushRetryMs === 0)
+        this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
       this.#pending.push(...batch);
-      setTimeout(() => this.#scheduleTick(), 100);
+      setTimeout(() => this.#scheduleTick(), this.#flushRetryMs);
       return;
     }
+    if (this.#flushRetryMs > 0) this.#o.log.info({ n: batch.length }, "recorded job outcomes again");
+    this.#flushRetryMs = 0;
     for (const s of out.applied) {
       const job = s.job;
       if (s.kind === "requeue") {

@@ -2,23 +2,26 @@ import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
 
-export const opsModule = (ctx: AppContext) =>
-  new Elysia({ prefix: "/api", name: "ops" })
+export const opsModule = (ctx: AppContext) => {
+  const readiness = async ({ set }: { set: { status?: number | string } }) => {
+    const report = await ctx.health.readiness();
+    if (!report.ok) set.status = 503;
+    return report;
+  };
+  return new Elysia({ prefix: "/api", name: "ops" })
     .use(authPlugin(ctx.auth))
-    .get(
-      "/health",
-      async ({ set }) => {
-        const report = await ctx.health.readiness();
-        if (!report.ok) set.status = 503;
-        return report;
+    .get("/health", readiness, {
+      detail: {
+        tags: ["ops"],
+        summary: "Readiness: db writable, workers running, storage, render (503 when not)",
       },
-      {
-        detail: {
-          tags: ["ops"],
-          summary: "Readiness: db writable, workers running, storage, render (503 when not)",
-        },
+    })
+    .get("/health/ready", readiness, {
+      detail: {
+        tags: ["ops"],
+        summary: "Readiness (the same report as /api/health, for probes that want the name)",
       },
-    )
+    })
     .get("/health/live", () => ({ ok: true }), { detail: { tags: ["ops"], summary: "Liveness" } })
     .get(
       "/queue/status",
@@ -41,3 +44,4 @@ export const opsModule = (ctx: AppContext) =>
         },
       },
     );
+};
