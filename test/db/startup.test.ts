@@ -1,9 +1,13 @@
 import { Database } from "bun:sqlite";
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { embeddedMigrations } from "../../src/db/migrate";
 import { expectExit, runEasel, tempDir } from "../helpers";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
 
 const dirs: (() => void)[] = [];
 function dataDir(): string {

@@ -1,6 +1,10 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { jsonTooDeep } from "../../src/json-depth";
 import { startTestServer, type TestServer } from "../helpers";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
 
 type ErrorBody = { error: { code: string; message: string; details?: unknown } };
 

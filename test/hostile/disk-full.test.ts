@@ -6,8 +6,12 @@
  */
 
 import type { Database } from "bun:sqlite";
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
 
 let server: TestServer;
 let db: Database;

@@ -3,9 +3,13 @@
  * route, with the admin key and without any key: no answer may be a 5xx, and every API error must be the
  * JSON `{ error: { code, message } }` shape. HTML routes (dashboard, docs) are held to "no 5xx" only.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../helpers";
 import { casesFor, type HostileCase, type OpenApi, operations } from "./corpus";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
 
 /**
  * Cases per operation and caller (a deterministic sample above it): ~70 operations × 2 callers × 40 is

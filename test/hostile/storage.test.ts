@@ -2,11 +2,15 @@
  * Storage that refuses writes (read-only, or a file in the way of a directory): an edit request answers
  * 503 `storage_unavailable` and leaves nothing behind — no job, no charge, no input file.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startTestServer, type TestServer } from "../helpers";
 import { testImage } from "../images/fixtures";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
 
 let server: TestServer;
 let userKey: string;

@@ -1,9 +1,13 @@
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, UnrecoverableError } from "../../src/queue";
 import { tempDir, testQueue, waitFor } from "../helpers";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
 
 const open: Queue[] = [];
 const cleanups: (() => void)[] = [];
