@@ -3,7 +3,7 @@ import { Elysia } from "elysia";
 import type { AppContext } from "./context";
 import { isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
-import { jsonTooDeep } from "./json-depth";
+import { parseShallowJson } from "./json-depth";
 import { authModule } from "./modules/auth";
 import { backlogModule } from "./modules/backlog";
 import { cardsModule } from "./modules/cards";
@@ -67,10 +67,25 @@ async function readCapped(body: ReadableStream<Uint8Array>, max: number): Promis
  */
 function parseJson(text: string, maxDepth: number): unknown {
   if (text.trim() === "") return undefined;
-  if (jsonTooDeep(text, maxDepth)) {
-    throw new ApiError(400, "body_too_deep", `the JSON body nests deeper than ${maxDepth} levels`);
+  return parseShallowJson(text, maxDepth);
+}
+
+/** A form as an object: one value per name, or an array of them when the name repeats. */
+function formFields(form: {
+  keys(): Iterable<string>;
+  getAll(name: string): unknown[];
+}): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of new Set(form.keys())) {
+    const values = form.getAll(name);
+    Object.defineProperty(out, name, {
+      value: values.length === 1 ? values[0] : values,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
-  return JSON.parse(text);
+  return out;
 }
 
 /** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
@@ -91,24 +106,27 @@ export function createApp(ctx: AppContext) {
           return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
         }
       })
-      // JSON is read as text and its depth checked before JSON.parse sees it (see json-depth.ts); a body
-      // sent without Content-Length (chunked) is read under the same size cap, then parsed as usual.
+      // Bodies are read here, under the size cap even when sent chunked (no Content-Length). JSON is read as
+      // text and its depth checked before JSON.parse sees it (see json-depth.ts). Form fields stay strings:
+      // Elysia's own form parser JSON-parses any field starting with `{` or `[`, with no depth limit.
       .onParse({ as: "global" }, async ({ request, contentType }) => {
         if (!request.body) return;
         const chunked = !request.headers.has("content-length");
         const isJson = contentType?.startsWith("application/json") ?? false;
-        if (!chunked && !isJson) return;
-        const bytes = chunked ? await readCapped(request.body, maxBody) : await request.bytes();
-        const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
-        // Invalid JSON throws here; Elysia reports it as PARSE, the 400 below.
-        if (isJson) return parseJson(await copy.text(), maxDepth);
-        if (
-          contentType?.startsWith("multipart/form-data") ||
-          contentType?.startsWith("application/x-www-form")
-        ) {
-          return Object.fromEntries((await copy.formData()).entries());
-        }
-        return copy.text();
+        const isForm =
+          (contentType?.startsWith("multipart/form-data") ||
+            contentType?.startsWith("application/x-www-form")) ??
+          false;
+        if (!chunked && !isJson && !isForm) return;
+        // The full header: Elysia's `contentType` has lost its parameters (a multipart boundary).
+        const type = request.headers.get("content-type") ?? "";
+        const body = chunked
+          ? new Response(await readCapped(request.body, maxBody), { headers: { "content-type": type } })
+          : request;
+        // Invalid JSON or form data throws here; Elysia reports it as PARSE, the 400 below.
+        if (isJson) return parseJson(await body.text(), maxDepth);
+        if (isForm) return formFields(await body.formData());
+        return body.text();
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);

@@ -4,6 +4,7 @@
  * logging) recurse once per level, so a body of a few hundred kilobytes of `[[[…` can block the event loop
  * for seconds or overflow the stack; this scan is linear, iterative and stops at the first level too deep.
  */
+import { ApiError } from "./errors";
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -30,4 +31,15 @@ export function jsonTooDeep(text: string, max: number): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Parses JSON text from a request once its nesting is known to be within `maxDepth`; deeper text is a 400
+ * `body_too_deep`, syntax errors are whatever JSON.parse throws.
+ */
+export function parseShallowJson(text: string, maxDepth: number): unknown {
+  if (jsonTooDeep(text, maxDepth)) {
+    throw new ApiError(400, "body_too_deep", `the JSON body nests deeper than ${maxDepth} levels`);
+  }
+  return JSON.parse(text);
 }

@@ -41,7 +41,7 @@ export type HostileCase = {
   method: string;
   path: string;
   headers: Record<string, string>;
-  body?: string | Uint8Array | ReadableStream<Uint8Array>;
+  body?: string | Uint8Array | ReadableStream<Uint8Array> | FormData;
 };
 
 /** Routes a corpus cannot exercise with plain requests (WebSocket upgrades). */
@@ -247,6 +247,34 @@ export function casesFor(
         },
       }),
     });
+  }
+  const form = content["multipart/form-data"]?.schema;
+  if (form) {
+    const fields = Object.keys(resolved(form, doc)?.properties ?? {});
+    const deepJson = `{"a":${"[".repeat(5000)}${"]".repeat(5000)}}`;
+    for (const [what, value] of [
+      ["deep JSON", deepJson],
+      ["JSON array", "[1,2,3]"],
+      ["NUL", "a\u0000b"],
+      ["lone surrogate", `x${LONE_SURROGATE}`],
+      ["huge (20 KB)", HUGE.slice(0, 20_000)],
+    ] as const) {
+      const body = new FormData();
+      for (const field of fields) body.set(field, value);
+      add(`form: every field ${what}`, { path: plain, headers: {}, body });
+    }
+    // 200 KB of brackets in one field at a time (all at once would pass the body size cap).
+    for (const field of fields) {
+      const body = new FormData();
+      body.set(field, `{"a":${"[".repeat(100_000)}${"]".repeat(100_000)}}`);
+      add(`form: ${field} = 200 KB of brackets`, { path: plain, headers: {}, body });
+    }
+    const repeated = new FormData();
+    for (const field of fields) {
+      repeated.append(field, "1");
+      repeated.append(field, "2");
+    }
+    add("form: every field twice", { path: plain, headers: {}, body: repeated });
   }
   if (out.length <= opts.cap) return out;
   const random = rng(hash(`${upper} ${path}`));

@@ -58,6 +58,15 @@ describe("JSON depth limit", () => {
     expect(statuses).toEqual(Array(8).fill(400));
   });
 
+  test("JSON carried in a multipart field is held to the same depth limit", async () => {
+    const form = new FormData();
+    form.set("prompt", "a cat");
+    form.set("params", `{"a":${DEEP}}`);
+    const res = await server.api("/api/jobs/generate-image/upload", { method: "POST", body: form });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("body_too_deep");
+  });
+
   test("brackets inside strings do not count towards the depth", async () => {
     const prompt = `${"[{".repeat(500)} \\" ${"]}".repeat(500)}`;
     const res = await server.api("/api/jobs/generate-image", { method: "POST", json: { prompt } });

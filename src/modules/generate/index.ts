@@ -1,7 +1,8 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import type { AppContext } from "../../context";
-import { unprocessable } from "../../errors";
+import { ApiError, unprocessable } from "../../errors";
+import { parseShallowJson } from "../../json-depth";
 import { authPlugin } from "../auth/plugin";
 import { idempotent } from "../idempotency/service";
 import { GenerateAccepted, GenerateBody } from "./model";
@@ -31,13 +32,15 @@ const UploadBody = z.object({
   variables: z.string().optional(),
 });
 
-function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
+function fromMultipart(body: z.infer<typeof UploadBody>, maxDepth: number): unknown {
   const num = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
   const json = (name: string, v: string | undefined) => {
     if (v === undefined || v === "") return undefined;
     try {
-      return JSON.parse(v);
-    } catch {
+      // The JSON body's depth limit holds for JSON carried in form fields too.
+      return parseShallowJson(v, maxDepth);
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
       throw unprocessable("validation_failed", `multipart field '${name}' must be JSON`);
     }
   };
@@ -79,7 +82,7 @@ export const generateModule = (ctx: AppContext) =>
     .post(
       "/jobs/generate-image/upload",
       async ({ principal, body, set }) => {
-        const parsed = GenerateBody.safeParse(fromMultipart(body));
+        const parsed = GenerateBody.safeParse(fromMultipart(body, ctx.config.MAX_JSON_DEPTH));
         if (!parsed.success) {
           const first = parsed.error.issues[0];
           throw unprocessable(
