@@ -3,9 +3,10 @@
  * 503 `storage_unavailable` and leaves nothing behind — no job, no charge, no input file.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startTestServer, type TestServer } from "../helpers";
+import { startTestServer, type TestServer, waitFor } from "../helpers";
 import { testImage } from "../images/fixtures";
 
 // bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
@@ -68,3 +69,48 @@ test("an edit while storage refuses writes: 503 storage_unavailable, and no job,
   expect(again.status).toBe(202);
   expect(readdirSync(inputs)).toHaveLength(1);
 });
+
+/** True where this process may mount filesystems (root with CAP_SYS_ADMIN); CI containers often may not. */
+function canMount(): boolean {
+  const probe = mkdtempSync(join(tmpdir(), "easel-mount-probe-"));
+  try {
+    if (Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe]).exitCode !== 0) return false;
+    Bun.spawnSync(["umount", probe]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+test.skipIf(!canMount())(
+  "an edit on a read-only mount: 503 storage_unavailable, readiness red, nothing written",
+  async () => {
+    const files = server.ctx.config.filesDir;
+    mkdirSync(files, { recursive: true });
+    const before = readdirSync(files).length;
+    expect(Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", files]).exitCode).toBe(0);
+    try {
+      const jobs = count("SELECT count(*) AS n FROM jobs");
+      const res = await server.api("/api/jobs/generate-image", {
+        method: "POST",
+        key: userKey,
+        json: { prompt: "add a hat", image: dataUrl(await testImage(64, 64, "png")), size: "64x64" },
+      });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("storage_unavailable");
+      expect(count("SELECT count(*) AS n FROM jobs")).toBe(jobs);
+      expect(readdirSync(files)).toEqual([]);
+      const ready = await server.api("/api/health/ready", { key: null });
+      expect(ready.status).toBe(503);
+    } finally {
+      expect(Bun.spawnSync(["umount", files]).exitCode).toBe(0);
+    }
+    expect(readdirSync(files).length).toBe(before);
+    await waitFor(async () => (await server.api("/api/health/ready", { key: null })).status === 200, {
+      timeoutMs: 30_000,
+      what: "readiness once the mount is gone",
+    });
+  },
+);
