@@ -58,6 +58,7 @@ export class WorkerPool {
   #pending: Settlement[] = [];
   /** Delay before the next try at recording outcomes the database refused; 0 while it accepts them. */
   #flushRetryMs = 0;
+  #flushNotBefore = 0;
   #started = false;
   #stopping = false;
   #tickScheduled = false;
@@ -136,7 +137,7 @@ export class WorkerPool {
     }
     const left = [...this.#active.values()];
     for (const r of left) r.ac.abort(new ShutdownSignal());
-    this.#flush();
+    this.#flush(true);
     if (left.length > 0) {
       const n = this.#store.release(
         this.#o.workerId,
@@ -306,13 +307,8 @@ export class WorkerPool {
       // The database refused the attempt's writes (disk full): not the job's fault, so it keeps its attempt
       // and waits for space instead of failing or staying active.
       writeHealth(this.#store.db).failed(reason);
-      reason = new RetryAfterError(
-        WRITE_FAULT_RETRY_MS,
-        `the database refused writes: ${(reason as Error).message}`,
-        {
-          code: "disk_full",
-        },
-      );
+      const message = `the database refused writes: ${(reason as Error).message}`;
+      reason = new RetryAfterError(WRITE_FAULT_RETRY_MS, message, { code: "disk_full" });
     }
     const error = toJobError(reason);
     const now = this.#o.now();
@@ -410,8 +406,10 @@ export class WorkerPool {
     }
   }
 
-  #flush(): void {
+  /** Records finished attempts; `force` (shutdown) tries even while backing off from a refusal. */
+  #flush(force = false): void {
     if (this.#pending.length === 0) return;
+    if (!force && performance.now() < this.#flushNotBefore) return;
     const batch = this.#pending;
     this.#pending = [];
     let out: ReturnType<QueueStore["settle"]>;
@@ -424,6 +422,7 @@ export class WorkerPool {
       if (this.#flushRetryMs === 0)
         this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
       this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
+      this.#flushNotBefore = performance.now() + this.#flushRetryMs;
       this.#pending.push(...batch);
       setTimeout(() => this.#scheduleTick(), this.#flushRetryMs);
       return;

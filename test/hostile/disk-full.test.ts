@@ -7,23 +7,25 @@
 
 import type { Database } from "bun:sqlite";
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { startTestServer, type TestServer, waitFor } from "../helpers";
+import { join } from "node:path";
+import { z } from "zod";
+import { writeHealth } from "../../src/db/write-health";
+import { defineJob } from "../../src/queue";
+import { startTestServer, type TestServer, tempDir, testQueue, waitFor } from "../helpers";
 
 // bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
 // machine makes these slower, never red).
 setDefaultTimeout(60_000);
 
 let server: TestServer;
-let db: Database;
 
 beforeAll(async () => {
   server = await startTestServer({ env: { PLACEHOLDER_LATENCY_MS: "200", BATCH_CONCURRENCY: "2" } });
-  db = server.ctx.db.$client;
-  db.run("CREATE TABLE filler (x BLOB)");
+  server.ctx.db.$client.run("CREATE TABLE filler (x BLOB)");
 });
 afterAll(() => server.close());
 
-function fillDisk(): void {
+function fillDisk(db: Database = server.ctx.db.$client): void {
   const { page_count } = db.query("PRAGMA page_count").get() as { page_count: number };
   db.query(`PRAGMA max_page_count = ${page_count}`).get();
   for (const size of [4000, 500, 50, 1]) {
@@ -35,7 +37,7 @@ function fillDisk(): void {
   }
 }
 
-function freeDisk(): void {
+function freeDisk(db: Database = server.ctx.db.$client): void {
   db.query("PRAGMA max_page_count = 1073741823").get();
 }
 
@@ -90,3 +92,39 @@ test("a job whose writes hit a full disk is re-queued retryably, then completes 
   );
   expect(done.status).toBe("completed");
 }, 90_000);
+
+test("an outcome the full database refuses is kept, retried with backoff and recorded once space returns", async () => {
+  const tmp = tempDir();
+  const q = testQueue(join(tmp.dir, "q.db"));
+  const gate = Promise.withResolvers<void>();
+  q.define(
+    defineJob({
+      type: "big",
+      input: z.object({}),
+      // A result of 200 KB: recording it needs new pages, which the full database refuses.
+      run: async () => {
+        await gate.promise;
+        return { blob: "x".repeat(200_000) };
+      },
+    }),
+  );
+  try {
+    q.store.db.run("CREATE TABLE filler (x BLOB)");
+    const { id } = q.enqueue("big", {});
+    q.start();
+    await waitFor(() => q.get(id)?.status === "active", { what: "job to start" });
+    fillDisk(q.store.db);
+    gate.resolve();
+    await waitFor(() => writeHealth(q.store.db).fault, { timeoutMs: 20_000, what: "the refused settlement" });
+    expect(q.get(id)?.status).toBe("active");
+    freeDisk(q.store.db);
+    const done = await waitFor(() => (q.get(id)?.status === "completed" ? q.get(id) : null), {
+      timeoutMs: 20_000,
+      what: "the outcome to be recorded",
+    });
+    expect((done.result as { blob: string }).blob).toHaveLength(200_000);
+  } finally {
+    await q.stop(0);
+    tmp.cleanup();
+  }
+});
