@@ -12,6 +12,7 @@ import { dashboardModule } from "./modules/dashboard";
 import { docsModule } from "./modules/docs";
 import { filesRoutes } from "./modules/files";
 import { generateModule } from "./modules/generate";
+import { settleFailedRequest } from "./modules/idempotency/plugin";
 import { instantModule } from "./modules/instant";
 import { jobsModule } from "./modules/jobs";
 import { metricsModule } from "./modules/metrics";
@@ -129,6 +130,7 @@ export function createApp(ctx: AppContext) {
         return body.text();
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
+        settleFailedRequest(request, error);
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
         // The disk or bucket refused a write (read-only, full, unreachable): the request can be retried
         // once the store is back, and the caller learns nothing of its paths.

@@ -81,10 +81,15 @@ export const EnvSchema = z.object({
   FAL_QUEUE_URL: optionalString,
   COMFYUI_URL: optionalString,
   COMFYUI_WORKFLOW: optionalString,
+  /** Path of an API-format edit workflow (LoadImage with `{{image}}`); default: the built-in img2img graph. */
+  COMFYUI_EDIT_WORKFLOW: optionalString,
   A1111_URL: optionalString,
   A1111_AUTH: optionalString,
   DASHSCOPE_API_KEY: optionalString,
   DASHSCOPE_BASE_URL: optionalString,
+  BFL_API_KEY: optionalString,
+  /** Black Forest Labs API base (regional: https://api.eu.bfl.ai, https://api.us.bfl.ai; tests: a fake). */
+  BFL_BASE_URL: optionalString,
   PLACEHOLDER_LATENCY_MS: int(0).default(0),
   /** JSON: per-provider overrides of concurrency and requests per minute, e.g. {"openai":{"rpm":50}}. */
   PROVIDER_LIMITS: z
@@ -154,6 +159,10 @@ export const EnvSchema = z.object({
   BACKLOG_FAILURE_COOLDOWN_MS: int(0).default(900_000),
   BACKLOG_TOPUP_DELAY_MS: int(0).default(1000),
   INSTANT_RATE_PER_MIN: int(0).default(30),
+  /** How long a request repeating an in-flight Idempotency-Key waits for the first one's answer (then 409). */
+  IDEMPOTENCY_WAIT_MS: int(0).default(10_000),
+  /** A reserved Idempotency-Key whose request never answered is taken over after this (its process died). */
+  IDEMPOTENCY_LEASE_MS: int(1000).default(300_000),
 });
 
 export type Env = z.infer<typeof EnvSchema>;

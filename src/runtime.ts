@@ -75,6 +75,8 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       backlog?.onJobTerminal(job);
       webhooks?.onJobTerminal(job);
     },
+    // A retry runs again what was refunded, so it is paid for again (402 refuses the retry).
+    onRetry: (job) => credits?.onJobRetry(job),
     db: db.$client,
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
@@ -160,7 +162,12 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     auth,
     jobs,
     health,
-    idempotency: new IdempotencyService(db, opts.now),
+    idempotency: new IdempotencyService(db.$client, {
+      waitMs: config.IDEMPOTENCY_WAIT_MS,
+      leaseMs: config.IDEMPOTENCY_LEASE_MS,
+      workerId: queue.pool.workerId,
+      now: opts.now,
+    }),
     storage,
     providers,
     assets,
@@ -234,10 +241,15 @@ function registryFrom(config: Config, onCall: ((call: ProviderCall) => void) | u
     falQueueBaseUrl: config.FAL_QUEUE_URL,
     comfyuiUrl: config.COMFYUI_URL,
     comfyuiWorkflow: config.COMFYUI_WORKFLOW ? readFileSync(config.COMFYUI_WORKFLOW, "utf8") : undefined,
+    comfyuiEditWorkflow: config.COMFYUI_EDIT_WORKFLOW
+      ? readFileSync(config.COMFYUI_EDIT_WORKFLOW, "utf8")
+      : undefined,
     a1111Url: config.A1111_URL,
     a1111Auth: config.A1111_AUTH,
     dashscopeApiKey: config.DASHSCOPE_API_KEY,
     dashscopeBaseUrl: config.DASHSCOPE_BASE_URL,
+    bflApiKey: config.BFL_API_KEY,
+    bflBaseUrl: config.BFL_BASE_URL,
     placeholder: { latencyMs: config.PLACEHOLDER_LATENCY_MS },
     limits: config.PROVIDER_LIMITS,
     defaultProvider: config.DEFAULT_PROVIDER,

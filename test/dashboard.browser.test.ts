@@ -475,6 +475,39 @@ describe.skipIf(!existsSync(CHROMIUM))("dashboard in a browser", () => {
   );
 
   test(
+    "the keys page creates a key shown once, rotates it and revokes it",
+    async () => {
+      await signedInPage();
+      await page.goto(`${server.url}/dashboard/keys`);
+      await expect(page.locator("tr[data-key-id]").first().textContent()).resolves.toContain("ADMIN_KEY");
+      await page.locator("#k-name").fill("deploy bot");
+      await page.getByLabel("Expires after").selectOption({ label: "30 days" });
+      await page.getByRole("button", { name: "Create key" }).click();
+      const shown = page.locator("[data-new-key]");
+      await shown.waitFor();
+      const first = await shown.inputValue();
+      expect(first).toStartWith("esk_");
+      expect((await server.api("/api/profile", { key: first })).status).toBe(200);
+      await shot("15-key-created");
+
+      await page.getByRole("button", { name: "Rotate deploy bot" }).first().click();
+      await page.getByRole("heading", { name: /Key rotated/ }).waitFor();
+      const second = await page.locator("[data-new-key]").inputValue();
+      expect(second).not.toBe(first);
+      expect((await server.api("/api/profile", { key: first })).status).toBe(401);
+      expect((await server.api("/api/profile", { key: second })).status).toBe(200);
+
+      await page.getByRole("button", { name: "Revoke deploy bot" }).click();
+      await page.waitForURL(`${server.url}/dashboard/keys?done=revoked`);
+      expect((await server.api("/api/profile", { key: second })).status).toBe(401);
+      expect(await page.locator('tr[data-status="revoked"]').count()).toBe(2);
+      expect(await page.content()).not.toContain(second);
+      await shot("16-keys");
+    },
+    TEST_TIMEOUT,
+  );
+
+  test(
     "signs out: the session ends and the cookie no longer works",
     async () => {
       await signedInPage();

@@ -59,8 +59,31 @@ export const apiKeys = sqliteTable(
     createdAt: integer("created_at").notNull(),
     lastUsedAt: integer("last_used_at"),
     revokedAt: integer("revoked_at"),
+    /** The key stops working at this time; null: never. */
+    expiresAt: integer("expires_at"),
   },
   (t) => [index("api_keys_user_idx").on(t.userId)],
+);
+
+/**
+ * Dashboard sign-ins. The session cookie is a signed JWT naming one of these rows by id; a session is valid
+ * only while its row exists unrevoked, so a sign-out holds across restarts.
+ */
+export const dashboardSessions = sqliteTable(
+  "dashboard_sessions",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [index("dashboard_sessions_expires_idx").on(t.expiresAt)],
 );
 
 export const jobs = sqliteTable(
@@ -336,9 +359,14 @@ export const idempotencyKeys = sqliteTable(
     key: text("key").notNull(),
     ownerId: text("owner_id").notNull(),
     requestHash: text("request_hash").notNull(),
+    /** The answer's HTTP status; 0 while the first request is still running (the key is reserved). */
     status: integer("status").notNull(),
     response: text("response").notNull(),
     createdAt: integer("created_at").notNull(),
+    /** The process running the first request while the key is reserved; null once answered. */
+    lockedBy: text("locked_by"),
+    /** A reservation not answered by then may be taken over (its holder died). */
+    lockedUntil: integer("locked_until"),
   },
   (t) => [primaryKey({ columns: [t.ownerId, t.key] })],
 );

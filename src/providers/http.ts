@@ -1,6 +1,6 @@
 /**
  * Shared HTTP plumbing for provider adapters. Every adapter goes through these so that failures are
- * classified the same way everywhere (see DESIGN.md §4, PROVIDERS.md).
+ * classified the same way everywhere (see DESIGN.md §4 and docs/providers.md).
  *
  * API (stable — other adapters import it):
  *
@@ -16,8 +16,8 @@
  *   timeout/network failure mid-body like `providerFetch`; `readJson` throws `provider_bad_response`
  *   on invalid JSON.
  * - `httpError(provider, status, headers, bodyText, opts?) → JobFailure`, and `classifyHttpError(...)`
- *   which throws it. Rules: 429 → RetryAfterError when a delay is known (retry-after-ms, retry-after,
- *   Gemini RetryInfo, `opts.hintMs`), else RetryableError `provider_rate_limited`; 5xx → RetryableError
+ *   which throws it. Rules: 429 → RetryAfterError when a delay is known (`retryDelayMs`, then
+ *   `opts.hintMs`), else RetryableError `provider_rate_limited`; 5xx → RetryableError
  *   `provider_unavailable` (or RetryAfterError with Retry-After / HF `estimated_time`); 408 →
  *   `provider_timeout`; 400/413/422 → UnrecoverableError `provider_invalid_request`; 401/403 → `provider_auth`;
  *   402 and quota codes (OpenAI `insufficient_quota`, DashScope `Throttling.AllocationQuota`/`Arrearage`) →
@@ -29,7 +29,12 @@
  * - `badResponse(provider, message, details?)`: RetryableError `provider_bad_response`.
  * - `parseErrorBody(bodyText) → ErrorBodyInfo`: message/codes/hints pulled out of known error shapes.
  * - `parseRetryAfter(headers, now?) → ms | undefined` (`retry-after-ms` first, then seconds or HTTP date).
- * - `parseDuration("12s" | "1.5s" | "250ms") → ms | undefined` (Google's RetryInfo.retryDelay).
+ * - `retryDelayMs(status, headers, body) → ms | undefined`: the one parser of "wait before retrying" every
+ *   adapter goes through (via `httpError`): `retry-after-ms`, `Retry-After` (seconds or HTTP date), on a 429
+ *   `x-ratelimit-reset*`, Google's `RetryInfo.retryDelay`, Hugging Face's `estimated_time`, then a wait
+ *   written in the message ("resets in ~30s", "available in 5 seconds", "try again in 6m0s").
+ * - `parseDuration("12s" | "1.5s" | "250ms" | "6m0s" | "30 seconds") → ms | undefined`;
+ *   `parseTextHint(message)`, `parseRateLimitReset(headers)`: the pieces of `retryDelayMs`.
  * - `downloadImage(url, {signal, maxBytes?, timeoutMs?, provider?, headers?, fetch?}) → {bytes, mime}`:
  *   streamed, aborts past `maxBytes` (UnrecoverableError `provider_output_too_large`), sniffs the type,
  *   accepts `data:` URLs.
@@ -168,7 +173,7 @@ export function contentPolicyError(
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Retry hints
+// Retry hints: every documented form of "wait before trying again" (docs/providers.md, "Waiting")
 
 export function parseRetryAfter(headers: Headers, now = Date.now()): number | undefined {
   const ms = headers.get("retry-after-ms");
@@ -180,13 +185,86 @@ export function parseRetryAfter(headers: Headers, now = Date.now()): number | un
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/** Google-style durations: "12s", "1.5s", "250ms" (protobuf Duration in JSON is always seconds + "s"). */
+const UNIT = "milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h";
+/** One number and its unit; `(?![a-z])` rather than `\b` so Go's "6m0s" splits into "6m" and "0s". */
+const PART = new RegExp(`(\\d+(?:\\.\\d+)?)\\s*(${UNIT})(?![a-z])`, "gi");
+const WHOLE_DURATION = new RegExp(`^\\s*(?:\\d+(?:\\.\\d+)?\\s*(?:${UNIT})(?![a-z])\\s*)+$`, "i");
+
+function unitMs(unit: string): number {
+  const u = unit.toLowerCase();
+  if (u === "ms" || u.startsWith("milli")) return 1;
+  if (u === "m" || u.startsWith("min")) return 60_000;
+  if (u === "h" || u.startsWith("h")) return 3_600_000;
+  return 1000;
+}
+
+/**
+ * A duration as providers write it: Google's protobuf "12s" / "1.5s", OpenAI's Go-style "6m0s" / "20ms",
+ * or words ("30 seconds", "2 minutes"). Undefined for anything else.
+ */
 export function parseDuration(value: unknown): number | undefined {
-  if (typeof value !== "string") return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$/.exec(value);
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  return m[2] === "ms" ? n : n * 1000;
+  if (typeof value !== "string" || !WHOLE_DURATION.test(value)) return undefined;
+  let total = 0;
+  for (const m of value.matchAll(PART)) total += Number(m[1]) * unitMs(m[2] ?? "s");
+  return total;
+}
+
+/** The phrases providers put before a wait in an error message, each followed by a duration. */
+const TEXT_HINT = new RegExp(
+  "(?:resets? in|available in|try again in|retry in|retry after|retrying in|wait(?: for)?)\\s*(?:about|approximately|~)?\\s*" +
+    `((?:\\d+(?:\\.\\d+)?\\s*(?:${UNIT})(?![a-z])\\s*)+)`,
+  "i",
+);
+
+/**
+ * A wait stated in words: Replicate's "Your rate limit resets in ~30s.", its older "Expected available in 5
+ * seconds", OpenAI's "Please try again in 6m0s", Gemini's "Please retry in 12.5s".
+ */
+export function parseTextHint(text: string | undefined): number | undefined {
+  const m = text ? TEXT_HINT.exec(text) : null;
+  return m ? parseDuration(m[1]!.trim()) : undefined;
+}
+
+/**
+ * `x-ratelimit-reset-requests` / `-tokens` (OpenAI: Go durations), or `x-ratelimit-reset` (seconds from now,
+ * or a Unix time when it is that large). When several are present, the longest: a 429 means one of them ran
+ * out, and a shorter reset would only earn another 429.
+ */
+export function parseRateLimitReset(headers: Headers, now = Date.now()): number | undefined {
+  const waits: number[] = [];
+  for (const name of ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset"]) {
+    const raw = headers.get(name)?.trim();
+    if (!raw) continue;
+    if (/^\d+(\.\d+)?$/.test(raw)) {
+      const n = Number(raw);
+      waits.push(n > 1e9 ? Math.max(0, n * 1000 - now) : n * 1000);
+      continue;
+    }
+    const d = parseDuration(raw);
+    if (d !== undefined) waits.push(d);
+  }
+  return waits.length > 0 ? Math.max(...waits) : undefined;
+}
+
+/**
+ * How long a failed call asks us to wait, from every documented source, most authoritative first:
+ * `retry-after-ms`, `Retry-After` (seconds or HTTP date), on a 429 the `x-ratelimit-reset*` headers, Google's
+ * `RetryInfo.retryDelay`, Hugging Face's 503 `estimated_time`, then a wait written in the message.
+ * Undefined when the answer says nothing about when.
+ */
+export function retryDelayMs(
+  status: number,
+  headers: Headers,
+  body: ErrorBodyInfo,
+  now = Date.now(),
+): number | undefined {
+  return (
+    parseRetryAfter(headers, now) ??
+    (status === 429 ? parseRateLimitReset(headers, now) : undefined) ??
+    body.retryDelayMs ??
+    body.estimatedMs ??
+    body.textHintMs
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -201,6 +279,8 @@ export type ErrorBodyInfo = {
   estimatedMs?: number;
   /** Google RetryInfo.retryDelay, as ms. */
   retryDelayMs?: number;
+  /** A wait written in the message ("resets in ~30s", "try again in 20s"), as ms. */
+  textHintMs?: number;
   /** The parsed JSON body, when it was JSON. */
   json?: unknown;
 };
@@ -226,14 +306,14 @@ function retryDelayOf(details: unknown): number | undefined {
   return undefined;
 }
 
-/** Pulls message, codes and retry hints out of the error shapes of every provider in PROVIDERS.md. */
+/** Pulls message, codes and retry hints out of the error shapes of every provider in docs/providers.md. */
 export function parseErrorBody(bodyText: string): ErrorBodyInfo {
   let json: unknown;
   try {
     json = JSON.parse(bodyText);
   } catch {
     const text = bodyText.trim().slice(0, 500);
-    return text ? { message: text, codes: [] } : { codes: [] };
+    return text ? { message: text, codes: [], textHintMs: parseTextHint(text) } : { codes: [] };
   }
   const info: ErrorBodyInfo = { codes: [], json };
   if (!isRecord(json)) return info;
@@ -249,6 +329,7 @@ export function parseErrorBody(bodyText: string): ErrorBodyInfo {
   if (typeof json.estimated_time === "number" && json.estimated_time >= 0) {
     info.estimatedMs = json.estimated_time * 1000;
   }
+  info.textHintMs = parseTextHint(info.message);
   return info;
 }
 
@@ -297,7 +378,7 @@ export function httpError(
   const details: Record<string, unknown> = { provider, status };
   if (info.codes.length > 0) details.providerCode = info.codes[0];
   const maxDelay = opts.maxDelayMs ?? MAX_RETRY_DELAY_MS;
-  const delay = parseRetryAfter(headers, opts.now) ?? info.retryDelayMs ?? info.estimatedMs ?? opts.hintMs;
+  const delay = retryDelayMs(status, headers, info, opts.now) ?? opts.hintMs;
 
   if (info.codes.some((c) => CONTENT_POLICY_CODES.has(c))) {
     return contentPolicyError(provider, info.message ?? `HTTP ${status}`, details);

@@ -136,6 +136,19 @@ export function createPlaceholderProvider(opts: PlaceholderOptions = {}): Provid
     defaultModel: NAME,
     models: [NAME],
     supportsEdits: true,
+    capabilities: {
+      models: {},
+      anyModel: {
+        input: "both",
+        maxInputImages: 1,
+        mask: true,
+        sizes: { kind: "range", min: 1, max: maxSide, step: 1 },
+        imagesPerCall: 4,
+        negativePrompt: "native",
+        seed: true,
+        outputFormats: ["png"],
+      },
+    },
     // Rendering is CPU work on this machine: a few at a time keeps the event loop responsive.
     limits: { concurrency: 4, rpm: 0 },
   };

@@ -6,6 +6,7 @@
  */
 import { UnrecoverableError } from "../queue/errors";
 import { createAutomatic1111Provider } from "./automatic1111";
+import { createBflProvider } from "./bfl";
 import { type ComfyuiOptions, createComfyuiProvider } from "./comfyui";
 import { createDashscopeProvider } from "./dashscope";
 import { createFalProvider } from "./fal";
@@ -25,6 +26,7 @@ export const PROVIDER_NAMES = [
   "huggingface",
   "replicate",
   "fal",
+  "bfl",
   "dashscope",
   "comfyui",
   "automatic1111",
@@ -54,12 +56,17 @@ export type ProviderRegistryOptions = {
   comfyuiUrl?: string;
   /** API-format workflow template (object or JSON text). @defaultValue the adapter's built-in SDXL graph */
   comfyuiWorkflow?: ComfyuiOptions["workflow"];
+  /** API-format edit workflow (`{{image}}` on LoadImage). @defaultValue the adapter's built-in img2img graph */
+  comfyuiEditWorkflow?: ComfyuiOptions["editWorkflow"];
   a1111Url?: string;
   /** HTTP Basic credentials for A1111/Forge `--api-auth`: `"user:pass"` or an object. */
   a1111Auth?: string | { username: string; password: string };
   dashscopeApiKey?: string;
   /** @defaultValue "https://dashscope-intl.aliyuncs.com" */
   dashscopeBaseUrl?: string;
+  bflApiKey?: string;
+  /** @defaultValue "https://api.bfl.ai" */
+  bflBaseUrl?: string;
   placeholder?: PlaceholderOptions;
   /** Per-provider overrides of the adapters' default limits, e.g. `{ openai: { rpm: 500 } }`. */
   limits?: Partial<Record<string, Partial<ProviderLimits>>>;
@@ -134,7 +141,11 @@ function configuredProviders(o: ProviderRegistryOptions): Provider[] {
   }
   if (o.comfyuiUrl) {
     out.push(
-      createComfyuiProvider({ url: o.comfyuiUrl, ...(o.comfyuiWorkflow && { workflow: o.comfyuiWorkflow }) }),
+      createComfyuiProvider({
+        url: o.comfyuiUrl,
+        ...(o.comfyuiWorkflow && { workflow: o.comfyuiWorkflow }),
+        ...(o.comfyuiEditWorkflow && { editWorkflow: o.comfyuiEditWorkflow }),
+      }),
     );
   }
   if (o.a1111Url) {
@@ -148,6 +159,9 @@ function configuredProviders(o: ProviderRegistryOptions): Provider[] {
         ...(o.dashscopeBaseUrl && { baseUrl: o.dashscopeBaseUrl }),
       }),
     );
+  }
+  if (o.bflApiKey) {
+    out.push(createBflProvider({ apiKey: o.bflApiKey, ...(o.bflBaseUrl && { baseUrl: o.bflBaseUrl }) }));
   }
   return out;
 }

@@ -40,7 +40,13 @@ export type EnqueueOptions = {
   items?: NewItem[];
 };
 
-export type EnqueueResult = { id: string; deduped: boolean; job: Job };
+export type EnqueueResult = {
+  id: string;
+  deduped: boolean;
+  job: Job;
+  /** When deduped: the credits the replaced request had been charged (the replacement's price is in `job`). */
+  previousCharge: number;
+};
 
 export type QueueOptions = {
   db: Database;
@@ -58,6 +64,11 @@ export type QueueOptions = {
    * hook, in a savepoint: when it throws, the error is logged and the job still ends (see terminal.ts).
    */
   onTerminal?: (job: Job) => void;
+  /**
+   * Runs inside a retry's transaction, with the job as it was before (charges for the re-run). Throwing
+   * refuses the retry: the transaction rolls back and the job stays as it was.
+   */
+  onRetry?: (job: Job) => void;
 };
 
 /** A worker id that says which host and process holds a lease, so a restart can tell dead holders. */
@@ -124,11 +135,11 @@ export class Queue {
     const parsed = def.input.safeParse(input);
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
     const row = this.#newJob(def, opts, this.now());
-    const { job, deduped } = this.store.tx(() =>
+    const { job, deduped, previousCharge } = this.store.tx(() =>
       this.store.insert({ ...row, input: parsed.data }, opts.items),
     );
     this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
-    return { id: job.id, deduped, job };
+    return { id: job.id, deduped, job, previousCharge };
   }
 
   /** Inserts many jobs of one type in one transaction (no dedupe). Returns their ids in order. */
@@ -183,18 +194,32 @@ export class Queue {
     return this.store.items(id);
   }
 
-  /** Cancels a queued job at once, or an active one by aborting its attempt. Null if already finished. */
-  cancel(id: string): Job | null {
-    const job = this.store.cancel(id, this.now(), (j) => this.#terminal(j));
+  /**
+   * Cancels a queued job at once, or an active one by aborting its attempt. Null if already finished.
+   * `within` runs in the cancel's transaction with the cancelled job (e.g. to record the caller's answer).
+   */
+  cancel(id: string, within?: (job: Job) => void): Job | null {
+    const job = this.store.tx(() => {
+      const cancelled = this.store.cancel(id, this.now(), (j) => this.#terminal(j));
+      if (cancelled) within?.(cancelled);
+      return cancelled;
+    });
     if (!job) return null;
     this.pool.abort(id);
     this.events.emit("job:cancelled", { job });
     return job;
   }
 
-  /** Re-queues a failed/partial/cancelled job with fresh attempts; only its failed items run again. */
-  retry(id: string): Job | null | "conflict" {
-    const job = this.store.retry(id, this.now());
+  /**
+   * Re-queues a failed/partial/cancelled job with fresh attempts; only its failed items run again. The
+   * `onRetry` option (charges) and then `within` run in the same transaction; either may throw to refuse.
+   */
+  retry(id: string, within?: (job: Job) => void): Job | null | "conflict" {
+    const job = this.store.tx(() => {
+      const retried = this.store.retry(id, this.now(), this.#o.onRetry);
+      if (retried && retried !== "conflict") within?.(retried);
+      return retried;
+    });
     if (job && job !== "conflict") {
       this.events.emit("job:queued", { job, deduped: false });
       this.pool.wake();

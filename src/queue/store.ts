@@ -109,6 +109,7 @@ export class QueueStore {
   readonly db: Database;
   readonly #insert: Statement;
   readonly #upsertDeduped: Statement;
+  readonly #queuedCharge: Statement;
   readonly #insertItem: Statement;
   readonly #deleteItems: Statement;
   readonly #finish: Statement;
@@ -144,8 +145,13 @@ export class QueueStore {
        VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
        DO UPDATE SET input = excluded.input, priority = max(priority, excluded.priority),
-         metadata = coalesce(excluded.metadata, metadata), updated_at = excluded.updated_at
+         metadata = coalesce(excluded.metadata, metadata), timeout_ms = excluded.timeout_ms,
+         max_attempts = excluded.max_attempts, webhook_url = excluded.webhook_url, recipe_id = excluded.recipe_id,
+         credits_charged = excluded.credits_charged, updated_at = excluded.updated_at
        RETURNING ${JOB_COLUMNS}`,
+    );
+    this.#queuedCharge = db.prepare(
+      "SELECT credits_charged AS c FROM jobs WHERE dedupe_key = ? AND status = 'queued'",
     );
     this.#insertItem = db.prepare(
       "INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
@@ -208,10 +214,11 @@ export class QueueStore {
   }
 
   /**
-   * Inserts one job (and its items). With a dedupe key, upserts into the key's queued job instead.
-   * Returns the row as stored and whether it was deduped into an existing job. Caller commits.
+   * Inserts one job (and its items). With a dedupe key, upserts into the key's queued job instead: the new
+   * request replaces the queued one's input, items, settings and price. Returns the row as stored, whether it
+   * was deduped into an existing job, and what that job had been charged before (0 when new). Caller commits.
    */
-  insert(job: NewJob, items?: NewItem[]): { job: Job; deduped: boolean } {
+  insert(job: NewJob, items?: NewItem[]): { job: Job; deduped: boolean; previousCharge: number } {
     const input = JSON.stringify(job.input);
     const metadata = job.metadata ? JSON.stringify(job.metadata) : null;
     const args = [
@@ -233,7 +240,10 @@ export class QueueStore {
     ] as const;
     let stored: Job;
     let deduped = false;
+    let previousCharge = 0;
     if (job.dedupeKey) {
+      // Read before the upsert (RETURNING shows only the new price): the caller settles the difference.
+      previousCharge = (this.#queuedCharge.get(job.dedupeKey) as { c: number } | null)?.c ?? 0;
       stored = toJob(this.#upsertDeduped.get(...args) as Row);
       deduped = stored.id !== job.id;
       if (deduped && items) this.#deleteItems.run(stored.id);
@@ -247,7 +257,7 @@ export class QueueStore {
         this.#insertItem.run(stored.id, i, item.key, JSON.stringify(item.input ?? null), job.now);
       }
     }
-    return { job: stored, deduped };
+    return { job: stored, deduped, previousCharge: deduped ? previousCharge : 0 };
   }
 
   /**
@@ -445,9 +455,10 @@ export class QueueStore {
   /**
    * Puts a failed, partial or cancelled job back in the queue with fresh attempts; only its failed (or
    * never-run) items run again. Returns null when the job is not in a retryable state, or "conflict"
-   * when another job with its dedupe key is already queued.
+   * when another job with its dedupe key is already queued. `onRetry` runs in the same transaction once the
+   * job is queued again, with the job as it was; if it throws, nothing changes.
    */
-  retry(id: string, now: number): Job | null | "conflict" {
+  retry(id: string, now: number, onRetry?: (before: Job) => void): Job | null | "conflict" {
     return this.tx(() => {
       const before = this.get(id);
       if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
@@ -460,6 +471,8 @@ export class QueueStore {
         .run(now, now, id);
       // A newer job with the same dedupe key is queued: the unique index refused this one.
       if (res.changes === 0) return "conflict";
+      // Only once the job is really queued again: a refused retry must not be charged.
+      onRetry?.(before);
       // The run being retried becomes history: its attempt, how it ended and why.
       const ended = before.error ?? {
         code: before.status,

@@ -137,7 +137,7 @@ describe("automatic1111 error classification", () => {
   });
 
   test("a refused prompt (an extension's FastAPI 4xx) is not retried, and is no provider safety verdict", async () => {
-    // A1111's API has no safety system (PROVIDERS.md): NSFW filters either black the image out (a normal 200,
+    // A1111's API has no safety system (docs/providers.md): NSFW filters either black the image out (a normal 200,
     // indistinguishable from any other image) or, as prompt-filter extensions do, raise an HTTPException that
     // FastAPI answers as `{detail}`. That 4xx is the nearest honest equivalent of a safety rejection: final,
     // and not `content_policy` (which means a paid provider refused and keeps the credits).

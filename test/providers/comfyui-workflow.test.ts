@@ -19,6 +19,8 @@ const values: WorkflowValues = {
   cfg: 4.5,
   sampler_name: "dpmpp_2m",
   scheduler: "karras",
+  image: "",
+  denoise: 1,
 };
 
 describe("comfyui workflow filling", () => {

@@ -91,9 +91,50 @@ describe("comfyui workflow and request shape", () => {
     expect(() => provider({ workflow: { nodes: [], links: [] } as never })).toThrow(UnrecoverableError);
   });
 
-  test("input images are refused before any request", async () => {
+  test("img2img: the input is uploaded, the edit graph loads it by name, encodes it and redraws it", async () => {
     const img = { bytes: fake.image, mime: "image/png" };
-    const err = await failureOf(provider().generate(request({ images: [img] }), context()));
+    const images = await provider().generate(
+      request({ images: [img], n: 2, seed: 9, params: { denoise: 0.6 } }),
+      context(),
+    );
+    const upload = fake.server.requestsTo("/upload/image")[0]!;
+    expect(upload.method).toBe("POST");
+    const form = Object.fromEntries(upload.form ?? []);
+    expect(form.type).toBe("input");
+    expect(form.image).toMatchObject({ type: "image/png", bytes: fake.image });
+    const name = (form.image as { name: string }).name;
+    expect(fake.uploads.has(name)).toBe(true);
+    const graph = submitted().prompt;
+    const load = Object.values(graph).find((n) => n.class_type === "LoadImage")!;
+    expect(load.inputs.image).toBe(name);
+    const sampler = Object.values(graph).find((n) => n.class_type === "KSampler")!;
+    expect(sampler.inputs).toMatchObject({ seed: 9, denoise: 0.6 });
+    expect(Object.values(graph).some((n) => n.class_type === "VAEEncode")).toBe(true);
+    expect(Object.values(graph).some((n) => n.class_type === "EmptyLatentImage")).toBe(false);
+    expect(images).toHaveLength(2);
+    expect(images[0]).toMatchObject({ mime: "image/png", seed: 9 });
+  });
+
+  test("a user edit workflow (JSON text) gets {{image}} and {{denoise}} filled", async () => {
+    const editWorkflow = JSON.stringify({
+      "1": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "{{model}}" } },
+      "2": { class_type: "LoadImage", inputs: { image: "{{image}}" } },
+      "3": {
+        class_type: "KSampler",
+        inputs: { seed: "{{seed}}", denoise: "{{denoise}}", steps: "{{steps}}" },
+      },
+      "9": { class_type: "SaveImage", inputs: { filename_prefix: "mine", images: ["3", 0] } },
+    });
+    const img = { bytes: fake.image, mime: "image/png" };
+    await provider({ editWorkflow }).generate(request({ images: [img], seed: 2 }), context());
+    const graph = submitted().prompt;
+    expect(graph["2"]!.inputs.image).toBe([...fake.uploads.keys()][0]!);
+    expect(graph["3"]!.inputs).toEqual({ seed: 2, denoise: 0.75, steps: 20 });
+  });
+
+  test("a mask is refused before any request (the built-in edit graph does not inpaint)", async () => {
+    const img = { bytes: fake.image, mime: "image/png" };
+    const err = await failureOf(provider().generate(request({ images: [img], mask: img }), context()));
     expect(err).toMatchObject({ code: "provider_invalid_request" });
     expect(fake.server.requests).toHaveLength(0);
   });
@@ -201,7 +242,7 @@ describe("comfyui error classification", () => {
   });
 
   test("a safety-checker node refusing the image is an execution_error: retried, never content_policy", async () => {
-    // ComfyUI has no safety system in its API (PROVIDERS.md). The nearest equivalent is a checker custom node
+    // ComfyUI has no safety system in its API (docs/providers.md). The nearest equivalent is a checker custom node
     // that raises during execution: on the wire that is the same `execution_error` any failing node gives, so
     // it is classified like one (retryable, bounded by the job's attempts; a new attempt draws a new seed).
     fake.behaviour.fail = {

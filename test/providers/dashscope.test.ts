@@ -22,9 +22,9 @@ const edit = (overrides: Parameters<typeof request>[0] = {}) =>
   request({ prompt: "make the sky purple", images: [input], ...overrides });
 
 describe("dashscope request shape", () => {
-  test("posts a qwen-image-edit chat message with the image as a data URL, then downloads the URLs", async () => {
+  test("posts a qwen-image-edit chat message with the image as a data URL, then downloads the URL", async () => {
     const images = await provider().generate(
-      edit({ size: "1024x1536", n: 2, seed: 5, negativePrompt: "low quality" }),
+      edit({ size: "1024x1536", seed: 5, negativePrompt: "low quality" }),
       context(),
     );
     const call = fake.server.requests[0]!;
@@ -42,23 +42,41 @@ describe("dashscope request shape", () => {
     const [imagePart, textPart] = body.input.messages[0]!.content;
     expect(imagePart!.image).toBe(`data:image/png;base64,${Buffer.from(fake.image).toString("base64")}`);
     expect(textPart).toEqual({ text: "make the sky purple" });
-    expect(body.parameters).toEqual({
-      n: 2,
-      size: "1024*1536",
-      watermark: false,
-      negative_prompt: "low quality",
-      seed: 5,
-    });
-    expect(
-      fake.server
-        .requestsTo(/^\/oss\//)
-        .map((r) => r.path)
-        .sort(),
-    ).toEqual(["/oss/out-0.png", "/oss/out-1.png"]);
-    expect(images).toEqual([
-      { bytes: fake.image, mime: "image/png", seed: 5 },
-      { bytes: fake.image, mime: "image/png", seed: 5 },
-    ]);
+    // qwen-image-edit takes neither size (the output follows the input) nor n (one image per call).
+    expect(body.parameters).toEqual({ watermark: false, negative_prompt: "low quality", seed: 5 });
+    expect(fake.server.requestsTo(/^\/oss\//).map((r) => r.path)).toEqual(["/oss/out-0.png"]);
+    expect(images).toEqual([{ bytes: fake.image, mime: "image/png", seed: 5 }]);
+  });
+
+  test("qwen-image-edit: n images are n calls without n or size, seeds one apart", async () => {
+    const p = provider();
+    const images = await p.generate(edit({ n: 3, seed: 10 }), context());
+    const params = fake.server
+      .requestsTo(GENERATION_PATH)
+      .map((r) => (r.json as { parameters: Record<string, unknown> }).parameters);
+    expect(params.map((x) => x.seed).sort()).toEqual([10, 11, 12]);
+    for (const x of params) {
+      expect(x).not.toHaveProperty("n");
+      expect(x).not.toHaveProperty("size");
+    }
+    expect(images).toHaveLength(3);
+    expect(p.requestCost?.(edit({ n: 3 }))).toBe(3);
+  });
+
+  test("the plus series takes size (W*H) and n in one call; without an asked size it sends none", async () => {
+    const p = provider();
+    const images = await p.generate(
+      edit({ model: "qwen-image-edit-plus", size: "1024x1536", n: 2 }),
+      context(),
+    );
+    await p.generate(edit({ model: "qwen-image-edit-plus", sizeGiven: false }), context());
+    const [sized, unsized] = fake.server
+      .requestsTo(GENERATION_PATH)
+      .map((r) => (r.json as { parameters: Record<string, unknown> }).parameters);
+    expect(sized).toEqual({ watermark: false, n: 2, size: "1024*1536" });
+    expect(unsized).toEqual({ watermark: false, n: 1 });
+    expect(images).toHaveLength(2);
+    expect(p.requestCost?.(edit({ model: "qwen-image-edit-plus", n: 2 }))).toBe(1);
   });
 
   test("without an input image the request is refused before any call", async () => {

@@ -58,6 +58,16 @@ describe("gemini: generateContent", () => {
     expect(images).toEqual([{ bytes: fake.image, mime: "image/png", seed: 3 }]);
   });
 
+  test("an edit that names no size sends no aspectRatio, so the output keeps the input's shape", async () => {
+    const input = await testImage({ format: "png" });
+    await provider().generate(
+      req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }),
+      ctx(),
+    );
+    const body = fake.requests[0]?.json as { generationConfig: { imageConfig: Record<string, unknown> } };
+    expect(body.generationConfig.imageConfig).toEqual({});
+  });
+
   test("accepts snake_case inline_data; n images → n calls", async () => {
     fake.snakeCase = true;
     const p = provider();

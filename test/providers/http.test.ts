@@ -6,10 +6,14 @@ import {
   httpError,
   MAX_RETRY_DELAY_MS,
   parseDuration,
+  parseErrorBody,
+  parseRateLimitReset,
   parseRetryAfter,
   parseSize,
+  parseTextHint,
   providerFetch,
   readJson,
+  retryDelayMs,
   sizeToAspectRatio,
   sleep,
   sniffMime,
@@ -47,6 +51,69 @@ describe("parseRetryAfter", () => {
     expect(parseDuration("1.5s")).toBe(1500);
     expect(parseDuration("250ms")).toBe(250);
     expect(parseDuration(12)).toBeUndefined();
+  });
+});
+
+describe("every documented form of wait (retryDelayMs)", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  const wait = (status: number, headers: Record<string, string>, body: unknown = {}) =>
+    retryDelayMs(
+      status,
+      h(headers),
+      parseErrorBody(typeof body === "string" ? body : JSON.stringify(body)),
+      now,
+    );
+
+  test("durations: Google's protobuf seconds, OpenAI's Go style, words", () => {
+    expect(parseDuration("6m0s")).toBe(360_000);
+    expect(parseDuration("1h2m3.5s")).toBe(3_723_500);
+    expect(parseDuration("20ms")).toBe(20);
+    expect(parseDuration("30 seconds")).toBe(30_000);
+    expect(parseDuration("2 minutes")).toBe(120_000);
+    expect(parseDuration("soon")).toBeUndefined();
+    expect(parseDuration("30")).toBeUndefined();
+  });
+
+  test("waits written in messages", () => {
+    expect(parseTextHint("Request was throttled. Your rate limit resets in ~30s.")).toBe(30_000);
+    expect(parseTextHint("Request was throttled. Expected available in 5 seconds.")).toBe(5000);
+    expect(parseTextHint("Rate limit reached for requests. Please try again in 6m0s.")).toBe(360_000);
+    expect(parseTextHint("Quota exceeded. Please retry in 12.5s.")).toBe(12_500);
+    expect(parseTextHint("Too many requests")).toBeUndefined();
+  });
+
+  test("x-ratelimit-reset* headers: Go durations, seconds, a Unix time; the longest wins", () => {
+    expect(
+      parseRateLimitReset(h({ "x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s" })),
+    ).toBe(360_000);
+    expect(parseRateLimitReset(h({ "x-ratelimit-reset": "12" }), now)).toBe(12_000);
+    expect(parseRateLimitReset(h({ "x-ratelimit-reset": String(now / 1000 + 45) }), now)).toBe(45_000);
+    expect(parseRateLimitReset(h())).toBeUndefined();
+  });
+
+  test("the order of authority: retry-after-ms, Retry-After, rate-limit reset, RetryInfo, estimated_time, text", () => {
+    const text = { detail: "Your rate limit resets in ~30s." };
+    expect(wait(429, { "retry-after-ms": "1500", "retry-after": "9" }, text)).toBe(1500);
+    expect(wait(429, { "retry-after": "Thu, 01 Jan 2026 00:00:20 GMT" }, text)).toBe(20_000);
+    expect(wait(429, { "x-ratelimit-reset-requests": "7s" }, text)).toBe(7000);
+    expect(wait(429, {}, { error: { status: "RESOURCE_EXHAUSTED", details: [{ retryDelay: "12s" }] } })).toBe(
+      12_000,
+    );
+    expect(wait(503, {}, { error: "Model is currently loading", estimated_time: 20 })).toBe(20_000);
+    expect(wait(429, {}, text)).toBe(30_000);
+    expect(wait(429, {}, "Too many requests, retry after 8 seconds")).toBe(8000);
+    expect(wait(429, {}, {})).toBeUndefined();
+  });
+
+  test("rate-limit reset headers say nothing about a 5xx", () => {
+    expect(wait(500, { "x-ratelimit-reset-requests": "7s" })).toBeUndefined();
+  });
+
+  test("httpError turns Replicate's documented throttle into a 30 s RetryAfterError", () => {
+    const body = JSON.stringify({ detail: "Request was throttled. Your rate limit resets in ~30s." });
+    const err = httpError("replicate", 429, h(), body);
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect((err as RetryAfterError).delayMs).toBe(30_000);
   });
 });
 

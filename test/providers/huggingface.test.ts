@@ -30,7 +30,7 @@ const provider = (over: { timeoutMs?: number; waitForModel?: boolean } = {}) =>
 describe("huggingface: requests and answers", () => {
   test("posts {inputs, parameters} to the model route with bearer auth; raw bytes back", async () => {
     const images = await provider().generate(
-      req({ seed: 7, negativePrompt: "blurry", params: { num_inference_steps: 28, guidance_scale: 3.5 } }),
+      req({ seed: 7, params: { num_inference_steps: 28, guidance_scale: 3.5 } }),
       ctx(),
     );
     const sent = fake.requests[0];
@@ -43,7 +43,6 @@ describe("huggingface: requests and answers", () => {
         width: 1024,
         height: 768,
         seed: 7,
-        negative_prompt: "blurry",
         num_inference_steps: 28,
         guidance_scale: 3.5,
       },
@@ -62,6 +61,15 @@ describe("huggingface: requests and answers", () => {
     ).toBe(true);
     expect(fake.requests[0]?.headers.get("x-wait-for-model")).toBe("true");
     expect(p.requestCost?.(req({ n: 3 }))).toBe(3);
+  });
+
+  test("negative prompts go to SDXL, never to FLUX (which would ignore or draw them)", async () => {
+    const sdxl = "stabilityai/stable-diffusion-xl-base-1.0";
+    await provider().generate(req({ model: sdxl, negativePrompt: "blurry" }), ctx());
+    await provider().generate(req({ negativePrompt: "blurry" }), ctx());
+    const params = fake.requests.map((r) => (r.json as { parameters: Record<string, unknown> }).parameters);
+    expect(params[0]?.negative_prompt).toBe("blurry");
+    expect(params[1]).not.toHaveProperty("negative_prompt");
   });
 
   test("tolerates JSON {data:[{b64_json}]} and {output:[url]}", async () => {

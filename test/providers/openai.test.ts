@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { createOpenAIProvider, snapSize } from "../../src/providers/openai";
+import { createOpenAIProvider } from "../../src/providers/openai";
 import type { GenerateRequest } from "../../src/providers/types";
 import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { json, testImage } from "../fakes/base";
@@ -31,7 +31,7 @@ describe("openai: generations", () => {
     const images = await provider().generate(
       req({
         n: 2,
-        size: "1920x1080",
+        size: "1536x1024",
         negativePrompt: "people",
         params: { quality: "low", output_format: "png" },
       }),
@@ -85,15 +85,22 @@ describe("openai: generations", () => {
     ]);
   });
 
-  test("unknown models (OpenAI-compatible servers) get the size as requested", () => {
-    expect(snapSize("sd-turbo", "768x512")).toBe("768x512");
-    expect(snapSize("gpt-image-1", "auto")).toBe("auto");
-    expect(snapSize("gpt-image-1", "1024x1792")).toBe("1024x1536");
-    expect(snapSize("dall-e-2", "300x300")).toBe("256x256");
+  test("unknown models (OpenAI-compatible servers) get the size as requested", async () => {
+    await provider().generate(req({ model: "sd-turbo", size: "768x512", n: 3 }), ctx());
+    expect(fake.requests[0]?.json).toMatchObject({ model: "sd-turbo", size: "768x512", n: 3 });
   });
 });
 
 describe("openai: edits", () => {
+  test("a GPT image edit that names no size asks for auto (the input's shape)", async () => {
+    const input = await testImage({ format: "png" });
+    await provider().generate(
+      req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }),
+      ctx(),
+    );
+    expect(fake.field(fake.requests[0]!, "size")).toBe("auto");
+  });
+
   test("one image goes as multipart `image` with an optional mask", async () => {
     const input = await testImage({ format: "png" });
     const mask = await testImage({ format: "png", color: "#000000" });
@@ -142,6 +149,35 @@ describe("openai: failures", () => {
       type: RetryAfterError,
       code: "provider_rate_limited",
       delayMs: 1200,
+    });
+  });
+
+  test("429 with only OpenAI's x-ratelimit-reset-requests header waits that long", async () => {
+    fake.rateLimited({ "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s" });
+    await expectFailure(provider().generate(req(), ctx()), {
+      type: RetryAfterError,
+      code: "provider_rate_limited",
+      delayMs: 20_000,
+    });
+  });
+
+  test('429 whose message says "Please try again in 1m30s" waits that long', async () => {
+    fake.script(
+      json(
+        {
+          error: {
+            message: "Rate limit reached for gpt-image-1. Please try again in 1m30s.",
+            type: "requests",
+            code: "rate_limit_exceeded",
+          },
+        },
+        429,
+      ),
+    );
+    await expectFailure(provider().generate(req(), ctx()), {
+      type: RetryAfterError,
+      code: "provider_rate_limited",
+      delayMs: 90_000,
     });
   });
 

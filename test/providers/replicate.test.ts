@@ -23,11 +23,8 @@ const provider = (opts: Partial<ReplicateOptions> = {}) =>
   });
 
 describe("replicate request shape", () => {
-  test("owner/name models are created on the model endpoint with auth, Prefer: wait and mapped input", async () => {
-    const images = await provider().generate(
-      request({ size: "1344x768", n: 2, seed: 7, negativePrompt: "blurry" }),
-      context(),
-    );
+  test("owner/name models are created on the model endpoint with auth, Prefer: wait and the model's inputs", async () => {
+    const images = await provider().generate(request({ size: "1344x768", n: 2, seed: 7 }), context());
     const create = fake.server.requests[0]!;
     expect(create.method).toBe("POST");
     expect(create.path).toBe("/v1/models/black-forest-labs/flux-schnell/predictions");
@@ -37,16 +34,79 @@ describe("replicate request shape", () => {
       input: {
         prompt: "a red fox in the snow",
         aspect_ratio: "16:9",
-        width: 1344,
-        height: 768,
         num_outputs: 2,
         output_format: "png",
-        negative_prompt: "blurry",
         seed: 7,
       },
     });
     expect(images).toHaveLength(2);
     expect(images[0]).toEqual({ bytes: fake.image, mime: "image/png", seed: 7 });
+  });
+
+  test("FLUX 1.1 pro: a custom aspect ratio with width/height, one prediction per image, seeds one apart", async () => {
+    fake.behaviour.sync = true;
+    const p = provider();
+    const model = "black-forest-labs/flux-1.1-pro";
+    const images = await p.generate(request({ model, size: "1440x800", n: 2, seed: 3 }), context());
+    const inputs = fake.server.requests
+      .filter((r) => r.method === "POST")
+      .map((r) => (r.json as { input: Record<string, unknown> }).input);
+    expect(inputs.sort((a, b) => Number(a.seed) - Number(b.seed))).toEqual([
+      {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "custom",
+        width: 1440,
+        height: 800,
+        output_format: "png",
+        seed: 3,
+      },
+      {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "custom",
+        width: 1440,
+        height: 800,
+        output_format: "png",
+        seed: 4,
+      },
+    ]);
+    expect(images).toHaveLength(2);
+    expect(p.requestCost?.(request({ model, n: 3 }))).toBe(3);
+  });
+
+  test("FLUX Kontext edits send input_image; with no size asked it keeps the input's aspect ratio", async () => {
+    fake.behaviour.sync = true;
+    const img = { bytes: fake.image, mime: "image/png" };
+    const model = "black-forest-labs/flux-kontext-pro";
+    await provider().generate(request({ model, images: [img], sizeGiven: false }), context());
+    await provider().generate(request({ model, images: [img], size: "1024x1024" }), context());
+    const [kept, square] = fake.server.requests
+      .filter((r) => r.method === "POST")
+      .map((r) => (r.json as { input: Record<string, unknown> }).input);
+    expect(kept).toEqual({
+      prompt: "a red fox in the snow",
+      aspect_ratio: "match_input_image",
+      output_format: "png",
+      input_image: `data:image/png;base64,${Buffer.from(fake.image).toString("base64")}`,
+    });
+    expect(square?.aspect_ratio).toBe("1:1");
+    expect(square).not.toHaveProperty("num_outputs");
+  });
+
+  test("a model outside the table gets every input, as given", async () => {
+    fake.behaviour.sync = true;
+    await provider().generate(
+      request({ model: "acme/painter", size: "640x480", n: 2, negativePrompt: "blurry" }),
+      context(),
+    );
+    expect((fake.server.requests[0]!.json as { input: unknown }).input).toEqual({
+      prompt: "a red fox in the snow",
+      aspect_ratio: "4:3",
+      width: 640,
+      height: 480,
+      num_outputs: 2,
+      output_format: "png",
+      negative_prompt: "blurry",
+    });
   });
 
   test("owner/name:version and bare version ids go to /predictions with a version", async () => {
@@ -148,7 +208,14 @@ describe("replicate error classification", () => {
     expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 5000, refundable: true });
   });
 
-  test("429 whose detail says when, without the header, uses the detail", async () => {
+  test('the documented 429 body without Retry-After ("resets in ~30s") waits 30 s', async () => {
+    fake.server.script(replicateError.throttledResets(30), { method: "POST" });
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toBeInstanceOf(RetryAfterError);
+    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 30_000 });
+  });
+
+  test('429 whose older detail says "available in N seconds", without the header, uses the detail', async () => {
     fake.server.script(json({ detail: "Request was throttled. Expected available in 3 seconds." }, 429));
     const err = await failureOf(provider().generate(request(), context()));
     expect(err).toBeInstanceOf(RetryAfterError);

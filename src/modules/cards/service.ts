@@ -14,6 +14,7 @@ import {
 } from "../../render";
 import { cardImageKey, cardImagePrefix, IMMUTABLE_CACHE_CONTROL, type Storage } from "../../storage";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { mergePatch } from "./merge";
 import type { CreateCardBody, ListCardsQuery } from "./model";
 
@@ -127,27 +128,63 @@ export class CardService {
   }
 
   /** Creates a card and renders it at once, so the response carries its image URL. */
-  async create(p: Principal, body: CreateCardBody) {
+  /**
+   * Renders the new card first, then inserts it pointing at its image, in one transaction that also records
+   * `idem`'s answer: a crash leaves at most an unreferenced image (the orphan sweep's), never a card without
+   * its key. A failed first render still creates the card; a queued render retries it with the engine's backoff.
+   */
+  async create(p: Principal, body: CreateCardBody, idem: IdempotentAnswer = NO_KEY) {
     validate(body.template, body.data);
     const owner = this.#d.auth.actingUser(p, body.userId);
     const now = this.#now();
     const id = Bun.randomUUIDv7();
-    this.#d.db
-      .query(
-        `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 1, 0, ?, ?)`,
-      )
-      .run(id, owner.id, body.template, JSON.stringify(body.data), now, now);
+    let image: { key: string; url: string } | null = null;
+    let renderError: { code: string; message: string } | null = null;
     try {
-      await this.render(id);
+      const prepared = await this.#prepare(body.template, body.data);
+      const { png } = await this.#d.renderer.render(body.template, prepared);
+      const key = cardImageKey(id, 1, now);
+      await this.#d.storage.put(key, png, {
+        contentType: "image/png",
+        cacheControl: IMMUTABLE_CACHE_CONTROL,
+      });
+      image = { key, url: this.#d.storage.publicUrl(key) };
     } catch (err) {
-      // The card exists; a queued render retries with the engine's backoff, and the view says "rendering".
-      this.#enqueueRender(id, 0);
-      this.#d.db
-        .query("UPDATE cards SET render_error = ? WHERE id = ?")
-        .run(JSON.stringify(errorOf(err)), id);
+      renderError = errorOf(err);
     }
-    return this.view(this.get(id)!);
+    const view = this.#d.queue.store.tx(() => {
+      this.#d.db
+        .query(
+          `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, image_key, image_url,
+             render_error, created_at, updated_at)
+           VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          id,
+          owner.id,
+          body.template,
+          JSON.stringify(body.data),
+          image ? 1 : 0,
+          image?.key ?? null,
+          image?.url ?? null,
+          renderError ? JSON.stringify(renderError) : null,
+          now,
+          now,
+        );
+      if (!image) this.#enqueueRender(id, 0);
+      const created = this.view(this.get(id)!);
+      idem.commit(created);
+      return created;
+    });
+    if (image) {
+      this.#d.queue.events.emit("card:rendered", {
+        cardId: id,
+        ownerId: owner.id,
+        version: 1,
+        imageUrl: image.url,
+      });
+    }
+    return view;
   }
 
   /** Merges `patch` into the card's data, bumps the version and schedules a debounced render. */

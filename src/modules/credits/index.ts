@@ -1,10 +1,11 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import type { User } from "../../db/schema";
+import { transaction } from "../../db/tx";
 import { forbidden, notFound } from "../../errors";
 import { authPlugin } from "../auth/plugin";
 import { isAdminKey, type Principal } from "../auth/service";
-import { idempotent } from "../idempotency/service";
+import { idempotencyPlugin } from "../idempotency/plugin";
 import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
 
 /**
@@ -24,6 +25,7 @@ function adjustable(ctx: AppContext, p: Principal, ref: string, grant: boolean):
 export const creditsModule = (ctx: AppContext) =>
   new Elysia({ prefix: "/api", name: "credits" })
     .use(authPlugin(ctx.auth))
+    .use(idempotencyPlugin(ctx.idempotency))
     .get(
       "/credits",
       ({ principal, query }) => {
@@ -47,30 +49,25 @@ export const creditsModule = (ctx: AppContext) =>
     )
     .post(
       "/users/:id/credits",
-      ({ principal, params, body, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          {
-            ownerId: principal.user.id,
-            key: headers["idempotency-key"],
-            request: ["credits", params.id, body],
-            set,
-          },
-          () => {
-            const user = adjustable(ctx, principal, params.id, body.reason === "grant");
-            const ref = { note: body.note ?? null };
-            const credits =
-              body.reason === "grant"
-                ? ctx.credits.credit(user.id, body.amount, "grant", ref)
-                : ctx.credits.debit(user, body.amount, "debit", ref).balance;
-            return {
-              status: 200,
-              body: { userId: user.id, credits, ledger: ctx.credits.ledger(user.id, { limit: 1 }).entries },
-            };
-          },
-        ),
+      ({ principal, params, body, idem }) =>
+        transaction(ctx.db.$client, () => {
+          const user = adjustable(ctx, principal, params.id, body.reason === "grant");
+          const ref = { note: body.note ?? null };
+          const credits =
+            body.reason === "grant"
+              ? ctx.credits.credit(user.id, body.amount, "grant", ref)
+              : ctx.credits.debit(user, body.amount, "debit", ref).balance;
+          const answer = {
+            userId: user.id,
+            credits,
+            ledger: ctx.credits.ledger(user.id, { limit: 1 }).entries,
+          };
+          idem.commit(answer);
+          return answer;
+        }),
       {
         auth: ["admin", "app"],
+        idempotent: 200,
         params: UserIdParams,
         body: AdjustCreditsBody,
         detail: {

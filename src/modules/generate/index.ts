@@ -4,7 +4,7 @@ import type { AppContext } from "../../context";
 import { ApiError, unprocessable } from "../../errors";
 import { parseShallowJson } from "../../json-depth";
 import { authPlugin } from "../auth/plugin";
-import { idempotent } from "../idempotency/service";
+import { idempotencyPlugin } from "../idempotency/plugin";
 import { GenerateAccepted, GenerateBody } from "./model";
 import type { GenerateRequest } from "./service";
 
@@ -61,27 +61,20 @@ function fromMultipart(body: z.infer<typeof UploadBody>, maxDepth: number): unkn
 export const generateModule = (ctx: AppContext) =>
   new Elysia({ prefix: "/api", name: "generate" })
     .use(authPlugin(ctx.auth))
-    .post(
-      "/jobs/generate-image",
-      ({ principal, body, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
-          async () => ({ status: 202, body: await ctx.generate.submit(principal, body) }),
-        ),
-      {
-        auth: ["admin", "app", "user"],
-        body: GenerateBody,
-        response: { 202: GenerateAccepted },
-        detail: {
-          tags: ["generate"],
-          summary: "Queue an image generation (a prompt, or items[] for a batch; image/mask for edits)",
-        },
+    .use(idempotencyPlugin(ctx.idempotency))
+    .post("/jobs/generate-image", ({ principal, body, idem }) => ctx.generate.submit(principal, body, idem), {
+      auth: ["admin", "app", "user"],
+      idempotent: 202,
+      body: GenerateBody,
+      response: { 202: GenerateAccepted },
+      detail: {
+        tags: ["generate"],
+        summary: "Queue an image generation (a prompt, or items[] for a batch; image/mask for edits)",
       },
-    )
+    })
     .post(
       "/jobs/generate-image/upload",
-      async ({ principal, body, set }) => {
+      async ({ principal, body, idem }) => {
         const parsed = GenerateBody.safeParse(fromMultipart(body, ctx.config.MAX_JSON_DEPTH));
         if (!parsed.success) {
           const first = parsed.error.issues[0];
@@ -96,11 +89,11 @@ export const generateModule = (ctx: AppContext) =>
           image: body.image ? new Uint8Array(await body.image.arrayBuffer()) : undefined,
           mask: body.mask ? new Uint8Array(await body.mask.arrayBuffer()) : undefined,
         };
-        set.status = 202;
-        return ctx.generate.submit(principal, req);
+        return ctx.generate.submit(principal, req, idem);
       },
       {
         auth: ["admin", "app", "user"],
+        idempotent: 202,
         body: UploadBody,
         detail: {
           tags: ["generate"],

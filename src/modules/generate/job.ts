@@ -60,6 +60,7 @@ async function generateItem(deps: GenerateJobDeps, ctx: ItemContext<GenerateJobI
       images: image ? [image] : undefined,
       mask,
       size: it.size ?? input.size,
+      sizeGiven: it.size !== undefined || input.autoSize !== true,
       n: it.n ?? input.n,
       seed: it.seed ?? input.seed,
       model: input.model,

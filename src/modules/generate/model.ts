@@ -48,7 +48,8 @@ export const GenerateBody = z
     image: z.string().min(1).optional(),
     /** Edit mask (same size as the image; transparent = edit). */
     mask: z.string().min(1).optional(),
-    size: Size.default("1024x1024"),
+    /** @defaultValue "1024x1024"; left out, edit models that can (e.g. Kontext, Qwen image edit) follow the input image. */
+    size: Size.optional(),
     n: z.number().int().min(1).max(4).default(1),
     seed: z
       .number()
@@ -97,6 +98,10 @@ export const GenerateJobInput = z.object({
   negativePrompt: z.string().optional(),
   output: PresetRefSchema,
   params: z.record(z.string(), z.unknown()).optional(),
+  /** The caller named no size: `size` is the default, and models that can follow the input image do. */
+  autoSize: z.boolean().optional(),
+  /** Said at submit, e.g. a model outside the provider's capability table that runs unchecked. */
+  warnings: z.array(z.string()).optional(),
   /** Storage keys of the validated edit inputs (bytes never sit in the jobs table). */
   imageKey: z.string().optional(),
   maskKey: z.string().optional(),
@@ -113,4 +118,6 @@ export const GenerateAccepted = z.object({
   statusUrl: z.string(),
   websocketSubscription: z.string(),
   totalItems: z.number(),
+  /** Present when the request runs with a caveat (a model Easel cannot check). */
+  warnings: z.array(z.string()).optional(),
 });

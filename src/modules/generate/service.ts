@@ -4,11 +4,14 @@ import { ApiError, unprocessable } from "../../errors";
 import { resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
+import { checkRequest, DEFAULT_SIZE } from "../../providers/capabilities";
 import type { ProviderRegistry } from "../../providers/registry";
+import type { ProviderInfo } from "../../providers/types";
 import type { EnqueueOptions, Queue } from "../../queue";
 import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
 
@@ -69,7 +72,14 @@ export type EnqueueHookContext = {
 export type EnqueueHook = (ctx: EnqueueHookContext) => Partial<EnqueueOptions> | undefined;
 
 /** Runs after the job row is inserted, still inside its transaction (ledger rows that name the job). */
-export type EnqueuedHook = (ctx: EnqueueHookContext & { job: Job; deduped: boolean }) => void;
+export type EnqueuedHook = (
+  ctx: EnqueueHookContext & {
+    job: Job;
+    deduped: boolean;
+    /** When deduped: what the replaced request had been charged (its replacement is priced anew). */
+    previousCharge: number;
+  },
+) => void;
 
 /** A one-prompt generation queued by the system itself (the backlog). */
 export type DirectGeneration = {
@@ -103,13 +113,15 @@ export class GenerateService {
     this.#enqueued.push(hook);
   }
 
-  async submit(p: Principal, request: GenerateRequest) {
+  /** Validates, stores input images, then charges and enqueues in one transaction that also records `idem`'s answer. */
+  async submit(p: Principal, request: GenerateRequest, idem: IdempotentAnswer = NO_KEY) {
     const { queue, providers, config } = this.#d;
     const owner = this.#d.auth.actingUser(p, request.userId);
     const recipe = request.recipeId ? this.#expand(request.recipeId, request.variables) : undefined;
     const req = recipe ? withRecipe(request, recipe) : request;
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
+    const warnings = checkCapabilities(provider.info, req);
     resolvePreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
 
@@ -142,9 +154,11 @@ export class GenerateService {
     }));
     const input: GenerateJobInput = {
       provider: providerName,
-      size: req.size,
+      size: req.size ?? DEFAULT_SIZE,
       n: req.n,
       output: req.output,
+      ...(req.size === undefined && { autoSize: true }),
+      ...(warnings.length > 0 && { warnings }),
       ...(req.model && { model: req.model }),
       ...(req.seed !== undefined && { seed: req.seed }),
       ...(req.negativePrompt && { negativePrompt: req.negativePrompt }),
@@ -153,7 +167,7 @@ export class GenerateService {
       ...(maskKey && { maskKey }),
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
-    const { job } = this.#enqueueOrDropInputs([imageKey, maskKey], () =>
+    return this.#enqueueOrDropInputs([imageKey, maskKey], () =>
       queue.store.tx(() => {
         const hookCtx: EnqueueHookContext = {
           owner,
@@ -169,25 +183,30 @@ export class GenerateService {
           items,
           ownerId: owner.id,
           priority: req.priority,
-          dedupeKey: req.dedupeKey,
+          // Keys are the caller's own: another owner's same key must never replace this owner's job.
+          dedupeKey: req.dedupeKey ? ownedDedupeKey(owner.id, req.dedupeKey) : undefined,
           webhookUrl: req.webhookUrl ?? null,
           timeoutMs: this.#jobTimeout(items.length),
           metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
           recipeId: recipe?.recipeId ?? null,
           ...extra,
         });
-        for (const hook of this.#enqueued) hook({ ...hookCtx, job: out.job, deduped: out.deduped });
-        return out;
+        for (const hook of this.#enqueued) {
+          hook({ ...hookCtx, job: out.job, deduped: out.deduped, previousCharge: out.previousCharge });
+        }
+        const accepted = {
+          jobId: out.job.id,
+          status: out.job.status,
+          message: `queued ${items.length} item${items.length === 1 ? "" : "s"} on ${providerName}`,
+          statusUrl: `${config.publicUrl}/api/jobs/${out.job.id}/status`,
+          websocketSubscription: `job:${out.job.id}`,
+          totalItems: items.length,
+          ...(warnings.length > 0 && { warnings }),
+        };
+        idem.commit(accepted);
+        return accepted;
       }),
     );
-    return {
-      jobId: job.id,
-      status: job.status,
-      message: `queued ${items.length} item${items.length === 1 ? "" : "s"} on ${providerName}`,
-      statusUrl: `${config.publicUrl}/api/jobs/${job.id}/status`,
-      websocketSubscription: `job:${job.id}`,
-      totalItems: items.length,
-    };
   }
 
   /** Runs the enqueue; when it is refused (402, 409, 422 …) the input images stored for it are deleted. */
@@ -254,6 +273,9 @@ export class GenerateService {
   }
 }
 
+/** A generation's dedupe key in the queue: scoped to its owner (the view strips the scope again). */
+export const ownedDedupeKey = (ownerId: string, key: string) => `${ownerId}:${key}`;
+
 /** The request with the recipe's prompt and settings in place of the caller's. */
 function withRecipe(req: GenerateRequest, r: RecipeExpansion): GenerateRequest {
   return {
@@ -281,6 +303,42 @@ function itemInput(i: {
     ...(i.n !== undefined && { n: i.n }),
     ...(i.seed !== undefined && { seed: i.seed }),
   };
+}
+
+/**
+ * Refuses (422, before anything is stored or charged) what the model cannot do, naming what it can; returns
+ * the warnings to record when the model is outside the provider's table and runs unchecked.
+ */
+function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
+  const verdict = checkRequest(info, req.model, {
+    size: req.size,
+    negativePrompt: req.negativePrompt,
+    seed: req.seed,
+    hasImage: req.image !== undefined,
+    hasMask: req.mask !== undefined,
+    params: req.params,
+    items: req.items,
+  });
+  if (verdict.problems.length > 0) {
+    const others = verdict.alternatives?.length
+      ? `; ${info.name} models that take this request: ${verdict.alternatives.join(", ")}`
+      : "";
+    throw new ApiError(
+      422,
+      "unsupported_by_model",
+      `${verdict.model} on ${info.name} does not take ${verdict.problems.join("; ")}${others}`,
+      {
+        details: {
+          provider: info.name,
+          model: verdict.model,
+          problems: verdict.problems,
+          supports: verdict.capabilities,
+          alternatives: verdict.alternatives ?? [],
+        },
+      },
+    );
+  }
+  return verdict.warning ? [verdict.warning] : [];
 }
 
 /** Provider lookups fail as engine errors; over HTTP they are 422s with the same code. */

@@ -5,6 +5,7 @@ import { toJob } from "../../queue/store";
 import type { BacklogService } from "../backlog/service";
 import { type CreditService, InsufficientCreditsError } from "../credits/service";
 import type { AssetService, AssetView } from "../generate/assets";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { jobView } from "../jobs/service";
 import type { RecipeService } from "../recipes/service";
 import type { VariableValues } from "../recipes/variables";
@@ -31,6 +32,7 @@ type Pending = {
   user: User;
   recipe: Recipe;
   price: number;
+  idem: IdempotentAnswer;
   resolve: (claim: InstantClaim) => void;
   reject: (err: unknown) => void;
 };
@@ -85,7 +87,7 @@ export class InstantService {
    * 402 `insufficient_credits`, 404 `no_instant_available` (empty backlog) or 409 `instant_taken` (emptied
    * between the look and the claim), the last two with `fallbackToModal: true`.
    */
-  async claim(user: User, recipeId: string): Promise<InstantClaim> {
+  async claim(user: User, recipeId: string, idem: IdempotentAnswer = NO_KEY): Promise<InstantClaim> {
     const { recipes, credits, backlog } = this.#d;
     const recipe = recipes.active(recipeId);
     const price = credits.priceFor(user, recipe.creditCost);
@@ -97,7 +99,7 @@ export class InstantService {
     if (!this.#peek.get(recipe.id, backlog.systemUserId)) throw noInstant();
     return new Promise((resolve, reject) => {
       if (this.#pending.length === 0) setImmediate(() => this.#flush());
-      this.#pending.push({ user, recipe, price, resolve, reject });
+      this.#pending.push({ user, recipe, price, idem, resolve, reject });
     });
   }
 
@@ -131,8 +133,11 @@ export class InstantService {
     });
   }
 
-  /** One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage. */
-  #claimOne({ user, recipe, price }: Pending): InstantClaim {
+  /**
+   * One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage, and record
+   * the caller's idempotent answer.
+   */
+  #claimOne({ user, recipe, price, idem }: Pending): InstantClaim {
     const now = this.#now();
     const row = this.#claim.get(user.id, price, now, recipe.id, this.#d.backlog.systemUserId) as Record<
       string,
@@ -143,7 +148,9 @@ export class InstantService {
     const assets = this.#d.assets.transferJob(job.id, user.id);
     const { balance } = this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
     this.#d.recipes.recordUsage(recipe.id, valuesOf(job.metadata));
-    return { job: jobView(job), assets, creditsRemaining: balance, claimedAt: now };
+    const claim = { job: jobView(job), assets, creditsRemaining: balance, claimedAt: now };
+    idem.commit(claim);
+    return claim;
   }
 }
 

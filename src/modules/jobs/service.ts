@@ -5,6 +5,7 @@ import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../que
 import { countsFrom, toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import type { AssetService, AssetView } from "../generate/assets";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 
 /** A job as its owner sees it over HTTP. */
@@ -41,7 +42,10 @@ export function jobView(job: Job, items?: JobItem[], assets?: AssetView[]) {
     error: job.error,
     ownerId: job.ownerId,
     recipeId: job.recipeId,
-    dedupeKey: job.dedupeKey,
+    dedupeKey:
+      job.ownerId && job.dedupeKey?.startsWith(`${job.ownerId}:`)
+        ? job.dedupeKey.slice(job.ownerId.length + 1)
+        : job.dedupeKey,
     creditsCharged: job.creditsCharged,
     creditsRefunded: job.creditsRefunded,
     runAt: job.runAt,
@@ -180,16 +184,18 @@ export class JobService {
     return countsFrom(rows);
   }
 
-  cancel(p: Principal, id: string) {
+  /** Cancels (refunding in the same transaction, which also records `idem`'s answer). */
+  cancel(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
     const job = this.visible(p, id);
-    const cancelled = this.#queue.cancel(id);
+    const cancelled = this.#queue.cancel(id, (j) => idem.commit(jobView(j)));
     if (!cancelled) throw conflict("not_cancellable", `job is ${this.#queue.get(id)?.status ?? job.status}`);
     return jobView(cancelled);
   }
 
-  retry(p: Principal, id: string) {
+  /** Re-queues; what was refunded is charged again in the same transaction (402 leaves the job as it was). */
+  retry(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
     const job = this.visible(p, id);
-    const retried = this.#queue.retry(id);
+    const retried = this.#queue.retry(id, (j) => idem.commit(jobView(j, this.#queue.items(id))));
     if (retried === "conflict")
       throw conflict("dedupe_conflict", "a newer job with the same dedupe key is queued");
     if (!retried)
@@ -201,20 +207,24 @@ export class JobService {
   }
 
   /** Admin: enqueue any registered job type (maintenance, replays). */
-  enqueue(p: Principal, body: EnqueueBody) {
+  enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
     const owner = this.#auth.actingUser(p, body.userId);
     try {
-      const { job } = this.#queue.enqueue(body.type, body.input, {
-        priority: body.priority,
-        delayMs: body.delayMs,
-        maxAttempts: body.maxAttempts,
-        timeoutMs: body.timeoutMs,
-        dedupeKey: body.dedupeKey,
-        debounceMs: body.debounceMs,
-        ownerId: owner.id,
-        items: body.items?.map((i) => ({ key: i.id, input: i.input })),
+      return this.#queue.store.tx(() => {
+        const { job } = this.#queue.enqueue(body.type, body.input, {
+          priority: body.priority,
+          delayMs: body.delayMs,
+          maxAttempts: body.maxAttempts,
+          timeoutMs: body.timeoutMs,
+          dedupeKey: body.dedupeKey,
+          debounceMs: body.debounceMs,
+          ownerId: owner.id,
+          items: body.items?.map((i) => ({ key: i.id, input: i.input })),
+        });
+        const view = jobView(job);
+        idem.commit(view);
+        return view;
       });
-      return jobView(job);
     } catch (err) {
       if (err instanceof UnknownJobTypeError || err instanceof InvalidJobInputError) {
         throw unprocessable(err.code, err.message);
