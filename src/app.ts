@@ -1,5 +1,6 @@
 import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
+import type { z } from "zod";
 import type { AppContext } from "./context";
 import { isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
@@ -23,6 +24,7 @@ import { recipesModule } from "./modules/recipes";
 import { usersModule } from "./modules/users";
 import { webhooksModule } from "./modules/webhooks";
 import { LocalStorage, StorageError } from "./storage";
+import { describeIssues } from "./validation";
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), {
@@ -34,20 +36,30 @@ const errorBody = (code: string, message: string, details?: unknown) => ({
   error: details === undefined ? { code, message } : { code, message, details },
 });
 
-type Issue = { path?: unknown; message?: string; summary?: string };
+type Validator = { "~standard"?: unknown; schema?: unknown };
+type Parser = { safeParse?: (v: unknown) => { success: boolean; error?: { issues: z.core.$ZodIssue[] } } };
 
-/** Elysia's validation error as our shape: 422 naming the first bad field, all issues in `details`. */
+/**
+ * Elysia's validation error as our shape, from zod's own issues (Elysia's summary drops their codes): 400
+ * `unknown_field` when a field is not one the route knows (with the nearest known name), else 422
+ * `validation_failed` naming the first bad field; every problem in `details`.
+ */
 function validationResponse(error: unknown): Response {
-  const all = ((error as { all?: Issue[] }).all ?? []).map((i) => ({
-    path: typeof i.path === "string" ? i.path.replace(/^\//, "").replaceAll("/", ".") : String(i.path ?? ""),
-    message: i.message ?? i.summary ?? "invalid",
-  }));
-  const first = all[0];
-  const type = (error as { type?: string }).type ?? "request";
-  const message = first
-    ? `${type} ${first.path ? `field '${first.path}'` : ""}: ${first.message}`.replace("  ", " ")
-    : "invalid request";
-  return json(422, errorBody("validation_failed", message, all));
+  const {
+    validator,
+    value,
+    type = "request",
+  } = error as { validator?: Validator; value?: unknown; type?: string };
+  const schema = (validator && "~standard" in validator ? validator : validator?.schema) as
+    | Parser
+    | undefined;
+  const issues = schema?.safeParse?.(value).error?.issues ?? [];
+  const problems = describeIssues(issues, schema, value);
+  const first = problems[0];
+  if (!first) return json(422, errorBody("validation_failed", `invalid ${type}`));
+  if (first.code === "unknown_field") return json(400, errorBody("unknown_field", first.message, problems));
+  const where = first.path ? ` field '${first.path}'` : "";
+  return json(422, errorBody("validation_failed", `${type}${where}: ${first.message}`, problems));
 }
 
 /** Reads a streamed body, refusing it (413) as soon as it passes `max` bytes. */
@@ -89,11 +101,67 @@ function formFields(form: {
   return out;
 }
 
+/**
+ * The methods each route path answers, for a 405's `Allow`: a path that exists under another method is not
+ * "no route" (a client that sent GET instead of POST is told which to send).
+ */
+function allowedMethods(routes: readonly { method: string; path: string }[]): (path: string) => string[] {
+  const patterns = routes
+    .filter((r) => r.method !== "WS")
+    .map((r) => ({
+      method: r.method,
+      re: new RegExp(
+        `^${r.path
+          .split("/")
+          .map((part) =>
+            part.startsWith(":")
+              ? "[^/]+"
+              : part === "*"
+                ? ".*"
+                : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+          )
+          .join("/")}/?$`,
+      ),
+    }));
+  return (path) => {
+    const methods = new Set(patterns.filter((p) => p.re.test(path)).map((p) => p.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
+}
+
+/** Content types a client sends JSON under by mistake (curl -d, fetch with a string body, none at all). */
+const MISLABELLED_JSON = new Set(["", "text/plain", "application/x-www-form-urlencoded"]);
+
+/**
+ * A body under a content type that is not JSON's: JSON if it looks like JSON (what the sender meant), the
+ * form fields of a urlencoded form, the text of plain text; anything else unlabelled is a 415.
+ */
+function decodeMislabelled(text: string, contentType: string, maxDepth: number): unknown {
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) return parseShallowJson(text, maxDepth);
+  if (contentType === "application/x-www-form-urlencoded")
+    return Object.fromEntries(new URLSearchParams(text));
+  if (contentType === "text/plain") return text;
+  if (trimmed === "") return undefined;
+  throw new ApiError(
+    415,
+    "unsupported_media_type",
+    "send the body as JSON with `Content-Type: application/json` (or multipart/form-data where a route takes uploads)",
+  );
+}
+
 /** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
   const maxDepth = ctx.config.MAX_JSON_DEPTH;
-  return (
+  let allowed: (path: string) => string[] = () => [];
+  // Called on the finished chain, so the 405 answer knows every route.
+  const withAllowed = <T extends { routes: readonly { method: string; path: string }[] }>(app: T): T => {
+    allowed = allowedMethods(app.routes);
+    return app;
+  };
+  return withAllowed(
     new Elysia({ name: "easel" })
       .use(accessLog(ctx))
       .use(
@@ -108,25 +176,26 @@ export function createApp(ctx: AppContext) {
         }
       })
       // Bodies are read here, under the size cap even when sent chunked (no Content-Length). JSON is read as
-      // text and its depth checked before JSON.parse sees it (see json-depth.ts). Form fields stay strings:
-      // Elysia's own form parser JSON-parses any field starting with `{` or `[`, with no depth limit.
+      // text and its depth checked before JSON.parse sees it (see json-depth.ts); so is a body whose content
+      // type is missing or not JSON's, which may still be JSON. Form fields stay strings: Elysia's own form
+      // parser JSON-parses any field starting with `{` or `[`, with no depth limit.
       .onParse({ as: "global" }, async ({ request, contentType }) => {
         if (!request.body) return;
+        const type = contentType ?? "";
         const chunked = !request.headers.has("content-length");
-        const isJson = contentType?.startsWith("application/json") ?? false;
-        const isForm =
-          (contentType?.startsWith("multipart/form-data") ||
-            contentType?.startsWith("application/x-www-form")) ??
-          false;
-        if (!chunked && !isJson && !isForm) return;
+        const mislabelled = MISLABELLED_JSON.has(type);
+        const isJson = type.startsWith("application/json");
+        const isMultipart = type.startsWith("multipart/form-data");
+        if (!chunked && !mislabelled && !isJson && !isMultipart) return;
         // The full header: Elysia's `contentType` has lost its parameters (a multipart boundary).
-        const type = request.headers.get("content-type") ?? "";
+        const header = request.headers.get("content-type") ?? "";
         const body = chunked
-          ? new Response(await readCapped(request.body, maxBody), { headers: { "content-type": type } })
+          ? new Response(await readCapped(request.body, maxBody), { headers: { "content-type": header } })
           : request;
         // Invalid JSON or form data throws here; Elysia reports it as PARSE, the 400 below.
+        if (mislabelled) return decodeMislabelled(await body.text(), type, maxDepth);
         if (isJson) return parseJson(await body.text(), maxDepth);
-        if (isForm) return formFields(await body.formData());
+        if (isMultipart) return formFields(await body.formData());
         return body.text();
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
@@ -143,21 +212,28 @@ export function createApp(ctx: AppContext) {
         switch (code) {
           case "VALIDATION":
             return validationResponse(error);
-          case "NOT_FOUND":
-            return json(
-              404,
-              errorBody("not_found", `no route for ${request.method} ${new URL(request.url).pathname}`),
-            );
+          case "NOT_FOUND": {
+            const path = new URL(request.url).pathname;
+            const methods = allowed(path);
+            if (methods.length > 0 && !methods.includes(request.method)) {
+              return json(
+                405,
+                errorBody(
+                  "method_not_allowed",
+                  `${request.method} is not allowed on ${path}; use ${methods.join(", ")}`,
+                ),
+                { allow: methods.join(", ") },
+              );
+            }
+            return json(404, errorBody("not_found", `no route for ${request.method} ${path}`));
+          }
           case "PARSE":
-            // Elysia wraps what a parser throws; the capped reader (413) and the depth check (400) throw their own.
+            // Elysia wraps what a parser throws; our readers throw their own ApiErrors (413, 415, 400 too deep).
             if ((error as Error).cause instanceof ApiError) {
               const cause = (error as Error).cause as ApiError;
-              return json(cause.status, cause.toBody());
+              return json(cause.status, cause.toBody(), cause.headers);
             }
-            return json(
-              400,
-              errorBody("invalid_body", "the request body could not be parsed (send valid JSON)"),
-            );
+            return json(400, errorBody("invalid_body", unparsableBody(request.headers.get("content-type"))));
           case "INVALID_COOKIE_SIGNATURE":
             return json(401, errorBody("unauthorized", "invalid session cookie"));
           default: {
@@ -200,8 +276,19 @@ export function createApp(ctx: AppContext) {
       .use(instantModule(ctx))
       .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
       .use(dashboardModule(ctx))
-      .use(docsModule(ctx))
+      .use(docsModule(ctx)),
   );
+}
+
+/** Why a body could not be read, in terms of what was sent. */
+function unparsableBody(contentType: string | null): string {
+  if (contentType?.startsWith("multipart/form-data")) {
+    return "the multipart/form-data body is malformed (check the boundary and that each part is complete)";
+  }
+  if (contentType?.startsWith("application/x-www-form-urlencoded")) {
+    return "the form body could not be parsed";
+  }
+  return "the request body is not valid JSON";
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -134,8 +134,8 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   );
   queue.define(backlogTopUpJob(backlog));
   if (opts.jobs) queue.define(...opts.jobs);
-  webhooks = new WebhookService({ db, queue, auth, log }, webhookOptions(config));
   const jobs = new JobService(queue, auth, assets);
+  webhooks = new WebhookService({ db, queue, auth, log, jobs }, webhookOptions(config));
   const health = new HealthService()
     .add(dbWritableCheck(db.$client))
     .add({ name: "storage", run: () => storage.check() })

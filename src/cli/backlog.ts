@@ -167,11 +167,23 @@ function statusTable(statuses: BacklogStatus[]): string {
     .join("\n");
 }
 
+/**
+ * An active recipe with fewer ready generations than its minimum, or paused by failures: what a monitor should
+ * alert on (scripts/check-backlog-status.ts exits 1), and what the state column never calls "ok".
+ */
+export function needsAttention(s: BacklogStatus): boolean {
+  return s.active && (s.ready < s.min || s.failures.paused);
+}
+
 function stateOf(s: BacklogStatus): string {
   if (!s.active) return "inactive";
   const f = s.failures;
   if (f.paused && f.pausedUntil) {
     return `paused until ${new Date(f.pausedUntil).toISOString()} (${f.consecutiveFailures} failures)`;
+  }
+  if (s.ready < s.min) {
+    const filling = s.inFlight > 0 ? `, ${s.inFlight} in flight` : "";
+    return `short (${s.min - s.ready} missing${filling})`;
   }
   if (f.consecutiveFailures > 0) return `ok (${f.consecutiveFailures}/${f.limit} failures)`;
   return "ok";

@@ -1,5 +1,5 @@
 import type { AppContext } from "../context";
-import { notFound } from "../errors";
+import { countOf, notFound } from "../errors";
 import { parse, printJsonOr, UsageError } from "./args";
 
 const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
@@ -30,7 +30,7 @@ export function creditsCommand(ctx: AppContext, argv: string[]): number {
         json,
         { userId: user.id, credits },
         () =>
-          `${sub === "grant" ? "granted" : "debited"} ${amount}; ${user.name} (${user.id}) now has ${credits} credits`,
+          `${sub === "grant" ? "granted" : "debited"} ${amount}; ${user.name} (${user.id}) now has ${countOf(credits, "credit")}`,
       );
       return 0;
     }
@@ -39,7 +39,7 @@ export function creditsCommand(ctx: AppContext, argv: string[]): number {
       const credits = ctx.credits.balance(user.id);
       printJsonOr(json, { userId: user.id, credits, unlimited: user.unlimited, ledger: entries }, () =>
         [
-          `${user.name} (${user.id}): ${credits} credits${user.unlimited ? " (unlimited)" : ""}`,
+          `${user.name} (${user.id}): ${countOf(credits, "credit")}${user.unlimited ? " (unlimited)" : ""}`,
           ...entries.map(
             (e) =>
               `  ${new Date(e.createdAt).toISOString()}  ${e.reason.padEnd(7)} ${String(e.delta).padStart(6)} → ${e.balanceAfter}${e.jobId ? `  job ${e.jobId}` : ""}${e.note ? `  ${e.note}` : ""}`,

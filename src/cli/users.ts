@@ -1,5 +1,6 @@
 import type { AppContext } from "../context";
 import { ROLES, type Role } from "../db/schema";
+import { countOf } from "../errors";
 import { parse, UsageError } from "./args";
 
 const USAGE =
@@ -38,7 +39,7 @@ export function usersCommand(ctx: AppContext, argv: string[]): number {
     .immediate();
   if (values.json) process.stdout.write(`${JSON.stringify({ user, key })}\n`);
   else {
-    const balance = user.unlimited ? "unlimited credits" : `${credits} credits`;
+    const balance = user.unlimited ? "unlimited credits" : countOf(credits, "credit");
     process.stdout.write(
       `created ${role} ${user.name} (${user.id}), ${balance}\nAPI key (shown once): ${key}\n`,
     );

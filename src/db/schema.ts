@@ -11,7 +11,8 @@ export const TERMINAL_STATUSES = ["completed", "partial", "failed", "cancelled"]
 export const isTerminalStatus = (status: string): boolean =>
   (TERMINAL_STATUSES as readonly string[]).includes(status);
 
-export const ITEM_STATUSES = ["pending", "completed", "failed"] as const;
+/** `cancelled`: the job was cancelled before the item finished; a retry runs it again. */
+export const ITEM_STATUSES = ["pending", "completed", "failed", "cancelled"] as const;
 export type ItemStatus = (typeof ITEM_STATUSES)[number];
 
 /** Stored shape of a failure: what went wrong and what the engine and billing may do about it. */

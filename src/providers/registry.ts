@@ -4,7 +4,9 @@
  * Every provider handed out is wrapped in its limiter (concurrency + requests per minute), so callers
  * cannot bypass the limits whether they use `get(name).generate` or `generate(name, …)`.
  */
+
 import { UnrecoverableError } from "../queue/errors";
+import { oneOf } from "../validation";
 import { createAutomatic1111Provider } from "./automatic1111";
 import { createBflProvider } from "./bfl";
 import { type ComfyuiOptions, createComfyuiProvider } from "./comfyui";
@@ -225,12 +227,16 @@ export function createProviderRegistry(opts: ProviderRegistryOptions = {}): Prov
     const p = byName.get(name);
     if (p) return p;
     if ((PROVIDER_NAMES as readonly string[]).includes(name)) {
-      throw new ProviderLookupError("provider_not_configured", name, `provider "${name}" is not configured`);
+      throw new ProviderLookupError(
+        "provider_not_configured",
+        name,
+        `provider "${name}" is not configured (set its key or URL); configured here: ${[...byName.keys()].join(", ")}`,
+      );
     }
     throw new ProviderLookupError(
       "provider_not_found",
       name,
-      `unknown provider "${name}" (known: ${PROVIDER_NAMES.join(", ")})`,
+      `unknown provider "${name}": ${oneOf(PROVIDER_NAMES)}`,
     );
   }
 

@@ -428,6 +428,12 @@ export class QueueStore {
         )
         .run(err, now, now, id);
       if (res.changes === 0) return null;
+      // Unfinished items end with their job; an item still running cannot checkpoint over this (pending only).
+      this.db
+        .query(
+          "UPDATE job_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
+        )
+        .run(now, id);
       const job = this.get(id)!;
       onTerminal?.(job);
       return job;
@@ -491,7 +497,7 @@ export class QueueStore {
       );
       this.db
         .query(
-          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status = 'failed'",
+          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status IN ('failed', 'cancelled')",
         )
         .run(now, id);
       return this.get(id);

@@ -125,7 +125,14 @@ describe("GET /api/jobs/:id/events", () => {
     ]);
     expect(named[0]!.data).toMatchObject({ type: "job_progress", jobId: id, progress: 0 });
     expect(named.slice(1, 3).map((e) => (e.data as { progress: number }).progress)).toEqual([50, 100]);
-    expect(named[3]!.data).toEqual({ type: "job_completed", jobId: id, result: { steps: 2 } });
+    expect(named[3]!.data).toEqual({
+      type: "job_completed",
+      jobId: id,
+      result: { steps: 2 },
+      assets: [],
+      failedItems: [],
+      metadata: null,
+    });
     expect(named.every((e) => typeof e.id === "string" && e.id.length > 0)).toBe(true);
     expect(new Set(named.map((e) => e.id)).size).toBe(named.length);
   });

@@ -137,7 +137,14 @@ describe("WebSocket /ws", () => {
     ]);
     expect(frames.slice(0, 3).map((f) => f.progress)).toEqual([33, 67, 100]);
     expect(frames[2]).toMatchObject({ message: "step 3", completedItems: null, totalItems: null });
-    expect(frames[3]).toEqual({ type: "job_completed", jobId: id, result: { steps: 3 } });
+    expect(frames[3]).toEqual({
+      type: "job_completed",
+      jobId: id,
+      result: { steps: 3 },
+      assets: [],
+      failedItems: [],
+      metadata: null,
+    });
   });
 
   test("a user's room gets its own jobs' events and no one else's", async () => {
@@ -260,6 +267,10 @@ describe("WebSocket /ws", () => {
       type: "job_completed",
       jobId: done,
       result: { steps: 1 },
+      // A job without items or metadata: the outcome is there, empty.
+      assets: [],
+      failedItems: [],
+      metadata: null,
     });
     const f = await admin.next("job_failed");
     expect(f).toMatchObject({ jobId: failed, error: { code: "boom", message: "it broke" } });

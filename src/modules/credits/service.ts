@@ -1,6 +1,6 @@
 import type { Database, Statement } from "bun:sqlite";
 import type { Job, JobItem, LEDGER_REASONS, User } from "../../db/schema";
-import { ApiError } from "../../errors";
+import { ApiError, countOf } from "../../errors";
 import { refundOwed } from "./refunds";
 
 export type LedgerReason = (typeof LEDGER_REASONS)[number];
@@ -24,7 +24,7 @@ export class InsufficientCreditsError extends ApiError {
   readonly available: number;
 
   constructor(required: number, available: number) {
-    super(402, "insufficient_credits", `this needs ${required} credits; ${available} available`, {
+    super(402, "insufficient_credits", `this needs ${countOf(required, "credit")}; ${available} available`, {
       details: { required, available },
     });
     this.required = required;

@@ -7,6 +7,7 @@ import { ApiError, notFound } from "../../errors";
 import { ExpiresInSeconds } from "../auth/model";
 import { type Principal, persistedSecret } from "../auth/service";
 import { socketHandlers } from "../realtime";
+import { FAVICON_SVG, faviconIco } from "./favicon";
 import type { Html } from "./html";
 import { canUseDashboard, DashboardService } from "./service";
 import { DashboardSessions, isSameOrigin, type Session, sessionCookie } from "./session";
@@ -57,7 +58,11 @@ const JobsQuery = z.object({
   recipeId: optionalText(128),
   q: optionalText(64),
   cursor: optionalText(64),
+  /** `1`: show internal jobs (webhook deliveries, card renders, backlog top-ups) too. */
+  internal: z.preprocess(blankToUndefined, z.enum(["1"]).optional()),
 });
+/** The page's filters as the service takes them. */
+const jobFilters = ({ internal, ...q }: z.infer<typeof JobsQuery>) => ({ ...q, internal: internal === "1" });
 const NoticeQuery = z.object({ done: optionalText(32), error: optionalText(32) });
 const KeysQuery = NoticeQuery.extend({ user: optionalText(128) });
 const KeyForm = z.object({
@@ -272,10 +277,11 @@ export const dashboardModule = (ctx: AppContext) => {
         if (query.q) {
           if (service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
         }
-        const page = service.jobs(viewer.principal, { ...query, limit: PAGE_SIZE });
+        const filters = jobFilters(query);
+        const page = service.jobs(viewer.principal, { ...filters, limit: PAGE_SIZE });
         const body = jobsPage({
           ...page,
-          filters: query,
+          filters,
           types: service.jobTypes(),
           notFound: query.q,
         });
@@ -450,7 +456,10 @@ export const dashboardModule = (ctx: AppContext) => {
           case "jobs": {
             const filters = JobsQuery.safeParse(query);
             if (!filters.success) throw new ApiError(422, "validation_failed", "invalid job filters");
-            return htmlResponse(request, jobRows(service.jobs(p, { ...filters.data, limit: PAGE_SIZE })));
+            return htmlResponse(
+              request,
+              jobRows(service.jobs(p, { ...jobFilters(filters.data), limit: PAGE_SIZE })),
+            );
           }
           case "backlog":
             if (!isAdmin(viewer)) throw new ApiError(403, "forbidden", "requires role admin");
@@ -485,6 +494,22 @@ export const dashboardModule = (ctx: AppContext) => {
         });
       },
       { params: FileParams, detail: doc("The dashboard's script and stylesheet", []) },
+    )
+    .get(
+      "/favicon.ico",
+      async () =>
+        new Response(await faviconIco(), {
+          headers: { "content-type": "image/x-icon", "cache-control": "public, max-age=86400" },
+        }),
+      { detail: doc("The icon browsers show in the tab", []) },
+    )
+    .get(
+      "/favicon.svg",
+      () =>
+        new Response(FAVICON_SVG, {
+          headers: { "content-type": "image/svg+xml", "cache-control": "public, max-age=86400" },
+        }),
+      { detail: doc("The icon as SVG", []) },
     )
     .ws("/dashboard/ws", {
       // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.

@@ -10,6 +10,7 @@ import {
   CardList,
   CardView,
   HealthReport,
+  InstantClaimView,
   JobList,
   JobStats,
   JobStatusView,
@@ -163,6 +164,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     errors: { 402: INSUFFICIENT_CREDITS },
   },
   "POST /api/generate/instant": {
+    response: InstantClaimView,
     requestExample: { recipeId: "fox-avatar", userId: "user-42" },
     errors: {
       402: INSUFFICIENT_CREDITS,

@@ -49,12 +49,16 @@ const TAGS: Record<string, string> = {
 };
 
 const ERROR_CODES: Record<number, [code: string, description: string]> = {
-  400: ["invalid_body", "the body is not valid JSON or form data"],
+  400: [
+    "invalid_body",
+    "the body is not valid JSON or form data; or `unknown_field`: a field the route does not know, named with the nearest known one",
+  ],
   401: ["unauthorized", "missing, invalid, revoked or expired credentials"],
   403: ["forbidden", "the key's role may not do this (or a client token was used where a key is needed)"],
   404: ["not_found", "no such resource, or it belongs to someone else"],
   409: ["conflict", "the resource is not in a state that allows this"],
   413: ["body_too_large", "the body is larger than MAX_BODY_BYTES"],
+  415: ["unsupported_media_type", "a body that is not JSON, sent without a Content-Type"],
   422: ["validation_failed", "a field is missing or invalid; `details` lists every issue"],
   429: ["rate_limited", "too many requests; retry later"],
   500: ["internal", "unexpected server error"],
@@ -145,6 +149,7 @@ function errorStatuses(op: Operation, route: InternalRoute, doc: OperationDoc, s
   if (hooks.body) {
     statuses[400] = undefined;
     statuses[413] = undefined;
+    statuses[415] = undefined;
   }
   if (hooks.body || hooks.query || hooks.params) statuses[422] = undefined;
   if (op.requestBody && !hooks.body) statuses[400] = undefined;

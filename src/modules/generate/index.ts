@@ -3,13 +3,20 @@ import { z } from "zod";
 import type { AppContext } from "../../context";
 import { ApiError, unprocessable } from "../../errors";
 import { parseShallowJson } from "../../json-depth";
+import { describeIssues } from "../../validation";
 import { authPlugin } from "../auth/plugin";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import { GenerateAccepted, GenerateBody } from "./model";
 import type { GenerateRequest } from "./service";
 
+/**
+ * A JSON field of a multipart form, as text: the app's body parser keeps form fields as strings (app.ts), so
+ * the JSON in them is parsed here, under the same depth limit as a JSON body.
+ */
+const JsonField = z.string().optional();
+
 /** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
-const UploadBody = z.object({
+const UploadBody = z.strictObject({
   image: z.instanceof(File).optional(),
   mask: z.instanceof(File).optional(),
   prompt: z.string().optional(),
@@ -19,32 +26,32 @@ const UploadBody = z.object({
   size: z.string().optional(),
   n: z.string().optional(),
   seed: z.string().optional(),
-  output: z.string().optional(),
+  /** A preset name, or an inline preset as JSON text. */
+  output: JsonField,
   priority: z.string().optional(),
   webhookUrl: z.string().optional(),
   userId: z.string().optional(),
-  /** JSON text. */
-  items: z.string().optional(),
-  /** JSON text. */
-  params: z.string().optional(),
+  items: JsonField,
+  params: JsonField,
   recipeId: z.string().optional(),
-  /** JSON text. */
-  variables: z.string().optional(),
+  variables: JsonField,
+  metadata: JsonField,
+  dedupeKey: z.string().optional(),
 });
 
 function fromMultipart(body: z.infer<typeof UploadBody>, maxDepth: number): unknown {
   const num = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
-  const json = (name: string, v: string | undefined) => {
+  const json = (name: string, v: z.infer<typeof JsonField>) => {
     if (v === undefined || v === "") return undefined;
     try {
-      // The JSON body's depth limit holds for JSON carried in form fields too.
       return parseShallowJson(v, maxDepth);
     } catch (err) {
       if (err instanceof ApiError) throw err;
       throw unprocessable("validation_failed", `multipart field '${name}' must be JSON`);
     }
   };
-  const output = json("output", body.output?.startsWith("{") ? body.output : undefined) ?? body.output;
+  // A preset name is plain text; only an inline preset is JSON.
+  const output = body.output?.startsWith("{") ? json("output", body.output) : body.output;
   const { image: _i, mask: _m, ...fields } = body;
   return {
     ...fields,
@@ -55,6 +62,7 @@ function fromMultipart(body: z.infer<typeof UploadBody>, maxDepth: number): unkn
     items: json("items", body.items),
     params: json("params", body.params),
     variables: json("variables", body.variables),
+    metadata: json("metadata", body.metadata),
   };
 }
 
@@ -75,14 +83,12 @@ export const generateModule = (ctx: AppContext) =>
     .post(
       "/jobs/generate-image/upload",
       async ({ principal, body, idem }) => {
-        const parsed = GenerateBody.safeParse(fromMultipart(body, ctx.config.MAX_JSON_DEPTH));
+        const fields = fromMultipart(body, ctx.config.MAX_JSON_DEPTH);
+        const parsed = GenerateBody.safeParse(fields);
         if (!parsed.success) {
-          const first = parsed.error.issues[0];
-          throw unprocessable(
-            "validation_failed",
-            `body field '${first?.path.join(".") ?? ""}': ${first?.message ?? "invalid"}`,
-            parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
-          );
+          const problems = describeIssues(parsed.error.issues, GenerateBody, fields);
+          const first = problems[0]!;
+          throw unprocessable("validation_failed", `body field '${first.path}': ${first.message}`, problems);
         }
         const req: GenerateRequest = {
           ...parsed.data,

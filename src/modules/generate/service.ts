@@ -1,6 +1,6 @@
 import type { Config } from "../../config";
 import type { Job, User } from "../../db/schema";
-import { ApiError, unprocessable } from "../../errors";
+import { ApiError, unprocessable, urlNotAllowed } from "../../errors";
 import { resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
@@ -267,7 +267,7 @@ export class GenerateService {
     try {
       await assertPublicUrl(url, { allowPrivate: this.#d.config.ALLOW_PRIVATE_URLS });
     } catch (err) {
-      if (err instanceof UrlGuardError) throw unprocessable("url_not_allowed", err.message);
+      if (err instanceof UrlGuardError) throw urlNotAllowed(err.message, err.reason);
       throw err;
     }
   }

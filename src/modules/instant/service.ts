@@ -20,6 +20,9 @@ export type InstantDeps = {
 };
 
 export type InstantClaim = {
+  /** The recipe claimed from, and the variable values the image was made with. */
+  recipeId: string;
+  variables: VariableValues;
   job: ReturnType<typeof jobView>;
   assets: AssetView[];
   /** The user's balance after the charge. */
@@ -61,6 +64,7 @@ export class InstantService {
   readonly #now: () => number;
   readonly #peek: Statement;
   readonly #claim: Statement;
+  readonly #firstItem: Statement;
   #pending: Pending[] = [];
 
   constructor(deps: InstantDeps) {
@@ -79,6 +83,10 @@ export class InstantService {
        WHERE id = (SELECT id FROM jobs WHERE recipe_id = ?4 AND owner_id = ?5 AND status = 'completed'
                    ORDER BY finished_at, id LIMIT 1)
        RETURNING *`,
+    );
+    this.#firstItem = deps.db.prepare(
+      `SELECT key, json_extract(input, '$.prompt') AS prompt, (SELECT count(*) FROM job_items WHERE job_id = ?1) AS count
+       FROM job_items WHERE job_id = ?1 AND idx = 0`,
     );
   }
 
@@ -147,8 +155,21 @@ export class InstantService {
     const job = toJob(row);
     const assets = this.#d.assets.transferJob(job.id, user.id);
     const { balance } = this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
-    this.#d.recipes.recordUsage(recipe.id, valuesOf(job.metadata));
-    const claim = { job: jobView(job), assets, creditsRemaining: balance, claimedAt: now };
+    const variables = valuesOf(job.metadata);
+    this.#d.recipes.recordUsage(recipe.id, variables);
+    const summary = this.#firstItem.get(job.id) as {
+      key: string;
+      prompt: string | null;
+      count: number;
+    } | null;
+    const claim = {
+      recipeId: recipe.id,
+      variables,
+      job: jobView(job, { summary: summary ?? undefined }),
+      assets,
+      creditsRemaining: balance,
+      claimedAt: now,
+    };
     idem.commit(claim);
     return claim;
   }

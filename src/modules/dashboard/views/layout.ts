@@ -28,6 +28,8 @@ function head(title: string): Html {
   <meta name="color-scheme" content="light dark">
   <meta name="robots" content="noindex">
   <title>${title} · Easel</title>
+  <link rel="icon" href="/favicon.svg" type="image/svg+xml">
+  <link rel="icon" href="/favicon.ico" sizes="32x32">
   <link rel="stylesheet" href="/dashboard/assets/app.css">
   <script src="/dashboard/assets/app.js" defer></script>
 </head>`;
