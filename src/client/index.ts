@@ -215,16 +215,26 @@ export class EaselClient {
     }
   }
 
-  #socketUrl(): string {
+  /**
+   * Opens `/ws`. A client token (a JWT, what browsers hold) travels as `?token=`; an API key never does (the
+   * server refuses keys in URLs, where they end up in logs): it goes as a header, which Bun's and Node's
+   * WebSocket accept as a second argument and browsers never need.
+   */
+  #openSocket(): WebSocket {
+    const WS = this.#WebSocket!;
     const url = new URL("/ws", this.#url.replace(/^http/, "ws"));
-    if (this.#key) url.searchParams.set("token", this.#key);
-    return url.toString();
+    if (this.#key && isClientToken(this.#key)) {
+      url.searchParams.set("token", this.#key);
+      return new WS(url.toString());
+    }
+    if (!this.#key) return new WS(url.toString());
+    const init = { headers: { authorization: `Bearer ${this.#key}` } };
+    return new (WS as unknown as new (url: string, init: unknown) => WebSocket)(url.toString(), init);
   }
 
   #waitOnSocket(jobId: string, signal: AbortSignal, onProgress?: (p: Progress) => void): Promise<void> {
-    const WS = this.#WebSocket!;
     return new Promise((resolve, reject) => {
-      const ws = new WS(this.#socketUrl());
+      const ws = this.#openSocket();
       const finish = (err?: unknown) => {
         signal.removeEventListener("abort", onAbort);
         ws.onclose = null;
@@ -279,7 +289,7 @@ export class EaselClient {
       if (ws?.readyState === WS.OPEN) ws.send(JSON.stringify(msg));
     };
     const connect = () => {
-      ws = new WS(this.#socketUrl());
+      ws = this.#openSocket();
       ws.onmessage = (e) => {
         const frame = JSON.parse(String(e.data)) as ServerFrame;
         if (frame.type === "connection_confirmed") {
@@ -351,4 +361,9 @@ export class EaselClient {
 /** A client for one Easel server and one credential. */
 export function createClient(opts: EaselClientOptions): EaselClient {
   return new EaselClient(opts);
+}
+
+/** A client token from `POST /api/tokens` is a JWT (three base64url parts); API keys are not. */
+function isClientToken(credential: string): boolean {
+  return /^[\w-]+\.[\w-]+\.[\w-]+$/.test(credential);
 }

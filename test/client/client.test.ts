@@ -159,8 +159,10 @@ describe("subscriptions and cards", () => {
   test("subscribe reconnects after the socket drops and follows its jobs again", async () => {
     const sockets: WebSocket[] = [];
     class Tracked extends WebSocket {
-      constructor(url: string | URL) {
-        super(url);
+      // The client passes its API key as a header in the second argument (never in the URL).
+      // biome-ignore lint/suspicious/noExplicitAny: forwards either overload of Bun's WebSocket constructor
+      constructor(url: string | URL, init?: any) {
+        super(url, init);
         sockets.push(this);
       }
     }

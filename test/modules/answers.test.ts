@@ -184,9 +184,9 @@ describe("terminal webhooks and frames carry the outcome", () => {
   });
 
   test("job.partial names the failed items with their codes; the WebSocket frame says the same", async () => {
-    const ws = await WsClient.connect(
-      `${server.url.replace(/^http/, "ws")}/ws?token=${server.ctx.config.ADMIN_KEY}`,
-    );
+    const ws = await WsClient.connect(`${server.url.replace(/^http/, "ws")}/ws`, {
+      headers: { authorization: `Bearer ${server.ctx.config.ADMIN_KEY}` },
+    });
     try {
       const id = await submit({
         items: [
