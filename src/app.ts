@@ -2,7 +2,9 @@ import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
 import type { z } from "zod";
 import type { AppContext } from "./context";
+import { isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
+import { parseShallowJson } from "./json-depth";
 import { authModule } from "./modules/auth";
 import { backlogModule } from "./modules/backlog";
 import { cardsModule } from "./modules/cards";
@@ -21,7 +23,7 @@ import { realtimeModule } from "./modules/realtime";
 import { recipesModule } from "./modules/recipes";
 import { usersModule } from "./modules/users";
 import { webhooksModule } from "./modules/webhooks";
-import { LocalStorage } from "./storage";
+import { LocalStorage, StorageError } from "./storage";
 import { describeIssues } from "./validation";
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
@@ -73,6 +75,33 @@ async function readCapped(body: ReadableStream<Uint8Array>, max: number): Promis
 }
 
 /**
+ * Parses a JSON body once its nesting is known to be within `maxDepth`. An empty body is left undefined,
+ * as Elysia's own parser leaves it, so routes whose body is optional accept a bare `Content-Type`.
+ */
+function parseJson(text: string, maxDepth: number): unknown {
+  if (text.trim() === "") return undefined;
+  return parseShallowJson(text, maxDepth);
+}
+
+/** A form as an object: one value per name, or an array of them when the name repeats. */
+function formFields(form: {
+  keys(): Iterable<string>;
+  getAll(name: string): unknown[];
+}): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of new Set(form.keys())) {
+    const values = form.getAll(name);
+    Object.defineProperty(out, name, {
+      value: values.length === 1 ? values[0] : values,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+/**
  * The methods each route path answers, for a 405's `Allow`: a path that exists under another method is not
  * "no route" (a client that sent GET instead of POST is told which to send).
  */
@@ -108,9 +137,9 @@ const MISLABELLED_JSON = new Set(["", "text/plain", "application/x-www-form-urle
  * A body under a content type that is not JSON's: JSON if it looks like JSON (what the sender meant), the
  * form fields of a urlencoded form, the text of plain text; anything else unlabelled is a 415.
  */
-function decodeMislabelled(text: string, contentType: string): unknown {
+function decodeMislabelled(text: string, contentType: string, maxDepth: number): unknown {
   const trimmed = text.trimStart();
-  if (trimmed.startsWith("{") || trimmed.startsWith("[")) return JSON.parse(text);
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) return parseShallowJson(text, maxDepth);
   if (contentType === "application/x-www-form-urlencoded")
     return Object.fromEntries(new URLSearchParams(text));
   if (contentType === "text/plain") return text;
@@ -125,6 +154,7 @@ function decodeMislabelled(text: string, contentType: string): unknown {
 /** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
+  const maxDepth = ctx.config.MAX_JSON_DEPTH;
   let allowed: (path: string) => string[] = () => [];
   // Called on the finished chain, so the 405 answer knows every route.
   const withAllowed = <T extends { routes: readonly { method: string; path: string }[] }>(app: T): T => {
@@ -145,27 +175,40 @@ export function createApp(ctx: AppContext) {
           return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
         }
       })
-      // A body sent without Content-Length (chunked) is read here under the same cap, then parsed as usual;
-      // so is one whose content type is missing or not JSON's, which may still be JSON.
+      // Bodies are read here, under the size cap even when sent chunked (no Content-Length). JSON is read as
+      // text and its depth checked before JSON.parse sees it (see json-depth.ts); so is a body whose content
+      // type is missing or not JSON's, which may still be JSON. Form fields stay strings: Elysia's own form
+      // parser JSON-parses any field starting with `{` or `[`, with no depth limit.
       .onParse({ as: "global" }, async ({ request, contentType }) => {
-        const mislabelled = MISLABELLED_JSON.has(contentType ?? "");
-        if ((request.headers.has("content-length") && !mislabelled) || !request.body) return;
-        const bytes = await readCapped(request.body, maxBody);
-        if (mislabelled) return decodeMislabelled(new TextDecoder().decode(bytes), contentType ?? "");
-        const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
-        // Invalid JSON throws here; Elysia reports it as PARSE, the 400 below.
-        if (contentType?.startsWith("application/json")) return copy.json();
-        if (
-          contentType?.startsWith("multipart/form-data") ||
-          contentType?.startsWith("application/x-www-form")
-        ) {
-          return Object.fromEntries((await copy.formData()).entries());
-        }
-        return copy.text();
+        if (!request.body) return;
+        const type = contentType ?? "";
+        const chunked = !request.headers.has("content-length");
+        const mislabelled = MISLABELLED_JSON.has(type);
+        const isJson = type.startsWith("application/json");
+        const isMultipart = type.startsWith("multipart/form-data");
+        if (!chunked && !mislabelled && !isJson && !isMultipart) return;
+        // The full header: Elysia's `contentType` has lost its parameters (a multipart boundary).
+        const header = request.headers.get("content-type") ?? "";
+        const body = chunked
+          ? new Response(await readCapped(request.body, maxBody), { headers: { "content-type": header } })
+          : request;
+        // Invalid JSON or form data throws here; Elysia reports it as PARSE, the 400 below.
+        if (mislabelled) return decodeMislabelled(await body.text(), type, maxDepth);
+        if (isJson) return parseJson(await body.text(), maxDepth);
+        if (isMultipart) return formFields(await body.formData());
+        return body.text();
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
         settleFailedRequest(request, error);
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
+        // The disk or bucket refused a write (read-only, full, unreachable): the request can be retried
+        // once the store is back, and the caller learns nothing of its paths.
+        if (error instanceof StorageError) {
+          ctx.log.error({ err: error, path: new URL(request.url).pathname }, "storage unavailable");
+          return json(503, errorBody("storage_unavailable", "file storage is unavailable; try again later"), {
+            "retry-after": "30",
+          });
+        }
         switch (code) {
           case "VALIDATION":
             return validationResponse(error);
@@ -185,7 +228,7 @@ export function createApp(ctx: AppContext) {
             return json(404, errorBody("not_found", `no route for ${request.method} ${path}`));
           }
           case "PARSE":
-            // Elysia wraps what a parser throws; our readers throw their own ApiErrors (413, 415).
+            // Elysia wraps what a parser throws; our readers throw their own ApiErrors (413, 415, 400 too deep).
             if ((error as Error).cause instanceof ApiError) {
               const cause = (error as Error).cause as ApiError;
               return json(cause.status, cause.toBody(), cause.headers);
@@ -194,6 +237,18 @@ export function createApp(ctx: AppContext) {
           case "INVALID_COOKIE_SIGNATURE":
             return json(401, errorBody("unauthorized", "invalid session cookie"));
           default: {
+            if (isWriteFault(error)) {
+              writeHealth(ctx.db.$client).failed(error);
+              ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database refused a write");
+              return json(
+                503,
+                errorBody(
+                  "database_unavailable",
+                  "the database cannot take writes right now; try again later",
+                ),
+                { "retry-after": "30" },
+              );
+            }
             const status = (error as { status?: number }).status;
             if (typeof status === "number" && status >= 400 && status < 500) {
               return json(status, errorBody("bad_request", (error as Error).message));

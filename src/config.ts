@@ -53,6 +53,8 @@ export const EnvSchema = z.object({
   BACKUP_KEEP: int(1).default(7),
   CORS_ORIGINS: list.default([]),
   MAX_BODY_BYTES: int(1024).default(25 * 1024 * 1024),
+  /** Deepest nesting of arrays/objects a JSON body may have; deeper bodies get 400 before they are parsed. */
+  MAX_JSON_DEPTH: int(1).max(1000).default(64),
   ALLOW_PRIVATE_URLS: bool.default(false),
   STORAGE: z.enum(["local", "s3"]).default("local"),
   S3_ENDPOINT: optionalString,

@@ -92,7 +92,9 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err) => {
-    if (err instanceof ConfigError || err instanceof UsageError) {
+    // A database that cannot be used (corrupt, unreachable, from another version): one line, the file and
+    // what to do. Matched by name so `easel --help` does not load the database driver.
+    if (err instanceof ConfigError || err instanceof UsageError || err?.name === "DatabaseOpenError") {
       process.stderr.write(`${err.message}\n`);
       process.exit(2);
     }

@@ -93,7 +93,7 @@ export async function startRuntime(
     new Cron("17 * * * *", { protect: true }, async () => {
       try {
         const swept = await sweepStorage(ctx);
-        if (swept.deleted) log.info(swept, "storage orphan sweep");
+        if (swept.deleted || swept.tempFiles) log.info(swept, "storage orphan sweep");
       } catch (err) {
         log.error({ err }, "storage orphan sweep failed");
       }

@@ -5,6 +5,7 @@ import type { AnyJobDefinition, JobLogger } from "./define";
 import { EventBus } from "./events";
 import { WorkerPool } from "./pool";
 import { type NewItem, type NewJob, type QueueStats, QueueStore } from "./store";
+import { runTerminalHooks } from "./terminal";
 
 export {
   type AnyJobDefinition,
@@ -58,7 +59,10 @@ export type QueueOptions = {
   log: JobLogger;
   now?: () => number;
   workerId?: string;
-  /** Runs inside each job's terminal-state transaction (refunds, usage counters). */
+  /**
+   * Runs inside each job's terminal-state transaction (refunds, usage counters), after the definition's own
+   * hook, in a savepoint: when it throws, the error is logged and the job still ends (see terminal.ts).
+   */
   onTerminal?: (job: Job) => void;
   /**
    * Runs inside a retry's transaction, with the job as it was before (charges for the re-run). Throwing
@@ -112,7 +116,7 @@ export class Queue {
       defaultTimeoutMs: opts.defaultTimeoutMs,
       now: this.now,
       log: opts.log,
-      onTerminal: opts.onTerminal,
+      terminal: (job) => this.#terminal(job),
     });
   }
 
@@ -280,9 +284,14 @@ export class Queue {
     return def;
   }
 
+  /** Every path that ends a job (the pool, cancel, the stalled sweep) runs its hooks through here. */
   #terminal(job: Job): void {
-    const hooks = [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal];
-    for (const hook of hooks) hook?.(job);
+    runTerminalHooks(
+      this.store.db,
+      [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal],
+      job,
+      this.#o.log,
+    );
   }
 
   /** Runs `fn` now, or — inside a caller's open transaction — once it has committed (never if it rolled back). */

@@ -1,4 +1,5 @@
 import type { Job, JobError, JobItem } from "../db/schema";
+import { isWriteFault, writeHealth } from "../db/write-health";
 import { backoffDelay, MAX_RETRY_AFTER_MS } from "./backoff";
 import type { AnyJobDefinition, JobContext, JobLogger } from "./define";
 import {
@@ -24,8 +25,8 @@ export type PoolOptions = {
   defaultTimeoutMs: number;
   now: () => number;
   log: JobLogger;
-  /** Extra work inside the terminal-state transaction of every job (after the definition's own hook). */
-  onTerminal?: (job: Job) => void;
+  /** Runs a job's terminal hooks inside its terminal-state transaction (the queue's one path, terminal.ts). */
+  terminal: (job: Job) => void;
 };
 
 /** Aborts an attempt on graceful shutdown: the job is released, not failed, and keeps its attempt. */
@@ -39,6 +40,9 @@ class ShutdownSignal extends JobFailure {
 type Running = { job: Job; def: AnyJobDefinition; ac: AbortController; startedAt: number };
 
 const ITEM_BACKOFF = { delayMs: 500, maxDelayMs: 30_000 };
+/** A job whose writes hit a full disk waits this long before it runs again (without spending an attempt). */
+const WRITE_FAULT_RETRY_MS = 5000;
+const MAX_FLUSH_RETRY_MS = 5000;
 
 /**
  * The in-process side of the engine: claims due jobs in batches into free slots, runs their handlers
@@ -52,6 +56,9 @@ export class WorkerPool {
   readonly #active = new Map<string, Running>();
   readonly #byType = new Map<string, number>();
   #pending: Settlement[] = [];
+  /** Delay before the next try at recording outcomes the database refused; 0 while it accepts them. */
+  #flushRetryMs = 0;
+  #flushNotBefore = 0;
   #started = false;
   #stopping = false;
   #tickScheduled = false;
@@ -130,7 +137,7 @@ export class WorkerPool {
     }
     const left = [...this.#active.values()];
     for (const r of left) r.ac.abort(new ShutdownSignal());
-    this.#flush();
+    this.#flush(true);
     if (left.length > 0) {
       const n = this.#store.release(
         this.#o.workerId,
@@ -296,6 +303,13 @@ export class WorkerPool {
   #failure(r: Running, reason: unknown): Settlement | null {
     const { job, def } = r;
     if (reason instanceof ShutdownSignal || reason instanceof CancelledError) return null;
+    if (isWriteFault(reason)) {
+      // The database refused the attempt's writes (disk full): not the job's fault, so it keeps its attempt
+      // and waits for space instead of failing or staying active.
+      writeHealth(this.#store.db).failed(reason);
+      const message = `the database refused writes: ${(reason as Error).message}`;
+      reason = new RetryAfterError(WRITE_FAULT_RETRY_MS, message, { code: "disk_full" });
+    }
     const error = toJobError(reason);
     const now = this.#o.now();
     if (reason instanceof RetryAfterError) {
@@ -368,6 +382,11 @@ export class WorkerPool {
         if (ac.signal.aborted) throw ac.signal.reason;
         const reason = itemAc.signal.aborted ? itemAc.signal.reason : err;
         ended(reason);
+        // A full disk fails every item alike: stop the whole attempt (its lanes too) and re-queue the job.
+        if (isWriteFault(reason)) {
+          ac.abort(reason);
+          throw reason;
+        }
         const error = toJobError(reason);
         if (reason instanceof RetryAfterError) {
           this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());
@@ -387,20 +406,29 @@ export class WorkerPool {
     }
   }
 
-  #flush(): void {
+  /** Records finished attempts; `force` (shutdown) tries even while backing off from a refusal. */
+  #flush(force = false): void {
     if (this.#pending.length === 0) return;
+    if (!force && performance.now() < this.#flushNotBefore) return;
     const batch = this.#pending;
     this.#pending = [];
     let out: ReturnType<QueueStore["settle"]>;
     try {
-      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), (job) => this.#terminalHooks(job));
+      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), this.#o.terminal);
     } catch (err) {
-      // The database refused the whole group (e.g. busy past busy_timeout): keep it and try again.
-      this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      // The database refused the whole group (busy past busy_timeout, disk full): keep it and try again,
+      // backing off while it keeps refusing. The jobs stay active (leased) until their outcome is written.
+      if (isWriteFault(err)) writeHealth(this.#store.db).failed(err);
+      if (this.#flushRetryMs === 0)
+        this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
+      this.#flushNotBefore = performance.now() + this.#flushRetryMs;
       this.#pending.push(...batch);
-      setTimeout(() => this.#scheduleTick(), 100);
+      setTimeout(() => this.#scheduleTick(), this.#flushRetryMs);
       return;
     }
+    if (this.#flushRetryMs > 0) this.#o.log.info({ n: batch.length }, "recorded job outcomes again");
+    this.#flushRetryMs = 0;
     for (const s of out.applied) {
       const job = s.job;
       if (s.kind === "requeue") {
@@ -412,19 +440,6 @@ export class WorkerPool {
       }
     }
     for (const job of out.superseded) this.#events.emit("job:cancelled", { job });
-  }
-
-  /** Runs terminal hooks in a savepoint each, so one failing hook cannot roll back the group's outcomes. */
-  #terminalHooks(job: Job): void {
-    const hooks = [this.#defs.get(job.type)?.onTerminal, this.#o.onTerminal];
-    for (const hook of hooks) {
-      if (!hook) continue;
-      try {
-        this.#store.db.transaction(() => hook(job))();
-      } catch (err) {
-        this.#o.log.error({ err, jobId: job.id }, "terminal hook failed");
-      }
-    }
   }
 
   /** Renews leases; aborts local attempts whose row is no longer ours (cancelled elsewhere or swept). */

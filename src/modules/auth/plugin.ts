@@ -47,20 +47,41 @@ function refused(): never {
  * The request-scoped caller, as a macro: `{ auth: true }` any key; `{ auth: "token" }` keys and client
  * tokens (read-only routes); `{ auth: "stream" }` those, and a client token as `?token=`; `{ auth: ["admin"] }`
  * only those roles.
+ *
+ * The caller is checked in `transform`, which Elysia runs before validating the body, query and params: an
+ * anonymous or unauthorised caller gets its 401/403 without any schema work and without a 422 that would
+ * describe the schema. `resolve` (after validation) hands the principal found there to the handler.
  */
-export const authPlugin = (auth: AuthService) =>
-  new Elysia({ name: "auth" }).macro({
+export const authPlugin = (auth: AuthService) => {
+  const callers = new WeakMap<Request, Principal>();
+  return new Elysia({ name: "auth" }).macro({
     auth: (rule: AuthRule) => ({
-      async resolve({ headers, request }): Promise<{ principal: Principal }> {
-        const principal = await principalFrom(auth, headers, request, { query: rule === "stream" });
+      async transform({ headers, request }) {
+        callers.set(request, await authorize(auth, rule, headers, request));
+      },
+      resolve({ request }): { principal: Principal } {
+        const principal = callers.get(request);
         if (!principal) throw unauthorized("missing Authorization: Bearer <key>");
-        if (rule !== "token" && rule !== "stream" && principal.via === "token") {
-          throw forbidden("client tokens may only read their own jobs and events");
-        }
-        if (Array.isArray(rule) && !rule.includes(principal.user.role)) {
-          throw forbidden(`requires role ${rule.join(" or ")}`);
-        }
         return { principal };
       },
     }),
   });
+};
+
+/** The caller of `request` if `rule` admits it; throws 401 or 403 otherwise. */
+async function authorize(
+  auth: AuthService,
+  rule: AuthRule,
+  headers: Record<string, string | undefined>,
+  request: Request,
+): Promise<Principal> {
+  const principal = await principalFrom(auth, headers, request, { query: rule === "stream" });
+  if (!principal) throw unauthorized("missing Authorization: Bearer <key>");
+  if (rule !== "token" && rule !== "stream" && principal.via === "token") {
+    throw forbidden("client tokens may only read their own jobs and events");
+  }
+  if (Array.isArray(rule) && !rule.includes(principal.user.role)) {
+    throw forbidden(`requires role ${rule.join(" or ")}`);
+  }
+  return principal;
+}

@@ -1,6 +1,8 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { unprocessable } from "../../errors";
+import type { Config } from "../../config";
+import { ApiError, unprocessable } from "../../errors";
+import { parseShallowJson } from "../../json-depth";
 import type { ProviderRegistry } from "../../providers/registry";
 import { describeIssues } from "../../validation";
 import { authPlugin } from "../auth/plugin";
@@ -13,16 +15,17 @@ import type { GenerateRequest, GenerateService } from "./service";
 /** What this file needs from the services, and nothing more. */
 type Deps = {
   auth: AuthService;
+  config: Pick<Config, "MAX_JSON_DEPTH">;
   generate: GenerateService;
   idempotency: IdempotencyService;
   providers: ProviderRegistry;
 };
 
 /**
- * A JSON field of a multipart form: its text, or the value Elysia's form parser already made of text that
- * starts with `{` or `[`.
+ * A JSON field of a multipart form, as text: the app's body parser keeps form fields as strings (app.ts), so
+ * the JSON in them is parsed here, under the same depth limit as a JSON body.
  */
-const JsonField = z.union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional();
+const JsonField = z.string().optional();
 
 /** Multipart fields arrive as strings; numbers and JSON fields are parsed, then the JSON schema applies. */
 const UploadBody = z.strictObject({
@@ -48,22 +51,19 @@ const UploadBody = z.strictObject({
   dedupeKey: z.string().optional(),
 });
 
-function fromMultipart(body: z.infer<typeof UploadBody>): unknown {
+function fromMultipart(body: z.infer<typeof UploadBody>, maxDepth: number): unknown {
   const num = (v: string | undefined) => (v === undefined || v === "" ? undefined : Number(v));
   const json = (name: string, v: z.infer<typeof JsonField>) => {
-    if (typeof v !== "string") return v;
-    if (v === "") return undefined;
+    if (v === undefined || v === "") return undefined;
     try {
-      return JSON.parse(v);
-    } catch {
+      return parseShallowJson(v, maxDepth);
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
       throw unprocessable("validation_failed", `multipart field '${name}' must be JSON`);
     }
   };
   // A preset name is plain text; only an inline preset is JSON.
-  const output =
-    typeof body.output === "string" && !body.output.startsWith("{")
-      ? body.output
-      : json("output", body.output);
+  const output = body.output?.startsWith("{") ? json("output", body.output) : body.output;
   const { image: _i, mask: _m, ...fields } = body;
   return {
     ...fields,
@@ -95,7 +95,7 @@ export const generateModule = (ctx: Deps) =>
     .post(
       "/jobs/generate-image/upload",
       async ({ principal, body, idem }) => {
-        const fields = fromMultipart(body);
+        const fields = fromMultipart(body, ctx.config.MAX_JSON_DEPTH);
         const parsed = GenerateBody.safeParse(fields);
         if (!parsed.success) {
           const problems = describeIssues(parsed.error.issues, GenerateBody, fields);

@@ -149,10 +149,14 @@ export class GenerateService {
       ).catch(rethrowImageError);
       const folder = `inputs/${Bun.randomUUIDv7()}`;
       imageKey = `${folder}/image.${image.format === "jpeg" ? "jpg" : image.format}`;
-      await this.#d.storage.put(imageKey, image.bytes, { contentType: image.mime });
-      if (mask) {
-        maskKey = `${folder}/mask.${mask.format === "jpeg" ? "jpg" : mask.format}`;
-        await this.#d.storage.put(maskKey, mask.bytes, { contentType: mask.mime });
+      if (mask) maskKey = `${folder}/mask.${mask.format === "jpeg" ? "jpg" : mask.format}`;
+      try {
+        await this.#d.storage.put(imageKey, image.bytes, { contentType: image.mime });
+        if (mask && maskKey) await this.#d.storage.put(maskKey, mask.bytes, { contentType: mask.mime });
+      } catch (err) {
+        // A store that took the image but refused the mask must not keep the image: nothing half-written.
+        this.#dropInputs([imageKey, maskKey]);
+        throw err;
       }
     }
 
@@ -222,10 +226,14 @@ export class GenerateService {
     try {
       return enqueue();
     } catch (err) {
-      for (const key of keys) {
-        if (key) void this.#d.storage.delete(key).catch(() => undefined);
-      }
+      this.#dropInputs(keys);
       throw err;
+    }
+  }
+
+  #dropInputs(keys: (string | undefined)[]): void {
+    for (const key of keys) {
+      if (key) void this.#d.storage.delete(key).catch(() => undefined);
     }
   }
 

@@ -8,23 +8,26 @@ import type { HealthService } from "./service";
 /** What this file needs from the services, and nothing more. */
 type Deps = { auth: AuthService; config: Config; health: HealthService; queue: Queue };
 
-export const opsModule = (ctx: Deps) =>
-  new Elysia({ prefix: "/api", name: "ops" })
+export const opsModule = (ctx: Deps) => {
+  const readiness = async ({ set }: { set: { status?: number | string } }) => {
+    const report = await ctx.health.readiness();
+    if (!report.ok) set.status = 503;
+    return report;
+  };
+  return new Elysia({ prefix: "/api", name: "ops" })
     .use(authPlugin(ctx.auth))
-    .get(
-      "/health",
-      async ({ set }) => {
-        const report = await ctx.health.readiness();
-        if (!report.ok) set.status = 503;
-        return report;
+    .get("/health", readiness, {
+      detail: {
+        tags: ["ops"],
+        summary: "Readiness: db writable, workers running, storage, render (503 when not)",
       },
-      {
-        detail: {
-          tags: ["ops"],
-          summary: "Readiness: db writable, workers running, storage, render (503 when not)",
-        },
+    })
+    .get("/health/ready", readiness, {
+      detail: {
+        tags: ["ops"],
+        summary: "Readiness (the same report as /api/health, for probes that want the name)",
       },
-    )
+    })
     .get("/health/live", () => ({ ok: true }), { detail: { tags: ["ops"], summary: "Liveness" } })
     .get(
       "/queue/status",
@@ -47,3 +50,4 @@ export const opsModule = (ctx: Deps) =>
         },
       },
     );
+};

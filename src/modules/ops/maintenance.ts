@@ -1,7 +1,7 @@
 import type { Config } from "../../config";
 import { type Db, optimize } from "../../db/client";
 import type { Queue } from "../../queue";
-import { type Storage, sweepOrphans } from "../../storage";
+import { LocalStorage, type Storage, sweepOrphans } from "../../storage";
 import type { AssetService } from "../generate/service";
 import type { IdempotencyService } from "../idempotency/service";
 
@@ -31,12 +31,21 @@ export async function runRetention(ctx: Deps): Promise<{ jobs: number; objects: 
   return { jobs: deleted.length, objects: keys.length };
 }
 
-/** Removes stored objects no row references (a crash between a write and its row), past a grace period. */
+/** A temp file this old belongs to a write that died with its process (writes take seconds at most). */
+const TEMP_FILE_GRACE_MS = 15 * 60_000;
+
+/**
+ * Removes stored objects no row references (a crash between a write and its row), past a grace period,
+ * and on local disk the temp files of writes cut short by a crash.
+ */
 export async function sweepStorage(ctx: Deps) {
-  return sweepOrphans({
+  const swept = await sweepOrphans({
     storage: ctx.storage,
     prefixes: ["generations/", "inputs/", "cards/"],
     isReferenced: (keys) => ctx.assets.referenced(keys),
     olderThanMs: ctx.config.STORAGE_ORPHAN_GRACE_HOURS * 3_600_000,
   });
+  const tempFiles =
+    ctx.storage instanceof LocalStorage ? await ctx.storage.sweepTempFiles(TEMP_FILE_GRACE_MS) : 0;
+  return { ...swept, tempFiles };
 }
