@@ -66,6 +66,7 @@ export const EnvSchema = z.object({
   RENDER_WORKERS: int(0).default(0),
   CARD_DEBOUNCE_MS: int(0).default(2000),
   CARD_CACHE_MAX_AGE: int(0).default(300),
+  CARD_SUPERSEDED_GRACE_MS: int(0).default(0),
   DEFAULT_PROVIDER: optionalString,
   OPENAI_API_KEY: optionalString,
   OPENAI_BASE_URL: optionalString,

@@ -1,6 +1,6 @@
 import type { Database } from "bun:sqlite";
 import type { Config } from "../../config";
-import type { Card } from "../../db/schema";
+import type { Card, Job } from "../../db/schema";
 import { ApiError, notFound, unprocessable } from "../../errors";
 import type { Queue } from "../../queue";
 import {
@@ -26,12 +26,20 @@ export type CardDeps = {
   auth: AuthService;
   renderer: CardRenderer;
   resolveImage: ImageResolver;
-  config: Pick<Config, "publicUrl" | "CARD_DEBOUNCE_MS">;
+  config: Pick<Config, "publicUrl" | "CARD_DEBOUNCE_MS" | "CARD_SUPERSEDED_GRACE_MS">;
   now?: () => number;
 };
 
 export const RENDER_JOB = "card.render";
 export const CLEANUP_JOB = "card.cleanup";
+/** Above the default 0: a live card is watched, and the cleanup after it keeps storage bounded. */
+const RENDER_PRIORITY = 5;
+
+/** The version in a key from cardImageKey (`cards/<id>-<version>-<ts>.png`), or undefined for another shape. */
+function versionOfKey(id: string, key: string): number | undefined {
+  const match = /^(\d+)-\d+\.png$/.exec(key.slice(cardImagePrefix(id).length));
+  return match ? Number(match[1]) : undefined;
+}
 
 type CardRow = Record<string, unknown>;
 
@@ -46,6 +54,7 @@ function toCard(r: CardRow): Card {
     imageKey: r.image_key as string | null,
     imageUrl: r.image_url as string | null,
     renderError: r.render_error ? JSON.parse(r.render_error as string) : null,
+    renderDueAt: r.render_due_at as number | null,
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
   };
@@ -134,15 +143,16 @@ export class CardService {
     const id = Bun.randomUUIDv7();
     this.#d.db
       .query(
-        `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 1, 0, ?, ?)`,
+        `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, render_due_at, created_at,
+           updated_at)
+         VALUES (?, ?, ?, ?, 1, 0, ?, ?, ?)`,
       )
-      .run(id, owner.id, body.template, JSON.stringify(body.data), now, now);
+      .run(id, owner.id, body.template, JSON.stringify(body.data), now, now, now);
     try {
       await this.render(id);
     } catch (err) {
       // The card exists; a queued render retries with the engine's backoff, and the view says "rendering".
-      this.#enqueueRender(id, 0);
+      this.#enqueueRender(id, now);
       this.#d.db
         .query("UPDATE cards SET render_error = ? WHERE id = ?")
         .run(JSON.stringify(errorOf(err)), id);
@@ -150,18 +160,28 @@ export class CardService {
     return this.view(this.get(id)!);
   }
 
-  /** Merges `patch` into the card's data, bumps the version and schedules a debounced render. */
+  /**
+   * Merges `patch` into the card's data, bumps the version and schedules a render: at once when the card's
+   * last render was due more than CARD_DEBOUNCE_MS ago (leading edge), else at the end of that render's
+   * window, where every change until then coalesces into one render of the latest data (trailing edge).
+   */
   update(p: Principal, id: string, patch: Record<string, unknown>) {
     const card = this.visible(p, id);
     const data = mergePatch(card.data, patch);
     validate(card.template, data);
     const now = this.#now();
     const updated = this.#d.queue.store.tx(() => {
-      const row = this.#d.db
-        .query("UPDATE cards SET data = ?, version = version + 1, updated_at = ? WHERE id = ? RETURNING *")
-        .get(JSON.stringify(data), now, id) as CardRow;
-      this.#enqueueRender(id, this.#d.config.CARD_DEBOUNCE_MS);
-      return toCard(row);
+      const row = toCard(
+        this.#d.db
+          .query("UPDATE cards SET data = ?, version = version + 1, updated_at = ? WHERE id = ? RETURNING *")
+          .get(JSON.stringify(data), now, id) as CardRow,
+      );
+      const windowEnd = (row.renderDueAt ?? 0) + this.#d.config.CARD_DEBOUNCE_MS;
+      // A render already queued keeps its start time (the dedupe upsert never moves run_at), so the time
+      // recorded is the queued job's: the window is measured from the render that will actually run.
+      const job = this.#enqueueRender(id, Math.max(now, windowEnd));
+      this.#d.db.query("UPDATE cards SET render_due_at = ? WHERE id = ?").run(job.runAt, id);
+      return { ...row, renderDueAt: job.runAt };
     });
     return this.view(updated);
   }
@@ -193,12 +213,12 @@ export class CardService {
   async remove(p: Principal, id: string): Promise<void> {
     this.visible(p, id);
     this.#d.db.query("DELETE FROM cards WHERE id = ?").run(id);
-    await this.#deleteObjects(id, null);
+    await this.#deleteObjects(id, () => true);
   }
 
   /**
-   * Renders the card's current version to a new cache-busted key, points the card at it, and schedules the
-   * removal of older images. A render that lost the race to a newer one removes its own image instead.
+   * Renders the card's current version to a new cache-busted key, points the card at it, then deletes the
+   * image it superseded. A render that lost the race to a newer one removes its own image instead.
    * Returns false when there was nothing to render.
    */
   async render(id: string): Promise<boolean> {
@@ -209,13 +229,8 @@ export class CardService {
     const key = cardImageKey(card.id, card.version, this.#now());
     await this.#d.storage.put(key, png, { contentType: "image/png", cacheControl: IMMUTABLE_CACHE_CONTROL });
     const imageUrl = this.#d.storage.publicUrl(key);
-    const res = this.#d.db
-      .query(
-        `UPDATE cards SET image_key = ?, image_url = ?, rendered_version = ?, render_error = NULL
-         WHERE id = ? AND rendered_version < ?`,
-      )
-      .run(key, imageUrl, card.version, card.id, card.version);
-    if (res.changes === 0) {
+    const pointed = this.#point(card, key, imageUrl);
+    if (!pointed) {
       await this.#d.storage.delete(key);
       return false;
     }
@@ -225,17 +240,22 @@ export class CardService {
       version: card.version,
       imageUrl,
     });
-    this.#d.queue.enqueue(
-      CLEANUP_JOB,
-      { cardId: card.id },
-      { dedupeKey: `card-cleanup:${card.id}`, debounceMs: 500 },
-    );
+    await this.#dropSuperseded(card.id, pointed.previousKey, card.version);
     return true;
   }
 
-  /** Deletes every stored image of the card except the one it points at now. */
-  async cleanup(id: string): Promise<number> {
-    return this.#deleteObjects(id, this.get(id)?.imageKey ?? null);
+  /**
+   * Deletes the card's stored images older than `beforeVersion` (default: the version it shows now). Newer
+   * versions are left alone: their render may have stored its file and not yet moved the pointer.
+   */
+  async cleanup(id: string, beforeVersion?: number): Promise<number> {
+    const card = this.get(id);
+    if (!card) return this.#deleteObjects(id, () => true);
+    const before = beforeVersion ?? card.renderedVersion;
+    return this.#deleteObjects(
+      id,
+      (key) => key !== card.imageKey && (versionOfKey(id, key) ?? Number.POSITIVE_INFINITY) < before,
+    );
   }
 
   /** Records a render that failed for good, so the card's view and image endpoint say so. */
@@ -264,14 +284,63 @@ export class CardService {
     }
   }
 
-  #enqueueRender(id: string, debounceMs: number): void {
-    this.#d.queue.enqueue(RENDER_JOB, { cardId: id }, { dedupeKey: `card:${id}`, debounceMs, priority: 5 });
+  #enqueueRender(id: string, runAt: number): Job {
+    return this.#d.queue.enqueue(
+      RENDER_JOB,
+      { cardId: id },
+      { dedupeKey: `card:${id}`, runAt, priority: RENDER_PRIORITY },
+    ).job;
   }
 
-  async #deleteObjects(id: string, keep: string | null): Promise<number> {
+  /**
+   * Moves the card's pointer to `key` unless a newer version got there first, and returns the key it
+   * replaced. Read and write share one transaction, so two renders finishing together each learn the key
+   * they replaced and no superseded image is missed or deleted twice.
+   */
+  #point(card: Card, key: string, imageUrl: string): { previousKey: string | null } | null {
+    return this.#d.db
+      .transaction(() => {
+        const before = this.#d.db.query("SELECT image_key FROM cards WHERE id = ?").get(card.id) as {
+          image_key: string | null;
+        } | null;
+        const res = this.#d.db
+          .query(
+            `UPDATE cards SET image_key = ?, image_url = ?, rendered_version = ?, render_error = NULL
+             WHERE id = ? AND rendered_version < ?`,
+          )
+          .run(key, imageUrl, card.version, card.id, card.version);
+        return res.changes === 0 ? null : { previousKey: before?.image_key ?? null };
+      })
+      .immediate();
+  }
+
+  /**
+   * Superseded images go as soon as the pointer has moved, so a card keeps one file (two while a render is
+   * in flight). With CARD_SUPERSEDED_GRACE_MS, or when the delete fails, a durable `card.cleanup` job does it
+   * later instead: caches that fetched the old versioned URL keep it for the grace period.
+   */
+  async #dropSuperseded(id: string, previousKey: string | null, version: number): Promise<void> {
+    if (!previousKey) return;
+    const grace = this.#d.config.CARD_SUPERSEDED_GRACE_MS;
+    if (grace === 0) {
+      try {
+        await this.#d.storage.delete(previousKey);
+        return;
+      } catch {
+        // the store is unavailable for now: the cleanup job below retries with backoff
+      }
+    }
+    this.#d.queue.enqueue(
+      CLEANUP_JOB,
+      { cardId: id, beforeVersion: version },
+      { delayMs: grace, priority: RENDER_PRIORITY },
+    );
+  }
+
+  async #deleteObjects(id: string, shouldDelete: (key: string) => boolean): Promise<number> {
     const keys: string[] = [];
     for await (const obj of this.#d.storage.list(cardImagePrefix(id)))
-      if (obj.key !== keep) keys.push(obj.key);
+      if (shouldDelete(obj.key)) keys.push(obj.key);
     if (keys.length) await this.#d.storage.deleteMany(keys);
     return keys.length;
   }

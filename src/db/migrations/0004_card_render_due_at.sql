@@ -1,0 +1,1 @@
+ALTER TABLE `cards` ADD `render_due_at` integer;
