@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { Cron } from "croner";
 import { z } from "zod";
+import { ENGINES } from "./render/engine";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -67,6 +68,7 @@ export const EnvSchema = z.object({
   CARD_DEBOUNCE_MS: int(0).default(2000),
   CARD_CACHE_MAX_AGE: int(0).default(300),
   CARD_SUPERSEDED_GRACE_MS: int(0).default(0),
+  CARD_RENDERER: z.enum(ENGINES).default("satori"),
   DEFAULT_PROVIDER: optionalString,
   OPENAI_API_KEY: optionalString,
   OPENAI_BASE_URL: optionalString,

@@ -37,7 +37,7 @@ import {
   type ProviderRegistry,
 } from "./providers/registry";
 import { type AnyJobDefinition, Queue } from "./queue";
-import { createAvatarResolver, RenderPool } from "./render";
+import { createAvatarResolver, RenderPool, type RenderPoolOptions } from "./render";
 import { createStorage } from "./storage";
 
 export type ServiceOptions = {
@@ -99,7 +99,9 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       itemMaxAttempts: config.ITEM_MAX_ATTEMPTS,
     }),
   );
-  const renderer = lazyRenderPool(config.renderWorkers, (ms) => metrics.observeRender(ms));
+  const renderer = lazyRenderPool({ size: config.renderWorkers, engine: config.CARD_RENDERER }, (ms) =>
+    metrics.observeRender(ms),
+  );
   const cards = new CardService({
     db: db.$client,
     queue,
@@ -182,10 +184,10 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
  */
 export type LazyRenderer = CardRenderer & { check(): void; close(): Promise<void> };
 
-function lazyRenderPool(size: number, observe: (ms: number) => void): LazyRenderer {
+function lazyRenderPool(opts: RenderPoolOptions, observe: (ms: number) => void): LazyRenderer {
   let pool: RenderPool | null = null;
   const get = () => {
-    pool ??= new RenderPool({ size });
+    pool ??= new RenderPool(opts);
     return pool;
   };
   return {

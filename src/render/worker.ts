@@ -39,7 +39,7 @@ const port = parentPort;
 if (!port) throw new Error("render worker must run in a worker thread");
 const options = (workerData ?? {}) as WorkerOptions;
 lowerPriority(options.nice ?? 10);
-const renderer = createCardRenderer({ encoder: options.encoder });
+const renderer = createCardRenderer({ engine: options.engine, encoder: options.encoder });
 
 port.on("message", async ({ id, template, data }: RenderRequest) => {
   let reply: RenderReply;
