@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { div, type El } from "../h";
-import { byline, clamp, oneLine, personSchema, resolvePerson, textLength } from "./parts";
+import { byline, clamp, oneLine, personSchema, resolvePerson, textDirection, textLength } from "./parts";
 import { mix, palette, themeSchema } from "./theme";
 import { defineTemplate } from "./types";
 
@@ -58,6 +58,7 @@ function renderOg(data: OgData): El {
       div(
         {
           ...clamp(size >= 62 ? 3 : 4),
+          ...textDirection(data.title),
           fontSize: size,
           lineHeight: 1.12,
           fontWeight: 800,
@@ -68,7 +69,14 @@ function renderOg(data: OgData): El {
       ),
       data.subtitle
         ? div(
-            { ...clamp(2), marginTop: 24, fontSize: 30, lineHeight: 1.35, color: colours.muted },
+            {
+              ...clamp(2),
+              ...textDirection(data.subtitle),
+              marginTop: 24,
+              fontSize: 30,
+              lineHeight: 1.35,
+              color: colours.muted,
+            },
             data.subtitle,
           )
         : null,

@@ -9,6 +9,7 @@ import {
   personSchema,
   plural,
   resolvePerson,
+  textDirection,
   textLength,
 } from "./parts";
 import { type Palette, palette, themeSchema } from "./theme";
@@ -105,6 +106,7 @@ function question(text: string, optionCount: number, colours: Palette): El {
   return div(
     {
       ...clamp(lines),
+      ...textDirection(text),
       fontSize,
       lineHeight: LINE_HEIGHT,
       fontWeight: 800,
@@ -150,7 +152,17 @@ function optionRow(row: Row, metrics: ReturnType<typeof rowMetrics>, colours: Pa
         })
       : null,
     // Positioned like the bar so they paint above it (positioned boxes paint in tree order).
-    div({ ...oneLine, ...above, flex: 1, minWidth: 0, fontWeight: row.leader ? 800 : 600 }, row.label),
+    div(
+      {
+        ...oneLine,
+        ...above,
+        ...textDirection(row.label),
+        flex: 1,
+        minWidth: 0,
+        fontWeight: row.leader ? 800 : 600,
+      },
+      row.label,
+    ),
     div(
       {
         ...above,
