@@ -109,7 +109,7 @@ const FALLBACKS: readonly FallbackFamily[] = [
   { family: "Noto Sans Thai", pkg: "noto-sans-thai" },
 ];
 
-const DEFAULT_ORDER = ["Noto Sans SC", "Noto Sans TC", "Noto Sans JP", "Noto Sans KR"];
+const CJK_ORDER = ["Noto Sans SC", "Noto Sans TC", "Noto Sans JP", "Noto Sans KR"];
 
 /** Subsets Inter already covers are never loaded from a fallback package. */
 const COVERED_BY_BASE = new Set(INTER_SUBSETS);
@@ -159,10 +159,15 @@ export class FallbackFonts {
     );
   }
 
+  /**
+   * Families that claim the text's language first, then the single-script families (the CJK slices also
+   * hold some of their letters, in other shapes), then the CJK families, Chinese first.
+   */
   #orderFor(text: string): FallbackFamily[] {
     const preferred = FALLBACKS.filter((f) => f.prefer?.test(text));
-    const cjk = DEFAULT_ORDER.map((name) => FALLBACKS.find((f) => f.family === name)!);
-    return [...new Set([...preferred, ...cjk, ...FALLBACKS])];
+    const cjk = CJK_ORDER.map((name) => FALLBACKS.find((f) => f.family === name)!);
+    const others = FALLBACKS.filter((f) => !cjk.includes(f));
+    return [...new Set([...preferred, ...others, ...cjk])];
   }
 
   #sliceFor(family: FallbackFamily, cp: number): { subset: string; ranges: CodepointRange[] } | undefined {
