@@ -116,7 +116,8 @@ export function createTakumiEngine(assets: RenderAssets): RenderEngine {
     async render(element, width, height) {
       const node = await prepare(element);
       const png = await renderer.render(node, { width, height, format: "png" });
-      return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+      // A copy (~50 KB): the native buffer is external memory that a worker cannot transfer to the pool.
+      return new Uint8Array(png);
     },
     async svg(element, width, height) {
       return renderer.renderSvg(await prepare(element), { width, height });

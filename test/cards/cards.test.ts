@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import sharp from "sharp";
+import { loadConfig } from "../../src/config";
+import { createCardRenderer } from "../../src/render/render";
 import { listAll } from "../../src/storage";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
 import { type RunningS3rver, startS3rver } from "../storage/s3rver";
@@ -270,3 +272,36 @@ function barLengths(data: Buffer, width: number, height: number, channels: numbe
     return x - x0;
   });
 }
+
+describe("CARD_RENDERER=takumi", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ env: { CARD_RENDERER: "takumi" } });
+  });
+  afterAll(() => server.close());
+
+  test("cards are rendered by takumi and served the same way", async () => {
+    const res = await server.api("/api/cards", {
+      method: "POST",
+      json: { template: "poll", data: poll([3, 1]) },
+    });
+    expect(res.status).toBe(201);
+    const card = (await res.json()) as { id: string; status: string };
+    expect(card.status).toBe("rendered");
+    const { meta, data, info, bytes } = await decode(
+      await server.api(`/api/cards/${card.id}/image`, { key: null }),
+    );
+    expect([meta.width, meta.height, meta.format]).toEqual([1200, 800, "png"]);
+    expect(colourCount(data, info.channels)).toBeGreaterThan(5);
+    // The stored PNG is takumi's: byte for byte what the takumi engine draws for this data, not satori's.
+    const stored = Buffer.from(bytes);
+    const takumi = await createCardRenderer({ engine: "takumi" }).render("poll", poll([3, 1]));
+    const satori = await createCardRenderer({ engine: "satori" }).render("poll", poll([3, 1]));
+    expect(stored.equals(Buffer.from(takumi.png))).toBe(true);
+    expect(stored.equals(Buffer.from(satori.png))).toBe(false);
+  });
+
+  test("an unknown engine fails the configuration, naming the variable", async () => {
+    expect(() => loadConfig({ CARD_RENDERER: "chromium" })).toThrow(/CARD_RENDERER/);
+  });
+});

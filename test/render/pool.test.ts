@@ -140,3 +140,24 @@ describe("RenderPool health", () => {
     }
   });
 });
+
+describe("RenderPool with CARD_RENDERER=takumi", () => {
+  test("workers render with takumi: same size, a different encoder's bytes, invalid data still a CardDataError", async () => {
+    const takumi = new RenderPool({ size: 1, engine: "takumi" });
+    const satori = new RenderPool({ size: 1 });
+    try {
+      const [a, b] = await Promise.all([
+        takumi.render("poll", pollData(3)),
+        satori.render("poll", pollData(3)),
+      ]);
+      expect([a.width, a.height]).toEqual([1200, 800]);
+      const img = await decode(a.png);
+      expect([img.width, img.height]).toEqual([1200, 800]);
+      expect(Buffer.from(a.png).equals(Buffer.from(b.png))).toBe(false);
+      expect(await reason(takumi.render("poll", { question: "" }))).toBeInstanceOf(CardDataError);
+      expect(takumi.stats.respawns).toBe(0);
+    } finally {
+      await Promise.all([takumi.close(), satori.close()]);
+    }
+  });
+});
