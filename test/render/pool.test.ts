@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { getPriority } from "node:os";
 import { CardDataError, RenderError, UnknownTemplateError } from "../../src/render/errors";
 import { RenderPool } from "../../src/render/pool";
 import { templates } from "../../src/render/templates";
@@ -160,4 +162,25 @@ describe("RenderPool with CARD_RENDERER=takumi", () => {
       await Promise.all([takumi.close(), satori.close()]);
     }
   });
+
+  test.if(process.platform === "linux")(
+    "takumi's rasterising threads (Bun's work pool) run at the render nice level",
+    async () => {
+      const pool = new RenderPool({ size: 1, engine: "takumi", nice: 7 });
+      try {
+        for (let i = 0; i < 4; i++) await pool.render("poll", pollData(i));
+        const nices = readdirSync("/proc/self/task")
+          .filter((tid) => readFileSync(`/proc/self/task/${tid}/comm`, "utf8").startsWith("Bun Pool"))
+          .map((tid) => {
+            const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+            return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+          });
+        expect(nices.length).toBeGreaterThan(0);
+        expect(nices.every((n) => n === 7)).toBe(true);
+        expect(getPriority(0)).toBe(0); // the calling (event loop) thread keeps its priority
+      } finally {
+        await pool.close();
+      }
+    },
+  );
 });
