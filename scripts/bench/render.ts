@@ -3,7 +3,9 @@
  * - p50_ms / p99_ms: single-render latency of the poll card through the RenderPool (sequential, warm workers);
  * - cards_per_s: throughput of a 500-card burst over all workers;
  * - max_event_loop_lag_ms: the worst drift of a 1 ms setInterval on the main thread during that burst;
- * - png_bytes: the size of the poll card's PNG.
+ * - png_bytes: the size of the poll card's PNG;
+ * - cpu_ms_per_card: process CPU time (all threads) over the burst per card, which a loaded machine inflates
+ *   far less than the wall-clock figures.
  * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
  * `encoders` times satori's PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over
  * zlib) on the same rasterised poll card, in this thread.
@@ -122,6 +124,7 @@ async function benchEngine(engine: EngineName) {
     const pngBytes = (await pool.render("poll", pollData(0))).png.byteLength;
     const latency = await benchLatency(pool);
     let elapsed = 0;
+    const cpuBefore = process.cpuUsage();
     const lag = await withLagMonitor(async () => {
       const started = performance.now();
       // Results are dropped as they arrive, as a server would after storing them.
@@ -130,12 +133,14 @@ async function benchEngine(engine: EngineName) {
       );
       elapsed = performance.now() - started;
     });
+    const cpu = process.cpuUsage(cpuBefore);
     const result = {
       p50_ms: round(latency.p50),
       p99_ms: round(latency.p99),
       cards_per_s: round((BURST / elapsed) * 1000),
       max_event_loop_lag_ms: round(lag),
       png_bytes: pngBytes,
+      cpu_ms_per_card: round((cpu.user + cpu.system) / 1000 / BURST),
     };
     log(`${engine}: ${JSON.stringify(result)}`);
     return result;

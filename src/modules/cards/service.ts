@@ -89,11 +89,11 @@ function validate(template: string, data: unknown): unknown {
  * (debounced through the queue's dedupe key `card:<id>`), with a stable URL that always serves the latest.
  */
 export class CardService {
-  readonly #d: CardDeps;
+  readonly #deps: CardDeps;
   readonly #now: () => number;
 
   constructor(deps: CardDeps) {
-    this.#d = deps;
+    this.#deps = deps;
     this.#now = deps.now ?? Date.now;
   }
 
@@ -116,7 +116,7 @@ export class CardService {
       renderedVersion: card.renderedVersion,
       status,
       imageUrl: card.imageUrl,
-      stableImageUrl: `${this.#d.config.publicUrl}/api/cards/${card.id}/image`,
+      stableImageUrl: `${this.#deps.config.publicUrl}/api/cards/${card.id}/image`,
       renderError: card.renderError,
       ownerId: card.ownerId,
       createdAt: card.createdAt,
@@ -125,23 +125,23 @@ export class CardService {
   }
 
   get(id: string): Card | null {
-    const row = this.#d.db.query("SELECT * FROM cards WHERE id = ?").get(id) as CardRow | null;
+    const row = this.#deps.db.query("SELECT * FROM cards WHERE id = ?").get(id) as CardRow | null;
     return row ? toCard(row) : null;
   }
 
   visible(p: Principal, id: string): Card {
     const card = this.get(id);
-    if (!card || !this.#d.auth.canAccess(p, card.ownerId)) throw notFound("card");
+    if (!card || !this.#deps.auth.canAccess(p, card.ownerId)) throw notFound("card");
     return card;
   }
 
   /** Creates a card and renders it at once, so the response carries its image URL. */
   async create(p: Principal, body: CreateCardBody) {
     validate(body.template, body.data);
-    const owner = this.#d.auth.actingUser(p, body.userId);
+    const owner = this.#deps.auth.actingUser(p, body.userId);
     const now = this.#now();
     const id = Bun.randomUUIDv7();
-    this.#d.db
+    this.#deps.db
       .query(
         `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, render_due_at, created_at,
            updated_at)
@@ -153,7 +153,7 @@ export class CardService {
     } catch (err) {
       // The card exists; a queued render retries with the engine's backoff, and the view says "rendering".
       this.#enqueueRender(id, now);
-      this.#d.db
+      this.#deps.db
         .query("UPDATE cards SET render_error = ? WHERE id = ?")
         .run(JSON.stringify(errorOf(err)), id);
     }
@@ -170,17 +170,17 @@ export class CardService {
     const data = mergePatch(card.data, patch);
     validate(card.template, data);
     const now = this.#now();
-    const updated = this.#d.queue.store.tx(() => {
+    const updated = this.#deps.queue.store.tx(() => {
       const row = toCard(
-        this.#d.db
+        this.#deps.db
           .query("UPDATE cards SET data = ?, version = version + 1, updated_at = ? WHERE id = ? RETURNING *")
           .get(JSON.stringify(data), now, id) as CardRow,
       );
-      const windowEnd = (row.renderDueAt ?? 0) + this.#d.config.CARD_DEBOUNCE_MS;
+      const windowEnd = (row.renderDueAt ?? 0) + this.#deps.config.CARD_DEBOUNCE_MS;
       // A render already queued keeps its start time (the dedupe upsert never moves run_at), so the time
       // recorded is the queued job's: the window is measured from the render that will actually run.
       const job = this.#enqueueRender(id, Math.max(now, windowEnd));
-      this.#d.db.query("UPDATE cards SET render_due_at = ? WHERE id = ?").run(job.runAt, id);
+      this.#deps.db.query("UPDATE cards SET render_due_at = ? WHERE id = ?").run(job.runAt, id);
       return { ...row, renderDueAt: job.runAt };
     });
     return this.view(updated);
@@ -201,7 +201,7 @@ export class CardService {
       where.push("id < ?");
       args.push(q.cursor);
     }
-    const rows = this.#d.db
+    const rows = this.#deps.db
       .query(
         `SELECT * FROM cards ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`,
       )
@@ -212,7 +212,7 @@ export class CardService {
 
   async remove(p: Principal, id: string): Promise<void> {
     this.visible(p, id);
-    this.#d.db.query("DELETE FROM cards WHERE id = ?").run(id);
+    this.#deps.db.query("DELETE FROM cards WHERE id = ?").run(id);
     await this.#deleteObjects(id, () => true);
   }
 
@@ -225,16 +225,19 @@ export class CardService {
     const card = this.get(id);
     if (!card || card.renderedVersion >= card.version) return false;
     const prepared = await this.#prepare(card.template, card.data);
-    const { png } = await this.#d.renderer.render(card.template, prepared);
+    const { png } = await this.#deps.renderer.render(card.template, prepared);
     const key = cardImageKey(card.id, card.version, this.#now());
-    await this.#d.storage.put(key, png, { contentType: "image/png", cacheControl: IMMUTABLE_CACHE_CONTROL });
-    const imageUrl = this.#d.storage.publicUrl(key);
+    await this.#deps.storage.put(key, png, {
+      contentType: "image/png",
+      cacheControl: IMMUTABLE_CACHE_CONTROL,
+    });
+    const imageUrl = this.#deps.storage.publicUrl(key);
     const pointed = this.#point(card, key, imageUrl);
     if (!pointed) {
-      await this.#d.storage.delete(key);
+      await this.#deps.storage.delete(key);
       return false;
     }
-    this.#d.queue.events.emit("card:rendered", {
+    this.#deps.queue.events.emit("card:rendered", {
       cardId: card.id,
       ownerId: card.ownerId,
       version: card.version,
@@ -260,7 +263,7 @@ export class CardService {
 
   /** Records a render that failed for good, so the card's view and image endpoint say so. */
   renderFailed(id: string, error: unknown): void {
-    this.#d.db.query("UPDATE cards SET render_error = ? WHERE id = ?").run(JSON.stringify(error), id);
+    this.#deps.db.query("UPDATE cards SET render_error = ? WHERE id = ?").run(JSON.stringify(error), id);
   }
 
   /** The latest image for the stable URL, or null when none is rendered yet. */
@@ -268,24 +271,24 @@ export class CardService {
     const card = this.get(id);
     if (!card) throw notFound("card");
     if (!card.imageKey) return { card, object: null };
-    return { card, object: await this.#d.storage.get(card.imageKey) };
+    return { card, object: await this.#deps.storage.get(card.imageKey) };
   }
 
   /** Renders without storing anything (template design). */
   async preview(template: string, data: unknown): Promise<Uint8Array> {
-    return (await this.#d.renderer.render(template, await this.#prepare(template, data))).png;
+    return (await this.#deps.renderer.render(template, await this.#prepare(template, data))).png;
   }
 
   async #prepare(template: string, data: unknown): Promise<unknown> {
     try {
-      return await prepareCardData(template, data, this.#d.resolveImage);
+      return await prepareCardData(template, data, this.#deps.resolveImage);
     } catch (err) {
       throw asApiError(err);
     }
   }
 
   #enqueueRender(id: string, runAt: number): Job {
-    return this.#d.queue.enqueue(
+    return this.#deps.queue.enqueue(
       RENDER_JOB,
       { cardId: id },
       { dedupeKey: `card:${id}`, runAt, priority: RENDER_PRIORITY },
@@ -298,12 +301,12 @@ export class CardService {
    * they replaced and no superseded image is missed or deleted twice.
    */
   #point(card: Card, key: string, imageUrl: string): { previousKey: string | null } | null {
-    return this.#d.db
+    return this.#deps.db
       .transaction(() => {
-        const before = this.#d.db.query("SELECT image_key FROM cards WHERE id = ?").get(card.id) as {
+        const before = this.#deps.db.query("SELECT image_key FROM cards WHERE id = ?").get(card.id) as {
           image_key: string | null;
         } | null;
-        const res = this.#d.db
+        const res = this.#deps.db
           .query(
             `UPDATE cards SET image_key = ?, image_url = ?, rendered_version = ?, render_error = NULL
              WHERE id = ? AND rendered_version < ?`,
@@ -321,16 +324,16 @@ export class CardService {
    */
   async #dropSuperseded(id: string, previousKey: string | null, version: number): Promise<void> {
     if (!previousKey) return;
-    const grace = this.#d.config.CARD_SUPERSEDED_GRACE_MS;
+    const grace = this.#deps.config.CARD_SUPERSEDED_GRACE_MS;
     if (grace === 0) {
       try {
-        await this.#d.storage.delete(previousKey);
+        await this.#deps.storage.delete(previousKey);
         return;
       } catch {
         // the store is unavailable for now: the cleanup job below retries with backoff
       }
     }
-    this.#d.queue.enqueue(
+    this.#deps.queue.enqueue(
       CLEANUP_JOB,
       { cardId: id, beforeVersion: version },
       { delayMs: grace, priority: RENDER_PRIORITY },
@@ -339,9 +342,9 @@ export class CardService {
 
   async #deleteObjects(id: string, shouldDelete: (key: string) => boolean): Promise<number> {
     const keys: string[] = [];
-    for await (const obj of this.#d.storage.list(cardImagePrefix(id)))
+    for await (const obj of this.#deps.storage.list(cardImagePrefix(id)))
       if (shouldDelete(obj.key)) keys.push(obj.key);
-    if (keys.length) await this.#d.storage.deleteMany(keys);
+    if (keys.length) await this.#deps.storage.deleteMany(keys);
     return keys.length;
   }
 }
