@@ -4,6 +4,8 @@
  * - cards_per_s: throughput of a 500-card burst over all workers;
  * - max_event_loop_lag_ms: the worst drift of a 1 ms setInterval on the main thread during that burst;
  * - png_bytes: the size of the poll card's PNG;
+ * - idle_event_loop_lag_ms: the same timer's worst drift over 3 s with nothing rendering: what the machine's
+ *   other load alone costs the event loop (on a shared machine it can exceed the figure during renders);
  * - cpu_ms_per_card: process CPU time (all threads) over the burst per card, which a loaded machine inflates
  *   far less than the wall-clock figures.
  * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
@@ -151,6 +153,7 @@ async function benchEngine(engine: EngineName) {
 
 async function main() {
   const encoders = await benchEncoders();
+  const idleLag = await withLagMonitor(() => Bun.sleep(3000));
   const engines: Partial<Record<EngineName, Awaited<ReturnType<typeof benchEngine>>>> = {};
   for (const engine of only ? [only] : ENGINES) engines[engine] = await benchEngine(engine);
   const headline = engines[only ?? chosen] ?? {};
@@ -160,6 +163,7 @@ async function main() {
     engines,
     workers,
     worker_nice: nice ?? 10,
+    idle_event_loop_lag_ms: round(idleLag),
     encoders,
     machine: machine(),
   };
