@@ -103,7 +103,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     metrics.observeRender(ms),
   );
   const cards = new CardService({
-    db: db.$client,
+    db,
     queue,
     storage,
     auth,

@@ -1,6 +1,7 @@
-import type { Database } from "bun:sqlite";
+import { and, desc, eq, lt, sql } from "drizzle-orm";
 import type { Config } from "../../config";
-import type { Card, Job } from "../../db/schema";
+import type { Db } from "../../db/client";
+import { type Card, cards, type Job } from "../../db/schema";
 import { ApiError, notFound, unprocessable } from "../../errors";
 import type { Queue } from "../../queue";
 import {
@@ -20,7 +21,7 @@ import type { CreateCardBody, ListCardsQuery } from "./model";
 export type CardRenderer = { render(template: string, data: unknown): Promise<RenderedCard> };
 
 export type CardDeps = {
-  db: Database;
+  db: Db;
   queue: Queue;
   storage: Storage;
   auth: AuthService;
@@ -39,25 +40,6 @@ const RENDER_PRIORITY = 5;
 function versionOfKey(id: string, key: string): number | undefined {
   const match = /^(\d+)-\d+\.png$/.exec(key.slice(cardImagePrefix(id).length));
   return match ? Number(match[1]) : undefined;
-}
-
-type CardRow = Record<string, unknown>;
-
-function toCard(r: CardRow): Card {
-  return {
-    id: r.id as string,
-    ownerId: r.owner_id as string,
-    template: r.template as string,
-    data: JSON.parse(r.data as string),
-    version: r.version as number,
-    renderedVersion: r.rendered_version as number,
-    imageKey: r.image_key as string | null,
-    imageUrl: r.image_url as string | null,
-    renderError: r.render_error ? JSON.parse(r.render_error as string) : null,
-    renderDueAt: r.render_due_at as number | null,
-    createdAt: r.created_at as number,
-    updatedAt: r.updated_at as number,
-  };
 }
 
 /** Template and schema problems are the caller's: 422 with the first bad field named. */
@@ -125,8 +107,7 @@ export class CardService {
   }
 
   get(id: string): Card | null {
-    const row = this.#deps.db.query("SELECT * FROM cards WHERE id = ?").get(id) as CardRow | null;
-    return row ? toCard(row) : null;
+    return this.#deps.db.select().from(cards).where(eq(cards.id, id)).get() ?? null;
   }
 
   visible(p: Principal, id: string): Card {
@@ -142,20 +123,23 @@ export class CardService {
     const now = this.#now();
     const id = Bun.randomUUIDv7();
     this.#deps.db
-      .query(
-        `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, render_due_at, created_at,
-           updated_at)
-         VALUES (?, ?, ?, ?, 1, 0, ?, ?, ?)`,
-      )
-      .run(id, owner.id, body.template, JSON.stringify(body.data), now, now, now);
+      .insert(cards)
+      .values({
+        id,
+        ownerId: owner.id,
+        template: body.template,
+        data: body.data,
+        renderDueAt: now,
+        createdAt: now,
+        updatedAt: now,
+      })
+      .run();
     try {
       await this.render(id);
     } catch (err) {
       // The card exists; a queued render retries with the engine's backoff, and the view says "rendering".
       this.#enqueueRender(id, now);
-      this.#deps.db
-        .query("UPDATE cards SET render_error = ? WHERE id = ?")
-        .run(JSON.stringify(errorOf(err)), id);
+      this.renderFailed(id, errorOf(err));
     }
     return this.view(this.get(id)!);
   }
@@ -171,48 +155,41 @@ export class CardService {
     validate(card.template, data);
     const now = this.#now();
     const updated = this.#deps.queue.store.tx(() => {
-      const row = toCard(
-        this.#deps.db
-          .query("UPDATE cards SET data = ?, version = version + 1, updated_at = ? WHERE id = ? RETURNING *")
-          .get(JSON.stringify(data), now, id) as CardRow,
-      );
-      const windowEnd = (row.renderDueAt ?? 0) + this.#deps.config.CARD_DEBOUNCE_MS;
+      const windowEnd = (card.renderDueAt ?? 0) + this.#deps.config.CARD_DEBOUNCE_MS;
       // A render already queued keeps its start time (the dedupe upsert never moves run_at), so the time
       // recorded is the queued job's: the window is measured from the render that will actually run.
       const job = this.#enqueueRender(id, Math.max(now, windowEnd));
-      this.#deps.db.query("UPDATE cards SET render_due_at = ? WHERE id = ?").run(job.runAt, id);
-      return { ...row, renderDueAt: job.runAt };
+      return this.#deps.db
+        .update(cards)
+        .set({ data, version: sql`${cards.version} + 1`, renderDueAt: job.runAt, updatedAt: now })
+        .where(eq(cards.id, id))
+        .returning()
+        .get()!;
     });
     return this.view(updated);
   }
 
   list(p: Principal, q: ListCardsQuery) {
-    const where = ["owner_id = ?"];
-    const args: (string | number)[] = [p.user.id];
-    if (isAdminKey(p)) {
-      where.length = 0;
-      args.length = 0;
-    }
-    if (q.template) {
-      where.push("template = ?");
-      args.push(q.template);
-    }
-    if (q.cursor) {
-      where.push("id < ?");
-      args.push(q.cursor);
-    }
     const rows = this.#deps.db
-      .query(
-        `SELECT * FROM cards ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`,
+      .select()
+      .from(cards)
+      .where(
+        and(
+          isAdminKey(p) ? undefined : eq(cards.ownerId, p.user.id),
+          q.template ? eq(cards.template, q.template) : undefined,
+          q.cursor ? lt(cards.id, q.cursor) : undefined,
+        ),
       )
-      .all(...args, q.limit + 1) as CardRow[];
-    const cards = rows.slice(0, q.limit).map((r) => this.view(toCard(r)));
-    return { cards, nextCursor: rows.length > q.limit ? (cards.at(-1)?.id ?? null) : null };
+      .orderBy(desc(cards.id))
+      .limit(q.limit + 1)
+      .all();
+    const page = rows.slice(0, q.limit).map((card) => this.view(card));
+    return { cards: page, nextCursor: rows.length > q.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
   async remove(p: Principal, id: string): Promise<void> {
     this.visible(p, id);
-    this.#deps.db.query("DELETE FROM cards WHERE id = ?").run(id);
+    this.#deps.db.delete(cards).where(eq(cards.id, id)).run();
     await this.#deleteObjects(id, () => true);
   }
 
@@ -263,7 +240,11 @@ export class CardService {
 
   /** Records a render that failed for good, so the card's view and image endpoint say so. */
   renderFailed(id: string, error: unknown): void {
-    this.#deps.db.query("UPDATE cards SET render_error = ? WHERE id = ?").run(JSON.stringify(error), id);
+    this.#deps.db
+      .update(cards)
+      .set({ renderError: error as Card["renderError"] })
+      .where(eq(cards.id, id))
+      .run();
   }
 
   /** The latest image for the stable URL, or null when none is rendered yet. */
@@ -301,20 +282,19 @@ export class CardService {
    * they replaced and no superseded image is missed or deleted twice.
    */
   #point(card: Card, key: string, imageUrl: string): { previousKey: string | null } | null {
-    return this.#deps.db
-      .transaction(() => {
-        const before = this.#deps.db.query("SELECT image_key FROM cards WHERE id = ?").get(card.id) as {
-          image_key: string | null;
-        } | null;
-        const res = this.#deps.db
-          .query(
-            `UPDATE cards SET image_key = ?, image_url = ?, rendered_version = ?, render_error = NULL
-             WHERE id = ? AND rendered_version < ?`,
-          )
-          .run(key, imageUrl, card.version, card.id, card.version);
-        return res.changes === 0 ? null : { previousKey: before?.image_key ?? null };
-      })
-      .immediate();
+    return this.#deps.db.transaction(
+      (tx) => {
+        const before = tx.select({ imageKey: cards.imageKey }).from(cards).where(eq(cards.id, card.id)).get();
+        const moved = tx
+          .update(cards)
+          .set({ imageKey: key, imageUrl, renderedVersion: card.version, renderError: null })
+          .where(and(eq(cards.id, card.id), lt(cards.renderedVersion, card.version)))
+          .returning({ id: cards.id })
+          .get();
+        return moved ? { previousKey: before?.imageKey ?? null } : null;
+      },
+      { behavior: "immediate" },
+    );
   }
 
   /**
