@@ -96,14 +96,17 @@ interface FallbackFamily {
 /**
  * Scripts Inter lacks, each from a Noto family on npm. Han characters are in all four CJK families with
  * regional glyph shapes: kana makes the text Japanese and Hangul Korean; otherwise Simplified Chinese comes
- * first. Hebrew and Arabic are laid out right to left by the engines' shaping.
+ * first. Hebrew and Arabic are laid out right to left by the engines' shaping. Arabic is Noto Kufi, not Noto
+ * Sans Arabic: satori lost Noto Sans Arabic's dots and hamzas on ة and أ in bold, which it draws from Kufi
+ * (it still misplaces a few, e.g. on ذ and a final ي; takumi draws both fonts correctly), and Kufi's geometric
+ * shapes sit well beside Inter.
  */
 const FALLBACKS: readonly FallbackFamily[] = [
   { family: "Noto Sans JP", pkg: "noto-sans-jp", prefer: /[\p{Script=Hiragana}\p{Script=Katakana}]/u },
   { family: "Noto Sans KR", pkg: "noto-sans-kr", prefer: /\p{Script=Hangul}/u },
   { family: "Noto Sans SC", pkg: "noto-sans-sc" },
   { family: "Noto Sans TC", pkg: "noto-sans-tc" },
-  { family: "Noto Sans Arabic", pkg: "noto-sans-arabic" },
+  { family: "Noto Kufi Arabic", pkg: "noto-kufi-arabic" },
   { family: "Noto Sans Hebrew", pkg: "noto-sans-hebrew" },
   { family: "Noto Sans Devanagari", pkg: "noto-sans-devanagari" },
   { family: "Noto Sans Thai", pkg: "noto-sans-thai" },

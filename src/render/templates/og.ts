@@ -1,6 +1,15 @@
 import { z } from "zod";
 import { div, type El } from "../h";
-import { byline, clamp, oneLine, personSchema, resolvePerson, textDirection, textLength } from "./parts";
+import {
+  byline,
+  clamp,
+  oneLine,
+  personSchema,
+  resolvePerson,
+  textDirection,
+  textLength,
+  tracking,
+} from "./parts";
 import { mix, palette, themeSchema } from "./theme";
 import { defineTemplate } from "./types";
 
@@ -62,7 +71,7 @@ function renderOg(data: OgData): El {
           fontSize: size,
           lineHeight: 1.12,
           fontWeight: 800,
-          letterSpacing: -size * 0.025,
+          letterSpacing: tracking(data.title, -size * 0.025),
           color: colours.text,
         },
         data.title,

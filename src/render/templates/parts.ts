@@ -87,6 +87,16 @@ export function textDirection(text: string): { direction?: "rtl" } {
   return first && RIGHT_TO_LEFT.test(first) ? { direction: "rtl" } : {};
 }
 
+const CURSIVE = /[\p{Script=Arabic}\p{Script=Syriac}\p{Script=Nko}\p{Script=Mongolian}]/u;
+
+/**
+ * Letter spacing for `text`, or none when it is in a cursive script: spacing the letters of Arabic apart
+ * breaks their joins (CSS leaves it off for such scripts, and satori would also misplace their dots).
+ */
+export function tracking(text: string, spacing: number): number {
+  return CURSIVE.test(text) ? 0 : spacing;
+}
+
 /** A single line that ends in an ellipsis rather than wrapping or overflowing. */
 export const oneLine = clamp(1);
 

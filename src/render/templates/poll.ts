@@ -11,6 +11,7 @@ import {
   resolvePerson,
   textDirection,
   textLength,
+  tracking,
 } from "./parts";
 import { type Palette, palette, themeSchema } from "./theme";
 import { defineTemplate } from "./types";
@@ -110,7 +111,7 @@ function question(text: string, optionCount: number, colours: Palette): El {
       fontSize,
       lineHeight: LINE_HEIGHT,
       fontWeight: 800,
-      letterSpacing: -fontSize * 0.02,
+      letterSpacing: tracking(text, -fontSize * 0.02),
       color: colours.text,
     },
     text,
