@@ -159,3 +159,43 @@ describe("a grace period for superseded images (CARD_SUPERSEDED_GRACE_MS)", () =
     expect(left[0]!.key).toContain(`-2-`);
   });
 });
+
+describe("a failed delete of a superseded image", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ env: { CARD_DEBOUNCE_MS: "0" } });
+  });
+  afterAll(() => server.close());
+
+  test("is retried by a card.cleanup job, and the render still succeeds", async () => {
+    const card = await createCard(server, [1, 1]);
+    // The store refuses one delete, as an S3 endpoint that is briefly down would.
+    const storage = server.ctx.storage;
+    const original = storage.delete.bind(storage);
+    let refused = 0;
+    storage.delete = async (key) => {
+      if (refused++ === 0) throw new Error("store unavailable");
+      return original(key);
+    };
+    try {
+      const updated = await patch(server, card.id, [2, 1]);
+      await waitFor(async () => (await stableImage(server, card.id)).version === updated.version, {
+        what: "the render",
+      });
+      const files = () => listAll(server.ctx.storage, `cards/${card.id}-`);
+      const left = await waitFor(async () => ((await files()).length === 1 ? files() : null), {
+        timeoutMs: 15_000,
+        intervalMs: 50,
+        what: "the cleanup job",
+      });
+      expect(left[0]!.key).toContain(`-${updated.version}-`);
+      expect(refused).toBeGreaterThanOrEqual(1);
+      const jobs = server.ctx.db.$client
+        .query("SELECT status FROM jobs WHERE type = 'card.cleanup' AND json_extract(input, '$.cardId') = ?")
+        .all(card.id) as { status: string }[];
+      expect(jobs.map((j) => j.status)).toEqual(["completed"]);
+    } finally {
+      storage.delete = original;
+    }
+  });
+});
