@@ -28,8 +28,26 @@ export interface FontFace {
 
 const require = createRequire(import.meta.url);
 
-function packageDir(pkg: string): string {
-  return dirname(require.resolve(`@fontsource/${pkg}/package.json`));
+/**
+ * Where each font package is. Spelled out, one literal `require.resolve` each: the single-executable build
+ * (scripts/build.ts) swaps exactly these calls for the path of its embedded copy.
+ */
+const PACKAGES = {
+  inter: () => require.resolve("@fontsource/inter/package.json"),
+  "noto-sans-jp": () => require.resolve("@fontsource/noto-sans-jp/package.json"),
+  "noto-sans-kr": () => require.resolve("@fontsource/noto-sans-kr/package.json"),
+  "noto-sans-sc": () => require.resolve("@fontsource/noto-sans-sc/package.json"),
+  "noto-sans-tc": () => require.resolve("@fontsource/noto-sans-tc/package.json"),
+  "noto-kufi-arabic": () => require.resolve("@fontsource/noto-kufi-arabic/package.json"),
+  "noto-sans-hebrew": () => require.resolve("@fontsource/noto-sans-hebrew/package.json"),
+  "noto-sans-devanagari": () => require.resolve("@fontsource/noto-sans-devanagari/package.json"),
+  "noto-sans-thai": () => require.resolve("@fontsource/noto-sans-thai/package.json"),
+} as const;
+
+type FontPackage = keyof typeof PACKAGES;
+
+function packageDir(pkg: FontPackage): string {
+  return dirname(PACKAGES[pkg]());
 }
 
 /** Parses a fontsource `unicode-range` list: "U+0600-06FF,U+20". */
@@ -47,7 +65,7 @@ function inRanges(cp: number, ranges: readonly CodepointRange[]): boolean {
 }
 
 /** A fontsource package's subsets: name ("latin", "[12]") → ranges, from its unicode.json. */
-function subsetsOf(pkg: string): Map<string, CodepointRange[]> {
+function subsetsOf(pkg: FontPackage): Map<string, CodepointRange[]> {
   const json = JSON.parse(readFileSync(join(packageDir(pkg), "unicode.json"), "utf8")) as Record<
     string,
     string
@@ -56,7 +74,7 @@ function subsetsOf(pkg: string): Map<string, CodepointRange[]> {
 }
 
 /** The file of one subset at one weight; CJK subsets are numbered slices ("[12]" → "12"). */
-function subsetFile(pkg: string, subset: string, weight: number): string {
+function subsetFile(pkg: FontPackage, subset: string, weight: number): string {
   return join(
     packageDir(pkg),
     "files",
@@ -88,7 +106,7 @@ export function loadFonts(weights: readonly FontWeight[] = FONT_WEIGHTS): FontFa
 
 interface FallbackFamily {
   family: string;
-  pkg: string;
+  pkg: FontPackage;
   /** Text with these characters prefers this family for the code points several families share (Han). */
   prefer?: RegExp;
 }

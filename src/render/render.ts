@@ -2,7 +2,6 @@ import { createEmojiLoader, type EmojiLoader } from "./emoji";
 import type { EngineName, RenderAssets, RenderEngine } from "./engine";
 import { FallbackFonts, type FontFace, loadFonts } from "./fonts";
 import { createSatoriEngine, type PngEncoder } from "./satori";
-import { createTakumiEngine } from "./takumi";
 import { getTemplate, parseCardData } from "./templates";
 
 export type { PngEncoder } from "./satori";
@@ -44,13 +43,25 @@ function assetsFor(opts: CardRendererOptions): RenderAssets {
   return { fonts, fallbacks: new FallbackFonts(fonts), emoji: opts.emoji ?? createEmojiLoader() };
 }
 
-function createEngine(name: EngineName, assets: RenderAssets, encoder?: PngEncoder): RenderEngine {
-  return name === "takumi" ? createTakumiEngine(assets) : createSatoriEngine(assets, encoder);
+/**
+ * Takumi's native addon is loaded only when it is chosen: an install without it (another platform, a
+ * stripped image) still renders with satori.
+ */
+async function createEngine(
+  name: EngineName,
+  assets: RenderAssets,
+  encoder?: PngEncoder,
+): Promise<RenderEngine> {
+  if (name === "takumi") return (await import("./takumi")).createTakumiEngine(assets);
+  return createSatoriEngine(assets, encoder);
 }
 
 /** A renderer holding its engine, fonts and emoji cache; create one per worker thread. */
 export function createCardRenderer(opts: CardRendererOptions = {}): CardRenderer {
-  const engine = createEngine(opts.engine ?? "satori", assetsFor(opts), opts.encoder);
+  const name = opts.engine ?? "satori";
+  const engine = createEngine(name, assetsFor(opts), opts.encoder);
+  // A failed load is reported by every render; until one asks, it is not an unhandled rejection.
+  engine.catch(() => {});
 
   function element(name: string, data: unknown) {
     const template = getTemplate(name);
@@ -62,14 +73,14 @@ export function createCardRenderer(opts: CardRendererOptions = {}): CardRenderer
   }
 
   return {
-    engine: engine.name,
-    async svg(name, data) {
-      const { element: el, width, height } = element(name, data);
-      return { svg: await engine.svg(el, width, height), width, height };
+    engine: name,
+    async svg(template, data) {
+      const { element: el, width, height } = element(template, data);
+      return { svg: await (await engine).svg(el, width, height), width, height };
     },
-    async render(name, data) {
-      const { element: el, width, height } = element(name, data);
-      return { png: await engine.render(el, width, height), width, height };
+    async render(template, data) {
+      const { element: el, width, height } = element(template, data);
+      return { png: await (await engine).render(el, width, height), width, height };
     },
   };
 }
