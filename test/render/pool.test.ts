@@ -103,7 +103,8 @@ describe("RenderPool", () => {
 
 describe("RenderPool timeouts", () => {
   test("a render that hangs is abandoned and its worker replaced", async () => {
-    const pool = new RenderPool({ size: 1, workerUrl: faultyWorker, renderTimeoutMs: 1500 });
+    // Long enough for a first render (fonts, wasm) on a loaded machine; a hang still ends in seconds.
+    const pool = new RenderPool({ size: 1, workerUrl: faultyWorker, renderTimeoutMs: 5000 });
     try {
       await pool.render("poll", pollData(1));
       const err = (await reason(pool.render("__hang__", {}))) as RenderError;
@@ -114,7 +115,7 @@ describe("RenderPool timeouts", () => {
     } finally {
       await pool.close();
     }
-  });
+  }, 30_000);
 });
 
 describe("RenderPool health", () => {
