@@ -63,10 +63,11 @@ export function createCardRenderer(opts: CardRendererOptions = {}): CardRenderer
   // A failed load is reported by every render; until one asks, it is not an unhandled rejection.
   engine.catch(() => {});
 
-  function element(name: string, data: unknown) {
-    const template = getTemplate(name);
+  /** The template's element tree for `data` (validated here: a worker gets no unchecked input). */
+  function element(templateName: string, data: unknown) {
+    const template = getTemplate(templateName);
     return {
-      element: template.render(parseCardData(name, data)),
+      element: template.render(parseCardData(templateName, data)),
       width: template.width,
       height: template.height,
     };
