@@ -79,7 +79,7 @@ describe(`leading-edge debounce (CARD_DEBOUNCE_MS=${WINDOW_MS})`, () => {
     const elapsed = performance.now() - started;
     expect(Buffer.from(shown.bytes).equals(Buffer.from(expected))).toBe(true);
     expect(elapsed).toBeLessThan(500);
-  });
+  }, 30_000);
 
   test("changes inside the window coalesce into one trailing render of the latest data", async () => {
     const card = await createCard(server, [0, 0, 0]);
@@ -100,7 +100,7 @@ describe(`leading-edge debounce (CARD_DEBOUNCE_MS=${WINDOW_MS})`, () => {
     expect(renders.length).toBeLessThanOrEqual(3);
     const shown = await stableImage(server, card.id);
     expect(Buffer.from(shown.bytes).equals(Buffer.from(await preview(server, [21, 5, 3])))).toBe(true);
-  });
+  }, 30_000);
 
   test("a steady stream of changes renders about once per window", async () => {
     const card = await createCard(server, [0, 0]);
@@ -125,7 +125,7 @@ describe(`leading-edge debounce (CARD_DEBOUNCE_MS=${WINDOW_MS})`, () => {
     // often than the window allows (+1 for the render after the stream, +1 for timer slack).
     expect(renders.length).toBeGreaterThanOrEqual(2);
     expect(renders.length).toBeLessThanOrEqual(Math.ceil(streamMs / WINDOW_MS) + 2);
-  });
+  }, 30_000);
 });
 
 describe("a grace period for superseded images (CARD_SUPERSEDED_GRACE_MS)", () => {
@@ -157,7 +157,7 @@ describe("a grace period for superseded images (CARD_SUPERSEDED_GRACE_MS)", () =
       what: "the cleanup after the grace period",
     });
     expect(left[0]!.key).toContain(`-2-`);
-  });
+  }, 30_000);
 });
 
 describe("a failed delete of a superseded image", () => {
@@ -197,5 +197,5 @@ describe("a failed delete of a superseded image", () => {
     } finally {
       storage.delete = original;
     }
-  });
+  }, 30_000);
 });
