@@ -3,6 +3,9 @@ import { join, resolve } from "node:path";
 import { Cron } from "croner";
 import { z } from "zod";
 
+/** The card renderers Easel ships (src/render); `CARD_RENDERER` chooses one. */
+export const CARD_ENGINES = ["satori", "takumi"] as const;
+
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .transform((v) => v === "true" || v === "1" || v === "yes");
@@ -68,6 +71,8 @@ export const EnvSchema = z.object({
   RENDER_WORKERS: int(0).default(0),
   CARD_DEBOUNCE_MS: int(0).default(2000),
   CARD_CACHE_MAX_AGE: int(0).default(300),
+  CARD_SUPERSEDED_GRACE_MS: int(0).default(0),
+  CARD_RENDERER: z.enum(CARD_ENGINES).default("satori"),
   DEFAULT_PROVIDER: optionalString,
   OPENAI_API_KEY: optionalString,
   OPENAI_BASE_URL: optionalString,

@@ -75,7 +75,11 @@ async function main(argv: string[]): Promise<number> {
         import("./cli/cards"),
         import("./render"),
       ]);
-      return cardsCommand(rest, createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }));
+      return cardsCommand(
+        rest,
+        createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }),
+        config.CARD_RENDERER,
+      );
     }
     case "backup":
     case "restore": {

@@ -94,9 +94,11 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       itemMaxAttempts: config.ITEM_MAX_ATTEMPTS,
     }),
   );
-  const renderer = lazyRenderPool(config.renderWorkers, (ms) => metrics.observeRender(ms));
+  const renderer = lazyRenderPool({ size: config.renderWorkers, engine: config.CARD_RENDERER }, (ms) =>
+    metrics.observeRender(ms),
+  );
   const cards = new CardService({
-    db: db.$client,
+    db,
     queue,
     storage,
     auth,

@@ -210,6 +210,11 @@ export const cards = sqliteTable(
     imageKey: text("image_key"),
     imageUrl: text("image_url"),
     renderError: text("render_error", { mode: "json" }).$type<JobError>(),
+    /**
+     * When the latest render was due to start (epoch ms). A change arriving more than CARD_DEBOUNCE_MS after it
+     * renders at once; one arriving sooner waits for the end of that window (leading-edge debounce).
+     */
+    renderDueAt: integer("render_due_at"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },

@@ -1,4 +1,4 @@
-import { RenderPool } from "./pool";
+import { RenderPool, type RenderPoolOptions } from "./pool";
 import type { RenderedCard } from "./render";
 
 /**
@@ -13,10 +13,10 @@ export type LazyRenderer = {
 };
 
 /** `observe` gets each render's wall time in milliseconds (the metrics histogram). */
-export function lazyRenderPool(size: number, observe: (ms: number) => void): LazyRenderer {
+export function lazyRenderPool(opts: RenderPoolOptions, observe: (ms: number) => void): LazyRenderer {
   let pool: RenderPool | null = null;
   const get = () => {
-    pool ??= new RenderPool({ size });
+    pool ??= new RenderPool(opts);
     return pool;
   };
   return {

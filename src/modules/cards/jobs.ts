@@ -2,7 +2,10 @@ import { defineJob } from "../../queue";
 import { CleanupCardInput, RenderCardInput } from "./model";
 import { type CardService, CLEANUP_JOB, RENDER_JOB } from "./service";
 
-/** `card.render` (debounced per card by its dedupe key) and `card.cleanup` (removes superseded images). */
+/**
+ * `card.render` (debounced per card by its dedupe key) and `card.cleanup`, which removes superseded images
+ * when a grace period is configured or the immediate delete after a render failed.
+ */
 export function cardJobs(cards: CardService) {
   return [
     defineJob({
@@ -22,7 +25,7 @@ export function cardJobs(cards: CardService) {
       timeoutMs: 30_000,
       maxAttempts: 5,
       backoff: { delayMs: 1000 },
-      run: async ({ input }) => ({ deleted: await cards.cleanup(input.cardId) }),
+      run: async ({ input }) => ({ deleted: await cards.cleanup(input.cardId, input.beforeVersion) }),
     }),
   ];
 }

@@ -28,4 +28,8 @@ export const ListCardsQuery = z.object({
 export type ListCardsQuery = z.infer<typeof ListCardsQuery>;
 
 export const RenderCardInput = z.object({ cardId: z.string() });
-export const CleanupCardInput = z.object({ cardId: z.string() });
+export const CleanupCardInput = z.object({
+  cardId: z.string(),
+  /** Images of versions below this go; absent (jobs queued by older releases): below the version shown. */
+  beforeVersion: z.number().int().optional(),
+});

@@ -11,5 +11,6 @@ CREATE TABLE `dashboard_sessions` (
 --> statement-breakpoint
 CREATE INDEX `dashboard_sessions_expires_idx` ON `dashboard_sessions` (`expires_at`);--> statement-breakpoint
 ALTER TABLE `api_keys` ADD `expires_at` integer;--> statement-breakpoint
+ALTER TABLE `cards` ADD `render_due_at` integer;--> statement-breakpoint
 ALTER TABLE `idempotency_keys` ADD `locked_by` text;--> statement-breakpoint
 ALTER TABLE `idempotency_keys` ADD `locked_until` integer;
