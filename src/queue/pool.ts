@@ -176,29 +176,34 @@ export class WorkerPool {
     if (this.freeSlots > 0) this.#schedulePoll();
   }
 
-  /** Claims up to `free` jobs, honouring each type's own concurrency cap. */
+  /**
+   * Claims up to `free` jobs in the store's aged order across every type with room, honouring each type's
+   * own concurrency cap. When a capped type could overflow, the claim goes in rounds of at most the
+   * smallest room left, so the order stays global: a capped type is neither let past its cap nor starved
+   * by uncapped types claimed ahead of it.
+   */
   #claim(free: number): Job[] {
     const now = this.#o.now();
-    const open: string[] = [];
-    const capped: [string, number][] = [];
-    for (const [type, def] of this.#defs) {
-      if (def.concurrency === undefined) {
-        open.push(type);
-        continue;
-      }
-      const room = def.concurrency - (this.#byType.get(type) ?? 0);
-      if (room >= free) open.push(type);
-      else if (room > 0) capped.push([type, room]);
-    }
     const { workerId, leaseMs } = this.#o;
-    if (capped.length === 0) return this.#store.claim(workerId, open, free, now, leaseMs);
+    const rooms = new Map<string, number>();
+    for (const [type, def] of this.#defs) {
+      rooms.set(
+        type,
+        def.concurrency === undefined ? Infinity : def.concurrency - (this.#byType.get(type) ?? 0),
+      );
+    }
+    const eligible = () => [...rooms].filter(([, room]) => room > 0).map(([type]) => type);
+    const tightest = () => Math.min(...[...rooms.values()].filter((room) => room > 0));
+    if (tightest() >= free) return this.#store.claim(workerId, eligible(), free, now, leaseMs);
     // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
     return this.#store.tx(() => {
-      const claimed = this.#store.claim(workerId, open, free, now, leaseMs);
-      for (const [type, room] of capped) {
-        const want = Math.min(room, free - claimed.length);
-        if (want <= 0) break;
-        claimed.push(...this.#store.claim(workerId, [type], want, now, leaseMs));
+      const claimed: Job[] = [];
+      while (claimed.length < free) {
+        const want = Math.min(free - claimed.length, tightest());
+        const got = this.#store.claim(workerId, eligible(), want, now, leaseMs);
+        for (const job of got) rooms.set(job.type, rooms.get(job.type)! - 1);
+        claimed.push(...got);
+        if (got.length < want) break;
       }
       return claimed;
     });
