@@ -51,6 +51,7 @@ export class WorkerPool {
   readonly #o: PoolOptions;
   readonly #active = new Map<string, Running>();
   readonly #byType = new Map<string, number>();
+  #typeList: string[] = [];
   #pending: Settlement[] = [];
   #started = false;
   #stopping = false;
@@ -185,28 +186,47 @@ export class WorkerPool {
   #claim(free: number): Job[] {
     const now = this.#o.now();
     const { workerId, leaseMs } = this.#o;
-    const rooms = new Map<string, number>();
-    for (const [type, def] of this.#defs) {
-      rooms.set(
-        type,
-        def.concurrency === undefined ? Infinity : def.concurrency - (this.#byType.get(type) ?? 0),
-      );
+    const rooms = this.#rooms();
+    let tightest = Infinity;
+    let full = false;
+    for (const room of rooms.values()) {
+      if (room <= 0) full = true;
+      else if (room < tightest) tightest = room;
     }
-    const eligible = () => [...rooms].filter(([, room]) => room > 0).map(([type]) => type);
-    const tightest = () => Math.min(...[...rooms.values()].filter((room) => room > 0));
-    if (tightest() >= free) return this.#store.claim(workerId, eligible(), free, now, leaseMs);
+    // The hot path: no capped type is full or could overflow, so one claim over every type.
+    if (!full && tightest >= free) return this.#store.claim(workerId, this.#types(), free, now, leaseMs);
+    const eligible = () => this.#types().filter((type) => (rooms.get(type) ?? 1) > 0);
     // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
     return this.#store.tx(() => {
       const claimed: Job[] = [];
       while (claimed.length < free) {
-        const want = Math.min(free - claimed.length, tightest());
+        let want = free - claimed.length;
+        for (const room of rooms.values()) if (room > 0 && room < want) want = room;
         const got = this.#store.claim(workerId, eligible(), want, now, leaseMs);
-        for (const job of got) rooms.set(job.type, rooms.get(job.type)! - 1);
+        for (const job of got) {
+          const room = rooms.get(job.type);
+          if (room !== undefined) rooms.set(job.type, room - 1);
+        }
         claimed.push(...got);
         if (got.length < want) break;
       }
       return claimed;
     });
+  }
+
+  /** Every defined type, in definition order (one array while the definitions stay the same). */
+  #types(): string[] {
+    if (this.#typeList.length !== this.#defs.size) this.#typeList = [...this.#defs.keys()];
+    return this.#typeList;
+  }
+
+  /** Free room of each type that has a concurrency cap. */
+  #rooms(): Map<string, number> {
+    const rooms = new Map<string, number>();
+    for (const [type, def] of this.#defs) {
+      if (def.concurrency !== undefined) rooms.set(type, def.concurrency - (this.#byType.get(type) ?? 0));
+    }
+    return rooms;
   }
 
   #schedulePoll(): void {
