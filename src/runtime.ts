@@ -145,6 +145,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       },
     });
   metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
+  metrics.watchAdmission(generate.admission);
   metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
   metrics.watchDatabase(config.databasePath);
   metrics.watchItems(queue);

@@ -9,6 +9,7 @@ import type { EnqueueOptions, Queue } from "../../queue";
 import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
+import { Admission } from "./admission";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
 
@@ -27,6 +28,8 @@ export type GenerateDeps = {
     | "ITEM_TIMEOUT_MS"
     | "BATCH_CONCURRENCY"
     | "JOB_MAX_ATTEMPTS"
+    | "MAX_QUEUED_PER_OWNER"
+    | "MAX_QUEUE_DEPTH"
   >;
   queue: Queue;
   providers: ProviderRegistry;
@@ -90,9 +93,12 @@ export class GenerateService {
   readonly #d: GenerateDeps;
   readonly #hooks: EnqueueHook[] = [];
   readonly #enqueued: EnqueuedHook[] = [];
+  /** Back-pressure on user generations (limits, refusals, usage for the status views). */
+  readonly admission: Admission;
 
   constructor(deps: GenerateDeps) {
     this.#d = deps;
+    this.admission = new Admission(deps.queue, deps.config);
   }
 
   onEnqueue(hook: EnqueueHook): void {
@@ -112,6 +118,9 @@ export class GenerateService {
     const provider = lookup(() => providers.get(providerName));
     resolvePreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
+    // After validation (a bad request hears what is wrong with it), before input images are stored or
+    // anything is charged.
+    this.admission.admit(owner);
 
     let imageKey: string | undefined;
     let maskKey: string | undefined;

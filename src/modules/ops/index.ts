@@ -31,13 +31,15 @@ export const opsModule = (ctx: AppContext) =>
           active: pool.snapshot(),
           debounced: ctx.queue.store.debounced(),
           counts: ctx.queue.stats(),
+          backpressure: ctx.generate.admission.usage(),
         };
       },
       {
         auth: ["admin"],
         detail: {
           tags: ["ops"],
-          summary: "Live debug view: active jobs with progress, debounced keys, free slots",
+          summary:
+            "Live debug view: active jobs with progress, debounced keys, free slots, queue limits and their use",
         },
       },
     );
