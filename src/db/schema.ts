@@ -117,7 +117,10 @@ export const jobs = sqliteTable(
       .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id)
       .where(sql`status = 'queued'`),
     // Back-pressure counts an owner's queued jobs of a type with one bounded probe (queued rows only).
-    index("jobs_owner_queued_idx").on(t.ownerId, t.type).where(sql`status = 'queued'`),
+    // Only jobs with an owner: system work without one (and the engine's hot path) pays nothing for it.
+    index("jobs_owner_queued_idx")
+      .on(t.ownerId, t.type)
+      .where(sql`status = 'queued' AND owner_id IS NOT NULL`),
     // At most one queued job per dedupe key: enqueue upserts into it (DESIGN §3 debounce).
     uniqueIndex("jobs_dedupe_queued_idx")
       .on(t.dedupeKey)
