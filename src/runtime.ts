@@ -110,7 +110,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     config,
     now: opts.now,
   });
-  queue.define(...cardJobs(cards));
+  queue.define(...cardJobs(cards, { renderConcurrency: config.renderWorkers * 2 }));
   const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
   credits = new CreditService(db.$client, {
     ...creditOptions(config, opts.now),

@@ -5,7 +5,7 @@ import { openDb } from "../../src/db/client";
 import { PRIORITY_STEP_MS } from "../../src/db/schema";
 import { defineJob, type Queue } from "../../src/queue";
 import { claimSql } from "../../src/queue/store";
-import { tempDir, testQueue, waitFor } from "../helpers";
+import { startTestServer, tempDir, testQueue, waitFor } from "../helpers";
 
 const open: Queue[] = [];
 const cleanups: (() => void)[] = [];
@@ -128,3 +128,68 @@ describe("the claim statement", () => {
     expect(plan.filter((d) => /^SCAN jobs$/.test(d))).toHaveLength(0);
   });
 });
+
+describe("card renders share the worker slots", () => {
+  test("renders hold at most two slots per render thread; a generation runs beside them", async () => {
+    const server = await startTestServer({
+      env: { RENDER_WORKERS: "1", WORKER_CONCURRENCY: "8", CARD_DEBOUNCE_MS: "0", CREDITS_ENABLED: "false" },
+    });
+    try {
+      await rendersBesideAGeneration(server);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+/** Patches 8 cards at once (one render thread) with a generation queued behind them. */
+async function rendersBesideAGeneration(server: Awaited<ReturnType<typeof startTestServer>>): Promise<void> {
+  const poll = (votes: number) => ({
+    question: "Which topping wins?",
+    creator: { name: "Ada", handle: "ada" },
+    options: [
+      { label: "Mushrooms", votes },
+      { label: "Olives", votes: 1 },
+    ],
+  });
+  const ids: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const res = await server.api("/api/cards", {
+      method: "POST",
+      json: { template: "poll", data: poll(i) },
+    });
+    expect(res.status).toBe(201);
+    ids.push(((await res.json()) as { id: string }).id);
+  }
+  let active = 0;
+  let most = 0;
+  const { queue } = server.ctx;
+  queue.events.on("job:active", ({ job }) => {
+    if (job.type === "card.render") most = Math.max(most, ++active);
+  });
+  for (const event of ["job:completed", "job:failed", "job:cancelled"] as const) {
+    queue.events.on(event, ({ job }) => {
+      if (job.type === "card.render") active--;
+    });
+  }
+  for (const id of ids) {
+    const res = await server.api(`/api/cards/${id}`, { method: "PATCH", json: { data: poll(100) } });
+    expect(res.status).toBe(200);
+  }
+  const gen = await server.api("/api/jobs/generate-image", {
+    method: "POST",
+    json: { prompt: "a quiet harbour", provider: "placeholder" },
+  });
+  expect(gen.status).toBe(202);
+  const { jobId } = (await gen.json()) as { jobId: string };
+  await waitFor(() => queue.get(jobId)?.status === "completed", {
+    timeoutMs: 20_000,
+    what: "the generation",
+  });
+  await waitFor(() => (queue.stats().byType["card.render"]?.completed ?? 0) >= ids.length, {
+    timeoutMs: 20_000,
+    what: "every render",
+  });
+  expect(most).toBeLessThanOrEqual(2);
+  expect(most).toBeGreaterThanOrEqual(1);
+}
