@@ -8,8 +8,8 @@
  * - status polls: `--pollers` loops on GET /api/jobs/:id/status, GET /api/queue/status every 2 s, and a
  *   /metrics scrape every second (which also gives the oldest waiting job's age and the queue depth).
  * After `--seconds` the load stops and the server sits idle for `--idle` seconds before RSS and storage are
- * read for the last time. RSS is the server process's (VmRSS), sampled every second; storage is the files
- * under DATA_DIR/files, walked every second.
+ * read for the last time. RSS is the server process's (VmRSS), sampled every second with its JavaScript heap
+ * in use (from /metrics); storage is the files under DATA_DIR/files, walked every second.
  *
  *   bun run bench soak [--json] [--seconds 300] [--idle 60] [--cards 50] [--patchers 8] [--patch-per-s 300] [--gen-per-s 2]
  *                      [--users 4] [--ws 200] [--pollers 4]
@@ -191,6 +191,7 @@ try {
   const rss = { start: rssBytes(server.pid), peak: 0, end: 0 };
   const store0 = storage(filesDir);
   const store = { start: store0, peak: { ...store0 }, end: store0 };
+  const heap = { start: 0, peak: 0, end: 0 };
   let oldestMax = 0;
   let oldestEnd = 0;
   let depthMax = 0;
@@ -209,6 +210,9 @@ try {
     oldestEnd = metric(body, "easel_queue_oldest_waiting_seconds");
     oldestMax = Math.max(oldestMax, oldestEnd);
     depthMax = Math.max(depthMax, metric(body, "easel_queue_depth"));
+    heap.end = metric(body, "process_heap_bytes");
+    heap.start ||= heap.end;
+    heap.peak = Math.max(heap.peak, heap.end);
   };
 
   // WebSocket clients in the users' rooms: they receive every generation's events.
@@ -349,6 +353,8 @@ try {
       by_kind: byKind,
       ws: { clients: wsCount, messages: wsMessages, dropped_during_load: wsDropped },
       rss_mb: { start: mb(rss.start), peak: mb(rss.peak), end: mb(rss.end) },
+      // The main thread's JavaScript heap in use (process_heap_bytes), against RSS: which part moved.
+      heap_mb: { start: mb(heap.start), peak: mb(heap.peak), end: mb(heap.end) },
       storage_mb: { start: mb(store.start.bytes), peak: mb(store.peak.bytes), end: mb(store.end.bytes) },
       storage_files: { start: store.start.files, peak: store.peak.files, end: store.end.files },
       card_files_per_card: {
