@@ -16,7 +16,7 @@
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { machine, percentile, report, round } from "./machine";
 
@@ -94,8 +94,11 @@ async function waitLive(url: string): Promise<void> {
   throw new Error("server did not start");
 }
 
-function rssBytes(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+function rssBytes(proc: Bun.Subprocess): number {
+  if (proc.exitCode !== null || proc.signalCode !== null) {
+    throw new Error(`the server exited (${proc.exitCode ?? proc.signalCode}); its log: ${serverLog}{,.err}`);
+  }
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, "utf8"));
   return m ? Number(m[1]) * 1024 : 0;
 }
 
@@ -142,6 +145,8 @@ const poll = (i: number) => ({
 });
 
 const dir = mkdtempSync(join(tmpdir(), "easel-bench-soak-"));
+// Outside the data dir (removed at the end), so a server that dies mid-run leaves its last words.
+const serverLog = join(tmpdir(), `${basename(dir)}-server.log`);
 const port = await freePort();
 const url = `http://127.0.0.1:${port}`;
 const server = Bun.spawn(["bun", "src/main.ts", "serve"], {
@@ -157,8 +162,8 @@ const server = Bun.spawn(["bun", "src/main.ts", "serve"], {
     CARD_DEBOUNCE_MS: "200",
     BACKLOG_CRON: "0 0 1 1 *",
   },
-  stdout: "ignore",
-  stderr: "inherit",
+  stdout: Bun.file(serverLog),
+  stderr: Bun.file(`${serverLog}.err`),
 });
 
 try {
@@ -188,7 +193,7 @@ try {
   samples.delete("setup");
 
   const filesDir = join(dir, "files");
-  const rss = { start: rssBytes(server.pid), peak: 0, end: 0 };
+  const rss = { start: rssBytes(server), peak: 0, end: 0 };
   const store0 = storage(filesDir);
   const store = { start: store0, peak: { ...store0 }, end: store0 };
   const heap = { start: 0, peak: 0, end: 0 };
@@ -196,7 +201,7 @@ try {
   let oldestEnd = 0;
   let depthMax = 0;
   const sample = async () => {
-    const r = rssBytes(server.pid);
+    const r = rssBytes(server);
     rss.peak = Math.max(rss.peak, r);
     rss.end = r;
     const s = storage(filesDir);
@@ -380,6 +385,10 @@ try {
   );
 } finally {
   server.kill("SIGTERM");
-  await server.exited;
+  const code = await server.exited;
   rmSync(dir, { recursive: true, force: true });
+  if (code === 0) {
+    rmSync(serverLog, { force: true });
+    rmSync(`${serverLog}.err`, { force: true });
+  }
 }
