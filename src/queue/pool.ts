@@ -195,7 +195,7 @@ export class WorkerPool {
     }
     // The hot path: no capped type is full or could overflow, so one claim over every type.
     if (!full && tightest >= free) return this.#store.claim(workerId, this.#types(), free, now, leaseMs);
-    const eligible = () => this.#types().filter((type) => (rooms.get(type) ?? 1) > 0);
+    const eligible = () => this.#types().filter((type) => (rooms.get(type) ?? Infinity) > 0);
     // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
     return this.#store.tx(() => {
       const claimed: Job[] = [];
