@@ -20,7 +20,7 @@ beforeAll(async () => {
   });
   // No worker takes anything: every accepted generation stays queued, so the counts are exact.
   await server.ctx.queue.stop(0);
-});
+}, 30_000);
 afterAll(() => server.close());
 
 type ErrorBody = {
@@ -98,7 +98,7 @@ describe("back-pressure", () => {
     ).toBe(200);
     expect((await generate(alice.key, { "idempotency-key": "alice-3" })).status).toBe(202);
     expect(jobRows()).toBe(rows + 1);
-  });
+  }, 30_000);
 
   test("another owner is not held back by her limit, until the queue is full: then 503 with Retry-After", async () => {
     bob = await userWithCredits("bob", 10);
@@ -137,7 +137,7 @@ describe("back-pressure", () => {
     expect(patched.status).toBe(200);
     expect(before).toBeGreaterThanOrEqual(DEPTH);
     expect(server.ctx.queue.depth.queued()).toBe(before + 1);
-  });
+  }, 30_000);
 
   test("the limits and their use show in /api/queue/status and /metrics", async () => {
     const asked = Date.now();

@@ -65,7 +65,7 @@ describe("fairness: aging bounds every job's wait", () => {
     expect(waited).toBeGreaterThanOrEqual(10 * PRIORITY_STEP_MS);
     // … and no longer: then only the hot jobs already ahead of it (at most `depth`, plus the one running).
     expect(waited).toBeLessThanOrEqual(10 * PRIORITY_STEP_MS + (depth + 1) * workMs);
-  });
+  }, 30_000);
 
   test("in real time, a low-priority job starts within its bound while the pool stays saturated", async () => {
     const q = queue({ concurrency: 2 });
@@ -85,7 +85,7 @@ describe("fairness: aging bounds every job's wait", () => {
     // Hot jobs queued within `gap` levels' worth of time of it ran first; then it went ahead of the stream.
     expect(job.startedAt! - job.runAt).toBeGreaterThanOrEqual(gap * PRIORITY_STEP_MS - 250);
     expect(q.stats().waiting).toBeGreaterThan(0);
-  });
+  }, 30_000);
 
   test("a capped type is claimed in priority order with uncapped types, not after them", async () => {
     const q = queue({ concurrency: 4 });
@@ -139,7 +139,7 @@ describe("card renders share the worker slots", () => {
     } finally {
       await server.close();
     }
-  });
+  }, 30_000);
 });
 
 /** Patches 8 cards at once (one render thread) with a generation queued behind them. */
