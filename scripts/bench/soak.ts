@@ -198,6 +198,7 @@ try {
   const store = { start: store0, peak: { ...store0 }, end: store0 };
   const heap = { start: 0, peak: 0, end: 0 };
   let oldestMax = 0;
+  const oldestByType: Record<string, number> = {};
   let oldestEnd = 0;
   let depthMax = 0;
   const sample = async () => {
@@ -212,7 +213,14 @@ try {
     };
     store.end = s;
     const { body } = await request("metrics", `${url}/metrics`);
-    oldestEnd = metric(body, "easel_queue_oldest_waiting_seconds");
+    oldestEnd = 0;
+    for (const [, type, value] of body.matchAll(
+      /^easel_queue_oldest_waiting_seconds\{type="([^"]+)"\} (\S+)$/gm,
+    )) {
+      const s = Number(value);
+      oldestEnd = Math.max(oldestEnd, s);
+      oldestByType[type!] = Math.max(oldestByType[type!] ?? 0, s);
+    }
     oldestMax = Math.max(oldestMax, oldestEnd);
     depthMax = Math.max(depthMax, metric(body, "easel_queue_depth"));
     heap.end = metric(body, "process_heap_bytes");
@@ -367,7 +375,11 @@ try {
         peak: round(store.peak.cardFiles / cardCount, 2),
         end: round(store.end.cardFiles / cardCount, 2),
       },
-      oldest_waiting_s: { max: round(oldestMax, 1), end: round(oldestEnd, 1) },
+      oldest_waiting_s: {
+        max: round(oldestMax, 1),
+        end: round(oldestEnd, 1),
+        max_by_type: Object.fromEntries(Object.entries(oldestByType).map(([t, v]) => [t, round(v, 1)])),
+      },
       queue_depth_max: depthMax,
       jobs_at_load_end: jobsAtEnd.byType,
       config: {

@@ -8,8 +8,8 @@ const QUEUED =
 const BUSIEST = `SELECT owner_id AS ownerId, count(*) AS queued FROM jobs INDEXED BY jobs_owner_queued_idx
   WHERE status = 'queued' AND owner_id IS NOT NULL AND type = ?
   GROUP BY owner_id ORDER BY queued DESC, owner_id LIMIT ?`;
-const OLDEST_DUE =
-  "SELECT min(run_at) AS t FROM jobs INDEXED BY jobs_claim_idx WHERE status = 'queued' AND run_at <= ?";
+const OLDEST_DUE_BY_TYPE = `SELECT type, min(run_at) AS t FROM jobs INDEXED BY jobs_claim_idx
+  WHERE status = 'queued' AND run_at <= ? GROUP BY type`;
 
 /**
  * How deep the queue is: the counts back-pressure and the status views read. Every statement reads one of
@@ -38,8 +38,9 @@ export class QueueDepth {
     return this.#db.query(BUSIEST).all(type, limit) as { ownerId: string; queued: number }[];
   }
 
-  /** When the longest-waiting due job became due (epoch ms), or null when none is waiting. */
-  oldestDueAt(now: number): number | null {
-    return (this.#db.query(OLDEST_DUE).get(now) as { t: number | null }).t;
+  /** Per type with a due job waiting: when its longest-waiting one became due (epoch ms). */
+  oldestDueByType(now: number): Map<string, number> {
+    const rows = this.#db.query(OLDEST_DUE_BY_TYPE).all(now) as { type: string; t: number }[];
+    return new Map(rows.map((r) => [r.type, r.t]));
   }
 }

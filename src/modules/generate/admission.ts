@@ -22,6 +22,8 @@ export type QueueUsage = {
   busiestOwners: { ownerId: string; queued: number }[];
   /** How long the longest-waiting due job has waited, in ms (0 when none waits). */
   oldestWaitingMs: number;
+  /** The same per job type, for the types with a due job waiting. */
+  oldestWaitingMsByType: Record<string, number>;
 };
 
 export type Refusal = "owner_limit" | "queue_full";
@@ -84,7 +86,8 @@ export class Admission {
   usage(busiest = 10): QueueUsage {
     const depth = this.#queue.depth;
     const now = this.#queue.now();
-    const oldest = depth.oldestDueAt(now);
+    const byType: Record<string, number> = {};
+    for (const [type, dueAt] of depth.oldestDueByType(now)) byType[type] = Math.max(0, now - dueAt);
     return {
       limits: {
         maxQueuedPerOwner: this.#limits.MAX_QUEUED_PER_OWNER || null,
@@ -92,7 +95,8 @@ export class Admission {
       },
       queued: depth.queued(),
       busiestOwners: depth.busiestOwners(GENERATE_JOB, busiest),
-      oldestWaitingMs: oldest === null ? 0 : Math.max(0, now - oldest),
+      oldestWaitingMs: Math.max(0, ...Object.values(byType)),
+      oldestWaitingMsByType: byType,
     };
   }
 

@@ -298,11 +298,16 @@ export class Metrics {
       "Most queued generations of any one owner (what MAX_QUEUED_PER_OWNER bounds)",
       (u) => u.busiestOwners[0]?.queued ?? 0,
     );
-    gauge(
-      "easel_queue_oldest_waiting_seconds",
-      "How long the longest-waiting due job has waited",
-      (u) => u.oldestWaitingMs / 1000,
-    );
+    new Gauge({
+      name: "easel_queue_oldest_waiting_seconds",
+      help: "How long the longest-waiting due job of each type has waited (types with one waiting)",
+      labelNames: ["type"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [type, ms] of Object.entries(usage().oldestWaitingMsByType)) this.set({ type }, ms / 1000);
+      },
+    });
   }
 
   /** Times every batch item attempt, from the engine's `item:attempt` events. */
