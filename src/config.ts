@@ -41,6 +41,10 @@ export const EnvSchema = z.object({
   POLL_INTERVAL_MS: int(10).default(250),
   JOB_TIMEOUT_MS: int(100).default(300_000),
   JOB_MAX_ATTEMPTS: int(1).max(100).default(3),
+  /** Queued generations one owner may have before new ones get 429 (0: no limit); system work is exempt. */
+  MAX_QUEUED_PER_OWNER: int(0).default(100),
+  /** Queued jobs of all kinds past which new generations get 503 (0: no limit). */
+  MAX_QUEUE_DEPTH: int(0).default(10_000),
   STALLED_AFTER_MS: int(1000).default(480_000),
   STALLED_MAX: int(0).default(2),
   SHUTDOWN_GRACE_MS: int(0).default(20_000),

@@ -107,7 +107,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     config,
     now: opts.now,
   });
-  queue.define(...cardJobs(cards));
+  queue.define(...cardJobs(cards, { renderConcurrency: config.renderWorkers * 2 }));
   const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
   credits = new CreditService(db.$client, {
     ...creditOptions(config, opts.now),
@@ -142,6 +142,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       },
     });
   metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
+  metrics.watchAdmission(generate.admission);
   metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
   metrics.watchDatabase(config.databasePath);
   metrics.watchItems(queue);

@@ -11,6 +11,21 @@ export const TERMINAL_STATUSES = ["completed", "partial", "failed", "cancelled"]
 export const isTerminalStatus = (status: string): boolean =>
   (TERMINAL_STATUSES as readonly string[]).includes(status);
 
+/** How many milliseconds of waiting one level of job priority is worth (see CLAIM_ORDER). */
+export const PRIORITY_STEP_MS = 1000;
+
+/**
+ * The order jobs are claimed in, lowest first: a job's due time moved earlier by its priority. Sorting by it
+ * is aging: a waiting job's effective priority rises one level per PRIORITY_STEP_MS, so a job due at `t` is
+ * overtaken only by jobs of priority q > p that became due before t + (q - p) * PRIORITY_STEP_MS, and starts
+ * within that bound (plus the work queued ahead of it) under any stream of higher-priority work. Aging, not
+ * per-type slot shares: it bounds the wait of every job (of any type, owner or priority) with one static
+ * sort key, so the claim stays a walk down one index; shares would need a claim per type and still let one
+ * type's low-priority jobs starve behind its own high-priority ones. The claim statement and the index
+ * must use this exact expression for SQLite to match them.
+ */
+export const CLAIM_ORDER = `run_at - priority * ${PRIORITY_STEP_MS}`;
+
 /** `cancelled`: the job was cancelled before the item finished; a retry runs it again. */
 export const ITEM_STATUSES = ["pending", "completed", "failed", "cancelled"] as const;
 export type ItemStatus = (typeof ITEM_STATUSES)[number];
@@ -120,8 +135,16 @@ export const jobs = sqliteTable(
     updatedAt: integer("updated_at").notNull(),
   },
   (t) => [
-    // The claim scan: queued jobs by priority, then due time. Partial, so finished jobs cost it nothing.
-    index("jobs_claim_idx").on(sql`priority DESC`, t.runAt, t.id).where(sql`status = 'queued'`),
+    // The claim scan: queued jobs in aged order (see CLAIM_ORDER), then due time. Partial, so finished jobs
+    // cost it nothing; run_at is in it so the due-time filter and the idle pool's min(run_at) never read rows.
+    index("jobs_claim_idx")
+      .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id)
+      .where(sql`status = 'queued'`),
+    // Back-pressure counts an owner's queued jobs of a type with one bounded probe (queued rows only).
+    // Only jobs with an owner: system work without one (and the engine's hot path) pays nothing for it.
+    index("jobs_owner_queued_idx")
+      .on(t.ownerId, t.type)
+      .where(sql`status = 'queued' AND owner_id IS NOT NULL`),
     // At most one queued job per dedupe key: enqueue upserts into it (DESIGN §3 debounce).
     uniqueIndex("jobs_dedupe_queued_idx")
       .on(t.dedupeKey)

@@ -2,6 +2,7 @@ import type { Database } from "bun:sqlite";
 import { hostname } from "node:os";
 import type { Job, JobItem } from "../db/schema";
 import type { AnyJobDefinition, JobLogger } from "./define";
+import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
 import { WorkerPool } from "./pool";
 import { type NewItem, type NewJob, type QueueStats, QueueStore } from "./store";
@@ -99,6 +100,8 @@ export class Queue {
   readonly events: EventBus;
   readonly defs = new Map<string, AnyJobDefinition>();
   readonly pool: WorkerPool;
+  /** Queued-job counts for back-pressure and status views. */
+  readonly depth: QueueDepth;
   readonly now: () => number;
   readonly #o: QueueOptions;
 
@@ -106,6 +109,7 @@ export class Queue {
     this.#o = opts;
     this.now = opts.now ?? Date.now;
     this.store = new QueueStore(opts.db);
+    this.depth = new QueueDepth(opts.db);
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
     this.pool = new WorkerPool(this.store, this.events, this.defs, {
       workerId: opts.workerId ?? makeWorkerId(),

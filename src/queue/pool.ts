@@ -55,6 +55,7 @@ export class WorkerPool {
   readonly #o: PoolOptions;
   readonly #active = new Map<string, Running>();
   readonly #byType = new Map<string, number>();
+  #typeList: string[] = [];
   #pending: Settlement[] = [];
   /** Delay before the next try at recording outcomes the database refused; 0 while it accepts them. */
   #flushRetryMs = 0;
@@ -183,32 +184,56 @@ export class WorkerPool {
     if (this.freeSlots > 0) this.#schedulePoll();
   }
 
-  /** Claims up to `free` jobs, honouring each type's own concurrency cap. */
+  /**
+   * Claims up to `free` jobs in the store's aged order across every type with room, honouring each type's
+   * own concurrency cap. When a capped type could overflow, the claim goes in rounds of at most the
+   * smallest room left, so the order stays global: a capped type is neither let past its cap nor starved
+   * by uncapped types claimed ahead of it.
+   */
   #claim(free: number): Job[] {
     const now = this.#o.now();
-    const open: string[] = [];
-    const capped: [string, number][] = [];
-    for (const [type, def] of this.#defs) {
-      if (def.concurrency === undefined) {
-        open.push(type);
-        continue;
-      }
-      const room = def.concurrency - (this.#byType.get(type) ?? 0);
-      if (room >= free) open.push(type);
-      else if (room > 0) capped.push([type, room]);
-    }
     const { workerId, leaseMs } = this.#o;
-    if (capped.length === 0) return this.#store.claim(workerId, open, free, now, leaseMs);
+    const rooms = this.#rooms();
+    let tightest = Infinity;
+    let full = false;
+    for (const room of rooms.values()) {
+      if (room <= 0) full = true;
+      else if (room < tightest) tightest = room;
+    }
+    // The hot path: no capped type is full or could overflow, so one claim over every type.
+    if (!full && tightest >= free) return this.#store.claim(workerId, this.#types(), free, now, leaseMs);
+    const eligible = () => this.#types().filter((type) => (rooms.get(type) ?? Infinity) > 0);
     // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
     return this.#store.tx(() => {
-      const claimed = this.#store.claim(workerId, open, free, now, leaseMs);
-      for (const [type, room] of capped) {
-        const want = Math.min(room, free - claimed.length);
-        if (want <= 0) break;
-        claimed.push(...this.#store.claim(workerId, [type], want, now, leaseMs));
+      const claimed: Job[] = [];
+      while (claimed.length < free) {
+        let want = free - claimed.length;
+        for (const room of rooms.values()) if (room > 0 && room < want) want = room;
+        const got = this.#store.claim(workerId, eligible(), want, now, leaseMs);
+        for (const job of got) {
+          const room = rooms.get(job.type);
+          if (room !== undefined) rooms.set(job.type, room - 1);
+        }
+        claimed.push(...got);
+        if (got.length < want) break;
       }
       return claimed;
     });
+  }
+
+  /** Every defined type, in definition order (one array while the definitions stay the same). */
+  #types(): string[] {
+    if (this.#typeList.length !== this.#defs.size) this.#typeList = [...this.#defs.keys()];
+    return this.#typeList;
+  }
+
+  /** Free room of each type that has a concurrency cap. */
+  #rooms(): Map<string, number> {
+    const rooms = new Map<string, number>();
+    for (const [type, def] of this.#defs) {
+      if (def.concurrency !== undefined) rooms.set(type, def.concurrency - (this.#byType.get(type) ?? 0));
+    }
+    return rooms;
   }
 
   #schedulePoll(): void {

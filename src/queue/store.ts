@@ -1,5 +1,13 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Job, JobAttempt, JobError, JobItem, JobStatus } from "../db/schema";
+import {
+  CLAIM_ORDER,
+  type Job,
+  type JobAttempt,
+  type JobError,
+  type JobItem,
+  type JobStatus,
+  PRIORITY_STEP_MS,
+} from "../db/schema";
 
 /**
  * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -261,7 +269,8 @@ export class QueueStore {
   }
 
   /**
-   * Claims up to `limit` due queued jobs of the given types for `workerId`, highest priority first.
+   * Claims up to `limit` due queued jobs of the given types for `workerId`, in aged order (CLAIM_ORDER:
+   * priority first, but a waiting job gains a level per PRIORITY_STEP_MS, so none starves).
    * One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING: SQLite runs it under the write lock, so two
    * workers (or processes) can never claim the same row.
    */
@@ -270,21 +279,13 @@ export class QueueStore {
     const key = types.join("\u0000");
     let stmt = this.#claimCache.get(key);
     if (!stmt) {
-      const placeholders = types.map(() => "?").join(", ");
-      stmt = this.db.prepare(
-        `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
-           started_at = ?, updated_at = ?
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
-                      WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
-                      ORDER BY priority DESC, run_at, id LIMIT ?)
-         RETURNING ${JOB_COLUMNS}`,
-      );
+      stmt = this.db.prepare(claimSql(types.length));
       this.#claimCache.set(key, stmt);
     }
     const rows = stmt.all(workerId, now + leaseMs, now, now, now, ...types, limit) as Row[];
     const jobs = rows.map(toJob);
     // RETURNING gives no order guarantee; start them in claim order.
-    jobs.sort((a, b) => b.priority - a.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : 1));
+    jobs.sort((a, b) => claimRank(a) - claimRank(b) || a.runAt - b.runAt || (a.id < b.id ? -1 : 1));
     return jobs;
   }
 
@@ -654,6 +655,24 @@ export class QueueStore {
       .all(limit) as { dedupeKey: string; jobId: string; type: string; runAt: number }[];
   }
 }
+
+/**
+ * The claim for `typeCount` types. The subquery walks jobs_claim_idx in its own order (CLAIM_ORDER, run_at,
+ * id) and stops after LIMIT matches, so a claim reads only the jobs ahead of what it takes, never the whole
+ * queue; EXPLAIN QUERY PLAN shows no sort (test/queue/fairness.test.ts checks it).
+ */
+export function claimSql(typeCount: number): string {
+  const placeholders = Array.from({ length: typeCount }, () => "?").join(", ");
+  return `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
+       started_at = ?, updated_at = ?
+     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
+                  WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
+                  ORDER BY ${CLAIM_ORDER}, run_at, id LIMIT ?)
+     RETURNING ${JOB_COLUMNS}`;
+}
+
+/** A job's place in the claim order (CLAIM_ORDER computed in JS). */
+const claimRank = (j: Job): number => j.runAt - j.priority * PRIORITY_STEP_MS;
 
 /** Folds (type, status, n) rows into `{waiting, delayed, active, …, byType}`. */
 export function countsFrom(rows: { type: string; s: string; n: number }[]): QueueStats {

@@ -11,7 +11,7 @@ import { inputDrawer, NoInputsError, type Random } from "./pick";
 
 /** The external id of the user that owns unclaimed backlog generations. */
 export const BACKLOG_USER = "system_backlog";
-/** Backlog work yields to user jobs: the claim order is priority first. */
+/** Backlog work yields to user jobs queued up to 10 s after it (each level of priority is worth a second of waiting). */
 export const BACKLOG_PRIORITY = -10;
 export const TOPUP_JOB = "backlog.topup";
 

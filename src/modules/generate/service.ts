@@ -13,9 +13,11 @@ import type { EnqueueOptions, Queue } from "../../queue";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
+import { Admission } from "./admission";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
 
+export type { Admission, QueueUsage } from "./admission";
 // The generate job's type and the asset rows are part of this module's public face.
 export type { AssetService, AssetView } from "./assets";
 export { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
@@ -42,6 +44,8 @@ export type GenerateDeps = {
     | "ITEM_TIMEOUT_MS"
     | "BATCH_CONCURRENCY"
     | "JOB_MAX_ATTEMPTS"
+    | "MAX_QUEUED_PER_OWNER"
+    | "MAX_QUEUE_DEPTH"
   >;
   queue: Queue;
   providers: ProviderRegistry;
@@ -112,9 +116,12 @@ export class GenerateService {
   readonly #d: GenerateDeps;
   readonly #hooks: EnqueueHook[] = [];
   readonly #enqueued: EnqueuedHook[] = [];
+  /** Back-pressure on user generations (limits, refusals, usage for the status views). */
+  readonly admission: Admission;
 
   constructor(deps: GenerateDeps) {
     this.#d = deps;
+    this.admission = new Admission(deps.queue, deps.config);
   }
 
   onEnqueue(hook: EnqueueHook): void {
@@ -136,6 +143,9 @@ export class GenerateService {
     const warnings = checkCapabilities(provider.info, req);
     checkPreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
+    // After validation (a bad request hears what is wrong with it), before input images are stored or
+    // anything is charged.
+    this.admission.admit(owner);
 
     let imageKey: string | undefined;
     let maskKey: string | undefined;

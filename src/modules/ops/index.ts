@@ -3,10 +3,17 @@ import type { Config } from "../../config";
 import type { Queue } from "../../queue";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import type { GenerateService } from "../generate/service";
 import type { HealthService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = { auth: AuthService; config: Config; health: HealthService; queue: Queue };
+type Deps = {
+  auth: AuthService;
+  config: Config;
+  generate: Pick<GenerateService, "admission">;
+  health: HealthService;
+  queue: Queue;
+};
 
 export const opsModule = (ctx: Deps) => {
   const readiness = async ({ set }: { set: { status?: number | string } }) => {
@@ -40,13 +47,15 @@ export const opsModule = (ctx: Deps) => {
           active: pool.snapshot(),
           debounced: ctx.queue.store.debounced(),
           counts: ctx.queue.stats(),
+          backpressure: ctx.generate.admission.usage(),
         };
       },
       {
         auth: ["admin"],
         detail: {
           tags: ["ops"],
-          summary: "Live debug view: active jobs with progress, debounced keys, free slots",
+          summary:
+            "Live debug view: active jobs with progress, debounced keys, free slots, queue limits and their use",
         },
       },
     );
