@@ -41,7 +41,8 @@ async function sendAll(url: string, key: string, statuses: (number | null)[]): P
 }
 
 test("kill -9 during 3,000 keyed enqueues, then every request again: 3,000 jobs and 3,000 charges", async () => {
-  const env = { WORKER_CONCURRENCY: "2", BACKLOG_CRON: "0 0 1 1 *" };
+  // One user sends all 3,000 at once: the per-owner queue limit must not refuse them.
+  const env = { WORKER_CONCURRENCY: "2", BACKLOG_CRON: "0 0 1 1 *", MAX_QUEUED_PER_OWNER: "10000" };
   let server = await spawnServer(tmp.dir, env);
   const admin = (path: string, json: unknown) =>
     fetch(`${server.url}${path}`, {
