@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { treaty } from "@elysiajs/eden";
 import type { App } from "../../src/app";
-import { CardView, ErrorBody } from "../../src/modules/docs/schemas";
+import { CardView } from "../../src/modules/cards/model";
+import { ErrorBody } from "../../src/modules/docs/model";
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
 
 let server: TestServer;

@@ -5,16 +5,10 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { z } from "zod";
-import {
-  CardList,
-  CardView,
-  HealthReport,
-  JobList,
-  JobStats,
-  JobStatusView,
-  JobView,
-  TokenView,
-} from "../../src/modules/docs/schemas";
+import { TokenView } from "../../src/modules/auth/model";
+import { CardList, CardView } from "../../src/modules/cards/model";
+import { JobList, JobStats, JobStatusView, JobView } from "../../src/modules/jobs/model";
+import { HealthReport } from "../../src/modules/ops/model";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
 
 let server: TestServer;

@@ -1,4 +1,4 @@
-import { Elysia } from "elysia";
+import { type DocumentDecoration, Elysia } from "elysia";
 import type { Role } from "../../db/schema";
 import { forbidden, unauthorized } from "../../errors";
 import type { AuthService, Principal } from "./service";
@@ -51,6 +51,10 @@ function refused(): never {
 export const authPlugin = (auth: AuthService) =>
   new Elysia({ name: "auth" }).macro({
     auth: (rule: AuthRule) => ({
+      // Read by the OpenAPI document (modules/docs): which routes take a client token, and where.
+      detail: (rule === "token" || rule === "stream"
+        ? { "x-client-token": rule === "stream" ? "query" : "header" }
+        : {}) as DocumentDecoration,
       async resolve({ headers, request }): Promise<{ principal: Principal }> {
         const principal = await principalFrom(auth, headers, request, { query: rule === "stream" });
         if (!principal) throw unauthorized("missing Authorization: Bearer <key>");

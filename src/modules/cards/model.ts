@@ -29,3 +29,27 @@ export type ListCardsQuery = z.infer<typeof ListCardsQuery>;
 
 export const RenderCardInput = z.object({ cardId: z.string() });
 export const CleanupCardInput = z.object({ cardId: z.string() });
+
+/** A card as the API shows it; `stableImageUrl` always serves its latest image. */
+export const CardView = z
+  .object({
+    id: z.string(),
+    template: z.string(),
+    data: z.record(z.string(), z.unknown()),
+    version: z.number().int(),
+    renderedVersion: z.number().int(),
+    status: z.enum(["rendered", "rendering", "failed"]),
+    imageUrl: z.string().nullable(),
+    stableImageUrl: z.string(),
+    renderError: z
+      .object({ code: z.string(), message: z.string() })
+      .nullable()
+      .meta({ description: "Why the latest render failed (the last good image stays served)" }),
+    ownerId: z.string(),
+    createdAt: z.number().int(),
+    updatedAt: z.number().int(),
+  })
+  .meta({ title: "Card" });
+export type CardView = z.infer<typeof CardView>;
+
+export const CardList = z.object({ cards: z.array(CardView), nextCursor: z.string().nullable() });

@@ -5,6 +5,7 @@ import { transaction } from "../../db/tx";
 import { forbidden, notFound } from "../../errors";
 import { authPlugin } from "../auth/plugin";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
 import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
@@ -75,9 +76,11 @@ export const creditsModule = (ctx: Deps) =>
         idempotent: 200,
         params: UserIdParams,
         body: AdjustCreditsBody,
-        detail: {
+        detail: routeDoc({
           tags: ["credits"],
           summary: "Grant or debit credits (admins: anyone; apps: their end users), with a ledger note",
-        },
+          requestExample: { amount: 50, reason: "grant", note: "order 1234" },
+          errors: { 402: "a debit larger than the balance (`insufficient_credits`)" },
+        }),
       },
     );

@@ -3,6 +3,8 @@ import type { Config } from "../../config";
 import type { Queue } from "../../queue";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import { routeDoc } from "../docs/model";
+import { HealthReport, Liveness } from "./model";
 import type { HealthService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -19,13 +21,18 @@ export const opsModule = (ctx: Deps) =>
         return report;
       },
       {
-        detail: {
+        response: { 200: HealthReport, 503: HealthReport },
+        detail: routeDoc({
           tags: ["ops"],
           summary: "Readiness: db writable, workers running, storage, render (503 when not)",
-        },
+          errors: { 503: "a readiness check failed (the body names it)" },
+        }),
       },
     )
-    .get("/health/live", () => ({ ok: true }), { detail: { tags: ["ops"], summary: "Liveness" } })
+    .get("/health/live", () => ({ ok: true }), {
+      response: { 200: Liveness },
+      detail: routeDoc({ tags: ["ops"], summary: "Liveness", responseExample: { ok: true } }),
+    })
     .get(
       "/queue/status",
       () => {

@@ -4,6 +4,7 @@ import type { User } from "../../db/schema";
 import { transaction } from "../../db/tx";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
 import { CreateUserBody } from "./model";
@@ -53,6 +54,12 @@ export const usersModule = (ctx: Deps) =>
         auth: ["admin"],
         idempotent: 201,
         body: CreateUserBody,
-        detail: { tags: ["users"], summary: "Create a user and (by default) an API key, shown once (admin)" },
+        detail: routeDoc({
+          tags: ["users"],
+          summary: "Create a user and (by default) an API key, shown once (admin)",
+          status: 201,
+          requestExample: { name: "Poll app", role: "app", createKey: true },
+          errors: { 409: "a user with this externalId already exists" },
+        }),
       },
     );

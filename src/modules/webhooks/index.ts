@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
+import { routeDoc } from "../docs/model";
 import { CreateEndpointBody, DeliveriesQuery, EndpointIdParams } from "./model";
 
 export { DELIVER_JOB } from "./fanout";
@@ -21,7 +22,15 @@ export const webhooksModule = (ctx: AppContext) =>
       {
         auth: true,
         body: CreateEndpointBody,
-        detail: { tags, summary: "Register a webhook endpoint; its signing secret is shown once" },
+        detail: routeDoc({
+          tags,
+          summary: "Register a webhook endpoint; its signing secret is shown once",
+          status: 201,
+          requestExample: {
+            url: "https://example.com/hooks/easel",
+            events: ["job.completed", "job.failed"],
+          },
+        }),
       },
     )
     .get("/webhooks", ({ principal }) => ctx.webhooks.listEndpoints(principal), {
@@ -58,7 +67,7 @@ export const webhooksModule = (ctx: AppContext) =>
       {
         auth: true,
         params: EndpointIdParams,
-        detail: { tags, summary: "Delete an endpoint and its deliveries" },
+        detail: routeDoc({ tags, summary: "Delete an endpoint and its deliveries", status: 204 }),
       },
     )
     .post(
@@ -67,7 +76,11 @@ export const webhooksModule = (ctx: AppContext) =>
         set.status = 202;
         return ctx.webhooks.test(principal, params.id);
       },
-      { auth: true, params: EndpointIdParams, detail: { tags, summary: "Send a webhook.test event" } },
+      {
+        auth: true,
+        params: EndpointIdParams,
+        detail: routeDoc({ tags, summary: "Send a webhook.test event", status: 202 }),
+      },
     )
     .get(
       "/webhooks/:id/deliveries",
