@@ -8,7 +8,7 @@ import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
-import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
+import { AdjustCreditsBody, CreditsAdjustedView, CreditsQuery, CreditsView, UserIdParams } from "./model";
 import type { CreditService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -50,6 +50,7 @@ export const creditsModule = (ctx: Deps) =>
       {
         auth: "token",
         query: CreditsQuery,
+        response: { 200: CreditsView },
         detail: { tags: ["credits"], summary: "Your balance and recent ledger (apps/admins: ?userId=)" },
       },
     )
@@ -76,6 +77,7 @@ export const creditsModule = (ctx: Deps) =>
         idempotent: 200,
         params: UserIdParams,
         body: AdjustCreditsBody,
+        response: { 200: CreditsAdjustedView },
         detail: routeDoc({
           tags: ["credits"],
           summary: "Grant or debit credits (admins: anyone; apps: their end users), with a ledger note",
