@@ -6,7 +6,7 @@ import { authPlugin } from "../auth/plugin";
 import { isAdminKey } from "../auth/service";
 import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
-import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams } from "./model";
+import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams, RecipeList, RecipeView } from "./model";
 import { recipeNotFound, recipeView } from "./service";
 
 /**
@@ -29,6 +29,7 @@ export const recipesModule = (ctx: AppContext) =>
       }),
       {
         auth: "token",
+        response: { 200: RecipeList },
         detail: { tags: ["recipes"], summary: "Active recipes (admins: inactive ones too)" },
       },
     )
@@ -42,6 +43,7 @@ export const recipesModule = (ctx: AppContext) =>
       {
         auth: "token",
         params: RecipeIdParams,
+        response: { 200: RecipeView },
         detail: { tags: ["recipes"], summary: "A recipe with its variables" },
       },
     )
@@ -59,10 +61,10 @@ export const recipesModule = (ctx: AppContext) =>
         auth: ["admin"],
         idempotent: 201,
         body: CreateRecipeBody,
+        response: { 201: RecipeView },
         detail: routeDoc({
           tags: ["recipes"],
           summary: "Create a recipe (admin)",
-          status: 201,
           requestExample: {
             id: "fox-avatar",
             name: "Fox avatar",
@@ -89,6 +91,7 @@ export const recipesModule = (ctx: AppContext) =>
         auth: ["admin"],
         params: RecipeIdParams,
         body: PatchRecipeBody,
+        response: { 200: RecipeView },
         detail: routeDoc({
           tags: ["recipes"],
           summary: "Change a recipe; `active: false` retires it (admin)",
