@@ -15,6 +15,7 @@ import {
   ListCardsQuery,
   PatchCardBody,
   PreviewBody,
+  TemplateList,
 } from "./model";
 
 const png = (bytes: Uint8Array, headers: Record<string, string>, status = 200) =>
@@ -30,6 +31,7 @@ export const cardsModule = (ctx: AppContext) => {
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))
     .get("/cards/templates", () => ({ templates: ctx.cards.templates() }), {
+      response: { 200: TemplateList },
       detail: { tags: ["cards"], summary: "Card templates with their data schemas and example data" },
     })
     .post(

@@ -53,3 +53,17 @@ export const CardView = z
 export type CardView = z.infer<typeof CardView>;
 
 export const CardList = z.object({ cards: z.array(CardView), nextCursor: z.string().nullable() });
+
+/** `GET /api/cards/templates`: each template with its data's JSON Schema and example data. */
+export const TemplateList = z.object({
+  templates: z.array(
+    z.object({
+      name: z.string(),
+      description: z.string(),
+      width: z.number().int(),
+      height: z.number().int(),
+      schema: z.unknown().meta({ description: "JSON Schema of the template's data" }),
+      example: z.unknown(),
+    }),
+  ),
+});

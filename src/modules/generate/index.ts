@@ -8,7 +8,7 @@ import type { AuthService } from "../auth/service";
 import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
-import { GenerateAccepted, GenerateBody } from "./model";
+import { GenerateAccepted, GenerateBody, ProviderList } from "./model";
 import type { GenerateRequest, GenerateService } from "./service";
 
 const INSUFFICIENT_CREDITS = "not enough credits (`insufficient_credits`, with `required` and `available`)";
@@ -148,5 +148,6 @@ export const generateModule = (ctx: Deps) =>
     )
     .get("/providers", () => ({ providers: ctx.providers.list(), default: ctx.providers.defaultName }), {
       auth: "token",
+      response: { 200: ProviderList },
       detail: { tags: ["generate"], summary: "Enabled image providers with their models and limits" },
     });

@@ -199,3 +199,21 @@ export const GenerationRequestView = z
   })
   .nullable()
   .meta({ description: "A generation's request as accepted; null for other job types" });
+
+/** `GET /api/providers`: the enabled providers, their models and limits, and the default one. */
+export const ProviderList = z.object({
+  providers: z.array(
+    z.object({
+      name: z.string(),
+      defaultModel: z.string(),
+      models: z.array(z.string()),
+      supportsEdits: z.boolean(),
+      capabilities: z
+        .unknown()
+        .optional()
+        .meta({ description: "What each model accepts (sizes, n, edits); requests are checked against it" }),
+      limits: z.object({ concurrency: z.number(), rpm: z.number() }),
+    }),
+  ),
+  default: z.string(),
+});
