@@ -576,7 +576,13 @@ export const dashboardModule = (ctx: AppContext) => {
         new Response(await faviconIco(), {
           headers: { "content-type": "image/x-icon", "cache-control": "public, max-age=86400" },
         }),
-      { detail: doc("The icon browsers show in the tab", {}, []) },
+      {
+        detail: doc(
+          "The icon browsers show in the tab",
+          { responseType: "image/x-icon", responseDescription: "The icon" },
+          [],
+        ),
+      },
     )
     .get(
       "/favicon.svg",
@@ -584,7 +590,13 @@ export const dashboardModule = (ctx: AppContext) => {
         new Response(FAVICON_SVG, {
           headers: { "content-type": "image/svg+xml", "cache-control": "public, max-age=86400" },
         }),
-      { detail: doc("The icon as SVG", {}, []) },
+      {
+        detail: doc(
+          "The icon as SVG",
+          { responseType: "image/svg+xml", responseDescription: "The icon" },
+          [],
+        ),
+      },
     )
     .ws("/dashboard/ws", {
       // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.

@@ -126,6 +126,9 @@ function responseSchemas(route: InternalRoute): Record<string, z.ZodType> {
 function successResponse(doc: OperationDoc): [string, Json] {
   const status = String(doc.status ?? 200);
   if (status === "204") return [status, { description: "No content" }];
+  // A redirect's body is empty: what matters is where it goes, which the description says.
+  if (status.startsWith("3") && !doc.responseType)
+    return [status, { description: doc.responseDescription ?? "Redirect" }];
   if (doc.responseType) {
     const schema = doc.responseType.startsWith("image/")
       ? { type: "string", format: "binary" }
