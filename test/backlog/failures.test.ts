@@ -4,11 +4,12 @@
  * cooldown the backlog tries again, and a success resets the count.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { FailureBudget } from "../../src/modules/backlog/service";
+import type { z } from "zod";
+import type { BacklogView as BacklogSchema } from "../../src/modules/backlog/model";
 import { createRecipe, expectStatus } from "../fixtures/backlog";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
 
-type BacklogView = { min: number; ready: number; inFlight: number; deficit: number; failures: FailureBudget };
+type BacklogView = z.infer<typeof BacklogSchema>;
 
 const COOLDOWN_MS = 1500;
 

@@ -4,11 +4,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import sharp from "sharp";
+import type { z } from "zod";
+import type { CardList as CardListSchema, CardView } from "../../src/modules/cards/model";
 import { templates } from "../../src/render/templates";
 import { startTestServer, type TestServer } from "../helpers";
 
-type CardView = { id: string; template: string; data: Record<string, unknown>; status: string };
-type CardList = { cards: CardView[]; nextCursor: string | null };
+type CardList = z.infer<typeof CardListSchema>;
 
 /** The preview limit in src/modules/cards/index.ts: 30 renders per user per minute. */
 const PREVIEW_LIMIT = 30;

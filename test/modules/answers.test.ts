@@ -6,7 +6,7 @@
  * unfinished items are `cancelled`.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { InstantClaimView } from "../../src/modules/docs/schemas";
+import { InstantClaimView } from "../../src/modules/instant/model";
 import { createRecipe, createUser, expectStatus, seedReadyBacklog } from "../fixtures/backlog";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
 import { WsClient } from "../realtime/client";

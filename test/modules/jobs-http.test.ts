@@ -1,37 +1,22 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { z } from "zod";
+import type { ErrorBody as ErrorSchema } from "../../src/modules/docs/model";
+import type {
+  JobList as JobListSchema,
+  JobStats,
+  JobStatusView,
+  JobView,
+} from "../../src/modules/jobs/model";
+import type { HealthReport } from "../../src/modules/ops/model";
 import { defineJob, UnrecoverableError } from "../../src/queue";
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
 
 const HOUR = 3_600_000;
 
-type ErrorBody = { error: { code: string; message: string } };
-type Item = { id: string; idx: number; status: string; result: unknown; error: { code: string } | null };
-type JobView = {
-  id: string;
-  type: string;
-  status: string;
-  ownerId: string;
-  attempts: number;
-  result: unknown;
-  error: { code: string } | null;
-  items?: Item[];
-};
-type JobList = { jobs: JobView[]; nextCursor: string | null };
-type StatusView = {
-  jobId: string;
-  status: string;
-  progress: number;
-  completedItems: number | null;
-  totalItems: number | null;
-  result: unknown;
-};
-type Counts = Record<
-  "waiting" | "delayed" | "active" | "completed" | "partial" | "failed" | "cancelled",
-  number
-> & {
-  byType: Record<string, Record<string, number>>;
-};
+type ErrorBody = z.infer<typeof ErrorSchema>;
+type JobList = z.infer<typeof JobListSchema>;
+type StatusView = JobStatusView;
+type Counts = z.infer<typeof JobStats>;
 type QueueStatus = {
   running: boolean;
   slots: { total: number; free: number };
@@ -39,7 +24,7 @@ type QueueStatus = {
   debounced: { dedupeKey: string; jobId: string }[];
   counts: Counts;
 };
-type Health = { ok: boolean; status: string; checks: { name: string; ok: boolean; error?: string }[] };
+type Health = HealthReport;
 
 /** Flipped by the retry test: the next `flaky` attempt fails while this is true. */
 const flaky = { fail: true };

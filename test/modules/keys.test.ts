@@ -12,18 +12,8 @@ import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers
 import { WsClient } from "../realtime/client";
 
 type ErrorBody = { error: { code: string; message: string } };
-type KeyView = {
-  id: string;
-  userId: string;
-  name: string;
-  prefix: string;
-  status: "active" | "expired" | "revoked";
-  createdAt: number;
-  lastUsedAt: number | null;
-  expiresAt: number | null;
-  revokedAt: number | null;
-};
-type NewKey = KeyView & { key: string; rotatedFrom: string | null };
+type KeyView = z.infer<typeof KeyViewSchema>;
+type NewKey = z.infer<typeof NewKeyView>;
 
 const note = defineJob({
   type: "note",

@@ -2,10 +2,11 @@ import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { openDb } from "../../src/db/client";
+import type { HealthReport } from "../../src/modules/ops/model";
 import { dbWritableCheck, HealthService } from "../../src/modules/ops/service";
 import { startTestServer, tempDir } from "../helpers";
 
-type Health = { ok: boolean; status: string; checks: { name: string; ok: boolean; error?: string }[] };
+type Health = HealthReport;
 
 async function readiness(server: { api: (p: string, i?: { key: null }) => Promise<Response> }) {
   const res = await server.api("/api/health", { key: null });

@@ -4,17 +4,11 @@
  * variables validated against the recipe (422 naming the variable), usage recorded in the enqueue transaction.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import type { RecipeView } from "../../src/modules/recipes/model";
 import { createUser, expectLedgerInvariants, expectStatus } from "../fixtures/backlog";
 import { startTestServer, type TestServer, waitFor } from "../helpers";
 
-type Recipe = {
-  id: string;
-  name: string;
-  active: boolean;
-  provider: string;
-  backlogMin: number;
-  creditCost: number;
-};
+type Recipe = RecipeView;
 type ErrorBody = { error: { code: string; message: string; details?: { variable: string }[] } };
 
 const avatar = {

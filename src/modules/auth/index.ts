@@ -1,6 +1,17 @@
 import { Elysia } from "elysia";
 import type { Config } from "../../config";
-import { CreateKeyBody, KeyIdParams, ListKeysQuery, RotateKeyBody, TokenBody } from "./model";
+import { routeDoc } from "../docs/model";
+import {
+  CreateKeyBody,
+  KeyIdParams,
+  KeyList,
+  KeyView,
+  ListKeysQuery,
+  NewKeyView,
+  RotateKeyBody,
+  TokenBody,
+  TokenView,
+} from "./model";
 import { authPlugin } from "./plugin";
 import type { AuthService } from "./service";
 
@@ -27,7 +38,12 @@ export const authModule = (ctx: Deps) =>
       {
         auth: ["admin", "app", "user"],
         body: TokenBody,
-        detail: { tags: ["auth"], summary: "Mint a short-lived client token (JWT) for one user" },
+        response: { 201: TokenView },
+        detail: routeDoc({
+          tags: ["auth"],
+          summary: "Mint a short-lived client token (JWT) for one user",
+          requestExample: { userId: "user-42", ttlSeconds: 900 },
+        }),
       },
     )
     .get(
@@ -39,7 +55,12 @@ export const authModule = (ctx: Deps) =>
       {
         auth: ["admin", "app", "user"],
         query: ListKeysQuery,
-        detail: { tags: ["auth"], summary: "List a user's API keys (prefix, created, last used, expiry)" },
+        response: { 200: KeyList },
+        detail: routeDoc({
+          tags: ["auth"],
+          summary: "List a user's API keys (prefix, created, last used, expiry)",
+          errors: { 404: "no such user, or not one the caller may name" },
+        }),
       },
     )
     .post(
@@ -55,7 +76,16 @@ export const authModule = (ctx: Deps) =>
       {
         auth: ["admin", "app", "user"],
         body: CreateKeyBody,
-        detail: { tags: ["auth"], summary: "Create an API key; the full key is in this answer only" },
+        response: { 201: NewKeyView },
+        detail: routeDoc({
+          tags: ["auth"],
+          summary: "Create an API key; the full key is in this answer only",
+          requestExample: { name: "production", expiresInSeconds: 90 * 86_400 },
+          errors: {
+            404: "no such user",
+            422: "invalid fields, or the reserved name `ADMIN_KEY` (`reserved_name`)",
+          },
+        }),
       },
     )
     .delete(
@@ -67,6 +97,7 @@ export const authModule = (ctx: Deps) =>
       {
         auth: ["admin", "app", "user"],
         params: KeyIdParams,
+        response: { 200: KeyView },
         detail: { tags: ["auth"], summary: "Revoke an API key: its next request gets 401" },
       },
     )
@@ -84,9 +115,14 @@ export const authModule = (ctx: Deps) =>
         auth: ["admin", "app", "user"],
         params: KeyIdParams,
         body: RotateKeyBody,
-        detail: {
+        response: { 201: NewKeyView },
+        detail: routeDoc({
           tags: ["auth"],
           summary: "Rotate an API key: a new secret, the old key revoked in the same transaction",
-        },
+          requestExample: { expiresInSeconds: 90 * 86_400 },
+          errors: {
+            409: "the key is revoked (`key_revoked`), or it is the ADMIN_KEY variable's (`managed_key`)",
+          },
+        }),
       },
     );

@@ -68,3 +68,11 @@ export const NewKeyView = KeyView.extend({
   key: z.string().meta({ description: "The full key. It is shown this once and cannot be read again." }),
   rotatedFrom: z.string().nullable().meta({ description: "The key this one replaced (now revoked)" }),
 }).meta({ title: "NewApiKey" });
+
+/** `POST /api/tokens`: a client token for one user, and where its WebSocket connects. */
+export const TokenView = z.object({
+  token: z.string(),
+  expiresAt: z.number().int(),
+  userId: z.string(),
+  websocketUrl: z.string(),
+});

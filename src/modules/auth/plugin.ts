@@ -1,4 +1,4 @@
-import { Elysia } from "elysia";
+import { type DocumentDecoration, Elysia } from "elysia";
 import type { Role } from "../../db/schema";
 import { forbidden, unauthorized } from "../../errors";
 import type { AuthService, Principal } from "./service";
@@ -56,6 +56,10 @@ export const authPlugin = (auth: AuthService) => {
   const callers = new WeakMap<Request, Principal>();
   return new Elysia({ name: "auth" }).macro({
     auth: (rule: AuthRule) => ({
+      // Read by the OpenAPI document (modules/docs): which routes take a client token, and where.
+      detail: (rule === "token" || rule === "stream"
+        ? { "x-client-token": rule === "stream" ? "query" : "header" }
+        : {}) as DocumentDecoration,
       async transform({ headers, request }) {
         callers.set(request, await authorize(auth, rule, headers, request));
       },

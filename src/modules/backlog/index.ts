@@ -3,6 +3,7 @@ import { authPlugin } from "../auth/plugin";
 import { type AuthService, isAdminKey } from "../auth/service";
 import { RecipeIdParams } from "../recipes/model";
 import { type RecipeService, recipeNotFound } from "../recipes/service";
+import { BacklogView } from "./model";
 import type { BacklogService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -28,6 +29,7 @@ export const backlogModule = (ctx: Deps) =>
     {
       auth: true,
       params: RecipeIdParams,
+      response: { 200: BacklogView },
       detail: {
         tags: ["recipes"],
         summary: "A recipe's backlog: ready, in flight, deficit, oldest ready, failure budget",

@@ -2,10 +2,21 @@ import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { rateLimited } from "../../errors";
 import { TokenBucket } from "../../rate-limit";
+import { poll } from "../../render/templates/poll";
 import { authPlugin } from "../auth/plugin";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import { fallbackImage } from "./fallback";
-import { CardIdParams, CreateCardBody, ListCardsQuery, PatchCardBody, PreviewBody } from "./model";
+import {
+  CardIdParams,
+  CardList,
+  CardView,
+  CreateCardBody,
+  ListCardsQuery,
+  PatchCardBody,
+  PreviewBody,
+  TemplateList,
+} from "./model";
 
 const png = (bytes: Uint8Array, headers: Record<string, string>, status = 200) =>
   new Response(status === 304 ? null : bytes, {
@@ -20,6 +31,7 @@ export const cardsModule = (ctx: AppContext) => {
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))
     .get("/cards/templates", () => ({ templates: ctx.cards.templates() }), {
+      response: { 200: TemplateList },
       detail: { tags: ["cards"], summary: "Card templates with their data schemas and example data" },
     })
     .post(
@@ -32,30 +44,51 @@ export const cardsModule = (ctx: AppContext) => {
       {
         auth: ["admin", "app", "user"],
         body: PreviewBody,
-        detail: { tags: ["cards"], summary: "Render a card synchronously and return the PNG (rate limited)" },
+        detail: routeDoc({
+          tags: ["cards"],
+          summary: "Render a card synchronously and return the PNG (rate limited)",
+          responseType: "image/png",
+          responseDescription: "The rendered PNG",
+          requestExample: { template: "poll", data: poll.example },
+          errors: { 429: "preview rate limit reached (`rate_limited`, `details.retryAfterMs`)" },
+        }),
       },
     )
     .post("/cards", ({ principal, body, idem }) => ctx.cards.create(principal, body, idem), {
       auth: ["admin", "app", "user"],
       idempotent: 201,
       body: CreateCardBody,
-      detail: { tags: ["cards"], summary: "Create a live card; it is rendered before the response" },
+      response: { 201: CardView },
+      detail: routeDoc({
+        tags: ["cards"],
+        summary: "Create a live card; it is rendered before the response",
+        requestExample: { template: "poll", data: poll.example, userId: "user-42" },
+      }),
     })
     .get("/cards", ({ principal, query }) => ctx.cards.list(principal, query), {
       auth: "token",
       query: ListCardsQuery,
+      response: { 200: CardList },
       detail: { tags: ["cards"], summary: "Your cards" },
     })
     .get("/cards/:id", ({ principal, params }) => ctx.cards.view(ctx.cards.visible(principal, params.id)), {
       auth: "token",
       params: CardIdParams,
+      response: { 200: CardView },
       detail: { tags: ["cards"], summary: "A card with its current image URL and render status" },
     })
     .patch("/cards/:id", ({ principal, params, body }) => ctx.cards.update(principal, params.id, body.data), {
       auth: ["admin", "app", "user"],
       params: CardIdParams,
       body: PatchCardBody,
-      detail: { tags: ["cards"], summary: "Merge-patch a card's data; re-rendered once per debounce window" },
+      response: { 200: CardView },
+      detail: routeDoc({
+        tags: ["cards"],
+        summary: "Merge-patch a card's data; re-rendered once per debounce window",
+        requestExample: {
+          data: { options: poll.example.options.map((o) => ({ ...o, votes: o.votes + 1 })) },
+        },
+      }),
     })
     .delete(
       "/cards/:id",
@@ -66,7 +99,7 @@ export const cardsModule = (ctx: AppContext) => {
       {
         auth: ["admin", "app", "user"],
         params: CardIdParams,
-        detail: { tags: ["cards"], summary: "Delete a card and its images" },
+        detail: routeDoc({ tags: ["cards"], summary: "Delete a card and its images", status: 204 }),
       },
     )
     .get(
@@ -85,11 +118,14 @@ export const cardsModule = (ctx: AppContext) => {
       },
       {
         params: CardIdParams,
-        detail: {
+        detail: routeDoc({
           tags: ["cards"],
           summary:
             "The card's latest image at a stable URL (public; revalidated every CARD_CACHE_MAX_AGE seconds)",
-        },
+          responseType: "image/png",
+          responseDescription:
+            "The latest PNG (a placeholder while the first render is pending); 304 on If-None-Match",
+        }),
       },
     );
 };

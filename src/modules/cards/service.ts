@@ -17,7 +17,7 @@ import { cardImageKey, cardImagePrefix, IMMUTABLE_CACHE_CONTROL, type Storage } 
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { mergePatch } from "./merge";
-import type { CreateCardBody, ListCardsQuery } from "./model";
+import type { CardView, CreateCardBody, ListCardsQuery } from "./model";
 
 export type CardRenderer = { render(template: string, data: unknown): Promise<RenderedCard> };
 
@@ -84,7 +84,7 @@ export class CardService {
     return listTemplates();
   }
 
-  view(card: Card) {
+  view(card: Card): CardView {
     const status =
       card.renderError && card.renderedVersion < card.version
         ? "failed"
@@ -94,7 +94,7 @@ export class CardService {
     return {
       id: card.id,
       template: card.template,
-      data: card.data,
+      data: card.data as Record<string, unknown>,
       version: card.version,
       renderedVersion: card.renderedVersion,
       status,

@@ -5,9 +5,10 @@ import { transaction } from "../../db/tx";
 import { forbidden, notFound } from "../../errors";
 import { authPlugin } from "../auth/plugin";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
-import { AdjustCreditsBody, CreditsQuery, UserIdParams } from "./model";
+import { AdjustCreditsBody, CreditsAdjustedView, CreditsQuery, CreditsView, UserIdParams } from "./model";
 import type { CreditService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -49,6 +50,7 @@ export const creditsModule = (ctx: Deps) =>
       {
         auth: "token",
         query: CreditsQuery,
+        response: { 200: CreditsView },
         detail: { tags: ["credits"], summary: "Your balance and recent ledger (apps/admins: ?userId=)" },
       },
     )
@@ -75,9 +77,12 @@ export const creditsModule = (ctx: Deps) =>
         idempotent: 200,
         params: UserIdParams,
         body: AdjustCreditsBody,
-        detail: {
+        response: { 200: CreditsAdjustedView },
+        detail: routeDoc({
           tags: ["credits"],
           summary: "Grant or debit credits (admins: anyone; apps: their end users), with a ledger note",
-        },
+          requestExample: { amount: 50, reason: "grant", note: "order 1234" },
+          errors: { 402: "a debit larger than the balance (`insufficient_credits`)" },
+        }),
       },
     );

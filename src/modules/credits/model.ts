@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { LEDGER_REASONS } from "../../db/schema";
 
 export const CreditsQuery = z.object({
   /** Admins and apps: an end user's balance (their external id or internal id). */
@@ -19,3 +20,33 @@ export const AdjustCreditsBody = z.strictObject({
   note: z.string().trim().min(1).max(500).optional(),
 });
 export type AdjustCreditsBody = z.infer<typeof AdjustCreditsBody>;
+
+/** One change of a balance, with the balance after it. */
+export const LedgerEntryView = z.object({
+  id: z.string(),
+  delta: z.number().int(),
+  balanceAfter: z.number().int(),
+  reason: z.enum(LEDGER_REASONS),
+  jobId: z.string().nullable(),
+  note: z.string().nullable(),
+  createdAt: z.number().int(),
+});
+
+/** `GET /api/credits`: a balance and a page of its ledger, newest first. */
+export const CreditsView = z
+  .object({
+    userId: z.string(),
+    credits: z.number().int(),
+    unlimited: z.boolean(),
+    creditsEnabled: z.boolean().meta({ description: "CREDITS_ENABLED: false when nothing is charged" }),
+    ledger: z.array(LedgerEntryView),
+    nextCursor: z.string().nullable(),
+  })
+  .meta({ title: "Credits" });
+
+/** `POST /api/users/:id/credits`: the balance after the change and the ledger row it wrote. */
+export const CreditsAdjustedView = z.object({
+  userId: z.string(),
+  credits: z.number().int(),
+  ledger: z.array(LedgerEntryView),
+});

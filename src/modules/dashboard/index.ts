@@ -6,6 +6,7 @@ import { JOB_STATUSES } from "../../db/schema";
 import { ApiError, notFound } from "../../errors";
 import { ExpiresInSeconds } from "../auth/model";
 import { type Principal, persistedSecret } from "../auth/service";
+import { type RouteDoc, routeDoc } from "../docs/model";
 import { socketHandlers } from "../realtime";
 import { FAVICON_SVG, faviconIco } from "./favicon";
 import type { Html } from "./html";
@@ -80,11 +81,27 @@ const FormBody = z.object({ _csrf: z.string().max(128).optional() }).optional();
 const PAGE_SIZE = 25;
 
 const cookieAuth = [{ dashboardSession: [] }];
-const doc = (summary: string, security: Record<string, string[]>[] = cookieAuth) => ({
-  tags: ["dashboard"],
-  summary,
-  security,
+type PageDoc = Omit<RouteDoc, "tags" | "summary" | "security">;
+const doc = (summary: string, extra: PageDoc = {}, security: Record<string, string[]>[] = cookieAuth) =>
+  routeDoc({ tags: ["dashboard"], summary, security, ...extra });
+const PAGE: PageDoc = {
+  responseType: "text/html",
+  responseDescription: "The page (303 to sign-in without a session)",
+};
+const FRAGMENT: PageDoc = { responseType: "text/html", responseDescription: "An HTML fragment" };
+/** A form post: answered with a 303 redirect. */
+const form = (description: string): PageDoc => ({
+  status: 303,
+  bodyType: "application/x-www-form-urlencoded",
+  responseDescription: description,
+  errors: { 401: "no dashboard session", 403: "cross-site request or missing/invalid CSRF token" },
 });
+/** A form post answered with the keys page itself, which shows a new key this once. */
+const KEY_SHOWN: PageDoc = {
+  ...form("The keys page, showing the new key once"),
+  status: 200,
+  responseType: "text/html",
+};
 
 /** Only this origin's scripts and styles; images may come from storage on another host. */
 function securityHeaders(request: Request): Record<string, string> {
@@ -219,7 +236,7 @@ export const dashboardModule = (ctx: AppContext) => {
       "/dashboard/login",
       async ({ request, viewer }) =>
         viewer ? redirect("/dashboard") : htmlResponse(request, signInPage({})),
-      { detail: doc("Sign-in page", []) },
+      { detail: doc("Sign-in page", { ...PAGE, responseDescription: "The sign-in form" }, []) },
     )
     .post(
       "/dashboard/login",
@@ -245,7 +262,22 @@ export const dashboardModule = (ctx: AppContext) => {
         const { token } = await sessions.issue(principal.user.id, principal.keyId);
         return redirect("/dashboard", { "set-cookie": sessions.cookie(token) });
       },
-      { body: SignInBody, detail: doc("Sign in with an admin or app key (sets the session cookie)", []) },
+      {
+        body: SignInBody,
+        detail: doc(
+          "Sign in with an admin or app key (sets the session cookie)",
+          {
+            status: 303,
+            bodyType: "application/x-www-form-urlencoded",
+            responseDescription: "Signed in: sets the httpOnly session cookie and redirects to /dashboard",
+            errors: {
+              401: "unknown or revoked key (the form again, with a message)",
+              403: "not an admin or app key, or a cross-site post",
+            },
+          },
+          [],
+        ),
+      },
     )
     .post(
       "/dashboard/logout",
@@ -254,7 +286,13 @@ export const dashboardModule = (ctx: AppContext) => {
         sessions.revoke(v.session);
         return redirect("/dashboard/login", { "set-cookie": sessions.clearCookie() });
       },
-      { body: FormBody, detail: doc("Sign out (ends the session)") },
+      {
+        body: FormBody,
+        detail: doc(
+          "Sign out (ends the session)",
+          form("Signed out: clears the cookie and redirects to the sign-in page"),
+        ),
+      },
     )
     .get(
       "/dashboard",
@@ -268,7 +306,7 @@ export const dashboardModule = (ctx: AppContext) => {
           ),
         );
       },
-      { detail: doc("Overview: counts, throughput, active jobs, providers") },
+      { detail: doc("Overview: counts, throughput, active jobs, providers", PAGE) },
     )
     .get(
       "/dashboard/jobs",
@@ -287,7 +325,7 @@ export const dashboardModule = (ctx: AppContext) => {
         });
         return htmlResponse(request, layout({ title: "Jobs", page: "jobs", viewer, live: true }, body));
       },
-      { query: JobsQuery, detail: doc("Jobs: filter by status, type, user, recipe; search by id") },
+      { query: JobsQuery, detail: doc("Jobs: filter by status, type, user, recipe; search by id", PAGE) },
     )
     .get(
       "/dashboard/jobs/:id",
@@ -304,7 +342,11 @@ export const dashboardModule = (ctx: AppContext) => {
         const body = jobPage(found.job, found.owner, viewer.csrf, notice(query));
         return htmlResponse(request, layout({ title: "Job", page: "jobs", viewer, live: true }, body));
       },
-      { params: IdParams, query: NoticeQuery, detail: doc("A job: input, items, images, timeline, actions") },
+      {
+        params: IdParams,
+        query: NoticeQuery,
+        detail: doc("A job: input, items, images, timeline, actions", PAGE),
+      },
     )
     .post(
       "/dashboard/jobs/:id/retry",
@@ -316,7 +358,11 @@ export const dashboardModule = (ctx: AppContext) => {
           "retried",
         );
       },
-      { params: IdParams, body: FormBody, detail: doc("Retry a failed, partial or cancelled job") },
+      {
+        params: IdParams,
+        body: FormBody,
+        detail: doc("Retry a failed, partial or cancelled job", form("Back to the job page with a notice")),
+      },
     )
     .post(
       "/dashboard/jobs/:id/cancel",
@@ -328,7 +374,11 @@ export const dashboardModule = (ctx: AppContext) => {
           "cancelled",
         );
       },
-      { params: IdParams, body: FormBody, detail: doc("Cancel a queued or active job") },
+      {
+        params: IdParams,
+        body: FormBody,
+        detail: doc("Cancel a queued or active job", form("Back to the job page with a notice")),
+      },
     )
     .get(
       "/dashboard/backlog",
@@ -344,7 +394,7 @@ export const dashboardModule = (ctx: AppContext) => {
         const body = backlogPage(service.backlog(), { csrf: viewer.csrf, notice: notice(query) });
         return htmlResponse(request, layout({ title: "Backlog", page: "backlog", viewer, live: true }, body));
       },
-      { query: NoticeQuery, detail: doc("Backlog levels per recipe (admin)") },
+      { query: NoticeQuery, detail: doc("Backlog levels per recipe (admin)", PAGE) },
     )
     .post(
       "/dashboard/backlog/:id/top-up",
@@ -356,7 +406,11 @@ export const dashboardModule = (ctx: AppContext) => {
           skipped ? `/dashboard/backlog?error=${skipped}` : "/dashboard/backlog?done=topped-up",
         );
       },
-      { params: IdParams, body: FormBody, detail: doc("Top a recipe's backlog up now (admin)") },
+      {
+        params: IdParams,
+        body: FormBody,
+        detail: doc("Top a recipe's backlog up now (admin)", form("Back to the backlog page with a notice")),
+      },
     )
     .get(
       "/dashboard/cards",
@@ -368,7 +422,7 @@ export const dashboardModule = (ctx: AppContext) => {
           layout({ title: "Cards", page: "cards", viewer, live: true }, cardsPage(cards)),
         );
       },
-      { detail: doc("Live cards with their current image") },
+      { detail: doc("Live cards with their current image", PAGE) },
     )
     .get(
       "/dashboard/webhooks",
@@ -380,7 +434,7 @@ export const dashboardModule = (ctx: AppContext) => {
           layout({ title: "Webhooks", page: "webhooks", viewer, live: true }, body),
         );
       },
-      { detail: doc("Webhook endpoints and recent deliveries") },
+      { detail: doc("Webhook endpoints and recent deliveries", PAGE) },
     )
     .get(
       "/dashboard/keys",
@@ -390,7 +444,7 @@ export const dashboardModule = (ctx: AppContext) => {
       },
       {
         query: KeysQuery,
-        detail: doc("API keys of the viewer or a user: prefix, created, last used, expiry"),
+        detail: doc("API keys of the viewer or a user: prefix, created, last used, expiry", PAGE),
       },
     )
     .post(
@@ -409,7 +463,7 @@ export const dashboardModule = (ctx: AppContext) => {
           return keysResponse(request, v, { userRef: body.user, created: { key, view, rotatedFrom: null } });
         });
       },
-      { body: KeyForm, detail: doc("Create a key; the answer shows it once") },
+      { body: KeyForm, detail: doc("Create a key; the answer shows it once", KEY_SHOWN) },
     )
     .post(
       "/dashboard/keys/:id/revoke",
@@ -424,7 +478,14 @@ export const dashboardModule = (ctx: AppContext) => {
           return redirect(`${back}${back.includes("?") ? "&" : "?"}done=revoked`);
         });
       },
-      { params: IdParams, body: FormBody, detail: doc("Revoke a key: its next request gets 401") },
+      {
+        params: IdParams,
+        body: FormBody,
+        detail: doc(
+          "Revoke a key: its next request gets 401",
+          form("Back to the keys page with a notice (to sign-in when it was the session's own key)"),
+        ),
+      },
     )
     .post(
       "/dashboard/keys/:id/rotate",
@@ -443,7 +504,11 @@ export const dashboardModule = (ctx: AppContext) => {
           return keysResponse(request, v, { userRef, created, notice });
         });
       },
-      { params: IdParams, body: FormBody, detail: doc("Rotate a key; the answer shows the new one once") },
+      {
+        params: IdParams,
+        body: FormBody,
+        detail: doc("Rotate a key; the answer shows the new one once", KEY_SHOWN),
+      },
     )
     .get(
       "/dashboard/fragments/:name",
@@ -472,7 +537,10 @@ export const dashboardModule = (ctx: AppContext) => {
             throw new ApiError(404, "not_found", "no such fragment");
         }
       },
-      { params: z.object({ name: z.string().max(32) }), detail: doc("A live page section, for refreshes") },
+      {
+        params: z.object({ name: z.string().max(32) }),
+        detail: doc("A live page section, for refreshes", FRAGMENT),
+      },
     )
     .get(
       "/dashboard/fragments/job/:id",
@@ -482,7 +550,7 @@ export const dashboardModule = (ctx: AppContext) => {
         if (!found) throw notFound("job");
         return htmlResponse(request, jobBody(found.job, found.owner, viewer.csrf));
       },
-      { params: IdParams, detail: doc("A job page's live section") },
+      { params: IdParams, detail: doc("A job page's live section", FRAGMENT) },
     )
     .get(
       "/dashboard/assets/:file",
@@ -493,7 +561,14 @@ export const dashboardModule = (ctx: AppContext) => {
           headers: { "content-type": type, "cache-control": "no-cache", "x-content-type-options": "nosniff" },
         });
       },
-      { params: FileParams, detail: doc("The dashboard's script and stylesheet", []) },
+      {
+        params: FileParams,
+        detail: doc(
+          "The dashboard's script and stylesheet",
+          { responseType: "text/plain", responseDescription: "JavaScript or CSS" },
+          [],
+        ),
+      },
     )
     .get(
       "/favicon.ico",
@@ -501,7 +576,13 @@ export const dashboardModule = (ctx: AppContext) => {
         new Response(await faviconIco(), {
           headers: { "content-type": "image/x-icon", "cache-control": "public, max-age=86400" },
         }),
-      { detail: doc("The icon browsers show in the tab", []) },
+      {
+        detail: doc(
+          "The icon browsers show in the tab",
+          { responseType: "image/x-icon", responseDescription: "The icon" },
+          [],
+        ),
+      },
     )
     .get(
       "/favicon.svg",
@@ -509,7 +590,13 @@ export const dashboardModule = (ctx: AppContext) => {
         new Response(FAVICON_SVG, {
           headers: { "content-type": "image/svg+xml", "cache-control": "public, max-age=86400" },
         }),
-      { detail: doc("The icon as SVG", []) },
+      {
+        detail: doc(
+          "The icon as SVG",
+          { responseType: "image/svg+xml", responseDescription: "The icon" },
+          [],
+        ),
+      },
     )
     .ws("/dashboard/ws", {
       // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.

@@ -5,6 +5,7 @@ import { z } from "zod";
 import pkg from "../../../package.json" with { type: "json" };
 import type { Config } from "../../config";
 import { notFound } from "../../errors";
+import { routeDoc } from "./model";
 import { buildOpenApiDocument, globalRoutes, type OpenApiDocument } from "./openapi";
 
 export { buildOpenApiDocument, openApiPath } from "./openapi";
@@ -58,10 +59,19 @@ export const docsModule = (ctx: { config: Config }) => {
   );
   return plugin
     .get("/docs", () => new Response(page, { headers: { "content-type": "text/html; charset=utf-8" } }), {
-      detail: { tags: ["docs"], summary: "The API reference (Swagger UI, served locally)" },
+      detail: routeDoc({
+        tags: ["docs"],
+        summary: "The API reference (Swagger UI, served locally)",
+        responseType: "text/html",
+        responseDescription: "Swagger UI",
+      }),
     })
     .get("/docs/json", () => Response.json(document()), {
-      detail: { tags: ["docs"], summary: "This OpenAPI 3.1 document" },
+      detail: routeDoc({
+        tags: ["docs"],
+        summary: "This OpenAPI 3.1 document",
+        responseDescription: "An OpenAPI 3.1 document",
+      }),
     })
     .get(
       "/docs/assets/:file",
@@ -74,7 +84,12 @@ export const docsModule = (ctx: { config: Config }) => {
       },
       {
         params: AssetParams,
-        detail: { tags: ["docs"], summary: "Swagger UI's script, stylesheet and icon" },
+        detail: routeDoc({
+          tags: ["docs"],
+          summary: "Swagger UI's script, stylesheet and icon",
+          responseType: "text/plain",
+          responseDescription: "Swagger UI's files",
+        }),
       },
     );
 };

@@ -6,10 +6,10 @@
 import { toOpenAPISchema } from "@elysiajs/openapi";
 import type { AnyElysia, InternalRoute } from "elysia";
 import { z } from "zod";
-import { OPERATIONS, type OperationDoc } from "./catalog";
-import { ErrorBody } from "./schemas";
+import { ErrorBody, routeDocOf } from "./model";
 
 type Json = Record<string, unknown>;
+type OperationDoc = ReturnType<typeof routeDocOf>;
 type Operation = Json & {
   tags?: string[];
   summary?: string;
@@ -114,9 +114,21 @@ function errorResponse(status: number, description?: string): Json {
   };
 }
 
+/** A route's declared `response:` schemas by status (a single schema is the 200 answer's). */
+function responseSchemas(route: InternalRoute): Record<string, z.ZodType> {
+  const declared = route.hooks?.response as unknown;
+  if (!declared || typeof declared !== "object") return {};
+  if ("~standard" in declared) return { 200: declared as z.ZodType };
+  return declared as Record<string, z.ZodType>;
+}
+
+/** The success answer of a route without a JSON `response:` schema: no content, or a file, page or stream. */
 function successResponse(doc: OperationDoc): [string, Json] {
   const status = String(doc.status ?? 200);
   if (status === "204") return [status, { description: "No content" }];
+  // A redirect's body is empty: what matters is where it goes, which the description says.
+  if (status.startsWith("3") && !doc.responseType)
+    return [status, { description: doc.responseDescription ?? "Redirect" }];
   if (doc.responseType) {
     const schema = doc.responseType.startsWith("image/")
       ? { type: "string", format: "binary" }
@@ -126,14 +138,23 @@ function successResponse(doc: OperationDoc): [string, Json] {
       { description: doc.responseDescription ?? "OK", content: { [doc.responseType]: { schema } } },
     ];
   }
-  const media: Json = { schema: doc.response ? zodJsonSchema(doc.response, "output") : {} };
+  const media: Json = { schema: {} };
   if (doc.responseExample !== undefined) media.example = doc.responseExample;
   return [status, { description: doc.responseDescription ?? "OK", content: { "application/json": media } }];
 }
 
-function security(op: Operation, route: InternalRoute, doc: OperationDoc): Json[] {
+/** A declared answer: its schema as the route answers it (`output`), the route's example on a success. */
+function declaredResponse(status: string, schema: z.ZodType, doc: OperationDoc): Json {
+  const success = /^[23]/.test(status);
+  const media: Json = { schema: zodJsonSchema(schema, "output") };
+  if (success && doc.responseExample !== undefined) media.example = doc.responseExample;
+  const description = success ? (doc.responseDescription ?? "OK") : (doc.errors?.[Number(status)] ?? "Error");
+  return { description, content: { "application/json": media } };
+}
+
+function security(op: Operation, route: InternalRoute): Json[] {
   if (op.security) return op.security;
-  if (doc.public || !hasResolver(route)) return [];
+  if (!hasResolver(route)) return [];
   return [{ bearerAuth: [] }];
 }
 
@@ -158,22 +179,28 @@ function errorStatuses(op: Operation, route: InternalRoute, doc: OperationDoc, s
   return statuses;
 }
 
+/** Extension keys of a route's `detail` that this file reads and that the document does not show. */
+const PRIVATE_KEYS = ["x-easel", "x-idempotent", "x-client-token"];
+
 function enrich(op: Operation, route: InternalRoute, method: string, path: string): Operation {
-  const doc = OPERATIONS[`${route.method} ${route.path}`] ?? {};
+  const doc = routeDocOf(route.hooks?.detail);
   const out: Operation = { ...op };
+  for (const key of PRIVATE_KEYS) delete (out as Record<string, unknown>)[key];
   out.tags = op.tags?.length
     ? op.tags
     : [path.split("/")[1] === "api" ? "ops" : (path.split("/")[1] ?? "ops")];
-  out.summary ??= doc.summary ?? `${method.toUpperCase()} ${path}`;
-  out.security = security(op, route, doc);
+  out.summary ??= `${method.toUpperCase()} ${path}`;
+  out.security = security(op, route);
   const secured = out.security.length > 0;
-  if (doc.clientToken) {
+  // Set by the auth macro (modules/auth/plugin.ts): "header" for `auth: "token"`, "query" for `auth: "stream"`.
+  const clientToken = (op as Record<string, unknown>)["x-client-token"];
+  if (clientToken) {
     out.description = [op.description, "Also accepts a client token (`POST /api/tokens`) for its user."]
       .filter(Boolean)
       .join("\n\n");
   }
   const parameters = [...(op.parameters ?? [])];
-  if (doc.queryToken) {
+  if (clientToken === "query") {
     parameters.push({
       name: "token",
       in: "query",
@@ -184,7 +211,6 @@ function enrich(op: Operation, route: InternalRoute, method: string, path: strin
   }
   // Set by the idempotency macro (modules/idempotency/plugin.ts) on the routes that take the header.
   const idempotent = (op as Record<string, unknown>)["x-idempotent"] === true;
-  delete (out as Record<string, unknown>)["x-idempotent"];
   if (idempotent) {
     parameters.push({
       name: "Idempotency-Key",
@@ -214,15 +240,13 @@ function enrich(op: Operation, route: InternalRoute, method: string, path: strin
       },
     };
   }
-  const responses: Record<string, Json> = { ...op.responses };
+  const responses: Record<string, Json> = {};
+  for (const [status, schema] of Object.entries(responseSchemas(route))) {
+    responses[status] = declaredResponse(status, schema, doc);
+  }
   if (!Object.keys(responses).some((s) => s.startsWith("2") || s.startsWith("3"))) {
     const [status, response] = successResponse(doc);
     responses[status] = response;
-  } else if (doc.responseExample !== undefined) {
-    for (const [status, r] of Object.entries(responses)) {
-      const media = (r.content as Record<string, Json> | undefined)?.["application/json"];
-      if (status.startsWith("2") && media) media.example = doc.responseExample;
-    }
   }
   for (const [status, description] of Object.entries(errorStatuses(out, route, doc, secured))) {
     responses[status] ??= errorResponse(Number(status), description);

@@ -12,14 +12,30 @@ import { notFound } from "../../errors";
 import { isValidKey } from "../../storage/keys";
 import type { LocalFile, LocalStorage } from "../../storage/local";
 import type { ObjectMeta } from "../../storage/types";
+import { routeDoc } from "../docs/model";
 
 const ROUTE_PREFIX = "/files/";
 
 /** With S3 storage there is nothing to serve here (objects have their own public URLs): every path is a 404. */
 export function filesRoutes(storage: LocalStorage | null) {
   return new Elysia({ name: "files", seed: storage?.root ?? "none" })
-    .get("/files/*", ({ request }) => serve(storage, request, true))
-    .head("/files/*", ({ request }) => serve(storage, request, false));
+    .get("/files/*", ({ request }) => serve(storage, request, true), {
+      detail: routeDoc({
+        tags: ["files"],
+        summary: "A stored file (local storage; S3 objects have their own URLs)",
+        responseType: "application/octet-stream",
+        responseDescription:
+          "The stored file with its own Content-Type, ETag and Cache-Control; 304 when unchanged",
+      }),
+    })
+    .head("/files/*", ({ request }) => serve(storage, request, false), {
+      detail: routeDoc({
+        tags: ["files"],
+        summary: "A stored file's headers",
+        responseType: "application/octet-stream",
+        responseDescription: "The stored file's headers",
+      }),
+    });
 }
 
 async function serve(storage: LocalStorage | null, request: Request, withBody: boolean): Promise<Response> {

@@ -1,5 +1,6 @@
 import type { Database, Statement } from "bun:sqlite";
 import type { Storage } from "../../storage";
+import type { AssetView } from "./model";
 
 export type NewAsset = {
   jobId: string;
@@ -13,17 +14,7 @@ export type NewAsset = {
   height: number;
 };
 
-export type AssetView = {
-  id: string;
-  itemIdx: number | null;
-  url: string;
-  thumbnailUrl: string | null;
-  contentType: string;
-  bytes: number;
-  width: number | null;
-  height: number | null;
-  createdAt: number;
-};
+export type { AssetView };
 
 type AssetRow = {
   id: string;

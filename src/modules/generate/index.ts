@@ -7,10 +7,14 @@ import type { ProviderRegistry } from "../../providers/registry";
 import { describeIssues } from "../../validation";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
-import { GenerateAccepted, GenerateBody } from "./model";
+import { GenerateAccepted, GenerateBody, ProviderList } from "./model";
 import type { GenerateRequest, GenerateService } from "./service";
+
+const INSUFFICIENT_CREDITS = "not enough credits (`insufficient_credits`, with `required` and `available`)";
+const JOB_ID = "0197a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
 
 /** What this file needs from the services, and nothing more. */
 type Deps = {
@@ -87,10 +91,25 @@ export const generateModule = (ctx: Deps) =>
       idempotent: 202,
       body: GenerateBody,
       response: { 202: GenerateAccepted },
-      detail: {
+      detail: routeDoc({
         tags: ["generate"],
         summary: "Queue an image generation (a prompt, or items[] for a batch; image/mask for edits)",
-      },
+        requestExample: {
+          prompt: "a watercolour fox in a snowy forest",
+          size: "1024x1024",
+          output: "square-1080",
+          userId: "user-42",
+        },
+        responseExample: {
+          jobId: JOB_ID,
+          status: "queued",
+          message: "Image generation queued",
+          statusUrl: `/api/jobs/${JOB_ID}/status`,
+          websocketSubscription: JSON.stringify({ type: "subscribe_to_job", jobId: JOB_ID }),
+          totalItems: 1,
+        },
+        errors: { 402: INSUFFICIENT_CREDITS },
+      }),
     })
     .post(
       "/jobs/generate-image/upload",
@@ -113,13 +132,22 @@ export const generateModule = (ctx: Deps) =>
         auth: ["admin", "app", "user"],
         idempotent: 202,
         body: UploadBody,
-        detail: {
+        response: { 202: GenerateAccepted },
+        detail: routeDoc({
           tags: ["generate"],
           summary: "Queue a generation with the input image uploaded as multipart/form-data",
-        },
+          bodyType: "multipart/form-data",
+          requestExample: {
+            prompt: "make the sky stormy",
+            image: "(the PNG, JPEG or WebP file)",
+            output: "original",
+          },
+          errors: { 402: INSUFFICIENT_CREDITS },
+        }),
       },
     )
     .get("/providers", () => ({ providers: ctx.providers.list(), default: ctx.providers.defaultName }), {
       auth: "token",
+      response: { 200: ProviderList },
       detail: { tags: ["generate"], summary: "Enabled image providers with their models and limits" },
     });

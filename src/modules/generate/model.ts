@@ -152,3 +152,68 @@ export const GenerateAccepted = z.object({
   /** Present when the request runs with a caveat (a model Easel cannot check). */
   warnings: z.array(z.string()).optional(),
 });
+
+/** A stored image of a job, as every answer shows it. */
+export const AssetView = z.object({
+  id: z.string(),
+  itemIdx: z.number().int().nullable(),
+  url: z.string(),
+  thumbnailUrl: z.string().nullable(),
+  contentType: z.string(),
+  bytes: z.number().int(),
+  width: z.number().int().nullable(),
+  height: z.number().int().nullable(),
+  createdAt: z.number().int(),
+});
+export type AssetView = z.infer<typeof AssetView>;
+
+/** A generation's request as accepted, on a job (`request`): the detail has every item, a list row their count. */
+export const GenerationRequestView = z
+  .object({
+    provider: z.string(),
+    model: z.string().nullable(),
+    prompt: z.string().nullable().meta({ description: "The prompt of a one-prompt job; null for a batch" }),
+    negativePrompt: z.string().nullable(),
+    size: z.string(),
+    n: z.number().int(),
+    seed: z.number().int().nullable(),
+    output: z.unknown().meta({ description: "Output preset name or inline preset" }),
+    params: z.record(z.string(), z.unknown()).nullable(),
+    edit: z.boolean(),
+    recipeId: z.string().nullable(),
+    variables: z.record(z.string(), z.union([z.string(), z.number()])).nullable(),
+    items: z
+      .array(
+        z.object({
+          id: z.string(),
+          prompt: z.string(),
+          negativePrompt: z.string().optional(),
+          size: z.string().optional(),
+          n: z.number().int().optional(),
+          seed: z.number().int().optional(),
+        }),
+      )
+      .optional()
+      .meta({ description: "Every item's id and prompt (GET /api/jobs/:id)" }),
+    itemCount: z.number().int().optional().meta({ description: "How many items (in lists)" }),
+  })
+  .nullable()
+  .meta({ description: "A generation's request as accepted; null for other job types" });
+
+/** `GET /api/providers`: the enabled providers, their models and limits, and the default one. */
+export const ProviderList = z.object({
+  providers: z.array(
+    z.object({
+      name: z.string(),
+      defaultModel: z.string(),
+      models: z.array(z.string()),
+      supportsEdits: z.boolean(),
+      capabilities: z
+        .unknown()
+        .optional()
+        .meta({ description: "What each model accepts (sizes, n, edits); requests are checked against it" }),
+      limits: z.object({ concurrency: z.number(), rpm: z.number() }),
+    }),
+  ),
+  default: z.string(),
+});

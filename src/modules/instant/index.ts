@@ -4,9 +4,10 @@ import { rateLimited } from "../../errors";
 import { TokenBucket } from "../../rate-limit";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
-import { InstantBody } from "./model";
+import { InstantBody, InstantClaimView } from "./model";
 import type { InstantService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -30,11 +31,19 @@ export const instantModule = (ctx: Deps) => {
         auth: ["admin", "app", "user"],
         idempotent: 200,
         body: InstantBody,
-        detail: {
+        response: { 200: InstantClaimView },
+        detail: routeDoc({
           tags: ["instant"],
           summary:
             "Claim a ready backlog generation of a recipe at once, paying its credits (404/409 fallbackToModal when none)",
-        },
+          requestExample: { recipeId: "fox-avatar", userId: "user-42" },
+          errors: {
+            402: "not enough credits (`insufficient_credits`, with `required` and `available`)",
+            404: "no ready generation for this recipe (`no_instant_available`, `fallbackToModal: true`)",
+            409: "the last ready generation was just claimed (`instant_taken`, `fallbackToModal: true`)",
+            429: "too many instant claims (`Retry-After`)",
+          },
+        }),
       },
     );
 };

@@ -4,10 +4,11 @@ import { ApiError } from "../../errors";
 import { toJob } from "../../queue/store";
 import type { BacklogService } from "../backlog/service";
 import { type CreditService, InsufficientCreditsError } from "../credits/service";
-import type { AssetService, AssetView } from "../generate/service";
+import type { AssetService } from "../generate/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { jobView } from "../jobs/service";
 import type { RecipeService, VariableValues } from "../recipes/service";
+import type { InstantClaimView } from "./model";
 
 export type InstantDeps = {
   db: Database;
@@ -18,16 +19,8 @@ export type InstantDeps = {
   now?: () => number;
 };
 
-export type InstantClaim = {
-  /** The recipe claimed from, and the variable values the image was made with. */
-  recipeId: string;
-  variables: VariableValues;
-  job: ReturnType<typeof jobView>;
-  assets: AssetView[];
-  /** The user's balance after the charge. */
-  creditsRemaining: number;
-  claimedAt: number;
-};
+/** What a claim answers (the recipe, its variable values, the job, its images, the balance after). */
+export type InstantClaim = InstantClaimView;
 
 /** A claim waiting for the next group commit. */
 type Pending = {

@@ -14,7 +14,7 @@ import {
   isGeneration,
 } from "../generate/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
-import type { EnqueueBody, ListJobsQuery } from "./model";
+import type { EnqueueBody, JobStatusView, JobView, ListJobsQuery } from "./model";
 
 /**
  * The `jobs.owner_id` condition for what `p` may see — the SQL twin of `AuthService.canAccess`: null for an
@@ -32,7 +32,7 @@ export function ownerScope(p: Principal): { sql: string; args: string[] } | null
 }
 
 /** A job as the API shows it. */
-export type JobView = ReturnType<typeof jobView>;
+export type { JobView };
 
 /**
  * What `jobView` shows beyond the row: the items (with their assets) of a detail view, or the generation
@@ -44,7 +44,7 @@ export type JobViewParts = {
   summary?: { key: string; prompt: string | null; count: number };
 };
 
-export function jobView(job: Job, parts: JobViewParts = {}) {
+export function jobView(job: Job, parts: JobViewParts = {}): JobView {
   const { items, assets } = parts;
   return {
     id: job.id,
@@ -123,7 +123,7 @@ export type JobOutcome = {
 };
 
 /** The compact progress view (`GET /api/jobs/:id/status`), also the shape realtime clients get. */
-export function statusView(job: Job, counts: { completed: number; total: number } | null) {
+export function statusView(job: Job, counts: { completed: number; total: number } | null): JobStatusView {
   return {
     jobId: job.id,
     type: job.type,

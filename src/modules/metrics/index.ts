@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
 import type { Config } from "../../config";
 import { unauthorized } from "../../errors";
+import { routeDoc } from "../docs/model";
 import type { Metrics } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -30,5 +31,13 @@ export const metricsModule = (ctx: Deps) =>
         headers: { "content-type": ctx.metrics.contentType, "cache-control": "no-store" },
       });
     },
-    { detail: { tags: ["ops"], summary: "Prometheus metrics (Bearer METRICS_TOKEN when set)" } },
+    {
+      detail: routeDoc({
+        tags: ["ops"],
+        summary: "Prometheus metrics (Bearer METRICS_TOKEN when set)",
+        responseType: "text/plain",
+        responseDescription: "Prometheus text exposition format",
+        errors: { 401: "METRICS_TOKEN is set and the request does not carry it" },
+      }),
+    },
   );

@@ -3,7 +3,9 @@ import type { Config } from "../../config";
 import type { Queue } from "../../queue";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import type { GenerateService } from "../generate/service";
+import { HealthReport, Liveness } from "./model";
 import type { HealthService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
@@ -24,18 +26,25 @@ export const opsModule = (ctx: Deps) => {
   return new Elysia({ prefix: "/api", name: "ops" })
     .use(authPlugin(ctx.auth))
     .get("/health", readiness, {
-      detail: {
+      response: { 200: HealthReport, 503: HealthReport },
+      detail: routeDoc({
         tags: ["ops"],
         summary: "Readiness: db writable, workers running, storage, render (503 when not)",
-      },
+        errors: { 503: "a readiness check failed (the body names it)" },
+      }),
     })
     .get("/health/ready", readiness, {
-      detail: {
+      response: { 200: HealthReport, 503: HealthReport },
+      detail: routeDoc({
         tags: ["ops"],
         summary: "Readiness (the same report as /api/health, for probes that want the name)",
-      },
+        errors: { 503: "a readiness check failed (the body names it)" },
+      }),
     })
-    .get("/health/live", () => ({ ok: true }), { detail: { tags: ["ops"], summary: "Liveness" } })
+    .get("/health/live", () => ({ ok: true }), {
+      response: { 200: Liveness },
+      detail: routeDoc({ tags: ["ops"], summary: "Liveness", responseExample: { ok: true } }),
+    })
     .get(
       "/queue/status",
       () => {

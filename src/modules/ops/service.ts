@@ -1,27 +1,9 @@
 import type { Database } from "bun:sqlite";
-import { z } from "zod";
 import { writeHealth } from "../../db/write-health";
+import type { CheckResult, HealthReport } from "./model";
 
 /** A readiness check; `signal` aborts when the probe gives up on it, so a slow check stops working too. */
 export type Check = { name: string; run: (signal: AbortSignal) => void | Promise<void> };
-const CheckResult = z.object({
-  name: z.string(),
-  ok: z.boolean(),
-  ms: z.number(),
-  error: z.string().optional(),
-});
-export type CheckResult = z.infer<typeof CheckResult>;
-
-/** `GET /api/health`: readiness with each check's outcome (the API reference documents this schema). */
-export const HealthReport = z
-  .object({
-    ok: z.boolean(),
-    status: z.enum(["ok", "unavailable"]),
-    checks: z.array(CheckResult),
-    uptimeS: z.number().int(),
-  })
-  .meta({ title: "HealthReport" });
-export type HealthReport = z.infer<typeof HealthReport>;
 
 /**
  * Readiness: every registered check must pass (db writable, worker pool running, and whatever storage,

@@ -3,6 +3,7 @@ import type { AppContext } from "../../context";
 import { ApiError } from "../../errors";
 import { authPlugin, principalFrom } from "../auth/plugin";
 import type { AuthService, Principal } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { JobEventsParams } from "./model";
 import type { Socket } from "./sessions";
 
@@ -69,10 +70,13 @@ const streamRoutes = (ctx: AppContext) =>
       {
         auth: "stream",
         params: JobEventsParams,
-        detail: {
+        detail: routeDoc({
           tags: ["realtime"],
           summary: "A job's progress and outcome as Server-Sent Events (ends after the terminal event)",
-        },
+          responseType: "text/event-stream",
+          responseDescription:
+            "Server-Sent Events: job_progress, then one terminal event, then the stream ends",
+        }),
       },
     );
 

@@ -4,8 +4,9 @@ import type { Recipe } from "../../db/schema";
 import { transaction } from "../../db/tx";
 import { authPlugin } from "../auth/plugin";
 import { isAdminKey } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
-import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams } from "./model";
+import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams, RecipeList, RecipeView } from "./model";
 import { recipeNotFound, recipeView } from "./service";
 
 /**
@@ -28,6 +29,7 @@ export const recipesModule = (ctx: AppContext) =>
       }),
       {
         auth: "token",
+        response: { 200: RecipeList },
         detail: { tags: ["recipes"], summary: "Active recipes (admins: inactive ones too)" },
       },
     )
@@ -41,6 +43,7 @@ export const recipesModule = (ctx: AppContext) =>
       {
         auth: "token",
         params: RecipeIdParams,
+        response: { 200: RecipeView },
         detail: { tags: ["recipes"], summary: "A recipe with its variables" },
       },
     )
@@ -58,7 +61,27 @@ export const recipesModule = (ctx: AppContext) =>
         auth: ["admin"],
         idempotent: 201,
         body: CreateRecipeBody,
-        detail: { tags: ["recipes"], summary: "Create a recipe (admin)" },
+        response: { 201: RecipeView },
+        detail: routeDoc({
+          tags: ["recipes"],
+          summary: "Create a recipe (admin)",
+          requestExample: {
+            id: "fox-avatar",
+            name: "Fox avatar",
+            promptTemplate: "a {{style}} portrait of a fox wearing a {{hat}}",
+            variables: [
+              {
+                name: "style",
+                type: "enum",
+                options: [{ value: "watercolour", weight: 3 }, { value: "pixel art" }],
+              },
+              { name: "hat", type: "string", default: "beret", max: 40 },
+            ],
+            output: "square-1080",
+            creditCost: 2,
+            backlogMin: 5,
+          },
+        }),
       },
     )
     .patch(
@@ -68,6 +91,11 @@ export const recipesModule = (ctx: AppContext) =>
         auth: ["admin"],
         params: RecipeIdParams,
         body: PatchRecipeBody,
-        detail: { tags: ["recipes"], summary: "Change a recipe; `active: false` retires it (admin)" },
+        response: { 200: RecipeView },
+        detail: routeDoc({
+          tags: ["recipes"],
+          summary: "Change a recipe; `active: false` retires it (admin)",
+          requestExample: { backlogMin: 10, active: true },
+        }),
       },
     );

@@ -85,3 +85,40 @@ export const PatchRecipeBody = z.strictObject(RecipeFields).partial();
 export type PatchRecipeBody = z.infer<typeof PatchRecipeBody>;
 
 export const RecipeIdParams = z.object({ id: z.string().min(1).max(64) });
+
+/** A recipe as the API shows it (the variables as declared). */
+export const RecipeView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    description: z.string().nullable(),
+    provider: z.string(),
+    model: z.string().nullable(),
+    promptTemplate: z.string(),
+    negativePrompt: z.string().nullable(),
+    variables: z.array(
+      z.object({
+        name: z.string(),
+        type: z.enum(VARIABLE_TYPES),
+        options: z.array(z.object({ value: z.string(), weight: z.number().optional() })).optional(),
+        default: z.union([z.string(), z.number()]).optional(),
+        required: z.boolean().optional(),
+        min: z.number().optional(),
+        max: z.number().optional(),
+      }),
+    ),
+    output: z
+      .union([z.string(), z.record(z.string(), z.unknown())])
+      .nullable()
+      .meta({ description: "Output preset name or inline preset; null: the server's default" }),
+    size: z.string().nullable(),
+    creditCost: z.number().int(),
+    backlogMin: z.number().int(),
+    active: z.boolean(),
+    createdAt: z.number().int(),
+    updatedAt: z.number().int(),
+  })
+  .meta({ title: "Recipe" });
+export type RecipeView = z.infer<typeof RecipeView>;
+
+export const RecipeList = z.object({ recipes: z.array(RecipeView) });

@@ -8,7 +8,7 @@ import { PresetRefSchema, resolvePreset } from "../../images/presets";
 import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { GenerateService, RecipeExpansion } from "../generate/service";
-import type { CreateRecipeBody, PatchRecipeBody } from "./model";
+import type { CreateRecipeBody, PatchRecipeBody, RecipeView } from "./model";
 import { checkRecipe, renderPrompt, type VariableValues, valuesValidator } from "./variables";
 
 // How a recipe's variables are validated is part of this module's public face (backlog and instant use it).
@@ -30,7 +30,7 @@ const ACTIVE_CACHE_MS = 1000;
 export const recipeNotFound = () => new ApiError(404, "recipe_not_found", "no active recipe with that id");
 
 /** A recipe as the API shows it. */
-export function recipeView(r: Recipe) {
+export function recipeView(r: Recipe): RecipeView {
   return {
     id: r.id,
     name: r.name,

@@ -4,15 +4,16 @@ import type { User } from "../../db/schema";
 import { transaction } from "../../db/tx";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
+import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
 import type { IdempotencyService } from "../idempotency/service";
-import { CreateUserBody } from "./model";
+import { CreatedUserView, CreateUserBody, ProfileView, type UserView } from "./model";
 import type { UserService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
 type Deps = { auth: AuthService; db: Db; idempotency: IdempotencyService; users: UserService };
 
-export function userView(u: User) {
+export function userView(u: User): UserView {
   return {
     id: u.id,
     name: u.name,
@@ -31,6 +32,7 @@ export const usersModule = (ctx: Deps) =>
     .use(idempotencyPlugin(ctx.idempotency))
     .get("/profile", ({ principal }) => ({ ...userView(principal.user), via: principal.via }), {
       auth: "token",
+      response: { 200: ProfileView },
       detail: { tags: ["users"], summary: "The calling user" },
     })
     .post(
@@ -53,6 +55,12 @@ export const usersModule = (ctx: Deps) =>
         auth: ["admin"],
         idempotent: 201,
         body: CreateUserBody,
-        detail: { tags: ["users"], summary: "Create a user and (by default) an API key, shown once (admin)" },
+        response: { 201: CreatedUserView },
+        detail: routeDoc({
+          tags: ["users"],
+          summary: "Create a user and (by default) an API key, shown once (admin)",
+          requestExample: { name: "Poll app", role: "app", createKey: true },
+          errors: { 409: "a user with this externalId already exists" },
+        }),
       },
     );

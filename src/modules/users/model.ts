@@ -10,3 +10,28 @@ export const CreateUserBody = z.strictObject({
   createKey: z.boolean().default(true),
 });
 export type CreateUserBody = z.infer<typeof CreateUserBody>;
+
+/** A user as the API shows it. */
+export const UserView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: z.enum(ROLES),
+    externalId: z.string().nullable().meta({ description: "An app's own id for its end user" }),
+    parentId: z.string().nullable().meta({ description: "The app an end user belongs to" }),
+    credits: z.number().int(),
+    unlimited: z.boolean(),
+    createdAt: z.number().int(),
+  })
+  .meta({ title: "User" });
+export type UserView = z.infer<typeof UserView>;
+
+/** `GET /api/profile`: the caller, and whether it came with a key or a client token. */
+export const ProfileView = UserView.extend({ via: z.enum(["key", "token"]) }).meta({ title: "Profile" });
+
+/** `POST /api/users`: the new user and, when asked for, its first key (shown this once). */
+export const CreatedUserView = z.object({
+  user: UserView,
+  key: z.string().nullable().meta({ description: "The full key, shown this once (null on a replay)" }),
+  keyPrefix: z.string().nullable(),
+});

@@ -1,7 +1,18 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
-import { CreateEndpointBody, DeliveriesQuery, EndpointIdParams } from "./model";
+import { routeDoc } from "../docs/model";
+import {
+  CreateEndpointBody,
+  DeliveriesQuery,
+  DeliveryList,
+  EndpointIdParams,
+  EndpointList,
+  EndpointView,
+  NewEndpointView,
+  OwnerSecretView,
+  TestDeliveryView,
+} from "./model";
 
 export { DELIVER_JOB } from "./fanout";
 export { WebhookService, webhookOptions } from "./service";
@@ -21,19 +32,30 @@ export const webhooksModule = (ctx: AppContext) =>
       {
         auth: true,
         body: CreateEndpointBody,
-        detail: { tags, summary: "Register a webhook endpoint; its signing secret is shown once" },
+        response: { 201: NewEndpointView },
+        detail: routeDoc({
+          tags,
+          summary: "Register a webhook endpoint; its signing secret is shown once",
+          requestExample: {
+            url: "https://example.com/hooks/easel",
+            events: ["job.completed", "job.failed"],
+          },
+        }),
       },
     )
     .get("/webhooks", ({ principal }) => ctx.webhooks.listEndpoints(principal), {
       auth: true,
+      response: { 200: EndpointList },
       detail: { tags, summary: "Your webhook endpoints" },
     })
     .get("/webhooks/secret", ({ principal }) => ctx.webhooks.ownerSecret(principal), {
       auth: true,
+      response: { 200: OwnerSecretView },
       detail: { tags, summary: "The secret that signs your jobs' own webhookUrl deliveries" },
     })
     .post("/webhooks/secret/rotate", ({ principal }) => ctx.webhooks.rotateOwnerSecret(principal), {
       auth: true,
+      response: { 200: OwnerSecretView },
       detail: {
         tags,
         summary: "Rotate that secret (the old one still signs, as a second signature, for a day)",
@@ -42,11 +64,13 @@ export const webhooksModule = (ctx: AppContext) =>
     .get("/webhooks/deliveries", ({ principal, query }) => ctx.webhooks.deliveries(principal, query), {
       auth: true,
       query: DeliveriesQuery,
+      response: { 200: DeliveryList },
       detail: { tags, summary: "Your deliveries (endpoints and jobs' webhookUrl), newest first" },
     })
     .get("/webhooks/:id", ({ principal, params }) => ctx.webhooks.getEndpoint(principal, params.id), {
       auth: true,
       params: EndpointIdParams,
+      response: { 200: EndpointView },
       detail: { tags, summary: "One webhook endpoint" },
     })
     .delete(
@@ -58,7 +82,7 @@ export const webhooksModule = (ctx: AppContext) =>
       {
         auth: true,
         params: EndpointIdParams,
-        detail: { tags, summary: "Delete an endpoint and its deliveries" },
+        detail: routeDoc({ tags, summary: "Delete an endpoint and its deliveries", status: 204 }),
       },
     )
     .post(
@@ -67,7 +91,12 @@ export const webhooksModule = (ctx: AppContext) =>
         set.status = 202;
         return ctx.webhooks.test(principal, params.id);
       },
-      { auth: true, params: EndpointIdParams, detail: { tags, summary: "Send a webhook.test event" } },
+      {
+        auth: true,
+        params: EndpointIdParams,
+        response: { 202: TestDeliveryView },
+        detail: { tags, summary: "Send a webhook.test event" },
+      },
     )
     .get(
       "/webhooks/:id/deliveries",
@@ -76,6 +105,7 @@ export const webhooksModule = (ctx: AppContext) =>
         auth: true,
         params: EndpointIdParams,
         query: DeliveriesQuery,
+        response: { 200: DeliveryList },
         detail: { tags, summary: "An endpoint's deliveries, newest first" },
       },
     );

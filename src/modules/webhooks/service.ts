@@ -12,7 +12,7 @@ import { WebhookFanout } from "./fanout";
 
 export { DELIVER_JOB } from "./fanout";
 
-import type { CreateEndpointBody, DeliveriesQuery } from "./model";
+import type { CreateEndpointBody, DeliveriesQuery, DeliveryView, EndpointView } from "./model";
 import { WebhookStore } from "./store";
 
 export type WebhookOptions = {
@@ -44,7 +44,7 @@ export function webhookOptions(config: Config): WebhookOptions {
   };
 }
 
-export function deliveryView(d: WebhookDelivery) {
+export function deliveryView(d: WebhookDelivery): DeliveryView {
   return {
     id: d.id,
     endpointId: d.endpointId,
@@ -204,7 +204,7 @@ export class WebhookService {
     return { deliveries, nextCursor: rows.length > limit ? (deliveries.at(-1)?.id ?? null) : null };
   }
 
-  #view(e: WebhookEndpoint) {
+  #view(e: WebhookEndpoint): EndpointView {
     const failing = e.failingSince !== null && this.#o.now() - e.failingSince >= this.#o.failingAfterMs;
     return {
       id: e.id,
