@@ -80,12 +80,26 @@ export class S3Storage implements Storage {
     return { key, bytes: bytes.byteLength, etag: res.headers.get("etag") ?? "" };
   }
 
+  /**
+   * The whole object. A body shorter than its Content-Length (a connection cut mid-transfer: seen under load)
+   * is read again, and after that is an error: a caller never gets part of an object as if it were all of it.
+   */
   async get(key: string): Promise<StoredObject | null> {
-    const res = await this.send(assertValidKey(key), "GET");
-    if (res.status === 404) return drained(res, null);
-    await expectOk(res, `GET ${key}`);
-    const body = new Uint8Array(await res.arrayBuffer());
-    return { key, ...metaFromHeaders(res.headers, body.byteLength), body };
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.send(assertValidKey(key), "GET");
+      if (res.status === 404) return drained(res, null);
+      await expectOk(res, `GET ${key}`);
+      const body = new Uint8Array(await res.arrayBuffer());
+      const expected = Number(res.headers.get("content-length") ?? body.byteLength);
+      if (body.byteLength === expected)
+        return { key, ...metaFromHeaders(res.headers, body.byteLength), body };
+      if (attempt >= 3) {
+        throw new StorageError(
+          "storage_unavailable",
+          `GET ${key}: got ${body.byteLength} of ${expected} bytes`,
+        );
+      }
+    }
   }
 
   async stream(key: string): Promise<StreamedObject | null> {
