@@ -84,6 +84,19 @@ describe("sign-in", () => {
     expect((await page("/dashboard/fragments/jobs", "")).status).toBe(401);
   });
 
+  test("the signed-out are refused before their query or form is validated: no 422 describing it", async () => {
+    const page = await fetch(`${server.url}/dashboard/jobs?status=bogus&limit=-5`, { redirect: "manual" });
+    expect(page.status).toBe(303);
+    expect(page.headers.get("location")).toBe("/dashboard/login");
+    const action = await fetch(`${server.url}/dashboard/jobs/nope/retry`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: server.url },
+      body: "not=a&valid=form",
+    });
+    expect(action.status).toBe(401);
+    expect(((await action.json()) as { error: { code: string } }).error.code).toBe("unauthorized");
+  });
+
   test("pages carry a CSP that allows no inline script and no other origin's script", async () => {
     const res = await page("/dashboard", await sessionOf(ADMIN_KEY));
     const csp = res.headers.get("content-security-policy") ?? "";

@@ -136,6 +136,9 @@ function htmlResponse(
   });
 }
 
+/** Dashboard paths anyone may reach: signing in and the icons. */
+const OPEN_PATHS = new Set(["/dashboard/login", "/favicon.ico", "/favicon.svg"]);
+
 function redirect(location: string, extra: Record<string, string> = {}): Response {
   return new Response(null, { status: 303, headers: { location, "cache-control": "no-store", ...extra } });
 }
@@ -227,386 +230,417 @@ export const dashboardModule = (ctx: AppContext) => {
   const keysPageOf = (viewer: SignedIn, userId: string) =>
     userId === viewer.user.id ? "/dashboard/keys" : `/dashboard/keys?user=${encodeURIComponent(userId)}`;
 
-  return new Elysia({ name: "dashboard" })
-    .resolve(async ({ request }) => ({
-      viewer: await signedIn(request),
-      sameOrigin: isSameOrigin(request, ctx.config.publicUrl),
-    }))
-    .get(
-      "/dashboard/login",
-      async ({ request, viewer }) =>
-        viewer ? redirect("/dashboard") : htmlResponse(request, signInPage({})),
-      { detail: doc("Sign-in page", { ...PAGE, responseDescription: "The sign-in form" }, []) },
-    )
-    .post(
-      "/dashboard/login",
-      async ({ request, body }) => {
-        if (!isSameOrigin(request, ctx.config.publicUrl)) {
-          return htmlResponse(request, signInPage({ error: "Cross-site sign-in refused." }), 403);
-        }
-        const principal = ctx.auth.authenticateKey(body.key);
-        if (!principal?.keyId) {
-          return htmlResponse(
-            request,
-            signInPage({ error: "That key is not valid, or it was revoked." }),
-            401,
-          );
-        }
-        if (!canUseDashboard(principal.user)) {
-          return htmlResponse(
-            request,
-            signInPage({ error: "Only admin and app keys can sign in to the dashboard." }),
-            403,
-          );
-        }
-        const { token } = await sessions.issue(principal.user.id, principal.keyId);
-        return redirect("/dashboard", { "set-cookie": sessions.cookie(token) });
-      },
-      {
-        body: SignInBody,
-        detail: doc(
-          "Sign in with an admin or app key (sets the session cookie)",
-          {
-            status: 303,
-            bodyType: "application/x-www-form-urlencoded",
-            responseDescription: "Signed in: sets the httpOnly session cookie and redirects to /dashboard",
-            errors: {
-              401: "unknown or revoked key (the form again, with a message)",
-              403: "not an admin or app key, or a cross-site post",
-            },
-          },
-          [],
-        ),
-      },
-    )
-    .post(
-      "/dashboard/logout",
-      async ({ request, viewer, body }) => {
-        const v = await writer(request, viewer, body?._csrf);
-        sessions.revoke(v.session);
-        return redirect("/dashboard/login", { "set-cookie": sessions.clearCookie() });
-      },
-      {
-        body: FormBody,
-        detail: doc(
-          "Sign out (ends the session)",
-          form("Signed out: clears the cookie and redirects to the sign-in page"),
-        ),
-      },
-    )
-    .get(
-      "/dashboard",
-      ({ request, viewer }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        return htmlResponse(
-          request,
-          layout(
-            { title: "Overview", page: "overview", viewer, live: true },
-            overviewPage(overview(viewer.principal)),
-          ),
-        );
-      },
-      { detail: doc("Overview: counts, throughput, active jobs, providers", PAGE) },
-    )
-    .get(
-      "/dashboard/jobs",
-      ({ request, viewer, query }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        if (query.q) {
-          if (service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
-        }
-        const filters = jobFilters(query);
-        const page = service.jobs(viewer.principal, { ...filters, limit: PAGE_SIZE });
-        const body = jobsPage({
-          ...page,
-          filters,
-          types: service.jobTypes(),
-          notFound: query.q,
-        });
-        return htmlResponse(request, layout({ title: "Jobs", page: "jobs", viewer, live: true }, body));
-      },
-      { query: JobsQuery, detail: doc("Jobs: filter by status, type, user, recipe; search by id", PAGE) },
-    )
-    .get(
-      "/dashboard/jobs/:id",
-      ({ request, viewer, params, query }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        const found = service.job(viewer.principal, params.id);
-        if (!found) {
-          return htmlResponse(
-            request,
-            errorPage(viewer, "Job not found", "No such job, or not one you can see."),
-            404,
-          );
-        }
-        const body = jobPage(found.job, found.owner, viewer.csrf, notice(query));
-        return htmlResponse(request, layout({ title: "Job", page: "jobs", viewer, live: true }, body));
-      },
-      {
-        params: IdParams,
-        query: NoticeQuery,
-        detail: doc("A job: input, items, images, timeline, actions", PAGE),
-      },
-    )
-    .post(
-      "/dashboard/jobs/:id/retry",
-      async ({ request, viewer, params, body }) => {
-        const v = await writer(request, viewer, body?._csrf);
-        return control(
-          () => ctx.jobs.retry(v.principal, params.id),
-          `/dashboard/jobs/${params.id}`,
-          "retried",
-        );
-      },
-      {
-        params: IdParams,
-        body: FormBody,
-        detail: doc("Retry a failed, partial or cancelled job", form("Back to the job page with a notice")),
-      },
-    )
-    .post(
-      "/dashboard/jobs/:id/cancel",
-      async ({ request, viewer, params, body }) => {
-        const v = await writer(request, viewer, body?._csrf);
-        return control(
-          () => ctx.jobs.cancel(v.principal, params.id),
-          `/dashboard/jobs/${params.id}`,
-          "cancelled",
-        );
-      },
-      {
-        params: IdParams,
-        body: FormBody,
-        detail: doc("Cancel a queued or active job", form("Back to the job page with a notice")),
-      },
-    )
-    .get(
-      "/dashboard/backlog",
-      ({ request, viewer, query }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        if (!isAdmin(viewer)) {
-          return htmlResponse(
-            request,
-            errorPage(viewer, "Backlog", "The backlog is shared by every app: admins only."),
-            403,
-          );
-        }
-        const body = backlogPage(service.backlog(), { csrf: viewer.csrf, notice: notice(query) });
-        return htmlResponse(request, layout({ title: "Backlog", page: "backlog", viewer, live: true }, body));
-      },
-      { query: NoticeQuery, detail: doc("Backlog levels per recipe (admin)", PAGE) },
-    )
-    .post(
-      "/dashboard/backlog/:id/top-up",
-      async ({ request, viewer, params, body }) => {
-        const v = await writer(request, viewer, body?._csrf);
-        if (!isAdmin(v)) throw new ApiError(403, "forbidden", "requires role admin");
-        const { skipped } = service.topUp(params.id);
-        return redirect(
-          skipped ? `/dashboard/backlog?error=${skipped}` : "/dashboard/backlog?done=topped-up",
-        );
-      },
-      {
-        params: IdParams,
-        body: FormBody,
-        detail: doc("Top a recipe's backlog up now (admin)", form("Back to the backlog page with a notice")),
-      },
-    )
-    .get(
-      "/dashboard/cards",
-      ({ request, viewer }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        const { cards } = service.cards(viewer.principal);
-        return htmlResponse(
-          request,
-          layout({ title: "Cards", page: "cards", viewer, live: true }, cardsPage(cards)),
-        );
-      },
-      { detail: doc("Live cards with their current image", PAGE) },
-    )
-    .get(
-      "/dashboard/webhooks",
-      ({ request, viewer }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        const body = webhooksPage(service.webhooks(viewer.principal));
-        return htmlResponse(
-          request,
-          layout({ title: "Webhooks", page: "webhooks", viewer, live: true }, body),
-        );
-      },
-      { detail: doc("Webhook endpoints and recent deliveries", PAGE) },
-    )
-    .get(
-      "/dashboard/keys",
-      ({ request, viewer, query }) => {
-        if (!viewer) return redirect("/dashboard/login");
-        return keysResponse(request, viewer, { userRef: query.user, notice: notice(query) });
-      },
-      {
-        query: KeysQuery,
-        detail: doc("API keys of the viewer or a user: prefix, created, last used, expiry", PAGE),
-      },
-    )
-    .post(
-      "/dashboard/keys",
-      async ({ request, viewer, body }) => {
-        const v = await writer(request, viewer, body._csrf);
-        const back = body.user
-          ? `/dashboard/keys?user=${encodeURIComponent(body.user)}&`
-          : "/dashboard/keys?";
-        return keyAction(back, () => {
-          const owner = ctx.auth.keyOwner(v.principal, body.user, { create: false });
-          const { key, row } = ctx.auth.keys.create(owner.id, body.name, {
-            expiresInSeconds: body.expiresInSeconds,
+  /** Who is signed in, found before validation (transform) and handed to the handler (resolve). */
+  const viewers = new WeakMap<Request, SignedIn | null>();
+  return (
+    new Elysia({ name: "dashboard" })
+      // Before any query or form is validated: an anonymous caller is sent to sign in (pages) or refused
+      // (actions, fragments), never answered with a validation error that describes the form.
+      .onTransform(async ({ request, path }) => {
+        if (OPEN_PATHS.has(path) || path.startsWith("/dashboard/assets/") || path === "/dashboard/ws") return;
+        const viewer = await signedIn(request);
+        viewers.set(request, viewer);
+        if (viewer) return;
+        if (request.method === "GET" && !path.startsWith("/dashboard/fragments/")) {
+          throw new ApiError(303, "sign_in_required", "sign in to the dashboard first", {
+            headers: { location: "/dashboard/login", "cache-control": "no-store" },
           });
-          const view = ctx.auth.keys.view(row);
-          return keysResponse(request, v, { userRef: body.user, created: { key, view, rotatedFrom: null } });
-        });
-      },
-      { body: KeyForm, detail: doc("Create a key; the answer shows it once", KEY_SHOWN) },
-    )
-    .post(
-      "/dashboard/keys/:id/revoke",
-      async ({ request, viewer, params, body }) => {
-        const v = await writer(request, viewer, body?._csrf);
-        return keyAction("/dashboard/keys?", () => {
-          const key = ctx.auth.manageableKey(v.principal, params.id);
-          ctx.auth.keys.revoke(key.id);
-          // Revoking the key this session signed in with ends the session: the page would only redirect.
-          if (key.id === v.session.keyId) return redirect("/dashboard/login");
-          const back = keysPageOf(v, key.userId);
-          return redirect(`${back}${back.includes("?") ? "&" : "?"}done=revoked`);
-        });
-      },
-      {
-        params: IdParams,
-        body: FormBody,
-        detail: doc(
-          "Revoke a key: its next request gets 401",
-          form("Back to the keys page with a notice (to sign-in when it was the session's own key)"),
-        ),
-      },
-    )
-    .post(
-      "/dashboard/keys/:id/rotate",
-      async ({ request, viewer, params, body }) => {
-        const v = await writer(request, viewer, body?._csrf);
-        return keyAction("/dashboard/keys?", () => {
-          const old = ctx.auth.manageableKey(v.principal, params.id);
-          const { key, row, replaced } = ctx.auth.keys.rotate(old.id);
-          const userRef = old.userId === v.user.id ? undefined : old.userId;
-          const created = { key, view: ctx.auth.keys.view(row), rotatedFrom: replaced.id };
-          // Rotating the session's own key ends the session, but this answer is the only time the new key shows.
-          const notice =
-            old.id === v.session.keyId
-              ? "You signed in with the old key: sign in again with the new one."
-              : undefined;
-          return keysResponse(request, v, { userRef, created, notice });
-        });
-      },
-      {
-        params: IdParams,
-        body: FormBody,
-        detail: doc("Rotate a key; the answer shows the new one once", KEY_SHOWN),
-      },
-    )
-    .get(
-      "/dashboard/fragments/:name",
-      ({ request, viewer, params, query }) => {
-        if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
-        const p = viewer.principal;
-        switch (params.name) {
-          case "overview":
-            return htmlResponse(request, overviewBody(overview(p)));
-          case "jobs": {
-            const filters = JobsQuery.safeParse(query);
-            if (!filters.success) throw new ApiError(422, "validation_failed", "invalid job filters");
+        }
+        throw new ApiError(401, "unauthorized", "sign in to the dashboard first");
+      })
+      .resolve(async ({ request }) => ({
+        viewer: viewers.has(request) ? (viewers.get(request) ?? null) : await signedIn(request),
+        sameOrigin: isSameOrigin(request, ctx.config.publicUrl),
+      }))
+      .get(
+        "/dashboard/login",
+        async ({ request, viewer }) =>
+          viewer ? redirect("/dashboard") : htmlResponse(request, signInPage({})),
+        { detail: doc("Sign-in page", { ...PAGE, responseDescription: "The sign-in form" }, []) },
+      )
+      .post(
+        "/dashboard/login",
+        async ({ request, body }) => {
+          if (!isSameOrigin(request, ctx.config.publicUrl)) {
+            return htmlResponse(request, signInPage({ error: "Cross-site sign-in refused." }), 403);
+          }
+          const principal = ctx.auth.authenticateKey(body.key);
+          if (!principal?.keyId) {
             return htmlResponse(
               request,
-              jobRows(service.jobs(p, { ...jobFilters(filters.data), limit: PAGE_SIZE })),
+              signInPage({ error: "That key is not valid, or it was revoked." }),
+              401,
             );
           }
-          case "backlog":
-            if (!isAdmin(viewer)) throw new ApiError(403, "forbidden", "requires role admin");
-            return htmlResponse(request, backlogTable(service.backlog(), { csrf: viewer.csrf }));
-          case "cards":
-            return htmlResponse(request, cardGrid(service.cards(p).cards));
-          case "webhooks":
-            return htmlResponse(request, webhooksBody(service.webhooks(p)));
-          default:
-            throw new ApiError(404, "not_found", "no such fragment");
-        }
-      },
-      {
-        params: z.object({ name: z.string().max(32) }),
-        detail: doc("A live page section, for refreshes", FRAGMENT),
-      },
-    )
-    .get(
-      "/dashboard/fragments/job/:id",
-      ({ request, viewer, params }) => {
-        if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
-        const found = service.job(viewer.principal, params.id);
-        if (!found) throw notFound("job");
-        return htmlResponse(request, jobBody(found.job, found.owner, viewer.csrf));
-      },
-      { params: IdParams, detail: doc("A job page's live section", FRAGMENT) },
-    )
-    .get(
-      "/dashboard/assets/:file",
-      ({ params }) => {
-        const type = ASSETS[params.file];
-        if (!type) throw new ApiError(404, "not_found", "file not found");
-        return new Response(Bun.file(join(assetDir, params.file)), {
-          headers: { "content-type": type, "cache-control": "no-cache", "x-content-type-options": "nosniff" },
-        });
-      },
-      {
-        params: FileParams,
-        detail: doc(
-          "The dashboard's script and stylesheet",
-          { responseType: "text/plain", responseDescription: "JavaScript or CSS" },
-          [],
+          if (!canUseDashboard(principal.user)) {
+            return htmlResponse(
+              request,
+              signInPage({ error: "Only admin and app keys can sign in to the dashboard." }),
+              403,
+            );
+          }
+          const { token } = await sessions.issue(principal.user.id, principal.keyId);
+          return redirect("/dashboard", { "set-cookie": sessions.cookie(token) });
+        },
+        {
+          body: SignInBody,
+          detail: doc(
+            "Sign in with an admin or app key (sets the session cookie)",
+            {
+              status: 303,
+              bodyType: "application/x-www-form-urlencoded",
+              responseDescription: "Signed in: sets the httpOnly session cookie and redirects to /dashboard",
+              errors: {
+                401: "unknown or revoked key (the form again, with a message)",
+                403: "not an admin or app key, or a cross-site post",
+              },
+            },
+            [],
+          ),
+        },
+      )
+      .post(
+        "/dashboard/logout",
+        async ({ request, viewer, body }) => {
+          const v = await writer(request, viewer, body?._csrf);
+          sessions.revoke(v.session);
+          return redirect("/dashboard/login", { "set-cookie": sessions.clearCookie() });
+        },
+        {
+          body: FormBody,
+          detail: doc(
+            "Sign out (ends the session)",
+            form("Signed out: clears the cookie and redirects to the sign-in page"),
+          ),
+        },
+      )
+      .get(
+        "/dashboard",
+        ({ request, viewer }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          return htmlResponse(
+            request,
+            layout(
+              { title: "Overview", page: "overview", viewer, live: true },
+              overviewPage(overview(viewer.principal)),
+            ),
+          );
+        },
+        { detail: doc("Overview: counts, throughput, active jobs, providers", PAGE) },
+      )
+      .get(
+        "/dashboard/jobs",
+        ({ request, viewer, query }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          if (query.q) {
+            if (service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
+          }
+          const filters = jobFilters(query);
+          const page = service.jobs(viewer.principal, { ...filters, limit: PAGE_SIZE });
+          const body = jobsPage({
+            ...page,
+            filters,
+            types: service.jobTypes(),
+            notFound: query.q,
+          });
+          return htmlResponse(request, layout({ title: "Jobs", page: "jobs", viewer, live: true }, body));
+        },
+        { query: JobsQuery, detail: doc("Jobs: filter by status, type, user, recipe; search by id", PAGE) },
+      )
+      .get(
+        "/dashboard/jobs/:id",
+        ({ request, viewer, params, query }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          const found = service.job(viewer.principal, params.id);
+          if (!found) {
+            return htmlResponse(
+              request,
+              errorPage(viewer, "Job not found", "No such job, or not one you can see."),
+              404,
+            );
+          }
+          const body = jobPage(found.job, found.owner, viewer.csrf, notice(query));
+          return htmlResponse(request, layout({ title: "Job", page: "jobs", viewer, live: true }, body));
+        },
+        {
+          params: IdParams,
+          query: NoticeQuery,
+          detail: doc("A job: input, items, images, timeline, actions", PAGE),
+        },
+      )
+      .post(
+        "/dashboard/jobs/:id/retry",
+        async ({ request, viewer, params, body }) => {
+          const v = await writer(request, viewer, body?._csrf);
+          return control(
+            () => ctx.jobs.retry(v.principal, params.id),
+            `/dashboard/jobs/${params.id}`,
+            "retried",
+          );
+        },
+        {
+          params: IdParams,
+          body: FormBody,
+          detail: doc("Retry a failed, partial or cancelled job", form("Back to the job page with a notice")),
+        },
+      )
+      .post(
+        "/dashboard/jobs/:id/cancel",
+        async ({ request, viewer, params, body }) => {
+          const v = await writer(request, viewer, body?._csrf);
+          return control(
+            () => ctx.jobs.cancel(v.principal, params.id),
+            `/dashboard/jobs/${params.id}`,
+            "cancelled",
+          );
+        },
+        {
+          params: IdParams,
+          body: FormBody,
+          detail: doc("Cancel a queued or active job", form("Back to the job page with a notice")),
+        },
+      )
+      .get(
+        "/dashboard/backlog",
+        ({ request, viewer, query }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          if (!isAdmin(viewer)) {
+            return htmlResponse(
+              request,
+              errorPage(viewer, "Backlog", "The backlog is shared by every app: admins only."),
+              403,
+            );
+          }
+          const body = backlogPage(service.backlog(), { csrf: viewer.csrf, notice: notice(query) });
+          return htmlResponse(
+            request,
+            layout({ title: "Backlog", page: "backlog", viewer, live: true }, body),
+          );
+        },
+        { query: NoticeQuery, detail: doc("Backlog levels per recipe (admin)", PAGE) },
+      )
+      .post(
+        "/dashboard/backlog/:id/top-up",
+        async ({ request, viewer, params, body }) => {
+          const v = await writer(request, viewer, body?._csrf);
+          if (!isAdmin(v)) throw new ApiError(403, "forbidden", "requires role admin");
+          const { skipped } = service.topUp(params.id);
+          return redirect(
+            skipped ? `/dashboard/backlog?error=${skipped}` : "/dashboard/backlog?done=topped-up",
+          );
+        },
+        {
+          params: IdParams,
+          body: FormBody,
+          detail: doc(
+            "Top a recipe's backlog up now (admin)",
+            form("Back to the backlog page with a notice"),
+          ),
+        },
+      )
+      .get(
+        "/dashboard/cards",
+        ({ request, viewer }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          const { cards } = service.cards(viewer.principal);
+          return htmlResponse(
+            request,
+            layout({ title: "Cards", page: "cards", viewer, live: true }, cardsPage(cards)),
+          );
+        },
+        { detail: doc("Live cards with their current image", PAGE) },
+      )
+      .get(
+        "/dashboard/webhooks",
+        ({ request, viewer }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          const body = webhooksPage(service.webhooks(viewer.principal));
+          return htmlResponse(
+            request,
+            layout({ title: "Webhooks", page: "webhooks", viewer, live: true }, body),
+          );
+        },
+        { detail: doc("Webhook endpoints and recent deliveries", PAGE) },
+      )
+      .get(
+        "/dashboard/keys",
+        ({ request, viewer, query }) => {
+          if (!viewer) return redirect("/dashboard/login");
+          return keysResponse(request, viewer, { userRef: query.user, notice: notice(query) });
+        },
+        {
+          query: KeysQuery,
+          detail: doc("API keys of the viewer or a user: prefix, created, last used, expiry", PAGE),
+        },
+      )
+      .post(
+        "/dashboard/keys",
+        async ({ request, viewer, body }) => {
+          const v = await writer(request, viewer, body._csrf);
+          const back = body.user
+            ? `/dashboard/keys?user=${encodeURIComponent(body.user)}&`
+            : "/dashboard/keys?";
+          return keyAction(back, () => {
+            const owner = ctx.auth.keyOwner(v.principal, body.user, { create: false });
+            const { key, row } = ctx.auth.keys.create(owner.id, body.name, {
+              expiresInSeconds: body.expiresInSeconds,
+            });
+            const view = ctx.auth.keys.view(row);
+            return keysResponse(request, v, {
+              userRef: body.user,
+              created: { key, view, rotatedFrom: null },
+            });
+          });
+        },
+        { body: KeyForm, detail: doc("Create a key; the answer shows it once", KEY_SHOWN) },
+      )
+      .post(
+        "/dashboard/keys/:id/revoke",
+        async ({ request, viewer, params, body }) => {
+          const v = await writer(request, viewer, body?._csrf);
+          return keyAction("/dashboard/keys?", () => {
+            const key = ctx.auth.manageableKey(v.principal, params.id);
+            ctx.auth.keys.revoke(key.id);
+            // Revoking the key this session signed in with ends the session: the page would only redirect.
+            if (key.id === v.session.keyId) return redirect("/dashboard/login");
+            const back = keysPageOf(v, key.userId);
+            return redirect(`${back}${back.includes("?") ? "&" : "?"}done=revoked`);
+          });
+        },
+        {
+          params: IdParams,
+          body: FormBody,
+          detail: doc(
+            "Revoke a key: its next request gets 401",
+            form("Back to the keys page with a notice (to sign-in when it was the session's own key)"),
+          ),
+        },
+      )
+      .post(
+        "/dashboard/keys/:id/rotate",
+        async ({ request, viewer, params, body }) => {
+          const v = await writer(request, viewer, body?._csrf);
+          return keyAction("/dashboard/keys?", () => {
+            const old = ctx.auth.manageableKey(v.principal, params.id);
+            const { key, row, replaced } = ctx.auth.keys.rotate(old.id);
+            const userRef = old.userId === v.user.id ? undefined : old.userId;
+            const created = { key, view: ctx.auth.keys.view(row), rotatedFrom: replaced.id };
+            // Rotating the session's own key ends the session, but this answer is the only time the new key shows.
+            const notice =
+              old.id === v.session.keyId
+                ? "You signed in with the old key: sign in again with the new one."
+                : undefined;
+            return keysResponse(request, v, { userRef, created, notice });
+          });
+        },
+        {
+          params: IdParams,
+          body: FormBody,
+          detail: doc("Rotate a key; the answer shows the new one once", KEY_SHOWN),
+        },
+      )
+      .get(
+        "/dashboard/fragments/:name",
+        ({ request, viewer, params, query }) => {
+          if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
+          const p = viewer.principal;
+          switch (params.name) {
+            case "overview":
+              return htmlResponse(request, overviewBody(overview(p)));
+            case "jobs": {
+              const filters = JobsQuery.safeParse(query);
+              if (!filters.success) throw new ApiError(422, "validation_failed", "invalid job filters");
+              return htmlResponse(
+                request,
+                jobRows(service.jobs(p, { ...jobFilters(filters.data), limit: PAGE_SIZE })),
+              );
+            }
+            case "backlog":
+              if (!isAdmin(viewer)) throw new ApiError(403, "forbidden", "requires role admin");
+              return htmlResponse(request, backlogTable(service.backlog(), { csrf: viewer.csrf }));
+            case "cards":
+              return htmlResponse(request, cardGrid(service.cards(p).cards));
+            case "webhooks":
+              return htmlResponse(request, webhooksBody(service.webhooks(p)));
+            default:
+              throw new ApiError(404, "not_found", "no such fragment");
+          }
+        },
+        {
+          params: z.object({ name: z.string().max(32) }),
+          detail: doc("A live page section, for refreshes", FRAGMENT),
+        },
+      )
+      .get(
+        "/dashboard/fragments/job/:id",
+        ({ request, viewer, params }) => {
+          if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
+          const found = service.job(viewer.principal, params.id);
+          if (!found) throw notFound("job");
+          return htmlResponse(request, jobBody(found.job, found.owner, viewer.csrf));
+        },
+        { params: IdParams, detail: doc("A job page's live section", FRAGMENT) },
+      )
+      .get(
+        "/dashboard/assets/:file",
+        ({ params }) => {
+          const type = ASSETS[params.file];
+          if (!type) throw new ApiError(404, "not_found", "file not found");
+          return new Response(Bun.file(join(assetDir, params.file)), {
+            headers: {
+              "content-type": type,
+              "cache-control": "no-cache",
+              "x-content-type-options": "nosniff",
+            },
+          });
+        },
+        {
+          params: FileParams,
+          detail: doc(
+            "The dashboard's script and stylesheet",
+            { responseType: "text/plain", responseDescription: "JavaScript or CSS" },
+            [],
+          ),
+        },
+      )
+      .get(
+        "/favicon.ico",
+        async () =>
+          new Response(await faviconIco(), {
+            headers: { "content-type": "image/x-icon", "cache-control": "public, max-age=86400" },
+          }),
+        {
+          detail: doc(
+            "The icon browsers show in the tab",
+            { responseType: "image/x-icon", responseDescription: "The icon" },
+            [],
+          ),
+        },
+      )
+      .get(
+        "/favicon.svg",
+        () =>
+          new Response(FAVICON_SVG, {
+            headers: { "content-type": "image/svg+xml", "cache-control": "public, max-age=86400" },
+          }),
+        {
+          detail: doc(
+            "The icon as SVG",
+            { responseType: "image/svg+xml", responseDescription: "The icon" },
+            [],
+          ),
+        },
+      )
+      .ws("/dashboard/ws", {
+        // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.
+        ...socketHandlers(ctx, (data: { viewer: SignedIn | null; sameOrigin: boolean }) =>
+          data.viewer && data.sameOrigin ? data.viewer.principal : null,
         ),
-      },
-    )
-    .get(
-      "/favicon.ico",
-      async () =>
-        new Response(await faviconIco(), {
-          headers: { "content-type": "image/x-icon", "cache-control": "public, max-age=86400" },
-        }),
-      {
         detail: doc(
-          "The icon browsers show in the tab",
-          { responseType: "image/x-icon", responseDescription: "The icon" },
-          [],
+          "Live job events for the dashboard (the /ws protocol, authenticated by the session cookie)",
         ),
-      },
-    )
-    .get(
-      "/favicon.svg",
-      () =>
-        new Response(FAVICON_SVG, {
-          headers: { "content-type": "image/svg+xml", "cache-control": "public, max-age=86400" },
-        }),
-      {
-        detail: doc(
-          "The icon as SVG",
-          { responseType: "image/svg+xml", responseDescription: "The icon" },
-          [],
-        ),
-      },
-    )
-    .ws("/dashboard/ws", {
-      // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.
-      ...socketHandlers(ctx, (data: { viewer: SignedIn | null; sameOrigin: boolean }) =>
-        data.viewer && data.sameOrigin ? data.viewer.principal : null,
-      ),
-      detail: doc(
-        "Live job events for the dashboard (the /ws protocol, authenticated by the session cookie)",
-      ),
-    });
+      })
+  );
 };
 
 /** Runs a key action; a refusal (unknown key, revoked, reserved name) returns to the keys page with its notice. */
