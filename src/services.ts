@@ -109,7 +109,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   });
   queue.define(...cardJobs(cards, { renderConcurrency: config.renderWorkers * 2 }));
   const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
-  credits = new CreditService(db.$client, {
+  credits = new CreditService(db.$client, queue, {
     ...creditOptions(config, opts.now),
     onLedger: (reason, delta) => metrics.credits(reason, delta),
   });
@@ -138,7 +138,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     .add({
       name: "workers",
       run: () => {
-        if (!queue.pool.running) throw new Error("worker pool is not running");
+        if (!queue.running) throw new Error("worker pool is not running");
       },
     });
   metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
@@ -161,7 +161,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     idempotency: new IdempotencyService(db.$client, {
       waitMs: config.IDEMPOTENCY_WAIT_MS,
       leaseMs: config.IDEMPOTENCY_LEASE_MS,
-      workerId: queue.pool.workerId,
+      workerId: queue.workerId,
       now: opts.now,
     }),
     storage,
@@ -175,6 +175,6 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     credits,
     recipes,
     backlog,
-    instant: new InstantService({ db: db.$client, recipes, credits, backlog, assets, now: opts.now }),
+    instant: new InstantService({ db: db.$client, queue, recipes, credits, backlog, assets, now: opts.now }),
   };
 }

@@ -319,4 +319,43 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
     const spanning = cycles().filter((group) => new Set(group.map(unitOf)).size > 1);
     expect(spanning).toEqual([]);
   });
+
+  /**
+   * Issue #12, "the queue's tables belong to the queue": files that still read them with their own SQL.
+   * docs/ARCHITECTURE.md, "Known exceptions". Shrink this list; never grow it.
+   */
+  const READS_QUEUE_TABLES = [
+    "src/modules/dashboard/service.ts",
+    "src/modules/generate/assets.ts",
+    "src/modules/jobs/service.ts",
+  ];
+  const outsideQueue = () =>
+    graph.files.filter(
+      (f) => layerOf(f).kind !== "library" || (layerOf(f) as { name: string }).name !== "queue",
+    );
+
+  test("no module writes SQL on the queue's tables, and only the listed files read them", () => {
+    const writes: string[] = [];
+    const reads: string[] = [];
+    for (const f of outsideQueue()) {
+      const text = readFileSync(f, "utf8");
+      if (/\b(UPDATE|INSERT INTO|DELETE FROM)\s+(jobs|job_items|job_attempts)\b/i.test(text))
+        writes.push(rel(f));
+      if (
+        /\b(FROM|JOIN)\s+(jobs|job_items|job_attempts)\b/i.test(text) &&
+        !READS_QUEUE_TABLES.includes(rel(f))
+      )
+        reads.push(rel(f));
+    }
+    expect({ writes, reads }).toEqual({ writes: [], reads: [] });
+  });
+
+  test("no module reaches into queue.store or queue.pool (known exceptions listed)", () => {
+    const offenders = outsideQueue()
+      .filter((f) => layerOf(f).kind === "module" || layerOf(f).kind === "cli")
+      .filter((f) => /\bqueue\.(store|pool)\b/.test(readFileSync(f, "utf8")))
+      .map(rel)
+      .filter((f) => !READS_QUEUE_TABLES.includes(f));
+    expect(offenders).toEqual([]);
+  });
 });

@@ -14,7 +14,7 @@ export function queueCommand(ctx: Deps, argv: string[]): number {
   switch (sub) {
     case "status": {
       const stats = queue.stats();
-      const debounced = queue.store.debounced();
+      const debounced = queue.debounced();
       printJsonOr(Boolean(values.json), { ...stats, debounced }, () => {
         const lines = [
           `waiting ${stats.waiting}  delayed ${stats.delayed}  active ${stats.active}`,

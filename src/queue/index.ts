@@ -4,6 +4,7 @@ import type { Job, JobItem } from "../db/schema";
 import type { AnyJobDefinition, JobLogger } from "./define";
 import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
+import { FeatureStore } from "./feature-store";
 import { WorkerPool } from "./pool";
 import { type NewItem, type NewJob, type QueueStats, QueueStore } from "./store";
 import { runTerminalHooks } from "./terminal";
@@ -97,6 +98,8 @@ export function isDeadLocalWorker(lockedBy: string, selfId: string): boolean {
  */
 export class Queue {
   readonly store: QueueStore;
+  /** What features ask of the queue's tables: credit columns, backlog levels, the instant transfer. */
+  readonly features: FeatureStore;
   readonly events: EventBus;
   readonly defs = new Map<string, AnyJobDefinition>();
   readonly pool: WorkerPool;
@@ -109,6 +112,7 @@ export class Queue {
     this.#o = opts;
     this.now = opts.now ?? Date.now;
     this.store = new QueueStore(opts.db);
+    this.features = new FeatureStore(opts.db);
     this.depth = new QueueDepth(opts.db);
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
     this.pool = new WorkerPool(this.store, this.events, this.defs, {
@@ -268,6 +272,44 @@ export class Queue {
       now - failedHours * 3_600_000,
       beforeDelete,
     );
+  }
+
+  /**
+   * Runs `fn` as one transaction on the queue's connection (inside the caller's when one is open): a feature's
+   * own writes and its enqueue, charge or claim commit together or not at all.
+   */
+  transaction<T>(fn: () => T): T {
+    return this.store.tx(fn);
+  }
+
+  /** This process's worker id (host:pid:…), which its leases carry. */
+  get workerId(): string {
+    return this.pool.workerId;
+  }
+
+  /** Whether this process's worker pool is claiming. */
+  get running(): boolean {
+    return this.pool.running;
+  }
+
+  /** Worker slots of this process not running a job now. */
+  get freeSlots(): number {
+    return this.pool.freeSlots;
+  }
+
+  /** The jobs this process runs now, with their progress (the debug view and the dashboard). */
+  active() {
+    return this.pool.snapshot();
+  }
+
+  /** A job's earlier attempts, oldest first (the latest is the job row itself). */
+  attempts(id: string) {
+    return this.store.attempts(id);
+  }
+
+  /** Queued jobs waiting out a debounce window (the debug view). */
+  debounced(limit?: number) {
+    return this.store.debounced(limit);
   }
 
   stats(): QueueStats {

@@ -196,7 +196,7 @@ describe("credits cannot be bypassed", () => {
       creditsRefunded: 1,
       updatedAt: failed.updatedAt,
     });
-    expect(server.ctx.queue.store.attempts(jobId).filter((a) => a.outcome === "rerun")).toEqual([]);
+    expect(server.ctx.queue.attempts(jobId).filter((a) => a.outcome === "rerun")).toEqual([]);
   });
 
   test("a failed, refunded job that succeeds on retry is paid for", async () => {

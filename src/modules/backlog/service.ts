@@ -107,10 +107,6 @@ export class BacklogService {
   readonly #topUpDue = new Map<string, number>();
   /** The last top-up left a deficit because of the concurrency cap (see onJobTerminal). */
   #capped = false;
-  readonly #ready: Statement;
-  readonly #readyBounded: Statement;
-  readonly #inFlight: Statement;
-  readonly #inFlightAll: Statement;
   readonly #state: Statement;
   readonly #failed: Statement;
   readonly #succeeded: Statement;
@@ -121,22 +117,6 @@ export class BacklogService {
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
     const db = deps.db;
-    // All counts ride jobs_recipe_idx (recipe_id, owner_id, status, finished_at, id).
-    this.#ready = db.prepare(
-      `SELECT count(*) AS n, min(finished_at) AS oldest FROM jobs
-       WHERE recipe_id = ? AND owner_id = ? AND status = 'completed'`,
-    );
-    this.#readyBounded = db.prepare(
-      `SELECT count(*) AS n FROM (SELECT 1 FROM jobs
-       WHERE recipe_id = ?1 AND owner_id = ?2 AND status = 'completed' LIMIT ?3)`,
-    );
-    this.#inFlight = db.prepare(
-      "SELECT count(*) AS n FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status IN ('queued', 'active')",
-    );
-    this.#inFlightAll = db.prepare(
-      `SELECT count(*) AS n FROM jobs WHERE recipe_id IN (SELECT id FROM recipes) AND owner_id = ?
-       AND status IN ('queued', 'active')`,
-    );
     this.#state = db.prepare(
       "SELECT consecutive_failures, last_failure_at, last_error FROM backlog_state WHERE recipe_id = ?",
     );
@@ -163,8 +143,8 @@ export class BacklogService {
 
   status(recipe: Recipe): BacklogStatus {
     const owner = this.systemUserId;
-    const ready = this.#ready.get(recipe.id, owner) as { n: number; oldest: number | null };
-    const inFlight = (this.#inFlight.get(recipe.id, owner) as { n: number }).n;
+    const ready = this.#d.queue.features.ready(recipe.id, owner);
+    const inFlight = this.#d.queue.features.inFlight(recipe.id, owner);
     return {
       recipeId: recipe.id,
       name: recipe.name,
@@ -189,8 +169,9 @@ export class BacklogService {
    */
   maintain(opts: { recipeId?: string; dryRun?: boolean } = {}): MaintainResult {
     const owner = this.systemUserId;
-    return this.#d.queue.store.tx(() => {
-      let inFlight = (this.#inFlightAll.get(owner) as { n: number }).n;
+    return this.#d.queue.transaction(() => {
+      const allRecipes = this.#d.recipes.list({ includeInactive: true }).map((r) => r.id);
+      let inFlight = this.#d.queue.features.inFlightForRecipes(allRecipes, owner);
       const recipes = this.#d.recipes
         .list({ includeInactive: false })
         .filter((r) => r.backlogMin > 0 && (!opts.recipeId || r.id === opts.recipeId))
@@ -199,7 +180,7 @@ export class BacklogService {
       const out: RecipeTopUp[] = [];
       let enqueued = 0;
       for (const { recipe, ready } of recipes) {
-        const mine = (this.#inFlight.get(recipe.id, owner) as { n: number }).n;
+        const mine = this.#d.queue.features.inFlight(recipe.id, owner);
         const deficit = Math.max(0, recipe.backlogMin - ready - mine);
         const topUp = this.#topUp(recipe, deficit, this.#o.maxConcurrent - inFlight, opts.dryRun ?? false);
         inFlight += topUp.enqueued;
@@ -252,7 +233,7 @@ export class BacklogService {
   }
 
   #countReady(recipe: Recipe, owner: string): number {
-    return (this.#readyBounded.get(recipe.id, owner, recipe.backlogMin) as { n: number }).n;
+    return this.#d.queue.features.readyUpTo(recipe.id, owner, recipe.backlogMin);
   }
 
   #topUp(recipe: Recipe, deficit: number, room: number, dryRun: boolean): RecipeTopUp {

@@ -142,7 +142,7 @@ export class CardService {
     } catch (err) {
       renderError = errorOf(err) as Card["renderError"];
     }
-    const view = this.#deps.queue.store.tx(() => {
+    const view = this.#deps.queue.transaction(() => {
       this.#deps.db
         .insert(cards)
         .values({
@@ -185,7 +185,7 @@ export class CardService {
     const data = mergePatch(card.data, patch);
     validate(card.template, data);
     const now = this.#now();
-    const updated = this.#deps.queue.store.tx(() => {
+    const updated = this.#deps.queue.transaction(() => {
       const windowEnd = (card.renderDueAt ?? 0) + this.#deps.config.CARD_DEBOUNCE_MS;
       // A render already queued keeps its start time (the dedupe upsert never moves run_at), so the time
       // recorded is the queued job's: the window is measured from the render that will actually run.

@@ -1,6 +1,7 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Job, JobItem, LEDGER_REASONS, User } from "../../db/schema";
+import type { Job, LEDGER_REASONS, User } from "../../db/schema";
 import { ApiError, countOf } from "../../errors";
+import type { Queue } from "../../queue";
 import { refundOwed } from "./refunds";
 
 export type LedgerReason = (typeof LEDGER_REASONS)[number];
@@ -81,12 +82,11 @@ export class CreditService {
   readonly #give: Statement;
   readonly #user: Statement;
   readonly #insert: Statement;
-  readonly #jobCredits: Statement;
-  readonly #items: Statement;
-  readonly #markRefunded: Statement;
-  readonly #unrefund: Statement;
+  /** The queue's own statements on a job's credit columns (the queue owns `jobs`). */
+  readonly #jobs: Queue["features"];
 
-  constructor(db: Database, opts: CreditOptions) {
+  constructor(db: Database, queue: Pick<Queue, "features">, opts: CreditOptions) {
+    this.#jobs = queue.features;
     this.#db = db;
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
@@ -102,16 +102,6 @@ export class CreditService {
     this.#insert = db.prepare(
       `INSERT INTO credit_ledger (id, user_id, delta, balance_after, reason, job_id, note, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.#jobCredits = db.prepare("SELECT credits_charged, credits_refunded FROM jobs WHERE id = ?");
-    this.#items = db.prepare("SELECT status, input, error FROM job_items WHERE job_id = ?");
-    // Guarded so the refunded total can never pass the charge, whatever the caller computed.
-    this.#markRefunded = db.prepare(
-      `UPDATE jobs SET credits_refunded = credits_refunded + ?1
-       WHERE id = ?2 AND credits_refunded + ?1 <= credits_charged`,
-    );
-    this.#unrefund = db.prepare(
-      "UPDATE jobs SET credits_refunded = credits_refunded - ?1 WHERE id = ?2 AND credits_refunded >= ?1",
     );
   }
 
@@ -179,22 +169,17 @@ export class CreditService {
    */
   onJobTerminal(job: Job): void {
     if (job.creditsCharged <= 0 || !job.ownerId || job.status === "completed") return;
-    const row = this.#jobCredits.get(job.id) as { credits_charged: number; credits_refunded: number } | null;
+    const row = this.#jobs.credits(job.id);
     if (!row) return;
-    const items = (this.#items.all(job.id) as Raw[]).map((r) => ({
-      status: r.status as JobItem["status"],
-      input: r.input == null ? null : JSON.parse(r.input as string),
-      error: r.error == null ? null : JSON.parse(r.error as string),
-    }));
-    const owed = refundOwed({ ...job, creditsCharged: row.credits_charged }, items);
-    const delta = owed - row.credits_refunded;
+    const owed = refundOwed({ ...job, creditsCharged: row.charged }, this.#jobs.items(job.id));
+    const delta = owed - row.refunded;
     if (delta <= 0) return;
-    if (this.#markRefunded.run(delta, job.id).changes === 0) return;
+    if (!this.#jobs.addRefund(job.id, delta)) return;
     this.credit(job.ownerId, delta, "refund", {
       jobId: job.id,
       note: `${job.status}: ${job.error?.code ?? "items failed"}`,
     });
-    job.creditsRefunded = row.credits_refunded + delta;
+    job.creditsRefunded = row.refunded + delta;
   }
 
   /**
@@ -212,7 +197,7 @@ export class CreditService {
       "charge",
       { jobId: job.id, note: "retry: re-charging the refund" },
     );
-    if (charged > 0) this.#unrefund.run(charged, job.id);
+    if (charged > 0) this.#jobs.takeBackRefund(job.id, charged);
   }
 
   balance(userId: string): number {

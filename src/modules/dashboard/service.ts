@@ -144,8 +144,8 @@ export class DashboardService {
   }
 
   workers() {
-    const pool = this.#d.queue.pool;
-    return { running: pool.running, total: this.#d.config.WORKER_CONCURRENCY, free: pool.freeSlots };
+    const { queue } = this.#d;
+    return { running: queue.running, total: this.#d.config.WORKER_CONCURRENCY, free: queue.freeSlots };
   }
 
   /** A page of jobs; internal types only when asked for, or when the type filter names one. */

@@ -190,7 +190,7 @@ export class GenerateService {
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
     return this.#enqueueOrDropInputs([imageKey, maskKey], () =>
-      queue.store.tx(() => {
+      queue.transaction(() => {
         const hookCtx: EnqueueHookContext = {
           owner,
           request: req,

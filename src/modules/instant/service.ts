@@ -1,7 +1,7 @@
-import type { Database, Statement } from "bun:sqlite";
+import type { Database } from "bun:sqlite";
 import type { Recipe, User } from "../../db/schema";
 import { ApiError } from "../../errors";
-import { toJob } from "../../queue/store";
+import type { Queue } from "../../queue";
 import type { BacklogService } from "../backlog/service";
 import { type CreditService, InsufficientCreditsError } from "../credits/service";
 import type { AssetService } from "../generate/service";
@@ -11,7 +11,10 @@ import type { RecipeService, VariableValues } from "../recipes/service";
 import type { InstantClaimView } from "./model";
 
 export type InstantDeps = {
+  /** The connection whose group-commit transaction (one savepoint per claim) every claim runs in. */
   db: Database;
+  /** The queue owns the jobs a claim takes. */
+  queue: Pick<Queue, "features">;
   recipes: RecipeService;
   credits: CreditService;
   backlog: BacklogService;
@@ -54,32 +57,11 @@ const taken = () =>
 export class InstantService {
   readonly #d: InstantDeps;
   readonly #now: () => number;
-  readonly #peek: Statement;
-  readonly #claim: Statement;
-  readonly #firstItem: Statement;
   #pending: Pending[] = [];
 
   constructor(deps: InstantDeps) {
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
-    this.#peek = deps.db.prepare(
-      "SELECT 1 FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status = 'completed' LIMIT 1",
-    );
-    // One UPDATE picks and takes the row under the write lock, so two claims can never get the same one.
-    // finished_at moves to the claim: the user's normal retention counts from when they got the image, and
-    // `keep` (which shielded the unclaimed image from retention) is cleared.
-    this.#claim = deps.db.prepare(
-      `UPDATE jobs SET owner_id = ?1, credits_charged = ?2, finished_at = ?3, updated_at = ?3,
-         metadata = json_set(coalesce(metadata, '{}'), '$.keep', json('false'), '$.instant', json('true'),
-                             '$.claimedAt', ?3, '$.generatedAt', finished_at)
-       WHERE id = (SELECT id FROM jobs WHERE recipe_id = ?4 AND owner_id = ?5 AND status = 'completed'
-                   ORDER BY finished_at, id LIMIT 1)
-       RETURNING *`,
-    );
-    this.#firstItem = deps.db.prepare(
-      `SELECT key, json_extract(input, '$.prompt') AS prompt, (SELECT count(*) FROM job_items WHERE job_id = ?1) AS count
-       FROM job_items WHERE job_id = ?1 AND idx = 0`,
-    );
   }
 
   /**
@@ -96,7 +78,7 @@ export class InstantService {
       const available = credits.balance(user.id);
       if (available < price) throw new InsufficientCreditsError(price, available);
     }
-    if (!this.#peek.get(recipe.id, backlog.systemUserId)) throw noInstant();
+    if (!this.#d.queue.features.hasCompleted(recipe.id, backlog.systemUserId)) throw noInstant();
     return new Promise((resolve, reject) => {
       if (this.#pending.length === 0) setImmediate(() => this.#flush());
       this.#pending.push({ user, recipe, price, idem, resolve, reject });
@@ -139,21 +121,20 @@ export class InstantService {
    */
   #claimOne({ user, recipe, price, idem }: Pending): InstantClaim {
     const now = this.#now();
-    const row = this.#claim.get(user.id, price, now, recipe.id, this.#d.backlog.systemUserId) as Record<
-      string,
-      unknown
-    > | null;
-    if (!row) throw taken();
-    const job = toJob(row);
+    const { features } = this.#d.queue;
+    const job = features.transferOldestCompleted(
+      recipe.id,
+      this.#d.backlog.systemUserId,
+      user.id,
+      price,
+      now,
+    );
+    if (!job) throw taken();
     const assets = this.#d.assets.transferJob(job.id, user.id);
     const { balance } = this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
     const variables = valuesOf(job.metadata);
     this.#d.recipes.recordUsage(recipe.id, variables);
-    const summary = this.#firstItem.get(job.id) as {
-      key: string;
-      prompt: string | null;
-      count: number;
-    } | null;
+    const summary = features.firstItem(job.id);
     const claim = {
       recipeId: recipe.id,
       variables,

@@ -164,7 +164,7 @@ export class JobService {
   /** The job with its items, assets and the history of its earlier attempts (the timeline). */
   detail(p: Principal, id: string) {
     const job = this.visible(p, id);
-    const history = this.#queue.store.attempts(id);
+    const history = this.#queue.attempts(id);
     const view = jobView(job, { items: this.#queue.items(id), assets: this.#assets.forJob(id) });
     // Given the items, jobView builds the detailed request: say so in the type, for clients and views.
     return { ...view, request: view.request as GenerationRequestDetail | null, history };
@@ -317,7 +317,7 @@ export class JobService {
   enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
     const owner = this.#auth.actingUser(p, body.userId);
     try {
-      return this.#queue.store.tx(() => {
+      return this.#queue.transaction(() => {
         const { job } = this.#queue.enqueue(body.type, body.input, {
           priority: body.priority,
           delayMs: body.delayMs,

@@ -241,7 +241,7 @@ export class Metrics {
       labelNames: ["state"],
       registers,
       collect() {
-        const free = queue.pool.freeSlots;
+        const free = queue.freeSlots;
         this.set({ state: "free" }, free);
         this.set({ state: "busy" }, Math.max(0, concurrency - free));
       },

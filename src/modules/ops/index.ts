@@ -48,13 +48,13 @@ export const opsModule = (ctx: Deps) => {
     .get(
       "/queue/status",
       () => {
-        const pool = ctx.queue.pool;
+        const { queue } = ctx;
         return {
-          workerId: pool.workerId,
-          running: pool.running,
-          slots: { total: ctx.config.WORKER_CONCURRENCY, free: pool.freeSlots },
-          active: pool.snapshot(),
-          debounced: ctx.queue.store.debounced(),
+          workerId: queue.workerId,
+          running: queue.running,
+          slots: { total: ctx.config.WORKER_CONCURRENCY, free: queue.freeSlots },
+          active: queue.active(),
+          debounced: ctx.queue.debounced(),
           counts: ctx.queue.stats(),
           backpressure: ctx.generate.admission.usage(),
         };

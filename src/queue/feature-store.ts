@@ -1,0 +1,137 @@
+import type { Database, Statement } from "bun:sqlite";
+import type { Job, JobItem } from "../db/schema";
+import { toItem, toJob } from "./store";
+
+/**
+ * The statements features ask of the queue's tables (DESIGN §11: the queue owns `jobs` and `job_items`; a
+ * feature never writes SQL on them): a job's credit columns, a recipe's backlog levels, and the instant
+ * transfer of a finished job to a new owner. Each states its contract first; Queue exposes them.
+ */
+export class FeatureStore {
+  readonly #credits: Statement;
+  readonly #addRefund: Statement;
+  readonly #takeBackRefund: Statement;
+  readonly #items: Statement;
+  readonly #ready: Statement;
+  readonly #readyUpTo: Statement;
+  readonly #inFlight: Statement;
+  readonly #inFlightForRecipes: Statement;
+  readonly #hasCompleted: Statement;
+  readonly #transfer: Statement;
+  readonly #firstItem: Statement;
+
+  constructor(db: Database) {
+    this.#credits = db.prepare(
+      "SELECT credits_charged AS charged, credits_refunded AS refunded FROM jobs WHERE id = ?",
+    );
+    // Guarded so the refunded total can never pass the charge, whatever the caller computed.
+    this.#addRefund = db.prepare(
+      `UPDATE jobs SET credits_refunded = credits_refunded + ?1
+       WHERE id = ?2 AND credits_refunded + ?1 <= credits_charged`,
+    );
+    this.#takeBackRefund = db.prepare(
+      "UPDATE jobs SET credits_refunded = credits_refunded - ?1 WHERE id = ?2 AND credits_refunded >= ?1",
+    );
+    this.#items = db.prepare("SELECT * FROM job_items WHERE job_id = ? ORDER BY idx");
+    // The backlog counts ride jobs_recipe_idx (recipe_id, owner_id, status, finished_at, id).
+    this.#ready = db.prepare(
+      `SELECT count(*) AS n, min(finished_at) AS oldest FROM jobs
+       WHERE recipe_id = ? AND owner_id = ? AND status = 'completed'`,
+    );
+    this.#readyUpTo = db.prepare(
+      `SELECT count(*) AS n FROM (SELECT 1 FROM jobs
+       WHERE recipe_id = ?1 AND owner_id = ?2 AND status = 'completed' LIMIT ?3)`,
+    );
+    this.#inFlight = db.prepare(
+      "SELECT count(*) AS n FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status IN ('queued', 'active')",
+    );
+    // One index probe per recipe (the list is short), never a scan of the owner's history.
+    this.#inFlightForRecipes = db.prepare(
+      `SELECT count(*) AS n FROM jobs WHERE recipe_id IN (SELECT value FROM json_each(?1)) AND owner_id = ?2
+       AND status IN ('queued', 'active')`,
+    );
+    this.#hasCompleted = db.prepare(
+      "SELECT 1 FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status = 'completed' LIMIT 1",
+    );
+    // One UPDATE picks and takes the row under the write lock, so two claims can never get the same one.
+    // finished_at moves to the claim: the new owner's retention counts from when they got the image, and
+    // `keep` (which shielded the unclaimed image from retention) is cleared.
+    this.#transfer = db.prepare(
+      `UPDATE jobs SET owner_id = ?1, credits_charged = ?2, finished_at = ?3, updated_at = ?3,
+         metadata = json_set(coalesce(metadata, '{}'), '$.keep', json('false'), '$.instant', json('true'),
+                             '$.claimedAt', ?3, '$.generatedAt', finished_at)
+       WHERE id = (SELECT id FROM jobs WHERE recipe_id = ?4 AND owner_id = ?5 AND status = 'completed'
+                   ORDER BY finished_at, id LIMIT 1)
+       RETURNING *`,
+    );
+    this.#firstItem = db.prepare(
+      `SELECT key, json_extract(input, '$.prompt') AS prompt, (SELECT count(*) FROM job_items WHERE job_id = ?1) AS count
+       FROM job_items WHERE job_id = ?1 AND idx = 0`,
+    );
+  }
+
+  /** A job's charge and what was refunded of it; null for an unknown job. */
+  credits(jobId: string): { charged: number; refunded: number } | null {
+    return this.#credits.get(jobId) as { charged: number; refunded: number } | null;
+  }
+
+  /** Adds `amount` to the job's refunded total unless that would pass its charge; false when refused. */
+  addRefund(jobId: string, amount: number): boolean {
+    return this.#addRefund.run(amount, jobId).changes === 1;
+  }
+
+  /** Takes `amount` back off the refunded total (a retry re-charged it); false when less was refunded. */
+  takeBackRefund(jobId: string, amount: number): boolean {
+    return this.#takeBackRefund.run(amount, jobId).changes === 1;
+  }
+
+  /** The job's items in order (read inside the caller's transaction when one is open). */
+  items(jobId: string): JobItem[] {
+    return (this.#items.all(jobId) as Record<string, unknown>[]).map(toItem);
+  }
+
+  /** Completed jobs of a recipe held by `ownerId` (a backlog), and when the oldest finished. */
+  ready(recipeId: string, ownerId: string): { n: number; oldest: number | null } {
+    return this.#ready.get(recipeId, ownerId) as { n: number; oldest: number | null };
+  }
+
+  /** The same count, stopping at `limit` (a level check that never counts past what it needs). */
+  readyUpTo(recipeId: string, ownerId: string, limit: number): number {
+    return (this.#readyUpTo.get(recipeId, ownerId, limit) as { n: number }).n;
+  }
+
+  /** Queued or active jobs of a recipe held by `ownerId`. */
+  inFlight(recipeId: string, ownerId: string): number {
+    return (this.#inFlight.get(recipeId, ownerId) as { n: number }).n;
+  }
+
+  /** Queued or active jobs of any of `recipeIds` held by `ownerId`. */
+  inFlightForRecipes(recipeIds: string[], ownerId: string): number {
+    return (this.#inFlightForRecipes.get(JSON.stringify(recipeIds), ownerId) as { n: number }).n;
+  }
+
+  /** Whether `ownerId` holds a completed job of the recipe (a cheap look before queueing for the write lock). */
+  hasCompleted(recipeId: string, ownerId: string): boolean {
+    return this.#hasCompleted.get(recipeId, ownerId) != null;
+  }
+
+  /**
+   * Moves the oldest completed job of `recipeId` held by `from` to `to`, charged `price`, in the caller's
+   * transaction. Returns the job as it is now, or null when there was none left.
+   */
+  transferOldestCompleted(
+    recipeId: string,
+    from: string,
+    to: string,
+    price: number,
+    now: number,
+  ): Job | null {
+    const row = this.#transfer.get(to, price, now, recipeId, from) as Record<string, unknown> | null;
+    return row ? toJob(row) : null;
+  }
+
+  /** The first item's key and prompt, and how many items the job has (a job list's summary line). */
+  firstItem(jobId: string): { key: string; prompt: string | null; count: number } | null {
+    return this.#firstItem.get(jobId) as { key: string; prompt: string | null; count: number } | null;
+  }
+}
