@@ -1,11 +1,14 @@
 import type { Database, Statement } from "bun:sqlite";
+import { columnList, rowAsInserted, rowMapper } from "../db/rows";
 import {
   CLAIM_ORDER,
   type Job,
   type JobAttempt,
   type JobError,
   type JobItem,
-  type JobStatus,
+  jobAttempts,
+  jobItems,
+  jobs,
   PRIORITY_STEP_MS,
 } from "../db/schema";
 
@@ -16,79 +19,36 @@ import {
 
 type Row = Record<string, unknown>;
 
-const JOB_COLUMNS = `id, type, status, priority, input, result, error, progress, progress_message, attempts,
-  max_attempts, run_at, locked_by, locked_until, stalled_count, timeout_ms, dedupe_key, owner_id, recipe_id,
-  credits_charged, credits_refunded, webhook_url, metadata, created_at, started_at, finished_at, updated_at`;
+const JOB_COLUMNS = columnList(jobs);
 
 /** A job in one of these states can be run again by an operator's retry. */
 const RETRYABLE_STATUSES: ReadonlySet<string> = new Set(["failed", "partial", "cancelled"]);
 
-const parse = (v: unknown) => (v == null ? null : JSON.parse(v as string));
+const toAttempt = rowMapper(jobAttempts);
 
 /** Maps a raw `jobs` row (snake_case, JSON as text) to the drizzle `Job` type. */
-export function toJob(r: Row): Job {
-  return {
-    id: r.id as string,
-    type: r.type as string,
-    status: r.status as JobStatus,
-    priority: r.priority as number,
-    input: parse(r.input),
-    result: parse(r.result),
-    error: parse(r.error),
-    progress: r.progress as number,
-    progressMessage: r.progress_message as string | null,
-    attempts: r.attempts as number,
-    maxAttempts: r.max_attempts as number,
-    runAt: r.run_at as number,
-    lockedBy: r.locked_by as string | null,
-    lockedUntil: r.locked_until as number | null,
-    stalledCount: r.stalled_count as number,
-    timeoutMs: r.timeout_ms as number | null,
-    dedupeKey: r.dedupe_key as string | null,
-    ownerId: r.owner_id as string | null,
-    recipeId: r.recipe_id as string | null,
-    creditsCharged: r.credits_charged as number,
-    creditsRefunded: r.credits_refunded as number,
-    webhookUrl: r.webhook_url as string | null,
-    metadata: parse(r.metadata),
-    createdAt: r.created_at as number,
-    startedAt: r.started_at as number | null,
-    finishedAt: r.finished_at as number | null,
-    updatedAt: r.updated_at as number,
-  };
-}
+export const toJob: (r: Row) => Job = rowMapper(jobs);
 
-export function toItem(r: Row): JobItem {
-  return {
-    jobId: r.job_id as string,
-    idx: r.idx as number,
-    key: r.key as string,
-    input: parse(r.input),
-    status: r.status as JobItem["status"],
-    result: parse(r.result),
-    assetId: r.asset_id as string | null,
-    error: parse(r.error),
-    attempts: r.attempts as number,
-    updatedAt: r.updated_at as number,
-  };
-}
+/** Maps a raw `job_items` row to the drizzle `JobItem` type. */
+export const toItem: (r: Row) => JobItem = rowMapper(jobItems);
 
-export type NewJob = {
-  id: string;
-  type: string;
-  input: unknown;
-  priority: number;
-  maxAttempts: number;
-  runAt: number;
-  timeoutMs: number | null;
-  dedupeKey: string | null;
-  ownerId: string | null;
-  recipeId: string | null;
-  creditsCharged: number;
-  webhookUrl: string | null;
-  metadata: Record<string, unknown> | null;
-  now: number;
-};
+/** What an enqueue writes: the insertable columns of `jobs` it sets, and the time it happened. */
+export type NewJob = Pick<
+  Job,
+  | "id"
+  | "type"
+  | "input"
+  | "priority"
+  | "maxAttempts"
+  | "runAt"
+  | "timeoutMs"
+  | "dedupeKey"
+  | "ownerId"
+  | "recipeId"
+  | "creditsCharged"
+  | "webhookUrl"
+  | "metadata"
+> & { now: number };
 
 export type NewItem = { key: string; input: unknown };
 
@@ -449,14 +409,10 @@ export class QueueStore {
          WHERE job_id = ? ORDER BY ended_at, rowid`,
       )
       .all(jobId) as Row[];
-    return rows.map((r) => ({
-      attempt: r.attempt as number,
-      outcome: r.outcome as JobAttempt["outcome"],
-      startedAt: r.started_at as number | null,
-      endedAt: r.ended_at as number,
-      error: parse(r.error),
-      retryAt: r.retry_at as number | null,
-    }));
+    return rows.map((r) => {
+      const { jobId: _, ...attempt } = toAttempt(r);
+      return attempt;
+    });
   }
 
   /**
@@ -704,34 +660,13 @@ function supersededError(): JobError {
 }
 
 /** The row as inserted, built without reading it back (the bulk path must not pay a SELECT per job). */
+const asInserted = rowAsInserted(jobs);
+
 function syntheticJob(j: NewJob): Job {
-  return {
-    id: j.id,
-    type: j.type,
-    status: "queued",
-    priority: j.priority,
-    input: j.input,
-    result: null,
-    error: null,
-    progress: 0,
-    progressMessage: null,
-    attempts: 0,
-    maxAttempts: j.maxAttempts,
-    runAt: j.runAt,
-    lockedBy: null,
-    lockedUntil: null,
-    stalledCount: 0,
-    timeoutMs: j.timeoutMs,
-    dedupeKey: j.dedupeKey,
-    ownerId: j.ownerId,
-    recipeId: j.recipeId,
-    creditsCharged: j.creditsCharged,
-    creditsRefunded: 0,
-    webhookUrl: j.webhookUrl,
-    metadata: j.metadata,
-    createdAt: j.now,
-    startedAt: null,
-    finishedAt: null,
-    updatedAt: j.now,
-  };
+  // Only the table's columns are copied from `j` (not `now`); what the INSERT sets itself is set here.
+  const job = asInserted(j);
+  job.status = "queued";
+  job.createdAt = j.now;
+  job.updatedAt = j.now;
+  return job;
 }

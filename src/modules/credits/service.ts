@@ -1,5 +1,12 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Job, LEDGER_REASONS, User } from "../../db/schema";
+import { rowMapper } from "../../db/rows";
+import {
+  type CreditLedgerRow,
+  creditLedger,
+  type Job,
+  type LEDGER_REASONS,
+  type User,
+} from "../../db/schema";
 import { ApiError, countOf } from "../../errors";
 import type { Queue } from "../../queue";
 import { refundOwed } from "./refunds";
@@ -44,28 +51,16 @@ export class InsufficientCreditsError extends ApiError {
 /** What a debit did: the credits actually taken (0 for unlimited users or with credits off) and the balance. */
 export type Debit = { charged: number; balance: number };
 
-export type LedgerEntry = {
-  id: string;
-  delta: number;
-  balanceAfter: number;
-  reason: LedgerReason;
-  jobId: string | null;
-  note: string | null;
-  createdAt: number;
-};
+/** A ledger row as the API shows it (the row without its user id, which the caller already knows). */
+export type LedgerEntry = Omit<CreditLedgerRow, "userId">;
 
 type Raw = Record<string, unknown>;
 
+const toLedgerRow = rowMapper(creditLedger);
+
 function entryFrom(r: Raw): LedgerEntry {
-  return {
-    id: r.id as string,
-    delta: r.delta as number,
-    balanceAfter: r.balance_after as number,
-    reason: r.reason as LedgerReason,
-    jobId: r.job_id as string | null,
-    note: r.note as string | null,
-    createdAt: r.created_at as number,
-  };
+  const { userId: _, ...entry } = toLedgerRow(r);
+  return entry;
 }
 
 /**
