@@ -1,4 +1,8 @@
 import { sql } from "drizzle-orm";
+import type { RecipeVariable } from "./json-columns";
+
+export type { RecipeVariable } from "./json-columns";
+
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const ROLES = ["admin", "app", "user", "system"] as const;
@@ -243,16 +247,6 @@ export const cards = sqliteTable(
   },
   (t) => [index("cards_owner_idx").on(t.ownerId, t.id)],
 );
-
-export type RecipeVariable = {
-  name: string;
-  type: "enum" | "string" | "number";
-  options?: { value: string; weight?: number }[];
-  default?: string | number;
-  required?: boolean;
-  min?: number;
-  max?: number;
-};
 
 export const recipes = sqliteTable("recipes", {
   id: text("id").primaryKey(),

@@ -1,7 +1,7 @@
 import type { Statement } from "bun:sqlite";
 import { asc, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
-import { type Recipe, type RecipeVariable, recipes } from "../../db/schema";
+import { type Recipe, recipes } from "../../db/schema";
 import { ApiError, conflict, unprocessable } from "../../errors";
 import { ImageError } from "../../images/errors";
 import { PresetRefSchema, resolvePreset } from "../../images/presets";
@@ -118,7 +118,7 @@ export class RecipeService {
       model: body.model ?? null,
       promptTemplate: body.promptTemplate,
       negativePrompt: body.negativePrompt ?? null,
-      variables: body.variables as RecipeVariable[],
+      variables: body.variables,
       output: body.output ?? null,
       size: body.size ?? null,
       creditCost: body.creditCost,
