@@ -130,7 +130,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   queue.define(backlogTopUpJob(backlog));
   if (opts.jobs) queue.define(...opts.jobs);
   const jobs = new JobService(queue, auth, assets);
-  webhooks = new WebhookService({ db, queue, auth, log, jobs }, webhookOptions(config));
+  webhooks = new WebhookService({ db, queue, auth, log, jobs, cards }, webhookOptions(config));
   const health = new HealthService()
     .add(dbWritableCheck(db.$client))
     .add({ name: "storage", run: () => storage.check() })
@@ -146,7 +146,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
   metrics.watchDatabase(config.databasePath);
   metrics.watchItems(queue);
-  const realtime = new RealtimeService(queue, jobs, realtimeOptions(config));
+  const realtime = new RealtimeService(queue, jobs, realtimeOptions(config), cards.events);
   metrics.watchSockets(() => realtime.sessions.size);
   return {
     config,

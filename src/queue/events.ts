@@ -29,48 +29,46 @@ export type QueueEvents = {
   "job:partial": { job: Job; result: unknown };
   "job:failed": { job: Job; error: JobError };
   "job:cancelled": { job: Job };
-  /** A live card has a new image. */
-  "card:rendered": { cardId: string; ownerId: string; version: number; imageUrl: string };
 };
 
 export type EventName = keyof QueueEvents;
-type Listener<K extends EventName> = (payload: QueueEvents[K]) => void;
+type Listener<P> = (payload: P) => void;
 
 /**
- * A small typed event bus. A throwing listener is caught and reported, so a failing subscriber
- * (webhook fan-out, metrics) can never leave a job stuck half-settled.
+ * A small typed event bus over an event map (the queue's own, or a feature's). A throwing listener is caught
+ * and reported, so a failing subscriber (webhook fan-out, metrics) can never leave a job stuck half-settled.
  */
-export class EventBus {
-  readonly #listeners = new Map<EventName, Set<Listener<EventName>>>();
-  readonly #onListenerError: (err: unknown, event: EventName) => void;
+export class EventBus<M extends object = QueueEvents> {
+  readonly #listeners = new Map<keyof M, Set<Listener<never>>>();
+  readonly #onListenerError: (err: unknown, event: keyof M) => void;
 
-  constructor(onListenerError: (err: unknown, event: EventName) => void = () => {}) {
+  constructor(onListenerError: (err: unknown, event: keyof M) => void = () => {}) {
     this.#onListenerError = onListenerError;
   }
 
-  on<K extends EventName>(event: K, listener: Listener<K>): () => void {
+  on<K extends keyof M>(event: K, listener: Listener<M[K]>): () => void {
     let set = this.#listeners.get(event);
     if (!set) {
       set = new Set();
       this.#listeners.set(event, set);
     }
-    set.add(listener as Listener<EventName>);
-    return () => set.delete(listener as Listener<EventName>);
+    set.add(listener as Listener<never>);
+    return () => set.delete(listener as Listener<never>);
   }
 
-  emit<K extends EventName>(event: K, payload: QueueEvents[K]): void {
+  emit<K extends keyof M>(event: K, payload: M[K]): void {
     const set = this.#listeners.get(event);
     if (!set || set.size === 0) return;
     for (const listener of set) {
       try {
-        listener(payload);
+        (listener as Listener<M[K]>)(payload);
       } catch (err) {
         this.#onListenerError(err, event);
       }
     }
   }
 
-  listenerCount(event: EventName): number {
+  listenerCount(event: keyof M): number {
     return this.#listeners.get(event)?.size ?? 0;
   }
 }

@@ -81,7 +81,7 @@ function suite(
         })
       ).json()) as { id: string };
       const renders: number[] = [];
-      const off = server.ctx.queue.events.on("card:rendered", (e) => {
+      const off = server.ctx.cards.events.on("card:rendered", (e) => {
         if (e.cardId === created.id) renders.push(e.version);
       });
       const files = () => listAll(server.ctx.storage, `cards/${created.id}-`);

@@ -85,7 +85,7 @@ describe(`leading-edge debounce (CARD_DEBOUNCE_MS=${WINDOW_MS})`, () => {
     const card = await createCard(server, [0, 0, 0]);
     await idle(server, card.id);
     const renders: number[] = [];
-    const off = server.ctx.queue.events.on("card:rendered", (e) => {
+    const off = server.ctx.cards.events.on("card:rendered", (e) => {
       if (e.cardId === card.id) renders.push(e.version);
     });
     await patch(server, card.id, [1, 0, 0]); // leading edge: renders at once
@@ -105,7 +105,7 @@ describe(`leading-edge debounce (CARD_DEBOUNCE_MS=${WINDOW_MS})`, () => {
   test("a steady stream of changes renders about once per window", async () => {
     const card = await createCard(server, [0, 0]);
     const renders: number[] = [];
-    const off = server.ctx.queue.events.on("card:rendered", (e) => {
+    const off = server.ctx.cards.events.on("card:rendered", (e) => {
       if (e.cardId === card.id) renders.push(e.version);
     });
     const started = performance.now();
@@ -138,7 +138,7 @@ describe("a grace period for superseded images (CARD_SUPERSEDED_GRACE_MS)", () =
   test("the old image stays for the grace period, then a cleanup job removes it", async () => {
     const card = await createCard(server, [1, 2]);
     const rendered = new Promise<void>((resolve) => {
-      const off = server.ctx.queue.events.on("card:rendered", (e) => {
+      const off = server.ctx.cards.events.on("card:rendered", (e) => {
         if (e.cardId === card.id && e.version === 2) {
           off();
           resolve();

@@ -298,7 +298,7 @@ describe("WebSocket /ws", () => {
     const b = await createUser();
     const ca = await connect(a.key);
     const cb = await connect(b.key);
-    server.ctx.queue.events.emit("card:rendered", {
+    server.ctx.cards.events.emit("card:rendered", {
       cardId: "card-1",
       ownerId: a.id,
       version: 3,
@@ -346,7 +346,7 @@ describe("dead and slow connections", () => {
       await waitFor(() => small.ctx.realtime.stats().connections === 2);
       const imageUrl = `http://x/${"y".repeat(16 * 1024)}.png`;
       for (let i = 0; i < 3000 && small.ctx.realtime.stats().connections === 2; i++) {
-        small.ctx.queue.events.emit("card:rendered", {
+        small.ctx.cards.events.emit("card:rendered", {
           cardId: `c${i}`,
           ownerId: user.id,
           version: i,

@@ -3,7 +3,7 @@ import type { Config } from "../../config";
 import type { Db } from "../../db/client";
 import { type Card, cards, type Job } from "../../db/schema";
 import { ApiError, notFound, unprocessable } from "../../errors";
-import type { Queue } from "../../queue";
+import { EventBus, type Queue } from "../../queue";
 import {
   CardDataError,
   type ImageResolver,
@@ -30,6 +30,12 @@ export type CardDeps = {
   resolveImage: ImageResolver;
   config: Pick<Config, "publicUrl" | "CARD_DEBOUNCE_MS" | "CARD_SUPERSEDED_GRACE_MS">;
   now?: () => number;
+};
+
+/** What a live card tells the rest of the server (realtime, webhooks); the queue knows nothing of cards. */
+export type CardEvents = {
+  /** A live card has a new image. */
+  "card:rendered": { cardId: string; ownerId: string; version: number; imageUrl: string };
 };
 
 export const RENDER_JOB = "card.render";
@@ -74,6 +80,8 @@ function validate(template: string, data: unknown): unknown {
 export class CardService {
   readonly #deps: CardDeps;
   readonly #now: () => number;
+  /** `card:rendered` after each render that moved a card's pointer. */
+  readonly events = new EventBus<CardEvents>();
 
   constructor(deps: CardDeps) {
     this.#deps = deps;
@@ -165,7 +173,7 @@ export class CardService {
       return created;
     });
     if (image) {
-      this.#deps.queue.events.emit("card:rendered", {
+      this.events.emit("card:rendered", {
         cardId: id,
         ownerId: owner.id,
         version: 1,
@@ -245,7 +253,7 @@ export class CardService {
       await this.#deps.storage.delete(key);
       return false;
     }
-    this.#deps.queue.events.emit("card:rendered", {
+    this.events.emit("card:rendered", {
       cardId: card.id,
       ownerId: card.ownerId,
       version: card.version,

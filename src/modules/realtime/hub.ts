@@ -1,5 +1,6 @@
 import type { Job } from "../../db/schema";
 import type { EventBus } from "../../queue";
+import type { CardEvents } from "../cards/service";
 import { Coalescer } from "./coalescer";
 import {
   type DescribeOutcome,
@@ -38,6 +39,7 @@ type Pending = { frame: ProgressFrame; ownerId: string | null };
  */
 export class RealtimeHub {
   readonly #events: EventBus;
+  readonly #cardEvents: EventBus<CardEvents> | undefined;
   readonly #progress: Coalescer<Pending>;
   readonly #listeners = new Map<string, Set<FrameListener>>();
   #server: Publisher | null = null;
@@ -46,8 +48,12 @@ export class RealtimeHub {
   #seq = 0;
   readonly #describe: DescribeOutcome;
 
-  constructor(events: EventBus, opts: { progressIntervalMs: number; describe: DescribeOutcome }) {
+  constructor(
+    events: EventBus,
+    opts: { progressIntervalMs: number; describe: DescribeOutcome; cardEvents?: EventBus<CardEvents> },
+  ) {
     this.#events = events;
+    this.#cardEvents = opts.cardEvents;
     this.#describe = opts.describe;
     this.#progress = new Coalescer(opts.progressIntervalMs, (_, p) => this.#publish(p.frame, p.ownerId));
   }
@@ -78,11 +84,16 @@ export class RealtimeHub {
       e.on("job:partial", ({ job }) => this.#terminal(job)),
       e.on("job:failed", ({ job }) => this.#terminal(job)),
       e.on("job:cancelled", ({ job }) => this.#terminal(job)),
-      e.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) => {
-        const frame: ServerFrame = { type: "card_rendered", cardId, imageUrl, version };
-        this.#server?.publish(userTopic(ownerId), JSON.stringify(frame));
-      }),
     ];
+    const cards = this.#cardEvents;
+    if (cards) {
+      this.#off.push(
+        cards.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) => {
+          const frame: ServerFrame = { type: "card_rendered", cardId, imageUrl, version };
+          this.#server?.publish(userTopic(ownerId), JSON.stringify(frame));
+        }),
+      );
+    }
     this.#sweep = setInterval(() => this.#progress.sweep(), 60_000);
     this.#sweep.unref?.();
   }

@@ -1,5 +1,6 @@
 import type { Config } from "../../config";
-import type { Queue } from "../../queue";
+import type { EventBus, Queue } from "../../queue";
+import type { CardEvents } from "../cards/service";
 import type { JobService } from "../jobs/service";
 import { type Publisher, RealtimeHub } from "./hub";
 import { WsSessions } from "./sessions";
@@ -46,10 +47,12 @@ export class RealtimeService {
   readonly sessions: WsSessions;
   readonly streams: JobEventStreams;
 
-  constructor(queue: Queue, jobs: JobService, opts: RealtimeOptions) {
+  /** `cardEvents`: the card service's events, whose `card:rendered` reaches the card owner's sockets. */
+  constructor(queue: Queue, jobs: JobService, opts: RealtimeOptions, cardEvents?: EventBus<CardEvents>) {
     this.hub = new RealtimeHub(queue.events, {
       progressIntervalMs: opts.progressIntervalMs ?? 250,
       describe: (job) => jobs.outcome(job),
+      cardEvents,
     });
     this.sessions = new WsSessions(
       { jobs, getJob: (id) => queue.get(id) },

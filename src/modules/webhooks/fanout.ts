@@ -1,6 +1,7 @@
 import type { Job, WebhookEndpoint } from "../../db/schema";
 import type { Logger } from "../../log";
-import type { Queue } from "../../queue";
+import type { EventBus, Queue } from "../../queue";
+import type { CardEvents } from "../cards/service";
 import { callerMetadata } from "../generate/model";
 import type { JobOutcome } from "../jobs/service";
 import { TEST_EVENT } from "./model";
@@ -15,6 +16,8 @@ export type FanoutOptions = {
   /** Plain progress events become at most one `job.progress` webhook per job per window (batch items: each). */
   progressIntervalMs: number;
   now?: () => number;
+  /** The card service's events: `card:rendered` becomes a `card.rendered` webhook to the card's owner. */
+  cardEvents?: EventBus<CardEvents>;
 };
 
 type Target = { ownerId: string; endpointId: string | null; url: string };
@@ -32,7 +35,7 @@ export class WebhookFanout {
   readonly #store: WebhookStore;
   readonly #queue: Queue;
   readonly #log: Logger;
-  readonly #o: Required<FanoutOptions>;
+  readonly #o: Required<Omit<FanoutOptions, "cardEvents">> & Pick<FanoutOptions, "cardEvents">;
   /** Active endpoints by owner, so a job with no receivers costs one map lookup. */
   #byOwner = new Map<string, WebhookEndpoint[]>();
   readonly #progressAt = new Map<string, number>();
@@ -74,10 +77,15 @@ export class WebhookFanout {
         };
         this.#safely(() => this.#emitJob(job, "job.progress", data));
       }),
-      e.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) =>
-        this.#safely(() => this.#emitOwner(ownerId, "card.rendered", { cardId, version, imageUrl })),
-      ),
     ];
+    const cards = this.#o.cardEvents;
+    if (cards) {
+      this.#off.push(
+        cards.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) =>
+          this.#safely(() => this.#emitOwner(ownerId, "card.rendered", { cardId, version, imageUrl })),
+        ),
+      );
+    }
   }
 
   stop(): void {

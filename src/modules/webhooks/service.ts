@@ -6,6 +6,7 @@ import type { Logger } from "../../log";
 import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
 import type { Queue } from "../../queue";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
+import type { CardService } from "../cards/service";
 import type { JobService } from "../jobs/service";
 import { deliveryJob } from "./deliver";
 import { WebhookFanout } from "./fanout";
@@ -75,7 +76,14 @@ export class WebhookService {
   #pruneTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
-    deps: { db: Db; queue: Queue; auth: AuthService; log: Logger; jobs: Pick<JobService, "outcome"> },
+    deps: {
+      db: Db;
+      queue: Queue;
+      auth: AuthService;
+      log: Logger;
+      jobs: Pick<JobService, "outcome">;
+      cards?: Pick<CardService, "events">;
+    },
     opts: WebhookOptions,
   ) {
     this.#o = { maxEndpoints: 20, now: Date.now, ...opts };
@@ -85,6 +93,7 @@ export class WebhookService {
       progressIntervalMs: opts.progressIntervalMs,
       now: this.#o.now,
       describe: (job) => deps.jobs.outcome(job),
+      cardEvents: deps.cards?.events,
     });
     deps.queue.define(deliveryJob(this.store, deps.log, { ...this.#o }, () => this.fanout.reload()));
   }
