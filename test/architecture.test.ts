@@ -24,19 +24,6 @@ const LIBRARY_DEPS: Record<string, readonly string[]> = {
   storage: [],
   net: [],
 };
-/**
- * Files that still take the whole AppContext: docs/ARCHITECTURE.md, "Known exceptions". Shrink this list;
- * never grow it.
- */
-const TAKES_WHOLE_CONTEXT = [
-  "src/modules/cards/index.ts",
-  "src/modules/dashboard/index.ts",
-  "src/modules/dashboard/service.ts",
-  "src/modules/jobs/index.ts",
-  "src/modules/realtime/index.ts",
-  "src/modules/recipes/index.ts",
-  "src/modules/webhooks/index.ts",
-];
 const SHARED = ["config.ts", "errors.ts", "json-depth.ts", "log.ts", "rate-limit.ts", "validation.ts"];
 /**
  * What one module may import from another: its public faces. `index.ts` (routes) and `service.ts` (the
@@ -250,14 +237,9 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
     ).toEqual([]);
   });
 
-  test("modules and CLI commands take the services they use, not AppContext (known exceptions listed)", () => {
+  test("modules and CLI commands take the services they use, not AppContext", () => {
     expect(
-      violations(
-        (from, to, e) =>
-          to.kind !== "context" ||
-          !(from.kind === "module" || from.kind === "cli") ||
-          TAKES_WHOLE_CONTEXT.includes(rel(e.from)),
-      ),
+      violations((from, to) => to.kind !== "context" || !(from.kind === "module" || from.kind === "cli")),
     ).toEqual([]);
   });
 

@@ -1,11 +1,13 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { rateLimited } from "../../errors";
 import { TokenBucket } from "../../rate-limit";
 import { poll } from "../../render/templates/poll";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { fallbackImage } from "./fallback";
 import {
   CardIdParams,
@@ -17,6 +19,15 @@ import {
   PreviewBody,
   TemplateList,
 } from "./model";
+import type { CardService } from "./service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  auth: AuthService;
+  cards: CardService;
+  config: Pick<Config, "CARD_CACHE_MAX_AGE">;
+  idempotency: IdempotencyService;
+};
 
 const png = (bytes: Uint8Array, headers: Record<string, string>, status = 200) =>
   new Response(status === 304 ? null : bytes, {
@@ -24,7 +35,7 @@ const png = (bytes: Uint8Array, headers: Record<string, string>, status = 200) =
     headers: { "content-type": "image/png", ...headers },
   });
 
-export const cardsModule = (ctx: AppContext) => {
+export const cardsModule = (ctx: Deps) => {
   // 30 previews a minute per user: a burst of 30, then one every 2 s.
   const previewLimit = new TokenBucket(30);
   return new Elysia({ prefix: "/api", name: "cards" })

@@ -1,16 +1,26 @@
 import { join } from "node:path";
 import { Elysia } from "elysia";
-import { z } from "zod";
-import type { AppContext } from "../../context";
-import { JOB_STATUSES } from "../../db/schema";
+import type { z } from "zod";
 import { ApiError, notFound } from "../../errors";
-import { ExpiresInSeconds } from "../auth/model";
 import { type Principal, persistedSecret } from "../auth/service";
 import { type RouteDoc, routeDoc } from "../docs/model";
 import { socketHandlers } from "../realtime";
+import type { RealtimeService } from "../realtime/service";
 import { FAVICON_SVG, faviconIco } from "./favicon";
-import type { Html } from "./html";
-import { canUseDashboard, DashboardService } from "./service";
+import { htmlResponse, redirect } from "./http";
+import {
+  FileParams,
+  FormBody,
+  FragmentParams,
+  IdParams,
+  JobsQuery,
+  jobFilters,
+  KeyForm,
+  KeysQuery,
+  NoticeQuery,
+  SignInBody,
+} from "./model";
+import { canUseDashboard, type DashboardDeps, DashboardService } from "./service";
 import { DashboardSessions, isSameOrigin, type Session, sessionCookie } from "./session";
 import { backlogPage, backlogTable } from "./views/backlog";
 import { cardGrid, cardsPage } from "./views/cards";
@@ -20,6 +30,9 @@ import { type KeysData, keysPage } from "./views/keys";
 import { errorPage, layout, signInPage, type Viewer } from "./views/layout";
 import { type OverviewData, overviewBody, overviewPage } from "./views/overview";
 import { webhooksBody, webhooksPage } from "./views/webhooks";
+
+/** What this file needs from the services: the dashboard service's, and realtime for `/dashboard/ws`. */
+type Deps = DashboardDeps & { realtime: RealtimeService };
 
 type SignedIn = Viewer & { session: Session; principal: Principal };
 
@@ -49,35 +62,6 @@ const NOTICES: Record<string, string> = {
   reserved_name: "ADMIN_KEY is the name of the key the ADMIN_KEY variable sets; choose another.",
 };
 
-const blankToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
-const optionalText = (max: number) => z.preprocess(blankToUndefined, z.string().trim().max(max).optional());
-
-const JobsQuery = z.object({
-  status: z.preprocess(blankToUndefined, z.enum([...JOB_STATUSES, "waiting", "delayed"]).optional()),
-  type: optionalText(64),
-  userId: optionalText(128),
-  recipeId: optionalText(128),
-  q: optionalText(64),
-  cursor: optionalText(64),
-  /** `1`: show internal jobs (webhook deliveries, card renders, backlog top-ups) too. */
-  internal: z.preprocess(blankToUndefined, z.enum(["1"]).optional()),
-});
-/** The page's filters as the service takes them. */
-const jobFilters = ({ internal, ...q }: z.infer<typeof JobsQuery>) => ({ ...q, internal: internal === "1" });
-const NoticeQuery = z.object({ done: optionalText(32), error: optionalText(32) });
-const KeysQuery = NoticeQuery.extend({ user: optionalText(128) });
-const KeyForm = z.object({
-  _csrf: z.string().max(128).optional(),
-  name: z.string().trim().min(1).max(100),
-  expiresInSeconds: z.preprocess(blankToUndefined, z.coerce.number().pipe(ExpiresInSeconds).optional()),
-  user: optionalText(128),
-});
-const IdParams = z.object({ id: z.string().min(1).max(128) });
-const FileParams = z.object({ file: z.string().max(32) });
-const SignInBody = z.object({ key: z.string().trim().min(1).max(256) });
-/** Forms carry the CSRF token; scripts may send it as X-CSRF-Token with no body. */
-const FormBody = z.object({ _csrf: z.string().max(128).optional() }).optional();
-
 const PAGE_SIZE = 25;
 
 const cookieAuth = [{ dashboardSession: [] }];
@@ -103,45 +87,8 @@ const KEY_SHOWN: PageDoc = {
   responseType: "text/html",
 };
 
-/** Only this origin's scripts and styles; images may come from storage on another host. */
-function securityHeaders(request: Request): Record<string, string> {
-  const host = request.headers.get("host") ?? new URL(request.url).host;
-  return {
-    "content-security-policy": [
-      "default-src 'self'",
-      "img-src 'self' data: blob: http: https:",
-      `connect-src 'self' ws://${host} wss://${host}`,
-      "script-src 'self'",
-      "style-src 'self'",
-      "object-src 'none'",
-      "base-uri 'none'",
-      "form-action 'self'",
-      "frame-ancestors 'none'",
-    ].join("; "),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-    "cache-control": "no-store",
-  };
-}
-
-function htmlResponse(
-  request: Request,
-  body: Html,
-  status = 200,
-  extra: Record<string, string> = {},
-): Response {
-  return new Response(body.toString(), {
-    status,
-    headers: { "content-type": "text/html; charset=utf-8", ...securityHeaders(request), ...extra },
-  });
-}
-
 /** Dashboard paths anyone may reach: signing in and the icons. */
 const OPEN_PATHS = new Set(["/dashboard/login", "/favicon.ico", "/favicon.svg"]);
-
-function redirect(location: string, extra: Record<string, string> = {}): Response {
-  return new Response(null, { status: 303, headers: { location, "cache-control": "no-store", ...extra } });
-}
 
 /**
  * `/dashboard`: server-rendered pages for admins (everything) and apps (their users), signed in with a key
@@ -149,7 +96,7 @@ function redirect(location: string, extra: Record<string, string> = {}): Respons
  * `/dashboard/ws`, which speaks the `/ws` protocol but authenticates with the session cookie (an admin's
  * client token could only follow the admin's own jobs).
  */
-export const dashboardModule = (ctx: AppContext) => {
+export const dashboardModule = (ctx: Deps) => {
   const sessions = new DashboardSessions({
     db: ctx.db,
     // The same base secret as client tokens; sessions sign with a key derived from it for their own purpose.
@@ -567,7 +514,7 @@ export const dashboardModule = (ctx: AppContext) => {
           }
         },
         {
-          params: z.object({ name: z.string().max(32) }),
+          params: FragmentParams,
           detail: doc("A live page section, for refreshes", FRAGMENT),
         },
       )

@@ -3,31 +3,37 @@
  * sees itself and its end users (the same rules as the API, whose services do most of the reading).
  */
 import type { Database } from "bun:sqlite";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
+import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
 import { ApiError } from "../../errors";
+import type { ProviderRegistry } from "../../providers/registry";
+import type { Queue } from "../../queue";
 import type { QueueStats } from "../../queue/store";
-import type { Principal } from "../auth/service";
-import { TOPUP_JOB } from "../backlog/service";
+import type { AuthService, Principal } from "../auth/service";
+import { type BacklogService, TOPUP_JOB } from "../backlog/service";
+import type { CardService } from "../cards/service";
 import type { ListJobsQuery } from "../jobs/model";
 import { type JobService, ownerScope } from "../jobs/service";
-import { DELIVER_JOB } from "../webhooks/service";
+import type { RecipeService } from "../recipes/service";
+import type { UserService } from "../users/service";
+import { DELIVER_JOB, type WebhookService } from "../webhooks/service";
 import type { Session } from "./session";
 
-export type DashboardDeps = Pick<
-  AppContext,
-  | "config"
-  | "db"
-  | "queue"
-  | "auth"
-  | "users"
-  | "jobs"
-  | "providers"
-  | "cards"
-  | "webhooks"
-  | "recipes"
-  | "backlog"
->;
+/** What the dashboard reads, and nothing more. */
+export type DashboardDeps = {
+  config: Config;
+  db: Db;
+  queue: Queue;
+  auth: AuthService;
+  users: UserService;
+  jobs: JobService;
+  providers: ProviderRegistry;
+  cards: CardService;
+  webhooks: WebhookService;
+  recipes: RecipeService;
+  backlog: BacklogService;
+};
 
 export type JobFilters = Pick<
   ListJobsQuery,

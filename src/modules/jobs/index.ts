@@ -1,14 +1,25 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { HealthReport } from "../ops/model";
+import type { HealthService } from "../ops/service";
 import { EnqueueBody, JobIdParams, JobList, JobStats, JobStatusView, JobView, ListJobsQuery } from "./model";
+import type { JobService } from "./service";
 
 const JOB_ID = "0197a1b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b";
 
-export const jobsModule = (ctx: AppContext) =>
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  auth: AuthService;
+  health: HealthService;
+  idempotency: IdempotencyService;
+  jobs: JobService;
+};
+
+export const jobsModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "jobs" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))

@@ -1,10 +1,11 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
 import { ApiError } from "../../errors";
 import { authPlugin, principalFrom } from "../auth/plugin";
 import type { AuthService, Principal } from "../auth/service";
 import { routeDoc } from "../docs/model";
+import type { JobService } from "../jobs/service";
 import { JobEventsParams } from "./model";
+import type { RealtimeService } from "./service";
 import type { Socket } from "./sessions";
 
 export { RealtimeService, realtimeOptions, socketServerOptions } from "./service";
@@ -27,13 +28,20 @@ async function principalOf(
 }
 
 /** Elysia hands `ping`/`pong` the raw socket and the other callbacks a wrapper with `.raw`. */
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  auth: AuthService;
+  jobs: Pick<JobService, "visible">;
+  realtime: RealtimeService;
+};
+
 const rawSocket = (ws: object): Socket => ("raw" in ws ? ws.raw : ws) as Socket;
 
 /**
  * The `/ws` protocol's callbacks for an Elysia `.ws()` route; `principalOf` reads who opened the socket from
  * the route's resolved data (`/ws`: a key or token; `/dashboard/ws`: the session cookie).
  */
-export function socketHandlers<D>(ctx: AppContext, principalOf: (data: D) => Principal | null) {
+export function socketHandlers<D>(ctx: Pick<Deps, "realtime">, principalOf: (data: D) => Principal | null) {
   const sessions = ctx.realtime.sessions;
   return {
     open: (ws: { data: D }) => sessions.open(rawSocket(ws), principalOf(ws.data)),
@@ -43,7 +51,7 @@ export function socketHandlers<D>(ctx: AppContext, principalOf: (data: D) => Pri
   };
 }
 
-const socketRoutes = (ctx: AppContext) =>
+const socketRoutes = (ctx: Pick<Deps, "auth" | "realtime">) =>
   new Elysia({ name: "realtime-ws" })
     .resolve(async ({ headers, request }) => ({
       wsPrincipal: await principalOf(ctx.auth, headers, request),
@@ -57,7 +65,7 @@ const socketRoutes = (ctx: AppContext) =>
       },
     });
 
-const streamRoutes = (ctx: AppContext) =>
+const streamRoutes = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "realtime-sse" })
     .use(authPlugin(ctx.auth))
     .get(
@@ -81,5 +89,5 @@ const streamRoutes = (ctx: AppContext) =>
     );
 
 /** `WS /ws` and `GET /api/jobs/:id/events`. */
-export const realtimeModule = (ctx: AppContext) =>
+export const realtimeModule = (ctx: Deps) =>
   new Elysia({ name: "realtime" }).use(socketRoutes(ctx)).use(streamRoutes(ctx));

@@ -1,24 +1,35 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Db } from "../../db/client";
 import type { Recipe } from "../../db/schema";
 import { transaction } from "../../db/tx";
 import { authPlugin } from "../auth/plugin";
-import { isAdminKey } from "../auth/service";
+import { type AuthService, isAdminKey } from "../auth/service";
+import type { BacklogService } from "../backlog/service";
 import { routeDoc } from "../docs/model";
 import { idempotencyPlugin } from "../idempotency/plugin";
+import type { IdempotencyService } from "../idempotency/service";
 import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams, RecipeList, RecipeView } from "./model";
-import { recipeNotFound, recipeView } from "./service";
+import { type RecipeService, recipeNotFound, recipeView } from "./service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  auth: AuthService;
+  backlog: Pick<BacklogService, "scheduleTopUp">;
+  db: Db;
+  idempotency: IdempotencyService;
+  recipes: RecipeService;
+};
 
 /**
  * A recipe that is active and wants a backlog is topped up shortly after it is created or changed, instead of
  * on the next BACKLOG_CRON tick, so instant claims work within seconds of creating it.
  */
-function fillSoon(ctx: AppContext, recipe: Recipe): Recipe {
+function fillSoon(ctx: Pick<Deps, "backlog">, recipe: Recipe): Recipe {
   if (recipe.active && recipe.backlogMin > 0) ctx.backlog.scheduleTopUp(recipe.id);
   return recipe;
 }
 
-export const recipesModule = (ctx: AppContext) =>
+export const recipesModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "recipes" })
     .use(authPlugin(ctx.auth))
     .use(idempotencyPlugin(ctx.idempotency))

@@ -1,6 +1,6 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
+import type { AuthService } from "../auth/service";
 import { routeDoc } from "../docs/model";
 import {
   CreateEndpointBody,
@@ -13,13 +13,17 @@ import {
   OwnerSecretView,
   TestDeliveryView,
 } from "./model";
+import type { WebhookService } from "./service";
 
 export { DELIVER_JOB } from "./fanout";
 export { WebhookService, webhookOptions } from "./service";
 
 const tags = ["webhooks"];
 
-export const webhooksModule = (ctx: AppContext) =>
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; webhooks: WebhookService };
+
+export const webhooksModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "webhooks" })
     .use(authPlugin(ctx.auth))
     .post(
