@@ -20,6 +20,9 @@ export function openDb(path: string, opts: OpenOptions = {}): Db {
   const sqlite = new Database(path, { create: true, strict: true });
   // busy_timeout first: switching a new file to WAL takes a lock another process may hold at that moment.
   sqlite.exec(`PRAGMA busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
+  // Only takes effect on a file with no tables yet: retention can then hand free pages back to the file
+  // system (modules/ops/maintenance.ts). An older file reuses its free pages instead (`easel db vacuum`).
+  sqlite.exec("PRAGMA auto_vacuum = INCREMENTAL");
   sqlite.exec("PRAGMA journal_mode = WAL");
   sqlite.exec(`PRAGMA synchronous = ${opts.synchronous ?? "NORMAL"}`);
   sqlite.exec("PRAGMA foreign_keys = ON");

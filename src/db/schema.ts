@@ -7,6 +7,7 @@ export type Role = (typeof ROLES)[number];
 export const JOB_STATUSES = ["queued", "active", "completed", "partial", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES = ["completed", "partial", "failed", "cancelled"] as const;
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 /** A job in one of these states has ended: it runs again only if retried. */
 export const isTerminalStatus = (status: string): boolean =>
   (TERMINAL_STATUSES as readonly string[]).includes(status);
@@ -104,12 +105,56 @@ export const jobs = sqliteTable(
       .where(sql`status = 'queued' AND dedupe_key IS NOT NULL`),
     index("jobs_active_lease_idx").on(t.lockedUntil).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
-    index("jobs_finished_idx").on(t.finishedAt).where(sql`finished_at IS NOT NULL`),
+    // Finished jobs by status, newest id first: a status-filtered list pages through it. Queries name
+    // `finished_at IS NOT NULL` so the planner may use this partial index.
+    index("jobs_finished_status_idx").on(t.status, t.id).where(sql`finished_at IS NOT NULL`),
+    // Retention walks each end status oldest first, a slice at a time.
+    index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
+    // Queued jobs by due time: the delayed count and the next wake-up read only future rows, never history.
+    index("jobs_queued_run_at_idx").on(t.runAt).where(sql`status = 'queued'`),
     // A recipe's jobs by owner and state: the instant claim takes the oldest completed backlog job with one
     // index probe, and the backlog counts ready and in-flight jobs per recipe without scanning.
     index("jobs_recipe_idx")
       .on(t.recipeId, t.ownerId, t.status, t.finishedAt, t.id)
       .where(sql`recipe_id IS NOT NULL`),
+  ],
+);
+
+/**
+ * Job counts by scope, type and status, kept exact by triggers on `jobs` (migration job_count_triggers) inside the very
+ * statement that inserts, re-statuses, re-owns or deletes a job, so no code path can forget them. `scope` is
+ * `''` for every job, `u:<userId>` for a user's own jobs and `c:<userId>` for the jobs of the end users whose
+ * parent (app) is that user. Rows whose count fell to 0 stay (their number is bounded by scopes x types).
+ */
+export const jobCounts = sqliteTable(
+  "job_counts",
+  {
+    scope: text("scope").notNull(),
+    type: text("type").notNull(),
+    status: text("status", { enum: JOB_STATUSES }).notNull(),
+    n: integer("n").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.scope, t.type, t.status] })],
+);
+
+/**
+ * Jobs that ended, per minute of `finished_at`, by scope (as in `job_counts`), type and end status: the
+ * dashboard's throughput chart and the per-minute metrics read this instead of scanning `jobs`. Written by a
+ * trigger when a job reaches a terminal status; retention trims old minutes.
+ */
+export const jobThroughput = sqliteTable(
+  "job_throughput",
+  {
+    scope: text("scope").notNull(),
+    /** `finished_at` in whole minutes since the epoch. */
+    minute: integer("minute").notNull(),
+    type: text("type").notNull(),
+    status: text("status", { enum: TERMINAL_STATUSES }).notNull(),
+    n: integer("n").notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ columns: [t.scope, t.minute, t.type, t.status] }),
+    index("job_throughput_minute_idx").on(t.minute),
   ],
 );
 
@@ -340,7 +385,7 @@ export const idempotencyKeys = sqliteTable(
     response: text("response").notNull(),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.ownerId, t.key] })],
+  (t) => [primaryKey({ columns: [t.ownerId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
 );
 
 export type User = typeof users.$inferSelect;

@@ -1,5 +1,5 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Job, JobAttempt, JobError, JobItem, JobStatus } from "../db/schema";
+import type { Job, JobAttempt, JobError, JobItem, JobStatus, TerminalStatus } from "../db/schema";
 
 /**
  * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -105,6 +105,20 @@ export type QueueStats = {
   byType: Record<string, Record<string, number>>;
 };
 
+/**
+ * Whose jobs a count covers: null for every job; else one owner's, and with `withEndUsers` also those of
+ * the end users that owner (an app) created. The scope keys match the triggers' (`u:` own, `c:` children).
+ */
+export type CountScope = { ownerId: string; withEndUsers: boolean } | null;
+
+function scopeKeys(scope: CountScope): string[] {
+  if (scope === null) return [""];
+  return scope.withEndUsers ? [`u:${scope.ownerId}`, `c:${scope.ownerId}`] : [`u:${scope.ownerId}`];
+}
+
+/** Where a retention walk over one end status stopped: the last row of the previous slice. */
+export type RetentionCursor = { finishedAt: number; id: string };
+
 export class QueueStore {
   readonly db: Database;
   readonly #insert: Statement;
@@ -122,6 +136,15 @@ export class QueueStore {
   readonly #itemAttempt: Statement;
   readonly #checkpoint: Statement;
   readonly #claimCache = new Map<string, Statement>();
+  readonly #counts: Statement;
+  readonly #delayedAll: Statement;
+  readonly #delayedOwner: Statement;
+  readonly #delayedApp: Statement;
+  readonly #throughput: Statement;
+  readonly #trimThroughput: Statement;
+  readonly #retentionScan: Statement;
+  readonly #deleteByIds: Statement;
+  readonly #endedBefore: Statement;
   readonly #begin: Statement;
   readonly #commit: Statement;
   readonly #rollback: Statement;
@@ -181,6 +204,40 @@ export class QueueStore {
     );
     this.#byId = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`);
     this.#items = db.prepare("SELECT * FROM job_items WHERE job_id = ? ORDER BY idx");
+    // `scope IN (?1, ?2)`: a single-key scope passes its key twice.
+    this.#counts = db.prepare(
+      "SELECT type, status AS s, sum(n) AS n FROM job_counts WHERE scope IN (?1, ?2) AND n > 0 GROUP BY type, status",
+    );
+    const delayed = (owner: string) =>
+      db.prepare(
+        `SELECT type, count(*) AS n FROM jobs INDEXED BY jobs_queued_run_at_idx
+         WHERE status = 'queued' AND run_at > ?1${owner} GROUP BY type`,
+      );
+    this.#delayedAll = delayed("");
+    this.#delayedOwner = delayed(" AND owner_id = ?2");
+    this.#delayedApp = delayed(
+      " AND (owner_id = ?2 OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?2)",
+    );
+    this.#throughput = db.prepare(
+      `SELECT minute, type, status, sum(n) AS n FROM job_throughput
+       WHERE scope IN (?1, ?2) AND minute >= ?3 AND minute < ?4 GROUP BY minute, type, status`,
+    );
+    this.#trimThroughput = db.prepare(
+      `DELETE FROM job_throughput WHERE rowid IN
+         (SELECT rowid FROM job_throughput INDEXED BY job_throughput_minute_idx WHERE minute < ? LIMIT ?)`,
+    );
+    // Keyset pagination on (finished_at, id): kept jobs are stepped over once, not re-read by every slice.
+    this.#retentionScan = db.prepare(
+      `SELECT id, finished_at, coalesce(json_extract(metadata, '$.keep'), 0) AS keep
+       FROM jobs INDEXED BY jobs_retention_idx
+       WHERE status = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 AND (finished_at, id) > (?3, ?4)
+       ORDER BY finished_at, id LIMIT ?5`,
+    );
+    this.#endedBefore = db.prepare(
+      `SELECT 1 FROM jobs INDEXED BY jobs_retention_idx
+       WHERE status = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT 1`,
+    );
+    this.#deleteByIds = db.prepare("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))");
     this.#itemAttempt = db.prepare(
       "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
     );
@@ -581,48 +638,94 @@ export class QueueStore {
   }
 
   /**
-   * Deletes terminal jobs finished before the cut-offs (completed before `completedBefore`; failed, partial
-   * and cancelled before `failedBefore`), in chunks, skipping jobs marked `metadata.keep`. `beforeDelete`
-   * runs in each chunk's transaction first (assets are removed with their jobs). Returns the deleted ids.
+   * One retention slice: deletes up to `limit` jobs that ended in `status` before `before`, oldest first,
+   * skipping those marked `metadata.keep`, starting after `from` (the cursor the previous slice returned).
+   * `beforeDelete` runs in the slice's transaction first (assets go with their jobs). Walks
+   * jobs_retention_idx, so a slice costs its own rows, never the history behind or ahead of it. Returns the
+   * deleted ids and the cursor to continue from, or null when nothing of `status` is left past `before`.
    */
-  deleteFinished(
-    completedBefore: number,
-    failedBefore: number,
+  deleteFinishedSlice(
+    status: TerminalStatus,
+    before: number,
+    from: RetentionCursor | null,
+    limit: number,
     beforeDelete?: (ids: string[]) => void,
-    chunk = 1000,
-  ): string[] {
-    const deleted: string[] = [];
-    for (;;) {
-      const ids = this.tx(() => {
-        const rows = this.db
-          .query(
-            `SELECT id FROM jobs WHERE finished_at IS NOT NULL
-               AND ((status = 'completed' AND finished_at < ?) OR (status IN ('failed', 'partial', 'cancelled') AND finished_at < ?))
-               AND coalesce(json_extract(metadata, '$.keep'), 0) = 0
-             LIMIT ?`,
-          )
-          .all(completedBefore, failedBefore, chunk) as { id: string }[];
-        const ids = rows.map((r) => r.id);
-        if (ids.length === 0) return ids;
+  ): { ids: string[]; next: RetentionCursor | null } {
+    return this.tx(() => {
+      const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
+        id: string;
+        finished_at: number;
+        keep: number;
+      }[];
+      const ids = rows.filter((r) => !r.keep).map((r) => r.id);
+      if (ids.length > 0) {
         beforeDelete?.(ids);
-        this.db
-          .query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
-          .run(JSON.stringify(ids));
-        return ids;
-      });
-      deleted.push(...ids);
-      if (ids.length < chunk) return deleted;
-    }
+        this.#deleteByIds.run(JSON.stringify(ids));
+      }
+      const last = rows.at(-1);
+      const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
+      return { ids, next };
+    });
   }
 
-  stats(now: number): QueueStats {
-    const rows = this.db
-      .query(
-        `SELECT type, CASE WHEN status = 'queued' AND run_at > ? THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
-           ELSE status END AS s, count(*) AS n FROM jobs GROUP BY type, s`,
-      )
-      .all(now) as { type: string; s: string; n: number }[];
+  /** Whether any job ended in `status` before `before` (one probe of jobs_retention_idx). */
+  endedBefore(status: TerminalStatus, before: number): boolean {
+    return this.#endedBefore.get(status, before) != null;
+  }
+
+  /**
+   * Counts by status and type in `scope` (every job when null): terminal and active counts are the
+   * trigger-kept `job_counts` rows; queued ones are split into waiting and delayed by counting the queued
+   * jobs due after `now` on jobs_queued_run_at_idx (a walk over future jobs only, never history).
+   */
+  stats(now: number, scope: CountScope = null): QueueStats {
+    const keys = scopeKeys(scope);
+    const counted = this.#counts.all(keys[0]!, keys[1] ?? keys[0]!) as {
+      type: string;
+      s: string;
+      n: number;
+    }[];
+    const delayed = (
+      scope === null
+        ? this.#delayedAll.all(now)
+        : scope.withEndUsers
+          ? this.#delayedApp.all(now, scope.ownerId)
+          : this.#delayedOwner.all(now, scope.ownerId)
+    ) as { type: string; n: number }[];
+    const delayedByType = new Map(delayed.map((r) => [r.type, r.n]));
+    const rows: { type: string; s: string; n: number }[] = [];
+    for (const r of counted) {
+      if (r.s !== "queued") rows.push(r);
+      else {
+        const later = delayedByType.get(r.type) ?? 0;
+        if (r.n - later > 0) rows.push({ type: r.type, s: "waiting", n: r.n - later });
+        if (later > 0) rows.push({ type: r.type, s: "delayed", n: later });
+      }
+    }
     return countsFrom(rows);
+  }
+
+  /**
+   * Jobs that ended per minute in `scope`, for minutes in [fromMinute, toMinute), from the trigger-kept
+   * rollup: rows of (minute, type, status, n), one index range per scope key.
+   */
+  throughput(
+    scope: CountScope,
+    fromMinute: number,
+    toMinute: number,
+  ): { minute: number; type: string; status: TerminalStatus; n: number }[] {
+    const keys = scopeKeys(scope);
+    return this.#throughput.all(keys[0]!, keys[1] ?? keys[0]!, fromMinute, toMinute) as {
+      minute: number;
+      type: string;
+      status: TerminalStatus;
+      n: number;
+    }[];
+  }
+
+  /** One slice of rollup trimming: deletes up to `limit` rows of minutes before `beforeMinute`. */
+  trimThroughput(beforeMinute: number, limit: number): number {
+    return this.tx(() => this.#trimThroughput.run(beforeMinute, limit).changes);
   }
 
   /** Queued jobs that carry a dedupe key (debounced work waiting for its window), for the debug view. */

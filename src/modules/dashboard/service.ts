@@ -2,13 +2,12 @@
  * What the dashboard pages show, read on behalf of the signed-in principal: admins see everything, an app
  * sees itself and its end users (the same rules as the API, whose services do most of the reading).
  */
-import type { Database } from "bun:sqlite";
 import type { AppContext } from "../../context";
 import type { User } from "../../db/schema";
 import { ApiError } from "../../errors";
 import type { Principal } from "../auth/service";
 import type { ListJobsQuery } from "../jobs/model";
-import { type JobService, ownerScope } from "../jobs/service";
+import { countScope, type JobService } from "../jobs/service";
 import type { Session } from "./session";
 
 export type DashboardDeps = Pick<
@@ -48,11 +47,9 @@ const HOUR_MS = 60 * 60_000;
 
 export class DashboardService {
   readonly #d: DashboardDeps;
-  readonly #sql: Database;
 
   constructor(deps: DashboardDeps) {
     this.#d = deps;
-    this.#sql = deps.db.$client;
   }
 
   /** The principal behind a session, while its key is unrevoked and its role may use the dashboard. */
@@ -65,26 +62,21 @@ export class DashboardService {
     return this.#d.jobs.stats(p);
   }
 
-  /** Finished jobs per 5 minutes over the last hour, oldest first (12 buckets). */
+  /** Finished jobs per 5 minutes over the last hour, oldest first (12 buckets), from the throughput rollup. */
   throughput(p: Principal, now = Date.now()): ThroughputBucket[] {
     const end = Math.ceil(now / BUCKET_MS) * BUCKET_MS;
     const start = end - HOUR_MS;
-    const scope = ownerScope(p);
-    const rows = this.#sql
-      .query(
-        `SELECT (finished_at - ?) / ${BUCKET_MS} AS bucket, sum(status = 'completed') AS completed,
-           sum(status IN ('failed', 'partial')) AS failed
-         FROM jobs WHERE finished_at >= ? ${scope ? `AND ${scope.sql}` : ""} GROUP BY bucket`,
-      )
-      .all(start, start, ...(scope?.args ?? [])) as { bucket: number; completed: number; failed: number }[];
+    const rows = this.#d.queue.throughput(countScope(p), start / 60_000, end / 60_000);
     const buckets = Array.from({ length: HOUR_MS / BUCKET_MS }, (_, i) => ({
       start: start + i * BUCKET_MS,
       completed: 0,
       failed: 0,
     }));
     for (const r of rows) {
-      const b = buckets[r.bucket];
-      if (b) Object.assign(b, { completed: r.completed, failed: r.failed });
+      const b = buckets[Math.floor((r.minute * 60_000 - start) / BUCKET_MS)];
+      if (!b) continue;
+      if (r.status === "completed") b.completed += r.n;
+      else if (r.status === "failed" || r.status === "partial") b.failed += r.n;
     }
     return buckets;
   }

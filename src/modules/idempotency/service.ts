@@ -1,4 +1,4 @@
-import { and, eq, lt } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { idempotencyKeys } from "../../db/schema";
 import { ApiError, unprocessable } from "../../errors";
@@ -71,12 +71,14 @@ export class IdempotencyService {
     return out;
   }
 
-  /** Forgets keys older than `maxAgeMs` (run with retention). */
-  prune(maxAgeMs: number): void {
-    this.#db
-      .delete(idempotencyKeys)
-      .where(lt(idempotencyKeys.createdAt, this.#now() - maxAgeMs))
-      .run();
+  /** Forgets up to `limit` keys older than `maxAgeMs` (one slice of retention; the caller loops). Returns how many. */
+  prune(maxAgeMs: number, limit: number): number {
+    return this.#db.$client
+      .query(
+        `DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys
+           INDEXED BY idempotency_keys_created_idx WHERE created_at < ? LIMIT ?)`,
+      )
+      .run(this.#now() - maxAgeMs, limit).changes;
   }
 }
 

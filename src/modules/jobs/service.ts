@@ -1,13 +1,12 @@
 import type { Database } from "bun:sqlite";
 import type { Job, JobItem } from "../../db/schema";
 import { conflict, notFound, unprocessable } from "../../errors";
-import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
-import { countsFrom, toJob } from "../../queue/store";
+import { type CountScope, InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
+import { toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import type { AssetService, AssetView } from "../generate/assets";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 
-/** A job as its owner sees it over HTTP. */
 /**
  * The `jobs.owner_id` condition for what `p` may see — the SQL twin of `AuthService.canAccess`: null for an
  * admin key (everything), an app key's own jobs and its end users', anyone else's own.
@@ -21,6 +20,12 @@ export function ownerScope(p: Principal): { sql: string; args: string[] } | null
     };
   }
   return { sql: "owner_id = ?", args: [p.user.id] };
+}
+
+/** The counters' twin of `ownerScope`: which trigger-kept counts `p` may read (null: all of them). */
+export function countScope(p: Principal): CountScope {
+  if (isAdminKey(p)) return null;
+  return { ownerId: p.user.id, withEndUsers: p.via === "key" && p.user.role === "app" };
 }
 
 /** A job as the API shows it. */
@@ -169,15 +174,7 @@ export class JobService {
 
   /** Counts by status and type: every job for admins, the caller's own (and an app's users') otherwise. */
   stats(p: Principal) {
-    const scope = ownerScope(p);
-    if (!scope) return this.#queue.stats();
-    const rows = this.#sqlite
-      .query(
-        `SELECT type, CASE WHEN status = 'queued' AND run_at > ? THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
-           ELSE status END AS s, count(*) AS n FROM jobs WHERE ${scope.sql} GROUP BY type, s`,
-      )
-      .all(Date.now(), ...scope.args) as { type: string; s: string; n: number }[];
-    return countsFrom(rows);
+    return this.#queue.stats(countScope(p));
   }
 
   cancel(p: Principal, id: string) {

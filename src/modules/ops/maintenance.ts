@@ -1,21 +1,97 @@
 import type { AppContext } from "../../context";
 import { optimize } from "../../db/client";
+import { yieldToEventLoop } from "../../queue";
 import { sweepOrphans } from "../../storage";
 
+export type RetentionReport = {
+  jobs: number;
+  objects: number;
+  idempotencyKeys: number;
+  webhookDeliveries: number;
+  throughputRows: number;
+  /** Pages returned to the file system by incremental vacuum. */
+  freedPages: number;
+};
+
+/** Rows per transaction for the small tables (idempotency keys): a few milliseconds each. */
+const SLICE = 2000;
+/** Idempotency keys answer repeats for a day. */
+const IDEMPOTENCY_KEEP_MS = 24 * 3_600_000;
+
+const running = new WeakMap<AppContext, Promise<RetentionReport>>();
+
 /**
- * Retention: deletes finished jobs past their retention with their asset rows (same transaction), then
- * the assets' objects from storage. Returns what it removed.
+ * Retention: deletes finished jobs past their retention with their asset rows (same slice transaction) and
+ * then the assets' objects from storage; then old idempotency keys, webhook deliveries and throughput
+ * rollup minutes. Every table is trimmed in slices with event-loop turns between them, so however much
+ * history is due no request waits for more than one slice. Calls while a run is under way join it.
  */
-export async function runRetention(ctx: AppContext): Promise<{ jobs: number; objects: number }> {
+export function runRetention(ctx: AppContext, signal?: AbortSignal): Promise<RetentionReport> {
+  const current = running.get(ctx);
+  if (current) return current;
+  const run = retain(ctx, signal).finally(() => running.delete(ctx));
+  running.set(ctx, run);
+  return run;
+}
+
+async function retain(ctx: AppContext, signal?: AbortSignal): Promise<RetentionReport> {
   const { config, queue, assets, storage } = ctx;
-  const keys: string[] = [];
-  const deleted = queue.cleanupRetention(config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS, (ids) => {
-    keys.push(...assets.takeForJobs(ids));
+  let objects = 0;
+  const pendingKeys: string[] = [];
+  const jobs = await queue.cleanupRetention({
+    completedHours: config.RETAIN_COMPLETED_HOURS,
+    failedHours: config.RETAIN_FAILED_HOURS,
+    signal,
+    beforeDelete: (ids) => {
+      pendingKeys.push(...assets.takeForJobs(ids));
+    },
+    afterSlice: async () => {
+      // A crash between the commit and these deletes leaves orphans, which the storage sweep removes.
+      const keys = pendingKeys.splice(0);
+      objects += keys.length;
+      if (keys.length) await storage.deleteMany(keys);
+    },
   });
-  if (keys.length) await storage.deleteMany(keys);
-  ctx.idempotency.prune(24 * 3_600_000);
+  let idempotencyKeys = 0;
+  for (;;) {
+    const n = ctx.idempotency.prune(IDEMPOTENCY_KEEP_MS, SLICE);
+    idempotencyKeys += n;
+    if (n < SLICE || signal?.aborted) break;
+    await yieldToEventLoop();
+  }
+  const webhookDeliveries = await ctx.webhooks.prune(signal);
+  // The chart needs an hour; a week (or the longest retention) lets an operator look back further.
+  const keepHours = Math.max(168, config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS);
+  const throughputRows = await queue.trimThroughput(keepHours, signal);
+  const freedPages = await incrementalVacuum(ctx, signal);
   optimize(ctx.db.$client);
-  return { jobs: deleted.length, objects: keys.length };
+  return { jobs, objects, idempotencyKeys, webhookDeliveries, throughputRows, freedPages };
+}
+
+/** Free pages kept for reuse: new rows fill them without growing the file. */
+const FREE_RESERVE = 0.25;
+/** Pages returned per incremental_vacuum step (4 MiB of 4 KiB pages). */
+const VACUUM_STEP = 1024;
+
+/**
+ * With `auto_vacuum = INCREMENTAL` (new databases, see db/client.ts), gives free pages beyond a quarter of
+ * the file back to the file system, a step at a time, so a one-off spike does not leave the file large for
+ * ever while steady retention keeps reusing its pages. A database created before that setting keeps its
+ * free pages for reuse (switching needs a one-off VACUUM: `easel db vacuum`).
+ */
+export async function incrementalVacuum(ctx: Pick<AppContext, "db">, signal?: AbortSignal): Promise<number> {
+  const sqlite = ctx.db.$client;
+  const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
+  if (pragma("auto_vacuum") !== 2) return 0;
+  let freed = 0;
+  for (;;) {
+    const excess = pragma("freelist_count") - Math.floor(pragma("page_count") * FREE_RESERVE);
+    if (excess <= 0 || signal?.aborted) return freed;
+    const step = Math.min(excess, VACUUM_STEP);
+    sqlite.run(`PRAGMA incremental_vacuum(${step})`);
+    freed += step;
+    await yieldToEventLoop();
+  }
 }
 
 /** Removes stored objects no row references (a crash between a write and its row), past a grace period. */
