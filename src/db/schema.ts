@@ -108,6 +108,8 @@ export const jobs = sqliteTable(
     // Finished jobs by status, newest id first: a status-filtered list pages through it. Queries name
     // `finished_at IS NOT NULL` so the planner may use this partial index.
     index("jobs_finished_status_idx").on(t.status, t.id).where(sql`finished_at IS NOT NULL`),
+    // A type-filtered list pages through a type's jobs newest first. Written once per job (types never change).
+    index("jobs_type_idx").on(t.type, t.id),
     // Retention walks each end status oldest first, a slice at a time.
     index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
     // Queued jobs by due time: the delayed count and the next wake-up read only future rows, never history.
