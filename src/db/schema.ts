@@ -140,6 +140,15 @@ export const jobCounts = sqliteTable(
 );
 
 /**
+ * Holds a row only inside a transaction that adjusts `job_counts` itself for a bulk delete (a retention
+ * slice subtracts its rows' counts in a few grouped statements); the delete trigger skips rows meanwhile.
+ * Other connections never see the row: it is inserted and removed before that transaction commits.
+ */
+export const jobCountsDeferred = sqliteTable("job_counts_deferred", {
+  id: integer("id").primaryKey(),
+});
+
+/**
  * Jobs that ended, per minute of `finished_at`, by scope (as in `job_counts`), type and end status: the
  * dashboard's throughput chart and the per-minute metrics read this instead of scanning `jobs`. Written by a
  * trigger when a job reaches a terminal status; retention trims old minutes.

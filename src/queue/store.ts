@@ -145,6 +145,10 @@ export class QueueStore {
   readonly #retentionScan: Statement;
   readonly #deleteByIds: Statement;
   readonly #endedBefore: Statement;
+  readonly #deferCounts: Statement;
+  readonly #undeferCounts: Statement;
+  readonly #addCount: Statement;
+  readonly #parents: Statement;
   readonly #begin: Statement;
   readonly #commit: Statement;
   readonly #rollback: Statement;
@@ -227,8 +231,17 @@ export class QueueStore {
          (SELECT rowid FROM job_throughput INDEXED BY job_throughput_minute_idx WHERE minute < ? LIMIT ?)`,
     );
     // Keyset pagination on (finished_at, id): kept jobs are stepped over once, not re-read by every slice.
+    this.#deferCounts = db.prepare("INSERT INTO job_counts_deferred (id) VALUES (1)");
+    this.#undeferCounts = db.prepare("DELETE FROM job_counts_deferred");
+    this.#addCount = db.prepare(
+      `INSERT INTO job_counts (scope, type, status, n) VALUES (?, ?, ?, ?)
+       ON CONFLICT (scope, type, status) DO UPDATE SET n = n + excluded.n`,
+    );
+    this.#parents = db.prepare(
+      "SELECT id, parent_id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND parent_id IS NOT NULL",
+    );
     this.#retentionScan = db.prepare(
-      `SELECT id, finished_at, coalesce(json_extract(metadata, '$.keep'), 0) AS keep
+      `SELECT id, finished_at, type, owner_id, coalesce(json_extract(metadata, '$.keep'), 0) AS keep
        FROM jobs INDEXED BY jobs_retention_idx
        WHERE status = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 AND (finished_at, id) > (?3, ?4)
        ORDER BY finished_at, id LIMIT ?5`,
@@ -656,16 +669,51 @@ export class QueueStore {
         id: string;
         finished_at: number;
         keep: number;
+        type: string;
+        owner_id: string | null;
       }[];
-      const ids = rows.filter((r) => !r.keep).map((r) => r.id);
+      const doomed = rows.filter((r) => !r.keep);
+      const ids = doomed.map((r) => r.id);
       if (ids.length > 0) {
         beforeDelete?.(ids);
+        // The per-row delete trigger would cost three statements a row; this slice subtracts its counts in
+        // a few grouped upserts instead, in the same transaction (so they are exact whatever happens).
+        this.#deferCounts.run();
         this.#deleteByIds.run(JSON.stringify(ids));
+        for (const [key, n] of this.#countDeltas(doomed)) {
+          const [scope, type] = key.split("\u0000");
+          this.#addCount.run(scope!, type!, status, -n);
+        }
+        this.#undeferCounts.run();
       }
       const last = rows.at(-1);
       const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
       return { ids, next };
     });
+  }
+
+  /** How many of `rows` (all of one status) each `job_counts` row loses, keyed `scope\0type`. */
+  #countDeltas(rows: { type: string; owner_id: string | null }[]): Map<string, number> {
+    const owners = [...new Set(rows.map((r) => r.owner_id).filter((o): o is string => o !== null))];
+    const parents = new Map(
+      (this.#parents.all(JSON.stringify(owners)) as { id: string; parent_id: string }[]).map((u) => [
+        u.id,
+        u.parent_id,
+      ]),
+    );
+    const deltas = new Map<string, number>();
+    const add = (scope: string, type: string) => {
+      const key = `${scope}\u0000${type}`;
+      deltas.set(key, (deltas.get(key) ?? 0) + 1);
+    };
+    for (const r of rows) {
+      add("", r.type);
+      if (r.owner_id === null) continue;
+      add(`u:${r.owner_id}`, r.type);
+      const parent = parents.get(r.owner_id);
+      if (parent) add(`c:${parent}`, r.type);
+    }
+    return deltas;
   }
 
   /** Whether any job ended in `status` before `before` (one probe of jobs_retention_idx). */

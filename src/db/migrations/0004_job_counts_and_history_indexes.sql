@@ -6,6 +6,10 @@ CREATE TABLE `job_counts` (
 	PRIMARY KEY(`scope`, `type`, `status`)
 );
 --> statement-breakpoint
+CREATE TABLE `job_counts_deferred` (
+	`id` integer PRIMARY KEY NOT NULL
+);
+--> statement-breakpoint
 CREATE TABLE `job_throughput` (
 	`scope` text NOT NULL,
 	`minute` integer NOT NULL,

@@ -15,6 +15,20 @@ export type RetentionReport = {
   ms: number;
 };
 
+/** Storage keys deleted together, a few requests at a time. */
+const FILE_BATCH = 500;
+const FILE_CONCURRENCY = 8;
+
+/** Deletes `keys` from storage in FILE_CONCURRENCY parallel groups (local disk deletes one file per call). */
+async function deleteObjects(storage: AppContext["storage"], keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const size = Math.ceil(keys.length / FILE_CONCURRENCY);
+  const groups = Array.from({ length: Math.ceil(keys.length / size) }, (_, i) =>
+    keys.slice(i * size, (i + 1) * size),
+  );
+  await Promise.all(groups.map((group) => storage.deleteMany(group)));
+}
+
 /** Rows per transaction for the small tables (idempotency keys): a few milliseconds each. */
 const SLICE = 2000;
 /** Idempotency keys answer repeats for a day. */
@@ -41,6 +55,9 @@ async function retain(ctx: AppContext, signal?: AbortSignal): Promise<RetentionR
   const started = performance.now();
   let objects = 0;
   const pendingKeys: string[] = [];
+  // One slice's files are deleted while the next slices run (at most one batch behind, so memory stays
+  // bounded). A crash between a slice's commit and its files' deletion leaves orphans for the storage sweep.
+  let deleting: Promise<void> = Promise.resolve();
   const jobs = await queue.cleanupRetention({
     completedHours: config.RETAIN_COMPLETED_HOURS,
     failedHours: config.RETAIN_FAILED_HOURS,
@@ -49,12 +66,16 @@ async function retain(ctx: AppContext, signal?: AbortSignal): Promise<RetentionR
       pendingKeys.push(...assets.takeForJobs(ids));
     },
     afterSlice: async () => {
-      // A crash between the commit and these deletes leaves orphans, which the storage sweep removes.
+      if (pendingKeys.length < FILE_BATCH) return;
+      await deleting;
       const keys = pendingKeys.splice(0);
       objects += keys.length;
-      if (keys.length) await storage.deleteMany(keys);
+      deleting = deleteObjects(storage, keys);
     },
   });
+  await deleting;
+  objects += pendingKeys.length;
+  await deleteObjects(storage, pendingKeys.splice(0));
   let idempotencyKeys = 0;
   for (;;) {
     const n = ctx.idempotency.prune(IDEMPOTENCY_KEEP_MS, SLICE);
