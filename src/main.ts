@@ -22,6 +22,8 @@ usage: easel [command]
   backlog maintain [--recipe R] [--dry-run] [--wait [--process]]   top the backlog up now
   credits grant|debit <user> <n> [--note T]   change a user's credits (id or external id)
   credits balance <user>        a user's credits and recent ledger
+  db stats [--json]             file, free pages and each table's size (data and indexes)
+  db vacuum [--force]           one-off rewrite that switches an older database to incremental auto-vacuum
   backup <file>                 consistent copy of the database, safe while the server runs
   restore <file> [--force]      replace the database with a checked backup (server stopped)
 
@@ -35,6 +37,7 @@ const SERVICE_COMMANDS = new Map<string, () => Promise<ServiceCommand>>([
   ["users", async () => (await import("./cli/users")).usersCommand],
   ["backlog", async () => (await import("./cli/backlog")).backlogCommand],
   ["credits", async () => (await import("./cli/credits")).creditsCommand],
+  ["db", async () => (await import("./cli/db")).dbCommand],
 ]);
 
 async function main(argv: string[]): Promise<number> {

@@ -317,13 +317,11 @@ export async function startRuntime(
       log.error({ err }, "retention cleanup failed");
     }
   };
-  const firstRetention = setTimeout(() => {
-    const retainHours = {
-      completedHours: config.RETAIN_COMPLETED_HOURS,
-      failedHours: config.RETAIN_FAILED_HOURS,
-    };
-    if (queue.retentionDue(retainHours)) void retain();
-  }, 1000);
+  const due = queue.retentionDue({
+    completedHours: config.RETAIN_COMPLETED_HOURS,
+    failedHours: config.RETAIN_FAILED_HOURS,
+  });
+  const firstRetention = due ? setTimeout(retain, 1000) : undefined;
   timers.push({
     stop: () => {
       clearTimeout(firstRetention);

@@ -175,7 +175,7 @@ describe("job counts kept by triggers", () => {
     expectExact(q, now, users);
     const total = (q.store.db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n;
     expect(total).toBeGreaterThan(100);
-  });
+  }, 30_000);
 
   test("the throughput rollup counts every run that ends, by minute, and outlives the jobs' retention", async () => {
     const tmp = tempDir();
@@ -264,5 +264,5 @@ describe("job counts kept by triggers", () => {
     expect(recovered.requeued + recovered.failed).toBe(leftActive);
     expectExact(parent, Date.now(), users);
     parent.store.db.close();
-  });
+  }, 30_000);
 });
