@@ -311,7 +311,7 @@ export async function startRuntime(
   const retention = new AbortController();
   const retain = async () => {
     try {
-      const removed = await runRetention(ctx, retention.signal);
+      const removed = await runRetention(ctx, retention.signal, () => checkpointer.checkpointNow());
       if (removed.jobs) log.info(removed, "retention cleanup");
     } catch (err) {
       log.error({ err }, "retention cleanup failed");

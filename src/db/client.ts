@@ -28,6 +28,9 @@ export function openDb(path: string, opts: OpenOptions = {}): Db {
   sqlite.exec("PRAGMA foreign_keys = ON");
   sqlite.exec("PRAGMA temp_store = MEMORY");
   sqlite.exec("PRAGMA cache_size = -32000");
+  // After a burst of writes (a large retention run) the WAL file is cut back to this when it rewinds,
+  // instead of keeping its high-water size on disk.
+  sqlite.exec("PRAGMA journal_size_limit = 67108864");
   const db = drizzle({ client: sqlite, schema }) as Db;
   // Committed drizzle-kit migrations, embedded in the build (migrate.ts); safe from several processes at once.
   if (opts.migrate !== false) applyMigrations(sqlite);

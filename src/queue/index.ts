@@ -35,6 +35,12 @@ export type RetentionOptions = {
   afterSlice?: (ids: string[]) => Promise<void> | void;
   /** How long one slice's transaction should take. @defaultValue 8 */
   sliceMs?: number;
+  /**
+   * Awaited after every `RETENTION_CHECKPOINT_ROWS` deleted jobs with no slice running, so a WAL checkpoint
+   * can complete and the log restart: deletes dirty pages all over the indexes, and back-to-back slices
+   * would otherwise grow the WAL for as long as retention runs.
+   */
+  checkpoint?: () => Promise<void>;
   signal?: AbortSignal;
 };
 
@@ -252,6 +258,7 @@ export class Queue {
     const cutoffs = this.#retentionCutoffs(opts);
     const slicer = new SliceSizer(opts.sliceMs ?? 8);
     let deleted = 0;
+    let sinceCheckpoint = 0;
     for (const [status, before] of cutoffs) {
       let cursor: RetentionCursor | null = null;
       do {
@@ -261,7 +268,12 @@ export class Queue {
         slicer.observe(performance.now() - started);
         cursor = slice.next;
         deleted += slice.ids.length;
+        sinceCheckpoint += slice.ids.length;
         if (slice.ids.length > 0) await opts.afterSlice?.(slice.ids);
+        if (opts.checkpoint && sinceCheckpoint >= RETENTION_CHECKPOINT_ROWS) {
+          sinceCheckpoint = 0;
+          await opts.checkpoint();
+        }
         await yieldToEventLoop();
       } while (cursor);
     }
@@ -343,6 +355,9 @@ export class Queue {
   }
 }
 
+/** Jobs deleted between two pauses for a WAL checkpoint (see `RetentionOptions.checkpoint`). */
+const RETENTION_CHECKPOINT_ROWS = 20_000;
+
 /** Lets timers, sockets and requests that are due run before the next slice of background work. */
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -353,17 +368,25 @@ export function yieldToEventLoop(): Promise<void> {
  * the machine's speed or load (rows cost more with assets, items and attempts to cascade).
  */
 export class SliceSizer {
-  rows = 500;
+  rows: number;
   readonly #targetMs: number;
+  readonly #min: number;
+  readonly #max: number;
 
-  constructor(targetMs: number) {
+  constructor(
+    targetMs: number,
+    bounds: { start: number; min: number; max: number } = { start: 200, min: 50, max: 5000 },
+  ) {
     this.#targetMs = targetMs;
+    this.rows = bounds.start;
+    this.#min = bounds.min;
+    this.#max = bounds.max;
   }
 
   observe(ms: number): void {
     const scaled = this.rows * (this.#targetMs / Math.max(ms, 0.1));
     // Grow gently, shrink at once: one slow slice is a stall someone already waited through.
-    this.rows = Math.round(Math.min(5000, Math.max(50, Math.min(scaled, this.rows * 1.5))));
+    this.rows = Math.round(Math.min(this.#max, Math.max(this.#min, Math.min(scaled, this.rows * 1.5))));
   }
 }
 

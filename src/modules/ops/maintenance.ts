@@ -1,6 +1,6 @@
 import type { AppContext } from "../../context";
 import { optimize } from "../../db/client";
-import { yieldToEventLoop } from "../../queue";
+import { SliceSizer, yieldToEventLoop } from "../../queue";
 import { sweepOrphans } from "../../storage";
 
 export type RetentionReport = {
@@ -42,15 +42,23 @@ const running = new WeakMap<AppContext, Promise<RetentionReport>>();
  * rollup minutes. Every table is trimmed in slices with event-loop turns between them, so however much
  * history is due no request waits for more than one slice. Calls while a run is under way join it.
  */
-export function runRetention(ctx: AppContext, signal?: AbortSignal): Promise<RetentionReport> {
+export function runRetention(
+  ctx: AppContext,
+  signal?: AbortSignal,
+  checkpoint?: () => Promise<void>,
+): Promise<RetentionReport> {
   const current = running.get(ctx);
   if (current) return current;
-  const run = retain(ctx, signal).finally(() => running.delete(ctx));
+  const run = retain(ctx, signal, checkpoint).finally(() => running.delete(ctx));
   running.set(ctx, run);
   return run;
 }
 
-async function retain(ctx: AppContext, signal?: AbortSignal): Promise<RetentionReport> {
+async function retain(
+  ctx: AppContext,
+  signal?: AbortSignal,
+  checkpoint?: () => Promise<void>,
+): Promise<RetentionReport> {
   const { config, queue, assets, storage } = ctx;
   const started = performance.now();
   let objects = 0;
@@ -62,6 +70,7 @@ async function retain(ctx: AppContext, signal?: AbortSignal): Promise<RetentionR
     completedHours: config.RETAIN_COMPLETED_HOURS,
     failedHours: config.RETAIN_FAILED_HOURS,
     signal,
+    checkpoint,
     beforeDelete: (ids) => {
       pendingKeys.push(...assets.takeForJobs(ids));
     },
@@ -95,8 +104,6 @@ async function retain(ctx: AppContext, signal?: AbortSignal): Promise<RetentionR
 
 /** Free pages kept for reuse: new rows fill them without growing the file. */
 const FREE_RESERVE = 0.25;
-/** Pages returned per incremental_vacuum step (4 MiB of 4 KiB pages). */
-const VACUUM_STEP = 1024;
 
 /**
  * With `auto_vacuum = INCREMENTAL` (new databases, see db/client.ts), gives free pages beyond a quarter of
@@ -109,11 +116,16 @@ export async function incrementalVacuum(ctx: Pick<AppContext, "db">, signal?: Ab
   const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
   if (pragma("auto_vacuum") !== 2) return 0;
   let freed = 0;
+  // Each page freed moves a page from the end of the file and rewrites its pointers (about 0.1-0.2 ms on
+  // a small machine), so steps are sized by time like retention's slices.
+  const steps = new SliceSizer(5, { start: 16, min: 8, max: 2048 });
   for (;;) {
     const excess = pragma("freelist_count") - Math.floor(pragma("page_count") * FREE_RESERVE);
     if (excess <= 0 || signal?.aborted) return freed;
-    const step = Math.min(excess, VACUUM_STEP);
+    const step = Math.min(excess, steps.rows);
+    const started = performance.now();
     sqlite.run(`PRAGMA incremental_vacuum(${step})`);
+    steps.observe(performance.now() - started);
     freed += step;
     await yieldToEventLoop();
   }
