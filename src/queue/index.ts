@@ -33,7 +33,7 @@ export type RetentionOptions = {
   beforeDelete?: (ids: string[]) => void;
   /** Runs after each slice has committed (awaited before the next slice). */
   afterSlice?: (ids: string[]) => Promise<void> | void;
-  /** How long one slice's transaction should take. @defaultValue 8 */
+  /** How long one slice's transaction should take. @defaultValue 5 */
   sliceMs?: number;
   /**
    * Awaited after every `RETENTION_CHECKPOINT_ROWS` deleted jobs with no slice running, so a WAL checkpoint
@@ -256,7 +256,7 @@ export class Queue {
    */
   async cleanupRetention(opts: RetentionOptions): Promise<number> {
     const cutoffs = this.#retentionCutoffs(opts);
-    const slicer = new SliceSizer(opts.sliceMs ?? 8);
+    const slicer = new SliceSizer(opts.sliceMs ?? 5);
     let deleted = 0;
     let sinceCheckpoint = 0;
     for (const [status, before] of cutoffs) {

@@ -116,6 +116,9 @@ function scopeKeys(scope: CountScope): string[] {
   return scope.withEndUsers ? [`u:${scope.ownerId}`, `c:${scope.ownerId}`] : [`u:${scope.ownerId}`];
 }
 
+/** A job entering (`from` null), leaving (`to` null) or changing status, for `job_counts`. */
+type CountMove = { type: string; ownerId: string | null; from: JobStatus | null; to: JobStatus | null };
+
 /** Where a retention walk over one end status stopped: the last row of the previous slice. */
 export type RetentionCursor = { finishedAt: number; id: string };
 
@@ -318,6 +321,29 @@ export class QueueStore {
       }
     }
     return { job: stored, deduped };
+  }
+
+  /**
+   * Runs `fn` (inside the caller's transaction) with the per-row count triggers standing aside, then
+   * applies the moves it reports as a few grouped upserts (retention slices: a deleted row then costs the
+   * triggers' WHEN test, not their three statements). `fn` must report every job it inserts,
+   * re-statuses or deletes, and run no other code that does (no hooks): a move it does not report is
+   * counted by nobody. The marker row never commits, so other connections' triggers never skip a row.
+   */
+  #counted<T>(fn: (moved: CountMove[]) => T): T {
+    if (!this.db.inTransaction) throw new Error("#counted needs an open transaction");
+    const moved: CountMove[] = [];
+    this.#deferCounts.run();
+    try {
+      const out = fn(moved);
+      for (const [key, n] of this.#countDeltas(moved)) {
+        const [scope, type, status] = key.split("\u0000");
+        if (n !== 0) this.#addCount.run(scope!, type!, status!, n);
+      }
+      return out;
+    } finally {
+      this.#undeferCounts.run();
+    }
   }
 
   /**
@@ -676,15 +702,11 @@ export class QueueStore {
       const ids = doomed.map((r) => r.id);
       if (ids.length > 0) {
         beforeDelete?.(ids);
-        // The per-row delete trigger would cost three statements a row; this slice subtracts its counts in
-        // a few grouped upserts instead, in the same transaction (so they are exact whatever happens).
-        this.#deferCounts.run();
-        this.#deleteByIds.run(JSON.stringify(ids));
-        for (const [key, n] of this.#countDeltas(doomed)) {
-          const [scope, type] = key.split("\u0000");
-          this.#addCount.run(scope!, type!, status, -n);
-        }
-        this.#undeferCounts.run();
+        // Counted as a few grouped upserts rather than three trigger statements per deleted row.
+        this.#counted((moved) => {
+          this.#deleteByIds.run(JSON.stringify(ids));
+          for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
+        });
       }
       const last = rows.at(-1);
       const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
@@ -692,9 +714,9 @@ export class QueueStore {
     });
   }
 
-  /** How many of `rows` (all of one status) each `job_counts` row loses, keyed `scope\0type`. */
-  #countDeltas(rows: { type: string; owner_id: string | null }[]): Map<string, number> {
-    const owners = [...new Set(rows.map((r) => r.owner_id).filter((o): o is string => o !== null))];
+  /** What `moves` change in each `job_counts` row, keyed `scope\0type\0status`. */
+  #countDeltas(moves: CountMove[]): Map<string, number> {
+    const owners = [...new Set(moves.map((m) => m.ownerId).filter((o): o is string => o !== null))];
     const parents = new Map(
       (this.#parents.all(JSON.stringify(owners)) as { id: string; parent_id: string }[]).map((u) => [
         u.id,
@@ -702,16 +724,20 @@ export class QueueStore {
       ]),
     );
     const deltas = new Map<string, number>();
-    const add = (scope: string, type: string) => {
-      const key = `${scope}\u0000${type}`;
-      deltas.set(key, (deltas.get(key) ?? 0) + 1);
+    const add = (m: CountMove, status: string | null, n: number) => {
+      if (status === null) return;
+      const scopes = [""];
+      if (m.ownerId !== null) scopes.push(`u:${m.ownerId}`);
+      const parent = m.ownerId === null ? undefined : parents.get(m.ownerId);
+      if (parent) scopes.push(`c:${parent}`);
+      for (const scope of scopes) {
+        const key = `${scope}\u0000${m.type}\u0000${status}`;
+        deltas.set(key, (deltas.get(key) ?? 0) + n);
+      }
     };
-    for (const r of rows) {
-      add("", r.type);
-      if (r.owner_id === null) continue;
-      add(`u:${r.owner_id}`, r.type);
-      const parent = parents.get(r.owner_id);
-      if (parent) add(`c:${parent}`, r.type);
+    for (const m of moves) {
+      add(m, m.from, -1);
+      add(m, m.to, 1);
     }
     return deltas;
   }

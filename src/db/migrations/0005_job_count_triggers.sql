@@ -2,11 +2,20 @@
 -- triggers so every statement that inserts, re-statuses, re-owns or deletes a job updates them in its own
 -- transaction: the counts are exact after any crash, and no store path has to remember them.
 -- Scopes: '' every job; 'u:<id>' jobs owned by <id>; 'c:<id>' jobs owned by end users whose parent is <id>.
--- Users are never deleted nor re-parented, so the parent looked up when a count is taken back is the one
--- it was added under.
-CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs BEGIN
+-- Users are never deleted nor re-parented and exist before their jobs, so the parent looked up when a count
+-- is taken back is the one it was added under. Each change has a trigger for the '' scope and one, guarded by
+-- WHEN, for the owner scopes: a job without an owner runs one statement per change instead of three.
+-- A retention slice marks its transaction in job_counts_deferred and applies its deletes as a few grouped
+-- upserts instead (QueueStore#counted); the triggers stand aside meanwhile. That row is removed before the
+-- transaction commits, so no other connection ever sees it.
+CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs
+WHEN NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   INSERT INTO job_counts (scope, type, status, n) VALUES ('', NEW.type, NEW.status, 1)
     ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
+END;
+--> statement-breakpoint
+CREATE TRIGGER jobs_counts_insert_owned AFTER INSERT ON jobs
+WHEN NEW.owner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   INSERT INTO job_counts (scope, type, status, n) SELECT 'u:' || NEW.owner_id, NEW.type, NEW.status, 1 WHERE NEW.owner_id IS NOT NULL
     ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
   INSERT INTO job_counts (scope, type, status, n) SELECT 'c:' || parent_id, NEW.type, NEW.status, 1 FROM users
@@ -14,14 +23,19 @@ CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs BEGIN
     ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
 END;
 --> statement-breakpoint
-CREATE TRIGGER jobs_counts_update AFTER UPDATE OF status, owner_id ON jobs
-WHEN OLD.status IS NOT NEW.status OR OLD.owner_id IS NOT NEW.owner_id BEGIN
+CREATE TRIGGER jobs_counts_update AFTER UPDATE OF status ON jobs
+WHEN OLD.status IS NOT NEW.status AND NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   UPDATE job_counts SET n = n - 1 WHERE scope = '' AND type = OLD.type AND status = OLD.status;
+  INSERT INTO job_counts (scope, type, status, n) VALUES ('', NEW.type, NEW.status, 1)
+    ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
+END;
+--> statement-breakpoint
+CREATE TRIGGER jobs_counts_update_owned AFTER UPDATE OF status, owner_id ON jobs
+WHEN (OLD.status IS NOT NEW.status OR OLD.owner_id IS NOT NEW.owner_id)
+  AND (OLD.owner_id IS NOT NULL OR NEW.owner_id IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   UPDATE job_counts SET n = n - 1 WHERE scope = 'u:' || OLD.owner_id AND type = OLD.type AND status = OLD.status;
   UPDATE job_counts SET n = n - 1
     WHERE scope = 'c:' || (SELECT parent_id FROM users WHERE id = OLD.owner_id) AND type = OLD.type AND status = OLD.status;
-  INSERT INTO job_counts (scope, type, status, n) VALUES ('', NEW.type, NEW.status, 1)
-    ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
   INSERT INTO job_counts (scope, type, status, n) SELECT 'u:' || NEW.owner_id, NEW.type, NEW.status, 1 WHERE NEW.owner_id IS NOT NULL
     ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
   INSERT INTO job_counts (scope, type, status, n) SELECT 'c:' || parent_id, NEW.type, NEW.status, 1 FROM users
@@ -29,11 +43,13 @@ WHEN OLD.status IS NOT NEW.status OR OLD.owner_id IS NOT NEW.owner_id BEGIN
     ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
 END;
 --> statement-breakpoint
--- A bulk delete that subtracts its own counts (a retention slice) marks its transaction in
--- job_counts_deferred, which saves three statements per deleted row.
 CREATE TRIGGER jobs_counts_delete AFTER DELETE ON jobs
 WHEN NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   UPDATE job_counts SET n = n - 1 WHERE scope = '' AND type = OLD.type AND status = OLD.status;
+END;
+--> statement-breakpoint
+CREATE TRIGGER jobs_counts_delete_owned AFTER DELETE ON jobs
+WHEN OLD.owner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   UPDATE job_counts SET n = n - 1 WHERE scope = 'u:' || OLD.owner_id AND type = OLD.type AND status = OLD.status;
   UPDATE job_counts SET n = n - 1
     WHERE scope = 'c:' || (SELECT parent_id FROM users WHERE id = OLD.owner_id) AND type = OLD.type AND status = OLD.status;
@@ -43,11 +59,19 @@ END;
 -- again when its new run ends); an instant claim changing its owner later does not move it.
 CREATE TRIGGER jobs_throughput_finish AFTER UPDATE OF status ON jobs
 WHEN NEW.status IN ('completed', 'partial', 'failed', 'cancelled') AND OLD.status IN ('queued', 'active') BEGIN
-  INSERT INTO job_throughput (scope, minute, type, status, n) VALUES ('', coalesce(NEW.finished_at, NEW.updated_at) / 60000, NEW.type, NEW.status, 1)
+  INSERT INTO job_throughput (scope, minute, type, status, n)
+    VALUES ('', coalesce(NEW.finished_at, NEW.updated_at) / 60000, NEW.type, NEW.status, 1)
     ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = n + 1;
-  INSERT INTO job_throughput (scope, minute, type, status, n) SELECT 'u:' || NEW.owner_id, coalesce(NEW.finished_at, NEW.updated_at) / 60000, NEW.type, NEW.status, 1 WHERE NEW.owner_id IS NOT NULL
+END;
+--> statement-breakpoint
+CREATE TRIGGER jobs_throughput_finish_owned AFTER UPDATE OF status ON jobs
+WHEN NEW.owner_id IS NOT NULL AND NEW.status IN ('completed', 'partial', 'failed', 'cancelled')
+  AND OLD.status IN ('queued', 'active') BEGIN
+  INSERT INTO job_throughput (scope, minute, type, status, n)
+    SELECT 'u:' || NEW.owner_id, coalesce(NEW.finished_at, NEW.updated_at) / 60000, NEW.type, NEW.status, 1 WHERE true
     ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = n + 1;
-  INSERT INTO job_throughput (scope, minute, type, status, n) SELECT 'c:' || parent_id, coalesce(NEW.finished_at, NEW.updated_at) / 60000, NEW.type, NEW.status, 1 FROM users
+  INSERT INTO job_throughput (scope, minute, type, status, n)
+    SELECT 'c:' || parent_id, coalesce(NEW.finished_at, NEW.updated_at) / 60000, NEW.type, NEW.status, 1 FROM users
     WHERE id = NEW.owner_id AND parent_id IS NOT NULL
     ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = n + 1;
 END;
