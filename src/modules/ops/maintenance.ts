@@ -116,9 +116,10 @@ export async function incrementalVacuum(ctx: Pick<AppContext, "db">, signal?: Ab
   const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
   if (pragma("auto_vacuum") !== 2) return 0;
   let freed = 0;
-  // Each page freed moves a page from the end of the file and rewrites its pointers (about 0.1-0.2 ms on
-  // a small machine), so steps are sized by time like retention's slices.
-  const steps = new SliceSizer(5, { start: 16, min: 8, max: 2048 });
+  // Each page freed may move a page from the end of the file and rewrite its pointers (0.1-0.2 ms on a
+  // small machine), or cost nothing when the end is free already: steps are sized by time like retention's
+  // slices, and capped, because a cheap step says nothing about the next (a 2048-page step stalled 460 ms).
+  const steps = new SliceSizer(5, { start: 16, min: 8, max: 64 });
   for (;;) {
     const excess = pragma("freelist_count") - Math.floor(pragma("page_count") * FREE_RESERVE);
     if (excess <= 0 || signal?.aborted) return freed;
