@@ -8,6 +8,10 @@ FROM oven/bun:1 AS deps
 WORKDIR /app
 COPY package.json bun.lock ./
 RUN bun install --frozen-lockfile --production
+# The font packages ship every weight as WOFF and WOFF2; cards read WOFF at 400, 600 and 800 only
+# (src/render/fonts.ts), so the rest (~240 MB, mostly the CJK fallbacks) stays out of the image.
+RUN find node_modules/@fontsource -type f \( -name '*.woff2' -o \( -name '*.woff' ! -name '*-400-normal.woff' \
+      ! -name '*-600-normal.woff' ! -name '*-800-normal.woff' \) \) -delete
 
 FROM oven/bun:1 AS runtime
 WORKDIR /app

@@ -2,8 +2,8 @@
  * `bun run build`: compiles Easel into one self-contained executable, `dist/easel` (`--outfile` to change),
  * for the platform it runs on. Everything is embedded: the code and its worker threads, the migrations
  * (inlined by the Bun macro in src/db/embed-migrations.ts), the fonts and emoji the card templates read, resvg's native addon
- * (Bun embeds `.node` files), and sharp's addon with its libvips, which Bun cannot embed by itself — see
- * `sharpPlugin`. The result runs `easel serve` and every CLI command with no node_modules beside it.
+ * (Bun embeds `.node` files), sharp's addon with its libvips, which Bun cannot embed by itself — see
+ * `sharpPlugin` — and takumi's addon (`takumiPlugin`). The result runs `easel serve` and every CLI command with no node_modules beside it.
  */
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -27,7 +27,26 @@ const ENTRYPOINTS = [
 
 /** Packages whose files the code reads from disk at runtime, and the files of each that are embedded. */
 const EMBEDDED_PACKAGES: { name: string; files: (file: string) => boolean }[] = [
-  { name: "@fontsource/inter", files: (f) => f === "package.json" || /^files\/.+-normal\.woff$/.test(f) },
+  {
+    name: "@fontsource/inter",
+    files: (f) => f === "package.json" || f === "unicode.json" || /^files\/.+-normal\.woff$/.test(f),
+  },
+  // The fallback fonts for other scripts (src/render/fonts.ts): their subset table and the weights the
+  // templates use, as WOFF (CJK: ~15 MB each of the 9 weights × 2 formats their packages ship).
+  ...[
+    "noto-sans-jp",
+    "noto-sans-kr",
+    "noto-sans-sc",
+    "noto-sans-tc",
+    "noto-kufi-arabic",
+    "noto-sans-hebrew",
+    "noto-sans-devanagari",
+    "noto-sans-thai",
+  ].map((id) => ({
+    name: `@fontsource/${id}`,
+    files: (f: string) =>
+      f === "package.json" || f === "unicode.json" || /^files\/.+-(400|600|800)-normal\.woff$/.test(f),
+  })),
   { name: "@twemoji/svg", files: (f) => f === "package.json" || f.endsWith(".svg") },
   {
     name: "swagger-ui-dist",
@@ -166,6 +185,34 @@ export default sharp;
   };
 }
 
+/**
+ * Takumi (CARD_RENDERER=takumi) picks its native addon with a chain of guarded requires, one per platform,
+ * which the executable cannot satisfy from its own file system. The loader gets an early return of this
+ * platform's addon by its absolute path, which Bun then embeds like any `.node` file.
+ */
+function takumiPlugin(): Bun.BunPlugin & { hit(): boolean } {
+  const platform = `${process.platform}-${process.arch}${process.platform === "linux" ? (isMusl() ? "-musl" : "-gnu") : ""}`;
+  const pkg = `@takumi-rs/core-${platform}`;
+  const addon = join(packageDir(pkg), `core.${platform}.node`);
+  let hit = false;
+  return {
+    name: "easel-embedded-takumi",
+    hit: () => hit,
+    setup(build) {
+      build.onLoad({ filter: /[\\/]@takumi-rs[\\/]core[\\/]dist[\\/]export\.mjs$/ }, (args) => {
+        const text = readFileSync(args.path, "utf8");
+        const start = "function requireNative() {";
+        if (!text.includes(start)) throw new Error("takumi's loader changed (update scripts/build.ts)");
+        hit = true;
+        return {
+          contents: text.replace(start, `${start}\n\treturn require(${JSON.stringify(addon)});`),
+          loader: "js",
+        };
+      });
+    },
+  };
+}
+
 export async function build(outfile: string): Promise<void> {
   const names = ENTRYPOINTS.map((e) => basename(e));
   if (new Set(names).size !== names.length) throw new Error(`entrypoint file names must differ: ${names}`);
@@ -174,6 +221,7 @@ export async function build(outfile: string): Promise<void> {
     const assets = stageAssets(stage);
     const embedded = embeddedPackagesPlugin();
     const sharp = sharpPlugin();
+    const takumi = takumiPlugin();
     const result = await Bun.build({
       entrypoints: ENTRYPOINTS.map((e) => join(ROOT, e)),
       compile: {
@@ -181,7 +229,7 @@ export async function build(outfile: string): Promise<void> {
         assets: [assets, ...EMBEDDED_DIRS.map((d) => join(ROOT, d))],
         autoloadDotenv: true,
       },
-      plugins: [embedded, sharp],
+      plugins: [embedded, sharp, takumi],
       // Flat names: worker code does `new Worker(new URL("./worker.ts", import.meta.url))`, and in the
       // executable import.meta.url is the root of its virtual file system, where the entry files must be.
       naming: { entry: "[name].[ext]" },
@@ -191,6 +239,7 @@ export async function build(outfile: string): Promise<void> {
     const unused = embedded.unused();
     if (unused.length) throw new Error(`embedded but never looked up (update scripts/build.ts): ${unused}`);
     if (!sharp.hit()) throw new Error("sharp's loader was not replaced (update scripts/build.ts)");
+    if (!takumi.hit()) throw new Error("takumi's loader was not replaced (update scripts/build.ts)");
   } finally {
     rmSync(stage, { recursive: true, force: true });
   }

@@ -5,16 +5,16 @@
  *
  *   bun scripts/check-backlog-status.ts [--json]
  */
-import { backlogCommand } from "../src/cli/backlog";
+import { backlogCommand, needsAttention } from "../src/cli/backlog";
 import { loadConfig } from "../src/config";
 import { silentLogger } from "../src/log";
-import { createServices } from "../src/runtime";
+import { createServices } from "../src/services";
 
 const ctx = createServices(loadConfig(), { log: silentLogger });
 try {
   await backlogCommand(ctx, ["status", ...process.argv.slice(2)]);
-  const short = ctx.backlog.statusAll().some((s) => s.active && (s.ready < s.min || s.failures.paused));
-  process.exitCode = short ? 1 : 0;
+  // The same test as the state column's, so the exit code and the printed state always agree.
+  process.exitCode = ctx.backlog.statusAll().some(needsAttention) ? 1 : 0;
 } finally {
   ctx.db.$client.close();
 }

@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { createApp } from "../src/app";
 import { EnvSchema, loadConfig } from "../src/config";
 import { silentLogger } from "../src/log";
-import { createServices } from "../src/runtime";
+import { createServices } from "../src/services";
 
 const ROOT = resolve(import.meta.dir, "..");
 /** Where the image keeps the data volume; DATA_DIR must point there. */

@@ -8,7 +8,7 @@
 import { backlogCommand } from "../src/cli/backlog";
 import { loadConfig } from "../src/config";
 import { silentLogger } from "../src/log";
-import { createServices } from "../src/runtime";
+import { createServices } from "../src/services";
 
 const ctx = createServices(loadConfig(), { log: silentLogger });
 try {

@@ -1,7 +1,10 @@
 import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
+import type { z } from "zod";
 import type { AppContext } from "./context";
+import { isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
+import { parseShallowJson } from "./json-depth";
 import { authModule } from "./modules/auth";
 import { backlogModule } from "./modules/backlog";
 import { cardsModule } from "./modules/cards";
@@ -10,6 +13,7 @@ import { dashboardModule } from "./modules/dashboard";
 import { docsModule } from "./modules/docs";
 import { filesRoutes } from "./modules/files";
 import { generateModule } from "./modules/generate";
+import { settleFailedRequest } from "./modules/idempotency/plugin";
 import { instantModule } from "./modules/instant";
 import { jobsModule } from "./modules/jobs";
 import { metricsModule } from "./modules/metrics";
@@ -19,7 +23,8 @@ import { realtimeModule } from "./modules/realtime";
 import { recipesModule } from "./modules/recipes";
 import { usersModule } from "./modules/users";
 import { webhooksModule } from "./modules/webhooks";
-import { LocalStorage } from "./storage";
+import { LocalStorage, StorageError } from "./storage";
+import { describeIssues } from "./validation";
 
 const json = (status: number, body: unknown, headers?: Record<string, string>) =>
   new Response(JSON.stringify(body), {
@@ -31,20 +36,30 @@ const errorBody = (code: string, message: string, details?: unknown) => ({
   error: details === undefined ? { code, message } : { code, message, details },
 });
 
-type Issue = { path?: unknown; message?: string; summary?: string };
+type Validator = { "~standard"?: unknown; schema?: unknown };
+type Parser = { safeParse?: (v: unknown) => { success: boolean; error?: { issues: z.core.$ZodIssue[] } } };
 
-/** Elysia's validation error as our shape: 422 naming the first bad field, all issues in `details`. */
+/**
+ * Elysia's validation error as our shape, from zod's own issues (Elysia's summary drops their codes): 400
+ * `unknown_field` when a field is not one the route knows (with the nearest known name), else 422
+ * `validation_failed` naming the first bad field; every problem in `details`.
+ */
 function validationResponse(error: unknown): Response {
-  const all = ((error as { all?: Issue[] }).all ?? []).map((i) => ({
-    path: typeof i.path === "string" ? i.path.replace(/^\//, "").replaceAll("/", ".") : String(i.path ?? ""),
-    message: i.message ?? i.summary ?? "invalid",
-  }));
-  const first = all[0];
-  const type = (error as { type?: string }).type ?? "request";
-  const message = first
-    ? `${type} ${first.path ? `field '${first.path}'` : ""}: ${first.message}`.replace("  ", " ")
-    : "invalid request";
-  return json(422, errorBody("validation_failed", message, all));
+  const {
+    validator,
+    value,
+    type = "request",
+  } = error as { validator?: Validator; value?: unknown; type?: string };
+  const schema = (validator && "~standard" in validator ? validator : validator?.schema) as
+    | Parser
+    | undefined;
+  const issues = schema?.safeParse?.(value).error?.issues ?? [];
+  const problems = describeIssues(issues, schema, value);
+  const first = problems[0];
+  if (!first) return json(422, errorBody("validation_failed", `invalid ${type}`));
+  if (first.code === "unknown_field") return json(400, errorBody("unknown_field", first.message, problems));
+  const where = first.path ? ` field '${first.path}'` : "";
+  return json(422, errorBody("validation_failed", `${type}${where}: ${first.message}`, problems));
 }
 
 /** Reads a streamed body, refusing it (413) as soon as it passes `max` bytes. */
@@ -59,10 +74,94 @@ async function readCapped(body: ReadableStream<Uint8Array>, max: number): Promis
   return Buffer.concat(chunks);
 }
 
+/**
+ * Parses a JSON body once its nesting is known to be within `maxDepth`. An empty body is left undefined,
+ * as Elysia's own parser leaves it, so routes whose body is optional accept a bare `Content-Type`.
+ */
+function parseJson(text: string, maxDepth: number): unknown {
+  if (text.trim() === "") return undefined;
+  return parseShallowJson(text, maxDepth);
+}
+
+/** A form as an object: one value per name, or an array of them when the name repeats. */
+function formFields(form: {
+  keys(): Iterable<string>;
+  getAll(name: string): unknown[];
+}): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of new Set(form.keys())) {
+    const values = form.getAll(name);
+    Object.defineProperty(out, name, {
+      value: values.length === 1 ? values[0] : values,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+/**
+ * The methods each route path answers, for a 405's `Allow`: a path that exists under another method is not
+ * "no route" (a client that sent GET instead of POST is told which to send).
+ */
+function allowedMethods(routes: readonly { method: string; path: string }[]): (path: string) => string[] {
+  const patterns = routes
+    .filter((r) => r.method !== "WS")
+    .map((r) => ({
+      method: r.method,
+      re: new RegExp(
+        `^${r.path
+          .split("/")
+          .map((part) =>
+            part.startsWith(":")
+              ? "[^/]+"
+              : part === "*"
+                ? ".*"
+                : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+          )
+          .join("/")}/?$`,
+      ),
+    }));
+  return (path) => {
+    const methods = new Set(patterns.filter((p) => p.re.test(path)).map((p) => p.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
+}
+
+/** Content types a client sends JSON under by mistake (curl -d, fetch with a string body, none at all). */
+const MISLABELLED_JSON = new Set(["", "text/plain", "application/x-www-form-urlencoded"]);
+
+/**
+ * A body under a content type that is not JSON's: JSON if it looks like JSON (what the sender meant), the
+ * form fields of a urlencoded form, the text of plain text; anything else unlabelled is a 415.
+ */
+function decodeMislabelled(text: string, contentType: string, maxDepth: number): unknown {
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith("{") || trimmed.startsWith("[")) return parseShallowJson(text, maxDepth);
+  if (contentType === "application/x-www-form-urlencoded")
+    return Object.fromEntries(new URLSearchParams(text));
+  if (contentType === "text/plain") return text;
+  if (trimmed === "") return undefined;
+  throw new ApiError(
+    415,
+    "unsupported_media_type",
+    "send the body as JSON with `Content-Type: application/json` (or multipart/form-data where a route takes uploads)",
+  );
+}
+
 /** Composes the HTTP API from its modules. `App` is exported for typed Eden clients. */
 export function createApp(ctx: AppContext) {
   const maxBody = ctx.config.MAX_BODY_BYTES;
-  return (
+  const maxDepth = ctx.config.MAX_JSON_DEPTH;
+  let allowed: (path: string) => string[] = () => [];
+  // Called on the finished chain, so the 405 answer knows every route.
+  const withAllowed = <T extends { routes: readonly { method: string; path: string }[] }>(app: T): T => {
+    allowed = allowedMethods(app.routes);
+    return app;
+  };
+  return withAllowed(
     new Elysia({ name: "easel" })
       .use(accessLog(ctx))
       .use(
@@ -76,44 +175,80 @@ export function createApp(ctx: AppContext) {
           return json(413, errorBody("body_too_large", `request body is larger than ${maxBody} bytes`));
         }
       })
-      // A body sent without Content-Length (chunked) is read here under the same cap, then parsed as usual.
+      // Bodies are read here, under the size cap even when sent chunked (no Content-Length). JSON is read as
+      // text and its depth checked before JSON.parse sees it (see json-depth.ts); so is a body whose content
+      // type is missing or not JSON's, which may still be JSON. Form fields stay strings: Elysia's own form
+      // parser JSON-parses any field starting with `{` or `[`, with no depth limit.
       .onParse({ as: "global" }, async ({ request, contentType }) => {
-        if (request.headers.has("content-length") || !request.body) return;
-        const bytes = await readCapped(request.body, maxBody);
-        const copy = new Response(bytes, { headers: { "content-type": contentType ?? "" } });
-        // Invalid JSON throws here; Elysia reports it as PARSE, the 400 below.
-        if (contentType?.startsWith("application/json")) return copy.json();
-        if (
-          contentType?.startsWith("multipart/form-data") ||
-          contentType?.startsWith("application/x-www-form")
-        ) {
-          return Object.fromEntries((await copy.formData()).entries());
-        }
-        return copy.text();
+        if (!request.body) return;
+        const type = contentType ?? "";
+        const chunked = !request.headers.has("content-length");
+        const mislabelled = MISLABELLED_JSON.has(type);
+        const isJson = type.startsWith("application/json");
+        const isMultipart = type.startsWith("multipart/form-data");
+        if (!chunked && !mislabelled && !isJson && !isMultipart) return;
+        // The full header: Elysia's `contentType` has lost its parameters (a multipart boundary).
+        const header = request.headers.get("content-type") ?? "";
+        const body = chunked
+          ? new Response(await readCapped(request.body, maxBody), { headers: { "content-type": header } })
+          : request;
+        // Invalid JSON or form data throws here; Elysia reports it as PARSE, the 400 below.
+        if (mislabelled) return decodeMislabelled(await body.text(), type, maxDepth);
+        if (isJson) return parseJson(await body.text(), maxDepth);
+        if (isMultipart) return formFields(await body.formData());
+        return body.text();
       })
       .onError({ as: "global" }, ({ code, error, request, set }) => {
+        settleFailedRequest(request, error);
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
+        // The disk or bucket refused a write (read-only, full, unreachable): the request can be retried
+        // once the store is back, and the caller learns nothing of its paths.
+        if (error instanceof StorageError) {
+          ctx.log.error({ err: error, path: new URL(request.url).pathname }, "storage unavailable");
+          return json(503, errorBody("storage_unavailable", "file storage is unavailable; try again later"), {
+            "retry-after": "30",
+          });
+        }
         switch (code) {
           case "VALIDATION":
             return validationResponse(error);
-          case "NOT_FOUND":
-            return json(
-              404,
-              errorBody("not_found", `no route for ${request.method} ${new URL(request.url).pathname}`),
-            );
+          case "NOT_FOUND": {
+            const path = new URL(request.url).pathname;
+            const methods = allowed(path);
+            if (methods.length > 0 && !methods.includes(request.method)) {
+              return json(
+                405,
+                errorBody(
+                  "method_not_allowed",
+                  `${request.method} is not allowed on ${path}; use ${methods.join(", ")}`,
+                ),
+                { allow: methods.join(", ") },
+              );
+            }
+            return json(404, errorBody("not_found", `no route for ${request.method} ${path}`));
+          }
           case "PARSE":
-            // Elysia wraps what a parser throws; the capped chunked reader throws a 413 of its own.
+            // Elysia wraps what a parser throws; our readers throw their own ApiErrors (413, 415, 400 too deep).
             if ((error as Error).cause instanceof ApiError) {
               const cause = (error as Error).cause as ApiError;
-              return json(cause.status, cause.toBody());
+              return json(cause.status, cause.toBody(), cause.headers);
             }
-            return json(
-              400,
-              errorBody("invalid_body", "the request body could not be parsed (send valid JSON)"),
-            );
+            return json(400, errorBody("invalid_body", unparsableBody(request.headers.get("content-type"))));
           case "INVALID_COOKIE_SIGNATURE":
             return json(401, errorBody("unauthorized", "invalid session cookie"));
           default: {
+            if (isWriteFault(error)) {
+              writeHealth(ctx.db.$client).failed(error);
+              ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database refused a write");
+              return json(
+                503,
+                errorBody(
+                  "database_unavailable",
+                  "the database cannot take writes right now; try again later",
+                ),
+                { "retry-after": "30" },
+              );
+            }
             const status = (error as { status?: number }).status;
             if (typeof status === "number" && status >= 400 && status < 500) {
               return json(status, errorBody("bad_request", (error as Error).message));
@@ -141,8 +276,19 @@ export function createApp(ctx: AppContext) {
       .use(instantModule(ctx))
       .use(filesRoutes(ctx.storage instanceof LocalStorage ? ctx.storage : null))
       .use(dashboardModule(ctx))
-      .use(docsModule(ctx))
+      .use(docsModule(ctx)),
   );
+}
+
+/** Why a body could not be read, in terms of what was sent. */
+function unparsableBody(contentType: string | null): string {
+  if (contentType?.startsWith("multipart/form-data")) {
+    return "the multipart/form-data body is malformed (check the boundary and that each part is complete)";
+  }
+  if (contentType?.startsWith("application/x-www-form-urlencoded")) {
+    return "the form body could not be parsed";
+  }
+  return "the request body is not valid JSON";
 }
 
 export type App = ReturnType<typeof createApp>;

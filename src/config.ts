@@ -3,6 +3,9 @@ import { join, resolve } from "node:path";
 import { Cron } from "croner";
 import { z } from "zod";
 
+/** The card renderers Easel ships (src/render); `CARD_RENDERER` chooses one. */
+export const CARD_ENGINES = ["satori", "takumi"] as const;
+
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
   .transform((v) => v === "true" || v === "1" || v === "yes");
@@ -38,6 +41,10 @@ export const EnvSchema = z.object({
   POLL_INTERVAL_MS: int(10).default(250),
   JOB_TIMEOUT_MS: int(100).default(300_000),
   JOB_MAX_ATTEMPTS: int(1).max(100).default(3),
+  /** Queued generations one owner may have before new ones get 429 (0: no limit); system work is exempt. */
+  MAX_QUEUED_PER_OWNER: int(0).default(100),
+  /** Queued jobs of all kinds past which new generations get 503 (0: no limit). */
+  MAX_QUEUE_DEPTH: int(0).default(10_000),
   STALLED_AFTER_MS: int(1000).default(480_000),
   STALLED_MAX: int(0).default(2),
   SHUTDOWN_GRACE_MS: int(0).default(20_000),
@@ -53,6 +60,8 @@ export const EnvSchema = z.object({
   BACKUP_KEEP: int(1).default(7),
   CORS_ORIGINS: list.default([]),
   MAX_BODY_BYTES: int(1024).default(25 * 1024 * 1024),
+  /** Deepest nesting of arrays/objects a JSON body may have; deeper bodies get 400 before they are parsed. */
+  MAX_JSON_DEPTH: int(1).max(1000).default(64),
   ALLOW_PRIVATE_URLS: bool.default(false),
   STORAGE: z.enum(["local", "s3"]).default("local"),
   S3_ENDPOINT: optionalString,
@@ -66,6 +75,8 @@ export const EnvSchema = z.object({
   RENDER_WORKERS: int(0).default(0),
   CARD_DEBOUNCE_MS: int(0).default(2000),
   CARD_CACHE_MAX_AGE: int(0).default(300),
+  CARD_SUPERSEDED_GRACE_MS: int(0).default(0),
+  CARD_RENDERER: z.enum(CARD_ENGINES).default("satori"),
   DEFAULT_PROVIDER: optionalString,
   OPENAI_API_KEY: optionalString,
   OPENAI_BASE_URL: optionalString,
@@ -79,10 +90,15 @@ export const EnvSchema = z.object({
   FAL_QUEUE_URL: optionalString,
   COMFYUI_URL: optionalString,
   COMFYUI_WORKFLOW: optionalString,
+  /** Path of an API-format edit workflow (LoadImage with `{{image}}`); default: the built-in img2img graph. */
+  COMFYUI_EDIT_WORKFLOW: optionalString,
   A1111_URL: optionalString,
   A1111_AUTH: optionalString,
   DASHSCOPE_API_KEY: optionalString,
   DASHSCOPE_BASE_URL: optionalString,
+  BFL_API_KEY: optionalString,
+  /** Black Forest Labs API base (regional: https://api.eu.bfl.ai, https://api.us.bfl.ai; tests: a fake). */
+  BFL_BASE_URL: optionalString,
   PLACEHOLDER_LATENCY_MS: int(0).default(0),
   /** JSON: per-provider overrides of concurrency and requests per minute, e.g. {"openai":{"rpm":50}}. */
   PROVIDER_LIMITS: z
@@ -152,6 +168,10 @@ export const EnvSchema = z.object({
   BACKLOG_FAILURE_COOLDOWN_MS: int(0).default(900_000),
   BACKLOG_TOPUP_DELAY_MS: int(0).default(1000),
   INSTANT_RATE_PER_MIN: int(0).default(30),
+  /** How long a request repeating an in-flight Idempotency-Key waits for the first one's answer (then 409). */
+  IDEMPOTENCY_WAIT_MS: int(0).default(10_000),
+  /** A reserved Idempotency-Key whose request never answered is taken over after this (its process died). */
+  IDEMPOTENCY_LEASE_MS: int(1000).default(300_000),
 });
 
 export type Env = z.infer<typeof EnvSchema>;

@@ -18,10 +18,14 @@ import type { UserService } from "./modules/users/service";
 import type { WebhookService } from "./modules/webhooks/service";
 import type { ProviderRegistry } from "./providers/registry";
 import type { Queue } from "./queue";
-import type { LazyRenderer } from "./runtime";
+import type { LazyRenderer } from "./render/lazy";
 import type { Storage } from "./storage";
 
-/** Everything the HTTP modules need, wired once in runtime.ts and passed in (no hidden globals). */
+/**
+ * Every service, built once by createServices (services.ts) and handed to the app and the CLI (no hidden
+ * globals). Modules and CLI commands do not import this type: each declares the services it uses
+ * (`type Deps = { auth: AuthService; jobs: JobService }`), which an AppContext satisfies.
+ */
 export type AppContext = {
   config: Config;
   db: Db;

@@ -51,3 +51,18 @@ export function rateLimited(what: string, waitMs: number): ApiError {
     headers: { "retry-after": String(seconds) },
   });
 }
+
+/** `1 credit`, `2 credits`: a count with its noun agreeing (regular plurals only). */
+export const countOf = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
+/**
+ * 422 `url_not_allowed` for a URL the outbound guard refused; says how to allow private addresses for
+ * development, except for cloud metadata endpoints, which stay refused either way.
+ */
+export function urlNotAllowed(message: string, reason: string): ApiError {
+  const hint =
+    reason === "metadata"
+      ? ""
+      : "; to call private or loopback addresses in development, set ALLOW_PRIVATE_URLS=true";
+  return unprocessable("url_not_allowed", `${message}${hint}`, { reason });
+}

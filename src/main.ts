@@ -24,6 +24,9 @@ usage: easel [command]
   credits balance <user>        a user's credits and recent ledger
   db stats [--json]             file, free pages and each table's size (data and indexes)
   db vacuum [--force]           one-off rewrite that switches an older database to incremental auto-vacuum
+  keys list <user>              a user's API keys (prefix, created, last used, expiry, revoked)
+  keys create <user> --name N [--expires-in 90d]   create a key, print it once
+  keys revoke|rotate <keyId>    revoke a key, or replace it with a new secret (printed once)
   backup <file>                 consistent copy of the database, safe while the server runs
   restore <file> [--force]      replace the database with a checked backup (server stopped)
 
@@ -38,6 +41,7 @@ const SERVICE_COMMANDS = new Map<string, () => Promise<ServiceCommand>>([
   ["backlog", async () => (await import("./cli/backlog")).backlogCommand],
   ["credits", async () => (await import("./cli/credits")).creditsCommand],
   ["db", async () => (await import("./cli/db")).dbCommand],
+  ["keys", async () => (await import("./cli/keys")).keysCommand],
 ]);
 
 async function main(argv: string[]): Promise<number> {
@@ -49,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   const load = SERVICE_COMMANDS.get(command);
   if (load) {
-    const [run, { createServices }] = await Promise.all([load(), import("./runtime")]);
+    const [run, { createServices }] = await Promise.all([load(), import("./services")]);
     const ctx = createServices(config, { log: silentLogger });
     try {
       return await run(ctx, rest);
@@ -74,7 +78,11 @@ async function main(argv: string[]): Promise<number> {
         import("./cli/cards"),
         import("./render"),
       ]);
-      return cardsCommand(rest, createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }));
+      return cardsCommand(
+        rest,
+        createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }),
+        config.CARD_RENDERER,
+      );
     }
     case "backup":
     case "restore": {
@@ -91,7 +99,9 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err) => {
-    if (err instanceof ConfigError || err instanceof UsageError) {
+    // A database that cannot be used (corrupt, unreachable, from another version): one line, the file and
+    // what to do. Matched by name so `easel --help` does not load the database driver.
+    if (err instanceof ConfigError || err instanceof UsageError || err?.name === "DatabaseOpenError") {
       process.stderr.write(`${err.message}\n`);
       process.exit(2);
     }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import sharp from "sharp";
+import { createCardRenderer } from "../src/render/render";
 import { ADMIN_KEY, tempDir, waitFor } from "./helpers";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -30,8 +31,8 @@ describe("dist/easel (bun build --compile)", () => {
     NODE_ENV: "production",
     ...extra,
   });
-  const run = async (args: string[]) => {
-    const proc = Bun.spawn([exe, ...args], { cwd: runDir, env: env(), stdout: "pipe", stderr: "pipe" });
+  const run = async (args: string[], extra: Record<string, string> = {}) => {
+    const proc = Bun.spawn([exe, ...args], { cwd: runDir, env: env(extra), stdout: "pipe", stderr: "pipe" });
     const [stdout, stderr, code] = await Promise.all([
       new Response(proc.stdout).text(),
       new Response(proc.stderr).text(),
@@ -87,6 +88,27 @@ describe("dist/easel (bun build --compile)", () => {
     const rendered = await run(["cards", "render", "poll", join(tmp.dir, "card.json"), "-o", card]);
     expect(`${rendered.code} ${rendered.stderr}`).toBe("0 ");
     expect((await sharp(card).metadata()).width).toBe(1200);
+  }, 60_000);
+
+  test("carries the fallback fonts and takumi: Japanese renders as from source, with both engines", async () => {
+    const card = {
+      question: "好きな季節は？",
+      creator: { name: "山田 太郎" },
+      options: [
+        { label: "春", votes: 2 },
+        { label: "秋", votes: 1 },
+      ],
+    };
+    const data = join(tmp.dir, "ja.json");
+    await Bun.write(data, JSON.stringify(card));
+    for (const engine of ["satori", "takumi"] as const) {
+      const out = join(tmp.dir, `ja-${engine}.png`);
+      const rendered = await run(["cards", "render", "poll", data, "-o", out], { CARD_RENDERER: engine });
+      expect(`${engine} ${rendered.code} ${rendered.stderr}`).toBe(`${engine} 0 `);
+      // The same fonts give the same bytes: a missing Noto slice would draw boxes instead.
+      const expected = await createCardRenderer({ engine }).render("poll", card);
+      expect(Buffer.from(await Bun.file(out).arrayBuffer()).equals(Buffer.from(expected.png))).toBe(true);
+    }
   }, 60_000);
 
   test("serves: healthy, renders a card, completes a generate job, backs up, stops on SIGTERM", async () => {

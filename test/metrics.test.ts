@@ -173,8 +173,13 @@ describe("GET /metrics", () => {
       });
       expect(card.status).toBe(201);
       // Two sockets open, one closed again.
-      const url = `${s.url.replace(/^http/, "ws")}/ws?token=${ADMIN_KEY}`;
-      const sockets = [new WebSocket(url), new WebSocket(url)];
+      const url = `${s.url.replace(/^http/, "ws")}/ws`;
+      // Bun's WebSocket takes headers as a second argument: API keys are not accepted as ?token=.
+      const open = () =>
+        new (WebSocket as unknown as new (u: string, o: object) => WebSocket)(url, {
+          headers: { authorization: `Bearer ${ADMIN_KEY}` },
+        });
+      const sockets = [open(), open()];
       await Promise.all(
         sockets.map((ws) => new Promise((r) => ws.addEventListener("message", r, { once: true }))),
       );

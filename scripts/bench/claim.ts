@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../../src/config";
 import { silentLogger } from "../../src/log";
 import { CreateRecipeBody } from "../../src/modules/recipes/model";
-import { createServices } from "../../src/runtime";
+import { createServices } from "../../src/services";
 import { seedReadyBacklog } from "../../test/fixtures/seed-backlog";
 import { machine, percentile, report, round } from "./machine";
 

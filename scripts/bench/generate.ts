@@ -46,7 +46,7 @@ import { GenerateBody } from "../../src/modules/generate/model";
 import { createPlaceholderProvider } from "../../src/providers/placeholder";
 import { createProviderRegistry } from "../../src/providers/registry";
 import type { GeneratedImage, Provider } from "../../src/providers/types";
-import { createServices } from "../../src/runtime";
+import { createServices } from "../../src/services";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({

@@ -240,7 +240,7 @@ async function printPlans(dataDir: string): Promise<void> {
     };
   }
   const { loadConfig } = await import("../../src/config");
-  const { createServices } = await import("../../src/runtime");
+  const { createServices } = await import("../../src/services");
   const { createApp } = await import("../../src/app");
   const { silentLogger } = await import("../../src/log");
   const config = loadConfig({ ...process.env, DATA_DIR: dataDir, ADMIN_KEY, NODE_ENV: "production" });

@@ -1,21 +1,29 @@
 /**
- * Card rendering benchmark. Measures, on this machine:
- * - encoders: the PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over zlib) on the
- *   same rasterised poll card, in this thread;
- * - p50_ms / p99_ms: single-render latency through the RenderPool (sequential, warm workers);
+ * Card rendering benchmark. Measures, on this machine, for each engine (satori + resvg, takumi):
+ * - p50_ms / p99_ms: single-render latency of the poll card through the RenderPool (sequential, warm workers);
  * - cards_per_s: throughput of a 500-card burst over all workers;
- * - max_event_loop_lag_ms: the worst drift of a 1 ms setInterval on the main thread during that burst.
+ * - max_event_loop_lag_ms: the worst drift of a 1 ms setInterval on the main thread during that burst;
+ * - png_bytes: the size of the poll card's PNG;
+ * - idle_event_loop_lag_ms: the same timer's worst drift over 3 s with nothing rendering: what the machine's
+ *   other load alone costs the event loop (on a shared machine it can exceed the figure during renders);
+ * - cpu_ms_per_card: process CPU time (all threads) over the burst per card, which a loaded machine inflates
+ *   far less than the wall-clock figures.
+ * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
+ * `encoders` times satori's PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over
+ * zlib) on the same rasterised poll card, in this thread.
  *
- * Usage: bun run scripts/bench/render.ts [--json] [--workers N] [--nice N]. Prints one JSON object
- * (--json: nothing else on stdout or stderr).
+ * Usage: bun run bench render [--json] [--workers N] [--nice N] [--engine satori|takumi]. Prints one JSON
+ * object (--json: nothing else on stdout or stderr).
  */
-import { availableParallelism, cpus, platform, totalmem } from "node:os";
+import { availableParallelism } from "node:os";
 import { Resvg } from "@resvg/resvg-js";
 import sharp from "sharp";
+import { ENGINES, type EngineName } from "../../src/render/engine";
 import { createPngEncoder } from "../../src/render/png";
 import { RenderPool } from "../../src/render/pool";
 import { createCardRenderer, type PngEncoder } from "../../src/render/render";
 import { templates } from "../../src/render/templates";
+import { machine, percentile, round } from "./machine";
 
 const SEQUENTIAL = 200;
 const BURST = 500;
@@ -23,20 +31,18 @@ const ENCODE_ROUNDS = 30;
 
 const args = process.argv.slice(2);
 const jsonOnly = args.includes("--json");
-const workersArg = args.indexOf("--workers");
-const workers = workersArg >= 0 ? Number(args[workersArg + 1]) : availableParallelism();
-const niceArg = args.indexOf("--nice");
-const nice = niceArg >= 0 ? Number(args[niceArg + 1]) : undefined;
+const option = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const workers = Number(option("--workers") ?? availableParallelism());
+const nice = option("--nice") === undefined ? undefined : Number(option("--nice"));
+const chosen = (process.env.CARD_RENDERER ?? "satori") as EngineName;
+const only = option("--engine") as EngineName | undefined;
 
 function log(message: string): void {
   if (!jsonOnly) console.error(message);
 }
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
-}
-
-const round = (n: number) => Math.round(n * 100) / 100;
 
 /** Poll data that changes per render, as live cards do. */
 function pollData(i: number) {
@@ -47,7 +53,20 @@ function pollData(i: number) {
   };
 }
 
-/** The PNG encode step alone, each encoder on the same rasterised poll card. */
+async function timed(rounds: number, run: () => Promise<unknown> | unknown): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const started = performance.now();
+    await run();
+    times.push(performance.now() - started);
+  }
+  return percentile(
+    times.sort((a, b) => a - b),
+    50,
+  );
+}
+
+/** Satori's PNG encode step alone, each encoder on the same rasterised poll card. */
 async function benchEncoders() {
   const { svg } = await createCardRenderer().svg("poll", pollData(0));
   const image = new Resvg(svg, { font: { loadSystemFonts: false } }).render();
@@ -64,22 +83,8 @@ async function benchEncoders() {
   };
   const out: Record<string, { encode_p50_ms: number; bytes: number }> = {};
   for (const [name, encode] of Object.entries(encoders)) {
-    const times: number[] = [];
-    let bytes = 0;
-    for (let i = 0; i < ENCODE_ROUNDS; i++) {
-      const started = performance.now();
-      bytes = (await encode()).byteLength;
-      times.push(performance.now() - started);
-    }
-    out[name] = {
-      encode_p50_ms: round(
-        percentile(
-          times.sort((a, b) => a - b),
-          50,
-        ),
-      ),
-      bytes,
-    };
+    const bytes = (await encode()).byteLength;
+    out[name] = { encode_p50_ms: round(await timed(ENCODE_ROUNDS, encode)), bytes };
     log(`encoder ${name}: p50 ${out[name].encode_p50_ms} ms, ${bytes} bytes`);
   }
   return out;
@@ -113,15 +118,15 @@ async function withLagMonitor(work: () => Promise<unknown>): Promise<number> {
   return maxLag;
 }
 
-async function main() {
-  const encoders = await benchEncoders();
-  const pool = new RenderPool({ size: workers, nice });
+async function benchEngine(engine: EngineName) {
+  const pool = new RenderPool({ size: workers, nice, engine });
   try {
     // Warm every worker: fonts, satori's wasm and glyph caches load on the first renders.
     await Promise.all(Array.from({ length: workers * 4 }, (_, i) => pool.render("poll", pollData(i))));
+    const pngBytes = (await pool.render("poll", pollData(0))).png.byteLength;
     const latency = await benchLatency(pool);
-    log(`latency: p50 ${round(latency.p50)} ms, p99 ${round(latency.p99)} ms`);
     let elapsed = 0;
+    const cpuBefore = process.cpuUsage();
     const lag = await withLagMonitor(async () => {
       const started = performance.now();
       // Results are dropped as they arrive, as a server would after storing them.
@@ -130,26 +135,39 @@ async function main() {
       );
       elapsed = performance.now() - started;
     });
+    const cpu = process.cpuUsage(cpuBefore);
     const result = {
       p50_ms: round(latency.p50),
       p99_ms: round(latency.p99),
       cards_per_s: round((BURST / elapsed) * 1000),
       max_event_loop_lag_ms: round(lag),
-      workers,
-      worker_nice: nice ?? 10,
-      encoders,
-      machine: {
-        cpu: cpus()[0]?.model ?? "unknown",
-        cores: availableParallelism(),
-        memory_gb: round(totalmem() / 2 ** 30),
-        platform: `${platform()} ${process.arch}`,
-        runtime: `bun ${Bun.version}`,
-      },
+      png_bytes: pngBytes,
+      cpu_ms_per_card: round((cpu.user + cpu.system) / 1000 / BURST),
     };
-    console.log(JSON.stringify(result, null, jsonOnly ? undefined : 2));
+    log(`${engine}: ${JSON.stringify(result)}`);
+    return result;
   } finally {
     await pool.close();
   }
+}
+
+async function main() {
+  const encoders = await benchEncoders();
+  const idleLag = await withLagMonitor(() => Bun.sleep(3000));
+  const engines: Partial<Record<EngineName, Awaited<ReturnType<typeof benchEngine>>>> = {};
+  for (const engine of only ? [only] : ENGINES) engines[engine] = await benchEngine(engine);
+  const headline = engines[only ?? chosen] ?? {};
+  const result = {
+    engine: only ?? chosen,
+    ...headline,
+    engines,
+    workers,
+    worker_nice: nice ?? 10,
+    idle_event_loop_lag_ms: round(idleLag),
+    encoders,
+    machine: machine(),
+  };
+  console.log(JSON.stringify(result, null, jsonOnly ? undefined : 2));
 }
 
 await main();

@@ -1,7 +1,19 @@
 import { Presets, SingleBar } from "cli-progress";
-import type { AppContext } from "../context";
-import type { BacklogStatus, MaintainResult } from "../modules/backlog/service";
+import type { Config } from "../config";
+import type { BacklogService, BacklogStatus, MaintainResult } from "../modules/backlog/service";
+import type { RecipeService } from "../modules/recipes/service";
+import type { Queue } from "../queue";
+import type { LazyRenderer } from "../render/lazy";
 import { parse, printJsonOr, UsageError } from "./args";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  backlog: BacklogService;
+  config: Config;
+  queue: Queue;
+  recipes: RecipeService;
+  renderer: LazyRenderer;
+};
 
 const USAGE = `usage: easel backlog status [--json]
        easel backlog maintain [--recipe <id>] [--dry-run] [--wait [--process] [--timeout <s>]] [--json]
@@ -14,7 +26,7 @@ const USAGE = `usage: easel backlog status [--json]
 const POLL_MS = 200;
 
 /** `easel backlog …`: the backlog service straight on the database file, as the cron inside the server runs it. */
-export async function backlogCommand(ctx: AppContext, argv: string[]): Promise<number> {
+export async function backlogCommand(ctx: Deps, argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     json: { type: "boolean" },
     recipe: { type: "string" },
@@ -65,7 +77,7 @@ export async function backlogCommand(ctx: AppContext, argv: string[]): Promise<n
 }
 
 /** The active recipes a run looks after (one with --recipe). */
-function selected(ctx: AppContext, recipeId: string | undefined): BacklogStatus[] {
+function selected(ctx: Deps, recipeId: string | undefined): BacklogStatus[] {
   return ctx.recipes
     .list({ includeInactive: false })
     .filter((r) => r.backlogMin > 0 && (!recipeId || r.id === recipeId))
@@ -77,7 +89,7 @@ function selected(ctx: AppContext, recipeId: string | undefined): BacklogStatus[
  * is stuck (paused by failures, or nothing can be queued and nothing is in flight), or the time is up.
  */
 async function waitUntilFull(
-  ctx: AppContext,
+  ctx: Deps,
   recipeId: string | undefined,
   timeoutMs: number,
 ): Promise<{ full: boolean; reason?: string }> {
@@ -167,11 +179,23 @@ function statusTable(statuses: BacklogStatus[]): string {
     .join("\n");
 }
 
+/**
+ * An active recipe with fewer ready generations than its minimum, or paused by failures: what a monitor should
+ * alert on (scripts/check-backlog-status.ts exits 1), and what the state column never calls "ok".
+ */
+export function needsAttention(s: BacklogStatus): boolean {
+  return s.active && (s.ready < s.min || s.failures.paused);
+}
+
 function stateOf(s: BacklogStatus): string {
   if (!s.active) return "inactive";
   const f = s.failures;
   if (f.paused && f.pausedUntil) {
     return `paused until ${new Date(f.pausedUntil).toISOString()} (${f.consecutiveFailures} failures)`;
+  }
+  if (s.ready < s.min) {
+    const filling = s.inFlight > 0 ? `, ${s.inFlight} in flight` : "";
+    return `short (${s.min - s.ready} missing${filling})`;
   }
   if (f.consecutiveFailures > 0) return `ok (${f.consecutiveFailures}/${f.limit} failures)`;
   return "ok";

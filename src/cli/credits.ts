@@ -1,6 +1,10 @@
-import type { AppContext } from "../context";
-import { notFound } from "../errors";
+import { countOf, notFound } from "../errors";
+import type { CreditService } from "../modules/credits/service";
+import type { UserService } from "../modules/users/service";
 import { parse, printJsonOr, UsageError } from "./args";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { credits: CreditService; users: UserService };
 
 const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
        easel credits debit <user> <n> [--note <text>] [--json]
@@ -8,7 +12,7 @@ const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
   <user> is a user's id or external id`;
 
 /** `easel credits …`: grants, debits and balances through the same ledger the API writes. */
-export function creditsCommand(ctx: AppContext, argv: string[]): number {
+export function creditsCommand(ctx: Deps, argv: string[]): number {
   const { values, positionals } = parse(argv, { note: { type: "string" }, json: { type: "boolean" } });
   const [sub, ref, amountText] = positionals;
   if (!ref) throw new UsageError(USAGE);
@@ -30,7 +34,7 @@ export function creditsCommand(ctx: AppContext, argv: string[]): number {
         json,
         { userId: user.id, credits },
         () =>
-          `${sub === "grant" ? "granted" : "debited"} ${amount}; ${user.name} (${user.id}) now has ${credits} credits`,
+          `${sub === "grant" ? "granted" : "debited"} ${amount}; ${user.name} (${user.id}) now has ${countOf(credits, "credit")}`,
       );
       return 0;
     }
@@ -39,7 +43,7 @@ export function creditsCommand(ctx: AppContext, argv: string[]): number {
       const credits = ctx.credits.balance(user.id);
       printJsonOr(json, { userId: user.id, credits, unlimited: user.unlimited, ledger: entries }, () =>
         [
-          `${user.name} (${user.id}): ${credits} credits${user.unlimited ? " (unlimited)" : ""}`,
+          `${user.name} (${user.id}): ${countOf(credits, "credit")}${user.unlimited ? " (unlimited)" : ""}`,
           ...entries.map(
             (e) =>
               `  ${new Date(e.createdAt).toISOString()}  ${e.reason.padEnd(7)} ${String(e.delta).padStart(6)} → ${e.balanceAfter}${e.jobId ? `  job ${e.jobId}` : ""}${e.note ? `  ${e.note}` : ""}`,

@@ -1,10 +1,13 @@
-import type { AppContext } from "../context";
+import type { Queue } from "../queue";
 import { parse, printJsonOr, UsageError } from "./args";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { queue: Queue };
 
 const USAGE = "usage: easel queue status [--json] | queue retry <jobId> | queue cancel <jobId>";
 
 /** `easel queue …`: the same services the HTTP API uses, straight on the database file. */
-export function queueCommand(ctx: AppContext, argv: string[]): number {
+export function queueCommand(ctx: Deps, argv: string[]): number {
   const { values, positionals } = parse(argv, { json: { type: "boolean" } });
   const [sub, id] = positionals;
   const { queue } = ctx;

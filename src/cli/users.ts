@@ -1,13 +1,20 @@
-import type { AppContext } from "../context";
+import type { Db } from "../db/client";
 import { ROLES, type Role } from "../db/schema";
+import { countOf } from "../errors";
+import type { AuthService } from "../modules/auth/service";
+import type { CreditService } from "../modules/credits/service";
+import type { UserService } from "../modules/users/service";
 import { parse, UsageError } from "./args";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; credits: CreditService; db: Db; users: UserService };
 
 const USAGE =
   "usage: easel users create --name <name> --role <admin|app|user> [--external-id <id>] " +
   "[--credits <n>] [--unlimited] [--json]";
 
 /** `easel users create`: makes a user (optionally with starting credits or unlimited) and prints its API key once. */
-export function usersCommand(ctx: AppContext, argv: string[]): number {
+export function usersCommand(ctx: Deps, argv: string[]): number {
   const { values, positionals } = parse(argv, {
     name: { type: "string" },
     role: { type: "string" },
@@ -38,7 +45,7 @@ export function usersCommand(ctx: AppContext, argv: string[]): number {
     .immediate();
   if (values.json) process.stdout.write(`${JSON.stringify({ user, key })}\n`);
   else {
-    const balance = user.unlimited ? "unlimited credits" : `${credits} credits`;
+    const balance = user.unlimited ? "unlimited credits" : countOf(credits, "credit");
     process.stdout.write(
       `created ${role} ${user.name} (${user.id}), ${balance}\nAPI key (shown once): ${key}\n`,
     );

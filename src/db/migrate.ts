@@ -25,6 +25,55 @@ export function embeddedMigrations(embedded: EmbeddedMigration[] = journalMigrat
 }
 
 /**
+ * The database's bookkeeping disagrees with this build's migrations: it was migrated by a newer version
+ * (a migration this build does not have), or a migration it applied has since been edited (another hash).
+ */
+export class MigrationMismatchError extends Error {
+  override name = "MigrationMismatchError";
+  readonly kind: "newer" | "tampered";
+  constructor(kind: "newer" | "tampered", message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+/**
+ * Refuses a database whose recorded migrations this build does not know, or knows with another hash. Only
+ * reads: it runs before anything else touches the file, so a database from a newer version is never
+ * written to (not even switched to WAL) by an older one.
+ */
+export function verifyMigrations(sqlite: Database, migrations: Migration[] = embeddedMigrations()): void {
+  const exists = sqlite.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(TABLE);
+  if (!exists) return;
+  const rows = sqlite.query(`SELECT hash, created_at FROM ${TABLE} ORDER BY created_at`).all() as {
+    hash: string;
+    created_at: number | string;
+  }[];
+  const byWhen = new Map(migrations.map((m) => [m.when, m]));
+  const latest = migrations.at(-1)?.when ?? Number.NEGATIVE_INFINITY;
+  for (const row of rows) {
+    const when = Number(row.created_at);
+    const known = byWhen.get(when);
+    if (!known) {
+      const kind = when > latest ? "newer" : "tampered";
+      const stamp = Number.isFinite(when) ? new Date(when).toISOString() : String(row.created_at);
+      throw new MigrationMismatchError(
+        kind,
+        kind === "newer"
+          ? `was migrated by a newer version of Easel (migration of ${stamp} is unknown to this one): run that version, or restore a backup made by this one`
+          : `records a migration of ${stamp} this version never had: restore the database from a backup made by this version`,
+      );
+    }
+    if (known.hash !== row.hash) {
+      throw new MigrationMismatchError(
+        "tampered",
+        `migration ${known.tag} was changed after this database applied it (its hash differs): restore src/db/migrations/${known.tag}.sql as released and add a new migration instead`,
+      );
+    }
+  }
+}
+
+/**
  * Applies the migrations newer than the last one recorded, in one IMMEDIATE transaction: the write lock is
  * taken before reading the bookkeeping, so processes starting at once on a new database apply each
  * migration exactly once (the others wait on busy_timeout, then find nothing to do).

@@ -12,7 +12,23 @@ export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 export const isTerminalStatus = (status: string): boolean =>
   (TERMINAL_STATUSES as readonly string[]).includes(status);
 
-export const ITEM_STATUSES = ["pending", "completed", "failed"] as const;
+/** How many milliseconds of waiting one level of job priority is worth (see CLAIM_ORDER). */
+export const PRIORITY_STEP_MS = 1000;
+
+/**
+ * The order jobs are claimed in, lowest first: a job's due time moved earlier by its priority. Sorting by it
+ * is aging: a waiting job's effective priority rises one level per PRIORITY_STEP_MS, so a job due at `t` is
+ * overtaken only by jobs of priority q > p that became due before t + (q - p) * PRIORITY_STEP_MS, and starts
+ * within that bound (plus the work queued ahead of it) under any stream of higher-priority work. Aging, not
+ * per-type slot shares: it bounds the wait of every job (of any type, owner or priority) with one static
+ * sort key, so the claim stays a walk down one index; shares would need a claim per type and still let one
+ * type's low-priority jobs starve behind its own high-priority ones. The claim statement and the index
+ * must use this exact expression for SQLite to match them.
+ */
+export const CLAIM_ORDER = `run_at - priority * ${PRIORITY_STEP_MS}`;
+
+/** `cancelled`: the job was cancelled before the item finished; a retry runs it again. */
+export const ITEM_STATUSES = ["pending", "completed", "failed", "cancelled"] as const;
 export type ItemStatus = (typeof ITEM_STATUSES)[number];
 
 /** Stored shape of a failure: what went wrong and what the engine and billing may do about it. */
@@ -60,8 +76,31 @@ export const apiKeys = sqliteTable(
     createdAt: integer("created_at").notNull(),
     lastUsedAt: integer("last_used_at"),
     revokedAt: integer("revoked_at"),
+    /** The key stops working at this time; null: never. */
+    expiresAt: integer("expires_at"),
   },
   (t) => [index("api_keys_user_idx").on(t.userId)],
+);
+
+/**
+ * Dashboard sign-ins. The session cookie is a signed JWT naming one of these rows by id; a session is valid
+ * only while its row exists unrevoked, so a sign-out holds across restarts.
+ */
+export const dashboardSessions = sqliteTable(
+  "dashboard_sessions",
+  {
+    id: text("id").primaryKey(),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    keyId: text("key_id")
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: "cascade" }),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [index("dashboard_sessions_expires_idx").on(t.expiresAt)],
 );
 
 export const jobs = sqliteTable(
@@ -97,8 +136,16 @@ export const jobs = sqliteTable(
     updatedAt: integer("updated_at").notNull(),
   },
   (t) => [
-    // The claim scan: queued jobs by priority, then due time. Partial, so finished jobs cost it nothing.
-    index("jobs_claim_idx").on(sql`priority DESC`, t.runAt, t.id).where(sql`status = 'queued'`),
+    // The claim scan: queued jobs in aged order (see CLAIM_ORDER), then due time. Partial, so finished jobs
+    // cost it nothing; run_at is in it so the due-time filter and the idle pool's min(run_at) never read rows.
+    index("jobs_claim_idx")
+      .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id)
+      .where(sql`status = 'queued'`),
+    // Back-pressure counts an owner's queued jobs of a type with one bounded probe (queued rows only).
+    // Only jobs with an owner: system work without one (and the engine's hot path) pays nothing for it.
+    index("jobs_owner_queued_idx")
+      .on(t.ownerId, t.type)
+      .where(sql`status = 'queued' AND owner_id IS NOT NULL`),
     // At most one queued job per dedupe key: enqueue upserts into it (DESIGN §3 debounce).
     uniqueIndex("jobs_dedupe_queued_idx")
       .on(t.dedupeKey)
@@ -242,6 +289,11 @@ export const cards = sqliteTable(
     imageKey: text("image_key"),
     imageUrl: text("image_url"),
     renderError: text("render_error", { mode: "json" }).$type<JobError>(),
+    /**
+     * When the latest render was due to start (epoch ms). A change arriving more than CARD_DEBOUNCE_MS after it
+     * renders at once; one arriving sooner waits for the end of that window (leading-edge debounce).
+     */
+    renderDueAt: integer("render_due_at"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },
@@ -392,9 +444,14 @@ export const idempotencyKeys = sqliteTable(
     key: text("key").notNull(),
     ownerId: text("owner_id").notNull(),
     requestHash: text("request_hash").notNull(),
+    /** The answer's HTTP status; 0 while the first request is still running (the key is reserved). */
     status: integer("status").notNull(),
     response: text("response").notNull(),
     createdAt: integer("created_at").notNull(),
+    /** The process running the first request while the key is reserved; null once answered. */
+    lockedBy: text("locked_by"),
+    /** A reservation not answered by then may be taken over (its holder died). */
+    lockedUntil: integer("locked_until"),
   },
   (t) => [primaryKey({ columns: [t.ownerId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
 );

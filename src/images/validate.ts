@@ -8,28 +8,10 @@
  * 4. integrity: a streaming decode to a tiny size (with sharp's pixel limit as a second guard) catches
  *    truncated and corrupt files without holding the full image in memory.
  *
- * Every failure is an ImageInputError (HTTP 422) with a stable code.
+ * Every failure is an ImageInputError (./errors) with a stable code; the API answers it with a 422.
  */
 import sharp from "sharp";
-import { ApiError } from "../errors";
-
-export type ImageInputErrorCode =
-  | "image_too_large"
-  | "image_too_many_pixels"
-  | "unsupported_image_format"
-  | "invalid_image"
-  | "mask_size_mismatch"
-  | "invalid_base64";
-
-export class ImageInputError extends ApiError {
-  override name = "ImageInputError";
-  static readonly status = 422;
-  declare readonly code: ImageInputErrorCode;
-
-  constructor(code: ImageInputErrorCode, message: string, details?: unknown) {
-    super(ImageInputError.status, code, message, { details });
-  }
-}
+import { ImageInputError } from "./errors";
 
 export const DEFAULT_MAX_INPUT_BYTES = 20 * 1024 * 1024;
 export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;

@@ -1,8 +1,9 @@
 /**
- * AUTOMATIC1111 / Forge web UI API (PROVIDERS.md "AUTOMATIC1111 / Forge"). `txt2img`/`img2img` block until the
+ * AUTOMATIC1111 / Forge web UI API (docs/providers.md "AUTOMATIC1111 / Forge"). `txt2img`/`img2img` block until the
  * images are ready, so progress comes from polling `/sdapi/v1/progress` alongside; an abort sends
  * `/sdapi/v1/interrupt` so the GPU stops working on an image nobody will take.
  */
+import type { ProviderCapabilities } from "./capabilities";
 import { badResponse, bytesToBase64, imageFromBase64, parseSize, sleep } from "./http";
 import { fetchJson, isRecord, progressReporter, sendCancel, trimBase } from "./remote";
 import type { GenerateContext, GeneratedImage, GenerateRequest, Provider, ProviderInfo } from "./types";
@@ -18,6 +19,21 @@ export type Automatic1111Options = {
   progressIntervalMs?: number;
   /** Timeout of the blocking generation call (the job's own timeout still applies). @defaultValue 600000 */
   timeoutMs?: number;
+};
+
+/** Every checkpoint on the box: txt2img, or img2img (with an optional inpainting mask) from one input image. */
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {},
+  anyModel: {
+    input: "both",
+    maxInputImages: 1,
+    mask: true,
+    sizes: { kind: "range", min: 64, max: 2048, step: 8 },
+    imagesPerCall: 8,
+    negativePrompt: "native",
+    seed: true,
+    outputFormats: ["png"],
+  },
 };
 
 type A1111Response = { images: string[]; info?: string };
@@ -93,6 +109,7 @@ export function createAutomatic1111Provider(opts: Automatic1111Options): Provide
     defaultModel: LOADED_MODEL,
     models: [LOADED_MODEL],
     supportsEdits: true,
+    capabilities: CAPABILITIES,
     limits: { concurrency: 1, rpm: 0 },
   };
 

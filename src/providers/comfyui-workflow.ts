@@ -2,11 +2,12 @@
  * ComfyUI workflows in API format (`{ "<node id>": { class_type, inputs } }`, what "Save (API format)" exports).
  *
  * A user workflow marks the values to fill with placeholder strings: `{{prompt}}`, `{{negative_prompt}}`,
- * `{{seed}}`, `{{width}}`, `{{height}}`, `{{batch_size}}`, `{{model}}`, `{{steps}}`, `{{cfg}}`. A string that is
+ * `{{seed}}`, `{{width}}`, `{{height}}`, `{{batch_size}}`, `{{model}}`, `{{steps}}`, `{{cfg}}`, and in edit
+ * workflows `{{image}}` (the uploaded input's name, for a LoadImage node) and `{{denoise}}`. A string that is
  * exactly one placeholder takes the value with its type (so `"{{seed}}"` becomes a number); a placeholder inside a
  * longer string is spliced in as text.
  */
-import { UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 
 export type WorkflowNode = { class_type: string; inputs: Record<string, unknown>; _meta?: unknown };
 export type Workflow = Record<string, WorkflowNode>;
@@ -23,6 +24,10 @@ export type WorkflowValues = {
   cfg: number;
   sampler_name: string;
   scheduler: string;
+  /** The uploaded input image as LoadImage names it (`subfolder/name`); empty for text to image. */
+  image: string;
+  /** How much of the input is redrawn (1 = all of it). */
+  denoise: number;
 };
 
 /** The plain txt2img graph ComfyUI ships as its default, with every tunable value as a placeholder. */
@@ -47,6 +52,36 @@ export const DEFAULT_WORKFLOW: Workflow = {
       positive: ["6", 0],
       negative: ["7", 0],
       latent_image: ["5", 0],
+    },
+  },
+  "8": { class_type: "VAEDecode", inputs: { samples: ["3", 0], vae: ["4", 2] } },
+  "9": { class_type: "SaveImage", inputs: { filename_prefix: "easel", images: ["8", 0] } },
+};
+
+/**
+ * img2img: the uploaded input is encoded to a latent (repeated for a batch) and redrawn by `{{denoise}}`. The
+ * output keeps the input's size, so `{{width}}`/`{{height}}` are not used here.
+ */
+export const DEFAULT_EDIT_WORKFLOW: Workflow = {
+  "4": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "{{model}}" } },
+  "10": { class_type: "LoadImage", inputs: { image: "{{image}}" } },
+  "11": { class_type: "VAEEncode", inputs: { pixels: ["10", 0], vae: ["4", 2] } },
+  "12": { class_type: "RepeatLatentBatch", inputs: { samples: ["11", 0], amount: "{{batch_size}}" } },
+  "6": { class_type: "CLIPTextEncode", inputs: { text: "{{prompt}}", clip: ["4", 1] } },
+  "7": { class_type: "CLIPTextEncode", inputs: { text: "{{negative_prompt}}", clip: ["4", 1] } },
+  "3": {
+    class_type: "KSampler",
+    inputs: {
+      seed: "{{seed}}",
+      steps: "{{steps}}",
+      cfg: "{{cfg}}",
+      sampler_name: "{{sampler_name}}",
+      scheduler: "{{scheduler}}",
+      denoise: "{{denoise}}",
+      model: ["4", 0],
+      positive: ["6", 0],
+      negative: ["7", 0],
+      latent_image: ["12", 0],
     },
   },
   "8": { class_type: "VAEDecode", inputs: { samples: ["3", 0], vae: ["4", 2] } },
@@ -109,10 +144,6 @@ export function parseWorkflow(input: unknown): Workflow {
   return value as Workflow;
 }
 
-function invalidWorkflow(message: string, cause?: unknown): UnrecoverableError {
-  return new UnrecoverableError(`comfyui: ${message}`, {
-    code: "provider_invalid_request",
-    refundable: true,
-    cause,
-  });
+function invalidWorkflow(message: string, cause?: unknown): ProviderError {
+  return new ProviderError("invalid_request", `comfyui: ${message}`, { cause });
 }

@@ -1,19 +1,31 @@
 /**
- * ComfyUI (PROVIDERS.md "ComfyUI"): fill a workflow graph, queue it with `POST /prompt`, wait for its history
- * entry, fetch the saved images with `GET /view`. The WebSocket `/ws?clientId=` gives sampler progress and an
- * early "finished" nudge; when it cannot connect, polling `/history` alone still completes the job.
+ * ComfyUI (docs/providers.md "ComfyUI"): fill a workflow graph, queue it with `POST /prompt`, wait for its
+ * history entry, fetch the saved images with `GET /view`. The WebSocket `/ws?clientId=` gives sampler progress
+ * and an early "finished" nudge; when it cannot connect, polling `/history` alone still completes the job.
+ * An edit first uploads the input with `POST /upload/image`, then runs the edit workflow (img2img by default),
+ * whose LoadImage node takes the uploaded name.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+
+import type { ProviderCapabilities } from "./capabilities";
 import {
+  DEFAULT_EDIT_WORKFLOW,
   DEFAULT_WORKFLOW,
   fillWorkflow,
   parseWorkflow,
   type Workflow,
   type WorkflowValues,
 } from "./comfyui-workflow";
-import { badResponse, downloadImage, type EnsureOkOptions, parseSize, sleep } from "./http";
+import { ProviderError } from "./errors";
+import { badResponse, downloadImage, type EnsureOkOptions, parseSize, sleep, toBlob } from "./http";
 import { CANCEL_TIMEOUT_MS, fetchJson, isRecord, progressReporter, sendCancel, trimBase } from "./remote";
-import type { GenerateContext, GeneratedImage, GenerateRequest, Provider, ProviderInfo } from "./types";
+import type {
+  GenerateContext,
+  GeneratedImage,
+  GenerateRequest,
+  InputImage,
+  Provider,
+  ProviderInfo,
+} from "./types";
 
 const PROVIDER = "comfyui";
 const DEFAULT_CHECKPOINT = "sd_xl_base_1.0.safetensors";
@@ -23,6 +35,11 @@ export type ComfyuiOptions = {
   url: string;
   /** API-format graph (object or JSON text) with `{{prompt}}`-style placeholders. @defaultValue DEFAULT_WORKFLOW */
   workflow?: Workflow | string;
+  /**
+   * Graph for edits, with `{{image}}` on its LoadImage node and `{{denoise}}`. @defaultValue
+   * DEFAULT_EDIT_WORKFLOW (img2img)
+   */
+  editWorkflow?: Workflow | string;
   /** Delay between `/history` polls. @defaultValue 500 */
   pollIntervalMs?: number;
   /** Checkpoint file used when the request names no model. @defaultValue "sd_xl_base_1.0.safetensors" */
@@ -42,10 +59,8 @@ export type HistoryEntry = {
   status?: { status_str?: string; completed?: boolean; messages?: Array<[string, Record<string, unknown>]> };
 };
 
-function invalid(message: string, details?: Record<string, unknown>): UnrecoverableError {
-  return new UnrecoverableError(`${PROVIDER}: ${message}`, {
-    code: "provider_invalid_request",
-    refundable: true,
+function invalid(message: string, details?: Record<string, unknown>): ProviderError {
+  return new ProviderError("invalid_request", `${PROVIDER}: ${message}`, {
     details: { provider: PROVIDER, ...details },
   });
 }
@@ -55,7 +70,27 @@ function param<T>(params: Record<string, unknown> | undefined, key: string, kind
   return typeof v === kind ? (v as T) : fallback;
 }
 
-export function workflowValues(req: GenerateRequest, checkpoint: string, seed: number): WorkflowValues {
+/** Any checkpoint on the box; the built-in graphs draw from text or redraw one input image (no mask). */
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {},
+  anyModel: {
+    input: "both",
+    maxInputImages: 1,
+    mask: false,
+    sizes: { kind: "range", min: 64, max: 4096, step: 8 },
+    imagesPerCall: 4,
+    negativePrompt: "native",
+    seed: true,
+    outputFormats: ["png"],
+  },
+};
+
+export function workflowValues(
+  req: GenerateRequest,
+  checkpoint: string,
+  seed: number,
+  image = "",
+): WorkflowValues {
   const { width, height } = parseSize(req.size);
   return {
     prompt: req.prompt,
@@ -69,6 +104,8 @@ export function workflowValues(req: GenerateRequest, checkpoint: string, seed: n
     cfg: param(req.params, "cfg", "number", 7),
     sampler_name: param(req.params, "sampler_name", "string", "euler"),
     scheduler: param(req.params, "scheduler", "string", "normal"),
+    image,
+    denoise: param(req.params, "denoise", "number", image ? 0.75 : 1),
   };
 }
 
@@ -96,13 +133,13 @@ export function historyImages(entry: HistoryEntry): OutputImage[] {
     const error = messages.find(([type]) => type === "execution_error")?.[1];
     if (!error && messages.some(([type]) => type === "execution_interrupted")) {
       // Someone else pressed Cancel on the box (our own aborts never read history); the prompt itself is fine.
-      throw new RetryableError(`${PROVIDER}: run was interrupted`, {
+      throw new ProviderError("transient", `${PROVIDER}: run was interrupted`, {
         code: "provider_interrupted",
         details: { provider: PROVIDER },
       });
     }
     const text = `${String(error?.exception_type ?? "error")}: ${String(error?.exception_message ?? "run failed")}`;
-    throw new RetryableError(`${PROVIDER}: ${text.trim()}`, {
+    throw new ProviderError("transient", `${PROVIDER}: ${text.trim()}`, {
       code: "provider_failed",
       details: { provider: PROVIDER, node: error?.node_type ?? error?.node_id },
     });
@@ -232,6 +269,8 @@ function randomSeed(): number {
 export function createComfyuiProvider(opts: ComfyuiOptions): Provider {
   const base = trimBase(opts.url);
   const template = opts.workflow === undefined ? DEFAULT_WORKFLOW : parseWorkflow(opts.workflow);
+  const editTemplate =
+    opts.editWorkflow === undefined ? DEFAULT_EDIT_WORKFLOW : parseWorkflow(opts.editWorkflow);
   const pollMs = opts.pollIntervalMs ?? 500;
   const checkpoint = opts.checkpoint ?? DEFAULT_CHECKPOINT;
   // A user workflow may keep its own fixed or randomized seed; only report ours when the graph took it.
@@ -241,7 +280,8 @@ export function createComfyuiProvider(opts: ComfyuiOptions): Provider {
     name: PROVIDER,
     defaultModel: checkpoint,
     models: [checkpoint],
-    supportsEdits: false,
+    supportsEdits: true,
+    capabilities: CAPABILITIES,
     limits: { concurrency: 1, rpm: 0 },
   };
 
@@ -314,7 +354,9 @@ export function createComfyuiProvider(opts: ComfyuiOptions): Provider {
     clientId: string,
   ) {
     const seed = req.seed ?? randomSeed();
-    const graph = fillWorkflow(template, workflowValues(req, checkpoint, seed));
+    const input = req.images?.[0];
+    const image = input ? await upload(input, ctx.signal) : "";
+    const graph = fillWorkflow(input ? editTemplate : template, workflowValues(req, checkpoint, seed, image));
     const promptId = await submit(graph, clientId, ctx.signal);
     let entry: HistoryEntry;
     try {
@@ -326,10 +368,22 @@ export function createComfyuiProvider(opts: ComfyuiOptions): Provider {
     return fetchImages(historyImages(entry), takesSeed ? seed : undefined, ctx.signal);
   }
 
+  /** Puts the input in ComfyUI's input folder (under a unique name) and returns the name LoadImage takes. */
+  async function upload(image: InputImage, signal: AbortSignal): Promise<string> {
+    const form = new FormData();
+    const ext = image.mime.split("/")[1] ?? "png";
+    form.append("image", toBlob(image), `easel-${crypto.randomUUID()}.${ext}`);
+    form.append("type", "input");
+    form.append("overwrite", "true");
+    const res = await call("/upload/image", { method: "POST", body: form }, signal);
+    if (!isRecord(res) || typeof res.name !== "string")
+      throw badResponse(PROVIDER, "upload answer without a name");
+    const subfolder = typeof res.subfolder === "string" && res.subfolder ? `${res.subfolder}/` : "";
+    return `${subfolder}${res.name}`;
+  }
+
   async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
-    if (req.images?.length || req.mask) {
-      throw invalid("input images need a workflow built for them; not supported");
-    }
+    if (req.mask) throw invalid("a mask needs an inpainting workflow; the built-in edit graph takes none");
     const clientId = crypto.randomUUID();
     const ws = await connectSocket(socketUrl(base, clientId), opts.socketTimeoutMs ?? 2000, ctx.signal);
     const socket = ws ? watchSocket(ws, progressReporter(ctx)) : undefined;

@@ -1,8 +1,15 @@
 /**
- * fal.ai queue (PROVIDERS.md "fal.ai queue"): submit, poll the returned `status_url` (queue position and logs
- * become progress), fetch `response_url`, download the images; `PUT cancel_url` when the job is aborted.
+ * fal.ai queue (docs/providers.md "fal.ai queue"): submit, poll the returned `status_url` (queue position and
+ * logs become progress), fetch `response_url`, download the images; `PUT cancel_url` when the job is aborted.
+ * FLUX text models take `image_size`; FLUX Kontext edits `image_url` and takes an `aspect_ratio` instead.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+import {
+  capabilitiesFor,
+  type ModelCapabilities,
+  matchAspectRatio,
+  type ProviderCapabilities,
+} from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   badResponse,
   contentPolicyError,
@@ -43,7 +50,32 @@ export type FalResult = {
   has_nsfw_concepts?: boolean[];
 };
 
-const MODELS = ["fal-ai/flux/schnell", "fal-ai/flux/dev", "fal-ai/flux-pro/v1.1", "fal-ai/flux-pro/kontext"];
+const FLUX: ModelCapabilities = {
+  input: "text",
+  maxInputImages: 0,
+  mask: false,
+  sizes: { kind: "range", min: 256, max: 2048, step: 16 },
+  imagesPerCall: 4,
+  negativePrompt: "none",
+  seed: true,
+  outputFormats: ["jpeg", "png"],
+};
+
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {
+    "fal-ai/flux/schnell": FLUX,
+    "fal-ai/flux/dev": FLUX,
+    "fal-ai/flux-pro/v1.1": FLUX,
+    "fal-ai/flux-pro/kontext": {
+      ...FLUX,
+      input: "edit",
+      maxInputImages: 1,
+      sizes: { kind: "aspect", ratios: ["21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21"] },
+    },
+  },
+};
+
+const MODELS = Object.keys(CAPABILITIES.models);
 
 /** fal's named sizes; any other size goes as `{width, height}`. */
 const NAMED_SIZES: Record<string, string> = {
@@ -64,15 +96,24 @@ export function imageSize(size: string): string | { width: number; height: numbe
   return NAMED_SIZES[`${width}x${height}`] ?? { width, height };
 }
 
-export function buildInput(req: GenerateRequest): Record<string, unknown> {
+/** `image_size`, or for aspect-ratio models `aspect_ratio` (left out when no size was asked: Kontext follows the input). */
+function sizeInput(req: GenerateRequest, caps: ModelCapabilities | undefined): Record<string, unknown> {
+  if (caps?.sizes.kind !== "aspect") return { image_size: imageSize(req.size) };
+  if (req.sizeGiven === false) return {};
+  const ratio = matchAspectRatio(req.size, caps.sizes.ratios);
+  return ratio ? { aspect_ratio: ratio } : {};
+}
+
+export function buildInput(req: GenerateRequest, model?: string): Record<string, unknown> {
+  const caps = model === undefined ? undefined : capabilitiesFor(CAPABILITIES, model);
   const input: Record<string, unknown> = {
     prompt: req.prompt,
-    image_size: imageSize(req.size),
+    ...sizeInput(req, caps),
     num_images: req.n,
     enable_safety_checker: true,
     output_format: "png",
   };
-  if (req.negativePrompt) input.negative_prompt = req.negativePrompt;
+  if (req.negativePrompt && caps?.negativePrompt !== "none") input.negative_prompt = req.negativePrompt;
   if (req.seed !== undefined) input.seed = req.seed;
   const images = req.images ?? [];
   if (images[0]) input.image_url = toDataUrl(images[0]);
@@ -95,17 +136,16 @@ export const classify: EnsureOkOptions["classify"] = (status, headers, _text, bo
   }
   const errorType = headers.get("x-fal-error-type");
   if (errorType && TRANSIENT_ERROR_TYPE.test(errorType)) {
-    return new RetryableError(`${PROVIDER}: ${errorType}${body.message ? `: ${body.message}` : ""}`, {
-      code: "provider_unavailable",
-      details: { ...details, errorType },
-    });
+    return new ProviderError(
+      "transient",
+      `${PROVIDER}: ${errorType}${body.message ? `: ${body.message}` : ""}`,
+      {
+        details: { ...details, errorType },
+      },
+    );
   }
   if ((status === 403 || status === 402) && QUOTA_TEXT.test(body.message ?? "")) {
-    return new UnrecoverableError(`${PROVIDER}: ${body.message}`, {
-      code: "provider_quota",
-      refundable: true,
-      details,
-    });
+    return new ProviderError("quota", `${PROVIDER}: ${body.message}`, { details });
   }
   return undefined;
 };
@@ -159,6 +199,7 @@ export function createFalProvider(opts: FalOptions): Provider {
     defaultModel: MODELS[0]!,
     models: MODELS,
     supportsEdits: true,
+    capabilities: CAPABILITIES,
     limits: { concurrency: 4, rpm: 120 },
   };
 
@@ -170,7 +211,7 @@ export function createFalProvider(opts: FalOptions): Provider {
     const init = {
       method: "POST",
       headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify(buildInput(req)),
+      body: JSON.stringify(buildInput(req, model)),
     };
     return parseSubmission(await call(`${base}/${model}`, init, signal));
   }

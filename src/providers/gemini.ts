@@ -1,19 +1,25 @@
 /**
- * Google Gemini image output and Imagen (PROVIDERS.md "Google Gemini / Imagen").
+ * Google Gemini image output and Imagen (docs/providers.md "Google Gemini / Imagen").
  *
  * - Models starting `imagen-` use `:predict` (`sampleCount` up to 4 per call); every other model uses
  *   `:generateContent`, one image per call, so n images are n parallel calls.
  * - Safety arrives as HTTP 200: `promptFeedback.blockReason`, a safety `finishReason`, or Imagen's
- *   `raiFilteredReason` / an empty `predictions` → UnrecoverableError `content_policy` (not refundable).
+ *   `raiFilteredReason` / an empty `predictions` → `content_policy` (not refundable).
  * - `finishReason` NO_IMAGE / IMAGE_OTHER / OTHER, or a STOP without an image, is the model answering in text
- *   only. Sampling is random and a new attempt usually draws an image, so it is a RetryableError
+ *   only. Sampling is random and a new attempt usually draws an image, so it is `transient`
  *   `provider_no_image` (bounded by the job's attempts) rather than a policy verdict.
- * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → RetryAfterError (shared classifier), unless its
+ * - 429 RESOURCE_EXHAUSTED with a RetryInfo `retryDelay` → `rate_limited` with that wait, unless its
  *   QuotaFailure names a per-day quota or the message says `limit: 0` (a model the plan does not include):
- *   that will not refill within the job's retries → UnrecoverableError `provider_quota`.
+ *   that will not refill within the job's retries → `quota` (`provider_quota`).
  *   400 with reason API_KEY_INVALID → `provider_auth`.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+import {
+  capabilitiesFor,
+  imagesPerCallSplit,
+  type ModelCapabilities,
+  type ProviderCapabilities,
+} from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -43,18 +49,45 @@ export type GeminiOptions = {
   timeoutMs?: number;
 };
 
-const MODELS = [
-  "gemini-2.5-flash-image",
-  "gemini-3-pro-image-preview",
-  "imagen-4.0-generate-001",
-  "imagen-4.0-fast-generate-001",
-  "imagen-4.0-ultra-generate-001",
-  "imagen-3.0-generate-002",
-];
-
 const GEMINI_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"];
 const IMAGEN_RATIOS = ["1:1", "3:4", "4:3", "9:16", "16:9"];
 const IMAGEN_MAX_SAMPLES = 4;
+
+/** Gemini image models edit the images sent as inline data; no mask, one image per call. */
+const GEMINI_IMAGE: ModelCapabilities = {
+  input: "both",
+  maxInputImages: 3,
+  mask: false,
+  sizes: { kind: "aspect", ratios: GEMINI_RATIOS },
+  imagesPerCall: 1,
+  negativePrompt: "in-prompt",
+  seed: true,
+  outputFormats: ["png"],
+};
+/** Imagen draws from text only; the Gemini API documents no seed and no negative prompt for it. */
+const IMAGEN: ModelCapabilities = {
+  input: "text",
+  maxInputImages: 0,
+  mask: false,
+  sizes: { kind: "aspect", ratios: IMAGEN_RATIOS },
+  imagesPerCall: IMAGEN_MAX_SAMPLES,
+  negativePrompt: "none",
+  seed: false,
+  outputFormats: ["png", "jpeg"],
+};
+
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {
+    "gemini-2.5-flash-image": GEMINI_IMAGE,
+    "gemini-3-pro-image-preview": { ...GEMINI_IMAGE, maxInputImages: 14 },
+    "imagen-4.0-generate-001": IMAGEN,
+    "imagen-4.0-fast-generate-001": IMAGEN,
+    "imagen-4.0-ultra-generate-001": { ...IMAGEN, imagesPerCall: 1 },
+    "imagen-3.0-generate-002": IMAGEN,
+  },
+};
+
+const MODELS = Object.keys(CAPABILITIES.models);
 
 const SAFETY_REASONS = new Set([
   "SAFETY",
@@ -98,7 +131,11 @@ export function generateContentBody(
   for (const img of req.images ?? []) {
     parts.push({ inlineData: { mimeType: img.mime, data: bytesToBase64(img.bytes) } });
   }
-  const imageConfig: Record<string, unknown> = { aspectRatio: sizeToAspectRatio(req.size, GEMINI_RATIOS) };
+  // Without an aspect ratio an edit keeps its input's; only a size the caller asked for overrides it.
+  const followInput = (req.images?.length ?? 0) > 0 && req.sizeGiven === false;
+  const imageConfig: Record<string, unknown> = followInput
+    ? {}
+    : { aspectRatio: sizeToAspectRatio(req.size, GEMINI_RATIOS) };
   const sizeClass = imageSize(model, req.size);
   if (sizeClass) imageConfig.imageSize = sizeClass;
   const generationConfig: Record<string, unknown> = {
@@ -108,6 +145,11 @@ export function generateContentBody(
   };
   if (seed !== undefined) generationConfig.seed = seed;
   return { contents: [{ role: "user", parts }], generationConfig };
+}
+
+/** Imagen calls for n images: up to 4 per call (Ultra: 1). */
+function sampleCounts(n: number, model: string): number[] {
+  return imagesPerCallSplit(n, capabilitiesFor(CAPABILITIES, model)?.imagesPerCall ?? IMAGEN_MAX_SAMPLES);
 }
 
 export function predictBody(req: GenerateRequest, sampleCount: number): Record<string, unknown> {
@@ -147,11 +189,10 @@ const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
     const ids = quotaIds(body.json);
     const daily = ids.some((id) => /per\s*day/i.test(id));
     if (daily || /\blimit:\s*0\b/.test(body.message ?? "")) {
-      return new UnrecoverableError(
+      return new ProviderError(
+        "quota",
         `${PROVIDER}: HTTP 429: ${(body.message ?? "quota exhausted").slice(0, 500)}`,
         {
-          code: "provider_quota",
-          refundable: true,
           details: { provider: PROVIDER, status, providerCode: "RESOURCE_EXHAUSTED", quotaIds: ids },
         },
       );
@@ -160,8 +201,8 @@ const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
   return undefined;
 };
 
-function noImage(reason: string, details: Record<string, unknown>): RetryableError {
-  return new RetryableError(`${PROVIDER}: the model returned no image (${reason})`, {
+function noImage(reason: string, details: Record<string, unknown>): ProviderError {
+  return new ProviderError("transient", `${PROVIDER}: the model returned no image (${reason})`, {
     code: "provider_no_image",
     details: { provider: PROVIDER, ...details },
   });
@@ -211,6 +252,7 @@ export function createGeminiProvider(opts: GeminiOptions): Provider {
     defaultModel: opts.defaultModel ?? MODELS[0]!,
     models: MODELS,
     supportsEdits: true,
+    capabilities: CAPABILITIES,
     limits: { concurrency: 4, rpm: 10 },
   };
 
@@ -235,13 +277,8 @@ export function createGeminiProvider(opts: GeminiOptions): Provider {
     signal: AbortSignal,
   ): Promise<GeneratedImage[]> {
     const out: GeneratedImage[] = [];
-    for (let left = Math.max(1, req.n); left > 0; left -= IMAGEN_MAX_SAMPLES) {
-      const resp = (await post(
-        model,
-        "predict",
-        predictBody(req, Math.min(left, IMAGEN_MAX_SAMPLES)),
-        signal,
-      )) as PredictResponse;
+    for (const count of sampleCounts(req.n, model)) {
+      const resp = (await post(model, "predict", predictBody(req, count), signal)) as PredictResponse;
       out.push(...imagesFromPredict(resp));
     }
     return out;
@@ -260,20 +297,17 @@ export function createGeminiProvider(opts: GeminiOptions): Provider {
   async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
     const model = req.model ?? info.defaultModel;
     if (isImagen(model) && req.images?.length) {
-      throw new UnrecoverableError(
+      throw new ProviderError(
+        "unsupported",
         `${PROVIDER}: ${model} does not take input images; use a Gemini image model`,
-        {
-          code: "provider_unsupported",
-          refundable: true,
-        },
       );
     }
     return isImagen(model) ? viaPredict(req, model, ctx.signal) : viaGenerateContent(req, model, ctx.signal);
   }
 
   function requestCost(req: GenerateRequest): number {
-    const n = Math.max(1, req.n);
-    return isImagen(req.model ?? info.defaultModel) ? Math.ceil(n / IMAGEN_MAX_SAMPLES) : n;
+    const model = req.model ?? info.defaultModel;
+    return isImagen(model) ? sampleCounts(req.n, model).length : Math.max(1, req.n);
   }
 
   return { info, generate, requestCost };

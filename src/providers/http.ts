@@ -1,44 +1,49 @@
 /**
  * Shared HTTP plumbing for provider adapters. Every adapter goes through these so that failures are
- * classified the same way everywhere (see DESIGN.md §4, PROVIDERS.md).
+ * classified the same way everywhere (see DESIGN.md §4 and docs/providers.md).
  *
  * API (stable — other adapters import it):
  *
  * - `providerFetch(provider, url, init, {signal, timeoutMs?, fetch?}) → Promise<Response>`
  *   fetch with the job's signal combined with a per-request timeout (default `DEFAULT_TIMEOUT_MS`, which
- *   also covers reading the body). Network error → RetryableError `provider_network`; timeout →
- *   RetryableError `provider_timeout`; the caller's abort rethrows `signal.reason` untouched (the engine's
+ *   also covers reading the body). Network error → ProviderError `transient` (`provider_network`); timeout →
+ *   `timeout` (`provider_timeout`); the caller's abort rethrows `signal.reason` untouched (the engine's
  *   CancelledError / TimeoutError). Non-2xx responses are returned as is: pass them to `ensureOk`.
  * - `ensureOk(provider, res, {signal?, classify?, maxDelayMs?}) → Promise<void>`: no-op on 2xx; otherwise
- *   reads the body and throws. `classify(status, headers, bodyText, body)` may return a JobFailure for a
+ *   reads the body and throws. `classify(status, headers, bodyText, body)` may return a ProviderError for a
  *   provider-specific shape first; `undefined` falls back to `classifyHttpError`.
  * - `readJson(provider, res, signal?)`, `readText(...)`, `readBytes(...)`: body readers that map a
  *   timeout/network failure mid-body like `providerFetch`; `readJson` throws `provider_bad_response`
  *   on invalid JSON.
- * - `httpError(provider, status, headers, bodyText, opts?) → JobFailure`, and `classifyHttpError(...)`
- *   which throws it. Rules: 429 → RetryAfterError when a delay is known (retry-after-ms, retry-after,
- *   Gemini RetryInfo, `opts.hintMs`), else RetryableError `provider_rate_limited`; 5xx → RetryableError
- *   `provider_unavailable` (or RetryAfterError with Retry-After / HF `estimated_time`); 408 →
- *   `provider_timeout`; 400/413/422 → UnrecoverableError `provider_invalid_request`; 401/403 → `provider_auth`;
+ * - `httpError(provider, status, headers, bodyText, opts?) → ProviderError` (./errors), and `classifyHttpError(...)`
+ *   which throws it. Rules: 429 → `rate_limited` (`provider_rate_limited`), with `retryAfterMs` when a delay is
+ *   known (`retryDelayMs`, then `opts.hintMs`); 5xx → `transient` (`provider_unavailable`, with `retryAfterMs`
+ *   from Retry-After / HF `estimated_time`); 408 → `timeout`; 400/413/422 → `invalid_request`
+ *   (`provider_invalid_request`); 401/403 → `auth` (`provider_auth`);
  *   402 and quota codes (OpenAI `insufficient_quota`, DashScope `Throttling.AllocationQuota`/`Arrearage`) →
  *   `provider_quota`; 404/410 → `provider_model_not_found`; safety codes (`content_policy_violation`,
  *   `moderation_blocked`, `DataInspectionFailed`) → `content_policy` (refundable: false). Every other
  *   unrecoverable error is refundable. Delays are capped at `opts.maxDelayMs` (default 5 min) and
  *   floored at 1 s.
  * - `contentPolicyError(provider, message, details?)`: the safety rejection error, for 200-with-refusal shapes.
- * - `badResponse(provider, message, details?)`: RetryableError `provider_bad_response`.
+ * - `badResponse(provider, message, details?)`: `bad_response` (`provider_bad_response`).
  * - `parseErrorBody(bodyText) → ErrorBodyInfo`: message/codes/hints pulled out of known error shapes.
  * - `parseRetryAfter(headers, now?) → ms | undefined` (`retry-after-ms` first, then seconds or HTTP date).
- * - `parseDuration("12s" | "1.5s" | "250ms") → ms | undefined` (Google's RetryInfo.retryDelay).
+ * - `retryDelayMs(status, headers, body) → ms | undefined`: the one parser of "wait before retrying" every
+ *   adapter goes through (via `httpError`): `retry-after-ms`, `Retry-After` (seconds or HTTP date), on a 429
+ *   `x-ratelimit-reset*`, Google's `RetryInfo.retryDelay`, Hugging Face's `estimated_time`, then a wait
+ *   written in the message ("resets in ~30s", "available in 5 seconds", "try again in 6m0s").
+ * - `parseDuration("12s" | "1.5s" | "250ms" | "6m0s" | "30 seconds") → ms | undefined`;
+ *   `parseTextHint(message)`, `parseRateLimitReset(headers)`: the pieces of `retryDelayMs`.
  * - `downloadImage(url, {signal, maxBytes?, timeoutMs?, provider?, headers?, fetch?}) → {bytes, mime}`:
- *   streamed, aborts past `maxBytes` (UnrecoverableError `provider_output_too_large`), sniffs the type,
+ *   streamed, aborts past `maxBytes` (`rejected`, `provider_output_too_large`), sniffs the type,
  *   accepts `data:` URLs.
  * - `sleep(ms, signal) → Promise<void>`: abortable wait for polling loops (rejects with `signal.reason`).
  * - `allOrAbort(count, signal, (i, signal) => …) → T[]`: parallel calls; the first failure aborts the rest.
  * - Re-exports ./media: `sniffMime`, `base64ToBytes`, `bytesToBase64`, `toDataUrl`, `toBlob`,
  *   `imageFromBase64`, `parseSize`, `sizeToAspectRatio`.
  */
-import { JobFailure, RetryAfterError, RetryableError, UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 import { base64ToBytes, sniffMime } from "./media";
 
 export {
@@ -86,17 +91,16 @@ export type ProviderFetchOptions = {
 /** Turns whatever fetch (or a body read) threw into our error classes, unless the caller aborted. */
 export function mapFetchError(provider: string, err: unknown, signal?: AbortSignal): unknown {
   if (signal?.aborted) return signal.reason;
-  if (err instanceof JobFailure) return err;
+  if (err instanceof ProviderError) return err;
   const name = err instanceof Error ? err.name : "";
   if (name === "TimeoutError") {
-    return new RetryableError(`${provider}: request timed out`, {
-      code: "provider_timeout",
+    return new ProviderError("timeout", `${provider}: request timed out`, {
       details: { provider },
       cause: err,
     });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new RetryableError(`${provider}: network error: ${message}`, {
+  return new ProviderError("transient", `${provider}: network error: ${message}`, {
     code: "provider_network",
     details: { provider },
     cause: err,
@@ -148,9 +152,8 @@ export function badResponse(
   provider: string,
   message: string,
   details?: Record<string, unknown>,
-): RetryableError {
-  return new RetryableError(`${provider}: ${message}`, {
-    code: "provider_bad_response",
+): ProviderError {
+  return new ProviderError("bad_response", `${provider}: ${message}`, {
     details: { provider, ...details },
   });
 }
@@ -159,16 +162,18 @@ export function contentPolicyError(
   provider: string,
   message: string,
   details?: Record<string, unknown>,
-): UnrecoverableError {
-  return new UnrecoverableError(`${provider}: rejected by the provider's safety system: ${message}`, {
-    code: "content_policy",
-    refundable: false,
-    details: { provider, ...details },
-  });
+): ProviderError {
+  return new ProviderError(
+    "content_policy",
+    `${provider}: rejected by the provider's safety system: ${message}`,
+    {
+      details: { provider, ...details },
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Retry hints
+// Retry hints: every documented form of "wait before trying again" (docs/providers.md, "Waiting")
 
 export function parseRetryAfter(headers: Headers, now = Date.now()): number | undefined {
   const ms = headers.get("retry-after-ms");
@@ -180,13 +185,86 @@ export function parseRetryAfter(headers: Headers, now = Date.now()): number | un
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/** Google-style durations: "12s", "1.5s", "250ms" (protobuf Duration in JSON is always seconds + "s"). */
+const UNIT = "milliseconds?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h";
+/** One number and its unit; `(?![a-z])` rather than `\b` so Go's "6m0s" splits into "6m" and "0s". */
+const PART = new RegExp(`(\\d+(?:\\.\\d+)?)\\s*(${UNIT})(?![a-z])`, "gi");
+const WHOLE_DURATION = new RegExp(`^\\s*(?:\\d+(?:\\.\\d+)?\\s*(?:${UNIT})(?![a-z])\\s*)+$`, "i");
+
+function unitMs(unit: string): number {
+  const u = unit.toLowerCase();
+  if (u === "ms" || u.startsWith("milli")) return 1;
+  if (u === "m" || u.startsWith("min")) return 60_000;
+  if (u === "h" || u.startsWith("h")) return 3_600_000;
+  return 1000;
+}
+
+/**
+ * A duration as providers write it: Google's protobuf "12s" / "1.5s", OpenAI's Go-style "6m0s" / "20ms",
+ * or words ("30 seconds", "2 minutes"). Undefined for anything else.
+ */
 export function parseDuration(value: unknown): number | undefined {
-  if (typeof value !== "string") return undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$/.exec(value);
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  return m[2] === "ms" ? n : n * 1000;
+  if (typeof value !== "string" || !WHOLE_DURATION.test(value)) return undefined;
+  let total = 0;
+  for (const m of value.matchAll(PART)) total += Number(m[1]) * unitMs(m[2] ?? "s");
+  return total;
+}
+
+/** The phrases providers put before a wait in an error message, each followed by a duration. */
+const TEXT_HINT = new RegExp(
+  "(?:resets? in|available in|try again in|retry in|retry after|retrying in|wait(?: for)?)\\s*(?:about|approximately|~)?\\s*" +
+    `((?:\\d+(?:\\.\\d+)?\\s*(?:${UNIT})(?![a-z])\\s*)+)`,
+  "i",
+);
+
+/**
+ * A wait stated in words: Replicate's "Your rate limit resets in ~30s.", its older "Expected available in 5
+ * seconds", OpenAI's "Please try again in 6m0s", Gemini's "Please retry in 12.5s".
+ */
+export function parseTextHint(text: string | undefined): number | undefined {
+  const m = text ? TEXT_HINT.exec(text) : null;
+  return m ? parseDuration(m[1]!.trim()) : undefined;
+}
+
+/**
+ * `x-ratelimit-reset-requests` / `-tokens` (OpenAI: Go durations), or `x-ratelimit-reset` (seconds from now,
+ * or a Unix time when it is that large). When several are present, the longest: a 429 means one of them ran
+ * out, and a shorter reset would only earn another 429.
+ */
+export function parseRateLimitReset(headers: Headers, now = Date.now()): number | undefined {
+  const waits: number[] = [];
+  for (const name of ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-ratelimit-reset"]) {
+    const raw = headers.get(name)?.trim();
+    if (!raw) continue;
+    if (/^\d+(\.\d+)?$/.test(raw)) {
+      const n = Number(raw);
+      waits.push(n > 1e9 ? Math.max(0, n * 1000 - now) : n * 1000);
+      continue;
+    }
+    const d = parseDuration(raw);
+    if (d !== undefined) waits.push(d);
+  }
+  return waits.length > 0 ? Math.max(...waits) : undefined;
+}
+
+/**
+ * How long a failed call asks us to wait, from every documented source, most authoritative first:
+ * `retry-after-ms`, `Retry-After` (seconds or HTTP date), on a 429 the `x-ratelimit-reset*` headers, Google's
+ * `RetryInfo.retryDelay`, Hugging Face's 503 `estimated_time`, then a wait written in the message.
+ * Undefined when the answer says nothing about when.
+ */
+export function retryDelayMs(
+  status: number,
+  headers: Headers,
+  body: ErrorBodyInfo,
+  now = Date.now(),
+): number | undefined {
+  return (
+    parseRetryAfter(headers, now) ??
+    (status === 429 ? parseRateLimitReset(headers, now) : undefined) ??
+    body.retryDelayMs ??
+    body.estimatedMs ??
+    body.textHintMs
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -201,6 +279,8 @@ export type ErrorBodyInfo = {
   estimatedMs?: number;
   /** Google RetryInfo.retryDelay, as ms. */
   retryDelayMs?: number;
+  /** A wait written in the message ("resets in ~30s", "try again in 20s"), as ms. */
+  textHintMs?: number;
   /** The parsed JSON body, when it was JSON. */
   json?: unknown;
 };
@@ -226,14 +306,14 @@ function retryDelayOf(details: unknown): number | undefined {
   return undefined;
 }
 
-/** Pulls message, codes and retry hints out of the error shapes of every provider in PROVIDERS.md. */
+/** Pulls message, codes and retry hints out of the error shapes of every provider in docs/providers.md. */
 export function parseErrorBody(bodyText: string): ErrorBodyInfo {
   let json: unknown;
   try {
     json = JSON.parse(bodyText);
   } catch {
     const text = bodyText.trim().slice(0, 500);
-    return text ? { message: text, codes: [] } : { codes: [] };
+    return text ? { message: text, codes: [], textHintMs: parseTextHint(text) } : { codes: [] };
   }
   const info: ErrorBodyInfo = { codes: [], json };
   if (!isRecord(json)) return info;
@@ -249,6 +329,7 @@ export function parseErrorBody(bodyText: string): ErrorBodyInfo {
   if (typeof json.estimated_time === "number" && json.estimated_time >= 0) {
     info.estimatedMs = json.estimated_time * 1000;
   }
+  info.textHintMs = parseTextHint(info.message);
   return info;
 }
 
@@ -280,10 +361,6 @@ function clampDelay(ms: number, max: number): number {
   return Math.min(Math.max(ms, MIN_RETRY_DELAY_MS), max);
 }
 
-function unrecoverable(code: string, message: string, details: Record<string, unknown>): UnrecoverableError {
-  return new UnrecoverableError(message, { code, refundable: true, details });
-}
-
 /** The error a non-2xx provider response stands for. Never throws; see `classifyHttpError`. */
 export function httpError(
   provider: string,
@@ -291,39 +368,34 @@ export function httpError(
   headers: Headers,
   bodyText: string,
   opts: ClassifyOptions = {},
-): JobFailure {
+): ProviderError {
   const info = parseErrorBody(bodyText);
   const message = `${provider}: HTTP ${status}${info.message ? `: ${info.message.slice(0, 500)}` : ""}`;
   const details: Record<string, unknown> = { provider, status };
   if (info.codes.length > 0) details.providerCode = info.codes[0];
   const maxDelay = opts.maxDelayMs ?? MAX_RETRY_DELAY_MS;
-  const delay = parseRetryAfter(headers, opts.now) ?? info.retryDelayMs ?? info.estimatedMs ?? opts.hintMs;
+  const delay = retryDelayMs(status, headers, info, opts.now) ?? opts.hintMs;
 
   if (info.codes.some((c) => CONTENT_POLICY_CODES.has(c))) {
     return contentPolicyError(provider, info.message ?? `HTTP ${status}`, details);
   }
   if (status === 402 || info.codes.some((c) => QUOTA_CODES.has(c))) {
-    return unrecoverable("provider_quota", message, details);
+    return new ProviderError("quota", message, { details });
   }
   if (status === 429 || status >= 500) {
-    if (delay !== undefined) {
-      return new RetryAfterError(clampDelay(delay, maxDelay), message, {
-        code: status === 429 ? "provider_rate_limited" : "provider_unavailable",
-        details,
-      });
-    }
-    const code = status === 429 ? "provider_rate_limited" : "provider_unavailable";
-    return new RetryableError(message, { code, details });
+    const kind = status === 429 ? "rate_limited" : "transient";
+    if (delay === undefined) return new ProviderError(kind, message, { details });
+    return new ProviderError(kind, message, { retryAfterMs: clampDelay(delay, maxDelay), details });
   }
-  if (status === 408) return new RetryableError(message, { code: "provider_timeout", details });
-  if (status === 401 || status === 403) return unrecoverable("provider_auth", message, details);
-  if (status === 404 || status === 410) return unrecoverable("provider_model_not_found", message, details);
+  if (status === 408) return new ProviderError("timeout", message, { details });
+  if (status === 401 || status === 403) return new ProviderError("auth", message, { details });
+  if (status === 404 || status === 410) return new ProviderError("not_found", message, { details });
   if (status === 400 || status === 413 || status === 422) {
-    return unrecoverable("provider_invalid_request", message, details);
+    return new ProviderError("invalid_request", message, { details });
   }
-  if (status >= 400) return unrecoverable("provider_error", message, details);
+  if (status >= 400) return new ProviderError("rejected", message, { details });
   // A 1xx/3xx reaching us means a proxy or redirect misbehaved; worth another try.
-  return new RetryableError(message, { code: "provider_unexpected_status", details });
+  return new ProviderError("transient", message, { code: "provider_unexpected_status", details });
 }
 
 export function classifyHttpError(
@@ -344,7 +416,7 @@ export type EnsureOkOptions = ClassifyOptions & {
     headers: Headers,
     bodyText: string,
     body: ErrorBodyInfo,
-  ) => JobFailure | undefined;
+  ) => ProviderError | undefined;
 };
 
 export async function ensureOk(provider: string, res: Response, opts: EnsureOkOptions = {}): Promise<void> {
@@ -372,15 +444,11 @@ export type DownloadOptions = {
   fetch?: FetchFn;
 };
 
-function tooLarge(provider: string, maxBytes: number): UnrecoverableError {
-  return unrecoverable(
-    "provider_output_too_large",
-    `${provider}: output image is larger than ${maxBytes} bytes`,
-    {
-      provider,
-      maxBytes,
-    },
-  );
+function tooLarge(provider: string, maxBytes: number): ProviderError {
+  return new ProviderError("rejected", `${provider}: output image is larger than ${maxBytes} bytes`, {
+    code: "provider_output_too_large",
+    details: { provider, maxBytes },
+  });
 }
 
 function finishImage(provider: string, bytes: Uint8Array, contentType: string | null) {
@@ -428,9 +496,9 @@ async function readCapped(provider: string, res: Response, maxBytes: number, sig
 /** An output URL that is gone (expired, deleted) will not come back on retry. */
 const expiredOutput = (provider: string) => (status: number) =>
   status === 404 || status === 410
-    ? unrecoverable("provider_output_missing", `${provider}: output image is gone (HTTP ${status})`, {
-        provider,
-        status,
+    ? new ProviderError("not_found", `${provider}: output image is gone (HTTP ${status})`, {
+        code: "provider_output_missing",
+        details: { provider, status },
       })
     : undefined;
 

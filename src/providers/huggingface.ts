@@ -1,12 +1,14 @@
 /**
- * Hugging Face Inference (PROVIDERS.md "Hugging Face Inference"): `POST {base}/hf-inference/models/<model>`
+ * Hugging Face Inference (docs/providers.md "Hugging Face Inference"): `POST {base}/hf-inference/models/<model>`
  * with `{inputs, parameters}`; the answer is raw image bytes (JSON `{data:[{b64_json}]}` / `{output:[url]}`
  * tolerated). One image per call, so n images are n parallel calls with seeds `seed, seed+1, …`; the first
- * failure aborts the siblings. A 503 "model is loading" with `estimated_time` becomes a RetryAfterError.
+ * failure aborts the siblings. A 503 "model is loading" with `estimated_time` is `transient` with that wait (`retryAfterMs`).
  * HF has no safety error code: a 400/422 whose `error` text is a checker's refusal (NSFW, content policy,
  * flagged) is a `content_policy` rejection, so it is neither retried nor refunded like a bad parameter.
  */
-import { UnrecoverableError } from "../queue/errors";
+
+import { capabilitiesFor, type ModelCapabilities, type ProviderCapabilities } from "./capabilities";
+import { ProviderError } from "./errors";
 import {
   allOrAbort,
   badResponse,
@@ -40,11 +42,31 @@ export type HuggingFaceOptions = {
   randomSeed?: () => number;
 };
 
-const MODELS = [
-  "black-forest-labs/FLUX.1-dev",
-  "black-forest-labs/FLUX.1-schnell",
-  "stabilityai/stable-diffusion-xl-base-1.0",
-];
+/** FLUX takes width/height in multiples of 16 and no negative prompt; SDXL multiples of 8 and one. */
+const FLUX: ModelCapabilities = {
+  input: "text",
+  maxInputImages: 0,
+  mask: false,
+  sizes: { kind: "range", min: 256, max: 2048, step: 16 },
+  imagesPerCall: 1,
+  negativePrompt: "none",
+  seed: true,
+  outputFormats: ["jpeg"],
+};
+
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {
+    "black-forest-labs/FLUX.1-dev": FLUX,
+    "black-forest-labs/FLUX.1-schnell": FLUX,
+    "stabilityai/stable-diffusion-xl-base-1.0": {
+      ...FLUX,
+      sizes: { kind: "range", min: 512, max: 2048, step: 8 },
+      negativePrompt: "native",
+    },
+  },
+};
+
+const MODELS = Object.keys(CAPABILITIES.models);
 
 /** A checker's refusal; narrow on purpose, so "`enable_safety_checker` must be a boolean" stays a 422. */
 const SAFETY_TEXT = /nsfw|content[ _-]?polic|unsafe content|inappropriate content|flagged/i;
@@ -60,10 +82,11 @@ export function modelUrl(base: string, model: string): string {
   return `${base}/hf-inference/models/${model.split("/").map(encodeURIComponent).join("/")}`;
 }
 
-export function buildBody(req: GenerateRequest, seed: number): Record<string, unknown> {
+export function buildBody(req: GenerateRequest, seed: number, model?: string): Record<string, unknown> {
   const { width, height } = parseSize(req.size);
   const parameters: Record<string, unknown> = { width, height, seed, ...req.params };
-  if (req.negativePrompt) parameters.negative_prompt = req.negativePrompt;
+  const caps = model === undefined ? undefined : capabilitiesFor(CAPABILITIES, model);
+  if (req.negativePrompt && caps?.negativePrompt !== "none") parameters.negative_prompt = req.negativePrompt;
   return { inputs: req.prompt, parameters };
 }
 
@@ -96,6 +119,7 @@ export function createHuggingFaceProvider(opts: HuggingFaceOptions): Provider {
     name: PROVIDER,
     defaultModel: opts.defaultModel ?? MODELS[0]!,
     models: MODELS,
+    capabilities: CAPABILITIES,
     supportsEdits: false,
     limits: { concurrency: 2, rpm: 60 },
   };
@@ -110,7 +134,7 @@ export function createHuggingFaceProvider(opts: HuggingFaceOptions): Provider {
     const res = await providerFetch(
       PROVIDER,
       modelUrl(base, model),
-      { method: "POST", headers, body: JSON.stringify(buildBody(req, seed)) },
+      { method: "POST", headers, body: JSON.stringify(buildBody(req, seed, model)) },
       { signal, ...(opts.timeoutMs !== undefined && { timeoutMs: opts.timeoutMs }) },
     );
     await ensureOk(PROVIDER, res, { signal, classify });
@@ -119,10 +143,7 @@ export function createHuggingFaceProvider(opts: HuggingFaceOptions): Provider {
 
   async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
     if (req.images?.length) {
-      throw new UnrecoverableError(`${PROVIDER}: edits are not supported`, {
-        code: "provider_unsupported",
-        refundable: true,
-      });
+      throw new ProviderError("unsupported", `${PROVIDER}: edits are not supported`);
     }
     const model = req.model ?? info.defaultModel;
     const seed = req.seed ?? randomSeed();

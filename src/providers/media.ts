@@ -9,7 +9,7 @@
  * - `sizeToAspectRatio("1536x1024")` → "3:2"; with `supported` it picks the closest allowed ratio.
  * - `toBlob(image)` wraps an InputImage for multipart bodies.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 import type { InputImage } from "./types";
 
 export type ImageMime = "image/png" | "image/jpeg" | "image/webp" | "image/gif" | "image/avif";
@@ -59,8 +59,7 @@ export function imageFromBase64(
   const bytes = base64ToBytes(b64);
   const mime = sniffMime(bytes) ?? (mimeHint?.startsWith("image/") ? mimeHint : undefined);
   if (!mime || bytes.length === 0) {
-    throw new RetryableError(`${provider}: response held base64 data that is not an image`, {
-      code: "provider_bad_response",
+    throw new ProviderError("bad_response", `${provider}: response held base64 data that is not an image`, {
       details: { provider },
     });
   }
@@ -72,10 +71,7 @@ export function parseSize(size: string): { width: number; height: number } {
   const width = Number(m?.[1]);
   const height = Number(m?.[2]);
   if (!m || width <= 0 || height <= 0) {
-    throw new UnrecoverableError(`invalid size "${size}", expected WIDTHxHEIGHT`, {
-      code: "provider_invalid_request",
-      refundable: true,
-    });
+    throw new ProviderError("invalid_request", `invalid size "${size}", expected WIDTHxHEIGHT`);
   }
   return { width, height };
 }

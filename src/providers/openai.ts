@@ -1,13 +1,20 @@
 /**
- * OpenAI Images (PROVIDERS.md "OpenAI Images"): `POST /images/generations` (JSON) and `POST /images/edits`
+ * OpenAI Images (docs/providers.md "OpenAI Images"): `POST /images/generations` (JSON) and `POST /images/edits`
  * (multipart), for OpenAI itself and OpenAI-compatible servers (sd-server, LocalAI, gateways) via `baseUrl`.
  *
- * - Sizes are snapped to the model's allowed sizes by aspect ratio (the image pipeline resizes afterwards);
- *   unknown models (compatible servers) get the requested size as is.
- * - OpenAI has no negative prompt: it is appended to the prompt as "Avoid: …".
- * - dall-e-3 accepts only n=1, so n images become n calls.
+ * - Sizes are sent as requested: each model's fixed list (CAPABILITIES) is enforced at submit, and models of
+ *   compatible servers take their own. An edit that names no size asks GPT image models for `auto`, which
+ *   keeps the input's shape.
+ * - OpenAI has no negative prompt: it is appended to the prompt as "Avoid: …". No model takes a seed.
+ * - dall-e-3 accepts only n=1, so n images become n calls (and n above a model's per-call maximum, several).
  * - `req.params` is passed through as extra body fields (quality, output_format, background, moderation…).
  */
+import {
+  capabilitiesFor,
+  imagesPerCallSplit,
+  type ModelCapabilities,
+  type ProviderCapabilities,
+} from "./capabilities";
 import {
   badResponse,
   contentPolicyError,
@@ -15,7 +22,6 @@ import {
   type EnsureOkOptions,
   ensureOk,
   imageFromBase64,
-  parseSize,
   providerFetch,
   readJson,
   toBlob,
@@ -43,31 +49,47 @@ export type OpenAIOptions = {
   maxDownloadBytes?: number;
 };
 
-const MODELS = ["gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "dall-e-3", "dall-e-2"];
-
-const SIZES: Record<string, string[]> = {
-  gpt: ["1024x1024", "1536x1024", "1024x1536"],
-  "dall-e-3": ["1024x1024", "1792x1024", "1024x1792"],
-  "dall-e-2": ["256x256", "512x512", "1024x1024"],
+const GPT_IMAGE: ModelCapabilities = {
+  input: "both",
+  maxInputImages: 16,
+  mask: true,
+  sizes: { kind: "fixed", sizes: ["1024x1024", "1536x1024", "1024x1536"] },
+  imagesPerCall: 10,
+  negativePrompt: "in-prompt",
+  seed: false,
+  outputFormats: ["png", "jpeg", "webp"],
 };
 
-function sizesFor(model: string): string[] | undefined {
-  if (model.startsWith("gpt-image")) return SIZES.gpt;
-  return SIZES[model];
-}
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {
+    "gpt-image-1": GPT_IMAGE,
+    "gpt-image-1-mini": GPT_IMAGE,
+    "gpt-image-1.5": GPT_IMAGE,
+    "dall-e-3": {
+      ...GPT_IMAGE,
+      input: "text",
+      maxInputImages: 0,
+      mask: false,
+      sizes: { kind: "fixed", sizes: ["1024x1024", "1792x1024", "1024x1792"] },
+      imagesPerCall: 1,
+      outputFormats: ["png"],
+    },
+    // dall-e-2 edits one square PNG, with an optional mask.
+    "dall-e-2": {
+      ...GPT_IMAGE,
+      maxInputImages: 1,
+      sizes: { kind: "fixed", sizes: ["256x256", "512x512", "1024x1024"] },
+      outputFormats: ["png"],
+    },
+  },
+};
 
-/** The allowed size closest in aspect ratio (then in area) to the request; `auto` and exact matches pass. */
-export function snapSize(model: string, size: string): string {
-  const allowed = sizesFor(model);
-  if (!allowed || size === "auto" || allowed.includes(size)) return size;
-  const want = parseSize(size);
-  const score = (s: string) => {
-    const { width, height } = parseSize(s);
-    const ratio = Math.abs(Math.log(width / height) - Math.log(want.width / want.height));
-    const area = Math.abs(Math.log((width * height) / (want.width * want.height)));
-    return ratio * 10 + area;
-  };
-  return allowed.reduce((best, s) => (score(s) < score(best) ? s : best));
+const MODELS = Object.keys(CAPABILITIES.models);
+
+/** `auto` for a GPT image edit that named no size (keeps the input's shape); otherwise the size asked. */
+function sizeField(req: GenerateRequest, model: string): string {
+  const edit = (req.images?.length ?? 0) > 0;
+  return edit && req.sizeGiven === false && model.startsWith("gpt-image") ? "auto" : req.size;
 }
 
 function promptText(req: GenerateRequest): string {
@@ -76,7 +98,7 @@ function promptText(req: GenerateRequest): string {
 
 /** Body fields shared by generations and edits; params come first so our core fields cannot be overridden. */
 function fields(req: GenerateRequest, model: string, n: number): Record<string, unknown> {
-  const body: Record<string, unknown> = { size: snapSize(model, req.size), ...req.params };
+  const body: Record<string, unknown> = { size: sizeField(req, model), ...req.params };
   body.model = model;
   body.prompt = promptText(req);
   body.n = n;
@@ -126,6 +148,7 @@ export function createOpenAIProvider(opts: OpenAIOptions): Provider {
     defaultModel: opts.defaultModel ?? "gpt-image-1",
     models: MODELS,
     supportsEdits: true,
+    capabilities: CAPABILITIES,
     limits: { concurrency: 4, rpm: 50 },
   };
 
@@ -183,10 +206,15 @@ export function createOpenAIProvider(opts: OpenAIOptions): Provider {
     );
   }
 
+  /** Images per call: dall-e-3 makes one, the others up to 10; compatible servers' models get `n` at once. */
+  const callCounts = (req: GenerateRequest) => {
+    const caps = capabilitiesFor(CAPABILITIES, req.model ?? info.defaultModel);
+    return imagesPerCallSplit(req.n, caps?.imagesPerCall ?? req.n);
+  };
+
   async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
     const model = req.model ?? info.defaultModel;
-    const n = Math.max(1, req.n);
-    const calls = model === "dall-e-3" ? Array.from({ length: n }, () => 1) : [n];
+    const calls = callCounts(req);
     const out: GeneratedImage[] = [];
     for (const count of calls) {
       out.push(...(await toImages(await call(req, model, count, ctx.signal), req, ctx.signal)));
@@ -194,5 +222,5 @@ export function createOpenAIProvider(opts: OpenAIOptions): Provider {
     return out;
   }
 
-  return { info, generate, requestCost: (req) => (req.model === "dall-e-3" ? Math.max(1, req.n) : 1) };
+  return { info, generate, requestCost: (req) => callCounts(req).length };
 }

@@ -5,15 +5,15 @@
  * With an input image (an edit) the input, cropped to the size, is the background instead.
  *
  * Prompt triggers (for demos and tests; case-insensitive, anywhere in the prompt):
- * - `[unsafe]`    → UnrecoverableError `content_policy` (refundable: false), like a safety rejection.
- * - `[fail]`      → RetryableError `provider_unavailable`, every time.
- * - `[fail-once]` → RetryableError `provider_unavailable` on the first call per prompt in this process,
+ * - `[unsafe]`    → `content_policy` (refundable: false), like a safety rejection.
+ * - `[fail]`      → `transient` (`provider_unavailable`), every time.
+ * - `[fail-once]` → `transient` (`provider_unavailable`) on the first call per prompt in this process,
  *                   then succeeds (shows a retry working).
  * - `[slow]`      → waits `slowMs` more before answering (abortable).
  */
 import { createHash } from "node:crypto";
 import sharp from "sharp";
-import { RetryableError, UnrecoverableError } from "../queue/errors";
+import { ProviderError } from "./errors";
 import { contentPolicyError, parseSize, sleep } from "./http";
 import type { GeneratedImage, GenerateRequest, InputImage, Provider, ProviderInfo } from "./types";
 
@@ -121,9 +121,8 @@ function triggers(prompt: string) {
   };
 }
 
-function transient(message: string): RetryableError {
-  return new RetryableError(`${NAME}: ${message}`, {
-    code: "provider_unavailable",
+function transient(message: string): ProviderError {
+  return new ProviderError("transient", `${NAME}: ${message}`, {
     details: { provider: NAME },
   });
 }
@@ -136,6 +135,19 @@ export function createPlaceholderProvider(opts: PlaceholderOptions = {}): Provid
     defaultModel: NAME,
     models: [NAME],
     supportsEdits: true,
+    capabilities: {
+      models: {},
+      anyModel: {
+        input: "both",
+        maxInputImages: 1,
+        mask: true,
+        sizes: { kind: "range", min: 1, max: maxSide, step: 1 },
+        imagesPerCall: 4,
+        negativePrompt: "native",
+        seed: true,
+        outputFormats: ["png"],
+      },
+    },
     // Rendering is CPU work on this machine: a few at a time keeps the event loop responsive.
     limits: { concurrency: 4, rpm: 0 },
   };
@@ -153,9 +165,7 @@ export function createPlaceholderProvider(opts: PlaceholderOptions = {}): Provid
     }
     const { width, height } = parseSize(req.size);
     if (width > maxSide || height > maxSide) {
-      throw new UnrecoverableError(`${NAME}: size ${req.size} exceeds ${maxSide}px per side`, {
-        code: "provider_invalid_request",
-        refundable: true,
+      throw new ProviderError("invalid_request", `${NAME}: size ${req.size} exceeds ${maxSide}px per side`, {
         details: { provider: NAME },
       });
     }

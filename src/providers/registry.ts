@@ -4,10 +4,13 @@
  * Every provider handed out is wrapped in its limiter (concurrency + requests per minute), so callers
  * cannot bypass the limits whether they use `get(name).generate` or `generate(name, …)`.
  */
-import { UnrecoverableError } from "../queue/errors";
+
+import { oneOf } from "../validation";
 import { createAutomatic1111Provider } from "./automatic1111";
+import { createBflProvider } from "./bfl";
 import { type ComfyuiOptions, createComfyuiProvider } from "./comfyui";
 import { createDashscopeProvider } from "./dashscope";
+import { ProviderError } from "./errors";
 import { createFalProvider } from "./fal";
 import { createGeminiProvider } from "./gemini";
 import { type HealthStats, ProviderHealth } from "./health";
@@ -25,6 +28,7 @@ export const PROVIDER_NAMES = [
   "huggingface",
   "replicate",
   "fal",
+  "bfl",
   "dashscope",
   "comfyui",
   "automatic1111",
@@ -54,12 +58,17 @@ export type ProviderRegistryOptions = {
   comfyuiUrl?: string;
   /** API-format workflow template (object or JSON text). @defaultValue the adapter's built-in SDXL graph */
   comfyuiWorkflow?: ComfyuiOptions["workflow"];
+  /** API-format edit workflow (`{{image}}` on LoadImage). @defaultValue the adapter's built-in img2img graph */
+  comfyuiEditWorkflow?: ComfyuiOptions["editWorkflow"];
   a1111Url?: string;
   /** HTTP Basic credentials for A1111/Forge `--api-auth`: `"user:pass"` or an object. */
   a1111Auth?: string | { username: string; password: string };
   dashscopeApiKey?: string;
   /** @defaultValue "https://dashscope-intl.aliyuncs.com" */
   dashscopeBaseUrl?: string;
+  bflApiKey?: string;
+  /** @defaultValue "https://api.bfl.ai" */
+  bflBaseUrl?: string;
   placeholder?: PlaceholderOptions;
   /** Per-provider overrides of the adapters' default limits, e.g. `{ openai: { rpm: 500 } }`. */
   limits?: Partial<Record<string, Partial<ProviderLimits>>>;
@@ -74,11 +83,11 @@ export type ProviderRegistryOptions = {
 };
 
 /** Unknown or disabled provider: a client error, carried with the HTTP status the API should answer. */
-export class ProviderLookupError extends UnrecoverableError {
+export class ProviderLookupError extends ProviderError {
   override name = "ProviderLookupError";
   readonly status = 422;
   constructor(code: "provider_not_found" | "provider_not_configured", provider: string, message: string) {
-    super(message, { code, refundable: true, details: { provider } });
+    super("unknown_provider", message, { code, details: { provider } });
   }
 }
 
@@ -134,7 +143,11 @@ function configuredProviders(o: ProviderRegistryOptions): Provider[] {
   }
   if (o.comfyuiUrl) {
     out.push(
-      createComfyuiProvider({ url: o.comfyuiUrl, ...(o.comfyuiWorkflow && { workflow: o.comfyuiWorkflow }) }),
+      createComfyuiProvider({
+        url: o.comfyuiUrl,
+        ...(o.comfyuiWorkflow && { workflow: o.comfyuiWorkflow }),
+        ...(o.comfyuiEditWorkflow && { editWorkflow: o.comfyuiEditWorkflow }),
+      }),
     );
   }
   if (o.a1111Url) {
@@ -148,6 +161,9 @@ function configuredProviders(o: ProviderRegistryOptions): Provider[] {
         ...(o.dashscopeBaseUrl && { baseUrl: o.dashscopeBaseUrl }),
       }),
     );
+  }
+  if (o.bflApiKey) {
+    out.push(createBflProvider({ apiKey: o.bflApiKey, ...(o.bflBaseUrl && { baseUrl: o.bflBaseUrl }) }));
   }
   return out;
 }
@@ -211,12 +227,16 @@ export function createProviderRegistry(opts: ProviderRegistryOptions = {}): Prov
     const p = byName.get(name);
     if (p) return p;
     if ((PROVIDER_NAMES as readonly string[]).includes(name)) {
-      throw new ProviderLookupError("provider_not_configured", name, `provider "${name}" is not configured`);
+      throw new ProviderLookupError(
+        "provider_not_configured",
+        name,
+        `provider "${name}" is not configured (set its key or URL); configured here: ${[...byName.keys()].join(", ")}`,
+      );
     }
     throw new ProviderLookupError(
       "provider_not_found",
       name,
-      `unknown provider "${name}" (known: ${PROVIDER_NAMES.join(", ")})`,
+      `unknown provider "${name}": ${oneOf(PROVIDER_NAMES)}`,
     );
   }
 

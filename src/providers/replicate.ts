@@ -1,14 +1,24 @@
 /**
- * Replicate predictions (PROVIDERS.md "Replicate"): create with `Prefer: wait`, poll `urls.get` when the model
- * is slower than the wait, download the output URLs, cancel with `urls.cancel` when the job is aborted.
+ * Replicate predictions (docs/providers.md "Replicate"): create with `Prefer: wait`, poll `urls.get` when the
+ * model is slower than the wait, download the output URLs, cancel with `urls.cancel` when the job is aborted.
+ *
+ * Each FLUX model takes its own inputs (CAPABILITIES): schnell/dev an `aspect_ratio` and `num_outputs`,
+ * 1.1 pro `aspect_ratio: "custom"` with width/height, Kontext an `input_image`; the ones that make one image
+ * per prediction get one prediction per image. A model not in the table gets every input as before.
  */
-import { RetryableError, UnrecoverableError } from "../queue/errors";
 import {
+  capabilitiesFor,
+  imagesPerCallSplit,
+  type ModelCapabilities,
+  matchAspectRatio,
+  type ProviderCapabilities,
+} from "./capabilities";
+import { ProviderError } from "./errors";
+import {
+  allOrAbort,
   badResponse,
   contentPolicyError,
   downloadImage,
-  type EnsureOkOptions,
-  httpError,
   parseSize,
   sizeToAspectRatio,
   sleep,
@@ -48,15 +58,43 @@ export type Prediction = {
   urls?: { get?: string; cancel?: string };
 };
 
-const MODELS = [
-  "black-forest-labs/flux-schnell",
-  "black-forest-labs/flux-dev",
-  "black-forest-labs/flux-1.1-pro",
-  "black-forest-labs/flux-kontext-pro",
-];
-
-/** The ratios FLUX models on Replicate accept; others take width/height, which we send too. */
+/** The ratios FLUX models on Replicate accept; models outside the table get width/height too. */
 const ASPECT_RATIOS = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"];
+const KONTEXT_RATIOS = [...ASPECT_RATIOS, "2:1", "1:2"];
+
+const FLUX: ModelCapabilities = {
+  input: "text",
+  maxInputImages: 0,
+  mask: false,
+  sizes: { kind: "aspect", ratios: ASPECT_RATIOS },
+  imagesPerCall: 4,
+  negativePrompt: "none",
+  seed: true,
+  outputFormats: ["png", "jpg", "webp"],
+};
+
+export const CAPABILITIES: ProviderCapabilities = {
+  models: {
+    "black-forest-labs/flux-schnell": FLUX,
+    // flux-dev's `image` is img2img: the prompt redraws the input (no mask).
+    "black-forest-labs/flux-dev": { ...FLUX, input: "both", maxInputImages: 1 },
+    "black-forest-labs/flux-1.1-pro": {
+      ...FLUX,
+      sizes: { kind: "range", min: 256, max: 1440, step: 32 },
+      imagesPerCall: 1,
+    },
+    "black-forest-labs/flux-kontext-pro": {
+      ...FLUX,
+      input: "both",
+      maxInputImages: 1,
+      sizes: { kind: "aspect", ratios: KONTEXT_RATIOS },
+      imagesPerCall: 1,
+      outputFormats: ["png", "jpg"],
+    },
+  },
+};
+
+const MODELS = Object.keys(CAPABILITIES.models);
 const TERMINAL = new Set(["succeeded", "failed", "canceled", "aborted"]);
 const SAFETY_TEXT = /nsfw|sensitive|safety|content polic|inappropriate|flagged/i;
 
@@ -67,26 +105,38 @@ export function predictionTarget(baseUrl: string, model: string): Target {
   if (/^[0-9a-f]{32,}$/i.test(model)) return { url: `${baseUrl}/predictions`, version: model };
   const m = /^([\w.-]+)\/([\w.-]+)(?::([0-9a-f]+))?$/i.exec(model);
   if (!m) {
-    throw new UnrecoverableError(`replicate: model "${model}" is not owner/name[:version]`, {
-      code: "provider_invalid_request",
-      refundable: true,
-    });
+    throw new ProviderError("invalid_request", `replicate: model "${model}" is not owner/name[:version]`);
   }
   if (m[3]) return { url: `${baseUrl}/predictions`, version: m[3] };
   return { url: `${baseUrl}/models/${m[1]}/${m[2]}/predictions` };
 }
 
-export function buildInput(req: GenerateRequest, model: string): Record<string, unknown> {
+/** Size inputs as the model takes them; a model outside the table gets all of them. */
+function sizeInput(req: GenerateRequest, caps: ModelCapabilities | undefined): Record<string, unknown> {
   const { width, height } = parseSize(req.size);
+  if (!caps) return { aspect_ratio: sizeToAspectRatio(req.size, ASPECT_RATIOS), width, height };
+  if (caps.sizes.kind === "range") return { aspect_ratio: "custom", width, height };
+  if (caps.sizes.kind !== "aspect") return {};
+  // Kontext keeps the input image's shape unless a size was asked for.
+  if (req.images?.length && req.sizeGiven === false) return { aspect_ratio: "match_input_image" };
+  return {
+    aspect_ratio:
+      matchAspectRatio(req.size, caps.sizes.ratios) ?? sizeToAspectRatio(req.size, caps.sizes.ratios),
+  };
+}
+
+/** The prediction input for `count` images of `req` on `model`: only the inputs the model takes. */
+export function buildInput(req: GenerateRequest, model: string, count = req.n): Record<string, unknown> {
+  const caps = capabilitiesFor(CAPABILITIES, model);
   const input: Record<string, unknown> = {
     prompt: req.prompt,
-    aspect_ratio: sizeToAspectRatio(req.size, ASPECT_RATIOS),
-    width,
-    height,
-    num_outputs: req.n,
+    ...sizeInput(req, caps),
     output_format: "png",
   };
-  if (req.negativePrompt) input.negative_prompt = req.negativePrompt;
+  if (!caps || caps.imagesPerCall > 1) input.num_outputs = count;
+  if (req.negativePrompt && (!caps || caps.negativePrompt === "native")) {
+    input.negative_prompt = req.negativePrompt;
+  }
   if (req.seed !== undefined) input.seed = req.seed;
   const first = req.images?.[0];
   // Kontext models name their input `input_image`; most Cog image models call it `image`.
@@ -95,12 +145,11 @@ export function buildInput(req: GenerateRequest, model: string): Record<string, 
   return { ...input, ...req.params };
 }
 
-/** Replicate's throttle message says when ("Expected available in 5 seconds") even without Retry-After. */
-const classify: EnsureOkOptions["classify"] = (status, headers, text, body) => {
-  if (status !== 429) return undefined;
-  const m = /available in (\d+(?:\.\d+)?)\s*s/i.exec(body.message ?? "");
-  return m ? httpError(PROVIDER, status, headers, text, { hintMs: Number(m[1]) * 1000 }) : undefined;
-};
+/** Predictions one request needs: one per image on models that make one image per prediction. */
+function predictionCounts(req: GenerateRequest, model: string): number[] {
+  const caps = capabilitiesFor(CAPABILITIES, model);
+  return caps ? imagesPerCallSplit(req.n, caps.imagesPerCall) : [req.n];
+}
 
 export function parsePrediction(value: unknown): Prediction {
   if (!isRecord(value) || typeof value.status !== "string") {
@@ -128,7 +177,7 @@ export function predictionFailure(p: Prediction) {
     typeof p.error === "string" ? p.error : p.error ? JSON.stringify(p.error) : `prediction ${p.status}`;
   const details = { provider: PROVIDER, predictionId: p.id, status: p.status };
   if (SAFETY_TEXT.test(text)) return contentPolicyError(PROVIDER, text, details);
-  return new RetryableError(`${PROVIDER}: prediction ${p.status}: ${text}`, {
+  return new ProviderError("transient", `${PROVIDER}: prediction ${p.status}: ${text}`, {
     code: "provider_failed",
     details,
   });
@@ -144,15 +193,21 @@ export function createReplicateProvider(opts: ReplicateOptions): Provider {
     defaultModel: MODELS[0]!,
     models: MODELS,
     supportsEdits: true,
+    capabilities: CAPABILITIES,
     limits: { concurrency: 4, rpm: 600 },
   };
 
   const call = (url: string, init: RequestInit, signal: AbortSignal) =>
-    fetchJson(PROVIDER, url, init, { signal, classify, timeoutMs: opts.timeoutMs });
+    fetchJson(PROVIDER, url, init, { signal, timeoutMs: opts.timeoutMs });
 
-  async function create(req: GenerateRequest, model: string, signal: AbortSignal): Promise<Prediction> {
+  async function create(
+    req: GenerateRequest,
+    model: string,
+    count: number,
+    signal: AbortSignal,
+  ): Promise<Prediction> {
     const target = predictionTarget(base, model);
-    const input = buildInput(req, model);
+    const input = buildInput(req, model, count);
     const body = target.version ? { version: target.version, input } : { input };
     const headers: Record<string, string> = { ...auth, "content-type": "application/json" };
     if (waitSeconds > 0) headers.prefer = `wait=${waitSeconds}`;
@@ -197,8 +252,13 @@ export function createReplicateProvider(opts: ReplicateOptions): Provider {
     );
   }
 
-  async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
-    const prediction = await create(req, req.model ?? info.defaultModel, ctx.signal);
+  async function predict(
+    req: GenerateRequest,
+    model: string,
+    count: number,
+    ctx: GenerateContext,
+  ): Promise<GeneratedImage[]> {
+    const prediction = await create(req, model, count, ctx.signal);
     let done: Prediction;
     try {
       done = await settle(prediction, ctx);
@@ -214,5 +274,21 @@ export function createReplicateProvider(opts: ReplicateOptions): Provider {
     return download(done, req, ctx.signal);
   }
 
-  return { info, generate };
+  async function generate(req: GenerateRequest, ctx: GenerateContext): Promise<GeneratedImage[]> {
+    const model = req.model ?? info.defaultModel;
+    const counts = predictionCounts(req, model);
+    if (counts.length === 1) return predict(req, model, counts[0]!, ctx);
+    // One image per prediction: seeds step by one so the images differ yet stay reproducible.
+    const per = await allOrAbort(counts.length, ctx.signal, (i, signal) => {
+      const one = req.seed === undefined ? req : { ...req, seed: req.seed + i };
+      return predict(one, model, counts[i]!, { ...ctx, signal });
+    });
+    return per.flat();
+  }
+
+  return {
+    info,
+    generate,
+    requestCost: (req) => predictionCounts(req, req.model ?? info.defaultModel).length,
+  };
 }

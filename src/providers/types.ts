@@ -1,3 +1,5 @@
+import type { ProviderCapabilities } from "./capabilities";
+
 /** One image-generation request, provider-neutral. */
 export type GenerateRequest = {
   prompt: string;
@@ -7,6 +9,11 @@ export type GenerateRequest = {
   mask?: InputImage;
   /** `WIDTHxHEIGHT`, e.g. `1024x1024`. Adapters map it to their own notion (aspect ratio, enum size…). */
   size: string;
+  /**
+   * False when the caller named no size and `size` is Easel's default: models that can follow the input
+   * image's shape (Kontext, Qwen image edit) then do. @defaultValue true
+   */
+  sizeGiven?: boolean;
   n: number;
   seed?: number;
   model?: string;
@@ -35,6 +42,11 @@ export type ProviderInfo = {
   defaultModel: string;
   models: string[];
   supportsEdits: boolean;
+  /**
+   * What each model accepts (src/providers/capabilities.ts); requests are checked against it at submit.
+   * Providers added from outside (tests, plugins) may leave it out: their requests are not checked.
+   */
+  capabilities?: ProviderCapabilities;
   /** Max concurrent requests and requests per minute enforced by the registry's limiter. */
   limits: { concurrency: number; rpm: number };
 };

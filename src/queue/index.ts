@@ -2,6 +2,7 @@ import type { Database } from "bun:sqlite";
 import { hostname } from "node:os";
 import type { Job, JobItem, TerminalStatus } from "../db/schema";
 import type { AnyJobDefinition, JobLogger } from "./define";
+import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
 import { WorkerPool } from "./pool";
 import {
@@ -12,6 +13,7 @@ import {
   QueueStore,
   type RetentionCursor,
 } from "./store";
+import { runTerminalHooks } from "./terminal";
 
 export {
   type AnyJobDefinition,
@@ -66,7 +68,13 @@ export type EnqueueOptions = {
   items?: NewItem[];
 };
 
-export type EnqueueResult = { id: string; deduped: boolean; job: Job };
+export type EnqueueResult = {
+  id: string;
+  deduped: boolean;
+  job: Job;
+  /** When deduped: the credits the replaced request had been charged (the replacement's price is in `job`). */
+  previousCharge: number;
+};
 
 export type QueueOptions = {
   db: Database;
@@ -79,8 +87,16 @@ export type QueueOptions = {
   log: JobLogger;
   now?: () => number;
   workerId?: string;
-  /** Runs inside each job's terminal-state transaction (refunds, usage counters). */
+  /**
+   * Runs inside each job's terminal-state transaction (refunds, usage counters), after the definition's own
+   * hook, in a savepoint: when it throws, the error is logged and the job still ends (see terminal.ts).
+   */
   onTerminal?: (job: Job) => void;
+  /**
+   * Runs inside a retry's transaction, with the job as it was before (charges for the re-run). Throwing
+   * refuses the retry: the transaction rolls back and the job stays as it was.
+   */
+  onRetry?: (job: Job) => void;
 };
 
 /** A worker id that says which host and process holds a lease, so a restart can tell dead holders. */
@@ -111,6 +127,8 @@ export class Queue {
   readonly events: EventBus;
   readonly defs = new Map<string, AnyJobDefinition>();
   readonly pool: WorkerPool;
+  /** Queued-job counts for back-pressure and status views. */
+  readonly depth: QueueDepth;
   readonly now: () => number;
   readonly #o: QueueOptions;
 
@@ -118,6 +136,7 @@ export class Queue {
     this.#o = opts;
     this.now = opts.now ?? Date.now;
     this.store = new QueueStore(opts.db);
+    this.depth = new QueueDepth(opts.db);
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
     this.pool = new WorkerPool(this.store, this.events, this.defs, {
       workerId: opts.workerId ?? makeWorkerId(),
@@ -128,7 +147,7 @@ export class Queue {
       defaultTimeoutMs: opts.defaultTimeoutMs,
       now: this.now,
       log: opts.log,
-      onTerminal: opts.onTerminal,
+      terminal: (job) => this.#terminal(job),
     });
   }
 
@@ -147,11 +166,11 @@ export class Queue {
     const parsed = def.input.safeParse(input);
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
     const row = this.#newJob(def, opts, this.now());
-    const { job, deduped } = this.store.tx(() =>
+    const { job, deduped, previousCharge } = this.store.tx(() =>
       this.store.insert({ ...row, input: parsed.data }, opts.items),
     );
     this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
-    return { id: job.id, deduped, job };
+    return { id: job.id, deduped, job, previousCharge };
   }
 
   /** Inserts many jobs of one type in one transaction (no dedupe). Returns their ids in order. */
@@ -206,18 +225,32 @@ export class Queue {
     return this.store.items(id);
   }
 
-  /** Cancels a queued job at once, or an active one by aborting its attempt. Null if already finished. */
-  cancel(id: string): Job | null {
-    const job = this.store.cancel(id, this.now(), (j) => this.#terminal(j));
+  /**
+   * Cancels a queued job at once, or an active one by aborting its attempt. Null if already finished.
+   * `within` runs in the cancel's transaction with the cancelled job (e.g. to record the caller's answer).
+   */
+  cancel(id: string, within?: (job: Job) => void): Job | null {
+    const job = this.store.tx(() => {
+      const cancelled = this.store.cancel(id, this.now(), (j) => this.#terminal(j));
+      if (cancelled) within?.(cancelled);
+      return cancelled;
+    });
     if (!job) return null;
     this.pool.abort(id);
     this.events.emit("job:cancelled", { job });
     return job;
   }
 
-  /** Re-queues a failed/partial/cancelled job with fresh attempts; only its failed items run again. */
-  retry(id: string): Job | null | "conflict" {
-    const job = this.store.retry(id, this.now());
+  /**
+   * Re-queues a failed/partial/cancelled job with fresh attempts; only its failed items run again. The
+   * `onRetry` option (charges) and then `within` run in the same transaction; either may throw to refuse.
+   */
+  retry(id: string, within?: (job: Job) => void): Job | null | "conflict" {
+    const job = this.store.tx(() => {
+      const retried = this.store.retry(id, this.now(), this.#o.onRetry);
+      if (retried && retried !== "conflict") within?.(retried);
+      return retried;
+    });
     if (job && job !== "conflict") {
       this.events.emit("job:queued", { job, deduped: false });
       this.pool.wake();
@@ -334,9 +367,14 @@ export class Queue {
     return def;
   }
 
+  /** Every path that ends a job (the pool, cancel, the stalled sweep) runs its hooks through here. */
   #terminal(job: Job): void {
-    const hooks = [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal];
-    for (const hook of hooks) hook?.(job);
+    runTerminalHooks(
+      this.store.db,
+      [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal],
+      job,
+      this.#o.log,
+    );
   }
 
   /** Runs `fn` now, or — inside a caller's open transaction — once it has committed (never if it rolled back). */

@@ -1,4 +1,5 @@
 import type { Job, JobError, JobItem } from "../db/schema";
+import { isWriteFault, writeHealth } from "../db/write-health";
 import { backoffDelay, MAX_RETRY_AFTER_MS } from "./backoff";
 import type { AnyJobDefinition, JobContext, JobLogger } from "./define";
 import {
@@ -24,8 +25,8 @@ export type PoolOptions = {
   defaultTimeoutMs: number;
   now: () => number;
   log: JobLogger;
-  /** Extra work inside the terminal-state transaction of every job (after the definition's own hook). */
-  onTerminal?: (job: Job) => void;
+  /** Runs a job's terminal hooks inside its terminal-state transaction (the queue's one path, terminal.ts). */
+  terminal: (job: Job) => void;
 };
 
 /** Aborts an attempt on graceful shutdown: the job is released, not failed, and keeps its attempt. */
@@ -39,6 +40,9 @@ class ShutdownSignal extends JobFailure {
 type Running = { job: Job; def: AnyJobDefinition; ac: AbortController; startedAt: number };
 
 const ITEM_BACKOFF = { delayMs: 500, maxDelayMs: 30_000 };
+/** A job whose writes hit a full disk waits this long before it runs again (without spending an attempt). */
+const WRITE_FAULT_RETRY_MS = 5000;
+const MAX_FLUSH_RETRY_MS = 5000;
 
 /**
  * The in-process side of the engine: claims due jobs in batches into free slots, runs their handlers
@@ -51,7 +55,11 @@ export class WorkerPool {
   readonly #o: PoolOptions;
   readonly #active = new Map<string, Running>();
   readonly #byType = new Map<string, number>();
+  #typeList: string[] = [];
   #pending: Settlement[] = [];
+  /** Delay before the next try at recording outcomes the database refused; 0 while it accepts them. */
+  #flushRetryMs = 0;
+  #flushNotBefore = 0;
   #started = false;
   #stopping = false;
   #tickScheduled = false;
@@ -130,7 +138,7 @@ export class WorkerPool {
     }
     const left = [...this.#active.values()];
     for (const r of left) r.ac.abort(new ShutdownSignal());
-    this.#flush();
+    this.#flush(true);
     if (left.length > 0) {
       const n = this.#store.release(
         this.#o.workerId,
@@ -176,32 +184,56 @@ export class WorkerPool {
     if (this.freeSlots > 0) this.#schedulePoll();
   }
 
-  /** Claims up to `free` jobs, honouring each type's own concurrency cap. */
+  /**
+   * Claims up to `free` jobs in the store's aged order across every type with room, honouring each type's
+   * own concurrency cap. When a capped type could overflow, the claim goes in rounds of at most the
+   * smallest room left, so the order stays global: a capped type is neither let past its cap nor starved
+   * by uncapped types claimed ahead of it.
+   */
   #claim(free: number): Job[] {
     const now = this.#o.now();
-    const open: string[] = [];
-    const capped: [string, number][] = [];
-    for (const [type, def] of this.#defs) {
-      if (def.concurrency === undefined) {
-        open.push(type);
-        continue;
-      }
-      const room = def.concurrency - (this.#byType.get(type) ?? 0);
-      if (room >= free) open.push(type);
-      else if (room > 0) capped.push([type, room]);
-    }
     const { workerId, leaseMs } = this.#o;
-    if (capped.length === 0) return this.#store.claim(workerId, open, free, now, leaseMs);
+    const rooms = this.#rooms();
+    let tightest = Infinity;
+    let full = false;
+    for (const room of rooms.values()) {
+      if (room <= 0) full = true;
+      else if (room < tightest) tightest = room;
+    }
+    // The hot path: no capped type is full or could overflow, so one claim over every type.
+    if (!full && tightest >= free) return this.#store.claim(workerId, this.#types(), free, now, leaseMs);
+    const eligible = () => this.#types().filter((type) => (rooms.get(type) ?? Infinity) > 0);
     // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
     return this.#store.tx(() => {
-      const claimed = this.#store.claim(workerId, open, free, now, leaseMs);
-      for (const [type, room] of capped) {
-        const want = Math.min(room, free - claimed.length);
-        if (want <= 0) break;
-        claimed.push(...this.#store.claim(workerId, [type], want, now, leaseMs));
+      const claimed: Job[] = [];
+      while (claimed.length < free) {
+        let want = free - claimed.length;
+        for (const room of rooms.values()) if (room > 0 && room < want) want = room;
+        const got = this.#store.claim(workerId, eligible(), want, now, leaseMs);
+        for (const job of got) {
+          const room = rooms.get(job.type);
+          if (room !== undefined) rooms.set(job.type, room - 1);
+        }
+        claimed.push(...got);
+        if (got.length < want) break;
       }
       return claimed;
     });
+  }
+
+  /** Every defined type, in definition order (one array while the definitions stay the same). */
+  #types(): string[] {
+    if (this.#typeList.length !== this.#defs.size) this.#typeList = [...this.#defs.keys()];
+    return this.#typeList;
+  }
+
+  /** Free room of each type that has a concurrency cap. */
+  #rooms(): Map<string, number> {
+    const rooms = new Map<string, number>();
+    for (const [type, def] of this.#defs) {
+      if (def.concurrency !== undefined) rooms.set(type, def.concurrency - (this.#byType.get(type) ?? 0));
+    }
+    return rooms;
   }
 
   #schedulePoll(): void {
@@ -296,6 +328,13 @@ export class WorkerPool {
   #failure(r: Running, reason: unknown): Settlement | null {
     const { job, def } = r;
     if (reason instanceof ShutdownSignal || reason instanceof CancelledError) return null;
+    if (isWriteFault(reason)) {
+      // The database refused the attempt's writes (disk full): not the job's fault, so it keeps its attempt
+      // and waits for space instead of failing or staying active.
+      writeHealth(this.#store.db).failed(reason);
+      const message = `the database refused writes: ${(reason as Error).message}`;
+      reason = new RetryAfterError(WRITE_FAULT_RETRY_MS, message, { code: "disk_full" });
+    }
     const error = toJobError(reason);
     const now = this.#o.now();
     if (reason instanceof RetryAfterError) {
@@ -368,6 +407,11 @@ export class WorkerPool {
         if (ac.signal.aborted) throw ac.signal.reason;
         const reason = itemAc.signal.aborted ? itemAc.signal.reason : err;
         ended(reason);
+        // A full disk fails every item alike: stop the whole attempt (its lanes too) and re-queue the job.
+        if (isWriteFault(reason)) {
+          ac.abort(reason);
+          throw reason;
+        }
         const error = toJobError(reason);
         if (reason instanceof RetryAfterError) {
           this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());
@@ -387,20 +431,29 @@ export class WorkerPool {
     }
   }
 
-  #flush(): void {
+  /** Records finished attempts; `force` (shutdown) tries even while backing off from a refusal. */
+  #flush(force = false): void {
     if (this.#pending.length === 0) return;
+    if (!force && performance.now() < this.#flushNotBefore) return;
     const batch = this.#pending;
     this.#pending = [];
     let out: ReturnType<QueueStore["settle"]>;
     try {
-      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), (job) => this.#terminalHooks(job));
+      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), this.#o.terminal);
     } catch (err) {
-      // The database refused the whole group (e.g. busy past busy_timeout): keep it and try again.
-      this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      // The database refused the whole group (busy past busy_timeout, disk full): keep it and try again,
+      // backing off while it keeps refusing. The jobs stay active (leased) until their outcome is written.
+      if (isWriteFault(err)) writeHealth(this.#store.db).failed(err);
+      if (this.#flushRetryMs === 0)
+        this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+      this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
+      this.#flushNotBefore = performance.now() + this.#flushRetryMs;
       this.#pending.push(...batch);
-      setTimeout(() => this.#scheduleTick(), 100);
+      setTimeout(() => this.#scheduleTick(), this.#flushRetryMs);
       return;
     }
+    if (this.#flushRetryMs > 0) this.#o.log.info({ n: batch.length }, "recorded job outcomes again");
+    this.#flushRetryMs = 0;
     for (const s of out.applied) {
       const job = s.job;
       if (s.kind === "requeue") {
@@ -412,19 +465,6 @@ export class WorkerPool {
       }
     }
     for (const job of out.superseded) this.#events.emit("job:cancelled", { job });
-  }
-
-  /** Runs terminal hooks in a savepoint each, so one failing hook cannot roll back the group's outcomes. */
-  #terminalHooks(job: Job): void {
-    const hooks = [this.#defs.get(job.type)?.onTerminal, this.#o.onTerminal];
-    for (const hook of hooks) {
-      if (!hook) continue;
-      try {
-        this.#store.db.transaction(() => hook(job))();
-      } catch (err) {
-        this.#o.log.error({ err, jobId: job.id }, "terminal hook failed");
-      }
-    }
   }
 
   /** Renews leases; aborts local attempts whose row is no longer ours (cancelled elsewhere or swept). */

@@ -1,5 +1,14 @@
 import type { Database, Statement } from "bun:sqlite";
-import type { Job, JobAttempt, JobError, JobItem, JobStatus, TerminalStatus } from "../db/schema";
+import {
+  CLAIM_ORDER,
+  type Job,
+  type JobAttempt,
+  type JobError,
+  type JobItem,
+  type JobStatus,
+  PRIORITY_STEP_MS,
+  type TerminalStatus,
+} from "../db/schema";
 
 /**
  * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -126,6 +135,7 @@ export class QueueStore {
   readonly db: Database;
   readonly #insert: Statement;
   readonly #upsertDeduped: Statement;
+  readonly #queuedCharge: Statement;
   readonly #insertItem: Statement;
   readonly #deleteItems: Statement;
   readonly #finish: Statement;
@@ -174,8 +184,13 @@ export class QueueStore {
        VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
        DO UPDATE SET input = excluded.input, priority = max(priority, excluded.priority),
-         metadata = coalesce(excluded.metadata, metadata), updated_at = excluded.updated_at
+         metadata = coalesce(excluded.metadata, metadata), timeout_ms = excluded.timeout_ms,
+         max_attempts = excluded.max_attempts, webhook_url = excluded.webhook_url, recipe_id = excluded.recipe_id,
+         credits_charged = excluded.credits_charged, updated_at = excluded.updated_at
        RETURNING ${JOB_COLUMNS}`,
+    );
+    this.#queuedCharge = db.prepare(
+      "SELECT credits_charged AS c FROM jobs WHERE dedupe_key = ? AND status = 'queued'",
     );
     this.#insertItem = db.prepare(
       "INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
@@ -281,10 +296,11 @@ export class QueueStore {
   }
 
   /**
-   * Inserts one job (and its items). With a dedupe key, upserts into the key's queued job instead.
-   * Returns the row as stored and whether it was deduped into an existing job. Caller commits.
+   * Inserts one job (and its items). With a dedupe key, upserts into the key's queued job instead: the new
+   * request replaces the queued one's input, items, settings and price. Returns the row as stored, whether it
+   * was deduped into an existing job, and what that job had been charged before (0 when new). Caller commits.
    */
-  insert(job: NewJob, items?: NewItem[]): { job: Job; deduped: boolean } {
+  insert(job: NewJob, items?: NewItem[]): { job: Job; deduped: boolean; previousCharge: number } {
     const input = JSON.stringify(job.input);
     const metadata = job.metadata ? JSON.stringify(job.metadata) : null;
     const args = [
@@ -306,7 +322,10 @@ export class QueueStore {
     ] as const;
     let stored: Job;
     let deduped = false;
+    let previousCharge = 0;
     if (job.dedupeKey) {
+      // Read before the upsert (RETURNING shows only the new price): the caller settles the difference.
+      previousCharge = (this.#queuedCharge.get(job.dedupeKey) as { c: number } | null)?.c ?? 0;
       stored = toJob(this.#upsertDeduped.get(...args) as Row);
       deduped = stored.id !== job.id;
       if (deduped && items) this.#deleteItems.run(stored.id);
@@ -320,7 +339,7 @@ export class QueueStore {
         this.#insertItem.run(stored.id, i, item.key, JSON.stringify(item.input ?? null), job.now);
       }
     }
-    return { job: stored, deduped };
+    return { job: stored, deduped, previousCharge: deduped ? previousCharge : 0 };
   }
 
   /**
@@ -347,7 +366,8 @@ export class QueueStore {
   }
 
   /**
-   * Claims up to `limit` due queued jobs of the given types for `workerId`, highest priority first.
+   * Claims up to `limit` due queued jobs of the given types for `workerId`, in aged order (CLAIM_ORDER:
+   * priority first, but a waiting job gains a level per PRIORITY_STEP_MS, so none starves).
    * One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING: SQLite runs it under the write lock, so two
    * workers (or processes) can never claim the same row.
    */
@@ -356,21 +376,13 @@ export class QueueStore {
     const key = types.join("\u0000");
     let stmt = this.#claimCache.get(key);
     if (!stmt) {
-      const placeholders = types.map(() => "?").join(", ");
-      stmt = this.db.prepare(
-        `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
-           started_at = ?, updated_at = ?
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
-                      WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
-                      ORDER BY priority DESC, run_at, id LIMIT ?)
-         RETURNING ${JOB_COLUMNS}`,
-      );
+      stmt = this.db.prepare(claimSql(types.length));
       this.#claimCache.set(key, stmt);
     }
     const rows = stmt.all(workerId, now + leaseMs, now, now, now, ...types, limit) as Row[];
     const jobs = rows.map(toJob);
     // RETURNING gives no order guarantee; start them in claim order.
-    jobs.sort((a, b) => b.priority - a.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : 1));
+    jobs.sort((a, b) => claimRank(a) - claimRank(b) || a.runAt - b.runAt || (a.id < b.id ? -1 : 1));
     return jobs;
   }
 
@@ -514,6 +526,12 @@ export class QueueStore {
         )
         .run(err, now, now, id);
       if (res.changes === 0) return null;
+      // Unfinished items end with their job; an item still running cannot checkpoint over this (pending only).
+      this.db
+        .query(
+          "UPDATE job_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
+        )
+        .run(now, id);
       const job = this.get(id)!;
       onTerminal?.(job);
       return job;
@@ -541,9 +559,10 @@ export class QueueStore {
   /**
    * Puts a failed, partial or cancelled job back in the queue with fresh attempts; only its failed (or
    * never-run) items run again. Returns null when the job is not in a retryable state, or "conflict"
-   * when another job with its dedupe key is already queued.
+   * when another job with its dedupe key is already queued. `onRetry` runs in the same transaction once the
+   * job is queued again, with the job as it was; if it throws, nothing changes.
    */
-  retry(id: string, now: number): Job | null | "conflict" {
+  retry(id: string, now: number, onRetry?: (before: Job) => void): Job | null | "conflict" {
     return this.tx(() => {
       const before = this.get(id);
       if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
@@ -556,6 +575,8 @@ export class QueueStore {
         .run(now, now, id);
       // A newer job with the same dedupe key is queued: the unique index refused this one.
       if (res.changes === 0) return "conflict";
+      // Only once the job is really queued again: a refused retry must not be charged.
+      onRetry?.(before);
       // The run being retried becomes history: its attempt, how it ended and why.
       const ended = before.error ?? {
         code: before.status,
@@ -574,7 +595,7 @@ export class QueueStore {
       );
       this.db
         .query(
-          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status = 'failed'",
+          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status IN ('failed', 'cancelled')",
         )
         .run(now, id);
       return this.get(id);
@@ -812,6 +833,24 @@ export class QueueStore {
       .all(limit) as { dedupeKey: string; jobId: string; type: string; runAt: number }[];
   }
 }
+
+/**
+ * The claim for `typeCount` types. The subquery walks jobs_claim_idx in its own order (CLAIM_ORDER, run_at,
+ * id) and stops after LIMIT matches, so a claim reads only the jobs ahead of what it takes, never the whole
+ * queue; EXPLAIN QUERY PLAN shows no sort (test/queue/fairness.test.ts checks it).
+ */
+export function claimSql(typeCount: number): string {
+  const placeholders = Array.from({ length: typeCount }, () => "?").join(", ");
+  return `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
+       started_at = ?, updated_at = ?
+     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
+                  WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
+                  ORDER BY ${CLAIM_ORDER}, run_at, id LIMIT ?)
+     RETURNING ${JOB_COLUMNS}`;
+}
+
+/** A job's place in the claim order (CLAIM_ORDER computed in JS). */
+const claimRank = (j: Job): number => j.runAt - j.priority * PRIORITY_STEP_MS;
 
 /** Folds (type, status, n) rows into `{waiting, delayed, active, …, byType}`. */
 export function countsFrom(rows: { type: string; s: string; n: number }[]): QueueStats {

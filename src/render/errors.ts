@@ -1,4 +1,5 @@
 /** Errors of the render library. Each has a stable `code`; `status` is the HTTP status the API maps it to. */
+import { oneOf } from "../validation";
 
 /** A template name that is not registered. */
 export class UnknownTemplateError extends Error {
@@ -6,7 +7,7 @@ export class UnknownTemplateError extends Error {
   readonly code = "unknown_template";
   readonly status = 422;
   constructor(template: string, known: readonly string[]) {
-    super(`unknown card template "${template}" (known: ${known.join(", ")})`);
+    super(`unknown card template "${template}": ${oneOf(known)}`);
   }
 }
 

@@ -1,5 +1,6 @@
 /** The card rendering library: templates, the render worker pool and avatar resolution. */
 export { type AvatarResolverOptions, createAvatarResolver } from "./avatar";
+export { ENGINES, type EngineName } from "./engine";
 export { CardDataError, RenderError, type RenderErrorCode, UnknownTemplateError } from "./errors";
 export { RenderPool, type RenderPoolOptions, type RenderPoolStats } from "./pool";
 export {

@@ -1,8 +1,11 @@
 import { crc32, deflateSync } from "node:zlib";
 
 /**
- * A minimal PNG encoder for 8-bit RGBA: no row filters and zlib level 1. Cards are flat colour, so this
- * compresses well enough while costing a fraction of a general encoder's time.
+ * A minimal PNG encoder for 8-bit RGBA: no row filters and zlib level 2. Cards are flat colour: long runs of
+ * one pixel, which deflate's matcher finds without any filter. Level 1 ("fast" deflate, no lazy matching
+ * and a short hash chain) leaves the poll card at 106 KB; level 2 makes it 65 KB for ~0.4 ms more, while
+ * filters (Up, Sub) cost more than they save here and levels above 2 gain a few KB for a millisecond each.
+ * Measured on the poll card, see scripts/bench/render.ts and docs/BENCHMARKS.md.
  */
 
 export type PngEncode = (pixels: Uint8Array, width: number, height: number) => Uint8Array;
@@ -32,7 +35,7 @@ function header(width: number, height: number): Buffer {
  * buffer between calls: a fresh 4 MB buffer per card costs ~1000 page faults. Not reentrant, which is fine
  * for its synchronous body; create one per thread.
  */
-export function createPngEncoder(level = 1): PngEncode {
+export function createPngEncoder(level = 2): PngEncode {
   let rows = Buffer.alloc(0);
   return (pixels, width, height) => {
     const stride = width * 4;

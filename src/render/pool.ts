@@ -10,7 +10,9 @@ export interface RenderPoolOptions {
   size?: number;
   /** A render slower than this is abandoned: its worker is replaced and the render rejects. @defaultValue 30 000 ms */
   renderTimeoutMs?: number;
-  /** PNG encoder the workers use. @defaultValue "zlib" (see PngEncoder) */
+  /** The engine the workers render with. @defaultValue "satori" */
+  engine?: WorkerOptions["engine"];
+  /** PNG encoder of the satori engine. @defaultValue "zlib" (see PngEncoder) */
   encoder?: WorkerOptions["encoder"];
   /** Niceness of render threads on Linux (0 = same as the event loop). @defaultValue 10 */
   nice?: number;
@@ -136,7 +138,11 @@ export class RenderPool {
 
   #spawn(): Slot {
     const url = this.#opts.workerUrl ?? new URL("./worker.ts", import.meta.url);
-    const workerData: WorkerOptions = { encoder: this.#opts.encoder, nice: this.#opts.nice };
+    const workerData: WorkerOptions = {
+      engine: this.#opts.engine,
+      encoder: this.#opts.encoder,
+      nice: this.#opts.nice,
+    };
     const worker = new Worker(url, { workerData });
     const slot: Slot = { worker, startedAt: performance.now(), ready: false };
     let lastError: unknown;

@@ -1,3 +1,6 @@
+import type { EngineName } from "./engine";
+import type { PngEncoder } from "./satori";
+
 /** Messages between RenderPool and its worker threads. */
 
 export interface RenderRequest {
@@ -24,7 +27,8 @@ export interface ReadyMessage {
 
 /** What the pool passes as `workerData`. */
 export interface WorkerOptions {
-  encoder?: "resvg" | "sharp" | "zlib";
+  engine?: EngineName;
+  encoder?: PngEncoder;
   /** Niceness of the render threads (Linux), so the event loop thread wins the CPU. */
   nice?: number;
 }

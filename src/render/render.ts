@@ -1,10 +1,10 @@
-import { Resvg } from "@resvg/resvg-js";
-import satori, { type Font } from "satori";
-import sharp from "sharp";
 import { createEmojiLoader, type EmojiLoader } from "./emoji";
-import { loadFonts } from "./fonts";
-import { createPngEncoder, type PngEncode } from "./png";
+import type { EngineName, RenderAssets, RenderEngine } from "./engine";
+import { FallbackFonts, type FontFace, loadFonts } from "./fonts";
+import { createSatoriEngine, type PngEncoder } from "./satori";
 import { getTemplate, parseCardData } from "./templates";
+
+export type { PngEncoder } from "./satori";
 
 export interface RenderedCard {
   png: Uint8Array;
@@ -12,77 +12,89 @@ export interface RenderedCard {
   height: number;
 }
 
-/**
- * How resvg's pixels become a PNG: `resvg` (its own encoder, smallest files), `sharp` (libvips, zlib level 1,
- * no adaptive filtering) or `zlib` (png.ts: no filters, zlib level 1). `bun run scripts/bench/render.ts`
- * compares them; encoding a poll card took 2 ms with `zlib`, 3.3 ms with `sharp` and 19 ms with `resvg`.
- */
-export type PngEncoder = "resvg" | "sharp" | "zlib";
-
 export interface CardRendererOptions {
-  /** @defaultValue {@link loadFonts}() */
-  fonts?: Font[];
+  /** @defaultValue "satori" */
+  engine?: EngineName;
+  /** The base font. @defaultValue {@link loadFonts}() */
+  fonts?: FontFace[];
   /** @defaultValue the @twemoji/svg loader */
   emoji?: EmojiLoader;
-  /** @defaultValue "zlib" */
+  /** How the satori engine writes its PNG (takumi encodes its own). @defaultValue "zlib" */
   encoder?: PngEncoder;
 }
 
 export interface CardRenderer {
+  readonly engine: EngineName;
   /** Validates `data` against the template's schema and renders it. Throws CardDataError or UnknownTemplateError. */
   render(template: string, data: unknown): Promise<RenderedCard>;
-  /** satori's SVG for the card, before rasterising; for debugging and tests. */
+  /** The card as SVG, before rasterising; for debugging and tests. */
   svg(template: string, data: unknown): Promise<{ svg: string; width: number; height: number }>;
 }
 
-async function rasterise(svg: string, encoder: PngEncoder, encodePng: PngEncode): Promise<Uint8Array> {
-  // Satori draws text as paths, so resvg needs no fonts; skipping the system font scan saves ~ms per render.
-  const image = new Resvg(svg, { font: { loadSystemFonts: false }, fitTo: { mode: "original" } }).render();
-  const { width, height } = image;
-  switch (encoder) {
-    case "resvg":
-      return image.asPng();
-    case "zlib":
-      return encodePng(image.pixels, width, height);
-    case "sharp":
-      return sharp(image.pixels, { raw: { width, height, channels: 4 } })
-        .png({ compressionLevel: 1, adaptiveFiltering: false })
-        .toBuffer();
+/** Fonts, fallbacks and emoji for one thread, shared by every engine created there. */
+let threadAssets: RenderAssets | undefined;
+
+function assetsFor(opts: CardRendererOptions): RenderAssets {
+  if (!opts.fonts && !opts.emoji) {
+    threadAssets ??= assetsFor({ fonts: loadFonts(), emoji: createEmojiLoader() });
+    return threadAssets;
   }
+  const fonts = opts.fonts ?? loadFonts();
+  return { fonts, fallbacks: new FallbackFonts(fonts), emoji: opts.emoji ?? createEmojiLoader() };
 }
 
-/** A renderer holding its fonts and emoji cache; create one per worker thread. */
+/**
+ * Takumi's native addon is loaded only when it is chosen: an install without it (another platform, a
+ * stripped image) still renders with satori.
+ */
+async function createEngine(
+  name: EngineName,
+  assets: RenderAssets,
+  encoder?: PngEncoder,
+): Promise<RenderEngine> {
+  if (name === "takumi") return (await import("./takumi")).createTakumiEngine(assets);
+  return createSatoriEngine(assets, encoder);
+}
+
+/** A renderer holding its engine, fonts and emoji cache; create one per worker thread. */
 export function createCardRenderer(opts: CardRendererOptions = {}): CardRenderer {
-  const fonts = opts.fonts ?? loadFonts();
-  const emoji = opts.emoji ?? createEmojiLoader();
-  const encoder = opts.encoder ?? "zlib";
-  const encodePng = createPngEncoder();
+  const name = opts.engine ?? "satori";
+  const engine = createEngine(name, assetsFor(opts), opts.encoder);
+  // A failed load is reported by every render; until one asks, it is not an unhandled rejection.
+  engine.catch(() => {});
 
-  // Emoji become images. Scripts no loaded font covers get no font: satori draws the missing-glyph box
-  // instead of failing the render.
-  const loadAdditionalAsset = async (code: string, segment: string): Promise<string | Font[]> =>
-    code === "emoji" ? (emoji(segment) ?? []) : [];
-
-  async function svg(name: string, data: unknown) {
-    const template = getTemplate(name);
-    const element = template.render(parseCardData(name, data)) as Parameters<typeof satori>[0];
-    const { width, height } = template;
-    return { svg: await satori(element, { width, height, fonts, loadAdditionalAsset }), width, height };
+  /** The template's element tree for `data` (validated here: a worker gets no unchecked input). */
+  function element(templateName: string, data: unknown) {
+    const template = getTemplate(templateName);
+    return {
+      element: template.render(parseCardData(templateName, data)),
+      width: template.width,
+      height: template.height,
+    };
   }
 
   return {
-    svg,
-    async render(name, data) {
-      const card = await svg(name, data);
-      return { png: await rasterise(card.svg, encoder, encodePng), width: card.width, height: card.height };
+    engine: name,
+    async svg(template, data) {
+      const { element: el, width, height } = element(template, data);
+      return { svg: await (await engine).svg(el, width, height), width, height };
+    },
+    async render(template, data) {
+      const { element: el, width, height } = element(template, data);
+      return { png: await (await engine).render(el, width, height), width, height };
     },
   };
 }
 
-let shared: CardRenderer | undefined;
+const shared = new Map<EngineName, CardRenderer>();
 
 /** Renders with a lazily created renderer shared by the calling thread (fonts load on first use). */
-export function renderCard(template: string, data: unknown): Promise<RenderedCard> {
-  shared ??= createCardRenderer();
-  return shared.render(template, data);
+export function renderCard(
+  template: string,
+  data: unknown,
+  engine: EngineName = "satori",
+): Promise<RenderedCard> {
+  const renderer = shared.get(engine) ?? createCardRenderer({ engine });
+  shared.set(engine, renderer);
+  return renderer.render(template, data);
 }

@@ -1,5 +1,5 @@
-import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
+import { createThreadNicer, lowerThreadPriority } from "./priority";
 import type { ReadyMessage, RenderReply, RenderRequest, SerialisedError, WorkerOptions } from "./protocol";
 import { createCardRenderer } from "./render";
 
@@ -21,25 +21,14 @@ function detachable(png: Uint8Array): Uint8Array {
   return png.byteOffset === 0 && png.byteLength === png.buffer.byteLength ? png : png.slice();
 }
 
-/**
- * On Linux setpriority(0) applies to the calling thread only: a niced render thread yields the core to the
- * HTTP event loop whenever both want it, which keeps request latency flat during a render burst. Elsewhere
- * it would nice the whole process, so it is skipped.
- */
-function lowerPriority(nice: number): void {
-  if (process.platform !== "linux" || nice === 0) return;
-  try {
-    setPriority(0, nice);
-  } catch {
-    // not permitted here (e.g. a seccomp profile); rendering works the same, just less politely
-  }
-}
-
 const port = parentPort;
 if (!port) throw new Error("render worker must run in a worker thread");
 const options = (workerData ?? {}) as WorkerOptions;
-lowerPriority(options.nice ?? 10);
-const renderer = createCardRenderer({ encoder: options.encoder });
+const nice = options.nice ?? 10;
+lowerThreadPriority(nice);
+const renderer = createCardRenderer({ engine: options.engine, encoder: options.encoder });
+// Takumi rasterises on Bun's work pool threads, which appear with the first renders.
+const niceRenderThreads = options.engine === "takumi" ? createThreadNicer(/^Bun Pool/, nice) : () => {};
 
 port.on("message", async ({ id, template, data }: RenderRequest) => {
   let reply: RenderReply;
@@ -50,6 +39,7 @@ port.on("message", async ({ id, template, data }: RenderRequest) => {
     reply = { id, ok: false, error: serialise(err) };
   }
   port.postMessage(reply, reply.ok ? [reply.png.buffer as ArrayBuffer] : []);
+  niceRenderThreads();
   // resvg's canvas and pixel copy (3.8 MB each for 1200x800) live outside the JS heap and are freed only when
   // their wrappers are collected, which the GC does not hurry to do. A young-generation collection (~0.3 ms,
   // after the reply) frees them at once: later renders reuse that memory instead of faulting in fresh pages,

@@ -19,6 +19,7 @@ import { randomUUID } from "node:crypto";
 import type { Dirent, Stats } from "node:fs";
 import {
   type FileHandle,
+  lstat,
   mkdir,
   open,
   readdir,
@@ -161,6 +162,23 @@ export class LocalStorage implements Storage {
     }
   }
 
+  /**
+   * Deletes temp files (`.<name>.<uuid>.tmp`, `.probe-<uuid>`) last modified more than `olderThanMs` ago:
+   * what a process killed mid-write leaves behind. list() never shows them, so the orphan sweep cannot see
+   * them; a live write touches its temp file continuously and is done in far less than the grace period.
+   * Returns how many it deleted.
+   */
+  async sweepTempFiles(olderThanMs: number, now = Date.now()): Promise<number> {
+    const cutoff = now - olderThanMs;
+    let deleted = 0;
+    for await (const path of walkTempFiles(this.root)) {
+      const st = await statIfExists(path);
+      if (!st || st.mtimeMs > cutoff) continue;
+      if ((await unlinkIfExists(path)) !== null) deleted++;
+    }
+    return deleted;
+  }
+
   publicUrl(key: string): string {
     return `${this.publicBaseUrl}/files/${assertValidKey(key)}`;
   }
@@ -187,13 +205,25 @@ export class LocalStorage implements Storage {
     return file;
   }
 
-  /** The real path of an existing key inside the root, or null (missing, or a symlink out of the root). */
+  /**
+   * The real path of an existing key inside the root, or null (missing, or a symlink out of the root).
+   * Only the directory goes through realpath: realpath of the file itself fails with ENOENT when a put
+   * renames a new version over it at that moment (the old inode is unlinked under it), which made a reader
+   * see no object at all mid-replace. Directories are never replaced, and a rename keeps the name bound.
+   */
   private async resolveFile(key: string): Promise<string | null> {
     const lexical = this.pathOf(key);
-    const real = await realpathIfExists(lexical);
-    if (!real) return null;
+    const dir = await realpathIfExists(dirname(lexical));
+    if (!dir) return null;
     const root = await this.rootRealpath();
-    return real.startsWith(root + sep) ? real : null;
+    if (dir !== root && !dir.startsWith(root + sep)) return null;
+    const file = join(dir, basename(lexical));
+    const st = await lstatIfExists(file);
+    if (!st) return null;
+    if (!st.isSymbolicLink()) return file;
+    // A symlink placed by hand is followed only while it stays inside the root.
+    const real = await realpathIfExists(file);
+    return real?.startsWith(root + sep) ? real : null;
   }
 
   private rootRealpath(): Promise<string> {
@@ -390,6 +420,26 @@ async function* walk(dir: string, keyPrefix: string): AsyncIterable<ListedObject
   }
 }
 
+/** `.<name>.<uuid>.tmp` from writeTemp, `.probe-<uuid>` from check(). */
+const TEMP_FILE =
+  /^\.(?:.+\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp|probe-[0-9a-f-]{36})$/;
+
+/** Temp files anywhere under `dir` (symlinks are never followed). */
+async function* walkTempFiles(dir: string): AsyncIterable<string> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errnoCode(err) === "ENOENT" || errnoCode(err) === "ENOTDIR") return;
+    throw err;
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* walkTempFiles(path);
+    else if (entry.isFile() && TEMP_FILE.test(entry.name)) yield path;
+  }
+}
+
 function errnoCode(err: unknown): string | undefined {
   return typeof err === "object" && err !== null && "code" in err ? String(err.code) : undefined;
 }
@@ -411,5 +461,6 @@ async function ifExists<T>(fn: () => Promise<T>): Promise<T | null> {
 
 const realpathIfExists = (path: string) => ifExists(() => realpath(path));
 const statIfExists = (path: string) => ifExists(() => stat(path));
+const lstatIfExists = (path: string) => ifExists(() => lstat(path));
 const openIfExists = (path: string) => ifExists(() => open(path, "r"));
 const unlinkIfExists = (path: string) => ifExists(() => unlink(path));

@@ -10,7 +10,7 @@ import { silentLogger } from "../../src/log";
 import { inputDrawer } from "../../src/modules/backlog/pick";
 import { BACKLOG_PRIORITY, BacklogService } from "../../src/modules/backlog/service";
 import { CreateRecipeBody } from "../../src/modules/recipes/model";
-import { createServices } from "../../src/runtime";
+import { createServices } from "../../src/services";
 import { seededRandom, seedReadyBacklog } from "../fixtures/backlog";
 import { tempDir, testConfig } from "../helpers";
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
+import { createCardRenderer } from "../../src/render/render";
 import { templates } from "../../src/render/templates";
 import { expectExit, runEasel, tempDir } from "../helpers";
 
@@ -33,6 +34,17 @@ async function colourCount(path: string): Promise<number> {
 }
 
 describe("easel cards render", () => {
+  test("CARD_RENDERER=takumi: the file is what the takumi engine draws", async () => {
+    const data = writeJson("poll-takumi.json", templates.poll.example);
+    const out = join(tmp.dir, "poll-takumi.png");
+    const run = await runEasel(dataDir, ["cards", "render", "poll", data, "-o", out], {
+      CARD_RENDERER: "takumi",
+    });
+    expectExit(run, 0);
+    const expected = await createCardRenderer({ engine: "takumi" }).render("poll", templates.poll.example);
+    expect(Buffer.from(await Bun.file(out).arrayBuffer()).equals(Buffer.from(expected.png))).toBe(true);
+  });
+
   test("poll: writes a 1200x800 PNG that is not blank", async () => {
     const data = writeJson("poll.json", {
       question: "Which topping wins?",

@@ -94,7 +94,7 @@ describe("refunds", () => {
     expect(server.ctx.credits.balance(user.id)).toBe(9);
   });
 
-  test("a refunded job that is retried and fails again is not refunded twice", async () => {
+  test("a refunded job that is retried is charged again, and refunded again only for the new failure", async () => {
     const user = await createUser(server.api, { credits: 3 });
     const job = await run(user.key, { prompt: "[fail] retry me" });
     expect(server.ctx.credits.balance(user.id)).toBe(3);
@@ -110,6 +110,10 @@ describe("refunds", () => {
     expect(server.ctx.credits.balance(user.id)).toBe(3);
     expect(reasons(user.id)).toEqual([
       ["grant", 3],
+      ["charge", -1],
+      ["refund", 1],
+      ["charge", -1],
+      ["refund", 1],
       ["charge", -1],
       ["refund", 1],
     ]);

@@ -235,3 +235,95 @@ describe("WS /dashboard/ws", () => {
     expect(await connect({ origin: server.url })).toEqual({ code: 4401 });
   });
 });
+
+describe("the keys page", () => {
+  const form = (path: string, cookie: string, fields: Record<string, string>) =>
+    fetch(`${server.url}${path}`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", cookie, origin: server.url },
+      body: new URLSearchParams(fields),
+    });
+  const csrfOf = async (cookie: string) =>
+    /data-csrf="([^"]+)"/.exec(await (await page("/dashboard/keys", cookie)).text())![1]!;
+  const shownKey = (body: string) => /value="(esk_[^"]+)" data-new-key/.exec(body)?.[1];
+  const status = async (key: string) => (await server.api("/api/profile", { key })).status;
+
+  test("creates (shown once), rotates and revokes keys behind the CSRF token", async () => {
+    const key = await createUser("app");
+    const cookie = await sessionOf(key);
+    const csrf = await csrfOf(cookie);
+
+    const refused = await form("/dashboard/keys", cookie, { name: "no token" });
+    expect(refused.status).toBe(403);
+
+    const made = await form("/dashboard/keys", cookie, {
+      _csrf: csrf,
+      name: "deploy",
+      expiresInSeconds: "2592000",
+    });
+    expect(made.status).toBe(200);
+    const body = await made.text();
+    const deploy = shownKey(body)!;
+    expect(deploy).toStartWith("esk_");
+    expect(body).toContain("shown this once");
+    expect(await status(deploy)).toBe(200);
+
+    const listing = await (await page("/dashboard/keys", cookie)).text();
+    expect(listing).not.toContain(deploy);
+    expect(listing).toContain(`${deploy.slice(0, 12)}…`);
+    expect(listing).not.toContain("no token");
+    const id = /data-key-id="([^"]+)" data-status="active">\s*<td>deploy<\/td>/.exec(listing)![1]!;
+
+    const rotated = await form(`/dashboard/keys/${id}/rotate`, cookie, { _csrf: csrf });
+    expect(rotated.status).toBe(200);
+    const next = shownKey(await rotated.text())!;
+    expect(next).not.toBe(deploy);
+    expect(await status(deploy)).toBe(401);
+    expect(await status(next)).toBe(200);
+
+    const nextId = (await server.api("/api/keys", { key }).then((r) => r.json())) as {
+      keys: { id: string; name: string; status: string }[];
+    };
+    const active = nextId.keys.find((k) => k.name === "deploy" && k.status === "active")!;
+    const revoked = await form(`/dashboard/keys/${active.id}/revoke`, cookie, { _csrf: csrf });
+    expect(revoked.status).toBe(303);
+    expect(revoked.headers.get("location")).toBe("/dashboard/keys?done=revoked");
+    expect(await status(next)).toBe(401);
+    // The session's own key still works: only the revoked one stopped.
+    expect((await page("/dashboard/keys", cookie)).status).toBe(200);
+  });
+
+  test("an app sees its end users' keys, not another app's, and cannot revoke the admin's", async () => {
+    const key = await createUser("app");
+    const cookie = await sessionOf(key);
+    const csrf = await csrfOf(cookie);
+    const player = (await (
+      await server.api("/api/keys", { method: "POST", key, json: { name: "player", userId: "player-9" } })
+    ).json()) as { id: string; userId: string };
+    const players = await (await page("/dashboard/keys?user=player-9", cookie)).text();
+    expect(players).toContain(`data-key-id="${player.id}"`);
+
+    const other = await sessionOf(await createUser("app"));
+    const foreign = await page("/dashboard/keys?user=player-9", other);
+    expect(foreign.status).toBe(404);
+    expect(await foreign.text()).not.toContain(player.id);
+
+    const admins = (await server.api("/api/keys").then((r) => r.json())) as { keys: { id: string }[] };
+    const attempt = await form(`/dashboard/keys/${admins.keys[0]!.id}/revoke`, cookie, { _csrf: csrf });
+    expect(attempt.status).toBe(303);
+    expect(attempt.headers.get("location")).toBe("/dashboard/keys?error=not_found");
+    expect(await status(ADMIN_KEY)).toBe(200);
+  });
+
+  test("revoking the key a session signed in with ends that session", async () => {
+    const key = await createUser("app");
+    const cookie = await sessionOf(key);
+    const mine = (await server.api("/api/keys", { key }).then((r) => r.json())) as { keys: { id: string }[] };
+    const out = await form(`/dashboard/keys/${mine.keys[0]!.id}/revoke`, cookie, {
+      _csrf: await csrfOf(cookie),
+    });
+    expect(out.headers.get("location")).toBe("/dashboard/login");
+    expect((await page("/dashboard/keys", cookie)).status).toBe(303);
+  });
+});

@@ -1,6 +1,9 @@
 import { describe, expect, test } from "bun:test";
+import { openDb } from "../../src/db/client";
+import { KeyService } from "../../src/modules/auth/keys";
 import { escapeHtml, html, raw } from "../../src/modules/dashboard/html";
 import { DashboardSessions, isSameOrigin, sessionCookie } from "../../src/modules/dashboard/session";
+import { UserService } from "../../src/modules/users/service";
 
 describe("html", () => {
   test("escapes every interpolation unless it is itself html", () => {
@@ -21,13 +24,17 @@ describe("html", () => {
 });
 
 describe("DashboardSessions", () => {
+  // Sessions are rows naming a real user and key (foreign keys): one of each in an in-memory database.
+  const db = openDb(":memory:");
+  const user = new UserService(db).create({ name: "ops", role: "admin" });
+  const { row: key } = new KeyService(db, Date.now).create(user.id, "ops");
   const make = (now: () => number, secret = "s".repeat(40)) =>
-    new DashboardSessions({ secret, ttlSeconds: 60, secure: false, now });
+    new DashboardSessions({ db, secret, ttlSeconds: 60, secure: false, now });
 
   test("issues and verifies a session; expiry, another secret and sign-out end it", async () => {
     let t = 1_700_000_000_000;
     const sessions = make(() => t);
-    const { token, session } = await sessions.issue("user-1", "key-1");
+    const { token, session } = await sessions.issue(user.id, key.id);
     expect(await sessions.verify(token)).toEqual(session);
     expect(await make(() => t, "t".repeat(40)).verify(token)).toBeNull();
     expect(await sessions.verify(`${token}x`)).toBeNull();
@@ -36,6 +43,16 @@ describe("DashboardSessions", () => {
     t -= 61_000;
     sessions.revoke(session);
     expect(await sessions.verify(token)).toBeNull();
+  });
+
+  test("a sign-out is kept in the database: another instance on it (a restart) refuses the cookie", async () => {
+    const before = make(Date.now);
+    const out = await before.issue(user.id, key.id);
+    const kept = await before.issue(user.id, key.id);
+    before.revoke(out.session);
+    const after = make(Date.now);
+    expect(await after.verify(out.token)).toBeNull();
+    expect(await after.verify(kept.token)).toEqual(kept.session);
   });
 
   test("refuses a token signed with the base secret directly (a client token's key)", async () => {
@@ -54,8 +71,8 @@ describe("DashboardSessions", () => {
 
   test("the CSRF token is bound to the session", async () => {
     const sessions = make(Date.now);
-    const a = await sessions.issue("u", "k");
-    const b = await sessions.issue("u", "k");
+    const a = await sessions.issue(user.id, key.id);
+    const b = await sessions.issue(user.id, key.id);
     const token = await sessions.csrfToken(a.session);
     expect(await sessions.checkCsrf(a.session, token)).toBe(true);
     expect(await sessions.checkCsrf(b.session, token)).toBe(false);
@@ -68,7 +85,7 @@ describe("DashboardSessions", () => {
     expect(make(Date.now).cookie("abc")).toBe(
       "easel_session=abc; Path=/dashboard; Max-Age=60; HttpOnly; SameSite=Strict",
     );
-    const secure = new DashboardSessions({ secret: "s".repeat(40), ttlSeconds: 60, secure: true });
+    const secure = new DashboardSessions({ db, secret: "s".repeat(40), ttlSeconds: 60, secure: true });
     expect(secure.cookie("abc")).toEndWith("; Secure");
     expect(sessionCookie("a=1; easel_session=tok.en=; b=2")).toBe("tok.en=");
     expect(sessionCookie("a=1")).toBeNull();

@@ -1,5 +1,5 @@
 /**
- * Fake AUTOMATIC1111 / Forge API (PROVIDERS.md "AUTOMATIC1111 / Forge").
+ * Fake AUTOMATIC1111 / Forge API (docs/providers.md "AUTOMATIC1111 / Forge").
  *
  * `POST /sdapi/v1/txt2img|img2img` answers `{images: [base64 PNG], parameters, info: "<JSON>"}` with
  * `batch_size` images (plus a leading grid when `behaviour.grid`). With `behaviour.progressSteps = k` the call

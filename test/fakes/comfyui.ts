@@ -1,5 +1,5 @@
 /**
- * Fake ComfyUI server (PROVIDERS.md "ComfyUI"): HTTP routes plus the `/ws?clientId=` progress socket.
+ * Fake ComfyUI server (docs/providers.md "ComfyUI"): HTTP routes plus the `/ws?clientId=` progress socket.
  *
  * base.ts's FakeServer has no WebSocket support, so a small front server owns the public port: it upgrades
  * `/ws` itself and forwards every other request to the FakeServer (which keeps the request log and scripts).
@@ -9,7 +9,9 @@
  * apart, then the history entry (SaveImage outputs, one per batch item) and `execution_success`.
  * `behaviour.fail` ends in `execution_error`; `behaviour.stuck` keeps it running until `POST /interrupt`;
  * `occupy()` puts someone else's endless prompt in front so ours stays pending. `GET /queue`, `POST /queue
- * {delete}`, `GET /history/<id>`, `GET /view` behave as ComfyUI's do. `behaviour.socket = false` refuses
+ * {delete}`, `GET /history/<id>`, `GET /view` behave as ComfyUI's do. `POST /upload/image` (multipart `image`)
+ * keeps the file in `uploads` and answers `{name, subfolder, type}`; a LoadImage naming a file never uploaded
+ * fails validation, as ComfyUI's "Invalid image file" does. `behaviour.socket = false` refuses
  * the WebSocket so the adapter must fall back to polling.
  */
 import type { Server, ServerWebSocket } from "bun";
@@ -46,8 +48,8 @@ function nodeError(id: string, classType: string, type: string, message: string,
   };
 }
 
-/** ComfyUI's own validation, reduced to what a broken template or a wrong model name would trip. */
-function validate(graph: Graph): Record<string, unknown> | undefined {
+/** ComfyUI's own validation, reduced to what a broken template, a wrong model or image name would trip. */
+function validate(graph: Graph, uploads: Map<string, Uint8Array>): Record<string, unknown> | undefined {
   for (const [id, node] of Object.entries(graph)) {
     for (const [key, value] of Object.entries(node.inputs)) {
       if (typeof value === "string" && value.includes("{{")) {
@@ -58,6 +60,16 @@ function validate(graph: Graph): Record<string, unknown> | undefined {
     if (node.class_type === "CheckpointLoaderSimple" && !CHECKPOINTS.includes(String(ckpt))) {
       const details = `ckpt_name: '${String(ckpt)}' not in ${JSON.stringify(CHECKPOINTS)}`;
       return nodeError(id, node.class_type, "value_not_in_list", "Value not in list", details);
+    }
+    if (node.class_type === "LoadImage" && !uploads.has(String(node.inputs.image))) {
+      const details = `image - Invalid image file: ${String(node.inputs.image)}`;
+      return nodeError(
+        id,
+        node.class_type,
+        "custom_validation_failed",
+        "Custom validation failed for node",
+        details,
+      );
     }
   }
   return undefined;
@@ -71,6 +83,8 @@ export class ComfyuiFake {
   readonly promptIds: string[] = [];
   /** Client ids of the WebSocket connections opened, in order. */
   readonly socketClients: string[] = [];
+  /** Files received by `POST /upload/image`, by the name LoadImage takes. */
+  readonly uploads = new Map<string, Uint8Array>();
   #front: Server<{ clientId: string }> | undefined;
   #sockets = new Map<string, ServerWebSocket<{ clientId: string }>>();
   #running: Prompt | undefined;
@@ -136,6 +150,7 @@ export class ComfyuiFake {
     this.history.clear();
     this.promptIds.length = 0;
     this.socketClients.length = 0;
+    this.uploads.clear();
     this.behaviour = defaults();
   }
 
@@ -173,7 +188,7 @@ export class ComfyuiFake {
   #queuePrompt(req: RecordedRequest): Response {
     const body = req.json as { prompt?: Graph; client_id?: string } | undefined;
     const graph = body?.prompt ?? {};
-    const nodeErrors = validate(graph);
+    const nodeErrors = validate(graph, this.uploads);
     if (nodeErrors) {
       const error = {
         type: "prompt_outputs_failed_validation",
@@ -217,7 +232,8 @@ export class ComfyuiFake {
 
   #outputs(p: Prompt) {
     const latent = Object.values(p.graph).find((n) => n.class_type === "EmptyLatentImage");
-    const count = Number(latent?.inputs.batch_size ?? 1);
+    const repeat = Object.values(p.graph).find((n) => n.class_type === "RepeatLatentBatch");
+    const count = Number(latent?.inputs.batch_size ?? repeat?.inputs.amount ?? 1);
     const saveId = Object.entries(p.graph).find(([, n]) => n.class_type === "SaveImage")?.[0] ?? "9";
     const images = Array.from({ length: count }, (_, i) => ({
       filename: `easel_${String(p.number * 10 + i).padStart(5, "0")}_.png`,
@@ -263,6 +279,15 @@ export class ComfyuiFake {
     this.#startNext();
   }
 
+  #upload(req: RecordedRequest): Response {
+    const file = req.form?.find(([k]) => k === "image")?.[1];
+    if (!file || typeof file === "string") return new Response(null, { status: 400 });
+    const subfolder = String(req.form?.find(([k]) => k === "subfolder")?.[1] ?? "");
+    const type = String(req.form?.find(([k]) => k === "type")?.[1] ?? "input");
+    this.uploads.set(subfolder ? `${subfolder}/${file.name}` : file.name, file.bytes);
+    return json({ name: file.name, subfolder, type });
+  }
+
   #queueState(): Response {
     const entry = (p: Prompt) => [p.number, p.id, p.graph, { client_id: p.clientId }, ["9"]];
     return json({
@@ -275,6 +300,7 @@ export class ComfyuiFake {
     const post = req.method === "POST";
     if (post && req.path === "/prompt") return this.#queuePrompt(req);
     if (req.method === "GET" && req.path === "/queue") return this.#queueState();
+    if (post && req.path === "/upload/image") return this.#upload(req);
     if (post && req.path === "/queue") {
       const ids = (req.json as { delete?: string[] } | undefined)?.delete ?? [];
       this.#pending = this.#pending.filter((p) => !ids.includes(p.id));

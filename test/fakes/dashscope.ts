@@ -1,5 +1,5 @@
 /**
- * Fake Alibaba DashScope multimodal generation (PROVIDERS.md "Alibaba DashScope").
+ * Fake Alibaba DashScope multimodal generation (docs/providers.md "Alibaba DashScope").
  *
  * Happy path: `POST /api/v1/services/aigc/multimodal-generation/generation` with `Bearer <apiKey>` answers one
  * choice holding `parameters.n` image URLs, which the fake serves under `/oss/` (standing in for OSS links).

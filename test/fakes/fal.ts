@@ -1,5 +1,5 @@
 /**
- * Fake fal.ai queue (PROVIDERS.md "fal.ai queue").
+ * Fake fal.ai queue (docs/providers.md "fal.ai queue").
  *
  * Happy path: `POST /<owner>/<app>[/<path>]` answers the four URLs; `GET status_url` walks
  * IN_QUEUE (× `queuedPolls`, position counting down) → IN_PROGRESS (× `progressPolls`, tqdm-style logs) →

@@ -1,5 +1,5 @@
 /**
- * Fake Gemini API (PROVIDERS.md "Google Gemini / Imagen"). Base URL for adapters: `${fake.url}/v1beta`.
+ * Fake Gemini API (docs/providers.md "Google Gemini / Imagen"). Base URL for adapters: `${fake.url}/v1beta`.
  * `POST /v1beta/models/<gemini…>:generateContent` answers one inline PNG (camelCase, or snake_case when
  * `snakeCase` is set); `POST /v1beta/models/imagen-…:predict` answers `sampleCount` predictions.
  * Safety outcomes come back as HTTP 200 in the API's own shapes; errors as `{error:{code,message,status,details}}`.

@@ -1,5 +1,5 @@
 /**
- * Fake Hugging Face Inference router (PROVIDERS.md "Hugging Face Inference"). Base URL: `fake.url`.
+ * Fake Hugging Face Inference router (docs/providers.md "Hugging Face Inference"). Base URL: `fake.url`.
  * `POST /hf-inference/models/<owner>/<model>` answers raw JPEG bytes, or the tolerated JSON shapes when
  * `responseMode` says so. Models listed in `unknownModels` answer 404.
  */
@@ -59,7 +59,7 @@ export class HuggingFaceFake extends FakeServer {
   }
 
   /**
-   * A refusal relayed by the router in HF's `{error}` shape. PROVIDERS.md lists no safety code for Hugging Face;
+   * A refusal relayed by the router in HF's `{error}` shape. docs/providers.md lists no safety code for Hugging Face;
    * the serving backend's checker message is all there is, so the adapter must read the text.
    */
   nsfwRefused(status: 400 | 422 = 400): this {

@@ -1,5 +1,5 @@
 /**
- * Fake OpenAI Images API (PROVIDERS.md "OpenAI Images"). Base URL for adapters: `${fake.url}/v1`.
+ * Fake OpenAI Images API (docs/providers.md "OpenAI Images"). Base URL for adapters: `${fake.url}/v1`.
  * Happy path: `/v1/images/generations` and `/v1/images/edits` answer `n` images as `b64_json`, or as
  * `url`s served by the fake itself when `responseMode = "url"`. Scenario helpers script the failures.
  */

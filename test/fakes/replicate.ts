@@ -1,5 +1,5 @@
 /**
- * Fake Replicate API (PROVIDERS.md "Replicate"), served under `/v1` like the real one.
+ * Fake Replicate API (docs/providers.md "Replicate"), served under `/v1` like the real one.
  *
  * Happy path: create answers `starting` (or a finished prediction when `behaviour.sync` and the client sent
  * `Prefer: wait`), each `GET urls.get` moves it one step (`processing` × `processingPolls`, then `succeeded`
@@ -124,6 +124,9 @@ export const replicateError = {
     json({ detail: `Request was throttled. Expected available in ${seconds} seconds.`, status: 429 }, 429, {
       "retry-after": String(seconds),
     }),
+  /** Replicate's documented throttle: the wait is only in the detail text, no Retry-After header. */
+  throttledResets: (seconds: number) =>
+    json({ detail: `Request was throttled. Your rate limit resets in ~${seconds}s.` }, 429),
   throttledNoHeader: () => json({ detail: "Request was throttled.", status: 429 }, 429),
   unauthorized: () =>
     json(

@@ -76,7 +76,7 @@ const safetyRejection = () =>
 async function submit(server: TestServer, body: Record<string, unknown>): Promise<string> {
   const res = await server.api("/api/jobs/generate-image", {
     method: "POST",
-    json: { provider: "openai", size: "256x256", ...body },
+    json: { provider: "openai", size: "1024x1024", ...body },
   });
   const text = await res.text();
   expect(`${res.status} ${text}`).toStartWith("202 ");

@@ -4,11 +4,12 @@
  * provider's own shape fails the job with `content_policy` after one request, and a 429 with Retry-After is
  * waited out and then completes, without spending an attempt.
  *
- * Each provider's base-URL setting (REPLICATE_BASE_URL, FAL_QUEUE_URL, GEMINI_BASE_URL, HF_BASE_URL) points
- * the server at its fake.
+ * Each provider's base-URL setting (REPLICATE_BASE_URL, FAL_QUEUE_URL, GEMINI_BASE_URL, HF_BASE_URL,
+ * BFL_BASE_URL) points the server at its fake.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import type { RecordedRequest } from "../fakes/base";
+import { BflFake, bflError } from "../fakes/bfl";
 import { FalFake, falError } from "../fakes/fal";
 import { GeminiFake } from "../fakes/gemini";
 import { HuggingFaceFake } from "../fakes/huggingface";
@@ -28,14 +29,16 @@ let replicate: ReplicateFake;
 let fal: FalFake;
 let gemini: GeminiFake;
 let hf: HuggingFaceFake;
+let bfl: BflFake;
 let server: TestServer;
 
 beforeAll(async () => {
-  [replicate, fal, gemini, hf] = await Promise.all([
+  [replicate, fal, gemini, hf, bfl] = await Promise.all([
     new ReplicateFake().start(),
     new FalFake().start(),
     GeminiFake.create(),
     HuggingFaceFake.create(),
+    new BflFake().start(),
   ]);
   server = await startTestServer({
     env: {
@@ -48,10 +51,12 @@ beforeAll(async () => {
       GEMINI_BASE_URL: gemini.baseUrl,
       HF_TOKEN: "hf_test",
       HF_BASE_URL: hf.url,
+      BFL_API_KEY: bfl.apiKey,
+      BFL_BASE_URL: bfl.url,
       // The adapters' default rpm would pace these tests; the limiter has its own tests.
       PROVIDER_LIMITS: JSON.stringify(
         Object.fromEntries(
-          ["replicate", "fal", "gemini", "huggingface"].map((p) => [p, { rpm: 0, concurrency: 4 }]),
+          ["replicate", "fal", "gemini", "huggingface", "bfl"].map((p) => [p, { rpm: 0, concurrency: 4 }]),
         ),
       ),
     },
@@ -60,7 +65,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
-  await Promise.all([replicate?.stop(), fal?.stop(), gemini?.stop(), hf?.stop()]);
+  await Promise.all([replicate?.stop(), fal?.stop(), gemini?.stop(), hf?.stop(), bfl?.stop()]);
 });
 
 beforeEach(() => {
@@ -72,6 +77,8 @@ beforeEach(() => {
   fal.behaviour.progressPolls = 0;
   gemini.reset();
   hf.reset();
+  bfl.reset();
+  bfl.behaviour.pendingPolls = 0;
 });
 
 async function submit(provider: string, prompt: string): Promise<string> {
@@ -137,6 +144,15 @@ const cases: Case[] = [
     generations: () => hf.requests.filter(isGeneration),
     refuse: () => hf.nsfwRefused(),
     throttleOnce: () => hf.rateLimited({ "retry-after": "1" }),
+  },
+  {
+    provider: "bfl",
+    generations: () => bfl.submissions,
+    // Moderation is a poll status: the task ends as "Request Moderated".
+    refuse: () => {
+      bfl.behaviour.outcome = "Request Moderated";
+    },
+    throttleOnce: () => bfl.server.script(bflError.activeTasks(1), { method: "POST" }),
   },
 ];
 

@@ -58,7 +58,7 @@ test("kill -9 mid-batch: after a restart the job completes and no finished item 
   const first = await startServer(tmp.dir, fake);
   const res = await api(first.url, "/api/jobs/generate-image", {
     provider: "openai",
-    size: "256x256",
+    size: "1024x1024",
     items,
   });
   expect(res.status).toBe(202);

@@ -76,7 +76,7 @@ describe("inline presets", () => {
     expect(lo.bytes.byteLength).toBeLessThan(hi.bytes.byteLength);
   });
 
-  test("unknown names and invalid objects are a 422 PresetError", () => {
+  test("unknown names and invalid objects are a PresetError with a stable code", () => {
     const unknown = (() => {
       try {
         resolvePreset("poster-9000");
@@ -85,7 +85,7 @@ describe("inline presets", () => {
       }
     })();
     expect(unknown).toBeInstanceOf(PresetError);
-    expect(unknown).toMatchObject({ status: 422, code: "unknown_preset" });
+    expect(unknown).toMatchObject({ code: "unknown_preset", details: { known: PRESET_NAMES } });
     expect(() => resolvePreset({ quality: 0 })).toThrow(PresetError);
     expect(() => resolvePreset({ width: 100_000 })).toThrow(PresetError);
     expect(() => resolvePreset({ format: "gif" } as never)).toThrow(PresetError);

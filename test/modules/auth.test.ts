@@ -267,9 +267,12 @@ describe("auth over HTTP", () => {
       );
       expect(status).toMatchObject({ jobId: id, status: "queued" });
     }
-    // Browsers that cannot set headers (EventSource, WebSocket) pass it as ?token=.
+    // Only routes a browser opens without headers (EventSource, WebSocket) take it as ?token=.
     const viaQuery = await fetch(`${server.url}/api/jobs/${mine[0]}/status?token=${token}`);
-    expect((await ok<{ jobId: string }>(viaQuery)).jobId).toBe(mine[0]!);
+    await expectError(viaQuery, 401, "unauthorized");
+    const events = await fetch(`${server.url}/api/jobs/${mine[0]}/events?token=${token}`);
+    expect(events.status).toBe(200);
+    await events.body?.cancel();
 
     for (const id of [erins, appOwn]) {
       await expectError(await server.api(`/api/jobs/${id}`, { key: token }), 404, "not_found");

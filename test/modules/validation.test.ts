@@ -367,22 +367,28 @@ const routeCases: Case[] = [
     status: 404,
     code: "not_found",
   },
-  { name: "DELETE on a GET route", method: "DELETE", path: "/api/jobs", status: 404, code: "not_found" },
+  {
+    name: "DELETE on a GET route",
+    method: "DELETE",
+    path: "/api/jobs",
+    status: 405,
+    code: "method_not_allowed",
+  },
   {
     name: "PUT on a POST route",
     method: "PUT",
     path: "/api/users",
     json: { name: "x", role: "app" },
-    status: 404,
-    code: "not_found",
+    status: 405,
+    code: "method_not_allowed",
   },
   {
     name: "POST on a GET route",
     method: "POST",
     path: "/api/health",
     json: {},
-    status: 404,
-    code: "not_found",
+    status: 405,
+    code: "method_not_allowed",
   },
 ];
 
@@ -417,17 +423,20 @@ const oversizedCases: Case[] = [
 }));
 
 const junkBodies: unknown[] = [null, 0, true, "text", [], [{}]];
-// Every field of POST /api/tokens is optional, so objects are valid there.
-const objectJunk: unknown[] = [{}, { a: { b: { c: { d: [1, 2, { e: null }] } } } }];
-const junkCases: Case[] = bodyRoutes.flatMap((r) =>
-  [...junkBodies, ...(r.path === "/api/tokens" ? [] : objectJunk)].map((json) => ({
+// Every field of POST /api/tokens is optional, so an empty object is valid there.
+const objectJunk: unknown[] = [{}];
+// Bodies are strict: a field the route does not know is refused by name, before anything else.
+const unknownField = { a: { b: { c: { d: [1, 2, { e: null }] } } } };
+const junkCases: Case[] = bodyRoutes.flatMap((r) => [
+  ...[...junkBodies, ...(r.path === "/api/tokens" ? [] : objectJunk)].map((json) => ({
     ...r,
     name: `${r.name} with ${JSON.stringify(json)}`,
     json,
     status: 422,
     code: "validation_failed",
   })),
-);
+  { ...r, name: `${r.name} with an unknown field`, json: unknownField, status: 400, code: "unknown_field" },
+]);
 
 describe("bad input gets a 4xx in the error shape and writes nothing", () => {
   let server: TestServer;

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { runRetention } from "../../src/modules/ops/maintenance";
+import { mkdir, readdir, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { runRetention, sweepStorage } from "../../src/modules/ops/maintenance";
 import { startTestServer, type TestServer } from "../helpers";
 
 let server: TestServer;
@@ -25,4 +27,18 @@ test("retention also refreshes the query planner's statistics (PRAGMA optimize)"
   expect(stats()).toBe(1);
   const analysed = db.query("SELECT tbl FROM sqlite_stat1").all() as { tbl: string }[];
   expect(analysed.map((r) => r.tbl)).toContain("users");
+});
+
+test("the storage sweep also removes temp files left by a write killed mid-way (kill -9)", async () => {
+  const dir = join(server.ctx.config.filesDir, "generations", "someone");
+  await mkdir(dir, { recursive: true });
+  const stale = join(dir, ".img.png.0b7f1c1e-6f0a-4a57-9a8e-2f4f3c2d1e0a.tmp");
+  const live = join(dir, ".img2.png.1b7f1c1e-6f0a-4a57-9a8e-2f4f3c2d1e0a.tmp");
+  await writeFile(stale, "half an image");
+  await writeFile(live, "being written");
+  const old = new Date(Date.now() - 2 * 3_600_000);
+  await utimes(stale, old, old);
+  const swept = await sweepStorage(server.ctx);
+  expect(swept.tempFiles).toBe(1);
+  expect(await readdir(dir)).toEqual([".img2.png.1b7f1c1e-6f0a-4a57-9a8e-2f4f3c2d1e0a.tmp"]);
 });

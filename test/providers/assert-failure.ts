@@ -1,31 +1,28 @@
 import { expect } from "bun:test";
-import { type JobFailure, RetryAfterError } from "../../src/queue/errors";
+import { ProviderError, type ProviderErrorKind } from "../../src/providers/errors";
 
 export type ExpectedFailure = {
-  type: abstract new (...args: never[]) => JobFailure;
+  kind: ProviderErrorKind;
   code: string;
   retryable?: boolean;
   refundable?: boolean;
-  /** For RetryAfterError. */
-  delayMs?: number;
+  /** The wait the provider asked for. */
+  retryAfterMs?: number;
 };
 
-/** Awaits a rejection and checks the error's class and classification; returns the error for more checks. */
-export async function expectFailure(run: Promise<unknown>, want: ExpectedFailure): Promise<JobFailure> {
+/** Awaits a rejection and checks it is a ProviderError of that kind and code; returns it for more checks. */
+export async function expectFailure(run: Promise<unknown>, want: ExpectedFailure): Promise<ProviderError> {
   let caught: unknown;
   try {
     await run;
   } catch (err) {
     caught = err;
   }
-  expect(caught).toBeInstanceOf(want.type);
-  const err = caught as JobFailure;
-  expect({ code: err.code }).toEqual({ code: want.code });
+  expect(caught).toBeInstanceOf(ProviderError);
+  const err = caught as ProviderError;
+  expect({ kind: err.kind, code: err.code }).toEqual({ kind: want.kind, code: want.code });
   if (want.retryable !== undefined) expect(err.retryable).toBe(want.retryable);
   if (want.refundable !== undefined) expect(err.refundable).toBe(want.refundable);
-  if (want.delayMs !== undefined) {
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect((err as RetryAfterError).delayMs).toBe(want.delayMs);
-  }
+  if (want.retryAfterMs !== undefined) expect(err.retryAfterMs).toBe(want.retryAfterMs);
   return err;
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type Automatic1111Options, createAutomatic1111Provider } from "../../src/providers/automatic1111";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { Automatic1111Fake, a1111Error } from "../fakes/automatic1111";
 import { HANG } from "../fakes/base";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -99,8 +99,11 @@ describe("automatic1111 error classification", () => {
   test("422 detail list → provider_invalid_request with the field message", async () => {
     fake.server.script(a1111Error.validation());
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect((err as Error).message).toContain("not a valid integer");
   });
 
@@ -115,8 +118,7 @@ describe("automatic1111 error classification", () => {
     fake.server.script(a1111Error.outOfMemory());
     const p = provider();
     const err = await failureOf(p.generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_unavailable" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_unavailable" });
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
@@ -125,33 +127,40 @@ describe("automatic1111 error classification", () => {
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({ retryable: false });
   });
 
-  test("429 with Retry-After (a fronting proxy, e.g. a shared Forge) → RetryAfterError, then success", async () => {
+  test("429 with Retry-After (a fronting proxy, e.g. a shared Forge) → rate_limited with that wait, then success", async () => {
     // A1111 itself never rate-limits; a box shared behind a proxy or gateway does, with the standard header.
     fake.server.script(a1111Error.busy(4), { path: "/sdapi/v1/txt2img" });
     const p = provider();
     const err = await failureOf(p.generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 4000, retryable: true });
+    expect(err).toMatchObject({
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 4000,
+      retryable: true,
+    });
     expect(await p.generate(request(), context())).toHaveLength(1);
     expect(fake.server.requestsTo("/sdapi/v1/txt2img")).toHaveLength(2);
   });
 
   test("a refused prompt (an extension's FastAPI 4xx) is not retried, and is no provider safety verdict", async () => {
-    // A1111's API has no safety system (PROVIDERS.md): NSFW filters either black the image out (a normal 200,
+    // A1111's API has no safety system (docs/providers.md): NSFW filters either black the image out (a normal 200,
     // indistinguishable from any other image) or, as prompt-filter extensions do, raise an HTTPException that
     // FastAPI answers as `{detail}`. That 4xx is the nearest honest equivalent of a safety rejection: final,
     // and not `content_policy` (which means a paid provider refused and keeps the credits).
     fake.server.script(a1111Error.promptRefused(), { path: "/sdapi/v1/txt2img" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", retryable: false, refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      retryable: false,
+      refundable: true,
+    });
     expect((err as Error).message).toContain("NSFW");
   });
 
   test("a hanging call is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG, { path: "/sdapi/v1/txt2img" });
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

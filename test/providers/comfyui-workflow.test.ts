@@ -5,7 +5,6 @@ import {
   parseWorkflow,
   type WorkflowValues,
 } from "../../src/providers/comfyui-workflow";
-import { UnrecoverableError } from "../../src/queue/errors";
 
 const values: WorkflowValues = {
   prompt: 'a "quoted" {{prompt}} fox',
@@ -19,6 +18,8 @@ const values: WorkflowValues = {
   cfg: 4.5,
   sampler_name: "dpmpp_2m",
   scheduler: "karras",
+  image: "",
+  denoise: 1,
 };
 
 describe("comfyui workflow filling", () => {
@@ -52,7 +53,6 @@ describe("comfyui workflow filling", () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request" });
+    expect(err).toMatchObject({ kind: "invalid_request", code: "provider_invalid_request" });
   });
 });

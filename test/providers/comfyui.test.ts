@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { type ComfyuiOptions, createComfyuiProvider } from "../../src/providers/comfyui";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { ProviderError } from "../../src/providers/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { HANG, json } from "../fakes/base";
 import { ComfyuiFake } from "../fakes/comfyui";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -88,12 +89,53 @@ describe("comfyui workflow and request shape", () => {
   });
 
   test("a UI-format workflow is refused when the provider is built", () => {
-    expect(() => provider({ workflow: { nodes: [], links: [] } as never })).toThrow(UnrecoverableError);
+    expect(() => provider({ workflow: { nodes: [], links: [] } as never })).toThrow(ProviderError);
   });
 
-  test("input images are refused before any request", async () => {
+  test("img2img: the input is uploaded, the edit graph loads it by name, encodes it and redraws it", async () => {
     const img = { bytes: fake.image, mime: "image/png" };
-    const err = await failureOf(provider().generate(request({ images: [img] }), context()));
+    const images = await provider().generate(
+      request({ images: [img], n: 2, seed: 9, params: { denoise: 0.6 } }),
+      context(),
+    );
+    const upload = fake.server.requestsTo("/upload/image")[0]!;
+    expect(upload.method).toBe("POST");
+    const form = Object.fromEntries(upload.form ?? []);
+    expect(form.type).toBe("input");
+    expect(form.image).toMatchObject({ type: "image/png", bytes: fake.image });
+    const name = (form.image as { name: string }).name;
+    expect(fake.uploads.has(name)).toBe(true);
+    const graph = submitted().prompt;
+    const load = Object.values(graph).find((n) => n.class_type === "LoadImage")!;
+    expect(load.inputs.image).toBe(name);
+    const sampler = Object.values(graph).find((n) => n.class_type === "KSampler")!;
+    expect(sampler.inputs).toMatchObject({ seed: 9, denoise: 0.6 });
+    expect(Object.values(graph).some((n) => n.class_type === "VAEEncode")).toBe(true);
+    expect(Object.values(graph).some((n) => n.class_type === "EmptyLatentImage")).toBe(false);
+    expect(images).toHaveLength(2);
+    expect(images[0]).toMatchObject({ mime: "image/png", seed: 9 });
+  });
+
+  test("a user edit workflow (JSON text) gets {{image}} and {{denoise}} filled", async () => {
+    const editWorkflow = JSON.stringify({
+      "1": { class_type: "CheckpointLoaderSimple", inputs: { ckpt_name: "{{model}}" } },
+      "2": { class_type: "LoadImage", inputs: { image: "{{image}}" } },
+      "3": {
+        class_type: "KSampler",
+        inputs: { seed: "{{seed}}", denoise: "{{denoise}}", steps: "{{steps}}" },
+      },
+      "9": { class_type: "SaveImage", inputs: { filename_prefix: "mine", images: ["3", 0] } },
+    });
+    const img = { bytes: fake.image, mime: "image/png" };
+    await provider({ editWorkflow }).generate(request({ images: [img], seed: 2 }), context());
+    const graph = submitted().prompt;
+    expect(graph["2"]!.inputs.image).toBe([...fake.uploads.keys()][0]!);
+    expect(graph["3"]!.inputs).toEqual({ seed: 2, denoise: 0.75, steps: 20 });
+  });
+
+  test("a mask is refused before any request (the built-in edit graph does not inpaint)", async () => {
+    const img = { bytes: fake.image, mime: "image/png" };
+    const err = await failureOf(provider().generate(request({ images: [img], mask: img }), context()));
     expect(err).toMatchObject({ code: "provider_invalid_request" });
     expect(fake.server.requests).toHaveLength(0);
   });
@@ -130,8 +172,7 @@ describe("comfyui progress and completion", () => {
   test("an execution_error in history is a retryable failure naming the exception", async () => {
     fake.behaviour.fail = { type: "torch.OutOfMemoryError", message: "CUDA out of memory" };
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_failed" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed" });
     expect((err as Error).message).toContain("CUDA out of memory");
   });
 
@@ -174,10 +215,13 @@ describe("comfyui cancellation", () => {
 describe("comfyui error classification", () => {
   test("a graph ComfyUI rejects (node_errors) → provider_invalid_request with the node's message", async () => {
     const err = await failureOf(provider().generate(request({ model: "missing.safetensors" }), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect((err as Error).message).toContain("CheckpointLoaderSimple: Value not in list");
-    expect((err as UnrecoverableError).details).toMatchObject({
+    expect((err as ProviderError).details).toMatchObject({
       nodeErrors: { "4": { class_type: "CheckpointLoaderSimple" } },
     });
   });
@@ -189,11 +233,10 @@ describe("comfyui error classification", () => {
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
-  test("a fronting proxy's 429 with Retry-After → RetryAfterError; its 401 → provider_auth", async () => {
+  test("a fronting proxy's 429 with Retry-After → rate_limited with its wait; its 401 → provider_auth", async () => {
     fake.server.script(json({ error: "slow down" }, 429, { "retry-after": "2" }), { path: "/prompt" });
     const limited = await failureOf(provider().generate(request(), context()));
-    expect(limited).toBeInstanceOf(RetryAfterError);
-    expect(limited).toMatchObject({ delayMs: 2000 });
+    expect(limited).toMatchObject({ kind: "rate_limited", retryAfterMs: 2000 });
     fake.server.script(json({ error: "unauthorized" }, 401), { path: "/prompt" });
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
       code: "provider_auth",
@@ -201,7 +244,7 @@ describe("comfyui error classification", () => {
   });
 
   test("a safety-checker node refusing the image is an execution_error: retried, never content_policy", async () => {
-    // ComfyUI has no safety system in its API (PROVIDERS.md). The nearest equivalent is a checker custom node
+    // ComfyUI has no safety system in its API (docs/providers.md). The nearest equivalent is a checker custom node
     // that raises during execution: on the wire that is the same `execution_error` any failing node gives, so
     // it is classified like one (retryable, bounded by the job's attempts; a new attempt draws a new seed).
     fake.behaviour.fail = {
@@ -209,8 +252,7 @@ describe("comfyui error classification", () => {
       message: "Safety checker: potential NSFW content was detected",
     };
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_failed", refundable: true });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed", refundable: true });
     expect((err as Error).message).toContain("NSFWContentDetected: Safety checker");
     expect(fake.server.requestsTo("/view")).toHaveLength(0);
   });
@@ -221,8 +263,12 @@ describe("comfyui error classification", () => {
       path: "/prompt",
     });
     const quota = await failureOf(provider().generate(request(), context()));
-    expect(quota).toBeInstanceOf(UnrecoverableError);
-    expect(quota).toMatchObject({ code: "provider_quota", retryable: false, refundable: true });
+    expect(quota).toMatchObject({
+      kind: "quota",
+      code: "provider_quota",
+      retryable: false,
+      refundable: true,
+    });
     fake.server.script(json({ error: "forbidden" }, 403), { path: "/prompt" });
     expect(await failureOf(provider().generate(request(), context()))).toMatchObject({
       code: "provider_auth",
@@ -234,7 +280,6 @@ describe("comfyui error classification", () => {
   test("a hanging /prompt is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG, { path: "/prompt" });
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

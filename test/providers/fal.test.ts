@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createFalProvider, type FalOptions } from "../../src/providers/fal";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { HANG } from "../fakes/base";
 import { FalFake, falError } from "../fakes/fal";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -17,7 +17,7 @@ const provider = (opts: Partial<FalOptions> = {}) =>
   createFalProvider({ key: "fal-key-id:secret", queueBaseUrl: fake.url, pollIntervalMs: 5, ...opts });
 
 describe("fal request shape", () => {
-  test("submits the model input to the model path with Key auth", async () => {
+  test("submits the model input to the model path with Key auth (no negative prompt: FLUX takes none)", async () => {
     await provider().generate(
       request({ size: "1024x768", n: 2, seed: 11, negativePrompt: "text" }),
       context(),
@@ -32,7 +32,6 @@ describe("fal request shape", () => {
       num_images: 2,
       enable_safety_checker: true,
       output_format: "png",
-      negative_prompt: "text",
       seed: 11,
     });
     for (const r of fake.server.requests.slice(1)) {
@@ -40,22 +39,36 @@ describe("fal request shape", () => {
     }
   });
 
-  test("sizes without a fal name go as width/height; edits send data URLs; params pass through", async () => {
+  test("sizes without a fal name go as width/height; params pass through", async () => {
+    await provider().generate(request({ size: "1200x800", params: { guidance_scale: 3 } }), context());
+    const body = fake.server.requests[0]!.json as Record<string, unknown>;
+    expect(body.image_size).toEqual({ width: 1200, height: 800 });
+    expect(body.guidance_scale).toBe(3);
+  });
+
+  test("FLUX Kontext edits: image_url as a data URL and an aspect_ratio instead of image_size", async () => {
     const img = { bytes: fake.image, mime: "image/jpeg" };
-    await provider().generate(
-      request({
-        size: "1200x800",
-        model: "fal-ai/flux-pro/kontext",
-        images: [img],
-        params: { guidance_scale: 3 },
-      }),
+    const images = await provider().generate(
+      request({ size: "1536x1024", model: "fal-ai/flux-pro/kontext", images: [img], prompt: "add a hat" }),
       context(),
     );
     const body = fake.server.requests[0]!.json as Record<string, unknown>;
     expect(fake.server.requests[0]!.path).toBe("/fal-ai/flux-pro/kontext");
-    expect(body.image_size).toEqual({ width: 1200, height: 800 });
-    expect(String(body.image_url)).toStartWith("data:image/jpeg;base64,");
-    expect(body.guidance_scale).toBe(3);
+    expect(body.image_url).toBe(`data:image/jpeg;base64,${Buffer.from(fake.image).toString("base64")}`);
+    expect(body.aspect_ratio).toBe("3:2");
+    expect(body.image_size).toBeUndefined();
+    expect(images).toHaveLength(1);
+  });
+
+  test("a Kontext edit that names no size sends no aspect_ratio, so the output keeps the input's shape", async () => {
+    const img = { bytes: fake.image, mime: "image/jpeg" };
+    await provider().generate(
+      request({ model: "fal-ai/flux-pro/kontext", images: [img], sizeGiven: false }),
+      context(),
+    );
+    const body = fake.server.requests[0]!.json as Record<string, unknown>;
+    expect(body.aspect_ratio).toBeUndefined();
+    expect(body.image_size).toBeUndefined();
   });
 });
 
@@ -108,8 +121,12 @@ describe("fal queue lifecycle", () => {
   test("every image flagged → content_policy, not refundable", async () => {
     fake.behaviour.nsfw = [true, true];
     const err = await failureOf(provider().generate(request({ n: 2 }), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+    expect(err).toMatchObject({
+      kind: "content_policy",
+      code: "content_policy",
+      retryable: false,
+      refundable: false,
+    });
   });
 
   test("a content_policy_violation detail from the result → content_policy", async () => {
@@ -123,23 +140,25 @@ describe("fal error classification", () => {
   test("422 validation detail → provider_invalid_request with fal's message", async () => {
     fake.server.script(falError.validation(), { method: "POST" });
     const err = await failureOf(provider().generate(request({ n: 9 }), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect((err as Error).message).toContain("less than or equal to 4");
   });
 
-  test("429 with Retry-After → RetryAfterError", async () => {
+  test("429 with Retry-After → rate_limited with that wait", async () => {
     fake.server.script(falError.rateLimited(7));
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect(err).toMatchObject({ delayMs: 7000, code: "provider_rate_limited" });
+    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: 7000, code: "provider_rate_limited" });
   });
 
   test("X-Fal-Error-Type runner failure is retryable and the next attempt succeeds", async () => {
     fake.server.script(falError.runnerFailure());
     const p = provider();
     const err = await failureOf(p.generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
+    expect(err).toMatchObject({ kind: "transient" });
     expect(err).toMatchObject({
       code: "provider_unavailable",
       details: { errorType: "runner_server_error" },
@@ -170,7 +189,6 @@ describe("fal error classification", () => {
   test("a hanging submit is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG);
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
   });
 });

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createGeminiProvider } from "../../src/providers/gemini";
 import type { GenerateRequest } from "../../src/providers/types";
-import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { testImage } from "../fakes/base";
 import { GeminiFake } from "../fakes/gemini";
 import { expectFailure } from "./assert-failure";
@@ -58,6 +57,16 @@ describe("gemini: generateContent", () => {
     expect(images).toEqual([{ bytes: fake.image, mime: "image/png", seed: 3 }]);
   });
 
+  test("an edit that names no size sends no aspectRatio, so the output keeps the input's shape", async () => {
+    const input = await testImage({ format: "png" });
+    await provider().generate(
+      req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }),
+      ctx(),
+    );
+    const body = fake.requests[0]?.json as { generationConfig: { imageConfig: Record<string, unknown> } };
+    expect(body.generationConfig.imageConfig).toEqual({});
+  });
+
   test("accepts snake_case inline_data; n images → n calls", async () => {
     fake.snakeCase = true;
     const p = provider();
@@ -79,7 +88,7 @@ describe("gemini: generateContent", () => {
     async (reason) => {
       fake.finished(reason);
       await expectFailure(provider().generate(req(), ctx()), {
-        type: UnrecoverableError,
+        kind: "content_policy",
         code: "content_policy",
         retryable: false,
         refundable: false,
@@ -90,7 +99,7 @@ describe("gemini: generateContent", () => {
   test("promptFeedback.blockReason with no candidates → content_policy", async () => {
     fake.blockedPrompt("PROHIBITED_CONTENT");
     const err = await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "content_policy",
       code: "content_policy",
       refundable: false,
     });
@@ -101,7 +110,7 @@ describe("gemini: generateContent", () => {
     fake.finished("NO_IMAGE").finished("STOP");
     for (let i = 0; i < 2; i++) {
       await expectFailure(provider().generate(req(), ctx()), {
-        type: RetryableError,
+        kind: "transient",
         code: "provider_no_image",
         refundable: true,
       });
@@ -132,7 +141,7 @@ describe("gemini: imagen :predict", () => {
   test("all images filtered (raiFilteredReason) → content_policy", async () => {
     fake.imagenFiltered();
     await expectFailure(provider().generate(req({ model: "imagen-3.0-generate-002" }), ctx()), {
-      type: UnrecoverableError,
+      kind: "content_policy",
       code: "content_policy",
       refundable: false,
     });
@@ -144,30 +153,30 @@ describe("gemini: imagen :predict", () => {
         req({ model: "imagen-4.0-generate-001", images: [{ bytes: fake.image, mime: "image/png" }] }),
         ctx(),
       ),
-      { type: UnrecoverableError, code: "provider_unsupported" },
+      { kind: "unsupported", code: "provider_unsupported" },
     );
     expect(fake.requests).toHaveLength(0);
   });
 });
 
 describe("gemini: errors", () => {
-  test("429 RESOURCE_EXHAUSTED with RetryInfo.retryDelay → RetryAfterError", async () => {
+  test("429 RESOURCE_EXHAUSTED with RetryInfo.retryDelay → rate_limited with that wait", async () => {
     fake.resourceExhausted("12s");
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 12_000,
+      retryAfterMs: 12_000,
     });
   });
 
   test("429 without RetryInfo is retryable; 503 then success", async () => {
     fake.resourceExhausted().unavailable();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
     });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "transient",
       code: "provider_unavailable",
     });
     expect(await provider().generate(req(), ctx())).toHaveLength(1);
@@ -177,7 +186,7 @@ describe("gemini: errors", () => {
     fake.quotaExceeded("daily").quotaExceeded("zero");
     for (const model of ["gemini-2.5-flash-image", "imagen-4.0-generate-001"]) {
       const err = await expectFailure(provider().generate(req({ model }), ctx()), {
-        type: UnrecoverableError,
+        kind: "quota",
         code: "provider_quota",
         retryable: false,
         refundable: true,
@@ -190,18 +199,22 @@ describe("gemini: errors", () => {
   test("a per-minute RESOURCE_EXHAUSTED stays a rate limit, retried after its RetryInfo; then success", async () => {
     fake.perMinuteLimit();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 8000,
+      retryAfterMs: 8000,
     });
     expect(await provider().generate(req(), ctx())).toHaveLength(1);
   });
 
   test("400 INVALID_ARGUMENT → invalid request; API_KEY_INVALID and 403 → auth", async () => {
     fake.invalidArgument().invalidApiKey().permissionDenied();
-    for (const code of ["provider_invalid_request", "provider_auth", "provider_auth"]) {
+    for (const [kind, code] of [
+      ["invalid_request", "provider_invalid_request"],
+      ["auth", "provider_auth"],
+      ["auth", "provider_auth"],
+    ] as const) {
       await expectFailure(provider().generate(req(), ctx()), {
-        type: UnrecoverableError,
+        kind,
         code,
         refundable: true,
       });
@@ -211,7 +224,7 @@ describe("gemini: errors", () => {
   test("a hang is cut by the request timeout", async () => {
     fake.hang();
     await expectFailure(provider(200).generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "timeout",
       code: "provider_timeout",
     });
   });

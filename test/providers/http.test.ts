@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ProviderError } from "../../src/providers/errors";
 import {
   allOrAbort,
   downloadImage,
@@ -6,22 +7,20 @@ import {
   httpError,
   MAX_RETRY_DELAY_MS,
   parseDuration,
+  parseErrorBody,
+  parseRateLimitReset,
   parseRetryAfter,
   parseSize,
+  parseTextHint,
   providerFetch,
   readJson,
+  retryDelayMs,
   sizeToAspectRatio,
   sleep,
   sniffMime,
   toDataUrl,
 } from "../../src/providers/http";
-import {
-  JobFailure,
-  RetryAfterError,
-  RetryableError,
-  TimeoutError,
-  UnrecoverableError,
-} from "../../src/queue/errors";
+import { TimeoutError } from "../../src/queue/errors";
 import { FakeServer, HANG, json, testImage } from "../fakes/base";
 import { expectFailure } from "./assert-failure";
 
@@ -50,20 +49,82 @@ describe("parseRetryAfter", () => {
   });
 });
 
+describe("every documented form of wait (retryDelayMs)", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z");
+  const wait = (status: number, headers: Record<string, string>, body: unknown = {}) =>
+    retryDelayMs(
+      status,
+      h(headers),
+      parseErrorBody(typeof body === "string" ? body : JSON.stringify(body)),
+      now,
+    );
+
+  test("durations: Google's protobuf seconds, OpenAI's Go style, words", () => {
+    expect(parseDuration("6m0s")).toBe(360_000);
+    expect(parseDuration("1h2m3.5s")).toBe(3_723_500);
+    expect(parseDuration("20ms")).toBe(20);
+    expect(parseDuration("30 seconds")).toBe(30_000);
+    expect(parseDuration("2 minutes")).toBe(120_000);
+    expect(parseDuration("soon")).toBeUndefined();
+    expect(parseDuration("30")).toBeUndefined();
+  });
+
+  test("waits written in messages", () => {
+    expect(parseTextHint("Request was throttled. Your rate limit resets in ~30s.")).toBe(30_000);
+    expect(parseTextHint("Request was throttled. Expected available in 5 seconds.")).toBe(5000);
+    expect(parseTextHint("Rate limit reached for requests. Please try again in 6m0s.")).toBe(360_000);
+    expect(parseTextHint("Quota exceeded. Please retry in 12.5s.")).toBe(12_500);
+    expect(parseTextHint("Too many requests")).toBeUndefined();
+  });
+
+  test("x-ratelimit-reset* headers: Go durations, seconds, a Unix time; the longest wins", () => {
+    expect(
+      parseRateLimitReset(h({ "x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s" })),
+    ).toBe(360_000);
+    expect(parseRateLimitReset(h({ "x-ratelimit-reset": "12" }), now)).toBe(12_000);
+    expect(parseRateLimitReset(h({ "x-ratelimit-reset": String(now / 1000 + 45) }), now)).toBe(45_000);
+    expect(parseRateLimitReset(h())).toBeUndefined();
+  });
+
+  test("the order of authority: retry-after-ms, Retry-After, rate-limit reset, RetryInfo, estimated_time, text", () => {
+    const text = { detail: "Your rate limit resets in ~30s." };
+    expect(wait(429, { "retry-after-ms": "1500", "retry-after": "9" }, text)).toBe(1500);
+    expect(wait(429, { "retry-after": "Thu, 01 Jan 2026 00:00:20 GMT" }, text)).toBe(20_000);
+    expect(wait(429, { "x-ratelimit-reset-requests": "7s" }, text)).toBe(7000);
+    expect(wait(429, {}, { error: { status: "RESOURCE_EXHAUSTED", details: [{ retryDelay: "12s" }] } })).toBe(
+      12_000,
+    );
+    expect(wait(503, {}, { error: "Model is currently loading", estimated_time: 20 })).toBe(20_000);
+    expect(wait(429, {}, text)).toBe(30_000);
+    expect(wait(429, {}, "Too many requests, retry after 8 seconds")).toBe(8000);
+    expect(wait(429, {}, {})).toBeUndefined();
+  });
+
+  test("rate-limit reset headers say nothing about a 5xx", () => {
+    expect(wait(500, { "x-ratelimit-reset-requests": "7s" })).toBeUndefined();
+  });
+
+  test("httpError turns Replicate's documented throttle into rate_limited with a 30 s wait", () => {
+    const body = JSON.stringify({ detail: "Request was throttled. Your rate limit resets in ~30s." });
+    const err = httpError("replicate", 429, h(), body);
+    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: 30_000 });
+  });
+});
+
 describe("httpError classification", () => {
   const classify = (status: number, body: unknown = {}, headers: Record<string, string> = {}) =>
     httpError("test", status, h(headers), typeof body === "string" ? body : JSON.stringify(body));
 
   test.each([
-    [429, "provider_rate_limited", {}, RetryableError, true, true],
-    [500, "provider_unavailable", {}, RetryableError, true, true],
-    [502, "provider_unavailable", "<html>bad gateway</html>", RetryableError, true, true],
-    [408, "provider_timeout", {}, RetryableError, true, true],
+    [429, "provider_rate_limited", {}, "rate_limited", true, true],
+    [500, "provider_unavailable", {}, "transient", true, true],
+    [502, "provider_unavailable", "<html>bad gateway</html>", "transient", true, true],
+    [408, "provider_timeout", {}, "timeout", true, true],
     [
       400,
       "provider_invalid_request",
       { error: { message: "bad size", type: "invalid_request_error" } },
-      UnrecoverableError,
+      "invalid_request",
       false,
       true,
     ],
@@ -71,57 +132,44 @@ describe("httpError classification", () => {
       422,
       "provider_invalid_request",
       { detail: [{ msg: "field required" }] },
-      UnrecoverableError,
+      "invalid_request",
       false,
       true,
     ],
-    [401, "provider_auth", {}, UnrecoverableError, false, true],
-    [403, "provider_auth", {}, UnrecoverableError, false, true],
-    [402, "provider_quota", {}, UnrecoverableError, false, true],
-    [404, "provider_model_not_found", { error: "Model x does not exist" }, UnrecoverableError, false, true],
+    [401, "provider_auth", {}, "auth", false, true],
+    [403, "provider_auth", {}, "auth", false, true],
+    [402, "provider_quota", {}, "quota", false, true],
+    [404, "provider_model_not_found", { error: "Model x does not exist" }, "not_found", false, true],
     [
       429,
       "provider_quota",
       { error: { code: "insufficient_quota", type: "insufficient_quota" } },
-      UnrecoverableError,
+      "quota",
       false,
       true,
     ],
-    [
-      429,
-      "provider_quota",
-      { code: "Throttling.AllocationQuota", message: "quota" },
-      UnrecoverableError,
-      false,
-      true,
-    ],
-    [
-      400,
-      "content_policy",
-      { error: { code: "content_policy_violation" } },
-      UnrecoverableError,
-      false,
-      false,
-    ],
-    [400, "content_policy", { error: { code: "moderation_blocked" } }, UnrecoverableError, false, false],
+    [429, "provider_quota", { code: "Throttling.AllocationQuota", message: "quota" }, "quota", false, true],
+    [400, "content_policy", { error: { code: "content_policy_violation" } }, "content_policy", false, false],
+    [400, "content_policy", { error: { code: "moderation_blocked" } }, "content_policy", false, false],
     [
       400,
       "content_policy",
       { code: "DataInspectionFailed", message: "inappropriate" },
-      UnrecoverableError,
+      "content_policy",
       false,
       false,
     ],
-  ] as const)("HTTP %i → %s (body %j)", (status, code, body, type, retryable, refundable) => {
+  ] as const)("HTTP %i → %s (body %j)", (status, code, body, kind, retryable, refundable) => {
     const err = classify(status, body);
-    expect(err).toBeInstanceOf(type);
+    expect(err).toBeInstanceOf(ProviderError);
+    expect(err.kind).toBe(kind);
     expect(err.code).toBe(code);
     expect(err.retryable).toBe(retryable);
     expect(err.refundable).toBe(refundable);
     expect((err.details as { provider: string }).provider).toBe("test");
   });
 
-  test("429 with a delay hint → RetryAfterError", () => {
+  test("429 with a delay hint → rate_limited with retryAfterMs", () => {
     const cases: Array<[unknown, Record<string, string>, number]> = [
       [{}, { "retry-after": "3" }, 3000],
       [{}, { "retry-after-ms": "2500", "retry-after": "9" }, 2500],
@@ -129,31 +177,29 @@ describe("httpError classification", () => {
     ];
     for (const [body, headers, delay] of cases) {
       const err = classify(429, body, headers);
-      expect(err).toBeInstanceOf(RetryAfterError);
-      expect((err as RetryAfterError).delayMs).toBe(delay);
+      expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: delay });
       expect(err.code).toBe("provider_rate_limited");
     }
   });
 
   test("delays are capped and floored", () => {
-    expect((classify(429, {}, { "retry-after": "86400" }) as RetryAfterError).delayMs).toBe(
+    expect((classify(429, {}, { "retry-after": "86400" }) as ProviderError).retryAfterMs).toBe(
       MAX_RETRY_DELAY_MS,
     );
-    expect((classify(429, {}, { "retry-after": "0" }) as RetryAfterError).delayMs).toBe(1000);
+    expect((classify(429, {}, { "retry-after": "0" }) as ProviderError).retryAfterMs).toBe(1000);
     const capped = httpError("t", 429, h({ "retry-after": "60" }), "", { maxDelayMs: 10_000 });
-    expect((capped as RetryAfterError).delayMs).toBe(10_000);
+    expect((capped as ProviderError).retryAfterMs).toBe(10_000);
   });
 
-  test("503 model loading with estimated_time → RetryAfterError", () => {
+  test("503 model loading with estimated_time → transient with retryAfterMs", () => {
     const err = classify(503, { error: "Model is currently loading", estimated_time: 20.5 });
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect((err as RetryAfterError).delayMs).toBe(20_500);
+    expect(err).toMatchObject({ kind: "transient", retryAfterMs: 20_500 });
     expect(err.code).toBe("provider_unavailable");
   });
 
   test("hintMs is used when no header or body gives a delay", () => {
     const err = httpError("t", 429, h(), "{}", { hintMs: 4000 });
-    expect((err as RetryAfterError).delayMs).toBe(4000);
+    expect((err as ProviderError).retryAfterMs).toBe(4000);
   });
 
   test("the provider's message ends up in the error", () => {
@@ -186,7 +232,7 @@ describe("providerFetch / ensureOk against a real server", () => {
     fake.script(HANG);
     const started = performance.now();
     await expectFailure(providerFetch("t", `${fake.url}/ok`, {}, { signal: signal(), timeoutMs: 150 }), {
-      type: RetryableError,
+      kind: "timeout",
       code: "provider_timeout",
     });
     expect(performance.now() - started).toBeLessThan(2000);
@@ -202,7 +248,7 @@ describe("providerFetch / ensureOk against a real server", () => {
       return new Response(body, { headers: { "content-type": "application/json" } });
     });
     const res = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal(), timeoutMs: 150 });
-    await expectFailure(readJson("t", res), { type: RetryableError, code: "provider_timeout" });
+    await expectFailure(readJson("t", res), { kind: "timeout", code: "provider_timeout" });
   });
 
   test("the caller's abort propagates its own reason, not a retryable error", async () => {
@@ -229,28 +275,28 @@ describe("providerFetch / ensureOk against a real server", () => {
     const url = dead.url;
     await dead.stop();
     await expectFailure(providerFetch("t", url, {}, { signal: signal() }), {
-      type: RetryableError,
+      kind: "transient",
       code: "provider_network",
     });
   });
 
   test("ensureOk: provider hook first, shared rules otherwise", async () => {
     fake.script(json({ error: "special" }, 418)).script(json({ error: "x" }, 503, { "retry-after": "2" }));
-    const hook = () => new UnrecoverableError("hooked", { code: "teapot" });
+    const hook = () => new ProviderError("rejected", "hooked", { code: "teapot" });
     const r1 = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal() });
-    await expectFailure(ensureOk("t", r1, { classify: hook }), { type: UnrecoverableError, code: "teapot" });
+    await expectFailure(ensureOk("t", r1, { classify: hook }), { kind: "rejected", code: "teapot" });
     const r2 = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal() });
     await expectFailure(ensureOk("t", r2, { classify: () => undefined }), {
-      type: RetryAfterError,
+      kind: "transient",
       code: "provider_unavailable",
-      delayMs: 2000,
+      retryAfterMs: 2000,
     });
   });
 
   test("readJson on non-JSON → provider_bad_response", async () => {
     fake.script(new Response("<html>", { status: 200 }));
     const res = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal() });
-    await expectFailure(readJson("t", res), { type: RetryableError, code: "provider_bad_response" });
+    await expectFailure(readJson("t", res), { kind: "bad_response", code: "provider_bad_response" });
   });
 });
 
@@ -289,7 +335,7 @@ describe("downloadImage", () => {
 
   test("declared length over the cap → provider_output_too_large", async () => {
     await expectFailure(downloadImage(`${fake.url}/img`, { signal: signal(), maxBytes: 10, provider: "p" }), {
-      type: UnrecoverableError,
+      kind: "rejected",
       code: "provider_output_too_large",
       refundable: true,
     });
@@ -297,18 +343,18 @@ describe("downloadImage", () => {
 
   test("streamed body over the cap is cut off", async () => {
     await expectFailure(downloadImage(`${fake.url}/stream`, { signal: signal(), maxBytes: 100_000 }), {
-      type: UnrecoverableError,
+      kind: "rejected",
       code: "provider_output_too_large",
     });
   });
 
   test("not an image → provider_bad_response; gone → provider_output_missing", async () => {
     await expectFailure(downloadImage(`${fake.url}/text`, { signal: signal() }), {
-      type: RetryableError,
+      kind: "bad_response",
       code: "provider_bad_response",
     });
     await expectFailure(downloadImage(`${fake.url}/missing`, { signal: signal() }), {
-      type: UnrecoverableError,
+      kind: "not_found",
       code: "provider_output_missing",
     });
   });
@@ -316,7 +362,7 @@ describe("downloadImage", () => {
   test("a hang is cut by timeoutMs", async () => {
     fake.script(HANG);
     await expectFailure(downloadImage(`${fake.url}/img`, { signal: signal(), timeoutMs: 150 }), {
-      type: RetryableError,
+      kind: "timeout",
       code: "provider_timeout",
     });
   });
@@ -342,8 +388,8 @@ describe("media helpers", () => {
     expect(sizeToAspectRatio("1024x1024")).toBe("1:1");
     expect(sizeToAspectRatio("1920x1080", ["1:1", "4:3", "16:9"])).toBe("16:9");
     expect(sizeToAspectRatio("1000x1900", ["1:1", "3:4", "9:16"])).toBe("9:16");
-    expect(() => parseSize("big")).toThrow(UnrecoverableError);
-    expect(() => parseSize("0x10")).toThrow(JobFailure);
+    expect(() => parseSize("big")).toThrow(ProviderError);
+    expect(() => parseSize("0x10")).toThrow(ProviderError);
   });
 });
 
@@ -357,7 +403,7 @@ describe("waiting", () => {
 
   test("allOrAbort aborts siblings on the first failure", async () => {
     const aborted: number[] = [];
-    const boom = new RetryableError("boom");
+    const boom = new ProviderError("transient", "boom");
     const run = allOrAbort(3, signal(), async (i, s) => {
       if (i === 0) throw boom;
       await sleep(5_000, s).catch((e: unknown) => {

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createHuggingFaceProvider } from "../../src/providers/huggingface";
 import type { GenerateRequest } from "../../src/providers/types";
-import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { HANG, json } from "../fakes/base";
 import { HuggingFaceFake } from "../fakes/huggingface";
 import { expectFailure } from "./assert-failure";
@@ -30,7 +29,7 @@ const provider = (over: { timeoutMs?: number; waitForModel?: boolean } = {}) =>
 describe("huggingface: requests and answers", () => {
   test("posts {inputs, parameters} to the model route with bearer auth; raw bytes back", async () => {
     const images = await provider().generate(
-      req({ seed: 7, negativePrompt: "blurry", params: { num_inference_steps: 28, guidance_scale: 3.5 } }),
+      req({ seed: 7, params: { num_inference_steps: 28, guidance_scale: 3.5 } }),
       ctx(),
     );
     const sent = fake.requests[0];
@@ -43,7 +42,6 @@ describe("huggingface: requests and answers", () => {
         width: 1024,
         height: 768,
         seed: 7,
-        negative_prompt: "blurry",
         num_inference_steps: 28,
         guidance_scale: 3.5,
       },
@@ -64,6 +62,15 @@ describe("huggingface: requests and answers", () => {
     expect(p.requestCost?.(req({ n: 3 }))).toBe(3);
   });
 
+  test("negative prompts go to SDXL, never to FLUX (which would ignore or draw them)", async () => {
+    const sdxl = "stabilityai/stable-diffusion-xl-base-1.0";
+    await provider().generate(req({ model: sdxl, negativePrompt: "blurry" }), ctx());
+    await provider().generate(req({ negativePrompt: "blurry" }), ctx());
+    const params = fake.requests.map((r) => (r.json as { parameters: Record<string, unknown> }).parameters);
+    expect(params[0]?.negative_prompt).toBe("blurry");
+    expect(params[1]).not.toHaveProperty("negative_prompt");
+  });
+
   test("tolerates JSON {data:[{b64_json}]} and {output:[url]}", async () => {
     fake.responseMode = "b64json";
     expect((await provider().generate(req(), ctx()))[0]?.bytes).toEqual(fake.image);
@@ -76,34 +83,34 @@ describe("huggingface: requests and answers", () => {
   test("edits are refused up front", async () => {
     await expectFailure(
       provider().generate(req({ images: [{ bytes: fake.image, mime: "image/jpeg" }] }), ctx()),
-      { type: UnrecoverableError, code: "provider_unsupported" },
+      { kind: "unsupported", code: "provider_unsupported" },
     );
     expect(fake.requests).toHaveLength(0);
   });
 });
 
 describe("huggingface: failures", () => {
-  test("503 model loading → RetryAfterError with estimated_time (capped)", async () => {
+  test("503 model loading → transient, waiting estimated_time (capped)", async () => {
     fake.loading(20);
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "transient",
       code: "provider_unavailable",
-      delayMs: 20_000,
+      retryAfterMs: 20_000,
     });
     fake.loading(100_000);
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "transient",
       code: "provider_unavailable",
-      delayMs: 300_000,
+      retryAfterMs: 300_000,
     });
   });
 
   test("429 with Retry-After, then success", async () => {
     fake.rateLimited({ "retry-after": "5" });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 5000,
+      retryAfterMs: 5000,
     });
     expect(await provider().generate(req(), ctx())).toHaveLength(1);
   });
@@ -111,7 +118,7 @@ describe("huggingface: failures", () => {
   test("402 out of credits → provider_quota", async () => {
     fake.outOfCredits();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "quota",
       code: "provider_quota",
       retryable: false,
       refundable: true,
@@ -120,16 +127,20 @@ describe("huggingface: failures", () => {
 
   test("400/422 bad parameters, 401, 404 unknown model", async () => {
     fake.badParameters(422).badParameters(400).unauthorized();
-    for (const code of ["provider_invalid_request", "provider_invalid_request", "provider_auth"]) {
+    for (const [kind, code] of [
+      ["invalid_request", "provider_invalid_request"],
+      ["invalid_request", "provider_invalid_request"],
+      ["auth", "provider_auth"],
+    ] as const) {
       await expectFailure(provider().generate(req(), ctx()), {
-        type: UnrecoverableError,
+        kind,
         code,
         refundable: true,
       });
     }
     fake.unknownModels.add("nobody/nothing");
     await expectFailure(provider().generate(req({ model: "nobody/nothing" }), ctx()), {
-      type: UnrecoverableError,
+      kind: "not_found",
       code: "provider_model_not_found",
     });
   });
@@ -137,7 +148,7 @@ describe("huggingface: failures", () => {
   test("5xx is retryable and the next attempt succeeds", async () => {
     fake.serverError(500);
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "transient",
       code: "provider_unavailable",
     });
     expect(await provider().generate(req(), ctx())).toEqual([
@@ -149,7 +160,7 @@ describe("huggingface: failures", () => {
     fake.nsfwRefused(400).nsfwRefused(422);
     for (let i = 0; i < 2; i++) {
       const err = await expectFailure(provider().generate(req(), ctx()), {
-        type: UnrecoverableError,
+        kind: "content_policy",
         code: "content_policy",
         retryable: false,
         refundable: false,
@@ -162,7 +173,7 @@ describe("huggingface: failures", () => {
   test("a validation error that merely names the safety checker stays an invalid request", async () => {
     fake.script(json({ error: "Input validation error: `enable_safety_checker` must be a boolean" }, 422));
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "invalid_request",
       code: "provider_invalid_request",
       refundable: true,
     });
@@ -173,7 +184,7 @@ describe("huggingface: failures", () => {
     fake.script(HANG).script(json({ error: "bad" }, 422));
     const t0 = performance.now();
     await expectFailure(provider({ timeoutMs: 10_000 }).generate(req({ n: 2 }), ctx()), {
-      type: UnrecoverableError,
+      kind: "invalid_request",
       code: "provider_invalid_request",
     });
     expect(performance.now() - t0).toBeLessThan(2000);
@@ -182,7 +193,7 @@ describe("huggingface: failures", () => {
   test("a hang is cut by the request timeout", async () => {
     fake.hang();
     await expectFailure(provider({ timeoutMs: 200 }).generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "timeout",
       code: "provider_timeout",
     });
   });
@@ -190,7 +201,7 @@ describe("huggingface: failures", () => {
   test("a non-image, non-JSON answer → provider_bad_response", async () => {
     fake.script(new Response("<html>oops</html>", { headers: { "content-type": "text/html" } }));
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "bad_response",
       code: "provider_bad_response",
     });
   });

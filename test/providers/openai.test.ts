@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { createOpenAIProvider, snapSize } from "../../src/providers/openai";
+import { createOpenAIProvider } from "../../src/providers/openai";
 import type { GenerateRequest } from "../../src/providers/types";
-import { RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { json, testImage } from "../fakes/base";
 import { OpenAIFake } from "../fakes/openai";
 import { expectFailure } from "./assert-failure";
@@ -31,7 +30,7 @@ describe("openai: generations", () => {
     const images = await provider().generate(
       req({
         n: 2,
-        size: "1920x1080",
+        size: "1536x1024",
         negativePrompt: "people",
         params: { quality: "low", output_format: "png" },
       }),
@@ -85,15 +84,22 @@ describe("openai: generations", () => {
     ]);
   });
 
-  test("unknown models (OpenAI-compatible servers) get the size as requested", () => {
-    expect(snapSize("sd-turbo", "768x512")).toBe("768x512");
-    expect(snapSize("gpt-image-1", "auto")).toBe("auto");
-    expect(snapSize("gpt-image-1", "1024x1792")).toBe("1024x1536");
-    expect(snapSize("dall-e-2", "300x300")).toBe("256x256");
+  test("unknown models (OpenAI-compatible servers) get the size as requested", async () => {
+    await provider().generate(req({ model: "sd-turbo", size: "768x512", n: 3 }), ctx());
+    expect(fake.requests[0]?.json).toMatchObject({ model: "sd-turbo", size: "768x512", n: 3 });
   });
 });
 
 describe("openai: edits", () => {
+  test("a GPT image edit that names no size asks for auto (the input's shape)", async () => {
+    const input = await testImage({ format: "png" });
+    await provider().generate(
+      req({ images: [{ bytes: input, mime: "image/png" }], sizeGiven: false }),
+      ctx(),
+    );
+    expect(fake.field(fake.requests[0]!, "size")).toBe("auto");
+  });
+
   test("one image goes as multipart `image` with an optional mask", async () => {
     const input = await testImage({ format: "png" });
     const mask = await testImage({ format: "png", color: "#000000" });
@@ -139,16 +145,45 @@ describe("openai: failures", () => {
   test("429 rate_limit_exceeded honours retry-after-ms before retry-after", async () => {
     fake.rateLimited({ "retry-after-ms": "1200", "retry-after": "30" });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryAfterError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
-      delayMs: 1200,
+      retryAfterMs: 1200,
+    });
+  });
+
+  test("429 with only OpenAI's x-ratelimit-reset-requests header waits that long", async () => {
+    fake.rateLimited({ "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s" });
+    await expectFailure(provider().generate(req(), ctx()), {
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 20_000,
+    });
+  });
+
+  test('429 whose message says "Please try again in 1m30s" waits that long', async () => {
+    fake.script(
+      json(
+        {
+          error: {
+            message: "Rate limit reached for gpt-image-1. Please try again in 1m30s.",
+            type: "requests",
+            code: "rate_limit_exceeded",
+          },
+        },
+        429,
+      ),
+    );
+    await expectFailure(provider().generate(req(), ctx()), {
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 90_000,
     });
   });
 
   test("429 without a hint is retryable", async () => {
     fake.rateLimited();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "rate_limited",
       code: "provider_rate_limited",
       retryable: true,
     });
@@ -157,7 +192,7 @@ describe("openai: failures", () => {
   test("429 insufficient_quota is not retried", async () => {
     fake.insufficientQuota();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "quota",
       code: "provider_quota",
       retryable: false,
       refundable: true,
@@ -167,7 +202,7 @@ describe("openai: failures", () => {
   test("5xx then success: the first call is retryable, the next one works", async () => {
     fake.serverError(502);
     await expectFailure(provider().generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "transient",
       code: "provider_unavailable",
     });
     expect(await provider().generate(req(), ctx())).toHaveLength(1);
@@ -178,7 +213,7 @@ describe("openai: failures", () => {
     async (code) => {
       fake.contentPolicy(code);
       const err = await expectFailure(provider().generate(req(), ctx()), {
-        type: UnrecoverableError,
+        kind: "content_policy",
         code: "content_policy",
         retryable: false,
         refundable: false,
@@ -201,7 +236,7 @@ describe("openai: failures", () => {
       ),
     );
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "content_policy",
       code: "content_policy",
       refundable: false,
     });
@@ -210,12 +245,12 @@ describe("openai: failures", () => {
   test("400 invalid request and 401 are unrecoverable and refundable", async () => {
     fake.invalidRequest().unauthorized();
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "invalid_request",
       code: "provider_invalid_request",
       refundable: true,
     });
     await expectFailure(provider().generate(req(), ctx()), {
-      type: UnrecoverableError,
+      kind: "auth",
       code: "provider_auth",
       refundable: true,
     });
@@ -224,7 +259,7 @@ describe("openai: failures", () => {
   test("a hanging server is cut by the request timeout", async () => {
     fake.hang();
     await expectFailure(provider(200).generate(req(), ctx()), {
-      type: RetryableError,
+      kind: "timeout",
       code: "provider_timeout",
     });
   });

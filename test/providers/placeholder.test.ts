@@ -2,7 +2,6 @@ import { describe, expect, test } from "bun:test";
 import sharp from "sharp";
 import { createPlaceholderProvider } from "../../src/providers/placeholder";
 import type { GenerateRequest } from "../../src/providers/types";
-import { RetryableError, UnrecoverableError } from "../../src/queue/errors";
 import { testImage } from "../fakes/base";
 import { expectFailure } from "./assert-failure";
 
@@ -59,7 +58,7 @@ describe("placeholder provider", () => {
 
   test("[unsafe] → content_policy, not refundable", async () => {
     await expectFailure(provider.generate(req({ prompt: "draw [unsafe] things" }), ctx()), {
-      type: UnrecoverableError,
+      kind: "content_policy",
       code: "content_policy",
       retryable: false,
       refundable: false,
@@ -69,14 +68,14 @@ describe("placeholder provider", () => {
   test("[fail] always fails retryably; [fail-once] only the first time", async () => {
     for (let i = 0; i < 2; i++) {
       await expectFailure(provider.generate(req({ prompt: "x [fail]" }), ctx()), {
-        type: RetryableError,
+        kind: "transient",
         code: "provider_unavailable",
         retryable: true,
       });
     }
     const p = createPlaceholderProvider();
     await expectFailure(p.generate(req({ prompt: "y [fail-once]" }), ctx()), {
-      type: RetryableError,
+      kind: "transient",
       code: "provider_unavailable",
     });
     expect(await p.generate(req({ prompt: "y [fail-once]" }), ctx())).toHaveLength(1);
@@ -100,7 +99,7 @@ describe("placeholder provider", () => {
   test("rejects bad and oversized sizes as invalid requests", async () => {
     for (const size of ["huge", "9000x9000"]) {
       await expectFailure(provider.generate(req({ size }), ctx()), {
-        type: UnrecoverableError,
+        kind: "invalid_request",
         code: "provider_invalid_request",
         refundable: true,
       });

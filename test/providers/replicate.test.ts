@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { createReplicateProvider, type ReplicateOptions } from "../../src/providers/replicate";
-import { CancelledError, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue/errors";
+import { CancelledError } from "../../src/queue/errors";
 import { HANG, json } from "../fakes/base";
 import { ReplicateFake, replicateError } from "../fakes/replicate";
 import { context, failureOf, request, until } from "./adapter-support";
@@ -23,11 +23,8 @@ const provider = (opts: Partial<ReplicateOptions> = {}) =>
   });
 
 describe("replicate request shape", () => {
-  test("owner/name models are created on the model endpoint with auth, Prefer: wait and mapped input", async () => {
-    const images = await provider().generate(
-      request({ size: "1344x768", n: 2, seed: 7, negativePrompt: "blurry" }),
-      context(),
-    );
+  test("owner/name models are created on the model endpoint with auth, Prefer: wait and the model's inputs", async () => {
+    const images = await provider().generate(request({ size: "1344x768", n: 2, seed: 7 }), context());
     const create = fake.server.requests[0]!;
     expect(create.method).toBe("POST");
     expect(create.path).toBe("/v1/models/black-forest-labs/flux-schnell/predictions");
@@ -37,16 +34,79 @@ describe("replicate request shape", () => {
       input: {
         prompt: "a red fox in the snow",
         aspect_ratio: "16:9",
-        width: 1344,
-        height: 768,
         num_outputs: 2,
         output_format: "png",
-        negative_prompt: "blurry",
         seed: 7,
       },
     });
     expect(images).toHaveLength(2);
     expect(images[0]).toEqual({ bytes: fake.image, mime: "image/png", seed: 7 });
+  });
+
+  test("FLUX 1.1 pro: a custom aspect ratio with width/height, one prediction per image, seeds one apart", async () => {
+    fake.behaviour.sync = true;
+    const p = provider();
+    const model = "black-forest-labs/flux-1.1-pro";
+    const images = await p.generate(request({ model, size: "1440x800", n: 2, seed: 3 }), context());
+    const inputs = fake.server.requests
+      .filter((r) => r.method === "POST")
+      .map((r) => (r.json as { input: Record<string, unknown> }).input);
+    expect(inputs.sort((a, b) => Number(a.seed) - Number(b.seed))).toEqual([
+      {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "custom",
+        width: 1440,
+        height: 800,
+        output_format: "png",
+        seed: 3,
+      },
+      {
+        prompt: "a red fox in the snow",
+        aspect_ratio: "custom",
+        width: 1440,
+        height: 800,
+        output_format: "png",
+        seed: 4,
+      },
+    ]);
+    expect(images).toHaveLength(2);
+    expect(p.requestCost?.(request({ model, n: 3 }))).toBe(3);
+  });
+
+  test("FLUX Kontext edits send input_image; with no size asked it keeps the input's aspect ratio", async () => {
+    fake.behaviour.sync = true;
+    const img = { bytes: fake.image, mime: "image/png" };
+    const model = "black-forest-labs/flux-kontext-pro";
+    await provider().generate(request({ model, images: [img], sizeGiven: false }), context());
+    await provider().generate(request({ model, images: [img], size: "1024x1024" }), context());
+    const [kept, square] = fake.server.requests
+      .filter((r) => r.method === "POST")
+      .map((r) => (r.json as { input: Record<string, unknown> }).input);
+    expect(kept).toEqual({
+      prompt: "a red fox in the snow",
+      aspect_ratio: "match_input_image",
+      output_format: "png",
+      input_image: `data:image/png;base64,${Buffer.from(fake.image).toString("base64")}`,
+    });
+    expect(square?.aspect_ratio).toBe("1:1");
+    expect(square).not.toHaveProperty("num_outputs");
+  });
+
+  test("a model outside the table gets every input, as given", async () => {
+    fake.behaviour.sync = true;
+    await provider().generate(
+      request({ model: "acme/painter", size: "640x480", n: 2, negativePrompt: "blurry" }),
+      context(),
+    );
+    expect((fake.server.requests[0]!.json as { input: unknown }).input).toEqual({
+      prompt: "a red fox in the snow",
+      aspect_ratio: "4:3",
+      width: 640,
+      height: 480,
+      num_outputs: 2,
+      output_format: "png",
+      negative_prompt: "blurry",
+    });
   });
 
   test("owner/name:version and bare version ids go to /predictions with a version", async () => {
@@ -70,8 +130,11 @@ describe("replicate request shape", () => {
 
   test("a malformed model name is refused before any request", async () => {
     const err = await failureOf(provider().generate(request({ model: "not a model" }), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "provider_invalid_request", refundable: true });
+    expect(err).toMatchObject({
+      kind: "invalid_request",
+      code: "provider_invalid_request",
+      refundable: true,
+    });
     expect(fake.server.requests).toHaveLength(0);
   });
 });
@@ -122,15 +185,18 @@ describe("replicate prediction lifecycle", () => {
   test("a prediction failed for NSFW content is a content-policy rejection, not refundable", async () => {
     fake.behaviour.fail = "NSFW content detected. Try running it again, or try a different prompt.";
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code: "content_policy", retryable: false, refundable: false });
+    expect(err).toMatchObject({
+      kind: "content_policy",
+      code: "content_policy",
+      retryable: false,
+      refundable: false,
+    });
   });
 
   test("any other failed prediction is retryable", async () => {
     fake.behaviour.fail = "CUDA error: device-side assert triggered";
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_failed", retryable: true });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_failed", retryable: true });
   });
 
   test("a prediction canceled by someone else is retryable", async () => {
@@ -141,54 +207,59 @@ describe("replicate prediction lifecycle", () => {
 });
 
 describe("replicate error classification", () => {
-  test("429 with Retry-After → RetryAfterError with that delay", async () => {
+  test("429 with Retry-After → rate_limited with that wait", async () => {
     fake.server.script(replicateError.throttled(5), { method: "POST" });
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", delayMs: 5000, refundable: true });
+    expect(err).toMatchObject({
+      kind: "rate_limited",
+      code: "provider_rate_limited",
+      retryAfterMs: 5000,
+      refundable: true,
+    });
   });
 
-  test("429 whose detail says when, without the header, uses the detail", async () => {
+  test('the documented 429 body without Retry-After ("resets in ~30s") waits 30 s', async () => {
+    fake.server.script(replicateError.throttledResets(30), { method: "POST" });
+    const err = await failureOf(provider().generate(request(), context()));
+    expect(err).toMatchObject({ kind: "rate_limited", code: "provider_rate_limited", retryAfterMs: 30_000 });
+  });
+
+  test('429 whose older detail says "available in N seconds", without the header, uses the detail', async () => {
     fake.server.script(json({ detail: "Request was throttled. Expected available in 3 seconds." }, 429));
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryAfterError);
-    expect((err as RetryAfterError).delayMs).toBe(3000);
+    expect(err).toMatchObject({ kind: "rate_limited", retryAfterMs: 3000 });
   });
 
-  test("429 without any hint → plain RetryableError", async () => {
+  test("429 without any hint → rate_limited with no wait", async () => {
     fake.server.script(replicateError.throttledNoHeader());
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_rate_limited", retryable: true });
+    expect(err).toMatchObject({ kind: "rate_limited", code: "provider_rate_limited", retryable: true });
   });
 
   test("5xx is retryable and the next attempt succeeds", async () => {
     fake.server.script(replicateError.serverError());
     const p = provider();
     const err = await failureOf(p.generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_unavailable" });
+    expect(err).toMatchObject({ kind: "transient", code: "provider_unavailable" });
     expect(await p.generate(request(), context())).toHaveLength(1);
   });
 
   test.each([
-    ["unauthorized", "provider_auth", replicateError.unauthorized()],
-    ["payment required", "provider_quota", replicateError.paymentRequired()],
-    ["unknown model", "provider_model_not_found", replicateError.notFound()],
-    ["invalid input", "provider_invalid_request", replicateError.invalidInput()],
-  ])("%s → UnrecoverableError %s (refundable)", async (_name, code, reply) => {
+    ["unauthorized", "provider_auth", "auth", replicateError.unauthorized()],
+    ["payment required", "provider_quota", "quota", replicateError.paymentRequired()],
+    ["unknown model", "provider_model_not_found", "not_found", replicateError.notFound()],
+    ["invalid input", "provider_invalid_request", "invalid_request", replicateError.invalidInput()],
+  ])("%s → %s, not retried (refundable)", async (_name, code, kind, reply) => {
     fake.server.script(reply);
     const err = await failureOf(provider().generate(request(), context()));
-    expect(err).toBeInstanceOf(UnrecoverableError);
-    expect(err).toMatchObject({ code, retryable: false, refundable: true });
+    expect(err).toMatchObject({ kind, code, retryable: false, refundable: true });
   });
 
   test("a hanging create is cut at the request timeout as a retryable timeout", async () => {
     fake.server.script(HANG);
     const started = Date.now();
     const err = await failureOf(provider({ timeoutMs: 150 }).generate(request(), context()));
-    expect(err).toBeInstanceOf(RetryableError);
-    expect(err).toMatchObject({ code: "provider_timeout" });
+    expect(err).toMatchObject({ kind: "timeout", code: "provider_timeout" });
     expect(Date.now() - started).toBeLessThan(1000);
   });
 

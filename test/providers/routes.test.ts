@@ -10,6 +10,7 @@ type ProviderView = {
   defaultModel: string;
   models: string[];
   supportsEdits: boolean;
+  capabilities: { models: Record<string, unknown>; anyModel?: unknown };
   limits: { concurrency: number; rpm: number };
 };
 type ProvidersBody = { providers: ProviderView[]; default: string };
@@ -58,9 +59,12 @@ describe("GET /api/providers with providers configured", () => {
     });
     expect(byName.get("comfyui")).toMatchObject({
       defaultModel: "sd_xl_base_1.0.safetensors",
-      supportsEdits: false,
+      supportsEdits: true,
       limits: { concurrency: 1, rpm: 0 },
     });
+    expect(Object.keys(openai.capabilities.models)).toEqual(openai.models);
+    // Checkpoints are the box's own files: one rule for any of them.
+    expect(byName.get("comfyui")?.capabilities.anyModel).toMatchObject({ input: "both", mask: false });
     for (const p of byName.values()) {
       expect(p.models).toContain(p.defaultModel);
       expect(p.limits.concurrency).toBeGreaterThanOrEqual(1);

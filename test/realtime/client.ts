@@ -77,7 +77,10 @@ export class WsClient {
  * A bare TCP connection that completes the WebSocket handshake and then does nothing a client should:
  * it answers no pings and (with `pause`) reads nothing — a dead or stalled peer.
  */
-export async function rawUpgrade(url: string, opts: { pause?: boolean } = {}): Promise<Socket> {
+export async function rawUpgrade(
+  url: string,
+  opts: { pause?: boolean; bearer?: string } = {},
+): Promise<Socket> {
   const u = new URL(url);
   const sock = createConnection({ host: u.hostname, port: Number(u.port) });
   await new Promise<void>((resolve, reject) => {
@@ -85,9 +88,10 @@ export async function rawUpgrade(url: string, opts: { pause?: boolean } = {}): P
     sock.once("error", reject);
   });
   const key = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64");
+  const auth = opts.bearer ? `Authorization: Bearer ${opts.bearer}\r\n` : "";
   sock.write(
     `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      `${auth}Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
   );
   const head = await new Promise<string>((resolve) => sock.once("data", (d) => resolve(String(d))));
   if (!head.startsWith("HTTP/1.1 101")) throw new Error(`upgrade refused: ${head.split("\r\n")[0]}`);

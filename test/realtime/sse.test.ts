@@ -125,7 +125,14 @@ describe("GET /api/jobs/:id/events", () => {
     ]);
     expect(named[0]!.data).toMatchObject({ type: "job_progress", jobId: id, progress: 0 });
     expect(named.slice(1, 3).map((e) => (e.data as { progress: number }).progress)).toEqual([50, 100]);
-    expect(named[3]!.data).toEqual({ type: "job_completed", jobId: id, result: { steps: 2 } });
+    expect(named[3]!.data).toEqual({
+      type: "job_completed",
+      jobId: id,
+      result: { steps: 2 },
+      assets: [],
+      failedItems: [],
+      metadata: null,
+    });
     expect(named.every((e) => typeof e.id === "string" && e.id.length > 0)).toBe(true);
     expect(new Set(named.map((e) => e.id)).size).toBe(named.length);
   });
@@ -184,7 +191,12 @@ describe("GET /api/jobs/:id/events", () => {
     expect(other.status).toBe(404);
     expect(((await other.json()) as { error: { code: string } }).error.code).toBe("not_found");
     expect((await fetch(eventsUrl("no-such-job", b.token))).status).toBe(404);
-    const admin = await readSse(await fetch(eventsUrl(id, ADMIN_KEY)), (evs) => evs.length > 0);
+    // An API key only in the header: never in the URL, where logs and proxies keep it.
+    expect((await fetch(eventsUrl(id, ADMIN_KEY))).status).toBe(401);
+    const admin = await readSse(
+      await fetch(eventsUrl(id), { headers: { authorization: `Bearer ${ADMIN_KEY}` } }),
+      (evs) => evs.length > 0,
+    );
     expect(admin.events[0]!.data).toMatchObject({ jobId: id, progress: 0 });
     server.ctx.queue.cancel(id);
   });

@@ -71,8 +71,11 @@ afterAll(async () => {
 
 const wsUrl = (s: TestServer, query = "") => `${s.url.replace(/^http/, "ws")}/ws${query}`;
 
+/** Client tokens go in `?token=` as a browser sends them; API keys only ever in the Authorization header. */
 async function connect(credential: string | null, s = server): Promise<WsClient> {
-  const c = await WsClient.connect(wsUrl(s, credential ? `?token=${encodeURIComponent(credential)}` : ""));
+  const c = credential?.startsWith("esk_")
+    ? await WsClient.connect(wsUrl(s), { headers: { authorization: `Bearer ${credential}` } })
+    : await WsClient.connect(wsUrl(s, credential ? `?token=${encodeURIComponent(credential)}` : ""));
   clients.push(c);
   return c;
 }
@@ -134,7 +137,14 @@ describe("WebSocket /ws", () => {
     ]);
     expect(frames.slice(0, 3).map((f) => f.progress)).toEqual([33, 67, 100]);
     expect(frames[2]).toMatchObject({ message: "step 3", completedItems: null, totalItems: null });
-    expect(frames[3]).toEqual({ type: "job_completed", jobId: id, result: { steps: 3 } });
+    expect(frames[3]).toEqual({
+      type: "job_completed",
+      jobId: id,
+      result: { steps: 3 },
+      assets: [],
+      failedItems: [],
+      metadata: null,
+    });
   });
 
   test("a user's room gets its own jobs' events and no one else's", async () => {
@@ -236,7 +246,7 @@ describe("WebSocket /ws", () => {
     }
   });
 
-  test("the Authorization header works as well as ?token=", async () => {
+  test("the Authorization header works as well as ?token= (which takes client tokens only)", async () => {
     const u = await createUser();
     const c = await WsClient.connect(wsUrl(server), { headers: { authorization: `Bearer ${u.key}` } });
     clients.push(c);
@@ -257,6 +267,10 @@ describe("WebSocket /ws", () => {
       type: "job_completed",
       jobId: done,
       result: { steps: 1 },
+      // A job without items or metadata: the outcome is there, empty.
+      assets: [],
+      failedItems: [],
+      metadata: null,
     });
     const f = await admin.next("job_failed");
     expect(f).toMatchObject({ jobId: failed, error: { code: "boom", message: "it broke" } });
@@ -306,7 +320,7 @@ describe("dead and slow connections", () => {
     const fast = await startTestServer({ env: { WS_PING_INTERVAL_MS: "150", WS_PING_TIMEOUT_MS: "150" } });
     try {
       const live = await connect(ADMIN_KEY, fast);
-      const dead = await rawUpgrade(wsUrl(fast, `?token=${ADMIN_KEY}`));
+      const dead = await rawUpgrade(wsUrl(fast), { bearer: ADMIN_KEY });
       sockets.push(dead);
       const ended = new Promise<void>((resolve) => dead.once("close", () => resolve()));
       await waitFor(() => fast.ctx.realtime.stats().connections === 2);
@@ -327,7 +341,7 @@ describe("dead and slow connections", () => {
       const res = await small.api("/api/users", { method: "POST", json: { name: "slow", role: "user" } });
       const { user, key } = (await res.json()) as { user: { id: string }; key: string };
       const live = await connect(key, small);
-      const stalled = await rawUpgrade(wsUrl(small, `?token=${key}`), { pause: true });
+      const stalled = await rawUpgrade(wsUrl(small), { pause: true, bearer: key });
       sockets.push(stalled);
       await waitFor(() => small.ctx.realtime.stats().connections === 2);
       const imageUrl = `http://x/${"y".repeat(16 * 1024)}.png`;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import sharp from "sharp";
 import { createAvatarResolver } from "../../src/render/avatar";
+import { ENGINES } from "../../src/render/engine";
 import { createCardRenderer } from "../../src/render/render";
 import { prepareCardData, templates } from "../../src/render/templates";
 import { avatarColour, palette } from "../../src/render/templates/theme";
@@ -121,20 +122,23 @@ describe("avatar resolver", () => {
     expect(hits).toEqual([]);
   });
 
-  test("a card whose avatar is refused shows initials; an allowed one shows the image", async () => {
-    const renderer = createCardRenderer();
-    const creator = { name: "Ada Lovelace", avatarUrl: `${origin}/a.png` };
-    const data = { ...templates.poll.example, creator };
-    // The avatar circle spans x 64–120, y 52–108; (92, 58) is inside it, above the initials' glyphs.
-    const refused = await prepareCardData("poll", data, createAvatarResolver());
-    const withInitials = await decode((await renderer.render("poll", refused)).png);
-    expect(near(withInitials.at(92, 58), avatarColour("Ada Lovelace"), 4)).toBe(true);
-    expect(near(withInitials.at(92, 58), palette(undefined).background)).toBe(false);
+  test.each(ENGINES)(
+    "a card whose avatar is refused shows initials; an allowed one shows the image (%s)",
+    async (engine) => {
+      const renderer = createCardRenderer({ engine });
+      const creator = { name: "Ada Lovelace", avatarUrl: `${origin}/a.png` };
+      const data = { ...templates.poll.example, creator };
+      // The avatar circle spans x 64–120, y 52–108; (92, 58) is inside it, above the initials' glyphs.
+      const refused = await prepareCardData("poll", data, createAvatarResolver());
+      const withInitials = await decode((await renderer.render("poll", refused)).png);
+      expect(near(withInitials.at(92, 58), avatarColour("Ada Lovelace"), 4)).toBe(true);
+      expect(near(withInitials.at(92, 58), palette(undefined).background)).toBe(false);
 
-    const allowed = await prepareCardData("poll", data, resolver());
-    const withImage = await decode((await renderer.render("poll", allowed)).png);
-    expect(near(withImage.at(92, 80), "#dc1414", 10)).toBe(true);
-  });
+      const allowed = await prepareCardData("poll", data, resolver());
+      const withImage = await decode((await renderer.render("poll", allowed)).png);
+      expect(near(withImage.at(92, 80), "#dc1414", 10)).toBe(true);
+    },
+  );
 });
 
 describe("avatar fetch guard (private and loopback targets fall back to initials)", () => {
@@ -205,15 +209,18 @@ describe("avatar fetch guard (private and loopback targets fall back to initials
     expect(fetched).toEqual([]);
   });
 
-  test("a card whose avatar host resolves to loopback renders with initials", async () => {
-    const renderer = createCardRenderer();
-    const creator = { name: "Ada Lovelace", avatarUrl: "https://loopback.example.com/ada.png" };
-    const data = await prepareCardData("poll", { ...templates.poll.example, creator }, guarded());
-    const card = await decode((await renderer.render("poll", data)).png);
-    // Same probe point as the refused/allowed card test above: the initials circle's colour, not the red image.
-    expect(near(card.at(92, 58), avatarColour("Ada Lovelace"), 4)).toBe(true);
-    expect(near(card.at(92, 80), "#dc1414", 10)).toBe(false);
-    expect(looked).toEqual(["loopback.example.com"]);
-    expect(fetched).toEqual([]);
-  });
+  test.each(ENGINES)(
+    "a card whose avatar host resolves to loopback renders with initials (%s)",
+    async (engine) => {
+      const renderer = createCardRenderer({ engine });
+      const creator = { name: "Ada Lovelace", avatarUrl: "https://loopback.example.com/ada.png" };
+      const data = await prepareCardData("poll", { ...templates.poll.example, creator }, guarded());
+      const card = await decode((await renderer.render("poll", data)).png);
+      // Same probe point as the refused/allowed card test above: the initials circle's colour, not the red image.
+      expect(near(card.at(92, 58), avatarColour("Ada Lovelace"), 4)).toBe(true);
+      expect(near(card.at(92, 80), "#dc1414", 10)).toBe(false);
+      expect(looked).toEqual(["loopback.example.com"]);
+      expect(fetched).toEqual([]);
+    },
+  );
 });

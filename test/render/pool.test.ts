@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { getPriority } from "node:os";
 import { CardDataError, RenderError, UnknownTemplateError } from "../../src/render/errors";
 import { RenderPool } from "../../src/render/pool";
 import { templates } from "../../src/render/templates";
@@ -101,7 +103,8 @@ describe("RenderPool", () => {
 
 describe("RenderPool timeouts", () => {
   test("a render that hangs is abandoned and its worker replaced", async () => {
-    const pool = new RenderPool({ size: 1, workerUrl: faultyWorker, renderTimeoutMs: 1500 });
+    // Long enough for a first render (fonts, wasm) on a loaded machine; a hang still ends in seconds.
+    const pool = new RenderPool({ size: 1, workerUrl: faultyWorker, renderTimeoutMs: 5000 });
     try {
       await pool.render("poll", pollData(1));
       const err = (await reason(pool.render("__hang__", {}))) as RenderError;
@@ -112,7 +115,7 @@ describe("RenderPool timeouts", () => {
     } finally {
       await pool.close();
     }
-  });
+  }, 30_000);
 });
 
 describe("RenderPool health", () => {
@@ -139,4 +142,46 @@ describe("RenderPool health", () => {
       await pool.close();
     }
   });
+});
+
+describe("RenderPool with CARD_RENDERER=takumi", () => {
+  test("workers render with takumi: same size, a different encoder's bytes, invalid data still a CardDataError", async () => {
+    const takumi = new RenderPool({ size: 1, engine: "takumi" });
+    const satori = new RenderPool({ size: 1 });
+    try {
+      const [a, b] = await Promise.all([
+        takumi.render("poll", pollData(3)),
+        satori.render("poll", pollData(3)),
+      ]);
+      expect([a.width, a.height]).toEqual([1200, 800]);
+      const img = await decode(a.png);
+      expect([img.width, img.height]).toEqual([1200, 800]);
+      expect(Buffer.from(a.png).equals(Buffer.from(b.png))).toBe(false);
+      expect(await reason(takumi.render("poll", { question: "" }))).toBeInstanceOf(CardDataError);
+      expect(takumi.stats.respawns).toBe(0);
+    } finally {
+      await Promise.all([takumi.close(), satori.close()]);
+    }
+  });
+
+  test.if(process.platform === "linux")(
+    "takumi's rasterising threads (Bun's work pool) run at the render nice level",
+    async () => {
+      const pool = new RenderPool({ size: 1, engine: "takumi", nice: 7 });
+      try {
+        for (let i = 0; i < 4; i++) await pool.render("poll", pollData(i));
+        const nices = readdirSync("/proc/self/task")
+          .filter((tid) => readFileSync(`/proc/self/task/${tid}/comm`, "utf8").startsWith("Bun Pool"))
+          .map((tid) => {
+            const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+            return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+          });
+        expect(nices.length).toBeGreaterThan(0);
+        expect(nices.every((n) => n === 7)).toBe(true);
+        expect(getPriority(0)).toBe(0); // the calling (event loop) thread keeps its priority
+      } finally {
+        await pool.close();
+      }
+    },
+  );
 });

@@ -107,6 +107,60 @@ describe("LocalStorage on disk", () => {
     expect(reads).toBeGreaterThan(0);
   });
 
+  test("a key being replaced over and over is never missing to get, head, stream or openFile", async () => {
+    // Before the fix, realpath of the file itself raced the rename: one read in a few thousand found nothing.
+    const fast = new LocalStorage({ root, publicBaseUrl: BASE, durable: false });
+    const key = "swap/small.bin";
+    const a = new Uint8Array(4096).fill(0xaa);
+    const b = new Uint8Array(4096).fill(0xbb);
+    await fast.put(key, a, png);
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; i < 800; i++) await fast.put(key, i % 2 ? a : b, png);
+      writing = false;
+    })();
+    const misses: string[] = [];
+    let reads = 0;
+    const reader = async () => {
+      while (writing) {
+        const got = await fast.get(key);
+        if (got?.body.byteLength !== 4096) misses.push(`get: ${got?.body.byteLength}`);
+        if (!(await fast.head(key))) misses.push("head");
+        if (!(await fast.openFile(key))) misses.push("openFile");
+        const streamed = await fast.stream(key);
+        if (!streamed) misses.push("stream");
+        else await streamed.stream.cancel();
+        reads++;
+      }
+    };
+    await Promise.all([writer, reader(), reader(), reader()]);
+    expect(misses).toEqual([]);
+    expect(reads).toBeGreaterThan(100);
+  }, 120_000);
+
+  test("sweepTempFiles deletes stale temp files a killed write left, and nothing else", async () => {
+    await storage.put("generations/u/a.png", new TextEncoder().encode("a"), png);
+    const dir = join(root, "generations/u");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const stale = [
+      join(dir, ".a.png.0b7f1c1e-6f0a-4a57-9a8e-2f4f3c2d1e0a.tmp"),
+      join(dir, ".b.png.meta.json.3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f.tmp"),
+      join(root, ".probe-5d6e7f80-1a2b-4c3d-9e8f-7a6b5c4d3e2f"),
+    ];
+    const fresh = join(dir, ".c.png.9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a.tmp");
+    const lookalike = join(dir, ".notes.tmp");
+    for (const path of [...stale, fresh, lookalike]) await writeFile(path, "partial");
+    for (const path of [...stale, lookalike]) await utimes(path, hourAgo, hourAgo);
+    expect(await storage.sweepTempFiles(15 * 60_000)).toBe(stale.length);
+    expect(await tree(root)).toEqual([
+      "generations/u/.a.png.meta.json",
+      "generations/u/.c.png.9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a.tmp",
+      "generations/u/.notes.tmp",
+      "generations/u/a.png",
+    ]);
+    expect(new TextDecoder().decode((await storage.get("generations/u/a.png"))!.body)).toBe("a");
+  });
+
   test("a directory is not an object", async () => {
     await storage.put("dir/inner.png", new Uint8Array([1]), png);
     expect(await storage.get("dir")).toBeNull();

@@ -4,19 +4,20 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
 import type { Db } from "../../db/client";
-import { apiKeys, type Role, type User } from "../../db/schema";
-import { forbidden, unauthorized } from "../../errors";
+import { type ApiKey, apiKeys, type Role, type User } from "../../db/schema";
+import { forbidden, notFound, unauthorized } from "../../errors";
 import type { UserService } from "../users/service";
+import { ADMIN_KEY_NAME, hashKey, KEY_PREFIX, KeyService, randomToken } from "./keys";
+
+export { ADMIN_KEY_NAME, hashKey, KEY_PREFIX } from "./keys";
 
 /** Who is calling: the user behind the key or token, and how they proved it. */
 export type Principal = { user: User; via: "key" | "token"; keyId?: string };
 
-export const KEY_PREFIX = "esk_";
-
 /** An admin's API key: sees and may act on everything (an admin's client token is only a user's). */
 export const isAdminKey = (p: Principal): boolean => p.user.role === "admin" && p.via === "key";
 
-type KeyRow = { id: string; user_id: string; revoked_at: number | null };
+type KeyRow = { id: string; user_id: string; revoked_at: number | null; expires_at: number | null };
 
 type UserRow = {
   id: string;
@@ -29,15 +30,6 @@ type UserRow = {
   created_at: number;
   updated_at: number;
 };
-
-/** SHA-256 hex of a key: the only form a key is ever stored in. */
-export function hashKey(key: string): string {
-  return new Bun.CryptoHasher("sha256").update(key).digest("hex");
-}
-
-function randomToken(bytes: number): string {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("base64url");
-}
 
 export type AuthOptions = {
   dataDir: string;
@@ -54,12 +46,15 @@ export class AuthService {
   readonly #o: AuthOptions;
   readonly #secret: Uint8Array;
   readonly #now: () => number;
+  /** Key management (create, list, revoke, rotate). */
+  readonly keys: KeyService;
   /** last_used_at is written at most once a minute per key, so auth never writes on the hot path. */
   readonly #lastTouched = new Map<string, number>();
   /**
    * Every authenticated request runs these two lookups (key by hash, then its user by id), prepared once and
    * mapped by hand: through drizzle's join mapping the same lookup cost about 15× as much, most of a cheap
    * request's time, and as one join SQLite's planner (no ANALYZE statistics) may scan users first.
+   * Nothing about a key is cached: a revocation or expiry holds from the very next request.
    */
   readonly #keyByHash: Statement<KeyRow, [string]>;
   readonly #keyById: Statement<KeyRow, [string]>;
@@ -67,8 +62,9 @@ export class AuthService {
 
   constructor(db: Db, userService: UserService, opts: AuthOptions) {
     this.#db = db;
-    this.#keyByHash = db.$client.prepare("SELECT id, user_id, revoked_at FROM api_keys WHERE hash = ?");
-    this.#keyById = db.$client.prepare("SELECT id, user_id, revoked_at FROM api_keys WHERE id = ?");
+    const keyColumns = "SELECT id, user_id, revoked_at, expires_at FROM api_keys";
+    this.#keyByHash = db.$client.prepare(`${keyColumns} WHERE hash = ?`);
+    this.#keyById = db.$client.prepare(`${keyColumns} WHERE id = ?`);
     this.#userById = db.$client.prepare(
       `SELECT id, external_id, name, role, parent_id, credits, unlimited, created_at, updated_at
        FROM users WHERE id = ?`,
@@ -76,26 +72,42 @@ export class AuthService {
     this.#users = userService;
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
+    this.keys = new KeyService(db, this.#now);
     this.#secret = new TextEncoder().encode(opts.jwtSecret ?? persistedSecret(opts.dataDir));
   }
 
   /** Creates a key for a user; the plain key is returned once and never stored. */
   createKey(userId: string, name: string): { key: string; id: string; prefix: string } {
-    const key = `${KEY_PREFIX}${randomToken(30)}`;
-    const id = Bun.randomUUIDv7();
-    const prefix = key.slice(0, 12);
-    this.#db
-      .insert(apiKeys)
-      .values({ id, userId, name, prefix, hash: hashKey(key), createdAt: this.#now() })
-      .run();
-    return { key, id, prefix };
+    const { key, row } = this.keys.create(userId, name);
+    return { key, id: row.id, prefix: row.prefix };
   }
 
   revokeKey(id: string): void {
-    this.#db.update(apiKeys).set({ revokedAt: this.#now() }).where(eq(apiKeys.id, id)).run();
+    this.keys.revoke(id);
   }
 
-  /** The principal for an API key, or null when unknown or revoked. */
+  /**
+   * A key `p` may manage: its own, its end users' (app keys), anyone's (admin keys). Any other id is 404,
+   * exactly as if it did not exist.
+   */
+  manageableKey(p: Principal, id: string): ApiKey {
+    const key = this.keys.get(id);
+    if (!key || p.via !== "key" || !this.canAccess(p, key.userId)) throw notFound("key");
+    return key;
+  }
+
+  /**
+   * Whose keys a request means: the caller's, or the named user's (admin keys: anyone, by internal or
+   * external id; apps: their end users, created on first use when `create`; users: only themselves).
+   */
+  keyOwner(p: Principal, userId: string | undefined, opts: { create: boolean }): User {
+    if (!userId) return p.user;
+    const user = opts.create && !isAdminKey(p) ? this.actingUser(p, userId) : this.findActingUser(p, userId);
+    if (!user) throw notFound("user");
+    return user;
+  }
+
+  /** The principal for an API key, or null when unknown, revoked or expired. */
   authenticateKey(key: string): Principal | null {
     const principal = this.#principalOf(this.#keyByHash.get(hashKey(key)));
     if (!principal) return null;
@@ -118,6 +130,7 @@ export class AuthService {
 
   #principalOf(k: KeyRow | null): Principal | null {
     if (!k || k.revoked_at !== null) return null;
+    if (k.expires_at !== null && k.expires_at <= this.#now()) return null;
     const r = this.#userById.get(k.user_id);
     if (!r) return null;
     const user: User = {
@@ -167,11 +180,16 @@ export class AuthService {
     }
   }
 
+  /** Whether a credential is meant as an API key rather than a client token (a JWT: dotted, no `esk_`). */
+  isKeyShaped(credential: string): boolean {
+    return credential.startsWith(KEY_PREFIX) || !credential.includes(".");
+  }
+
   /** Key or token, whichever `credential` is. */
   async authenticate(credential: string): Promise<Principal | null> {
-    if (credential.startsWith(KEY_PREFIX) || !credential.includes("."))
-      return this.authenticateKey(credential);
-    return this.authenticateToken(credential);
+    return this.isKeyShaped(credential)
+      ? this.authenticateKey(credential)
+      : this.authenticateToken(credential);
   }
 
   /**
@@ -184,14 +202,14 @@ export class AuthService {
     if (this.#o.adminKey) {
       const hash = hashKey(this.#o.adminKey);
       for (const k of envKeys)
-        if (k.name === "ADMIN_KEY" && k.hash !== hash && !k.revokedAt) this.revokeKey(k.id);
+        if (k.name === ADMIN_KEY_NAME && k.hash !== hash && !k.revokedAt) this.revokeKey(k.id);
       if (!envKeys.some((k) => k.hash === hash && !k.revokedAt)) {
         this.#db
           .insert(apiKeys)
           .values({
             id: Bun.randomUUIDv7(),
             userId: admin.id,
-            name: "ADMIN_KEY",
+            name: ADMIN_KEY_NAME,
             // A chosen key may be as short as 16 characters: store too little of it to help guess the rest.
             prefix: this.#o.adminKey.slice(0, 4),
             hash,
@@ -256,7 +274,6 @@ export class AuthService {
   static unauthorized = unauthorized;
 }
 
-/** JWT secret when JWT_SECRET is unset: generated once into DATA_DIR so tokens survive restarts. */
 /** JWT_SECRET's stand-in: a secret generated once into DATA_DIR/jwt-secret, so tokens survive restarts. */
 export function persistedSecret(dataDir: string): string {
   const path = join(dataDir, "jwt-secret");

@@ -1,11 +1,14 @@
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
-import { isAdminKey } from "../auth/service";
+import { type AuthService, isAdminKey } from "../auth/service";
 import { RecipeIdParams } from "../recipes/model";
-import { recipeNotFound } from "../recipes/service";
+import { type RecipeService, recipeNotFound } from "../recipes/service";
+import type { BacklogService } from "./service";
 
-export const backlogModule = (ctx: AppContext) =>
+/** What this file needs from the services, and nothing more. */
+type Deps = { auth: AuthService; backlog: BacklogService; recipes: RecipeService };
+
+export const backlogModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "backlog" }).use(authPlugin(ctx.auth)).get(
     "/recipes/:id/backlog",
     ({ principal, params }) => {

@@ -1,7 +1,7 @@
 import type { Recipe, RecipeVariable } from "../../db/schema";
 import { ApiError } from "../../errors";
 import type { UsageRow } from "../recipes/service";
-import { type VariableValues, valueSchema, valuesValidator } from "../recipes/variables";
+import { type VariableValues, valueSchema, valuesValidator } from "../recipes/service";
 
 /** A source of uniform numbers in [0, 1); injected so draws can be reproduced in tests. */
 export type Random = () => number;

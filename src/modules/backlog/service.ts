@@ -3,16 +3,15 @@ import type { Config } from "../../config";
 import type { Job, JobError, Recipe } from "../../db/schema";
 import { ApiError } from "../../errors";
 import type { Queue } from "../../queue";
-import { GENERATE_JOB } from "../generate/job";
 import type { GenerateService } from "../generate/service";
-import type { RecipeService } from "../recipes/service";
-import type { VariableValues } from "../recipes/variables";
+import { GENERATE_JOB } from "../generate/service";
+import type { RecipeService, VariableValues } from "../recipes/service";
 import type { UserService } from "../users/service";
 import { inputDrawer, NoInputsError, type Random } from "./pick";
 
 /** The external id of the user that owns unclaimed backlog generations. */
 export const BACKLOG_USER = "system_backlog";
-/** Backlog work yields to user jobs: the claim order is priority first. */
+/** Backlog work yields to user jobs queued up to 10 s after it (each level of priority is worth a second of waiting). */
 export const BACKLOG_PRIORITY = -10;
 export const TOPUP_JOB = "backlog.topup";
 

@@ -3,7 +3,7 @@ import type { AppContext } from "../../context";
 import { rateLimited } from "../../errors";
 import { TokenBucket } from "../../rate-limit";
 import { authPlugin } from "../auth/plugin";
-import { idempotent } from "../idempotency/service";
+import { idempotencyPlugin } from "../idempotency/plugin";
 import { fallbackImage } from "./fallback";
 import { CardIdParams, CreateCardBody, ListCardsQuery, PatchCardBody, PreviewBody } from "./model";
 
@@ -18,6 +18,7 @@ export const cardsModule = (ctx: AppContext) => {
   const previewLimit = new TokenBucket(30);
   return new Elysia({ prefix: "/api", name: "cards" })
     .use(authPlugin(ctx.auth))
+    .use(idempotencyPlugin(ctx.idempotency))
     .get("/cards/templates", () => ({ templates: ctx.cards.templates() }), {
       detail: { tags: ["cards"], summary: "Card templates with their data schemas and example data" },
     })
@@ -34,20 +35,12 @@ export const cardsModule = (ctx: AppContext) => {
         detail: { tags: ["cards"], summary: "Render a card synchronously and return the PNG (rate limited)" },
       },
     )
-    .post(
-      "/cards",
-      ({ principal, body, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
-          async () => ({ status: 201, body: await ctx.cards.create(principal, body) }),
-        ),
-      {
-        auth: ["admin", "app", "user"],
-        body: CreateCardBody,
-        detail: { tags: ["cards"], summary: "Create a live card; it is rendered before the response" },
-      },
-    )
+    .post("/cards", ({ principal, body, idem }) => ctx.cards.create(principal, body, idem), {
+      auth: ["admin", "app", "user"],
+      idempotent: 201,
+      body: CreateCardBody,
+      detail: { tags: ["cards"], summary: "Create a live card; it is rendered before the response" },
+    })
     .get("/cards", ({ principal, query }) => ctx.cards.list(principal, query), {
       auth: "token",
       query: ListCardsQuery,

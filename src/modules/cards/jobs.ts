@@ -2,12 +2,18 @@ import { defineJob } from "../../queue";
 import { CleanupCardInput, RenderCardInput } from "./model";
 import { type CardService, CLEANUP_JOB, RENDER_JOB } from "./service";
 
-/** `card.render` (debounced per card by its dedupe key) and `card.cleanup` (removes superseded images). */
-export function cardJobs(cards: CardService) {
+/**
+ * `card.render` (debounced per card by its dedupe key) and `card.cleanup`, which removes superseded images
+ * when a grace period is configured or the immediate delete after a render failed. `renderConcurrency` caps
+ * renders holding worker slots: beyond what the render threads can take (one rendering and one ready per
+ * thread), a render only waits for a thread while generations, cleanups and webhooks wait for its slot.
+ */
+export function cardJobs(cards: CardService, opts: { renderConcurrency: number }) {
   return [
     defineJob({
       type: RENDER_JOB,
       input: RenderCardInput,
+      concurrency: opts.renderConcurrency,
       timeoutMs: 30_000,
       maxAttempts: 3,
       backoff: { delayMs: 500 },
@@ -22,7 +28,7 @@ export function cardJobs(cards: CardService) {
       timeoutMs: 30_000,
       maxAttempts: 5,
       backoff: { delayMs: 1000 },
-      run: async ({ input }) => ({ deleted: await cards.cleanup(input.cardId) }),
+      run: async ({ input }) => ({ deleted: await cards.cleanup(input.cardId, input.beforeVersion) }),
     }),
   ];
 }

@@ -2,7 +2,7 @@ import { z } from "zod";
 
 export const CardIdParams = z.object({ id: z.string().min(1).max(64) });
 
-export const CreateCardBody = z.object({
+export const CreateCardBody = z.strictObject({
   template: z.string().min(1).max(64),
   data: z.record(z.string(), z.unknown()),
   /** Apps and admins: the end user who owns the card. */
@@ -10,12 +10,12 @@ export const CreateCardBody = z.object({
 });
 export type CreateCardBody = z.infer<typeof CreateCardBody>;
 
-export const PatchCardBody = z.object({
+export const PatchCardBody = z.strictObject({
   /** A JSON merge patch (RFC 7386) of the card's data: objects merge, arrays replace, null deletes. */
   data: z.record(z.string(), z.unknown()),
 });
 
-export const PreviewBody = z.object({
+export const PreviewBody = z.strictObject({
   template: z.string().min(1).max(64),
   data: z.record(z.string(), z.unknown()),
 });
@@ -28,4 +28,8 @@ export const ListCardsQuery = z.object({
 export type ListCardsQuery = z.infer<typeof ListCardsQuery>;
 
 export const RenderCardInput = z.object({ cardId: z.string() });
-export const CleanupCardInput = z.object({ cardId: z.string() });
+export const CleanupCardInput = z.object({
+  cardId: z.string(),
+  /** Images of versions below this go; absent (jobs queued by older releases): below the version shown. */
+  beforeVersion: z.number().int().optional(),
+});

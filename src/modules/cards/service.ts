@@ -1,6 +1,7 @@
-import type { Database } from "bun:sqlite";
+import { and, desc, eq, lt, sql } from "drizzle-orm";
 import type { Config } from "../../config";
-import type { Card } from "../../db/schema";
+import type { Db } from "../../db/client";
+import { type Card, cards, type Job } from "../../db/schema";
 import { ApiError, notFound, unprocessable } from "../../errors";
 import type { Queue } from "../../queue";
 import {
@@ -14,41 +15,32 @@ import {
 } from "../../render";
 import { cardImageKey, cardImagePrefix, IMMUTABLE_CACHE_CONTROL, type Storage } from "../../storage";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { mergePatch } from "./merge";
 import type { CreateCardBody, ListCardsQuery } from "./model";
 
 export type CardRenderer = { render(template: string, data: unknown): Promise<RenderedCard> };
 
 export type CardDeps = {
-  db: Database;
+  db: Db;
   queue: Queue;
   storage: Storage;
   auth: AuthService;
   renderer: CardRenderer;
   resolveImage: ImageResolver;
-  config: Pick<Config, "publicUrl" | "CARD_DEBOUNCE_MS">;
+  config: Pick<Config, "publicUrl" | "CARD_DEBOUNCE_MS" | "CARD_SUPERSEDED_GRACE_MS">;
   now?: () => number;
 };
 
 export const RENDER_JOB = "card.render";
 export const CLEANUP_JOB = "card.cleanup";
+/** Above the default 0: a live card is watched, and the cleanup after it keeps storage bounded. */
+const RENDER_PRIORITY = 5;
 
-type CardRow = Record<string, unknown>;
-
-function toCard(r: CardRow): Card {
-  return {
-    id: r.id as string,
-    ownerId: r.owner_id as string,
-    template: r.template as string,
-    data: JSON.parse(r.data as string),
-    version: r.version as number,
-    renderedVersion: r.rendered_version as number,
-    imageKey: r.image_key as string | null,
-    imageUrl: r.image_url as string | null,
-    renderError: r.render_error ? JSON.parse(r.render_error as string) : null,
-    createdAt: r.created_at as number,
-    updatedAt: r.updated_at as number,
-  };
+/** The version in a key from cardImageKey (`cards/<id>-<version>-<ts>.png`), or undefined for another shape. */
+function versionOfKey(id: string, key: string): number | undefined {
+  const match = /^(\d+)-\d+\.png$/.exec(key.slice(cardImagePrefix(id).length));
+  return match ? Number(match[1]) : undefined;
 }
 
 /** Template and schema problems are the caller's: 422 with the first bad field named. */
@@ -80,11 +72,11 @@ function validate(template: string, data: unknown): unknown {
  * (debounced through the queue's dedupe key `card:<id>`), with a stable URL that always serves the latest.
  */
 export class CardService {
-  readonly #d: CardDeps;
+  readonly #deps: CardDeps;
   readonly #now: () => number;
 
   constructor(deps: CardDeps) {
-    this.#d = deps;
+    this.#deps = deps;
     this.#now = deps.now ?? Date.now;
   }
 
@@ -107,7 +99,7 @@ export class CardService {
       renderedVersion: card.renderedVersion,
       status,
       imageUrl: card.imageUrl,
-      stableImageUrl: `${this.#d.config.publicUrl}/api/cards/${card.id}/image`,
+      stableImageUrl: `${this.#deps.config.publicUrl}/api/cards/${card.id}/image`,
       renderError: card.renderError,
       ownerId: card.ownerId,
       createdAt: card.createdAt,
@@ -116,131 +108,174 @@ export class CardService {
   }
 
   get(id: string): Card | null {
-    const row = this.#d.db.query("SELECT * FROM cards WHERE id = ?").get(id) as CardRow | null;
-    return row ? toCard(row) : null;
+    return this.#deps.db.select().from(cards).where(eq(cards.id, id)).get() ?? null;
   }
 
   visible(p: Principal, id: string): Card {
     const card = this.get(id);
-    if (!card || !this.#d.auth.canAccess(p, card.ownerId)) throw notFound("card");
+    if (!card || !this.#deps.auth.canAccess(p, card.ownerId)) throw notFound("card");
     return card;
   }
 
   /** Creates a card and renders it at once, so the response carries its image URL. */
-  async create(p: Principal, body: CreateCardBody) {
+  /**
+   * Renders the new card first, then inserts it pointing at its image, in one transaction that also records
+   * `idem`'s answer: a crash leaves at most an unreferenced image (the orphan sweep's), never a card without
+   * its key. A failed first render still creates the card; a queued render retries it with the engine's backoff.
+   */
+  async create(p: Principal, body: CreateCardBody, idem: IdempotentAnswer = NO_KEY) {
     validate(body.template, body.data);
-    const owner = this.#d.auth.actingUser(p, body.userId);
+    const owner = this.#deps.auth.actingUser(p, body.userId);
     const now = this.#now();
     const id = Bun.randomUUIDv7();
-    this.#d.db
-      .query(
-        `INSERT INTO cards (id, owner_id, template, data, version, rendered_version, created_at, updated_at)
-         VALUES (?, ?, ?, ?, 1, 0, ?, ?)`,
-      )
-      .run(id, owner.id, body.template, JSON.stringify(body.data), now, now);
+    let image: { key: string; url: string } | null = null;
+    let renderError: Card["renderError"] = null;
     try {
-      await this.render(id);
+      const prepared = await this.#prepare(body.template, body.data);
+      const { png } = await this.#deps.renderer.render(body.template, prepared);
+      const key = cardImageKey(id, 1, now);
+      await this.#deps.storage.put(key, png, {
+        contentType: "image/png",
+        cacheControl: IMMUTABLE_CACHE_CONTROL,
+      });
+      image = { key, url: this.#deps.storage.publicUrl(key) };
     } catch (err) {
-      // The card exists; a queued render retries with the engine's backoff, and the view says "rendering".
-      this.#enqueueRender(id, 0);
-      this.#d.db
-        .query("UPDATE cards SET render_error = ? WHERE id = ?")
-        .run(JSON.stringify(errorOf(err)), id);
+      renderError = errorOf(err) as Card["renderError"];
     }
-    return this.view(this.get(id)!);
+    const view = this.#deps.queue.store.tx(() => {
+      this.#deps.db
+        .insert(cards)
+        .values({
+          id,
+          ownerId: owner.id,
+          template: body.template,
+          data: body.data,
+          renderDueAt: now,
+          renderError,
+          ...(image && { renderedVersion: 1, imageKey: image.key, imageUrl: image.url }),
+          createdAt: now,
+          updatedAt: now,
+        })
+        .run();
+      // A failed first render: the card exists, a queued render retries with the engine's backoff, and the
+      // view says "rendering".
+      if (!image) this.#enqueueRender(id, now);
+      const created = this.view(this.get(id)!);
+      idem.commit(created);
+      return created;
+    });
+    if (image) {
+      this.#deps.queue.events.emit("card:rendered", {
+        cardId: id,
+        ownerId: owner.id,
+        version: 1,
+        imageUrl: image.url,
+      });
+    }
+    return view;
   }
 
-  /** Merges `patch` into the card's data, bumps the version and schedules a debounced render. */
+  /**
+   * Merges `patch` into the card's data, bumps the version and schedules a render: at once when the card's
+   * last render was due more than CARD_DEBOUNCE_MS ago (leading edge), else at the end of that render's
+   * window, where every change until then coalesces into one render of the latest data (trailing edge).
+   */
   update(p: Principal, id: string, patch: Record<string, unknown>) {
     const card = this.visible(p, id);
     const data = mergePatch(card.data, patch);
     validate(card.template, data);
     const now = this.#now();
-    const updated = this.#d.queue.store.tx(() => {
-      const row = this.#d.db
-        .query("UPDATE cards SET data = ?, version = version + 1, updated_at = ? WHERE id = ? RETURNING *")
-        .get(JSON.stringify(data), now, id) as CardRow;
-      this.#enqueueRender(id, this.#d.config.CARD_DEBOUNCE_MS);
-      return toCard(row);
+    const updated = this.#deps.queue.store.tx(() => {
+      const windowEnd = (card.renderDueAt ?? 0) + this.#deps.config.CARD_DEBOUNCE_MS;
+      // A render already queued keeps its start time (the dedupe upsert never moves run_at), so the time
+      // recorded is the queued job's: the window is measured from the render that will actually run.
+      const job = this.#enqueueRender(id, Math.max(now, windowEnd));
+      return this.#deps.db
+        .update(cards)
+        .set({ data, version: sql`${cards.version} + 1`, renderDueAt: job.runAt, updatedAt: now })
+        .where(eq(cards.id, id))
+        .returning()
+        .get()!;
     });
     return this.view(updated);
   }
 
   list(p: Principal, q: ListCardsQuery) {
-    const where = ["owner_id = ?"];
-    const args: (string | number)[] = [p.user.id];
-    if (isAdminKey(p)) {
-      where.length = 0;
-      args.length = 0;
-    }
-    if (q.template) {
-      where.push("template = ?");
-      args.push(q.template);
-    }
-    if (q.cursor) {
-      where.push("id < ?");
-      args.push(q.cursor);
-    }
-    const rows = this.#d.db
-      .query(
-        `SELECT * FROM cards ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`,
+    const rows = this.#deps.db
+      .select()
+      .from(cards)
+      .where(
+        and(
+          isAdminKey(p) ? undefined : eq(cards.ownerId, p.user.id),
+          q.template ? eq(cards.template, q.template) : undefined,
+          q.cursor ? lt(cards.id, q.cursor) : undefined,
+        ),
       )
-      .all(...args, q.limit + 1) as CardRow[];
-    const cards = rows.slice(0, q.limit).map((r) => this.view(toCard(r)));
-    return { cards, nextCursor: rows.length > q.limit ? (cards.at(-1)?.id ?? null) : null };
+      .orderBy(desc(cards.id))
+      .limit(q.limit + 1)
+      .all();
+    const page = rows.slice(0, q.limit).map((card) => this.view(card));
+    return { cards: page, nextCursor: rows.length > q.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
   async remove(p: Principal, id: string): Promise<void> {
     this.visible(p, id);
-    this.#d.db.query("DELETE FROM cards WHERE id = ?").run(id);
-    await this.#deleteObjects(id, null);
+    this.#deps.db.delete(cards).where(eq(cards.id, id)).run();
+    await this.#deleteObjects(id, () => true);
   }
 
   /**
-   * Renders the card's current version to a new cache-busted key, points the card at it, and schedules the
-   * removal of older images. A render that lost the race to a newer one removes its own image instead.
+   * Renders the card's current version to a new cache-busted key, points the card at it, then deletes the
+   * image it superseded. A render that lost the race to a newer one removes its own image instead.
    * Returns false when there was nothing to render.
    */
   async render(id: string): Promise<boolean> {
     const card = this.get(id);
     if (!card || card.renderedVersion >= card.version) return false;
     const prepared = await this.#prepare(card.template, card.data);
-    const { png } = await this.#d.renderer.render(card.template, prepared);
+    const { png } = await this.#deps.renderer.render(card.template, prepared);
     const key = cardImageKey(card.id, card.version, this.#now());
-    await this.#d.storage.put(key, png, { contentType: "image/png", cacheControl: IMMUTABLE_CACHE_CONTROL });
-    const imageUrl = this.#d.storage.publicUrl(key);
-    const res = this.#d.db
-      .query(
-        `UPDATE cards SET image_key = ?, image_url = ?, rendered_version = ?, render_error = NULL
-         WHERE id = ? AND rendered_version < ?`,
-      )
-      .run(key, imageUrl, card.version, card.id, card.version);
-    if (res.changes === 0) {
-      await this.#d.storage.delete(key);
+    await this.#deps.storage.put(key, png, {
+      contentType: "image/png",
+      cacheControl: IMMUTABLE_CACHE_CONTROL,
+    });
+    const imageUrl = this.#deps.storage.publicUrl(key);
+    const pointed = this.#point(card, key, imageUrl);
+    if (!pointed) {
+      await this.#deps.storage.delete(key);
       return false;
     }
-    this.#d.queue.events.emit("card:rendered", {
+    this.#deps.queue.events.emit("card:rendered", {
       cardId: card.id,
       ownerId: card.ownerId,
       version: card.version,
       imageUrl,
     });
-    this.#d.queue.enqueue(
-      CLEANUP_JOB,
-      { cardId: card.id },
-      { dedupeKey: `card-cleanup:${card.id}`, debounceMs: 500 },
-    );
+    await this.#dropSuperseded(card.id, pointed.previousKey, card.version);
     return true;
   }
 
-  /** Deletes every stored image of the card except the one it points at now. */
-  async cleanup(id: string): Promise<number> {
-    return this.#deleteObjects(id, this.get(id)?.imageKey ?? null);
+  /**
+   * Deletes the card's stored images older than `beforeVersion` (default: the version it shows now). Newer
+   * versions are left alone: their render may have stored its file and not yet moved the pointer.
+   */
+  async cleanup(id: string, beforeVersion?: number): Promise<number> {
+    const card = this.get(id);
+    if (!card) return this.#deleteObjects(id, () => true);
+    const before = beforeVersion ?? card.renderedVersion;
+    return this.#deleteObjects(
+      id,
+      (key) => key !== card.imageKey && (versionOfKey(id, key) ?? Number.POSITIVE_INFINITY) < before,
+    );
   }
 
   /** Records a render that failed for good, so the card's view and image endpoint say so. */
   renderFailed(id: string, error: unknown): void {
-    this.#d.db.query("UPDATE cards SET render_error = ? WHERE id = ?").run(JSON.stringify(error), id);
+    this.#deps.db
+      .update(cards)
+      .set({ renderError: error as Card["renderError"] })
+      .where(eq(cards.id, id))
+      .run();
   }
 
   /** The latest image for the stable URL, or null when none is rendered yet. */
@@ -248,31 +283,79 @@ export class CardService {
     const card = this.get(id);
     if (!card) throw notFound("card");
     if (!card.imageKey) return { card, object: null };
-    return { card, object: await this.#d.storage.get(card.imageKey) };
+    return { card, object: await this.#deps.storage.get(card.imageKey) };
   }
 
   /** Renders without storing anything (template design). */
   async preview(template: string, data: unknown): Promise<Uint8Array> {
-    return (await this.#d.renderer.render(template, await this.#prepare(template, data))).png;
+    return (await this.#deps.renderer.render(template, await this.#prepare(template, data))).png;
   }
 
   async #prepare(template: string, data: unknown): Promise<unknown> {
     try {
-      return await prepareCardData(template, data, this.#d.resolveImage);
+      return await prepareCardData(template, data, this.#deps.resolveImage);
     } catch (err) {
       throw asApiError(err);
     }
   }
 
-  #enqueueRender(id: string, debounceMs: number): void {
-    this.#d.queue.enqueue(RENDER_JOB, { cardId: id }, { dedupeKey: `card:${id}`, debounceMs, priority: 5 });
+  #enqueueRender(id: string, runAt: number): Job {
+    return this.#deps.queue.enqueue(
+      RENDER_JOB,
+      { cardId: id },
+      { dedupeKey: `card:${id}`, runAt, priority: RENDER_PRIORITY },
+    ).job;
   }
 
-  async #deleteObjects(id: string, keep: string | null): Promise<number> {
+  /**
+   * Moves the card's pointer to `key` unless a newer version got there first, and returns the key it
+   * replaced. Read and write share one transaction, so two renders finishing together each learn the key
+   * they replaced and no superseded image is missed or deleted twice.
+   */
+  #point(card: Card, key: string, imageUrl: string): { previousKey: string | null } | null {
+    return this.#deps.db.transaction(
+      (tx) => {
+        const before = tx.select({ imageKey: cards.imageKey }).from(cards).where(eq(cards.id, card.id)).get();
+        const moved = tx
+          .update(cards)
+          .set({ imageKey: key, imageUrl, renderedVersion: card.version, renderError: null })
+          .where(and(eq(cards.id, card.id), lt(cards.renderedVersion, card.version)))
+          .returning({ id: cards.id })
+          .get();
+        return moved ? { previousKey: before?.imageKey ?? null } : null;
+      },
+      { behavior: "immediate" },
+    );
+  }
+
+  /**
+   * Superseded images go as soon as the pointer has moved, so a card keeps one file (two while a render is
+   * in flight). With CARD_SUPERSEDED_GRACE_MS, or when the delete fails, a durable `card.cleanup` job does it
+   * later instead: caches that fetched the old versioned URL keep it for the grace period.
+   */
+  async #dropSuperseded(id: string, previousKey: string | null, version: number): Promise<void> {
+    if (!previousKey) return;
+    const grace = this.#deps.config.CARD_SUPERSEDED_GRACE_MS;
+    if (grace === 0) {
+      try {
+        await this.#deps.storage.delete(previousKey);
+        return;
+      } catch {
+        // the store is unavailable for now: the cleanup job below retries with backoff
+      }
+    }
+    this.#deps.queue.enqueue(
+      CLEANUP_JOB,
+      { cardId: id, beforeVersion: version },
+      { delayMs: grace, priority: RENDER_PRIORITY },
+    );
+  }
+
+  async #deleteObjects(id: string, shouldDelete: (key: string) => boolean): Promise<number> {
     const keys: string[] = [];
-    for await (const obj of this.#d.storage.list(cardImagePrefix(id)))
-      if (obj.key !== keep) keys.push(obj.key);
-    if (keys.length) await this.#d.storage.deleteMany(keys);
+    for await (const obj of this.#deps.storage.list(cardImagePrefix(id)))
+      if (shouldDelete(obj.key)) keys.push(obj.key);
+    if (keys.length) await this.#deps.storage.deleteMany(keys);
     return keys.length;
   }
 }

@@ -19,11 +19,21 @@ export function generationCost(credits: CreditService, c: EnqueueHookContext): n
 /**
  * Charges generations when they are enqueued, in the enqueue transaction: the job row records what its owner
  * pays, and the ledger row (which names the job) is written once the row exists. Too few credits → 402 and
- * the insert rolls back. A request deduped into an already queued job is not charged again.
+ * the insert rolls back. A request deduped into an already queued job replaces that job's request, so it is
+ * priced anew: the owner pays the difference (402, and the queued job untouched, when they can't) or gets it
+ * back when the replacement costs less.
  */
 export function chargeGenerations(generate: GenerateService, credits: CreditService): void {
   generate.onEnqueue((c) => ({ creditsCharged: credits.priceFor(c.owner, generationCost(credits, c)) }));
   generate.onEnqueued((c) => {
-    if (!c.deduped) credits.debit(c.owner, generationCost(credits, c), "charge", { jobId: c.job.id });
+    const price = generationCost(credits, c);
+    if (!c.deduped) {
+      credits.debit(c.owner, price, "charge", { jobId: c.job.id });
+      return;
+    }
+    const difference = c.job.creditsCharged - c.previousCharge;
+    const note = `dedupe replacement: ${c.previousCharge} → ${c.job.creditsCharged}`;
+    if (difference > 0) credits.debit(c.owner, difference, "charge", { jobId: c.job.id, note });
+    else if (difference < 0) credits.credit(c.owner.id, -difference, "refund", { jobId: c.job.id, note });
   });
 }

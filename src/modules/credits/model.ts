@@ -12,7 +12,7 @@ export type CreditsQuery = z.infer<typeof CreditsQuery>;
 export const UserIdParams = z.object({ id: z.string().min(1).max(128) });
 
 /** `POST /api/users/:id/credits`: a grant adds credits, a debit takes them (never below zero). */
-export const AdjustCreditsBody = z.object({
+export const AdjustCreditsBody = z.strictObject({
   amount: z.number().int().min(1).max(1_000_000_000),
   reason: z.enum(["grant", "debit"]).default("grant"),
   /** Why, for the ledger (an order id, "welcome bonus", …). */

@@ -1,6 +1,6 @@
 import type { Database, Statement } from "bun:sqlite";
 import type { Job, JobItem, LEDGER_REASONS, User } from "../../db/schema";
-import { ApiError } from "../../errors";
+import { ApiError, countOf } from "../../errors";
 import { refundOwed } from "./refunds";
 
 export type LedgerReason = (typeof LEDGER_REASONS)[number];
@@ -24,7 +24,7 @@ export class InsufficientCreditsError extends ApiError {
   readonly available: number;
 
   constructor(required: number, available: number) {
-    super(402, "insufficient_credits", `this needs ${required} credits; ${available} available`, {
+    super(402, "insufficient_credits", `this needs ${countOf(required, "credit")}; ${available} available`, {
       details: { required, available },
     });
     this.required = required;
@@ -84,6 +84,7 @@ export class CreditService {
   readonly #jobCredits: Statement;
   readonly #items: Statement;
   readonly #markRefunded: Statement;
+  readonly #unrefund: Statement;
 
   constructor(db: Database, opts: CreditOptions) {
     this.#db = db;
@@ -108,6 +109,9 @@ export class CreditService {
     this.#markRefunded = db.prepare(
       `UPDATE jobs SET credits_refunded = credits_refunded + ?1
        WHERE id = ?2 AND credits_refunded + ?1 <= credits_charged`,
+    );
+    this.#unrefund = db.prepare(
+      "UPDATE jobs SET credits_refunded = credits_refunded - ?1 WHERE id = ?2 AND credits_refunded >= ?1",
     );
   }
 
@@ -191,6 +195,24 @@ export class CreditService {
       note: `${job.status}: ${job.error?.code ?? "items failed"}`,
     });
     job.creditsRefunded = row.credits_refunded + delta;
+  }
+
+  /**
+   * Retry hook (inside the retry's transaction): what was refunded is charged again, since the retry runs it
+   * again; the job's refunded total goes down by what was actually taken. Too few credits → 402 and the retry
+   * rolls back. A later failure is refunded anew by `onJobTerminal`.
+   */
+  onJobRetry(job: Job): void {
+    if (job.creditsRefunded <= 0 || !job.ownerId) return;
+    const owner = this.#user.get(job.ownerId) as { unlimited: number } | null;
+    if (!owner) return;
+    const { charged } = this.debit(
+      { id: job.ownerId, unlimited: owner.unlimited === 1 },
+      job.creditsRefunded,
+      "charge",
+      { jobId: job.id, note: "retry: re-charging the refund" },
+    );
+    if (charged > 0) this.#unrefund.run(charged, job.id);
   }
 
   balance(userId: string): number {

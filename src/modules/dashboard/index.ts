@@ -4,8 +4,10 @@ import { z } from "zod";
 import type { AppContext } from "../../context";
 import { JOB_STATUSES } from "../../db/schema";
 import { ApiError, notFound } from "../../errors";
+import { ExpiresInSeconds } from "../auth/model";
 import { type Principal, persistedSecret } from "../auth/service";
 import { socketHandlers } from "../realtime";
+import { FAVICON_SVG, faviconIco } from "./favicon";
 import type { Html } from "./html";
 import { canUseDashboard, DashboardService } from "./service";
 import { DashboardSessions, isSameOrigin, type Session, sessionCookie } from "./session";
@@ -13,6 +15,7 @@ import { backlogPage, backlogTable } from "./views/backlog";
 import { cardGrid, cardsPage } from "./views/cards";
 import { jobBody, jobPage } from "./views/job";
 import { jobRows, jobsPage } from "./views/jobs";
+import { type KeysData, keysPage } from "./views/keys";
 import { errorPage, layout, signInPage, type Viewer } from "./views/layout";
 import { type OverviewData, overviewBody, overviewPage } from "./views/overview";
 import { webhooksBody, webhooksPage } from "./views/webhooks";
@@ -38,6 +41,11 @@ const NOTICES: Record<string, string> = {
   not_retryable: "Only failed, partial or cancelled jobs can be retried.",
   not_cancellable: "The job has already finished.",
   dedupe_conflict: "A newer job with the same dedupe key is queued.",
+  revoked: "The key was revoked: its next request gets 401.",
+  not_found: "No such user or key, or not one you can manage.",
+  key_revoked: "That key is already revoked; create a new one instead.",
+  managed_key: "This key is the ADMIN_KEY variable's: change the variable to replace it.",
+  reserved_name: "ADMIN_KEY is the name of the key the ADMIN_KEY variable sets; choose another.",
 };
 
 const blankToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
@@ -50,8 +58,19 @@ const JobsQuery = z.object({
   recipeId: optionalText(128),
   q: optionalText(64),
   cursor: optionalText(64),
+  /** `1`: show internal jobs (webhook deliveries, card renders, backlog top-ups) too. */
+  internal: z.preprocess(blankToUndefined, z.enum(["1"]).optional()),
 });
+/** The page's filters as the service takes them. */
+const jobFilters = ({ internal, ...q }: z.infer<typeof JobsQuery>) => ({ ...q, internal: internal === "1" });
 const NoticeQuery = z.object({ done: optionalText(32), error: optionalText(32) });
+const KeysQuery = NoticeQuery.extend({ user: optionalText(128) });
+const KeyForm = z.object({
+  _csrf: z.string().max(128).optional(),
+  name: z.string().trim().min(1).max(100),
+  expiresInSeconds: z.preprocess(blankToUndefined, z.coerce.number().pipe(ExpiresInSeconds).optional()),
+  user: optionalText(128),
+});
 const IdParams = z.object({ id: z.string().min(1).max(128) });
 const FileParams = z.object({ file: z.string().max(32) });
 const SignInBody = z.object({ key: z.string().trim().min(1).max(256) });
@@ -112,6 +131,7 @@ function redirect(location: string, extra: Record<string, string> = {}): Respons
  */
 export const dashboardModule = (ctx: AppContext) => {
   const sessions = new DashboardSessions({
+    db: ctx.db,
     // The same base secret as client tokens; sessions sign with a key derived from it for their own purpose.
     secret: ctx.config.JWT_SECRET ?? persistedSecret(ctx.config.dataDir),
     ttlSeconds: ctx.config.DASHBOARD_SESSION_TTL_S,
@@ -158,6 +178,37 @@ export const dashboardModule = (ctx: AppContext) => {
   };
   const notice = (q: z.infer<typeof NoticeQuery>) => NOTICES[q.done ?? q.error ?? ""];
   const isAdmin = (v: SignedIn) => v.user.role === "admin";
+
+  /** The keys page for `userRef` (the viewer when absent); an unknown or foreign user shows the viewer's, 404. */
+  const keysResponse = (
+    request: Request,
+    viewer: SignedIn,
+    o: Pick<KeysData, "userRef" | "notice" | "created">,
+  ): Response => {
+    let owner = viewer.user;
+    let status = 200;
+    let { userRef, notice: text } = o;
+    try {
+      owner = ctx.auth.keyOwner(viewer.principal, userRef, { create: false });
+    } catch (err) {
+      if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 403)) throw err;
+      [status, userRef, text] = [404, undefined, NOTICES.not_found];
+    }
+    const keys = ctx.auth.keys.listOf(owner.id).map((k) => ctx.auth.keys.view(k));
+    const body = keysPage({
+      ...o,
+      owner,
+      userRef,
+      notice: text,
+      keys,
+      csrf: viewer.csrf,
+      canChooseUser: true,
+    });
+    return htmlResponse(request, layout({ title: "API keys", page: "keys", viewer }, body), status);
+  };
+  /** Where a key action returns to: the page of the key's owner. */
+  const keysPageOf = (viewer: SignedIn, userId: string) =>
+    userId === viewer.user.id ? "/dashboard/keys" : `/dashboard/keys?user=${encodeURIComponent(userId)}`;
 
   return new Elysia({ name: "dashboard" })
     .resolve(async ({ request }) => ({
@@ -226,10 +277,11 @@ export const dashboardModule = (ctx: AppContext) => {
         if (query.q) {
           if (service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
         }
-        const page = service.jobs(viewer.principal, { ...query, limit: PAGE_SIZE });
+        const filters = jobFilters(query);
+        const page = service.jobs(viewer.principal, { ...filters, limit: PAGE_SIZE });
         const body = jobsPage({
           ...page,
-          filters: query,
+          filters,
           types: service.jobTypes(),
           notFound: query.q,
         });
@@ -331,6 +383,69 @@ export const dashboardModule = (ctx: AppContext) => {
       { detail: doc("Webhook endpoints and recent deliveries") },
     )
     .get(
+      "/dashboard/keys",
+      ({ request, viewer, query }) => {
+        if (!viewer) return redirect("/dashboard/login");
+        return keysResponse(request, viewer, { userRef: query.user, notice: notice(query) });
+      },
+      {
+        query: KeysQuery,
+        detail: doc("API keys of the viewer or a user: prefix, created, last used, expiry"),
+      },
+    )
+    .post(
+      "/dashboard/keys",
+      async ({ request, viewer, body }) => {
+        const v = await writer(request, viewer, body._csrf);
+        const back = body.user
+          ? `/dashboard/keys?user=${encodeURIComponent(body.user)}&`
+          : "/dashboard/keys?";
+        return keyAction(back, () => {
+          const owner = ctx.auth.keyOwner(v.principal, body.user, { create: false });
+          const { key, row } = ctx.auth.keys.create(owner.id, body.name, {
+            expiresInSeconds: body.expiresInSeconds,
+          });
+          const view = ctx.auth.keys.view(row);
+          return keysResponse(request, v, { userRef: body.user, created: { key, view, rotatedFrom: null } });
+        });
+      },
+      { body: KeyForm, detail: doc("Create a key; the answer shows it once") },
+    )
+    .post(
+      "/dashboard/keys/:id/revoke",
+      async ({ request, viewer, params, body }) => {
+        const v = await writer(request, viewer, body?._csrf);
+        return keyAction("/dashboard/keys?", () => {
+          const key = ctx.auth.manageableKey(v.principal, params.id);
+          ctx.auth.keys.revoke(key.id);
+          // Revoking the key this session signed in with ends the session: the page would only redirect.
+          if (key.id === v.session.keyId) return redirect("/dashboard/login");
+          const back = keysPageOf(v, key.userId);
+          return redirect(`${back}${back.includes("?") ? "&" : "?"}done=revoked`);
+        });
+      },
+      { params: IdParams, body: FormBody, detail: doc("Revoke a key: its next request gets 401") },
+    )
+    .post(
+      "/dashboard/keys/:id/rotate",
+      async ({ request, viewer, params, body }) => {
+        const v = await writer(request, viewer, body?._csrf);
+        return keyAction("/dashboard/keys?", () => {
+          const old = ctx.auth.manageableKey(v.principal, params.id);
+          const { key, row, replaced } = ctx.auth.keys.rotate(old.id);
+          const userRef = old.userId === v.user.id ? undefined : old.userId;
+          const created = { key, view: ctx.auth.keys.view(row), rotatedFrom: replaced.id };
+          // Rotating the session's own key ends the session, but this answer is the only time the new key shows.
+          const notice =
+            old.id === v.session.keyId
+              ? "You signed in with the old key: sign in again with the new one."
+              : undefined;
+          return keysResponse(request, v, { userRef, created, notice });
+        });
+      },
+      { params: IdParams, body: FormBody, detail: doc("Rotate a key; the answer shows the new one once") },
+    )
+    .get(
       "/dashboard/fragments/:name",
       ({ request, viewer, params, query }) => {
         if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
@@ -341,7 +456,10 @@ export const dashboardModule = (ctx: AppContext) => {
           case "jobs": {
             const filters = JobsQuery.safeParse(query);
             if (!filters.success) throw new ApiError(422, "validation_failed", "invalid job filters");
-            return htmlResponse(request, jobRows(service.jobs(p, { ...filters.data, limit: PAGE_SIZE })));
+            return htmlResponse(
+              request,
+              jobRows(service.jobs(p, { ...jobFilters(filters.data), limit: PAGE_SIZE })),
+            );
           }
           case "backlog":
             if (!isAdmin(viewer)) throw new ApiError(403, "forbidden", "requires role admin");
@@ -377,6 +495,22 @@ export const dashboardModule = (ctx: AppContext) => {
       },
       { params: FileParams, detail: doc("The dashboard's script and stylesheet", []) },
     )
+    .get(
+      "/favicon.ico",
+      async () =>
+        new Response(await faviconIco(), {
+          headers: { "content-type": "image/x-icon", "cache-control": "public, max-age=86400" },
+        }),
+      { detail: doc("The icon browsers show in the tab", []) },
+    )
+    .get(
+      "/favicon.svg",
+      () =>
+        new Response(FAVICON_SVG, {
+          headers: { "content-type": "image/svg+xml", "cache-control": "public, max-age=86400" },
+        }),
+      { detail: doc("The icon as SVG", []) },
+    )
     .ws("/dashboard/ws", {
       // Browsers let any site open a WebSocket with our cookies: refuse other sites' pages outright.
       ...socketHandlers(ctx, (data: { viewer: SignedIn | null; sameOrigin: boolean }) =>
@@ -387,6 +521,18 @@ export const dashboardModule = (ctx: AppContext) => {
       ),
     });
 };
+
+/** Runs a key action; a refusal (unknown key, revoked, reserved name) returns to the keys page with its notice. */
+function keyAction(back: string, action: () => Response): Response {
+  try {
+    return action();
+  } catch (err) {
+    if (err instanceof ApiError && err.status >= 400 && err.status < 500 && NOTICES[err.code]) {
+      return redirect(`${back}error=${err.code}`);
+    }
+    throw err;
+  }
+}
 
 /** Runs a job control action and returns to the job page with a fixed notice (or the conflict's code). */
 function control(action: () => unknown, back: string, done: string): Response {

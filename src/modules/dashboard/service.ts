@@ -5,9 +5,12 @@
 import type { AppContext } from "../../context";
 import type { User } from "../../db/schema";
 import { ApiError } from "../../errors";
+import type { QueueStats } from "../../queue/store";
 import type { Principal } from "../auth/service";
+import { TOPUP_JOB } from "../backlog/service";
 import type { ListJobsQuery } from "../jobs/model";
 import { countScope, type JobService } from "../jobs/service";
+import { DELIVER_JOB } from "../webhooks/service";
 import type { Session } from "./session";
 
 export type DashboardDeps = Pick<
@@ -25,7 +28,37 @@ export type DashboardDeps = Pick<
   | "backlog"
 >;
 
-export type JobFilters = Pick<ListJobsQuery, "status" | "type" | "userId" | "recipeId" | "cursor" | "limit">;
+export type JobFilters = Pick<
+  ListJobsQuery,
+  "status" | "type" | "userId" | "recipeId" | "cursor" | "limit"
+> & {
+  /** Show Easel's own work too (webhook deliveries, card renders, backlog top-ups). */
+  internal?: boolean;
+};
+
+/**
+ * Job types that are Easel's own work, not an app's: hidden from counts and lists unless asked for, so they
+ * do not drown the generations people come to look at. `card.*` is a prefix.
+ */
+export const INTERNAL_JOB_TYPES = [DELIVER_JOB, TOPUP_JOB, "card.*"] as const;
+
+export function isInternalType(type: string): boolean {
+  return INTERNAL_JOB_TYPES.some((t) => (t.endsWith(".*") ? type.startsWith(t.slice(0, -1)) : type === t));
+}
+
+/** Counts without the internal types, totals recomputed from what is left. */
+function withoutInternal(stats: QueueStats): QueueStats {
+  const out: QueueStats = { ...stats, byType: {} };
+  const totals = out as unknown as Record<string, number>;
+  for (const [type, counts] of Object.entries(stats.byType)) {
+    if (!isInternalType(type)) {
+      out.byType[type] = counts;
+      continue;
+    }
+    for (const [status, n] of Object.entries(counts)) totals[status] = (totals[status] ?? 0) - n;
+  }
+  return out;
+}
 
 export type ThroughputBucket = { start: number; completed: number; failed: number };
 
@@ -58,11 +91,16 @@ export class DashboardService {
     return p && canUseDashboard(p.user) ? p : null;
   }
 
-  counts(p: Principal) {
-    return this.#d.jobs.stats(p);
+  /** Jobs by status; without the internal types unless `internal`. */
+  counts(p: Principal, internal = false) {
+    const stats = this.#d.jobs.stats(p);
+    return internal ? stats : withoutInternal(stats);
   }
 
-  /** Finished jobs per 5 minutes over the last hour, oldest first (12 buckets), from the throughput rollup. */
+  /**
+   * Finished jobs per 5 minutes over the last hour, oldest first (12 buckets), from the throughput rollup;
+   * the internal types are left out.
+   */
   throughput(p: Principal, now = Date.now()): ThroughputBucket[] {
     const end = Math.ceil(now / BUCKET_MS) * BUCKET_MS;
     const start = end - HOUR_MS;
@@ -74,7 +112,7 @@ export class DashboardService {
     }));
     for (const r of rows) {
       const b = buckets[Math.floor((r.minute * 60_000 - start) / BUCKET_MS)];
-      if (!b) continue;
+      if (!b || isInternalType(r.type)) continue;
       if (r.status === "completed") b.completed += r.n;
       else if (r.status === "failed" || r.status === "partial") b.failed += r.n;
     }
@@ -82,7 +120,7 @@ export class DashboardService {
   }
 
   activeJobs(p: Principal, limit = 12) {
-    return this.#d.jobs.list(p, { status: "active", limit }).jobs;
+    return this.#d.jobs.list(p, { status: "active", limit }, { excludeTypes: INTERNAL_JOB_TYPES }).jobs;
   }
 
   providers() {
@@ -100,8 +138,9 @@ export class DashboardService {
     return { running: pool.running, total: this.#d.config.WORKER_CONCURRENCY, free: pool.freeSlots };
   }
 
-  jobs(p: Principal, f: JobFilters) {
-    const page = this.#d.jobs.list(p, f);
+  /** A page of jobs; internal types only when asked for, or when the type filter names one. */
+  jobs(p: Principal, { internal, ...f }: JobFilters) {
+    const page = this.#d.jobs.list(p, f, { excludeTypes: internal || f.type ? [] : INTERNAL_JOB_TYPES });
     return { ...page, owners: this.owners(page.jobs.map((j) => j.ownerId)) };
   }
 

@@ -1,13 +1,18 @@
 /**
  * Dashboard sessions: a signed JWT in an httpOnly, SameSite=Strict cookie. Its audience and scope are the
  * dashboard's and its key is derived apart from the client-token key, so a session cookie is never accepted
- * as a bearer token and a client token is never accepted as a session.
+ * as a bearer token and a client token is never accepted as a session. Each session is also a row in
+ * `dashboard_sessions`, checked on every request, so signing out holds across restarts.
  *
  * State-changing requests need the cookie, a CSRF token bound to the session (hidden form field or
  * `X-CSRF-Token`), and must not come from another site (Origin / Sec-Fetch-Site).
  */
+import type { Statement } from "bun:sqlite";
 import { timingSafeEqual } from "node:crypto";
+import { and, eq, isNull, lt } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
+import type { Db } from "../../db/client";
+import { dashboardSessions } from "../../db/schema";
 
 export const COOKIE_NAME = "easel_session";
 export const COOKIE_PATH = "/dashboard";
@@ -18,6 +23,7 @@ const SCOPE = "dashboard";
 export type Session = { sid: string; userId: string; keyId: string; expiresAt: number };
 
 export type SessionOptions = {
+  db: Db;
   /** Base secret (JWT_SECRET, or one generated into the data dir). */
   secret: string;
   ttlSeconds: number;
@@ -41,12 +47,15 @@ export class DashboardSessions {
   readonly #o: SessionOptions;
   readonly #now: () => number;
   #key: Uint8Array<ArrayBuffer> | null = null;
-  /** Signed-out sessions, until they would have expired anyway. */
-  readonly #revoked = new Map<string, number>();
+  /** Every signed-in page request runs this lookup: prepared once. */
+  readonly #live: Statement<{ id: string }, [string, number]>;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
+    this.#live = opts.db.$client.prepare(
+      "SELECT id FROM dashboard_sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
+    );
   }
 
   /** The signing key: derived from the base secret, so it differs from the client-token key. */
@@ -56,9 +65,16 @@ export class DashboardSessions {
   }
 
   async issue(userId: string, keyId: string): Promise<{ token: string; session: Session }> {
-    const iat = Math.floor(this.#now() / 1000);
+    const now = this.#now();
+    const iat = Math.floor(now / 1000);
     const exp = iat + this.#o.ttlSeconds;
-    const sid = crypto.randomUUID();
+    const sid = Bun.randomUUIDv7();
+    const db = this.#o.db;
+    // Rows past their expiry can never verify again: signing in is a fine moment to drop them.
+    db.delete(dashboardSessions).where(lt(dashboardSessions.expiresAt, now)).run();
+    db.insert(dashboardSessions)
+      .values({ id: sid, userId, keyId, createdAt: now, expiresAt: exp * 1000 })
+      .run();
     const token = await new SignJWT({ scope: SCOPE, kid: keyId })
       .setProtectedHeader({ alg: "HS256" })
       .setSubject(userId)
@@ -82,7 +98,7 @@ export class DashboardSessions {
       });
       if (payload.scope !== SCOPE || !payload.sub || !payload.jti || typeof payload.kid !== "string")
         return null;
-      if (this.#revoked.has(payload.jti)) return null;
+      if (!this.#live.get(payload.jti, this.#now())) return null;
       return {
         sid: payload.jti,
         userId: payload.sub,
@@ -95,10 +111,13 @@ export class DashboardSessions {
     }
   }
 
+  /** Signs a session out for good: its cookie is refused from now on, after restarts too. */
   revoke(session: Session): void {
-    const now = this.#now();
-    for (const [sid, until] of this.#revoked) if (until < now) this.#revoked.delete(sid);
-    this.#revoked.set(session.sid, session.expiresAt);
+    this.#o.db
+      .update(dashboardSessions)
+      .set({ revokedAt: this.#now() })
+      .where(and(eq(dashboardSessions.id, session.sid), isNull(dashboardSessions.revokedAt)))
+      .run();
   }
 
   /** The CSRF token of a session: an HMAC of its id, so nothing needs storing. */

@@ -5,10 +5,12 @@
  */
 import type { z } from "zod";
 import { poll } from "../../render/templates/poll";
+import { KeyList, KeyView, NewKeyView } from "../auth/model";
 import {
   CardList,
   CardView,
   HealthReport,
+  InstantClaimView,
   JobList,
   JobStats,
   JobStatusView,
@@ -29,12 +31,12 @@ export type OperationDoc = {
   requestExample?: unknown;
   /** Errors particular to this operation (the common ones are added for every route). */
   errors?: Record<number, string>;
-  /** Accepts `Idempotency-Key`. */
-  idempotent?: boolean;
   /** No credentials needed. */
   public?: boolean;
   /** Client tokens (JWTs from POST /api/tokens) are accepted as well as API keys. */
   clientToken?: boolean;
+  /** A client token may come as `?token=` (routes a browser opens without headers; never an API key). */
+  queryToken?: boolean;
   bodyType?: "application/json" | "multipart/form-data" | "application/x-www-form-urlencoded";
 };
 
@@ -67,9 +69,27 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     requestExample: { userId: "user-42", ttlSeconds: 900 },
   },
   "GET /api/profile": { clientToken: true },
+  "GET /api/keys": { response: KeyList, errors: { 404: "no such user, or not one the caller may name" } },
+  "POST /api/keys": {
+    status: 201,
+    response: NewKeyView,
+    requestExample: { name: "production", expiresInSeconds: 90 * 86_400 },
+    errors: {
+      404: "no such user",
+      422: "invalid fields, or the reserved name `ADMIN_KEY` (`reserved_name`)",
+    },
+  },
+  "DELETE /api/keys/:id": { response: KeyView },
+  "POST /api/keys/:id/rotate": {
+    status: 201,
+    response: NewKeyView,
+    requestExample: { expiresInSeconds: 90 * 86_400 },
+    errors: {
+      409: "the key is revoked (`key_revoked`), or it is the ADMIN_KEY variable's (`managed_key`)",
+    },
+  },
   "POST /api/users": {
     status: 201,
-    idempotent: true,
     requestExample: { name: "Poll app", role: "app", createKey: true },
     errors: { 409: "a user with this externalId already exists" },
   },
@@ -96,16 +116,15 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   },
   "GET /api/jobs/:id/events": {
     clientToken: true,
+    queryToken: true,
     responseType: "text/event-stream",
     responseDescription: "Server-Sent Events: job_progress, then one terminal event, then the stream ends",
   },
   "POST /api/jobs/:id/cancel": {
-    idempotent: true,
     response: JobView,
     errors: { 409: "the job has already finished (`not_cancellable`)" },
   },
   "POST /api/jobs/:id/retry": {
-    idempotent: true,
     response: JobView,
     errors: {
       409: "the job is not failed, partial or cancelled (`not_retryable`), or a newer one holds its dedupe key",
@@ -113,13 +132,11 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   },
   "POST /api/jobs": {
     status: 202,
-    idempotent: true,
     response: JobView,
     requestExample: { type: "card.render", input: { cardId: JOB_ID }, priority: 5 },
   },
   "POST /api/jobs/generate-image": {
     status: 202,
-    idempotent: true,
     requestExample: {
       prompt: "a watercolour fox in a snowy forest",
       size: "1024x1024",
@@ -147,6 +164,7 @@ export const OPERATIONS: Record<string, OperationDoc> = {
     errors: { 402: INSUFFICIENT_CREDITS },
   },
   "POST /api/generate/instant": {
+    response: InstantClaimView,
     requestExample: { recipeId: "fox-avatar", userId: "user-42" },
     errors: {
       402: INSUFFICIENT_CREDITS,
@@ -164,7 +182,6 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   },
   "POST /api/cards": {
     status: 201,
-    idempotent: true,
     response: CardView,
     requestExample: { template: "poll", data: poll.example, userId: "user-42" },
   },
@@ -196,7 +213,6 @@ export const OPERATIONS: Record<string, OperationDoc> = {
   "POST /api/webhooks/:id/test": { status: 202 },
   "POST /api/recipes": {
     status: 201,
-    idempotent: true,
     requestExample: {
       id: "fox-avatar",
       name: "Fox avatar",
@@ -259,6 +275,20 @@ function pageOperations(): Record<string, OperationDoc> {
     "POST /dashboard/backlog/:id/top-up": form("Back to the backlog page with a notice"),
     "GET /dashboard/cards": page,
     "GET /dashboard/webhooks": page,
+    "GET /dashboard/keys": page,
+    "POST /dashboard/keys": {
+      ...form("The keys page, showing the new key once"),
+      status: 200,
+      responseType: "text/html",
+    },
+    "POST /dashboard/keys/:id/revoke": form(
+      "Back to the keys page with a notice (to sign-in when it was the session's own key)",
+    ),
+    "POST /dashboard/keys/:id/rotate": {
+      ...form("The keys page, showing the new key once"),
+      status: 200,
+      responseType: "text/html",
+    },
     "GET /dashboard/fragments/:name": { responseType: "text/html", responseDescription: "An HTML fragment" },
     "GET /dashboard/fragments/job/:id": {
       responseType: "text/html",

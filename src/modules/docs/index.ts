@@ -3,7 +3,7 @@ import { SwaggerUIRender } from "@elysiajs/openapi/swagger";
 import { Elysia } from "elysia";
 import { z } from "zod";
 import pkg from "../../../package.json" with { type: "json" };
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { notFound } from "../../errors";
 import { buildOpenApiDocument, globalRoutes, type OpenApiDocument } from "./openapi";
 
@@ -26,7 +26,7 @@ A typed client for TypeScript: \`treaty<App>(url)\` from \`@elysiajs/eden\` (see
 const AssetParams = z.object({ file: z.string().max(64) });
 
 /** `GET /docs` (Swagger UI), `GET /docs/json` (the OpenAPI 3.1 document) and the UI's static files. */
-export const docsModule = (ctx: Pick<AppContext, "config">) => {
+export const docsModule = (ctx: { config: Config }) => {
   let cached: { routes: number; doc: OpenApiDocument } | null = null;
   const plugin = new Elysia({ name: "docs" });
   const document = () => {

@@ -40,7 +40,7 @@ const TAGS: Record<string, string> = {
   cards: "Live share cards re-rendered as their data changes",
   realtime: "WebSocket and Server-Sent Events",
   webhooks: "Standard Webhooks endpoints, secrets and deliveries",
-  auth: "Client tokens for browsers",
+  auth: "API keys (list, create, revoke, rotate) and client tokens for browsers",
   users: "Users, keys and credits",
   ops: "Health and the live queue view",
   files: "Stored images (local storage)",
@@ -49,12 +49,16 @@ const TAGS: Record<string, string> = {
 };
 
 const ERROR_CODES: Record<number, [code: string, description: string]> = {
-  400: ["invalid_body", "the body is not valid JSON or form data"],
+  400: [
+    "invalid_body",
+    "the body is not valid JSON or form data; or `unknown_field`: a field the route does not know, named with the nearest known one",
+  ],
   401: ["unauthorized", "missing, invalid, revoked or expired credentials"],
   403: ["forbidden", "the key's role may not do this (or a client token was used where a key is needed)"],
   404: ["not_found", "no such resource, or it belongs to someone else"],
   409: ["conflict", "the resource is not in a state that allows this"],
   413: ["body_too_large", "the body is larger than MAX_BODY_BYTES"],
+  415: ["unsupported_media_type", "a body that is not JSON, sent without a Content-Type"],
   422: ["validation_failed", "a field is missing or invalid; `details` lists every issue"],
   429: ["rate_limited", "too many requests; retry later"],
   500: ["internal", "unexpected server error"],
@@ -145,6 +149,7 @@ function errorStatuses(op: Operation, route: InternalRoute, doc: OperationDoc, s
   if (hooks.body) {
     statuses[400] = undefined;
     statuses[413] = undefined;
+    statuses[415] = undefined;
   }
   if (hooks.body || hooks.query || hooks.params) statuses[422] = undefined;
   if (op.requestBody && !hooks.body) statuses[400] = undefined;
@@ -168,13 +173,29 @@ function enrich(op: Operation, route: InternalRoute, method: string, path: strin
       .join("\n\n");
   }
   const parameters = [...(op.parameters ?? [])];
-  if (doc.idempotent) {
+  if (doc.queryToken) {
+    parameters.push({
+      name: "token",
+      in: "query",
+      required: false,
+      description: "A client token, for browsers that cannot send headers (EventSource). Never an API key.",
+      schema: { type: "string" },
+    });
+  }
+  // Set by the idempotency macro (modules/idempotency/plugin.ts) on the routes that take the header.
+  const idempotent = (op as Record<string, unknown>)["x-idempotent"] === true;
+  delete (out as Record<string, unknown>)["x-idempotent"];
+  if (idempotent) {
     parameters.push({
       name: "Idempotency-Key",
       in: "header",
       required: false,
-      description: "A repeated key replays the first response instead of acting twice.",
-      schema: { type: "string", maxLength: 200 },
+      description:
+        "A repeated key replays the first answer (with `Idempotent-Replayed: true`) instead of acting twice; the " +
+        "key and the work commit together. A repeat sent while the first request still runs waits for its " +
+        "answer (up to IDEMPOTENCY_WAIT_MS), then gets 409 `idempotency_in_progress`; the same key with another " +
+        "request gets 422 `idempotency_key_reused`.",
+      schema: { type: "string", maxLength: 255 },
     });
   }
   if (parameters.length) out.parameters = parameters;
@@ -215,10 +236,17 @@ function websocketOperation(op: Operation): Operation {
   return {
     ...op,
     description:
-      "Upgrade to a WebSocket. Authenticate with `?token=` (client token or API key) or an Authorization " +
-      "header; a refused credential closes the socket with code 4401. See the README for the messages.",
+      "Upgrade to a WebSocket. Authenticate with an Authorization header (API key or client token), or with " +
+      "a client token as `?token=` (browsers cannot send headers; an API key is refused in the URL); a " +
+      "refused credential closes the socket with code 4401. See the README for the messages.",
     parameters: [
-      { name: "token", in: "query", required: false, schema: { type: "string" } },
+      {
+        name: "token",
+        in: "query",
+        required: false,
+        description: "A client token from `POST /api/tokens`; never an API key.",
+        schema: { type: "string" },
+      },
       ...(op.parameters ?? []),
     ],
     security: [],

@@ -4,7 +4,7 @@
  * those views. test/docs/schemas.test.ts checks live responses against them, so they cannot drift silently.
  */
 import { z } from "zod";
-import { JOB_STATUSES } from "../../db/schema";
+import { ITEM_STATUSES, JOB_STATUSES } from "../../db/schema";
 
 export const ErrorBody = z
   .object({
@@ -57,6 +57,43 @@ const AssetView = z.object({
   createdAt: z.number().int(),
 });
 
+const GenerationRequest = z
+  .object({
+    provider: z.string(),
+    model: z.string().nullable(),
+    prompt: z.string().nullable().meta({ description: "The prompt of a one-prompt job; null for a batch" }),
+    negativePrompt: z.string().nullable(),
+    size: z.string(),
+    n: z.number().int(),
+    seed: z.number().int().nullable(),
+    output: z.unknown().meta({ description: "Output preset name or inline preset" }),
+    params: z.record(z.string(), z.unknown()).nullable(),
+    edit: z.boolean(),
+    recipeId: z.string().nullable(),
+    variables: z.record(z.string(), z.union([z.string(), z.number()])).nullable(),
+    items: z
+      .array(
+        z.object({
+          id: z.string(),
+          prompt: z.string(),
+          negativePrompt: z.string().optional(),
+          size: z.string().optional(),
+          n: z.number().int().optional(),
+          seed: z.number().int().optional(),
+        }),
+      )
+      .optional()
+      .meta({ description: "Every item's id and prompt (GET /api/jobs/:id)" }),
+    itemCount: z.number().int().optional().meta({ description: "How many items (in lists)" }),
+  })
+  .nullable()
+  .meta({ description: "A generation's request as accepted; null for other job types" });
+
+const Metadata = z
+  .record(z.string(), z.unknown())
+  .nullable()
+  .meta({ description: "The caller's `metadata` as given (free JSON, at most 16 KB serialized)" });
+
 export const JobView = z
   .object({
     id: z.string(),
@@ -68,6 +105,15 @@ export const JobView = z
     attempts: z.number().int(),
     maxAttempts: z.number().int(),
     input: z.unknown(),
+    request: GenerationRequest,
+    metadata: Metadata,
+    instantClaim: z
+      .object({ claimedAt: z.number().int(), generatedAt: z.number().int().nullable() })
+      .nullable()
+      .meta({
+        description:
+          "A backlog image claimed instantly: finishedAt is the claim, generatedAt when it was made",
+      }),
     result: z.unknown(),
     error: JobError,
     ownerId: z.string().nullable(),
@@ -85,7 +131,7 @@ export const JobView = z
         z.object({
           id: z.string(),
           idx: z.number().int(),
-          status: z.enum(["pending", "completed", "failed"]),
+          status: z.enum(ITEM_STATUSES),
           attempts: z.number().int(),
           result: z.unknown(),
           assetId: z.string().nullable(),
@@ -112,6 +158,19 @@ export const JobView = z
   .meta({ title: "Job" });
 
 export const JobList = z.object({ jobs: z.array(JobView), nextCursor: z.string().nullable() });
+
+export const InstantClaimView = z
+  .object({
+    recipeId: z.string(),
+    variables: z
+      .record(z.string(), z.union([z.string(), z.number()]))
+      .meta({ description: "The variable values the image was made with" }),
+    job: JobView,
+    assets: z.array(AssetView),
+    creditsRemaining: z.number().int().meta({ description: "The user's balance after the charge" }),
+    claimedAt: z.number().int(),
+  })
+  .meta({ title: "InstantClaim" });
 
 export const CardView = z
   .object({

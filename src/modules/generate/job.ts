@@ -1,7 +1,14 @@
 import { startWithThumbnail } from "../../images/process";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { GeneratedImage, InputImage } from "../../providers/types";
-import { defineJob, type ItemContext, RetryableError } from "../../queue";
+import {
+  defineJob,
+  type ItemContext,
+  RetryAfterError,
+  RetryableError,
+  UnrecoverableError,
+} from "../../queue";
 import { generationKey, generationThumbnailKey, IMMUTABLE_CACHE_CONTROL, type Storage } from "../../storage";
 import type { AssetService } from "./assets";
 import { GenerateItemInput, GenerateJobInput } from "./model";
@@ -39,7 +46,8 @@ export function generateJob(deps: GenerateJobDeps) {
       concurrency: deps.itemConcurrency,
       timeoutMs: deps.itemTimeoutMs,
       maxAttempts: deps.itemMaxAttempts,
-      run: (ctx) => generateItem(deps, ctx),
+      // Providers fail in their own terms; the engine is told what each failure means for the job.
+      run: (ctx) => generateItem(deps, ctx).catch(rethrowForQueue),
     },
   });
 }
@@ -60,6 +68,7 @@ async function generateItem(deps: GenerateJobDeps, ctx: ItemContext<GenerateJobI
       images: image ? [image] : undefined,
       mask,
       size: it.size ?? input.size,
+      sizeGiven: it.size !== undefined || input.autoSize !== true,
       n: it.n ?? input.n,
       seed: it.seed ?? input.seed,
       model: input.model,
@@ -121,6 +130,25 @@ async function storeImage(
     width: image.width,
     height: image.height,
   });
+}
+
+/**
+ * What a provider's failure means for the job: a wait the provider asked for re-queues without spending an
+ * attempt, other retryable kinds spend one and back off, the rest fail the item now. Anything that is not a
+ * ProviderError (the engine's cancel or timeout, a bug) goes to the engine as it is.
+ */
+export function toQueueFailure(err: unknown): unknown {
+  if (!(err instanceof ProviderError)) return err;
+  const { code, details, refundable } = err;
+  if (err.retryable && err.retryAfterMs !== undefined) {
+    return new RetryAfterError(err.retryAfterMs, err.message, { code, details });
+  }
+  if (err.retryable) return new RetryableError(err.message, { code, details, cause: err });
+  return new UnrecoverableError(err.message, { code, refundable, details, cause: err });
+}
+
+function rethrowForQueue(err: unknown): never {
+  throw toQueueFailure(err);
 }
 
 /** Sharp cannot read what the provider sent: worth generating again. */

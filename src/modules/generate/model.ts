@@ -11,12 +11,42 @@ export const Size = z
 
 const Prompt = z.string().trim().min(1).max(4000);
 
+/** Largest `metadata` accepted, serialized: enough for an app's ids and labels, not a place for payloads. */
+export const MAX_METADATA_BYTES = 16 * 1024;
+
+/** Keys Easel itself keeps in a job's metadata (retention, backlog, instant claims); callers may not set them. */
+export const RESERVED_METADATA_KEYS = [
+  "keep",
+  "backlog",
+  "instant",
+  "claimedAt",
+  "generatedAt",
+  "recipeVariables",
+];
+
+/** The caller's free JSON about a job, handed back with it. */
+export const Metadata = z
+  .record(z.string(), z.unknown())
+  .refine((m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES, {
+    message: `metadata is larger than ${MAX_METADATA_BYTES} bytes serialized`,
+  })
+  .refine((m) => !RESERVED_METADATA_KEYS.some((k) => Object.hasOwn(m, k)), {
+    message: `metadata may not use Easel's own keys (${RESERVED_METADATA_KEYS.join(", ")})`,
+  });
+
+/** The caller's part of a job's stored metadata (Easel's own keys left out); null when there is none. */
+export function callerMetadata(stored: Record<string, unknown> | null): Record<string, unknown> | null {
+  if (!stored) return null;
+  const own = Object.entries(stored).filter(([k]) => !RESERVED_METADATA_KEYS.includes(k));
+  return own.length > 0 ? Object.fromEntries(own) : null;
+}
+
 /** Values for a recipe's `{{variables}}`; each is checked against the recipe's own schema. */
 export const RecipeVariables = z.record(z.string().max(64), z.union([z.string().max(1000), z.number()]));
 export type RecipeVariables = z.infer<typeof RecipeVariables>;
 
 /** One image request of a batch (`items[]`): its own prompt, optionally its own size, n and seed. */
-export const GenerateItem = z.object({
+export const GenerateItem = z.strictObject({
   id: z
     .string()
     .min(1)
@@ -39,7 +69,7 @@ export const GenerateItem = z.object({
 
 /** `POST /api/jobs/generate-image` (JSON). */
 export const GenerateBody = z
-  .object({
+  .strictObject({
     provider: z.string().min(1).max(64).optional(),
     model: z.string().min(1).max(200).optional(),
     prompt: Prompt.optional(),
@@ -48,7 +78,8 @@ export const GenerateBody = z
     image: z.string().min(1).optional(),
     /** Edit mask (same size as the image; transparent = edit). */
     mask: z.string().min(1).optional(),
-    size: Size.default("1024x1024"),
+    /** @defaultValue "1024x1024"; left out, edit models that can (e.g. Kontext, Qwen image edit) follow the input image. */
+    size: Size.optional(),
     n: z.number().int().min(1).max(4).default(1),
     seed: z
       .number()
@@ -66,7 +97,8 @@ export const GenerateBody = z
     dedupeKey: z.string().min(1).max(200).optional(),
     /** Apps and admins: the end user this job is for (created on first use). */
     userId: z.string().min(1).max(128).optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    /** The caller's own JSON, handed back on the job, its webhooks and frames (≤ 16 KB serialized). */
+    metadata: Metadata.optional(),
     /** Generate from a recipe: its prompt template filled with `variables` (prompt, items, provider, model not allowed). */
     recipeId: z.string().min(1).max(64).optional(),
     variables: RecipeVariables.optional(),
@@ -97,6 +129,10 @@ export const GenerateJobInput = z.object({
   negativePrompt: z.string().optional(),
   output: PresetRefSchema,
   params: z.record(z.string(), z.unknown()).optional(),
+  /** The caller named no size: `size` is the default, and models that can follow the input image do. */
+  autoSize: z.boolean().optional(),
+  /** Said at submit, e.g. a model outside the provider's capability table that runs unchecked. */
+  warnings: z.array(z.string()).optional(),
   /** Storage keys of the validated edit inputs (bytes never sit in the jobs table). */
   imageKey: z.string().optional(),
   maskKey: z.string().optional(),
@@ -113,4 +149,6 @@ export const GenerateAccepted = z.object({
   statusUrl: z.string(),
   websocketSubscription: z.string(),
   totalItems: z.number(),
+  /** Present when the request runs with a caveat (a model Easel cannot check). */
+  warnings: z.array(z.string()).optional(),
 });

@@ -1,16 +1,33 @@
 import type { Config } from "../../config";
 import type { Job, User } from "../../db/schema";
-import { ApiError, unprocessable } from "../../errors";
-import { resolvePreset } from "../../images/presets";
+import { ApiError, unprocessable, urlNotAllowed } from "../../errors";
+import { ImageError } from "../../images/errors";
+import { type OutputPresetInput, resolvePreset } from "../../images/presets";
 import { type ImageInput, validateEditInputs } from "../../images/validate";
 import { assertPublicUrl, UrlGuardError } from "../../net/url-guard";
+import { checkRequest, DEFAULT_SIZE } from "../../providers/capabilities";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
+import type { ProviderInfo } from "../../providers/types";
 import type { EnqueueOptions, Queue } from "../../queue";
-import { JobFailure } from "../../queue/errors";
 import type { Storage } from "../../storage";
 import type { AuthService, Principal } from "../auth/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
+import { Admission } from "./admission";
 import { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
 import type { GenerateBody, GenerateItemInput, GenerateJobInput, RecipeVariables } from "./model";
+
+export type { Admission, QueueUsage } from "./admission";
+// The generate job's type and the asset rows are part of this module's public face.
+export type { AssetService, AssetView } from "./assets";
+export { GENERATE_JOB, SINGLE_ITEM_KEY } from "./job";
+export {
+  type GenerationRequestDetail,
+  type GenerationRequestSummary,
+  generationRequest,
+  generationSummary,
+  isGeneration,
+} from "./view";
 
 /** A generate request after parsing, from JSON or multipart (input images may be raw bytes). */
 export type GenerateRequest = Omit<GenerateBody, "image" | "mask"> & {
@@ -27,6 +44,8 @@ export type GenerateDeps = {
     | "ITEM_TIMEOUT_MS"
     | "BATCH_CONCURRENCY"
     | "JOB_MAX_ATTEMPTS"
+    | "MAX_QUEUED_PER_OWNER"
+    | "MAX_QUEUE_DEPTH"
   >;
   queue: Queue;
   providers: ProviderRegistry;
@@ -69,7 +88,14 @@ export type EnqueueHookContext = {
 export type EnqueueHook = (ctx: EnqueueHookContext) => Partial<EnqueueOptions> | undefined;
 
 /** Runs after the job row is inserted, still inside its transaction (ledger rows that name the job). */
-export type EnqueuedHook = (ctx: EnqueueHookContext & { job: Job; deduped: boolean }) => void;
+export type EnqueuedHook = (
+  ctx: EnqueueHookContext & {
+    job: Job;
+    deduped: boolean;
+    /** When deduped: what the replaced request had been charged (its replacement is priced anew). */
+    previousCharge: number;
+  },
+) => void;
 
 /** A one-prompt generation queued by the system itself (the backlog). */
 export type DirectGeneration = {
@@ -90,9 +116,12 @@ export class GenerateService {
   readonly #d: GenerateDeps;
   readonly #hooks: EnqueueHook[] = [];
   readonly #enqueued: EnqueuedHook[] = [];
+  /** Back-pressure on user generations (limits, refusals, usage for the status views). */
+  readonly admission: Admission;
 
   constructor(deps: GenerateDeps) {
     this.#d = deps;
+    this.admission = new Admission(deps.queue, deps.config);
   }
 
   onEnqueue(hook: EnqueueHook): void {
@@ -103,15 +132,20 @@ export class GenerateService {
     this.#enqueued.push(hook);
   }
 
-  async submit(p: Principal, request: GenerateRequest) {
+  /** Validates, stores input images, then charges and enqueues in one transaction that also records `idem`'s answer. */
+  async submit(p: Principal, request: GenerateRequest, idem: IdempotentAnswer = NO_KEY) {
     const { queue, providers, config } = this.#d;
     const owner = this.#d.auth.actingUser(p, request.userId);
     const recipe = request.recipeId ? this.#expand(request.recipeId, request.variables) : undefined;
     const req = recipe ? withRecipe(request, recipe) : request;
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
-    resolvePreset(req.output);
+    const warnings = checkCapabilities(provider.info, req);
+    checkPreset(req.output);
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
+    // After validation (a bad request hears what is wrong with it), before input images are stored or
+    // anything is charged.
+    this.admission.admit(owner);
 
     let imageKey: string | undefined;
     let maskKey: string | undefined;
@@ -122,13 +156,17 @@ export class GenerateService {
       const { image, mask } = await validateEditInputs(
         { image: req.image, ...(req.mask !== undefined && { mask: req.mask }) },
         { maxBytes: config.MAX_INPUT_IMAGE_BYTES },
-      );
+      ).catch(rethrowImageError);
       const folder = `inputs/${Bun.randomUUIDv7()}`;
       imageKey = `${folder}/image.${image.format === "jpeg" ? "jpg" : image.format}`;
-      await this.#d.storage.put(imageKey, image.bytes, { contentType: image.mime });
-      if (mask) {
-        maskKey = `${folder}/mask.${mask.format === "jpeg" ? "jpg" : mask.format}`;
-        await this.#d.storage.put(maskKey, mask.bytes, { contentType: mask.mime });
+      if (mask) maskKey = `${folder}/mask.${mask.format === "jpeg" ? "jpg" : mask.format}`;
+      try {
+        await this.#d.storage.put(imageKey, image.bytes, { contentType: image.mime });
+        if (mask && maskKey) await this.#d.storage.put(maskKey, mask.bytes, { contentType: mask.mime });
+      } catch (err) {
+        // A store that took the image but refused the mask must not keep the image: nothing half-written.
+        this.#dropInputs([imageKey, maskKey]);
+        throw err;
       }
     }
 
@@ -138,9 +176,11 @@ export class GenerateService {
     }));
     const input: GenerateJobInput = {
       provider: providerName,
-      size: req.size,
+      size: req.size ?? DEFAULT_SIZE,
       n: req.n,
       output: req.output,
+      ...(req.size === undefined && { autoSize: true }),
+      ...(warnings.length > 0 && { warnings }),
       ...(req.model && { model: req.model }),
       ...(req.seed !== undefined && { seed: req.seed }),
       ...(req.negativePrompt && { negativePrompt: req.negativePrompt }),
@@ -149,7 +189,7 @@ export class GenerateService {
       ...(maskKey && { maskKey }),
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
-    const { job } = this.#enqueueOrDropInputs([imageKey, maskKey], () =>
+    return this.#enqueueOrDropInputs([imageKey, maskKey], () =>
       queue.store.tx(() => {
         const hookCtx: EnqueueHookContext = {
           owner,
@@ -165,25 +205,30 @@ export class GenerateService {
           items,
           ownerId: owner.id,
           priority: req.priority,
-          dedupeKey: req.dedupeKey,
+          // Keys are the caller's own: another owner's same key must never replace this owner's job.
+          dedupeKey: req.dedupeKey ? ownedDedupeKey(owner.id, req.dedupeKey) : undefined,
           webhookUrl: req.webhookUrl ?? null,
           timeoutMs: this.#jobTimeout(items.length),
           metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
           recipeId: recipe?.recipeId ?? null,
           ...extra,
         });
-        for (const hook of this.#enqueued) hook({ ...hookCtx, job: out.job, deduped: out.deduped });
-        return out;
+        for (const hook of this.#enqueued) {
+          hook({ ...hookCtx, job: out.job, deduped: out.deduped, previousCharge: out.previousCharge });
+        }
+        const accepted = {
+          jobId: out.job.id,
+          status: out.job.status,
+          message: `queued ${items.length} item${items.length === 1 ? "" : "s"} on ${providerName}`,
+          statusUrl: `${config.publicUrl}/api/jobs/${out.job.id}/status`,
+          websocketSubscription: `job:${out.job.id}`,
+          totalItems: items.length,
+          ...(warnings.length > 0 && { warnings }),
+        };
+        idem.commit(accepted);
+        return accepted;
       }),
     );
-    return {
-      jobId: job.id,
-      status: job.status,
-      message: `queued ${items.length} item${items.length === 1 ? "" : "s"} on ${providerName}`,
-      statusUrl: `${config.publicUrl}/api/jobs/${job.id}/status`,
-      websocketSubscription: `job:${job.id}`,
-      totalItems: items.length,
-    };
   }
 
   /** Runs the enqueue; when it is refused (402, 409, 422 …) the input images stored for it are deleted. */
@@ -191,10 +236,14 @@ export class GenerateService {
     try {
       return enqueue();
     } catch (err) {
-      for (const key of keys) {
-        if (key) void this.#d.storage.delete(key).catch(() => undefined);
-      }
+      this.#dropInputs(keys);
       throw err;
+    }
+  }
+
+  #dropInputs(keys: (string | undefined)[]): void {
+    for (const key of keys) {
+      if (key) void this.#d.storage.delete(key).catch(() => undefined);
     }
   }
 
@@ -204,7 +253,7 @@ export class GenerateService {
    */
   enqueueDirect(g: DirectGeneration): Job {
     lookup(() => this.#d.providers.get(g.provider));
-    resolvePreset(g.output);
+    checkPreset(g.output);
     const input: GenerateJobInput = {
       provider: g.provider,
       size: g.size,
@@ -240,11 +289,14 @@ export class GenerateService {
     try {
       await assertPublicUrl(url, { allowPrivate: this.#d.config.ALLOW_PRIVATE_URLS });
     } catch (err) {
-      if (err instanceof UrlGuardError) throw unprocessable("url_not_allowed", err.message);
+      if (err instanceof UrlGuardError) throw urlNotAllowed(err.message, err.reason);
       throw err;
     }
   }
 }
+
+/** A generation's dedupe key in the queue: scoped to its owner (the view strips the scope again). */
+export const ownedDedupeKey = (ownerId: string, key: string) => `${ownerId}:${key}`;
 
 /** The request with the recipe's prompt and settings in place of the caller's. */
 function withRecipe(req: GenerateRequest, r: RecipeExpansion): GenerateRequest {
@@ -275,12 +327,63 @@ function itemInput(i: {
   };
 }
 
-/** Provider lookups fail as engine errors; over HTTP they are 422s with the same code. */
+/**
+ * Refuses (422, before anything is stored or charged) what the model cannot do, naming what it can; returns
+ * the warnings to record when the model is outside the provider's table and runs unchecked.
+ */
+function checkCapabilities(info: ProviderInfo, req: GenerateRequest): string[] {
+  const verdict = checkRequest(info, req.model, {
+    size: req.size,
+    negativePrompt: req.negativePrompt,
+    seed: req.seed,
+    hasImage: req.image !== undefined,
+    hasMask: req.mask !== undefined,
+    params: req.params,
+    items: req.items,
+  });
+  if (verdict.problems.length > 0) {
+    const others = verdict.alternatives?.length
+      ? `; ${info.name} models that take this request: ${verdict.alternatives.join(", ")}`
+      : "";
+    throw new ApiError(
+      422,
+      "unsupported_by_model",
+      `${verdict.model} on ${info.name} does not take ${verdict.problems.join("; ")}${others}`,
+      {
+        details: {
+          provider: info.name,
+          model: verdict.model,
+          problems: verdict.problems,
+          supports: verdict.capabilities,
+          alternatives: verdict.alternatives ?? [],
+        },
+      },
+    );
+  }
+  return verdict.warning ? [verdict.warning] : [];
+}
+
+/** images/ refuses a user's image or preset in its own terms; over HTTP that is a 422 with the same code. */
+function rethrowImageError(err: unknown): never {
+  if (err instanceof ImageError) throw unprocessable(err.code, err.message, err.details);
+  throw err;
+}
+
+function checkPreset(ref: string | OutputPresetInput): void {
+  try {
+    resolvePreset(ref);
+  } catch (err) {
+    rethrowImageError(err);
+  }
+}
+
+/** A provider lookup's failure is a 422 over HTTP, with the same code. */
 function lookup<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof JobFailure) throw new ApiError(422, err.code, err.message, { details: err.details });
+    if (err instanceof ProviderError)
+      throw new ApiError(422, err.code, err.message, { details: err.details });
     throw err;
   }
 }

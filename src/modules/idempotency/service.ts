@@ -1,98 +1,263 @@
-import { and, eq } from "drizzle-orm";
-import type { Db } from "../../db/client";
-import { idempotencyKeys } from "../../db/schema";
-import { ApiError, unprocessable } from "../../errors";
-
-export type StoredResponse = {
-  status: number;
-  body: unknown;
-  /** What is stored and replayed instead of `body`, when `body` holds a secret shown only once. */
-  replayBody?: unknown;
-};
+import type { Database, Statement } from "bun:sqlite";
+import { ApiError, conflict, unprocessable } from "../../errors";
+import { isDeadLocalWorker, makeWorkerId } from "../../queue";
 
 /**
- * `Idempotency-Key` on POSTs: the first response for (caller, key) is stored and replayed for repeats;
- * the same key with a different body is refused.
+ * What a route's work records about its answer, inside the transaction that does the work: `commit` stores the
+ * answer under the caller's `Idempotency-Key` so the key and the work commit (or roll back) together.
+ * Without a key it does nothing.
  */
-export class IdempotencyService {
-  readonly #db: Db;
-  readonly #now: () => number;
+export type IdempotentAnswer = {
+  /** Records `body` (or `replayBody`, when `body` holds a secret shown only once) as the answer. */
+  commit(body: unknown, replayBody?: unknown): void;
+};
 
-  constructor(db: Db, now: () => number = Date.now) {
-    this.#db = db;
-    this.#now = now;
+/** No `Idempotency-Key` on the request: nothing to record. */
+export const NO_KEY: IdempotentAnswer = { commit: () => undefined };
+
+export type IdempotencyOptions = {
+  /** How long a duplicate waits for the first request's answer before 409 `idempotency_in_progress`. */
+  waitMs: number;
+  /** A reservation older than this whose request never answered is taken over (its process died). */
+  leaseMs: number;
+  /** Who holds reservations made here (host:pid:…): a restart on this host can tell its dead holders. */
+  workerId?: string;
+  now?: () => number;
+};
+
+type KeyRow = {
+  request_hash: string;
+  status: number;
+  response: string;
+  locked_by: string | null;
+  locked_until: number | null;
+};
+
+/** A stored answer replayed for a repeated key: the first answer's status and body, as an error so it short-circuits. */
+export class IdempotentReplay extends ApiError {
+  override name = "IdempotentReplay";
+  readonly body: unknown;
+
+  constructor(status: number, body: unknown) {
+    super(status, "idempotent_replay", "replayed answer", { headers: { "idempotent-replayed": "true" } });
+    this.body = body;
   }
 
-  async run(
-    ownerId: string,
-    key: string | undefined,
-    request: unknown,
-    fn: () => Promise<StoredResponse> | StoredResponse,
-  ): Promise<StoredResponse> {
-    if (!key) return fn();
+  override toBody(): Record<string, unknown> {
+    return this.body as Record<string, unknown>;
+  }
+}
+
+/**
+ * `Idempotency-Key` (DESIGN §9, the IETF Idempotency-Key draft): the first request with a key reserves it
+ * atomically before its handler runs; its answer is stored in the same transaction as its work, so a crash
+ * leaves either both or neither. A duplicate that arrives while the first runs waits for its answer (or gets
+ * 409 `idempotency_in_progress`); a later one gets the stored answer; the same key with another request, 422.
+ */
+export class IdempotencyService {
+  readonly #db: Database;
+  readonly #opts: IdempotencyOptions;
+  readonly #now: () => number;
+  readonly #workerId: string;
+  /** Requests running here, so a duplicate in this process wakes the moment the first one answers. */
+  readonly #inflight = new Map<string, { done: Promise<void>; wake: () => void }>();
+  readonly #reserve: Statement;
+  readonly #read: Statement;
+  readonly #takeOver: Statement;
+  readonly #answer: Statement;
+  readonly #release: Statement;
+
+  constructor(db: Database, opts: IdempotencyOptions) {
+    this.#db = db;
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#workerId = opts.workerId ?? makeWorkerId();
+    // The primary key (owner, key) makes this the atomic reservation: of N racing inserts exactly one lands.
+    this.#reserve = db.prepare(
+      `INSERT INTO idempotency_keys (key, owner_id, request_hash, status, response, created_at, locked_by, locked_until)
+       VALUES (?1, ?2, ?3, 0, 'null', ?4, ?5, ?6) ON CONFLICT DO NOTHING`,
+    );
+    this.#read = db.prepare(
+      "SELECT request_hash, status, response, locked_by, locked_until FROM idempotency_keys WHERE owner_id = ? AND key = ?",
+    );
+    // Compare-and-set on the dead holder: of several processes taking over, one wins.
+    this.#takeOver = db.prepare(
+      `UPDATE idempotency_keys SET locked_by = ?1, locked_until = ?2, request_hash = ?3, created_at = ?4
+       WHERE owner_id = ?5 AND key = ?6 AND status = 0 AND locked_by IS ?7`,
+    );
+    this.#answer = db.prepare(
+      `UPDATE idempotency_keys SET status = ?1, response = ?2, locked_by = NULL, locked_until = NULL
+       WHERE owner_id = ?3 AND key = ?4 AND status = 0 AND locked_by = ?5`,
+    );
+    this.#release = db.prepare(
+      "DELETE FROM idempotency_keys WHERE owner_id = ? AND key = ? AND status = 0 AND locked_by = ?",
+    );
+  }
+
+  /**
+   * Reserves `key` for this request, or throws the stored answer (IdempotentReplay), 422 for a key used with
+   * another request, or 409 when the first request is still running after the wait.
+   */
+  async reserve(ownerId: string, key: string, requestHash: string): Promise<Reservation> {
     if (key.length > 255)
       throw unprocessable("invalid_idempotency_key", "Idempotency-Key is longer than 255 characters");
-    const hash = new Bun.CryptoHasher("sha256").update(JSON.stringify(request ?? null)).digest("hex");
-    const found = this.#db
-      .select()
-      .from(idempotencyKeys)
-      .where(and(eq(idempotencyKeys.ownerId, ownerId), eq(idempotencyKeys.key, key)))
-      .get();
-    if (found) {
-      if (found.requestHash !== hash) {
+    const deadline = this.#now() + this.#opts.waitMs;
+    for (;;) {
+      const now = this.#now();
+      const holder = this.#workerId;
+      if (this.#reserve.run(key, ownerId, requestHash, now, holder, now + this.#opts.leaseMs).changes === 1) {
+        return this.#reservation(ownerId, key);
+      }
+      const row = this.#read.get(ownerId, key) as KeyRow | null;
+      if (!row) continue; // released between the insert and the read: try again
+      if (row.request_hash !== requestHash) {
         throw unprocessable(
           "idempotency_key_reused",
           "this Idempotency-Key was used with a different request",
         );
       }
-      return { status: found.status, body: JSON.parse(found.response) };
+      if (row.status !== 0) throw new IdempotentReplay(row.status, JSON.parse(row.response));
+      if (this.#abandoned(row, now)) {
+        const taken = this.#takeOver.run(
+          holder,
+          now + this.#opts.leaseMs,
+          requestHash,
+          now,
+          ownerId,
+          key,
+          row.locked_by,
+        );
+        if (taken.changes === 1) return this.#reservation(ownerId, key);
+        continue;
+      }
+      const left = deadline - this.#now();
+      if (left <= 0) {
+        const err = conflict(
+          "idempotency_in_progress",
+          "a request with this Idempotency-Key is still running; retry shortly",
+        );
+        throw new ApiError(err.status, err.code, err.message, { headers: { "retry-after": "1" } });
+      }
+      // Woken by the first request's answer in this process; polled when it runs in another one.
+      const running = this.#inflight.get(slot(ownerId, key));
+      await Promise.race([running?.done, Bun.sleep(Math.min(left, running ? 1_000 : 50))]);
     }
-    let out: StoredResponse;
-    try {
-      out = await fn();
-    } catch (err) {
-      // Client errors are answers too: a repeat must get the same one, not a second attempt. Except 429: it
-      // says "not now", so the repeat it asks for must be able to go through.
-      if (!(err instanceof ApiError) || err.status >= 500 || err.status === 429) throw err;
-      out = { status: err.status, body: err.toBody() };
-    }
-    this.#db
-      .insert(idempotencyKeys)
-      .values({
-        key,
-        ownerId,
-        requestHash: hash,
-        status: out.status,
-        response: JSON.stringify(out.replayBody !== undefined ? out.replayBody : out.body),
-        createdAt: this.#now(),
-      })
-      .onConflictDoNothing()
-      .run();
-    return out;
   }
 
-  /** Forgets up to `limit` keys older than `maxAgeMs` (one slice of retention; the caller loops). Returns how many. */
+  /**
+   * Forgets up to `limit` answered keys older than `maxAgeMs` and reservations whose lease ran out long ago
+   * (one slice of retention; the caller loops). Returns how many.
+   */
   prune(maxAgeMs: number, limit: number): number {
-    return this.#db.$client
+    return this.#db
       .query(
         `DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys
-           INDEXED BY idempotency_keys_created_idx WHERE created_at < ? LIMIT ?)`,
+           INDEXED BY idempotency_keys_created_idx WHERE created_at < ? AND (status <> 0 OR locked_until < ?) LIMIT ?)`,
       )
-      .run(this.#now() - maxAgeMs, limit).changes;
+      .run(this.#now() - maxAgeMs, this.#now(), limit).changes;
+  }
+
+  #abandoned(row: KeyRow, now: number): boolean {
+    if ((row.locked_until ?? 0) < now) return true;
+    return row.locked_by !== null && isDeadLocalWorker(row.locked_by, this.#workerId);
+  }
+
+  #reservation(ownerId: string, key: string): Reservation {
+    const id = slot(ownerId, key);
+    const { promise: done, resolve: wake } = Promise.withResolvers<void>();
+    this.#inflight.set(id, { done, wake });
+    const holder = this.#workerId;
+    const finish = () => {
+      if (this.#inflight.get(id)?.done === done) this.#inflight.delete(id);
+      wake();
+    };
+    /** Stores the answer if this request still holds the key; false when it was answered (or taken) already. */
+    const store = (status: number, body: unknown) =>
+      this.#answer.run(status, JSON.stringify(body ?? null), ownerId, key, holder).changes === 1;
+    return new Reservation({
+      store,
+      release: () => void this.#release.run(ownerId, key, holder),
+      finish,
+      tx: (fn) => (this.#db.inTransaction ? fn() : this.#db.transaction(fn).immediate()),
+    });
   }
 }
 
+type ReservationOps = {
+  store: (status: number, body: unknown) => boolean;
+  release: () => void;
+  finish: () => void;
+  tx: (fn: () => void) => void;
+};
+
 /**
- * Runs a POST handler through the idempotency store and sets the (possibly replayed) status. Typed by the
- * handler's body, so typed clients (Eden) see the route's real response; a replay is that body as stored
- * (JSON), or the stored client error under its own status.
+ * One request's hold on its key. The route's work calls `answer(status).commit(body)` inside its transaction;
+ * `settle` (after the handler) stores the answer in its own transaction unless the work already did, and `fail`
+ * stores a client error as the answer or, for anything else, gives the key back so the request can be sent again.
  */
-export async function idempotent<T>(
-  svc: IdempotencyService,
-  req: { ownerId: string; key: string | undefined; request: unknown; set: { status?: number | string } },
-  fn: () => (StoredResponse & { body: T }) | Promise<StoredResponse & { body: T }>,
-): Promise<T> {
-  const out = await svc.run(req.ownerId, req.key, req.request, fn);
-  req.set.status = out.status;
-  return out.body as T;
+export class Reservation {
+  readonly #ops: ReservationOps;
+
+  constructor(ops: ReservationOps) {
+    this.#ops = ops;
+  }
+
+  answer(status: number): IdempotentAnswer {
+    return {
+      commit: (body, replayBody) => {
+        // Inside the work's transaction: if the key was taken over meanwhile, the work must roll back.
+        if (!this.#ops.store(status, replayBody !== undefined ? replayBody : body)) {
+          throw conflict("idempotency_in_progress", "this request's Idempotency-Key was taken over; retry");
+        }
+      },
+    };
+  }
+
+  /** After the handler returned. A no-op when the work's transaction stored the answer already. */
+  settle(status: number, body: unknown): void {
+    try {
+      this.#ops.tx(() => void this.#ops.store(status, body));
+    } finally {
+      this.#ops.finish();
+    }
+  }
+
+  fail(err: unknown): void {
+    try {
+      // Client errors are answers too: a repeat must get the same one, not a second attempt. Except 429: it
+      // says "not now", so the repeat it asks for must be able to go through.
+      if (
+        err instanceof ApiError &&
+        err.status < 500 &&
+        err.status !== 429 &&
+        !(err instanceof IdempotentReplay)
+      ) {
+        this.#ops.tx(() => void this.#ops.store(err.status, err.toBody()));
+      } else {
+        this.#ops.release();
+      }
+    } catch {
+      this.#ops.release();
+    } finally {
+      this.#ops.finish();
+    }
+  }
+}
+
+const slot = (ownerId: string, key: string) => `${ownerId}\u0000${key}`;
+
+/** The request a key stands for: method, path and body, with uploaded files by their bytes. */
+export async function requestFingerprint(method: string, path: string, body: unknown): Promise<string> {
+  const hasher = new Bun.CryptoHasher("sha256");
+  const files: Blob[] = [];
+  const text = JSON.stringify([method, path, body ?? null], (_k, v) => {
+    if (v instanceof Blob) {
+      files.push(v);
+      return { file: files.length - 1, size: v.size, type: v.type };
+    }
+    return v;
+  });
+  hasher.update(text);
+  for (const f of files) hasher.update(new Uint8Array(await f.arrayBuffer()));
+  return hasher.digest("hex");
 }

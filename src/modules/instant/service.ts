@@ -4,10 +4,10 @@ import { ApiError } from "../../errors";
 import { toJob } from "../../queue/store";
 import type { BacklogService } from "../backlog/service";
 import { type CreditService, InsufficientCreditsError } from "../credits/service";
-import type { AssetService, AssetView } from "../generate/assets";
+import type { AssetService, AssetView } from "../generate/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { jobView } from "../jobs/service";
-import type { RecipeService } from "../recipes/service";
-import type { VariableValues } from "../recipes/variables";
+import type { RecipeService, VariableValues } from "../recipes/service";
 
 export type InstantDeps = {
   db: Database;
@@ -19,6 +19,9 @@ export type InstantDeps = {
 };
 
 export type InstantClaim = {
+  /** The recipe claimed from, and the variable values the image was made with. */
+  recipeId: string;
+  variables: VariableValues;
   job: ReturnType<typeof jobView>;
   assets: AssetView[];
   /** The user's balance after the charge. */
@@ -31,6 +34,7 @@ type Pending = {
   user: User;
   recipe: Recipe;
   price: number;
+  idem: IdempotentAnswer;
   resolve: (claim: InstantClaim) => void;
   reject: (err: unknown) => void;
 };
@@ -59,6 +63,7 @@ export class InstantService {
   readonly #now: () => number;
   readonly #peek: Statement;
   readonly #claim: Statement;
+  readonly #firstItem: Statement;
   #pending: Pending[] = [];
 
   constructor(deps: InstantDeps) {
@@ -78,6 +83,10 @@ export class InstantService {
                    ORDER BY finished_at, id LIMIT 1)
        RETURNING *`,
     );
+    this.#firstItem = deps.db.prepare(
+      `SELECT key, json_extract(input, '$.prompt') AS prompt, (SELECT count(*) FROM job_items WHERE job_id = ?1) AS count
+       FROM job_items WHERE job_id = ?1 AND idx = 0`,
+    );
   }
 
   /**
@@ -85,7 +94,7 @@ export class InstantService {
    * 402 `insufficient_credits`, 404 `no_instant_available` (empty backlog) or 409 `instant_taken` (emptied
    * between the look and the claim), the last two with `fallbackToModal: true`.
    */
-  async claim(user: User, recipeId: string): Promise<InstantClaim> {
+  async claim(user: User, recipeId: string, idem: IdempotentAnswer = NO_KEY): Promise<InstantClaim> {
     const { recipes, credits, backlog } = this.#d;
     const recipe = recipes.active(recipeId);
     const price = credits.priceFor(user, recipe.creditCost);
@@ -97,7 +106,7 @@ export class InstantService {
     if (!this.#peek.get(recipe.id, backlog.systemUserId)) throw noInstant();
     return new Promise((resolve, reject) => {
       if (this.#pending.length === 0) setImmediate(() => this.#flush());
-      this.#pending.push({ user, recipe, price, resolve, reject });
+      this.#pending.push({ user, recipe, price, idem, resolve, reject });
     });
   }
 
@@ -131,8 +140,11 @@ export class InstantService {
     });
   }
 
-  /** One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage. */
-  #claimOne({ user, recipe, price }: Pending): InstantClaim {
+  /**
+   * One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage, and record
+   * the caller's idempotent answer.
+   */
+  #claimOne({ user, recipe, price, idem }: Pending): InstantClaim {
     const now = this.#now();
     const row = this.#claim.get(user.id, price, now, recipe.id, this.#d.backlog.systemUserId) as Record<
       string,
@@ -142,8 +154,23 @@ export class InstantService {
     const job = toJob(row);
     const assets = this.#d.assets.transferJob(job.id, user.id);
     const { balance } = this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
-    this.#d.recipes.recordUsage(recipe.id, valuesOf(job.metadata));
-    return { job: jobView(job), assets, creditsRemaining: balance, claimedAt: now };
+    const variables = valuesOf(job.metadata);
+    this.#d.recipes.recordUsage(recipe.id, variables);
+    const summary = this.#firstItem.get(job.id) as {
+      key: string;
+      prompt: string | null;
+      count: number;
+    } | null;
+    const claim = {
+      recipeId: recipe.id,
+      variables,
+      job: jobView(job, { summary: summary ?? undefined }),
+      assets,
+      creditsRemaining: balance,
+      claimedAt: now,
+    };
+    idem.commit(claim);
+    return claim;
   }
 }
 

@@ -1,12 +1,13 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import { authPlugin } from "../auth/plugin";
-import { idempotent } from "../idempotency/service";
+import { idempotencyPlugin } from "../idempotency/plugin";
 import { EnqueueBody, JobIdParams, ListJobsQuery } from "./model";
 
 export const jobsModule = (ctx: AppContext) =>
   new Elysia({ prefix: "/api", name: "jobs" })
     .use(authPlugin(ctx.auth))
+    .use(idempotencyPlugin(ctx.idempotency))
     .get("/jobs", ({ principal, query }) => ctx.jobs.list(principal, query), {
       auth: "token",
       query: ListJobsQuery,
@@ -38,50 +39,25 @@ export const jobsModule = (ctx: AppContext) =>
       params: JobIdParams,
       detail: { tags: ["jobs"], summary: "Progress view of a job" },
     })
-    .post(
-      "/jobs/:id/cancel",
-      ({ principal, params, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          {
-            ownerId: principal.user.id,
-            key: headers["idempotency-key"],
-            request: ["cancel", params.id],
-            set,
-          },
-          () => ({ status: 200, body: ctx.jobs.cancel(principal, params.id) }),
-        ),
-      {
-        auth: true,
-        params: JobIdParams,
-        detail: { tags: ["jobs"], summary: "Cancel a queued or active job" },
+    .post("/jobs/:id/cancel", ({ principal, params, idem }) => ctx.jobs.cancel(principal, params.id, idem), {
+      auth: true,
+      idempotent: 200,
+      params: JobIdParams,
+      detail: { tags: ["jobs"], summary: "Cancel a queued or active job" },
+    })
+    .post("/jobs/:id/retry", ({ principal, params, idem }) => ctx.jobs.retry(principal, params.id, idem), {
+      auth: true,
+      idempotent: 200,
+      params: JobIdParams,
+      detail: {
+        tags: ["jobs"],
+        summary:
+          "Retry a failed, partial or cancelled job (failed items only); what was refunded is charged again",
       },
-    )
-    .post(
-      "/jobs/:id/retry",
-      ({ principal, params, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          { ownerId: principal.user.id, key: headers["idempotency-key"], request: ["retry", params.id], set },
-          () => ({ status: 200, body: ctx.jobs.retry(principal, params.id) }),
-        ),
-      {
-        auth: true,
-        params: JobIdParams,
-        detail: { tags: ["jobs"], summary: "Retry a failed, partial or cancelled job (failed items only)" },
-      },
-    )
-    .post(
-      "/jobs",
-      ({ principal, body, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
-          () => ({ status: 202, body: ctx.jobs.enqueue(principal, body) }),
-        ),
-      {
-        auth: ["admin"],
-        body: EnqueueBody,
-        detail: { tags: ["jobs"], summary: "Enqueue any registered job type (admin)" },
-      },
-    );
+    })
+    .post("/jobs", ({ principal, body, idem }) => ctx.jobs.enqueue(principal, body, idem), {
+      auth: ["admin"],
+      idempotent: 202,
+      body: EnqueueBody,
+      detail: { tags: ["jobs"], summary: "Enqueue any registered job type (admin)" },
+    });

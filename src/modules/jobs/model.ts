@@ -15,7 +15,7 @@ export const ListJobsQuery = z.object({
 });
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
-export const EnqueueBody = z.object({
+export const EnqueueBody = z.strictObject({
   type: z.string().min(1).max(64),
   input: z.unknown(),
   priority: z.number().int().min(-1000).max(1000).optional(),
@@ -36,7 +36,7 @@ export const EnqueueBody = z.object({
   debounceMs: z.number().int().min(0).max(3_600_000).optional(),
   userId: z.string().max(128).optional(),
   items: z
-    .array(z.object({ id: z.string().min(1).max(128), input: z.unknown() }))
+    .array(z.strictObject({ id: z.string().min(1).max(128), input: z.unknown() }))
     .min(1)
     .max(1000)
     .optional(),

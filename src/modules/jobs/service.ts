@@ -10,7 +10,16 @@ import {
 } from "../../queue";
 import { toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
-import type { AssetService, AssetView } from "../generate/assets";
+import { callerMetadata } from "../generate/model";
+import type { AssetService, AssetView } from "../generate/service";
+import {
+  type GenerationRequestDetail,
+  type GenerationRequestSummary,
+  generationRequest,
+  generationSummary,
+  isGeneration,
+} from "../generate/service";
+import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import type { EnqueueBody, ListJobsQuery } from "./model";
 
 /**
@@ -54,7 +63,18 @@ function matching(stats: QueueStats, q: Pick<ListJobsQuery, "status" | "type">):
 /** A job as the API shows it. */
 export type JobView = ReturnType<typeof jobView>;
 
-export function jobView(job: Job, items?: JobItem[], assets?: AssetView[]) {
+/**
+ * What `jobView` shows beyond the row: the items (with their assets) of a detail view, or the generation
+ * summary of a list row.
+ */
+export type JobViewParts = {
+  items?: JobItem[];
+  assets?: AssetView[];
+  summary?: { key: string; prompt: string | null; count: number };
+};
+
+export function jobView(job: Job, parts: JobViewParts = {}) {
+  const { items, assets } = parts;
   return {
     id: job.id,
     type: job.type,
@@ -65,11 +85,20 @@ export function jobView(job: Job, items?: JobItem[], assets?: AssetView[]) {
     attempts: job.attempts,
     maxAttempts: job.maxAttempts,
     input: job.input,
+    /** A generation's request as accepted (null for other job types); a summary in lists. */
+    request: requestOf(job, parts),
+    /** The caller's own `metadata`, as given. */
+    metadata: callerMetadata(job.metadata),
+    /** A backlog image claimed instantly: `finishedAt` is the claim; `generatedAt` when it was made. */
+    instantClaim: instantClaimOf(job.metadata),
     result: job.result,
     error: job.error,
     ownerId: job.ownerId,
     recipeId: job.recipeId,
-    dedupeKey: job.dedupeKey,
+    dedupeKey:
+      job.ownerId && job.dedupeKey?.startsWith(`${job.ownerId}:`)
+        ? job.dedupeKey.slice(job.ownerId.length + 1)
+        : job.dedupeKey,
     creditsCharged: job.creditsCharged,
     creditsRefunded: job.creditsRefunded,
     runAt: job.runAt,
@@ -94,6 +123,33 @@ export function jobView(job: Job, items?: JobItem[], assets?: AssetView[]) {
     ...(assets ? { assets } : {}),
   };
 }
+
+function instantClaimOf(
+  metadata: Record<string, unknown> | null,
+): { claimedAt: number; generatedAt: number | null } | null {
+  if (metadata?.instant !== true || typeof metadata.claimedAt !== "number") return null;
+  const generatedAt = typeof metadata.generatedAt === "number" ? metadata.generatedAt : null;
+  return { claimedAt: metadata.claimedAt, generatedAt };
+}
+
+function requestOf(
+  job: Job,
+  { items, summary }: JobViewParts,
+): GenerationRequestDetail | GenerationRequestSummary | null {
+  if (!isGeneration(job)) return null;
+  return items ? generationRequest(job, items) : generationSummary(job, summary);
+}
+
+/**
+ * A finished job's outcome as its webhooks and realtime frames carry it, so a receiver needs no follow-up
+ * GET: every stored image (with the id of the item it belongs to), the failed items with their error codes,
+ * and the caller's metadata.
+ */
+export type JobOutcome = {
+  assets: (AssetView & { itemId: string | null })[];
+  failedItems: { id: string; code: string; message: string }[];
+  metadata: Record<string, unknown> | null;
+};
 
 /** The compact progress view (`GET /api/jobs/:id/status`), also the shape realtime clients get. */
 export function statusView(job: Job, counts: { completed: number; total: number } | null) {
@@ -138,7 +194,26 @@ export class JobService {
   detail(p: Principal, id: string) {
     const job = this.visible(p, id);
     const history = this.#queue.store.attempts(id);
-    return { ...jobView(job, this.#queue.items(id), this.#assets.forJob(id)), history };
+    const view = jobView(job, { items: this.#queue.items(id), assets: this.#assets.forJob(id) });
+    // Given the items, jobView builds the detailed request: say so in the type, for clients and views.
+    return { ...view, request: view.request as GenerationRequestDetail | null, history };
+  }
+
+  /** What a terminal webhook or frame says about `job` beyond its row (see JobOutcome). */
+  outcome(job: Job): JobOutcome {
+    const items = this.#queue.items(job.id);
+    // Images belong to items: a job without any (deliveries, renders, top-ups) needs no asset lookup.
+    if (items.length === 0) return { assets: [], failedItems: [], metadata: callerMetadata(job.metadata) };
+    const keyOf = new Map(items.map((i) => [i.idx, i.key]));
+    return {
+      assets: this.#assets
+        .forJob(job.id)
+        .map((a) => ({ ...a, itemId: a.itemIdx === null ? null : (keyOf.get(a.itemIdx) ?? null) })),
+      failedItems: items
+        .filter((i) => i.status === "failed")
+        .map((i) => ({ id: i.key, code: i.error?.code ?? "failed", message: i.error?.message ?? "" })),
+      metadata: callerMetadata(job.metadata),
+    };
   }
 
   status(p: Principal, id: string) {
@@ -155,7 +230,11 @@ export class JobService {
     return row.total > 0 ? row : null;
   }
 
-  list(p: Principal, q: ListJobsQuery) {
+  /**
+   * A page of the jobs `p` may see, newest first. `excludeTypes` leaves types out (`card.*` for a prefix):
+   * the dashboard hides internal work unless asked.
+   */
+  list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (q.userId) {
@@ -190,6 +269,10 @@ export class JobService {
       where.push("type = ?");
       args.push(q.type);
     }
+    for (const t of opts.excludeTypes ?? []) {
+      where.push(t.endsWith(".*") ? "type NOT LIKE ?" : "type != ?");
+      args.push(t.endsWith(".*") ? `${t.slice(0, -1)}%` : t);
+    }
     if (q.recipeId) {
       where.push("recipe_id = ?");
       args.push(q.recipeId);
@@ -204,7 +287,9 @@ export class JobService {
     const from = live ? `jobs INDEXED BY ${live}` : "jobs";
     const sql = `SELECT * FROM ${from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
     const rows = this.#sqlite.query(sql).all(...args, q.limit + 1) as Record<string, unknown>[];
-    const jobs = rows.slice(0, q.limit).map((r) => jobView(toJob(r)));
+    const page = rows.slice(0, q.limit).map(toJob);
+    const firstItems = this.#firstItems(page.filter(isGeneration).map((j) => j.id));
+    const jobs = page.map((j) => jobView(j, { summary: firstItems.get(j.id) }));
     return { jobs, nextCursor: rows.length > q.limit ? (jobs.at(-1)?.id ?? null) : null };
   }
 
@@ -218,21 +303,45 @@ export class JobService {
     return theirs > 0 && ((q.limit + 1) * all) / theirs < theirs;
   }
 
+  /** Each job's first item (its key and prompt) and item count, for the list's request summaries. */
+  #firstItems(jobIds: string[]): Map<string, { key: string; prompt: string | null; count: number }> {
+    if (jobIds.length === 0) return new Map();
+    const rows = this.#sqlite
+      .query(
+        `SELECT job_id, count(*) AS count, max(CASE WHEN idx = 0 THEN key END) AS key,
+           max(CASE WHEN idx = 0 THEN json_extract(input, '$.prompt') END) AS prompt
+         FROM job_items WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
+      )
+      .all(JSON.stringify(jobIds)) as { job_id: string; count: number; key: string; prompt: string | null }[];
+    return new Map(rows.map((r) => [r.job_id, { key: r.key, prompt: r.prompt, count: r.count }]));
+  }
+
   /** Counts by status and type: every job for admins, the caller's own (and an app's users') otherwise. */
   stats(p: Principal) {
     return this.#queue.stats(countScope(p));
   }
 
-  cancel(p: Principal, id: string) {
+  /** Cancels (refunding in the same transaction, which also records `idem`'s answer). */
+  cancel(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
     const job = this.visible(p, id);
-    const cancelled = this.#queue.cancel(id);
-    if (!cancelled) throw conflict("not_cancellable", `job is ${this.#queue.get(id)?.status ?? job.status}`);
-    return jobView(cancelled);
+    let view: JobView | undefined;
+    const cancelled = this.#queue.cancel(id, (j) => {
+      view = this.#withItems(j);
+      idem.commit(view);
+    });
+    if (!cancelled || !view)
+      throw conflict("not_cancellable", `job is ${this.#queue.get(id)?.status ?? job.status}`);
+    return view;
   }
 
-  retry(p: Principal, id: string) {
+  /** Re-queues; what was refunded is charged again in the same transaction (402 leaves the job as it was). */
+  retry(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
     const job = this.visible(p, id);
-    const retried = this.#queue.retry(id);
+    let view: JobView | undefined;
+    const retried = this.#queue.retry(id, (j) => {
+      view = this.#withItems(j);
+      idem.commit(view);
+    });
     if (retried === "conflict")
       throw conflict("dedupe_conflict", "a newer job with the same dedupe key is queued");
     if (!retried)
@@ -240,24 +349,33 @@ export class JobService {
         "not_retryable",
         `only failed, partial or cancelled jobs can be retried (job is ${job.status})`,
       );
-    return jobView(retried, this.#queue.items(id));
+    return view!;
+  }
+
+  /** The job with its items and the images made so far (finished items are checkpoints: a retry keeps them). */
+  #withItems(job: Job) {
+    return jobView(job, { items: this.#queue.items(job.id), assets: this.#assets.forJob(job.id) });
   }
 
   /** Admin: enqueue any registered job type (maintenance, replays). */
-  enqueue(p: Principal, body: EnqueueBody) {
+  enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
     const owner = this.#auth.actingUser(p, body.userId);
     try {
-      const { job } = this.#queue.enqueue(body.type, body.input, {
-        priority: body.priority,
-        delayMs: body.delayMs,
-        maxAttempts: body.maxAttempts,
-        timeoutMs: body.timeoutMs,
-        dedupeKey: body.dedupeKey,
-        debounceMs: body.debounceMs,
-        ownerId: owner.id,
-        items: body.items?.map((i) => ({ key: i.id, input: i.input })),
+      return this.#queue.store.tx(() => {
+        const { job } = this.#queue.enqueue(body.type, body.input, {
+          priority: body.priority,
+          delayMs: body.delayMs,
+          maxAttempts: body.maxAttempts,
+          timeoutMs: body.timeoutMs,
+          dedupeKey: body.dedupeKey,
+          debounceMs: body.debounceMs,
+          ownerId: owner.id,
+          items: body.items?.map((i) => ({ key: i.id, input: i.input })),
+        });
+        const view = jobView(job);
+        idem.commit(view);
+        return view;
       });
-      return jobView(job);
     } catch (err) {
       if (err instanceof UnknownJobTypeError || err instanceof InvalidJobInputError) {
         throw unprocessable(err.code, err.message);

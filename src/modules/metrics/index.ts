@@ -1,7 +1,11 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { unauthorized } from "../../errors";
+import type { Metrics } from "./service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { config: Config; metrics: Metrics };
 
 export { Metrics } from "./service";
 
@@ -14,7 +18,7 @@ function bearerMatches(header: string | undefined, token: string): boolean {
 }
 
 /** `GET /metrics`: Prometheus text format; behind `Authorization: Bearer $METRICS_TOKEN` when that is set. */
-export const metricsModule = (ctx: AppContext) =>
+export const metricsModule = (ctx: Deps) =>
   new Elysia({ name: "metrics" }).get(
     "/metrics",
     async ({ headers }) => {

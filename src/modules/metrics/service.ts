@@ -10,6 +10,7 @@
  * Wired in runtime.ts (callers do nothing):
  * - `watchQueue(queue)`: job durations, queue wait; job counts by status and type and the jobs that ended
  *   in the last minute, read at scrape from trigger-kept tables (a handful of rows, whatever the history);
+ * - `watchAdmission(admission)`: back-pressure limits, their use (read at scrape) and refusals;
  * - `watchItems(queue)`: batch item durations, from the engine's `item:attempt` events;
  * - `watchWebhookDeliveries(queue, type)`: delivery outcomes, from the delivery jobs' events;
  * - `watchSockets(count)`: open WebSocket connections (read at scrape);
@@ -22,8 +23,10 @@ import { statSync } from "node:fs";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import pkg from "../../../package.json";
 import type { Job } from "../../db/schema";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderCall } from "../../providers/registry";
 import { JobFailure, type Queue } from "../../queue";
+import type { Admission, QueueUsage } from "../generate/service";
 
 const JOB_STATUSES = ["waiting", "delayed", "active", "completed", "partial", "failed", "cancelled"] as const;
 
@@ -33,7 +36,7 @@ const SECONDS_WAIT = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 180
 
 /** A failure's class for labels: its stable code, never its message (unbounded). */
 export function failureClass(err: unknown): string {
-  if (err instanceof JobFailure) return err.code;
+  if (err instanceof JobFailure || err instanceof ProviderError) return err.code;
   if (err instanceof Error && err.name === "AbortError") return "aborted";
   return "internal";
 }
@@ -259,6 +262,66 @@ export class Metrics {
     return () => {
       for (const off of offs) off();
     };
+  }
+
+  /**
+   * Back-pressure: the limits, their use and refusals (counted as they happen); the queue's use is read
+   * once per scrape and shared by the gauges.
+   */
+  watchAdmission(admission: Admission): void {
+    const refusals = new Counter({
+      name: "easel_queue_refusals_total",
+      help: "Generations refused by back-pressure: owner_limit (429) or queue_full (503)",
+      labelNames: ["reason"],
+      registers: [this.registry],
+    });
+    admission.onRefuse((reason) => refusals.inc({ reason }));
+    let read: { at: number; usage: QueueUsage } | null = null;
+    const usage = () => {
+      const at = performance.now();
+      if (!read || at - read.at > 1000) read = { at, usage: admission.usage(1) };
+      return read.usage;
+    };
+    const gauge = (name: string, help: string, value: (u: QueueUsage) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(value(usage()));
+        },
+      });
+    new Gauge({
+      name: "easel_queue_limit",
+      help: "Back-pressure limits: per_owner (MAX_QUEUED_PER_OWNER) and depth (MAX_QUEUE_DEPTH); 0 is none",
+      labelNames: ["limit"],
+      registers: [this.registry],
+      collect() {
+        const { limits } = usage();
+        this.set({ limit: "per_owner" }, limits.maxQueuedPerOwner ?? 0);
+        this.set({ limit: "depth" }, limits.maxQueueDepth ?? 0);
+      },
+    });
+    gauge(
+      "easel_queue_depth",
+      "Queued jobs of every kind, delayed ones too (what MAX_QUEUE_DEPTH bounds)",
+      (u) => u.queued,
+    );
+    gauge(
+      "easel_queue_owner_queued_max",
+      "Most queued generations of any one owner (what MAX_QUEUED_PER_OWNER bounds)",
+      (u) => u.busiestOwners[0]?.queued ?? 0,
+    );
+    new Gauge({
+      name: "easel_queue_oldest_waiting_seconds",
+      help: "How long the longest-waiting due job of each type has waited (types with one waiting)",
+      labelNames: ["type"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [type, ms] of Object.entries(usage().oldestWaitingMsByType)) this.set({ type }, ms / 1000);
+      },
+    });
   }
 
   /** Times every batch item attempt, from the engine's `item:attempt` events. */

@@ -8,7 +8,7 @@ export const REQUEST_ID_HEADER = "x-request-id";
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
 /** Probes and scrapes arrive every few seconds: their access lines are debug, not info. */
-const QUIET_ROUTES = new Set(["/api/health", "/api/health/live", "/metrics"]);
+const QUIET_ROUTES = new Set(["/api/health", "/api/health/ready", "/api/health/live", "/metrics"]);
 
 /** The routed request context, which gains `principal` once auth resolves it. */
 type SeenContext = { principal?: { user?: { id?: string } } };

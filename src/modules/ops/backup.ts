@@ -6,14 +6,20 @@
  * Only the SQLite file is covered: with local storage, images live under DATA_DIR/files (copy that directory
  * too); with S3 they are in the bucket already.
  */
+
 import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, renameSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Cron } from "croner";
-import type { AppContext } from "../../context";
+import type { Config } from "../../config";
 import { openDb } from "../../db/client";
+import type { Logger } from "../../log";
 import { LocalStorage, listAll, type Storage } from "../../storage";
+import type { Metrics } from "../metrics/service";
 import type { SnapshotReply, SnapshotRequest } from "./snapshot-worker";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = { config: Config; log: Logger; metrics: Metrics; storage: Storage };
 
 export type BackupErrorCode =
   | "backup_exists"
@@ -220,7 +226,7 @@ export function copyInWorker(databasePath: string): (target: string) => Promise<
  * The BACKUP_CRON schedule: each run uploads a snapshot and prunes to BACKUP_KEEP, records the outcome in
  * the metrics and logs it. Runs never overlap.
  */
-export function scheduleSnapshots(ctx: AppContext, pattern: string): Cron {
+export function scheduleSnapshots(ctx: Deps, pattern: string): Cron {
   const { config, log, metrics } = ctx;
   const storage = backupStorage(config, ctx.storage);
   return new Cron(pattern, { protect: true }, async () => {

@@ -1,7 +1,21 @@
-import type { AppContext } from "../../context";
-import { optimize } from "../../db/client";
-import { SliceSizer, yieldToEventLoop } from "../../queue";
-import { sweepOrphans } from "../../storage";
+import type { Config } from "../../config";
+import { type Db, optimize } from "../../db/client";
+import { type Queue, SliceSizer, yieldToEventLoop } from "../../queue";
+import { LocalStorage, type Storage, sweepOrphans } from "../../storage";
+import type { AssetService } from "../generate/service";
+import type { IdempotencyService } from "../idempotency/service";
+import type { WebhookService } from "../webhooks/service";
+
+/** What this file needs from the services, and nothing more. */
+type Deps = {
+  assets: AssetService;
+  config: Config;
+  db: Db;
+  idempotency: IdempotencyService;
+  queue: Queue;
+  storage: Storage;
+  webhooks: WebhookService;
+};
 
 export type RetentionReport = {
   jobs: number;
@@ -20,7 +34,7 @@ const FILE_BATCH = 500;
 const FILE_CONCURRENCY = 8;
 
 /** Deletes `keys` from storage in FILE_CONCURRENCY parallel groups (local disk deletes one file per call). */
-async function deleteObjects(storage: AppContext["storage"], keys: string[]): Promise<void> {
+async function deleteObjects(storage: Storage, keys: string[]): Promise<void> {
   if (keys.length === 0) return;
   const size = Math.ceil(keys.length / FILE_CONCURRENCY);
   const groups = Array.from({ length: Math.ceil(keys.length / size) }, (_, i) =>
@@ -34,7 +48,7 @@ const SLICE = 2000;
 /** Idempotency keys answer repeats for a day. */
 const IDEMPOTENCY_KEEP_MS = 24 * 3_600_000;
 
-const running = new WeakMap<AppContext, Promise<RetentionReport>>();
+const running = new WeakMap<Deps, Promise<RetentionReport>>();
 
 /**
  * Retention: deletes finished jobs past their retention with their asset rows (same slice transaction) and
@@ -43,7 +57,7 @@ const running = new WeakMap<AppContext, Promise<RetentionReport>>();
  * history is due no request waits for more than one slice. Calls while a run is under way join it.
  */
 export function runRetention(
-  ctx: AppContext,
+  ctx: Deps,
   signal?: AbortSignal,
   checkpoint?: () => Promise<void>,
 ): Promise<RetentionReport> {
@@ -55,7 +69,7 @@ export function runRetention(
 }
 
 async function retain(
-  ctx: AppContext,
+  ctx: Deps,
   signal?: AbortSignal,
   checkpoint?: () => Promise<void>,
 ): Promise<RetentionReport> {
@@ -111,7 +125,7 @@ const FREE_RESERVE = 0.25;
  * ever while steady retention keeps reusing its pages. A database created before that setting keeps its
  * free pages for reuse (switching needs a one-off VACUUM: `easel db vacuum`).
  */
-export async function incrementalVacuum(ctx: Pick<AppContext, "db">, signal?: AbortSignal): Promise<number> {
+export async function incrementalVacuum(ctx: Pick<Deps, "db">, signal?: AbortSignal): Promise<number> {
   const sqlite = ctx.db.$client;
   const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
   if (pragma("auto_vacuum") !== 2) return 0;
@@ -132,12 +146,21 @@ export async function incrementalVacuum(ctx: Pick<AppContext, "db">, signal?: Ab
   }
 }
 
-/** Removes stored objects no row references (a crash between a write and its row), past a grace period. */
-export async function sweepStorage(ctx: AppContext) {
-  return sweepOrphans({
+/** A temp file this old belongs to a write that died with its process (writes take seconds at most). */
+const TEMP_FILE_GRACE_MS = 15 * 60_000;
+
+/**
+ * Removes stored objects no row references (a crash between a write and its row), past a grace period,
+ * and on local disk the temp files of writes cut short by a crash.
+ */
+export async function sweepStorage(ctx: Deps) {
+  const swept = await sweepOrphans({
     storage: ctx.storage,
     prefixes: ["generations/", "inputs/", "cards/"],
     isReferenced: (keys) => ctx.assets.referenced(keys),
     olderThanMs: ctx.config.STORAGE_ORPHAN_GRACE_HOURS * 3_600_000,
   });
+  const tempFiles =
+    ctx.storage instanceof LocalStorage ? await ctx.storage.sweepTempFiles(TEMP_FILE_GRACE_MS) : 0;
+  return { ...swept, tempFiles };
 }

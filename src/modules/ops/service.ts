@@ -1,5 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { z } from "zod";
+import { writeHealth } from "../../db/write-health";
 
 /** A readiness check; `signal` aborts when the probe gives up on it, so a slow check stops working too. */
 export type Check = { name: string; run: (signal: AbortSignal) => void | Promise<void> };
@@ -95,6 +96,9 @@ export function dbWritableCheck(sqlite: Database, retryMs = 50): Check {
         if (signal.aborted) throw new Error("database is locked");
         await Bun.sleep(retryMs);
       }
+      // Taking the lock writes nothing: a full disk shows only on writes, which record it (write-health.ts).
+      const health = writeHealth(sqlite);
+      if (health.fault) health.probe(sqlite);
     },
   };
 }

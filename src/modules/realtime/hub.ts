@@ -1,7 +1,13 @@
 import type { Job } from "../../db/schema";
 import type { EventBus } from "../../queue";
 import { Coalescer } from "./coalescer";
-import { type JobFrame, type ProgressFrame, type ServerFrame, terminalFrame } from "./model";
+import {
+  type DescribeOutcome,
+  type JobFrame,
+  type ProgressFrame,
+  type ServerFrame,
+  terminalFrame,
+} from "./model";
 
 /** The part of Bun's server the hub needs: native topic fan-out. */
 export type Publisher = { publish(topic: string, data: string, compress?: boolean): number };
@@ -38,9 +44,11 @@ export class RealtimeHub {
   #off: (() => void)[] = [];
   #sweep: ReturnType<typeof setInterval> | null = null;
   #seq = 0;
+  readonly #describe: DescribeOutcome;
 
-  constructor(events: EventBus, opts: { progressIntervalMs: number }) {
+  constructor(events: EventBus, opts: { progressIntervalMs: number; describe: DescribeOutcome }) {
     this.#events = events;
+    this.#describe = opts.describe;
     this.#progress = new Coalescer(opts.progressIntervalMs, (_, p) => this.#publish(p.frame, p.ownerId));
   }
 
@@ -109,7 +117,7 @@ export class RealtimeHub {
 
   #terminal(job: Job): void {
     this.#progress.flush(job.id);
-    this.#publish(terminalFrame(job), job.ownerId, terminalEventId(job));
+    this.#publish(terminalFrame(job, this.#describe(job)), job.ownerId, terminalEventId(job));
   }
 
   #publish(frame: JobFrame, ownerId: string | null, sseId?: string): void {

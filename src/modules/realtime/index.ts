@@ -1,20 +1,28 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
-import { authPlugin, credentialFrom } from "../auth/plugin";
+import { ApiError } from "../../errors";
+import { authPlugin, principalFrom } from "../auth/plugin";
 import type { AuthService, Principal } from "../auth/service";
 import { JobEventsParams } from "./model";
 import type { Socket } from "./sessions";
 
 export { RealtimeService, realtimeOptions, socketServerOptions } from "./service";
 
-/** The caller of an upgrade request, or null: a refused WebSocket is closed with 4401, not answered with 401. */
+/**
+ * The caller of an upgrade request (a header, or a client token as `?token=`), or null: a refused WebSocket
+ * is closed with 4401, not answered with 401.
+ */
 async function principalOf(
   auth: AuthService,
   headers: Record<string, string | undefined>,
   request: Request,
 ): Promise<Principal | null> {
-  const credential = credentialFrom(headers, request);
-  return credential ? auth.authenticate(credential) : null;
+  try {
+    return await principalFrom(auth, headers, request, { query: true });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return null;
+    throw err;
+  }
 }
 
 /** Elysia hands `ping`/`pong` the raw socket and the other callbacks a wrapper with `.raw`. */
@@ -43,7 +51,8 @@ const socketRoutes = (ctx: AppContext) =>
       ...socketHandlers(ctx, (data: { wsPrincipal: Principal | null }) => data.wsPrincipal),
       detail: {
         tags: ["realtime"],
-        summary: "Job progress and card events over WebSocket (`?token=` or Authorization header)",
+        summary:
+          "Job progress and card events over WebSocket (client token as `?token=`, or Authorization header)",
       },
     });
 
@@ -58,7 +67,7 @@ const streamRoutes = (ctx: AppContext) =>
           headers["last-event-id"] ?? null,
         ),
       {
-        auth: "token",
+        auth: "stream",
         params: JobEventsParams,
         detail: {
           tags: ["realtime"],

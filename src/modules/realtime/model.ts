@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { isTerminalStatus, type Job, type JobError } from "../../db/schema";
+import type { JobOutcome } from "../jobs/service";
 
 const JobId = z.string().min(1).max(64);
 
@@ -23,11 +24,20 @@ export type ProgressFrame = {
   totalItems: number | null;
 };
 
-export type TerminalFrame =
-  | { type: "job_completed"; jobId: string; result: unknown }
-  | { type: "job_partial"; jobId: string; result: unknown }
-  | { type: "job_failed"; jobId: string; error: JobError | null }
-  | { type: "job_cancelled"; jobId: string; error: JobError | null };
+/**
+ * A job's last frame. Beside the result or error it carries the outcome (assets with their item ids, failed
+ * items with their codes, the caller's metadata), so a client needs no GET after it.
+ */
+export type TerminalFrame = JobOutcome &
+  (
+    | { type: "job_completed"; jobId: string; result: unknown }
+    | { type: "job_partial"; jobId: string; result: unknown }
+    | { type: "job_failed"; jobId: string; error: JobError | null }
+    | { type: "job_cancelled"; jobId: string; error: JobError | null }
+  );
+
+/** How a terminal frame learns a job's outcome (JobService.outcome). */
+export type DescribeOutcome = (job: Job) => JobOutcome;
 
 export type JobFrame = ProgressFrame | TerminalFrame;
 
@@ -56,17 +66,17 @@ export const errorFrame = (code: ErrorCode, message: string): ServerFrame => ({
 
 export const isTerminal = (job: Job): boolean => isTerminalStatus(job.status);
 
-/** The terminal frame of a finished job, from its stored row (replays and late subscribers). */
-export function terminalFrame(job: Job): TerminalFrame {
+/** The terminal frame of a finished job, from its stored row and outcome (live, replays, late subscribers). */
+export function terminalFrame(job: Job, outcome: JobOutcome): TerminalFrame {
   switch (job.status) {
     case "completed":
-      return { type: "job_completed", jobId: job.id, result: job.result };
+      return { type: "job_completed", jobId: job.id, result: job.result, ...outcome };
     case "partial":
-      return { type: "job_partial", jobId: job.id, result: job.result };
+      return { type: "job_partial", jobId: job.id, result: job.result, ...outcome };
     case "failed":
-      return { type: "job_failed", jobId: job.id, error: job.error };
+      return { type: "job_failed", jobId: job.id, error: job.error, ...outcome };
     default:
-      return { type: "job_cancelled", jobId: job.id, error: job.error };
+      return { type: "job_cancelled", jobId: job.id, error: job.error, ...outcome };
   }
 }
 

@@ -47,7 +47,10 @@ export class RealtimeService {
   readonly streams: JobEventStreams;
 
   constructor(queue: Queue, jobs: JobService, opts: RealtimeOptions) {
-    this.hub = new RealtimeHub(queue.events, { progressIntervalMs: opts.progressIntervalMs ?? 250 });
+    this.hub = new RealtimeHub(queue.events, {
+      progressIntervalMs: opts.progressIntervalMs ?? 250,
+      describe: (job) => jobs.outcome(job),
+    });
     this.sessions = new WsSessions(
       { jobs, getJob: (id) => queue.get(id) },
       {
@@ -56,7 +59,7 @@ export class RealtimeService {
         maxBufferedBytes: opts.maxBufferedBytes,
       },
     );
-    this.streams = new JobEventStreams(this.hub, (id) => jobs.itemCounts(id), {
+    this.streams = new JobEventStreams(this.hub, jobs, {
       heartbeatMs: opts.sseHeartbeatMs,
     });
   }

@@ -142,7 +142,7 @@ export class WsSessions {
     const { status, progress, progressMessage: message } = job;
     const subscribed: ServerFrame = { type: "subscribed", jobId, status, progress, message };
     // A finished job gets its outcome at once; there is nothing left to subscribe to.
-    if (isTerminal(job)) return [subscribed, terminalFrame(job)];
+    if (isTerminal(job)) return [subscribed, terminalFrame(job, this.#jobs.outcome(job))];
     s.jobs.add(jobId);
     if (job.ownerId !== s.principal.user.id) s.ws.subscribe(jobTopic(jobId));
     return [subscribed];

@@ -1,4 +1,5 @@
 import type { Job } from "../../db/schema";
+import type { JobService } from "../jobs/service";
 import { type RealtimeHub, sseEvent, terminalEventId } from "./hub";
 import { isTerminal, progressFrame, terminalFrame } from "./model";
 
@@ -26,17 +27,13 @@ const HEADERS = {
  */
 export class JobEventStreams {
   readonly #hub: RealtimeHub;
-  readonly #itemCounts: (jobId: string) => { completed: number; total: number } | null;
+  readonly #jobs: Pick<JobService, "itemCounts" | "outcome">;
   readonly #o: Required<SseOptions>;
   readonly #open = new Set<() => void>();
 
-  constructor(
-    hub: RealtimeHub,
-    itemCounts: (jobId: string) => { completed: number; total: number } | null,
-    opts: SseOptions,
-  ) {
+  constructor(hub: RealtimeHub, jobs: Pick<JobService, "itemCounts" | "outcome">, opts: SseOptions) {
     this.#hub = hub;
-    this.#itemCounts = itemCounts;
+    this.#jobs = jobs;
     this.#o = { maxQueued: 256, ...opts };
   }
 
@@ -47,7 +44,7 @@ export class JobEventStreams {
   response(job: Job, lastEventId: string | null): Response {
     if (isTerminal(job)) {
       if (lastEventId === terminalEventId(job)) return new Response(null, { status: 204 });
-      const frame = terminalFrame(job);
+      const frame = terminalFrame(job, this.#jobs.outcome(job));
       const body = concat(RETRY, sseEvent(terminalEventId(job), frame.type, JSON.stringify(frame)));
       return new Response(body, { headers: HEADERS });
     }
@@ -75,7 +72,7 @@ export class JobEventStreams {
           this.#open.delete(close);
         };
         this.#open.add(close);
-        const snapshot = progressFrame(job, this.#itemCounts(job.id));
+        const snapshot = progressFrame(job, this.#jobs.itemCounts(job.id));
         controller.enqueue(RETRY);
         controller.enqueue(sseEvent(`s-${job.updatedAt}`, snapshot.type, JSON.stringify(snapshot)));
       },

@@ -1,9 +1,10 @@
 import { Elysia } from "elysia";
 import type { AppContext } from "../../context";
 import type { Recipe } from "../../db/schema";
+import { transaction } from "../../db/tx";
 import { authPlugin } from "../auth/plugin";
 import { isAdminKey } from "../auth/service";
-import { idempotent } from "../idempotency/service";
+import { idempotencyPlugin } from "../idempotency/plugin";
 import { CreateRecipeBody, PatchRecipeBody, RecipeIdParams } from "./model";
 import { recipeNotFound, recipeView } from "./service";
 
@@ -19,6 +20,7 @@ function fillSoon(ctx: AppContext, recipe: Recipe): Recipe {
 export const recipesModule = (ctx: AppContext) =>
   new Elysia({ prefix: "/api", name: "recipes" })
     .use(authPlugin(ctx.auth))
+    .use(idempotencyPlugin(ctx.idempotency))
     .get(
       "/recipes",
       ({ principal }) => ({
@@ -44,14 +46,17 @@ export const recipesModule = (ctx: AppContext) =>
     )
     .post(
       "/recipes",
-      ({ principal, body, headers, set }) =>
-        idempotent(
-          ctx.idempotency,
-          { ownerId: principal.user.id, key: headers["idempotency-key"], request: body, set },
-          () => ({ status: 201, body: recipeView(fillSoon(ctx, ctx.recipes.create(body))) }),
-        ),
+      ({ body, idem }) => {
+        const recipe = transaction(ctx.db.$client, () => {
+          const created = ctx.recipes.create(body);
+          idem.commit(recipeView(created));
+          return created;
+        });
+        return recipeView(fillSoon(ctx, recipe));
+      },
       {
         auth: ["admin"],
+        idempotent: 201,
         body: CreateRecipeBody,
         detail: { tags: ["recipes"], summary: "Create a recipe (admin)" },
       },

@@ -13,13 +13,13 @@ const VariableName = z
 
 /** One `{{variable}}` of a recipe: its type, choices (weighted for the backlog), default and bounds. */
 export const RecipeVariableSchema = z
-  .object({
+  .strictObject({
     name: VariableName,
     type: z.enum(VARIABLE_TYPES),
     /** enum: the allowed values. string: suggestions the backlog draws from (users may give any string). */
     options: z
       .array(
-        z.object({
+        z.strictObject({
           value: z.string().trim().min(1).max(200),
           /** Relative weight when the backlog draws without usage data. @defaultValue 1 */
           weight: z.number().min(0).max(1_000_000).optional(),
@@ -70,7 +70,7 @@ const RecipeFields = {
   active: z.boolean(),
 };
 
-export const CreateRecipeBody = z.object({
+export const CreateRecipeBody = z.strictObject({
   id: Slug,
   ...RecipeFields,
   variables: RecipeFields.variables.default([]),
@@ -81,7 +81,7 @@ export const CreateRecipeBody = z.object({
 export type CreateRecipeBody = z.infer<typeof CreateRecipeBody>;
 
 /** Any subset of the fields; `variables` replaces the whole list. */
-export const PatchRecipeBody = z.object(RecipeFields).partial();
+export const PatchRecipeBody = z.strictObject(RecipeFields).partial();
 export type PatchRecipeBody = z.infer<typeof PatchRecipeBody>;
 
 export const RecipeIdParams = z.object({ id: z.string().min(1).max(64) });

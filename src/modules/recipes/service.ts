@@ -3,12 +3,16 @@ import { asc, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/client";
 import { type Recipe, type RecipeVariable, recipes } from "../../db/schema";
 import { ApiError, conflict, unprocessable } from "../../errors";
+import { ImageError } from "../../images/errors";
 import { PresetRefSchema, resolvePreset } from "../../images/presets";
+import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
-import { JobFailure } from "../../queue/errors";
 import type { GenerateService, RecipeExpansion } from "../generate/service";
 import type { CreateRecipeBody, PatchRecipeBody } from "./model";
 import { checkRecipe, renderPrompt, type VariableValues, valuesValidator } from "./variables";
+
+// How a recipe's variables are validated is part of this module's public face (backlog and instant use it).
+export { type VariableValues, valueSchema, valuesValidator } from "./variables";
 
 export type RecipeDeps = {
   db: Db;
@@ -180,11 +184,12 @@ export class RecipeService {
     checkRecipe(r);
     try {
       this.#d.providers.get(r.provider);
+      if (r.output !== null) resolvePreset(PresetRefSchema.parse(r.output));
     } catch (err) {
-      if (err instanceof JobFailure) throw unprocessable(err.code, err.message);
+      if (err instanceof ProviderError) throw unprocessable(err.code, err.message);
+      if (err instanceof ImageError) throw unprocessable(err.code, err.message, err.details);
       throw err;
     }
-    if (r.output !== null) resolvePreset(PresetRefSchema.parse(r.output));
   }
 }
 

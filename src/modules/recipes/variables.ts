@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Recipe, RecipeVariable } from "../../db/schema";
 import { unprocessable } from "../../errors";
+import { describeIssues } from "../../validation";
 
 export type VariableValues = Record<string, string | number>;
 
@@ -55,11 +56,11 @@ export function valuesValidator(variables: RecipeVariable[]): (given: unknown) =
   return (given) => {
     const parsed = schema.safeParse(given ?? {});
     if (parsed.success) return dropUndefined(parsed.data);
-    const details = parsed.error.issues.map((i) => {
-      const keys = (i as { keys?: string[] }).keys;
-      const variable = keys?.join(", ") ?? String(i.path[0] ?? "");
-      return { variable, message: i.message };
-    });
+    const details = describeIssues(parsed.error.issues, schema, given ?? {}).map((p) => ({
+      variable: p.path,
+      message:
+        p.code === "unknown_field" ? p.message.replace("unknown field", "unknown variable") : p.message,
+    }));
     const first = details[0]!;
     throw unprocessable("invalid_variables", `variable '${first.variable}': ${first.message}`, details);
   };

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Job, WebhookDelivery } from "../../db/schema";
+import { countOf } from "../../errors";
 import type { Logger } from "../../log";
 import { guardedFetch, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
 import { parseRetryAfter } from "../../providers/http";
@@ -128,7 +129,7 @@ export function deliveryJob(
     store.recordAttempt(d, { at, statusCode: status, error, durationMs, delivered: false, nextAttemptAt });
     if (final) throw final;
     if (delay === null) {
-      throw new UnrecoverableError(`gave up after ${attempts} attempts: ${error}`, {
+      throw new UnrecoverableError(`gave up after ${countOf(attempts, "attempt")}: ${error}`, {
         code: "delivery_exhausted",
       });
     }

@@ -1,6 +1,8 @@
 import type { Job, WebhookEndpoint } from "../../db/schema";
 import type { Logger } from "../../log";
 import type { Queue } from "../../queue";
+import { callerMetadata } from "../generate/model";
+import type { JobOutcome } from "../jobs/service";
 import { TEST_EVENT } from "./model";
 import type { WebhookStore } from "./store";
 
@@ -8,6 +10,8 @@ import type { WebhookStore } from "./store";
 export const DELIVER_JOB = "webhook.deliver";
 
 export type FanoutOptions = {
+  /** A finished job's assets, failed items and metadata, for its terminal webhook (JobService.outcome). */
+  describe: (job: Job) => JobOutcome;
   /** Plain progress events become at most one `job.progress` webhook per job per window (batch items: each). */
   progressIntervalMs: number;
   now?: () => number;
@@ -85,9 +89,15 @@ export class WebhookFanout {
   onTerminal(job: Job): void {
     this.#progressAt.delete(job.id);
     if (!this.#interested(job)) return;
-    const outcome =
-      job.status === "completed" || job.status === "partial" ? { result: job.result } : { error: job.error };
-    this.#safely(() => this.#emitJob(job, `job.${job.status}`, { ...outcome, finishedAt: job.finishedAt }));
+    this.#safely(() => {
+      const ended =
+        job.status === "completed" || job.status === "partial"
+          ? { result: job.result }
+          : { error: job.error };
+      // The receiver gets the images, failed items and its metadata here: it needs no follow-up GET.
+      const data = { ...ended, ...this.#o.describe(job), finishedAt: job.finishedAt };
+      this.#emitJob(job, `job.${job.status}`, data);
+    });
   }
 
   /** Queues a `webhook.test` event for one endpoint, whatever its filter. Returns the delivery id. */
@@ -131,6 +141,8 @@ export class WebhookFanout {
       status: job.status,
       userId: ownerId,
       externalUserId: link?.externalId ?? null,
+      // Every event names the caller's own metadata, so a receiver can file it without a lookup.
+      metadata: callerMetadata(job.metadata),
       ...extra,
     };
     this.#enqueue(targets, type, job.id, data);

@@ -16,7 +16,7 @@ export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 /** Sent only by `POST /api/webhooks/:id/test`, whatever the endpoint's filter. */
 export const TEST_EVENT = "webhook.test";
 
-export const CreateEndpointBody = z.object({
+export const CreateEndpointBody = z.strictObject({
   url: z.string().min(1).max(2048),
   /** Event types to receive. @defaultValue ["*"] (all) */
   events: z

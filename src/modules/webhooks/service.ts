@@ -1,13 +1,17 @@
 import type { Config } from "../../config";
 import type { Db } from "../../db/client";
 import type { Job, WebhookDelivery, WebhookEndpoint } from "../../db/schema";
-import { notFound, unprocessable } from "../../errors";
+import { notFound, unprocessable, urlNotAllowed } from "../../errors";
 import type { Logger } from "../../log";
 import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
 import { type Queue, yieldToEventLoop } from "../../queue";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
+import type { JobService } from "../jobs/service";
 import { deliveryJob } from "./deliver";
 import { WebhookFanout } from "./fanout";
+
+export { DELIVER_JOB } from "./fanout";
+
 import type { CreateEndpointBody, DeliveriesQuery } from "./model";
 import { WebhookStore } from "./store";
 
@@ -73,13 +77,17 @@ export class WebhookService {
   readonly #o: Required<WebhookOptions>;
   #pruneTimer: ReturnType<typeof setInterval> | null = null;
 
-  constructor(deps: { db: Db; queue: Queue; auth: AuthService; log: Logger }, opts: WebhookOptions) {
+  constructor(
+    deps: { db: Db; queue: Queue; auth: AuthService; log: Logger; jobs: Pick<JobService, "outcome"> },
+    opts: WebhookOptions,
+  ) {
     this.#o = { maxEndpoints: 20, now: Date.now, ...opts };
     this.#auth = deps.auth;
     this.store = new WebhookStore(deps.db);
     this.fanout = new WebhookFanout(this.store, deps.queue, deps.log, {
       progressIntervalMs: opts.progressIntervalMs,
       now: this.#o.now,
+      describe: (job) => deps.jobs.outcome(job),
     });
     deps.queue.define(deliveryJob(this.store, deps.log, { ...this.#o }, () => this.fanout.reload()));
   }
@@ -121,8 +129,7 @@ export class WebhookService {
     try {
       await assertPublicUrl(url, { allowPrivate: this.#o.allowPrivateUrls });
     } catch (err) {
-      if (err instanceof UrlGuardError)
-        throw unprocessable("url_not_allowed", err.message, { reason: err.reason });
+      if (err instanceof UrlGuardError) throw urlNotAllowed(err.message, err.reason);
       if (err instanceof OutboundFetchError)
         throw unprocessable("url_not_allowed", `URL not allowed: ${err.message}`, { reason: err.code });
       throw err;

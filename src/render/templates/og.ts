@@ -1,6 +1,15 @@
 import { z } from "zod";
 import { div, type El } from "../h";
-import { byline, clamp, oneLine, personSchema, resolvePerson, textLength } from "./parts";
+import {
+  byline,
+  clamp,
+  oneLine,
+  personSchema,
+  resolvePerson,
+  textDirection,
+  textLength,
+  tracking,
+} from "./parts";
 import { mix, palette, themeSchema } from "./theme";
 import { defineTemplate } from "./types";
 
@@ -58,17 +67,25 @@ function renderOg(data: OgData): El {
       div(
         {
           ...clamp(size >= 62 ? 3 : 4),
+          ...textDirection(data.title),
           fontSize: size,
           lineHeight: 1.12,
           fontWeight: 800,
-          letterSpacing: -size * 0.025,
+          letterSpacing: tracking(data.title, -size * 0.025),
           color: colours.text,
         },
         data.title,
       ),
       data.subtitle
         ? div(
-            { ...clamp(2), marginTop: 24, fontSize: 30, lineHeight: 1.35, color: colours.muted },
+            {
+              ...clamp(2),
+              ...textDirection(data.subtitle),
+              marginTop: 24,
+              fontSize: 30,
+              lineHeight: 1.35,
+              color: colours.muted,
+            },
             data.subtitle,
           )
         : null,

@@ -75,6 +75,28 @@ export function textLength(text: string): number {
   return [...text].length + (text.match(PICTOGRAPH)?.length ?? 0);
 }
 
+const FIRST_STRONG = /[\p{L}\p{Nl}]/u;
+const RIGHT_TO_LEFT = /[\p{Script=Hebrew}\p{Script=Arabic}\p{Script=Syriac}\p{Script=Thaana}\p{Script=Nko}]/u;
+
+/**
+ * The paragraph direction a browser gives `dir="auto"` text: right to left when its first letter is Hebrew,
+ * Arabic (or another RTL script). Trailing punctuation then lands on the left and the text aligns right.
+ */
+export function textDirection(text: string): { direction?: "rtl" } {
+  const first = FIRST_STRONG.exec(text)?.[0];
+  return first && RIGHT_TO_LEFT.test(first) ? { direction: "rtl" } : {};
+}
+
+const CURSIVE = /[\p{Script=Arabic}\p{Script=Syriac}\p{Script=Nko}\p{Script=Mongolian}]/u;
+
+/**
+ * Letter spacing for `text`, or none when it is in a cursive script: spacing the letters of Arabic apart
+ * breaks their joins (CSS leaves it off for such scripts, and satori would also misplace their dots).
+ */
+export function tracking(text: string, spacing: number): number {
+  return CURSIVE.test(text) ? 0 : spacing;
+}
+
 /** A single line that ends in an ellipsis rather than wrapping or overflowing. */
 export const oneLine = clamp(1);
 
@@ -85,7 +107,16 @@ export function byline(person: Person, colours: Palette, size: { avatar: number;
     avatar(person, size.avatar, colours),
     div(
       { display: "flex", flexDirection: "column", minWidth: 0 },
-      div({ ...oneLine, fontSize: size.name, fontWeight: 600, color: colours.text }, person.name),
+      div(
+        {
+          ...oneLine,
+          ...textDirection(person.name),
+          fontSize: size.name,
+          fontWeight: 600,
+          color: colours.text,
+        },
+        person.name,
+      ),
       person.handle
         ? div(
             { ...oneLine, fontSize: Math.round(size.name * 0.8), color: colours.muted },

@@ -9,7 +9,9 @@ import {
   personSchema,
   plural,
   resolvePerson,
+  textDirection,
   textLength,
+  tracking,
 } from "./parts";
 import { type Palette, palette, themeSchema } from "./theme";
 import { defineTemplate } from "./types";
@@ -105,10 +107,11 @@ function question(text: string, optionCount: number, colours: Palette): El {
   return div(
     {
       ...clamp(lines),
+      ...textDirection(text),
       fontSize,
       lineHeight: LINE_HEIGHT,
       fontWeight: 800,
-      letterSpacing: -fontSize * 0.02,
+      letterSpacing: tracking(text, -fontSize * 0.02),
       color: colours.text,
     },
     text,
@@ -150,7 +153,17 @@ function optionRow(row: Row, metrics: ReturnType<typeof rowMetrics>, colours: Pa
         })
       : null,
     // Positioned like the bar so they paint above it (positioned boxes paint in tree order).
-    div({ ...oneLine, ...above, flex: 1, minWidth: 0, fontWeight: row.leader ? 800 : 600 }, row.label),
+    div(
+      {
+        ...oneLine,
+        ...above,
+        ...textDirection(row.label),
+        flex: 1,
+        minWidth: 0,
+        fontWeight: row.leader ? 800 : 600,
+      },
+      row.label,
+    ),
     div(
       {
         ...above,

@@ -21,7 +21,9 @@
       if (Number.isNaN(at)) continue;
       const s = Math.round((now - at) / 1000);
       let text;
-      if (s < 5) text = "just now";
+      // A time still to come (a key's expiry) shows its date, not "just now".
+      if (s < -5) text = new Date(at).toLocaleString();
+      else if (s < 5) text = "just now";
       else if (s < 60) text = `${s} s ago`;
       else if (s < 3600) text = `${Math.floor(s / 60)} min ago`;
       else if (s < 86400) text = `${Math.floor(s / 3600)} h ago`;

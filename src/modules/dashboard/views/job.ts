@@ -6,6 +6,7 @@ import {
   bytes,
   csrfField,
   duration,
+  generatedAt,
   isTerminalStatus,
   json,
   progressBar,
@@ -68,7 +69,17 @@ function timeline(job: Detail): Html {
       : []),
     ...earlier,
     [job.history.length > 0 ? `Attempt ${job.history.length + 1} started` : "Started", job.startedAt],
-    [isTerminalStatus(job.status) ? `Finished (${job.status})` : "Finished", job.finishedAt],
+    ...(job.instantClaim
+      ? [
+          ["Generated for the backlog", job.instantClaim.generatedAt] as [string, number | null],
+          ["Claimed instantly", job.instantClaim.claimedAt] as [string, number | null],
+        ]
+      : [
+          [isTerminalStatus(job.status) ? `Finished (${job.status})` : "Finished", job.finishedAt] as [
+            string,
+            number | null,
+          ],
+        ]),
   ];
   return html`<ol class="timeline">
     ${steps.map(
@@ -77,7 +88,7 @@ function timeline(job: Detail): Html {
       </li>`,
     )}
   </ol>
-  <p class="small muted">Attempts ${job.attempts} of ${job.maxAttempts} · took ${duration(job.startedAt, job.finishedAt)}</p>`;
+  <p class="small muted">Attempts ${job.attempts} of ${job.maxAttempts} · took ${duration(job.startedAt, generatedAt(job))}</p>`;
 }
 
 function errorBox(error: Detail["error"]): Html {
@@ -88,18 +99,52 @@ function errorBox(error: Detail["error"]): Html {
   </div>`;
 }
 
+/** What was asked: the generation's settings, recipe and variables (the prompts are on the items). */
+function requestPanel(job: Detail): Html {
+  const r = job.request;
+  if (!r)
+    return html`<section class="panel" aria-labelledby="input-h"><h2 id="input-h">Input</h2>${json(job.input)}</section>`;
+  return html`<section class="panel" aria-labelledby="request-h">
+    <h2 id="request-h">Request</h2>
+    ${r.prompt !== null && html`<blockquote class="prompt" data-prompt>${r.prompt}</blockquote>`}
+    <dl class="facts">
+      <dt>Provider</dt><dd>${r.provider}${r.model && html` <span class="mono small">${r.model}</span>`}</dd>
+      <dt>Size</dt><dd>${r.size}${r.n > 1 ? ` × ${r.n}` : ""}</dd>
+      <dt>Output</dt><dd class="mono small">${typeof r.output === "string" ? r.output : JSON.stringify(r.output)}</dd>
+      ${r.negativePrompt && html`<dt>Negative prompt</dt><dd>${r.negativePrompt}</dd>`}
+      ${r.seed !== null && html`<dt>Seed</dt><dd class="mono">${r.seed}</dd>`}
+      ${r.edit && html`<dt>Edit</dt><dd>from an input image</dd>`}
+      ${
+        r.variables &&
+        html`<dt>Variables</dt><dd class="mono small">${Object.entries(r.variables)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ")}</dd>`
+      }
+      ${r.params && html`<dt>Params</dt><dd class="mono small">${JSON.stringify(r.params)}</dd>`}
+    </dl>
+  </section>`;
+}
+
+function metadataPanel(job: Detail): Html {
+  return html`<section class="panel" aria-labelledby="metadata-h">
+    <h2 id="metadata-h">Metadata</h2>
+    ${job.metadata ? html`<div data-metadata>${json(job.metadata)}</div>` : html`<p class="muted small">None given.</p>`}
+  </section>`;
+}
+
 function itemsTable(job: Detail): Html {
   const items = job.items ?? [];
   if (items.length === 0) return html``;
+  const prompts = new Map((job.request?.items ?? []).map((i) => [i.id, i.prompt]));
   return html`<section class="panel" aria-labelledby="items-h">
     <h2 id="items-h">Items <span class="muted small">${items.filter((i) => i.status === "completed").length} of ${items.length} done</span></h2>
     <div class="table-wrap"><table>
-      <thead><tr><th scope="col" class="num">#</th><th scope="col">Key</th><th scope="col">Status</th>
+      <thead><tr><th scope="col" class="num">#</th><th scope="col">Key</th><th scope="col">Prompt</th><th scope="col">Status</th>
         <th scope="col" class="num">Attempts</th>
         <th scope="col">Images</th><th scope="col">Error</th></tr></thead>
       <tbody>${items.map(
         (i) => html`<tr>
-          <td class="num">${i.idx}</td><td class="mono">${i.id}</td>
+          <td class="num">${i.idx}</td><td class="mono">${i.id}</td><td class="prompt-cell">${prompts.get(i.id) ?? html`<span class="muted">—</span>`}</td>
           <td>${badge(i.status)}</td><td class="num">${i.attempts}</td>
           <td><div class="thumbs small-thumbs">${i.assets.map(thumb)}</div></td>
           <td>${i.error ? html`<span class="mono small">${i.error.code}</span> ${i.error.message}` : html`<span class="muted">—</span>`}</td>
@@ -145,9 +190,10 @@ export function jobBody(job: Detail, owner: User | null, csrf: string): Html {
     </section>`
   }
   <div class="grid-2">
-    <section class="panel" aria-labelledby="input-h"><h2 id="input-h">Input</h2>${json(job.input)}</section>
-    <section class="panel" aria-labelledby="result-h"><h2 id="result-h">Result</h2>${json(job.result)}</section>
-  </div>`;
+    ${requestPanel(job)}
+    ${metadataPanel(job)}
+  </div>
+  <section class="panel" aria-labelledby="result-h"><h2 id="result-h">Result</h2>${json(job.result)}</section>`;
 }
 
 export function jobPage(job: Detail, owner: User | null, csrf: string, notice?: string): Html {

@@ -2,7 +2,7 @@ import type { User } from "../../../db/schema";
 import type { jobView } from "../../jobs/service";
 import { type Html, html } from "../html";
 import type { JobFilters } from "../service";
-import { badge, duration, emptyState, ownerLabel, progressBar, shortId, time } from "./parts";
+import { badge, duration, emptyState, generatedAt, ownerLabel, progressBar, shortId, time } from "./parts";
 
 type JobRow = ReturnType<typeof jobView>;
 
@@ -33,6 +33,7 @@ export function filterQuery(f: JobsData["filters"], withCursor = false): string 
     const v = f[key];
     if (v) q.set(key, v);
   }
+  if (f.internal) q.set("internal", "1");
   if (withCursor && f.cursor) q.set("cursor", f.cursor);
   const s = q.toString();
   return s ? `?${s}` : "";
@@ -61,6 +62,11 @@ function filterForm(d: JobsData): Html {
       <label for="f-recipe">Recipe</label>
       <input id="f-recipe" name="recipeId" value="${f.recipeId ?? ""}" placeholder="recipe id">
     </div>
+    <div class="field check">
+      <label for="f-internal" title="Easel's own work: webhook deliveries, card renders, backlog top-ups">
+        <input id="f-internal" type="checkbox" name="internal" value="1"${f.internal ? html` checked` : ""}>
+        Show internal jobs</label>
+    </div>
     <div class="field grow">
       <label for="f-q">Job id</label>
       <input id="f-q" name="q" value="${f.q ?? ""}" placeholder="Search by job id" spellcheck="false">
@@ -85,7 +91,7 @@ export function jobRows(d: Pick<JobsData, "jobs" | "owners">): Html {
       <td class="hide-sm">${ownerLabel(j.ownerId, d.owners)}</td>
       <td class="num hide-sm">${j.attempts}/${j.maxAttempts}</td>
       <td class="hide-sm">${time(j.createdAt)}</td>
-      <td class="num hide-sm">${duration(j.startedAt, j.finishedAt)}</td>
+      <td class="num hide-sm">${duration(j.startedAt, generatedAt(j))}</td>
     </tr>`,
   )}`;
 }

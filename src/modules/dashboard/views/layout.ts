@@ -2,7 +2,7 @@ import type { User } from "../../../db/schema";
 import { type Html, html } from "../html";
 import { csrfField } from "./parts";
 
-export type PageName = "overview" | "jobs" | "backlog" | "cards" | "webhooks";
+export type PageName = "overview" | "jobs" | "backlog" | "cards" | "webhooks" | "keys";
 
 export type Viewer = { user: User; csrf: string };
 
@@ -12,6 +12,7 @@ const NAV: [PageName, string, string][] = [
   ["backlog", "Backlog", "/dashboard/backlog"],
   ["cards", "Cards", "/dashboard/cards"],
   ["webhooks", "Webhooks", "/dashboard/webhooks"],
+  ["keys", "Keys", "/dashboard/keys"],
 ];
 
 const LOGO = html`<svg class="logo" viewBox="0 0 32 32" aria-hidden="true" focusable="false">
@@ -27,6 +28,8 @@ function head(title: string): Html {
   <meta name="color-scheme" content="light dark">
   <meta name="robots" content="noindex">
   <title>${title} · Easel</title>
+  <link rel="icon" href="/favicon.svg" type="image/svg+xml">
+  <link rel="icon" href="/favicon.ico" sizes="32x32">
   <link rel="stylesheet" href="/dashboard/assets/app.css">
   <script src="/dashboard/assets/app.js" defer></script>
 </head>`;

@@ -33,7 +33,9 @@ const STATUSES: [keyof Omit<QueueStats, "byType">, string][] = [
 ];
 
 function statCards(counts: QueueStats): Html {
-  return html`<section class="stats" aria-label="Jobs by status">
+  return html`<p class="small muted">Apps' jobs only: internal work (webhook deliveries, card renders, backlog
+    top-ups) is not counted. <a href="/dashboard/jobs?internal=1">Show internal jobs</a></p>
+  <section class="stats" aria-label="Jobs by status">
     ${STATUSES.map(
       ([key, label]) => html`<a class="stat s-${key}" href="/dashboard/jobs?status=${key}">
         <span class="stat-label">${label}</span>

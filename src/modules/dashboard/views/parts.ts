@@ -62,3 +62,14 @@ export function csrfField(token: string): Html {
 export function emptyState(title: string, hint?: string): Html {
   return html`<div class="empty"><p class="empty-title">${title}</p>${hint && html`<p class="muted">${hint}</p>`}</div>`;
 }
+
+/**
+ * When a job's work ended: its finish, except for a backlog image claimed instantly, whose `finishedAt` is the
+ * claim (the time it waited in the backlog is not how long it took).
+ */
+export function generatedAt(job: {
+  finishedAt: number | null;
+  instantClaim: { generatedAt: number | null } | null;
+}) {
+  return job.instantClaim?.generatedAt ?? job.finishedAt;
+}

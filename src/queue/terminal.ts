@@ -1,0 +1,26 @@
+import type { Database } from "bun:sqlite";
+import type { Job } from "../db/schema";
+import type { JobLogger, TerminalHook } from "./define";
+
+/**
+ * The one way a job's terminal hooks (refunds, usage counters, webhooks) run, whoever ends the job: the
+ * pool settling an attempt, a cancel, or the stalled sweep. Each hook runs in a savepoint of the caller's
+ * transaction: a hook that throws rolls back only its own writes and is logged, so it can neither undo the
+ * job's terminal state nor the other jobs ended in the same transaction (a whole stalled sweep, a group of
+ * settlements), and the next hook still runs.
+ */
+export function runTerminalHooks(
+  db: Database,
+  hooks: readonly (TerminalHook | undefined)[],
+  job: Job,
+  log: JobLogger,
+): void {
+  for (const hook of hooks) {
+    if (!hook) continue;
+    try {
+      db.transaction(() => hook(job))();
+    } catch (err) {
+      log.error({ err, jobId: job.id, status: job.status }, "terminal hook failed");
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { Resvg } from "@resvg/resvg-js";
+import satori, { type Font } from "satori";
+import sharp from "sharp";
+import type { RenderAssets, RenderEngine } from "./engine";
+import type { FontFace } from "./fonts";
+import { createPngEncoder, type PngEncode } from "./png";
+
+/**
+ * How resvg's pixels become a PNG: `zlib` (png.ts: no filters, zlib level 2), `sharp` (libvips, zlib level
+ * 1, no adaptive filtering) or `resvg` (its own encoder). `bun run bench render` compares them on the poll
+ * card; docs/BENCHMARKS.md has the figures.
+ */
+export type PngEncoder = "resvg" | "sharp" | "zlib";
+
+function toSatoriFont(face: FontFace): Font {
+  return { name: face.name, data: face.data, weight: face.weight, style: face.style };
+}
+
+async function rasterise(svg: string, encoder: PngEncoder, encodePng: PngEncode): Promise<Uint8Array> {
+  // Satori draws text as paths, so resvg needs no fonts; skipping the system font scan saves ~ms per render.
+  const image = new Resvg(svg, { font: { loadSystemFonts: false }, fitTo: { mode: "original" } }).render();
+  const { width, height } = image;
+  switch (encoder) {
+    case "resvg":
+      return image.asPng();
+    case "zlib":
+      return encodePng(image.pixels, width, height);
+    case "sharp":
+      return sharp(image.pixels, { raw: { width, height, channels: 4 } })
+        .png({ compressionLevel: 1, adaptiveFiltering: false })
+        .toBuffer();
+  }
+}
+
+/** Satori lays the card out as SVG, resvg rasterises it, and `encoder` writes the PNG. */
+export function createSatoriEngine(assets: RenderAssets, encoder: PngEncoder = "zlib"): RenderEngine {
+  // One array for every render: satori caches its parsed fonts per array identity.
+  const fonts = assets.fonts.map(toSatoriFont);
+  const fallbacks = new Map<FontFace, Font>();
+  const encodePng = createPngEncoder();
+
+  // Satori asks for what its fonts lack, a segment at a time: emoji become images, other scripts get their
+  // fallback faces (the same objects each time, so satori's parse cache holds). A script no package covers
+  // gets none, and satori draws the missing-glyph box instead of failing the render.
+  const loadAdditionalAsset = async (code: string, segment: string): Promise<string | Font[]> => {
+    if (code === "emoji") return assets.emoji(segment) ?? [];
+    return assets.fallbacks.facesFor(segment).map((face) => {
+      const font = fallbacks.get(face) ?? toSatoriFont(face);
+      fallbacks.set(face, font);
+      return font;
+    });
+  };
+
+  const svg: RenderEngine["svg"] = (element, width, height) =>
+    satori(element as Parameters<typeof satori>[0], { width, height, fonts, loadAdditionalAsset });
+
+  return {
+    name: "satori",
+    svg,
+    async render(element, width, height) {
+      return rasterise(await svg(element, width, height), encoder, encodePng);
+    },
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * Building the services: everything `easel serve` and the CLI commands share. Nothing here starts (no
+ * workers, timers or listening socket): runtime.ts starts what the server needs, CLI commands use the
+ * services as they are.
+ */
+import type { Config } from "./config";
+import type { AppContext } from "./context";
+import { openDb } from "./db/client";
+import { createLogger, type Logger } from "./log";
+import { AuthService } from "./modules/auth/service";
+import { backlogTopUpJob } from "./modules/backlog/job";
+import { BacklogService, backlogOptions } from "./modules/backlog/service";
+import { cardJobs } from "./modules/cards/jobs";
+import { CardService } from "./modules/cards/service";
+import { chargeGenerations, creditOptions } from "./modules/credits/generate";
+import { CreditService } from "./modules/credits/service";
+import { AssetService } from "./modules/generate/assets";
+import { generateJob } from "./modules/generate/job";
+import { GenerateService } from "./modules/generate/service";
+import { IdempotencyService } from "./modules/idempotency/service";
+import { InstantService } from "./modules/instant/service";
+import { JobService } from "./modules/jobs/service";
+import { Metrics } from "./modules/metrics/service";
+import { dbWritableCheck, HealthService } from "./modules/ops/service";
+import { RealtimeService, realtimeOptions } from "./modules/realtime/service";
+import { RecipeService, recordRecipeUsage } from "./modules/recipes/service";
+import { UserService } from "./modules/users/service";
+import { DELIVER_JOB } from "./modules/webhooks/fanout";
+import { WebhookService, webhookOptions } from "./modules/webhooks/service";
+import { providersFrom } from "./providers/from-config";
+import { type AnyJobDefinition, Queue } from "./queue";
+import { createAvatarResolver } from "./render";
+import { lazyRenderPool } from "./render/lazy";
+import { createStorage } from "./storage";
+
+export type ServiceOptions = {
+  log?: Logger;
+  /** Extra job types to register (tests, embedders). */
+  jobs?: AnyJobDefinition[];
+  now?: () => number;
+};
+
+/** Opens the database and builds every service, without starting anything (the CLI uses this as is). */
+export function createServices(config: Config, opts: ServiceOptions = {}): AppContext {
+  const log =
+    opts.log ??
+    createLogger({
+      level: config.LOG_LEVEL,
+      pretty: config.NODE_ENV === "development" && process.stdout.isTTY,
+    });
+  const db = openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS });
+  const users = new UserService(db, opts.now);
+  const auth = new AuthService(db, users, {
+    dataDir: config.dataDir,
+    adminKey: config.ADMIN_KEY,
+    jwtSecret: config.JWT_SECRET,
+    tokenTtlSeconds: config.CLIENT_TOKEN_TTL_S,
+    now: opts.now,
+  });
+  // Terminal webhooks are queued inside each job's terminal transaction (no crash window); bound below.
+  let webhooks: WebhookService | null = null;
+  let credits: CreditService | null = null;
+  let backlog: BacklogService | null = null;
+  const queue = new Queue({
+    // Refunds first, so the terminal webhook's payload already shows them.
+    onTerminal: (job) => {
+      credits?.onJobTerminal(job);
+      backlog?.onJobTerminal(job);
+      webhooks?.onJobTerminal(job);
+    },
+    // A retry runs again what was refunded, so it is paid for again (402 refuses the retry).
+    onRetry: (job) => credits?.onJobRetry(job),
+    db: db.$client,
+    concurrency: config.WORKER_CONCURRENCY,
+    pollIntervalMs: config.POLL_INTERVAL_MS,
+    leaseMs: config.STALLED_AFTER_MS,
+    stalledMax: config.STALLED_MAX,
+    defaultTimeoutMs: config.JOB_TIMEOUT_MS,
+    defaultMaxAttempts: config.JOB_MAX_ATTEMPTS,
+    log,
+    now: opts.now,
+  });
+  const storage = createStorage(config);
+  const metrics = new Metrics();
+  const providers = providersFrom(config, (call) => metrics.providerCall(call));
+  const assets = new AssetService(db.$client, storage);
+  queue.define(
+    generateJob({
+      providers,
+      storage,
+      assets,
+      itemTimeoutMs: config.ITEM_TIMEOUT_MS,
+      itemConcurrency: config.BATCH_CONCURRENCY,
+      itemMaxAttempts: config.ITEM_MAX_ATTEMPTS,
+    }),
+  );
+  const renderer = lazyRenderPool({ size: config.renderWorkers, engine: config.CARD_RENDERER }, (ms) =>
+    metrics.observeRender(ms),
+  );
+  const cards = new CardService({
+    db,
+    queue,
+    storage,
+    auth,
+    renderer,
+    resolveImage: createAvatarResolver({ guard: { allowPrivate: config.ALLOW_PRIVATE_URLS } }),
+    config,
+    now: opts.now,
+  });
+  queue.define(...cardJobs(cards, { renderConcurrency: config.renderWorkers * 2 }));
+  const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
+  credits = new CreditService(db.$client, {
+    ...creditOptions(config, opts.now),
+    onLedger: (reason, delta) => metrics.credits(reason, delta),
+  });
+  const generate = new GenerateService({
+    config,
+    queue,
+    providers,
+    storage,
+    auth,
+    recipes: (id, variables) => recipes.expand(id, variables),
+  });
+  chargeGenerations(generate, credits);
+  recordRecipeUsage(generate, recipes);
+  backlog = new BacklogService(
+    { db: db.$client, queue, recipes, generate, users },
+    backlogOptions(config, opts.now),
+  );
+  queue.define(backlogTopUpJob(backlog));
+  if (opts.jobs) queue.define(...opts.jobs);
+  const jobs = new JobService(queue, auth, assets);
+  webhooks = new WebhookService({ db, queue, auth, log, jobs }, webhookOptions(config));
+  const health = new HealthService()
+    .add(dbWritableCheck(db.$client))
+    .add({ name: "storage", run: () => storage.check() })
+    .add({ name: "render", run: () => renderer.check() })
+    .add({
+      name: "workers",
+      run: () => {
+        if (!queue.pool.running) throw new Error("worker pool is not running");
+      },
+    });
+  metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
+  metrics.watchAdmission(generate.admission);
+  metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
+  metrics.watchDatabase(config.databasePath);
+  metrics.watchItems(queue);
+  const realtime = new RealtimeService(queue, jobs, realtimeOptions(config));
+  metrics.watchSockets(() => realtime.sessions.size);
+  return {
+    config,
+    db,
+    log,
+    metrics,
+    queue,
+    users,
+    auth,
+    jobs,
+    health,
+    idempotency: new IdempotencyService(db.$client, {
+      waitMs: config.IDEMPOTENCY_WAIT_MS,
+      leaseMs: config.IDEMPOTENCY_LEASE_MS,
+      workerId: queue.pool.workerId,
+      now: opts.now,
+    }),
+    storage,
+    providers,
+    assets,
+    cards,
+    renderer,
+    generate,
+    realtime,
+    webhooks,
+    credits,
+    recipes,
+    backlog,
+    instant: new InstantService({ db: db.$client, recipes, credits, backlog, assets, now: opts.now }),
+  };
+}

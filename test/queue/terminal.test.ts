@@ -1,0 +1,123 @@
+import { afterEach, expect, setDefaultTimeout, test } from "bun:test";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Job } from "../../src/db/schema";
+import { defineJob, type Queue, UnrecoverableError } from "../../src/queue";
+import { tempDir, testQueue, waitFor } from "../helpers";
+
+// bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
+// machine makes these slower, never red).
+setDefaultTimeout(60_000);
+
+const open: Queue[] = [];
+const cleanups: (() => void)[] = [];
+afterEach(async () => {
+  for (const q of open.splice(0)) await q.stop(0);
+  for (const c of cleanups.splice(0)) c();
+});
+
+type Logged = { obj: Record<string, unknown>; msg?: string };
+
+/**
+ * A queue whose global terminal hook writes a row, then throws; the definition's own hook only writes.
+ * Both rows go to `hook_log`, so a test can see which hooks' writes survived.
+ */
+function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
+  const tmp = tempDir();
+  cleanups.push(tmp.cleanup);
+  const errors: Logged[] = [];
+  const log = {
+    info: () => {},
+    warn: () => {},
+    debug: () => {},
+    error: (obj: object, msg?: string) => void errors.push({ obj: obj as Record<string, unknown>, msg }),
+  };
+  let q: Queue | undefined;
+  const record = (job: Job, by: string) =>
+    q!.store.db
+      .query("INSERT INTO hook_log (job_id, by, status) VALUES (?, ?, ?)")
+      .run(job.id, by, job.status);
+  q = testQueue(join(tmp.dir, "q.db"), {
+    ...opts,
+    leaseMs: 1000,
+    log,
+    onTerminal: (job) => {
+      record(job, "global");
+      throw new Error(`hook exploded for ${job.id}`);
+    },
+  });
+  q.store.db.run("CREATE TABLE hook_log (job_id TEXT, by TEXT, status TEXT)");
+  q.define(
+    defineJob({
+      type: "t",
+      input: z.object({}),
+      run: async ({ signal }) =>
+        new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
+      onTerminal: (job) => record(job, "definition"),
+    }),
+    defineJob({
+      type: "bad",
+      input: z.object({}),
+      run: async () => {
+        throw new UnrecoverableError("no");
+      },
+      onTerminal: (job) => record(job, "definition"),
+    }),
+  );
+  open.push(q);
+  const hookLog = (id: string) =>
+    q!.store.db.query("SELECT by, status FROM hook_log WHERE job_id = ? ORDER BY by").all(id);
+  return { q, errors, hookLog };
+}
+
+test("cancel works when a terminal hook throws: the job is cancelled, only the hook's own writes roll back", () => {
+  const { q, errors, hookLog } = throwingQueue();
+  const { id } = q.enqueue("t", {});
+  const cancelled = q.cancel(id);
+  expect(cancelled?.status).toBe("cancelled");
+  expect(q.get(id)?.status).toBe("cancelled");
+  // The definition's hook committed; the throwing global hook's insert was rolled back with its savepoint.
+  expect(hookLog(id)).toEqual([{ by: "definition", status: "cancelled" }]);
+  expect(errors).toEqual([
+    { obj: expect.objectContaining({ jobId: id, status: "cancelled" }), msg: "terminal hook failed" },
+  ]);
+  expect(q.store.db.inTransaction).toBe(false);
+});
+
+test("an active job can be cancelled while its terminal hook throws", async () => {
+  const { q, hookLog } = throwingQueue();
+  const { id } = q.enqueue("t", {});
+  q.start();
+  await waitFor(() => q.get(id)?.status === "active", { what: "job to start" });
+  expect(q.cancel(id)?.status).toBe("cancelled");
+  await waitFor(() => q.pool.freeSlots === 8, { what: "slot to be freed" });
+  expect(q.get(id)?.status).toBe("cancelled");
+  expect(hookLog(id)).toEqual([{ by: "definition", status: "cancelled" }]);
+});
+
+test("the stalled sweep still re-queues and fails every other job when a terminal hook throws", () => {
+  let now = Date.now();
+  const { q, errors, hookLog } = throwingQueue({ now: () => now, stalledMax: 1 });
+  const ids = [q.enqueue("t", {}).id, q.enqueue("t", {}).id, q.enqueue("t", {}).id, q.enqueue("t", {}).id];
+  q.store.claim("ghost:1:x", ["t"], 4, now, 1000);
+  // Two of them have already stalled once: this sweep fails them (their hooks run, and throw).
+  q.store.db.run(`UPDATE jobs SET stalled_count = 1 WHERE id IN (?, ?)`, [ids[0]!, ids[1]!]);
+  now += 2000;
+  expect(q.recoverStalled()).toEqual({ requeued: 2, failed: 2 });
+  expect(ids.map((id) => q.get(id)?.status)).toEqual(["failed", "failed", "queued", "queued"]);
+  expect(q.get(ids[0]!)?.error?.code).toBe("stalled");
+  expect(hookLog(ids[0]!)).toEqual([{ by: "definition", status: "failed" }]);
+  expect(hookLog(ids[1]!)).toEqual([{ by: "definition", status: "failed" }]);
+  expect(errors.map((e) => e.obj.jobId)).toEqual([ids[0], ids[1]]);
+  // The sweep committed: running it again finds nothing left to do.
+  expect(q.recoverStalled()).toEqual({ requeued: 0, failed: 0 });
+});
+
+test("the pool settles a job whose terminal hook throws (the same path as cancel and the sweep)", async () => {
+  const { q, errors, hookLog } = throwingQueue();
+  const { id } = q.enqueue("bad", {});
+  q.start();
+  await waitFor(() => q.get(id)?.status === "failed", { what: "job to fail" });
+  expect(hookLog(id)).toEqual([{ by: "definition", status: "failed" }]);
+  expect(errors.map((e) => e.msg)).toEqual(["terminal hook failed"]);
+});
