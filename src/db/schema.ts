@@ -150,7 +150,9 @@ export const jobs = sqliteTable(
     uniqueIndex("jobs_dedupe_queued_idx")
       .on(t.dedupeKey)
       .where(sql`status = 'queued' AND dedupe_key IS NOT NULL`),
-    index("jobs_active_lease_idx").on(t.lockedUntil).where(sql`status = 'active'`),
+    // Lease expiry scans it by locked_until; type and owner_id ride along so the live counts (active jobs by
+    // type and owner) read this index alone. Widening it adds no index write to claim or finish.
+    index("jobs_active_lease_idx").on(t.lockedUntil, t.type, t.ownerId).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
     // Finished jobs by status, newest id first: a status-filtered list pages through it. Queries name
     // `finished_at IS NOT NULL` so the planner may use this partial index.
@@ -160,7 +162,9 @@ export const jobs = sqliteTable(
     // Retention walks each end status oldest first, a slice at a time.
     index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
     // Queued jobs by due time: the delayed count and the next wake-up read only future rows, never history.
-    index("jobs_queued_run_at_idx").on(t.runAt).where(sql`status = 'queued'`),
+    // Covering type and owner_id, the live counts (waiting and delayed by type, per owner) read this index
+    // alone: a walk bounded by the live queue. job_counts keeps only terminal statuses.
+    index("jobs_queued_run_at_idx").on(t.runAt, t.type, t.ownerId).where(sql`status = 'queued'`),
     // A recipe's jobs by owner and state: the instant claim takes the oldest completed backlog job with one
     // index probe, and the backlog counts ready and in-flight jobs per recipe without scanning.
     index("jobs_recipe_idx")
@@ -170,8 +174,10 @@ export const jobs = sqliteTable(
 );
 
 /**
- * Job counts by scope, type and status, kept exact by triggers on `jobs` (migration job_count_triggers) inside the very
- * statement that inserts, re-statuses, re-owns or deletes a job, so no code path can forget them. `scope` is
+ * Counts of ENDED jobs (terminal statuses only) by scope, type and status, kept exact by a trigger on `jobs`
+ * (migration job_count_triggers) inside the very statement that ends, re-owns, re-opens or deletes an ended
+ * job, so no code path can forget them. Live jobs (queued, active) are not here: they are counted at read
+ * time from their partial indexes, so enqueue and claim fire no trigger. `scope` is
  * `''` for every job, `u:<userId>` for a user's own jobs and `c:<userId>` for the jobs of the end users whose
  * parent (app) is that user. Rows whose count fell to 0 stay (their number is bounded by scopes x types).
  */
@@ -180,7 +186,7 @@ export const jobCounts = sqliteTable(
   {
     scope: text("scope").notNull(),
     type: text("type").notNull(),
-    status: text("status", { enum: JOB_STATUSES }).notNull(),
+    status: text("status", { enum: TERMINAL_STATUSES }).notNull(),
     n: integer("n").notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.scope, t.type, t.status] })],

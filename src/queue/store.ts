@@ -7,6 +7,7 @@ import {
   type JobItem,
   type JobStatus,
   PRIORITY_STEP_MS,
+  TERMINAL_STATUSES,
   type TerminalStatus,
 } from "../db/schema";
 
@@ -16,6 +17,10 @@ import {
  */
 
 type Row = Record<string, unknown>;
+
+const ENDED_SQL = `(${TERMINAL_STATUSES.map((s) => `'${s}'`).join(", ")})`;
+const isTerminal = (s: JobStatus): s is TerminalStatus =>
+  (TERMINAL_STATUSES as readonly string[]).includes(s);
 
 const JOB_COLUMNS = `id, type, status, priority, input, result, error, progress, progress_message, attempts,
   max_attempts, run_at, locked_by, locked_until, stalled_count, timeout_ms, dedupe_key, owner_id, recipe_id,
@@ -125,8 +130,17 @@ function scopeKeys(scope: CountScope): string[] {
   return scope.withEndUsers ? [`u:${scope.ownerId}`, `c:${scope.ownerId}`] : [`u:${scope.ownerId}`];
 }
 
-/** A job entering (`from` null), leaving (`to` null) or changing status, for `job_counts`. */
-type CountMove = { type: string; ownerId: string | null; from: JobStatus | null; to: JobStatus | null };
+/**
+ * A job entering (`from` null), leaving (`to` null) or changing status, for `job_counts` (terminal statuses
+ * only) and, when a run ends (live to terminal), the `job_throughput` minute `endedAt` falls in.
+ */
+type CountMove = {
+  type: string;
+  ownerId: string | null;
+  from: JobStatus | null;
+  to: JobStatus | null;
+  endedAt?: number;
+};
 
 /** Where a retention walk over one end status stopped: the last row of the previous slice. */
 export type RetentionCursor = { finishedAt: number; id: string };
@@ -149,10 +163,9 @@ export class QueueStore {
   readonly #itemAttempt: Statement;
   readonly #checkpoint: Statement;
   readonly #claimCache = new Map<string, Statement>();
-  readonly #counts: Statement;
-  readonly #delayedAll: Statement;
-  readonly #delayedOwner: Statement;
-  readonly #delayedApp: Statement;
+  readonly #countsAll: Statement;
+  readonly #countsOwner: Statement;
+  readonly #countsApp: Statement;
   readonly #throughput: Statement;
   readonly #trimThroughput: Statement;
   readonly #retentionScan: Statement;
@@ -161,6 +174,7 @@ export class QueueStore {
   readonly #deferCounts: Statement;
   readonly #undeferCounts: Statement;
   readonly #addCount: Statement;
+  readonly #addThroughput: Statement;
   readonly #parents: Statement;
   readonly #begin: Statement;
   readonly #commit: Statement;
@@ -226,19 +240,22 @@ export class QueueStore {
     );
     this.#byId = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`);
     this.#items = db.prepare("SELECT * FROM job_items WHERE job_id = ? ORDER BY idx");
-    // `scope IN (?1, ?2)`: a single-key scope passes its key twice.
-    this.#counts = db.prepare(
-      "SELECT type, status AS s, sum(n) AS n FROM job_counts WHERE scope IN (?1, ?2) AND n > 0 GROUP BY type, status",
-    );
-    const delayed = (owner: string) =>
+    // Ended jobs from the trigger-kept job_counts (`scope IN (?3, ?4)`: a single-key scope passes its key
+    // twice); live ones counted here from their partial indexes, which cover type and owner_id, so this
+    // reads the live queue's index entries and never a history row.
+    const counts = (owner: string) =>
       db.prepare(
-        `SELECT type, count(*) AS n FROM jobs INDEXED BY jobs_queued_run_at_idx
-         WHERE status = 'queued' AND run_at > ?1${owner} GROUP BY type`,
+        `SELECT type, 'queued' AS s, count(*) AS n, sum(run_at > ?1) AS later FROM jobs INDEXED BY jobs_queued_run_at_idx
+           WHERE status = 'queued'${owner} GROUP BY type
+         UNION ALL SELECT type, 'active', count(*), 0 FROM jobs INDEXED BY jobs_active_lease_idx
+           WHERE status = 'active'${owner} GROUP BY type
+         UNION ALL SELECT type, status, sum(n), 0 FROM job_counts WHERE scope IN (?3, ?4) AND n > 0 GROUP BY type, status`,
       );
-    this.#delayedAll = delayed("");
-    this.#delayedOwner = delayed(" AND owner_id = ?2");
-    this.#delayedApp = delayed(
-      " AND (owner_id = ?2 OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?2)",
+    this.#countsAll = counts("");
+    this.#countsOwner = counts(" AND owner_id = ?2");
+    // The app's end users are listed once (users_parent_idx) into the IN set, not looked up per queued row.
+    this.#countsApp = counts(
+      " AND owner_id IN (SELECT id FROM users WHERE id = ?2 UNION ALL SELECT id FROM users WHERE parent_id = ?2)",
     );
     this.#throughput = db.prepare(
       `SELECT minute, type, status, sum(n) AS n FROM job_throughput
@@ -254,6 +271,10 @@ export class QueueStore {
     this.#addCount = db.prepare(
       `INSERT INTO job_counts (scope, type, status, n) VALUES (?, ?, ?, ?)
        ON CONFLICT (scope, type, status) DO UPDATE SET n = n + excluded.n`,
+    );
+    this.#addThroughput = db.prepare(
+      `INSERT INTO job_throughput (scope, minute, type, status, n) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = n + excluded.n`,
     );
     this.#parents = db.prepare(
       "SELECT id, parent_id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND parent_id IS NOT NULL",
@@ -343,11 +364,13 @@ export class QueueStore {
   }
 
   /**
-   * Runs `fn` (inside the caller's transaction) with the per-row count triggers standing aside, then
-   * applies the moves it reports as a few grouped upserts (retention slices: a deleted row then costs the
-   * triggers' WHEN test, not their three statements). `fn` must report every job it inserts,
-   * re-statuses or deletes, and run no other code that does (no hooks): a move it does not report is
-   * counted by nobody. The marker row never commits, so other connections' triggers never skip a row.
+   * Runs `fn` (inside the caller's transaction), then applies the moves it reports to `job_counts` and
+   * `job_throughput` as a few grouped upserts in that same transaction, so the counts are exact after any
+   * crash. Every path that ends, re-opens or deletes a job goes through here: a per-row trigger on `jobs`
+   * costs the finish path 1.5 µs even when its WHEN is false, ~4.5 µs doing one count and one rollup upsert
+   * (docs/BENCHMARKS.md), while a group-committed batch of hundreds of ends costs a few upserts here.
+   * The delete safety-net trigger stands aside meanwhile (the marker row never commits, so other
+   * connections' triggers never skip a row). `fn` must report every job it re-statuses or deletes.
    */
   #counted<T>(fn: (moved: CountMove[]) => T): T {
     if (!this.db.inTransaction) throw new Error("#counted needs an open transaction");
@@ -355,9 +378,15 @@ export class QueueStore {
     this.#deferCounts.run();
     try {
       const out = fn(moved);
-      for (const [key, n] of this.#countDeltas(moved)) {
+      if (moved.length === 0) return out;
+      const { counts, ended } = this.#countDeltas(moved);
+      for (const [key, n] of counts) {
         const [scope, type, status] = key.split("\u0000");
         if (n !== 0) this.#addCount.run(scope!, type!, status!, n);
+      }
+      for (const [key, n] of ended) {
+        const [scope, minute, type, status] = key.split("\u0000");
+        this.#addThroughput.run(scope!, Number(minute), type!, status!, n);
       }
       return out;
     } finally {
@@ -399,61 +428,71 @@ export class QueueStore {
   ): { applied: Settlement[]; superseded: Job[] } {
     const applied: Settlement[] = [];
     const superseded: Job[] = [];
-    this.tx(() => {
-      for (const s of batch) {
-        const j = s.job;
-        if (s.kind === "finish") {
-          const res = this.#finish.run(
-            s.status,
-            s.result === undefined ? null : JSON.stringify(s.result),
-            s.error ? JSON.stringify(s.error) : null,
-            s.status,
-            now,
-            now,
-            j.id,
-            workerId,
-          );
-          if (res.changes === 0) continue;
-          Object.assign(j, {
-            status: s.status,
-            result: s.result ?? null,
-            error: s.error,
-            finishedAt: now,
-            updatedAt: now,
-            lockedBy: null,
-            lockedUntil: null,
-          });
-          if (s.status !== "failed") j.progress = 100;
-          onTerminal?.(j);
-          applied.push(s);
-        } else {
-          const spent = s.refundAttempt ? 1 : 0;
-          const errJson = s.error ? JSON.stringify(s.error) : null;
-          const res = this.#requeue.run(s.runAt, errJson, spent, now, j.id, workerId);
-          if (res.changes === 0) {
-            if (j.dedupeKey && this.#isActiveMine(j.id, workerId)) {
-              const err = supersededError();
-              this.#supersede.run(JSON.stringify(err), now, now, j.id);
-              Object.assign(j, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
-              onTerminal?.(j);
-              superseded.push(j);
+    this.tx(() =>
+      this.#counted((moved) => {
+        for (const s of batch) {
+          const j = s.job;
+          if (s.kind === "finish") {
+            const res = this.#finish.run(
+              s.status,
+              s.result === undefined ? null : JSON.stringify(s.result),
+              s.error ? JSON.stringify(s.error) : null,
+              s.status,
+              now,
+              now,
+              j.id,
+              workerId,
+            );
+            if (res.changes === 0) continue;
+            Object.assign(j, {
+              status: s.status,
+              result: s.result ?? null,
+              error: s.error,
+              finishedAt: now,
+              updatedAt: now,
+              lockedBy: null,
+              lockedUntil: null,
+            });
+            if (s.status !== "failed") j.progress = 100;
+            moved.push({ type: j.type, ownerId: j.ownerId, from: "active", to: s.status, endedAt: now });
+            onTerminal?.(j);
+            applied.push(s);
+          } else {
+            const spent = s.refundAttempt ? 1 : 0;
+            const errJson = s.error ? JSON.stringify(s.error) : null;
+            const res = this.#requeue.run(s.runAt, errJson, spent, now, j.id, workerId);
+            if (res.changes === 0) {
+              if (j.dedupeKey && this.#isActiveMine(j.id, workerId)) {
+                const err = supersededError();
+                this.#supersede.run(JSON.stringify(err), now, now, j.id);
+                Object.assign(j, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
+                moved.push({
+                  type: j.type,
+                  ownerId: j.ownerId,
+                  from: "active",
+                  to: "cancelled",
+                  endedAt: now,
+                });
+                onTerminal?.(j);
+                superseded.push(j);
+              }
+              continue;
             }
-            continue;
+            this.#attempt.run(j.id, j.attempts, "retried", j.startedAt, now, errJson, s.runAt);
+            Object.assign(j, {
+              status: "queued",
+              runAt: s.runAt,
+              error: s.error,
+              attempts: j.attempts - spent,
+              lockedBy: null,
+              lockedUntil: null,
+              updatedAt: now,
+            });
+            applied.push(s);
           }
-          this.#attempt.run(j.id, j.attempts, "retried", j.startedAt, now, errJson, s.runAt);
-          Object.assign(j, {
-            status: "queued",
-            runAt: s.runAt,
-            error: s.error,
-            attempts: j.attempts - spent,
-            lockedBy: null,
-            lockedUntil: null,
-            updatedAt: now,
-          });
-          applied.push(s);
         }
-      }
-    });
+      }),
+    );
     return { applied, superseded };
   }
 
@@ -512,30 +551,34 @@ export class QueueStore {
 
   /** Cancels a queued or active job. Returns the row after the change, or null when it was not cancellable. */
   cancel(id: string, now: number, onTerminal?: (job: Job) => void): Job | null {
-    return this.tx(() => {
-      const err = JSON.stringify({
-        code: "cancelled",
-        message: "cancelled",
-        retryable: false,
-        refundable: true,
-      });
-      const res = this.db
-        .query(
-          `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
+    return this.tx(() =>
+      this.#counted((moved) => {
+        const err = JSON.stringify({
+          code: "cancelled",
+          message: "cancelled",
+          retryable: false,
+          refundable: true,
+        });
+        const res = this.db
+          .query(
+            `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
            WHERE id = ? AND status IN ('queued', 'active')`,
-        )
-        .run(err, now, now, id);
-      if (res.changes === 0) return null;
-      // Unfinished items end with their job; an item still running cannot checkpoint over this (pending only).
-      this.db
-        .query(
-          "UPDATE job_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
-        )
-        .run(now, id);
-      const job = this.get(id)!;
-      onTerminal?.(job);
-      return job;
-    });
+          )
+          .run(err, now, now, id);
+        if (res.changes === 0) return null;
+        // Unfinished items end with their job; an item still running cannot checkpoint over this (pending only).
+        this.db
+          .query(
+            "UPDATE job_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
+          )
+          .run(now, id);
+        const job = this.get(id)!;
+        // From queued or active: both live, so only the end is counted.
+        moved.push({ type: job.type, ownerId: job.ownerId, from: "queued", to: "cancelled", endedAt: now });
+        onTerminal?.(job);
+        return job;
+      }),
+    );
   }
 
   /** The job's earlier attempts, oldest first (the latest is the job row itself). */
@@ -563,43 +606,46 @@ export class QueueStore {
    * job is queued again, with the job as it was; if it throws, nothing changes.
    */
   retry(id: string, now: number, onRetry?: (before: Job) => void): Job | null | "conflict" {
-    return this.tx(() => {
-      const before = this.get(id);
-      if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
-      const res = this.db
-        .query(
-          `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
+    return this.tx(() =>
+      this.#counted((moved) => {
+        const before = this.get(id);
+        if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
+        const res = this.db
+          .query(
+            `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
              finished_at = NULL, progress = 0, progress_message = NULL, stalled_count = 0, updated_at = ?
            WHERE id = ?`,
-        )
-        .run(now, now, id);
-      // A newer job with the same dedupe key is queued: the unique index refused this one.
-      if (res.changes === 0) return "conflict";
-      // Only once the job is really queued again: a refused retry must not be charged.
-      onRetry?.(before);
-      // The run being retried becomes history: its attempt, how it ended and why.
-      const ended = before.error ?? {
-        code: before.status,
-        message: `ended ${before.status}`,
-        retryable: true,
-        refundable: false,
-      };
-      this.#attempt.run(
-        id,
-        before.attempts,
-        "rerun",
-        before.startedAt,
-        before.finishedAt ?? now,
-        JSON.stringify(ended),
-        now,
-      );
-      this.db
-        .query(
-          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status IN ('failed', 'cancelled')",
-        )
-        .run(now, id);
-      return this.get(id);
-    });
+          )
+          .run(now, now, id);
+        // A newer job with the same dedupe key is queued: the unique index refused this one.
+        if (res.changes === 0) return "conflict";
+        moved.push({ type: before.type, ownerId: before.ownerId, from: before.status, to: "queued" });
+        // Only once the job is really queued again: a refused retry must not be charged.
+        onRetry?.(before);
+        // The run being retried becomes history: its attempt, how it ended and why.
+        const ended = before.error ?? {
+          code: before.status,
+          message: `ended ${before.status}`,
+          retryable: true,
+          refundable: false,
+        };
+        this.#attempt.run(
+          id,
+          before.attempts,
+          "rerun",
+          before.startedAt,
+          before.finishedAt ?? now,
+          JSON.stringify(ended),
+          now,
+        );
+        this.db
+          .query(
+            "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status IN ('failed', 'cancelled')",
+          )
+          .run(now, id);
+        return this.get(id);
+      }),
+    );
   }
 
   /**
@@ -614,65 +660,75 @@ export class QueueStore {
   ): { requeued: Job[]; failed: Job[] } {
     const requeued: Job[] = [];
     const failed: Job[] = [];
-    this.tx(() => {
-      const rows = this.db
-        .query(
-          `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active'${opts.expiredOnly ? " AND locked_until < ?" : ""}`,
-        )
-        .all(...(opts.expiredOnly ? [now] : [])) as Row[];
-      for (const row of rows) {
-        const job = toJob(row);
-        const expired = (job.lockedUntil ?? 0) < now;
-        if (!expired && !(job.lockedBy && opts.isDead?.(job.lockedBy))) continue;
-        if (job.stalledCount + 1 > stalledMax) {
-          const err = {
-            code: "stalled",
-            message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
-            retryable: false,
-            refundable: true,
-          };
-          this.db
-            .query(
-              `UPDATE jobs SET status = 'failed', error = ?, stalled_count = stalled_count + 1, finished_at = ?,
-                 updated_at = ?, locked_by = NULL, locked_until = NULL WHERE id = ? AND status = 'active'`,
-            )
-            .run(JSON.stringify(err), now, now, job.id);
-          Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
-          onTerminal?.(job);
-          failed.push(job);
-          continue;
-        }
-        const res = this.db
+    this.tx(() =>
+      this.#counted((moved) => {
+        const rows = this.db
           .query(
-            `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, attempts = max(0, attempts - 1),
+            `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active'${opts.expiredOnly ? " AND locked_until < ?" : ""}`,
+          )
+          .all(...(opts.expiredOnly ? [now] : [])) as Row[];
+        for (const row of rows) {
+          const job = toJob(row);
+          const expired = (job.lockedUntil ?? 0) < now;
+          if (!expired && !(job.lockedBy && opts.isDead?.(job.lockedBy))) continue;
+          if (job.stalledCount + 1 > stalledMax) {
+            const err = {
+              code: "stalled",
+              message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
+              retryable: false,
+              refundable: true,
+            };
+            this.db
+              .query(
+                `UPDATE jobs SET status = 'failed', error = ?, stalled_count = stalled_count + 1, finished_at = ?,
+                 updated_at = ?, locked_by = NULL, locked_until = NULL WHERE id = ? AND status = 'active'`,
+              )
+              .run(JSON.stringify(err), now, now, job.id);
+            Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
+            moved.push({ type: job.type, ownerId: job.ownerId, from: "active", to: "failed", endedAt: now });
+            onTerminal?.(job);
+            failed.push(job);
+            continue;
+          }
+          const res = this.db
+            .query(
+              `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, attempts = max(0, attempts - 1),
                stalled_count = stalled_count + 1, locked_by = NULL, locked_until = NULL, updated_at = ?
              WHERE id = ? AND status = 'active'`,
-          )
-          .run(now, now, job.id);
-        if (res.changes === 0) {
-          const err = supersededError();
-          this.#supersede.run(JSON.stringify(err), now, now, job.id);
-          Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
-          onTerminal?.(job);
-          failed.push(job);
-          continue;
+            )
+            .run(now, now, job.id);
+          if (res.changes === 0) {
+            const err = supersededError();
+            this.#supersede.run(JSON.stringify(err), now, now, job.id);
+            Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
+            moved.push({
+              type: job.type,
+              ownerId: job.ownerId,
+              from: "active",
+              to: "cancelled",
+              endedAt: now,
+            });
+            onTerminal?.(job);
+            failed.push(job);
+            continue;
+          }
+          const lost = {
+            code: "stalled",
+            message: "the worker died or lost its lease",
+            retryable: true,
+            refundable: true,
+          };
+          this.#attempt.run(job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(lost), now);
+          Object.assign(job, {
+            status: "queued",
+            runAt: now,
+            stalledCount: job.stalledCount + 1,
+            lockedBy: null,
+          });
+          requeued.push(job);
         }
-        const lost = {
-          code: "stalled",
-          message: "the worker died or lost its lease",
-          retryable: true,
-          refundable: true,
-        };
-        this.#attempt.run(job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(lost), now);
-        Object.assign(job, {
-          status: "queued",
-          runAt: now,
-          stalledCount: job.stalledCount + 1,
-          lockedBy: null,
-        });
-        requeued.push(job);
-      }
-    });
+      }),
+    );
     return { requeued, failed };
   }
 
@@ -723,7 +779,7 @@ export class QueueStore {
       const ids = doomed.map((r) => r.id);
       if (ids.length > 0) {
         beforeDelete?.(ids);
-        // Counted as a few grouped upserts rather than three trigger statements per deleted row.
+        // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
         this.#counted((moved) => {
           this.#deleteByIds.run(JSON.stringify(ids));
           for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
@@ -735,32 +791,63 @@ export class QueueStore {
     });
   }
 
-  /** What `moves` change in each `job_counts` row, keyed `scope\0type\0status`. */
-  #countDeltas(moves: CountMove[]): Map<string, number> {
+  /**
+   * What `moves` change in each `job_counts` row (keyed `scope\0type\0status`) and each `job_throughput`
+   * row (keyed `scope\0minute\0type\0status`; a run that ends counts there once, a later delete does not
+   * take it back).
+   */
+  #countDeltas(moves: CountMove[]): { counts: Map<string, number>; ended: Map<string, number> } {
     const owners = [...new Set(moves.map((m) => m.ownerId).filter((o): o is string => o !== null))];
     const parents = new Map(
-      (this.#parents.all(JSON.stringify(owners)) as { id: string; parent_id: string }[]).map((u) => [
-        u.id,
-        u.parent_id,
-      ]),
+      owners.length === 0
+        ? []
+        : (this.#parents.all(JSON.stringify(owners)) as { id: string; parent_id: string }[]).map((u) => [
+            u.id,
+            u.parent_id,
+          ]),
     );
-    const deltas = new Map<string, number>();
-    const add = (m: CountMove, status: string | null, n: number) => {
-      if (status === null) return;
+    const counts = new Map<string, number>();
+    const ended = new Map<string, number>();
+    const scopesOf = (m: CountMove) => {
       const scopes = [""];
       if (m.ownerId !== null) scopes.push(`u:${m.ownerId}`);
       const parent = m.ownerId === null ? undefined : parents.get(m.ownerId);
       if (parent) scopes.push(`c:${parent}`);
-      for (const scope of scopes) {
-        const key = `${scope}\u0000${m.type}\u0000${status}`;
-        deltas.set(key, (deltas.get(key) ?? 0) + n);
-      }
+      return scopes;
     };
+    const bump = (map: Map<string, number>, key: string, n: number) => map.set(key, (map.get(key) ?? 0) + n);
     for (const m of moves) {
-      add(m, m.from, -1);
-      add(m, m.to, 1);
+      // job_counts keeps ended jobs only; live ones are counted from their indexes.
+      const from = m.from !== null && isTerminal(m.from) ? m.from : null;
+      const to = m.to !== null && isTerminal(m.to) ? m.to : null;
+      if (from === to) continue;
+      for (const scope of scopesOf(m)) {
+        if (from) bump(counts, `${scope}\u0000${m.type}\u0000${from}`, -1);
+        if (to) bump(counts, `${scope}\u0000${m.type}\u0000${to}`, 1);
+        if (to && !from && m.from !== null && m.endedAt !== undefined) {
+          bump(ended, `${scope}\u0000${Math.floor(m.endedAt / 60_000)}\u0000${m.type}\u0000${to}`, 1);
+        }
+      }
     }
-    return deltas;
+    return { counts, ended };
+  }
+
+  /**
+   * Rebuilds `job_counts` from a full scan of `jobs` (one transaction). Only for rows written behind the
+   * store's back, e.g. seeding a database with ended jobs in bulk SQL: the store's own paths keep the counts.
+   */
+  recountEnded(): void {
+    this.tx(() => {
+      this.db.run("DELETE FROM job_counts");
+      this.db.run(
+        `INSERT INTO job_counts (scope, type, status, n)
+         SELECT '', type, status, count(*) FROM jobs WHERE status IN ${ENDED_SQL} GROUP BY type, status
+         UNION ALL SELECT 'u:' || owner_id, type, status, count(*) FROM jobs
+           WHERE owner_id IS NOT NULL AND status IN ${ENDED_SQL} GROUP BY owner_id, type, status
+         UNION ALL SELECT 'c:' || u.parent_id, j.type, j.status, count(*) FROM jobs j JOIN users u ON u.id = j.owner_id
+           WHERE u.parent_id IS NOT NULL AND j.status IN ${ENDED_SQL} GROUP BY u.parent_id, j.type, j.status`,
+      );
+    });
   }
 
   /** Whether any job ended in `status` before `before` (one probe of jobs_retention_idx). */
@@ -769,32 +856,27 @@ export class QueueStore {
   }
 
   /**
-   * Counts by status and type in `scope` (every job when null): terminal and active counts are the
-   * trigger-kept `job_counts` rows; queued ones are split into waiting and delayed by counting the queued
-   * jobs due after `now` on jobs_queued_run_at_idx (a walk over future jobs only, never history).
+   * Counts by status and type in `scope` (every job when null): ended jobs from the trigger-kept
+   * `job_counts` rows (terminal statuses only), live ones (queued split into waiting and delayed at `now`,
+   * active) counted from their partial indexes: bounded by the live queue, never by history.
    */
   stats(now: number, scope: CountScope = null): QueueStats {
     const keys = scopeKeys(scope);
-    const counted = this.#counts.all(keys[0]!, keys[1] ?? keys[0]!) as {
-      type: string;
-      s: string;
-      n: number;
-    }[];
-    const delayed = (
+    const k3 = keys[0]!;
+    const k4 = keys[1] ?? k3;
+    const counted = (
       scope === null
-        ? this.#delayedAll.all(now)
+        ? this.#countsAll.all(now, null, k3, k4)
         : scope.withEndUsers
-          ? this.#delayedApp.all(now, scope.ownerId)
-          : this.#delayedOwner.all(now, scope.ownerId)
-    ) as { type: string; n: number }[];
-    const delayedByType = new Map(delayed.map((r) => [r.type, r.n]));
+          ? this.#countsApp.all(now, scope.ownerId, k3, k4)
+          : this.#countsOwner.all(now, scope.ownerId, k3, k4)
+    ) as { type: string; s: string; n: number; later: number }[];
     const rows: { type: string; s: string; n: number }[] = [];
     for (const r of counted) {
       if (r.s !== "queued") rows.push(r);
       else {
-        const later = delayedByType.get(r.type) ?? 0;
-        if (r.n - later > 0) rows.push({ type: r.type, s: "waiting", n: r.n - later });
-        if (later > 0) rows.push({ type: r.type, s: "delayed", n: later });
+        if (r.n - r.later > 0) rows.push({ type: r.type, s: "waiting", n: r.n - r.later });
+        if (r.later > 0) rows.push({ type: r.type, s: "delayed", n: r.later });
       }
     }
     return countsFrom(rows);

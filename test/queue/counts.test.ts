@@ -26,7 +26,7 @@ function seedUsers(db: Database): { app: string; endUsers: string[]; user: strin
   return { app: "app", endUsers: ["end-1", "end-2"], user: "solo" };
 }
 
-/** Every non-zero counter row, and the same numbers from a full count(*) over `jobs`. */
+/** Every non-zero counter row (ended jobs only), and the same numbers from a full count(*) over `jobs`. */
 function countersAndTruth(db: Database) {
   const counters = db
     .query("SELECT scope, type, status, n FROM job_counts WHERE n != 0 ORDER BY scope, type, status")
@@ -39,6 +39,7 @@ function countersAndTruth(db: Database) {
            GROUP BY owner_id, type, status
          UNION ALL SELECT 'c:' || u.parent_id, j.type, j.status, count(*) FROM jobs j JOIN users u ON u.id = j.owner_id
            WHERE u.parent_id IS NOT NULL GROUP BY u.parent_id, j.type, j.status)
+       WHERE status IN ('completed', 'partial', 'failed', 'cancelled')
        ORDER BY scope, type, status`,
     )
     .all();
