@@ -138,8 +138,11 @@ export const jobs = sqliteTable(
   (t) => [
     // The claim scan: queued jobs in aged order (see CLAIM_ORDER), then due time. Partial, so finished jobs
     // cost it nothing; run_at is in it so the due-time filter and the idle pool's min(run_at) never read rows.
+    // type and owner_id ride along: the claim's type filter reads no row, and the live counts (waiting and
+    // delayed by type and owner) walk this index alone, bounded by the live queue (job_counts keeps only
+    // ended jobs). One index over queued rows serves both, so enqueue and claim write no extra one.
     index("jobs_claim_idx")
-      .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id)
+      .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id, t.type, t.ownerId)
       .where(sql`status = 'queued'`),
     // Back-pressure counts an owner's queued jobs of a type with one bounded probe (queued rows only).
     // Only jobs with an owner: system work without one (and the engine's hot path) pays nothing for it.
@@ -161,10 +164,6 @@ export const jobs = sqliteTable(
     index("jobs_type_idx").on(t.type, t.id),
     // Retention walks each end status oldest first, a slice at a time.
     index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
-    // Queued jobs by due time: the delayed count and the next wake-up read only future rows, never history.
-    // Covering type and owner_id, the live counts (waiting and delayed by type, per owner) read this index
-    // alone: a walk bounded by the live queue. job_counts keeps only terminal statuses.
-    index("jobs_queued_run_at_idx").on(t.runAt, t.type, t.ownerId).where(sql`status = 'queued'`),
     // A recipe's jobs by owner and state: the instant claim takes the oldest completed backlog job with one
     // index probe, and the backlog counts ready and in-flight jobs per recipe without scanning.
     index("jobs_recipe_idx")

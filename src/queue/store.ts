@@ -245,7 +245,7 @@ export class QueueStore {
     // reads the live queue's index entries and never a history row.
     const counts = (owner: string) =>
       db.prepare(
-        `SELECT type, 'queued' AS s, count(*) AS n, sum(run_at > ?1) AS later FROM jobs INDEXED BY jobs_queued_run_at_idx
+        `SELECT type, 'queued' AS s, count(*) AS n, sum(run_at > ?1) AS later FROM jobs INDEXED BY jobs_claim_idx
            WHERE status = 'queued'${owner} GROUP BY type
          UNION ALL SELECT type, 'active', count(*), 0 FROM jobs INDEXED BY jobs_active_lease_idx
            WHERE status = 'active'${owner} GROUP BY type
@@ -369,13 +369,14 @@ export class QueueStore {
    * crash. Every path that ends, re-opens or deletes a job goes through here: a per-row trigger on `jobs`
    * costs the finish path 1.5 µs even when its WHEN is false, ~4.5 µs doing one count and one rollup upsert
    * (docs/BENCHMARKS.md), while a group-committed batch of hundreds of ends costs a few upserts here.
-   * The delete safety-net trigger stands aside meanwhile (the marker row never commits, so other
-   * connections' triggers never skip a row). `fn` must report every job it re-statuses or deletes.
+   * With `deletes`, the delete safety-net trigger stands aside meanwhile (the marker row never commits, so
+   * other connections' triggers never skip a row). `fn` must report every job it re-statuses or deletes.
    */
-  #counted<T>(fn: (moved: CountMove[]) => T): T {
+  #counted<T>(fn: (moved: CountMove[]) => T, deletes = false): T {
     if (!this.db.inTransaction) throw new Error("#counted needs an open transaction");
     const moved: CountMove[] = [];
-    this.#deferCounts.run();
+    // Only a deleting caller needs the delete trigger to stand aside; the hot paths skip both statements.
+    if (deletes) this.#deferCounts.run();
     try {
       const out = fn(moved);
       if (moved.length === 0) return out;
@@ -390,7 +391,7 @@ export class QueueStore {
       }
       return out;
     } finally {
-      this.#undeferCounts.run();
+      if (deletes) this.#undeferCounts.run();
     }
   }
 
@@ -783,7 +784,7 @@ export class QueueStore {
         this.#counted((moved) => {
           this.#deleteByIds.run(JSON.stringify(ids));
           for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
-        });
+        }, true);
       }
       const last = rows.at(-1);
       const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };

@@ -4,7 +4,7 @@
 --   (QueueStore#counted: a group-committed batch of hundreds of ends costs a few statements), and likewise
 --   takes a count back when a job is retried or deleted by retention. Enqueue and claim touch no count.
 -- - live counts (queued waiting/delayed, active) are read at query time from the partial indexes over live
---   rows only (jobs_queued_run_at_idx, jobs_active_lease_idx, both covering type and owner_id): that read is
+--   rows only (jobs_claim_idx, jobs_active_lease_idx, both covering type and owner_id): that read is
 --   bounded by the live queue, never by history.
 -- Why not triggers on status: measured on this schema, any per-row UPDATE trigger on jobs costs the finish
 -- path ~1.5 us even when its WHEN is false, and ~4.5 us doing one count and one rollup upsert, against ~4 us

@@ -45,9 +45,9 @@ export function countScope(p: Principal): CountScope {
 
 const LIVE_STATUS_INDEX: Partial<Record<string, string>> = {
   active: "jobs_active_lease_idx",
-  queued: "jobs_queued_run_at_idx",
-  waiting: "jobs_queued_run_at_idx",
-  delayed: "jobs_queued_run_at_idx",
+  queued: "jobs_claim_idx",
+  waiting: "jobs_claim_idx",
+  delayed: "jobs_claim_idx",
 };
 
 /** How many jobs in `stats` a list with these status and type filters matches. */
