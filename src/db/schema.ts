@@ -173,10 +173,10 @@ export const jobs = sqliteTable(
 );
 
 /**
- * Counts of ENDED jobs (terminal statuses only) by scope, type and status, kept exact by a trigger on `jobs`
- * (migration job_count_triggers) inside the very statement that ends, re-owns, re-opens or deletes an ended
- * job, so no code path can forget them. Live jobs (queued, active) are not here: they are counted at read
- * time from their partial indexes, so enqueue and claim fire no trigger. `scope` is
+ * Counts of ENDED jobs (terminal statuses only) by scope, type and status, kept exact by the queue store in
+ * the transaction that ends, retries or deletes a job (QueueStore#counted), plus two triggers for re-owning
+ * and deleting outside it (migration job_count_triggers). Live jobs (queued, active) are not here: they are
+ * counted at read time from their partial indexes, so enqueue and claim write no count. `scope` is
  * `''` for every job, `u:<userId>` for a user's own jobs and `c:<userId>` for the jobs of the end users whose
  * parent (app) is that user. Rows whose count fell to 0 stay (their number is bounded by scopes x types).
  */
@@ -202,8 +202,8 @@ export const jobCountsDeferred = sqliteTable("job_counts_deferred", {
 
 /**
  * Jobs that ended, per minute of `finished_at`, by scope (as in `job_counts`), type and end status: the
- * dashboard's throughput chart and the per-minute metrics read this instead of scanning `jobs`. Written by a
- * trigger when a job reaches a terminal status; retention trims old minutes.
+ * dashboard's throughput chart and the per-minute metrics read this instead of scanning `jobs`. Written by the
+ * queue store, grouped per transaction, when jobs reach a terminal status; retention trims old minutes.
  */
 export const jobThroughput = sqliteTable(
   "job_throughput",

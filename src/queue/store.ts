@@ -121,7 +121,7 @@ export type QueueStats = {
 
 /**
  * Whose jobs a count covers: null for every job; else one owner's, and with `withEndUsers` also those of
- * the end users that owner (an app) created. The scope keys match the triggers' (`u:` own, `c:` children).
+ * the end users that owner (an app) created. The scope keys are `job_counts`' (`u:` own, `c:` children).
  */
 export type CountScope = { ownerId: string; withEndUsers: boolean } | null;
 
@@ -240,7 +240,7 @@ export class QueueStore {
     );
     this.#byId = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`);
     this.#items = db.prepare("SELECT * FROM job_items WHERE job_id = ? ORDER BY idx");
-    // Ended jobs from the trigger-kept job_counts (`scope IN (?3, ?4)`: a single-key scope passes its key
+    // Ended jobs from job_counts (`scope IN (?3, ?4)`: a single-key scope passes its key
     // twice); live ones counted here from their partial indexes, which cover type and owner_id, so this
     // reads the live queue's index entries and never a history row.
     const counts = (owner: string) =>
@@ -857,7 +857,7 @@ export class QueueStore {
   }
 
   /**
-   * Counts by status and type in `scope` (every job when null): ended jobs from the trigger-kept
+   * Counts by status and type in `scope` (every job when null): ended jobs from the store-kept
    * `job_counts` rows (terminal statuses only), live ones (queued split into waiting and delayed at `now`,
    * active) counted from their partial indexes: bounded by the live queue, never by history.
    */
@@ -884,7 +884,7 @@ export class QueueStore {
   }
 
   /**
-   * Jobs that ended per minute in `scope`, for minutes in [fromMinute, toMinute), from the trigger-kept
+   * Jobs that ended per minute in `scope`, for minutes in [fromMinute, toMinute), from the store-kept
    * rollup: rows of (minute, type, status, n), one index range per scope key.
    */
   throughput(

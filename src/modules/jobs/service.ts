@@ -37,7 +37,7 @@ export function ownerScope(p: Principal): { sql: string; args: string[] } | null
   return { sql: "owner_id = ?", args: [p.user.id] };
 }
 
-/** The counters' twin of `ownerScope`: which trigger-kept counts `p` may read (null: all of them). */
+/** The counters' twin of `ownerScope`: which counts `p` may read (null: all of them). */
 export function countScope(p: Principal): CountScope {
   if (isAdminKey(p)) return null;
   return { ownerId: p.user.id, withEndUsers: p.via === "key" && p.user.role === "app" };

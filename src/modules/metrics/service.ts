@@ -9,7 +9,7 @@
  *
  * Wired in runtime.ts (callers do nothing):
  * - `watchQueue(queue)`: job durations, queue wait; job counts by status and type and the jobs that ended
- *   in the last minute, read at scrape from trigger-kept tables (a handful of rows, whatever the history);
+ *   in the last minute, read at scrape from the store's counters and the live queue's indexes (never history rows);
  * - `watchAdmission(admission)`: back-pressure limits, their use (read at scrape) and refusals;
  * - `watchItems(queue)`: batch item durations, from the engine's `item:attempt` events;
  * - `watchWebhookDeliveries(queue, type)`: delivery outcomes, from the delivery jobs' events;
