@@ -22,6 +22,8 @@ usage: easel [command]
   backlog maintain [--recipe R] [--dry-run] [--wait [--process]]   top the backlog up now
   credits grant|debit <user> <n> [--note T]   change a user's credits (id or external id)
   credits balance <user>        a user's credits and recent ledger
+  db stats [--json]             file, free pages and each table's size (data and indexes)
+  db vacuum [--force]           one-off rewrite that switches an older database to incremental auto-vacuum
   keys list <user>              a user's API keys (prefix, created, last used, expiry, revoked)
   keys create <user> --name N [--expires-in 90d]   create a key, print it once
   keys revoke|rotate <keyId>    revoke a key, or replace it with a new secret (printed once)
@@ -38,6 +40,7 @@ const SERVICE_COMMANDS = new Map<string, () => Promise<ServiceCommand>>([
   ["users", async () => (await import("./cli/users")).usersCommand],
   ["backlog", async () => (await import("./cli/backlog")).backlogCommand],
   ["credits", async () => (await import("./cli/credits")).creditsCommand],
+  ["db", async () => (await import("./cli/db")).dbCommand],
   ["keys", async () => (await import("./cli/keys")).keysCommand],
 ]);
 

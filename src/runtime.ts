@@ -73,15 +73,30 @@ export async function startRuntime(
     }
   }, sweepEvery);
   timers.push({ stop: () => clearInterval(sweep) });
+  // Retention runs in slices until done; stopping aborts it between slices, and the run at start-up picks
+  // up whatever a previous process left (a backlog of history past retention is never skipped).
+  const retention = new AbortController();
+  const retain = async () => {
+    try {
+      const removed = await runRetention(ctx, retention.signal, () => checkpointer.checkpointNow());
+      if (removed.jobs) log.info(removed, "retention cleanup");
+    } catch (err) {
+      log.error({ err }, "retention cleanup failed");
+    }
+  };
+  const due = queue.retentionDue({
+    completedHours: config.RETAIN_COMPLETED_HOURS,
+    failedHours: config.RETAIN_FAILED_HOURS,
+  });
+  const firstRetention = due ? setTimeout(retain, 1000) : undefined;
+  timers.push({
+    stop: () => {
+      clearTimeout(firstRetention);
+      retention.abort();
+    },
+  });
   timers.push(
-    new Cron(config.RETENTION_CRON, { protect: true }, async () => {
-      try {
-        const removed = await runRetention(ctx);
-        if (removed.jobs) log.info(removed, "retention cleanup");
-      } catch (err) {
-        log.error({ err }, "retention cleanup failed");
-      }
-    }),
+    new Cron(config.RETENTION_CRON, { protect: true }, retain),
     new Cron(config.BACKLOG_CRON, { protect: true }, () => {
       try {
         const out = ctx.backlog.maintain();

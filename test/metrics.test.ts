@@ -99,6 +99,25 @@ describe("GET /metrics", () => {
     expect(value(next, "easel_jobs", { type: "flaky", status: "cancelled" })).toBe(1);
   });
 
+  test("jobs that ended in the last complete minute come from the rollup", async () => {
+    // A job cancelled "a minute ago" (the store takes the time it is given): the trigger files it under
+    // that minute. Retried if the clock crosses into the next minute between the cancel and the scrape.
+    for (;;) {
+      const minute = Math.floor(Date.now() / 60_000) - 1;
+      const before = await scrape();
+      const had =
+        value(before, "easel_jobs_finished_last_minute", { type: "flaky", status: "cancelled" }) ?? 0;
+      const { id } = server.ctx.queue.enqueue("flaky", {}, { delayMs: 3_600_000 });
+      expect(server.ctx.queue.store.cancel(id, minute * 60_000 + 30_000)?.status).toBe("cancelled");
+      const after = await scrape();
+      if (Math.floor(Date.now() / 60_000) - 1 !== minute) continue;
+      expect(value(after, "easel_jobs_finished_last_minute", { type: "flaky", status: "cancelled" })).toBe(
+        had + 1,
+      );
+      return;
+    }
+  });
+
   test("HTTP requests are labelled with the route pattern, never the raw path", async () => {
     for (let i = 0; i < 3; i++) await server.api(`/api/jobs/00000000-0000-7000-8000-00000000000${i}/status`);
     await server.api("/no/such/route");

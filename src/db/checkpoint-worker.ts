@@ -20,7 +20,12 @@ function checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
   }
 }
 
-self.onmessage = (event: MessageEvent<Start | "stop">) => {
+self.onmessage = (event: MessageEvent<Start | "stop" | "now">) => {
+  if (event.data === "now") {
+    checkpoint("PASSIVE");
+    postMessage("checkpointed");
+    return;
+  }
   if (event.data === "stop") {
     if (timer) clearInterval(timer);
     checkpoint("TRUNCATE");

@@ -10,6 +10,7 @@ export class Checkpointer {
   readonly #path: string;
   readonly #intervalMs: number;
   #worker: Worker | null = null;
+  readonly #waiting: (() => void)[] = [];
 
   constructor(db: Database, path: string, intervalMs = 500) {
     this.#db = db;
@@ -26,9 +27,25 @@ export class Checkpointer {
       worker.onerror = (e) => reject(e);
       worker.postMessage({ path: this.#path, intervalMs: this.#intervalMs });
     });
+    worker.onmessage = (e) => {
+      if (e.data === "checkpointed") this.#waiting.shift()?.();
+    };
     worker.onerror = () => this.#fallback();
     worker.addEventListener("close", () => this.#fallback());
     this.#db.exec("PRAGMA wal_autocheckpoint = 0");
+  }
+
+  /**
+   * A PASSIVE checkpoint now, resolved when it is done (at once without a worker). Long runs of writes
+   * (retention) pause on it so the checkpoint can catch up and the next commit rewinds the WAL.
+   */
+  checkpointNow(): Promise<void> {
+    const worker = this.#worker;
+    if (!worker) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#waiting.push(resolve);
+    worker.postMessage("now");
+    return promise;
   }
 
   /** Stops the worker after a final TRUNCATE checkpoint (the WAL file shrinks to zero). */
@@ -49,6 +66,7 @@ export class Checkpointer {
   }
 
   #fallback(): void {
+    for (const resolve of this.#waiting.splice(0)) resolve();
     try {
       this.#db.exec("PRAGMA wal_autocheckpoint = 1000");
     } catch {

@@ -40,11 +40,17 @@ export function openDb(path: string, opts: OpenOptions = {}): Db {
     sqlite.exec(`PRAGMA busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
     // Before any pragma that writes: a database from a newer version is refused untouched.
     verifyMigrations(sqlite);
+    // Only takes effect on a file with no tables yet: retention can then hand free pages back to the file
+    // system (modules/ops/maintenance.ts). An older file reuses its free pages instead (`easel db vacuum`).
+    sqlite.exec("PRAGMA auto_vacuum = INCREMENTAL");
     sqlite.exec("PRAGMA journal_mode = WAL");
     sqlite.exec(`PRAGMA synchronous = ${opts.synchronous ?? "NORMAL"}`);
     sqlite.exec("PRAGMA foreign_keys = ON");
     sqlite.exec("PRAGMA temp_store = MEMORY");
     sqlite.exec("PRAGMA cache_size = -32000");
+    // After a burst of writes (a large retention run) the WAL file is cut back to this when it rewinds,
+    // instead of keeping its high-water size on disk.
+    sqlite.exec("PRAGMA journal_size_limit = 67108864");
     // Committed drizzle-kit migrations, embedded in the build (migrate.ts); safe from several processes at once.
     if (opts.migrate !== false) applyMigrations(sqlite);
   } catch (err) {

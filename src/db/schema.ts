@@ -11,6 +11,7 @@ export type Role = (typeof ROLES)[number];
 export const JOB_STATUSES = ["queued", "active", "completed", "partial", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TERMINAL_STATUSES = ["completed", "partial", "failed", "cancelled"] as const;
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 /** A job in one of these states has ended: it runs again only if retried. */
 export const isTerminalStatus = (status: string): boolean =>
   (TERMINAL_STATUSES as readonly string[]).includes(status);
@@ -141,8 +142,11 @@ export const jobs = sqliteTable(
   (t) => [
     // The claim scan: queued jobs in aged order (see CLAIM_ORDER), then due time. Partial, so finished jobs
     // cost it nothing; run_at is in it so the due-time filter and the idle pool's min(run_at) never read rows.
+    // type and owner_id ride along: the claim's type filter reads no row, and the live counts (waiting and
+    // delayed by type and owner) walk this index alone, bounded by the live queue (job_counts keeps only
+    // ended jobs). One index over queued rows serves both, so enqueue and claim write no extra one.
     index("jobs_claim_idx")
-      .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id)
+      .on(sql.raw(`(${CLAIM_ORDER})`), t.runAt, t.id, t.type, t.ownerId)
       .where(sql`status = 'queued'`),
     // Back-pressure counts an owner's queued jobs of a type with one bounded probe (queued rows only).
     // Only jobs with an owner: system work without one (and the engine's hot path) pays nothing for it.
@@ -153,14 +157,71 @@ export const jobs = sqliteTable(
     uniqueIndex("jobs_dedupe_queued_idx")
       .on(t.dedupeKey)
       .where(sql`status = 'queued' AND dedupe_key IS NOT NULL`),
-    index("jobs_active_lease_idx").on(t.lockedUntil).where(sql`status = 'active'`),
+    // Lease expiry scans it by locked_until; type and owner_id ride along so the live counts (active jobs by
+    // type and owner) read this index alone. Widening it adds no index write to claim or finish.
+    index("jobs_active_lease_idx").on(t.lockedUntil, t.type, t.ownerId).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
-    index("jobs_finished_idx").on(t.finishedAt).where(sql`finished_at IS NOT NULL`),
+    // Finished jobs by status, newest id first: a status-filtered list pages through it. Queries name
+    // `finished_at IS NOT NULL` so the planner may use this partial index.
+    index("jobs_finished_status_idx").on(t.status, t.id).where(sql`finished_at IS NOT NULL`),
+    // A type-filtered list pages through a type's jobs newest first. Written once per job (types never change).
+    index("jobs_type_idx").on(t.type, t.id),
+    // Retention walks each end status oldest first, a slice at a time.
+    index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
     // A recipe's jobs by owner and state: the instant claim takes the oldest completed backlog job with one
     // index probe, and the backlog counts ready and in-flight jobs per recipe without scanning.
     index("jobs_recipe_idx")
       .on(t.recipeId, t.ownerId, t.status, t.finishedAt, t.id)
       .where(sql`recipe_id IS NOT NULL`),
+  ],
+);
+
+/**
+ * Counts of ENDED jobs (terminal statuses only) by scope, type and status, kept exact by the queue store in
+ * the transaction that ends, retries or deletes a job (QueueStore#counted), plus two triggers for re-owning
+ * and deleting outside it (migration job_count_triggers). Live jobs (queued, active) are not here: they are
+ * counted at read time from their partial indexes, so enqueue and claim write no count. `scope` is
+ * `''` for every job, `u:<userId>` for a user's own jobs and `c:<userId>` for the jobs of the end users whose
+ * parent (app) is that user. Rows whose count fell to 0 stay (their number is bounded by scopes x types).
+ */
+export const jobCounts = sqliteTable(
+  "job_counts",
+  {
+    scope: text("scope").notNull(),
+    type: text("type").notNull(),
+    status: text("status", { enum: TERMINAL_STATUSES }).notNull(),
+    n: integer("n").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.scope, t.type, t.status] })],
+);
+
+/**
+ * Holds a row only inside a transaction that adjusts `job_counts` itself for a bulk delete (a retention
+ * slice subtracts its rows' counts in a few grouped statements); the delete trigger skips rows meanwhile.
+ * Other connections never see the row: it is inserted and removed before that transaction commits.
+ */
+export const jobCountsDeferred = sqliteTable("job_counts_deferred", {
+  id: integer("id").primaryKey(),
+});
+
+/**
+ * Jobs that ended, per minute of `finished_at`, by scope (as in `job_counts`), type and end status: the
+ * dashboard's throughput chart and the per-minute metrics read this instead of scanning `jobs`. Written by the
+ * queue store, grouped per transaction, when jobs reach a terminal status; retention trims old minutes.
+ */
+export const jobThroughput = sqliteTable(
+  "job_throughput",
+  {
+    scope: text("scope").notNull(),
+    /** `finished_at` in whole minutes since the epoch. */
+    minute: integer("minute").notNull(),
+    type: text("type").notNull(),
+    status: text("status", { enum: TERMINAL_STATUSES }).notNull(),
+    n: integer("n").notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ columns: [t.scope, t.minute, t.type, t.status] }),
+    index("job_throughput_minute_idx").on(t.minute),
   ],
 );
 
@@ -391,7 +452,7 @@ export const idempotencyKeys = sqliteTable(
     /** A reservation not answered by then may be taken over (its holder died). */
     lockedUntil: integer("locked_until"),
   },
-  (t) => [primaryKey({ columns: [t.ownerId, t.key] })],
+  (t) => [primaryKey({ columns: [t.ownerId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
 );
 
 export type User = typeof users.$inferSelect;

@@ -1,12 +1,19 @@
 import type { Database } from "bun:sqlite";
 import { hostname } from "node:os";
-import type { Job, JobItem } from "../db/schema";
+import type { Job, JobItem, TerminalStatus } from "../db/schema";
 import type { AnyJobDefinition, JobLogger } from "./define";
 import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
 import { FeatureStore } from "./feature-store";
 import { WorkerPool } from "./pool";
-import { type NewItem, type NewJob, type QueueStats, QueueStore } from "./store";
+import {
+  type CountScope,
+  type NewItem,
+  type NewJob,
+  type QueueStats,
+  QueueStore,
+  type RetentionCursor,
+} from "./store";
 import { runTerminalHooks } from "./terminal";
 
 export {
@@ -19,6 +26,26 @@ export {
 export * from "./errors";
 export type { QueueEvents } from "./events";
 export { EventBus } from "./events";
+export type { CountScope, QueueStats } from "./store";
+
+export type RetentionOptions = {
+  completedHours: number;
+  /** For failed, partial and cancelled jobs. */
+  failedHours: number;
+  /** Runs in each slice's transaction with the ids it is about to delete. */
+  beforeDelete?: (ids: string[]) => void;
+  /** Runs after each slice has committed (awaited before the next slice). */
+  afterSlice?: (ids: string[]) => Promise<void> | void;
+  /** How long one slice's transaction should take. @defaultValue 5 */
+  sliceMs?: number;
+  /**
+   * Awaited after every `RETENTION_CHECKPOINT_ROWS` deleted jobs with no slice running, so a WAL checkpoint
+   * can complete and the log restart: deletes dirty pages all over the indexes, and back-to-back slices
+   * would otherwise grow the WAL for as long as retention runs.
+   */
+  checkpoint?: () => Promise<void>;
+  signal?: AbortSignal;
+};
 
 export type EnqueueOptions = {
   /** Higher runs first. @defaultValue 0 */
@@ -258,20 +285,36 @@ export class Queue {
   }
 
   /**
-   * Deletes finished jobs past retention (not those marked `metadata.keep`); `beforeDelete` runs in the same
-   * transaction for each chunk of ids (e.g. to take their asset rows). Returns the deleted ids.
+   * Deletes finished jobs past retention (not those marked `metadata.keep`) in slices: each slice is one
+   * short transaction sized to take about `sliceMs`, with `beforeDelete` inside it (e.g. taking the asset
+   * rows), then `afterSlice` (e.g. deleting the files) and a turn of the event loop, so requests, sockets and
+   * jobs run between slices however much history there is. Runs until nothing is past retention or `signal`
+   * aborts; after a restart the next run simply finds what is left. Returns how many jobs it deleted.
    */
-  cleanupRetention(
-    completedHours: number,
-    failedHours: number,
-    beforeDelete?: (ids: string[]) => void,
-  ): string[] {
-    const now = this.now();
-    return this.store.deleteFinished(
-      now - completedHours * 3_600_000,
-      now - failedHours * 3_600_000,
-      beforeDelete,
-    );
+  async cleanupRetention(opts: RetentionOptions): Promise<number> {
+    const cutoffs = this.#retentionCutoffs(opts);
+    const slicer = new SliceSizer(opts.sliceMs ?? 5);
+    let deleted = 0;
+    let sinceCheckpoint = 0;
+    for (const [status, before] of cutoffs) {
+      let cursor: RetentionCursor | null = null;
+      do {
+        if (opts.signal?.aborted) return deleted;
+        const started = performance.now();
+        const slice = this.store.deleteFinishedSlice(status, before, cursor, slicer.rows, opts.beforeDelete);
+        slicer.observe(performance.now() - started);
+        cursor = slice.next;
+        deleted += slice.ids.length;
+        sinceCheckpoint += slice.ids.length;
+        if (slice.ids.length > 0) await opts.afterSlice?.(slice.ids);
+        if (opts.checkpoint && sinceCheckpoint >= RETENTION_CHECKPOINT_ROWS) {
+          sinceCheckpoint = 0;
+          await opts.checkpoint();
+        }
+        await yieldToEventLoop();
+      } while (cursor);
+    }
+    return deleted;
   }
 
   /**
@@ -312,8 +355,44 @@ export class Queue {
     return this.store.debounced(limit);
   }
 
-  stats(): QueueStats {
-    return this.store.stats(this.now());
+  /** Whether any job has ended past retention (kept ones included): a cheap probe before a full run. */
+  retentionDue(opts: Pick<RetentionOptions, "completedHours" | "failedHours">): boolean {
+    return this.#retentionCutoffs(opts).some(([status, before]) => this.store.endedBefore(status, before));
+  }
+
+  #retentionCutoffs(
+    opts: Pick<RetentionOptions, "completedHours" | "failedHours">,
+  ): [TerminalStatus, number][] {
+    const now = this.now();
+    return [
+      ["completed", now - opts.completedHours * 3_600_000],
+      ["partial", now - opts.failedHours * 3_600_000],
+      ["failed", now - opts.failedHours * 3_600_000],
+      ["cancelled", now - opts.failedHours * 3_600_000],
+    ];
+  }
+
+  /** Trims the throughput rollup to `keepHours`, in slices like retention. Returns the rows removed. */
+  async trimThroughput(keepHours: number, signal?: AbortSignal): Promise<number> {
+    const beforeMinute = Math.floor((this.now() - keepHours * 3_600_000) / 60_000);
+    let removed = 0;
+    for (;;) {
+      if (signal?.aborted) return removed;
+      const n = this.store.trimThroughput(beforeMinute, 2000);
+      removed += n;
+      if (n < 2000) return removed;
+      await yieldToEventLoop();
+    }
+  }
+
+  /** Counts by status and type, for every job or one scope (see `CountScope`); reads a handful of rows. */
+  stats(scope: CountScope = null): QueueStats {
+    return this.store.stats(this.now(), scope);
+  }
+
+  /** Jobs that ended per minute in [fromMinute, toMinute) in `scope`, from the rollup kept as they end. */
+  throughput(scope: CountScope, fromMinute: number, toMinute: number) {
+    return this.store.throughput(scope, fromMinute, toMinute);
   }
 
   start(): void {
@@ -353,6 +432,41 @@ export class Queue {
       fn();
       this.pool.wake();
     });
+  }
+}
+
+/** Jobs deleted between two pauses for a WAL checkpoint (see `RetentionOptions.checkpoint`). */
+const RETENTION_CHECKPOINT_ROWS = 20_000;
+
+/** Lets timers, sockets and requests that are due run before the next slice of background work. */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Sizes slices of background work by how long the last one took, so each stays near `targetMs` whatever
+ * the machine's speed or load (rows cost more with assets, items and attempts to cascade).
+ */
+export class SliceSizer {
+  rows: number;
+  readonly #targetMs: number;
+  readonly #min: number;
+  readonly #max: number;
+
+  constructor(
+    targetMs: number,
+    bounds: { start: number; min: number; max: number } = { start: 200, min: 50, max: 5000 },
+  ) {
+    this.#targetMs = targetMs;
+    this.rows = bounds.start;
+    this.#min = bounds.min;
+    this.#max = bounds.max;
+  }
+
+  observe(ms: number): void {
+    const scaled = this.rows * (this.#targetMs / Math.max(ms, 0.1));
+    // Grow gently, shrink at once: one slow slice is a stall someone already waited through.
+    this.rows = Math.round(Math.min(this.#max, Math.max(this.#min, Math.min(scaled, this.rows * 1.5))));
   }
 }
 

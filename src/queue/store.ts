@@ -6,10 +6,13 @@ import {
   type JobAttempt,
   type JobError,
   type JobItem,
+  type JobStatus,
   jobAttempts,
   jobItems,
   jobs,
   PRIORITY_STEP_MS,
+  TERMINAL_STATUSES,
+  type TerminalStatus,
 } from "../db/schema";
 
 /**
@@ -18,6 +21,10 @@ import {
  */
 
 type Row = Record<string, unknown>;
+
+const ENDED_SQL = `(${TERMINAL_STATUSES.map((s) => `'${s}'`).join(", ")})`;
+const isTerminal = (s: JobStatus): s is TerminalStatus =>
+  (TERMINAL_STATUSES as readonly string[]).includes(s);
 
 const JOB_COLUMNS = columnList(jobs);
 
@@ -73,6 +80,32 @@ export type QueueStats = {
   byType: Record<string, Record<string, number>>;
 };
 
+/**
+ * Whose jobs a count covers: null for every job; else one owner's, and with `withEndUsers` also those of
+ * the end users that owner (an app) created. The scope keys are `job_counts`' (`u:` own, `c:` children).
+ */
+export type CountScope = { ownerId: string; withEndUsers: boolean } | null;
+
+function scopeKeys(scope: CountScope): string[] {
+  if (scope === null) return [""];
+  return scope.withEndUsers ? [`u:${scope.ownerId}`, `c:${scope.ownerId}`] : [`u:${scope.ownerId}`];
+}
+
+/**
+ * A job entering (`from` null), leaving (`to` null) or changing status, for `job_counts` (terminal statuses
+ * only) and, when a run ends (live to terminal), the `job_throughput` minute `endedAt` falls in.
+ */
+type CountMove = {
+  type: string;
+  ownerId: string | null;
+  from: JobStatus | null;
+  to: JobStatus | null;
+  endedAt?: number;
+};
+
+/** Where a retention walk over one end status stopped: the last row of the previous slice. */
+export type RetentionCursor = { finishedAt: number; id: string };
+
 export class QueueStore {
   readonly db: Database;
   readonly #insert: Statement;
@@ -91,6 +124,19 @@ export class QueueStore {
   readonly #itemAttempt: Statement;
   readonly #checkpoint: Statement;
   readonly #claimCache = new Map<string, Statement>();
+  readonly #countsAll: Statement;
+  readonly #countsOwner: Statement;
+  readonly #countsApp: Statement;
+  readonly #throughput: Statement;
+  readonly #trimThroughput: Statement;
+  readonly #retentionScan: Statement;
+  readonly #deleteByIds: Statement;
+  readonly #endedBefore: Statement;
+  readonly #deferCounts: Statement;
+  readonly #undeferCounts: Statement;
+  readonly #addCount: Statement;
+  readonly #addThroughput: Statement;
+  readonly #parents: Statement;
   readonly #begin: Statement;
   readonly #commit: Statement;
   readonly #rollback: Statement;
@@ -155,6 +201,56 @@ export class QueueStore {
     );
     this.#byId = db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`);
     this.#items = db.prepare("SELECT * FROM job_items WHERE job_id = ? ORDER BY idx");
+    // Ended jobs from job_counts (`scope IN (?3, ?4)`: a single-key scope passes its key
+    // twice); live ones counted here from their partial indexes, which cover type and owner_id, so this
+    // reads the live queue's index entries and never a history row.
+    const counts = (owner: string) =>
+      db.prepare(
+        `SELECT type, 'queued' AS s, count(*) AS n, sum(run_at > ?1) AS later FROM jobs INDEXED BY jobs_claim_idx
+           WHERE status = 'queued'${owner} GROUP BY type
+         UNION ALL SELECT type, 'active', count(*), 0 FROM jobs INDEXED BY jobs_active_lease_idx
+           WHERE status = 'active'${owner} GROUP BY type
+         UNION ALL SELECT type, status, sum(n), 0 FROM job_counts WHERE scope IN (?3, ?4) AND n > 0 GROUP BY type, status`,
+      );
+    this.#countsAll = counts("");
+    this.#countsOwner = counts(" AND owner_id = ?2");
+    // The app's end users are listed once (users_parent_idx) into the IN set, not looked up per queued row.
+    this.#countsApp = counts(
+      " AND owner_id IN (SELECT id FROM users WHERE id = ?2 UNION ALL SELECT id FROM users WHERE parent_id = ?2)",
+    );
+    this.#throughput = db.prepare(
+      `SELECT minute, type, status, sum(n) AS n FROM job_throughput
+       WHERE scope IN (?1, ?2) AND minute >= ?3 AND minute < ?4 GROUP BY minute, type, status`,
+    );
+    this.#trimThroughput = db.prepare(
+      `DELETE FROM job_throughput WHERE rowid IN
+         (SELECT rowid FROM job_throughput INDEXED BY job_throughput_minute_idx WHERE minute < ? LIMIT ?)`,
+    );
+    // Keyset pagination on (finished_at, id): kept jobs are stepped over once, not re-read by every slice.
+    this.#deferCounts = db.prepare("INSERT INTO job_counts_deferred (id) VALUES (1)");
+    this.#undeferCounts = db.prepare("DELETE FROM job_counts_deferred");
+    this.#addCount = db.prepare(
+      `INSERT INTO job_counts (scope, type, status, n) VALUES (?, ?, ?, ?)
+       ON CONFLICT (scope, type, status) DO UPDATE SET n = n + excluded.n`,
+    );
+    this.#addThroughput = db.prepare(
+      `INSERT INTO job_throughput (scope, minute, type, status, n) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = n + excluded.n`,
+    );
+    this.#parents = db.prepare(
+      "SELECT id, parent_id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND parent_id IS NOT NULL",
+    );
+    this.#retentionScan = db.prepare(
+      `SELECT id, finished_at, type, owner_id, coalesce(json_extract(metadata, '$.keep'), 0) AS keep
+       FROM jobs INDEXED BY jobs_retention_idx
+       WHERE status = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 AND (finished_at, id) > (?3, ?4)
+       ORDER BY finished_at, id LIMIT ?5`,
+    );
+    this.#endedBefore = db.prepare(
+      `SELECT 1 FROM jobs INDEXED BY jobs_retention_idx
+       WHERE status = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT 1`,
+    );
+    this.#deleteByIds = db.prepare("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))");
     this.#itemAttempt = db.prepare(
       "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
     );
@@ -229,6 +325,38 @@ export class QueueStore {
   }
 
   /**
+   * Runs `fn` (inside the caller's transaction), then applies the moves it reports to `job_counts` and
+   * `job_throughput` as a few grouped upserts in that same transaction, so the counts are exact after any
+   * crash. Every path that ends, re-opens or deletes a job goes through here: a per-row trigger on `jobs`
+   * costs the finish path 1.5 µs even when its WHEN is false, ~4.5 µs doing one count and one rollup upsert
+   * (docs/BENCHMARKS.md), while a group-committed batch of hundreds of ends costs a few upserts here.
+   * With `deletes`, the delete safety-net trigger stands aside meanwhile (the marker row never commits, so
+   * other connections' triggers never skip a row). `fn` must report every job it re-statuses or deletes.
+   */
+  #counted<T>(fn: (moved: CountMove[]) => T, deletes = false): T {
+    if (!this.db.inTransaction) throw new Error("#counted needs an open transaction");
+    const moved: CountMove[] = [];
+    // Only a deleting caller needs the delete trigger to stand aside; the hot paths skip both statements.
+    if (deletes) this.#deferCounts.run();
+    try {
+      const out = fn(moved);
+      if (moved.length === 0) return out;
+      const { counts, ended } = this.#countDeltas(moved);
+      for (const [key, n] of counts) {
+        const [scope, type, status] = key.split("\u0000");
+        if (n !== 0) this.#addCount.run(scope!, type!, status!, n);
+      }
+      for (const [key, n] of ended) {
+        const [scope, minute, type, status] = key.split("\u0000");
+        this.#addThroughput.run(scope!, Number(minute), type!, status!, n);
+      }
+      return out;
+    } finally {
+      if (deletes) this.#undeferCounts.run();
+    }
+  }
+
+  /**
    * Claims up to `limit` due queued jobs of the given types for `workerId`, in aged order (CLAIM_ORDER:
    * priority first, but a waiting job gains a level per PRIORITY_STEP_MS, so none starves).
    * One UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING: SQLite runs it under the write lock, so two
@@ -262,61 +390,71 @@ export class QueueStore {
   ): { applied: Settlement[]; superseded: Job[] } {
     const applied: Settlement[] = [];
     const superseded: Job[] = [];
-    this.tx(() => {
-      for (const s of batch) {
-        const j = s.job;
-        if (s.kind === "finish") {
-          const res = this.#finish.run(
-            s.status,
-            s.result === undefined ? null : JSON.stringify(s.result),
-            s.error ? JSON.stringify(s.error) : null,
-            s.status,
-            now,
-            now,
-            j.id,
-            workerId,
-          );
-          if (res.changes === 0) continue;
-          Object.assign(j, {
-            status: s.status,
-            result: s.result ?? null,
-            error: s.error,
-            finishedAt: now,
-            updatedAt: now,
-            lockedBy: null,
-            lockedUntil: null,
-          });
-          if (s.status !== "failed") j.progress = 100;
-          onTerminal?.(j);
-          applied.push(s);
-        } else {
-          const spent = s.refundAttempt ? 1 : 0;
-          const errJson = s.error ? JSON.stringify(s.error) : null;
-          const res = this.#requeue.run(s.runAt, errJson, spent, now, j.id, workerId);
-          if (res.changes === 0) {
-            if (j.dedupeKey && this.#isActiveMine(j.id, workerId)) {
-              const err = supersededError();
-              this.#supersede.run(JSON.stringify(err), now, now, j.id);
-              Object.assign(j, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
-              onTerminal?.(j);
-              superseded.push(j);
+    this.tx(() =>
+      this.#counted((moved) => {
+        for (const s of batch) {
+          const j = s.job;
+          if (s.kind === "finish") {
+            const res = this.#finish.run(
+              s.status,
+              s.result === undefined ? null : JSON.stringify(s.result),
+              s.error ? JSON.stringify(s.error) : null,
+              s.status,
+              now,
+              now,
+              j.id,
+              workerId,
+            );
+            if (res.changes === 0) continue;
+            Object.assign(j, {
+              status: s.status,
+              result: s.result ?? null,
+              error: s.error,
+              finishedAt: now,
+              updatedAt: now,
+              lockedBy: null,
+              lockedUntil: null,
+            });
+            if (s.status !== "failed") j.progress = 100;
+            moved.push({ type: j.type, ownerId: j.ownerId, from: "active", to: s.status, endedAt: now });
+            onTerminal?.(j);
+            applied.push(s);
+          } else {
+            const spent = s.refundAttempt ? 1 : 0;
+            const errJson = s.error ? JSON.stringify(s.error) : null;
+            const res = this.#requeue.run(s.runAt, errJson, spent, now, j.id, workerId);
+            if (res.changes === 0) {
+              if (j.dedupeKey && this.#isActiveMine(j.id, workerId)) {
+                const err = supersededError();
+                this.#supersede.run(JSON.stringify(err), now, now, j.id);
+                Object.assign(j, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
+                moved.push({
+                  type: j.type,
+                  ownerId: j.ownerId,
+                  from: "active",
+                  to: "cancelled",
+                  endedAt: now,
+                });
+                onTerminal?.(j);
+                superseded.push(j);
+              }
+              continue;
             }
-            continue;
+            this.#attempt.run(j.id, j.attempts, "retried", j.startedAt, now, errJson, s.runAt);
+            Object.assign(j, {
+              status: "queued",
+              runAt: s.runAt,
+              error: s.error,
+              attempts: j.attempts - spent,
+              lockedBy: null,
+              lockedUntil: null,
+              updatedAt: now,
+            });
+            applied.push(s);
           }
-          this.#attempt.run(j.id, j.attempts, "retried", j.startedAt, now, errJson, s.runAt);
-          Object.assign(j, {
-            status: "queued",
-            runAt: s.runAt,
-            error: s.error,
-            attempts: j.attempts - spent,
-            lockedBy: null,
-            lockedUntil: null,
-            updatedAt: now,
-          });
-          applied.push(s);
         }
-      }
-    });
+      }),
+    );
     return { applied, superseded };
   }
 
@@ -375,30 +513,34 @@ export class QueueStore {
 
   /** Cancels a queued or active job. Returns the row after the change, or null when it was not cancellable. */
   cancel(id: string, now: number, onTerminal?: (job: Job) => void): Job | null {
-    return this.tx(() => {
-      const err = JSON.stringify({
-        code: "cancelled",
-        message: "cancelled",
-        retryable: false,
-        refundable: true,
-      });
-      const res = this.db
-        .query(
-          `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
+    return this.tx(() =>
+      this.#counted((moved) => {
+        const err = JSON.stringify({
+          code: "cancelled",
+          message: "cancelled",
+          retryable: false,
+          refundable: true,
+        });
+        const res = this.db
+          .query(
+            `UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, locked_by = NULL, locked_until = NULL
            WHERE id = ? AND status IN ('queued', 'active')`,
-        )
-        .run(err, now, now, id);
-      if (res.changes === 0) return null;
-      // Unfinished items end with their job; an item still running cannot checkpoint over this (pending only).
-      this.db
-        .query(
-          "UPDATE job_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
-        )
-        .run(now, id);
-      const job = this.get(id)!;
-      onTerminal?.(job);
-      return job;
-    });
+          )
+          .run(err, now, now, id);
+        if (res.changes === 0) return null;
+        // Unfinished items end with their job; an item still running cannot checkpoint over this (pending only).
+        this.db
+          .query(
+            "UPDATE job_items SET status = 'cancelled', updated_at = ? WHERE job_id = ? AND status = 'pending'",
+          )
+          .run(now, id);
+        const job = this.get(id)!;
+        // From queued or active: both live, so only the end is counted.
+        moved.push({ type: job.type, ownerId: job.ownerId, from: "queued", to: "cancelled", endedAt: now });
+        onTerminal?.(job);
+        return job;
+      }),
+    );
   }
 
   /** The job's earlier attempts, oldest first (the latest is the job row itself). */
@@ -422,43 +564,46 @@ export class QueueStore {
    * job is queued again, with the job as it was; if it throws, nothing changes.
    */
   retry(id: string, now: number, onRetry?: (before: Job) => void): Job | null | "conflict" {
-    return this.tx(() => {
-      const before = this.get(id);
-      if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
-      const res = this.db
-        .query(
-          `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
+    return this.tx(() =>
+      this.#counted((moved) => {
+        const before = this.get(id);
+        if (!before || !RETRYABLE_STATUSES.has(before.status)) return null;
+        const res = this.db
+          .query(
+            `UPDATE OR IGNORE jobs SET status = 'queued', attempts = 0, run_at = ?, error = NULL, result = NULL,
              finished_at = NULL, progress = 0, progress_message = NULL, stalled_count = 0, updated_at = ?
            WHERE id = ?`,
-        )
-        .run(now, now, id);
-      // A newer job with the same dedupe key is queued: the unique index refused this one.
-      if (res.changes === 0) return "conflict";
-      // Only once the job is really queued again: a refused retry must not be charged.
-      onRetry?.(before);
-      // The run being retried becomes history: its attempt, how it ended and why.
-      const ended = before.error ?? {
-        code: before.status,
-        message: `ended ${before.status}`,
-        retryable: true,
-        refundable: false,
-      };
-      this.#attempt.run(
-        id,
-        before.attempts,
-        "rerun",
-        before.startedAt,
-        before.finishedAt ?? now,
-        JSON.stringify(ended),
-        now,
-      );
-      this.db
-        .query(
-          "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status IN ('failed', 'cancelled')",
-        )
-        .run(now, id);
-      return this.get(id);
-    });
+          )
+          .run(now, now, id);
+        // A newer job with the same dedupe key is queued: the unique index refused this one.
+        if (res.changes === 0) return "conflict";
+        moved.push({ type: before.type, ownerId: before.ownerId, from: before.status, to: "queued" });
+        // Only once the job is really queued again: a refused retry must not be charged.
+        onRetry?.(before);
+        // The run being retried becomes history: its attempt, how it ended and why.
+        const ended = before.error ?? {
+          code: before.status,
+          message: `ended ${before.status}`,
+          retryable: true,
+          refundable: false,
+        };
+        this.#attempt.run(
+          id,
+          before.attempts,
+          "rerun",
+          before.startedAt,
+          before.finishedAt ?? now,
+          JSON.stringify(ended),
+          now,
+        );
+        this.db
+          .query(
+            "UPDATE job_items SET status = 'pending', attempts = 0, error = NULL, updated_at = ? WHERE job_id = ? AND status IN ('failed', 'cancelled')",
+          )
+          .run(now, id);
+        return this.get(id);
+      }),
+    );
   }
 
   /**
@@ -473,65 +618,75 @@ export class QueueStore {
   ): { requeued: Job[]; failed: Job[] } {
     const requeued: Job[] = [];
     const failed: Job[] = [];
-    this.tx(() => {
-      const rows = this.db
-        .query(
-          `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active'${opts.expiredOnly ? " AND locked_until < ?" : ""}`,
-        )
-        .all(...(opts.expiredOnly ? [now] : [])) as Row[];
-      for (const row of rows) {
-        const job = toJob(row);
-        const expired = (job.lockedUntil ?? 0) < now;
-        if (!expired && !(job.lockedBy && opts.isDead?.(job.lockedBy))) continue;
-        if (job.stalledCount + 1 > stalledMax) {
-          const err = {
-            code: "stalled",
-            message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
-            retryable: false,
-            refundable: true,
-          };
-          this.db
-            .query(
-              `UPDATE jobs SET status = 'failed', error = ?, stalled_count = stalled_count + 1, finished_at = ?,
-                 updated_at = ?, locked_by = NULL, locked_until = NULL WHERE id = ? AND status = 'active'`,
-            )
-            .run(JSON.stringify(err), now, now, job.id);
-          Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
-          onTerminal?.(job);
-          failed.push(job);
-          continue;
-        }
-        const res = this.db
+    this.tx(() =>
+      this.#counted((moved) => {
+        const rows = this.db
           .query(
-            `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, attempts = max(0, attempts - 1),
+            `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active'${opts.expiredOnly ? " AND locked_until < ?" : ""}`,
+          )
+          .all(...(opts.expiredOnly ? [now] : [])) as Row[];
+        for (const row of rows) {
+          const job = toJob(row);
+          const expired = (job.lockedUntil ?? 0) < now;
+          if (!expired && !(job.lockedBy && opts.isDead?.(job.lockedBy))) continue;
+          if (job.stalledCount + 1 > stalledMax) {
+            const err = {
+              code: "stalled",
+              message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
+              retryable: false,
+              refundable: true,
+            };
+            this.db
+              .query(
+                `UPDATE jobs SET status = 'failed', error = ?, stalled_count = stalled_count + 1, finished_at = ?,
+                 updated_at = ?, locked_by = NULL, locked_until = NULL WHERE id = ? AND status = 'active'`,
+              )
+              .run(JSON.stringify(err), now, now, job.id);
+            Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
+            moved.push({ type: job.type, ownerId: job.ownerId, from: "active", to: "failed", endedAt: now });
+            onTerminal?.(job);
+            failed.push(job);
+            continue;
+          }
+          const res = this.db
+            .query(
+              `UPDATE OR IGNORE jobs SET status = 'queued', run_at = ?, attempts = max(0, attempts - 1),
                stalled_count = stalled_count + 1, locked_by = NULL, locked_until = NULL, updated_at = ?
              WHERE id = ? AND status = 'active'`,
-          )
-          .run(now, now, job.id);
-        if (res.changes === 0) {
-          const err = supersededError();
-          this.#supersede.run(JSON.stringify(err), now, now, job.id);
-          Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
-          onTerminal?.(job);
-          failed.push(job);
-          continue;
+            )
+            .run(now, now, job.id);
+          if (res.changes === 0) {
+            const err = supersededError();
+            this.#supersede.run(JSON.stringify(err), now, now, job.id);
+            Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
+            moved.push({
+              type: job.type,
+              ownerId: job.ownerId,
+              from: "active",
+              to: "cancelled",
+              endedAt: now,
+            });
+            onTerminal?.(job);
+            failed.push(job);
+            continue;
+          }
+          const lost = {
+            code: "stalled",
+            message: "the worker died or lost its lease",
+            retryable: true,
+            refundable: true,
+          };
+          this.#attempt.run(job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(lost), now);
+          Object.assign(job, {
+            status: "queued",
+            runAt: now,
+            stalledCount: job.stalledCount + 1,
+            lockedBy: null,
+          });
+          requeued.push(job);
         }
-        const lost = {
-          code: "stalled",
-          message: "the worker died or lost its lease",
-          retryable: true,
-          refundable: true,
-        };
-        this.#attempt.run(job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(lost), now);
-        Object.assign(job, {
-          status: "queued",
-          runAt: now,
-          stalledCount: job.stalledCount + 1,
-          lockedBy: null,
-        });
-        requeued.push(job);
-      }
-    });
+      }),
+    );
     return { requeued, failed };
   }
 
@@ -557,48 +712,155 @@ export class QueueStore {
   }
 
   /**
-   * Deletes terminal jobs finished before the cut-offs (completed before `completedBefore`; failed, partial
-   * and cancelled before `failedBefore`), in chunks, skipping jobs marked `metadata.keep`. `beforeDelete`
-   * runs in each chunk's transaction first (assets are removed with their jobs). Returns the deleted ids.
+   * One retention slice: deletes up to `limit` jobs that ended in `status` before `before`, oldest first,
+   * skipping those marked `metadata.keep`, starting after `from` (the cursor the previous slice returned).
+   * `beforeDelete` runs in the slice's transaction first (assets go with their jobs). Walks
+   * jobs_retention_idx, so a slice costs its own rows, never the history behind or ahead of it. Returns the
+   * deleted ids and the cursor to continue from, or null when nothing of `status` is left past `before`.
    */
-  deleteFinished(
-    completedBefore: number,
-    failedBefore: number,
+  deleteFinishedSlice(
+    status: TerminalStatus,
+    before: number,
+    from: RetentionCursor | null,
+    limit: number,
     beforeDelete?: (ids: string[]) => void,
-    chunk = 1000,
-  ): string[] {
-    const deleted: string[] = [];
-    for (;;) {
-      const ids = this.tx(() => {
-        const rows = this.db
-          .query(
-            `SELECT id FROM jobs WHERE finished_at IS NOT NULL
-               AND ((status = 'completed' AND finished_at < ?) OR (status IN ('failed', 'partial', 'cancelled') AND finished_at < ?))
-               AND coalesce(json_extract(metadata, '$.keep'), 0) = 0
-             LIMIT ?`,
-          )
-          .all(completedBefore, failedBefore, chunk) as { id: string }[];
-        const ids = rows.map((r) => r.id);
-        if (ids.length === 0) return ids;
+  ): { ids: string[]; next: RetentionCursor | null } {
+    return this.tx(() => {
+      const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
+        id: string;
+        finished_at: number;
+        keep: number;
+        type: string;
+        owner_id: string | null;
+      }[];
+      const doomed = rows.filter((r) => !r.keep);
+      const ids = doomed.map((r) => r.id);
+      if (ids.length > 0) {
         beforeDelete?.(ids);
-        this.db
-          .query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))")
-          .run(JSON.stringify(ids));
-        return ids;
-      });
-      deleted.push(...ids);
-      if (ids.length < chunk) return deleted;
-    }
+        // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
+        this.#counted((moved) => {
+          this.#deleteByIds.run(JSON.stringify(ids));
+          for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
+        }, true);
+      }
+      const last = rows.at(-1);
+      const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
+      return { ids, next };
+    });
   }
 
-  stats(now: number): QueueStats {
-    const rows = this.db
-      .query(
-        `SELECT type, CASE WHEN status = 'queued' AND run_at > ? THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
-           ELSE status END AS s, count(*) AS n FROM jobs GROUP BY type, s`,
-      )
-      .all(now) as { type: string; s: string; n: number }[];
+  /**
+   * What `moves` change in each `job_counts` row (keyed `scope\0type\0status`) and each `job_throughput`
+   * row (keyed `scope\0minute\0type\0status`; a run that ends counts there once, a later delete does not
+   * take it back).
+   */
+  #countDeltas(moves: CountMove[]): { counts: Map<string, number>; ended: Map<string, number> } {
+    const owners = [...new Set(moves.map((m) => m.ownerId).filter((o): o is string => o !== null))];
+    const parents = new Map(
+      owners.length === 0
+        ? []
+        : (this.#parents.all(JSON.stringify(owners)) as { id: string; parent_id: string }[]).map((u) => [
+            u.id,
+            u.parent_id,
+          ]),
+    );
+    const counts = new Map<string, number>();
+    const ended = new Map<string, number>();
+    const scopesOf = (m: CountMove) => {
+      const scopes = [""];
+      if (m.ownerId !== null) scopes.push(`u:${m.ownerId}`);
+      const parent = m.ownerId === null ? undefined : parents.get(m.ownerId);
+      if (parent) scopes.push(`c:${parent}`);
+      return scopes;
+    };
+    const bump = (map: Map<string, number>, key: string, n: number) => map.set(key, (map.get(key) ?? 0) + n);
+    for (const m of moves) {
+      // job_counts keeps ended jobs only; live ones are counted from their indexes.
+      const from = m.from !== null && isTerminal(m.from) ? m.from : null;
+      const to = m.to !== null && isTerminal(m.to) ? m.to : null;
+      if (from === to) continue;
+      for (const scope of scopesOf(m)) {
+        if (from) bump(counts, `${scope}\u0000${m.type}\u0000${from}`, -1);
+        if (to) bump(counts, `${scope}\u0000${m.type}\u0000${to}`, 1);
+        if (to && !from && m.from !== null && m.endedAt !== undefined) {
+          bump(ended, `${scope}\u0000${Math.floor(m.endedAt / 60_000)}\u0000${m.type}\u0000${to}`, 1);
+        }
+      }
+    }
+    return { counts, ended };
+  }
+
+  /**
+   * Rebuilds `job_counts` from a full scan of `jobs` (one transaction). Only for rows written behind the
+   * store's back, e.g. seeding a database with ended jobs in bulk SQL: the store's own paths keep the counts.
+   */
+  recountEnded(): void {
+    this.tx(() => {
+      this.db.run("DELETE FROM job_counts");
+      this.db.run(
+        `INSERT INTO job_counts (scope, type, status, n)
+         SELECT '', type, status, count(*) FROM jobs WHERE status IN ${ENDED_SQL} GROUP BY type, status
+         UNION ALL SELECT 'u:' || owner_id, type, status, count(*) FROM jobs
+           WHERE owner_id IS NOT NULL AND status IN ${ENDED_SQL} GROUP BY owner_id, type, status
+         UNION ALL SELECT 'c:' || u.parent_id, j.type, j.status, count(*) FROM jobs j JOIN users u ON u.id = j.owner_id
+           WHERE u.parent_id IS NOT NULL AND j.status IN ${ENDED_SQL} GROUP BY u.parent_id, j.type, j.status`,
+      );
+    });
+  }
+
+  /** Whether any job ended in `status` before `before` (one probe of jobs_retention_idx). */
+  endedBefore(status: TerminalStatus, before: number): boolean {
+    return this.#endedBefore.get(status, before) != null;
+  }
+
+  /**
+   * Counts by status and type in `scope` (every job when null): ended jobs from the store-kept
+   * `job_counts` rows (terminal statuses only), live ones (queued split into waiting and delayed at `now`,
+   * active) counted from their partial indexes: bounded by the live queue, never by history.
+   */
+  stats(now: number, scope: CountScope = null): QueueStats {
+    const keys = scopeKeys(scope);
+    const k3 = keys[0]!;
+    const k4 = keys[1] ?? k3;
+    const counted = (
+      scope === null
+        ? this.#countsAll.all(now, null, k3, k4)
+        : scope.withEndUsers
+          ? this.#countsApp.all(now, scope.ownerId, k3, k4)
+          : this.#countsOwner.all(now, scope.ownerId, k3, k4)
+    ) as { type: string; s: string; n: number; later: number }[];
+    const rows: { type: string; s: string; n: number }[] = [];
+    for (const r of counted) {
+      if (r.s !== "queued") rows.push(r);
+      else {
+        if (r.n - r.later > 0) rows.push({ type: r.type, s: "waiting", n: r.n - r.later });
+        if (r.later > 0) rows.push({ type: r.type, s: "delayed", n: r.later });
+      }
+    }
     return countsFrom(rows);
+  }
+
+  /**
+   * Jobs that ended per minute in `scope`, for minutes in [fromMinute, toMinute), from the store-kept
+   * rollup: rows of (minute, type, status, n), one index range per scope key.
+   */
+  throughput(
+    scope: CountScope,
+    fromMinute: number,
+    toMinute: number,
+  ): { minute: number; type: string; status: TerminalStatus; n: number }[] {
+    const keys = scopeKeys(scope);
+    return this.#throughput.all(keys[0]!, keys[1] ?? keys[0]!, fromMinute, toMinute) as {
+      minute: number;
+      type: string;
+      status: TerminalStatus;
+      n: number;
+    }[];
+  }
+
+  /** One slice of rollup trimming: deletes up to `limit` rows of minutes before `beforeMinute`. */
+  trimThroughput(beforeMinute: number, limit: number): number {
+    return this.tx(() => this.#trimThroughput.run(beforeMinute, limit).changes);
   }
 
   /** Queued jobs that carry a dedupe key (debounced work waiting for its window), for the debug view. */

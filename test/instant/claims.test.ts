@@ -256,7 +256,15 @@ describe("instant claims", () => {
     expect((await expectStatus<Claim>(await claim(user.key), 200)).job.id).toBe(claimedId!);
     // Retention deletes what finished strictly before now, and the claim moved finished_at to the claim.
     await Bun.sleep(5);
-    const deleted = server.ctx.queue.cleanupRetention(0, 0, (ids) => server.ctx.assets.takeForJobs(ids));
+    const deleted: string[] = [];
+    await server.ctx.queue.cleanupRetention({
+      completedHours: 0,
+      failedHours: 0,
+      beforeDelete: (ids) => {
+        deleted.push(...ids);
+        server.ctx.assets.takeForJobs(ids);
+      },
+    });
     expect(deleted).toContain(claimedId!);
     expect(deleted).not.toContain(keptId!);
     expect(server.ctx.queue.get(keptId!)?.status).toBe("completed");

@@ -560,11 +560,15 @@ describe("control", () => {
     const newDone = q.enqueue("ok", {}).id;
     await terminal(q, newDone);
     const waiting = q.enqueue("ok", {}, { delayMs: 3_600_000 }).id;
-    const deleted = q.cleanupRetention(24, 168);
-    expect(deleted).toEqual([oldDone]);
+    const retain = { completedHours: 24, failedHours: 168 };
+    expect(await q.cleanupRetention(retain)).toBe(1);
+    expect(q.get(oldDone)).toBeNull();
     expect(q.get(oldFailed)?.status).toBe("failed");
+    expect(q.get(newDone)?.status).toBe("completed");
     now += 200 * 3_600_000;
-    expect(q.cleanupRetention(24, 168).toSorted()).toEqual([oldFailed, newDone].toSorted());
+    expect(await q.cleanupRetention(retain)).toBe(2);
+    expect(q.get(oldFailed)).toBeNull();
+    expect(q.get(newDone)).toBeNull();
     expect(q.get(waiting)?.status).toBe("queued");
   });
 

@@ -1,8 +1,3 @@
-/**
- * What the dashboard pages show, read on behalf of the signed-in principal: admins see everything, an app
- * sees itself and its end users (the same rules as the API, whose services do most of the reading).
- */
-import type { Database } from "bun:sqlite";
 import type { Config } from "../../config";
 import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
@@ -14,7 +9,7 @@ import type { AuthService, Principal } from "../auth/service";
 import { type BacklogService, TOPUP_JOB } from "../backlog/service";
 import type { CardService } from "../cards/service";
 import type { ListJobsQuery } from "../jobs/model";
-import { type JobService, ownerScope } from "../jobs/service";
+import { countScope, type JobService } from "../jobs/service";
 import type { RecipeService } from "../recipes/service";
 import type { UserService } from "../users/service";
 import { DELIVER_JOB, type WebhookService } from "../webhooks/service";
@@ -87,11 +82,9 @@ const HOUR_MS = 60 * 60_000;
 
 export class DashboardService {
   readonly #d: DashboardDeps;
-  readonly #sql: Database;
 
   constructor(deps: DashboardDeps) {
     this.#d = deps;
-    this.#sql = deps.db.$client;
   }
 
   /** The principal behind a session, while its key is unrevoked and its role may use the dashboard. */
@@ -106,31 +99,24 @@ export class DashboardService {
     return internal ? stats : withoutInternal(stats);
   }
 
-  /** Finished jobs per 5 minutes over the last hour, oldest first (12 buckets). */
+  /**
+   * Finished jobs per 5 minutes over the last hour, oldest first (12 buckets), from the throughput rollup;
+   * the internal types are left out.
+   */
   throughput(p: Principal, now = Date.now()): ThroughputBucket[] {
     const end = Math.ceil(now / BUCKET_MS) * BUCKET_MS;
     const start = end - HOUR_MS;
-    const scope = ownerScope(p);
-    const rows = this.#sql
-      .query(
-        `SELECT (finished_at - ?) / ${BUCKET_MS} AS bucket, sum(status = 'completed') AS completed,
-           sum(status IN ('failed', 'partial')) AS failed
-         FROM jobs WHERE finished_at >= ? ${scope ? `AND ${scope.sql}` : ""}
-           AND type NOT IN (?, ?) AND type NOT LIKE 'card.%' GROUP BY bucket`,
-      )
-      .all(start, start, ...(scope?.args ?? []), DELIVER_JOB, TOPUP_JOB) as {
-      bucket: number;
-      completed: number;
-      failed: number;
-    }[];
+    const rows = this.#d.queue.throughput(countScope(p), start / 60_000, end / 60_000);
     const buckets = Array.from({ length: HOUR_MS / BUCKET_MS }, (_, i) => ({
       start: start + i * BUCKET_MS,
       completed: 0,
       failed: 0,
     }));
     for (const r of rows) {
-      const b = buckets[r.bucket];
-      if (b) Object.assign(b, { completed: r.completed, failed: r.failed });
+      const b = buckets[Math.floor((r.minute * 60_000 - start) / BUCKET_MS)];
+      if (!b || isInternalType(r.type)) continue;
+      if (r.status === "completed") b.completed += r.n;
+      else if (r.status === "failed" || r.status === "partial") b.failed += r.n;
     }
     return buckets;
   }

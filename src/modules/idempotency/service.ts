@@ -144,11 +144,17 @@ export class IdempotencyService {
     }
   }
 
-  /** Forgets answered keys older than `maxAgeMs` and reservations whose lease ran out long ago (run with retention). */
-  prune(maxAgeMs: number): void {
-    this.#db
-      .query("DELETE FROM idempotency_keys WHERE created_at < ? AND (status <> 0 OR locked_until < ?)")
-      .run(this.#now() - maxAgeMs, this.#now());
+  /**
+   * Forgets up to `limit` answered keys older than `maxAgeMs` and reservations whose lease ran out long ago
+   * (one slice of retention; the caller loops). Returns how many.
+   */
+  prune(maxAgeMs: number, limit: number): number {
+    return this.#db
+      .query(
+        `DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys
+           INDEXED BY idempotency_keys_created_idx WHERE created_at < ? AND (status <> 0 OR locked_until < ?) LIMIT ?)`,
+      )
+      .run(this.#now() - maxAgeMs, this.#now(), limit).changes;
   }
 
   #abandoned(row: KeyRow, now: number): boolean {

@@ -1,8 +1,14 @@
 import type { Database } from "bun:sqlite";
 import type { Job, JobItem } from "../../db/schema";
 import { conflict, notFound, unprocessable } from "../../errors";
-import { InvalidJobInputError, type Queue, UnknownJobTypeError } from "../../queue";
-import { countsFrom, toJob } from "../../queue/store";
+import {
+  type CountScope,
+  InvalidJobInputError,
+  type Queue,
+  type QueueStats,
+  UnknownJobTypeError,
+} from "../../queue";
+import { toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { callerMetadata } from "../generate/model";
 import type { AssetService, AssetView } from "../generate/service";
@@ -29,6 +35,29 @@ export function ownerScope(p: Principal): { sql: string; args: string[] } | null
     };
   }
   return { sql: "owner_id = ?", args: [p.user.id] };
+}
+
+/** The counters' twin of `ownerScope`: which counts `p` may read (null: all of them). */
+export function countScope(p: Principal): CountScope {
+  if (isAdminKey(p)) return null;
+  return { ownerId: p.user.id, withEndUsers: p.via === "key" && p.user.role === "app" };
+}
+
+const LIVE_STATUS_INDEX: Partial<Record<string, string>> = {
+  active: "jobs_active_lease_idx",
+  queued: "jobs_claim_idx",
+  waiting: "jobs_claim_idx",
+  delayed: "jobs_claim_idx",
+};
+
+/** How many jobs in `stats` a list with these status and type filters matches. */
+function matching(stats: QueueStats, q: Pick<ListJobsQuery, "status" | "type">): number {
+  const counts: Record<string, number> = q.type
+    ? (stats.byType[q.type] ?? {})
+    : (({ byType: _, ...totals }) => totals)(stats);
+  if (!q.status) return Object.values(counts).reduce((a, b) => a + b, 0);
+  if (q.status === "queued") return (counts.waiting ?? 0) + (counts.delayed ?? 0);
+  return counts[q.status] ?? 0;
 }
 
 /** A job as the API shows it. */
@@ -215,17 +244,26 @@ export class JobService {
       args.push(target.id);
     } else {
       const scope = ownerScope(p);
-      if (scope) {
+      if (scope && countScope(p)?.withEndUsers && !q.recipeId && this.#denseForApp(p, q)) {
+        // Most matching jobs are this app's: walking newest first and testing each row's owner stops
+        // within a few pages, where gathering every job of its end users to sort them would not.
+        where.push("(+owner_id = ? OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?)");
+        args.push(p.user.id, p.user.id);
+      } else if (scope) {
         where.push(scope.sql);
         args.push(...scope.args);
       }
     }
     const now = Date.now();
-    if (q.status === "waiting") where.push(`status = 'queued' AND run_at <= ${now}`);
-    else if (q.status === "delayed") where.push(`status = 'queued' AND run_at > ${now}`);
-    else if (q.status) {
-      where.push("status = ?");
-      args.push(q.status);
+    const status = q.status;
+    if (status === "waiting") where.push(`status = 'queued' AND run_at <= ${now}`);
+    else if (status === "delayed") where.push(`status = 'queued' AND run_at > ${now}`);
+    // Literal live statuses, so the planner may use their partial indexes (bounded by the queue, not by
+    // history); an end status pages through jobs_finished_status_idx, which only ended jobs are in.
+    else if (status === "queued" || status === "active") where.push(`status = '${status}'`);
+    else if (status) {
+      where.push("status = ? AND finished_at IS NOT NULL");
+      args.push(status);
     }
     if (q.type) {
       where.push("type = ?");
@@ -243,12 +281,26 @@ export class JobService {
       where.push("id < ?");
       args.push(q.cursor);
     }
-    const sql = `SELECT * FROM jobs ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
+    // Live jobs are few: read them all through their partial index and sort. Left alone, the planner walks
+    // the primary key for ORDER BY id, through all of history when there are fewer than `limit`.
+    const live = status ? LIVE_STATUS_INDEX[status] : undefined;
+    const from = live ? `jobs INDEXED BY ${live}` : "jobs";
+    const sql = `SELECT * FROM ${from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
     const rows = this.#sqlite.query(sql).all(...args, q.limit + 1) as Record<string, unknown>[];
     const page = rows.slice(0, q.limit).map(toJob);
     const firstItems = this.#firstItems(page.filter(isGeneration).map((j) => j.id));
     const jobs = page.map((j) => jobView(j, { summary: firstItems.get(j.id) }));
     return { jobs, nextCursor: rows.length > q.limit ? (jobs.at(-1)?.id ?? null) : null };
+  }
+
+  /**
+   * Whether an app's list should walk all jobs newest first (about `limit × all / theirs` rows) rather
+   * than gather its end users' jobs and sort them (`theirs` rows), judged from the exact counts.
+   */
+  #denseForApp(p: Principal, q: ListJobsQuery): boolean {
+    const theirs = matching(this.#queue.stats(countScope(p)), q);
+    const all = matching(this.#queue.stats(null), q);
+    return theirs > 0 && ((q.limit + 1) * all) / theirs < theirs;
   }
 
   /** Each job's first item (its key and prompt) and item count, for the list's request summaries. */
@@ -266,15 +318,7 @@ export class JobService {
 
   /** Counts by status and type: every job for admins, the caller's own (and an app's users') otherwise. */
   stats(p: Principal) {
-    const scope = ownerScope(p);
-    if (!scope) return this.#queue.stats();
-    const rows = this.#sqlite
-      .query(
-        `SELECT type, CASE WHEN status = 'queued' AND run_at > ? THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
-           ELSE status END AS s, count(*) AS n FROM jobs WHERE ${scope.sql} GROUP BY type, s`,
-      )
-      .all(Date.now(), ...scope.args) as { type: string; s: string; n: number }[];
-    return countsFrom(rows);
+    return this.#queue.stats(countScope(p));
   }
 
   /** Cancels (refunding in the same transaction, which also records `idem`'s answer). */

@@ -8,7 +8,8 @@
  * - `backupSnapshot(ok)`: a scheduled snapshot finished (or failed).
  *
  * Wired in runtime.ts (callers do nothing):
- * - `watchQueue(queue)`: job durations, queue wait and job counts by status and type (counted at scrape);
+ * - `watchQueue(queue)`: job durations, queue wait; job counts by status and type and the jobs that ended
+ *   in the last minute, read at scrape from the store's counters and the live queue's indexes (never history rows);
  * - `watchAdmission(admission)`: back-pressure limits, their use (read at scrape) and refusals;
  * - `watchItems(queue)`: batch item durations, from the engine's `item:attempt` events;
  * - `watchWebhookDeliveries(queue, type)`: delivery outcomes, from the delivery jobs' events;
@@ -233,6 +234,18 @@ export class Metrics {
         for (const [type, counts] of Object.entries(queue.stats().byType)) {
           for (const status of JOB_STATUSES) this.set({ status, type }, counts[status] ?? 0);
         }
+      },
+    });
+    new Gauge({
+      name: "easel_jobs_finished_last_minute",
+      help: "Jobs that ended in the last complete minute, by type and end status (from the database's rollup, so every process sharing it)",
+      labelNames: ["type", "status"],
+      registers,
+      collect() {
+        this.reset();
+        const minute = Math.floor(queue.now() / 60_000) - 1;
+        for (const r of queue.throughput(null, minute, minute + 1))
+          this.set({ type: r.type, status: r.status }, r.n);
       },
     });
     new Gauge({

@@ -1,9 +1,10 @@
 import type { Config } from "../../config";
 import { type Db, optimize } from "../../db/client";
-import type { Queue } from "../../queue";
+import { type Queue, SliceSizer, yieldToEventLoop } from "../../queue";
 import { LocalStorage, type Storage, sweepOrphans } from "../../storage";
 import type { AssetService } from "../generate/service";
 import type { IdempotencyService } from "../idempotency/service";
+import type { WebhookService } from "../webhooks/service";
 
 /** What this file needs from the services, and nothing more. */
 type Deps = {
@@ -13,22 +14,136 @@ type Deps = {
   idempotency: IdempotencyService;
   queue: Queue;
   storage: Storage;
+  webhooks: WebhookService;
 };
 
+export type RetentionReport = {
+  jobs: number;
+  objects: number;
+  idempotencyKeys: number;
+  webhookDeliveries: number;
+  throughputRows: number;
+  /** Pages returned to the file system by incremental vacuum. */
+  freedPages: number;
+  /** How long the whole run took (slices and the event-loop turns between them). */
+  ms: number;
+};
+
+/** Storage keys deleted together, a few requests at a time. */
+const FILE_BATCH = 500;
+const FILE_CONCURRENCY = 8;
+
+/** Deletes `keys` from storage in FILE_CONCURRENCY parallel groups (local disk deletes one file per call). */
+async function deleteObjects(storage: Storage, keys: string[]): Promise<void> {
+  if (keys.length === 0) return;
+  const size = Math.ceil(keys.length / FILE_CONCURRENCY);
+  const groups = Array.from({ length: Math.ceil(keys.length / size) }, (_, i) =>
+    keys.slice(i * size, (i + 1) * size),
+  );
+  await Promise.all(groups.map((group) => storage.deleteMany(group)));
+}
+
+/** Rows per transaction for the small tables (idempotency keys): a few milliseconds each. */
+const SLICE = 2000;
+/** Idempotency keys answer repeats for a day. */
+const IDEMPOTENCY_KEEP_MS = 24 * 3_600_000;
+
+const running = new WeakMap<Deps, Promise<RetentionReport>>();
+
 /**
- * Retention: deletes finished jobs past their retention with their asset rows (same transaction), then
- * the assets' objects from storage. Returns what it removed.
+ * Retention: deletes finished jobs past their retention with their asset rows (same slice transaction) and
+ * then the assets' objects from storage; then old idempotency keys, webhook deliveries and throughput
+ * rollup minutes. Every table is trimmed in slices with event-loop turns between them, so however much
+ * history is due no request waits for more than one slice. Calls while a run is under way join it.
  */
-export async function runRetention(ctx: Deps): Promise<{ jobs: number; objects: number }> {
+export function runRetention(
+  ctx: Deps,
+  signal?: AbortSignal,
+  checkpoint?: () => Promise<void>,
+): Promise<RetentionReport> {
+  const current = running.get(ctx);
+  if (current) return current;
+  const run = retain(ctx, signal, checkpoint).finally(() => running.delete(ctx));
+  running.set(ctx, run);
+  return run;
+}
+
+async function retain(
+  ctx: Deps,
+  signal?: AbortSignal,
+  checkpoint?: () => Promise<void>,
+): Promise<RetentionReport> {
   const { config, queue, assets, storage } = ctx;
-  const keys: string[] = [];
-  const deleted = queue.cleanupRetention(config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS, (ids) => {
-    keys.push(...assets.takeForJobs(ids));
+  const started = performance.now();
+  let objects = 0;
+  const pendingKeys: string[] = [];
+  // One slice's files are deleted while the next slices run (at most one batch behind, so memory stays
+  // bounded). A crash between a slice's commit and its files' deletion leaves orphans for the storage sweep.
+  let deleting: Promise<void> = Promise.resolve();
+  const jobs = await queue.cleanupRetention({
+    completedHours: config.RETAIN_COMPLETED_HOURS,
+    failedHours: config.RETAIN_FAILED_HOURS,
+    signal,
+    checkpoint,
+    beforeDelete: (ids) => {
+      pendingKeys.push(...assets.takeForJobs(ids));
+    },
+    afterSlice: async () => {
+      if (pendingKeys.length < FILE_BATCH) return;
+      await deleting;
+      const keys = pendingKeys.splice(0);
+      objects += keys.length;
+      deleting = deleteObjects(storage, keys);
+    },
   });
-  if (keys.length) await storage.deleteMany(keys);
-  ctx.idempotency.prune(24 * 3_600_000);
+  await deleting;
+  objects += pendingKeys.length;
+  await deleteObjects(storage, pendingKeys.splice(0));
+  let idempotencyKeys = 0;
+  for (;;) {
+    const n = ctx.idempotency.prune(IDEMPOTENCY_KEEP_MS, SLICE);
+    idempotencyKeys += n;
+    if (n < SLICE || signal?.aborted) break;
+    await yieldToEventLoop();
+  }
+  const webhookDeliveries = await ctx.webhooks.prune(signal);
+  // The chart needs an hour; a week (or the longest retention) lets an operator look back further.
+  const keepHours = Math.max(168, config.RETAIN_COMPLETED_HOURS, config.RETAIN_FAILED_HOURS);
+  const throughputRows = await queue.trimThroughput(keepHours, signal);
+  const freedPages = await incrementalVacuum(ctx, signal);
   optimize(ctx.db.$client);
-  return { jobs: deleted.length, objects: keys.length };
+  const ms = Math.round(performance.now() - started);
+  return { jobs, objects, idempotencyKeys, webhookDeliveries, throughputRows, freedPages, ms };
+}
+
+/** Free pages kept for reuse: new rows fill them without growing the file. */
+const FREE_RESERVE = 0.25;
+
+/**
+ * With `auto_vacuum = INCREMENTAL` (new databases, see db/client.ts), gives free pages beyond a quarter of
+ * the file back to the file system, a step at a time, so a one-off spike does not leave the file large for
+ * ever while steady retention keeps reusing its pages. A database created before that setting keeps its
+ * free pages for reuse (switching needs a one-off VACUUM: `easel db vacuum`).
+ */
+export async function incrementalVacuum(ctx: Pick<Deps, "db">, signal?: AbortSignal): Promise<number> {
+  const sqlite = ctx.db.$client;
+  const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
+  if (pragma("auto_vacuum") !== 2) return 0;
+  let freed = 0;
+  // Each page freed may move a page from the end of the file and rewrite its pointers (0.1-0.2 ms on a
+  // small machine), or cost nothing when the end is free already: steps are sized by time like retention's
+  // slices, and capped, because a cheap step says nothing about the next (a 2048-page step stalled 460 ms).
+  const steps = new SliceSizer(5, { start: 16, min: 8, max: 64 });
+  for (;;) {
+    const excess = pragma("freelist_count") - Math.floor(pragma("page_count") * FREE_RESERVE);
+    if (excess <= 0 || signal?.aborted) return freed;
+    const step = Math.min(excess, steps.rows);
+    const started = performance.now();
+    sqlite.run(`PRAGMA incremental_vacuum(${step})`);
+    steps.observe(performance.now() - started);
+    freed += step;
+    await yieldToEventLoop();
+  }
 }
 
 /** A temp file this old belongs to a write that died with its process (writes take seconds at most). */

@@ -4,7 +4,7 @@ import type { Job, WebhookDelivery, WebhookEndpoint } from "../../db/schema";
 import { notFound, unprocessable, urlNotAllowed } from "../../errors";
 import type { Logger } from "../../log";
 import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
-import type { Queue } from "../../queue";
+import { type Queue, yieldToEventLoop } from "../../queue";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import type { CardService } from "../cards/service";
 import type { JobService } from "../jobs/service";
@@ -64,6 +64,9 @@ export function deliveryView(d: WebhookDelivery): DeliveryView {
   };
 }
 
+/** Deliveries deleted per transaction by `prune`: a few milliseconds of work between event-loop turns. */
+const PRUNE_SLICE = 2000;
+
 /**
  * Registered endpoints, per-account signing secrets, and the delivery pipeline (fan-out + `webhook.deliver`).
  * Construct before the queue starts: it registers the delivery job type.
@@ -105,7 +108,7 @@ export class WebhookService {
 
   start(): void {
     this.fanout.start();
-    this.#pruneTimer ??= setInterval(() => this.prune(), 3_600_000);
+    this.#pruneTimer ??= setInterval(() => void this.prune().catch(() => undefined), 3_600_000);
     this.#pruneTimer.unref?.();
   }
 
@@ -115,8 +118,16 @@ export class WebhookService {
     this.#pruneTimer = null;
   }
 
-  prune(): number {
-    return this.store.prune(this.#o.now() - this.#o.retainHours * 3_600_000);
+  /** Deletes finished deliveries past retention in slices, yielding between them. Returns how many. */
+  async prune(signal?: AbortSignal): Promise<number> {
+    const before = this.#o.now() - this.#o.retainHours * 3_600_000;
+    let removed = 0;
+    for (;;) {
+      const n = this.store.prune(before, PRUNE_SLICE);
+      removed += n;
+      if (n < PRUNE_SLICE || signal?.aborted) return removed;
+      await yieldToEventLoop();
+    }
   }
 
   /**

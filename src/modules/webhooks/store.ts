@@ -199,11 +199,14 @@ export class WebhookStore {
       .all();
   }
 
-  /** Deletes finished deliveries created before `before`. */
-  prune(before: number): number {
+  /** Deletes up to `limit` finished deliveries created before `before` (one slice; the caller loops). */
+  prune(before: number, limit: number): number {
     return this.db.$client
-      .query("DELETE FROM webhook_deliveries WHERE created_at < ? AND status != 'pending'")
-      .run(before).changes;
+      .query(
+        `DELETE FROM webhook_deliveries WHERE rowid IN (SELECT rowid FROM webhook_deliveries
+           INDEXED BY webhook_deliveries_created_idx WHERE created_at < ? AND status != 'pending' LIMIT ?)`,
+      )
+      .run(before, limit).changes;
   }
 
   /** The owner's per-job webhook secret, created on first use. */

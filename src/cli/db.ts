@@ -1,0 +1,123 @@
+import type { Database } from "bun:sqlite";
+import { statSync } from "node:fs";
+import type { Config } from "../config";
+import type { Db } from "../db/client";
+
+/** What this command needs from the services, and nothing more. */
+type Deps = { db: Db; config: Pick<Config, "databasePath" | "dataDir"> };
+
+import { LOCK_FILE, runningServer } from "../modules/ops/lock";
+import { parse, printJsonOr, UsageError } from "./args";
+
+const USAGE = "usage: easel db stats [--json] | db vacuum [--force]";
+
+export type TableSize = { table: string; bytes: number; pages: number; indexBytes: number };
+
+export type DbStats = {
+  path: string;
+  fileBytes: number;
+  walBytes: number;
+  pageSize: number;
+  pages: number;
+  freePages: number;
+  freeBytes: number;
+  autoVacuum: "none" | "full" | "incremental";
+  /** Each table with its indexes' pages, largest first (from the dbstat virtual table). */
+  tables: TableSize[];
+};
+
+/** `easel db …`: what the database file holds, and the one-off conversion to incremental auto-vacuum. */
+export function dbCommand(ctx: Deps, argv: string[]): number {
+  const { values, positionals } = parse(argv, { json: { type: "boolean" }, force: { type: "boolean" } });
+  const sqlite = ctx.db.$client;
+  switch (positionals[0]) {
+    case "stats": {
+      const stats = dbStats(sqlite, ctx.config.databasePath);
+      printJsonOr(Boolean(values.json), stats, () => formatStats(stats));
+      return 0;
+    }
+    case "vacuum": {
+      const server = values.force ? null : runningServer(ctx.config.dataDir);
+      if (server) {
+        process.stderr.write(
+          `a server (pid ${server.pid} on ${server.host}) uses ${ctx.config.dataDir}: VACUUM would stall it for ` +
+            `the whole rewrite; stop it first (or pass --force, or delete ${LOCK_FILE} if it is not running)\n`,
+        );
+        return 1;
+      }
+      const before = dbStats(sqlite, ctx.config.databasePath);
+      // auto_vacuum can only change on an empty file or through a full rewrite: this is that rewrite.
+      sqlite.exec("PRAGMA auto_vacuum = INCREMENTAL");
+      sqlite.exec("VACUUM");
+      sqlite.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      const after = dbStats(sqlite, ctx.config.databasePath);
+      process.stdout.write(
+        `vacuumed ${ctx.config.databasePath}: ${mib(before.fileBytes)} → ${mib(after.fileBytes)}, ` +
+          `auto_vacuum ${after.autoVacuum}\n`,
+      );
+      return 0;
+    }
+    default:
+      throw new UsageError(USAGE);
+  }
+}
+
+const AUTO_VACUUM = ["none", "full", "incremental"] as const;
+
+/** File, page and per-table sizes. Reads every page (dbstat): for the CLI, never the request path. */
+export function dbStats(sqlite: Database, path: string): DbStats {
+  const pragma = (name: string) => sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number;
+  const pageSize = pragma("page_size");
+  const freePages = pragma("freelist_count");
+  const rows = sqlite
+    .query(
+      `SELECT coalesce(s.tbl_name, d.name) AS tbl, d.name = coalesce(s.tbl_name, d.name) AS isTable,
+         sum(d.pgsize) AS bytes, count(*) AS pages
+       FROM dbstat d LEFT JOIN sqlite_schema s ON s.name = d.name GROUP BY tbl, isTable`,
+    )
+    .all() as { tbl: string; isTable: number; bytes: number; pages: number }[];
+  const tables = new Map<string, TableSize>();
+  for (const r of rows) {
+    const t = tables.get(r.tbl) ?? { table: r.tbl, bytes: 0, pages: 0, indexBytes: 0 };
+    t.pages += r.pages;
+    if (r.isTable) t.bytes += r.bytes;
+    else t.indexBytes += r.bytes;
+    tables.set(r.tbl, t);
+  }
+  return {
+    path,
+    fileBytes: fileSize(path),
+    walBytes: fileSize(`${path}-wal`),
+    pageSize,
+    pages: pragma("page_count"),
+    freePages,
+    freeBytes: freePages * pageSize,
+    autoVacuum: AUTO_VACUUM[pragma("auto_vacuum")] ?? "none",
+    tables: [...tables.values()].sort((a, b) => b.bytes + b.indexBytes - (a.bytes + a.indexBytes)),
+  };
+}
+
+function formatStats(s: DbStats): string {
+  const lines = [
+    `${s.path}: ${mib(s.fileBytes)} (+ WAL ${mib(s.walBytes)}), ${s.pages} pages of ${s.pageSize} bytes`,
+    `free pages: ${s.freePages} (${mib(s.freeBytes)}), reused before the file grows; auto_vacuum ${s.autoVacuum}`,
+    "",
+    `${"table".padEnd(24)} ${"data".padStart(10)} ${"indexes".padStart(10)} ${"pages".padStart(8)}`,
+  ];
+  for (const t of s.tables) {
+    lines.push(
+      `${t.table.padEnd(24)} ${mib(t.bytes).padStart(10)} ${mib(t.indexBytes).padStart(10)} ${String(t.pages).padStart(8)}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}

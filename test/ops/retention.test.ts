@@ -1,0 +1,161 @@
+import type { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { runRetention } from "../../src/modules/ops/maintenance";
+import { runEasel, startTestServer, type TestServer, tempDir, waitFor } from "../helpers";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const HOUR = 3_600_000;
+
+/**
+ * Inserts `n` generate jobs that ended `hoursAgo` hours ago (completed, but every tenth failed), each with
+ * one item, and for every fifth an asset row whose image (and thumbnail) is really in storage.
+ */
+async function seedHistory(server: TestServer, n: number, hoursAgo: number, owner: string | null = null) {
+  const db = server.ctx.db.$client;
+  const at = Date.now() - hoursAgo * HOUR;
+  const keys: string[] = [];
+  db.transaction(() => {
+    const job = db.prepare(
+      `INSERT INTO jobs (id, type, status, priority, input, progress, attempts, max_attempts, run_at, owner_id,
+         created_at, started_at, finished_at, updated_at)
+       VALUES (?1, 'generate', ?2, 0, '{}', 100, 1, 3, ?3, ?4, ?3, ?3, ?3, ?3)`,
+    );
+    const item = db.prepare(
+      `INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at)
+       VALUES (?, 0, 'main', '{}', 'completed', 1, ?)`,
+    );
+    const asset = db.prepare(
+      `INSERT INTO assets (id, job_id, item_idx, owner_id, storage_key, thumbnail_key, content_type, bytes, created_at)
+       VALUES (?1, ?2, 0, ?3, ?4, ?5, 'image/png', 4, ?6)`,
+    );
+    for (let i = 0; i < n; i++) {
+      const id = Bun.randomUUIDv7();
+      job.run(id, i % 10 === 9 ? "failed" : "completed", at + i, owner);
+      item.run(id, at + i);
+      if (i % 5 === 0) {
+        const key = `generations/test/${id}.png`;
+        asset.run(`a-${id}`, id, owner, key, `${key}.thumb.webp`, at + i);
+        keys.push(key, `${key}.thumb.webp`);
+      }
+    }
+  })();
+  // Written behind the store's back, so counted as the store would have.
+  server.ctx.queue.store.recountEnded();
+  for (const key of keys) {
+    await server.ctx.storage.put(key, new Uint8Array([1, 2, 3, 4]), { contentType: "image/png" });
+  }
+  return keys;
+}
+
+const count = (db: Database, sql: string) => (db.query(sql).get() as { n: number }).n;
+
+describe("retention in slices", () => {
+  test("deletes what is past retention with its items, asset rows and files, answering requests meanwhile", async () => {
+    const server = await startTestServer({
+      env: { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "48" },
+    });
+    cleanups.push(() => server.close());
+    const db = server.ctx.db.$client;
+    const oldKeys = await seedHistory(server, 6000, 72);
+    const keptKeys = await seedHistory(server, 200, 1);
+    // 30 h old: the completed ones are past 24 h and go (with all 20 assets), the failed ones stay (< 48 h).
+    const youngFailedKeys = await seedHistory(server, 100, 30);
+
+    const retention = runRetention(server.ctx);
+    let finished = false;
+    void retention.then(() => {
+      finished = true;
+    });
+    // The event loop is free between slices: a request is answered while retention is still deleting.
+    const health = await server.api("/api/health/live");
+    expect(health.status).toBe(200);
+    expect(finished).toBe(false);
+    const report = await retention;
+
+    expect(report.jobs).toBe(6000 + 90);
+    expect(report.objects).toBe(oldKeys.length + youngFailedKeys.length);
+    expect(count(db, "SELECT count(*) AS n FROM jobs")).toBe(200 + 10);
+    expect(count(db, "SELECT count(*) AS n FROM jobs WHERE status = 'failed'")).toBe(20 + 10);
+    expect(count(db, "SELECT count(*) AS n FROM job_items WHERE job_id NOT IN (SELECT id FROM jobs)")).toBe(
+      0,
+    );
+    expect(
+      count(
+        db,
+        "SELECT count(*) AS n FROM assets WHERE job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs)",
+      ),
+    ).toBe(0);
+    for (const key of oldKeys) expect(await server.ctx.storage.head(key)).toBeNull();
+    for (const key of keptKeys) expect(await server.ctx.storage.head(key)).not.toBeNull();
+    const stats = await (await server.api("/api/jobs/stats")).json();
+    expect(stats).toMatchObject({ completed: 180, failed: 20 + 10 });
+  }, 30_000);
+
+  test("an interrupted run is resumed by the next start of the server", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const env = { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "24" };
+    const first = await startTestServer({ dir: tmp.dir, env });
+    await seedHistory(first, 5000, 48);
+    const stop = new AbortController();
+    const run = runRetention(first.ctx, stop.signal);
+    // Stopped as soon as some jobs are gone, as a shutdown would.
+    await waitFor(() => count(first.ctx.db.$client, "SELECT count(*) AS n FROM jobs") < 5000, {
+      what: "a first slice",
+      intervalMs: 0,
+    });
+    stop.abort();
+    const partial = await run;
+    expect(partial.jobs).toBeGreaterThan(0);
+    expect(partial.jobs).toBeLessThan(5000);
+    await first.close();
+
+    const second = await startTestServer({ dir: tmp.dir, env });
+    cleanups.push(() => second.close());
+    await waitFor(() => count(second.ctx.db.$client, "SELECT count(*) AS n FROM jobs") === 0, {
+      what: "the start-up retention to finish the job",
+      timeoutMs: 20_000,
+    });
+    expect(await (await second.api("/api/jobs/stats")).json()).toMatchObject({ completed: 0, failed: 0 });
+  }, 30_000);
+
+  test("the file stops growing once retention keeps pace, and `easel db stats` shows where the pages are", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const server = await startTestServer({ dir: tmp.dir, env: { RETAIN_FAILED_HOURS: "24" } });
+    cleanups.push(() => server.close());
+    const db = server.ctx.db.$client;
+    const pages = () => db.query("PRAGMA page_count").values()[0]![0] as number;
+    const sizes: number[] = [];
+    for (let day = 0; day < 5; day++) {
+      // A day's worth of jobs arrives while the previous day's passes retention.
+      await seedHistory(server, 1500, 48);
+      await runRetention(server.ctx);
+      sizes.push(pages());
+    }
+    // The first cycles settle the free-page reserve; after that every cycle reuses the same pages.
+    expect(Math.max(...sizes.slice(2))).toBeLessThanOrEqual(sizes[1]! * 1.05);
+    expect(db.query("PRAGMA auto_vacuum").values()[0]![0]).toBe(2);
+
+    const run = await runEasel(tmp.dir, ["db", "stats", "--json"]);
+    expect(run.code).toBe(0);
+    const stats = JSON.parse(run.stdout) as {
+      pages: number;
+      freePages: number;
+      autoVacuum: string;
+      tables: { table: string; bytes: number; indexBytes: number }[];
+    };
+    expect(stats.autoVacuum).toBe("incremental");
+    expect(stats.freePages).toBeLessThanOrEqual(stats.pages);
+    const jobs = stats.tables.find((t) => t.table === "jobs");
+    expect(jobs?.bytes).toBeGreaterThan(0);
+    expect(jobs?.indexBytes).toBeGreaterThan(0);
+    const human = await runEasel(tmp.dir, ["db", "stats"]);
+    expect(human.stdout).toContain("free pages:");
+    expect(human.stdout).toMatch(/^jobs\s/m);
+  }, 30_000);
+});

@@ -1,0 +1,273 @@
+import type { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Job } from "../../src/db/schema";
+import { type CountScope, defineJob, type Queue } from "../../src/queue";
+import type { Settlement } from "../../src/queue/store";
+import { tempDir, testQueue, waitFor } from "../helpers";
+
+const CHURN = join(import.meta.dir, "../fixtures/count-churn.ts");
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+/** Users for every kind of scope: an app with two end users, a plain user. */
+function seedUsers(db: Database): { app: string; endUsers: string[]; user: string } {
+  const insert = db.prepare(
+    `INSERT INTO users (id, name, role, parent_id, credits, unlimited, created_at, updated_at)
+     VALUES (?, ?, ?, ?, 0, 0, 0, 0)`,
+  );
+  insert.run("app", "app", "app", null);
+  insert.run("end-1", "end-1", "user", "app");
+  insert.run("end-2", "end-2", "user", "app");
+  insert.run("solo", "solo", "user", null);
+  return { app: "app", endUsers: ["end-1", "end-2"], user: "solo" };
+}
+
+/** Every non-zero counter row (ended jobs only), and the same numbers from a full count(*) over `jobs`. */
+function countersAndTruth(db: Database) {
+  const counters = db
+    .query("SELECT scope, type, status, n FROM job_counts WHERE n != 0 ORDER BY scope, type, status")
+    .all();
+  const truth = db
+    .query(
+      `SELECT scope, type, status, n FROM (
+         SELECT '' AS scope, type, status, count(*) AS n FROM jobs GROUP BY type, status
+         UNION ALL SELECT 'u:' || owner_id, type, status, count(*) FROM jobs WHERE owner_id IS NOT NULL
+           GROUP BY owner_id, type, status
+         UNION ALL SELECT 'c:' || u.parent_id, j.type, j.status, count(*) FROM jobs j JOIN users u ON u.id = j.owner_id
+           WHERE u.parent_id IS NOT NULL GROUP BY u.parent_id, j.type, j.status)
+       WHERE status IN ('completed', 'partial', 'failed', 'cancelled')
+       ORDER BY scope, type, status`,
+    )
+    .all();
+  return { counters, truth };
+}
+
+/** The stats a full scan gives (the query the counters replaced), for one scope at `now`. */
+function scannedStats(db: Database, now: number, scope: CountScope) {
+  const where =
+    scope === null
+      ? ""
+      : scope.withEndUsers
+        ? "WHERE owner_id = ?2 OR owner_id IN (SELECT id FROM users WHERE parent_id = ?2)"
+        : "WHERE owner_id = ?2";
+  const rows = db
+    .query(
+      `SELECT type, CASE WHEN status = 'queued' AND run_at > ?1 THEN 'delayed' WHEN status = 'queued' THEN 'waiting'
+         ELSE status END AS s, count(*) AS n FROM jobs ${where} GROUP BY type, s`,
+    )
+    .all(...(scope === null ? [now] : [now, scope.ownerId])) as { type: string; s: string; n: number }[];
+  const totals: Record<string, number> = {};
+  const byType: Record<string, Record<string, number>> = {};
+  for (const r of rows) {
+    totals[r.s] = (totals[r.s] ?? 0) + r.n;
+    byType[r.type] = { ...byType[r.type], [r.s]: r.n };
+  }
+  return { totals, byType };
+}
+
+function expectExact(q: Queue, now: number, users: ReturnType<typeof seedUsers>): void {
+  const db = q.store.db;
+  const { counters, truth } = countersAndTruth(db);
+  expect(counters).toEqual(truth);
+  const scopes: CountScope[] = [
+    null,
+    { ownerId: users.app, withEndUsers: true },
+    { ownerId: users.app, withEndUsers: false },
+    { ownerId: users.endUsers[0]!, withEndUsers: false },
+    { ownerId: users.user, withEndUsers: false },
+  ];
+  for (const scope of scopes) {
+    const { byType, ...totals } = q.store.stats(now, scope);
+    const scanned = scannedStats(db, now, scope);
+    expect(byType).toEqual(scanned.byType);
+    for (const [s, n] of Object.entries(totals)) expect(n).toBe(scanned.totals[s] ?? 0);
+  }
+}
+
+/** A tiny deterministic PRNG, so a failure replays the same sequence. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("job counts kept by triggers", () => {
+  test("match a full count(*) per scope after random enqueues, claims, ends, cancels, retries, re-owning, retention and deletes", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    let now = Date.now();
+    const q = testQueue(join(tmp.dir, "q.db"), { now: () => now });
+    cleanups.push(() => q.store.db.close());
+    const Any = z.object({}).passthrough();
+    q.define(defineJob({ type: "a", input: Any, run: async () => 1 }));
+    q.define(defineJob({ type: "b", input: Any, run: async () => 1 }));
+    const users = seedUsers(q.store.db);
+    const owners = [null, users.app, ...users.endUsers, users.user];
+    const rand = prng(16);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const active: Job[] = [];
+    const randomId = (statuses: string) =>
+      (
+        q.store.db
+          .query(`SELECT id FROM jobs WHERE status IN (${statuses}) ORDER BY id LIMIT 1 OFFSET ?`)
+          .get(Math.floor(rand() * 5)) as { id: string } | null
+      )?.id;
+
+    for (let step = 0; step < 1500; step++) {
+      const r = rand();
+      now += Math.floor(rand() * 60_000);
+      if (r < 0.3) {
+        q.enqueue(
+          pick(["a", "b"]),
+          {},
+          {
+            ownerId: pick(owners),
+            delayMs: rand() < 0.3 ? Math.floor(rand() * 600_000) : 0,
+            dedupeKey: rand() < 0.3 ? `k${Math.floor(rand() * 4)}` : undefined,
+          },
+        );
+      } else if (r < 0.35) {
+        q.enqueueBulk(pick(["a", "b"]), [{}, {}, {}], { ownerId: pick(owners) });
+      } else if (r < 0.5) {
+        active.push(...q.store.claim("w", ["a", "b"], 1 + Math.floor(rand() * 4), now, 30_000));
+      } else if (r < 0.7 && active.length > 0) {
+        const job = active.splice(Math.floor(rand() * active.length), 1)[0]!;
+        const end = rand();
+        const settlement: Settlement =
+          end < 0.25
+            ? { kind: "requeue", job, runAt: now + 1000, error: null, refundAttempt: rand() < 0.5 }
+            : {
+                kind: "finish",
+                job,
+                status: end < 0.6 ? "completed" : end < 0.8 ? "partial" : "failed",
+                result: null,
+                error: null,
+              };
+        q.store.settle("w", [settlement], now);
+      } else if (r < 0.77) {
+        const id = randomId("'queued', 'active'");
+        if (id) q.cancel(id);
+      } else if (r < 0.85) {
+        const id = randomId("'failed', 'partial', 'cancelled'");
+        if (id) q.retry(id);
+      } else if (r < 0.88) {
+        // Leases run out: the sweep re-queues them, or fails them past the stall limit.
+        now += 60_000;
+        q.recoverStalled();
+        active.length = 0;
+      } else if (r < 0.92) {
+        // An instant claim hands a finished job to another owner (modules/instant).
+        const id = randomId("'completed'");
+        if (id) q.store.db.run("UPDATE jobs SET owner_id = ? WHERE id = ?", [pick(owners), id]);
+      } else if (r < 0.94) {
+        await q.cleanupRetention({ completedHours: 1, failedHours: 2 });
+      } else if (r < 0.96) {
+        // A delete outside retention's counted slices (an operator's SQL): the safety-net trigger counts it.
+        const id = randomId("'completed', 'failed', 'queued'");
+        if (id) q.store.db.run("DELETE FROM jobs WHERE id = ?", [id]);
+      }
+      if (step % 50 === 0) expectExact(q, now, users);
+    }
+    expectExact(q, now, users);
+    const total = (q.store.db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n;
+    expect(total).toBeGreaterThan(100);
+  }, 30_000);
+
+  test("the throughput rollup counts every run that ends, by minute, and outlives the jobs' retention", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const q = testQueue(join(tmp.dir, "q.db"), { concurrency: 4 });
+    cleanups.push(() => q.store.db.close());
+    const users = seedUsers(q.store.db);
+    q.define(
+      defineJob({
+        type: "t",
+        input: z.object({ ok: z.boolean() }),
+        maxAttempts: 1,
+        run: async ({ input }) => {
+          if (!input.ok) throw new Error("no");
+        },
+      }),
+    );
+    const ended = { completed: 0, failed: 0 };
+    q.events.on("job:completed", () => void ended.completed++);
+    q.events.on("job:failed", () => void ended.failed++);
+    const ids = [
+      ...q.enqueueBulk(
+        "t",
+        Array.from({ length: 30 }, () => ({ ok: true })),
+        { ownerId: users.endUsers[0] },
+      ),
+      ...q.enqueueBulk(
+        "t",
+        Array.from({ length: 10 }, () => ({ ok: false })),
+        { ownerId: users.user },
+      ),
+    ];
+    const start = Math.floor(Date.now() / 60_000);
+    q.start();
+    await waitFor(() => ended.completed + ended.failed === ids.length, { what: "every job to end" });
+    await q.stop(1000);
+    const sum = (scope: CountScope) => {
+      const out: Record<string, number> = {};
+      for (const r of q.throughput(scope, start, start + 10)) out[r.status] = (out[r.status] ?? 0) + r.n;
+      return out;
+    };
+    expect(sum(null)).toEqual({ completed: 30, failed: 10 });
+    expect(sum({ ownerId: users.app, withEndUsers: true })).toEqual({ completed: 30 });
+    expect(sum({ ownerId: users.user, withEndUsers: false })).toEqual({ failed: 10 });
+    expect(await q.cleanupRetention({ completedHours: 0, failedHours: 0 })).toBe(40);
+    expect(sum(null)).toEqual({ completed: 30, failed: 10 });
+    expect(q.stats()).toMatchObject({ completed: 0, failed: 0, byType: {} });
+  });
+
+  test("stay exact when a busy process is killed with kill -9, and after the next start recovers its jobs", async () => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const path = join(tmp.dir, "q.db");
+    const parent = testQueue(path);
+    const users = seedUsers(parent.store.db);
+    const proc = Bun.spawn(["bun", CHURN], {
+      env: {
+        ...process.env,
+        DB_PATH: path,
+        OWNERS: JSON.stringify(["", users.app, ...users.endUsers, users.user]),
+      },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    cleanups.push(() => proc.kill(9));
+    // Kill it mid-flight, once it has done real work.
+    const reader = proc.stdout.getReader();
+    let seen = "";
+    while (!/ops [3-9]\d\d\b/.test(seen)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`churn process exited early: ${seen}`);
+      seen += new TextDecoder().decode(value);
+    }
+    proc.kill(9);
+    expect(await proc.exited).not.toBe(0);
+
+    const now = Date.now();
+    expectExact(parent, now, users);
+    const leftActive = (
+      parent.store.db.query("SELECT count(*) AS n FROM jobs WHERE status = 'active'").get() as { n: number }
+    ).n;
+    // A start-up recovers the dead process's active jobs; the counts follow.
+    parent.define(defineJob({ type: "a", input: z.object({}).passthrough(), run: async () => 1 }));
+    parent.define(defineJob({ type: "b", input: z.object({}).passthrough(), run: async () => 1 }));
+    const recovered = parent.recoverStalled(true);
+    expect(recovered.requeued + recovered.failed).toBe(leftActive);
+    expectExact(parent, Date.now(), users);
+    parent.store.db.close();
+  }, 30_000);
+});
