@@ -211,6 +211,14 @@ export function createApp(ctx: AppContext) {
         }
         switch (code) {
           case "VALIDATION":
+            // An answer that fails its route's own response schema is the server's fault, not the caller's.
+            if ((error as { type?: string }).type === "response") {
+              ctx.log.error(
+                { err: error, path: new URL(request.url).pathname, requestId: set.headers["x-request-id"] },
+                "response failed its schema",
+              );
+              return json(500, errorBody("internal", "internal server error"));
+            }
             return validationResponse(error);
           case "NOT_FOUND": {
             const path = new URL(request.url).pathname;
