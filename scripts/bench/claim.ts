@@ -18,6 +18,7 @@ import { CreateRecipeBody } from "../../src/modules/recipes/model";
 import { createServices } from "../../src/services";
 import { seedReadyBacklog } from "../../test/fixtures/seed-backlog";
 import { machine, percentile, report, round } from "./machine";
+import { freePort, waitLive } from "./server";
 
 const { values } = parseArgs({
   options: {
@@ -61,26 +62,6 @@ function seed(env: Record<string, string>): string[] {
   } finally {
     ctx.db.$client.close();
   }
-}
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = probe.port ?? 0;
-  await probe.stop(true);
-  return port;
-}
-
-async function waitLive(url: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`${url}/api/health/live`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await Bun.sleep(100);
-  }
-  throw new Error("server did not start");
 }
 
 /** One claim; returns its latency in ms, throwing on anything but 200 (the backlog is large enough). */

@@ -5,7 +5,7 @@ import { readdirSync } from "node:fs";
 
 const [name, ...rest] = process.argv.slice(2);
 const available = readdirSync(import.meta.dir)
-  .filter((f) => f.endsWith(".ts") && !["index.ts", "machine.ts"].includes(f))
+  .filter((f) => f.endsWith(".ts") && !["index.ts", "machine.ts", "server.ts"].includes(f))
   .map((f) => f.replace(/\.ts$/, ""));
 if (!name || !available.includes(name)) {
   process.stderr.write(`usage: bun run bench <${available.join("|")}> [--json]\n`);

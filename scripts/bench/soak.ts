@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { machine, percentile, report, round } from "./machine";
+import { freePort, waitLive } from "./server";
 
 const { values } = parseArgs({
   options: {
@@ -72,26 +73,6 @@ async function request(kind: string, url: string, init: RequestInit & { key?: st
   s.ms.push(performance.now() - t);
   s.statuses.set(status, (s.statuses.get(status) ?? 0) + 1);
   return { status, body };
-}
-
-async function freePort(): Promise<number> {
-  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = probe.port ?? 0;
-  await probe.stop(true);
-  return port;
-}
-
-async function waitLive(url: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`${url}/api/health/live`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await Bun.sleep(100);
-  }
-  throw new Error("server did not start");
 }
 
 function rssBytes(proc: Bun.Subprocess): number {
