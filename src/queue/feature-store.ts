@@ -19,6 +19,9 @@ export class FeatureStore {
   readonly #hasCompleted: Statement;
   readonly #transfer: Statement;
   readonly #firstItem: Statement;
+  readonly #parentOf: Statement;
+  readonly #countDown: Statement;
+  readonly #countUp: Statement;
 
   constructor(db: Database) {
     this.#credits = db.prepare(
@@ -63,6 +66,15 @@ export class FeatureStore {
        WHERE id = (SELECT id FROM jobs WHERE recipe_id = ?4 AND owner_id = ?5 AND status = 'completed'
                    ORDER BY finished_at, id LIMIT 1)
        RETURNING *`,
+    );
+    // job_counts keeps ended jobs per owner scope ('u:<owner>', 'c:<owner's parent>'); a transfer moves one.
+    this.#parentOf = db.prepare("SELECT parent_id AS p FROM users WHERE id = ?");
+    this.#countDown = db.prepare(
+      "UPDATE job_counts SET n = n - 1 WHERE scope = ? AND type = ? AND status = ?",
+    );
+    this.#countUp = db.prepare(
+      `INSERT INTO job_counts (scope, type, status, n) VALUES (?, ?, ?, 1)
+       ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1`,
     );
     this.#firstItem = db.prepare(
       `SELECT key, json_extract(input, '$.prompt') AS prompt, (SELECT count(*) FROM job_items WHERE job_id = ?1) AS count
@@ -116,8 +128,9 @@ export class FeatureStore {
   }
 
   /**
-   * Moves the oldest completed job of `recipeId` held by `from` to `to`, charged `price`, in the caller's
-   * transaction. Returns the job as it is now, or null when there was none left.
+   * Moves the oldest completed job of `recipeId` held by `from` to `to`, charged `price`, with its ended-job
+   * count moving between their scopes, in the caller's transaction. Returns the job as it is now, or null when
+   * there was none left.
    */
   transferOldestCompleted(
     recipeId: string,
@@ -127,7 +140,17 @@ export class FeatureStore {
     now: number,
   ): Job | null {
     const row = this.#transfer.get(to, price, now, recipeId, from) as Record<string, unknown> | null;
-    return row ? toJob(row) : null;
+    if (!row) return null;
+    const job = toJob(row);
+    for (const scope of this.#ownerScopes(from)) this.#countDown.run(scope, job.type, job.status);
+    for (const scope of this.#ownerScopes(to)) this.#countUp.run(scope, job.type, job.status);
+    return job;
+  }
+
+  /** The count scopes a job of `ownerId` belongs to besides everyone's: its owner's, and its owner's parent's. */
+  #ownerScopes(ownerId: string): string[] {
+    const parent = (this.#parentOf.get(ownerId) as { p: string | null } | null)?.p;
+    return parent ? [`u:${ownerId}`, `c:${parent}`] : [`u:${ownerId}`];
   }
 
   /** The first item's key and prompt, and how many items the job has (a job list's summary line). */

@@ -165,9 +165,17 @@ describe("job counts kept by triggers", () => {
         q.recoverStalled();
         active.length = 0;
       } else if (r < 0.92) {
-        // An instant claim hands a finished job to another owner (modules/instant).
-        const id = randomId("'completed'");
-        if (id) q.store.db.run("UPDATE jobs SET owner_id = ? WHERE id = ?", [pick(owners), id]);
+        // An instant claim hands a finished job of a recipe to another owner, through the queue's own statement.
+        const job = q.store.db
+          .query(
+            "SELECT id, owner_id FROM jobs WHERE status = 'completed' AND owner_id IS NOT NULL ORDER BY random() LIMIT 1",
+          )
+          .get() as { id: string; owner_id: string } | null;
+        const to = pick(owners);
+        if (job && to) {
+          q.store.db.run("UPDATE jobs SET recipe_id = 'r' WHERE id = ?", [job.id]);
+          q.transaction(() => q.features.transferOldestCompleted("r", job.owner_id, to, 0, now));
+        }
       } else if (r < 0.94) {
         await q.cleanupRetention({ completedHours: 1, failedHours: 2 });
       } else if (r < 0.96) {

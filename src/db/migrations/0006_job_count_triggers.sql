@@ -10,29 +10,15 @@
 -- path ~1.5 us even when its WHEN is false, and ~4.5 us doing one count and one rollup upsert, against ~4 us
 -- for the finish itself (an INSERT trigger likewise doubles an enqueue); the queue drained at 35k jobs/s
 -- with them against 60k+ without.
--- Two triggers remain, on statements the queue's hot paths never run, so they cost those paths nothing:
--- - an UPDATE OF owner_id (the instant claim hands an ended backlog job to a user) moves the ended job's
---   owner scopes; the '' scope and the rollup do not move;
+-- The instant claim, which hands an ended backlog job to a user, moves the job's owner scopes itself
+-- (src/queue/feature-store.ts): a trigger there cost the claim about a fifth of its throughput.
+-- One trigger remains, on a statement the queue's own paths never run, so it costs them nothing:
 -- - a DELETE of an ended job outside the store's counted path takes its count back (the store's retention
 --   slices mark their transaction in job_counts_deferred and count their deletes grouped; that row is
 --   removed before the transaction commits, so no other connection ever sees it).
 -- Scopes: '' every job; 'u:<id>' jobs owned by <id>; 'c:<id>' jobs owned by end users whose parent is <id>.
 -- Users are never deleted nor re-parented and exist before their jobs, so the parent looked up when a count
 -- is taken back is the one it was added under.
-CREATE TRIGGER jobs_counts_reowned AFTER UPDATE OF owner_id ON jobs
-WHEN OLD.owner_id IS NOT NEW.owner_id AND OLD.status = NEW.status
-  AND NEW.status IN ('completed', 'partial', 'failed', 'cancelled') BEGIN
-  UPDATE job_counts SET n = n - 1
-    WHERE scope IN ('u:' || OLD.owner_id, 'c:' || (SELECT parent_id FROM users WHERE id = OLD.owner_id))
-      AND type = OLD.type AND status = OLD.status;
-  INSERT INTO job_counts (scope, type, status, n)
-    SELECT 'u:' || NEW.owner_id, NEW.type, NEW.status, 1 WHERE NEW.owner_id IS NOT NULL
-    ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
-  INSERT INTO job_counts (scope, type, status, n)
-    SELECT 'c:' || parent_id, NEW.type, NEW.status, 1 FROM users WHERE id = NEW.owner_id AND parent_id IS NOT NULL
-    ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1;
-END;
---> statement-breakpoint
 CREATE TRIGGER jobs_counts_ended_delete AFTER DELETE ON jobs
 WHEN OLD.status IN ('completed', 'partial', 'failed', 'cancelled') AND NOT EXISTS (SELECT 1 FROM job_counts_deferred) BEGIN
   UPDATE job_counts SET n = n - 1
