@@ -1,4 +1,4 @@
-import { expect } from "bun:test";
+import { afterEach, expect } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -146,6 +146,26 @@ export function testQueue(path: string, opts: Partial<QueueOptions> = {}): Queue
     log: silentLogger,
     ...opts,
   });
+}
+
+/**
+ * A factory of queues on fresh temp files for one test file: every queue it made is stopped and its files
+ * removed after each test (registers the `afterEach` itself).
+ */
+export function queuesPerTest(): (opts?: Partial<QueueOptions>) => Queue {
+  const open: Queue[] = [];
+  const cleanups: (() => void)[] = [];
+  afterEach(async () => {
+    for (const q of open.splice(0)) await q.stop(0);
+    for (const c of cleanups.splice(0)) c();
+  });
+  return (opts = {}) => {
+    const tmp = tempDir();
+    cleanups.push(tmp.cleanup);
+    const q = testQueue(join(tmp.dir, "q.db"), opts);
+    open.push(q);
+    return q;
+  };
 }
 
 /** Resolves when `predicate` holds, polling every few ms; rejects after `timeoutMs`. */

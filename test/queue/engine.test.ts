@@ -1,26 +1,13 @@
 import { Database } from "bun:sqlite";
-import { afterEach, describe, expect, test } from "bun:test";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue";
 import { backoffBounds, backoffDelay } from "../../src/queue/backoff";
-import { tempDir, testQueue, waitFor } from "../helpers";
+import { queuesPerTest, waitFor } from "../helpers";
 
-const open: Queue[] = [];
-const cleanups: (() => void)[] = [];
-afterEach(async () => {
-  for (const q of open.splice(0)) await q.stop(0);
-  for (const c of cleanups.splice(0)) c();
-});
-
-function queue(opts: Parameters<typeof testQueue>[1] = {}): Queue {
-  const tmp = tempDir();
-  cleanups.push(tmp.cleanup);
-  const q = testQueue(join(tmp.dir, "q.db"), opts);
-  open.push(q);
-  return q;
-}
+/** Queues on fresh temp files, stopped and removed after each test. */
+const queue = queuesPerTest();
 
 const Any = z.object({}).passthrough();
 const terminal = (q: Queue, id: string) =>
@@ -615,11 +602,8 @@ describe("control", () => {
 
 describe("a busy database", () => {
   test("a write lock held past busy_timeout delays claims without losing or crashing anything", async () => {
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const path = join(tmp.dir, "q.db");
-    const q = testQueue(path, { pollIntervalMs: 20 });
-    open.push(q);
+    const q = queue({ pollIntervalMs: 20 });
+    const path = q.store.db.filename;
     q.store.db.exec("PRAGMA busy_timeout = 20");
     const ran: string[] = [];
     q.define(defineJob({ type: "t", input: Any, run: async ({ job }) => void ran.push(job.id) }));

@@ -1,26 +1,12 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { z } from "zod";
-import { openDb } from "../../src/db/client";
 import { PRIORITY_STEP_MS } from "../../src/db/schema";
 import { defineJob, type Queue } from "../../src/queue";
 import { claimSql } from "../../src/queue/store";
-import { startTestServer, tempDir, testQueue, waitFor } from "../helpers";
+import { queuesPerTest, startTestServer, waitFor } from "../helpers";
 
-const open: Queue[] = [];
-const cleanups: (() => void)[] = [];
-afterEach(async () => {
-  for (const q of open.splice(0)) await q.stop(0);
-  for (const c of cleanups.splice(0)) c();
-});
-
-function queue(opts: Parameters<typeof testQueue>[1] = {}): Queue {
-  const tmp = tempDir();
-  cleanups.push(tmp.cleanup);
-  const q = testQueue(join(tmp.dir, "q.db"), opts);
-  open.push(q);
-  return q;
-}
+/** Queues on fresh temp files, stopped and removed after each test. */
+const queue = queuesPerTest();
 
 const Empty = z.object({});
 
@@ -114,15 +100,13 @@ describe("fairness: aging bounds every job's wait", () => {
 
 describe("the claim statement", () => {
   test("walks the claim index in its own order: no sort, no scan of the whole table", () => {
-    const tmp = tempDir();
-    cleanups.push(tmp.cleanup);
-    const db = openDb(join(tmp.dir, "plan.db")).$client;
+    // The claim statement's plan on the real schema: the queue's own connection, nothing enqueued.
+    const db = queue().store.db;
     const plan = (
       db.query(`EXPLAIN QUERY PLAN ${claimSql(3)}`).all("w", 1, 1, 1, 1, "a", "b", "c", 8) as {
         detail: string;
       }[]
     ).map((r) => r.detail);
-    db.close();
     expect(plan).toContain("SCAN jobs USING INDEX jobs_claim_idx");
     expect(plan.join("\n")).not.toContain("TEMP B-TREE");
     expect(plan.filter((d) => /^SCAN jobs$/.test(d))).toHaveLength(0);
