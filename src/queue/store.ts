@@ -307,7 +307,9 @@ export class QueueStore {
     let previousCharge = 0;
     if (job.dedupeKey) {
       // Read before the upsert (RETURNING shows only the new price): the caller settles the difference.
-      previousCharge = (this.#queuedCharge.get(job.dedupeKey) as { c: number } | null)?.c ?? 0;
+      // Ownerless system work (card renders, cleanups) is never charged, so its hot path skips the read.
+      if (job.ownerId)
+        previousCharge = (this.#queuedCharge.get(job.dedupeKey) as { c: number } | null)?.c ?? 0;
       stored = toJob(this.#upsertDeduped.get(...args) as Row);
       deduped = stored.id !== job.id;
       if (deduped && items) this.#deleteItems.run(stored.id);
