@@ -7,6 +7,7 @@ import {
   type LEDGER_REASONS,
   type User,
 } from "../../db/schema";
+import { transaction } from "../../db/tx";
 import { ApiError, countOf } from "../../errors";
 import type { Queue } from "../../queue";
 import { refundOwed } from "./refunds";
@@ -126,7 +127,7 @@ export class CreditService {
     ref: { jobId?: string | null; note?: string | null } = {},
   ): Debit {
     if (!this.#o.enabled && reason !== "debit") return { charged: 0, balance: this.balance(user.id) };
-    return this.#tx(() => {
+    return transaction(this.#db, () => {
       const now = this.#now();
       const row = this.#take.get(amount, now, user.id) as { credits: number } | null;
       if (row) {
@@ -149,7 +150,7 @@ export class CreditService {
     reason: "grant" | "refund",
     ref: { jobId?: string | null; note?: string | null } = {},
   ): number {
-    return this.#tx(() => {
+    return transaction(this.#db, () => {
       const now = this.#now();
       const row = this.#give.get(amount, now, userId) as { credits: number } | null;
       if (!row) throw new ApiError(404, "not_found", "user not found");
@@ -232,11 +233,5 @@ export class CreditService {
       now,
     );
     this.#o.onLedger?.(reason, delta);
-  }
-
-  /** In the caller's transaction when one is open (the enqueue or claim), else an IMMEDIATE one of its own. */
-  #tx<T>(fn: () => T): T {
-    if (this.#db.inTransaction) return fn();
-    return this.#db.transaction(fn).immediate();
   }
 }

@@ -1,4 +1,5 @@
 import type { Database, Statement } from "bun:sqlite";
+import { transaction } from "../../db/tx";
 import { ApiError, conflict, unprocessable } from "../../errors";
 import { isDeadLocalWorker, makeWorkerId } from "../../queue";
 
@@ -178,7 +179,7 @@ export class IdempotencyService {
       store,
       release: () => void this.#release.run(ownerId, key, holder),
       finish,
-      tx: (fn) => (this.#db.inTransaction ? fn() : this.#db.transaction(fn).immediate()),
+      tx: (fn) => transaction(this.#db, fn),
     });
   }
 }

@@ -27,17 +27,17 @@ import type { EnqueueBody, JobStatusView, JobView, ListJobsQuery } from "./model
  * admin key (everything), an app key's own jobs and its end users', anyone else's own.
  */
 export function ownerScope(p: Principal): { sql: string; args: string[] } | null {
-  if (isAdminKey(p)) return null;
-  if (p.via === "key" && p.user.role === "app") {
-    return {
-      sql: "(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",
-      args: [p.user.id, p.user.id],
-    };
-  }
-  return { sql: "owner_id = ?", args: [p.user.id] };
+  const scope = countScope(p);
+  if (!scope) return null;
+  return scope.withEndUsers
+    ? {
+        sql: "(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",
+        args: [scope.ownerId, scope.ownerId],
+      }
+    : { sql: "owner_id = ?", args: [scope.ownerId] };
 }
 
-/** The counters' twin of `ownerScope`: which counts `p` may read (null: all of them). */
+/** Which jobs (and counts) `p` may see: null for all of them; the one decision `ownerScope` writes as SQL. */
 export function countScope(p: Principal): CountScope {
   if (isAdminKey(p)) return null;
   return { ownerId: p.user.id, withEndUsers: p.via === "key" && p.user.role === "app" };
