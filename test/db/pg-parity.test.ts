@@ -10,9 +10,12 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { SQL } from "bun";
 import { getTableColumns, getTableName } from "drizzle-orm";
+import { drizzle as drizzlePg } from "drizzle-orm/bun-sql";
 import { SQLiteTable } from "drizzle-orm/sqlite-core";
-import { openDb } from "../../src/db/client";
+import { type Db, openDb } from "../../src/db/client";
 import { migratePg } from "../../src/db/pg/migrate";
+import * as pgSchema from "../../src/db/pg/schema";
+import { rowAsInserted, rowMapper } from "../../src/db/rows";
 import * as sqliteSchema from "../../src/db/schema";
 import { tempDir } from "../helpers";
 import { freshPgDatabase, type PgTestDb } from "./pg-helpers";
@@ -228,17 +231,18 @@ afterEach(async () => {
 });
 
 /** Both databases, freshly migrated by their committed migrations. */
-async function migratedPair(): Promise<{ sqlite: Database; pg: PgTestDb }> {
+async function migratedPair(): Promise<{ sqlite: Database; pg: PgTestDb; db: Db }> {
   const pg = await freshPgDatabase();
   cleanups.push(pg.drop);
   const t = tempDir("easel-parity-");
-  const sqlite = openDb(join(t.dir, "easel.db")).$client;
+  const db = openDb(join(t.dir, "easel.db"));
+  const sqlite = db.$client;
   cleanups.push(() => {
     sqlite.close();
     t.cleanup();
   });
   await migratePg(pg.sql);
-  return { sqlite, pg };
+  return { sqlite, pg, db };
 }
 
 describe("SQLite and PostgreSQL schemas", () => {
@@ -280,5 +284,60 @@ describe("SQLite and PostgreSQL schemas", () => {
       "index jobs_type_idx: only in PostgreSQL (on jobs (type, id))",
       "trigger jobs_counts_ended_delete: only in SQLite (on jobs)",
     ]);
+  });
+
+  test("a row written through each schema reads back the same through rows.ts, from either database", async () => {
+    const { db, pg } = await migratedPair();
+    const now = Date.now();
+    const user = {
+      id: "u1",
+      externalId: null,
+      name: "Ada",
+      role: "user" as const,
+      parentId: null,
+      credits: 2 ** 40,
+      unlimited: true,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const job = rowAsInserted(sqliteSchema.jobs)({
+      id: "j1",
+      type: "generate",
+      status: "failed" as const,
+      input: { prompt: "a fox", n: 2, tags: ["x"], nested: { ok: true } },
+      result: "just a string",
+      error: { code: "provider_error", message: "boom", retryable: false, refundable: true },
+      maxAttempts: 3,
+      runAt: now,
+      ownerId: "u1",
+      createdAt: now,
+      finishedAt: now + 1,
+      updatedAt: now + 1,
+    });
+    const pgDb = drizzlePg({ client: pg.sql });
+    db.insert(sqliteSchema.users).values(user).run();
+    db.insert(sqliteSchema.jobs).values(job).run();
+    await pgDb.insert(pgSchema.users).values(user);
+    await pgDb.insert(pgSchema.jobs).values(job);
+
+    // What a hand-prepared statement returns from each driver, mapped by each table's own decoders.
+    const fromSqlite = {
+      user: rowMapper(sqliteSchema.users)(
+        db.$client.query("SELECT * FROM users").get() as Record<string, unknown>,
+      ),
+      job: rowMapper(sqliteSchema.jobs)(
+        db.$client.query("SELECT * FROM jobs").get() as Record<string, unknown>,
+      ),
+    };
+    const fromPg = {
+      user: rowMapper(pgSchema.users)((await pg.sql`SELECT * FROM users`)[0]),
+      job: rowMapper(pgSchema.jobs)((await pg.sql`SELECT * FROM jobs`)[0]),
+    };
+    expect(fromSqlite).toEqual({ user, job });
+    expect(fromPg).toEqual({ user, job });
+    // JSON is stored as JSON (an object, a string), not as a JSON-encoded string of it.
+    const [types] =
+      await pg.sql`SELECT jsonb_typeof(input) AS input, jsonb_typeof(result) AS result FROM jobs`;
+    expect(types).toEqual({ input: "object", result: "string" });
   });
 });

@@ -9,14 +9,14 @@
  *   one rule for every count and time means copied data can never overflow. The driver returns int8 as a
  *   string; drizzle's decoder turns it into a number, exact up to 2^53 (epoch ms until the year 287,396).
  * - `integer` with mode "boolean" -> `boolean`.
- * - `text` with mode "json" -> `jsonb`: validated and queryable; its decoder accepts the parsed value the
- *   driver returns as well as text.
+ * - `text` with mode "json" -> `jsonb` (`json` below): validated and queryable; the driver parses it, so a
+ *   row's JSON needs no decoding step.
  * - `text`, including the enum-typed status columns -> `text` (no PostgreSQL enum: adding a status would
  *   need its own `ALTER TYPE` migration, and SQLite does not check them either).
  * Partial and expression indexes are kept as they are: PostgreSQL has both.
  */
 import { sql } from "drizzle-orm";
-import { bigint, boolean, index, jsonb, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { bigint, boolean, customType, index, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
 import {
   CLAIM_ORDER,
   DELIVERY_STATUSES,
@@ -31,6 +31,17 @@ import {
 
 /** An epoch-ms time, a count or an amount (SQLite `integer`). */
 const int = (name: string) => bigint(name, { mode: "number" });
+
+/**
+ * A `jsonb` column whose driver value is the JavaScript value itself: Bun's SQL client encodes a value bound
+ * to a jsonb parameter as JSON and parses jsonb when it reads. drizzle's own `jsonb` stringifies first, which
+ * Bun then stores as a JSON *string* ('"{\"a\":1}"'), so statements bind objects, never JSON text.
+ */
+const json = customType<{ data: unknown; driverData: unknown }>({
+  dataType: () => "jsonb",
+  toDriver: (value) => value,
+  fromDriver: (value) => value,
+});
 
 export const users = pgTable(
   "users",
@@ -94,9 +105,9 @@ export const jobs = pgTable(
     type: text("type").notNull(),
     status: text("status", { enum: JOB_STATUSES }).notNull(),
     priority: int("priority").notNull().default(0),
-    input: jsonb("input").notNull(),
-    result: jsonb("result"),
-    error: jsonb("error").$type<JobError>(),
+    input: json("input").notNull(),
+    result: json("result"),
+    error: json("error").$type<JobError>(),
     progress: int("progress").notNull().default(0),
     progressMessage: text("progress_message"),
     attempts: int("attempts").notNull().default(0),
@@ -112,7 +123,7 @@ export const jobs = pgTable(
     creditsCharged: int("credits_charged").notNull().default(0),
     creditsRefunded: int("credits_refunded").notNull().default(0),
     webhookUrl: text("webhook_url"),
-    metadata: jsonb("metadata").$type<Record<string, unknown>>(),
+    metadata: json("metadata").$type<Record<string, unknown>>(),
     createdAt: int("created_at").notNull(),
     startedAt: int("started_at"),
     finishedAt: int("finished_at"),
@@ -181,11 +192,11 @@ export const jobItems = pgTable(
       .references(() => jobs.id, { onDelete: "cascade" }),
     idx: int("idx").notNull(),
     key: text("key").notNull(),
-    input: jsonb("input").notNull(),
+    input: json("input").notNull(),
     status: text("status", { enum: ITEM_STATUSES }).notNull().default("pending"),
-    result: jsonb("result"),
+    result: json("result"),
     assetId: text("asset_id"),
-    error: jsonb("error").$type<JobError>(),
+    error: json("error").$type<JobError>(),
     attempts: int("attempts").notNull().default(0),
     updatedAt: int("updated_at").notNull(),
   },
@@ -202,7 +213,7 @@ export const jobAttempts = pgTable(
     outcome: text("outcome", { enum: ["retried", "stalled", "rerun"] }).notNull(),
     startedAt: int("started_at"),
     endedAt: int("ended_at").notNull(),
-    error: jsonb("error").$type<JobError>(),
+    error: json("error").$type<JobError>(),
     retryAt: int("retry_at"),
   },
   (t) => [index("job_attempts_job_idx").on(t.jobId, t.endedAt)],
@@ -233,12 +244,12 @@ export const cards = pgTable(
     id: text("id").primaryKey(),
     ownerId: text("owner_id").notNull(),
     template: text("template").notNull(),
-    data: jsonb("data").notNull(),
+    data: json("data").notNull(),
     version: int("version").notNull().default(1),
     renderedVersion: int("rendered_version").notNull().default(0),
     imageKey: text("image_key"),
     imageUrl: text("image_url"),
-    renderError: jsonb("render_error").$type<JobError>(),
+    renderError: json("render_error").$type<JobError>(),
     renderDueAt: int("render_due_at"),
     createdAt: int("created_at").notNull(),
     updatedAt: int("updated_at").notNull(),
@@ -254,8 +265,8 @@ export const recipes = pgTable("recipes", {
   model: text("model"),
   promptTemplate: text("prompt_template").notNull(),
   negativePrompt: text("negative_prompt"),
-  variables: jsonb("variables").$type<RecipeVariable[]>().notNull(),
-  output: jsonb("output").$type<string | Record<string, unknown>>(),
+  variables: json("variables").$type<RecipeVariable[]>().notNull(),
+  output: json("output").$type<string | Record<string, unknown>>(),
   size: text("size"),
   creditCost: int("credit_cost").notNull().default(1),
   backlogMin: int("backlog_min").notNull().default(3),
@@ -283,7 +294,7 @@ export const backlogState = pgTable("backlog_state", {
     .references(() => recipes.id, { onDelete: "cascade" }),
   consecutiveFailures: int("consecutive_failures").notNull().default(0),
   lastFailureAt: int("last_failure_at"),
-  lastError: jsonb("last_error").$type<JobError>(),
+  lastError: json("last_error").$type<JobError>(),
   lastSuccessAt: int("last_success_at"),
   updatedAt: int("updated_at").notNull(),
 });
@@ -312,7 +323,7 @@ export const webhookEndpoints = pgTable(
     ownerId: text("owner_id").notNull(),
     url: text("url").notNull(),
     secret: text("secret").notNull(),
-    events: jsonb("events").$type<string[]>().notNull(),
+    events: json("events").$type<string[]>().notNull(),
     active: boolean("active").notNull().default(true),
     failureCount: int("failure_count").notNull().default(0),
     failingSince: int("failing_since"),
