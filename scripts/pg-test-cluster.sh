@@ -56,6 +56,15 @@ for _ in $(seq 1 50); do
 done
 pg_isready -q -h 127.0.0.1 -p "$port" || fail "$version/main does not accept connections on port $port"
 
+url="postgres://${PG_ROLE}:${PG_PASSWORD}@127.0.0.1:${port}/${PG_DATABASE}"
+# Already set up (a developer's second run, without root): nothing to create.
+if PGPASSWORD="$PG_PASSWORD" psql -X -tA -h 127.0.0.1 -p "$port" -U "$PG_ROLE" -d "$PG_DATABASE" \
+  -c "SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user" 2>/dev/null | grep -qx t; then
+  say "PostgreSQL $version ready: EASEL_TEST_DATABASE_URL=$url"
+  echo "$url"
+  exit 0
+fi
+
 psql_admin() { as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$port" "$@"; }
 
 # Role and database: created when missing, the password (re)set so the URL below always works.
@@ -71,6 +80,5 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'database', :'role')
 \gexec
 SQL
 
-url="postgres://${PG_ROLE}:${PG_PASSWORD}@127.0.0.1:${port}/${PG_DATABASE}"
 say "PostgreSQL $version ready: EASEL_TEST_DATABASE_URL=$url"
 echo "$url"

@@ -1,4 +1,5 @@
 import { SQL } from "bun";
+import { redactUrl } from "../../src/db/pg/client";
 
 /** What scripts/pg-test-cluster.sh prints; used when EASEL_TEST_DATABASE_URL is unset. */
 const DEFAULT_URL = "postgres://easel:easel@127.0.0.1:5432/easel_test";
@@ -21,7 +22,9 @@ export async function freshPgDatabase(): Promise<PgTestDb> {
     await admin`SELECT 1`;
   } catch (err) {
     await admin.close().catch(() => {});
-    throw new Error(`PostgreSQL is unreachable at ${PG_TEST_URL} (${(err as Error).message}): ${HINT}`);
+    throw new Error(
+      `PostgreSQL is unreachable at ${redactUrl(PG_TEST_URL)} (${(err as Error).message}): ${HINT}`,
+    );
   }
   const name = `easel_t_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 8)}`;
   await admin.unsafe(`CREATE DATABASE ${name}`);
