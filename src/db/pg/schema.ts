@@ -16,7 +16,16 @@
  * Partial and expression indexes are kept as they are: PostgreSQL has both.
  */
 import { sql } from "drizzle-orm";
-import { bigint, boolean, customType, index, pgTable, primaryKey, text, uniqueIndex } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  boolean,
+  customType,
+  index,
+  pgTable,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
 import {
   CLAIM_ORDER,
   DELIVERY_STATUSES,
