@@ -6,7 +6,7 @@ import type { Config } from "../config";
  */
 export async function migrateCommand(
   config: Pick<Config, "DATABASE_URL" | "databasePath" | "SQLITE_SYNCHRONOUS">,
-) {
+): Promise<number> {
   if (config.DATABASE_URL) return migratePostgres(config.DATABASE_URL);
   const { openDb } = await import("../db/client");
   openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS }).$client.close();
