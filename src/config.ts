@@ -31,6 +31,14 @@ export const EnvSchema = z.object({
   HOST: z.string().default("0.0.0.0"),
   DATA_DIR: z.string().default("./data"),
   DATABASE_PATH: optionalString,
+  /**
+   * PostgreSQL instead of SQLite (`postgres://user:pass@host:5432/db`). This version only migrates it
+   * (`easel migrate`); serving on it comes with cluster mode.
+   */
+  DATABASE_URL: optionalString.refine(
+    (v) => v === undefined || /^postgres(ql)?:\/\//i.test(v),
+    "must be a postgres:// or postgresql:// URL",
+  ),
   PUBLIC_URL: z.url().optional(),
   ADMIN_KEY: z.string().min(16, "must be at least 16 characters").optional(),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
@@ -206,7 +214,7 @@ function isCron(pattern: string): boolean {
 }
 
 /** Secrets are named in errors but never echoed (error output ends up in logs). */
-const SECRET_NAME = /KEY|SECRET|TOKEN|PASSWORD|AUTH/;
+const SECRET_NAME = /KEY|SECRET|TOKEN|PASSWORD|AUTH|^DATABASE_URL$/;
 
 /** Parses the environment once; throws a ConfigError naming every bad variable and what it expects. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

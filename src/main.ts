@@ -32,6 +32,19 @@ usage: easel [command]
 
 Configuration comes from the environment (see README.md).`;
 
+/**
+ * DATABASE_URL names PostgreSQL, which this version can migrate but not serve on: every command that would
+ * use the database refuses instead of quietly running on the SQLite file in DATA_DIR.
+ */
+class PostgresServingError extends Error {
+  override name = "PostgresServingError";
+  constructor(command: string) {
+    super(
+      `easel ${command}: DATABASE_URL is set, but serving on PostgreSQL is not available in this version yet (only \`easel migrate\` is); unset DATABASE_URL to use SQLite in DATA_DIR`,
+    );
+  }
+}
+
 type ServiceCommand = (ctx: AppContext, argv: string[]) => number | Promise<number>;
 
 /** Commands that work on the data dir through the services; each loads its module only when it runs. */
@@ -51,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig();
+  const usesDatabase = SERVICE_COMMANDS.has(command) || ["serve", "backup", "restore"].includes(command);
+  if (config.DATABASE_URL && usesDatabase) throw new PostgresServingError(command);
   const load = SERVICE_COMMANDS.get(command);
   if (load) {
     const [run, { createServices }] = await Promise.all([load(), import("./services")]);
@@ -68,10 +83,8 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     }
     case "migrate": {
-      const { openDb } = await import("./db/client");
-      openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS }).$client.close();
-      process.stdout.write(`migrated ${config.databasePath}\n`);
-      return 0;
+      const { migrateCommand } = await import("./cli/migrate");
+      return migrateCommand(config);
     }
     case "cards": {
       const [{ cardsCommand }, { createAvatarResolver }] = await Promise.all([
@@ -101,7 +114,12 @@ main(process.argv.slice(2)).then(
   (err) => {
     // A database that cannot be used (corrupt, unreachable, from another version): one line, the file and
     // what to do. Matched by name so `easel --help` does not load the database driver.
-    if (err instanceof ConfigError || err instanceof UsageError || err?.name === "DatabaseOpenError") {
+    if (
+      err instanceof ConfigError ||
+      err instanceof UsageError ||
+      err instanceof PostgresServingError ||
+      err?.name === "DatabaseOpenError"
+    ) {
       process.stderr.write(`${err.message}\n`);
       process.exit(2);
     }

@@ -9,8 +9,9 @@ import { join } from "node:path";
 
 export type EmbeddedMigration = { tag: string; when: number; sql: string };
 
-export function journalMigrations(): EmbeddedMigration[] {
-  const dir = join(import.meta.dir, "migrations");
+/** `folder`: beside this file; "migrations" (SQLite) or "migrations-pg" (PostgreSQL). */
+export function journalMigrations(folder = "migrations"): EmbeddedMigration[] {
+  const dir = join(import.meta.dir, folder);
   const journal = JSON.parse(readFileSync(join(dir, "meta", "_journal.json"), "utf8")) as {
     entries: { tag: string; when: number }[];
   };

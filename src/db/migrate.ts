@@ -45,10 +45,24 @@ export class MigrationMismatchError extends Error {
 export function verifyMigrations(sqlite: Database, migrations: Migration[] = embeddedMigrations()): void {
   const exists = sqlite.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(TABLE);
   if (!exists) return;
-  const rows = sqlite.query(`SELECT hash, created_at FROM ${TABLE} ORDER BY created_at`).all() as {
-    hash: string;
-    created_at: number | string;
-  }[];
+  const rows = sqlite
+    .query(`SELECT hash, created_at FROM ${TABLE} ORDER BY created_at`)
+    .all() as RecordedMigration[];
+  checkRecorded(rows, migrations);
+}
+
+/** A row of drizzle's bookkeeping table; `created_at` is the journal's `when` (text or number by driver). */
+export type RecordedMigration = { hash: string; created_at: number | string };
+
+/**
+ * Throws MigrationMismatchError when a recorded migration is unknown to `migrations` (newer, or never
+ * released) or known with another hash (edited since). `folder` names the migrations in the message.
+ */
+export function checkRecorded(
+  rows: RecordedMigration[],
+  migrations: Migration[],
+  folder = "src/db/migrations",
+): void {
   const byWhen = new Map(migrations.map((m) => [m.when, m]));
   const latest = migrations.at(-1)?.when ?? Number.NEGATIVE_INFINITY;
   for (const row of rows) {
@@ -67,7 +81,7 @@ export function verifyMigrations(sqlite: Database, migrations: Migration[] = emb
     if (known.hash !== row.hash) {
       throw new MigrationMismatchError(
         "tampered",
-        `migration ${known.tag} was changed after this database applied it (its hash differs): restore src/db/migrations/${known.tag}.sql as released and add a new migration instead`,
+        `migration ${known.tag} was changed after this database applied it (its hash differs): restore ${folder}/${known.tag}.sql as released and add a new migration instead`,
       );
     }
   }

@@ -1,0 +1,45 @@
+import { SQL } from "bun";
+import { redactUrl } from "../../src/db/pg/client";
+
+/** What scripts/pg-test-cluster.sh prints; used when EASEL_TEST_DATABASE_URL is unset. */
+const DEFAULT_URL = "postgres://easel:easel@127.0.0.1:5432/easel_test";
+const HINT = 'start it with: export EASEL_TEST_DATABASE_URL="$(scripts/pg-test-cluster.sh)"';
+
+/** The test server's maintenance database (EASEL_TEST_DATABASE_URL). */
+export const PG_TEST_URL = process.env.EASEL_TEST_DATABASE_URL || DEFAULT_URL;
+
+let counter = 0;
+
+export type PgTestDb = { url: string; sql: SQL; drop: () => Promise<void> };
+
+/**
+ * A new empty database on the test server, for one test; `drop` closes the pool and removes it. Throws a
+ * one-line hint on how to start PostgreSQL when the server is unreachable: these tests fail, never skip.
+ */
+export async function freshPgDatabase(): Promise<PgTestDb> {
+  const admin = new SQL(PG_TEST_URL, { max: 1 });
+  try {
+    await admin`SELECT 1`;
+  } catch (err) {
+    await admin.close().catch(() => {});
+    throw new Error(
+      `PostgreSQL is unreachable at ${redactUrl(PG_TEST_URL)} (${(err as Error).message}): ${HINT}`,
+    );
+  }
+  const name = `easel_t_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 8)}`;
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const u = new URL(PG_TEST_URL);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const sql = new SQL(url, { max: 4 });
+  return {
+    url,
+    sql,
+    drop: async () => {
+      await sql.close().catch(() => {});
+      // FORCE: a child process killed mid-test may leave a session behind.
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.close();
+    },
+  };
+}
