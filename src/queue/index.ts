@@ -5,6 +5,7 @@ import type { AnyJobDefinition, JobLogger } from "./define";
 import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
 import { FeatureStore } from "./feature-store";
+import { type ItemSummary, type JobFilter, type JobListPage, JobLists, type JobPage } from "./list";
 import { WorkerPool } from "./pool";
 import {
   type CountScope,
@@ -26,6 +27,7 @@ export {
 export * from "./errors";
 export type { QueueEvents } from "./events";
 export { EventBus } from "./events";
+export type { ItemSummary, JobFilter, JobListPage, JobPage, ListStatus } from "./list";
 export type { CountScope, QueueStats } from "./store";
 
 export type RetentionOptions = {
@@ -67,6 +69,11 @@ export type EnqueueOptions = {
   metadata?: Record<string, unknown> | null;
   /** Makes this a batch job: one row per item, each run and checkpointed on its own. */
   items?: NewItem[];
+  /**
+   * Storage keys the input names (an uploaded image): `referencedInputKeys` reports them while the job
+   * exists, so the orphan sweep keeps them. A deduped enqueue replaces the queued job's keys.
+   */
+  inputKeys?: readonly string[];
 };
 
 export type EnqueueResult = {
@@ -134,6 +141,7 @@ export class Queue {
   readonly depth: QueueDepth;
   readonly now: () => number;
   readonly #o: QueueOptions;
+  readonly #lists: JobLists;
 
   constructor(opts: QueueOptions) {
     this.#o = opts;
@@ -141,6 +149,7 @@ export class Queue {
     this.store = new QueueStore(opts.db);
     this.features = new FeatureStore(opts.db);
     this.depth = new QueueDepth(opts.db);
+    this.#lists = new JobLists(opts.db, (scope) => this.stats(scope), this.now);
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
     this.pool = new WorkerPool(this.store, this.events, this.defs, {
       workerId: opts.workerId ?? makeWorkerId(),
@@ -171,7 +180,7 @@ export class Queue {
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
     const row = this.#newJob(def, opts, this.now());
     const { job, deduped, previousCharge } = this.store.tx(() =>
-      this.store.insert({ ...row, input: parsed.data }, opts.items),
+      this.store.insert({ ...row, input: parsed.data }, opts.items, opts.inputKeys),
     );
     this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
     return { id: job.id, deduped, job, previousCharge };
@@ -181,7 +190,7 @@ export class Queue {
   enqueueBulk(
     type: string,
     inputs: unknown[],
-    opts: Omit<EnqueueOptions, "dedupeKey" | "items"> = {},
+    opts: Omit<EnqueueOptions, "dedupeKey" | "items" | "inputKeys"> = {},
   ): string[] {
     const def = this.#def(type);
     const rows = inputs.map((input, i) => {
@@ -227,6 +236,26 @@ export class Queue {
 
   items(id: string): JobItem[] {
     return this.store.items(id);
+  }
+
+  /** A page of the jobs matching `filter`, newest first; never reads history (the plans: src/queue/list.ts). */
+  list(filter: JobFilter, page: JobPage): JobListPage {
+    return this.#lists.list(filter, page);
+  }
+
+  /** A job's item count and how many completed; null for a job without items. */
+  itemCounts(id: string): { completed: number; total: number } | null {
+    return this.#lists.itemCounts(id);
+  }
+
+  /** Each job's first item and item count, for list rows (jobs without items are absent). */
+  itemSummaries(ids: string[]): Map<string, ItemSummary> {
+    return this.#lists.itemSummaries(ids);
+  }
+
+  /** Which of `keys` a job still names as input (`EnqueueOptions.inputKeys`), for the orphan sweep. */
+  referencedInputKeys(keys: readonly string[]): Set<string> {
+    return this.store.referencedInputKeys(keys);
   }
 
   /**
