@@ -1,5 +1,6 @@
 import type { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { QueueStore } from "../../src/queue/store";
 import { createUser } from "../fixtures/backlog";
 import { ADMIN_KEY, startTestServer, type TestServer } from "../helpers";
 
@@ -33,7 +34,7 @@ function seedJobs(db: Database, owners: (string | null)[], n: number): void {
       );
     }
   })();
-  server.ctx.queue.store.recountEnded();
+  new QueueStore(server.ctx.db.$client).recountEnded();
 }
 
 type Page = {
@@ -133,7 +134,7 @@ describe("an admin's and a user's job lists, walking or gathering", () => {
       );
       rare.run(Bun.randomUUIDv7(), "generate", "cancelled", Date.now(), i % 3 ? other.id : null, generation);
     }
-    server.ctx.queue.store.recountEnded();
+    new QueueStore(server.ctx.db.$client).recountEnded();
     const truthFor = (owner: string | null, where: string) =>
       (
         db
