@@ -297,7 +297,12 @@ export const assets = sqliteTable(
     createdAt: integer("created_at").notNull(),
     deletedAt: integer("deleted_at"),
   },
-  (t) => [index("assets_job_idx").on(t.jobId), index("assets_owner_idx").on(t.ownerId)],
+  (t) => [
+    index("assets_job_idx").on(t.jobId),
+    index("assets_owner_idx").on(t.ownerId),
+    // The orphan sweep asks whether a stored thumbnail still has its row: a probe, not a read of every asset.
+    index("assets_thumbnail_key_idx").on(t.thumbnailKey).where(sql`thumbnail_key IS NOT NULL`),
+  ],
 );
 
 export const cards = sqliteTable(
