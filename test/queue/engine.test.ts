@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue";
 import { backoffBounds, backoffDelay } from "../../src/queue/backoff";
+import type { RetentionCursor } from "../../src/queue/store";
 import { dbOf, queuesPerTest, storeOf, waitFor } from "../helpers";
 
 /** Queues on fresh temp files, stopped and removed after each test. */
@@ -526,6 +527,42 @@ describe("control", () => {
     await waitFor(() => q.get(id)?.status === "active");
     storeOf(q).cancel(id, Date.now()); // as the CLI in another process would
     await waitFor(() => aborted, { timeoutMs: 1000 });
+  });
+
+  test("retention walks every type that ended in a status, a slice at a time, and keeps what is kept", async () => {
+    let now = Date.now();
+    const q = queue({ now: () => now });
+    const types = ["a", "b", "c"];
+    for (const type of types) q.define(defineJob({ type, input: Any, run: async () => 1 }));
+    q.start();
+    const old: string[] = [];
+    const kept: string[] = [];
+    for (const type of types) {
+      for (let i = 0; i < 5; i++) old.push(q.enqueue(type, {}).id);
+      kept.push(q.enqueue(type, {}, { metadata: { keep: true } }).id);
+    }
+    for (const id of [...old, ...kept]) await terminal(q, id);
+    now += 30 * 3_600_000;
+    const recent = types.map((type) => q.enqueue(type, {}).id);
+    for (const id of recent) await terminal(q, id);
+    const retain = { completedHours: 24, failedHours: 24 };
+    expect(q.retentionDue(retain)).toBe(true);
+
+    // Slices of 2 rows: the cursor moves within a type, then on to the next type, until none is left.
+    const store = storeOf(q);
+    const deleted: string[] = [];
+    let cursor: RetentionCursor | null = null;
+    let slices = 0;
+    do {
+      const slice = store.deleteFinishedSlice("completed", now - 24 * 3_600_000, cursor, 2);
+      deleted.push(...slice.ids);
+      cursor = slice.next;
+      slices++;
+    } while (cursor);
+    expect(deleted.sort()).toEqual([...old].sort());
+    expect(slices).toBeGreaterThanOrEqual(9);
+    for (const id of [...kept, ...recent]) expect(q.get(id)?.status).toBe("completed");
+    expect(await q.cleanupRetention(retain)).toBe(0);
   });
 
   test("retention deletes old finished jobs and nothing else", async () => {
