@@ -44,8 +44,9 @@ const ENDED_SQL = TERMINAL_STATUSES.map((s) => `'${s}'`).join(", ");
  * - `gather`: the ids of every job matching the status and type filters from jobs_ended_idx (and the live
  *   indexes, for a type), then the newest `limit + 1` of them: `matching` index entries, all owners;
  * - `users`: an app's own and its end users' jobs through jobs_owner_idx, then a sort: all of the app's jobs.
- * The cheapest by those estimates wins; walking wins when matches are dense, gathering when they are rare, so
- * the rows read stay near `sqrt(limit × jobs)` at worst (about 7,000 at 1M jobs and a page of 50).
+ * The cheapest by those estimates wins: walking when matches are dense, gathering when they are rare. For a
+ * list of every job that bounds the rows read by about `sqrt(limit × jobs)` (7,000 at 1M jobs and a page of
+ * 50); a scoped list compares the same estimates over its scope's counts.
  */
 type Plan = "live" | "recipe" | "walk" | "gather" | "users";
 

@@ -787,7 +787,7 @@ export class QueueStore {
       const last = rows.at(-1);
       if (rows.length === limit && last)
         return { ids, next: { type, finishedAt: last.finished_at, id: last.id } };
-      // This type has nothing more past `before`: the next slice starts on the next type that ended so.
+      // This type has nothing more past `before`: the next slice starts on the next type ended in `status`.
       const nextType = this.#nextEndedType(status, type);
       return { ids, next: nextType === null ? null : { type: nextType, finishedAt: -1, id: "" } };
     });
