@@ -83,7 +83,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   const storage = createStorage(config);
   const metrics = new Metrics();
   const providers = providersFrom(config, (call) => metrics.providerCall(call));
-  const assets = new AssetService(db.$client, storage);
+  const assets = new AssetService(db.$client, storage, queue);
   queue.define(
     generateJob({
       providers,

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { hashKey } from "../src/modules/auth/service";
 import { defineJob, UnrecoverableError } from "../src/queue";
-import { expectExit, runEasel, startTestServer, tempDir, testQueue, waitFor } from "./helpers";
+import { dbOf, expectExit, runEasel, startTestServer, tempDir, testQueue, waitFor } from "./helpers";
 
 const HOUR = 3_600_000;
 
@@ -63,7 +63,7 @@ async function seedJobs(dir: string) {
     );
   } finally {
     await queue.stop(0);
-    queue.store.db.close();
+    dbOf(queue).close();
   }
   return { delayed, completed, failed };
 }

@@ -1,3 +1,4 @@
+import type { Database } from "bun:sqlite";
 import { afterEach, expect } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,6 +7,7 @@ import { type Config, loadConfig } from "../src/config";
 import { openDb } from "../src/db/client";
 import { silentLogger } from "../src/log";
 import { type AnyJobDefinition, Queue, type QueueOptions } from "../src/queue";
+import { QueueStore } from "../src/queue/store";
 import { type Runtime, startRuntime } from "../src/runtime";
 
 export const ADMIN_KEY = "esk_test_admin_key_0123456789abcdef";
@@ -135,7 +137,7 @@ export async function startTestServer(
 /** A queue on a real SQLite file, not started; the test defines its job types and starts it. */
 export function testQueue(path: string, opts: Partial<QueueOptions> = {}): Queue {
   const db = openDb(path);
-  return new Queue({
+  const queue = new Queue({
     db: db.$client,
     concurrency: 8,
     pollIntervalMs: 20,
@@ -146,7 +148,30 @@ export function testQueue(path: string, opts: Partial<QueueOptions> = {}): Queue
     log: silentLogger,
     ...opts,
   });
+  queueDbs.set(queue, db.$client);
+  return queue;
 }
+
+const queueDbs = new WeakMap<Queue, Database>();
+
+/** The connection a test queue (`testQueue`, `queuesPerTest`) runs on: the queue keeps its store private. */
+export function dbOf(queue: Queue): Database {
+  const db = queueDbs.get(queue);
+  if (!db) throw new Error("not a queue made by testQueue");
+  return db;
+}
+
+/**
+ * The queue's SQL on a test queue's connection, for tests of the store itself: a claim or cancel at a chosen
+ * time, or as another process would run it (no worker pool behind it).
+ */
+export function storeOf(queue: Queue): QueueStore {
+  const store = queueStores.get(queue) ?? new QueueStore(dbOf(queue));
+  queueStores.set(queue, store);
+  return store;
+}
+
+const queueStores = new WeakMap<Queue, QueueStore>();
 
 /**
  * A factory of queues on fresh temp files for one test file: every queue it made is stopped and its files

@@ -4,6 +4,7 @@ import { Metrics } from "../src/modules/metrics/service";
 import { createProviderRegistry } from "../src/providers/registry";
 import type { Provider } from "../src/providers/types";
 import { defineJob, RetryableError, UnrecoverableError } from "../src/queue";
+import { QueueStore } from "../src/queue/store";
 import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "./helpers";
 
 type Sample = { name: string; labels: Record<string, string>; value: number };
@@ -108,7 +109,9 @@ describe("GET /metrics", () => {
       const had =
         value(before, "easel_jobs_finished_last_minute", { type: "flaky", status: "cancelled" }) ?? 0;
       const { id } = server.ctx.queue.enqueue("flaky", {}, { delayMs: 3_600_000 });
-      expect(server.ctx.queue.store.cancel(id, minute * 60_000 + 30_000)?.status).toBe("cancelled");
+      expect(new QueueStore(server.ctx.db.$client).cancel(id, minute * 60_000 + 30_000)?.status).toBe(
+        "cancelled",
+      );
       const after = await scrape();
       if (Math.floor(Date.now() / 60_000) - 1 !== minute) continue;
       expect(value(after, "easel_jobs_finished_last_minute", { type: "flaky", status: "cancelled" })).toBe(

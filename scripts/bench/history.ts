@@ -285,10 +285,17 @@ async function printPlans(dataDir: string): Promise<void> {
     ["GET /api/jobs?status=waiting", "/api/jobs?status=waiting", admin],
     ["GET /api/jobs?status=delayed", "/api/jobs?status=delayed", admin],
     ["GET /api/jobs?type=webhook.deliver", "/api/jobs?type=webhook.deliver", admin],
+    ["GET /api/jobs?type=card.render", "/api/jobs?type=card.render", admin],
+    [
+      "GET /api/jobs?status=partial&type=webhook.deliver",
+      "/api/jobs?status=partial&type=webhook.deliver",
+      admin,
+    ],
     ["GET /api/jobs?recipeId=fox", "/api/jobs?recipeId=fox", admin],
     ["GET /api/jobs (app)", "/api/jobs", asApp],
     ["GET /api/jobs?status=failed (app)", "/api/jobs?status=failed", asApp],
     ["GET /api/jobs?userId=user-5 (admin)", "/api/jobs?userId=user-5", admin],
+    ["GET /api/jobs?userId=user-5&status=failed (admin)", "/api/jobs?userId=user-5&status=failed", admin],
     ["GET /api/jobs/:id", `/api/jobs/${someJob}`, admin],
     ["GET /api/jobs/:id/status", `/api/jobs/${someJob}/status`, admin],
     ["GET /api/cards", "/api/cards", admin],
@@ -304,13 +311,16 @@ async function printPlans(dataDir: string): Promise<void> {
     const res = await call(label, path, init);
     if (res.status >= 400) process.stderr.write(`${label}: HTTP ${res.status}\n`);
   }
+  current = "storage sweep (which keys rows still reference)";
+  ctx.assets.referenced(["inputs/0/image.png", "generations/bench/x.png", "cards/x-1-1.png"]);
   current = "queue engine (claim, next wake-up, stalled sweep)";
-  ctx.queue.store.claim("plans", ["generate", "card.render"], 8, Date.now(), 30_000);
-  ctx.queue.store.nextRunAt();
+  const store = new QueueStore(ctx.db.$client);
+  store.claim("plans", ["generate", "card.render"], 8, Date.now(), 30_000);
+  store.nextRunAt();
   ctx.queue.recoverStalled(false);
   current = "retention slice";
   await ctx.queue.cleanupRetention({ completedHours: 1, failedHours: 1, signal: AbortSignal.abort() });
-  ctx.queue.store.deleteFinishedSlice("completed", Date.now() - HOUR, null, 1, () => undefined);
+  store.deleteFinishedSlice("completed", Date.now() - HOUR, null, 1, () => undefined);
 
   const explain = new Database(join(dataDir, "easel.db"), { readonly: true });
   const out: string[] = [];

@@ -161,13 +161,11 @@ export const jobs = sqliteTable(
     // type and owner) read this index alone. Widening it adds no index write to claim or finish.
     index("jobs_active_lease_idx").on(t.lockedUntil, t.type, t.ownerId).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
-    // Finished jobs by status, newest id first: a status-filtered list pages through it. Queries name
-    // `finished_at IS NOT NULL` so the planner may use this partial index.
-    index("jobs_finished_status_idx").on(t.status, t.id).where(sql`finished_at IS NOT NULL`),
-    // A type-filtered list pages through a type's jobs newest first. Written once per job (types never change).
-    index("jobs_type_idx").on(t.type, t.id),
-    // Retention walks each end status oldest first, a slice at a time.
-    index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
+    // The one index over ended jobs, written once when a job ends (enqueue writes none of it): retention
+    // walks each (end status, type) oldest first a slice at a time, and job lists filtered by an end status
+    // or a type gather their ids from it when the exact counts say that beats walking newest first
+    // (src/queue/list.ts). Queries name `finished_at IS NOT NULL` so the planner may use it.
+    index("jobs_ended_idx").on(t.status, t.type, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
     // A recipe's jobs by owner and state: the instant claim takes the oldest completed backlog job with one
     // index probe, and the backlog counts ready and in-flight jobs per recipe without scanning.
     index("jobs_recipe_idx")
@@ -267,6 +265,22 @@ export const jobAttempts = sqliteTable(
   (t) => [index("job_attempts_job_idx").on(t.jobId, t.endedAt)],
 );
 
+/**
+ * Storage objects a job's input names (an uploaded image to edit, its mask), given at enqueue: the orphan
+ * sweep asks which keys a job still needs with one index probe per key instead of reading every job's input.
+ * The rows go with their job.
+ */
+export const jobInputKeys = sqliteTable(
+  "job_input_keys",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    key: text("key").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.key] }), index("job_input_keys_key_idx").on(t.key)],
+);
+
 export const assets = sqliteTable(
   "assets",
   {
@@ -283,7 +297,12 @@ export const assets = sqliteTable(
     createdAt: integer("created_at").notNull(),
     deletedAt: integer("deleted_at"),
   },
-  (t) => [index("assets_job_idx").on(t.jobId), index("assets_owner_idx").on(t.ownerId)],
+  (t) => [
+    index("assets_job_idx").on(t.jobId),
+    index("assets_owner_idx").on(t.ownerId),
+    // The orphan sweep asks whether a stored thumbnail still has its row: a probe, not a read of every asset.
+    index("assets_thumbnail_key_idx").on(t.thumbnailKey).where(sql`thumbnail_key IS NOT NULL`),
+  ],
 );
 
 export const cards = sqliteTable(

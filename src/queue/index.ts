@@ -5,6 +5,7 @@ import type { AnyJobDefinition, JobLogger } from "./define";
 import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
 import { FeatureStore } from "./feature-store";
+import { type ItemSummary, type JobFilter, type JobListPage, JobLists, type JobPage } from "./list";
 import { WorkerPool } from "./pool";
 import {
   type CountScope,
@@ -26,6 +27,7 @@ export {
 export * from "./errors";
 export type { QueueEvents } from "./events";
 export { EventBus } from "./events";
+export type { ItemSummary, JobFilter, JobListPage, JobPage, ListStatus } from "./list";
 export type { CountScope, QueueStats } from "./store";
 
 export type RetentionOptions = {
@@ -67,6 +69,11 @@ export type EnqueueOptions = {
   metadata?: Record<string, unknown> | null;
   /** Makes this a batch job: one row per item, each run and checkpointed on its own. */
   items?: NewItem[];
+  /**
+   * Storage keys the input names (an uploaded image): `referencedInputKeys` reports them while the job
+   * exists, so the orphan sweep keeps them. A deduped enqueue replaces the queued job's keys.
+   */
+  inputKeys?: readonly string[];
 };
 
 export type EnqueueResult = {
@@ -124,25 +131,27 @@ export function isDeadLocalWorker(lockedBy: string, selfId: string): boolean {
  * retention) and the worker pool. Knows nothing of HTTP.
  */
 export class Queue {
-  readonly store: QueueStore;
+  readonly #store: QueueStore;
   /** What features ask of the queue's tables: credit columns, backlog levels, the instant transfer. */
   readonly features: FeatureStore;
   readonly events: EventBus;
   readonly defs = new Map<string, AnyJobDefinition>();
-  readonly pool: WorkerPool;
+  readonly #pool: WorkerPool;
   /** Queued-job counts for back-pressure and status views. */
   readonly depth: QueueDepth;
   readonly now: () => number;
   readonly #o: QueueOptions;
+  readonly #lists: JobLists;
 
   constructor(opts: QueueOptions) {
     this.#o = opts;
     this.now = opts.now ?? Date.now;
-    this.store = new QueueStore(opts.db);
+    this.#store = new QueueStore(opts.db);
     this.features = new FeatureStore(opts.db);
     this.depth = new QueueDepth(opts.db);
+    this.#lists = new JobLists(opts.db, (scope) => this.stats(scope), this.now);
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
-    this.pool = new WorkerPool(this.store, this.events, this.defs, {
+    this.#pool = new WorkerPool(this.#store, this.events, this.defs, {
       workerId: opts.workerId ?? makeWorkerId(),
       concurrency: opts.concurrency,
       pollIntervalMs: opts.pollIntervalMs,
@@ -170,8 +179,8 @@ export class Queue {
     const parsed = def.input.safeParse(input);
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
     const row = this.#newJob(def, opts, this.now());
-    const { job, deduped, previousCharge } = this.store.tx(() =>
-      this.store.insert({ ...row, input: parsed.data }, opts.items),
+    const { job, deduped, previousCharge } = this.#store.tx(() =>
+      this.#store.insert({ ...row, input: parsed.data }, opts.items, opts.inputKeys),
     );
     this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
     return { id: job.id, deduped, job, previousCharge };
@@ -181,7 +190,7 @@ export class Queue {
   enqueueBulk(
     type: string,
     inputs: unknown[],
-    opts: Omit<EnqueueOptions, "dedupeKey" | "items"> = {},
+    opts: Omit<EnqueueOptions, "dedupeKey" | "items" | "inputKeys"> = {},
   ): string[] {
     const def = this.#def(type);
     const rows = inputs.map((input, i) => {
@@ -190,8 +199,8 @@ export class Queue {
       return parsed.data;
     });
     const row = this.#newJob(def, opts, this.now());
-    const jobs = this.store.tx(() =>
-      rows.map((input) => this.store.insert({ ...row, id: Bun.randomUUIDv7(), input }).job),
+    const jobs = this.#store.tx(() =>
+      rows.map((input) => this.#store.insert({ ...row, id: Bun.randomUUIDv7(), input }).job),
     );
     this.#afterCommit(() => {
       if (this.events.listenerCount("job:queued") === 0) return;
@@ -222,11 +231,31 @@ export class Queue {
   }
 
   get(id: string): Job | null {
-    return this.store.get(id);
+    return this.#store.get(id);
   }
 
   items(id: string): JobItem[] {
-    return this.store.items(id);
+    return this.#store.items(id);
+  }
+
+  /** A page of the jobs matching `filter`, newest first; never reads history (the plans: src/queue/list.ts). */
+  list(filter: JobFilter, page: JobPage): JobListPage {
+    return this.#lists.list(filter, page);
+  }
+
+  /** A job's item count and how many completed; null for a job without items. */
+  itemCounts(id: string): { completed: number; total: number } | null {
+    return this.#lists.itemCounts(id);
+  }
+
+  /** Each job's first item and item count, for list rows (jobs without items are absent). */
+  itemSummaries(ids: string[]): Map<string, ItemSummary> {
+    return this.#lists.itemSummaries(ids);
+  }
+
+  /** Which of `keys` a job still names as input (`EnqueueOptions.inputKeys`), for the orphan sweep. */
+  referencedInputKeys(keys: readonly string[]): Set<string> {
+    return this.#store.referencedInputKeys(keys);
   }
 
   /**
@@ -234,13 +263,13 @@ export class Queue {
    * `within` runs in the cancel's transaction with the cancelled job (e.g. to record the caller's answer).
    */
   cancel(id: string, within?: (job: Job) => void): Job | null {
-    const job = this.store.tx(() => {
-      const cancelled = this.store.cancel(id, this.now(), (j) => this.#terminal(j));
+    const job = this.#store.tx(() => {
+      const cancelled = this.#store.cancel(id, this.now(), (j) => this.#terminal(j));
       if (cancelled) within?.(cancelled);
       return cancelled;
     });
     if (!job) return null;
-    this.pool.abort(id);
+    this.#pool.abort(id);
     this.events.emit("job:cancelled", { job });
     return job;
   }
@@ -250,14 +279,14 @@ export class Queue {
    * `onRetry` option (charges) and then `within` run in the same transaction; either may throw to refuse.
    */
   retry(id: string, within?: (job: Job) => void): Job | null | "conflict" {
-    const job = this.store.tx(() => {
-      const retried = this.store.retry(id, this.now(), this.#o.onRetry);
+    const job = this.#store.tx(() => {
+      const retried = this.#store.retry(id, this.now(), this.#o.onRetry);
       if (retried && retried !== "conflict") within?.(retried);
       return retried;
     });
     if (job && job !== "conflict") {
       this.events.emit("job:queued", { job, deduped: false });
-      this.pool.wake();
+      this.#pool.wake();
     }
     return job;
   }
@@ -267,8 +296,8 @@ export class Queue {
    * host — a crash or kill -9 loses nothing and a restart picks up where the last process stopped.
    */
   recoverStalled(atStartup = false): { requeued: number; failed: number } {
-    const self = this.pool.workerId;
-    const out = this.store.recoverStalled(
+    const self = this.#pool.workerId;
+    const out = this.#store.recoverStalled(
       this.now(),
       this.#o.stalledMax,
       atStartup
@@ -280,7 +309,7 @@ export class Queue {
       if (job.status === "failed") this.events.emit("job:failed", { job, error: job.error! });
       else this.events.emit("job:cancelled", { job });
     }
-    if (out.requeued.length > 0) this.pool.wake();
+    if (out.requeued.length > 0) this.#pool.wake();
     return { requeued: out.requeued.length, failed: out.failed.length };
   }
 
@@ -301,7 +330,7 @@ export class Queue {
       do {
         if (opts.signal?.aborted) return deleted;
         const started = performance.now();
-        const slice = this.store.deleteFinishedSlice(status, before, cursor, slicer.rows, opts.beforeDelete);
+        const slice = this.#store.deleteFinishedSlice(status, before, cursor, slicer.rows, opts.beforeDelete);
         slicer.observe(performance.now() - started);
         cursor = slice.next;
         deleted += slice.ids.length;
@@ -322,42 +351,42 @@ export class Queue {
    * own writes and its enqueue, charge or claim commit together or not at all.
    */
   transaction<T>(fn: () => T): T {
-    return this.store.tx(fn);
+    return this.#store.tx(fn);
   }
 
   /** This process's worker id (host:pid:…), which its leases carry. */
   get workerId(): string {
-    return this.pool.workerId;
+    return this.#pool.workerId;
   }
 
   /** Whether this process's worker pool is claiming. */
   get running(): boolean {
-    return this.pool.running;
+    return this.#pool.running;
   }
 
   /** Worker slots of this process not running a job now. */
   get freeSlots(): number {
-    return this.pool.freeSlots;
+    return this.#pool.freeSlots;
   }
 
   /** The jobs this process runs now, with their progress (the debug view and the dashboard). */
   active() {
-    return this.pool.snapshot();
+    return this.#pool.snapshot();
   }
 
   /** A job's earlier attempts, oldest first (the latest is the job row itself). */
   attempts(id: string) {
-    return this.store.attempts(id);
+    return this.#store.attempts(id);
   }
 
   /** Queued jobs waiting out a debounce window (the debug view). */
   debounced(limit?: number) {
-    return this.store.debounced(limit);
+    return this.#store.debounced(limit);
   }
 
   /** Whether any job has ended past retention (kept ones included): a cheap probe before a full run. */
   retentionDue(opts: Pick<RetentionOptions, "completedHours" | "failedHours">): boolean {
-    return this.#retentionCutoffs(opts).some(([status, before]) => this.store.endedBefore(status, before));
+    return this.#retentionCutoffs(opts).some(([status, before]) => this.#store.endedBefore(status, before));
   }
 
   #retentionCutoffs(
@@ -378,7 +407,7 @@ export class Queue {
     let removed = 0;
     for (;;) {
       if (signal?.aborted) return removed;
-      const n = this.store.trimThroughput(beforeMinute, 2000);
+      const n = this.#store.trimThroughput(beforeMinute, 2000);
       removed += n;
       if (n < 2000) return removed;
       await yieldToEventLoop();
@@ -387,20 +416,20 @@ export class Queue {
 
   /** Counts by status and type, for every job or one scope (see `CountScope`); reads a handful of rows. */
   stats(scope: CountScope = null): QueueStats {
-    return this.store.stats(this.now(), scope);
+    return this.#store.stats(this.now(), scope);
   }
 
   /** Jobs that ended per minute in [fromMinute, toMinute) in `scope`, from the rollup kept as they end. */
   throughput(scope: CountScope, fromMinute: number, toMinute: number) {
-    return this.store.throughput(scope, fromMinute, toMinute);
+    return this.#store.throughput(scope, fromMinute, toMinute);
   }
 
   start(): void {
-    this.pool.start();
+    this.#pool.start();
   }
 
   stop(graceMs: number): Promise<void> {
-    return this.pool.stop(graceMs);
+    return this.#pool.stop(graceMs);
   }
 
   #def(type: string): AnyJobDefinition {
@@ -412,7 +441,7 @@ export class Queue {
   /** Every path that ends a job (the pool, cancel, the stalled sweep) runs its hooks through here. */
   #terminal(job: Job): void {
     runTerminalHooks(
-      this.store.db,
+      this.#store.db,
       [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal],
       job,
       this.#o.log,
@@ -421,16 +450,16 @@ export class Queue {
 
   /** Runs `fn` now, or — inside a caller's open transaction — once it has committed (never if it rolled back). */
   #afterCommit(fn: () => void, probeId: string | undefined): void {
-    if (!this.store.db.inTransaction) {
+    if (!this.#store.db.inTransaction) {
       fn();
-      this.pool.wake();
+      this.#pool.wake();
       return;
     }
     queueMicrotask(() => {
-      if (this.store.db.inTransaction) return void setTimeout(() => this.#afterCommit(fn, probeId), 0);
-      if (probeId && !this.store.get(probeId)) return;
+      if (this.#store.db.inTransaction) return void setTimeout(() => this.#afterCommit(fn, probeId), 0);
+      if (probeId && !this.#store.get(probeId)) return;
       fn();
-      this.pool.wake();
+      this.#pool.wake();
     });
   }
 }

@@ -103,8 +103,11 @@ type CountMove = {
   endedAt?: number;
 };
 
-/** Where a retention walk over one end status stopped: the last row of the previous slice. */
-export type RetentionCursor = { finishedAt: number; id: string };
+/**
+ * Where a retention walk over one end status stopped: the type it walks (jobs_ended_idx is ordered by status,
+ * type, finished_at) and the last row of the previous slice (`finishedAt` -1 at the start of a type).
+ */
+export type RetentionCursor = { type: string; finishedAt: number; id: string };
 
 export class QueueStore {
   readonly db: Database;
@@ -130,6 +133,10 @@ export class QueueStore {
   readonly #throughput: Statement;
   readonly #trimThroughput: Statement;
   readonly #retentionScan: Statement;
+  readonly #firstEndedType: Statement;
+  readonly #endedTypeAfter: Statement;
+  readonly #insertInputKey: Statement;
+  readonly #deleteInputKeys: Statement;
   readonly #deleteByIds: Statement;
   readonly #endedBefore: Statement;
   readonly #deferCounts: Statement;
@@ -242,14 +249,26 @@ export class QueueStore {
     );
     this.#retentionScan = db.prepare(
       `SELECT id, finished_at, type, owner_id, coalesce(json_extract(metadata, '$.keep'), 0) AS keep
-       FROM jobs INDEXED BY jobs_retention_idx
-       WHERE status = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 AND (finished_at, id) > (?3, ?4)
-       ORDER BY finished_at, id LIMIT ?5`,
+       FROM jobs INDEXED BY jobs_ended_idx
+       WHERE status = ?1 AND type = ?2 AND finished_at IS NOT NULL AND finished_at < ?3
+         AND (finished_at, id) > (?4, ?5)
+       ORDER BY finished_at, id LIMIT ?6`,
     );
     this.#endedBefore = db.prepare(
-      `SELECT 1 FROM jobs INDEXED BY jobs_retention_idx
-       WHERE status = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT 1`,
+      `SELECT 1 FROM jobs INDEXED BY jobs_ended_idx
+       WHERE status = ? AND type = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT 1`,
     );
+    // The types that ended in a status, one index seek each (a loose scan of jobs_ended_idx): types are few.
+    this.#firstEndedType = db.prepare(
+      `SELECT type FROM jobs INDEXED BY jobs_ended_idx WHERE status = ? AND finished_at IS NOT NULL
+       ORDER BY status, type LIMIT 1`,
+    );
+    this.#endedTypeAfter = db.prepare(
+      `SELECT type FROM jobs INDEXED BY jobs_ended_idx WHERE status = ? AND type > ? AND finished_at IS NOT NULL
+       ORDER BY status, type LIMIT 1`,
+    );
+    this.#insertInputKey = db.prepare("INSERT OR IGNORE INTO job_input_keys (job_id, key) VALUES (?, ?)");
+    this.#deleteInputKeys = db.prepare("DELETE FROM job_input_keys WHERE job_id = ?");
     this.#deleteByIds = db.prepare("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))");
     this.#itemAttempt = db.prepare(
       "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
@@ -282,7 +301,11 @@ export class QueueStore {
    * request replaces the queued one's input, items, settings and price. Returns the row as stored, whether it
    * was deduped into an existing job, and what that job had been charged before (0 when new). Caller commits.
    */
-  insert(job: NewJob, items?: NewItem[]): { job: Job; deduped: boolean; previousCharge: number } {
+  insert(
+    job: NewJob,
+    items?: NewItem[],
+    inputKeys?: readonly string[],
+  ): { job: Job; deduped: boolean; previousCharge: number } {
     const input = JSON.stringify(job.input);
     const metadata = job.metadata ? JSON.stringify(job.metadata) : null;
     const args = [
@@ -313,6 +336,8 @@ export class QueueStore {
       stored = toJob(this.#upsertDeduped.get(...args) as Row);
       deduped = stored.id !== job.id;
       if (deduped && items) this.#deleteItems.run(stored.id);
+      // The replaced input's keys go with it: the sweep may take an upload only the old request named.
+      if (deduped) this.#deleteInputKeys.run(stored.id);
     } else {
       this.#insert.run(...args);
       stored = syntheticJob(job);
@@ -323,7 +348,17 @@ export class QueueStore {
         this.#insertItem.run(stored.id, i, item.key, JSON.stringify(item.input ?? null), job.now);
       }
     }
+    for (const key of inputKeys ?? []) this.#insertInputKey.run(stored.id, key);
     return { job: stored, deduped, previousCharge: deduped ? previousCharge : 0 };
+  }
+
+  /** Which of `keys` a job's input names (its `inputKeys` at enqueue): one index probe per key. */
+  referencedInputKeys(keys: readonly string[]): Set<string> {
+    if (keys.length === 0) return new Set();
+    const rows = this.db
+      .query("SELECT DISTINCT key FROM job_input_keys WHERE key IN (SELECT value FROM json_each(?))")
+      .all(JSON.stringify(keys)) as { key: string }[];
+    return new Set(rows.map((r) => r.key));
   }
 
   /**
@@ -714,11 +749,12 @@ export class QueueStore {
   }
 
   /**
-   * One retention slice: deletes up to `limit` jobs that ended in `status` before `before`, oldest first,
-   * skipping those marked `metadata.keep`, starting after `from` (the cursor the previous slice returned).
-   * `beforeDelete` runs in the slice's transaction first (assets go with their jobs). Walks
-   * jobs_retention_idx, so a slice costs its own rows, never the history behind or ahead of it. Returns the
-   * deleted ids and the cursor to continue from, or null when nothing of `status` is left past `before`.
+   * One retention slice: deletes up to `limit` jobs of one type that ended in `status` before `before`,
+   * oldest first, skipping those marked `metadata.keep`, starting at `from` (the cursor the previous slice
+   * returned; null starts at the first type). `beforeDelete` runs in the slice's transaction first (assets go
+   * with their jobs). Walks jobs_ended_idx by (status, type, finished_at), so a slice costs its own rows, never
+   * the history behind or ahead of it. Returns the deleted ids and the cursor to continue from, or null when
+   * no type of `status` is left to walk.
    */
   deleteFinishedSlice(
     status: TerminalStatus,
@@ -728,7 +764,10 @@ export class QueueStore {
     beforeDelete?: (ids: string[]) => void,
   ): { ids: string[]; next: RetentionCursor | null } {
     return this.tx(() => {
-      const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
+      const type = from ? from.type : this.#nextEndedType(status, null);
+      if (type === null) return { ids: [], next: null };
+      const at = from ?? { finishedAt: -1, id: "" };
+      const rows = this.#retentionScan.all(status, type, before, at.finishedAt, at.id, limit) as {
         id: string;
         finished_at: number;
         keep: number;
@@ -746,8 +785,11 @@ export class QueueStore {
         }, true);
       }
       const last = rows.at(-1);
-      const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
-      return { ids, next };
+      if (rows.length === limit && last)
+        return { ids, next: { type, finishedAt: last.finished_at, id: last.id } };
+      // This type has nothing more past `before`: the next slice starts on the next type ended in `status`.
+      const nextType = this.#nextEndedType(status, type);
+      return { ids, next: nextType === null ? null : { type: nextType, finishedAt: -1, id: "" } };
     });
   }
 
@@ -810,9 +852,26 @@ export class QueueStore {
     });
   }
 
-  /** Whether any job ended in `status` before `before` (one probe of jobs_retention_idx). */
+  /** Whether any job ended in `status` before `before` (one probe of jobs_ended_idx per type). */
   endedBefore(status: TerminalStatus, before: number): boolean {
-    return this.#endedBefore.get(status, before) != null;
+    for (
+      let type = this.#nextEndedType(status, null);
+      type !== null;
+      type = this.#nextEndedType(status, type)
+    ) {
+      if (this.#endedBefore.get(status, type, before) != null) return true;
+    }
+    return false;
+  }
+
+  /** The first type (after `after`, or the first of all) with a job ended in `status`; null when none. */
+  #nextEndedType(status: TerminalStatus, after: string | null): string | null {
+    const row = (
+      after === null ? this.#firstEndedType.get(status) : this.#endedTypeAfter.get(status, after)
+    ) as {
+      type: string;
+    } | null;
+    return row?.type ?? null;
   }
 
   /**

@@ -97,6 +97,32 @@ describe("embedded migrations", () => {
     sqlite.close();
   });
 
+  test("upgrading keeps the uploads queued generations name: their keys are filled in from the input", () => {
+    const path = dbPath();
+    const all = embeddedMigrations();
+    const at = all.findIndex((m) => m.tag.includes("ended_index_and_input_keys"));
+    expect(at).toBeGreaterThan(0);
+    const sqlite = new Database(path, { create: true });
+    applyMigrations(sqlite, all.slice(0, at));
+    const job = sqlite.prepare(
+      `INSERT INTO jobs (id, type, status, input, max_attempts, run_at, created_at, updated_at)
+       VALUES (?, ?, 'queued', ?, 3, 0, 0, 0)`,
+    );
+    job.run(
+      "edit",
+      "generate",
+      JSON.stringify({ imageKey: "inputs/a/image.png", maskKey: "inputs/a/mask.png" }),
+    );
+    job.run("plain", "generate", JSON.stringify({ provider: "placeholder" }));
+    job.run("other", "card.render", JSON.stringify({ imageKey: "cards/not-an-upload.png" }));
+    applyMigrations(sqlite, all);
+    expect(sqlite.query("SELECT job_id, key FROM job_input_keys ORDER BY key").all()).toEqual([
+      { job_id: "edit", key: "inputs/a/image.png" },
+      { job_id: "edit", key: "inputs/a/mask.png" },
+    ]);
+    sqlite.close();
+  });
+
   test("a failing migration rolls back entirely", () => {
     const path = dbPath();
     const sqlite = new Database(path, { create: true });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { writeHealth } from "../../src/db/write-health";
 import { defineJob } from "../../src/queue";
-import { startTestServer, type TestServer, tempDir, testQueue, waitFor } from "../helpers";
+import { dbOf, startTestServer, type TestServer, tempDir, testQueue, waitFor } from "../helpers";
 
 // bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
 // machine makes these slower, never red).
@@ -109,15 +109,15 @@ test("an outcome the full database refuses is kept, retried with backoff and rec
     }),
   );
   try {
-    q.store.db.run("CREATE TABLE filler (x BLOB)");
+    dbOf(q).run("CREATE TABLE filler (x BLOB)");
     const { id } = q.enqueue("big", {});
     q.start();
     await waitFor(() => q.get(id)?.status === "active", { what: "job to start" });
-    fillDisk(q.store.db);
+    fillDisk(dbOf(q));
     gate.resolve();
-    await waitFor(() => writeHealth(q.store.db).fault, { timeoutMs: 20_000, what: "the refused settlement" });
+    await waitFor(() => writeHealth(dbOf(q)).fault, { timeoutMs: 20_000, what: "the refused settlement" });
     expect(q.get(id)?.status).toBe("active");
-    freeDisk(q.store.db);
+    freeDisk(dbOf(q));
     const done = await waitFor(() => (q.get(id)?.status === "completed" ? q.get(id) : null), {
       timeoutMs: 20_000,
       what: "the outcome to be recorded",

@@ -1,7 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { QueueStore } from "../../src/queue/store";
 import { createUser } from "../fixtures/backlog";
-import { startTestServer, type TestServer } from "../helpers";
+import { ADMIN_KEY, startTestServer, type TestServer } from "../helpers";
 
 let server: TestServer;
 beforeAll(async () => {
@@ -33,7 +34,7 @@ function seedJobs(db: Database, owners: (string | null)[], n: number): void {
       );
     }
   })();
-  server.ctx.queue.store.recountEnded();
+  new QueueStore(server.ctx.db.$client).recountEnded();
 }
 
 type Page = {
@@ -100,5 +101,74 @@ describe("an app's job list, whichever plan the counts pick", () => {
     }
     expect(truth(db, sparse.id, "").length).toBeLessThan(40);
     expect(truth(db, dense.id, "").length).toBeGreaterThan(500);
+  }, 30_000);
+});
+
+describe("an admin's and a user's job lists, walking or gathering", () => {
+  test("show exactly the matching jobs, newest first, for common and rare statuses and types", async () => {
+    const db = server.ctx.db.$client;
+    const user = await createUser(server.api, { role: "user" });
+    const other = await createUser(server.api, { role: "user" });
+    // Mostly completed generations; a rare type and a rare status, so some lists walk and others gather.
+    seedJobs(db, [other.id, user.id, null], 900);
+    const rare = db.prepare(
+      `INSERT INTO jobs (id, type, status, priority, input, progress, attempts, max_attempts, run_at, owner_id,
+         created_at, started_at, finished_at, updated_at)
+       VALUES (?1, ?2, ?3, 0, ?6, 100, 1, 3, ?4, ?5, ?4, ?4, ?4, ?4)`,
+    );
+    const generation = JSON.stringify({
+      provider: "placeholder",
+      size: "1024x1024",
+      n: 1,
+      output: "original",
+    });
+    for (let i = 0; i < 6; i++) {
+      const status = i % 2 ? "cancelled" : "completed";
+      rare.run(
+        Bun.randomUUIDv7(),
+        "card.cleanup",
+        status,
+        Date.now(),
+        user.id,
+        JSON.stringify({ cardId: "c" }),
+      );
+      rare.run(Bun.randomUUIDv7(), "generate", "cancelled", Date.now(), i % 3 ? other.id : null, generation);
+    }
+    new QueueStore(server.ctx.db.$client).recountEnded();
+    const truthFor = (owner: string | null, where: string) =>
+      (
+        db
+          .query(
+            `SELECT id FROM jobs WHERE ${owner ? "owner_id = ?1" : "?1 IS NULL"} ${where} ORDER BY id DESC`,
+          )
+          .all(owner) as { id: string }[]
+      ).map((r) => r.id);
+    const cases: [string, string][] = [
+      ["", ""],
+      ["status=completed", "AND status = 'completed'"],
+      ["status=cancelled", "AND status = 'cancelled'"],
+      ["type=card.cleanup", "AND type = 'card.cleanup'"],
+      ["type=generate", "AND type = 'generate'"],
+      ["status=cancelled&type=generate", "AND status = 'cancelled' AND type = 'generate'"],
+      ["status=completed&type=card.cleanup", "AND status = 'completed' AND type = 'card.cleanup'"],
+      ["type=nothing.here", "AND type = 'nothing.here'"],
+    ];
+    for (const [query, where] of cases) {
+      expect({ query, ids: (await listAll(ADMIN_KEY, query)).map((j) => j.id) }).toEqual({
+        query,
+        ids: truthFor(null, where),
+      });
+      expect({ query, ids: (await listAll(user.key, query)).map((j) => j.id) }).toEqual({
+        query,
+        ids: truthFor(user.id, where),
+      });
+      expect({
+        query,
+        ids: (await listAll(ADMIN_KEY, `userId=${other.id}&${query}`)).map((j) => j.id),
+      }).toEqual({
+        query,
+        ids: truthFor(other.id, where),
+      });
+    }
   }, 30_000);
 });

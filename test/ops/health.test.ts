@@ -45,7 +45,7 @@ describe("readiness and liveness", () => {
     const server = await startTestServer();
     try {
       expect((await readiness(server)).status).toBe(200);
-      await server.ctx.queue.pool.stop(0);
+      await server.ctx.queue.stop(0);
       const { status, body } = await readiness(server);
       expect(status).toBe(503);
       expect(failing(body)).toEqual(["workers"]);

@@ -1,6 +1,7 @@
 import type { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { runRetention } from "../../src/modules/ops/maintenance";
+import { QueueStore } from "../../src/queue/store";
 import { runEasel, startTestServer, type TestServer, tempDir, waitFor } from "../helpers";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -44,7 +45,7 @@ async function seedHistory(server: TestServer, n: number, hoursAgo: number, owne
     }
   })();
   // Written behind the store's back, so counted as the store would have.
-  server.ctx.queue.store.recountEnded();
+  new QueueStore(server.ctx.db.$client).recountEnded();
   for (const key of keys) {
     await server.ctx.storage.put(key, new Uint8Array([1, 2, 3, 4]), { contentType: "image/png" });
   }

@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { type CountScope, defineJob, type Queue } from "../../src/queue";
 import type { Settlement } from "../../src/queue/store";
-import { tempDir, testQueue, waitFor } from "../helpers";
+import { dbOf, storeOf, tempDir, testQueue, waitFor } from "../helpers";
 
 const CHURN = join(import.meta.dir, "../fixtures/count-churn.ts");
 const cleanups: (() => void)[] = [];
@@ -70,7 +70,7 @@ function scannedStats(db: Database, now: number, scope: CountScope) {
 }
 
 function expectExact(q: Queue, now: number, users: ReturnType<typeof seedUsers>): void {
-  const db = q.store.db;
+  const db = dbOf(q);
   const { counters, truth } = countersAndTruth(db);
   expect(counters).toEqual(truth);
   const scopes: CountScope[] = [
@@ -81,7 +81,7 @@ function expectExact(q: Queue, now: number, users: ReturnType<typeof seedUsers>)
     { ownerId: users.user, withEndUsers: false },
   ];
   for (const scope of scopes) {
-    const { byType, ...totals } = q.store.stats(now, scope);
+    const { byType, ...totals } = storeOf(q).stats(now, scope);
     const scanned = scannedStats(db, now, scope);
     expect(byType).toEqual(scanned.byType);
     for (const [s, n] of Object.entries(totals)) expect(n).toBe(scanned.totals[s] ?? 0);
@@ -106,18 +106,18 @@ describe("job counts kept by triggers", () => {
     cleanups.push(tmp.cleanup);
     let now = Date.now();
     const q = testQueue(join(tmp.dir, "q.db"), { now: () => now });
-    cleanups.push(() => q.store.db.close());
+    cleanups.push(() => dbOf(q).close());
     const Any = z.object({}).passthrough();
     q.define(defineJob({ type: "a", input: Any, run: async () => 1 }));
     q.define(defineJob({ type: "b", input: Any, run: async () => 1 }));
-    const users = seedUsers(q.store.db);
+    const users = seedUsers(dbOf(q));
     const owners = [null, users.app, ...users.endUsers, users.user];
     const rand = prng(16);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
     const active: Job[] = [];
     const randomId = (statuses: string) =>
       (
-        q.store.db
+        dbOf(q)
           .query(`SELECT id FROM jobs WHERE status IN (${statuses}) ORDER BY id LIMIT 1 OFFSET ?`)
           .get(Math.floor(rand() * 5)) as { id: string } | null
       )?.id;
@@ -138,7 +138,7 @@ describe("job counts kept by triggers", () => {
       } else if (r < 0.35) {
         q.enqueueBulk(pick(["a", "b"]), [{}, {}, {}], { ownerId: pick(owners) });
       } else if (r < 0.5) {
-        active.push(...q.store.claim("w", ["a", "b"], 1 + Math.floor(rand() * 4), now, 30_000));
+        active.push(...storeOf(q).claim("w", ["a", "b"], 1 + Math.floor(rand() * 4), now, 30_000));
       } else if (r < 0.7 && active.length > 0) {
         const job = active.splice(Math.floor(rand() * active.length), 1)[0]!;
         const end = rand();
@@ -152,7 +152,7 @@ describe("job counts kept by triggers", () => {
                 result: null,
                 error: null,
               };
-        q.store.settle("w", [settlement], now);
+        storeOf(q).settle("w", [settlement], now);
       } else if (r < 0.77) {
         const id = randomId("'queued', 'active'");
         if (id) q.cancel(id);
@@ -166,14 +166,14 @@ describe("job counts kept by triggers", () => {
         active.length = 0;
       } else if (r < 0.92) {
         // An instant claim hands a finished job of a recipe to another owner, through the queue's own statement.
-        const job = q.store.db
+        const job = dbOf(q)
           .query(
             "SELECT id, owner_id FROM jobs WHERE status = 'completed' AND owner_id IS NOT NULL ORDER BY random() LIMIT 1",
           )
           .get() as { id: string; owner_id: string } | null;
         const to = pick(owners);
         if (job && to) {
-          q.store.db.run("UPDATE jobs SET recipe_id = 'r' WHERE id = ?", [job.id]);
+          dbOf(q).run("UPDATE jobs SET recipe_id = 'r' WHERE id = ?", [job.id]);
           q.transaction(() => q.features.transferOldestCompleted("r", job.owner_id, to, 0, now));
         }
       } else if (r < 0.94) {
@@ -181,12 +181,12 @@ describe("job counts kept by triggers", () => {
       } else if (r < 0.96) {
         // A delete outside retention's counted slices (an operator's SQL): the safety-net trigger counts it.
         const id = randomId("'completed', 'failed', 'queued'");
-        if (id) q.store.db.run("DELETE FROM jobs WHERE id = ?", [id]);
+        if (id) dbOf(q).run("DELETE FROM jobs WHERE id = ?", [id]);
       }
       if (step % 50 === 0) expectExact(q, now, users);
     }
     expectExact(q, now, users);
-    const total = (q.store.db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n;
+    const total = (dbOf(q).query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n;
     expect(total).toBeGreaterThan(100);
   }, 30_000);
 
@@ -194,8 +194,8 @@ describe("job counts kept by triggers", () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const q = testQueue(join(tmp.dir, "q.db"), { concurrency: 4 });
-    cleanups.push(() => q.store.db.close());
-    const users = seedUsers(q.store.db);
+    cleanups.push(() => dbOf(q).close());
+    const users = seedUsers(dbOf(q));
     q.define(
       defineJob({
         type: "t",
@@ -243,7 +243,7 @@ describe("job counts kept by triggers", () => {
     cleanups.push(tmp.cleanup);
     const path = join(tmp.dir, "q.db");
     const parent = testQueue(path);
-    const users = seedUsers(parent.store.db);
+    const users = seedUsers(dbOf(parent));
     const proc = Bun.spawn(["bun", CHURN], {
       env: {
         ...process.env,
@@ -268,7 +268,7 @@ describe("job counts kept by triggers", () => {
     const now = Date.now();
     expectExact(parent, now, users);
     const leftActive = (
-      parent.store.db.query("SELECT count(*) AS n FROM jobs WHERE status = 'active'").get() as { n: number }
+      dbOf(parent).query("SELECT count(*) AS n FROM jobs WHERE status = 'active'").get() as { n: number }
     ).n;
     // A start-up recovers the dead process's active jobs; the counts follow.
     parent.define(defineJob({ type: "a", input: z.object({}).passthrough(), run: async () => 1 }));
@@ -276,6 +276,6 @@ describe("job counts kept by triggers", () => {
     const recovered = parent.recoverStalled(true);
     expect(recovered.requeued + recovered.failed).toBe(leftActive);
     expectExact(parent, Date.now(), users);
-    parent.store.db.close();
+    dbOf(parent).close();
   }, 30_000);
 });

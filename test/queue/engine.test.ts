@@ -4,7 +4,8 @@ import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue";
 import { backoffBounds, backoffDelay } from "../../src/queue/backoff";
-import { queuesPerTest, waitFor } from "../helpers";
+import type { RetentionCursor } from "../../src/queue/store";
+import { dbOf, queuesPerTest, storeOf, waitFor } from "../helpers";
 
 /** Queues on fresh temp files, stopped and removed after each test. */
 const queue = queuesPerTest();
@@ -142,7 +143,7 @@ describe("failures and retries", () => {
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(78);
     expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(158);
     // The timeline: the two attempts before the last, each with its error and when the next was due.
-    const history = q.store.attempts(id);
+    const history = q.attempts(id);
     expect(history.map((a) => [a.attempt, a.outcome, a.error?.code])).toEqual([
       [1, "retried", "provider_unavailable"],
       [2, "retried", "provider_unavailable"],
@@ -154,14 +155,14 @@ describe("failures and retries", () => {
     // An operator's retry makes the failed run history too.
     q.retry(id);
     await terminal(q, id);
-    expect(q.store.attempts(id).map((a) => a.outcome)).toEqual([
+    expect(q.attempts(id).map((a) => a.outcome)).toEqual([
       "retried",
       "retried",
       "rerun",
       "retried",
       "retried",
     ]);
-    expect(q.store.attempts(id)[2]).toMatchObject({ attempt: 3, error: { code: "provider_unavailable" } });
+    expect(q.attempts(id)[2]).toMatchObject({ attempt: 3, error: { code: "provider_unavailable" } });
   });
 
   test("a retried job that succeeds ends completed with its result", async () => {
@@ -270,7 +271,9 @@ describe("failures and retries", () => {
     const q = queue();
     q.define(defineJob({ type: "t", input: z.object({ n: z.number() }), run: async () => 1 }));
     const { id } = q.enqueue("t", { n: 1 });
-    q.store.db.query("UPDATE jobs SET input = ? WHERE id = ?").run(JSON.stringify({ n: "x" }), id);
+    dbOf(q)
+      .query("UPDATE jobs SET input = ? WHERE id = ?")
+      .run(JSON.stringify({ n: "x" }), id);
     q.start();
     const job = await terminal(q, id);
     expect(job.status).toBe("failed");
@@ -333,7 +336,7 @@ describe("dedupe and debounce", () => {
     const job = q.get(a.id)!;
     expect(job.input).toEqual({ v: 2 });
     expect(job.runAt).toBe(a.job.runAt);
-    expect((q.store.db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
+    expect((dbOf(q).query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
   });
 
   test("an enqueue while the key's job is active queues one more run with the new data", async () => {
@@ -498,7 +501,7 @@ describe("control", () => {
     await waitFor(() => aborted);
     await Bun.sleep(30);
     expect(q.get(active.id)?.status).toBe("cancelled");
-    expect(q.pool.freeSlots).toBe(8);
+    expect(q.freeSlots).toBe(8);
     expect(cancelled.map((j) => j.id)).toEqual([active.id]);
     expect(q.cancel(active.id)).toBeNull();
   });
@@ -522,8 +525,44 @@ describe("control", () => {
     q.start();
     const { id } = q.enqueue("slow", {});
     await waitFor(() => q.get(id)?.status === "active");
-    q.store.cancel(id, Date.now()); // as the CLI in another process would
+    storeOf(q).cancel(id, Date.now()); // as the CLI in another process would
     await waitFor(() => aborted, { timeoutMs: 1000 });
+  });
+
+  test("retention walks every type that ended in a status, a slice at a time, and keeps what is kept", async () => {
+    let now = Date.now();
+    const q = queue({ now: () => now });
+    const types = ["a", "b", "c"];
+    for (const type of types) q.define(defineJob({ type, input: Any, run: async () => 1 }));
+    q.start();
+    const old: string[] = [];
+    const kept: string[] = [];
+    for (const type of types) {
+      for (let i = 0; i < 5; i++) old.push(q.enqueue(type, {}).id);
+      kept.push(q.enqueue(type, {}, { metadata: { keep: true } }).id);
+    }
+    for (const id of [...old, ...kept]) await terminal(q, id);
+    now += 30 * 3_600_000;
+    const recent = types.map((type) => q.enqueue(type, {}).id);
+    for (const id of recent) await terminal(q, id);
+    const retain = { completedHours: 24, failedHours: 24 };
+    expect(q.retentionDue(retain)).toBe(true);
+
+    // Slices of 2 rows: the cursor moves within a type, then on to the next type, until none is left.
+    const store = storeOf(q);
+    const deleted: string[] = [];
+    let cursor: RetentionCursor | null = null;
+    let slices = 0;
+    do {
+      const slice = store.deleteFinishedSlice("completed", now - 24 * 3_600_000, cursor, 2);
+      deleted.push(...slice.ids);
+      cursor = slice.next;
+      slices++;
+    } while (cursor);
+    expect(deleted.sort()).toEqual([...old].sort());
+    expect(slices).toBeGreaterThanOrEqual(9);
+    for (const id of [...kept, ...recent]) expect(q.get(id)?.status).toBe("completed");
+    expect(await q.cleanupRetention(retain)).toBe(0);
   });
 
   test("retention deletes old finished jobs and nothing else", async () => {
@@ -565,12 +604,12 @@ describe("control", () => {
     q.define(defineJob({ type: "t", input: Any, run: async () => 1 }));
     const { id } = q.enqueue("t", {});
     // Claim it as a worker that then dies (never heartbeats).
-    q.store.claim("ghost:1:x", ["t"], 1, now, 1000);
+    storeOf(q).claim("ghost:1:x", ["t"], 1, now, 1000);
     now += 2000;
     expect(q.recoverStalled()).toEqual({ requeued: 1, failed: 0 });
     expect(q.get(id)).toMatchObject({ status: "queued", stalledCount: 1, attempts: 0 });
-    expect(q.store.attempts(id)).toEqual([expect.objectContaining({ outcome: "stalled", endedAt: now })]);
-    q.store.claim("ghost:1:x", ["t"], 1, now, 1000);
+    expect(q.attempts(id)).toEqual([expect.objectContaining({ outcome: "stalled", endedAt: now })]);
+    storeOf(q).claim("ghost:1:x", ["t"], 1, now, 1000);
     now += 2000;
     expect(q.recoverStalled()).toEqual({ requeued: 0, failed: 1 });
     expect(q.get(id)).toMatchObject({ status: "failed", error: { code: "stalled" } });
@@ -581,7 +620,7 @@ describe("control", () => {
     q.define(defineJob({ type: "t", input: Any, run: async () => 1 }));
     const queued: string[] = [];
     q.events.on("job:queued", (e) => void queued.push(e.job.id));
-    const db = q.store.db;
+    const db = dbOf(q);
     db.exec("CREATE TABLE charges (job_id TEXT)");
     const ok = db.transaction(() => {
       const { id } = q.enqueue("t", {});
@@ -603,8 +642,8 @@ describe("control", () => {
 describe("a busy database", () => {
   test("a write lock held past busy_timeout delays claims without losing or crashing anything", async () => {
     const q = queue({ pollIntervalMs: 20 });
-    const path = q.store.db.filename;
-    q.store.db.exec("PRAGMA busy_timeout = 20");
+    const path = dbOf(q).filename;
+    dbOf(q).exec("PRAGMA busy_timeout = 20");
     const ran: string[] = [];
     q.define(defineJob({ type: "t", input: Any, run: async ({ job }) => void ran.push(job.id) }));
     const { id } = q.enqueue("t", {});

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { PRIORITY_STEP_MS } from "../../src/db/schema";
 import { defineJob, type Queue } from "../../src/queue";
 import { claimSql } from "../../src/queue/store";
-import { queuesPerTest, startTestServer, waitFor } from "../helpers";
+import { dbOf, queuesPerTest, startTestServer, waitFor } from "../helpers";
 
 /** Queues on fresh temp files, stopped and removed after each test. */
 const queue = queuesPerTest();
@@ -101,7 +101,7 @@ describe("fairness: aging bounds every job's wait", () => {
 describe("the claim statement", () => {
   test("walks the claim index in its own order: no sort, no scan of the whole table", () => {
     // The claim statement's plan on the real schema: the queue's own connection, nothing enqueued.
-    const db = queue().store.db;
+    const db = dbOf(queue());
     const plan = (
       db.query(`EXPLAIN QUERY PLAN ${claimSql(3)}`).all("w", 1, 1, 1, 1, "a", "b", "c", 8) as {
         detail: string;

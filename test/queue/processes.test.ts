@@ -3,7 +3,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { z } from "zod";
 import { defineJob } from "../../src/queue";
-import { tempDir, testQueue, waitFor } from "../helpers";
+import { dbOf, tempDir, testQueue, waitFor } from "../helpers";
 
 const WORKER = join(import.meta.dir, "../fixtures/queue-worker.ts");
 const cleanups: (() => void)[] = [];
@@ -21,9 +21,9 @@ function setup() {
     defineJob({ type: "work", input: z.object({ ms: z.number() }), run: async () => null }),
     defineJob({ type: "batch", input: z.object({ ms: z.number() }), items: { run: async () => undefined } }),
   );
-  queue.store.db.exec(`CREATE TABLE IF NOT EXISTS test_runs (job_id TEXT, pid INTEGER, started REAL, ended REAL);
+  dbOf(queue).exec(`CREATE TABLE IF NOT EXISTS test_runs (job_id TEXT, pid INTEGER, started REAL, ended REAL);
     CREATE TABLE IF NOT EXISTS test_item_runs (job_id TEXT, key TEXT, pid INTEGER, at REAL)`);
-  return { path, queue, db: queue.store.db };
+  return { path, queue, db: dbOf(queue) };
 }
 
 function spawnWorker(path: string, env: Record<string, string> = {}) {

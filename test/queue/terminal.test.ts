@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, UnrecoverableError } from "../../src/queue";
-import { tempDir, testQueue, waitFor } from "../helpers";
+import { dbOf, storeOf, tempDir, testQueue, waitFor } from "../helpers";
 
 // bunfig's [test] timeout is not read by this Bun: the per-file default is set here, generously (a loaded
 // machine makes these slower, never red).
@@ -34,9 +34,7 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
   };
   let q: Queue | undefined;
   const record = (job: Job, by: string) =>
-    q!.store.db
-      .query("INSERT INTO hook_log (job_id, by, status) VALUES (?, ?, ?)")
-      .run(job.id, by, job.status);
+    dbOf(q!).query("INSERT INTO hook_log (job_id, by, status) VALUES (?, ?, ?)").run(job.id, by, job.status);
   q = testQueue(join(tmp.dir, "q.db"), {
     ...opts,
     leaseMs: 1000,
@@ -46,7 +44,7 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
       throw new Error(`hook exploded for ${job.id}`);
     },
   });
-  q.store.db.run("CREATE TABLE hook_log (job_id TEXT, by TEXT, status TEXT)");
+  dbOf(q).run("CREATE TABLE hook_log (job_id TEXT, by TEXT, status TEXT)");
   q.define(
     defineJob({
       type: "t",
@@ -66,7 +64,7 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
   );
   open.push(q);
   const hookLog = (id: string) =>
-    q!.store.db.query("SELECT by, status FROM hook_log WHERE job_id = ? ORDER BY by").all(id);
+    dbOf(q!).query("SELECT by, status FROM hook_log WHERE job_id = ? ORDER BY by").all(id);
   return { q, errors, hookLog };
 }
 
@@ -81,7 +79,7 @@ test("cancel works when a terminal hook throws: the job is cancelled, only the h
   expect(errors).toEqual([
     { obj: expect.objectContaining({ jobId: id, status: "cancelled" }), msg: "terminal hook failed" },
   ]);
-  expect(q.store.db.inTransaction).toBe(false);
+  expect(dbOf(q).inTransaction).toBe(false);
 });
 
 test("an active job can be cancelled while its terminal hook throws", async () => {
@@ -90,7 +88,7 @@ test("an active job can be cancelled while its terminal hook throws", async () =
   q.start();
   await waitFor(() => q.get(id)?.status === "active", { what: "job to start" });
   expect(q.cancel(id)?.status).toBe("cancelled");
-  await waitFor(() => q.pool.freeSlots === 8, { what: "slot to be freed" });
+  await waitFor(() => q.freeSlots === 8, { what: "slot to be freed" });
   expect(q.get(id)?.status).toBe("cancelled");
   expect(hookLog(id)).toEqual([{ by: "definition", status: "cancelled" }]);
 });
@@ -99,9 +97,9 @@ test("the stalled sweep still re-queues and fails every other job when a termina
   let now = Date.now();
   const { q, errors, hookLog } = throwingQueue({ now: () => now, stalledMax: 1 });
   const ids = [q.enqueue("t", {}).id, q.enqueue("t", {}).id, q.enqueue("t", {}).id, q.enqueue("t", {}).id];
-  q.store.claim("ghost:1:x", ["t"], 4, now, 1000);
+  storeOf(q).claim("ghost:1:x", ["t"], 4, now, 1000);
   // Two of them have already stalled once: this sweep fails them (their hooks run, and throw).
-  q.store.db.run(`UPDATE jobs SET stalled_count = 1 WHERE id IN (?, ?)`, [ids[0]!, ids[1]!]);
+  dbOf(q).run(`UPDATE jobs SET stalled_count = 1 WHERE id IN (?, ?)`, [ids[0]!, ids[1]!]);
   now += 2000;
   expect(q.recoverStalled()).toEqual({ requeued: 2, failed: 2 });
   expect(ids.map((id) => q.get(id)?.status)).toEqual(["failed", "failed", "queued", "queued"]);

@@ -1,4 +1,5 @@
 import type { Database, Statement } from "bun:sqlite";
+import type { Queue } from "../../queue";
 import type { Storage } from "../../storage";
 import type { AssetView } from "./model";
 
@@ -35,10 +36,13 @@ export class AssetService {
   readonly #byJob: Statement;
   readonly #transfer: Statement;
   readonly #db: Database;
+  readonly #queue: Pick<Queue, "referencedInputKeys">;
 
-  constructor(db: Database, storage: Storage) {
+  /** `queue` answers which uploaded inputs a job still needs (the generate job names them at enqueue). */
+  constructor(db: Database, storage: Storage, queue: Pick<Queue, "referencedInputKeys">) {
     this.#db = db;
     this.#storage = storage;
+    this.#queue = queue;
     // Upsert on the key: a retried item rewrites the same objects and must not duplicate their rows.
     this.#upsert = db.prepare(
       `INSERT INTO assets (id, job_id, item_idx, owner_id, storage_key, thumbnail_key, content_type, bytes, width, height, created_at)
@@ -112,19 +116,18 @@ export class AssetService {
     return rows.flatMap((r) => (r.thumbnail_key ? [r.storage_key, r.thumbnail_key] : [r.storage_key]));
   }
 
-  /** Which of `keys` an asset row or a generate job's input references (for the orphan sweep). */
+  /**
+   * Which of `keys` an asset row, a card or a job's input (its uploaded image or mask) references, for the
+   * orphan sweep: index probes per key, never a read of every job's input.
+   */
   referenced(keys: string[]): Set<string> {
     const rows = this.#db
       .query(
         `SELECT storage_key AS k FROM assets WHERE storage_key IN (SELECT value FROM json_each(?1))
          UNION SELECT thumbnail_key FROM assets WHERE thumbnail_key IN (SELECT value FROM json_each(?1))
-         UNION SELECT json_extract(input, '$.imageKey') FROM jobs
-           WHERE type = 'generate' AND json_extract(input, '$.imageKey') IN (SELECT value FROM json_each(?1))
-         UNION SELECT image_key FROM cards WHERE image_key IN (SELECT value FROM json_each(?1))
-         UNION SELECT json_extract(input, '$.maskKey') FROM jobs
-           WHERE type = 'generate' AND json_extract(input, '$.maskKey') IN (SELECT value FROM json_each(?1))`,
+         UNION SELECT image_key FROM cards WHERE image_key IN (SELECT value FROM json_each(?1))`,
       )
       .all(JSON.stringify(keys)) as { k: string }[];
-    return new Set(rows.map((r) => r.k));
+    return new Set([...rows.map((r) => r.k), ...this.#queue.referencedInputKeys(keys)]);
   }
 }

@@ -211,6 +211,7 @@ export class GenerateService {
           timeoutMs: this.#jobTimeout(items.length),
           metadata: recipe ? { ...req.metadata, recipeVariables: recipe.values } : (req.metadata ?? null),
           recipeId: recipe?.recipeId ?? null,
+          inputKeys: [imageKey, maskKey].filter((k) => k !== undefined),
           ...extra,
         });
         for (const hook of this.#enqueued) {

@@ -1,14 +1,12 @@
-import type { Database } from "bun:sqlite";
 import type { Job, JobItem } from "../../db/schema";
 import { conflict, notFound, unprocessable } from "../../errors";
 import {
   type CountScope,
   InvalidJobInputError,
+  type ItemSummary,
   type Queue,
-  type QueueStats,
   UnknownJobTypeError,
 } from "../../queue";
-import { toJob } from "../../queue/store";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { callerMetadata } from "../generate/model";
 import type { AssetService, AssetView } from "../generate/service";
@@ -23,41 +21,12 @@ import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import type { EnqueueBody, JobStatusView, JobView, ListJobsQuery } from "./model";
 
 /**
- * The `jobs.owner_id` condition for what `p` may see — the SQL twin of `AuthService.canAccess`: null for an
- * admin key (everything), an app key's own jobs and its end users', anyone else's own.
+ * Which jobs (and counts) `p` may see — the scope twin of `AuthService.canAccess`: null for an admin key
+ * (everything), an app key's own jobs and its end users', anyone else's own.
  */
-export function ownerScope(p: Principal): { sql: string; args: string[] } | null {
-  const scope = countScope(p);
-  if (!scope) return null;
-  return scope.withEndUsers
-    ? {
-        sql: "(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",
-        args: [scope.ownerId, scope.ownerId],
-      }
-    : { sql: "owner_id = ?", args: [scope.ownerId] };
-}
-
-/** Which jobs (and counts) `p` may see: null for all of them; the one decision `ownerScope` writes as SQL. */
 export function countScope(p: Principal): CountScope {
   if (isAdminKey(p)) return null;
   return { ownerId: p.user.id, withEndUsers: p.via === "key" && p.user.role === "app" };
-}
-
-const LIVE_STATUS_INDEX: Partial<Record<string, string>> = {
-  active: "jobs_active_lease_idx",
-  queued: "jobs_claim_idx",
-  waiting: "jobs_claim_idx",
-  delayed: "jobs_claim_idx",
-};
-
-/** How many jobs in `stats` a list with these status and type filters matches. */
-function matching(stats: QueueStats, q: Pick<ListJobsQuery, "status" | "type">): number {
-  const counts: Record<string, number> = q.type
-    ? (stats.byType[q.type] ?? {})
-    : (({ byType: _, ...totals }) => totals)(stats);
-  if (!q.status) return Object.values(counts).reduce((a, b) => a + b, 0);
-  if (q.status === "queued") return (counts.waiting ?? 0) + (counts.delayed ?? 0);
-  return counts[q.status] ?? 0;
 }
 
 /** A job as the API shows it. */
@@ -124,6 +93,13 @@ export function jobView(job: Job, parts: JobViewParts = {}): JobView {
   };
 }
 
+/** A list row's request summary from its first item: the item's key, prompt and the job's item count. */
+function summaryOf(first: ItemSummary | undefined): JobViewParts["summary"] {
+  if (!first) return undefined;
+  const prompt = (first.input as { prompt?: unknown } | null)?.prompt;
+  return { key: first.key, prompt: typeof prompt === "string" ? prompt : null, count: first.count };
+}
+
 function instantClaimOf(
   metadata: Record<string, unknown> | null,
 ): { claimedAt: number; generatedAt: number | null } | null {
@@ -173,14 +149,12 @@ export function statusView(job: Job, counts: { completed: number; total: number 
 export class JobService {
   readonly #queue: Queue;
   readonly #auth: AuthService;
-  readonly #sqlite: Database;
   readonly #assets: AssetService;
 
   constructor(queue: Queue, auth: AuthService, assets: AssetService) {
     this.#queue = queue;
     this.#auth = auth;
     this.#assets = assets;
-    this.#sqlite = queue.store.db;
   }
 
   /** The job if `p` may see it; 404 otherwise (existence is not revealed). */
@@ -222,12 +196,7 @@ export class JobService {
   }
 
   itemCounts(jobId: string): { completed: number; total: number } | null {
-    const row = this.#sqlite
-      .query(
-        "SELECT count(*) AS total, coalesce(sum(status = 'completed'), 0) AS completed FROM job_items WHERE job_id = ?",
-      )
-      .get(jobId) as { total: number; completed: number };
-    return row.total > 0 ? row : null;
+    return this.#queue.itemCounts(jobId);
   }
 
   /**
@@ -235,85 +204,25 @@ export class JobService {
    * the dashboard hides internal work unless asked.
    */
   list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
+    let scope = countScope(p);
     if (q.userId) {
       const target = this.#auth.findActingUser(p, q.userId);
       if (!target) return { jobs: [], nextCursor: null };
-      where.push("owner_id = ?");
-      args.push(target.id);
-    } else {
-      const scope = ownerScope(p);
-      if (scope && countScope(p)?.withEndUsers && !q.recipeId && this.#denseForApp(p, q)) {
-        // Most matching jobs are this app's: walking newest first and testing each row's owner stops
-        // within a few pages, where gathering every job of its end users to sort them would not.
-        where.push("(+owner_id = ? OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?)");
-        args.push(p.user.id, p.user.id);
-      } else if (scope) {
-        where.push(scope.sql);
-        args.push(...scope.args);
-      }
+      scope = { ownerId: target.id, withEndUsers: false };
     }
-    const now = Date.now();
-    const status = q.status;
-    if (status === "waiting") where.push(`status = 'queued' AND run_at <= ${now}`);
-    else if (status === "delayed") where.push(`status = 'queued' AND run_at > ${now}`);
-    // Literal live statuses, so the planner may use their partial indexes (bounded by the queue, not by
-    // history); an end status pages through jobs_finished_status_idx, which only ended jobs are in.
-    else if (status === "queued" || status === "active") where.push(`status = '${status}'`);
-    else if (status) {
-      where.push("status = ? AND finished_at IS NOT NULL");
-      args.push(status);
-    }
-    if (q.type) {
-      where.push("type = ?");
-      args.push(q.type);
-    }
-    for (const t of opts.excludeTypes ?? []) {
-      where.push(t.endsWith(".*") ? "type NOT LIKE ?" : "type != ?");
-      args.push(t.endsWith(".*") ? `${t.slice(0, -1)}%` : t);
-    }
-    if (q.recipeId) {
-      where.push("recipe_id = ?");
-      args.push(q.recipeId);
-    }
-    if (q.cursor) {
-      where.push("id < ?");
-      args.push(q.cursor);
-    }
-    // Live jobs are few: read them all through their partial index and sort. Left alone, the planner walks
-    // the primary key for ORDER BY id, through all of history when there are fewer than `limit`.
-    const live = status ? LIVE_STATUS_INDEX[status] : undefined;
-    const from = live ? `jobs INDEXED BY ${live}` : "jobs";
-    const sql = `SELECT * FROM ${from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
-    const rows = this.#sqlite.query(sql).all(...args, q.limit + 1) as Record<string, unknown>[];
-    const page = rows.slice(0, q.limit).map(toJob);
-    const firstItems = this.#firstItems(page.filter(isGeneration).map((j) => j.id));
-    const jobs = page.map((j) => jobView(j, { summary: firstItems.get(j.id) }));
-    return { jobs, nextCursor: rows.length > q.limit ? (jobs.at(-1)?.id ?? null) : null };
-  }
-
-  /**
-   * Whether an app's list should walk all jobs newest first (about `limit × all / theirs` rows) rather
-   * than gather its end users' jobs and sort them (`theirs` rows), judged from the exact counts.
-   */
-  #denseForApp(p: Principal, q: ListJobsQuery): boolean {
-    const theirs = matching(this.#queue.stats(countScope(p)), q);
-    const all = matching(this.#queue.stats(null), q);
-    return theirs > 0 && ((q.limit + 1) * all) / theirs < theirs;
-  }
-
-  /** Each job's first item (its key and prompt) and item count, for the list's request summaries. */
-  #firstItems(jobIds: string[]): Map<string, { key: string; prompt: string | null; count: number }> {
-    if (jobIds.length === 0) return new Map();
-    const rows = this.#sqlite
-      .query(
-        `SELECT job_id, count(*) AS count, max(CASE WHEN idx = 0 THEN key END) AS key,
-           max(CASE WHEN idx = 0 THEN json_extract(input, '$.prompt') END) AS prompt
-         FROM job_items WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
-      )
-      .all(JSON.stringify(jobIds)) as { job_id: string; count: number; key: string; prompt: string | null }[];
-    return new Map(rows.map((r) => [r.job_id, { key: r.key, prompt: r.prompt, count: r.count }]));
+    const page = this.#queue.list(
+      {
+        scope,
+        ...(q.status && { status: q.status }),
+        ...(q.type !== undefined && { type: q.type }),
+        ...(q.recipeId && { recipeId: q.recipeId }),
+        ...(opts.excludeTypes && { excludeTypes: opts.excludeTypes }),
+      },
+      { limit: q.limit, cursor: q.cursor ?? null },
+    );
+    const firstItems = this.#queue.itemSummaries(page.jobs.filter(isGeneration).map((j) => j.id));
+    const jobs = page.jobs.map((j) => jobView(j, { summary: summaryOf(firstItems.get(j.id)) }));
+    return { jobs, nextCursor: page.nextCursor };
   }
 
   /** Counts by status and type: every job for admins, the caller's own (and an app's users') otherwise. */

@@ -1,6 +1,6 @@
 import type { User } from "../../../db/schema";
 import type { ProviderStats } from "../../../providers/registry";
-import type { QueueStats } from "../../../queue/store";
+import type { QueueStats } from "../../../queue";
 import type { JobView } from "../../jobs/service";
 import { type Html, html } from "../html";
 import type { ThroughputBucket } from "../service";
