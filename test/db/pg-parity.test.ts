@@ -267,7 +267,7 @@ describe("SQLite and PostgreSQL schemas", () => {
   test("a change made to one side only is caught, each kind named", async () => {
     const { sqlite, pg } = await migratedPair();
     sqlite.exec("ALTER TABLE cards ADD COLUMN theme text");
-    sqlite.exec("DROP INDEX jobs_type_idx");
+    sqlite.exec("DROP INDEX job_input_keys_key_idx");
     await pg.sql`ALTER TABLE jobs ADD COLUMN extra text`;
     await pg.sql`ALTER TABLE users ALTER COLUMN name DROP NOT NULL`;
     await pg.sql`ALTER TABLE recipes ALTER COLUMN active TYPE text`;
@@ -280,8 +280,8 @@ describe("SQLite and PostgreSQL schemas", () => {
       "column jobs.extra: only in PostgreSQL (text)",
       'column recipes.active: SQLite has "boolean not null default true", PostgreSQL "text not null default \'yes\'"',
       'column users.name: SQLite has "text not null", PostgreSQL "text"',
+      "index job_input_keys_key_idx: only in PostgreSQL (on job_input_keys (key))",
       "index jobs_dedupe_queued_idx: SQLite has \"unique on jobs (dedupe_key) where status = 'queued' and dedupe_key is not null\", PostgreSQL \"unique on jobs (dedupe_key) where status = 'active'\"",
-      "index jobs_type_idx: only in PostgreSQL (on jobs (type, id))",
       "trigger jobs_counts_ended_delete: only in SQLite (on jobs)",
     ]);
   });

@@ -152,9 +152,7 @@ export const jobs = pgTable(
       .where(sql`status = 'queued' AND dedupe_key IS NOT NULL`),
     index("jobs_active_lease_idx").on(t.lockedUntil, t.type, t.ownerId).where(sql`status = 'active'`),
     index("jobs_owner_idx").on(t.ownerId, t.id).where(sql`owner_id IS NOT NULL`),
-    index("jobs_finished_status_idx").on(t.status, t.id).where(sql`finished_at IS NOT NULL`),
-    index("jobs_type_idx").on(t.type, t.id),
-    index("jobs_retention_idx").on(t.status, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
+    index("jobs_ended_idx").on(t.status, t.type, t.finishedAt, t.id).where(sql`finished_at IS NOT NULL`),
     index("jobs_recipe_idx")
       .on(t.recipeId, t.ownerId, t.status, t.finishedAt, t.id)
       .where(sql`recipe_id IS NOT NULL`),
@@ -228,6 +226,18 @@ export const jobAttempts = pgTable(
   (t) => [index("job_attempts_job_idx").on(t.jobId, t.endedAt)],
 );
 
+/** Storage objects a job's input names (SQLite's `job_input_keys`). */
+export const jobInputKeys = pgTable(
+  "job_input_keys",
+  {
+    jobId: text("job_id")
+      .notNull()
+      .references(() => jobs.id, { onDelete: "cascade" }),
+    key: text("key").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.key] }), index("job_input_keys_key_idx").on(t.key)],
+);
+
 export const assets = pgTable(
   "assets",
   {
@@ -244,7 +254,11 @@ export const assets = pgTable(
     createdAt: int("created_at").notNull(),
     deletedAt: int("deleted_at"),
   },
-  (t) => [index("assets_job_idx").on(t.jobId), index("assets_owner_idx").on(t.ownerId)],
+  (t) => [
+    index("assets_job_idx").on(t.jobId),
+    index("assets_owner_idx").on(t.ownerId),
+    index("assets_thumbnail_key_idx").on(t.thumbnailKey).where(sql`thumbnail_key IS NOT NULL`),
+  ],
 );
 
 export const cards = pgTable(
