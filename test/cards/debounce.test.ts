@@ -190,9 +190,16 @@ describe("a failed delete of a superseded image", () => {
       });
       expect(left[0]!.key).toContain(`-${updated.version}-`);
       expect(refused).toBeGreaterThanOrEqual(1);
-      const jobs = server.ctx.db.$client
-        .query("SELECT status FROM jobs WHERE type = 'card.cleanup' AND json_extract(input, '$.cardId') = ?")
-        .all(card.id) as { status: string }[];
+      // The file goes before the job's own completion commits: wait for the job to end, then check how.
+      const cleanups = () =>
+        server.ctx.db.$client
+          .query(
+            "SELECT status FROM jobs WHERE type = 'card.cleanup' AND json_extract(input, '$.cardId') = ?",
+          )
+          .all(card.id) as { status: string }[];
+      const jobs = await waitFor(() => (cleanups().every((j) => j.status !== "active") ? cleanups() : null), {
+        what: "the cleanup job to end",
+      });
       expect(jobs.map((j) => j.status)).toEqual(["completed"]);
     } finally {
       storage.delete = original;
