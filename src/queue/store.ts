@@ -131,6 +131,9 @@ export class QueueStore {
   readonly #trimThroughput: Statement;
   readonly #retentionScan: Statement;
   readonly #deleteByIds: Statement;
+  readonly #deleteChildren: Statement[];
+  readonly #foreignKeys: Statement;
+  readonly #setForeignKeys: [off: Statement, on: Statement];
   readonly #endedBefore: Statement;
   readonly #deferCounts: Statement;
   readonly #undeferCounts: Statement;
@@ -241,7 +244,8 @@ export class QueueStore {
       "SELECT id, parent_id FROM users WHERE id IN (SELECT value FROM json_each(?)) AND parent_id IS NOT NULL",
     );
     this.#retentionScan = db.prepare(
-      `SELECT id, finished_at, type, owner_id, coalesce(json_extract(metadata, '$.keep'), 0) AS keep
+      `SELECT rowid AS r, id, finished_at, type, owner_id,
+         metadata IS NOT NULL AND coalesce(json_extract(metadata, '$.keep'), 0) AS keep
        FROM jobs INDEXED BY jobs_retention_idx
        WHERE status = ?1 AND finished_at IS NOT NULL AND finished_at < ?2 AND (finished_at, id) > (?3, ?4)
        ORDER BY finished_at, id LIMIT ?5`,
@@ -250,7 +254,17 @@ export class QueueStore {
       `SELECT 1 FROM jobs INDEXED BY jobs_retention_idx
        WHERE status = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT 1`,
     );
-    this.#deleteByIds = db.prepare("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))");
+    // By rowid (from the scan): one b-tree seek per job fewer than by id.
+    this.#deleteByIds = db.prepare("DELETE FROM jobs WHERE rowid IN (SELECT value FROM json_each(?))");
+    // What the foreign keys on jobs (schema.ts) would do to a deleted job's rows, as three set statements:
+    // retention turns foreign keys off for its slices (see deleteFinishedSlice).
+    this.#deleteChildren = [
+      db.prepare("DELETE FROM job_items WHERE job_id IN (SELECT value FROM json_each(?))"),
+      db.prepare("DELETE FROM job_attempts WHERE job_id IN (SELECT value FROM json_each(?))"),
+      db.prepare("UPDATE assets SET job_id = NULL WHERE job_id IN (SELECT value FROM json_each(?))"),
+    ];
+    this.#foreignKeys = db.prepare("SELECT foreign_keys FROM pragma_foreign_keys");
+    this.#setForeignKeys = [db.prepare("PRAGMA foreign_keys = OFF"), db.prepare("PRAGMA foreign_keys = ON")];
     this.#itemAttempt = db.prepare(
       "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
     );
@@ -727,28 +741,50 @@ export class QueueStore {
     limit: number,
     beforeDelete?: (ids: string[]) => void,
   ): { ids: string[]; next: RetentionCursor | null } {
-    return this.tx(() => {
-      const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
-        id: string;
-        finished_at: number;
-        keep: number;
-        type: string;
-        owner_id: string | null;
-      }[];
-      const doomed = rows.filter((r) => !r.keep);
-      const ids = doomed.map((r) => r.id);
-      if (ids.length > 0) {
-        beforeDelete?.(ids);
-        // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
-        this.#counted((moved) => {
-          this.#deleteByIds.run(JSON.stringify(ids));
-          for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
-        }, true);
-      }
-      const last = rows.at(-1);
-      const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
-      return { ids, next };
-    });
+    // Foreign-key actions run as a trigger program per deleted job (~4 of its ~26 us, measured at 1M
+    // rows); the slice does their work itself, one statement per child table over the whole id set. The
+    // pragma cannot change inside a transaction, so a caller's open one keeps them on (they then find
+    // nothing left to do); nothing else runs on this connection before they are back on (no await).
+    const fkOff =
+      !this.db.inTransaction && (this.#foreignKeys.get() as { foreign_keys: number }).foreign_keys === 1;
+    if (fkOff) this.#setForeignKeys[0].run();
+    try {
+      return this.tx(() => this.#deleteSlice(status, before, from, limit, beforeDelete));
+    } finally {
+      if (fkOff) this.#setForeignKeys[1].run();
+    }
+  }
+
+  #deleteSlice(
+    status: TerminalStatus,
+    before: number,
+    from: RetentionCursor | null,
+    limit: number,
+    beforeDelete?: (ids: string[]) => void,
+  ): { ids: string[]; next: RetentionCursor | null } {
+    const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
+      r: number;
+      id: string;
+      finished_at: number;
+      keep: number;
+      type: string;
+      owner_id: string | null;
+    }[];
+    const doomed = rows.filter((r) => !r.keep);
+    const ids = doomed.map((r) => r.id);
+    if (ids.length > 0) {
+      beforeDelete?.(ids);
+      const idSet = JSON.stringify(ids);
+      // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
+      this.#counted((moved) => {
+        for (const child of this.#deleteChildren) child.run(idSet);
+        this.#deleteByIds.run(JSON.stringify(doomed.map((r) => r.r)));
+        for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
+      }, true);
+    }
+    const last = rows.at(-1);
+    const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
+    return { ids, next };
   }
 
   /**
