@@ -155,8 +155,8 @@ export class LocalStorage implements Storage {
     for (const key of new Set(keys)) {
       const file = this.pathOf(key);
       const dir = dirname(file);
-      let files = byDir.get(dir);
-      if (!files) byDir.set(dir, (files = []));
+      const files = byDir.get(dir) ?? [];
+      byDir.set(dir, files);
       files.push({ key, file });
     }
     for (const [dir, files] of byDir) {
