@@ -147,8 +147,9 @@ export class LocalStorage implements Storage {
 
   /**
    * Deletes a directory's keys together (retention hands over hundreds at a time): its realpath is checked
-   * and emptied directories pruned once per directory, and the unlinks run concurrently, where one key
-   * at a time cost the event loop ~0.25 ms a key in promise turns.
+   * and emptied directories pruned once per directory, not once per key. Keys go one after another (a
+   * key's file and sidecar together): callers wanting more run several calls at once, and hundreds of
+   * unlinks in flight would take the CPU from the event loop (measured: retention's slices ran 45 % longer).
    */
   async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
     const byDir = new Map<string, { key: string; file: string }[]>();
@@ -161,13 +162,11 @@ export class LocalStorage implements Storage {
     }
     for (const [dir, files] of byDir) {
       if (!(await this.isInsideRoot(dir))) continue;
-      await Promise.all(
-        files.map(({ key, file }) =>
-          this.locks.run(key, async () => {
-            await Promise.all([unlinkIfExists(file), unlinkIfExists(sidecarPath(file))]);
-          }),
-        ),
-      );
+      for (const { key, file } of files) {
+        await this.locks.run(key, async () => {
+          await Promise.all([unlinkIfExists(file), unlinkIfExists(sidecarPath(file))]);
+        });
+      }
       await this.pruneEmptyDirs(dir);
     }
     return { deleted: keys.length };
