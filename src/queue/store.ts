@@ -263,7 +263,7 @@ export class QueueStore {
       db.prepare("DELETE FROM job_attempts WHERE job_id IN (SELECT value FROM json_each(?))"),
       db.prepare("UPDATE assets SET job_id = NULL WHERE job_id IN (SELECT value FROM json_each(?))"),
     ];
-    this.#foreignKeys = db.prepare("SELECT foreign_keys FROM pragma_foreign_keys");
+    this.#foreignKeys = db.prepare("PRAGMA foreign_keys");
     this.#setForeignKeys = [db.prepare("PRAGMA foreign_keys = OFF"), db.prepare("PRAGMA foreign_keys = ON")];
     this.#itemAttempt = db.prepare(
       "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
