@@ -100,6 +100,19 @@ describe("retention in slices", () => {
     // Slices turn foreign keys off around their transactions (they delete the children themselves): on again.
     expect(count(db, "SELECT foreign_keys AS n FROM pragma_foreign_keys")).toBe(1);
     expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+    // With foreign keys off, the slice does what they would (QueueStore#deleteChildren): a new table that
+    // references jobs must be added there too.
+    const referencing = db
+      .query(
+        `SELECT m.name AS child, f.on_delete AS action FROM sqlite_master m, pragma_foreign_key_list(m.name) f
+         WHERE m.type = 'table' AND f."table" = 'jobs' ORDER BY m.name`,
+      )
+      .all();
+    expect(referencing).toEqual([
+      { child: "assets", action: "SET NULL" },
+      { child: "job_attempts", action: "CASCADE" },
+      { child: "job_items", action: "CASCADE" },
+    ]);
     for (const key of oldKeys) expect(await server.ctx.storage.head(key)).toBeNull();
     for (const key of keptKeys) expect(await server.ctx.storage.head(key)).not.toBeNull();
     const stats = await (await server.api("/api/jobs/stats")).json();
