@@ -130,7 +130,7 @@ export class QueueStore {
   readonly #throughput: Statement;
   readonly #trimThroughput: Statement;
   readonly #retentionScan: Statement;
-  readonly #deleteByIds: Statement;
+  readonly #deleteByRowids: Statement;
   readonly #deleteChildren: Statement[];
   readonly #foreignKeys: Statement;
   readonly #setForeignKeys: [off: Statement, on: Statement];
@@ -255,7 +255,7 @@ export class QueueStore {
        WHERE status = ? AND finished_at IS NOT NULL AND finished_at < ? LIMIT 1`,
     );
     // By rowid (from the scan): one b-tree seek per job fewer than by id.
-    this.#deleteByIds = db.prepare("DELETE FROM jobs WHERE rowid IN (SELECT value FROM json_each(?))");
+    this.#deleteByRowids = db.prepare("DELETE FROM jobs WHERE rowid IN (SELECT value FROM json_each(?))");
     // What the foreign keys on jobs (schema.ts) would do to a deleted job's rows, as three set statements:
     // retention turns foreign keys off for its slices (see deleteFinishedSlice).
     this.#deleteChildren = [
@@ -745,6 +745,8 @@ export class QueueStore {
     // rows); the slice does their work itself, one statement per child table over the whole id set. The
     // pragma cannot change inside a transaction, so a caller's open one keeps them on (they then find
     // nothing left to do); nothing else runs on this connection before they are back on (no await).
+    // Each switch expires the connection's prepared statements, which SQLite re-prepares on their next
+    // run: counted in the measured gain (docs/BENCHMARKS.md, history round 3).
     const fkOff =
       !this.db.inTransaction && (this.#foreignKeys.get() as { foreign_keys: number }).foreign_keys === 1;
     if (fkOff) this.#setForeignKeys[0].run();
@@ -778,7 +780,7 @@ export class QueueStore {
       // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
       this.#counted((moved) => {
         for (const child of this.#deleteChildren) child.run(idSet);
-        this.#deleteByIds.run(JSON.stringify(doomed.map((r) => r.r)));
+        this.#deleteByRowids.run(JSON.stringify(doomed.map((r) => r.r)));
         for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
       }, true);
     }
