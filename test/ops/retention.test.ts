@@ -29,6 +29,9 @@ async function seedHistory(server: TestServer, n: number, hoursAgo: number, owne
       `INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at)
        VALUES (?, 0, 'main', '{}', 'completed', 1, ?)`,
     );
+    const attempt = db.prepare(
+      `INSERT INTO job_attempts (job_id, attempt, outcome, started_at, ended_at) VALUES (?, 1, 'retried', ?2, ?2)`,
+    );
     const asset = db.prepare(
       `INSERT INTO assets (id, job_id, item_idx, owner_id, storage_key, thumbnail_key, content_type, bytes, created_at)
        VALUES (?1, ?2, 0, ?3, ?4, ?5, 'image/png', 4, ?6)`,
@@ -37,6 +40,7 @@ async function seedHistory(server: TestServer, n: number, hoursAgo: number, owne
       const id = Bun.randomUUIDv7();
       job.run(id, i % 10 === 9 ? "failed" : "completed", at + i, owner);
       item.run(id, at + i);
+      if (i % 10 === 9) attempt.run(id, at + i);
       if (i % 5 === 0) {
         const key = `generations/test/${id}.png`;
         asset.run(`a-${id}`, id, owner, key, `${key}.thumb.webp`, at + i);
@@ -85,11 +89,31 @@ describe("retention in slices", () => {
       0,
     );
     expect(
+      count(db, "SELECT count(*) AS n FROM job_attempts WHERE job_id NOT IN (SELECT id FROM jobs)"),
+    ).toBe(0);
+    expect(count(db, "SELECT count(*) AS n FROM job_attempts")).toBe(20 + 10);
+    expect(
       count(
         db,
         "SELECT count(*) AS n FROM assets WHERE job_id IS NULL OR job_id NOT IN (SELECT id FROM jobs)",
       ),
     ).toBe(0);
+    // Slices turn foreign keys off around their transactions (they delete the children themselves): on again.
+    expect(count(db, "SELECT foreign_keys AS n FROM pragma_foreign_keys")).toBe(1);
+    expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+    // With foreign keys off, the slice does what they would (QueueStore#deleteChildren): a new table that
+    // references jobs must be added there too.
+    const referencing = db
+      .query(
+        `SELECT m.name AS child, f.on_delete AS action FROM sqlite_master m, pragma_foreign_key_list(m.name) f
+         WHERE m.type = 'table' AND f."table" = 'jobs' ORDER BY m.name`,
+      )
+      .all();
+    expect(referencing).toEqual([
+      { child: "assets", action: "SET NULL" },
+      { child: "job_attempts", action: "CASCADE" },
+      { child: "job_items", action: "CASCADE" },
+    ]);
     for (const key of oldKeys) expect(await server.ctx.storage.head(key)).toBeNull();
     for (const key of keptKeys) expect(await server.ctx.storage.head(key)).not.toBeNull();
     const stats = await (await server.api("/api/jobs/stats")).json();

@@ -3,7 +3,7 @@ import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
 import { ApiError } from "../../errors";
 import type { ProviderRegistry } from "../../providers/registry";
-import type { Queue, QueueStats } from "../../queue";
+import type { CountScope, Queue, QueueStats } from "../../queue";
 import type { AuthService, Principal } from "../auth/service";
 import { type BacklogService, TOPUP_JOB } from "../backlog/service";
 import type { CardService } from "../cards/service";
@@ -79,11 +79,67 @@ export type BacklogRow = {
 const BUCKET_MS = 5 * 60_000;
 const HOUR_MS = 60 * 60_000;
 
+/** A minute this far behind the clock gets no more ends: a run's end is counted in its own minute. */
+const SETTLED_AFTER_MINUTES = 2;
+/** Scopes whose settled minutes are kept (one per dashboard viewer's scope), least recently read dropped. */
+const SCOPES_KEPT = 64;
+
+type MinuteTotals = { completed: number; failed: number };
+
+/**
+ * The chart's per-minute totals by scope, from the throughput rollup. A minute the clock has left behind
+ * by SETTLED_AFTER_MINUTES no longer changes (ends are counted in the minute they happen; trimming only
+ * drops minutes a week old), so it is read once and kept: a refresh every 2 s reads the last few minutes,
+ * not the hour's rows for every type and status (300-700 rows, most of the fragment's time).
+ */
+class ChartMinutes {
+  readonly #queue: Queue;
+  readonly #scopes = new Map<string, { from: number; until: number; totals: Map<number, MinuteTotals> }>();
+
+  constructor(queue: Queue) {
+    this.#queue = queue;
+  }
+
+  /** Totals of the minutes in [from, to) at `nowMinute`, apps' jobs only (internal types left out). */
+  read(scope: CountScope, from: number, to: number, nowMinute: number): Map<number, MinuteTotals> {
+    const key = JSON.stringify(scope);
+    const settled = Math.max(from, Math.min(to, nowMinute - SETTLED_AFTER_MINUTES));
+    let kept = this.#scopes.get(key);
+    this.#scopes.delete(key);
+    // A window that moved back (a clock set back) starts afresh.
+    if (!kept || from < kept.from || kept.until > settled) kept = { from, until: from, totals: new Map() };
+    for (const minute of kept.totals.keys()) if (minute < from) kept.totals.delete(minute);
+    kept.from = from;
+    if (kept.until < settled) {
+      this.#add(kept.totals, scope, kept.until, settled);
+      kept.until = settled;
+    }
+    this.#scopes.set(key, kept);
+    if (this.#scopes.size > SCOPES_KEPT) this.#scopes.delete(this.#scopes.keys().next().value!);
+    const totals = new Map(kept.totals);
+    this.#add(totals, scope, settled, to);
+    return totals;
+  }
+
+  #add(totals: Map<number, MinuteTotals>, scope: CountScope, from: number, to: number): void {
+    if (from >= to) return;
+    for (const r of this.#queue.throughput(scope, from, to)) {
+      if (isInternalType(r.type) || r.status === "cancelled") continue;
+      const m = totals.get(r.minute) ?? { completed: 0, failed: 0 };
+      totals.set(r.minute, m);
+      if (r.status === "completed") m.completed += r.n;
+      else m.failed += r.n;
+    }
+  }
+}
+
 export class DashboardService {
   readonly #d: DashboardDeps;
+  readonly #minutes: ChartMinutes;
 
   constructor(deps: DashboardDeps) {
     this.#d = deps;
+    this.#minutes = new ChartMinutes(deps.queue);
   }
 
   /** The principal behind a session, while its key is unrevoked and its role may use the dashboard. */
@@ -105,17 +161,17 @@ export class DashboardService {
   throughput(p: Principal, now = Date.now()): ThroughputBucket[] {
     const end = Math.ceil(now / BUCKET_MS) * BUCKET_MS;
     const start = end - HOUR_MS;
-    const rows = this.#d.queue.throughput(countScope(p), start / 60_000, end / 60_000);
+    const minutes = this.#minutes.read(countScope(p), start / 60_000, end / 60_000, Math.floor(now / 60_000));
     const buckets = Array.from({ length: HOUR_MS / BUCKET_MS }, (_, i) => ({
       start: start + i * BUCKET_MS,
       completed: 0,
       failed: 0,
     }));
-    for (const r of rows) {
-      const b = buckets[Math.floor((r.minute * 60_000 - start) / BUCKET_MS)];
-      if (!b || isInternalType(r.type)) continue;
-      if (r.status === "completed") b.completed += r.n;
-      else if (r.status === "failed" || r.status === "partial") b.failed += r.n;
+    for (const [minute, m] of minutes) {
+      const b = buckets[Math.floor((minute * 60_000 - start) / BUCKET_MS)];
+      if (!b) continue;
+      b.completed += m.completed;
+      b.failed += m.failed;
     }
     return buckets;
   }
