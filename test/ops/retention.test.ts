@@ -112,6 +112,7 @@ describe("retention in slices", () => {
     expect(referencing).toEqual([
       { child: "assets", action: "SET NULL" },
       { child: "job_attempts", action: "CASCADE" },
+      { child: "job_input_keys", action: "CASCADE" },
       { child: "job_items", action: "CASCADE" },
     ]);
     for (const key of oldKeys) expect(await server.ctx.storage.head(key)).toBeNull();
