@@ -1,6 +1,6 @@
 import type { Database, Statement } from "bun:sqlite";
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { RawRow, Sql, SqlParam } from "./sql";
+import { type RawRow, type Sql, type SqlParam, UniqueViolation } from "./sql";
 
 /** One open transaction: what runs after it commits, and how many savepoints it has opened. */
 type TxState = { afterCommit: (() => void)[]; savepoints: number };
@@ -87,7 +87,7 @@ export class SqliteClient implements Sql {
       try {
         return Promise.resolve(fn());
       } catch (err) {
-        return Promise.reject(err);
+        return Promise.reject(uniqueViolation(err) ?? err);
       }
     }
     return this.#afterOthers(fn);
@@ -96,7 +96,11 @@ export class SqliteClient implements Sql {
   async #afterOthers<T>(fn: () => T): Promise<T> {
     // Checked again after each wake-up: the next transaction in line may have begun meanwhile.
     while (this.#open !== null && !this.inside) await this.#ended;
-    return fn();
+    try {
+      return fn();
+    } catch (err) {
+      throw uniqueViolation(err) ?? err;
+    }
   }
 
   /** Runs `fn` outside any transaction's store: work it starts (a worker's job) never counts as inside one. */
@@ -164,6 +168,20 @@ export class SqliteClient implements Sql {
     }
     return stmt;
   }
+}
+
+/** SQLite's "UNIQUE constraint failed: t.a, t.b" as the error both clients throw; null for any other error. */
+function uniqueViolation(err: unknown): UniqueViolation | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code !== "SQLITE_CONSTRAINT_UNIQUE" && code !== "SQLITE_CONSTRAINT_PRIMARYKEY") return null;
+  const message = (err as Error).message;
+  const keys = /constraint failed: (.*)$/.exec(message)?.[1]?.split(", ") ?? [];
+  const parts = keys.map((k) => k.split("."));
+  return new UniqueViolation(message, {
+    table: parts[0]?.length === 2 ? parts[0][0]! : null,
+    columns: parts.map((p) => p.at(-1)!),
+    cause: err,
+  });
 }
 
 /** An after-commit callback that throws must not make a committed transaction look failed: report it apart. */
