@@ -61,7 +61,8 @@ describe("PgClient", () => {
         await sql.run("UPDATE t SET v = v + 1 WHERE k = ?", [second]);
       });
     await Promise.all([side("x", "y", aLocked, bLocked), side("y", "x", bLocked, aLocked)]);
-    expect(runs).toBe(3);
+    // Two first runs and at least one more (on a loaded machine a retry may meet the winner again).
+    expect(runs).toBeGreaterThanOrEqual(3);
     expect(await sql.all("SELECT k, v FROM t ORDER BY k")).toEqual([
       { k: "x", v: 2 },
       { k: "y", v: 2 },

@@ -107,8 +107,9 @@ export class PgClient implements Sql {
         return await this.#once(fn);
       } catch (err) {
         if (attempt >= TRANSACTION_ATTEMPTS || !RETRYABLE.has(sqlState(err))) throw err;
-        // Apart, so the two sides of a deadlock do not meet again at once.
-        await Bun.sleep(Math.random() * 5 * 2 ** attempt);
+        // A pause (5–15 ms, doubling), so the winner of the conflict, woken by our rollback, takes its locks
+        // before we ask for them again: retrying at once can overtake it and deadlock a second time.
+        await Bun.sleep((0.5 + Math.random()) * 10 * 2 ** (attempt - 1));
       }
     }
   }
@@ -119,10 +120,17 @@ export class PgClient implements Sql {
     const state: TxState = { conn, afterCommit: [], savepoints: 0, ended: false, closed };
     let committed = false;
     try {
-      await conn.unsafe("BEGIN");
+      // Not awaited: the connection sends fn's first statement right behind it, saving a round trip. Its
+      // outcome is read after fn (a failed BEGIN fails fn's statements first anyway).
+      const begun = conn.unsafe("BEGIN").then(
+        () => null,
+        (err: unknown) => err,
+      );
       let out: T;
       try {
         out = await this.#als.run(state, fn);
+        const failed = await begun;
+        if (failed) throw failed;
       } finally {
         // From here the store no longer counts as inside: what it scheduled (a timer) runs on the pool,
         // once the transaction is closed (#query), so it sees the commit as it would on SQLite.
