@@ -3,6 +3,7 @@
  * the payload limit and a LISTEN connection killed by the server.
  */
 import { afterEach, expect, test } from "bun:test";
+import { join } from "node:path";
 import { NOTIFY_PAYLOAD_LIMIT, NotifyPayloadTooLarge, PgNotifier } from "../../src/db/pg/notify";
 import { pgSql } from "../../src/db/pg/sql";
 import { freshPgDatabase, type PgTestDb } from "./pg-helpers";
@@ -148,4 +149,23 @@ test("a throwing handler is logged and the other handlers still run", async () =
   await notifier.notify("jobs", "one");
   await got.until(1);
   expect(errors).toMatchObject([{ channel: "jobs", err: { message: "handler bug" } }]);
+});
+
+test("an instance in another process receives a notification and its answer comes back", async () => {
+  const pg = await database();
+  const child = Bun.spawn(["bun", join(import.meta.dir, "fixtures", "pg-notify.ts"), pg.url, "cluster"], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  cleanups.push(() => child.kill(9));
+  const { value } = await child.stdout.getReader().read();
+  expect(new TextDecoder().decode(value)).toBe("ready\n");
+  const { notifier } = instance(pg);
+  const got = inbox();
+  await notifier.listen("cluster", (payload) => {
+    if (payload.startsWith("echo:")) got.handler(payload);
+  });
+  await notifier.notify("cluster", "job-42");
+  await got.until(1);
+  expect(got.got).toEqual(["echo:job-42"]);
 });

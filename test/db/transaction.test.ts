@@ -460,6 +460,21 @@ describe.each([sqlite, postgres])("Sql on $name", (backend) => {
         ["", minute, "generate", "completed", 9],
       );
       expect(ignored.changes).toBe(0);
+      // Without ON CONFLICT, the duplicate names every column of the composite key, on both databases.
+      const err = await sql
+        .run("INSERT INTO job_throughput (scope, minute, type, status, n) VALUES (?, ?, ?, ?, ?)", [
+          "",
+          minute,
+          "generate",
+          "completed",
+          1,
+        ])
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        name: "UniqueViolation",
+        table: "job_throughput",
+        columns: ["scope", "minute", "type", "status"],
+      });
     });
 
     test("LIMIT ? and OFFSET ? page in order", async () => {
