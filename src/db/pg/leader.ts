@@ -12,8 +12,9 @@ export type LeaderOptions = {
   url: string;
   /**
    * How often a follower asks for the lock, and how often the leader checks that its session is alive.
-   * A leader whose session died meanwhile keeps leading at most this long before it notices (a session
-   * the server ended is noticed at once). @defaultValue 1000
+   * A leader whose session died meanwhile keeps leading until the next check fails (a session the server
+   * ended is noticed at once; a silent network after max(5 × this, 5 s) without an answer).
+   * @defaultValue 1000
    */
   intervalMs?: number;
   /** Shown in pg_stat_activity. @defaultValue "easel-leader" */
@@ -122,8 +123,9 @@ class LeaderLoop implements Leadership {
     try {
       this.#conn ??= await this.#sql.reserve();
       if (this.#leading) {
-        // A session lock lasts as long as its session: a session that answers still holds it.
-        await this.#conn.unsafe("SELECT 1");
+        // A session lock lasts as long as its session: a session that answers still holds it. One that does
+        // not answer in time (a network gone silent) is given up: losing is the safe side.
+        await answersWithin(this.#conn.unsafe("SELECT 1"), Math.max(5 * this.#interval, 5000));
         return;
       }
       const [row] = await this.#conn.unsafe("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS took", [
@@ -156,5 +158,17 @@ class LeaderLoop implements Leadership {
     } catch (err) {
       this.#log?.error({ err, name: this.#name }, `the leader's ${what} threw`);
     }
+  }
+}
+
+async function answersWithin(query: Promise<unknown>, ms: number): Promise<void> {
+  let timer: Timer | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the leader's session did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([query, silent]);
+  } finally {
+    clearTimeout(timer);
   }
 }
