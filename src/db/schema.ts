@@ -474,6 +474,24 @@ export const idempotencyKeys = sqliteTable(
   (t) => [primaryKey({ columns: [t.ownerId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
 );
 
+/**
+ * The Easel processes sharing this database: each registers at start, heartbeats its row (with how many jobs
+ * it runs) and removes it at shutdown. One whose heartbeat lapsed is dead: any live instance reaps its row
+ * (db/pg/instances.ts). On PostgreSQL these are the cluster's instances; on SQLite there is one.
+ */
+export const instances = sqliteTable(
+  "instances",
+  {
+    id: text("id").primaryKey(),
+    host: text("host").notNull(),
+    version: text("version").notNull(),
+    startedAt: integer("started_at").notNull(),
+    lastHeartbeatAt: integer("last_heartbeat_at").notNull(),
+    jobsRunning: integer("jobs_running").notNull().default(0),
+  },
+  (t) => [index("instances_heartbeat_idx").on(t.lastHeartbeatAt)],
+);
+
 export type User = typeof users.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
 export type Job = typeof jobs.$inferSelect;
@@ -487,3 +505,4 @@ export type BacklogState = typeof backlogState.$inferSelect;
 export type WebhookEndpoint = typeof webhookEndpoints.$inferSelect;
 export type WebhookSecret = typeof webhookSecrets.$inferSelect;
 export type WebhookDelivery = typeof webhookDeliveries.$inferSelect;
+export type Instance = typeof instances.$inferSelect;

@@ -410,3 +410,16 @@ export const idempotencyKeys = pgTable(
   },
   (t) => [primaryKey({ columns: [t.ownerId, t.key] }), index("idempotency_keys_created_idx").on(t.createdAt)],
 );
+
+export const instances = pgTable(
+  "instances",
+  {
+    id: text("id").primaryKey(),
+    host: text("host").notNull(),
+    version: text("version").notNull(),
+    startedAt: int("started_at").notNull(),
+    lastHeartbeatAt: int("last_heartbeat_at").notNull(),
+    jobsRunning: int("jobs_running").notNull().default(0),
+  },
+  (t) => [index("instances_heartbeat_idx").on(t.lastHeartbeatAt)],
+);
