@@ -16,12 +16,12 @@
  * object (--json: nothing else on stdout or stderr).
  */
 import { availableParallelism } from "node:os";
-import { Resvg } from "@resvg/resvg-js";
 import sharp from "sharp";
 import { ENGINES, type EngineName } from "../../src/render/engine";
 import { createPngEncoder } from "../../src/render/png";
 import { RenderPool } from "../../src/render/pool";
 import { createCardRenderer, type PngEncoder } from "../../src/render/render";
+import { Resvg } from "../../src/render/resvg";
 import { templates } from "../../src/render/templates";
 import { machine, percentile, round } from "./machine";
 

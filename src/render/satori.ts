@@ -1,9 +1,9 @@
-import { Resvg } from "@resvg/resvg-js";
 import satori, { type Font } from "satori";
 import sharp from "sharp";
 import type { RenderAssets, RenderEngine } from "./engine";
 import type { FontFace } from "./fonts";
 import { createPngEncoder, type PngEncode } from "./png";
+import { Resvg } from "./resvg";
 
 /**
  * How resvg's pixels become a PNG: `zlib` (png.ts: no filters, zlib level 2), `sharp` (libvips, zlib level
