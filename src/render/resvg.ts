@@ -30,12 +30,13 @@ const cString = (s: string) => Buffer.from(`${s}\0`);
  */
 function setResvgPurgeDelay(): void {
   const path = LIBC[process.platform];
-  if (!path || process.env[VARIABLE] !== undefined) return;
+  if (!path || process.env[VARIABLE]) return;
   try {
     const libc = dlopen(path, {
       setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
     });
-    libc.symbols.setenv(cString(VARIABLE), cString(String(RESVG_PURGE_DELAY_MS)), 0);
+    // Overwrites only an empty value, which mimalloc would read as its default.
+    libc.symbols.setenv(cString(VARIABLE), cString(String(RESVG_PURGE_DELAY_MS)), 1);
     libc.close();
   } catch {
     // not glibc (musl names libc differently): renders work the same, with more page faults

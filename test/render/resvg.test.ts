@@ -27,7 +27,8 @@ describe.if(process.platform === "linux")("resvg-js's allocator", () => {
     expect(await resvgPurgeDelay()).toBe(RESVG_PURGE_DELAY_MS);
   });
 
-  test("an operator's own MIMALLOC_PURGE_DELAY wins", async () => {
+  test("an operator's own MIMALLOC_PURGE_DELAY wins; an empty one counts as unset", async () => {
     expect(await resvgPurgeDelay({ MIMALLOC_PURGE_DELAY: "37" })).toBe(37);
+    expect(await resvgPurgeDelay({ MIMALLOC_PURGE_DELAY: "" })).toBe(RESVG_PURGE_DELAY_MS);
   });
 });
