@@ -7,7 +7,9 @@
  * - idle_event_loop_lag_ms: the same timer's worst drift over 3 s with nothing rendering: what the machine's
  *   other load alone costs the event loop (on a shared machine it can exceed the figure during renders);
  * - cpu_ms_per_card: process CPU time (all threads) over the burst per card, which a loaded machine inflates
- *   far less than the wall-clock figures.
+ *   far less than the wall-clock figures;
+ * - page_faults_per_card: minor page faults of the process over the burst per card: memory the renderers
+ *   take fresh from the OS (a 1200x800 canvas is ~940 pages), which costs more the busier the machine.
  * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
  * `encoders` times satori's PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over
  * zlib) on the same rasterised poll card, in this thread.
@@ -16,12 +18,12 @@
  * object (--json: nothing else on stdout or stderr).
  */
 import { availableParallelism } from "node:os";
-import { Resvg } from "@resvg/resvg-js";
 import sharp from "sharp";
 import { ENGINES, type EngineName } from "../../src/render/engine";
 import { createPngEncoder } from "../../src/render/png";
 import { RenderPool } from "../../src/render/pool";
 import { createCardRenderer, type PngEncoder } from "../../src/render/render";
+import { Resvg } from "../../src/render/resvg";
 import { templates } from "../../src/render/templates";
 import { machine, percentile, round } from "./machine";
 
@@ -127,6 +129,7 @@ async function benchEngine(engine: EngineName) {
     const latency = await benchLatency(pool);
     let elapsed = 0;
     const cpuBefore = process.cpuUsage();
+    const faultsBefore = process.resourceUsage().minorPageFault;
     const lag = await withLagMonitor(async () => {
       const started = performance.now();
       // Results are dropped as they arrive, as a server would after storing them.
@@ -136,6 +139,7 @@ async function benchEngine(engine: EngineName) {
       elapsed = performance.now() - started;
     });
     const cpu = process.cpuUsage(cpuBefore);
+    const faults = process.resourceUsage().minorPageFault - faultsBefore;
     const result = {
       p50_ms: round(latency.p50),
       p99_ms: round(latency.p99),
@@ -143,6 +147,7 @@ async function benchEngine(engine: EngineName) {
       max_event_loop_lag_ms: round(lag),
       png_bytes: pngBytes,
       cpu_ms_per_card: round((cpu.user + cpu.system) / 1000 / BURST),
+      page_faults_per_card: Math.round(faults / BURST),
     };
     log(`${engine}: ${JSON.stringify(result)}`);
     return result;

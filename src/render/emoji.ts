@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { Resvg } from "@resvg/resvg-js";
+import { Resvg } from "./resvg";
 
 /** Looks up an emoji grapheme and returns an SVG data URL, or undefined when there is no image for it. */
 export type EmojiLoader = (grapheme: string) => string | undefined;

@@ -19,7 +19,7 @@ export interface CardRendererOptions {
   fonts?: FontFace[];
   /** @defaultValue the @twemoji/svg loader */
   emoji?: EmojiLoader;
-  /** How the satori engine writes its PNG (takumi encodes its own). @defaultValue "zlib" */
+  /** How the satori engine writes its PNG (takumi's pixels always go through png.ts). @defaultValue "zlib" */
   encoder?: PngEncoder;
 }
 

@@ -1,9 +1,9 @@
-import { Resvg } from "@resvg/resvg-js";
 import satori, { type Font } from "satori";
 import sharp from "sharp";
 import type { RenderAssets, RenderEngine } from "./engine";
 import type { FontFace } from "./fonts";
 import { createPngEncoder, type PngEncode } from "./png";
+import { Resvg } from "./resvg";
 
 /**
  * How resvg's pixels become a PNG: `zlib` (png.ts: no filters, zlib level 2), `sharp` (libvips, zlib level
@@ -51,8 +51,17 @@ export function createSatoriEngine(assets: RenderAssets, encoder: PngEncoder = "
     });
   };
 
+  // The templates paint in #rrggbb only, which resvg reads as is: satori's conversion of colours resvg may not
+  // know (oklch(), lab()...) would parse every colour of every render for nothing (~0.6 ms of the poll card's
+  // ~8 ms, with an identical SVG). test/render/render.test.ts checks every colour that reaches resvg.
   const svg: RenderEngine["svg"] = (element, width, height) =>
-    satori(element as Parameters<typeof satori>[0], { width, height, fonts, loadAdditionalAsset });
+    satori(element as Parameters<typeof satori>[0], {
+      width,
+      height,
+      fonts,
+      loadAdditionalAsset,
+      convertColors: false,
+    });
 
   return {
     name: "satori",

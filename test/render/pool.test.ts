@@ -145,7 +145,7 @@ describe("RenderPool health", () => {
 });
 
 describe("RenderPool with CARD_RENDERER=takumi", () => {
-  test("workers render with takumi: same size, a different encoder's bytes, invalid data still a CardDataError", async () => {
+  test("workers render with takumi: same size, its own pixels, invalid data still a CardDataError", async () => {
     const takumi = new RenderPool({ size: 1, engine: "takumi" });
     const satori = new RenderPool({ size: 1 });
     try {

@@ -183,3 +183,22 @@ describe("renderCard", () => {
     expect(svg.svg).not.toContain("example.com");
   });
 });
+
+describe("colours", () => {
+  // The satori engine skips satori's colour conversion (satori.ts): that is only sound while every colour
+  // in the SVG is one resvg reads as written.
+  test("every colour that reaches resvg is written in hex, in both themes of every template", async () => {
+    const accent = "#e8590c";
+    for (const [name, template] of Object.entries(templates)) {
+      for (const theme of [undefined, { mode: "dark", accent }]) {
+        const { svg } = await renderer.svg(name, { ...template.example, theme });
+        const colours = [...svg.matchAll(/(?:fill|stroke|stop-color|flood-color)="([^"]*)"/g)].map(
+          (m) => m[1],
+        );
+        expect(colours.length).toBeGreaterThan(3);
+        for (const colour of colours)
+          expect(colour).toMatch(/^(#[0-9a-f]{3}|#[0-9a-f]{6}|none|url\(#[^)]+\))$/i);
+      }
+    }
+  });
+});

@@ -1,0 +1,52 @@
+import { dlopen, FFIType } from "bun:ffi";
+import type * as ResvgJs from "@resvg/resvg-js";
+
+/*
+ * resvg-js, loaded once its allocator is configured: modules that rasterise import `Resvg` from here, never
+ * from the package.
+ */
+
+/**
+ * How long resvg-js's allocator keeps freed memory before handing it back to the OS, in milliseconds.
+ *
+ * resvg-js links its own mimalloc, which returns freed pages 10 ms after a free by default. Each card frees a
+ * 3.84 MB canvas and a pixel copy, and satori then takes ~8-10 ms (more on a busy machine) to lay out the next
+ * card, so the next canvas was faulted in afresh: ~1 000-2 000 page faults, several ms a card and far more
+ * under load. Held for a second, the same pages serve every render of a burst and still go back to the OS
+ * once rendering stops.
+ */
+export const RESVG_PURGE_DELAY_MS = 1000;
+
+const VARIABLE = "MIMALLOC_PURGE_DELAY";
+
+const LIBC: Partial<Record<NodeJS.Platform, string>> = { linux: "libc.so.6", darwin: "libc.dylib" };
+
+const cString = (s: string) => Buffer.from(`${s}\0`);
+
+/**
+ * Sets resvg-js's allocator option in the C environment, where mimalloc reads it once, as resvg-js loads.
+ * Bun's `process.env` does not reach the C environment, hence libc's `setenv`. An operator's own setting
+ * wins; where libc cannot be reached (another C library, another platform) the allocator keeps its default.
+ */
+function setResvgPurgeDelay(): void {
+  const path = LIBC[process.platform];
+  if (!path || process.env[VARIABLE]) return;
+  try {
+    const libc = dlopen(path, {
+      setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    });
+    // Overwrites only an empty value, which mimalloc would read as its default.
+    libc.symbols.setenv(cString(VARIABLE), cString(String(RESVG_PURGE_DELAY_MS)), 1);
+    libc.close();
+  } catch {
+    // not glibc (musl names libc differently): renders work the same, with more page faults
+  }
+}
+
+setResvgPurgeDelay();
+// A require, not an import: Bun evaluates an imported CommonJS package while linking, before any module body
+// (and so the setenv above) has run.
+const resvgJs: typeof ResvgJs = require("@resvg/resvg-js");
+
+export const Resvg = resvgJs.Resvg;
+export type Resvg = ResvgJs.Resvg;
