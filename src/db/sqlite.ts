@@ -1,0 +1,178 @@
+import type { Database, Statement } from "bun:sqlite";
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { RawRow, Sql, SqlParam } from "./sql";
+
+/** One open transaction: what runs after it commits, and how many savepoints it has opened. */
+type TxState = { afterCommit: (() => void)[]; savepoints: number };
+
+const clients = new WeakMap<Database, SqliteClient>();
+
+/**
+ * The one client of a connection: every user of the same `Database` must share its transaction gate, so
+ * this returns the same client for the same connection.
+ */
+export function sqliteClient(db: Database): SqliteClient {
+  let client = clients.get(db);
+  if (!client) {
+    client = new SqliteClient(db);
+    clients.set(db, client);
+  }
+  return client;
+}
+
+/**
+ * `Sql` on one bun:sqlite connection. Statements run synchronously (cached by their text) and return
+ * settled promises; only waiting for another caller's transaction takes a turn of the event loop.
+ *
+ * A transaction is async, and one connection has only one: while it is suspended at an `await`, another
+ * request's code runs, and its statements would otherwise join the open transaction (seeing its uncommitted
+ * writes, or being rolled back with it). So:
+ * - the transaction a piece of code belongs to is carried by an AsyncLocalStorage, through every `await`;
+ * - transactions take their turn behind one gate, then `BEGIN IMMEDIATE`;
+ * - a statement or `exclusive` section issued outside the open transaction waits until it ends (one
+ *   comparison when none is open);
+ * - a transaction's store stops counting as inside once it ends: a timer or listener scheduled inside it
+ *   inherits the store, and then runs outside like anything else.
+ */
+export class SqliteClient implements Sql {
+  readonly db: Database;
+  readonly #als = new AsyncLocalStorage<TxState>();
+  readonly #statements = new Map<string, Statement>();
+  /** The async transaction holding the connection, or null. */
+  #open: TxState | null = null;
+  /** Settles when `#open` ends. */
+  #ended: Promise<void> = Promise.resolve();
+  /** The tail of the line of transactions waiting for their turn. */
+  #gate: Promise<void> = Promise.resolve();
+
+  constructor(db: Database) {
+    this.db = db;
+  }
+
+  /** Whether an async transaction holds the connection now (whoever asks). */
+  get busy(): boolean {
+    return this.#open !== null;
+  }
+
+  /** Whether the caller runs inside the open transaction. */
+  get inside(): boolean {
+    const store = this.#als.getStore();
+    return store !== undefined && store === this.#open;
+  }
+
+  /** Resolves once no async transaction holds the connection. */
+  async idle(): Promise<void> {
+    while (this.#open !== null) await this.#ended;
+  }
+
+  all<T = RawRow>(text: string, params: readonly SqlParam[] = []): Promise<T[]> {
+    return this.exclusive(() => this.#statement(text).all(...(params as SqlParam[])) as T[]);
+  }
+
+  get<T = RawRow>(text: string, params: readonly SqlParam[] = []): Promise<T | null> {
+    return this.exclusive(() => (this.#statement(text).get(...(params as SqlParam[])) as T | null) ?? null);
+  }
+
+  run(text: string, params: readonly SqlParam[] = []): Promise<{ changes: number }> {
+    return this.exclusive(() => ({ changes: this.#statement(text).run(...(params as SqlParam[])).changes }));
+  }
+
+  /**
+   * Runs synchronous work on the raw connection (the queue's batched statements) at a moment it cannot join
+   * another caller's transaction: now, when the caller is inside the open transaction or none is open; else
+   * once it has ended. `fn` must not await.
+   */
+  exclusive<T>(fn: () => T): Promise<T> {
+    if (this.#open === null || this.inside) {
+      try {
+        return Promise.resolve(fn());
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return this.#afterOthers(fn);
+  }
+
+  async #afterOthers<T>(fn: () => T): Promise<T> {
+    // Checked again after each wake-up: the next transaction in line may have begun meanwhile.
+    while (this.#open !== null && !this.inside) await this.#ended;
+    return fn();
+  }
+
+  /** Runs `fn` outside any transaction's store: work it starts (a worker's job) never counts as inside one. */
+  outside<T>(fn: () => T): T {
+    return this.#als.exit(fn);
+  }
+
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.inside) return fn();
+    const { promise: turn, resolve: passOn } = Promise.withResolvers<void>();
+    const before = this.#gate;
+    this.#gate = turn;
+    await before;
+    // Synchronous work (the queue's own short transactions) never spans an await, so none is open here.
+    const state: TxState = { afterCommit: [], savepoints: 0 };
+    const { promise: ended, resolve: end } = Promise.withResolvers<void>();
+    this.#open = state;
+    this.#ended = ended;
+    let committed = false;
+    try {
+      this.#statement("BEGIN IMMEDIATE").run();
+      const out = await this.#als.run(state, fn);
+      this.#statement("COMMIT").run();
+      committed = true;
+      return out;
+    } catch (err) {
+      if (this.db.inTransaction) this.#statement("ROLLBACK").run();
+      throw err;
+    } finally {
+      // From here the store no longer counts as inside (see `inside`): whatever it scheduled runs outside.
+      this.#open = null;
+      end();
+      passOn();
+      if (committed) for (const fn of state.afterCommit) runReporting(fn);
+    }
+  }
+
+  async savepoint<T>(fn: () => Promise<T>): Promise<T> {
+    const state = this.#als.getStore();
+    if (!state || state !== this.#open) return this.transaction(fn);
+    const name = `easel_sp_${++state.savepoints}`;
+    this.#statement(`SAVEPOINT ${name}`).run();
+    try {
+      const out = await fn();
+      this.#statement(`RELEASE ${name}`).run();
+      return out;
+    } catch (err) {
+      this.#statement(`ROLLBACK TO ${name}`).run();
+      this.#statement(`RELEASE ${name}`).run();
+      throw err;
+    }
+  }
+
+  afterCommit(fn: () => void): void {
+    const state = this.#als.getStore();
+    if (state && state === this.#open) state.afterCommit.push(fn);
+    else fn();
+  }
+
+  #statement(text: string): Statement {
+    let stmt = this.#statements.get(text);
+    if (!stmt) {
+      stmt = this.db.prepare(text);
+      this.#statements.set(text, stmt);
+    }
+    return stmt;
+  }
+}
+
+/** An after-commit callback that throws must not make a committed transaction look failed: report it apart. */
+function runReporting(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
+}
