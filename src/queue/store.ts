@@ -106,6 +106,13 @@ type CountMove = {
 /** Where a retention walk over one end status stopped: the last row of the previous slice. */
 export type RetentionCursor = { finishedAt: number; id: string };
 
+/**
+ * One retention slice found inside the caller's transaction: the ids to delete, the cursor to continue from
+ * (null when nothing of the status is left past the cutoff), and `delete`, which deletes them (after the
+ * caller has taken what goes with them).
+ */
+export type RetentionSlice = { ids: string[]; next: RetentionCursor | null; delete: () => void };
+
 export class QueueStore {
   readonly db: Database;
   readonly #insert: Statement;
@@ -725,30 +732,28 @@ export class QueueStore {
     before: number,
     from: RetentionCursor | null,
     limit: number,
-    beforeDelete?: (ids: string[]) => void,
-  ): { ids: string[]; next: RetentionCursor | null } {
-    return this.tx(() => {
-      const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
-        id: string;
-        finished_at: number;
-        keep: number;
-        type: string;
-        owner_id: string | null;
-      }[];
-      const doomed = rows.filter((r) => !r.keep);
-      const ids = doomed.map((r) => r.id);
-      if (ids.length > 0) {
-        beforeDelete?.(ids);
-        // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
+  ): RetentionSlice {
+    const rows = this.#retentionScan.all(status, before, from?.finishedAt ?? -1, from?.id ?? "", limit) as {
+      id: string;
+      finished_at: number;
+      keep: number;
+      type: string;
+      owner_id: string | null;
+    }[];
+    const doomed = rows.filter((r) => !r.keep);
+    const ids = doomed.map((r) => r.id);
+    const last = rows.at(-1);
+    const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
+    return {
+      ids,
+      next,
+      // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
+      delete: () =>
         this.#counted((moved) => {
           this.#deleteByIds.run(JSON.stringify(ids));
           for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
-        }, true);
-      }
-      const last = rows.at(-1);
-      const next = rows.length < limit || !last ? null : { finishedAt: last.finished_at, id: last.id };
-      return { ids, next };
-    });
+        }, true),
+    };
   }
 
   /**
@@ -914,7 +919,7 @@ export function countsFrom(rows: { type: string; s: string; n: number }[]): Queu
   return stats;
 }
 
-function supersededError(): JobError {
+export function supersededError(): JobError {
   return {
     code: "superseded",
     message: "a newer job with the same dedupe key is queued",

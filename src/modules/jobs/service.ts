@@ -1,5 +1,5 @@
-import type { Database } from "bun:sqlite";
 import type { Job, JobItem } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { conflict, notFound, unprocessable } from "../../errors";
 import {
   type CountScope,
@@ -173,42 +173,44 @@ export function statusView(job: Job, counts: { completed: number; total: number 
 export class JobService {
   readonly #queue: Queue;
   readonly #auth: AuthService;
-  readonly #sqlite: Database;
+  /** The queue's connection: the job list's own SQL on the queue's tables is a known exception (ARCHITECTURE.md). */
+  readonly #sql: Sql;
   readonly #assets: AssetService;
 
   constructor(queue: Queue, auth: AuthService, assets: AssetService) {
     this.#queue = queue;
     this.#auth = auth;
     this.#assets = assets;
-    this.#sqlite = queue.store.db;
+    this.#sql = queue.sql;
   }
 
   /** The job if `p` may see it; 404 otherwise (existence is not revealed). */
-  visible(p: Principal, id: string): Job {
-    const job = this.#queue.get(id);
-    if (!job || !this.#auth.canAccess(p, job.ownerId)) throw notFound("job");
+  async visible(p: Principal, id: string): Promise<Job> {
+    const job = await this.#queue.get(id);
+    if (!job || !(await this.#auth.canAccess(p, job.ownerId))) throw notFound("job");
     return job;
   }
 
   /** The job with its items, assets and the history of its earlier attempts (the timeline). */
-  detail(p: Principal, id: string) {
-    const job = this.visible(p, id);
-    const history = this.#queue.attempts(id);
-    const view = jobView(job, { items: this.#queue.items(id), assets: this.#assets.forJob(id) });
+  async detail(p: Principal, id: string) {
+    const job = await this.visible(p, id);
+    const history = await this.#queue.attempts(id);
+    const view = jobView(job, { items: await this.#queue.items(id), assets: await this.#assets.forJob(id) });
     // Given the items, jobView builds the detailed request: say so in the type, for clients and views.
     return { ...view, request: view.request as GenerationRequestDetail | null, history };
   }
 
   /** What a terminal webhook or frame says about `job` beyond its row (see JobOutcome). */
-  outcome(job: Job): JobOutcome {
-    const items = this.#queue.items(job.id);
+  async outcome(job: Job): Promise<JobOutcome> {
+    const items = await this.#queue.items(job.id);
     // Images belong to items: a job without any (deliveries, renders, top-ups) needs no asset lookup.
     if (items.length === 0) return { assets: [], failedItems: [], metadata: callerMetadata(job.metadata) };
     const keyOf = new Map(items.map((i) => [i.idx, i.key]));
     return {
-      assets: this.#assets
-        .forJob(job.id)
-        .map((a) => ({ ...a, itemId: a.itemIdx === null ? null : (keyOf.get(a.itemIdx) ?? null) })),
+      assets: (await this.#assets.forJob(job.id)).map((a) => ({
+        ...a,
+        itemId: a.itemIdx === null ? null : (keyOf.get(a.itemIdx) ?? null),
+      })),
       failedItems: items
         .filter((i) => i.status === "failed")
         .map((i) => ({ id: i.key, code: i.error?.code ?? "failed", message: i.error?.message ?? "" })),
@@ -216,17 +218,16 @@ export class JobService {
     };
   }
 
-  status(p: Principal, id: string) {
-    const job = this.visible(p, id);
-    return statusView(job, this.itemCounts(id));
+  async status(p: Principal, id: string) {
+    const job = await this.visible(p, id);
+    return statusView(job, await this.itemCounts(id));
   }
 
-  itemCounts(jobId: string): { completed: number; total: number } | null {
-    const row = this.#sqlite
-      .query(
-        "SELECT count(*) AS total, coalesce(sum(status = 'completed'), 0) AS completed FROM job_items WHERE job_id = ?",
-      )
-      .get(jobId) as { total: number; completed: number };
+  async itemCounts(jobId: string): Promise<{ completed: number; total: number } | null> {
+    const row = (await this.#sql.get<{ total: number; completed: number }>(
+      "SELECT count(*) AS total, coalesce(sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), 0) AS completed FROM job_items WHERE job_id = ?",
+      [jobId],
+    ))!;
     return row.total > 0 ? row : null;
   }
 
@@ -234,17 +235,17 @@ export class JobService {
    * A page of the jobs `p` may see, newest first. `excludeTypes` leaves types out (`card.*` for a prefix):
    * the dashboard hides internal work unless asked.
    */
-  list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
+  async list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
     const where: string[] = [];
     const args: (string | number)[] = [];
     if (q.userId) {
-      const target = this.#auth.findActingUser(p, q.userId);
+      const target = await this.#auth.findActingUser(p, q.userId);
       if (!target) return { jobs: [], nextCursor: null };
       where.push("owner_id = ?");
       args.push(target.id);
     } else {
       const scope = ownerScope(p);
-      if (scope && countScope(p)?.withEndUsers && !q.recipeId && this.#denseForApp(p, q)) {
+      if (scope && countScope(p)?.withEndUsers && !q.recipeId && (await this.#denseForApp(p, q))) {
         // Most matching jobs are this app's: walking newest first and testing each row's owner stops
         // within a few pages, where gathering every job of its end users to sort them would not.
         where.push("(+owner_id = ? OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?)");
@@ -286,9 +287,9 @@ export class JobService {
     const live = status ? LIVE_STATUS_INDEX[status] : undefined;
     const from = live ? `jobs INDEXED BY ${live}` : "jobs";
     const sql = `SELECT * FROM ${from} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
-    const rows = this.#sqlite.query(sql).all(...args, q.limit + 1) as Record<string, unknown>[];
+    const rows = await this.#sql.all(sql, [...args, q.limit + 1]);
     const page = rows.slice(0, q.limit).map(toJob);
-    const firstItems = this.#firstItems(page.filter(isGeneration).map((j) => j.id));
+    const firstItems = await this.#firstItems(page.filter(isGeneration).map((j) => j.id));
     const jobs = page.map((j) => jobView(j, { summary: firstItems.get(j.id) }));
     return { jobs, nextCursor: rows.length > q.limit ? (jobs.at(-1)?.id ?? null) : null };
   }
@@ -297,22 +298,23 @@ export class JobService {
    * Whether an app's list should walk all jobs newest first (about `limit × all / theirs` rows) rather
    * than gather its end users' jobs and sort them (`theirs` rows), judged from the exact counts.
    */
-  #denseForApp(p: Principal, q: ListJobsQuery): boolean {
-    const theirs = matching(this.#queue.stats(countScope(p)), q);
-    const all = matching(this.#queue.stats(null), q);
+  async #denseForApp(p: Principal, q: ListJobsQuery): Promise<boolean> {
+    const theirs = matching(await this.#queue.stats(countScope(p)), q);
+    const all = matching(await this.#queue.stats(null), q);
     return theirs > 0 && ((q.limit + 1) * all) / theirs < theirs;
   }
 
   /** Each job's first item (its key and prompt) and item count, for the list's request summaries. */
-  #firstItems(jobIds: string[]): Map<string, { key: string; prompt: string | null; count: number }> {
+  async #firstItems(
+    jobIds: string[],
+  ): Promise<Map<string, { key: string; prompt: string | null; count: number }>> {
     if (jobIds.length === 0) return new Map();
-    const rows = this.#sqlite
-      .query(
-        `SELECT job_id, count(*) AS count, max(CASE WHEN idx = 0 THEN key END) AS key,
-           max(CASE WHEN idx = 0 THEN json_extract(input, '$.prompt') END) AS prompt
-         FROM job_items WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
-      )
-      .all(JSON.stringify(jobIds)) as { job_id: string; count: number; key: string; prompt: string | null }[];
+    const rows = await this.#sql.all<{ job_id: string; count: number; key: string; prompt: string | null }>(
+      `SELECT job_id, count(*) AS count, max(CASE WHEN idx = 0 THEN key END) AS key,
+         max(CASE WHEN idx = 0 THEN json_extract(input, '$.prompt') END) AS prompt
+       FROM job_items WHERE job_id IN (SELECT value FROM json_each(?)) GROUP BY job_id`,
+      [JSON.stringify(jobIds)],
+    );
     return new Map(rows.map((r) => [r.job_id, { key: r.key, prompt: r.prompt, count: r.count }]));
   }
 
@@ -322,25 +324,25 @@ export class JobService {
   }
 
   /** Cancels (refunding in the same transaction, which also records `idem`'s answer). */
-  cancel(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
-    const job = this.visible(p, id);
+  async cancel(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
+    const job = await this.visible(p, id);
     let view: JobView | undefined;
-    const cancelled = this.#queue.cancel(id, (j) => {
-      view = this.#withItems(j);
-      idem.commit(view);
+    const cancelled = await this.#queue.cancel(id, async (j) => {
+      view = await this.#withItems(j);
+      await idem.commit(view);
     });
     if (!cancelled || !view)
-      throw conflict("not_cancellable", `job is ${this.#queue.get(id)?.status ?? job.status}`);
+      throw conflict("not_cancellable", `job is ${(await this.#queue.get(id))?.status ?? job.status}`);
     return view;
   }
 
   /** Re-queues; what was refunded is charged again in the same transaction (402 leaves the job as it was). */
-  retry(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
-    const job = this.visible(p, id);
+  async retry(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
+    const job = await this.visible(p, id);
     let view: JobView | undefined;
-    const retried = this.#queue.retry(id, (j) => {
-      view = this.#withItems(j);
-      idem.commit(view);
+    const retried = await this.#queue.retry(id, async (j) => {
+      view = await this.#withItems(j);
+      await idem.commit(view);
     });
     if (retried === "conflict")
       throw conflict("dedupe_conflict", "a newer job with the same dedupe key is queued");
@@ -353,16 +355,19 @@ export class JobService {
   }
 
   /** The job with its items and the images made so far (finished items are checkpoints: a retry keeps them). */
-  #withItems(job: Job) {
-    return jobView(job, { items: this.#queue.items(job.id), assets: this.#assets.forJob(job.id) });
+  async #withItems(job: Job) {
+    return jobView(job, {
+      items: await this.#queue.items(job.id),
+      assets: await this.#assets.forJob(job.id),
+    });
   }
 
   /** Admin: enqueue any registered job type (maintenance, replays). */
-  enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
-    const owner = this.#auth.actingUser(p, body.userId);
+  async enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
+    const owner = await this.#auth.actingUser(p, body.userId);
     try {
-      return this.#queue.transaction(() => {
-        const { job } = this.#queue.enqueue(body.type, body.input, {
+      return await this.#queue.transaction(async () => {
+        const { job } = await this.#queue.enqueue(body.type, body.input, {
           priority: body.priority,
           delayMs: body.delayMs,
           maxAttempts: body.maxAttempts,
@@ -373,7 +378,7 @@ export class JobService {
           items: body.items?.map((i) => ({ key: i.id, input: i.input })),
         });
         const view = jobView(job);
-        idem.commit(view);
+        await idem.commit(view);
         return view;
       });
     } catch (err) {

@@ -41,13 +41,14 @@ export class JobEventStreams {
     return this.#open.size;
   }
 
-  response(job: Job, lastEventId: string | null): Response {
+  async response(job: Job, lastEventId: string | null): Promise<Response> {
     if (isTerminal(job)) {
       if (lastEventId === terminalEventId(job)) return new Response(null, { status: 204 });
-      const frame = terminalFrame(job, this.#jobs.outcome(job));
+      const frame = terminalFrame(job, await this.#jobs.outcome(job));
       const body = concat(RETRY, sseEvent(terminalEventId(job), frame.type, JSON.stringify(frame)));
       return new Response(body, { headers: HEADERS });
     }
+    const counts = await this.#jobs.itemCounts(job.id);
     let cleanup = () => {};
     const stream = new ReadableStream<Uint8Array>({
       // start() runs synchronously, so no event can slip between reading `job` and listening.
@@ -72,7 +73,7 @@ export class JobEventStreams {
           this.#open.delete(close);
         };
         this.#open.add(close);
-        const snapshot = progressFrame(job, this.#jobs.itemCounts(job.id));
+        const snapshot = progressFrame(job, counts);
         controller.enqueue(RETRY);
         controller.enqueue(sseEvent(`s-${job.updatedAt}`, snapshot.type, JSON.stringify(snapshot)));
       },
