@@ -70,7 +70,7 @@ describe("credits cannot be bypassed", () => {
       402,
     );
     expect(refused.error).toMatchObject({ code: "insufficient_credits", required: 99, available: 0 });
-    const untouched = server.ctx.queue.get(first.jobId)!;
+    const untouched = (await server.ctx.queue.get(first.jobId))!;
     expect(untouched).toMatchObject({ status: "queued", creditsCharged: 1 });
     expect(
       (await server.ctx.queue.items(first.jobId)).map((i) => (i.input as { prompt: string }).prompt),
@@ -191,7 +191,7 @@ describe("credits cannot be bypassed", () => {
       402,
     );
     expect(refused.error.code).toBe("insufficient_credits");
-    const after = server.ctx.queue.get(jobId)!;
+    const after = (await server.ctx.queue.get(jobId))!;
     expect(after).toMatchObject({
       status: "failed",
       creditsCharged: 1,

@@ -239,7 +239,7 @@ describe("auth over HTTP", () => {
     expect(count(server, "users")).toBe(users + 1);
     expect(first.expiresAt).toBeGreaterThanOrEqual(t0 + 119_000);
     expect(first.expiresAt).toBeLessThanOrEqual(Date.now() + 121_000);
-    const carol = server.ctx.users.get(first.userId);
+    const carol = await server.ctx.users.get(first.userId);
     expect(carol).toMatchObject({ role: "user", externalId: "carol", parentId: app.id });
 
     const again = await mint(server, app.key, { userId: "carol" });

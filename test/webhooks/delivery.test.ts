@@ -186,7 +186,14 @@ describe("webhooks", () => {
     // Progress is throttled to one per second per job: three quick updates make one webhook.
     expect(r.ofType("job.progress")[0]!.body.data).toMatchObject({ progress: 33 });
 
-    const list = await deliveries(server, u.key, ep.id);
+    // The receiver has answered; each attempt is recorded once its answer is back (waited for, not raced).
+    const list = await waitFor(
+      async () => {
+        const rows = await deliveries(server, u.key, ep.id);
+        return rows.every((d) => d.status !== "pending") ? rows : null;
+      },
+      { what: "the three attempts recorded" },
+    );
     expect(list).toHaveLength(3);
     expect(list.every((d) => d.status === "delivered" && d.attempts === 1 && d.lastStatusCode === 200)).toBe(
       true,
@@ -410,7 +417,7 @@ describe("webhooks", () => {
     const job = () => deliverJobs(server).find((j) => JSON.parse(j.input).deliveryId === deliveryId)!;
     await waitFor(() => job().status === "completed", { what: "the orphaned delivery job to end" });
     expect(r.received).toHaveLength(1);
-    expect(server.ctx.webhooks.store.delivery(deliveryId)).toBeNull();
+    expect(await server.ctx.webhooks.store.delivery(deliveryId)).toBeNull();
   });
 });
 
