@@ -156,6 +156,8 @@ export class WorkerPool {
     const left = [...this.#active.values()];
     for (const r of left) r.ac.abort(new ShutdownSignal());
     await this.#flushing;
+    // Checked again after every wait: the group commit below must not join a caller's open transaction.
+    while (this.#sql.busy) await this.#sql.idle();
     await this.#flush(true);
     if (left.length > 0) {
       const ids = left.map((r) => r.job.id);
