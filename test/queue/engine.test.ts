@@ -578,6 +578,33 @@ describe("control", () => {
     expect(await q.get(id)).toMatchObject({ status: "failed", error: { code: "stalled" } });
   });
 
+  test("the pool never works inside a caller's transaction suspended at an await: its rollback takes only its own job", async () => {
+    const q = queue();
+    const ran: string[] = [];
+    q.define(defineJob({ type: "t", input: Any, run: async ({ job }) => void ran.push(job.id) }));
+    const before = await q.enqueue("t", {});
+    q.start();
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let inside = "";
+    const rolledBack = q.transaction(async () => {
+      inside = (await q.enqueue("t", {})).id;
+      await released;
+      throw new Error("charge refused");
+    });
+    // Many turns of the event loop while the transaction is open: the pool's ticks come and wait.
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(ran).toEqual([]);
+    release();
+    await expect(rolledBack).rejects.toThrow("charge refused");
+    await waitFor(async () => (await q.get(before.id))?.status === "completed", { what: "the earlier job" });
+    expect(inside).not.toBe("");
+    expect(await q.get(inside)).toBeNull();
+    expect(ran).toEqual([before.id]);
+  });
+
   test("enqueue inside a caller's transaction commits with it, and a rollback leaves no job", async () => {
     const q = queue();
     q.define(defineJob({ type: "t", input: Any, run: async () => 1 }));
