@@ -89,65 +89,53 @@ export class FeatureStore {
 
   /** A job's charge and what was refunded of it; null for an unknown job. */
   credits(jobId: string): Promise<{ charged: number; refunded: number } | null> {
-    return this.#sql.exclusive(() => {
-      return this.#credits.get(jobId) as { charged: number; refunded: number } | null;
-    });
+    return this.#sql.exclusive(
+      () => this.#credits.get(jobId) as { charged: number; refunded: number } | null,
+    );
   }
 
   /** Adds `amount` to the job's refunded total unless that would pass its charge; false when refused. */
   addRefund(jobId: string, amount: number): Promise<boolean> {
-    return this.#sql.exclusive(() => {
-      return this.#addRefund.run(amount, jobId).changes === 1;
-    });
+    return this.#sql.exclusive(() => this.#addRefund.run(amount, jobId).changes === 1);
   }
 
   /** Takes `amount` back off the refunded total (a retry re-charged it); false when less was refunded. */
   takeBackRefund(jobId: string, amount: number): Promise<boolean> {
-    return this.#sql.exclusive(() => {
-      return this.#takeBackRefund.run(amount, jobId).changes === 1;
-    });
+    return this.#sql.exclusive(() => this.#takeBackRefund.run(amount, jobId).changes === 1);
   }
 
   /** The job's items in order (read inside the caller's transaction when one is open). */
   items(jobId: string): Promise<JobItem[]> {
-    return this.#sql.exclusive(() => {
-      return (this.#items.all(jobId) as Record<string, unknown>[]).map(toItem);
-    });
+    return this.#sql.exclusive(() => (this.#items.all(jobId) as Record<string, unknown>[]).map(toItem));
   }
 
   /** Completed jobs of a recipe held by `ownerId` (a backlog), and when the oldest finished. */
   ready(recipeId: string, ownerId: string): Promise<{ n: number; oldest: number | null }> {
-    return this.#sql.exclusive(() => {
-      return this.#ready.get(recipeId, ownerId) as { n: number; oldest: number | null };
-    });
+    return this.#sql.exclusive(
+      () => this.#ready.get(recipeId, ownerId) as { n: number; oldest: number | null },
+    );
   }
 
   /** The same count, stopping at `limit` (a level check that never counts past what it needs). */
   readyUpTo(recipeId: string, ownerId: string, limit: number): Promise<number> {
-    return this.#sql.exclusive(() => {
-      return (this.#readyUpTo.get(recipeId, ownerId, limit) as { n: number }).n;
-    });
+    return this.#sql.exclusive(() => (this.#readyUpTo.get(recipeId, ownerId, limit) as { n: number }).n);
   }
 
   /** Queued or active jobs of a recipe held by `ownerId`. */
   inFlight(recipeId: string, ownerId: string): Promise<number> {
-    return this.#sql.exclusive(() => {
-      return (this.#inFlight.get(recipeId, ownerId) as { n: number }).n;
-    });
+    return this.#sql.exclusive(() => (this.#inFlight.get(recipeId, ownerId) as { n: number }).n);
   }
 
   /** Queued or active jobs of any of `recipeIds` held by `ownerId`. */
   inFlightForRecipes(recipeIds: string[], ownerId: string): Promise<number> {
-    return this.#sql.exclusive(() => {
-      return (this.#inFlightForRecipes.get(JSON.stringify(recipeIds), ownerId) as { n: number }).n;
-    });
+    return this.#sql.exclusive(
+      () => (this.#inFlightForRecipes.get(JSON.stringify(recipeIds), ownerId) as { n: number }).n,
+    );
   }
 
   /** Whether `ownerId` holds a completed job of the recipe (a cheap look before queueing for the write lock). */
   hasCompleted(recipeId: string, ownerId: string): Promise<boolean> {
-    return this.#sql.exclusive(() => {
-      return this.#hasCompleted.get(recipeId, ownerId) != null;
-    });
+    return this.#sql.exclusive(() => this.#hasCompleted.get(recipeId, ownerId) != null);
   }
 
   /**
@@ -162,10 +150,10 @@ export class FeatureStore {
     price: number,
     now: number,
   ): Promise<Job | null> {
-    return this.#sql.exclusive(() => this.#transfer_(recipeId, from, to, price, now));
+    return this.#sql.exclusive(() => this.#transferOldest(recipeId, from, to, price, now));
   }
 
-  #transfer_(recipeId: string, from: string, to: string, price: number, now: number): Job | null {
+  #transferOldest(recipeId: string, from: string, to: string, price: number, now: number): Job | null {
     const row = this.#transfer.get(to, price, now, recipeId, from) as Record<string, unknown> | null;
     if (!row) return null;
     const job = toJob(row);
@@ -182,8 +170,8 @@ export class FeatureStore {
 
   /** The first item's key and prompt, and how many items the job has (a job list's summary line). */
   firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null> {
-    return this.#sql.exclusive(() => {
-      return this.#firstItem.get(jobId) as { key: string; prompt: string | null; count: number } | null;
-    });
+    return this.#sql.exclusive(
+      () => this.#firstItem.get(jobId) as { key: string; prompt: string | null; count: number } | null,
+    );
   }
 }

@@ -155,6 +155,18 @@ describe("GET /api/jobs/:id/events", () => {
     expect(b.events[0]!.data).toMatchObject({ jobId: bad, error: { code: "boom", message: "it broke" } });
   });
 
+  test("a stream set up from a row read before the job ended still ends with its terminal event", async () => {
+    const u = await createUser();
+    const { id } = await server.ctx.queue.enqueue("boom", {}, { ownerId: u.id });
+    const stale = (await server.ctx.queue.get(id))!;
+    await finished(id);
+    // The row says queued; the job's terminal event went out before this stream listened for it.
+    expect(stale.status).toBe("queued");
+    const { events, ended } = await readSse(await server.ctx.realtime.streams.response(stale, null));
+    expect(events.filter((e) => e.event).map((e) => e.event)).toEqual(["job_progress", "job_failed"]);
+    expect(ended).toBe(true);
+  });
+
   test("Last-Event-ID: the terminal event's id gets 204 (stop reconnecting); any other replays the outcome", async () => {
     const u = await createUser();
     const id = (await server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id })).id;
