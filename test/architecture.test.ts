@@ -334,7 +334,8 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
    * (docs/ARCHITECTURE.md, "Known exceptions"): a second backend brings its own.
    */
   const DRIVER_USERS: Record<string, string> = {
-    "src/modules/ops/backup.ts": "online backup and restore of the SQLite file (VACUUM INTO, its own connections)",
+    "src/modules/ops/backup.ts":
+      "online backup and restore of the SQLite file (VACUUM INTO, its own connections)",
     "src/cli/db.ts": "`easel db`: SQLite's integrity check, vacuum and WAL checkpoint on the file",
   };
 
