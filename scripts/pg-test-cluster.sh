@@ -59,7 +59,8 @@ pg_isready -q -h 127.0.0.1 -p "$port" || fail "$version/main does not accept con
 url="postgres://${PG_ROLE}:${PG_PASSWORD}@127.0.0.1:${port}/${PG_DATABASE}"
 # Already set up (a developer's second run, without root): nothing to create.
 if PGPASSWORD="$PG_PASSWORD" psql -X -tA -h 127.0.0.1 -p "$port" -U "$PG_ROLE" -d "$PG_DATABASE" \
-  -c "SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user" 2>/dev/null | grep -qx t; then
+  -c "SELECT rolcreatedb AND pg_has_role(current_user, 'pg_signal_backend', 'member') FROM pg_roles
+      WHERE rolname = current_user" 2>/dev/null | grep -qx t; then
   say "PostgreSQL $version ready: EASEL_TEST_DATABASE_URL=$url"
   echo "$url"
   exit 0
@@ -72,6 +73,9 @@ psql_admin -d postgres -v role="$PG_ROLE" -v password="$PG_PASSWORD" <<'SQL' >&2
 SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role')
 \gexec
 SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'role', :'password')
+\gexec
+-- A test database is dropped WITH (FORCE), which must also end an autovacuum worker busy in it.
+SELECT format('GRANT pg_signal_backend TO %I', :'role')
 \gexec
 SQL
 psql_admin -d postgres -v role="$PG_ROLE" -v database="$PG_DATABASE" <<'SQL' >&2

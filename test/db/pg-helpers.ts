@@ -37,8 +37,17 @@ export async function freshPgDatabase(): Promise<PgTestDb> {
     sql,
     drop: async () => {
       await sql.close().catch(() => {});
-      // FORCE: a child process killed mid-test may leave a session behind.
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      // FORCE: a child process killed mid-test may leave a session behind. An autovacuum worker that has just
+      // started in the database can still refuse it for a moment: try again briefly.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+          break;
+        } catch (err) {
+          if (attempt >= 20) throw err;
+          await Bun.sleep(100);
+        }
+      }
       await admin.close();
     },
   };
