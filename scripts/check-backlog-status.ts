@@ -14,7 +14,7 @@ const ctx = createServices(loadConfig(), { log: silentLogger });
 try {
   await backlogCommand(ctx, ["status", ...process.argv.slice(2)]);
   // The same test as the state column's, so the exit code and the printed state always agree.
-  process.exitCode = ctx.backlog.statusAll().some(needsAttention) ? 1 : 0;
+  process.exitCode = (await ctx.backlog.statusAll()).some(needsAttention) ? 1 : 0;
 } finally {
   ctx.db.$client.close();
 }

@@ -198,8 +198,8 @@ export function createApp(ctx: AppContext) {
         if (isMultipart) return formFields(await body.formData());
         return body.text();
       })
-      .onError({ as: "global" }, ({ code, error, request, set }) => {
-        settleFailedRequest(request, error);
+      .onError({ as: "global" }, async ({ code, error, request, set }) => {
+        await settleFailedRequest(request, error);
         if (error instanceof ApiError) return json(error.status, error.toBody(), error.headers);
         // The disk or bucket refused a write (read-only, full, unreachable): the request can be retried
         // once the store is back, and the caller learns nothing of its paths.

@@ -1,5 +1,6 @@
 import type { Config } from "./config";
 import type { Db } from "./db/client";
+import type { Sql } from "./db/sql";
 import type { Logger } from "./log";
 import type { AuthService } from "./modules/auth/service";
 import type { BacklogService } from "./modules/backlog/service";
@@ -28,7 +29,10 @@ import type { Storage } from "./storage";
  */
 export type AppContext = {
   config: Config;
+  /** The raw connection, for what is SQLite's own business (backups, checkpoints, vacuum). */
   db: Db;
+  /** The async client every repository is written against. */
+  sql: Sql;
   log: Logger;
   queue: Queue;
   users: UserService;

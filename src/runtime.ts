@@ -48,7 +48,7 @@ export async function startRuntime(
   const config = await withConcretePort(requested);
   const ctx = createServices(config, opts);
   const { log, queue } = ctx;
-  const { generatedKey } = ctx.auth.bootstrapAdmin();
+  const { generatedKey } = await ctx.auth.bootstrapAdmin();
   if (generatedKey) {
     process.stdout.write(
       `\nNo ADMIN_KEY set: generated an admin key (also saved to ${config.dataDir}/admin-key):\n\n  ${generatedKey}\n\n`,
@@ -56,21 +56,17 @@ export async function startRuntime(
   }
   const checkpointer = new Checkpointer(ctx.db.$client, config.databasePath);
   await checkpointer.start();
-  const recovered = queue.recoverStalled(true);
+  const recovered = await queue.recoverStalled(true);
   if (recovered.requeued + recovered.failed > 0)
     log.warn(recovered, "recovered jobs left active by a previous process");
-  ctx.webhooks.start();
+  await ctx.webhooks.start();
   ctx.realtime.start();
   queue.start();
 
   const timers: { stop(): void }[] = [];
   const sweepEvery = Math.max(250, Math.min(30_000, Math.floor(config.STALLED_AFTER_MS / 2)));
   const sweep = setInterval(() => {
-    try {
-      queue.recoverStalled(false);
-    } catch (err) {
-      log.error({ err }, "stalled sweep failed");
-    }
+    queue.recoverStalled(false).catch((err) => log.error({ err }, "stalled sweep failed"));
   }, sweepEvery);
   timers.push({ stop: () => clearInterval(sweep) });
   // Retention runs in slices until done; stopping aborts it between slices, and the run at start-up picks
@@ -84,7 +80,7 @@ export async function startRuntime(
       log.error({ err }, "retention cleanup failed");
     }
   };
-  const due = queue.retentionDue({
+  const due = await queue.retentionDue({
     completedHours: config.RETAIN_COMPLETED_HOURS,
     failedHours: config.RETAIN_FAILED_HOURS,
   });
@@ -97,9 +93,9 @@ export async function startRuntime(
   });
   timers.push(
     new Cron(config.RETENTION_CRON, { protect: true }, retain),
-    new Cron(config.BACKLOG_CRON, { protect: true }, () => {
+    new Cron(config.BACKLOG_CRON, { protect: true }, async () => {
       try {
-        const out = ctx.backlog.maintain();
+        const out = await ctx.backlog.maintain();
         if (out.enqueued) log.info({ enqueued: out.enqueued }, "backlog top-up");
       } catch (err) {
         log.error({ err }, "backlog top-up failed");

@@ -6,6 +6,7 @@
 import type { Config } from "./config";
 import type { AppContext } from "./context";
 import { openDb } from "./db/client";
+import { sqliteClient } from "./db/sqlite";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
 import { backlogTopUpJob } from "./modules/backlog/job";
@@ -49,8 +50,9 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       pretty: config.NODE_ENV === "development" && process.stdout.isTTY,
     });
   const db = openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS });
-  const users = new UserService(db, opts.now);
-  const auth = new AuthService(db, users, {
+  const sql = sqliteClient(db.$client);
+  const users = new UserService(sql, opts.now);
+  const auth = new AuthService(sql, users, {
     dataDir: config.dataDir,
     adminKey: config.ADMIN_KEY,
     jwtSecret: config.JWT_SECRET,
@@ -63,11 +65,11 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   let backlog: BacklogService | null = null;
   const queue = new Queue({
     // Refunds first, so the terminal webhook's payload already shows them.
-    onTerminal: (job) => {
-      credits?.onJobTerminal(job);
-      backlog?.onJobTerminal(job);
-      webhooks?.onJobTerminal(job);
-    },
+    onTerminal: [
+      { applies: (job) => credits?.refundApplies(job) ?? false, run: (job) => credits?.onJobTerminal(job) },
+      { applies: (job) => backlog?.isBacklogJob(job) ?? false, run: (job) => backlog?.onJobTerminal(job) },
+      { applies: (job) => webhooks?.wantsTerminal(job) ?? false, run: (job) => webhooks?.onJobTerminal(job) },
+    ],
     // A retry runs again what was refunded, so it is paid for again (402 refuses the retry).
     onRetry: (job) => credits?.onJobRetry(job),
     db: db.$client,
@@ -83,7 +85,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   const storage = createStorage(config);
   const metrics = new Metrics();
   const providers = providersFrom(config, (call) => metrics.providerCall(call));
-  const assets = new AssetService(db.$client, storage, queue);
+  const assets = new AssetService(sql, storage, queue);
   queue.define(
     generateJob({
       providers,
@@ -98,7 +100,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     metrics.observeRender(ms),
   );
   const cards = new CardService({
-    db,
+    sql,
     queue,
     storage,
     auth,
@@ -108,8 +110,8 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     now: opts.now,
   });
   queue.define(...cardJobs(cards, { renderConcurrency: config.renderWorkers * 2 }));
-  const recipes = new RecipeService({ db, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
-  credits = new CreditService(db.$client, queue, {
+  const recipes = new RecipeService({ sql, providers, defaultBacklogMin: config.BACKLOG_MIN, now: opts.now });
+  credits = new CreditService(sql, queue, {
     ...creditOptions(config, opts.now),
     onLedger: (reason, delta) => metrics.credits(reason, delta),
   });
@@ -123,16 +125,13 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   });
   chargeGenerations(generate, credits);
   recordRecipeUsage(generate, recipes);
-  backlog = new BacklogService(
-    { db: db.$client, queue, recipes, generate, users },
-    backlogOptions(config, opts.now),
-  );
+  backlog = new BacklogService({ sql, queue, recipes, generate, users }, backlogOptions(config, opts.now));
   queue.define(backlogTopUpJob(backlog));
   if (opts.jobs) queue.define(...opts.jobs);
   const jobs = new JobService(queue, auth, assets);
-  webhooks = new WebhookService({ db, queue, auth, log, jobs, cards }, webhookOptions(config));
+  webhooks = new WebhookService({ sql, queue, auth, log, jobs, cards }, webhookOptions(config));
   const health = new HealthService()
-    .add(dbWritableCheck(db.$client))
+    .add(dbWritableCheck(sql))
     .add({ name: "storage", run: () => storage.check() })
     .add({ name: "render", run: () => renderer.check() })
     .add({
@@ -151,6 +150,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   return {
     config,
     db,
+    sql,
     log,
     metrics,
     queue,
@@ -158,7 +158,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     auth,
     jobs,
     health,
-    idempotency: new IdempotencyService(db.$client, {
+    idempotency: new IdempotencyService(sql, {
       waitMs: config.IDEMPOTENCY_WAIT_MS,
       leaseMs: config.IDEMPOTENCY_LEASE_MS,
       workerId: queue.workerId,
@@ -175,6 +175,6 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     credits,
     recipes,
     backlog,
-    instant: new InstantService({ db: db.$client, queue, recipes, credits, backlog, assets, now: opts.now }),
+    instant: new InstantService({ sql, queue, recipes, credits, backlog, assets, now: opts.now }),
   };
 }

@@ -321,6 +321,30 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
     expect({ writes, reads }).toEqual({ writes: [], reads: [] });
   });
 
+  /**
+   * Issue #12, "the feature code never sees bun:sqlite": modules and CLI commands talk to their repositories
+   * (src/db/sql.ts), never to the driver or drizzle's query builder. These files are SQLite's own upkeep
+   * (docs/ARCHITECTURE.md, "Known exceptions"): a second backend brings its own.
+   */
+  const DRIVER_USERS: Record<string, string> = {
+    "src/modules/ops/backup.ts":
+      "online backup and restore of the SQLite file (VACUUM INTO, its own connections)",
+    "src/cli/db.ts": "`easel db`: SQLite's integrity check, vacuum and WAL checkpoint on the file",
+  };
+
+  test("no module or CLI command imports bun:sqlite or drizzle-orm (the listed SQLite upkeep aside)", () => {
+    const offenders: string[] = [];
+    for (const f of graph.files) {
+      const kind = layerOf(f).kind;
+      if (kind !== "module" && kind !== "cli") continue;
+      const driver = specifiers(readFileSync(f, "utf8")).filter(
+        (s) => s === "bun:sqlite" || s === "drizzle-orm" || s.startsWith("drizzle-orm/"),
+      );
+      if (driver.length > 0 && !(rel(f) in DRIVER_USERS)) offenders.push(`${rel(f)}: ${driver.join(", ")}`);
+    }
+    expect(offenders).toEqual([]);
+  });
+
   test("no module or CLI command reaches into queue.store or queue.pool, or imports the queue's internals", () => {
     const offenders = outsideQueue()
       .filter((f) => layerOf(f).kind === "module" || layerOf(f).kind === "cli")

@@ -92,7 +92,7 @@ describe("easel backup / restore", () => {
     // The restored database is a working Easel database: a server starts on it and sees the jobs.
     const server = await startTestServer({ dir: target });
     try {
-      const stats = server.ctx.queue.stats();
+      const stats = await server.ctx.queue.stats();
       expect(Object.keys(stats.byType)).toEqual(["load"]);
       expect(stats.completed + stats.waiting + stats.active).toBe(ids.size);
     } finally {

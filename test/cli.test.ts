@@ -48,15 +48,17 @@ async function seedJobs(dir: string) {
     }),
   );
   const delayed = [
-    queue.enqueue("ok", {}, { delayMs: HOUR }).id,
-    queue.enqueue("ok", {}, { delayMs: HOUR }).id,
+    (await queue.enqueue("ok", {}, { delayMs: HOUR })).id,
+    (await queue.enqueue("ok", {}, { delayMs: HOUR })).id,
   ];
-  const completed = queue.enqueue("ok", {}).id;
-  const failed = queue.enqueue("bad", {}).id;
+  const completed = (await queue.enqueue("ok", {})).id;
+  const failed = (await queue.enqueue("bad", {})).id;
   queue.start();
   try {
     await waitFor(
-      () => queue.get(completed)?.status === "completed" && queue.get(failed)?.status === "failed",
+      async () =>
+        (await queue.get(completed))?.status === "completed" &&
+        (await queue.get(failed))?.status === "failed",
       {
         what: "seed jobs to finish",
       },

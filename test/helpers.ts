@@ -148,17 +148,12 @@ export function testQueue(path: string, opts: Partial<QueueOptions> = {}): Queue
     log: silentLogger,
     ...opts,
   });
-  queueDbs.set(queue, db.$client);
   return queue;
 }
 
-const queueDbs = new WeakMap<Queue, Database>();
-
-/** The connection a test queue (`testQueue`, `queuesPerTest`) runs on: the queue keeps its store private. */
+/** The connection a queue runs on (the queue keeps its store private; its client holds the connection). */
 export function dbOf(queue: Queue): Database {
-  const db = queueDbs.get(queue);
-  if (!db) throw new Error("not a queue made by testQueue");
-  return db;
+  return queue.sql.db;
 }
 
 /**

@@ -106,8 +106,8 @@ describe("structured logs", () => {
   });
 
   test("a failed job logs a warning with its job id, owner and error code, never its input", async () => {
-    const owner = rt.ctx.users.create({ name: "log-owner", role: "user" });
-    const { id } = rt.ctx.queue.enqueue(
+    const owner = await rt.ctx.users.create({ name: "log-owner", role: "user" });
+    const { id } = await rt.ctx.queue.enqueue(
       "doomed",
       { image: "data:image/png;base64,SECRETBYTES" },
       { ownerId: owner.id },

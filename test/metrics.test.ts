@@ -4,8 +4,7 @@ import { Metrics } from "../src/modules/metrics/service";
 import { createProviderRegistry } from "../src/providers/registry";
 import type { Provider } from "../src/providers/types";
 import { defineJob, RetryableError, UnrecoverableError } from "../src/queue";
-import { QueueStore } from "../src/queue/store";
-import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "./helpers";
+import { ADMIN_KEY, startTestServer, storeOf, type TestServer, waitFor } from "./helpers";
 
 type Sample = { name: string; labels: Record<string, string>; value: number };
 
@@ -62,15 +61,15 @@ describe("GET /metrics", () => {
     });
     expect(res.status).toBe(202);
     const { jobId } = (await res.json()) as { jobId: string };
-    const failed = server.ctx.queue.enqueue("flaky", {}).id;
-    const delayed = server.ctx.queue.enqueue("flaky", {}, { delayMs: 3_600_000 }).id;
+    const failed = (await server.ctx.queue.enqueue("flaky", {})).id;
+    const delayed = (await server.ctx.queue.enqueue("flaky", {}, { delayMs: 3_600_000 })).id;
     await waitFor(
-      () =>
-        server.ctx.queue.get(jobId)?.status === "completed" &&
-        server.ctx.queue.get(failed)?.status === "failed",
+      async () =>
+        (await server.ctx.queue.get(jobId))?.status === "completed" &&
+        (await server.ctx.queue.get(failed))?.status === "failed",
       { what: "jobs to finish" },
     );
-    expect(server.ctx.queue.get(delayed)?.status).toBe("queued");
+    expect((await server.ctx.queue.get(delayed))?.status).toBe("queued");
 
     const samples = await scrape();
     expect(value(samples, "easel_jobs", { type: "generate", status: "completed" })).toBe(1);
@@ -89,12 +88,12 @@ describe("GET /metrics", () => {
     expect(value(samples, "easel_provider_request_duration_seconds_count", { provider: "placeholder" })).toBe(
       1,
     );
-    const job = server.ctx.queue.get(jobId)!;
+    const job = (await server.ctx.queue.get(jobId))!;
     const sum = value(samples, "easel_job_duration_seconds_sum", { type: "generate", status: "completed" })!;
     expect(sum).toBeCloseTo((job.finishedAt! - job.startedAt!) / 1000, 3);
 
     // Counted at scrape: the delayed job's cancellation shows in the next one.
-    server.ctx.queue.cancel(delayed);
+    await server.ctx.queue.cancel(delayed);
     const next = await scrape();
     expect(value(next, "easel_jobs", { type: "flaky", status: "delayed" })).toBe(0);
     expect(value(next, "easel_jobs", { type: "flaky", status: "cancelled" })).toBe(1);
@@ -108,10 +107,8 @@ describe("GET /metrics", () => {
       const before = await scrape();
       const had =
         value(before, "easel_jobs_finished_last_minute", { type: "flaky", status: "cancelled" }) ?? 0;
-      const { id } = server.ctx.queue.enqueue("flaky", {}, { delayMs: 3_600_000 });
-      expect(new QueueStore(server.ctx.db.$client).cancel(id, minute * 60_000 + 30_000)?.status).toBe(
-        "cancelled",
-      );
+      const { id } = await server.ctx.queue.enqueue("flaky", {}, { delayMs: 3_600_000 });
+      expect(storeOf(server.ctx.queue).cancel(id, minute * 60_000 + 30_000)?.status).toBe("cancelled");
       const after = await scrape();
       if (Math.floor(Date.now() / 60_000) - 1 !== minute) continue;
       expect(value(after, "easel_jobs_finished_last_minute", { type: "flaky", status: "cancelled" })).toBe(

@@ -41,10 +41,10 @@ const ROOT = resolve(import.meta.dir, "../..");
 const ADMIN_KEY = "esk_bench_admin_key_0123456789abcdef";
 
 /** The recipe, the users (with keys and credits) and the ready backlog, written before the server starts. */
-function seed(env: Record<string, string>): string[] {
+async function seed(env: Record<string, string>): Promise<string[]> {
   const ctx = createServices(loadConfig(env), { log: silentLogger });
   try {
-    ctx.recipes.create(
+    await ctx.recipes.create(
       CreateRecipeBody.parse({
         id: "bench",
         name: "bench",
@@ -53,12 +53,14 @@ function seed(env: Record<string, string>): string[] {
         backlogMin: 3,
       }),
     );
-    seedReadyBacklog(ctx, "bench", ready);
-    return Array.from({ length: userCount }, (_, i) => {
-      const user = ctx.users.create({ name: `bench-${i}`, role: "user" });
-      ctx.credits.credit(user.id, ready, "grant", { note: "bench" });
-      return ctx.auth.createKey(user.id, "bench").key;
-    });
+    await seedReadyBacklog(ctx, "bench", ready);
+    const keys: string[] = [];
+    for (let i = 0; i < userCount; i++) {
+      const user = await ctx.users.create({ name: `bench-${i}`, role: "user" });
+      await ctx.credits.credit(user.id, ready, "grant", { note: "bench" });
+      keys.push((await ctx.auth.createKey(user.id, "bench")).key);
+    }
+    return keys;
   } finally {
     ctx.db.$client.close();
   }
@@ -90,7 +92,7 @@ const env: Record<string, string> = {
   BACKLOG_CRON: "0 0 1 1 *",
 };
 const t0 = performance.now();
-const keys = seed(env);
+const keys = await seed(env);
 const seedMs = performance.now() - t0;
 const server = Bun.spawn(["bun", "src/main.ts", "serve"], {
   cwd: ROOT,

@@ -153,7 +153,7 @@ async function startEngine(dir: string) {
   deps.assets = ctx.assets;
   const checkpointer = new Checkpointer(ctx.db.$client, config.databasePath);
   await checkpointer.start();
-  const principal = { user: ctx.auth.bootstrapAdmin().admin, via: "key" as const };
+  const principal = { user: (await ctx.auth.bootstrapAdmin()).admin, via: "key" as const };
 
   const outcomes = new Map<string, PromiseWithResolvers<void>>();
   const outcome = (id: string) => {

@@ -170,7 +170,7 @@ async function printPlans(dataDir: string): Promise<void> {
   const { silentLogger } = await import("../../src/log");
   const config = loadConfig({ ...process.env, DATA_DIR: dataDir, ADMIN_KEY, NODE_ENV: "production" });
   const ctx = createServices(config, { log: silentLogger });
-  ctx.auth.bootstrapAdmin();
+  await ctx.auth.bootstrapAdmin();
   const app = createApp(ctx);
   const base = "http://localhost";
   const call = async (label: string, path: string, init: RequestInit = {}) => {
@@ -181,7 +181,7 @@ async function printPlans(dataDir: string): Promise<void> {
   };
   const admin = { headers: { authorization: `Bearer ${ADMIN_KEY}` } };
   // The built data's app (1,000 end users) signs in with a key of its own.
-  const appKey = ctx.auth.createKey("app", "plans").key;
+  const appKey = (await ctx.auth.createKey("app", "plans")).key;
   const asApp = { headers: { authorization: `Bearer ${appKey}` } };
   const login = await app.handle(
     new Request(`${base}/dashboard/login`, {
@@ -239,10 +239,10 @@ async function printPlans(dataDir: string): Promise<void> {
   const store = new QueueStore(ctx.db.$client);
   store.claim("plans", ["generate", "card.render"], 8, Date.now(), 30_000);
   store.nextRunAt();
-  ctx.queue.recoverStalled(false);
+  await ctx.queue.recoverStalled(false);
   current = "retention slice";
   await ctx.queue.cleanupRetention({ completedHours: 1, failedHours: 1, signal: AbortSignal.abort() });
-  store.deleteFinishedSlice("completed", Date.now() - HOUR, null, 1, () => undefined);
+  store.deleteFinishedSlice("completed", Date.now() - HOUR, null, 1);
 
   const explain = new Database(join(dataDir, "easel.db"), { readonly: true });
   const out: string[] = [];

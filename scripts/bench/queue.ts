@@ -57,7 +57,7 @@ try {
   const chunk = 10_000;
   const inputs = Array.from({ length: chunk }, (_, i) => ({ i }));
   let t = performance.now();
-  for (let done = 0; done < n; done += chunk) bulk.enqueueBulk("noop", inputs);
+  for (let done = 0; done < n; done += chunk) await bulk.enqueueBulk("noop", inputs);
   const enqueueBulkPerS = n / ((performance.now() - t) / 1000);
 
   // 2. Drain what was just enqueued.
@@ -79,7 +79,7 @@ try {
   const single = await freshQueue(dir, "single", concurrency, () => {});
   const singles = Math.min(n, 50_000);
   t = performance.now();
-  for (let i = 0; i < singles; i++) single.enqueue("noop", { i });
+  for (let i = 0; i < singles; i++) await single.enqueue("noop", { i });
   const enqueueSinglePerS = singles / ((performance.now() - t) / 1000);
 
   // 4. Enqueue → handler start on an idle pool, one job at a time.
@@ -97,7 +97,7 @@ try {
     const off = idle.events.on("job:completed", () => done());
     await Bun.sleep(0);
     const t0 = performance.now();
-    idle.enqueue("noop", { i });
+    await idle.enqueue("noop", { i });
     await finished;
     off();
     latencies.push(startedAt - t0);

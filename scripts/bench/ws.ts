@@ -125,7 +125,7 @@ async function runBench(): Promise<void> {
     { log: silentLogger, jobs: [ticker] },
   );
   try {
-    const user = rt.ctx.users.create({ name: "bench", role: "user" });
+    const user = await rt.ctx.users.create({ name: "bench", role: "user" });
     const { token } = await rt.ctx.auth.issueToken(user.id, 3600);
     const wsUrl = `${rt.url.replace(/^http/, "ws")}/ws?token=${token}`;
     Bun.gc(true);
@@ -170,7 +170,7 @@ async function runBench(): Promise<void> {
     // Staggered over the tick period: a steady stream of single events, not bursts of `jobs` at once.
     for (let i = 0; i < jobs; i++) {
       const delayMs = Math.round((i * 300) / jobs);
-      rt.ctx.queue.enqueue("bench.ticker", { ticks }, { ownerId: user.id, delayMs });
+      await rt.ctx.queue.enqueue("bench.ticker", { ticks }, { ownerId: user.id, delayMs });
     }
     const results = await Promise.all(
       children.map(

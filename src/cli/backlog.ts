@@ -38,7 +38,7 @@ export async function backlogCommand(ctx: Deps, argv: string[]): Promise<number>
   const json = Boolean(values.json);
   switch (positionals[0]) {
     case "status": {
-      const statuses = ctx.backlog.statusAll();
+      const statuses = await ctx.backlog.statusAll();
       printJsonOr(json, { recipes: statuses }, () => statusTable(statuses));
       return 0;
     }
@@ -48,9 +48,9 @@ export async function backlogCommand(ctx: Deps, argv: string[]): Promise<number>
       const timeoutS = Number(values.timeout ?? 600);
       if (!Number.isFinite(timeoutS) || timeoutS <= 0)
         throw new UsageError(`--timeout must be seconds\n${USAGE}`);
-      if (values.recipe) ctx.recipes.active(values.recipe);
+      if (values.recipe) await ctx.recipes.active(values.recipe);
       const opts = { recipeId: values.recipe, dryRun: Boolean(values["dry-run"]) };
-      const first = ctx.backlog.maintain(opts);
+      const first = await ctx.backlog.maintain(opts);
       if (!values.wait) {
         printJsonOr(json, first, () => maintainLines(first));
         return 0;
@@ -59,7 +59,7 @@ export async function backlogCommand(ctx: Deps, argv: string[]): Promise<number>
       if (values.process) ctx.queue.start();
       try {
         const outcome = await waitUntilFull(ctx, values.recipe, timeoutS * 1000);
-        const statuses = selected(ctx, values.recipe);
+        const statuses = await selected(ctx, values.recipe);
         printJsonOr(json, { ...outcome, maintain: first, recipes: statuses }, () =>
           outcome.full ? "backlog full" : `not full: ${outcome.reason}`,
         );
@@ -77,11 +77,13 @@ export async function backlogCommand(ctx: Deps, argv: string[]): Promise<number>
 }
 
 /** The active recipes a run looks after (one with --recipe). */
-function selected(ctx: Deps, recipeId: string | undefined): BacklogStatus[] {
-  return ctx.recipes
-    .list({ includeInactive: false })
-    .filter((r) => r.backlogMin > 0 && (!recipeId || r.id === recipeId))
-    .map((r) => ctx.backlog.status(r));
+async function selected(ctx: Deps, recipeId: string | undefined): Promise<BacklogStatus[]> {
+  const recipes = (await ctx.recipes.list({ includeInactive: false })).filter(
+    (r) => r.backlogMin > 0 && (!recipeId || r.id === recipeId),
+  );
+  const out: BacklogStatus[] = [];
+  for (const r of recipes) out.push(await ctx.backlog.status(r));
+  return out;
 }
 
 /**
@@ -103,7 +105,7 @@ async function waitUntilFull(
     Presets.shades_classic,
   );
   const fill = (s: BacklogStatus[]) => s.reduce((n, r) => n + Math.min(r.ready, r.min), 0);
-  let statuses = selected(ctx, recipeId);
+  let statuses = await selected(ctx, recipeId);
   bar.start(
     statuses.reduce((n, r) => n + r.min, 0),
     fill(statuses),
@@ -111,8 +113,8 @@ async function waitUntilFull(
   );
   try {
     for (;;) {
-      const run = ctx.backlog.maintain({ recipeId });
-      statuses = selected(ctx, recipeId);
+      const run = await ctx.backlog.maintain({ recipeId });
+      statuses = await selected(ctx, recipeId);
       bar.update(fill(statuses), { inFlight: statuses.reduce((n, r) => n + r.inFlight, 0) });
       const short = statuses.filter((s) => s.ready < s.min);
       if (short.length === 0) return { full: true };

@@ -12,12 +12,12 @@ const USAGE = `usage: easel credits grant <user> <n> [--note <text>] [--json]
   <user> is a user's id or external id`;
 
 /** `easel credits …`: grants, debits and balances through the same ledger the API writes. */
-export function creditsCommand(ctx: Deps, argv: string[]): number {
+export async function creditsCommand(ctx: Deps, argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { note: { type: "string" }, json: { type: "boolean" } });
   const [sub, ref, amountText] = positionals;
   if (!ref) throw new UsageError(USAGE);
   const json = Boolean(values.json);
-  const user = ctx.users.findByRef(ref);
+  const user = await ctx.users.findByRef(ref);
   if (!user) throw notFound("user");
   switch (sub) {
     case "grant":
@@ -28,8 +28,8 @@ export function creditsCommand(ctx: Deps, argv: string[]): number {
       const note = values.note ?? "cli";
       const credits =
         sub === "grant"
-          ? ctx.credits.credit(user.id, amount, "grant", { note })
-          : ctx.credits.debit(user, amount, "debit", { note }).balance;
+          ? await ctx.credits.credit(user.id, amount, "grant", { note })
+          : (await ctx.credits.debit(user, amount, "debit", { note })).balance;
       printJsonOr(
         json,
         { userId: user.id, credits },
@@ -39,8 +39,8 @@ export function creditsCommand(ctx: Deps, argv: string[]): number {
       return 0;
     }
     case "balance": {
-      const { entries } = ctx.credits.ledger(user.id, { limit: 20 });
-      const credits = ctx.credits.balance(user.id);
+      const { entries } = await ctx.credits.ledger(user.id, { limit: 20 });
+      const credits = await ctx.credits.balance(user.id);
       printJsonOr(json, { userId: user.id, credits, unlimited: user.unlimited, ledger: entries }, () =>
         [
           `${user.name} (${user.id}): ${countOf(credits, "credit")}${user.unlimited ? " (unlimited)" : ""}`,

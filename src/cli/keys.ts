@@ -38,7 +38,7 @@ function line(k: KeyView): string {
  * `easel keys …`: an operator's key management on the data dir (no key needed: access to the data dir is
  * access to everything). The same service as `/api/keys`; a new key is printed once.
  */
-export function keysCommand(ctx: Deps, argv: string[]): number {
+export async function keysCommand(ctx: Deps, argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     name: { type: "string" },
     "expires-in": { type: "string" },
@@ -48,11 +48,11 @@ export function keysCommand(ctx: Deps, argv: string[]): number {
   if (!ref || extra !== undefined) throw new UsageError(USAGE);
   const json = Boolean(values.json);
   const keys = ctx.auth.keys;
-  const existing = (id: string): ApiKey => keys.get(id) ?? throwNotFound();
+  const existing = async (id: string): Promise<ApiKey> => (await keys.get(id)) ?? throwNotFound();
   switch (sub) {
     case "list": {
-      const user = ctx.users.findByRef(ref) ?? throwNotFound("user");
-      const list = keys.listOf(user.id).map((k) => keys.view(k));
+      const user = (await ctx.users.findByRef(ref)) ?? throwNotFound("user");
+      const list = (await keys.listOf(user.id)).map((k) => keys.view(k));
       printJsonOr(json, { userId: user.id, keys: list }, () =>
         [
           `${user.name} (${user.id}): ${list.length} key${list.length === 1 ? "" : "s"}`,
@@ -63,8 +63,8 @@ export function keysCommand(ctx: Deps, argv: string[]): number {
     }
     case "create": {
       if (!values.name?.trim()) throw new UsageError(`--name is required\n${USAGE}`);
-      const user = ctx.users.findByRef(ref) ?? throwNotFound("user");
-      const { key, row } = keys.create(user.id, values.name.trim(), {
+      const user = (await ctx.users.findByRef(ref)) ?? throwNotFound("user");
+      const { key, row } = await keys.create(user.id, values.name.trim(), {
         expiresInSeconds: expiresIn(values["expires-in"]),
       });
       printJsonOr(
@@ -75,12 +75,12 @@ export function keysCommand(ctx: Deps, argv: string[]): number {
       return 0;
     }
     case "revoke": {
-      const revoked = keys.view(keys.revoke(existing(ref).id)!);
+      const revoked = keys.view((await keys.revoke((await existing(ref)).id))!);
       printJsonOr(json, revoked, () => `revoked ${line(revoked)}`);
       return 0;
     }
     case "rotate": {
-      const { key, row, replaced } = keys.rotate(existing(ref).id, {
+      const { key, row, replaced } = await keys.rotate((await existing(ref)).id, {
         expiresInSeconds: expiresIn(values["expires-in"]),
       });
       const view = { ...keys.view(row), key, rotatedFrom: replaced.id };

@@ -7,14 +7,14 @@ type Deps = { queue: Queue };
 const USAGE = "usage: easel queue status [--json] | queue retry <jobId> | queue cancel <jobId>";
 
 /** `easel queue …`: the same services the HTTP API uses, straight on the database file. */
-export function queueCommand(ctx: Deps, argv: string[]): number {
+export async function queueCommand(ctx: Deps, argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { json: { type: "boolean" } });
   const [sub, id] = positionals;
   const { queue } = ctx;
   switch (sub) {
     case "status": {
-      const stats = queue.stats();
-      const debounced = queue.debounced();
+      const stats = await queue.stats();
+      const debounced = await queue.debounced();
       printJsonOr(Boolean(values.json), { ...stats, debounced }, () => {
         const lines = [
           `waiting ${stats.waiting}  delayed ${stats.delayed}  active ${stats.active}`,
@@ -34,7 +34,7 @@ export function queueCommand(ctx: Deps, argv: string[]): number {
     }
     case "retry": {
       if (!id) throw new UsageError(USAGE);
-      const out = queue.retry(id);
+      const out = await queue.retry(id);
       if (out === "conflict") return fail("a newer job with the same dedupe key is queued");
       if (!out) return fail(`job ${id} not found or not failed/partial/cancelled`);
       process.stdout.write(`queued ${id} again\n`);
@@ -42,7 +42,7 @@ export function queueCommand(ctx: Deps, argv: string[]): number {
     }
     case "cancel": {
       if (!id) throw new UsageError(USAGE);
-      const out = queue.cancel(id);
+      const out = await queue.cancel(id);
       if (!out) return fail(`job ${id} not found or already finished`);
       process.stdout.write(`cancelled ${id}\n`);
       return 0;

@@ -27,9 +27,9 @@ export type GenerateInput = z.input<typeof GenerateBody>;
 /** One image request of a batch. */
 export type BatchItem = NonNullable<GenerateInput["items"]>[number];
 /** A job with its request, items, assets, metadata and history (`GET /api/jobs/:id`). */
-export type JobDetail = ReturnType<JobService["detail"]>;
+export type JobDetail = Awaited<ReturnType<JobService["detail"]>>;
 /** The compact progress view (`GET /api/jobs/:id/status`). */
-export type JobStatus = ReturnType<JobService["status"]>;
+export type JobStatus = Awaited<ReturnType<JobService["status"]>>;
 /** A progress update while waiting: a WebSocket `job_progress` frame or a polled status. */
 export type Progress = {
   progress: number;

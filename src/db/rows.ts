@@ -1,4 +1,5 @@
-import { getTableColumns, type InferSelectModel, type Table } from "drizzle-orm";
+import { getTableColumns, getTableName, type InferSelectModel, type Table } from "drizzle-orm";
+import type { SqlParam } from "./sql";
 
 type Raw = Record<string, unknown>;
 
@@ -58,4 +59,26 @@ export function rowAsInserted<T extends Table>(
     .join(",\n");
   const build = new Function("d", "w", `return {\n${body}\n};`) as (d: unknown[], w: object) => unknown;
   return (written) => build(defaults, written) as InferSelectModel<T>;
+}
+
+/**
+ * Encodes a row of `table` into the values of its columns, in declaration order (`columnList`), each with its
+ * column's own encoder (JSON to text, booleans to 0/1): the inverse of `rowMapper`, for portable inserts.
+ */
+export function rowEncoder<T extends Table>(table: T): (row: InferSelectModel<T>) => SqlParam[] {
+  const columns = Object.entries(getTableColumns(table)).map(([key, column]) => ({
+    key,
+    encode: column.mapToDriverValue.bind(column) as (v: unknown) => SqlParam,
+  }));
+  return (row) =>
+    columns.map(({ key, encode }) => {
+      const v = (row as Record<string, unknown>)[key];
+      return v == null ? null : encode(v);
+    });
+}
+
+/** `INSERT INTO <table> (<every column>) VALUES (?, …)`, to bind with `rowEncoder(table)`. */
+export function insertStatement(table: Table): string {
+  const names = Object.values(getTableColumns(table)).map((c) => c.name);
+  return `INSERT INTO ${getTableName(table)} (${names.join(", ")}) VALUES (${names.map(() => "?").join(", ")})`;
 }

@@ -108,7 +108,13 @@ export class SqliteClient implements Sql {
     return this.#als.exit(fn);
   }
 
-  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * `foreignKeys: false` (SQLite only) runs the transaction with foreign-key enforcement off, for a caller
+   * that does what the keys would itself (retention deletes children by id set). The pragma cannot change
+   * inside a transaction, so it is switched while this transaction holds the gate, before BEGIN and after
+   * its end; a nested call joins the open transaction with the keys as they are.
+   */
+  async transaction<T>(fn: () => Promise<T>, opts: { foreignKeys?: false } = {}): Promise<T> {
     if (this.inside) return fn();
     const { promise: turn, resolve: passOn } = Promise.withResolvers<void>();
     const before = this.#gate;
@@ -120,7 +126,11 @@ export class SqliteClient implements Sql {
     this.#open = state;
     this.#ended = ended;
     let committed = false;
+    const keysOff =
+      opts.foreignKeys === false &&
+      (this.#statement("PRAGMA foreign_keys").get() as { foreign_keys: number }).foreign_keys === 1;
     try {
+      if (keysOff) this.#statement("PRAGMA foreign_keys = OFF").run();
       this.#statement("BEGIN IMMEDIATE").run();
       const out = await this.#als.run(state, fn);
       this.#statement("COMMIT").run();
@@ -130,6 +140,7 @@ export class SqliteClient implements Sql {
       if (this.db.inTransaction) this.#statement("ROLLBACK").run();
       throw err;
     } finally {
+      if (keysOff) this.#statement("PRAGMA foreign_keys = ON").run();
       // From here the store no longer counts as inside (see `inside`): whatever it scheduled runs outside.
       this.#open = null;
       end();

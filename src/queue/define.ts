@@ -45,7 +45,15 @@ export type BatchOptions<I> = {
  * Called inside the transaction that records a job's terminal state (completed, partial, failed,
  * cancelled), so bookkeeping such as refunds commits atomically with the state change.
  */
-export type TerminalHook = (job: Job) => void;
+export type TerminalHook = {
+  /**
+   * Whether `run` has anything to do for this job, decided from the row alone (no I/O). When no hook applies
+   * to any job of a group, the group's terminal write stays one synchronous transaction (the hot path).
+   */
+  applies: (job: Job) => boolean;
+  /** Awaited inside the terminal transaction, in a savepoint of its own. Never awaits real I/O. */
+  run: (job: Job) => Promise<void> | void;
+};
 
 export type JobDefinition<S extends z.ZodType = z.ZodType> = {
   type: string;

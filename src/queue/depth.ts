@@ -1,4 +1,4 @@
-import type { Database } from "bun:sqlite";
+import type { SqliteClient } from "../db/sqlite";
 
 // Bounded: stops at `cap` rows, so a check costs at most the limit it enforces, however deep the queue.
 const OWNER_QUEUED = `SELECT count(*) AS n FROM (SELECT 1 FROM jobs INDEXED BY jobs_owner_queued_idx
@@ -14,33 +14,33 @@ const OLDEST_DUE_BY_TYPE = `SELECT type, min(run_at) AS t FROM jobs INDEXED BY j
 /**
  * How deep the queue is: the counts back-pressure and the status views read. Every statement reads one of
  * the partial indexes over queued rows only (jobs_owner_queued_idx, jobs_claim_idx), never finished jobs.
- * Statements come from bun:sqlite's per-connection cache (`query`), compiled on first use.
+ * Statements come from the client's cache, compiled on first use.
  */
 export class QueueDepth {
-  readonly #db: Database;
+  readonly #sql: SqliteClient;
 
-  constructor(db: Database) {
-    this.#db = db;
+  constructor(sql: SqliteClient) {
+    this.#sql = sql;
   }
 
   /** Queued jobs of `type` owned by `ownerId`, counted up to `cap` (the answer is min(count, cap)). */
-  ownerQueued(ownerId: string, type: string, cap: number): number {
-    return (this.#db.query(OWNER_QUEUED).get(ownerId, type, cap) as { n: number }).n;
+  async ownerQueued(ownerId: string, type: string, cap: number): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(OWNER_QUEUED, [ownerId, type, cap]))!.n;
   }
 
   /** Queued jobs of every type and owner (delayed ones too), counted up to `cap`. */
-  queued(cap = Number.MAX_SAFE_INTEGER): number {
-    return (this.#db.query(QUEUED).get(cap) as { n: number }).n;
+  async queued(cap = Number.MAX_SAFE_INTEGER): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(QUEUED, [cap]))!.n;
   }
 
   /** The owners with the most queued jobs of `type`, most first (reads every queued job of the type). */
-  busiestOwners(type: string, limit: number): { ownerId: string; queued: number }[] {
-    return this.#db.query(BUSIEST).all(type, limit) as { ownerId: string; queued: number }[];
+  busiestOwners(type: string, limit: number): Promise<{ ownerId: string; queued: number }[]> {
+    return this.#sql.all<{ ownerId: string; queued: number }>(BUSIEST, [type, limit]);
   }
 
   /** Per type with a due job waiting: when its longest-waiting one became due (epoch ms). */
-  oldestDueByType(now: number): Map<string, number> {
-    const rows = this.#db.query(OLDEST_DUE_BY_TYPE).all(now) as { type: string; t: number }[];
+  async oldestDueByType(now: number): Promise<Map<string, number>> {
+    const rows = await this.#sql.all<{ type: string; t: number }>(OLDEST_DUE_BY_TYPE, [now]);
     return new Map(rows.map((r) => [r.type, r.t]));
   }
 }

@@ -1,13 +1,16 @@
-import type { Database, Statement } from "bun:sqlite";
+import type { Statement } from "bun:sqlite";
 import type { Job, JobItem } from "../db/schema";
+import type { SqliteClient } from "../db/sqlite";
 import { toItem, toJob } from "./store";
 
 /**
  * The statements features ask of the queue's tables (DESIGN §11: the queue owns `jobs` and `job_items`; a
  * feature never writes SQL on them): a job's credit columns, a recipe's backlog levels, and the instant
- * transfer of a finished job to a new owner. Each states its contract first; Queue exposes them.
+ * transfer of a finished job to a new owner. Each states its contract first; Queue exposes them. Each runs
+ * through the connection's client, so it never joins another caller's open transaction.
  */
 export class FeatureStore {
+  readonly #sql: SqliteClient;
   readonly #credits: Statement;
   readonly #addRefund: Statement;
   readonly #takeBackRefund: Statement;
@@ -23,7 +26,9 @@ export class FeatureStore {
   readonly #countDown: Statement;
   readonly #countUp: Statement;
 
-  constructor(db: Database) {
+  constructor(sql: SqliteClient) {
+    this.#sql = sql;
+    const db = sql.db;
     this.#credits = db.prepare(
       "SELECT credits_charged AS charged, credits_refunded AS refunded FROM jobs WHERE id = ?",
     );
@@ -83,48 +88,54 @@ export class FeatureStore {
   }
 
   /** A job's charge and what was refunded of it; null for an unknown job. */
-  credits(jobId: string): { charged: number; refunded: number } | null {
-    return this.#credits.get(jobId) as { charged: number; refunded: number } | null;
+  credits(jobId: string): Promise<{ charged: number; refunded: number } | null> {
+    return this.#sql.exclusive(
+      () => this.#credits.get(jobId) as { charged: number; refunded: number } | null,
+    );
   }
 
   /** Adds `amount` to the job's refunded total unless that would pass its charge; false when refused. */
-  addRefund(jobId: string, amount: number): boolean {
-    return this.#addRefund.run(amount, jobId).changes === 1;
+  addRefund(jobId: string, amount: number): Promise<boolean> {
+    return this.#sql.exclusive(() => this.#addRefund.run(amount, jobId).changes === 1);
   }
 
   /** Takes `amount` back off the refunded total (a retry re-charged it); false when less was refunded. */
-  takeBackRefund(jobId: string, amount: number): boolean {
-    return this.#takeBackRefund.run(amount, jobId).changes === 1;
+  takeBackRefund(jobId: string, amount: number): Promise<boolean> {
+    return this.#sql.exclusive(() => this.#takeBackRefund.run(amount, jobId).changes === 1);
   }
 
   /** The job's items in order (read inside the caller's transaction when one is open). */
-  items(jobId: string): JobItem[] {
-    return (this.#items.all(jobId) as Record<string, unknown>[]).map(toItem);
+  items(jobId: string): Promise<JobItem[]> {
+    return this.#sql.exclusive(() => (this.#items.all(jobId) as Record<string, unknown>[]).map(toItem));
   }
 
   /** Completed jobs of a recipe held by `ownerId` (a backlog), and when the oldest finished. */
-  ready(recipeId: string, ownerId: string): { n: number; oldest: number | null } {
-    return this.#ready.get(recipeId, ownerId) as { n: number; oldest: number | null };
+  ready(recipeId: string, ownerId: string): Promise<{ n: number; oldest: number | null }> {
+    return this.#sql.exclusive(
+      () => this.#ready.get(recipeId, ownerId) as { n: number; oldest: number | null },
+    );
   }
 
   /** The same count, stopping at `limit` (a level check that never counts past what it needs). */
-  readyUpTo(recipeId: string, ownerId: string, limit: number): number {
-    return (this.#readyUpTo.get(recipeId, ownerId, limit) as { n: number }).n;
+  readyUpTo(recipeId: string, ownerId: string, limit: number): Promise<number> {
+    return this.#sql.exclusive(() => (this.#readyUpTo.get(recipeId, ownerId, limit) as { n: number }).n);
   }
 
   /** Queued or active jobs of a recipe held by `ownerId`. */
-  inFlight(recipeId: string, ownerId: string): number {
-    return (this.#inFlight.get(recipeId, ownerId) as { n: number }).n;
+  inFlight(recipeId: string, ownerId: string): Promise<number> {
+    return this.#sql.exclusive(() => (this.#inFlight.get(recipeId, ownerId) as { n: number }).n);
   }
 
   /** Queued or active jobs of any of `recipeIds` held by `ownerId`. */
-  inFlightForRecipes(recipeIds: string[], ownerId: string): number {
-    return (this.#inFlightForRecipes.get(JSON.stringify(recipeIds), ownerId) as { n: number }).n;
+  inFlightForRecipes(recipeIds: string[], ownerId: string): Promise<number> {
+    return this.#sql.exclusive(
+      () => (this.#inFlightForRecipes.get(JSON.stringify(recipeIds), ownerId) as { n: number }).n,
+    );
   }
 
   /** Whether `ownerId` holds a completed job of the recipe (a cheap look before queueing for the write lock). */
-  hasCompleted(recipeId: string, ownerId: string): boolean {
-    return this.#hasCompleted.get(recipeId, ownerId) != null;
+  hasCompleted(recipeId: string, ownerId: string): Promise<boolean> {
+    return this.#sql.exclusive(() => this.#hasCompleted.get(recipeId, ownerId) != null);
   }
 
   /**
@@ -138,7 +149,11 @@ export class FeatureStore {
     to: string,
     price: number,
     now: number,
-  ): Job | null {
+  ): Promise<Job | null> {
+    return this.#sql.exclusive(() => this.#transferOldest(recipeId, from, to, price, now));
+  }
+
+  #transferOldest(recipeId: string, from: string, to: string, price: number, now: number): Job | null {
     const row = this.#transfer.get(to, price, now, recipeId, from) as Record<string, unknown> | null;
     if (!row) return null;
     const job = toJob(row);
@@ -154,7 +169,9 @@ export class FeatureStore {
   }
 
   /** The first item's key and prompt, and how many items the job has (a job list's summary line). */
-  firstItem(jobId: string): { key: string; prompt: string | null; count: number } | null {
-    return this.#firstItem.get(jobId) as { key: string; prompt: string | null; count: number } | null;
+  firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null> {
+    return this.#sql.exclusive(
+      () => this.#firstItem.get(jobId) as { key: string; prompt: string | null; count: number } | null,
+    );
   }
 }

@@ -1,7 +1,8 @@
 import type { Database } from "bun:sqlite";
 import { hostname } from "node:os";
 import type { Job, JobItem, TerminalStatus } from "../db/schema";
-import type { AnyJobDefinition, JobLogger } from "./define";
+import { type SqliteClient, sqliteClient } from "../db/sqlite";
+import type { AnyJobDefinition, JobLogger, TerminalHook } from "./define";
 import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
 import { FeatureStore } from "./feature-store";
@@ -14,8 +15,10 @@ import {
   type QueueStats,
   QueueStore,
   type RetentionCursor,
+  type Settlement,
+  supersededError,
 } from "./store";
-import { runTerminalHooks } from "./terminal";
+import { hooksApply, runTerminalHooks } from "./terminal";
 
 export {
   type AnyJobDefinition,
@@ -23,6 +26,7 @@ export {
   type ItemContext,
   type JobContext,
   type JobDefinition,
+  type TerminalHook,
 } from "./define";
 export * from "./errors";
 export type { QueueEvents } from "./events";
@@ -34,8 +38,8 @@ export type RetentionOptions = {
   completedHours: number;
   /** For failed, partial and cancelled jobs. */
   failedHours: number;
-  /** Runs in each slice's transaction with the ids it is about to delete. */
-  beforeDelete?: (ids: string[]) => void;
+  /** Runs in each slice's transaction with the ids it is about to delete (database work only). */
+  beforeDelete?: (ids: string[]) => Promise<void> | void;
   /** Runs after each slice has committed (awaited before the next slice). */
   afterSlice?: (ids: string[]) => Promise<void> | void;
   /** How long one slice's transaction should take. @defaultValue 5 */
@@ -96,15 +100,16 @@ export type QueueOptions = {
   now?: () => number;
   workerId?: string;
   /**
-   * Runs inside each job's terminal-state transaction (refunds, usage counters), after the definition's own
-   * hook, in a savepoint: when it throws, the error is logged and the job still ends (see terminal.ts).
+   * Run inside each job's terminal-state transaction (refunds, usage counters), in order, after the
+   * definition's own hook, each in a savepoint: when one throws, the error is logged and the job still ends
+   * (see terminal.ts).
    */
-  onTerminal?: (job: Job) => void;
+  onTerminal?: TerminalHook[];
   /**
    * Runs inside a retry's transaction, with the job as it was before (charges for the re-run). Throwing
    * refuses the retry: the transaction rolls back and the job stays as it was.
    */
-  onRetry?: (job: Job) => void;
+  onRetry?: (job: Job) => Promise<void> | void;
 };
 
 /** A worker id that says which host and process holds a lease, so a restart can tell dead holders. */
@@ -129,6 +134,10 @@ export function isDeadLocalWorker(lockedBy: string, selfId: string): boolean {
 /**
  * The durable job engine: definitions, enqueue, control (cancel/retry), maintenance (stalled sweep,
  * retention) and the worker pool. Knows nothing of HTTP.
+ *
+ * Its API is async, like every repository's; inside, it stays synchronous on bun:sqlite so claims and
+ * completions stay batched. Every synchronous section runs through the connection's client (`exclusive`),
+ * so it never runs while another caller's transaction is open and suspended (it would join it).
  */
 export class Queue {
   readonly #store: QueueStore;
@@ -140,18 +149,23 @@ export class Queue {
   /** Queued-job counts for back-pressure and status views. */
   readonly depth: QueueDepth;
   readonly now: () => number;
+  /** The connection's client: the transaction gate every user of this connection shares. */
+  readonly sql: SqliteClient;
   readonly #o: QueueOptions;
+  readonly #hooks: readonly TerminalHook[];
   readonly #lists: JobLists;
 
   constructor(opts: QueueOptions) {
     this.#o = opts;
+    this.#hooks = opts.onTerminal ?? [];
     this.now = opts.now ?? Date.now;
+    this.sql = sqliteClient(opts.db);
     this.#store = new QueueStore(opts.db);
-    this.features = new FeatureStore(opts.db);
-    this.depth = new QueueDepth(opts.db);
-    this.#lists = new JobLists(opts.db, (scope) => this.stats(scope), this.now);
+    this.#lists = new JobLists(opts.db, (scope) => this.#store.stats(this.now(), scope), this.now);
+    this.features = new FeatureStore(this.sql);
+    this.depth = new QueueDepth(this.sql);
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
-    this.#pool = new WorkerPool(this.#store, this.events, this.defs, {
+    this.#pool = new WorkerPool(this.#store, this.sql, this.events, this.defs, {
       workerId: opts.workerId ?? makeWorkerId(),
       concurrency: opts.concurrency,
       pollIntervalMs: opts.pollIntervalMs,
@@ -160,7 +174,7 @@ export class Queue {
       defaultTimeoutMs: opts.defaultTimeoutMs,
       now: this.now,
       log: opts.log,
-      terminal: (job) => this.#terminal(job),
+      settle: (workerId, batch, now) => this.#settle(workerId, batch, now),
     });
   }
 
@@ -170,28 +184,28 @@ export class Queue {
   }
 
   /**
-   * Inserts a job (in the caller's transaction when one is open on this connection) and returns once it
-   * is committed — or, inside a caller's transaction, once that transaction is the only thing left to
-   * commit. Workers are woken and `job:queued` emitted only after the commit (a rolled-back insert emits nothing).
+   * Inserts a job (in the caller's transaction when one is open) and resolves once it is committed — or,
+   * inside a caller's transaction, once that transaction is the only thing left to commit. Workers are woken
+   * and `job:queued` emitted only after the commit (a rolled-back insert emits nothing).
    */
-  enqueue(type: string, input: unknown, opts: EnqueueOptions = {}): EnqueueResult {
+  async enqueue(type: string, input: unknown, opts: EnqueueOptions = {}): Promise<EnqueueResult> {
     const def = this.#def(type);
     const parsed = def.input.safeParse(input);
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
     const row = this.#newJob(def, opts, this.now());
-    const { job, deduped, previousCharge } = this.#store.tx(() =>
-      this.#store.insert({ ...row, input: parsed.data }, opts.items, opts.inputKeys),
+    const { job, deduped, previousCharge } = await this.sql.exclusive(() =>
+      this.#store.tx(() => this.#store.insert({ ...row, input: parsed.data }, opts.items, opts.inputKeys)),
     );
-    this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }), job.id);
+    this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }));
     return { id: job.id, deduped, job, previousCharge };
   }
 
-  /** Inserts many jobs of one type in one transaction (no dedupe). Returns their ids in order. */
-  enqueueBulk(
+  /** Inserts many jobs of one type in one transaction (no dedupe). Resolves to their ids in order. */
+  async enqueueBulk(
     type: string,
     inputs: unknown[],
     opts: Omit<EnqueueOptions, "dedupeKey" | "items" | "inputKeys"> = {},
-  ): string[] {
+  ): Promise<string[]> {
     const def = this.#def(type);
     const rows = inputs.map((input, i) => {
       const parsed = def.input.safeParse(input);
@@ -199,13 +213,15 @@ export class Queue {
       return parsed.data;
     });
     const row = this.#newJob(def, opts, this.now());
-    const jobs = this.#store.tx(() =>
-      rows.map((input) => this.#store.insert({ ...row, id: Bun.randomUUIDv7(), input }).job),
+    const jobs = await this.sql.exclusive(() =>
+      this.#store.tx(() =>
+        rows.map((input) => this.#store.insert({ ...row, id: Bun.randomUUIDv7(), input }).job),
+      ),
     );
     this.#afterCommit(() => {
       if (this.events.listenerCount("job:queued") === 0) return;
       for (const job of jobs) this.events.emit("job:queued", { job, deduped: false });
-    }, jobs[0]?.id);
+    });
     return jobs.map((j) => j.id);
   }
 
@@ -230,42 +246,44 @@ export class Queue {
     };
   }
 
-  get(id: string): Job | null {
-    return this.#store.get(id);
+  get(id: string): Promise<Job | null> {
+    return this.sql.exclusive(() => this.#store.get(id));
   }
 
-  items(id: string): JobItem[] {
-    return this.#store.items(id);
+  items(id: string): Promise<JobItem[]> {
+    return this.sql.exclusive(() => this.#store.items(id));
   }
 
   /** A page of the jobs matching `filter`, newest first; never reads history (the plans: src/queue/list.ts). */
-  list(filter: JobFilter, page: JobPage): JobListPage {
-    return this.#lists.list(filter, page);
+  list(filter: JobFilter, page: JobPage): Promise<JobListPage> {
+    return this.sql.exclusive(() => this.#lists.list(filter, page));
   }
 
   /** A job's item count and how many completed; null for a job without items. */
-  itemCounts(id: string): { completed: number; total: number } | null {
-    return this.#lists.itemCounts(id);
+  itemCounts(id: string): Promise<{ completed: number; total: number } | null> {
+    return this.sql.exclusive(() => this.#lists.itemCounts(id));
   }
 
   /** Each job's first item and item count, for list rows (jobs without items are absent). */
-  itemSummaries(ids: string[]): Map<string, ItemSummary> {
-    return this.#lists.itemSummaries(ids);
+  itemSummaries(ids: string[]): Promise<Map<string, ItemSummary>> {
+    return this.sql.exclusive(() => this.#lists.itemSummaries(ids));
   }
 
   /** Which of `keys` a job still names as input (`EnqueueOptions.inputKeys`), for the orphan sweep. */
-  referencedInputKeys(keys: readonly string[]): Set<string> {
-    return this.#store.referencedInputKeys(keys);
+  referencedInputKeys(keys: readonly string[]): Promise<Set<string>> {
+    return this.sql.exclusive(() => this.#store.referencedInputKeys(keys));
   }
 
   /**
    * Cancels a queued job at once, or an active one by aborting its attempt. Null if already finished.
    * `within` runs in the cancel's transaction with the cancelled job (e.g. to record the caller's answer).
    */
-  cancel(id: string, within?: (job: Job) => void): Job | null {
-    const job = this.#store.tx(() => {
-      const cancelled = this.#store.cancel(id, this.now(), (j) => this.#terminal(j));
-      if (cancelled) within?.(cancelled);
+  async cancel(id: string, within?: (job: Job) => Promise<void> | void): Promise<Job | null> {
+    const job = await this.sql.transaction(async () => {
+      const ended: Job[] = [];
+      const cancelled = this.#store.cancel(id, this.now(), (j) => ended.push(j));
+      for (const j of ended) await this.#terminal(j);
+      if (cancelled) await within?.(cancelled);
       return cancelled;
     });
     if (!job) return null;
@@ -278,10 +296,17 @@ export class Queue {
    * Re-queues a failed/partial/cancelled job with fresh attempts; only its failed items run again. The
    * `onRetry` option (charges) and then `within` run in the same transaction; either may throw to refuse.
    */
-  retry(id: string, within?: (job: Job) => void): Job | null | "conflict" {
-    const job = this.#store.tx(() => {
-      const retried = this.#store.retry(id, this.now(), this.#o.onRetry);
-      if (retried && retried !== "conflict") within?.(retried);
+  async retry(id: string, within?: (job: Job) => Promise<void> | void): Promise<Job | null | "conflict"> {
+    const job = await this.sql.transaction(async () => {
+      let before: Job | null = null;
+      const retried = this.#store.retry(id, this.now(), (j) => {
+        before = j;
+      });
+      if (retried && retried !== "conflict") {
+        // Only once the job is really queued again: a refused retry must not be charged.
+        if (before) await this.#o.onRetry?.(before);
+        await within?.(retried);
+      }
       return retried;
     });
     if (job && job !== "conflict") {
@@ -295,16 +320,21 @@ export class Queue {
    * Re-queues jobs whose lease expired, and (with `atStartup`) at once those held by dead processes on this
    * host — a crash or kill -9 loses nothing and a restart picks up where the last process stopped.
    */
-  recoverStalled(atStartup = false): { requeued: number; failed: number } {
+  async recoverStalled(atStartup = false): Promise<{ requeued: number; failed: number }> {
     const self = this.#pool.workerId;
-    const out = this.#store.recoverStalled(
-      this.now(),
-      this.#o.stalledMax,
-      atStartup
-        ? { expiredOnly: false, isDead: (lockedBy) => isDeadLocalWorker(lockedBy, self) }
-        : { expiredOnly: true },
-      (j) => this.#terminal(j),
-    );
+    const out = await this.sql.transaction(async () => {
+      const ended: Job[] = [];
+      const result = this.#store.recoverStalled(
+        this.now(),
+        this.#o.stalledMax,
+        atStartup
+          ? { expiredOnly: false, isDead: (lockedBy) => isDeadLocalWorker(lockedBy, self) }
+          : { expiredOnly: true },
+        (j) => ended.push(j),
+      );
+      for (const j of ended) await this.#terminal(j);
+      return result;
+    });
     for (const job of out.failed) {
       if (job.status === "failed") this.events.emit("job:failed", { job, error: job.error! });
       else this.events.emit("job:cancelled", { job });
@@ -318,7 +348,7 @@ export class Queue {
    * short transaction sized to take about `sliceMs`, with `beforeDelete` inside it (e.g. taking the asset
    * rows), then `afterSlice` (e.g. deleting the files) and a turn of the event loop, so requests, sockets and
    * jobs run between slices however much history there is. Runs until nothing is past retention or `signal`
-   * aborts; after a restart the next run simply finds what is left. Returns how many jobs it deleted.
+   * aborts; after a restart the next run simply finds what is left. Resolves to how many jobs it deleted.
    */
   async cleanupRetention(opts: RetentionOptions): Promise<number> {
     const cutoffs = this.#retentionCutoffs(opts);
@@ -332,9 +362,23 @@ export class Queue {
       let cursor: RetentionCursor | null = null;
       do {
         if (opts.signal?.aborted) return deleted;
-        const started = performance.now();
-        const slice = this.#store.deleteFinishedSlice(status, before, cursor, slicer.rows, opts.beforeDelete);
-        slicer.observe(performance.now() - started);
+        const from: RetentionCursor | null = cursor;
+        const slice = await this.sql.transaction(
+          async () => {
+            const started = performance.now();
+            const found = this.#store.deleteFinishedSlice(status, before, from, slicer.rows);
+            if (found.ids.length > 0) {
+              // Before the delete: what goes with the jobs (asset rows) still names them.
+              await opts.beforeDelete?.(found.ids);
+              found.delete();
+            }
+            slicer.observe(performance.now() - started);
+            return found;
+            // The slice deletes the jobs' children itself (QueueStore#deleteFinishedSlice), so their per-row
+            // foreign-key actions are switched off for its transaction.
+          },
+          { foreignKeys: false },
+        );
         cursor = slice.next;
         deleted += slice.ids.length;
         sinceCheckpoint += slice.ids.length;
@@ -351,10 +395,10 @@ export class Queue {
 
   /**
    * Runs `fn` as one transaction on the queue's connection (inside the caller's when one is open): a feature's
-   * own writes and its enqueue, charge or claim commit together or not at all.
+   * own writes and its enqueue, charge or claim commit together or not at all. `fn` must not await real I/O.
    */
-  transaction<T>(fn: () => T): T {
-    return this.#store.tx(fn);
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.sql.transaction(fn);
   }
 
   /** This process's worker id (host:pid:…), which its leases carry. */
@@ -379,17 +423,19 @@ export class Queue {
 
   /** A job's earlier attempts, oldest first (the latest is the job row itself). */
   attempts(id: string) {
-    return this.#store.attempts(id);
+    return this.sql.exclusive(() => this.#store.attempts(id));
   }
 
   /** Queued jobs waiting out a debounce window (the debug view). */
   debounced(limit?: number) {
-    return this.#store.debounced(limit);
+    return this.sql.exclusive(() => this.#store.debounced(limit));
   }
 
   /** Whether any job has ended past retention (kept ones included): a cheap probe before a full run. */
-  retentionDue(opts: Pick<RetentionOptions, "completedHours" | "failedHours">): boolean {
-    return this.#retentionCutoffs(opts).some(([status, before]) => this.#store.endedBefore(status, before));
+  retentionDue(opts: Pick<RetentionOptions, "completedHours" | "failedHours">): Promise<boolean> {
+    return this.sql.exclusive(() =>
+      this.#retentionCutoffs(opts).some(([status, before]) => this.#store.endedBefore(status, before)),
+    );
   }
 
   #retentionCutoffs(
@@ -404,13 +450,13 @@ export class Queue {
     ];
   }
 
-  /** Trims the throughput rollup to `keepHours`, in slices like retention. Returns the rows removed. */
+  /** Trims the throughput rollup to `keepHours`, in slices like retention. Resolves to the rows removed. */
   async trimThroughput(keepHours: number, signal?: AbortSignal): Promise<number> {
     const beforeMinute = Math.floor((this.now() - keepHours * 3_600_000) / 60_000);
     let removed = 0;
     for (;;) {
       if (signal?.aborted) return removed;
-      const n = this.#store.trimThroughput(beforeMinute, 2000);
+      const n = await this.sql.exclusive(() => this.#store.trimThroughput(beforeMinute, 2000));
       removed += n;
       if (n < 2000) return removed;
       await yieldToEventLoop();
@@ -418,13 +464,13 @@ export class Queue {
   }
 
   /** Counts by status and type, for every job or one scope (see `CountScope`); reads a handful of rows. */
-  stats(scope: CountScope = null): QueueStats {
-    return this.#store.stats(this.now(), scope);
+  stats(scope: CountScope = null): Promise<QueueStats> {
+    return this.sql.exclusive(() => this.#store.stats(this.now(), scope));
   }
 
   /** Jobs that ended per minute in [fromMinute, toMinute) in `scope`, from the rollup kept as they end. */
   throughput(scope: CountScope, fromMinute: number, toMinute: number) {
-    return this.#store.throughput(scope, fromMinute, toMinute);
+    return this.sql.exclusive(() => this.#store.throughput(scope, fromMinute, toMinute));
   }
 
   start(): void {
@@ -441,26 +487,51 @@ export class Queue {
     return def;
   }
 
+  /**
+   * Records a group of finished attempts. When no terminal hook applies to any of them (the hot path), one
+   * synchronous transaction; else one async transaction whose hooks are awaited after the state changes.
+   */
+  #settle(
+    workerId: string,
+    batch: Settlement[],
+    now: number,
+  ): ReturnType<QueueStore["settle"]> | Promise<ReturnType<QueueStore["settle"]>> {
+    if (!batch.some((s) => this.#mayRunHooks(s))) return this.#store.settle(workerId, batch, now);
+    return this.sql.transaction(async () => {
+      const ended: Job[] = [];
+      const out = this.#store.settle(workerId, batch, now, (j) => ended.push(j));
+      for (const j of ended) await this.#terminal(j);
+      return out;
+    });
+  }
+
+  /** Whether ending this settlement's job could run a hook (a requeue of a keyed job may be superseded). */
+  #mayRunHooks(s: Settlement): boolean {
+    const def = this.defs.get(s.job.type)?.onTerminal;
+    if (!def && this.#hooks.length === 0) return false;
+    const hooks = [def, ...this.#hooks];
+    if (s.kind === "finish") {
+      return hooksApply(hooks, { ...s.job, status: s.status, result: s.result ?? null, error: s.error });
+    }
+    return (
+      s.job.dedupeKey !== null &&
+      hooksApply(hooks, { ...s.job, status: "cancelled", error: supersededError() })
+    );
+  }
+
   /** Every path that ends a job (the pool, cancel, the stalled sweep) runs its hooks through here. */
-  #terminal(job: Job): void {
-    runTerminalHooks(
-      this.#store.db,
-      [this.defs.get(job.type)?.onTerminal, this.#o.onTerminal],
+  #terminal(job: Job): Promise<void> {
+    return runTerminalHooks(
+      this.sql,
+      [this.defs.get(job.type)?.onTerminal, ...this.#hooks],
       job,
       this.#o.log,
     );
   }
 
   /** Runs `fn` now, or — inside a caller's open transaction — once it has committed (never if it rolled back). */
-  #afterCommit(fn: () => void, probeId: string | undefined): void {
-    if (!this.#store.db.inTransaction) {
-      fn();
-      this.#pool.wake();
-      return;
-    }
-    queueMicrotask(() => {
-      if (this.#store.db.inTransaction) return void setTimeout(() => this.#afterCommit(fn, probeId), 0);
-      if (probeId && !this.#store.get(probeId)) return;
+  #afterCommit(fn: () => void): void {
+    this.sql.afterCommit(() => {
       fn();
       this.#pool.wake();
     });

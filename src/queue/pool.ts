@@ -1,4 +1,5 @@
 import type { Job, JobError, JobItem } from "../db/schema";
+import type { SqliteClient } from "../db/sqlite";
 import { isWriteFault, writeHealth } from "../db/write-health";
 import { backoffDelay, MAX_RETRY_AFTER_MS } from "./backoff";
 import type { AnyJobDefinition, JobContext, JobLogger } from "./define";
@@ -25,8 +26,11 @@ export type PoolOptions = {
   defaultTimeoutMs: number;
   now: () => number;
   log: JobLogger;
-  /** Runs a job's terminal hooks inside its terminal-state transaction (the queue's one path, terminal.ts). */
-  terminal: (job: Job) => void;
+  /**
+   * Records a group of finished attempts with their terminal hooks (the queue's one path, terminal.ts):
+   * synchronous when no hook applies, else a promise.
+   */
+  settle: (workerId: string, batch: Settlement[], now: number) => SettleResult | Promise<SettleResult>;
 };
 
 /** Aborts an attempt on graceful shutdown: the job is released, not failed, and keeps its attempt. */
@@ -36,6 +40,8 @@ class ShutdownSignal extends JobFailure {
     super("worker shutting down", { code: "shutdown" });
   }
 }
+
+type SettleResult = ReturnType<QueueStore["settle"]>;
 
 type Running = { job: Job; def: AnyJobDefinition; ac: AbortController; startedAt: number };
 
@@ -50,6 +56,7 @@ const MAX_FLUSH_RETRY_MS = 5000;
  */
 export class WorkerPool {
   readonly #store: QueueStore;
+  readonly #sql: SqliteClient;
   readonly #events: EventBus;
   readonly #defs: Map<string, AnyJobDefinition>;
   readonly #o: PoolOptions;
@@ -60,6 +67,9 @@ export class WorkerPool {
   /** Delay before the next try at recording outcomes the database refused; 0 while it accepts them. */
   #flushRetryMs = 0;
   #flushNotBefore = 0;
+  /** An async group commit (one with terminal hooks) in flight: the next waits for it, keeping their order. */
+  #flushing: Promise<void> | null = null;
+  #beatDeferred = false;
   #started = false;
   #stopping = false;
   #tickScheduled = false;
@@ -67,8 +77,15 @@ export class WorkerPool {
   #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   #idle: (() => void) | null = null;
 
-  constructor(store: QueueStore, events: EventBus, defs: Map<string, AnyJobDefinition>, opts: PoolOptions) {
+  constructor(
+    store: QueueStore,
+    sql: SqliteClient,
+    events: EventBus,
+    defs: Map<string, AnyJobDefinition>,
+    opts: PoolOptions,
+  ) {
     this.#store = store;
+    this.#sql = sql;
     this.#events = events;
     this.#defs = defs;
     this.#o = opts;
@@ -138,13 +155,13 @@ export class WorkerPool {
     }
     const left = [...this.#active.values()];
     for (const r of left) r.ac.abort(new ShutdownSignal());
-    this.#flush(true);
+    await this.#flushing;
+    // Checked again after every wait: the group commit below must not join a caller's open transaction.
+    while (this.#sql.busy) await this.#sql.idle();
+    await this.#flush(true);
     if (left.length > 0) {
-      const n = this.#store.release(
-        this.#o.workerId,
-        left.map((r) => r.job.id),
-        this.#o.now(),
-      );
+      const ids = left.map((r) => r.job.id);
+      const n = await this.#free(() => this.#store.release(this.#o.workerId, ids, this.#o.now()));
       this.#o.log.warn({ released: n }, "released unfinished jobs at shutdown");
     }
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
@@ -153,11 +170,28 @@ export class WorkerPool {
   #scheduleTick(): void {
     if (this.#tickScheduled) return;
     this.#tickScheduled = true;
-    setImmediate(() => {
-      this.#tickScheduled = false;
-      this.#flush();
-      this.#pump();
-    });
+    // Outside any caller's transaction store: the tick (and every job it starts) is the engine's own work.
+    setImmediate(() => this.#sql.outside(() => this.#tick()));
+  }
+
+  #tick(): void {
+    // A caller's transaction holds the connection (suspended at an await): claiming or settling now would
+    // join it. Carry on the moment it ends.
+    if (this.#sql.busy) {
+      void this.#sql.idle().then(() => this.#sql.outside(() => this.#tick()));
+      return;
+    }
+    this.#tickScheduled = false;
+    void this.#flush();
+    this.#pump();
+  }
+
+  /**
+   * Runs the pool's own synchronous work (`fn` must not await) once no caller's transaction holds the
+   * connection, never inside one: it is engine work, whatever context called it.
+   */
+  #free<T>(fn: () => T): Promise<T> {
+    return this.#sql.outside(() => this.#sql.exclusive(fn));
   }
 
   #pump(): void {
@@ -315,7 +349,15 @@ export class WorkerPool {
     const progress = Math.max(0, Math.min(100, Math.round(pct)));
     r.job.progress = progress;
     r.job.progressMessage = message;
-    this.#store.progress(r.job.id, progress, message, this.#o.now());
+    const now = this.#o.now();
+    if (this.#sql.busy) {
+      // Not worth blocking the handler for: written once the open transaction ends (a no-op if the job ended).
+      this.#free(() => this.#store.progress(r.job.id, progress, message, now)).catch((err) =>
+        this.#o.log.warn({ err, jobId: r.job.id }, "could not record progress"),
+      );
+    } else {
+      this.#store.progress(r.job.id, progress, message, now);
+    }
     this.#events.emit("job:progress", {
       job: r.job,
       progress,
@@ -350,7 +392,7 @@ export class WorkerPool {
 
   /** Runs the pending items of a batch; finished items are checkpoints and never run again. */
   async #runBatch(r: Running, ctx: JobContext<unknown>): Promise<Settlement> {
-    const items = this.#store.items(r.job.id);
+    const items = await this.#free(() => this.#store.items(r.job.id));
     const total = items.length;
     // completedItems counts successes only (as the job's status and result do); failures are said apart.
     let ok = items.filter((i) => i.status === "completed").length;
@@ -369,7 +411,7 @@ export class WorkerPool {
       }
     };
     await Promise.all(Array.from({ length: width }, lane));
-    return batchOutcome(r.job, this.#store.items(r.job.id));
+    return batchOutcome(r.job, await this.#free(() => this.#store.items(r.job.id)));
   }
 
   async #runItem(r: Running, ctx: JobContext<unknown>, item: JobItem): Promise<"completed" | "failed"> {
@@ -381,7 +423,7 @@ export class WorkerPool {
     for (;;) {
       if (ac.signal.aborted) throw ac.signal.reason;
       attempt++;
-      this.#store.bumpItemAttempt(job.id, item.idx, 1, this.#o.now());
+      await this.#free(() => this.#store.bumpItemAttempt(job.id, item.idx, 1, this.#o.now()));
       const itemAc = new AbortController();
       const onJobAbort = () => itemAc.abort(ac.signal.reason);
       ac.signal.addEventListener("abort", onJobAbort, { once: true });
@@ -401,7 +443,9 @@ export class WorkerPool {
           itemAc.signal,
         );
         ended(null);
-        this.#store.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now());
+        await this.#free(() =>
+          this.#store.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now()),
+        );
         return "completed";
       } catch (err) {
         if (ac.signal.aborted) throw ac.signal.reason;
@@ -414,13 +458,15 @@ export class WorkerPool {
         }
         const error = toJobError(reason);
         if (reason instanceof RetryAfterError) {
-          this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());
+          await this.#free(() => this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now()));
           attempt--;
           delay = Math.min(reason.delayMs, MAX_RETRY_AFTER_MS);
         } else if (error.retryable && attempt < maxAttempts) {
           delay = backoffDelay(attempt, opts.backoff ?? ITEM_BACKOFF);
         } else {
-          this.#store.checkpointItem(job.id, item.idx, "failed", { error }, this.#o.now());
+          await this.#free(() =>
+            this.#store.checkpointItem(job.id, item.idx, "failed", { error }, this.#o.now()),
+          );
           return "failed";
         }
       } finally {
@@ -431,27 +477,52 @@ export class WorkerPool {
     }
   }
 
-  /** Records finished attempts; `force` (shutdown) tries even while backing off from a refusal. */
-  #flush(force = false): void {
-    if (this.#pending.length === 0) return;
+  /**
+   * Records finished attempts; `force` (shutdown) tries even while backing off from a refusal. A group with
+   * terminal hooks commits asynchronously; the next group waits for it.
+   */
+  #flush(force = false): Promise<void> | undefined {
+    if (this.#pending.length === 0 || this.#flushing) return this.#flushing ?? undefined;
     if (!force && performance.now() < this.#flushNotBefore) return;
     const batch = this.#pending;
     this.#pending = [];
-    let out: ReturnType<QueueStore["settle"]>;
+    let out: SettleResult | Promise<SettleResult>;
     try {
-      out = this.#store.settle(this.#o.workerId, batch, this.#o.now(), this.#o.terminal);
+      out = this.#o.settle(this.#o.workerId, batch, this.#o.now());
     } catch (err) {
-      // The database refused the whole group (busy past busy_timeout, disk full): keep it and try again,
-      // backing off while it keeps refusing. The jobs stay active (leased) until their outcome is written.
-      if (isWriteFault(err)) writeHealth(this.#store.db).failed(err);
-      if (this.#flushRetryMs === 0)
-        this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
-      this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
-      this.#flushNotBefore = performance.now() + this.#flushRetryMs;
-      this.#pending.push(...batch);
-      setTimeout(() => this.#scheduleTick(), this.#flushRetryMs);
+      this.#refused(batch, err);
       return;
     }
+    if (!(out instanceof Promise)) {
+      this.#settled(batch, out);
+      return;
+    }
+    this.#flushing = out.then(
+      (result) => this.#settled(batch, result),
+      (err) => this.#refused(batch, err),
+    );
+    this.#flushing = this.#flushing.finally(() => {
+      this.#flushing = null;
+      if (this.#pending.length > 0) this.#scheduleTick();
+    });
+    return this.#flushing;
+  }
+
+  /**
+   * The database refused the whole group (busy past busy_timeout, disk full): keep it and try again,
+   * backing off while it keeps refusing. The jobs stay active (leased) until their outcome is written.
+   */
+  #refused(batch: Settlement[], err: unknown): void {
+    if (isWriteFault(err)) writeHealth(this.#store.db).failed(err);
+    if (this.#flushRetryMs === 0)
+      this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
+    this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
+    this.#flushNotBefore = performance.now() + this.#flushRetryMs;
+    this.#pending.push(...batch);
+    setTimeout(() => this.#scheduleTick(), this.#flushRetryMs);
+  }
+
+  #settled(batch: Settlement[], out: SettleResult): void {
     if (this.#flushRetryMs > 0) this.#o.log.info({ n: batch.length }, "recorded job outcomes again");
     this.#flushRetryMs = 0;
     for (const s of out.applied) {
@@ -470,6 +541,16 @@ export class WorkerPool {
   /** Renews leases; aborts local attempts whose row is no longer ours (cancelled elsewhere or swept). */
   #heartbeat(): void {
     if (this.#active.size === 0) return;
+    if (this.#sql.busy) {
+      // Beat once the open transaction ends (leases outlast several beats; one late beat loses nothing).
+      if (this.#beatDeferred) return;
+      this.#beatDeferred = true;
+      void this.#sql.idle().then(() => {
+        this.#beatDeferred = false;
+        this.#sql.outside(() => this.#heartbeat());
+      });
+      return;
+    }
     try {
       const ids = [...this.#active.keys()];
       const held = this.#store.heartbeat(this.#o.workerId, ids, this.#o.now() + this.#o.leaseMs);

@@ -109,6 +109,13 @@ type CountMove = {
  */
 export type RetentionCursor = { type: string; finishedAt: number; id: string };
 
+/**
+ * One retention slice found inside the caller's transaction: the ids to delete, the cursor to continue from
+ * (null when nothing of the status is left past the cutoff), and `delete`, which deletes them (after the
+ * caller has taken what goes with them).
+ */
+export type RetentionSlice = { ids: string[]; next: RetentionCursor | null; delete: () => void };
+
 export class QueueStore {
   readonly db: Database;
   readonly #insert: Statement;
@@ -139,8 +146,6 @@ export class QueueStore {
   readonly #deleteInputKeys: Statement;
   readonly #deleteByRowids: Statement;
   readonly #deleteChildren: Statement[];
-  readonly #foreignKeys: Statement;
-  readonly #setForeignKeys: [off: Statement, on: Statement];
   readonly #endedBefore: Statement;
   readonly #deferCounts: Statement;
   readonly #undeferCounts: Statement;
@@ -283,8 +288,6 @@ export class QueueStore {
       db.prepare("DELETE FROM job_input_keys WHERE job_id IN (SELECT value FROM json_each(?))"),
       db.prepare("UPDATE assets SET job_id = NULL WHERE job_id IN (SELECT value FROM json_each(?))"),
     ];
-    this.#foreignKeys = db.prepare("PRAGMA foreign_keys");
-    this.#setForeignKeys = [db.prepare("PRAGMA foreign_keys = OFF"), db.prepare("PRAGMA foreign_keys = ON")];
     this.#itemAttempt = db.prepare(
       "UPDATE job_items SET attempts = attempts + ?, updated_at = ? WHERE job_id = ? AND idx = ?",
     );
@@ -764,45 +767,25 @@ export class QueueStore {
   }
 
   /**
-   * One retention slice: deletes up to `limit` jobs of one type that ended in `status` before `before`,
-   * oldest first, skipping those marked `metadata.keep`, starting at `from` (the cursor the previous slice
-   * returned; null starts at the first type). `beforeDelete` runs in the slice's transaction first (assets go
-   * with their jobs). Walks jobs_ended_idx by (status, type, finished_at), so a slice costs its own rows, never
-   * the history behind or ahead of it. Returns the deleted ids and the cursor to continue from, or null when
-   * no type of `status` is left to walk.
+   * One retention slice, found inside the caller's transaction: up to `limit` jobs of one type that ended in
+   * `status` before `before`, oldest first, skipping those marked `metadata.keep`, starting at `from` (the
+   * cursor the previous slice returned; null starts at the first type). Walks jobs_ended_idx by (status, type,
+   * finished_at), so a slice costs its own rows, never the history behind or ahead of it. `delete` deletes
+   * them once the caller has taken what goes with them; `next` is null when no type of `status` is left.
+   *
+   * `delete` does what the foreign keys on jobs (schema.ts) would, one statement per child table over the
+   * whole id set, then the jobs by rowid: the queue runs retention slices with foreign keys off (their
+   * per-row trigger program is ~4 of a deleted job's ~26 us at 1M rows; docs/BENCHMARKS.md, history round 3).
+   * With them on, the cascades find nothing left to do.
    */
   deleteFinishedSlice(
     status: TerminalStatus,
     before: number,
     from: RetentionCursor | null,
     limit: number,
-    beforeDelete?: (ids: string[]) => void,
-  ): { ids: string[]; next: RetentionCursor | null } {
-    // Foreign-key actions run as a trigger program per deleted job (~4 of its ~26 us, measured at 1M
-    // rows); the slice does their work itself, one statement per child table over the whole id set. The
-    // pragma cannot change inside a transaction, so a caller's open one keeps them on (they then find
-    // nothing left to do); nothing else runs on this connection before they are back on (no await).
-    // Each switch expires the connection's prepared statements, which SQLite re-prepares on their next
-    // run: counted in the measured gain (docs/BENCHMARKS.md, history round 3).
-    const fkOff =
-      !this.db.inTransaction && (this.#foreignKeys.get() as { foreign_keys: number }).foreign_keys === 1;
-    if (fkOff) this.#setForeignKeys[0].run();
-    try {
-      return this.tx(() => this.#deleteSlice(status, before, from, limit, beforeDelete));
-    } finally {
-      if (fkOff) this.#setForeignKeys[1].run();
-    }
-  }
-
-  #deleteSlice(
-    status: TerminalStatus,
-    before: number,
-    from: RetentionCursor | null,
-    limit: number,
-    beforeDelete?: (ids: string[]) => void,
-  ): { ids: string[]; next: RetentionCursor | null } {
+  ): RetentionSlice {
     const type = from ? from.type : this.#nextEndedType(status, null);
-    if (type === null) return { ids: [], next: null };
+    if (type === null) return { ids: [], next: null, delete: () => {} };
     const at = from ?? { finishedAt: -1, id: "" };
     const rows = this.#retentionScan.all(status, type, before, at.finishedAt, at.id, limit) as {
       r: number;
@@ -814,22 +797,28 @@ export class QueueStore {
     }[];
     const doomed = rows.filter((r) => !r.keep);
     const ids = doomed.map((r) => r.id);
-    if (ids.length > 0) {
-      beforeDelete?.(ids);
-      const idSet = JSON.stringify(ids);
-      // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
-      this.#counted((moved) => {
-        for (const child of this.#deleteChildren) child.run(idSet);
-        this.#deleteByRowids.run(JSON.stringify(doomed.map((r) => r.r)));
-        for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
-      }, true);
-    }
     const last = rows.at(-1);
-    if (rows.length === limit && last)
-      return { ids, next: { type, finishedAt: last.finished_at, id: last.id } };
-    // This type has nothing more past `before`: the next slice starts on the next type ended in `status`.
-    const nextType = this.#nextEndedType(status, type);
-    return { ids, next: nextType === null ? null : { type: nextType, finishedAt: -1, id: "" } };
+    let next: RetentionCursor | null;
+    if (rows.length === limit && last) next = { type, finishedAt: last.finished_at, id: last.id };
+    else {
+      // This type has nothing more past `before`: the next slice starts on the next type ended in `status`.
+      const nextType = this.#nextEndedType(status, type);
+      next = nextType === null ? null : { type: nextType, finishedAt: -1, id: "" };
+    }
+    return {
+      ids,
+      next,
+      // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
+      delete: () => {
+        if (ids.length === 0) return;
+        const idSet = JSON.stringify(ids);
+        this.#counted((moved) => {
+          for (const child of this.#deleteChildren) child.run(idSet);
+          this.#deleteByRowids.run(JSON.stringify(doomed.map((r) => r.r)));
+          for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
+        }, true);
+      },
+    };
   }
 
   /**
@@ -1012,7 +1001,7 @@ export function countsFrom(rows: { type: string; s: string; n: number }[]): Queu
   return stats;
 }
 
-function supersededError(): JobError {
+export function supersededError(): JobError {
   return {
     code: "superseded",
     message: "a newer job with the same dedupe key is queued",

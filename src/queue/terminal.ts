@@ -1,6 +1,12 @@
-import type { Database } from "bun:sqlite";
 import type { Job } from "../db/schema";
+import type { Sql } from "../db/sql";
 import type { JobLogger, TerminalHook } from "./define";
+
+/** Whether any of `hooks` has work for `job` (see `TerminalHook.applies`). */
+export function hooksApply(hooks: readonly (TerminalHook | undefined)[], job: Job): boolean {
+  for (const hook of hooks) if (hook?.applies(job)) return true;
+  return false;
+}
 
 /**
  * The one way a job's terminal hooks (refunds, usage counters, webhooks) run, whoever ends the job: the
@@ -9,16 +15,16 @@ import type { JobLogger, TerminalHook } from "./define";
  * job's terminal state nor the other jobs ended in the same transaction (a whole stalled sweep, a group of
  * settlements), and the next hook still runs.
  */
-export function runTerminalHooks(
-  db: Database,
+export async function runTerminalHooks(
+  sql: Sql,
   hooks: readonly (TerminalHook | undefined)[],
   job: Job,
   log: JobLogger,
-): void {
+): Promise<void> {
   for (const hook of hooks) {
-    if (!hook) continue;
+    if (!hook?.applies(job)) continue;
     try {
-      db.transaction(() => hook(job))();
+      await sql.savepoint(async () => hook.run(job));
     } catch (err) {
       log.error({ err, jobId: job.id, status: job.status }, "terminal hook failed");
     }

@@ -12,7 +12,7 @@ import { createRecipe } from "../fixtures/backlog";
 import { expectExit, runBun, startTestServer, tempDir, testConfig } from "../helpers";
 
 const run = (dataDir: string, cmd: string[]) => runBun(cmd, { DATA_DIR: dataDir, POLL_INTERVAL_MS: "25" });
-const easel = (dir: string, args: string[]) => run(dir, ["src/main.ts", ...args]);
+const easel = async (dir: string, args: string[]) => run(dir, ["src/main.ts", ...args]);
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -20,7 +20,7 @@ afterEach(() => {
 });
 
 /** A data dir holding two recipes (fox: 2 ready wanted, owl: 1) and one user known as "ext-7". */
-function seededDir(): { dir: string; userId: string } {
+async function seededDir(): Promise<{ dir: string; userId: string }> {
   const tmp = tempDir("easel-backlog-cli-");
   cleanups.push(tmp.cleanup);
   const ctx = createServices(testConfig(tmp.dir), { log: silentLogger });
@@ -29,7 +29,7 @@ function seededDir(): { dir: string; userId: string } {
       ["fox", 2],
       ["owl", 1],
     ] as const) {
-      ctx.recipes.create(
+      await ctx.recipes.create(
         CreateRecipeBody.parse({
           id,
           name: id,
@@ -39,7 +39,7 @@ function seededDir(): { dir: string; userId: string } {
         }),
       );
     }
-    const user = ctx.users.create({ name: "seven", role: "user", externalId: "ext-7" });
+    const user = await ctx.users.create({ name: "seven", role: "user", externalId: "ext-7" });
     return { dir: tmp.dir, userId: user.id };
   } finally {
     ctx.db.$client.close();
@@ -56,7 +56,7 @@ const statusOf = async (dir: string) => {
 
 describe("backlog CLI", () => {
   test("status --json and the table; a dry run queues nothing; --wait --process fills the backlog itself", async () => {
-    const { dir } = seededDir();
+    const { dir } = await seededDir();
     const before = await statusOf(dir);
     expect(before.fox).toMatchObject({ min: 2, ready: 0, inFlight: 0, deficit: 2, oldestReadyAt: null });
     expect(before.owl).toMatchObject({ min: 1, deficit: 1 });
@@ -102,7 +102,7 @@ describe("backlog CLI", () => {
   }, 60_000);
 
   test("maintain --wait leaves the work to a server running on the same data dir", async () => {
-    const { dir } = seededDir();
+    const { dir } = await seededDir();
     // The server's own top-up after a recipe is created waits BACKLOG_TOPUP_DELAY_MS: long enough here that
     // the CLI, however slowly it starts on a loaded machine, is the one that queues the work.
     const server = await startTestServer({
@@ -115,7 +115,7 @@ describe("backlog CLI", () => {
       expectExit(r, 0);
       expect(r.stdout).toContain("bee: queued 2 of 2 missing");
       expect(r.stdout).toContain("backlog full");
-      expect(server.ctx.backlog.status(server.ctx.recipes.get("bee")!)).toMatchObject({
+      expect(await server.ctx.backlog.status((await server.ctx.recipes.get("bee"))!)).toMatchObject({
         ready: 2,
         inFlight: 0,
       });
@@ -123,14 +123,14 @@ describe("backlog CLI", () => {
       const owners = server.ctx.db.$client
         .query("SELECT DISTINCT owner_id FROM jobs WHERE recipe_id = 'bee'")
         .all() as { owner_id: string }[];
-      expect(owners.map((o) => o.owner_id)).toEqual([server.ctx.backlog.systemUserId]);
+      expect(owners.map((o) => o.owner_id)).toEqual([await server.ctx.backlog.systemUserId()]);
     } finally {
       await server.close();
     }
   }, 60_000);
 
   test("maintain for an unknown recipe fails cleanly; bad flags are usage errors", async () => {
-    const { dir } = seededDir();
+    const { dir } = await seededDir();
     const unknown = await easel(dir, ["backlog", "maintain", "--recipe", "nope"]);
     expectExit(unknown, 1);
     expect(unknown.stderr).toContain("recipe_not_found");
@@ -141,7 +141,7 @@ describe("backlog CLI", () => {
 
 describe("credits CLI", () => {
   test("grant by external id, balance with the ledger, and a debit past the balance refused", async () => {
-    const { dir, userId } = seededDir();
+    const { dir, userId } = await seededDir();
     const granted = await easel(dir, ["credits", "grant", "ext-7", "5", "--note", "promo", "--json"]);
     expectExit(granted, 0);
     expect(JSON.parse(granted.stdout)).toEqual({ userId, credits: 5 });

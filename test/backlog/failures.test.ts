@@ -38,14 +38,14 @@ describe("backlog failure budget", () => {
     });
 
   test("repeated failures pause the recipe's top-ups; after the cooldown a success resets the budget", async () => {
-    expect(server.ctx.backlog.maintain({ recipeId: "broken" }).enqueued).toBe(3);
+    expect((await server.ctx.backlog.maintain({ recipeId: "broken" })).enqueued).toBe(3);
     const paused = await settled();
     expect(paused).toMatchObject({ ready: 0, deficit: 3 });
     expect(paused.failures).toMatchObject({ consecutiveFailures: 3, limit: 3, paused: true });
     expect(paused.failures.lastError?.code).toBe("provider_unavailable");
     expect(paused.failures.pausedUntil).toBeGreaterThan(Date.now());
 
-    const skipped = server.ctx.backlog.maintain({ recipeId: "broken" });
+    const skipped = await server.ctx.backlog.maintain({ recipeId: "broken" });
     expect(skipped.recipes[0]).toMatchObject({ enqueued: 0, skipped: "paused" });
 
     await expectStatus(
@@ -55,9 +55,9 @@ describe("backlog failure budget", () => {
       }),
       200,
     );
-    expect(server.ctx.backlog.maintain({ recipeId: "broken" }).enqueued).toBe(0);
+    expect((await server.ctx.backlog.maintain({ recipeId: "broken" })).enqueued).toBe(0);
     await Bun.sleep(COOLDOWN_MS + 50);
-    expect(server.ctx.backlog.maintain({ recipeId: "broken" }).enqueued).toBe(3);
+    expect((await server.ctx.backlog.maintain({ recipeId: "broken" })).enqueued).toBe(3);
     const healthy = await settled();
     expect(healthy).toMatchObject({ ready: 3, deficit: 0 });
     expect(healthy.failures).toMatchObject({ consecutiveFailures: 0, paused: false, pausedUntil: null });

@@ -39,81 +39,85 @@ describe("backlog maintenance", () => {
     ctx.db.$client
       .query("SELECT * FROM jobs WHERE recipe_id = ? AND type = 'generate' AND status = 'queued'")
       .all(recipeId) as { owner_id: string; priority: number; metadata: string }[];
-  const cancelAll = (recipeId: string) => {
+  const cancelAll = async (recipeId: string) => {
     const rows = ctx.db.$client
       .query("SELECT id FROM jobs WHERE recipe_id = ? AND status = 'queued'")
       .all(recipeId) as { id: string }[];
-    for (const r of rows) ctx.queue.cancel(r.id);
+    for (const r of rows) await ctx.queue.cancel(r.id);
   };
 
-  test("tops a recipe up to backlog_min and no further: the second run counts the first's jobs", () => {
-    ctx.recipes.create(fox("alpha"));
-    const first = ctx.backlog.maintain({ recipeId: "alpha" });
+  test("tops a recipe up to backlog_min and no further: the second run counts the first's jobs", async () => {
+    await ctx.recipes.create(fox("alpha"));
+    const first = await ctx.backlog.maintain({ recipeId: "alpha" });
     expect(first.recipes[0]).toMatchObject({ recipeId: "alpha", enqueued: 3, deficit: 3 });
-    const second = ctx.backlog.maintain({ recipeId: "alpha" });
+    const second = await ctx.backlog.maintain({ recipeId: "alpha" });
     expect(second.recipes[0]).toMatchObject({ enqueued: 0, deficit: 0 });
     const jobs = backlogJobs("alpha");
     expect(jobs).toHaveLength(3);
     for (const j of jobs) {
-      expect(j.owner_id).toBe(ctx.backlog.systemUserId);
+      expect(j.owner_id).toBe(await ctx.backlog.systemUserId());
       expect(j.priority).toBe(BACKLOG_PRIORITY);
       expect(JSON.parse(j.metadata)).toMatchObject({ keep: true, backlog: true });
     }
-    expect(ctx.backlog.status(ctx.recipes.get("alpha")!)).toMatchObject({
+    expect(await ctx.backlog.status((await ctx.recipes.get("alpha"))!)).toMatchObject({
       min: 3,
       ready: 0,
       inFlight: 3,
       deficit: 0,
     });
-    cancelAll("alpha");
+    await cancelAll("alpha");
   });
 
-  test("ready generations count towards the minimum", () => {
-    ctx.recipes.create(fox("beta"));
-    seedReadyBacklog(ctx, "beta", 2);
-    const run = ctx.backlog.maintain({ recipeId: "beta" });
+  test("ready generations count towards the minimum", async () => {
+    await ctx.recipes.create(fox("beta"));
+    await seedReadyBacklog(ctx, "beta", 2);
+    const run = await ctx.backlog.maintain({ recipeId: "beta" });
     expect(run.recipes[0]).toMatchObject({ enqueued: 1, deficit: 1 });
-    expect(ctx.backlog.status(ctx.recipes.get("beta")!)).toMatchObject({ ready: 2, inFlight: 1, deficit: 0 });
-    cancelAll("beta");
+    expect(await ctx.backlog.status((await ctx.recipes.get("beta"))!)).toMatchObject({
+      ready: 2,
+      inFlight: 1,
+      deficit: 0,
+    });
+    await cancelAll("beta");
   });
 
-  test("never more than BACKLOG_MAX_CONCURRENT in flight over all recipes", () => {
-    for (const id of ["alpha", "beta"]) ctx.recipes.update(id, { active: false });
-    ctx.recipes.create(fox("gamma"));
-    ctx.recipes.create(fox("delta"));
-    const run = ctx.backlog.maintain();
+  test("never more than BACKLOG_MAX_CONCURRENT in flight over all recipes", async () => {
+    for (const id of ["alpha", "beta"]) await ctx.recipes.update(id, { active: false });
+    await ctx.recipes.create(fox("gamma"));
+    await ctx.recipes.create(fox("delta"));
+    const run = await ctx.backlog.maintain();
     expect(run.enqueued).toBe(5);
     expect(run.inFlight).toBe(5);
     expect(run.recipes.some((r) => r.skipped === "concurrency_cap")).toBe(true);
-    expect(ctx.backlog.maintain().enqueued).toBe(0);
-    cancelAll("gamma");
-    const after = ctx.backlog.maintain();
+    expect((await ctx.backlog.maintain()).enqueued).toBe(0);
+    await cancelAll("gamma");
+    const after = await ctx.backlog.maintain();
     expect(after.inFlight).toBe(5);
     expect(backlogJobs("gamma").length + backlogJobs("delta").length).toBe(5);
-    for (const id of ["gamma", "delta"]) cancelAll(id);
+    for (const id of ["gamma", "delta"]) await cancelAll(id);
   });
 
-  test("inactive recipes and recipes with backlog_min 0 are skipped", () => {
-    for (const id of ["gamma", "delta"]) ctx.recipes.update(id, { active: false });
-    ctx.recipes.create(fox("retired", { active: false }));
-    ctx.recipes.create(fox("none", { backlogMin: 0 }));
-    const run = ctx.backlog.maintain();
+  test("inactive recipes and recipes with backlog_min 0 are skipped", async () => {
+    for (const id of ["gamma", "delta"]) await ctx.recipes.update(id, { active: false });
+    await ctx.recipes.create(fox("retired", { active: false }));
+    await ctx.recipes.create(fox("none", { backlogMin: 0 }));
+    const run = await ctx.backlog.maintain();
     expect(run.enqueued).toBe(0);
     expect(run.recipes).toEqual([]);
     expect(backlogJobs("retired")).toHaveLength(0);
   });
 
-  test("a dry run draws inputs and reports them without queueing anything", () => {
-    ctx.recipes.create(fox("dry"));
-    const run = ctx.backlog.maintain({ recipeId: "dry", dryRun: true });
+  test("a dry run draws inputs and reports them without queueing anything", async () => {
+    await ctx.recipes.create(fox("dry"));
+    const run = await ctx.backlog.maintain({ recipeId: "dry", dryRun: true });
     expect(run.recipes[0]).toMatchObject({ enqueued: 3, jobIds: [] });
     expect(run.recipes[0]?.inputs).toHaveLength(3);
     expect(backlogJobs("dry")).toHaveLength(0);
-    ctx.recipes.update("dry", { active: false });
+    await ctx.recipes.update("dry", { active: false });
   });
 
-  test("a required variable with nothing to draw from skips the recipe until users have picked values", () => {
-    ctx.recipes.create(
+  test("a required variable with nothing to draw from skips the recipe until users have picked values", async () => {
+    await ctx.recipes.create(
       CreateRecipeBody.parse({
         id: "named",
         name: "named",
@@ -121,22 +125,22 @@ describe("backlog maintenance", () => {
         variables: [{ name: "name", type: "string", required: true }],
       }),
     );
-    const skipped = ctx.backlog.maintain({ recipeId: "named" });
+    const skipped = await ctx.backlog.maintain({ recipeId: "named" });
     expect(skipped.recipes[0]).toMatchObject({ enqueued: 0, skipped: "no_inputs" });
     expect(skipped.recipes[0]?.reason).toContain("'name'");
-    ctx.recipes.recordUsage("named", { name: "Rusty" });
-    const run = ctx.backlog.maintain({ recipeId: "named" });
+    await ctx.recipes.recordUsage("named", { name: "Rusty" });
+    const run = await ctx.backlog.maintain({ recipeId: "named" });
     expect(run.recipes[0]?.inputs).toEqual([{ name: "Rusty" }, { name: "Rusty" }, { name: "Rusty" }]);
-    expect(ctx.queue.items(run.recipes[0]!.jobIds[0]!)[0]?.input).toMatchObject({
+    expect((await ctx.queue.items(run.recipes[0]!.jobIds[0]!))[0]?.input).toMatchObject({
       prompt: "a fox called Rusty",
     });
-    cancelAll("named");
+    await cancelAll("named");
   });
 
-  test("the service draws with the injected random source", () => {
-    const last = new BacklogService(
+  test("the service draws with the injected random source", async () => {
+    const last = await new BacklogService(
       {
-        db: ctx.db.$client,
+        sql: ctx.sql,
         queue: ctx.queue,
         recipes: ctx.recipes,
         generate: ctx.generate,
@@ -144,8 +148,8 @@ describe("backlog maintenance", () => {
       },
       { maxConcurrent: 100, failureLimit: 3, failureCooldownMs: 1000, topUpDelayMs: 0, random: () => 0.999 },
     );
-    ctx.recipes.update("dry", { active: true });
-    const run = last.maintain({ recipeId: "dry", dryRun: true });
+    await ctx.recipes.update("dry", { active: true });
+    const run = await last.maintain({ recipeId: "dry", dryRun: true });
     expect(run.recipes[0]?.inputs).toEqual([{ color: "blue" }, { color: "blue" }, { color: "blue" }]);
   });
 });

@@ -250,7 +250,7 @@ describe("instant claims", () => {
       fallbackToModal: true,
       error: { code: "no_instant_available" },
     });
-    seedReadyBacklog(server.ctx, "client-fox", 2);
+    await seedReadyBacklog(server.ctx, "client-fox", 2);
     const claim = await client.claimInstant("client-fox");
     if (!claim.ok) throw new Error(`not claimed: ${JSON.stringify(claim)}`);
     expect(claim.recipeId).toBe("client-fox");

@@ -126,7 +126,7 @@ describe("credits", () => {
       200,
     );
     expect(elsewhere.userId).not.toBe(granted.userId);
-    expect(server.ctx.credits.balance(granted.userId)).toBe(4);
+    expect(await server.ctx.credits.balance(granted.userId)).toBe(4);
     await expectStatus(
       await server.api(`/api/users/${granted.userId}/credits`, {
         method: "POST",
@@ -135,7 +135,7 @@ describe("credits", () => {
       }),
       402,
     );
-    expect(server.ctx.credits.balance(granted.userId)).toBe(4);
+    expect(await server.ctx.credits.balance(granted.userId)).toBe(4);
     // An admin names any user by internal or external id, reading and changing alike.
     const byAdmin = await expectStatus<CreditsView>(await server.api("/api/credits?userId=alice"), 200);
     expect(byAdmin).toMatchObject({ userId: granted.userId, credits: 4 });
@@ -143,7 +143,7 @@ describe("credits", () => {
       await server.api("/api/users/alice/credits", { method: "POST", json: { amount: 1 } }),
       200,
     );
-    expect(server.ctx.credits.balance(granted.userId)).toBe(5);
+    expect(await server.ctx.credits.balance(granted.userId)).toBe(5);
     // Two apps' end users called "alice": the external id no longer says which, for reads or changes.
     await expectStatus(
       await server.api("/api/users/alice/credits", { method: "POST", key: other.key, json: { amount: 1 } }),
@@ -161,7 +161,7 @@ describe("credits", () => {
       200,
     );
     expect(bob.credits).toBe(5);
-    expect(server.ctx.users.get(bob.userId)).toMatchObject({
+    expect(await server.ctx.users.get(bob.userId)).toMatchObject({
       externalId: "bob",
       role: "user",
       parentId: app.id,
@@ -195,7 +195,7 @@ describe("credits", () => {
       await generate(user.key, { prompt: "two cats", n: 2 }),
       202,
     );
-    const job = server.ctx.queue.get(accepted.jobId)!;
+    const job = (await server.ctx.queue.get(accepted.jobId))!;
     expect(job.creditsCharged).toBe(4);
     expect(ledgerOf(server.ctx.db.$client, user.id).at(-1)).toMatchObject({
       delta: -4,
@@ -206,7 +206,7 @@ describe("credits", () => {
     const refused = await expectStatus<ErrorBody>(await generate(user.key, { prompt: "one more cat" }), 402);
     expect(refused.error).toMatchObject({ code: "insufficient_credits", required: 2, available: 1 });
     expect(jobCount(server)).toBe(before);
-    expect(server.ctx.credits.balance(user.id)).toBe(1);
+    expect(await server.ctx.credits.balance(user.id)).toBe(1);
   });
 
   test("an edit refused for credits leaves no input image in storage", async () => {
@@ -240,8 +240,8 @@ describe("credits", () => {
       }),
       202,
     );
-    expect(server.ctx.queue.get(accepted.jobId)?.creditsCharged).toBe(8);
-    expect(server.ctx.credits.balance(user.id)).toBe(12);
+    expect((await server.ctx.queue.get(accepted.jobId))?.creditsCharged).toBe(8);
+    expect(await server.ctx.credits.balance(user.id)).toBe(12);
   });
 
   test("a recipe generation costs the recipe's credit_cost per image", async () => {
@@ -251,8 +251,8 @@ describe("credits", () => {
       await generate(user.key, { recipeId: "pricey", variables: { color: "red" } }),
       202,
     );
-    expect(server.ctx.queue.get(accepted.jobId)?.creditsCharged).toBe(5);
-    expect(server.ctx.credits.balance(user.id)).toBe(5);
+    expect((await server.ctx.queue.get(accepted.jobId))?.creditsCharged).toBe(5);
+    expect(await server.ctx.credits.balance(user.id)).toBe(5);
   });
 
   test("unlimited users are never charged; each charge is audited as a 0-delta row", async () => {
@@ -261,11 +261,11 @@ describe("credits", () => {
       await generate(user.key, { prompt: "free cat" }),
       202,
     );
-    expect(server.ctx.queue.get(accepted.jobId)?.creditsCharged).toBe(0);
+    expect((await server.ctx.queue.get(accepted.jobId))?.creditsCharged).toBe(0);
     expect(ledgerOf(server.ctx.db.$client, user.id)).toEqual([
       { delta: 0, reason: "charge", job_id: accepted.jobId, note: "unlimited: 2 not charged" },
     ]);
-    expect(server.ctx.credits.balance(user.id)).toBe(0);
+    expect(await server.ctx.credits.balance(user.id)).toBe(0);
   });
 
   test("a request deduped into a queued job is not charged again; cancelling refunds", async () => {
@@ -275,15 +275,17 @@ describe("credits", () => {
       await generate(user.key, { prompt: "[slow] blocker" }),
       202,
     );
-    await waitFor(() => server.ctx.queue.get(blocker.jobId)?.status === "active", { what: "blocker active" });
+    await waitFor(async () => (await server.ctx.queue.get(blocker.jobId))?.status === "active", {
+      what: "blocker active",
+    });
     const body = { prompt: "same cat", dedupeKey: `d-${Bun.randomUUIDv7()}` };
     const first = await expectStatus<{ jobId: string }>(await generate(user.key, body), 202);
     const second = await expectStatus<{ jobId: string }>(await generate(user.key, body), 202);
     expect(second.jobId).toBe(first.jobId);
-    expect(server.ctx.credits.balance(user.id)).toBe(6);
-    server.ctx.queue.cancel(first.jobId);
-    server.ctx.queue.cancel(blocker.jobId);
-    expect(server.ctx.credits.balance(user.id)).toBe(10);
+    expect(await server.ctx.credits.balance(user.id)).toBe(6);
+    await server.ctx.queue.cancel(first.jobId);
+    await server.ctx.queue.cancel(blocker.jobId);
+    expect(await server.ctx.credits.balance(user.id)).toBe(10);
   });
 });
 
@@ -304,7 +306,7 @@ describe("CREDITS_ENABLED=false", () => {
       }),
       202,
     );
-    expect(server.ctx.queue.get(accepted.jobId)?.creditsCharged).toBe(0);
+    expect((await server.ctx.queue.get(accepted.jobId))?.creditsCharged).toBe(0);
     expect(ledgerOf(server.ctx.db.$client, user.id)).toEqual([]);
     await grant(server.api, user.id, 3);
     const view = await expectStatus<CreditsView>(await server.api("/api/credits", { key: user.key }), 200);

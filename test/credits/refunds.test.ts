@@ -33,8 +33,8 @@ describe("refunds", () => {
 
   function finished(id: string): Promise<Job> {
     return waitFor(
-      () => {
-        const job = server.ctx.queue.get(id);
+      async () => {
+        const job = await server.ctx.queue.get(id);
         return job && TERMINAL.includes(job.status) ? job : null;
       },
       { timeoutMs: 15_000, what: `job ${id} to finish` },
@@ -48,8 +48,8 @@ describe("refunds", () => {
     const job = await run(user.key, { prompt: "[fail] a cat", n: 2 });
     expect(job.status).toBe("failed");
     expect(job.error?.code).toBe("provider_unavailable");
-    expect(server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 2, creditsRefunded: 2 });
-    expect(server.ctx.credits.balance(user.id)).toBe(5);
+    expect(await server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 2, creditsRefunded: 2 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(5);
     expect(reasons(user.id)).toEqual([
       ["grant", 5],
       ["charge", -2],
@@ -61,8 +61,8 @@ describe("refunds", () => {
     const user = await createUser(server.api, { credits: 5 });
     const job = await run(user.key, { prompt: "[unsafe] a cat" });
     expect(job.error).toMatchObject({ code: "content_policy", refundable: false });
-    expect(server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 1, creditsRefunded: 0 });
-    expect(server.ctx.credits.balance(user.id)).toBe(4);
+    expect(await server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 1, creditsRefunded: 0 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(4);
   });
 
   test("a partial batch is refunded per refundable failed item", async () => {
@@ -77,8 +77,8 @@ describe("refunds", () => {
     });
     expect(job.status).toBe("partial");
     // 5 images charged; the [fail] item's 2 come back, the [unsafe] one does not.
-    expect(server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 5, creditsRefunded: 2 });
-    expect(server.ctx.credits.balance(user.id)).toBe(7);
+    expect(await server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 5, creditsRefunded: 2 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(7);
   });
 
   test("a batch failing for mixed causes refunds only the refundable items", async () => {
@@ -90,14 +90,14 @@ describe("refunds", () => {
       ],
     });
     expect(job.status).toBe("failed");
-    expect(server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 2, creditsRefunded: 1 });
-    expect(server.ctx.credits.balance(user.id)).toBe(9);
+    expect(await server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 2, creditsRefunded: 1 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(9);
   });
 
   test("a refunded job that is retried is charged again, and refunded again only for the new failure", async () => {
     const user = await createUser(server.api, { credits: 3 });
     const job = await run(user.key, { prompt: "[fail] retry me" });
-    expect(server.ctx.credits.balance(user.id)).toBe(3);
+    expect(await server.ctx.credits.balance(user.id)).toBe(3);
     for (let i = 0; i < 2; i++) {
       await expectStatus(
         await server.api(`/api/jobs/${job.id}/retry`, { method: "POST", key: user.key }),
@@ -106,8 +106,8 @@ describe("refunds", () => {
       const again = await finished(job.id);
       expect(again.status).toBe("failed");
     }
-    expect(server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 1, creditsRefunded: 1 });
-    expect(server.ctx.credits.balance(user.id)).toBe(3);
+    expect(await server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 1, creditsRefunded: 1 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(3);
     expect(reasons(user.id)).toEqual([
       ["grant", 3],
       ["charge", -1],
@@ -130,8 +130,8 @@ describe("refunds", () => {
     expect(job.status).toBe("partial");
     await expectStatus(await server.api(`/api/jobs/${job.id}/retry`, { method: "POST", key: user.key }), 200);
     expect((await finished(job.id)).status).toBe("partial");
-    expect(server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 2, creditsRefunded: 1 });
-    expect(server.ctx.credits.balance(user.id)).toBe(4);
+    expect(await server.ctx.queue.get(job.id)).toMatchObject({ creditsCharged: 2, creditsRefunded: 1 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(4);
   });
 
   test("cancelling a running job refunds it in full", async () => {
@@ -144,10 +144,12 @@ describe("refunds", () => {
       }),
       202,
     );
-    await waitFor(() => server.ctx.queue.get(jobId)?.status === "active", { what: "job active" });
+    await waitFor(async () => (await server.ctx.queue.get(jobId))?.status === "active", {
+      what: "job active",
+    });
     await expectStatus(await server.api(`/api/jobs/${jobId}/cancel`, { method: "POST", key: user.key }), 200);
-    expect(server.ctx.queue.get(jobId)).toMatchObject({ status: "cancelled", creditsRefunded: 1 });
-    expect(server.ctx.credits.balance(user.id)).toBe(5);
+    expect(await server.ctx.queue.get(jobId)).toMatchObject({ status: "cancelled", creditsRefunded: 1 });
+    expect(await server.ctx.credits.balance(user.id)).toBe(5);
   });
 });
 

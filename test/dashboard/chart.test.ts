@@ -38,10 +38,13 @@ async function generate(prompt: string): Promise<void> {
   });
   expect(res.status).toBe(202);
   const { jobId } = (await res.json()) as { jobId: string };
-  await waitFor(() => ["completed", "failed"].includes(server.ctx.queue.get(jobId)?.status ?? ""), {
-    timeoutMs: 20_000,
-    what: `job ${jobId} to end`,
-  });
+  await waitFor(
+    async () => ["completed", "failed"].includes((await server.ctx.queue.get(jobId))?.status ?? ""),
+    {
+      timeoutMs: 20_000,
+      what: `job ${jobId} to end`,
+    },
+  );
 }
 
 test("shows the last hour's ends: settled minutes kept, the current ones re-read on every refresh", async () => {
@@ -60,5 +63,5 @@ test("shows the last hour's ends: settled minutes kept, the current ones re-read
   expect(await chart()).toEqual({ completed: 8, failed: 3 });
   await generate("a fox in the snow [unsafe]");
   expect(await chart()).toEqual({ completed: 8, failed: 4 });
-  expect(server.ctx.queue.stats()).toMatchObject({ completed: 1, failed: 1 });
+  expect(await server.ctx.queue.stats()).toMatchObject({ completed: 1, failed: 1 });
 }, 30_000);

@@ -176,7 +176,7 @@ describe("an app key", () => {
     const row = server.ctx.db.$client.query("SELECT id FROM api_keys WHERE hash = ?").get(hashKey(key)) as {
       id: string;
     };
-    server.ctx.auth.revokeKey(row.id);
+    await server.ctx.auth.revokeKey(row.id);
     expect((await page("/dashboard", cookie)).status).toBe(303);
   });
 });

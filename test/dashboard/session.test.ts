@@ -1,5 +1,7 @@
-import { describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { openDb } from "../../src/db/client";
+import type { ApiKey, User } from "../../src/db/schema";
+import { sqliteClient } from "../../src/db/sqlite";
 import { KeyService } from "../../src/modules/auth/keys";
 import { escapeHtml, html, raw } from "../../src/modules/dashboard/html";
 import { DashboardSessions, isSameOrigin, sessionCookie } from "../../src/modules/dashboard/session";
@@ -25,11 +27,15 @@ describe("html", () => {
 
 describe("DashboardSessions", () => {
   // Sessions are rows naming a real user and key (foreign keys): one of each in an in-memory database.
-  const db = openDb(":memory:");
-  const user = new UserService(db).create({ name: "ops", role: "admin" });
-  const { row: key } = new KeyService(db, Date.now).create(user.id, "ops");
+  const sql = sqliteClient(openDb(":memory:").$client);
+  let user: User;
+  let key: ApiKey;
+  beforeAll(async () => {
+    user = await new UserService(sql).create({ name: "ops", role: "admin" });
+    key = (await new KeyService(sql, Date.now).create(user.id, "ops")).row;
+  });
   const make = (now: () => number, secret = "s".repeat(40)) =>
-    new DashboardSessions({ db, secret, ttlSeconds: 60, secure: false, now });
+    new DashboardSessions({ sql, secret, ttlSeconds: 60, secure: false, now });
 
   test("issues and verifies a session; expiry, another secret and sign-out end it", async () => {
     let t = 1_700_000_000_000;
@@ -41,7 +47,7 @@ describe("DashboardSessions", () => {
     t += 61_000;
     expect(await sessions.verify(token)).toBeNull();
     t -= 61_000;
-    sessions.revoke(session);
+    await sessions.revoke(session);
     expect(await sessions.verify(token)).toBeNull();
   });
 
@@ -49,7 +55,7 @@ describe("DashboardSessions", () => {
     const before = make(Date.now);
     const out = await before.issue(user.id, key.id);
     const kept = await before.issue(user.id, key.id);
-    before.revoke(out.session);
+    await before.revoke(out.session);
     const after = make(Date.now);
     expect(await after.verify(out.token)).toBeNull();
     expect(await after.verify(kept.token)).toEqual(kept.session);
@@ -85,7 +91,7 @@ describe("DashboardSessions", () => {
     expect(make(Date.now).cookie("abc")).toBe(
       "easel_session=abc; Path=/dashboard; Max-Age=60; HttpOnly; SameSite=Strict",
     );
-    const secure = new DashboardSessions({ db, secret: "s".repeat(40), ttlSeconds: 60, secure: true });
+    const secure = new DashboardSessions({ sql, secret: "s".repeat(40), ttlSeconds: 60, secure: true });
     expect(secure.cookie("abc")).toEndWith("; Secure");
     expect(sessionCookie("a=1; easel_session=tok.en=; b=2")).toBe("tok.en=");
     expect(sessionCookie("a=1")).toBeNull();

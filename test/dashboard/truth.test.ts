@@ -33,10 +33,13 @@ async function page(path: string): Promise<string> {
 }
 
 const finished = (id: string) =>
-  waitFor(() => ["completed", "partial", "failed"].includes(server.ctx.queue.get(id)?.status ?? ""), {
-    timeoutMs: 20_000,
-    what: `job ${id} to finish`,
-  });
+  waitFor(
+    async () => ["completed", "partial", "failed"].includes((await server.ctx.queue.get(id))?.status ?? ""),
+    {
+      timeoutMs: 20_000,
+      what: `job ${id} to finish`,
+    },
+  );
 
 test("a job's page shows each item's prompt, the request's settings and the caller's metadata", async () => {
   const { jobId } = await expectStatus<{ jobId: string }>(
@@ -66,7 +69,7 @@ test("a job's page shows each item's prompt, the request's settings and the call
 
 test("an instantly claimed image's 'took' is how long it was generating, not how long it waited", async () => {
   await createRecipe(server.api, { id: "dash-fox", backlogMin: 0 });
-  const [jobId] = seedReadyBacklog(server.ctx, "dash-fox", 1);
+  const [jobId] = await seedReadyBacklog(server.ctx, "dash-fox", 1);
   // Generated in 1.5 s, then an hour in the backlog before the claim.
   const generatedAt = Date.now() - 3_600_000;
   server.ctx.db.$client
@@ -144,7 +147,7 @@ describe("internal jobs", () => {
     // Naming the type is asking for it.
     expect(await page("/dashboard/jobs?type=card.render")).toContain(renderJob.id);
 
-    const all = server.ctx.queue.stats();
+    const all = await server.ctx.queue.stats();
     const internal = Object.entries(all.byType)
       .filter(([type]) => type.startsWith("card.") || type === "webhook.deliver" || type === "backlog.topup")
       .reduce((n, [, counts]) => n + Object.values(counts).reduce((a, b) => a + b, 0), 0);

@@ -31,7 +31,7 @@ beforeAll(async () => {
     },
   });
   jobId = ((await gen.json()) as { jobId: string }).jobId;
-  await waitFor(() => server.ctx.queue.get(jobId)?.status === "partial", {
+  await waitFor(async () => (await server.ctx.queue.get(jobId))?.status === "partial", {
     timeoutMs: 15_000,
     what: "the job",
   });
@@ -75,7 +75,7 @@ async function answers<T = Record<string, unknown>>(
 
 test("jobs: a batch job with items, assets and history; its status; the list; the counts; control", async () => {
   await answers("POST", `/api/jobs/${jobId}/retry`);
-  await waitFor(() => server.ctx.queue.get(jobId)?.status === "partial", {
+  await waitFor(async () => (await server.ctx.queue.get(jobId))?.status === "partial", {
     timeoutMs: 15_000,
     what: "the retry",
   });
@@ -145,7 +145,7 @@ test("recipes, their backlog and an instant claim", async () => {
     json: { id: "schema-owl", name: "Owl", promptTemplate: "an owl", backlogMin: 0 },
   });
   await answers("GET", "/api/recipes/schema-fox/backlog");
-  seedReadyBacklog(server.ctx, "schema-fox", 1);
+  await seedReadyBacklog(server.ctx, "schema-fox", 1);
   await answers("POST", "/api/generate/instant", { json: { recipeId: "schema-fox" } });
 });
 

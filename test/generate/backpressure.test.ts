@@ -129,7 +129,7 @@ describe("back-pressure", () => {
     });
     expect(`${created.status} ${await created.clone().text()}`).toStartWith("201 ");
     const { id } = (await created.json()) as { id: string };
-    const before = server.ctx.queue.depth.queued();
+    const before = await server.ctx.queue.depth.queued();
     const patched = await server.api(`/api/cards/${id}`, {
       method: "PATCH",
       key: bob.key,
@@ -137,15 +137,15 @@ describe("back-pressure", () => {
     });
     expect(patched.status).toBe(200);
     expect(before).toBeGreaterThanOrEqual(DEPTH);
-    expect(server.ctx.queue.depth.queued()).toBe(before + 1);
+    expect(await server.ctx.queue.depth.queued()).toBe(before + 1);
   }, 30_000);
 
   test("the limits and their use show in /api/queue/status and /metrics", async () => {
     const asked = Date.now();
-    const status = (await (await server.api("/api/queue/status")).json()) as { backpressure: Usage };
+    const status = (await await (await server.api("/api/queue/status")).json()) as { backpressure: Usage };
     const usage = status.backpressure;
     expect(usage.limits).toEqual({ maxQueuedPerOwner: PER_OWNER, maxQueueDepth: DEPTH });
-    expect(usage.queued).toBe(server.ctx.queue.depth.queued());
+    expect(usage.queued).toBe(await server.ctx.queue.depth.queued());
     expect(usage.busiestOwners).toEqual(
       [
         { ownerId: alice.id, queued: PER_OWNER },

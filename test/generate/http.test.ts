@@ -165,7 +165,7 @@ describe("edits", () => {
     const { jobId } = await accepted(res);
     const job = await finished(jobId);
     expect(job.status).toBe("completed");
-    const input = server.ctx.queue.get(jobId)?.input as { imageKey?: string };
+    const input = (await server.ctx.queue.get(jobId))?.input as { imageKey?: string };
     expect(input.imageKey).toMatch(/^inputs\/.+\/image\.jpg$/);
     const out = await fetchImage(job.assets[0]!.url);
     expect(out.meta).toMatchObject({ format: "png", width: 128, height: 128 });
@@ -179,7 +179,7 @@ describe("edits", () => {
     );
     const job = await finished(jobId);
     expect(job.status).toBe("completed");
-    const input = server.ctx.queue.get(jobId)?.input as { imageKey?: string; maskKey?: string };
+    const input = (await server.ctx.queue.get(jobId))?.input as { imageKey?: string; maskKey?: string };
     expect(input.maskKey).toMatch(/^inputs\/.+\/mask\.png$/);
     expect(await server.ctx.storage.get(input.imageKey!)).not.toBeNull();
   });

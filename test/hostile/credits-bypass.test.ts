@@ -31,8 +31,8 @@ describe("credits cannot be bypassed", () => {
   const reasons = (userId: string) => ledgerOf(server.ctx.db.$client, userId).map((r) => [r.reason, r.delta]);
   const finished = (id: string) =>
     waitFor(
-      () => {
-        const job = server.ctx.queue.get(id);
+      async () => {
+        const job = await server.ctx.queue.get(id);
         return job && TERMINAL.includes(job.status) ? job : null;
       },
       { timeoutMs: 30_000, what: `job ${id} to finish` },
@@ -44,7 +44,9 @@ describe("credits cannot be bypassed", () => {
       await submit(undefined, { prompt: "[slow] hold" }),
       202,
     );
-    await waitFor(() => server.ctx.queue.get(jobId)?.status === "active", { what: "the slot taken" });
+    await waitFor(async () => (await server.ctx.queue.get(jobId))?.status === "active", {
+      what: "the slot taken",
+    });
     return async () => {
       await server.api(`/api/jobs/${jobId}/cancel`, { method: "POST" });
       await finished(jobId);
@@ -68,16 +70,16 @@ describe("credits cannot be bypassed", () => {
       402,
     );
     expect(refused.error).toMatchObject({ code: "insufficient_credits", required: 99, available: 0 });
-    const untouched = server.ctx.queue.get(first.jobId)!;
+    const untouched = (await server.ctx.queue.get(first.jobId))!;
     expect(untouched).toMatchObject({ status: "queued", creditsCharged: 1 });
-    expect(server.ctx.queue.items(first.jobId).map((i) => (i.input as { prompt: string }).prompt)).toEqual([
-      "one owl",
-    ]);
+    expect(
+      (await server.ctx.queue.items(first.jobId)).map((i) => (i.input as { prompt: string }).prompt),
+    ).toEqual(["one owl"]);
 
     await grant(server.api, user.id, 99);
     const replaced = await expectStatus<{ jobId: string }>(await submit(user.key, big), 202);
     expect(replaced.jobId).toBe(first.jobId);
-    expect(server.ctx.credits.balance(user.id)).toBe(0);
+    expect(await server.ctx.credits.balance(user.id)).toBe(0);
     await release();
     const done = await finished(first.jobId);
     expect(done).toMatchObject({ status: "completed", creditsCharged: 100, creditsRefunded: 0 });
@@ -105,7 +107,7 @@ describe("credits cannot be bypassed", () => {
       202,
     );
     expect(second.jobId).toBe(first.jobId);
-    expect(server.ctx.credits.balance(user.id)).toBe(9);
+    expect(await server.ctx.credits.balance(user.id)).toBe(9);
     await release();
     expect(await finished(first.jobId)).toMatchObject({ status: "completed", creditsCharged: 1 });
     expect(reasons(user.id)).toEqual([
@@ -128,9 +130,9 @@ describe("credits cannot be bypassed", () => {
       202,
     );
     expect(jb.jobId).not.toBe(ja.jobId);
-    expect(server.ctx.queue.items(ja.jobId).map((i) => (i.input as { prompt: string }).prompt)).toEqual([
-      "a's owl",
-    ]);
+    expect(
+      (await server.ctx.queue.items(ja.jobId)).map((i) => (i.input as { prompt: string }).prompt),
+    ).toEqual(["a's owl"]);
     const view = await expectStatus<{ dedupeKey: string }>(
       await server.api(`/api/jobs/${ja.jobId}`, { key: a.key }),
       200,
@@ -152,12 +154,12 @@ describe("credits cannot be bypassed", () => {
         await server.api(`/api/jobs/${jobId}/cancel`, { method: "POST", key: user.key }),
         200,
       );
-      expect(server.ctx.credits.balance(user.id)).toBe(1);
+      expect(await server.ctx.credits.balance(user.id)).toBe(1);
       await expectStatus(
         await server.api(`/api/jobs/${jobId}/retry`, { method: "POST", key: user.key }),
         200,
       );
-      expect(server.ctx.credits.balance(user.id)).toBe(0);
+      expect(await server.ctx.credits.balance(user.id)).toBe(0);
     }
     await release();
     expect(await finished(jobId)).toMatchObject({
@@ -165,7 +167,7 @@ describe("credits cannot be bypassed", () => {
       creditsCharged: 1,
       creditsRefunded: 0,
     });
-    expect(server.ctx.credits.balance(user.id)).toBe(0);
+    expect(await server.ctx.credits.balance(user.id)).toBe(0);
   });
 
   test("a retry the balance can't pay is 402 and the job stays as it was", async () => {
@@ -189,14 +191,14 @@ describe("credits cannot be bypassed", () => {
       402,
     );
     expect(refused.error.code).toBe("insufficient_credits");
-    const after = server.ctx.queue.get(jobId)!;
+    const after = (await server.ctx.queue.get(jobId))!;
     expect(after).toMatchObject({
       status: "failed",
       creditsCharged: 1,
       creditsRefunded: 1,
       updatedAt: failed.updatedAt,
     });
-    expect(server.ctx.queue.attempts(jobId).filter((a) => a.outcome === "rerun")).toEqual([]);
+    expect((await server.ctx.queue.attempts(jobId)).filter((a) => a.outcome === "rerun")).toEqual([]);
   });
 
   test("a failed, refunded job that succeeds on retry is paid for", async () => {
@@ -206,11 +208,11 @@ describe("credits cannot be bypassed", () => {
       202,
     );
     expect(await finished(jobId)).toMatchObject({ status: "failed", creditsRefunded: 2 });
-    expect(server.ctx.credits.balance(user.id)).toBe(2);
+    expect(await server.ctx.credits.balance(user.id)).toBe(2);
     await expectStatus(await server.api(`/api/jobs/${jobId}/retry`, { method: "POST", key: user.key }), 200);
     const done: Job = await finished(jobId);
     expect(done).toMatchObject({ status: "completed", creditsCharged: 2, creditsRefunded: 0 });
-    expect(server.ctx.credits.balance(user.id)).toBe(0);
+    expect(await server.ctx.credits.balance(user.id)).toBe(0);
     expect(reasons(user.id)).toEqual([
       ["grant", 2],
       ["charge", -2],

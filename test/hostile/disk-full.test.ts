@@ -55,12 +55,14 @@ test("a job whose writes hit a full disk is re-queued retryably, then completes 
   });
   expect(res.status).toBe(202);
   const { jobId } = (await res.json()) as { jobId: string };
-  await waitFor(() => server.ctx.queue.get(jobId)?.status === "active", { what: "job to start" });
+  await waitFor(async () => (await server.ctx.queue.get(jobId))?.status === "active", {
+    what: "job to start",
+  });
   fillDisk();
 
   const requeued = await waitFor(
-    () => {
-      const job = server.ctx.queue.get(jobId);
+    async () => {
+      const job = await server.ctx.queue.get(jobId);
       return job?.status === "queued" && job.error?.code === "disk_full" ? job : null;
     },
     { timeoutMs: 20_000, what: "job to be re-queued with disk_full" },
@@ -84,8 +86,8 @@ test("a job whose writes hit a full disk is re-queued retryably, then completes 
   freeDisk();
   expect((await readiness()).status).toBe(200);
   const done = await waitFor(
-    () => {
-      const job = server.ctx.queue.get(jobId);
+    async () => {
+      const job = await server.ctx.queue.get(jobId);
       return job && ["completed", "partial", "failed"].includes(job.status) ? job : null;
     },
     { timeoutMs: 25_000, what: "job to finish after space returned" },
@@ -110,15 +112,15 @@ test("an outcome the full database refuses is kept, retried with backoff and rec
   );
   try {
     dbOf(q).run("CREATE TABLE filler (x BLOB)");
-    const { id } = q.enqueue("big", {});
+    const { id } = await q.enqueue("big", {});
     q.start();
-    await waitFor(() => q.get(id)?.status === "active", { what: "job to start" });
+    await waitFor(async () => (await q.get(id))?.status === "active", { what: "job to start" });
     fillDisk(dbOf(q));
     gate.resolve();
     await waitFor(() => writeHealth(dbOf(q)).fault, { timeoutMs: 20_000, what: "the refused settlement" });
-    expect(q.get(id)?.status).toBe("active");
+    expect((await q.get(id))?.status).toBe("active");
     freeDisk(dbOf(q));
-    const done = await waitFor(() => (q.get(id)?.status === "completed" ? q.get(id) : null), {
+    const done = await waitFor(async () => ((await q.get(id))?.status === "completed" ? q.get(id) : null), {
       timeoutMs: 20_000,
       what: "the outcome to be recorded",
     });

@@ -56,7 +56,7 @@ describe("Idempotency-Key under concurrency", () => {
     expect(ids.size).toBe(1);
     expect(count("SELECT count(*) AS n FROM jobs WHERE owner_id = ?", user.id)).toBe(1);
     expect(ledgerOf(server.ctx.db.$client, user.id).filter((r) => r.reason === "charge")).toHaveLength(1);
-    expect(server.ctx.credits.balance(user.id)).toBe(49);
+    expect(await server.ctx.credits.balance(user.id)).toBe(49);
   });
 
   test("20 parallel card creations with one key: one card", async () => {
@@ -80,7 +80,7 @@ describe("Idempotency-Key under concurrency", () => {
 
   test("20 parallel instant claims with one key: one claim, one charge", async () => {
     await createRecipe(server.api, { id: "idem-owl", creditCost: 2, backlogMin: 0 });
-    seedReadyBacklog(server.ctx, "idem-owl", 5);
+    await seedReadyBacklog(server.ctx, "idem-owl", 5);
     const user = await createUser(server.api, { credits: 10 });
     const out = await burst(
       "/api/generate/instant",
@@ -94,7 +94,7 @@ describe("Idempotency-Key under concurrency", () => {
       count("SELECT count(*) AS n FROM jobs WHERE owner_id = ? AND recipe_id = 'idem-owl'", user.id),
     ).toBe(1);
     expect(ledgerOf(server.ctx.db.$client, user.id).filter((r) => r.reason === "instant")).toHaveLength(1);
-    expect(server.ctx.credits.balance(user.id)).toBe(8);
+    expect(await server.ctx.credits.balance(user.id)).toBe(8);
   });
 
   test("a replay says so; the same key with another request is 422; a client error is replayed, not re-run", async () => {

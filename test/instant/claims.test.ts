@@ -27,17 +27,20 @@ type Fallback = { error: { code: string }; fallbackToModal?: boolean };
 
 const READY = 5;
 
-function readyCount(server: TestServer, recipeId: string): number {
-  return server.ctx.backlog.status(server.ctx.recipes.get(recipeId)!).ready;
+async function readyCount(server: TestServer, recipeId: string): Promise<number> {
+  return (await server.ctx.backlog.status((await server.ctx.recipes.get(recipeId))!)).ready;
 }
 
 /** Lets the backlog make `n` real generations of a recipe and waits until they are ready. */
 async function fillBacklog(server: TestServer, recipeId: string, n: number): Promise<string[]> {
-  server.ctx.backlog.maintain({ recipeId });
-  await waitFor(() => readyCount(server, recipeId) >= n, { timeoutMs: 20_000, what: `${n} ready` });
+  await server.ctx.backlog.maintain({ recipeId });
+  await waitFor(async () => (await readyCount(server, recipeId)) >= n, {
+    timeoutMs: 20_000,
+    what: `${n} ready`,
+  });
   const rows = server.ctx.db.$client
     .query("SELECT id FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status = 'completed'")
-    .all(recipeId, server.ctx.backlog.systemUserId) as { id: string }[];
+    .all(recipeId, await server.ctx.backlog.systemUserId()) as { id: string }[];
   return rows.map((r) => r.id);
 }
 
@@ -116,9 +119,10 @@ describe("instant claims", () => {
     expect(charges).toHaveLength(READY);
     expect(charges.every((c) => c.delta === -2)).toBe(true);
     expect(new Set(charges.map((c) => c.job_id))).toEqual(new Set(claimed));
-    const spent = users.reduce((sum, u) => sum + (10 - server.ctx.credits.balance(u.id)), 0);
+    let spent = 0;
+    for (const u of users) spent += 10 - (await server.ctx.credits.balance(u.id));
     expect(spent).toBe(READY * 2);
-    expect(readyCount(server, "fox")).toBe(0);
+    expect(await readyCount(server, "fox")).toBe(0);
     const image = await fetch(won[0]!.body.assets[0]!.url);
     expect(image.status).toBe(200);
     expect(image.headers.get("content-type")).toBe("image/png");
@@ -130,8 +134,8 @@ describe("instant claims", () => {
 
   test("a claimed generation is the user's: in their job list, with servable images and no retention shield", async () => {
     const user = await createUser(server.api, { credits: 5 });
-    const [id] = seedReadyBacklog(server.ctx, "fox", 1);
-    const redBefore = server.ctx.recipes.usage("fox").find((u) => u.value === "red")?.count ?? 0;
+    const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
+    const redBefore = (await server.ctx.recipes.usage("fox")).find((u) => u.value === "red")?.count ?? 0;
     const won = await expectStatus<Claim>(await claim(user.key), 200);
     expect(won.job.id).toBe(id!);
     expect(won.creditsRemaining).toBe(3);
@@ -145,35 +149,35 @@ describe("instant claims", () => {
       200,
     );
     expect(detail.assets.map((a) => a.id)).toEqual(won.assets.map((a) => a.id));
-    const metadata = server.ctx.queue.get(id!)?.metadata;
+    const metadata = (await server.ctx.queue.get(id!))?.metadata;
     expect(metadata).toMatchObject({ instant: true, backlog: true, claimedAt: won.claimedAt });
     expect(metadata?.keep).toBe(false);
-    const usage = server.ctx.recipes.usage("fox").find((u) => u.value === "red");
+    const usage = (await server.ctx.recipes.usage("fox")).find((u) => u.value === "red");
     // The claim counts as a choice of the values it was made with.
     expect(usage?.count).toBe(redBefore + 1);
   });
 
   test("too few credits is 402 and the generation stays in the backlog", async () => {
     const user = await createUser(server.api, { credits: 1 });
-    const [id] = seedReadyBacklog(server.ctx, "fox", 1);
+    const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
     const body = await expectStatus<{ error: { code: string; required: number; available: number } }>(
       await claim(user.key),
       402,
     );
     expect(body.error).toMatchObject({ code: "insufficient_credits", required: 2, available: 1 });
-    expect(server.ctx.queue.get(id!)?.ownerId).toBe(server.ctx.backlog.systemUserId);
+    expect((await server.ctx.queue.get(id!))?.ownerId).toBe(await server.ctx.backlog.systemUserId());
     expect(ledgerOf(server.ctx.db.$client, user.id)).toHaveLength(1);
   });
 
   test("an empty backlog is 404 with fallbackToModal; unknown and inactive recipes are plain 404s", async () => {
     const user = await createUser(server.api, { credits: 100 });
-    while (readyCount(server, "fox") > 0) await expectStatus(await claim(user.key), 200);
+    while ((await readyCount(server, "fox")) > 0) await expectStatus(await claim(user.key), 200);
     const empty = await expectStatus<Fallback>(await claim(user.key), 404);
     expect(empty).toMatchObject({ error: { code: "no_instant_available" }, fallbackToModal: true });
     const unknown = await expectStatus<Fallback>(await claim(user.key, { recipeId: "nope" }), 404);
     expect(unknown).toEqual({ error: expect.objectContaining({ code: "recipe_not_found" }) });
     await createRecipe(server.api, { id: "retired", active: false });
-    seedReadyBacklog(server.ctx, "retired", 1);
+    await seedReadyBacklog(server.ctx, "retired", 1);
     await expectStatus(await claim(user.key, { recipeId: "retired" }), 404);
   });
 
@@ -182,8 +186,8 @@ describe("instant claims", () => {
       createUser(server.api, { credits: 5 }),
       createUser(server.api, { credits: 5 }),
     ]);
-    const [id] = seedReadyBacklog(server.ctx, "fox", 1);
-    const users = [a, b].map((u) => server.ctx.users.get(u.id)!);
+    const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
+    const users = [(await server.ctx.users.get(a.id))!, (await server.ctx.users.get(b.id))!];
     // Both look before either commits (same turn): one gets the generation, the other finds it taken.
     const outcomes = await Promise.allSettled(users.map((u) => server.ctx.instant.claim(u, "fox")));
     const won = outcomes.filter((o) => o.status === "fulfilled");
@@ -192,13 +196,13 @@ describe("instant claims", () => {
     expect(lost.map((o) => (o.reason as { toBody(): unknown }).toBody())).toEqual([
       { error: expect.objectContaining({ code: "instant_taken" }), fallbackToModal: true },
     ]);
-    expect(server.ctx.credits.balance(a.id) + server.ctx.credits.balance(b.id)).toBe(8);
+    expect((await server.ctx.credits.balance(a.id)) + (await server.ctx.credits.balance(b.id))).toBe(8);
   });
 
   test("a claim refused inside a group commit rolls back alone: the generation stays ready", async () => {
     const poor = await createUser(server.api, { credits: 2 });
-    const ids = seedReadyBacklog(server.ctx, "fox", 2);
-    const user = server.ctx.users.get(poor.id)!;
+    const ids = await seedReadyBacklog(server.ctx, "fox", 2);
+    const user = (await server.ctx.users.get(poor.id))!;
     // Both pass the balance check before either is charged; the second charge finds 0 credits.
     const outcomes = await Promise.allSettled([
       server.ctx.instant.claim(user, "fox"),
@@ -206,12 +210,12 @@ describe("instant claims", () => {
     ]);
     expect(outcomes.map((o) => o.status)).toEqual(["fulfilled", "rejected"]);
     expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: "insufficient_credits" });
-    expect(server.ctx.queue.get(ids[1]!)).toMatchObject({
-      ownerId: server.ctx.backlog.systemUserId,
+    expect(await server.ctx.queue.get(ids[1]!)).toMatchObject({
+      ownerId: await server.ctx.backlog.systemUserId(),
       creditsCharged: 0,
     });
-    expect(readyCount(server, "fox")).toBe(1);
-    expect(server.ctx.credits.balance(poor.id)).toBe(0);
+    expect(await readyCount(server, "fox")).toBe(1);
+    expect(await server.ctx.credits.balance(poor.id)).toBe(0);
     expect(
       await expectStatus<Claim>(await claim((await createUser(server.api, { credits: 2 })).key), 200),
     ).toMatchObject({ job: { id: ids[1] } });
@@ -219,13 +223,13 @@ describe("instant claims", () => {
 
   test("a repeated Idempotency-Key replays the claim without a second charge", async () => {
     const user = await createUser(server.api, { credits: 10 });
-    seedReadyBacklog(server.ctx, "fox", 2);
+    await seedReadyBacklog(server.ctx, "fox", 2);
     const headers = { "idempotency-key": `k-${Bun.randomUUIDv7()}` };
     const first = await expectStatus<Claim>(await claim(user.key, { recipeId: "fox" }, headers), 200);
     const again = await expectStatus<Claim>(await claim(user.key, { recipeId: "fox" }, headers), 200);
     expect(again.job.id).toBe(first.job.id);
-    expect(server.ctx.credits.balance(user.id)).toBe(8);
-    expect(readyCount(server, "fox")).toBe(1);
+    expect(await server.ctx.credits.balance(user.id)).toBe(8);
+    expect(await readyCount(server, "fox")).toBe(1);
   });
 
   test("an app claims for its end user, who pays and owns the generation; unlimited users pay nothing", async () => {
@@ -242,7 +246,7 @@ describe("instant claims", () => {
     expect(won.job.ownerId).toBe(bob.userId);
     expect(won.creditsRemaining).toBe(0);
     const vip = await createUser(server.api, { unlimited: true });
-    seedReadyBacklog(server.ctx, "fox", 1);
+    await seedReadyBacklog(server.ctx, "fox", 1);
     const free = await expectStatus<Claim>(await claim(vip.key), 200);
     expect(free.job.creditsCharged).toBe(0);
     expect(ledgerOf(server.ctx.db.$client, vip.id)).toEqual([
@@ -252,7 +256,7 @@ describe("instant claims", () => {
 
   test("retention keeps unclaimed backlog generations; a claimed one follows the normal retention", async () => {
     const user = await createUser(server.api, { credits: 2 });
-    const [claimedId, keptId] = seedReadyBacklog(server.ctx, "fox", 2);
+    const [claimedId, keptId] = await seedReadyBacklog(server.ctx, "fox", 2);
     expect((await expectStatus<Claim>(await claim(user.key), 200)).job.id).toBe(claimedId!);
     // Retention deletes what finished strictly before now, and the claim moved finished_at to the claim.
     await Bun.sleep(5);
@@ -260,14 +264,14 @@ describe("instant claims", () => {
     await server.ctx.queue.cleanupRetention({
       completedHours: 0,
       failedHours: 0,
-      beforeDelete: (ids) => {
+      beforeDelete: async (ids) => {
         deleted.push(...ids);
-        server.ctx.assets.takeForJobs(ids);
+        await server.ctx.assets.takeForJobs(ids);
       },
     });
     expect(deleted).toContain(claimedId!);
     expect(deleted).not.toContain(keptId!);
-    expect(server.ctx.queue.get(keptId!)?.status).toBe("completed");
+    expect((await server.ctx.queue.get(keptId!))?.status).toBe("completed");
   });
 });
 
@@ -294,7 +298,10 @@ describe("instant claims: rate limit and top-up", () => {
       }),
       200,
     );
-    await waitFor(() => readyCount(server, "owl") === 2, { timeoutMs: 15_000, what: "backlog topped up" });
+    await waitFor(async () => (await readyCount(server, "owl")) === 2, {
+      timeoutMs: 15_000,
+      what: "backlog topped up",
+    });
     await expectStatus(
       await server.api("/api/generate/instant", { method: "POST", key: user.key, json: { recipeId: "owl" } }),
       200,
@@ -345,7 +352,7 @@ describe("instant claims: rate limit and top-up", () => {
       }),
       200,
     );
-    expect(server.ctx.credits.balance(user.id)).toBe(8);
+    expect(await server.ctx.credits.balance(user.id)).toBe(8);
     expectLedgerInvariants(server.ctx.db.$client);
   }, 20_000);
 });

@@ -278,7 +278,7 @@ describe("control answers", () => {
 
   test("an instant claim names its recipe and the variables the image was made with", async () => {
     await createRecipe(server.api, { id: "ready-fox", backlogMin: 0 });
-    const [jobId] = seedReadyBacklog(server.ctx, "ready-fox", 1);
+    const [jobId] = await seedReadyBacklog(server.ctx, "ready-fox", 1);
     const user = await createUser(server.api);
     const claim = await expectStatus<{ recipeId: string; variables: unknown; job: Job }>(
       await server.api("/api/generate/instant", {

@@ -55,8 +55,8 @@ async function mint(server: TestServer, key: string, body: { userId?: string; tt
   return ok<Minted>(await server.api("/api/tokens", { method: "POST", key, json: body }), 201);
 }
 
-function enqueueFor(server: TestServer, ownerId: string): string {
-  return server.ctx.queue.enqueue("note", { n: 1 }, { ownerId, delayMs: HOUR }).id;
+async function enqueueFor(server: TestServer, ownerId: string): Promise<string> {
+  return (await server.ctx.queue.enqueue("note", { n: 1 }, { ownerId, delayMs: HOUR })).id;
 }
 
 function sign(secret: string, claims: Record<string, unknown>, opts: { alg?: string; exp?: number } = {}) {
@@ -120,7 +120,7 @@ describe("auth over HTTP", () => {
 
   test("a revoked key gets 401 while the user's other keys keep working", async () => {
     const app = await createUser(server, "app");
-    const spare = server.ctx.auth.createKey(app.id, "spare");
+    const spare = await server.ctx.auth.createKey(app.id, "spare");
     expect(
       (await ok<{ id: string; role: string }>(await server.api("/api/profile", { key: app.key }))).role,
     ).toBe("app");
@@ -130,7 +130,7 @@ describe("auth over HTTP", () => {
       .get(hashKey(app.key)) as {
       id: string;
     };
-    server.ctx.auth.revokeKey(row.id);
+    await server.ctx.auth.revokeKey(row.id);
 
     await expectError(await server.api("/api/profile", { key: app.key }), 401, "unauthorized");
     await expectError(await server.api("/api/jobs", { key: app.key }), 401, "unauthorized");
@@ -141,7 +141,7 @@ describe("auth over HTTP", () => {
     const app = await createUser(server, "app");
     const user = await createUser(server, "user");
     const endUser = await mint(server, app.key, { userId: "role-check" });
-    const jobId = enqueueFor(server, endUser.userId);
+    const jobId = await enqueueFor(server, endUser.userId);
     const before = [count(server, "users"), count(server, "jobs"), count(server, "api_keys")];
 
     const forbidden: [string, string, string, unknown?][] = [
@@ -162,13 +162,13 @@ describe("auth over HTTP", () => {
       await expectError(await server.api(path, { method, json, key }), 403, "forbidden");
     }
     expect([count(server, "users"), count(server, "jobs"), count(server, "api_keys")]).toEqual(before);
-    expect(server.ctx.queue.get(jobId)?.status).toBe("queued");
+    expect((await server.ctx.queue.get(jobId))?.status).toBe("queued");
   });
 
   test("another user's job is 404 on every route, exactly like a missing one", async () => {
     const alice = await createUser(server, "user");
     const bob = await createUser(server, "user");
-    const jobId = enqueueFor(server, alice.id);
+    const jobId = await enqueueFor(server, alice.id);
     const missing = await expectError(
       await server.api("/api/jobs/0190a000-0000-7000-8000-00000000dead"),
       404,
@@ -185,7 +185,7 @@ describe("auth over HTTP", () => {
       expect(err).toEqual(missing);
     }
     expect((await ok<JobList>(await server.api("/api/jobs", { key: bob.key }))).jobs).toEqual([]);
-    expect(server.ctx.queue.get(jobId)?.status).toBe("queued");
+    expect((await server.ctx.queue.get(jobId))?.status).toBe("queued");
 
     expect((await ok<{ id: string }>(await server.api(`/api/jobs/${jobId}`, { key: alice.key }))).id).toBe(
       jobId,
@@ -201,8 +201,8 @@ describe("auth over HTTP", () => {
     const aliceOfA = (await mint(server, appA.key, { userId: "alice" })).userId;
     const aliceOfB = (await mint(server, appB.key, { userId: "alice" })).userId;
     expect(aliceOfB).not.toBe(aliceOfA);
-    const jobA = enqueueFor(server, aliceOfA);
-    const jobB = enqueueFor(server, aliceOfB);
+    const jobA = await enqueueFor(server, aliceOfA);
+    const jobB = await enqueueFor(server, aliceOfB);
 
     expect(
       (await ok<{ ownerId: string }>(await server.api(`/api/jobs/${jobA}`, { key: appA.key }))).ownerId,
@@ -239,7 +239,7 @@ describe("auth over HTTP", () => {
     expect(count(server, "users")).toBe(users + 1);
     expect(first.expiresAt).toBeGreaterThanOrEqual(t0 + 119_000);
     expect(first.expiresAt).toBeLessThanOrEqual(Date.now() + 121_000);
-    const carol = server.ctx.users.get(first.userId);
+    const carol = await server.ctx.users.get(first.userId);
     expect(carol).toMatchObject({ role: "user", externalId: "carol", parentId: app.id });
 
     const again = await mint(server, app.key, { userId: "carol" });
@@ -251,9 +251,9 @@ describe("auth over HTTP", () => {
     const app = await createUser(server, "app");
     const { token, userId: daveId } = await mint(server, app.key, { userId: "dave" });
     const erinId = (await mint(server, app.key, { userId: "erin" })).userId;
-    const mine = [enqueueFor(server, daveId), enqueueFor(server, daveId)];
-    const erins = enqueueFor(server, erinId);
-    const appOwn = enqueueFor(server, app.id);
+    const mine = [await enqueueFor(server, daveId), await enqueueFor(server, daveId)];
+    const erins = await enqueueFor(server, erinId);
+    const appOwn = await enqueueFor(server, app.id);
 
     const profile = await ok<{ id: string; via: string }>(await server.api("/api/profile", { key: token }));
     expect(profile).toMatchObject({ id: daveId, via: "token" });
@@ -289,7 +289,7 @@ describe("auth over HTTP", () => {
       403,
       "forbidden",
     );
-    expect(server.ctx.queue.get(mine[0]!)?.status).toBe("queued");
+    expect((await server.ctx.queue.get(mine[0]!))?.status).toBe("queued");
   });
 
   test("a user key mints tokens only for itself", async () => {

@@ -120,8 +120,12 @@ describe("jobs over HTTP", () => {
     await server.close();
   });
 
-  const enqueue = (type: string, input: unknown, ownerId: string | null, opts: { delayMs?: number } = {}) =>
-    server.ctx.queue.enqueue(type, input, { ownerId, ...opts }).id;
+  const enqueue = async (
+    type: string,
+    input: unknown,
+    ownerId: string | null,
+    opts: { delayMs?: number } = {},
+  ) => (await server.ctx.queue.enqueue(type, input, { ownerId, ...opts })).id;
   const list = async (key: string, query = "") => ok<JobList>(await server.api(`/api/jobs${query}`, { key }));
   const ids = async (key: string, query = "") => (await list(key, query)).jobs.map((j) => j.id);
 
@@ -129,10 +133,10 @@ describe("jobs over HTTP", () => {
     const a = await createUser(server, "user");
     const b = await createUser(server, "user");
     const jobsA = [
-      enqueue("echo", { n: 1 }, a.id, { delayMs: HOUR }),
-      enqueue("echo", { n: 2 }, a.id, { delayMs: HOUR }),
+      await enqueue("echo", { n: 1 }, a.id, { delayMs: HOUR }),
+      await enqueue("echo", { n: 2 }, a.id, { delayMs: HOUR }),
     ];
-    const jobB = enqueue("echo", { n: 3 }, b.id, { delayMs: HOUR });
+    const jobB = await enqueue("echo", { n: 3 }, b.id, { delayMs: HOUR });
 
     const listed = await list(a.key);
     expect(listed.jobs.map((j) => j.id).sort()).toEqual([...jobsA].sort());
@@ -144,15 +148,17 @@ describe("jobs over HTTP", () => {
 
   test("GET /api/jobs filters by status and type", async () => {
     const u = await createUser(server, "user");
-    const done = [enqueue("echo", { n: 1 }, u.id), enqueue("echo", { n: 2 }, u.id)];
-    const delayedEcho = enqueue("echo", { n: 3 }, u.id, { delayMs: HOUR });
-    const delayedBatch = server.ctx.queue.enqueue(
-      "batch",
-      {},
-      { ownerId: u.id, delayMs: HOUR, items: [{ key: "only", input: {} }] },
+    const done = [await enqueue("echo", { n: 1 }, u.id), await enqueue("echo", { n: 2 }, u.id)];
+    const delayedEcho = await enqueue("echo", { n: 3 }, u.id, { delayMs: HOUR });
+    const delayedBatch = (
+      await server.ctx.queue.enqueue(
+        "batch",
+        {},
+        { ownerId: u.id, delayMs: HOUR, items: [{ key: "only", input: {} }] },
+      )
     ).id;
-    const cancelled = enqueue("echo", { n: 4 }, u.id, { delayMs: HOUR });
-    server.ctx.queue.cancel(cancelled);
+    const cancelled = await enqueue("echo", { n: 4 }, u.id, { delayMs: HOUR });
+    await server.ctx.queue.cancel(cancelled);
     for (const id of done) await waitForStatus(server, id, "completed");
 
     const sorted = async (query: string) => (await ids(u.key, query)).sort();
@@ -168,7 +174,9 @@ describe("jobs over HTTP", () => {
 
   test("GET /api/jobs pages with a cursor: no duplicates, newest first, nextCursor null at the end", async () => {
     const u = await createUser(server, "user");
-    const created = Array.from({ length: 7 }, (_, n) => enqueue("echo", { n }, u.id, { delayMs: HOUR }));
+    const created = await Promise.all(
+      Array.from({ length: 7 }, (_, n) => enqueue("echo", { n }, u.id, { delayMs: HOUR })),
+    );
 
     const pages: JobList[] = [];
     let cursor: string | null = null;
@@ -235,7 +243,7 @@ describe("jobs over HTTP", () => {
     });
     expect(status.result).toMatchObject({ totalItems: 3, completedItems: 2, failedIds: ["broken"] });
 
-    const plain = enqueue("echo", { n: 5 }, job.ownerId, { delayMs: HOUR });
+    const plain = await enqueue("echo", { n: 5 }, job.ownerId, { delayMs: HOUR });
     const plainStatus = await ok<StatusView>(await server.api(`/api/jobs/${plain}/status`));
     expect(plainStatus).toMatchObject({ completedItems: null, totalItems: null });
     expect((await ok<JobView>(await server.api(`/api/jobs/${plain}`))).items).toEqual([]);
@@ -283,7 +291,7 @@ describe("jobs over HTTP", () => {
     const failed = await ok<JobView>(await server.api(`/api/jobs/${job.id}`));
     expect(failed.error?.code).toBe("flaky_failed");
 
-    const queued = enqueue("echo", { n: 1 }, failed.ownerId, { delayMs: HOUR });
+    const queued = await enqueue("echo", { n: 1 }, failed.ownerId, { delayMs: HOUR });
     await expectError(
       await server.api(`/api/jobs/${queued}/retry`, { method: "POST" }),
       409,
@@ -310,13 +318,13 @@ describe("jobs over HTTP", () => {
       201,
     );
     const owner = minted.userId;
-    enqueue("echo", { n: 1 }, owner, { delayMs: HOUR });
-    enqueue("echo", { n: 2 }, owner, { delayMs: HOUR });
-    const done = enqueue("echo", { n: 3 }, owner);
-    const cancelled = enqueue("batch", {}, owner, { delayMs: HOUR });
-    server.ctx.queue.cancel(cancelled);
+    await enqueue("echo", { n: 1 }, owner, { delayMs: HOUR });
+    await enqueue("echo", { n: 2 }, owner, { delayMs: HOUR });
+    const done = await enqueue("echo", { n: 3 }, owner);
+    const cancelled = await enqueue("batch", {}, owner, { delayMs: HOUR });
+    await server.ctx.queue.cancel(cancelled);
     flaky.fail = true;
-    const failed = enqueue("flaky", {}, app.id);
+    const failed = await enqueue("flaky", {}, app.id);
     await waitForStatus(server, done, "completed");
     await waitForStatus(server, failed, "failed");
 
@@ -359,10 +367,8 @@ describe("jobs over HTTP", () => {
         )
       ).id,
     ];
-    const debounced = server.ctx.queue.enqueue(
-      "echo",
-      { n: 9 },
-      { dedupeKey: "status-view", debounceMs: HOUR },
+    const debounced = (
+      await server.ctx.queue.enqueue("echo", { n: 9 }, { dedupeKey: "status-view", debounceMs: HOUR })
     ).id;
     await waitFor(() => gates.size === 2, { what: "both block jobs running" });
 
@@ -386,7 +392,7 @@ describe("jobs over HTTP", () => {
     const after = await ok<QueueStatus>(await server.api("/api/queue/status"));
     expect(after.slots).toEqual({ total: 4, free: 4 });
     expect(after.active).toEqual([]);
-    server.ctx.queue.cancel(debounced);
+    await server.ctx.queue.cancel(debounced);
   });
 
   test("Idempotency-Key: a repeat returns the same job and creates one row; another body gets 422", async () => {
@@ -419,8 +425,8 @@ describe("jobs over HTTP", () => {
 
   test("Idempotency-Key on control routes replays the first answer, per caller", async () => {
     const app = await createUser(server, "app");
-    const mine = enqueue("echo", { n: 1 }, app.id, { delayMs: HOUR });
-    const admins = enqueue("echo", { n: 2 }, null, { delayMs: HOUR });
+    const mine = await enqueue("echo", { n: 1 }, app.id, { delayMs: HOUR });
+    const admins = await enqueue("echo", { n: 2 }, null, { delayMs: HOUR });
     const cancel = (id: string, key: string) =>
       server.api(`/api/jobs/${id}/cancel`, {
         method: "POST",

@@ -232,7 +232,7 @@ describe("whose keys", () => {
 
 describe("?token= in the URL", () => {
   const finished = (id: string) =>
-    waitFor(() => server.ctx.queue.get(id)?.status === "completed", { what: `job ${id}` });
+    waitFor(async () => (await server.ctx.queue.get(id))?.status === "completed", { what: `job ${id}` });
 
   test("is refused on ordinary routes, even with a valid key or client token", async () => {
     const u = await createUser("user");
@@ -240,7 +240,7 @@ describe("?token= in the URL", () => {
       await server.api("/api/tokens", { method: "POST", key: u.key, json: {} }),
       201,
     );
-    const job = server.ctx.queue.enqueue("note", { n: 1 }, { ownerId: u.id }).id;
+    const job = (await server.ctx.queue.enqueue("note", { n: 1 }, { ownerId: u.id })).id;
     for (const credential of [ADMIN_KEY, u.key, token]) {
       for (const path of ["/api/jobs", `/api/jobs/${job}/status`, "/api/profile", "/api/keys"]) {
         const res = await fetch(`${server.url}${path}?token=${encodeURIComponent(credential)}`);
@@ -255,7 +255,7 @@ describe("?token= in the URL", () => {
       await server.api("/api/tokens", { method: "POST", key: u.key, json: {} }),
       201,
     );
-    const job = server.ctx.queue.enqueue("note", { n: 1 }, { ownerId: u.id }).id;
+    const job = (await server.ctx.queue.enqueue("note", { n: 1 }, { ownerId: u.id })).id;
     await finished(job);
     const events = (credential: string) =>
       fetch(`${server.url}/api/jobs/${job}/events?token=${encodeURIComponent(credential)}`);

@@ -2,6 +2,7 @@ import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { openDb } from "../../src/db/client";
+import { sqliteClient } from "../../src/db/sqlite";
 import type { HealthReport } from "../../src/modules/ops/model";
 import { dbWritableCheck, HealthService } from "../../src/modules/ops/service";
 import { startTestServer, tempDir } from "../helpers";
@@ -59,7 +60,7 @@ describe("readiness and liveness", () => {
     const tmp = tempDir("easel-health-");
     const path = join(tmp.dir, "easel.db");
     const db = openDb(path).$client;
-    const health = new HealthService().add(dbWritableCheck(db));
+    const health = new HealthService().add(dbWritableCheck(sqliteClient(db)));
     const other = new Database(path);
     try {
       expect((await health.readiness()).ok).toBe(true);

@@ -17,10 +17,10 @@ test("retention also refreshes the query planner's statistics (PRAGMA optimize)"
     (db.query("SELECT count(*) AS n FROM sqlite_master WHERE name = 'sqlite_stat1'").get() as { n: number })
       .n;
   expect(stats()).toBe(0);
-  db.transaction(() => {
+  await server.ctx.sql.transaction(async () => {
     for (let i = 0; i < 2000; i++)
-      server.ctx.users.create({ name: `u${i}`, role: "user", externalId: `e${i}` });
-  })();
+      await server.ctx.users.create({ name: `u${i}`, role: "user", externalId: `e${i}` });
+  });
   // Queries that use an index are what `PRAGMA optimize` looks at.
   const byExternal = db.query("SELECT id FROM users WHERE parent_id IS NULL AND external_id = ?");
   for (let i = 0; i < 50; i++) expect(byExternal.get(`e${i}`)).not.toBeNull();

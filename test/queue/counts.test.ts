@@ -126,7 +126,7 @@ describe("job counts kept by triggers", () => {
       const r = rand();
       now += Math.floor(rand() * 60_000);
       if (r < 0.3) {
-        q.enqueue(
+        await q.enqueue(
           pick(["a", "b"]),
           {},
           {
@@ -136,7 +136,7 @@ describe("job counts kept by triggers", () => {
           },
         );
       } else if (r < 0.35) {
-        q.enqueueBulk(pick(["a", "b"]), [{}, {}, {}], { ownerId: pick(owners) });
+        await q.enqueueBulk(pick(["a", "b"]), [{}, {}, {}], { ownerId: pick(owners) });
       } else if (r < 0.5) {
         active.push(...storeOf(q).claim("w", ["a", "b"], 1 + Math.floor(rand() * 4), now, 30_000));
       } else if (r < 0.7 && active.length > 0) {
@@ -155,14 +155,14 @@ describe("job counts kept by triggers", () => {
         storeOf(q).settle("w", [settlement], now);
       } else if (r < 0.77) {
         const id = randomId("'queued', 'active'");
-        if (id) q.cancel(id);
+        if (id) await q.cancel(id);
       } else if (r < 0.85) {
         const id = randomId("'failed', 'partial', 'cancelled'");
-        if (id) q.retry(id);
+        if (id) await q.retry(id);
       } else if (r < 0.88) {
         // Leases run out: the sweep re-queues them, or fails them past the stall limit.
         now += 60_000;
-        q.recoverStalled();
+        await q.recoverStalled();
         active.length = 0;
       } else if (r < 0.92) {
         // An instant claim hands a finished job of a recipe to another owner, through the queue's own statement.
@@ -174,7 +174,7 @@ describe("job counts kept by triggers", () => {
         const to = pick(owners);
         if (job && to) {
           dbOf(q).run("UPDATE jobs SET recipe_id = 'r' WHERE id = ?", [job.id]);
-          q.transaction(() => q.features.transferOldestCompleted("r", job.owner_id, to, 0, now));
+          await q.transaction(() => q.features.transferOldestCompleted("r", job.owner_id, to, 0, now));
         }
       } else if (r < 0.94) {
         await q.cleanupRetention({ completedHours: 1, failedHours: 2 });
@@ -210,39 +210,40 @@ describe("job counts kept by triggers", () => {
     q.events.on("job:completed", () => void ended.completed++);
     q.events.on("job:failed", () => void ended.failed++);
     const ids = [
-      ...q.enqueueBulk(
+      ...(await q.enqueueBulk(
         "t",
         Array.from({ length: 30 }, () => ({ ok: true })),
         { ownerId: users.endUsers[0] },
-      ),
-      ...q.enqueueBulk(
+      )),
+      ...(await q.enqueueBulk(
         "t",
         Array.from({ length: 10 }, () => ({ ok: false })),
         { ownerId: users.user },
-      ),
+      )),
     ];
     const start = Math.floor(Date.now() / 60_000);
     q.start();
     await waitFor(() => ended.completed + ended.failed === ids.length, { what: "every job to end" });
     await q.stop(1000);
-    const sum = (scope: CountScope) => {
+    const sum = async (scope: CountScope) => {
       const out: Record<string, number> = {};
-      for (const r of q.throughput(scope, start, start + 10)) out[r.status] = (out[r.status] ?? 0) + r.n;
+      for (const r of await q.throughput(scope, start, start + 10))
+        out[r.status] = (out[r.status] ?? 0) + r.n;
       return out;
     };
-    expect(sum(null)).toEqual({ completed: 30, failed: 10 });
-    expect(sum({ ownerId: users.app, withEndUsers: true })).toEqual({ completed: 30 });
-    expect(sum({ ownerId: users.user, withEndUsers: false })).toEqual({ failed: 10 });
+    expect(await sum(null)).toEqual({ completed: 30, failed: 10 });
+    expect(await sum({ ownerId: users.app, withEndUsers: true })).toEqual({ completed: 30 });
+    expect(await sum({ ownerId: users.user, withEndUsers: false })).toEqual({ failed: 10 });
     expect(await q.cleanupRetention({ completedHours: 0, failedHours: 0 })).toBe(40);
-    expect(sum(null)).toEqual({ completed: 30, failed: 10 });
-    expect(q.stats()).toMatchObject({ completed: 0, failed: 0, byType: {} });
+    expect(await sum(null)).toEqual({ completed: 30, failed: 10 });
+    expect(await q.stats()).toMatchObject({ completed: 0, failed: 0, byType: {} });
   });
 
   test("stay exact when a busy process is killed with kill -9, and after the next start recovers its jobs", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
     const path = join(tmp.dir, "q.db");
-    const parent = testQueue(path);
+    const parent = await testQueue(path);
     const users = seedUsers(dbOf(parent));
     const proc = Bun.spawn(["bun", CHURN], {
       env: {
@@ -273,7 +274,7 @@ describe("job counts kept by triggers", () => {
     // A start-up recovers the dead process's active jobs; the counts follow.
     parent.define(defineJob({ type: "a", input: z.object({}).passthrough(), run: async () => 1 }));
     parent.define(defineJob({ type: "b", input: z.object({}).passthrough(), run: async () => 1 }));
-    const recovered = parent.recoverStalled(true);
+    const recovered = await parent.recoverStalled(true);
     expect(recovered.requeued + recovered.failed).toBe(leftActive);
     expectExact(parent, Date.now(), users);
     dbOf(parent).close();

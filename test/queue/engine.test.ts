@@ -13,8 +13,8 @@ const queue = queuesPerTest();
 const Any = z.object({}).passthrough();
 const terminal = (q: Queue, id: string) =>
   waitFor(
-    () => {
-      const j = q.get(id);
+    async () => {
+      const j = await q.get(id);
       return j && ["completed", "partial", "failed", "cancelled"].includes(j.status) ? j : null;
     },
     { what: `job ${id} to finish` },
@@ -31,10 +31,10 @@ describe("ordering", () => {
         run: async ({ input }) => void order.push(input.name),
       }),
     );
-    q.enqueue("t", { name: "low" }, { priority: -5 });
-    q.enqueue("t", { name: "normal-1" });
-    q.enqueue("t", { name: "high" }, { priority: 10 });
-    q.enqueue("t", { name: "normal-2" });
+    await q.enqueue("t", { name: "low" }, { priority: -5 });
+    await q.enqueue("t", { name: "normal-1" });
+    await q.enqueue("t", { name: "high" }, { priority: 10 });
+    await q.enqueue("t", { name: "normal-2" });
     q.start();
     await waitFor(() => order.length === 4);
     expect(order).toEqual(["high", "normal-1", "normal-2", "low"]);
@@ -46,10 +46,10 @@ describe("ordering", () => {
     q.define(defineJob({ type: "t", input: Any, run: async () => void started.push(Date.now()) }));
     q.start();
     const t0 = Date.now();
-    const { id } = q.enqueue("t", {}, { delayMs: 300 });
+    const { id } = await q.enqueue("t", {}, { delayMs: 300 });
     await Bun.sleep(150);
-    expect(q.get(id)?.status).toBe("queued");
-    expect(q.stats().delayed).toBe(1);
+    expect((await q.get(id))?.status).toBe("queued");
+    expect((await q.stats()).delayed).toBe(1);
     await terminal(q, id);
     expect(started[0]! - t0).toBeGreaterThanOrEqual(295);
   });
@@ -69,7 +69,7 @@ describe("ordering", () => {
     q.start();
     await Bun.sleep(20);
     const t0 = performance.now();
-    q.enqueue("t", {});
+    await q.enqueue("t", {});
     await waitFor(() => startedAt > 0);
     expect(startedAt - t0).toBeLessThan(100);
   });
@@ -90,7 +90,7 @@ describe("ordering", () => {
         },
       }),
     );
-    const ids = q.enqueueBulk(
+    const ids = await q.enqueueBulk(
       "capped",
       Array.from({ length: 8 }, () => ({})),
     );
@@ -134,7 +134,7 @@ describe("failures and retries", () => {
       }),
     );
     q.start();
-    const { id } = q.enqueue("flaky", {});
+    const { id } = await q.enqueue("flaky", {});
     const job = await terminal(q, id);
     expect(job.status).toBe("failed");
     expect(job.attempts).toBe(3);
@@ -143,7 +143,7 @@ describe("failures and retries", () => {
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(78);
     expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(158);
     // The timeline: the two attempts before the last, each with its error and when the next was due.
-    const history = q.attempts(id);
+    const history = await q.attempts(id);
     expect(history.map((a) => [a.attempt, a.outcome, a.error?.code])).toEqual([
       [1, "retried", "provider_unavailable"],
       [2, "retried", "provider_unavailable"],
@@ -153,16 +153,16 @@ describe("failures and retries", () => {
       expect(a.retryAt!).toBeGreaterThan(a.endedAt);
     }
     // An operator's retry makes the failed run history too.
-    q.retry(id);
+    await q.retry(id);
     await terminal(q, id);
-    expect(q.attempts(id).map((a) => a.outcome)).toEqual([
+    expect((await q.attempts(id)).map((a) => a.outcome)).toEqual([
       "retried",
       "retried",
       "rerun",
       "retried",
       "retried",
     ]);
-    expect(q.attempts(id)[2]).toMatchObject({ attempt: 3, error: { code: "provider_unavailable" } });
+    expect((await q.attempts(id))[2]).toMatchObject({ attempt: 3, error: { code: "provider_unavailable" } });
   });
 
   test("a retried job that succeeds ends completed with its result", async () => {
@@ -183,7 +183,7 @@ describe("failures and retries", () => {
     q.events.on("job:retrying", () => void events.push("retrying"));
     q.events.on("job:completed", () => void events.push("completed"));
     q.start();
-    const job = await terminal(q, q.enqueue("t", {}).id);
+    const job = await terminal(q, (await q.enqueue("t", {})).id);
     expect(job).toMatchObject({ status: "completed", result: { ok: true }, attempts: 2 });
     expect(events).toEqual(["retrying", "completed"]);
   });
@@ -203,7 +203,7 @@ describe("failures and retries", () => {
       }),
     );
     q.start();
-    const job = await terminal(q, q.enqueue("t", {}).id);
+    const job = await terminal(q, (await q.enqueue("t", {})).id);
     expect(calls).toBe(1);
     expect(job.attempts).toBe(1);
     expect(job.error).toEqual({
@@ -230,7 +230,7 @@ describe("failures and retries", () => {
       }),
     );
     q.start();
-    const job = await terminal(q, q.enqueue("t", {}).id);
+    const job = await terminal(q, (await q.enqueue("t", {})).id);
     // maxAttempts 1, yet it ran three times: the two rate-limited runs did not count.
     expect(job).toMatchObject({ status: "completed", attempts: 1, result: "done" });
     expect(at).toHaveLength(3);
@@ -256,8 +256,8 @@ describe("failures and retries", () => {
     );
     q.start();
     const t0 = Date.now();
-    const hang = q.enqueue("hang", {});
-    const quick = q.enqueue("quick", {}, { priority: -1 });
+    const hang = await q.enqueue("hang", {});
+    const quick = await q.enqueue("quick", {}, { priority: -1 });
     const failed = await terminal(q, hang.id);
     expect(failed.status).toBe("failed");
     expect(failed.error?.code).toBe("timeout");
@@ -270,7 +270,7 @@ describe("failures and retries", () => {
   test("invalid stored input fails the job as unrecoverable", async () => {
     const q = queue();
     q.define(defineJob({ type: "t", input: z.object({ n: z.number() }), run: async () => 1 }));
-    const { id } = q.enqueue("t", { n: 1 });
+    const { id } = await q.enqueue("t", { n: 1 });
     dbOf(q)
       .query("UPDATE jobs SET input = ? WHERE id = ?")
       .run(JSON.stringify({ n: "x" }), id);
@@ -280,12 +280,12 @@ describe("failures and retries", () => {
     expect(job.error?.code).toBe("invalid_input");
   });
 
-  test("enqueue validates input against the job's schema and rejects unknown types", () => {
+  test("enqueue validates input against the job's schema and rejects unknown types", async () => {
     const q = queue();
     q.define(defineJob({ type: "t", input: z.object({ n: z.number() }), run: async () => 1 }));
     expect(() => q.enqueue("t", { n: "x" })).toThrow(/invalid input/);
     expect(() => q.enqueue("nope", {})).toThrow(/no job type/);
-    expect(q.stats().waiting).toBe(0);
+    expect((await q.stats()).waiting).toBe(0);
   });
 });
 
@@ -308,13 +308,15 @@ describe("dedupe and debounce", () => {
     const window = 100;
     const t0 = Date.now();
     for (let n = 0; n < 1000; n++) {
-      ids.add(q.enqueue("render", { n }, { dedupeKey: "card:1", debounceMs: window }).id);
+      ids.add((await q.enqueue("render", { n }, { dedupeKey: "card:1", debounceMs: window })).id);
       if (n % 200 === 199) await Bun.sleep(window);
       else if (n % 20 === 0) await Bun.sleep(1);
     }
     const elapsed = Date.now() - t0;
     await waitFor(
-      () => q.stats().waiting + q.stats().delayed + q.stats().active === 0 && seen.at(-1) === 999,
+      async () =>
+        (await q.stats()).waiting + (await q.stats()).delayed + (await q.stats()).active === 0 &&
+        seen.at(-1) === 999,
       {
         what: "final render",
       },
@@ -326,14 +328,14 @@ describe("dedupe and debounce", () => {
     expect(ids.size).toBe(seen.length);
   });
 
-  test("a repeat enqueue while queued replaces the input and keeps the job id and run_at", () => {
-    const q = queue();
+  test("a repeat enqueue while queued replaces the input and keeps the job id and run_at", async () => {
+    const q = await queue();
     q.define(defineJob({ type: "t", input: z.object({ v: z.number() }), run: async () => 1 }));
-    const a = q.enqueue("t", { v: 1 }, { dedupeKey: "k", debounceMs: 1000 });
-    const b = q.enqueue("t", { v: 2 }, { dedupeKey: "k", debounceMs: 1000 });
+    const a = await q.enqueue("t", { v: 1 }, { dedupeKey: "k", debounceMs: 1000 });
+    const b = await q.enqueue("t", { v: 2 }, { dedupeKey: "k", debounceMs: 1000 });
     expect(b.id).toBe(a.id);
     expect(b.deduped).toBe(true);
-    const job = q.get(a.id)!;
+    const job = (await q.get(a.id))!;
     expect(job.input).toEqual({ v: 2 });
     expect(job.runAt).toBe(a.job.runAt);
     expect((dbOf(q).query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
@@ -357,10 +359,10 @@ describe("dedupe and debounce", () => {
       }),
     );
     q.start();
-    const first = q.enqueue("t", { v: 1 }, { dedupeKey: "k" });
-    await waitFor(() => q.get(first.id)?.status === "active");
-    const second = q.enqueue("t", { v: 2 }, { dedupeKey: "k", debounceMs: 20 });
-    const third = q.enqueue("t", { v: 3 }, { dedupeKey: "k", debounceMs: 20 });
+    const first = await q.enqueue("t", { v: 1 }, { dedupeKey: "k" });
+    await waitFor(async () => (await q.get(first.id))?.status === "active");
+    const second = await q.enqueue("t", { v: 2 }, { dedupeKey: "k", debounceMs: 20 });
+    const third = await q.enqueue("t", { v: 3 }, { dedupeKey: "k", debounceMs: 20 });
     expect(second.id).not.toBe(first.id);
     expect(third.id).toBe(second.id);
     release();
@@ -400,7 +402,7 @@ describe("batches", () => {
         void progress.push({ ok: e.completedItems ?? -1, failed: e.failedItems ?? -1, message: e.message }),
     );
     q.start();
-    const { id } = q.enqueue("batch", {}, { items: items(10) });
+    const { id } = await q.enqueue("batch", {}, { items: items(10) });
     const job = await terminal(q, id);
     expect(job.status).toBe("partial");
     expect(job.result).toMatchObject({
@@ -421,11 +423,11 @@ describe("batches", () => {
 
     failing = new Set();
     calls.length = 0;
-    expect(q.retry(id)).toMatchObject({ status: "queued" });
+    expect(await q.retry(id)).toMatchObject({ status: "queued" });
     const again = await terminal(q, id);
     expect(again.status).toBe("completed");
     expect(calls.toSorted()).toEqual(["i3", "i7"]);
-    expect(q.items(id).every((i) => i.status === "completed")).toBe(true);
+    expect((await q.items(id)).every((i) => i.status === "completed")).toBe(true);
   });
 
   test("items retry retryable errors up to their own attempts; all failed → failed", async () => {
@@ -446,11 +448,11 @@ describe("batches", () => {
       }),
     );
     q.start();
-    const job = await terminal(q, q.enqueue("batch", {}, { items: items(3) }).id);
+    const job = await terminal(q, (await q.enqueue("batch", {}, { items: items(3) })).id);
     expect(job.status).toBe("failed");
     expect(job.error).toMatchObject({ code: "retryable", retryable: false, refundable: true });
     expect([...attempts.values()]).toEqual([3, 3, 3]);
-    expect(q.items(job.id).map((i) => i.attempts)).toEqual([3, 3, 3]);
+    expect((await q.items(job.id)).map((i) => i.attempts)).toEqual([3, 3, 3]);
   });
 
   test("an item that hangs is timed out on its own and the others complete", async () => {
@@ -467,7 +469,7 @@ describe("batches", () => {
       }),
     );
     q.start();
-    const job = await terminal(q, q.enqueue("batch", {}, { items: items(3) }).id);
+    const job = await terminal(q, (await q.enqueue("batch", {}, { items: items(3) })).id);
     expect(job.status).toBe("partial");
     expect(job.result).toMatchObject({ failedIds: ["i1"], errors: { i1: { code: "timeout" } } });
   });
@@ -490,20 +492,20 @@ describe("control", () => {
           }),
       }),
     );
-    const queued = q.enqueue("slow", {}, { delayMs: 60_000 });
-    expect(q.cancel(queued.id)?.status).toBe("cancelled");
+    const queued = await q.enqueue("slow", {}, { delayMs: 60_000 });
+    expect((await q.cancel(queued.id))?.status).toBe("cancelled");
     q.start();
-    const active = q.enqueue("slow", {});
-    await waitFor(() => q.get(active.id)?.status === "active");
+    const active = await q.enqueue("slow", {});
+    await waitFor(async () => (await q.get(active.id))?.status === "active");
     const cancelled: Job[] = [];
     q.events.on("job:cancelled", (e) => void cancelled.push(e.job));
-    expect(q.cancel(active.id)?.status).toBe("cancelled");
+    expect((await q.cancel(active.id))?.status).toBe("cancelled");
     await waitFor(() => aborted);
     await Bun.sleep(30);
-    expect(q.get(active.id)?.status).toBe("cancelled");
+    expect((await q.get(active.id))?.status).toBe("cancelled");
     expect(q.freeSlots).toBe(8);
     expect(cancelled.map((j) => j.id)).toEqual([active.id]);
-    expect(q.cancel(active.id)).toBeNull();
+    expect(await q.cancel(active.id)).toBeNull();
   });
 
   test("a job cancelled by another process is aborted here at the next heartbeat", async () => {
@@ -523,8 +525,8 @@ describe("control", () => {
       }),
     );
     q.start();
-    const { id } = q.enqueue("slow", {});
-    await waitFor(() => q.get(id)?.status === "active");
+    const { id } = await q.enqueue("slow", {});
+    await waitFor(async () => (await q.get(id))?.status === "active");
     storeOf(q).cancel(id, Date.now()); // as the CLI in another process would
     await waitFor(() => aborted, { timeoutMs: 1000 });
   });
@@ -538,15 +540,16 @@ describe("control", () => {
     const old: string[] = [];
     const kept: string[] = [];
     for (const type of types) {
-      for (let i = 0; i < 5; i++) old.push(q.enqueue(type, {}).id);
-      kept.push(q.enqueue(type, {}, { metadata: { keep: true } }).id);
+      for (let i = 0; i < 5; i++) old.push((await q.enqueue(type, {})).id);
+      kept.push((await q.enqueue(type, {}, { metadata: { keep: true } })).id);
     }
     for (const id of [...old, ...kept]) await terminal(q, id);
     now += 30 * 3_600_000;
-    const recent = types.map((type) => q.enqueue(type, {}).id);
+    const recent: string[] = [];
+    for (const type of types) recent.push((await q.enqueue(type, {})).id);
     for (const id of recent) await terminal(q, id);
     const retain = { completedHours: 24, failedHours: 24 };
-    expect(q.retentionDue(retain)).toBe(true);
+    expect(await q.retentionDue(retain)).toBe(true);
 
     // Slices of 2 rows: the cursor moves within a type, then on to the next type, until none is left.
     const store = storeOf(q);
@@ -554,14 +557,19 @@ describe("control", () => {
     let cursor: RetentionCursor | null = null;
     let slices = 0;
     do {
-      const slice = store.deleteFinishedSlice("completed", now - 24 * 3_600_000, cursor, 2);
+      const from = cursor;
+      const slice = store.tx(() => {
+        const found = store.deleteFinishedSlice("completed", now - 24 * 3_600_000, from, 2);
+        found.delete();
+        return found;
+      });
       deleted.push(...slice.ids);
       cursor = slice.next;
       slices++;
     } while (cursor);
     expect(deleted.sort()).toEqual([...old].sort());
     expect(slices).toBeGreaterThanOrEqual(9);
-    for (const id of [...kept, ...recent]) expect(q.get(id)?.status).toBe("completed");
+    for (const id of [...kept, ...recent]) expect((await q.get(id))?.status).toBe("completed");
     expect(await q.cleanupRetention(retain)).toBe(0);
   });
 
@@ -578,41 +586,68 @@ describe("control", () => {
       }),
     );
     q.start();
-    const oldDone = q.enqueue("ok", {}).id;
-    const oldFailed = q.enqueue("bad", {}).id;
+    const oldDone = (await q.enqueue("ok", {})).id;
+    const oldFailed = (await q.enqueue("bad", {})).id;
     await terminal(q, oldDone);
     await terminal(q, oldFailed);
     now += 30 * 3_600_000; // 30 h later
-    const newDone = q.enqueue("ok", {}).id;
+    const newDone = (await q.enqueue("ok", {})).id;
     await terminal(q, newDone);
-    const waiting = q.enqueue("ok", {}, { delayMs: 3_600_000 }).id;
+    const waiting = (await q.enqueue("ok", {}, { delayMs: 3_600_000 })).id;
     const retain = { completedHours: 24, failedHours: 168 };
     expect(await q.cleanupRetention(retain)).toBe(1);
-    expect(q.get(oldDone)).toBeNull();
-    expect(q.get(oldFailed)?.status).toBe("failed");
-    expect(q.get(newDone)?.status).toBe("completed");
+    expect(await q.get(oldDone)).toBeNull();
+    expect((await q.get(oldFailed))?.status).toBe("failed");
+    expect((await q.get(newDone))?.status).toBe("completed");
     now += 200 * 3_600_000;
     expect(await q.cleanupRetention(retain)).toBe(2);
-    expect(q.get(oldFailed)).toBeNull();
-    expect(q.get(newDone)).toBeNull();
-    expect(q.get(waiting)?.status).toBe("queued");
+    expect(await q.get(oldFailed)).toBeNull();
+    expect(await q.get(newDone)).toBeNull();
+    expect((await q.get(waiting))?.status).toBe("queued");
   });
 
   test("a job whose lease expired is re-queued by the sweep and fails after too many stalls", async () => {
     let now = Date.now();
     const q = queue({ now: () => now, leaseMs: 1000, stalledMax: 1 });
     q.define(defineJob({ type: "t", input: Any, run: async () => 1 }));
-    const { id } = q.enqueue("t", {});
+    const { id } = await q.enqueue("t", {});
     // Claim it as a worker that then dies (never heartbeats).
     storeOf(q).claim("ghost:1:x", ["t"], 1, now, 1000);
     now += 2000;
-    expect(q.recoverStalled()).toEqual({ requeued: 1, failed: 0 });
-    expect(q.get(id)).toMatchObject({ status: "queued", stalledCount: 1, attempts: 0 });
-    expect(q.attempts(id)).toEqual([expect.objectContaining({ outcome: "stalled", endedAt: now })]);
+    expect(await q.recoverStalled()).toEqual({ requeued: 1, failed: 0 });
+    expect(await q.get(id)).toMatchObject({ status: "queued", stalledCount: 1, attempts: 0 });
+    expect(storeOf(q).attempts(id)).toEqual([expect.objectContaining({ outcome: "stalled", endedAt: now })]);
     storeOf(q).claim("ghost:1:x", ["t"], 1, now, 1000);
     now += 2000;
-    expect(q.recoverStalled()).toEqual({ requeued: 0, failed: 1 });
-    expect(q.get(id)).toMatchObject({ status: "failed", error: { code: "stalled" } });
+    expect(await q.recoverStalled()).toEqual({ requeued: 0, failed: 1 });
+    expect(await q.get(id)).toMatchObject({ status: "failed", error: { code: "stalled" } });
+  });
+
+  test("the pool never works inside a caller's transaction suspended at an await: its rollback takes only its own job", async () => {
+    const q = queue();
+    const ran: string[] = [];
+    q.define(defineJob({ type: "t", input: Any, run: async ({ job }) => void ran.push(job.id) }));
+    const before = await q.enqueue("t", {});
+    q.start();
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let inside = "";
+    const rolledBack = q.transaction(async () => {
+      inside = (await q.enqueue("t", {})).id;
+      await released;
+      throw new Error("charge refused");
+    });
+    // Many turns of the event loop while the transaction is open: the pool's ticks come and wait.
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(ran).toEqual([]);
+    release();
+    await expect(rolledBack).rejects.toThrow("charge refused");
+    await waitFor(async () => (await q.get(before.id))?.status === "completed", { what: "the earlier job" });
+    expect(inside).not.toBe("");
+    expect(await q.get(inside)).toBeNull();
+    expect(ran).toEqual([before.id]);
   });
 
   test("enqueue inside a caller's transaction commits with it, and a rollback leaves no job", async () => {
@@ -622,17 +657,17 @@ describe("control", () => {
     q.events.on("job:queued", (e) => void queued.push(e.job.id));
     const db = dbOf(q);
     db.exec("CREATE TABLE charges (job_id TEXT)");
-    const ok = db.transaction(() => {
-      const { id } = q.enqueue("t", {});
-      db.query("INSERT INTO charges VALUES (?)").run(id);
+    const ok = await q.transaction(async () => {
+      const { id } = await q.enqueue("t", {});
+      await q.sql.run("INSERT INTO charges VALUES (?)", [id]);
       return id;
-    })();
-    expect(() =>
-      db.transaction(() => {
-        q.enqueue("t", {});
+    });
+    await expect(
+      q.transaction(async () => {
+        await q.enqueue("t", {});
         throw new Error("charge failed");
-      })(),
-    ).toThrow("charge failed");
+      }),
+    ).rejects.toThrow("charge failed");
     await Bun.sleep(10);
     expect((db.query("SELECT count(*) AS n FROM jobs").get() as { n: number }).n).toBe(1);
     expect(queued).toEqual([ok]);
@@ -646,14 +681,14 @@ describe("a busy database", () => {
     dbOf(q).exec("PRAGMA busy_timeout = 20");
     const ran: string[] = [];
     q.define(defineJob({ type: "t", input: Any, run: async ({ job }) => void ran.push(job.id) }));
-    const { id } = q.enqueue("t", {});
+    const { id } = await q.enqueue("t", {});
     // Another connection (a backup, another process) takes the write lock and keeps it for a while.
     const other = new Database(path);
     other.exec("BEGIN IMMEDIATE");
     q.start();
     await Bun.sleep(300);
     expect(ran).toEqual([]);
-    expect(q.get(id)!.status).toBe("queued");
+    expect((await q.get(id))!.status).toBe("queued");
     other.exec("COMMIT");
     other.close();
     expect((await terminal(q, id)).status).toBe("completed");

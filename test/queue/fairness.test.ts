@@ -14,18 +14,18 @@ const Empty = z.object({});
  * A saturating stream: `depth` jobs of `type` are always waiting, because every one that starts queues its
  * replacement before it runs, so higher-priority work never runs out while the test lasts.
  */
-function hotStream(q: Queue, type: string, priority: number, depth: number, work: () => Promise<void>) {
+async function hotStream(q: Queue, type: string, priority: number, depth: number, work: () => Promise<void>) {
   q.define(
     defineJob({
       type,
       input: Empty,
       run: async () => {
-        q.enqueue(type, {}, { priority });
+        await q.enqueue(type, {}, { priority });
         await work();
       },
     }),
   );
-  for (let i = 0; i < depth; i++) q.enqueue(type, {}, { priority });
+  for (let i = 0; i < depth; i++) await q.enqueue(type, {}, { priority });
 }
 
 describe("fairness: aging bounds every job's wait", () => {
@@ -35,14 +35,14 @@ describe("fairness: aging bounds every job's wait", () => {
     const q = queue({ concurrency: 1, now: () => clock });
     const depth = 5;
     const workMs = 100;
-    hotStream(q, "hot", 10, depth, async () => {
+    await hotStream(q, "hot", 10, depth, async () => {
       clock += workMs;
     });
     q.define(defineJob({ type: "cold", input: Empty, run: async () => {} }));
-    const cold = q.enqueue("cold", {}, { priority: 0 });
+    const cold = await q.enqueue("cold", {}, { priority: 0 });
     const t0 = cold.job.runAt;
     q.start();
-    const started = await waitFor(() => q.get(cold.id)?.startedAt, {
+    const started = await waitFor(async () => (await q.get(cold.id))?.startedAt, {
       timeoutMs: 20_000,
       what: "cold job to start",
     });
@@ -56,21 +56,23 @@ describe("fairness: aging bounds every job's wait", () => {
   test("in real time, a low-priority job starts within its bound while the pool stays saturated", async () => {
     const q = queue({ concurrency: 2 });
     const gap = 2;
-    hotStream(q, "hot", gap, 10, () => Bun.sleep(2));
+    await hotStream(q, "hot", gap, 10, () => Bun.sleep(2));
     q.define(defineJob({ type: "cold", input: Empty, run: async () => {} }));
     q.start();
-    await waitFor(() => (q.stats().byType.hot?.completed ?? 0) >= 20, { what: "the stream to run" });
-    const cold = q.enqueue("cold", {}, { priority: 0 });
+    await waitFor(async () => ((await q.stats()).byType.hot?.completed ?? 0) >= 20, {
+      what: "the stream to run",
+    });
+    const cold = await q.enqueue("cold", {}, { priority: 0 });
     const job = await waitFor(
-      () => {
-        const j = q.get(cold.id);
+      async () => {
+        const j = await q.get(cold.id);
         return j?.status === "completed" ? j : null;
       },
       { timeoutMs: 25_000, what: "cold job to run" },
     );
     // Hot jobs queued within `gap` levels' worth of time of it ran first; then it went ahead of the stream.
     expect(job.startedAt! - job.runAt).toBeGreaterThanOrEqual(gap * PRIORITY_STEP_MS - 250);
-    expect(q.stats().waiting).toBeGreaterThan(0);
+    expect((await q.stats()).waiting).toBeGreaterThan(0);
   }, 30_000);
 
   test("a capped type is claimed in priority order with uncapped types, not after them", async () => {
@@ -93,7 +95,7 @@ describe("fairness: aging bounds every job's wait", () => {
     // The two capped slots went to the high-priority capped jobs; the rest of the slots to open ones.
     expect(order.filter((t) => t === "capped")).toHaveLength(2);
     expect(order.filter((t) => t === "open")).toHaveLength(2);
-    expect(q.stats().byType.capped?.active).toBe(2);
+    expect((await q.stats()).byType.capped?.active).toBe(2);
     release();
   });
 });
@@ -166,11 +168,11 @@ async function rendersBesideAGeneration(server: Awaited<ReturnType<typeof startT
   });
   expect(gen.status).toBe(202);
   const { jobId } = (await gen.json()) as { jobId: string };
-  await waitFor(() => queue.get(jobId)?.status === "completed", {
+  await waitFor(async () => (await queue.get(jobId))?.status === "completed", {
     timeoutMs: 20_000,
     what: "the generation",
   });
-  await waitFor(() => (queue.stats().byType["card.render"]?.completed ?? 0) >= ids.length, {
+  await waitFor(async () => ((await queue.stats()).byType["card.render"]?.completed ?? 0) >= ids.length, {
     timeoutMs: 20_000,
     what: "every render",
   });

@@ -49,7 +49,7 @@ describe("several processes on one database file", () => {
     const n = 1500;
     // Delayed far ahead so neither process can drain the file before the other is up; released at once
     // when both are ready (a loaded machine can start one process a second after the other).
-    const ids = queue.enqueueBulk(
+    const ids = await queue.enqueueBulk(
       "work",
       Array.from({ length: n }, (_, i) => ({ ms: i % 3 })),
       { delayMs: 600_000 },
@@ -91,11 +91,11 @@ describe("several processes on one database file", () => {
 
   test("kill -9 mid-run: a restart finishes every job and never redoes a finished batch item", async () => {
     const { path, queue, db } = setup();
-    const work = queue.enqueueBulk(
+    const work = await queue.enqueueBulk(
       "work",
       Array.from({ length: 6 }, () => ({ ms: 400 })),
     );
-    const batch = queue.enqueue(
+    const batch = await queue.enqueue(
       "batch",
       { ms: 120 },
       { items: Array.from({ length: 10 }, (_, i) => ({ key: `item-${i}`, input: {} })) },
@@ -145,7 +145,7 @@ describe("several processes on one database file", () => {
 
   test("SIGTERM: active jobs finish within the grace period", async () => {
     const { path, queue, db } = setup();
-    queue.enqueueBulk("work", [{ ms: 300 }, { ms: 300 }]);
+    await queue.enqueueBulk("work", [{ ms: 300 }, { ms: 300 }]);
     const proc = spawnWorker(path, { CONCURRENCY: "4", GRACE_MS: "5000" });
     await ready(proc);
     await waitFor(
@@ -160,7 +160,7 @@ describe("several processes on one database file", () => {
 
   test("SIGTERM past the grace period: unfinished jobs are released and run on the next start", async () => {
     const { path, queue, db } = setup();
-    queue.enqueueBulk("work", [{ ms: 1500 }, { ms: 1500 }]);
+    await queue.enqueueBulk("work", [{ ms: 1500 }, { ms: 1500 }]);
     const proc = spawnWorker(path, { CONCURRENCY: "4", GRACE_MS: "100" });
     await ready(proc);
     await waitFor(
@@ -191,9 +191,9 @@ describe("several processes on one database file", () => {
   }, 20_000);
 });
 
-test("a database file opened by a second connection sees the same jobs (WAL)", () => {
+test("a database file opened by a second connection sees the same jobs (WAL)", async () => {
   const { path, queue } = setup();
-  const { id } = queue.enqueue("work", { ms: 1 });
+  const { id } = await queue.enqueue("work", { ms: 1 });
   const other = new Database(path, { readonly: true });
   expect(other.query("SELECT status FROM jobs WHERE id = ?").get(id)).toEqual({ status: "queued" });
   other.close();

@@ -39,10 +39,15 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
     ...opts,
     leaseMs: 1000,
     log,
-    onTerminal: (job) => {
-      record(job, "global");
-      throw new Error(`hook exploded for ${job.id}`);
-    },
+    onTerminal: [
+      {
+        applies: () => true,
+        run: (job) => {
+          record(job, "global");
+          throw new Error(`hook exploded for ${job.id}`);
+        },
+      },
+    ],
   });
   dbOf(q).run("CREATE TABLE hook_log (job_id TEXT, by TEXT, status TEXT)");
   q.define(
@@ -51,7 +56,7 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
       input: z.object({}),
       run: async ({ signal }) =>
         new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
-      onTerminal: (job) => record(job, "definition"),
+      onTerminal: { applies: () => true, run: (job) => void record(job, "definition") },
     }),
     defineJob({
       type: "bad",
@@ -59,7 +64,7 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
       run: async () => {
         throw new UnrecoverableError("no");
       },
-      onTerminal: (job) => record(job, "definition"),
+      onTerminal: { applies: () => true, run: (job) => void record(job, "definition") },
     }),
   );
   open.push(q);
@@ -68,12 +73,12 @@ function throwingQueue(opts: { now?: () => number; stalledMax?: number } = {}) {
   return { q, errors, hookLog };
 }
 
-test("cancel works when a terminal hook throws: the job is cancelled, only the hook's own writes roll back", () => {
+test("cancel works when a terminal hook throws: the job is cancelled, only the hook's own writes roll back", async () => {
   const { q, errors, hookLog } = throwingQueue();
-  const { id } = q.enqueue("t", {});
-  const cancelled = q.cancel(id);
+  const { id } = await q.enqueue("t", {});
+  const cancelled = await q.cancel(id);
   expect(cancelled?.status).toBe("cancelled");
-  expect(q.get(id)?.status).toBe("cancelled");
+  expect((await q.get(id))?.status).toBe("cancelled");
   // The definition's hook committed; the throwing global hook's insert was rolled back with its savepoint.
   expect(hookLog(id)).toEqual([{ by: "definition", status: "cancelled" }]);
   expect(errors).toEqual([
@@ -84,38 +89,44 @@ test("cancel works when a terminal hook throws: the job is cancelled, only the h
 
 test("an active job can be cancelled while its terminal hook throws", async () => {
   const { q, hookLog } = throwingQueue();
-  const { id } = q.enqueue("t", {});
+  const { id } = await q.enqueue("t", {});
   q.start();
-  await waitFor(() => q.get(id)?.status === "active", { what: "job to start" });
-  expect(q.cancel(id)?.status).toBe("cancelled");
+  await waitFor(async () => (await q.get(id))?.status === "active", { what: "job to start" });
+  expect((await q.cancel(id))?.status).toBe("cancelled");
   await waitFor(() => q.freeSlots === 8, { what: "slot to be freed" });
-  expect(q.get(id)?.status).toBe("cancelled");
+  expect((await q.get(id))?.status).toBe("cancelled");
   expect(hookLog(id)).toEqual([{ by: "definition", status: "cancelled" }]);
 });
 
-test("the stalled sweep still re-queues and fails every other job when a terminal hook throws", () => {
+test("the stalled sweep still re-queues and fails every other job when a terminal hook throws", async () => {
   let now = Date.now();
   const { q, errors, hookLog } = throwingQueue({ now: () => now, stalledMax: 1 });
-  const ids = [q.enqueue("t", {}).id, q.enqueue("t", {}).id, q.enqueue("t", {}).id, q.enqueue("t", {}).id];
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push((await q.enqueue("t", {})).id);
   storeOf(q).claim("ghost:1:x", ["t"], 4, now, 1000);
   // Two of them have already stalled once: this sweep fails them (their hooks run, and throw).
   dbOf(q).run(`UPDATE jobs SET stalled_count = 1 WHERE id IN (?, ?)`, [ids[0]!, ids[1]!]);
   now += 2000;
-  expect(q.recoverStalled()).toEqual({ requeued: 2, failed: 2 });
-  expect(ids.map((id) => q.get(id)?.status)).toEqual(["failed", "failed", "queued", "queued"]);
-  expect(q.get(ids[0]!)?.error?.code).toBe("stalled");
+  expect(await q.recoverStalled()).toEqual({ requeued: 2, failed: 2 });
+  expect(await Promise.all(ids.map(async (id) => (await q.get(id))?.status))).toEqual([
+    "failed",
+    "failed",
+    "queued",
+    "queued",
+  ]);
+  expect((await q.get(ids[0]!))?.error?.code).toBe("stalled");
   expect(hookLog(ids[0]!)).toEqual([{ by: "definition", status: "failed" }]);
   expect(hookLog(ids[1]!)).toEqual([{ by: "definition", status: "failed" }]);
   expect(errors.map((e) => e.obj.jobId)).toEqual([ids[0], ids[1]]);
   // The sweep committed: running it again finds nothing left to do.
-  expect(q.recoverStalled()).toEqual({ requeued: 0, failed: 0 });
+  expect(await q.recoverStalled()).toEqual({ requeued: 0, failed: 0 });
 });
 
 test("the pool settles a job whose terminal hook throws (the same path as cancel and the sweep)", async () => {
   const { q, errors, hookLog } = throwingQueue();
-  const { id } = q.enqueue("bad", {});
+  const { id } = await q.enqueue("bad", {});
   q.start();
-  await waitFor(() => q.get(id)?.status === "failed", { what: "job to fail" });
+  await waitFor(async () => (await q.get(id))?.status === "failed", { what: "job to fail" });
   expect(hookLog(id)).toEqual([{ by: "definition", status: "failed" }]);
   expect(errors.map((e) => e.msg)).toEqual(["terminal hook failed"]);
 });

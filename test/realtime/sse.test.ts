@@ -98,7 +98,9 @@ async function createUser(): Promise<{ id: string; key: string; token: string }>
 }
 
 const finished = (id: string) =>
-  waitFor(() => ["completed", "failed"].includes(server.ctx.queue.get(id)!.status), { what: `job ${id}` });
+  waitFor(async () => ["completed", "failed"].includes((await server.ctx.queue.get(id))!.status), {
+    what: `job ${id}`,
+  });
 
 const eventsUrl = (id: string, token?: string) =>
   `${server.url}/api/jobs/${id}/events${token ? `?token=${encodeURIComponent(token)}` : ""}`;
@@ -106,7 +108,7 @@ const eventsUrl = (id: string, token?: string) =>
 describe("GET /api/jobs/:id/events", () => {
   test("streams the current state, live progress and the terminal event, then ends", async () => {
     const u = await createUser();
-    const id = server.ctx.queue.enqueue("steps", { steps: 2 }, { ownerId: u.id }).id;
+    const id = (await server.ctx.queue.enqueue("steps", { steps: 2 }, { ownerId: u.id })).id;
     const res = await fetch(eventsUrl(id, u.token));
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toStartWith("text/event-stream");
@@ -139,9 +141,9 @@ describe("GET /api/jobs/:id/events", () => {
 
   test("a finished job: its terminal event at once, then the end", async () => {
     const u = await createUser();
-    const ok = server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id }).id;
+    const ok = (await server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id })).id;
     gate(ok).resolve();
-    const bad = server.ctx.queue.enqueue("boom", {}, { ownerId: u.id }).id;
+    const bad = (await server.ctx.queue.enqueue("boom", {}, { ownerId: u.id })).id;
     await finished(ok);
     await finished(bad);
 
@@ -153,9 +155,21 @@ describe("GET /api/jobs/:id/events", () => {
     expect(b.events[0]!.data).toMatchObject({ jobId: bad, error: { code: "boom", message: "it broke" } });
   });
 
+  test("a stream set up from a row read before the job ended still ends with its terminal event", async () => {
+    const u = await createUser();
+    const { id } = await server.ctx.queue.enqueue("boom", {}, { ownerId: u.id });
+    const stale = (await server.ctx.queue.get(id))!;
+    await finished(id);
+    // The row says queued; the job's terminal event went out before this stream listened for it.
+    expect(stale.status).toBe("queued");
+    const { events, ended } = await readSse(await server.ctx.realtime.streams.response(stale, null));
+    expect(events.filter((e) => e.event).map((e) => e.event)).toEqual(["job_progress", "job_failed"]);
+    expect(ended).toBe(true);
+  });
+
   test("Last-Event-ID: the terminal event's id gets 204 (stop reconnecting); any other replays the outcome", async () => {
     const u = await createUser();
-    const id = server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id }).id;
+    const id = (await server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id })).id;
     const first = fetch(eventsUrl(id, u.token));
     gate(id).resolve();
     const live = await readSse(await first);
@@ -172,7 +186,7 @@ describe("GET /api/jobs/:id/events", () => {
 
   test("heartbeat comments keep an idle stream open; a client going away is cleaned up", async () => {
     const u = await createUser();
-    const id = server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id }).id;
+    const id = (await server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: u.id })).id;
     const res = await fetch(eventsUrl(id, u.token));
     const { events, ended } = await readSse(res, (evs) => evs.filter((e) => e.comment).length >= 2);
     expect(ended).toBe(false);
@@ -185,7 +199,7 @@ describe("GET /api/jobs/:id/events", () => {
   test("same auth and ownership rules as the jobs API: 401 without credentials, 404 for others' jobs", async () => {
     const a = await createUser();
     const b = await createUser();
-    const id = server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: a.id, delayMs: 60_000 }).id;
+    const id = (await server.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: a.id, delayMs: 60_000 })).id;
     expect((await fetch(eventsUrl(id))).status).toBe(401);
     const other = await fetch(eventsUrl(id, b.token));
     expect(other.status).toBe(404);
@@ -198,14 +212,14 @@ describe("GET /api/jobs/:id/events", () => {
       (evs) => evs.length > 0,
     );
     expect(admin.events[0]!.data).toMatchObject({ jobId: id, progress: 0 });
-    server.ctx.queue.cancel(id);
+    await server.ctx.queue.cancel(id);
   });
 
   test("shutdown ends open streams", async () => {
     const own = await startTestServer({ jobs: jobTypes });
     const res = await own.api("/api/users", { method: "POST", json: { name: "x", role: "user" } });
     const { user } = (await res.json()) as { user: { id: string } };
-    const id = own.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: user.id, delayMs: 60_000 }).id;
+    const id = (await own.ctx.queue.enqueue("steps", { steps: 1 }, { ownerId: user.id, delayMs: 60_000 })).id;
     const stream = await own.api(`/api/jobs/${id}/events`);
     const reading = readSse(stream);
     await waitFor(() => own.ctx.realtime.stats().streams === 1);

@@ -96,14 +96,14 @@ async function tokenFor(key: string, userId?: string): Promise<{ token: string; 
   return (await res.json()) as { token: string; userId: string };
 }
 
-const enqueue = (type: string, input: object, ownerId: string | null, delayMs?: number) =>
-  server.ctx.queue.enqueue(type, input, { ownerId, delayMs }).id;
+const enqueue = async (type: string, input: object, ownerId: string | null, delayMs?: number) =>
+  (await server.ctx.queue.enqueue(type, input, { ownerId, delayMs })).id;
 
 const jobFrames = (c: WsClient, jobId: string) => c.frames.filter((f) => f.jobId === jobId);
 
 function terminal(id: string) {
-  return waitFor(() =>
-    ["completed", "failed", "partial", "cancelled"].includes(server.ctx.queue.get(id)!.status),
+  return waitFor(async () =>
+    ["completed", "failed", "partial", "cancelled"].includes((await server.ctx.queue.get(id))!.status),
   );
 }
 
@@ -120,7 +120,7 @@ describe("WebSocket /ws", () => {
 
   test("subscribe_to_job: progress frames, then completion last, in order", async () => {
     const u = await createUser();
-    const id = enqueue("steps", { steps: 3, gapMs: 300 }, u.id);
+    const id = await enqueue("steps", { steps: 3, gapMs: 300 }, u.id);
     const admin = await connect(ADMIN_KEY);
     admin.send({ type: "subscribe_to_job", jobId: id });
     const ack = await admin.next("subscribed", (f) => f.jobId === id);
@@ -152,7 +152,7 @@ describe("WebSocket /ws", () => {
     const b = await createUser();
     const ca = await connect((await tokenFor(a.key)).token);
     const cb = await connect((await tokenFor(b.key)).token);
-    const jobA = enqueue("steps", { steps: 2, gapMs: 300 }, a.id);
+    const jobA = await enqueue("steps", { steps: 2, gapMs: 300 }, a.id);
     release(jobA);
     await ca.next("job_completed", (f) => f.jobId === jobA);
     expect(jobFrames(ca, jobA).map((f) => f.type)).toEqual(["job_progress", "job_progress", "job_completed"]);
@@ -164,7 +164,7 @@ describe("WebSocket /ws", () => {
     const a = await createUser();
     const b = await createUser();
     const cb = await connect((await tokenFor(b.key)).token);
-    const jobA = enqueue("steps", { steps: 2, gapMs: 300 }, a.id);
+    const jobA = await enqueue("steps", { steps: 2, gapMs: 300 }, a.id);
     cb.send({ type: "subscribe_to_job", jobId: jobA });
     const denied = await cb.next("error");
     expect(denied).toMatchObject({ code: "not_found" });
@@ -185,20 +185,20 @@ describe("WebSocket /ws", () => {
     const app1 = await createUser("app");
     const app2 = await createUser("app");
     const endUser = await tokenFor(app1.key, "end-user-1");
-    const id = enqueue("steps", { steps: 1, gapMs: 0 }, endUser.userId, 60_000);
+    const id = await enqueue("steps", { steps: 1, gapMs: 0 }, endUser.userId, 60_000);
     const c1 = await connect(app1.key);
     const c2 = await connect(app2.key);
     c1.send({ type: "subscribe_to_job", jobId: id });
     c2.send({ type: "subscribe_to_job", jobId: id });
     expect((await c1.next("subscribed")).jobId).toBe(id);
     expect((await c2.next("error")).code).toBe("not_found");
-    server.ctx.queue.cancel(id);
+    await server.ctx.queue.cancel(id);
     expect(await c1.next("job_cancelled")).toMatchObject({ jobId: id, error: { code: "cancelled" } });
   });
 
   test("unsubscribe_from_job stops a job's frames", async () => {
     const u = await createUser();
-    const id = enqueue("steps", { steps: 2, gapMs: 300 }, u.id);
+    const id = await enqueue("steps", { steps: 2, gapMs: 300 }, u.id);
     const admin = await connect(ADMIN_KEY);
     admin.send({ type: "subscribe_to_job", jobId: id });
     await admin.next("subscribed");
@@ -255,9 +255,9 @@ describe("WebSocket /ws", () => {
 
   test("subscribing to a finished job sends its terminal event at once", async () => {
     const u = await createUser();
-    const done = enqueue("steps", { steps: 1, gapMs: 0 }, u.id);
+    const done = await enqueue("steps", { steps: 1, gapMs: 0 }, u.id);
     release(done);
-    const failed = enqueue("boom", {}, u.id);
+    const failed = await enqueue("boom", {}, u.id);
     await terminal(done);
     await terminal(failed);
     const admin = await connect(ADMIN_KEY);
@@ -279,7 +279,7 @@ describe("WebSocket /ws", () => {
 
   test("100 progress updates in ~50 ms become a few frames; the last value is right and completion follows", async () => {
     const u = await createUser();
-    const id = enqueue("burst", {}, u.id);
+    const id = await enqueue("burst", {}, u.id);
     const c = await connect((await tokenFor(u.key)).token);
     release(id);
     await c.next("job_completed", (f) => f.jobId === id);

@@ -121,25 +121,25 @@ describe("recipes", () => {
       await generate({ recipeId: "avatar", variables: { animal: "dog", count: 3 } }),
       202,
     );
-    const job = server.ctx.queue.get(jobId)!;
+    const job = (await server.ctx.queue.get(jobId))!;
     expect(job.recipeId).toBe("avatar");
     expect(job.creditsCharged).toBe(2);
     expect(job.input).toMatchObject({ provider: "placeholder", output: "square-1080", size: "512x512" });
-    expect(server.ctx.queue.items(jobId)[0]?.input).toMatchObject({
+    expect((await server.ctx.queue.items(jobId))[0]?.input).toMatchObject({
       prompt: "portrait of a dog, watercolor style, 3 accessories",
     });
     expect(job.metadata).toMatchObject({ recipeVariables: { animal: "dog", style: "watercolor", count: 3 } });
     const usage = Object.fromEntries(
-      server.ctx.recipes.usage("avatar").map((u) => [`${u.variable}=${u.value}`, u.count]),
+      (await server.ctx.recipes.usage("avatar")).map((u) => [`${u.variable}=${u.value}`, u.count]),
     );
     expect(usage).toMatchObject({ "animal=dog": 1, "style=watercolor": 1, "count=3": 1 });
     await expectStatus(await generate({ recipeId: "avatar", variables: { animal: "dog" } }), 202);
-    expect(server.ctx.recipes.usage("avatar").find((u) => u.value === "dog")?.count).toBe(2);
+    expect((await server.ctx.recipes.usage("avatar")).find((u) => u.value === "dog")?.count).toBe(2);
   });
 
   test("bad variables are 422 naming the variable, and nothing is queued, charged or counted", async () => {
-    const before = server.ctx.recipes.usage("avatar");
-    const balance = server.ctx.credits.balance(user.id);
+    const before = await server.ctx.recipes.usage("avatar");
+    const balance = await server.ctx.credits.balance(user.id);
     const cases: [Record<string, unknown>, string][] = [
       [{ animal: "horse" }, "animal"],
       [{}, "animal"],
@@ -153,8 +153,8 @@ describe("recipes", () => {
       expect(err.error.code).toBe("invalid_variables");
       expect(err.error.message).toStartWith(`variable '${name}'`);
     }
-    expect(server.ctx.recipes.usage("avatar")).toEqual(before);
-    expect(server.ctx.credits.balance(user.id)).toBe(balance);
+    expect(await server.ctx.recipes.usage("avatar")).toEqual(before);
+    expect(await server.ctx.credits.balance(user.id)).toBe(balance);
   });
 
   test("a recipe request may not also set the prompt, provider or model; variables need a recipe", async () => {

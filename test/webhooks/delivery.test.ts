@@ -161,7 +161,7 @@ describe("webhooks", () => {
     const u = await createUser(server);
     const r = receiver();
     const ep = await register(server, u.key, r);
-    const id = server.ctx.queue.enqueue("work", { steps: 3 }, { ownerId: u.id }).id;
+    const id = (await server.ctx.queue.enqueue("work", { steps: 3 }, { ownerId: u.id })).id;
     await waitFor(() => r.ofType("job.completed").length === 1, { what: "job.completed" });
     await waitFor(() => r.accepted().length === 3, { what: "three deliveries" });
 
@@ -186,7 +186,14 @@ describe("webhooks", () => {
     // Progress is throttled to one per second per job: three quick updates make one webhook.
     expect(r.ofType("job.progress")[0]!.body.data).toMatchObject({ progress: 33 });
 
-    const list = await deliveries(server, u.key, ep.id);
+    // The receiver has answered; each attempt is recorded once its answer is back (waited for, not raced).
+    const list = await waitFor(
+      async () => {
+        const rows = await deliveries(server, u.key, ep.id);
+        return rows.every((d) => d.status !== "pending") ? rows : null;
+      },
+      { what: "the three attempts recorded" },
+    );
     expect(list).toHaveLength(3);
     expect(list.every((d) => d.status === "delivered" && d.attempts === 1 && d.lastStatusCode === 200)).toBe(
       true,
@@ -197,12 +204,14 @@ describe("webhooks", () => {
     const u = await createUser(server);
     const r = receiver();
     await register(server, u.key, r, ["job.progress", "job.failed", "job.completed"]);
-    const batch = server.ctx.queue.enqueue(
-      "batch",
-      {},
-      { ownerId: u.id, items: ["a", "b", "c"].map((key) => ({ key, input: {} })) },
+    const batch = (
+      await server.ctx.queue.enqueue(
+        "batch",
+        {},
+        { ownerId: u.id, items: ["a", "b", "c"].map((key) => ({ key, input: {} })) },
+      )
     ).id;
-    const failed = server.ctx.queue.enqueue("fail", {}, { ownerId: u.id }).id;
+    const failed = (await server.ctx.queue.enqueue("fail", {}, { ownerId: u.id })).id;
     await waitFor(() => r.ofType("job.completed").length === 1 && r.ofType("job.failed").length === 1);
     await waitFor(() => r.ofType("job.progress").length === 3);
     expect(
@@ -239,11 +248,11 @@ describe("webhooks", () => {
     });
     const { userId } = await json<{ userId: string }>(tokenRes, 201);
 
-    const id = server.ctx.queue.enqueue(
+    const { id } = await server.ctx.queue.enqueue(
       "work",
       { steps: 1 },
       { ownerId: userId, webhookUrl: jobHook.url },
-    ).id;
+    );
     await waitFor(() => appHook.accepted().length === 1 && jobHook.ofType("job.completed").length === 1);
     await waitFor(() => jobHook.accepted().length === 3, { what: "started, progress and completed" });
     expect(appHook.accepted()[0]!.body.data).toMatchObject({ jobId: id, userId, externalUserId: "end-1" });
@@ -328,8 +337,8 @@ describe("webhooks", () => {
     expect((await endpoint(server, u.key, ep.id)).disabledReason).toContain("410");
     await waitFor(async () => (await deliveries(server, u.key, ep.id))[0]?.status === "failed");
 
-    const id = server.ctx.queue.enqueue("work", { steps: 1 }, { ownerId: u.id }).id;
-    await waitFor(() => server.ctx.queue.get(id)?.status === "completed");
+    const id = (await server.ctx.queue.enqueue("work", { steps: 1 }, { ownerId: u.id })).id;
+    await waitFor(async () => (await server.ctx.queue.get(id))?.status === "completed");
     await Bun.sleep(200);
     expect(r.received).toHaveLength(1);
     expect(await deliveries(server, u.key, ep.id)).toHaveLength(1);
@@ -408,7 +417,7 @@ describe("webhooks", () => {
     const job = () => deliverJobs(server).find((j) => JSON.parse(j.input).deliveryId === deliveryId)!;
     await waitFor(() => job().status === "completed", { what: "the orphaned delivery job to end" });
     expect(r.received).toHaveLength(1);
-    expect(server.ctx.webhooks.store.delivery(deliveryId)).toBeNull();
+    expect(await server.ctx.webhooks.store.delivery(deliveryId)).toBeNull();
   });
 });
 
@@ -457,10 +466,10 @@ describe("webhooks: giving up and failing endpoints", () => {
     const newOnly = receiver();
     oldOnly.secrets.push(before);
     newOnly.secrets.push(after);
-    const admin = server.ctx.auth.bootstrapAdmin().admin;
+    const admin = (await server.ctx.auth.bootstrapAdmin()).admin;
     server.ctx.queue.define(jobTypes[0]!);
     for (const r of [oldOnly, newOnly])
-      server.ctx.queue.enqueue("work", { steps: 1 }, { ownerId: admin.id, webhookUrl: r.url });
+      await server.ctx.queue.enqueue("work", { steps: 1 }, { ownerId: admin.id, webhookUrl: r.url });
     await waitFor(
       () => oldOnly.ofType("job.completed").length === 1 && newOnly.ofType("job.completed").length === 1,
     );

@@ -72,8 +72,12 @@ describe("outbound URL guard (ALLOW_PRIVATE_URLS=false)", () => {
   });
 
   test("and again at delivery time: a private webhookUrl that slipped in is never called", async () => {
-    const admin = server.ctx.auth.bootstrapAdmin().admin;
-    const { id } = server.ctx.queue.enqueue("work", {}, { ownerId: admin.id, webhookUrl: receiver.url });
+    const admin = (await server.ctx.auth.bootstrapAdmin()).admin;
+    const { id } = await server.ctx.queue.enqueue(
+      "work",
+      {},
+      { ownerId: admin.id, webhookUrl: receiver.url },
+    );
     const failedDeliveries = () =>
       server.ctx.db.$client
         .query(

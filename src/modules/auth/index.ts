@@ -25,7 +25,7 @@ export const authModule = (ctx: Deps) =>
     .post(
       "/tokens",
       async ({ principal, body, set }) => {
-        const user = ctx.auth.actingUser(principal, body.userId);
+        const user = await ctx.auth.actingUser(principal, body.userId);
         const { token, expiresAt } = await ctx.auth.issueToken(user.id, body.ttlSeconds);
         set.status = 201;
         return {
@@ -48,9 +48,9 @@ export const authModule = (ctx: Deps) =>
     )
     .get(
       "/keys",
-      ({ principal, query }) => {
-        const owner = ctx.auth.keyOwner(principal, query.userId, { create: false });
-        return { keys: ctx.auth.keys.listOf(owner.id).map((k) => ctx.auth.keys.view(k)) };
+      async ({ principal, query }) => {
+        const owner = await ctx.auth.keyOwner(principal, query.userId, { create: false });
+        return { keys: (await ctx.auth.keys.listOf(owner.id)).map((k) => ctx.auth.keys.view(k)) };
       },
       {
         auth: ["admin", "app", "user"],
@@ -65,9 +65,9 @@ export const authModule = (ctx: Deps) =>
     )
     .post(
       "/keys",
-      ({ principal, body, set }) => {
-        const owner = ctx.auth.keyOwner(principal, body.userId, { create: true });
-        const { key, row } = ctx.auth.keys.create(owner.id, body.name, {
+      async ({ principal, body, set }) => {
+        const owner = await ctx.auth.keyOwner(principal, body.userId, { create: true });
+        const { key, row } = await ctx.auth.keys.create(owner.id, body.name, {
           expiresInSeconds: body.expiresInSeconds,
         });
         set.status = 201;
@@ -90,9 +90,9 @@ export const authModule = (ctx: Deps) =>
     )
     .delete(
       "/keys/:id",
-      ({ principal, params }) => {
-        const key = ctx.auth.manageableKey(principal, params.id);
-        return ctx.auth.keys.view(ctx.auth.keys.revoke(key.id)!);
+      async ({ principal, params }) => {
+        const key = await ctx.auth.manageableKey(principal, params.id);
+        return ctx.auth.keys.view((await ctx.auth.keys.revoke(key.id))!);
       },
       {
         auth: ["admin", "app", "user"],
@@ -103,9 +103,9 @@ export const authModule = (ctx: Deps) =>
     )
     .post(
       "/keys/:id/rotate",
-      ({ principal, params, body, set }) => {
-        const old = ctx.auth.manageableKey(principal, params.id);
-        const { key, row, replaced } = ctx.auth.keys.rotate(old.id, {
+      async ({ principal, params, body, set }) => {
+        const old = await ctx.auth.manageableKey(principal, params.id);
+        const { key, row, replaced } = await ctx.auth.keys.rotate(old.id, {
           expiresInSeconds: body?.expiresInSeconds,
         });
         set.status = 201;

@@ -1,8 +1,8 @@
-import { and, desc, eq, isNull } from "drizzle-orm";
-import type { Db } from "../../db/client";
-import { type ApiKey, apiKeys } from "../../db/schema";
+import type { ApiKey } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { conflict, notFound, unprocessable } from "../../errors";
 import type { KeyStatus, KeyView } from "./model";
+import { KeyRepository } from "./repository";
 
 export const KEY_PREFIX = "esk_";
 
@@ -47,22 +47,24 @@ function keyView(k: ApiKey, now: number): KeyView {
  * revocation time. Who may manage which key is the caller's business (AuthService.manageableKey).
  */
 export class KeyService {
-  readonly #db: Db;
+  readonly #sql: Sql;
+  readonly #keys: KeyRepository;
   readonly #now: () => number;
 
-  constructor(db: Db, now: () => number) {
-    this.#db = db;
+  constructor(sql: Sql, now: () => number) {
+    this.#sql = sql;
+    this.#keys = new KeyRepository(sql);
     this.#now = now;
   }
 
   /** Creates a key for a user; the plain key is returned once and never stored. No expiry: it never expires. */
-  create(userId: string, name: string, opts: { expiresInSeconds?: number } = {}): NewKey {
+  create(userId: string, name: string, opts: { expiresInSeconds?: number } = {}): Promise<NewKey> {
     const now = this.#now();
     const expiresAt = opts.expiresInSeconds === undefined ? null : now + opts.expiresInSeconds * 1000;
     return this.#insert(userId, name, now, expiresAt);
   }
 
-  #insert(userId: string, name: string, now: number, expiresAt: number | null): NewKey {
+  async #insert(userId: string, name: string, now: number, expiresAt: number | null): Promise<NewKey> {
     if (name === ADMIN_KEY_NAME) {
       throw unprocessable("reserved_name", `"${ADMIN_KEY_NAME}" names the key set by the ADMIN_KEY variable`);
     }
@@ -78,7 +80,7 @@ export class KeyService {
       revokedAt: null,
       expiresAt,
     };
-    this.#db.insert(apiKeys).values(row).run();
+    await this.#keys.insert(row);
     return { key, row };
   }
 
@@ -86,32 +88,21 @@ export class KeyService {
     return keyView(k, this.#now());
   }
 
-  get(id: string): ApiKey | null {
-    return this.#db.select().from(apiKeys).where(eq(apiKeys.id, id)).get() ?? null;
+  get(id: string): Promise<ApiKey | null> {
+    return this.#keys.get(id);
   }
 
   /** A user's keys, newest first, revoked and expired ones included (they say when they stopped). */
-  listOf(userId: string): ApiKey[] {
-    return this.#db
-      .select()
-      .from(apiKeys)
-      .where(eq(apiKeys.userId, userId))
-      .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
-      .all();
+  listOf(userId: string): Promise<ApiKey[]> {
+    return this.#keys.listOf(userId);
   }
 
   /**
    * Revokes a key; the next request with it gets 401 (authentication reads the row every time). Revoking
    * again keeps the first revocation time. Null when there is no such key.
    */
-  revoke(id: string): ApiKey | null {
-    const revoked = this.#db
-      .update(apiKeys)
-      .set({ revokedAt: this.#now() })
-      .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
-      .returning()
-      .get();
-    return revoked ?? this.get(id);
+  revoke(id: string): Promise<ApiKey | null> {
+    return this.#keys.revoke(id, this.#now());
   }
 
   /**
@@ -119,28 +110,26 @@ export class KeyService {
    * of the two works at any moment. The new key lives as long as the old one was meant to (from now), unless
    * `expiresInSeconds` says otherwise.
    */
-  rotate(id: string, opts: { expiresInSeconds?: number } = {}): NewKey & { replaced: ApiKey } {
-    return this.#db.$client
-      .transaction(() => {
-        const old = this.get(id);
-        if (!old) throw notFound("key");
-        if (old.revokedAt !== null)
-          throw conflict("key_revoked", "a revoked key cannot be rotated; create a new one");
-        if (old.name === ADMIN_KEY_NAME) {
-          throw conflict(
-            "managed_key",
-            "this key is the ADMIN_KEY variable's: change the variable to replace it",
-          );
-        }
-        const now = this.#now();
-        const lifetime = lifetimeMs(old, opts.expiresInSeconds);
-        const replaced = this.revoke(old.id)!;
-        return {
-          ...this.#insert(old.userId, old.name, now, lifetime === null ? null : now + lifetime),
-          replaced,
-        };
-      })
-      .immediate();
+  rotate(id: string, opts: { expiresInSeconds?: number } = {}): Promise<NewKey & { replaced: ApiKey }> {
+    return this.#sql.transaction(async () => {
+      const old = await this.get(id);
+      if (!old) throw notFound("key");
+      if (old.revokedAt !== null)
+        throw conflict("key_revoked", "a revoked key cannot be rotated; create a new one");
+      if (old.name === ADMIN_KEY_NAME) {
+        throw conflict(
+          "managed_key",
+          "this key is the ADMIN_KEY variable's: change the variable to replace it",
+        );
+      }
+      const now = this.#now();
+      const lifetime = lifetimeMs(old, opts.expiresInSeconds);
+      const replaced = (await this.revoke(old.id))!;
+      return {
+        ...(await this.#insert(old.userId, old.name, now, lifetime === null ? null : now + lifetime)),
+        replaced,
+      };
+    });
   }
 }
 

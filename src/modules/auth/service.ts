@@ -1,13 +1,12 @@
-import type { Statement } from "bun:sqlite";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
-import type { Db } from "../../db/client";
-import { type ApiKey, apiKeys, type Role, type User } from "../../db/schema";
+import type { ApiKey, Role, User } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { forbidden, notFound, unauthorized } from "../../errors";
 import type { UserService } from "../users/service";
 import { ADMIN_KEY_NAME, hashKey, KEY_PREFIX, KeyService, randomToken } from "./keys";
+import { KeyRepository } from "./repository";
 
 export { ADMIN_KEY_NAME, hashKey, KEY_PREFIX } from "./keys";
 
@@ -16,20 +15,6 @@ export type Principal = { user: User; via: "key" | "token"; keyId?: string };
 
 /** An admin's API key: sees and may act on everything (an admin's client token is only a user's). */
 export const isAdminKey = (p: Principal): boolean => p.user.role === "admin" && p.via === "key";
-
-type KeyRow = { id: string; user_id: string; revoked_at: number | null; expires_at: number | null };
-
-type UserRow = {
-  id: string;
-  external_id: string | null;
-  name: string;
-  role: Role;
-  parent_id: string | null;
-  credits: number;
-  unlimited: number;
-  created_at: number;
-  updated_at: number;
-};
 
 export type AuthOptions = {
   dataDir: string;
@@ -41,7 +26,7 @@ export type AuthOptions = {
 
 /** API keys (hashed), client tokens (HS256 JWTs) and the bootstrap admin. */
 export class AuthService {
-  readonly #db: Db;
+  readonly #keyRows: KeyRepository;
   readonly #users: UserService;
   readonly #o: AuthOptions;
   readonly #secret: Uint8Array;
@@ -50,49 +35,33 @@ export class AuthService {
   readonly keys: KeyService;
   /** last_used_at is written at most once a minute per key, so auth never writes on the hot path. */
   readonly #lastTouched = new Map<string, number>();
-  /**
-   * Every authenticated request runs these two lookups (key by hash, then its user by id), prepared once and
-   * mapped by hand: through drizzle's join mapping the same lookup cost about 15× as much, most of a cheap
-   * request's time, and as one join SQLite's planner (no ANALYZE statistics) may scan users first.
-   * Nothing about a key is cached: a revocation or expiry holds from the very next request.
-   */
-  readonly #keyByHash: Statement<KeyRow, [string]>;
-  readonly #keyById: Statement<KeyRow, [string]>;
-  readonly #userById: Statement<UserRow, [string]>;
 
-  constructor(db: Db, userService: UserService, opts: AuthOptions) {
-    this.#db = db;
-    const keyColumns = "SELECT id, user_id, revoked_at, expires_at FROM api_keys";
-    this.#keyByHash = db.$client.prepare(`${keyColumns} WHERE hash = ?`);
-    this.#keyById = db.$client.prepare(`${keyColumns} WHERE id = ?`);
-    this.#userById = db.$client.prepare(
-      `SELECT id, external_id, name, role, parent_id, credits, unlimited, created_at, updated_at
-       FROM users WHERE id = ?`,
-    );
+  constructor(sql: Sql, userService: UserService, opts: AuthOptions) {
+    this.#keyRows = new KeyRepository(sql);
     this.#users = userService;
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    this.keys = new KeyService(db, this.#now);
+    this.keys = new KeyService(sql, this.#now);
     this.#secret = new TextEncoder().encode(opts.jwtSecret ?? persistedSecret(opts.dataDir));
   }
 
   /** Creates a key for a user; the plain key is returned once and never stored. */
-  createKey(userId: string, name: string): { key: string; id: string; prefix: string } {
-    const { key, row } = this.keys.create(userId, name);
+  async createKey(userId: string, name: string): Promise<{ key: string; id: string; prefix: string }> {
+    const { key, row } = await this.keys.create(userId, name);
     return { key, id: row.id, prefix: row.prefix };
   }
 
-  revokeKey(id: string): void {
-    this.keys.revoke(id);
+  async revokeKey(id: string): Promise<void> {
+    await this.keys.revoke(id);
   }
 
   /**
    * A key `p` may manage: its own, its end users' (app keys), anyone's (admin keys). Any other id is 404,
    * exactly as if it did not exist.
    */
-  manageableKey(p: Principal, id: string): ApiKey {
-    const key = this.keys.get(id);
-    if (!key || p.via !== "key" || !this.canAccess(p, key.userId)) throw notFound("key");
+  async manageableKey(p: Principal, id: string): Promise<ApiKey> {
+    const key = await this.keys.get(id);
+    if (!key || p.via !== "key" || !(await this.canAccess(p, key.userId))) throw notFound("key");
     return key;
   }
 
@@ -100,21 +69,22 @@ export class AuthService {
    * Whose keys a request means: the caller's, or the named user's (admin keys: anyone, by internal or
    * external id; apps: their end users, created on first use when `create`; users: only themselves).
    */
-  keyOwner(p: Principal, userId: string | undefined, opts: { create: boolean }): User {
+  async keyOwner(p: Principal, userId: string | undefined, opts: { create: boolean }): Promise<User> {
     if (!userId) return p.user;
-    const user = opts.create && !isAdminKey(p) ? this.actingUser(p, userId) : this.findActingUser(p, userId);
+    const user =
+      opts.create && !isAdminKey(p) ? await this.actingUser(p, userId) : await this.findActingUser(p, userId);
     if (!user) throw notFound("user");
     return user;
   }
 
   /** The principal for an API key, or null when unknown, revoked or expired. */
-  authenticateKey(key: string): Principal | null {
-    const principal = this.#principalOf(this.#keyByHash.get(hashKey(key)));
+  async authenticateKey(key: string): Promise<Principal | null> {
+    const principal = await this.#principalOf(await this.#keyRows.byHash(hashKey(key)));
     if (!principal) return null;
     const now = this.#now();
     if (now - (this.#lastTouched.get(principal.keyId!) ?? 0) > 60_000) {
       this.#lastTouched.set(principal.keyId!, now);
-      this.#db.update(apiKeys).set({ lastUsedAt: now }).where(eq(apiKeys.id, principal.keyId!)).run();
+      await this.#keyRows.touch(principal.keyId!, now);
     }
     return principal;
   }
@@ -123,28 +93,20 @@ export class AuthService {
    * The principal behind a key already proven once (a dashboard session names its key by id): null when the
    * key is unknown, revoked, or no longer the named user's.
    */
-  principalForKeyId(keyId: string, userId: string): Principal | null {
-    const principal = this.#principalOf(this.#keyById.get(keyId));
+  async principalForKeyId(keyId: string, userId: string): Promise<Principal | null> {
+    const principal = await this.#principalOf(await this.#keyRows.get(keyId));
     return principal?.user.id === userId ? principal : null;
   }
 
-  #principalOf(k: KeyRow | null): Principal | null {
-    if (!k || k.revoked_at !== null) return null;
-    if (k.expires_at !== null && k.expires_at <= this.#now()) return null;
-    const r = this.#userById.get(k.user_id);
-    if (!r) return null;
-    const user: User = {
-      id: r.id,
-      externalId: r.external_id,
-      name: r.name,
-      role: r.role,
-      parentId: r.parent_id,
-      credits: r.credits,
-      unlimited: r.unlimited === 1,
-      createdAt: r.created_at,
-      updatedAt: r.updated_at,
-    };
-    return { user, via: "key", keyId: k.id };
+  /**
+   * Nothing about a key is cached: a revocation or expiry holds from the very next request (authentication
+   * reads the key and its user every time).
+   */
+  async #principalOf(k: ApiKey | null): Promise<Principal | null> {
+    if (!k || k.revokedAt !== null) return null;
+    if (k.expiresAt !== null && k.expiresAt <= this.#now()) return null;
+    const user = await this.#users.get(k.userId);
+    return user ? { user, via: "key", keyId: k.id } : null;
   }
 
   /** A short-lived client token for one user (browsers: read own jobs, subscribe to own events). */
@@ -172,7 +134,7 @@ export class AuthService {
         currentDate: new Date(this.#now()),
       });
       if (payload.scope !== "client" || !payload.sub) return null;
-      const user = this.#users.get(payload.sub);
+      const user = await this.#users.get(payload.sub);
       return user ? { user, via: "token" } : null;
     } catch (err) {
       if (err instanceof joseErrors.JOSEError) return null;
@@ -196,17 +158,16 @@ export class AuthService {
    * Makes sure an admin can sign in. With ADMIN_KEY set, that key is the admin's (a changed value revokes the
    * old one). Without it, a key is generated on first start into DATA_DIR/admin-key and returned to be printed once.
    */
-  bootstrapAdmin(): { admin: User; generatedKey?: string } {
-    const admin = this.#users.ensureSystemUser("admin", "admin", "Admin");
-    const envKeys = this.#db.select().from(apiKeys).where(eq(apiKeys.userId, admin.id)).all();
+  async bootstrapAdmin(): Promise<{ admin: User; generatedKey?: string }> {
+    const admin = await this.#users.ensureSystemUser("admin", "admin", "Admin");
+    const envKeys = await this.#keyRows.listOf(admin.id);
     if (this.#o.adminKey) {
       const hash = hashKey(this.#o.adminKey);
       for (const k of envKeys)
-        if (k.name === ADMIN_KEY_NAME && k.hash !== hash && !k.revokedAt) this.revokeKey(k.id);
+        if (k.name === ADMIN_KEY_NAME && k.hash !== hash && !k.revokedAt) await this.revokeKey(k.id);
       if (!envKeys.some((k) => k.hash === hash && !k.revokedAt)) {
-        this.#db
-          .insert(apiKeys)
-          .values({
+        await this.#keyRows.insert(
+          {
             id: Bun.randomUUIDv7(),
             userId: admin.id,
             name: ADMIN_KEY_NAME,
@@ -214,14 +175,17 @@ export class AuthService {
             prefix: this.#o.adminKey.slice(0, 4),
             hash,
             createdAt: this.#now(),
-          })
-          .onConflictDoNothing()
-          .run();
+            lastUsedAt: null,
+            revokedAt: null,
+            expiresAt: null,
+          },
+          true,
+        );
       }
       return { admin };
     }
     if (envKeys.some((k) => k.name === "generated" && !k.revokedAt)) return { admin };
-    const { key } = this.createKey(admin.id, "generated");
+    const { key } = await this.createKey(admin.id, "generated");
     writeFileSync(join(this.#o.dataDir, "admin-key"), `${key}\n`, { mode: 0o600 });
     return { admin, generatedKey: key };
   }
@@ -230,14 +194,14 @@ export class AuthService {
    * The user a request acts for. Admins and apps may name an end user by `userId` (their own external id,
    * created on first use; admins may also give an internal id); users act only for themselves.
    */
-  actingUser(p: Principal, userId?: string | null): User {
+  async actingUser(p: Principal, userId?: string | null): Promise<User> {
     if (!userId) return p.user;
     if (p.user.role === "user" || p.user.role === "system" || p.via === "token") {
       if (userId === p.user.id || userId === p.user.externalId) return p.user;
       throw forbidden("a user key can act only for itself");
     }
     if (p.user.role === "admin") {
-      const byId = this.#users.get(userId);
+      const byId = await this.#users.get(userId);
       if (byId) return byId;
     }
     return this.#users.findOrCreateChild(p.user, userId);
@@ -247,23 +211,23 @@ export class AuthService {
    * Like `actingUser` for reads: never creates an end user; null when admins and apps name nobody. An admin
    * key names anyone, by internal or external id (UserService.findByRef).
    */
-  findActingUser(p: Principal, userId: string): User | null {
+  async findActingUser(p: Principal, userId: string): Promise<User | null> {
     if ((p.user.role !== "admin" && p.user.role !== "app") || p.via === "token")
       return this.actingUser(p, userId);
     if (isAdminKey(p)) return this.#users.findByRef(userId);
-    const byId = this.#users.get(userId);
+    const byId = await this.#users.get(userId);
     if (byId && (p.user.role === "admin" || byId.id === p.user.id || byId.parentId === p.user.id))
       return byId;
     return this.#users.findChild(p.user, userId);
   }
 
   /** Whether `p` may see things owned by `ownerId` (admins: all; apps: themselves and their end users). */
-  canAccess(p: Principal, ownerId: string | null): boolean {
+  async canAccess(p: Principal, ownerId: string | null): Promise<boolean> {
     if (isAdminKey(p)) return true;
     if (!ownerId) return false;
     if (ownerId === p.user.id) return true;
     if (p.user.role !== "app" || p.via !== "key") return false;
-    return this.#users.get(ownerId)?.parentId === p.user.id;
+    return (await this.#users.get(ownerId))?.parentId === p.user.id;
   }
 
   requireRole(p: Principal, roles: readonly Role[]): void {

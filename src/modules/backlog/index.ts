@@ -12,10 +12,12 @@ type Deps = { auth: AuthService; backlog: BacklogService; recipes: RecipeService
 export const backlogModule = (ctx: Deps) =>
   new Elysia({ prefix: "/api", name: "backlog" }).use(authPlugin(ctx.auth)).get(
     "/recipes/:id/backlog",
-    ({ principal, params }) => {
-      const recipe = isAdminKey(principal) ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
+    async ({ principal, params }) => {
+      const recipe = isAdminKey(principal)
+        ? await ctx.recipes.get(params.id)
+        : await ctx.recipes.active(params.id);
       if (!recipe) throw recipeNotFound();
-      const s = ctx.backlog.status(recipe);
+      const s = await ctx.backlog.status(recipe);
       return {
         min: s.min,
         ready: s.ready,

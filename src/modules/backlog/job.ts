@@ -12,7 +12,7 @@ export function backlogTopUpJob(backlog: BacklogService) {
     input: z.object({ recipeId: z.string().optional() }),
     maxAttempts: 1,
     run: async ({ input }) => {
-      const { enqueued, recipes } = backlog.maintain({ recipeId: input.recipeId });
+      const { enqueued, recipes } = await backlog.maintain({ recipeId: input.recipeId });
       return input.recipeId ? { enqueued, skipped: recipes[0]?.skipped ?? null } : { enqueued };
     },
   });

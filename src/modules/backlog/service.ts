@@ -1,6 +1,6 @@
-import type { Database, Statement } from "bun:sqlite";
 import type { Config } from "../../config";
 import type { Job, JobError, Recipe } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { ApiError } from "../../errors";
 import type { Queue } from "../../queue";
 import type { GenerateService } from "../generate/service";
@@ -8,6 +8,7 @@ import { GENERATE_JOB } from "../generate/service";
 import type { RecipeService, VariableValues } from "../recipes/service";
 import type { UserService } from "../users/service";
 import { inputDrawer, NoInputsError, type Random } from "./pick";
+import { BacklogRepository } from "./repository";
 
 /** The external id of the user that owns unclaimed backlog generations. */
 export const BACKLOG_USER = "system_backlog";
@@ -30,7 +31,7 @@ export type BacklogOptions = {
 };
 
 export type BacklogDeps = {
-  db: Database;
+  sql: Sql;
   queue: Queue;
   recipes: RecipeService;
   generate: GenerateService;
@@ -85,12 +86,6 @@ export type MaintainResult = {
   recipes: RecipeTopUp[];
 };
 
-type StateRow = {
-  consecutive_failures: number;
-  last_failure_at: number | null;
-  last_error: string | null;
-};
-
 /**
  * Keeps `backlog_min` completed generations per active recipe, owned by the `system_backlog` user, for
  * instant claims (DESIGN §6). A top-up runs in one IMMEDIATE transaction that counts what is ready and in
@@ -107,44 +102,26 @@ export class BacklogService {
   readonly #topUpDue = new Map<string, number>();
   /** The last top-up left a deficit because of the concurrency cap (see onJobTerminal). */
   #capped = false;
-  readonly #state: Statement;
-  readonly #failed: Statement;
-  readonly #succeeded: Statement;
+  readonly #state: BacklogRepository;
 
   constructor(deps: BacklogDeps, opts: BacklogOptions) {
     this.#d = deps;
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
-    const db = deps.db;
-    this.#state = db.prepare(
-      "SELECT consecutive_failures, last_failure_at, last_error FROM backlog_state WHERE recipe_id = ?",
-    );
-    // A failure outside the window starts a new streak: the budget is N failures per window, not N ever.
-    this.#failed = db.prepare(
-      `INSERT INTO backlog_state (recipe_id, consecutive_failures, last_failure_at, last_error, updated_at)
-       VALUES (?1, 1, ?2, ?3, ?2)
-       ON CONFLICT (recipe_id) DO UPDATE SET
-         consecutive_failures = CASE WHEN last_failure_at IS NULL OR ?2 - last_failure_at > ?4 THEN 1
-                                     ELSE consecutive_failures + 1 END,
-         last_failure_at = ?2, last_error = ?3, updated_at = ?2`,
-    );
-    this.#succeeded = db.prepare(
-      `INSERT INTO backlog_state (recipe_id, consecutive_failures, last_success_at, updated_at) VALUES (?1, 0, ?2, ?2)
-       ON CONFLICT (recipe_id) DO UPDATE SET consecutive_failures = 0, last_success_at = ?2, updated_at = ?2`,
-    );
+    this.#state = new BacklogRepository(deps.sql);
   }
 
   /** The `system_backlog` user's id, created on first use (a second process creating it at once is fine). */
-  get systemUserId(): string {
-    this.#systemUserId ??= this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog").id;
+  async systemUserId(): Promise<string> {
+    this.#systemUserId ??= (await this.#d.users.ensureSystemUser(BACKLOG_USER, "system", "Backlog")).id;
     return this.#systemUserId;
   }
 
-  status(recipe: Recipe): BacklogStatus {
-    const owner = this.systemUserId;
-    const ready = this.#d.queue.features.ready(recipe.id, owner);
-    const inFlight = this.#d.queue.features.inFlight(recipe.id, owner);
+  async status(recipe: Recipe): Promise<BacklogStatus> {
+    const owner = await this.systemUserId();
+    const ready = await this.#d.queue.features.ready(recipe.id, owner);
+    const inFlight = await this.#d.queue.features.inFlight(recipe.id, owner);
     return {
       recipeId: recipe.id,
       name: recipe.name,
@@ -154,35 +131,43 @@ export class BacklogService {
       inFlight,
       deficit: Math.max(0, recipe.backlogMin - ready.n - inFlight),
       oldestReadyAt: ready.oldest,
-      failures: this.#budget(recipe.id),
+      failures: await this.#budget(recipe.id),
     };
   }
 
   /** Every recipe's backlog (inactive ones too: they may still hold ready generations). */
-  statusAll(): BacklogStatus[] {
-    return this.#d.recipes.list({ includeInactive: true }).map((r) => this.status(r));
+  async statusAll(): Promise<BacklogStatus[]> {
+    const out: BacklogStatus[] = [];
+    for (const r of await this.#d.recipes.list({ includeInactive: true })) out.push(await this.status(r));
+    return out;
   }
 
   /**
    * Tops up every active recipe (or one) to its `backlog_min`, emptiest first, never passing the concurrency
    * cap. With `dryRun`, draws inputs and reports what it would queue without writing anything.
    */
-  maintain(opts: { recipeId?: string; dryRun?: boolean } = {}): MaintainResult {
-    const owner = this.systemUserId;
-    return this.#d.queue.transaction(() => {
-      const allRecipes = this.#d.recipes.list({ includeInactive: true }).map((r) => r.id);
-      let inFlight = this.#d.queue.features.inFlightForRecipes(allRecipes, owner);
-      const recipes = this.#d.recipes
-        .list({ includeInactive: false })
-        .filter((r) => r.backlogMin > 0 && (!opts.recipeId || r.id === opts.recipeId))
-        .map((r) => ({ recipe: r, ready: this.#countReady(r, owner) }))
-        .sort((a, b) => a.ready / a.recipe.backlogMin - b.ready / b.recipe.backlogMin);
+  async maintain(opts: { recipeId?: string; dryRun?: boolean } = {}): Promise<MaintainResult> {
+    const owner = await this.systemUserId();
+    return this.#d.queue.transaction(async () => {
+      const allRecipes = (await this.#d.recipes.list({ includeInactive: true })).map((r) => r.id);
+      let inFlight = await this.#d.queue.features.inFlightForRecipes(allRecipes, owner);
+      const wanted = (await this.#d.recipes.list({ includeInactive: false })).filter(
+        (r) => r.backlogMin > 0 && (!opts.recipeId || r.id === opts.recipeId),
+      );
+      const recipes: { recipe: Recipe; ready: number }[] = [];
+      for (const r of wanted) recipes.push({ recipe: r, ready: await this.#countReady(r, owner) });
+      recipes.sort((a, b) => a.ready / a.recipe.backlogMin - b.ready / b.recipe.backlogMin);
       const out: RecipeTopUp[] = [];
       let enqueued = 0;
       for (const { recipe, ready } of recipes) {
-        const mine = this.#d.queue.features.inFlight(recipe.id, owner);
+        const mine = await this.#d.queue.features.inFlight(recipe.id, owner);
         const deficit = Math.max(0, recipe.backlogMin - ready - mine);
-        const topUp = this.#topUp(recipe, deficit, this.#o.maxConcurrent - inFlight, opts.dryRun ?? false);
+        const topUp = await this.#topUp(
+          recipe,
+          deficit,
+          this.#o.maxConcurrent - inFlight,
+          opts.dryRun ?? false,
+        );
         inFlight += topUp.enqueued;
         enqueued += topUp.enqueued;
         out.push(topUp);
@@ -205,10 +190,10 @@ export class BacklogService {
    * comes with it — is skipped; were that job cancelled meanwhile, the next claim after its due time or the
    * cron queues another.
    */
-  scheduleTopUp(recipeId?: string): void {
+  async scheduleTopUp(recipeId?: string): Promise<void> {
     const slot = recipeId ?? "*";
     if ((this.#topUpDue.get(slot) ?? 0) > this.#now()) return;
-    const { job } = this.#d.queue.enqueue(TOPUP_JOB, recipeId ? { recipeId } : {}, {
+    const { job } = await this.#d.queue.enqueue(TOPUP_JOB, recipeId ? { recipeId } : {}, {
       dedupeKey: `backlog:${slot}`,
       debounceMs: this.#o.topUpDelayMs,
       priority: BACKLOG_PRIORITY,
@@ -217,29 +202,38 @@ export class BacklogService {
     this.#topUpDue.set(slot, job.runAt);
   }
 
+  /**
+   * Whether a job may be a backlog generation, from the row alone (the terminal hook's cheap look): before
+   * this process has read the backlog user's id, every recipe generation may be.
+   */
+  isBacklogJob(job: Job): boolean {
+    if (job.type !== GENERATE_JOB || !job.recipeId) return false;
+    return this.#systemUserId === null || job.ownerId === this.#systemUserId;
+  }
+
   /** Terminal hook: a finished backlog generation resets or spends its recipe's failure budget. */
-  onJobTerminal(job: Job): void {
-    if (job.type !== GENERATE_JOB || !job.recipeId || job.ownerId !== this.systemUserId) return;
+  async onJobTerminal(job: Job): Promise<void> {
+    if (!this.isBacklogJob(job) || job.ownerId !== (await this.systemUserId())) return;
     // A slot under BACKLOG_MAX_CONCURRENT just freed up: recipes the cap turned away get it now, not at the
     // next cron tick.
     if (this.#capped) {
       this.#capped = false;
-      this.scheduleTopUp();
+      await this.scheduleTopUp();
     }
     const now = this.#now();
-    if (job.status === "completed") this.#succeeded.run(job.recipeId, now);
+    if (job.status === "completed") await this.#state.succeeded(job.recipeId!, now);
     else if (job.status === "failed")
-      this.#failed.run(job.recipeId, now, JSON.stringify(job.error), this.#o.failureCooldownMs);
+      await this.#state.failed(job.recipeId!, now, JSON.stringify(job.error), this.#o.failureCooldownMs);
   }
 
-  #countReady(recipe: Recipe, owner: string): number {
+  #countReady(recipe: Recipe, owner: string): Promise<number> {
     return this.#d.queue.features.readyUpTo(recipe.id, owner, recipe.backlogMin);
   }
 
-  #topUp(recipe: Recipe, deficit: number, room: number, dryRun: boolean): RecipeTopUp {
+  async #topUp(recipe: Recipe, deficit: number, room: number, dryRun: boolean): Promise<RecipeTopUp> {
     const out: RecipeTopUp = { recipeId: recipe.id, enqueued: 0, jobIds: [], inputs: [], deficit };
     if (deficit === 0) return out;
-    const budget = this.#budget(recipe.id);
+    const budget = await this.#budget(recipe.id);
     if (budget.paused) {
       return { ...out, skipped: "paused", reason: `${budget.consecutiveFailures} failures in a row` };
     }
@@ -249,7 +243,7 @@ export class BacklogService {
     for (let i = 0; i < n; i++) {
       let values: VariableValues;
       try {
-        draw ??= inputDrawer(recipe, this.#d.recipes.usage(recipe.id));
+        draw ??= inputDrawer(recipe, await this.#d.recipes.usage(recipe.id));
         values = draw(this.#random);
       } catch (err) {
         if (!(err instanceof NoInputsError)) throw err;
@@ -259,7 +253,7 @@ export class BacklogService {
       out.enqueued++;
       if (dryRun) continue;
       try {
-        out.jobIds.push(this.#enqueue(recipe, values));
+        out.jobIds.push(await this.#enqueue(recipe, values));
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         return { ...out, enqueued: out.jobIds.length, skipped: "provider_unavailable", reason: err.message };
@@ -268,10 +262,10 @@ export class BacklogService {
     return out;
   }
 
-  #enqueue(recipe: Recipe, values: VariableValues): string {
+  async #enqueue(recipe: Recipe, values: VariableValues): Promise<string> {
     const e = this.#d.recipes.expansionOf(recipe, values);
-    return this.#d.generate.enqueueDirect({
-      ownerId: this.systemUserId,
+    const job = await this.#d.generate.enqueueDirect({
+      ownerId: await this.systemUserId(),
       recipeId: recipe.id,
       provider: e.provider,
       model: e.model,
@@ -282,11 +276,12 @@ export class BacklogService {
       priority: BACKLOG_PRIORITY,
       // keep: retention never deletes an unclaimed backlog image; a claim removes it.
       metadata: { keep: true, backlog: true, recipeVariables: values },
-    }).id;
+    });
+    return job.id;
   }
 
-  #budget(recipeId: string): FailureBudget {
-    const row = this.#state.get(recipeId) as StateRow | null;
+  async #budget(recipeId: string): Promise<FailureBudget> {
+    const row = await this.#state.state(recipeId);
     const failures = row?.consecutive_failures ?? 0;
     const lastFailureAt = row?.last_failure_at ?? null;
     const until = lastFailureAt === null ? null : lastFailureAt + this.#o.failureCooldownMs;

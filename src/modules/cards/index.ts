@@ -82,12 +82,16 @@ export const cardsModule = (ctx: Deps) => {
       response: { 200: CardList },
       detail: { tags: ["cards"], summary: "Your cards" },
     })
-    .get("/cards/:id", ({ principal, params }) => ctx.cards.view(ctx.cards.visible(principal, params.id)), {
-      auth: "token",
-      params: CardIdParams,
-      response: { 200: CardView },
-      detail: { tags: ["cards"], summary: "A card with its current image URL and render status" },
-    })
+    .get(
+      "/cards/:id",
+      async ({ principal, params }) => ctx.cards.view(await ctx.cards.visible(principal, params.id)),
+      {
+        auth: "token",
+        params: CardIdParams,
+        response: { 200: CardView },
+        detail: { tags: ["cards"], summary: "A card with its current image URL and render status" },
+      },
+    )
     .patch("/cards/:id", ({ principal, params, body }) => ctx.cards.update(principal, params.id, body.data), {
       auth: ["admin", "app", "user"],
       params: CardIdParams,

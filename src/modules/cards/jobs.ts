@@ -18,8 +18,9 @@ export function cardJobs(cards: CardService, opts: { renderConcurrency: number }
       maxAttempts: 3,
       backoff: { delayMs: 500 },
       run: async ({ input }) => ({ rendered: await cards.render(input.cardId) }),
-      onTerminal: (job) => {
-        if (job.status === "failed") cards.renderFailed((job.input as { cardId: string }).cardId, job.error);
+      onTerminal: {
+        applies: (job) => job.status === "failed",
+        run: (job) => cards.renderFailed((job.input as { cardId: string }).cardId, job.error),
       },
     }),
     defineJob({

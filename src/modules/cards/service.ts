@@ -1,7 +1,6 @@
-import { and, desc, eq, lt, sql } from "drizzle-orm";
 import type { Config } from "../../config";
-import type { Db } from "../../db/client";
-import { type Card, cards, type Job } from "../../db/schema";
+import type { Card, Job } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { ApiError, notFound, unprocessable } from "../../errors";
 import { EventBus, type Queue } from "../../queue";
 import {
@@ -18,11 +17,12 @@ import { type AuthService, isAdminKey, type Principal } from "../auth/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
 import { mergePatch } from "./merge";
 import type { CardView, CreateCardBody, ListCardsQuery } from "./model";
+import { CardRepository } from "./repository";
 
 export type CardRenderer = { render(template: string, data: unknown): Promise<RenderedCard> };
 
 export type CardDeps = {
-  db: Db;
+  sql: Sql;
   queue: Queue;
   storage: Storage;
   auth: AuthService;
@@ -79,12 +79,14 @@ function validate(template: string, data: unknown): unknown {
  */
 export class CardService {
   readonly #deps: CardDeps;
+  readonly #cards: CardRepository;
   readonly #now: () => number;
   /** `card:rendered` after each render that moved a card's pointer. */
   readonly events = new EventBus<CardEvents>();
 
   constructor(deps: CardDeps) {
     this.#deps = deps;
+    this.#cards = new CardRepository(deps.sql);
     this.#now = deps.now ?? Date.now;
   }
 
@@ -115,13 +117,13 @@ export class CardService {
     };
   }
 
-  get(id: string): Card | null {
-    return this.#deps.db.select().from(cards).where(eq(cards.id, id)).get() ?? null;
+  get(id: string): Promise<Card | null> {
+    return this.#cards.get(id);
   }
 
-  visible(p: Principal, id: string): Card {
-    const card = this.get(id);
-    if (!card || !this.#deps.auth.canAccess(p, card.ownerId)) throw notFound("card");
+  async visible(p: Principal, id: string): Promise<Card> {
+    const card = await this.get(id);
+    if (!card || !(await this.#deps.auth.canAccess(p, card.ownerId))) throw notFound("card");
     return card;
   }
 
@@ -133,7 +135,7 @@ export class CardService {
    */
   async create(p: Principal, body: CreateCardBody, idem: IdempotentAnswer = NO_KEY) {
     validate(body.template, body.data);
-    const owner = this.#deps.auth.actingUser(p, body.userId);
+    const owner = await this.#deps.auth.actingUser(p, body.userId);
     const now = this.#now();
     const id = Bun.randomUUIDv7();
     let image: { key: string; url: string } | null = null;
@@ -150,26 +152,27 @@ export class CardService {
     } catch (err) {
       renderError = errorOf(err) as Card["renderError"];
     }
-    const view = this.#deps.queue.transaction(() => {
-      this.#deps.db
-        .insert(cards)
-        .values({
-          id,
-          ownerId: owner.id,
-          template: body.template,
-          data: body.data,
-          renderDueAt: now,
-          renderError,
-          ...(image && { renderedVersion: 1, imageKey: image.key, imageUrl: image.url }),
-          createdAt: now,
-          updatedAt: now,
-        })
-        .run();
+    const card: Card = {
+      id,
+      ownerId: owner.id,
+      template: body.template,
+      data: body.data,
+      version: 1,
+      renderedVersion: image ? 1 : 0,
+      imageKey: image?.key ?? null,
+      imageUrl: image?.url ?? null,
+      renderDueAt: now,
+      renderError,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const view = await this.#deps.queue.transaction(async () => {
+      await this.#cards.insert(card);
       // A failed first render: the card exists, a queued render retries with the engine's backoff, and the
       // view says "rendering".
-      if (!image) this.#enqueueRender(id, now);
-      const created = this.view(this.get(id)!);
-      idem.commit(created);
+      if (!image) await this.#enqueueRender(id, now);
+      const created = this.view(card);
+      await idem.commit(created);
       return created;
     });
     if (image) {
@@ -188,47 +191,37 @@ export class CardService {
    * last render was due more than CARD_DEBOUNCE_MS ago (leading edge), else at the end of that render's
    * window, where every change until then coalesces into one render of the latest data (trailing edge).
    */
-  update(p: Principal, id: string, patch: Record<string, unknown>) {
-    const card = this.visible(p, id);
+  async update(p: Principal, id: string, patch: Record<string, unknown>) {
+    const card = await this.visible(p, id);
     const data = mergePatch(card.data, patch);
     validate(card.template, data);
     const now = this.#now();
-    const updated = this.#deps.queue.transaction(() => {
+    const updated = await this.#deps.queue.transaction(async () => {
       const windowEnd = (card.renderDueAt ?? 0) + this.#deps.config.CARD_DEBOUNCE_MS;
       // A render already queued keeps its start time (the dedupe upsert never moves run_at), so the time
       // recorded is the queued job's: the window is measured from the render that will actually run.
-      const job = this.#enqueueRender(id, Math.max(now, windowEnd));
-      return this.#deps.db
-        .update(cards)
-        .set({ data, version: sql`${cards.version} + 1`, renderDueAt: job.runAt, updatedAt: now })
-        .where(eq(cards.id, id))
-        .returning()
-        .get()!;
+      const job = await this.#enqueueRender(id, Math.max(now, windowEnd));
+      const bumped = await this.#cards.bump(id, data, job.runAt, now);
+      if (!bumped) throw notFound("card");
+      return bumped;
     });
     return this.view(updated);
   }
 
-  list(p: Principal, q: ListCardsQuery) {
-    const rows = this.#deps.db
-      .select()
-      .from(cards)
-      .where(
-        and(
-          isAdminKey(p) ? undefined : eq(cards.ownerId, p.user.id),
-          q.template ? eq(cards.template, q.template) : undefined,
-          q.cursor ? lt(cards.id, q.cursor) : undefined,
-        ),
-      )
-      .orderBy(desc(cards.id))
-      .limit(q.limit + 1)
-      .all();
+  async list(p: Principal, q: ListCardsQuery) {
+    const rows = await this.#cards.page({
+      ownerId: isAdminKey(p) ? null : p.user.id,
+      template: q.template ?? null,
+      before: q.cursor ?? null,
+      limit: q.limit + 1,
+    });
     const page = rows.slice(0, q.limit).map((card) => this.view(card));
     return { cards: page, nextCursor: rows.length > q.limit ? (page.at(-1)?.id ?? null) : null };
   }
 
   async remove(p: Principal, id: string): Promise<void> {
-    this.visible(p, id);
-    this.#deps.db.delete(cards).where(eq(cards.id, id)).run();
+    await this.visible(p, id);
+    await this.#cards.delete(id);
     await this.#deleteObjects(id, () => true);
   }
 
@@ -238,7 +231,7 @@ export class CardService {
    * Returns false when there was nothing to render.
    */
   async render(id: string): Promise<boolean> {
-    const card = this.get(id);
+    const card = await this.get(id);
     if (!card || card.renderedVersion >= card.version) return false;
     const prepared = await this.#prepare(card.template, card.data);
     const { png } = await this.#deps.renderer.render(card.template, prepared);
@@ -248,7 +241,7 @@ export class CardService {
       cacheControl: IMMUTABLE_CACHE_CONTROL,
     });
     const imageUrl = this.#deps.storage.publicUrl(key);
-    const pointed = this.#point(card, key, imageUrl);
+    const pointed = await this.#point(card, key, imageUrl);
     if (!pointed) {
       await this.#deps.storage.delete(key);
       return false;
@@ -268,7 +261,7 @@ export class CardService {
    * versions are left alone: their render may have stored its file and not yet moved the pointer.
    */
   async cleanup(id: string, beforeVersion?: number): Promise<number> {
-    const card = this.get(id);
+    const card = await this.get(id);
     if (!card) return this.#deleteObjects(id, () => true);
     const before = beforeVersion ?? card.renderedVersion;
     return this.#deleteObjects(
@@ -278,17 +271,13 @@ export class CardService {
   }
 
   /** Records a render that failed for good, so the card's view and image endpoint say so. */
-  renderFailed(id: string, error: unknown): void {
-    this.#deps.db
-      .update(cards)
-      .set({ renderError: error as Card["renderError"] })
-      .where(eq(cards.id, id))
-      .run();
+  renderFailed(id: string, error: unknown): Promise<void> {
+    return this.#cards.renderFailed(id, error);
   }
 
   /** The latest image for the stable URL, or null when none is rendered yet. */
   async latestImage(id: string) {
-    const card = this.get(id);
+    const card = await this.get(id);
     if (!card) throw notFound("card");
     if (!card.imageKey) return { card, object: null };
     return { card, object: await this.#deps.storage.get(card.imageKey) };
@@ -307,12 +296,13 @@ export class CardService {
     }
   }
 
-  #enqueueRender(id: string, runAt: number): Job {
-    return this.#deps.queue.enqueue(
+  async #enqueueRender(id: string, runAt: number): Promise<Job> {
+    const { job } = await this.#deps.queue.enqueue(
       RENDER_JOB,
       { cardId: id },
       { dedupeKey: `card:${id}`, runAt, priority: RENDER_PRIORITY },
-    ).job;
+    );
+    return job;
   }
 
   /**
@@ -320,20 +310,12 @@ export class CardService {
    * replaced. Read and write share one transaction, so two renders finishing together each learn the key
    * they replaced and no superseded image is missed or deleted twice.
    */
-  #point(card: Card, key: string, imageUrl: string): { previousKey: string | null } | null {
-    return this.#deps.db.transaction(
-      (tx) => {
-        const before = tx.select({ imageKey: cards.imageKey }).from(cards).where(eq(cards.id, card.id)).get();
-        const moved = tx
-          .update(cards)
-          .set({ imageKey: key, imageUrl, renderedVersion: card.version, renderError: null })
-          .where(and(eq(cards.id, card.id), lt(cards.renderedVersion, card.version)))
-          .returning({ id: cards.id })
-          .get();
-        return moved ? { previousKey: before?.imageKey ?? null } : null;
-      },
-      { behavior: "immediate" },
-    );
+  #point(card: Card, key: string, imageUrl: string): Promise<{ previousKey: string | null } | null> {
+    return this.#deps.sql.transaction(async () => {
+      const previousKey = await this.#cards.imageKey(card.id);
+      const moved = await this.#cards.point(card.id, card.version, key, imageUrl);
+      return moved ? { previousKey } : null;
+    });
   }
 
   /**
@@ -352,7 +334,7 @@ export class CardService {
         // the store is unavailable for now: the cleanup job below retries with backoff
       }
     }
-    this.#deps.queue.enqueue(
+    await this.#deps.queue.enqueue(
       CLEANUP_JOB,
       { cardId: id, beforeVersion: version },
       { delayMs: grace, priority: RENDER_PRIORITY },

@@ -25,15 +25,16 @@ export function generationCost(credits: CreditService, c: EnqueueHookContext): n
  */
 export function chargeGenerations(generate: GenerateService, credits: CreditService): void {
   generate.onEnqueue((c) => ({ creditsCharged: credits.priceFor(c.owner, generationCost(credits, c)) }));
-  generate.onEnqueued((c) => {
+  generate.onEnqueued(async (c) => {
     const price = generationCost(credits, c);
     if (!c.deduped) {
-      credits.debit(c.owner, price, "charge", { jobId: c.job.id });
+      await credits.debit(c.owner, price, "charge", { jobId: c.job.id });
       return;
     }
     const difference = c.job.creditsCharged - c.previousCharge;
     const note = `dedupe replacement: ${c.previousCharge} → ${c.job.creditsCharged}`;
-    if (difference > 0) credits.debit(c.owner, difference, "charge", { jobId: c.job.id, note });
-    else if (difference < 0) credits.credit(c.owner.id, -difference, "refund", { jobId: c.job.id, note });
+    if (difference > 0) await credits.debit(c.owner, difference, "charge", { jobId: c.job.id, note });
+    else if (difference < 0)
+      await credits.credit(c.owner.id, -difference, "refund", { jobId: c.job.id, note });
   });
 }

@@ -1,7 +1,6 @@
 import { Elysia } from "elysia";
-import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
-import { transaction } from "../../db/tx";
+import type { Sql } from "../../db/sql";
 import { forbidden, notFound } from "../../errors";
 import { authPlugin } from "../auth/plugin";
 import { type AuthService, isAdminKey, type Principal } from "../auth/service";
@@ -12,16 +11,17 @@ import { AdjustCreditsBody, CreditsAdjustedView, CreditsQuery, CreditsView, User
 import type { CreditService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = { auth: AuthService; credits: CreditService; db: Db; idempotency: IdempotencyService };
+type Deps = { auth: AuthService; credits: CreditService; sql: Sql; idempotency: IdempotencyService };
 
 /**
  * Whose credits `p` may change: admins anyone's; apps only their own end users' (never their own). An app's
  * grant to an end user it has not named before creates that user, as a generation for them would: an app can
  * fund a player before their first image.
  */
-function adjustable(ctx: Deps, p: Principal, ref: string, grant: boolean): User {
+async function adjustable(ctx: Deps, p: Principal, ref: string, grant: boolean): Promise<User> {
   const target =
-    ctx.auth.findActingUser(p, ref) ?? (grant && !isAdminKey(p) ? ctx.auth.actingUser(p, ref) : null);
+    (await ctx.auth.findActingUser(p, ref)) ??
+    (grant && !isAdminKey(p) ? await ctx.auth.actingUser(p, ref) : null);
   if (!target) throw notFound("user");
   if (!isAdminKey(p) && target.parentId !== p.user.id)
     throw forbidden("apps may change only their own end users' credits");
@@ -34,13 +34,13 @@ export const creditsModule = (ctx: Deps) =>
     .use(idempotencyPlugin(ctx.idempotency))
     .get(
       "/credits",
-      ({ principal, query }) => {
-        const user = query.userId ? ctx.auth.findActingUser(principal, query.userId) : principal.user;
+      async ({ principal, query }) => {
+        const user = query.userId ? await ctx.auth.findActingUser(principal, query.userId) : principal.user;
         if (!user) throw notFound("user");
-        const page = ctx.credits.ledger(user.id, { limit: query.limit, cursor: query.cursor });
+        const page = await ctx.credits.ledger(user.id, { limit: query.limit, cursor: query.cursor });
         return {
           userId: user.id,
-          credits: ctx.credits.balance(user.id),
+          credits: await ctx.credits.balance(user.id),
           unlimited: user.unlimited,
           creditsEnabled: ctx.credits.enabled,
           ledger: page.entries,
@@ -57,19 +57,19 @@ export const creditsModule = (ctx: Deps) =>
     .post(
       "/users/:id/credits",
       ({ principal, params, body, idem }) =>
-        transaction(ctx.db.$client, () => {
-          const user = adjustable(ctx, principal, params.id, body.reason === "grant");
+        ctx.sql.transaction(async () => {
+          const user = await adjustable(ctx, principal, params.id, body.reason === "grant");
           const ref = { note: body.note ?? null };
           const credits =
             body.reason === "grant"
-              ? ctx.credits.credit(user.id, body.amount, "grant", ref)
-              : ctx.credits.debit(user, body.amount, "debit", ref).balance;
+              ? await ctx.credits.credit(user.id, body.amount, "grant", ref)
+              : (await ctx.credits.debit(user, body.amount, "debit", ref)).balance;
           const answer = {
             userId: user.id,
             credits,
-            ledger: ctx.credits.ledger(user.id, { limit: 1 }).entries,
+            ledger: (await ctx.credits.ledger(user.id, { limit: 1 })).entries,
           };
-          idem.commit(answer);
+          await idem.commit(answer);
           return answer;
         }),
       {

@@ -1,16 +1,9 @@
-import type { Database, Statement } from "bun:sqlite";
-import { rowMapper } from "../../db/rows";
-import {
-  type CreditLedgerRow,
-  creditLedger,
-  type Job,
-  type LEDGER_REASONS,
-  type User,
-} from "../../db/schema";
-import { transaction } from "../../db/tx";
+import type { CreditLedgerRow, Job, LEDGER_REASONS, User } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { ApiError, countOf } from "../../errors";
 import type { Queue } from "../../queue";
 import { refundOwed } from "./refunds";
+import { CreditRepository } from "./repository";
 
 export type LedgerReason = (typeof LEDGER_REASONS)[number];
 
@@ -55,12 +48,8 @@ export type Debit = { charged: number; balance: number };
 /** A ledger row as the API shows it (the row without its user id, which the caller already knows). */
 export type LedgerEntry = Omit<CreditLedgerRow, "userId">;
 
-type Raw = Record<string, unknown>;
-
-const toLedgerRow = rowMapper(creditLedger);
-
-function entryFrom(r: Raw): LedgerEntry {
-  const { userId: _, ...entry } = toLedgerRow(r);
+function entryFrom(r: CreditLedgerRow): LedgerEntry {
+  const { userId: _, ...entry } = r;
   return entry;
 }
 
@@ -71,34 +60,19 @@ function entryFrom(r: Raw): LedgerEntry {
  * note, so their usage is audited like everyone else's.
  */
 export class CreditService {
-  readonly #db: Database;
+  readonly #sql: Sql;
+  readonly #ledger: CreditRepository;
   readonly #o: CreditOptions;
   readonly #now: () => number;
-  readonly #take: Statement;
-  readonly #give: Statement;
-  readonly #user: Statement;
-  readonly #insert: Statement;
   /** The queue's own statements on a job's credit columns (the queue owns `jobs`). */
   readonly #jobs: Queue["features"];
 
-  constructor(db: Database, queue: Pick<Queue, "features">, opts: CreditOptions) {
+  constructor(sql: Sql, queue: Pick<Queue, "features">, opts: CreditOptions) {
     this.#jobs = queue.features;
-    this.#db = db;
+    this.#sql = sql;
+    this.#ledger = new CreditRepository(sql);
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    // The balance check and the debit are one statement: two concurrent charges can never both pass it.
-    this.#take = db.prepare(
-      `UPDATE users SET credits = credits - ?1, updated_at = ?2
-       WHERE id = ?3 AND unlimited = 0 AND credits >= ?1 RETURNING credits`,
-    );
-    this.#give = db.prepare(
-      "UPDATE users SET credits = credits + ?1, updated_at = ?2 WHERE id = ?3 RETURNING credits",
-    );
-    this.#user = db.prepare("SELECT credits, unlimited FROM users WHERE id = ?");
-    this.#insert = db.prepare(
-      `INSERT INTO credit_ledger (id, user_id, delta, balance_after, reason, job_id, note, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
   }
 
   get enabled(): boolean {
@@ -120,58 +94,63 @@ export class CreditService {
    * transaction when one is open. Unlimited users get a 0-delta row noting the amount; with credits off nothing
    * is written. Throws InsufficientCreditsError (402) when the balance is too low, changing nothing.
    */
-  debit(
+  async debit(
     user: Pick<User, "id" | "unlimited">,
     amount: number,
     reason: "charge" | "instant" | "debit",
     ref: { jobId?: string | null; note?: string | null } = {},
-  ): Debit {
-    if (!this.#o.enabled && reason !== "debit") return { charged: 0, balance: this.balance(user.id) };
-    return transaction(this.#db, () => {
+  ): Promise<Debit> {
+    if (!this.#o.enabled && reason !== "debit") return { charged: 0, balance: await this.balance(user.id) };
+    return this.#sql.transaction(async () => {
       const now = this.#now();
-      const row = this.#take.get(amount, now, user.id) as { credits: number } | null;
-      if (row) {
-        this.#record(user.id, -amount, row.credits, reason, ref, now);
-        return { charged: amount, balance: row.credits };
+      const balance = await this.#ledger.take(user.id, amount, now);
+      if (balance !== null) {
+        await this.#record(user.id, -amount, balance, reason, ref, now);
+        return { charged: amount, balance };
       }
-      const current = this.#user.get(user.id) as { credits: number; unlimited: number } | null;
+      const current = await this.#ledger.account(user.id);
       if (!current) throw new ApiError(404, "not_found", "user not found");
       if (!current.unlimited) throw new InsufficientCreditsError(amount, current.credits);
       const note = [`unlimited: ${amount} not charged`, ref.note].filter(Boolean).join("; ");
-      this.#record(user.id, 0, current.credits, reason, { ...ref, note }, now);
+      await this.#record(user.id, 0, current.credits, reason, { ...ref, note }, now);
       return { charged: 0, balance: current.credits };
     });
   }
 
-  /** Adds credits (reason `grant` or `refund`) with their ledger row. Returns the new balance. */
+  /** Adds credits (reason `grant` or `refund`) with their ledger row. Resolves to the new balance. */
   credit(
     userId: string,
     amount: number,
     reason: "grant" | "refund",
     ref: { jobId?: string | null; note?: string | null } = {},
-  ): number {
-    return transaction(this.#db, () => {
+  ): Promise<number> {
+    return this.#sql.transaction(async () => {
       const now = this.#now();
-      const row = this.#give.get(amount, now, userId) as { credits: number } | null;
-      if (!row) throw new ApiError(404, "not_found", "user not found");
-      this.#record(userId, amount, row.credits, reason, ref, now);
-      return row.credits;
+      const balance = await this.#ledger.give(userId, amount, now);
+      if (balance === null) throw new ApiError(404, "not_found", "user not found");
+      await this.#record(userId, amount, balance, reason, ref, now);
+      return balance;
     });
+  }
+
+  /** Whether a job that ended like this may be owed a refund (the terminal hook's cheap look at the row). */
+  refundApplies(job: Job): boolean {
+    return job.creditsCharged > 0 && job.ownerId !== null && job.status !== "completed";
   }
 
   /**
    * Terminal hook (runs inside the job's terminal-state transaction): refunds what the job's failures are owed
    * (see refundOwed) minus what was already refunded, so a job is never refunded twice nor beyond its charge.
    */
-  onJobTerminal(job: Job): void {
-    if (job.creditsCharged <= 0 || !job.ownerId || job.status === "completed") return;
-    const row = this.#jobs.credits(job.id);
+  async onJobTerminal(job: Job): Promise<void> {
+    if (!this.refundApplies(job)) return;
+    const row = await this.#jobs.credits(job.id);
     if (!row) return;
-    const owed = refundOwed({ ...job, creditsCharged: row.charged }, this.#jobs.items(job.id));
+    const owed = refundOwed({ ...job, creditsCharged: row.charged }, await this.#jobs.items(job.id));
     const delta = owed - row.refunded;
     if (delta <= 0) return;
-    if (!this.#jobs.addRefund(job.id, delta)) return;
-    this.credit(job.ownerId, delta, "refund", {
+    if (!(await this.#jobs.addRefund(job.id, delta))) return;
+    await this.credit(job.ownerId!, delta, "refund", {
       jobId: job.id,
       note: `${job.status}: ${job.error?.code ?? "items failed"}`,
     });
@@ -183,55 +162,51 @@ export class CreditService {
    * again; the job's refunded total goes down by what was actually taken. Too few credits → 402 and the retry
    * rolls back. A later failure is refunded anew by `onJobTerminal`.
    */
-  onJobRetry(job: Job): void {
+  async onJobRetry(job: Job): Promise<void> {
     if (job.creditsRefunded <= 0 || !job.ownerId) return;
-    const owner = this.#user.get(job.ownerId) as { unlimited: number } | null;
+    const owner = await this.#ledger.account(job.ownerId);
     if (!owner) return;
-    const { charged } = this.debit(
-      { id: job.ownerId, unlimited: owner.unlimited === 1 },
+    const { charged } = await this.debit(
+      { id: job.ownerId, unlimited: owner.unlimited },
       job.creditsRefunded,
       "charge",
       { jobId: job.id, note: "retry: re-charging the refund" },
     );
-    if (charged > 0) this.#jobs.takeBackRefund(job.id, charged);
+    if (charged > 0) await this.#jobs.takeBackRefund(job.id, charged);
   }
 
-  balance(userId: string): number {
-    return (this.#user.get(userId) as { credits: number } | null)?.credits ?? 0;
+  async balance(userId: string): Promise<number> {
+    return (await this.#ledger.account(userId))?.credits ?? 0;
   }
 
   /** A user's ledger, newest first, `limit` per page; `cursor` is the last id of the previous page. */
-  ledger(
+  async ledger(
     userId: string,
     opts: { limit: number; cursor?: string },
-  ): { entries: LedgerEntry[]; nextCursor: string | null } {
-    const rows = this.#db
-      .query(
-        `SELECT * FROM credit_ledger WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3`,
-      )
-      .all(userId, opts.cursor ?? null, opts.limit + 1) as Raw[];
+  ): Promise<{ entries: LedgerEntry[]; nextCursor: string | null }> {
+    const rows = await this.#ledger.page(userId, opts.cursor ?? null, opts.limit + 1);
     const entries = rows.slice(0, opts.limit).map(entryFrom);
     return { entries, nextCursor: rows.length > opts.limit ? (entries.at(-1)?.id ?? null) : null };
   }
 
-  #record(
+  async #record(
     userId: string,
     delta: number,
     balanceAfter: number,
     reason: LedgerReason,
     ref: { jobId?: string | null; note?: string | null },
     now: number,
-  ): void {
-    this.#insert.run(
-      Bun.randomUUIDv7(),
+  ): Promise<void> {
+    await this.#ledger.insert({
+      id: Bun.randomUUIDv7(),
       userId,
       delta,
       balanceAfter,
       reason,
-      ref.jobId ?? null,
-      ref.note ?? null,
-      now,
-    );
+      jobId: ref.jobId ?? null,
+      note: ref.note ?? null,
+      createdAt: now,
+    });
     this.#o.onLedger?.(reason, delta);
   }
 }

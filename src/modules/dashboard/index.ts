@@ -98,7 +98,7 @@ const OPEN_PATHS = new Set(["/dashboard/login", "/favicon.ico", "/favicon.svg"])
  */
 export const dashboardModule = (ctx: Deps) => {
   const sessions = new DashboardSessions({
-    db: ctx.db,
+    sql: ctx.sql,
     // The same base secret as client tokens; sessions sign with a key derived from it for their own purpose.
     secret: ctx.config.JWT_SECRET ?? persistedSecret(ctx.config.dataDir),
     ttlSeconds: ctx.config.DASHBOARD_SESSION_TTL_S,
@@ -109,7 +109,7 @@ export const dashboardModule = (ctx: Deps) => {
 
   async function signedIn(request: Request): Promise<SignedIn | null> {
     const session = await sessions.verify(sessionCookie(request.headers.get("cookie")));
-    const principal = session && service.principal(session);
+    const principal = session && (await service.principal(session));
     if (!session || !principal) return null;
     return { session, principal, user: principal.user, csrf: await sessions.csrfToken(session) };
   }
@@ -132,13 +132,13 @@ export const dashboardModule = (ctx: Deps) => {
     return viewer;
   }
 
-  const overview = (p: Principal): OverviewData => {
-    const active = service.activeJobs(p);
+  const overview = async (p: Principal): Promise<OverviewData> => {
+    const active = await service.activeJobs(p);
     return {
-      counts: service.counts(p),
-      throughput: service.throughput(p),
+      counts: await service.counts(p),
+      throughput: await service.throughput(p),
       active,
-      owners: service.owners(active.map((j) => j.ownerId)),
+      owners: await service.owners(active.map((j) => j.ownerId)),
       providers: service.providers(),
       workers: p.user.role === "admin" ? service.workers() : null,
     };
@@ -147,21 +147,21 @@ export const dashboardModule = (ctx: Deps) => {
   const isAdmin = (v: SignedIn) => v.user.role === "admin";
 
   /** The keys page for `userRef` (the viewer when absent); an unknown or foreign user shows the viewer's, 404. */
-  const keysResponse = (
+  const keysResponse = async (
     request: Request,
     viewer: SignedIn,
     o: Pick<KeysData, "userRef" | "notice" | "created">,
-  ): Response => {
+  ): Promise<Response> => {
     let owner = viewer.user;
     let status = 200;
     let { userRef, notice: text } = o;
     try {
-      owner = ctx.auth.keyOwner(viewer.principal, userRef, { create: false });
+      owner = await ctx.auth.keyOwner(viewer.principal, userRef, { create: false });
     } catch (err) {
       if (!(err instanceof ApiError) || (err.status !== 404 && err.status !== 403)) throw err;
       [status, userRef, text] = [404, undefined, NOTICES.not_found];
     }
-    const keys = ctx.auth.keys.listOf(owner.id).map((k) => ctx.auth.keys.view(k));
+    const keys = (await ctx.auth.keys.listOf(owner.id)).map((k) => ctx.auth.keys.view(k));
     const body = keysPage({
       ...o,
       owner,
@@ -211,7 +211,7 @@ export const dashboardModule = (ctx: Deps) => {
           if (!isSameOrigin(request, ctx.config.publicUrl)) {
             return htmlResponse(request, signInPage({ error: "Cross-site sign-in refused." }), 403);
           }
-          const principal = ctx.auth.authenticateKey(body.key);
+          const principal = await ctx.auth.authenticateKey(body.key);
           if (!principal?.keyId) {
             return htmlResponse(
               request,
@@ -250,7 +250,7 @@ export const dashboardModule = (ctx: Deps) => {
         "/dashboard/logout",
         async ({ request, viewer, body }) => {
           const v = await writer(request, viewer, body?._csrf);
-          sessions.revoke(v.session);
+          await sessions.revoke(v.session);
           return redirect("/dashboard/login", { "set-cookie": sessions.clearCookie() });
         },
         {
@@ -263,13 +263,13 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard",
-        ({ request, viewer }) => {
+        async ({ request, viewer }) => {
           if (!viewer) return redirect("/dashboard/login");
           return htmlResponse(
             request,
             layout(
               { title: "Overview", page: "overview", viewer, live: true },
-              overviewPage(overview(viewer.principal)),
+              overviewPage(await overview(viewer.principal)),
             ),
           );
         },
@@ -277,13 +277,13 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/jobs",
-        ({ request, viewer, query }) => {
+        async ({ request, viewer, query }) => {
           if (!viewer) return redirect("/dashboard/login");
           if (query.q) {
-            if (service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
+            if (await service.job(viewer.principal, query.q)) return redirect(`/dashboard/jobs/${query.q}`);
           }
           const filters = jobFilters(query);
-          const page = service.jobs(viewer.principal, { ...filters, limit: PAGE_SIZE });
+          const page = await service.jobs(viewer.principal, { ...filters, limit: PAGE_SIZE });
           const body = jobsPage({
             ...page,
             filters,
@@ -296,9 +296,9 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/jobs/:id",
-        ({ request, viewer, params, query }) => {
+        async ({ request, viewer, params, query }) => {
           if (!viewer) return redirect("/dashboard/login");
-          const found = service.job(viewer.principal, params.id);
+          const found = await service.job(viewer.principal, params.id);
           if (!found) {
             return htmlResponse(
               request,
@@ -349,7 +349,7 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/backlog",
-        ({ request, viewer, query }) => {
+        async ({ request, viewer, query }) => {
           if (!viewer) return redirect("/dashboard/login");
           if (!isAdmin(viewer)) {
             return htmlResponse(
@@ -358,7 +358,7 @@ export const dashboardModule = (ctx: Deps) => {
               403,
             );
           }
-          const body = backlogPage(service.backlog(), { csrf: viewer.csrf, notice: notice(query) });
+          const body = backlogPage(await service.backlog(), { csrf: viewer.csrf, notice: notice(query) });
           return htmlResponse(
             request,
             layout({ title: "Backlog", page: "backlog", viewer, live: true }, body),
@@ -371,7 +371,7 @@ export const dashboardModule = (ctx: Deps) => {
         async ({ request, viewer, params, body }) => {
           const v = await writer(request, viewer, body?._csrf);
           if (!isAdmin(v)) throw new ApiError(403, "forbidden", "requires role admin");
-          const { skipped } = service.topUp(params.id);
+          const { skipped } = await service.topUp(params.id);
           return redirect(
             skipped ? `/dashboard/backlog?error=${skipped}` : "/dashboard/backlog?done=topped-up",
           );
@@ -387,9 +387,9 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/cards",
-        ({ request, viewer }) => {
+        async ({ request, viewer }) => {
           if (!viewer) return redirect("/dashboard/login");
-          const { cards } = service.cards(viewer.principal);
+          const { cards } = await service.cards(viewer.principal);
           return htmlResponse(
             request,
             layout({ title: "Cards", page: "cards", viewer, live: true }, cardsPage(cards)),
@@ -399,9 +399,9 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/webhooks",
-        ({ request, viewer }) => {
+        async ({ request, viewer }) => {
           if (!viewer) return redirect("/dashboard/login");
-          const body = webhooksPage(service.webhooks(viewer.principal));
+          const body = webhooksPage(await service.webhooks(viewer.principal));
           return htmlResponse(
             request,
             layout({ title: "Webhooks", page: "webhooks", viewer, live: true }, body),
@@ -427,9 +427,9 @@ export const dashboardModule = (ctx: Deps) => {
           const back = body.user
             ? `/dashboard/keys?user=${encodeURIComponent(body.user)}&`
             : "/dashboard/keys?";
-          return keyAction(back, () => {
-            const owner = ctx.auth.keyOwner(v.principal, body.user, { create: false });
-            const { key, row } = ctx.auth.keys.create(owner.id, body.name, {
+          return keyAction(back, async () => {
+            const owner = await ctx.auth.keyOwner(v.principal, body.user, { create: false });
+            const { key, row } = await ctx.auth.keys.create(owner.id, body.name, {
               expiresInSeconds: body.expiresInSeconds,
             });
             const view = ctx.auth.keys.view(row);
@@ -445,9 +445,9 @@ export const dashboardModule = (ctx: Deps) => {
         "/dashboard/keys/:id/revoke",
         async ({ request, viewer, params, body }) => {
           const v = await writer(request, viewer, body?._csrf);
-          return keyAction("/dashboard/keys?", () => {
-            const key = ctx.auth.manageableKey(v.principal, params.id);
-            ctx.auth.keys.revoke(key.id);
+          return keyAction("/dashboard/keys?", async () => {
+            const key = await ctx.auth.manageableKey(v.principal, params.id);
+            await ctx.auth.keys.revoke(key.id);
             // Revoking the key this session signed in with ends the session: the page would only redirect.
             if (key.id === v.session.keyId) return redirect("/dashboard/login");
             const back = keysPageOf(v, key.userId);
@@ -467,9 +467,9 @@ export const dashboardModule = (ctx: Deps) => {
         "/dashboard/keys/:id/rotate",
         async ({ request, viewer, params, body }) => {
           const v = await writer(request, viewer, body?._csrf);
-          return keyAction("/dashboard/keys?", () => {
-            const old = ctx.auth.manageableKey(v.principal, params.id);
-            const { key, row, replaced } = ctx.auth.keys.rotate(old.id);
+          return keyAction("/dashboard/keys?", async () => {
+            const old = await ctx.auth.manageableKey(v.principal, params.id);
+            const { key, row, replaced } = await ctx.auth.keys.rotate(old.id);
             const userRef = old.userId === v.user.id ? undefined : old.userId;
             const created = { key, view: ctx.auth.keys.view(row), rotatedFrom: replaced.id };
             // Rotating the session's own key ends the session, but this answer is the only time the new key shows.
@@ -488,27 +488,27 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/fragments/:name",
-        ({ request, viewer, params, query }) => {
+        async ({ request, viewer, params, query }) => {
           if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
           const p = viewer.principal;
           switch (params.name) {
             case "overview":
-              return htmlResponse(request, overviewBody(overview(p)));
+              return htmlResponse(request, overviewBody(await overview(p)));
             case "jobs": {
               const filters = JobsQuery.safeParse(query);
               if (!filters.success) throw new ApiError(422, "validation_failed", "invalid job filters");
               return htmlResponse(
                 request,
-                jobRows(service.jobs(p, { ...jobFilters(filters.data), limit: PAGE_SIZE })),
+                jobRows(await service.jobs(p, { ...jobFilters(filters.data), limit: PAGE_SIZE })),
               );
             }
             case "backlog":
               if (!isAdmin(viewer)) throw new ApiError(403, "forbidden", "requires role admin");
-              return htmlResponse(request, backlogTable(service.backlog(), { csrf: viewer.csrf }));
+              return htmlResponse(request, backlogTable(await service.backlog(), { csrf: viewer.csrf }));
             case "cards":
-              return htmlResponse(request, cardGrid(service.cards(p).cards));
+              return htmlResponse(request, cardGrid((await service.cards(p)).cards));
             case "webhooks":
-              return htmlResponse(request, webhooksBody(service.webhooks(p)));
+              return htmlResponse(request, webhooksBody(await service.webhooks(p)));
             default:
               throw new ApiError(404, "not_found", "no such fragment");
           }
@@ -520,9 +520,9 @@ export const dashboardModule = (ctx: Deps) => {
       )
       .get(
         "/dashboard/fragments/job/:id",
-        ({ request, viewer, params }) => {
+        async ({ request, viewer, params }) => {
           if (!viewer) throw new ApiError(401, "unauthorized", "session expired");
-          const found = service.job(viewer.principal, params.id);
+          const found = await service.job(viewer.principal, params.id);
           if (!found) throw notFound("job");
           return htmlResponse(request, jobBody(found.job, found.owner, viewer.csrf));
         },
@@ -591,9 +591,9 @@ export const dashboardModule = (ctx: Deps) => {
 };
 
 /** Runs a key action; a refusal (unknown key, revoked, reserved name) returns to the keys page with its notice. */
-function keyAction(back: string, action: () => Response): Response {
+async function keyAction(back: string, action: () => Promise<Response>): Promise<Response> {
   try {
-    return action();
+    return await action();
   } catch (err) {
     if (err instanceof ApiError && err.status >= 400 && err.status < 500 && NOTICES[err.code]) {
       return redirect(`${back}error=${err.code}`);
@@ -603,9 +603,9 @@ function keyAction(back: string, action: () => Response): Response {
 }
 
 /** Runs a job control action and returns to the job page with a fixed notice (or the conflict's code). */
-function control(action: () => unknown, back: string, done: string): Response {
+async function control(action: () => Promise<unknown>, back: string, done: string): Promise<Response> {
   try {
-    action();
+    await action();
     return redirect(`${back}?done=${done}`);
   } catch (err) {
     if (err instanceof ApiError && err.status === 409) return redirect(`${back}?error=${err.code}`);

@@ -1,6 +1,6 @@
 import type { Config } from "../../config";
-import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { ApiError } from "../../errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { CountScope, Queue, QueueStats } from "../../queue";
@@ -17,7 +17,7 @@ import type { Session } from "./session";
 /** What the dashboard reads, and nothing more. */
 export type DashboardDeps = {
   config: Config;
-  db: Db;
+  sql: Sql;
   queue: Queue;
   auth: AuthService;
   users: UserService;
@@ -101,7 +101,12 @@ class ChartMinutes {
   }
 
   /** Totals of the minutes in [from, to) at `nowMinute`, apps' jobs only (internal types left out). */
-  read(scope: CountScope, from: number, to: number, nowMinute: number): Map<number, MinuteTotals> {
+  async read(
+    scope: CountScope,
+    from: number,
+    to: number,
+    nowMinute: number,
+  ): Promise<Map<number, MinuteTotals>> {
     const key = JSON.stringify(scope);
     const settled = Math.max(from, Math.min(to, nowMinute - SETTLED_AFTER_MINUTES));
     let kept = this.#scopes.get(key);
@@ -111,19 +116,19 @@ class ChartMinutes {
     for (const minute of kept.totals.keys()) if (minute < from) kept.totals.delete(minute);
     kept.from = from;
     if (kept.until < settled) {
-      this.#add(kept.totals, scope, kept.until, settled);
+      await this.#add(kept.totals, scope, kept.until, settled);
       kept.until = settled;
     }
     this.#scopes.set(key, kept);
     if (this.#scopes.size > SCOPES_KEPT) this.#scopes.delete(this.#scopes.keys().next().value!);
     const totals = new Map(kept.totals);
-    this.#add(totals, scope, settled, to);
+    await this.#add(totals, scope, settled, to);
     return totals;
   }
 
-  #add(totals: Map<number, MinuteTotals>, scope: CountScope, from: number, to: number): void {
+  async #add(totals: Map<number, MinuteTotals>, scope: CountScope, from: number, to: number): Promise<void> {
     if (from >= to) return;
-    for (const r of this.#queue.throughput(scope, from, to)) {
+    for (const r of await this.#queue.throughput(scope, from, to)) {
       if (isInternalType(r.type) || r.status === "cancelled") continue;
       const m = totals.get(r.minute) ?? { completed: 0, failed: 0 };
       totals.set(r.minute, m);
@@ -143,14 +148,14 @@ export class DashboardService {
   }
 
   /** The principal behind a session, while its key is unrevoked and its role may use the dashboard. */
-  principal(session: Session): Principal | null {
-    const p = this.#d.auth.principalForKeyId(session.keyId, session.userId);
+  async principal(session: Session): Promise<Principal | null> {
+    const p = await this.#d.auth.principalForKeyId(session.keyId, session.userId);
     return p && canUseDashboard(p.user) ? p : null;
   }
 
   /** Jobs by status; without the internal types unless `internal`. */
-  counts(p: Principal, internal = false) {
-    const stats = this.#d.jobs.stats(p);
+  async counts(p: Principal, internal = false) {
+    const stats = await this.#d.jobs.stats(p);
     return internal ? stats : withoutInternal(stats);
   }
 
@@ -158,10 +163,15 @@ export class DashboardService {
    * Finished jobs per 5 minutes over the last hour, oldest first (12 buckets), from the throughput rollup;
    * the internal types are left out.
    */
-  throughput(p: Principal, now = Date.now()): ThroughputBucket[] {
+  async throughput(p: Principal, now = Date.now()): Promise<ThroughputBucket[]> {
     const end = Math.ceil(now / BUCKET_MS) * BUCKET_MS;
     const start = end - HOUR_MS;
-    const minutes = this.#minutes.read(countScope(p), start / 60_000, end / 60_000, Math.floor(now / 60_000));
+    const minutes = await this.#minutes.read(
+      countScope(p),
+      start / 60_000,
+      end / 60_000,
+      Math.floor(now / 60_000),
+    );
     const buckets = Array.from({ length: HOUR_MS / BUCKET_MS }, (_, i) => ({
       start: start + i * BUCKET_MS,
       completed: 0,
@@ -176,8 +186,9 @@ export class DashboardService {
     return buckets;
   }
 
-  activeJobs(p: Principal, limit = 12) {
-    return this.#d.jobs.list(p, { status: "active", limit }, { excludeTypes: INTERNAL_JOB_TYPES }).jobs;
+  async activeJobs(p: Principal, limit = 12) {
+    return (await this.#d.jobs.list(p, { status: "active", limit }, { excludeTypes: INTERNAL_JOB_TYPES }))
+      .jobs;
   }
 
   providers() {
@@ -196,27 +207,29 @@ export class DashboardService {
   }
 
   /** A page of jobs; internal types only when asked for, or when the type filter names one. */
-  jobs(p: Principal, { internal, ...f }: JobFilters) {
-    const page = this.#d.jobs.list(p, f, { excludeTypes: internal || f.type ? [] : INTERNAL_JOB_TYPES });
-    return { ...page, owners: this.owners(page.jobs.map((j) => j.ownerId)) };
+  async jobs(p: Principal, { internal, ...f }: JobFilters) {
+    const page = await this.#d.jobs.list(p, f, {
+      excludeTypes: internal || f.type ? [] : INTERNAL_JOB_TYPES,
+    });
+    return { ...page, owners: await this.owners(page.jobs.map((j) => j.ownerId)) };
   }
 
   /** A job's detail and owner, or null when there is no such job or the principal may not see it. */
-  job(p: Principal, id: string) {
-    let job: ReturnType<JobService["detail"]>;
+  async job(p: Principal, id: string) {
+    let job: Awaited<ReturnType<JobService["detail"]>>;
     try {
-      job = this.#d.jobs.detail(p, id);
+      job = await this.#d.jobs.detail(p, id);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) return null;
       throw err;
     }
-    return { job, owner: job.ownerId ? this.#d.users.get(job.ownerId) : null };
+    return { job, owner: job.ownerId ? await this.#d.users.get(job.ownerId) : null };
   }
 
   /** Display names for owner ids (`name (externalId)`). */
-  owners(ids: (string | null)[]): Map<string, User> {
+  async owners(ids: (string | null)[]): Promise<Map<string, User>> {
     const wanted = [...new Set(ids.filter((id): id is string => id !== null))];
-    return new Map(this.#d.users.getMany(wanted).map((u) => [u.id, u]));
+    return new Map((await this.#d.users.getMany(wanted)).map((u) => [u.id, u]));
   }
 
   /** The registered job types, for the filter's suggestions. */
@@ -225,9 +238,9 @@ export class DashboardService {
   }
 
   /** Per recipe: the minimum, completed unclaimed backlog generations, and those queued or running. */
-  backlog(): BacklogRow[] {
-    const recipes = new Map(this.#d.recipes.list({ includeInactive: true }).map((r) => [r.id, r]));
-    return this.#d.backlog.statusAll().map((s) => ({
+  async backlog(): Promise<BacklogRow[]> {
+    const recipes = new Map((await this.#d.recipes.list({ includeInactive: true })).map((r) => [r.id, r]));
+    return (await this.#d.backlog.statusAll()).map((s) => ({
       id: s.recipeId,
       name: s.name,
       provider: recipes.get(s.recipeId)?.provider ?? "",
@@ -241,8 +254,8 @@ export class DashboardService {
   }
 
   /** Queues what a recipe's backlog lacks now; says why nothing was queued when nothing was. */
-  topUp(recipeId: string): { enqueued: number; skipped: string | null } {
-    const result = this.#d.backlog.maintain({ recipeId }).recipes[0];
+  async topUp(recipeId: string): Promise<{ enqueued: number; skipped: string | null }> {
+    const result = (await this.#d.backlog.maintain({ recipeId })).recipes[0];
     if (!result) return { enqueued: 0, skipped: "inactive" };
     return { enqueued: result.enqueued, skipped: result.skipped ?? (result.enqueued === 0 ? "full" : null) };
   }
@@ -251,9 +264,9 @@ export class DashboardService {
     return this.#d.cards.list(p, { limit: 48 });
   }
 
-  webhooks(p: Principal) {
-    const { endpoints } = this.#d.webhooks.listEndpoints(p);
-    return { endpoints, deliveries: this.#d.webhooks.deliveries(p, { limit: 50 }).deliveries };
+  async webhooks(p: Principal) {
+    const { endpoints } = await this.#d.webhooks.listEndpoints(p);
+    return { endpoints, deliveries: (await this.#d.webhooks.deliveries(p, { limit: 50 })).deliveries };
   }
 }
 

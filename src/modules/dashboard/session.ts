@@ -7,12 +7,10 @@
  * State-changing requests need the cookie, a CSRF token bound to the session (hidden form field or
  * `X-CSRF-Token`), and must not come from another site (Origin / Sec-Fetch-Site).
  */
-import type { Statement } from "bun:sqlite";
 import { timingSafeEqual } from "node:crypto";
-import { and, eq, isNull, lt } from "drizzle-orm";
 import { errors as joseErrors, jwtVerify, SignJWT } from "jose";
-import type { Db } from "../../db/client";
-import { dashboardSessions } from "../../db/schema";
+import type { Sql } from "../../db/sql";
+import { SessionRepository } from "./repository";
 
 export const COOKIE_NAME = "easel_session";
 export const COOKIE_PATH = "/dashboard";
@@ -23,7 +21,7 @@ const SCOPE = "dashboard";
 export type Session = { sid: string; userId: string; keyId: string; expiresAt: number };
 
 export type SessionOptions = {
-  db: Db;
+  sql: Sql;
   /** Base secret (JWT_SECRET, or one generated into the data dir). */
   secret: string;
   ttlSeconds: number;
@@ -47,15 +45,12 @@ export class DashboardSessions {
   readonly #o: SessionOptions;
   readonly #now: () => number;
   #key: Uint8Array<ArrayBuffer> | null = null;
-  /** Every signed-in page request runs this lookup: prepared once. */
-  readonly #live: Statement<{ id: string }, [string, number]>;
+  readonly #sessions: SessionRepository;
 
   constructor(opts: SessionOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    this.#live = opts.db.$client.prepare(
-      "SELECT id FROM dashboard_sessions WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
-    );
+    this.#sessions = new SessionRepository(opts.sql);
   }
 
   /** The signing key: derived from the base secret, so it differs from the client-token key. */
@@ -69,12 +64,9 @@ export class DashboardSessions {
     const iat = Math.floor(now / 1000);
     const exp = iat + this.#o.ttlSeconds;
     const sid = Bun.randomUUIDv7();
-    const db = this.#o.db;
     // Rows past their expiry can never verify again: signing in is a fine moment to drop them.
-    db.delete(dashboardSessions).where(lt(dashboardSessions.expiresAt, now)).run();
-    db.insert(dashboardSessions)
-      .values({ id: sid, userId, keyId, createdAt: now, expiresAt: exp * 1000 })
-      .run();
+    await this.#sessions.deleteExpired(now);
+    await this.#sessions.insert({ id: sid, userId, keyId, createdAt: now, expiresAt: exp * 1000 });
     const token = await new SignJWT({ scope: SCOPE, kid: keyId })
       .setProtectedHeader({ alg: "HS256" })
       .setSubject(userId)
@@ -98,7 +90,7 @@ export class DashboardSessions {
       });
       if (payload.scope !== SCOPE || !payload.sub || !payload.jti || typeof payload.kid !== "string")
         return null;
-      if (!this.#live.get(payload.jti, this.#now())) return null;
+      if (!(await this.#sessions.live(payload.jti, this.#now()))) return null;
       return {
         sid: payload.jti,
         userId: payload.sub,
@@ -112,12 +104,8 @@ export class DashboardSessions {
   }
 
   /** Signs a session out for good: its cookie is refused from now on, after restarts too. */
-  revoke(session: Session): void {
-    this.#o.db
-      .update(dashboardSessions)
-      .set({ revokedAt: this.#now() })
-      .where(and(eq(dashboardSessions.id, session.sid), isNull(dashboardSessions.revokedAt)))
-      .run();
+  revoke(session: Session): Promise<void> {
+    return this.#sessions.revoke(session.sid, this.#now());
   }
 
   /** The CSRF token of a session: an HMAC of its id, so nothing needs storing. */

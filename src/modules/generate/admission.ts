@@ -53,10 +53,10 @@ export class Admission {
    * follows: requests racing past the check together can overshoot a limit by their number, which a
    * limit meant for back-pressure tolerates (an exact one would hold the write lock across the request).
    */
-  admit(owner: User): void {
+  async admit(owner: User): Promise<void> {
     const { MAX_QUEUED_PER_OWNER: perOwner, MAX_QUEUE_DEPTH: depth } = this.#limits;
     if (perOwner > 0 && owner.role !== "system") {
-      const queued = this.#queue.depth.ownerQueued(owner.id, GENERATE_JOB, perOwner);
+      const queued = await this.#queue.depth.ownerQueued(owner.id, GENERATE_JOB, perOwner);
       if (queued >= perOwner) {
         this.#refused("owner_limit");
         throw new ApiError(
@@ -71,7 +71,7 @@ export class Admission {
       }
     }
     if (depth > 0) {
-      const queued = this.#queue.depth.queued(depth);
+      const queued = await this.#queue.depth.queued(depth);
       if (queued >= depth) {
         this.#refused("queue_full");
         throw new ApiError(503, "queue_full", `the server's queue is full (${depth} jobs); retry later`, {
@@ -83,18 +83,18 @@ export class Admission {
   }
 
   /** The limits and how much of them is in use (reads every queued job: for status views, not per request). */
-  usage(busiest = 10): QueueUsage {
+  async usage(busiest = 10): Promise<QueueUsage> {
     const depth = this.#queue.depth;
     const now = this.#queue.now();
     const byType: Record<string, number> = {};
-    for (const [type, dueAt] of depth.oldestDueByType(now)) byType[type] = Math.max(0, now - dueAt);
+    for (const [type, dueAt] of await depth.oldestDueByType(now)) byType[type] = Math.max(0, now - dueAt);
     return {
       limits: {
         maxQueuedPerOwner: this.#limits.MAX_QUEUED_PER_OWNER || null,
         maxQueueDepth: this.#limits.MAX_QUEUE_DEPTH || null,
       },
-      queued: depth.queued(),
-      busiestOwners: depth.busiestOwners(GENERATE_JOB, busiest),
+      queued: await depth.queued(),
+      busiestOwners: await depth.busiestOwners(GENERATE_JOB, busiest),
       oldestWaitingMs: Math.max(0, ...Object.values(byType)),
       oldestWaitingMsByType: byType,
     };

@@ -1,4 +1,6 @@
-import type { Database, Statement } from "bun:sqlite";
+import { columnList, rowMapper } from "../../db/rows";
+import { type Asset, assets } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import type { Queue } from "../../queue";
 import type { Storage } from "../../storage";
 import type { AssetView } from "./model";
@@ -17,88 +19,125 @@ export type NewAsset = {
 
 export type { AssetView };
 
-type AssetRow = {
-  id: string;
-  item_idx: number | null;
-  storage_key: string;
-  thumbnail_key: string | null;
-  content_type: string;
-  bytes: number;
-  width: number | null;
-  height: number | null;
-  created_at: number;
-};
+const COLUMNS = columnList(assets);
+const toAsset = rowMapper(assets);
+const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
 
-/** Asset rows (one per stored image) and their public URLs. */
-export class AssetService {
-  readonly #storage: Storage;
-  readonly #upsert: Statement;
-  readonly #byJob: Statement;
-  readonly #transfer: Statement;
-  readonly #db: Database;
-  readonly #queue: Pick<Queue, "referencedInputKeys">;
+/** The `assets` table: one row per stored image. */
+export class AssetRepository {
+  readonly #sql: Sql;
 
-  /** `queue` answers which uploaded inputs a job still needs (the generate job names them at enqueue). */
-  constructor(db: Database, storage: Storage, queue: Pick<Queue, "referencedInputKeys">) {
-    this.#db = db;
-    this.#storage = storage;
-    this.#queue = queue;
-    // Upsert on the key: a retried item rewrites the same objects and must not duplicate their rows.
-    this.#upsert = db.prepare(
+  constructor(sql: Sql) {
+    this.#sql = sql;
+  }
+
+  /** Records an asset; a retried item rewrites the same storage key and gets the same row back. */
+  async upsert(a: NewAsset, id: string, now: number): Promise<string> {
+    const row = await this.#sql.get<{ id: string }>(
       `INSERT INTO assets (id, job_id, item_idx, owner_id, storage_key, thumbnail_key, content_type, bytes, width, height, created_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (storage_key) DO UPDATE SET thumbnail_key = excluded.thumbnail_key, content_type = excluded.content_type,
          bytes = excluded.bytes, width = excluded.width, height = excluded.height, deleted_at = NULL
        RETURNING id`,
+      [
+        id,
+        a.jobId,
+        a.itemIdx,
+        a.ownerId,
+        a.storageKey,
+        a.thumbnailKey,
+        a.contentType,
+        a.bytes,
+        a.width,
+        a.height,
+        now,
+      ],
     );
-    this.#byJob = db.prepare(
-      "SELECT * FROM assets WHERE job_id = ? AND deleted_at IS NULL ORDER BY item_idx, storage_key",
-    );
-    // One statement: the ownership change hands back the rows it changed (sorted as #byJob sorts them).
-    this.#transfer = db.prepare("UPDATE assets SET owner_id = ?1 WHERE job_id = ?2 RETURNING *");
+    return row!.id;
   }
 
-  record(a: NewAsset, now = Date.now()): string {
-    const row = this.#upsert.get(
-      Bun.randomUUIDv7(),
-      a.jobId,
-      a.itemIdx,
-      a.ownerId,
-      a.storageKey,
-      a.thumbnailKey,
-      a.contentType,
-      a.bytes,
-      a.width,
-      a.height,
-      now,
-    ) as { id: string };
-    return row.id;
+  /** A job's live assets, by item then key. */
+  async forJob(jobId: string): Promise<Asset[]> {
+    const rows = await this.#sql.all(
+      `SELECT ${COLUMNS} FROM assets WHERE job_id = ? AND deleted_at IS NULL ORDER BY item_idx, storage_key`,
+      [jobId],
+    );
+    return rows.map(toAsset);
   }
 
-  forJob(jobId: string): AssetView[] {
-    return (this.#byJob.all(jobId) as AssetRow[]).map((r) => this.view(r));
+  /** Gives every asset of a job to `ownerId`; the rows as they are now. */
+  async transferJob(jobId: string, ownerId: string): Promise<Asset[]> {
+    const rows = await this.#sql.all(`UPDATE assets SET owner_id = ? WHERE job_id = ? RETURNING ${COLUMNS}`, [
+      ownerId,
+      jobId,
+    ]);
+    return rows.map(toAsset);
+  }
+
+  /** Deletes the rows of these jobs' assets; their storage keys (images and thumbnails). */
+  async deleteForJobs(jobIds: string[]): Promise<{ storage_key: string; thumbnail_key: string | null }[]> {
+    return this.#sql.all(
+      `DELETE FROM assets WHERE job_id IN (${placeholders(jobIds.length)}) RETURNING storage_key, thumbnail_key`,
+      jobIds,
+    );
+  }
+
+  /** Which of `keys` an asset row or a card references: index probes per key (assets' unique key and
+   * assets_thumbnail_key_idx; cards' image key). */
+  async referenced(keys: string[]): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const list = placeholders(keys.length);
+    const rows = await this.#sql.all<{ k: string }>(
+      `SELECT storage_key AS k FROM assets WHERE storage_key IN (${list})
+       UNION SELECT thumbnail_key FROM assets WHERE thumbnail_key IN (${list})
+       UNION SELECT image_key FROM cards WHERE image_key IN (${list})`,
+      [...keys, ...keys, ...keys],
+    );
+    return rows.map((r) => r.k);
+  }
+}
+
+/** Asset rows (one per stored image) and their public URLs. */
+export class AssetService {
+  readonly #storage: Storage;
+  readonly #assets: AssetRepository;
+  readonly #queue: Pick<Queue, "referencedInputKeys">;
+
+  /** `queue` answers which uploaded inputs a job still needs (the generate job names them at enqueue). */
+  constructor(sql: Sql, storage: Storage, queue: Pick<Queue, "referencedInputKeys">) {
+    this.#assets = new AssetRepository(sql);
+    this.#storage = storage;
+    this.#queue = queue;
+  }
+
+  record(a: NewAsset, now = Date.now()): Promise<string> {
+    return this.#assets.upsert(a, Bun.randomUUIDv7(), now);
+  }
+
+  async forJob(jobId: string): Promise<AssetView[]> {
+    return (await this.#assets.forJob(jobId)).map((r) => this.view(r));
   }
 
   /** Gives a job's assets to a new owner (an instant claim) and returns them as `forJob` would. */
-  transferJob(jobId: string, ownerId: string): AssetView[] {
-    const rows = this.#transfer.all(ownerId, jobId) as (AssetRow & { deleted_at: number | null })[];
+  async transferJob(jobId: string, ownerId: string): Promise<AssetView[]> {
+    const rows = await this.#assets.transferJob(jobId, ownerId);
     return rows
-      .filter((r) => r.deleted_at === null)
-      .sort((a, b) => (a.item_idx ?? -1) - (b.item_idx ?? -1) || a.storage_key.localeCompare(b.storage_key))
+      .filter((r) => r.deletedAt === null)
+      .sort((a, b) => (a.itemIdx ?? -1) - (b.itemIdx ?? -1) || a.storageKey.localeCompare(b.storageKey))
       .map((r) => this.view(r));
   }
 
-  view(r: AssetRow): AssetView {
+  view(r: Asset): AssetView {
     return {
       id: r.id,
-      itemIdx: r.item_idx,
-      url: this.#storage.publicUrl(r.storage_key),
-      thumbnailUrl: r.thumbnail_key ? this.#storage.publicUrl(r.thumbnail_key) : null,
-      contentType: r.content_type,
+      itemIdx: r.itemIdx,
+      url: this.#storage.publicUrl(r.storageKey),
+      thumbnailUrl: r.thumbnailKey ? this.#storage.publicUrl(r.thumbnailKey) : null,
+      contentType: r.contentType,
       bytes: r.bytes,
       width: r.width,
       height: r.height,
-      createdAt: r.created_at,
+      createdAt: r.createdAt,
     };
   }
 
@@ -106,13 +145,9 @@ export class AssetService {
    * Deletes the asset rows of these jobs and returns their storage keys (images and thumbnails), for the
    * caller to delete from storage once the transaction has committed.
    */
-  takeForJobs(jobIds: string[]): string[] {
+  async takeForJobs(jobIds: string[]): Promise<string[]> {
     if (jobIds.length === 0) return [];
-    const rows = this.#db
-      .query(
-        "DELETE FROM assets WHERE job_id IN (SELECT value FROM json_each(?)) RETURNING storage_key, thumbnail_key",
-      )
-      .all(JSON.stringify(jobIds)) as { storage_key: string; thumbnail_key: string | null }[];
+    const rows = await this.#assets.deleteForJobs(jobIds);
     return rows.flatMap((r) => (r.thumbnail_key ? [r.storage_key, r.thumbnail_key] : [r.storage_key]));
   }
 
@@ -120,14 +155,11 @@ export class AssetService {
    * Which of `keys` an asset row, a card or a job's input (its uploaded image or mask) references, for the
    * orphan sweep: index probes per key, never a read of every job's input.
    */
-  referenced(keys: string[]): Set<string> {
-    const rows = this.#db
-      .query(
-        `SELECT storage_key AS k FROM assets WHERE storage_key IN (SELECT value FROM json_each(?1))
-         UNION SELECT thumbnail_key FROM assets WHERE thumbnail_key IN (SELECT value FROM json_each(?1))
-         UNION SELECT image_key FROM cards WHERE image_key IN (SELECT value FROM json_each(?1))`,
-      )
-      .all(JSON.stringify(keys)) as { k: string }[];
-    return new Set([...rows.map((r) => r.k), ...this.#queue.referencedInputKeys(keys)]);
+  async referenced(keys: string[]): Promise<Set<string>> {
+    const [rows, inputs] = await Promise.all([
+      this.#assets.referenced(keys),
+      this.#queue.referencedInputKeys(keys),
+    ]);
+    return new Set([...rows, ...inputs]);
   }
 }

@@ -71,7 +71,10 @@ export type RecipeExpansion = {
 };
 
 /** Throws an ApiError for an unknown or inactive recipe (404) or bad variables (422). */
-export type RecipeExpander = (recipeId: string, variables: RecipeVariables | undefined) => RecipeExpansion;
+export type RecipeExpander = (
+  recipeId: string,
+  variables: RecipeVariables | undefined,
+) => Promise<RecipeExpansion>;
 
 /**
  * Hooks later features attach to a generation's enqueue, inside its transaction (credits, recipe usage):
@@ -95,7 +98,7 @@ export type EnqueuedHook = (
     /** When deduped: what the replaced request had been charged (its replacement is priced anew). */
     previousCharge: number;
   },
-) => void;
+) => Promise<void> | void;
 
 /** A one-prompt generation queued by the system itself (the backlog). */
 export type DirectGeneration = {
@@ -135,8 +138,8 @@ export class GenerateService {
   /** Validates, stores input images, then charges and enqueues in one transaction that also records `idem`'s answer. */
   async submit(p: Principal, request: GenerateRequest, idem: IdempotentAnswer = NO_KEY) {
     const { queue, providers, config } = this.#d;
-    const owner = this.#d.auth.actingUser(p, request.userId);
-    const recipe = request.recipeId ? this.#expand(request.recipeId, request.variables) : undefined;
+    const owner = await this.#d.auth.actingUser(p, request.userId);
+    const recipe = request.recipeId ? await this.#expand(request.recipeId, request.variables) : undefined;
     const req = recipe ? withRecipe(request, recipe) : request;
     const providerName = req.provider ?? providers.defaultName;
     const provider = lookup(() => providers.get(providerName));
@@ -145,7 +148,7 @@ export class GenerateService {
     if (req.webhookUrl) await this.#checkUrl(req.webhookUrl);
     // After validation (a bad request hears what is wrong with it), before input images are stored or
     // anything is charged.
-    this.admission.admit(owner);
+    await this.admission.admit(owner);
 
     let imageKey: string | undefined;
     let maskKey: string | undefined;
@@ -190,7 +193,7 @@ export class GenerateService {
     };
     const imageCount = items.reduce((sum, i) => sum + ((i.input as GenerateItemInput).n ?? req.n), 0);
     return this.#enqueueOrDropInputs([imageKey, maskKey], () =>
-      queue.transaction(() => {
+      queue.transaction(async () => {
         const hookCtx: EnqueueHookContext = {
           owner,
           request: req,
@@ -201,7 +204,7 @@ export class GenerateService {
         };
         let extra: Partial<EnqueueOptions> = {};
         for (const hook of this.#hooks) extra = { ...extra, ...hook(hookCtx) };
-        const out = queue.enqueue(GENERATE_JOB, input, {
+        const out = await queue.enqueue(GENERATE_JOB, input, {
           items,
           ownerId: owner.id,
           priority: req.priority,
@@ -215,7 +218,7 @@ export class GenerateService {
           ...extra,
         });
         for (const hook of this.#enqueued) {
-          hook({ ...hookCtx, job: out.job, deduped: out.deduped, previousCharge: out.previousCharge });
+          await hook({ ...hookCtx, job: out.job, deduped: out.deduped, previousCharge: out.previousCharge });
         }
         const accepted = {
           jobId: out.job.id,
@@ -226,16 +229,16 @@ export class GenerateService {
           totalItems: items.length,
           ...(warnings.length > 0 && { warnings }),
         };
-        idem.commit(accepted);
+        await idem.commit(accepted);
         return accepted;
       }),
     );
   }
 
   /** Runs the enqueue; when it is refused (402, 409, 422 …) the input images stored for it are deleted. */
-  #enqueueOrDropInputs<T>(keys: (string | undefined)[], enqueue: () => T): T {
+  async #enqueueOrDropInputs<T>(keys: (string | undefined)[], enqueue: () => Promise<T>): Promise<T> {
     try {
-      return enqueue();
+      return await enqueue();
     } catch (err) {
       this.#dropInputs(keys);
       throw err;
@@ -252,7 +255,7 @@ export class GenerateService {
    * Queues a generation for system work in the caller's transaction: no acting user and no enqueue hooks,
    * so nothing is charged and nothing counts as a user's choice.
    */
-  enqueueDirect(g: DirectGeneration): Job {
+  async enqueueDirect(g: DirectGeneration): Promise<Job> {
     lookup(() => this.#d.providers.get(g.provider));
     checkPreset(g.output);
     const input: GenerateJobInput = {
@@ -263,17 +266,18 @@ export class GenerateService {
       ...(g.model && { model: g.model }),
       ...(g.negativePrompt && { negativePrompt: g.negativePrompt }),
     };
-    return this.#d.queue.enqueue(GENERATE_JOB, input, {
+    const { job } = await this.#d.queue.enqueue(GENERATE_JOB, input, {
       items: [{ key: SINGLE_ITEM_KEY, input: itemInput({ prompt: g.prompt }) }],
       ownerId: g.ownerId,
       recipeId: g.recipeId,
       priority: g.priority,
       timeoutMs: this.#jobTimeout(1),
       metadata: g.metadata,
-    }).job;
+    });
+    return job;
   }
 
-  #expand(recipeId: string, variables: RecipeVariables | undefined): RecipeExpansion {
+  #expand(recipeId: string, variables: RecipeVariables | undefined): Promise<RecipeExpansion> {
     if (!this.#d.recipes)
       throw unprocessable("recipes_unavailable", "recipes are not enabled on this server");
     return this.#d.recipes(recipeId, variables);

@@ -32,11 +32,11 @@ export const idempotencyPlugin = (svc: IdempotencyService) =>
         held.set(request, reservation);
         return { idem: reservation.answer(successStatus) };
       },
-      afterHandle({ request, response, set }) {
+      async afterHandle({ request, response, set }) {
         const reservation = held.get(request);
         if (!reservation) return;
         held.delete(request);
-        reservation.settle(typeof set.status === "number" ? set.status : successStatus, response);
+        await reservation.settle(typeof set.status === "number" ? set.status : successStatus, response);
       },
     }),
   });
@@ -46,9 +46,9 @@ export const idempotencyPlugin = (svc: IdempotencyService) =>
  * gives the key back. Called first by the app's global error handler (a route's own error hook would run only
  * after the global one had already answered).
  */
-export function settleFailedRequest(request: Request, error: unknown): void {
+export async function settleFailedRequest(request: Request, error: unknown): Promise<void> {
   const reservation = held.get(request);
   if (!reservation) return;
   held.delete(request);
-  reservation.fail(error);
+  await reservation.fail(error);
 }

@@ -1,7 +1,7 @@
-import type { Database, Statement } from "bun:sqlite";
-import { transaction } from "../../db/tx";
+import type { Sql } from "../../db/sql";
 import { ApiError, conflict, unprocessable } from "../../errors";
 import { isDeadLocalWorker, makeWorkerId } from "../../queue";
+import { IdempotencyRepository, type KeyRow } from "./repository";
 
 /**
  * What a route's work records about its answer, inside the transaction that does the work: `commit` stores the
@@ -10,11 +10,11 @@ import { isDeadLocalWorker, makeWorkerId } from "../../queue";
  */
 export type IdempotentAnswer = {
   /** Records `body` (or `replayBody`, when `body` holds a secret shown only once) as the answer. */
-  commit(body: unknown, replayBody?: unknown): void;
+  commit(body: unknown, replayBody?: unknown): Promise<void>;
 };
 
 /** No `Idempotency-Key` on the request: nothing to record. */
-export const NO_KEY: IdempotentAnswer = { commit: () => undefined };
+export const NO_KEY: IdempotentAnswer = { commit: async () => undefined };
 
 export type IdempotencyOptions = {
   /** How long a duplicate waits for the first request's answer before 409 `idempotency_in_progress`. */
@@ -24,14 +24,6 @@ export type IdempotencyOptions = {
   /** Who holds reservations made here (host:pid:…): a restart on this host can tell its dead holders. */
   workerId?: string;
   now?: () => number;
-};
-
-type KeyRow = {
-  request_hash: string;
-  status: number;
-  response: string;
-  locked_by: string | null;
-  locked_until: number | null;
 };
 
 /** A stored answer replayed for a repeated key: the first answer's status and body, as an error so it short-circuits. */
@@ -56,43 +48,20 @@ export class IdempotentReplay extends ApiError {
  * 409 `idempotency_in_progress`); a later one gets the stored answer; the same key with another request, 422.
  */
 export class IdempotencyService {
-  readonly #db: Database;
+  readonly #sql: Sql;
+  readonly #keys: IdempotencyRepository;
   readonly #opts: IdempotencyOptions;
   readonly #now: () => number;
   readonly #workerId: string;
   /** Requests running here, so a duplicate in this process wakes the moment the first one answers. */
   readonly #inflight = new Map<string, { done: Promise<void>; wake: () => void }>();
-  readonly #reserve: Statement;
-  readonly #read: Statement;
-  readonly #takeOver: Statement;
-  readonly #answer: Statement;
-  readonly #release: Statement;
 
-  constructor(db: Database, opts: IdempotencyOptions) {
-    this.#db = db;
+  constructor(sql: Sql, opts: IdempotencyOptions) {
+    this.#sql = sql;
+    this.#keys = new IdempotencyRepository(sql);
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.#workerId = opts.workerId ?? makeWorkerId();
-    // The primary key (owner, key) makes this the atomic reservation: of N racing inserts exactly one lands.
-    this.#reserve = db.prepare(
-      `INSERT INTO idempotency_keys (key, owner_id, request_hash, status, response, created_at, locked_by, locked_until)
-       VALUES (?1, ?2, ?3, 0, 'null', ?4, ?5, ?6) ON CONFLICT DO NOTHING`,
-    );
-    this.#read = db.prepare(
-      "SELECT request_hash, status, response, locked_by, locked_until FROM idempotency_keys WHERE owner_id = ? AND key = ?",
-    );
-    // Compare-and-set on the dead holder: of several processes taking over, one wins.
-    this.#takeOver = db.prepare(
-      `UPDATE idempotency_keys SET locked_by = ?1, locked_until = ?2, request_hash = ?3, created_at = ?4
-       WHERE owner_id = ?5 AND key = ?6 AND status = 0 AND locked_by IS ?7`,
-    );
-    this.#answer = db.prepare(
-      `UPDATE idempotency_keys SET status = ?1, response = ?2, locked_by = NULL, locked_until = NULL
-       WHERE owner_id = ?3 AND key = ?4 AND status = 0 AND locked_by = ?5`,
-    );
-    this.#release = db.prepare(
-      "DELETE FROM idempotency_keys WHERE owner_id = ? AND key = ? AND status = 0 AND locked_by = ?",
-    );
   }
 
   /**
@@ -106,10 +75,10 @@ export class IdempotencyService {
     for (;;) {
       const now = this.#now();
       const holder = this.#workerId;
-      if (this.#reserve.run(key, ownerId, requestHash, now, holder, now + this.#opts.leaseMs).changes === 1) {
+      if (await this.#keys.reserve(ownerId, key, requestHash, holder, now, now + this.#opts.leaseMs)) {
         return this.#reservation(ownerId, key);
       }
-      const row = this.#read.get(ownerId, key) as KeyRow | null;
+      const row = await this.#keys.read(ownerId, key);
       if (!row) continue; // released between the insert and the read: try again
       if (row.request_hash !== requestHash) {
         throw unprocessable(
@@ -119,16 +88,9 @@ export class IdempotencyService {
       }
       if (row.status !== 0) throw new IdempotentReplay(row.status, JSON.parse(row.response));
       if (this.#abandoned(row, now)) {
-        const taken = this.#takeOver.run(
-          holder,
-          now + this.#opts.leaseMs,
-          requestHash,
-          now,
-          ownerId,
-          key,
-          row.locked_by,
-        );
-        if (taken.changes === 1) return this.#reservation(ownerId, key);
+        const lockedUntil = now + this.#opts.leaseMs;
+        if (await this.#keys.takeOver(ownerId, key, requestHash, holder, row.locked_by, now, lockedUntil))
+          return this.#reservation(ownerId, key);
         continue;
       }
       const left = deadline - this.#now();
@@ -149,13 +111,8 @@ export class IdempotencyService {
    * Forgets up to `limit` answered keys older than `maxAgeMs` and reservations whose lease ran out long ago
    * (one slice of retention; the caller loops). Returns how many.
    */
-  prune(maxAgeMs: number, limit: number): number {
-    return this.#db
-      .query(
-        `DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys
-           INDEXED BY idempotency_keys_created_idx WHERE created_at < ? AND (status <> 0 OR locked_until < ?) LIMIT ?)`,
-      )
-      .run(this.#now() - maxAgeMs, this.#now(), limit).changes;
+  prune(maxAgeMs: number, limit: number): Promise<number> {
+    return this.#keys.prune(this.#now() - maxAgeMs, this.#now(), limit);
   }
 
   #abandoned(row: KeyRow, now: number): boolean {
@@ -174,21 +131,21 @@ export class IdempotencyService {
     };
     /** Stores the answer if this request still holds the key; false when it was answered (or taken) already. */
     const store = (status: number, body: unknown) =>
-      this.#answer.run(status, JSON.stringify(body ?? null), ownerId, key, holder).changes === 1;
+      this.#keys.answer(ownerId, key, holder, status, JSON.stringify(body ?? null));
     return new Reservation({
       store,
-      release: () => void this.#release.run(ownerId, key, holder),
+      release: () => this.#keys.release(ownerId, key, holder),
       finish,
-      tx: (fn) => transaction(this.#db, fn),
+      tx: (fn) => this.#sql.transaction(fn),
     });
   }
 }
 
 type ReservationOps = {
-  store: (status: number, body: unknown) => boolean;
-  release: () => void;
+  store: (status: number, body: unknown) => Promise<boolean>;
+  release: () => Promise<void>;
   finish: () => void;
-  tx: (fn: () => void) => void;
+  tx: (fn: () => Promise<unknown>) => Promise<unknown>;
 };
 
 /**
@@ -205,9 +162,9 @@ export class Reservation {
 
   answer(status: number): IdempotentAnswer {
     return {
-      commit: (body, replayBody) => {
+      commit: async (body, replayBody) => {
         // Inside the work's transaction: if the key was taken over meanwhile, the work must roll back.
-        if (!this.#ops.store(status, replayBody !== undefined ? replayBody : body)) {
+        if (!(await this.#ops.store(status, replayBody !== undefined ? replayBody : body))) {
           throw conflict("idempotency_in_progress", "this request's Idempotency-Key was taken over; retry");
         }
       },
@@ -215,15 +172,15 @@ export class Reservation {
   }
 
   /** After the handler returned. A no-op when the work's transaction stored the answer already. */
-  settle(status: number, body: unknown): void {
+  async settle(status: number, body: unknown): Promise<void> {
     try {
-      this.#ops.tx(() => void this.#ops.store(status, body));
+      await this.#ops.tx(() => this.#ops.store(status, body));
     } finally {
       this.#ops.finish();
     }
   }
 
-  fail(err: unknown): void {
+  async fail(err: unknown): Promise<void> {
     try {
       // Client errors are answers too: a repeat must get the same one, not a second attempt. Except 429: it
       // says "not now", so the repeat it asks for must be able to go through.
@@ -233,12 +190,12 @@ export class Reservation {
         err.status !== 429 &&
         !(err instanceof IdempotentReplay)
       ) {
-        this.#ops.tx(() => void this.#ops.store(err.status, err.toBody()));
+        await this.#ops.tx(() => this.#ops.store(err.status, err.toBody()));
       } else {
-        this.#ops.release();
+        await this.#ops.release();
       }
     } catch {
-      this.#ops.release();
+      await this.#ops.release();
     } finally {
       this.#ops.finish();
     }

@@ -20,9 +20,9 @@ export const instantModule = (ctx: Deps) => {
     .use(idempotencyPlugin(ctx.idempotency))
     .post(
       "/generate/instant",
-      ({ principal, body, idem }) => {
+      async ({ principal, body, idem }) => {
         // After the key's check: a replayed request spends no token and is never refused with 429.
-        const user = ctx.auth.actingUser(principal, body.userId);
+        const user = await ctx.auth.actingUser(principal, body.userId);
         const wait = limiter.take(user.id);
         if (wait > 0) throw rateLimited("too many instant claims", wait);
         return ctx.instant.claim(user, body.recipeId, idem);

@@ -1,5 +1,5 @@
-import type { Database } from "bun:sqlite";
 import type { Recipe, User } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { ApiError } from "../../errors";
 import type { Queue } from "../../queue";
 import type { BacklogService } from "../backlog/service";
@@ -12,7 +12,7 @@ import type { InstantClaimView } from "./model";
 
 export type InstantDeps = {
   /** The connection whose group-commit transaction (one savepoint per claim) every claim runs in. */
-  db: Database;
+  sql: Sql;
   /** The queue owns the jobs a claim takes. */
   queue: Pick<Queue, "features">;
   recipes: RecipeService;
@@ -71,39 +71,40 @@ export class InstantService {
    */
   async claim(user: User, recipeId: string, idem: IdempotentAnswer = NO_KEY): Promise<InstantClaim> {
     const { recipes, credits, backlog } = this.#d;
-    const recipe = recipes.active(recipeId);
+    const recipe = await recipes.active(recipeId);
     const price = credits.priceFor(user, recipe.creditCost);
     // Cheap reads before queueing for the write lock: most refusals never contend with other writers.
     if (price > 0) {
-      const available = credits.balance(user.id);
+      const available = await credits.balance(user.id);
       if (available < price) throw new InsufficientCreditsError(price, available);
     }
-    if (!this.#d.queue.features.hasCompleted(recipe.id, backlog.systemUserId)) throw noInstant();
+    if (!(await this.#d.queue.features.hasCompleted(recipe.id, await backlog.systemUserId())))
+      throw noInstant();
     return new Promise((resolve, reject) => {
-      if (this.#pending.length === 0) setImmediate(() => this.#flush());
+      if (this.#pending.length === 0) setImmediate(() => void this.#flush());
       this.#pending.push({ user, recipe, price, idem, resolve, reject });
     });
   }
 
   /** Commits every pending claim in one transaction, then answers each; one top-up per recipe claimed from. */
-  #flush(): void {
+  async #flush(): Promise<void> {
     const batch = this.#pending;
     this.#pending = [];
-    const { db, backlog } = this.#d;
+    const { sql, backlog } = this.#d;
     const outcomes: ({ ok: true; claim: InstantClaim } | { ok: false; err: unknown })[] = [];
     try {
-      db.transaction(() => {
+      await sql.transaction(async () => {
         const claimed = new Set<string>();
         for (const p of batch) {
           try {
-            outcomes.push({ ok: true, claim: db.transaction(() => this.#claimOne(p))() });
+            outcomes.push({ ok: true, claim: await sql.savepoint(() => this.#claimOne(p)) });
             claimed.add(p.recipe.id);
           } catch (err) {
             outcomes.push({ ok: false, err });
           }
         }
-        for (const recipeId of claimed) backlog.scheduleTopUp(recipeId);
-      }).immediate();
+        for (const recipeId of claimed) await backlog.scheduleTopUp(recipeId);
+      });
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
@@ -119,22 +120,17 @@ export class InstantService {
    * One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage, and record
    * the caller's idempotent answer.
    */
-  #claimOne({ user, recipe, price, idem }: Pending): InstantClaim {
+  async #claimOne({ user, recipe, price, idem }: Pending): Promise<InstantClaim> {
     const now = this.#now();
     const { features } = this.#d.queue;
-    const job = features.transferOldestCompleted(
-      recipe.id,
-      this.#d.backlog.systemUserId,
-      user.id,
-      price,
-      now,
-    );
+    const owner = await this.#d.backlog.systemUserId();
+    const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
     if (!job) throw taken();
-    const assets = this.#d.assets.transferJob(job.id, user.id);
-    const { balance } = this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
+    const assets = await this.#d.assets.transferJob(job.id, user.id);
+    const { balance } = await this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
     const variables = valuesOf(job.metadata);
-    this.#d.recipes.recordUsage(recipe.id, variables);
-    const summary = features.firstItem(job.id);
+    await this.#d.recipes.recordUsage(recipe.id, variables);
+    const summary = await features.firstItem(job.id);
     const claim = {
       recipeId: recipe.id,
       variables,
@@ -143,7 +139,7 @@ export class InstantService {
       creditsRemaining: balance,
       claimedAt: now,
     };
-    idem.commit(claim);
+    await idem.commit(claim);
     return claim;
   }
 }

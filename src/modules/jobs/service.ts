@@ -158,31 +158,32 @@ export class JobService {
   }
 
   /** The job if `p` may see it; 404 otherwise (existence is not revealed). */
-  visible(p: Principal, id: string): Job {
-    const job = this.#queue.get(id);
-    if (!job || !this.#auth.canAccess(p, job.ownerId)) throw notFound("job");
+  async visible(p: Principal, id: string): Promise<Job> {
+    const job = await this.#queue.get(id);
+    if (!job || !(await this.#auth.canAccess(p, job.ownerId))) throw notFound("job");
     return job;
   }
 
   /** The job with its items, assets and the history of its earlier attempts (the timeline). */
-  detail(p: Principal, id: string) {
-    const job = this.visible(p, id);
-    const history = this.#queue.attempts(id);
-    const view = jobView(job, { items: this.#queue.items(id), assets: this.#assets.forJob(id) });
+  async detail(p: Principal, id: string) {
+    const job = await this.visible(p, id);
+    const history = await this.#queue.attempts(id);
+    const view = jobView(job, { items: await this.#queue.items(id), assets: await this.#assets.forJob(id) });
     // Given the items, jobView builds the detailed request: say so in the type, for clients and views.
     return { ...view, request: view.request as GenerationRequestDetail | null, history };
   }
 
   /** What a terminal webhook or frame says about `job` beyond its row (see JobOutcome). */
-  outcome(job: Job): JobOutcome {
-    const items = this.#queue.items(job.id);
+  async outcome(job: Job): Promise<JobOutcome> {
+    const items = await this.#queue.items(job.id);
     // Images belong to items: a job without any (deliveries, renders, top-ups) needs no asset lookup.
     if (items.length === 0) return { assets: [], failedItems: [], metadata: callerMetadata(job.metadata) };
     const keyOf = new Map(items.map((i) => [i.idx, i.key]));
     return {
-      assets: this.#assets
-        .forJob(job.id)
-        .map((a) => ({ ...a, itemId: a.itemIdx === null ? null : (keyOf.get(a.itemIdx) ?? null) })),
+      assets: (await this.#assets.forJob(job.id)).map((a) => ({
+        ...a,
+        itemId: a.itemIdx === null ? null : (keyOf.get(a.itemIdx) ?? null),
+      })),
       failedItems: items
         .filter((i) => i.status === "failed")
         .map((i) => ({ id: i.key, code: i.error?.code ?? "failed", message: i.error?.message ?? "" })),
@@ -190,12 +191,12 @@ export class JobService {
     };
   }
 
-  status(p: Principal, id: string) {
-    const job = this.visible(p, id);
-    return statusView(job, this.itemCounts(id));
+  async status(p: Principal, id: string) {
+    const job = await this.visible(p, id);
+    return statusView(job, await this.itemCounts(id));
   }
 
-  itemCounts(jobId: string): { completed: number; total: number } | null {
+  itemCounts(jobId: string): Promise<{ completed: number; total: number } | null> {
     return this.#queue.itemCounts(jobId);
   }
 
@@ -203,14 +204,14 @@ export class JobService {
    * A page of the jobs `p` may see, newest first. `excludeTypes` leaves types out (`card.*` for a prefix):
    * the dashboard hides internal work unless asked.
    */
-  list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
+  async list(p: Principal, q: ListJobsQuery, opts: { excludeTypes?: readonly string[] } = {}) {
     let scope = countScope(p);
     if (q.userId) {
-      const target = this.#auth.findActingUser(p, q.userId);
+      const target = await this.#auth.findActingUser(p, q.userId);
       if (!target) return { jobs: [], nextCursor: null };
       scope = { ownerId: target.id, withEndUsers: false };
     }
-    const page = this.#queue.list(
+    const page = await this.#queue.list(
       {
         scope,
         ...(q.status && { status: q.status }),
@@ -220,7 +221,7 @@ export class JobService {
       },
       { limit: q.limit, cursor: q.cursor ?? null },
     );
-    const firstItems = this.#queue.itemSummaries(page.jobs.filter(isGeneration).map((j) => j.id));
+    const firstItems = await this.#queue.itemSummaries(page.jobs.filter(isGeneration).map((j) => j.id));
     const jobs = page.jobs.map((j) => jobView(j, { summary: summaryOf(firstItems.get(j.id)) }));
     return { jobs, nextCursor: page.nextCursor };
   }
@@ -231,25 +232,25 @@ export class JobService {
   }
 
   /** Cancels (refunding in the same transaction, which also records `idem`'s answer). */
-  cancel(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
-    const job = this.visible(p, id);
+  async cancel(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
+    const job = await this.visible(p, id);
     let view: JobView | undefined;
-    const cancelled = this.#queue.cancel(id, (j) => {
-      view = this.#withItems(j);
-      idem.commit(view);
+    const cancelled = await this.#queue.cancel(id, async (j) => {
+      view = await this.#withItems(j);
+      await idem.commit(view);
     });
     if (!cancelled || !view)
-      throw conflict("not_cancellable", `job is ${this.#queue.get(id)?.status ?? job.status}`);
+      throw conflict("not_cancellable", `job is ${(await this.#queue.get(id))?.status ?? job.status}`);
     return view;
   }
 
   /** Re-queues; what was refunded is charged again in the same transaction (402 leaves the job as it was). */
-  retry(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
-    const job = this.visible(p, id);
+  async retry(p: Principal, id: string, idem: IdempotentAnswer = NO_KEY) {
+    const job = await this.visible(p, id);
     let view: JobView | undefined;
-    const retried = this.#queue.retry(id, (j) => {
-      view = this.#withItems(j);
-      idem.commit(view);
+    const retried = await this.#queue.retry(id, async (j) => {
+      view = await this.#withItems(j);
+      await idem.commit(view);
     });
     if (retried === "conflict")
       throw conflict("dedupe_conflict", "a newer job with the same dedupe key is queued");
@@ -262,16 +263,19 @@ export class JobService {
   }
 
   /** The job with its items and the images made so far (finished items are checkpoints: a retry keeps them). */
-  #withItems(job: Job) {
-    return jobView(job, { items: this.#queue.items(job.id), assets: this.#assets.forJob(job.id) });
+  async #withItems(job: Job) {
+    return jobView(job, {
+      items: await this.#queue.items(job.id),
+      assets: await this.#assets.forJob(job.id),
+    });
   }
 
   /** Admin: enqueue any registered job type (maintenance, replays). */
-  enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
-    const owner = this.#auth.actingUser(p, body.userId);
+  async enqueue(p: Principal, body: EnqueueBody, idem: IdempotentAnswer = NO_KEY) {
+    const owner = await this.#auth.actingUser(p, body.userId);
     try {
-      return this.#queue.transaction(() => {
-        const { job } = this.#queue.enqueue(body.type, body.input, {
+      return await this.#queue.transaction(async () => {
+        const { job } = await this.#queue.enqueue(body.type, body.input, {
           priority: body.priority,
           delayMs: body.delayMs,
           maxAttempts: body.maxAttempts,
@@ -282,7 +286,7 @@ export class JobService {
           items: body.items?.map((i) => ({ key: i.id, input: i.input })),
         });
         const view = jobView(job);
-        idem.commit(view);
+        await idem.commit(view);
         return view;
       });
     } catch (err) {

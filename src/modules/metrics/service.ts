@@ -229,9 +229,10 @@ export class Metrics {
       help: "Jobs in the database by status and type (delayed: queued with run_at in the future)",
       labelNames: ["status", "type"],
       registers,
-      collect() {
+      async collect() {
+        const { byType } = await queue.stats();
         this.reset();
-        for (const [type, counts] of Object.entries(queue.stats().byType)) {
+        for (const [type, counts] of Object.entries(byType)) {
           for (const status of JOB_STATUSES) this.set({ status, type }, counts[status] ?? 0);
         }
       },
@@ -241,11 +242,11 @@ export class Metrics {
       help: "Jobs that ended in the last complete minute, by type and end status (from the database's rollup, so every process sharing it)",
       labelNames: ["type", "status"],
       registers,
-      collect() {
-        this.reset();
+      async collect() {
         const minute = Math.floor(queue.now() / 60_000) - 1;
-        for (const r of queue.throughput(null, minute, minute + 1))
-          this.set({ type: r.type, status: r.status }, r.n);
+        const rows = await queue.throughput(null, minute, minute + 1);
+        this.reset();
+        for (const r of rows) this.set({ type: r.type, status: r.status }, r.n);
       },
     });
     new Gauge({
@@ -276,8 +277,8 @@ export class Metrics {
       registers: [this.registry],
     });
     admission.onRefuse((reason) => refusals.inc({ reason }));
-    let read: { at: number; usage: QueueUsage } | null = null;
-    const usage = () => {
+    let read: { at: number; usage: Promise<QueueUsage> } | null = null;
+    const usage = (): Promise<QueueUsage> => {
       const at = performance.now();
       if (!read || at - read.at > 1000) read = { at, usage: admission.usage(1) };
       return read.usage;
@@ -287,8 +288,8 @@ export class Metrics {
         name,
         help,
         registers: [this.registry],
-        collect() {
-          this.set(value(usage()));
+        async collect() {
+          this.set(value(await usage()));
         },
       });
     new Gauge({
@@ -296,8 +297,8 @@ export class Metrics {
       help: "Back-pressure limits: per_owner (MAX_QUEUED_PER_OWNER) and depth (MAX_QUEUE_DEPTH); 0 is none",
       labelNames: ["limit"],
       registers: [this.registry],
-      collect() {
-        const { limits } = usage();
+      async collect() {
+        const { limits } = await usage();
         this.set({ limit: "per_owner" }, limits.maxQueuedPerOwner ?? 0);
         this.set({ limit: "depth" }, limits.maxQueueDepth ?? 0);
       },
@@ -317,9 +318,10 @@ export class Metrics {
       help: "How long the longest-waiting due job of each type has waited (types with one waiting)",
       labelNames: ["type"],
       registers: [this.registry],
-      collect() {
+      async collect() {
+        const { oldestWaitingMsByType } = await usage();
         this.reset();
-        for (const [type, ms] of Object.entries(usage().oldestWaitingMsByType)) this.set({ type }, ms / 1000);
+        for (const [type, ms] of Object.entries(oldestWaitingMsByType)) this.set({ type }, ms / 1000);
       },
     });
   }

@@ -47,16 +47,16 @@ export const opsModule = (ctx: Deps) => {
     })
     .get(
       "/queue/status",
-      () => {
+      async () => {
         const { queue } = ctx;
         return {
           workerId: queue.workerId,
           running: queue.running,
           slots: { total: ctx.config.WORKER_CONCURRENCY, free: queue.freeSlots },
           active: queue.active(),
-          debounced: ctx.queue.debounced(),
-          counts: ctx.queue.stats(),
-          backpressure: ctx.generate.admission.usage(),
+          debounced: await ctx.queue.debounced(),
+          counts: await ctx.queue.stats(),
+          backpressure: await ctx.generate.admission.usage(),
         };
       },
       {

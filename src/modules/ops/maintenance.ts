@@ -1,5 +1,6 @@
 import type { Config } from "../../config";
 import { type Db, optimize } from "../../db/client";
+import { sqliteClient } from "../../db/sqlite";
 import { type Queue, SliceSizer, yieldToEventLoop } from "../../queue";
 import { LocalStorage, type Storage, sweepOrphans } from "../../storage";
 import type { AssetService } from "../generate/service";
@@ -87,8 +88,8 @@ async function retain(
     failedHours: config.RETAIN_FAILED_HOURS,
     signal,
     checkpoint,
-    beforeDelete: (ids) => {
-      pendingKeys.push(...assets.takeForJobs(ids));
+    beforeDelete: async (ids) => {
+      pendingKeys.push(...(await assets.takeForJobs(ids)));
     },
     afterSlice: async () => {
       if (pendingKeys.length < FILE_BATCH) return;
@@ -103,7 +104,7 @@ async function retain(
   await deleteObjects(storage, pendingKeys.splice(0));
   let idempotencyKeys = 0;
   for (;;) {
-    const n = ctx.idempotency.prune(IDEMPOTENCY_KEEP_MS, SLICE);
+    const n = await ctx.idempotency.prune(IDEMPOTENCY_KEEP_MS, SLICE);
     idempotencyKeys += n;
     if (n < SLICE || signal?.aborted) break;
     await yieldToEventLoop();
@@ -115,7 +116,8 @@ async function retain(
   const vacuumStarted = performance.now();
   const freedPages = await incrementalVacuum(ctx, signal);
   const vacuumMs = Math.round(performance.now() - vacuumStarted);
-  optimize(ctx.db.$client);
+  // SQLite's own upkeep on the raw connection, behind the connection's gate like every other statement.
+  await sqliteClient(ctx.db.$client).exclusive(() => optimize(ctx.db.$client));
   const ms = Math.round(performance.now() - started);
   return { jobs, objects, idempotencyKeys, webhookDeliveries, throughputRows, freedPages, vacuumMs, ms };
 }
@@ -131,20 +133,26 @@ const FREE_RESERVE = 0.25;
  */
 export async function incrementalVacuum(ctx: Pick<Deps, "db">, signal?: AbortSignal): Promise<number> {
   const sqlite = ctx.db.$client;
+  const gate = sqliteClient(sqlite);
   const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
-  if (pragma("auto_vacuum") !== 2) return 0;
+  if ((await gate.exclusive(() => pragma("auto_vacuum"))) !== 2) return 0;
   let freed = 0;
   // Each page freed may move a page from the end of the file and rewrite its pointers (0.1-0.2 ms on a
   // small machine), or cost nothing when the end is free already: steps are sized by time like retention's
   // slices, and capped, because a cheap step says nothing about the next (a 2048-page step stalled 460 ms).
   const steps = new SliceSizer(5, { start: 16, min: 8, max: 64 });
   for (;;) {
-    const excess = pragma("freelist_count") - Math.floor(pragma("page_count") * FREE_RESERVE);
+    const excess = await gate.exclusive(
+      () => pragma("freelist_count") - Math.floor(pragma("page_count") * FREE_RESERVE),
+    );
     if (excess <= 0 || signal?.aborted) return freed;
     const step = Math.min(excess, steps.rows);
-    const started = performance.now();
-    sqlite.run(`PRAGMA incremental_vacuum(${step})`);
-    steps.observe(performance.now() - started);
+    const ms = await gate.exclusive(() => {
+      const started = performance.now();
+      sqlite.run(`PRAGMA incremental_vacuum(${step})`);
+      return performance.now() - started;
+    });
+    steps.observe(ms);
     freed += step;
     await yieldToEventLoop();
   }

@@ -1,4 +1,4 @@
-import type { Database } from "bun:sqlite";
+import type { SqliteClient } from "../../db/sqlite";
 import { writeHealth } from "../../db/write-health";
 import type { CheckResult, HealthReport } from "./model";
 
@@ -55,8 +55,9 @@ async function runCheck(c: Check, timeoutMs: number): Promise<CheckResult> {
  * thread, so the lock is tried without waiting (busy_timeout 0 for that one statement) and retried on a
  * timer: a lock held elsewhere shows as a failing check instead of freezing the server for busy_timeout.
  */
-export function dbWritableCheck(sqlite: Database, retryMs = 50): Check {
-  const tryOnce = (): boolean => {
+export function dbWritableCheck(client: SqliteClient, retryMs = 50): Check {
+  const sqlite = client.db;
+  const probe = (): boolean => {
     const { timeout } = sqlite.query("PRAGMA busy_timeout").get() as { timeout: number };
     sqlite.exec("PRAGMA busy_timeout = 0");
     try {
@@ -74,13 +75,14 @@ export function dbWritableCheck(sqlite: Database, retryMs = 50): Check {
     name: "db",
     // Until it succeeds or the probe gives up (then the readiness report says "timed out").
     run: async (signal) => {
-      while (!tryOnce()) {
+      // Behind the connection's gate: a transaction of this process already holds the lock it would probe.
+      while (!(await client.exclusive(probe))) {
         if (signal.aborted) throw new Error("database is locked");
         await Bun.sleep(retryMs);
       }
       // Taking the lock writes nothing: a full disk shows only on writes, which record it (write-health.ts).
       const health = writeHealth(sqlite);
-      if (health.fault) health.probe(sqlite);
+      if (health.fault) await client.exclusive(() => health.probe(sqlite));
     },
   };
 }

@@ -128,7 +128,11 @@ export class RealtimeHub {
 
   #terminal(job: Job): void {
     this.#progress.flush(job.id);
-    this.#publish(terminalFrame(job, this.#describe(job)), job.ownerId, terminalEventId(job));
+    // The outcome (assets, failed items) is read back first; should that fail, the frame still goes out
+    // without it, so no subscriber waits for an end that never comes.
+    void this.#describe(job)
+      .catch(() => ({ assets: [], failedItems: [], metadata: null }))
+      .then((outcome) => this.#publish(terminalFrame(job, outcome), job.ownerId, terminalEventId(job)));
   }
 
   #publish(frame: JobFrame, ownerId: string | null, sseId?: string): void {

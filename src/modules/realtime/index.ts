@@ -70,9 +70,9 @@ const streamRoutes = (ctx: Deps) =>
     .use(authPlugin(ctx.auth))
     .get(
       "/jobs/:id/events",
-      ({ principal, params, headers }) =>
+      async ({ principal, params, headers }) =>
         ctx.realtime.streams.response(
-          ctx.jobs.visible(principal, params.id),
+          await ctx.jobs.visible(principal, params.id),
           headers["last-event-id"] ?? null,
         ),
       {

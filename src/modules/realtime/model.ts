@@ -37,7 +37,7 @@ export type TerminalFrame = JobOutcome &
   );
 
 /** How a terminal frame learns a job's outcome (JobService.outcome). */
-export type DescribeOutcome = (job: Job) => JobOutcome;
+export type DescribeOutcome = (job: Job) => Promise<JobOutcome>;
 
 export type JobFrame = ProgressFrame | TerminalFrame;
 
@@ -56,7 +56,9 @@ export type ErrorCode =
   | "unknown_type"
   | "invalid_message"
   | "not_found"
-  | "too_many_subscriptions";
+  | "too_many_subscriptions"
+  /** The server could not answer (its database refused the read); the client may send the message again. */
+  | "internal_error";
 
 export const errorFrame = (code: ErrorCode, message: string): ServerFrame => ({
   type: "error",

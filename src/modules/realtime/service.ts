@@ -62,7 +62,7 @@ export class RealtimeService {
         maxBufferedBytes: opts.maxBufferedBytes,
       },
     );
-    this.streams = new JobEventStreams(this.hub, jobs, {
+    this.streams = new JobEventStreams(this.hub, jobs, (id) => queue.get(id), {
       heartbeatMs: opts.sseHeartbeatMs,
     });
   }

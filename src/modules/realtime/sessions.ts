@@ -30,6 +30,8 @@ type Session = {
   /** Jobs subscribed to explicitly (own jobs arrive through the user's room anyway). */
   jobs: Set<string>;
   pingSentAt: number | null;
+  /** Replies in the order their messages came, though reading a job takes a turn of the event loop. */
+  replies: Promise<void>;
 };
 
 export type SessionOptions = {
@@ -54,12 +56,12 @@ export const CLOSE_GOING_AWAY = 1001;
 export class WsSessions {
   readonly #sessions = new Map<Socket, Session>();
   readonly #jobs: JobService;
-  readonly #getJob: (id: string) => Job | null;
+  readonly #getJob: (id: string) => Promise<Job | null>;
   readonly #o: Required<SessionOptions>;
   #pingTimer: ReturnType<typeof setInterval> | null = null;
   #reapTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(deps: { jobs: JobService; getJob: (id: string) => Job | null }, opts: SessionOptions) {
+  constructor(deps: { jobs: JobService; getJob: (id: string) => Promise<Job | null> }, opts: SessionOptions) {
     this.#jobs = deps.jobs;
     this.#getJob = deps.getJob;
     this.#o = { maxSubscriptions: 1000, now: Date.now, ...opts };
@@ -74,7 +76,14 @@ export class WsSessions {
       ws.close(CLOSE_UNAUTHORIZED, "unauthorized: missing, invalid or expired token");
       return;
     }
-    const session: Session = { id: crypto.randomUUID(), ws, principal, jobs: new Set(), pingSentAt: null };
+    const session: Session = {
+      id: crypto.randomUUID(),
+      ws,
+      principal,
+      jobs: new Set(),
+      pingSentAt: null,
+      replies: Promise.resolve(),
+    };
     this.#sessions.set(ws, session);
     ws.subscribe(userTopic(principal.user.id));
     this.#send(session, { type: "connection_confirmed", clientId: session.id, userId: principal.user.id });
@@ -93,7 +102,15 @@ export class WsSessions {
     const s = this.#sessions.get(ws);
     if (!s) return;
     s.pingSentAt = null;
-    for (const frame of this.#reply(s, parseClientMessage(raw))) this.#send(s, frame);
+    const parsed = parseClientMessage(raw);
+    s.replies = s.replies
+      .then(() => this.#reply(s, parsed))
+      .then(
+        (frames) => {
+          for (const frame of frames) this.#send(s, frame);
+        },
+        () => this.#send(s, errorFrame("internal_error", "could not answer that message; try again")),
+      );
   }
 
   /** Starts pinging every `pingIntervalMs`. */
@@ -111,7 +128,7 @@ export class WsSessions {
     this.#sessions.clear();
   }
 
-  #reply(s: Session, parsed: Parsed): ServerFrame[] {
+  async #reply(s: Session, parsed: Parsed): Promise<ServerFrame[]> {
     if ("error" in parsed) return [parsed.error];
     const msg = parsed.message;
     switch (msg.type) {
@@ -125,16 +142,16 @@ export class WsSessions {
     }
   }
 
-  #subscribe(s: Session, jobId: string): ServerFrame[] {
+  async #subscribe(s: Session, jobId: string): Promise<ServerFrame[]> {
     let job: Job;
     try {
-      job = this.#jobs.visible(s.principal, jobId);
+      job = await this.#jobs.visible(s.principal, jobId);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404)
         return [errorFrame("not_found", `job ${jobId} not found`)];
       throw err;
     }
-    if (!s.jobs.has(jobId) && s.jobs.size >= this.#o.maxSubscriptions && !this.#pruneFinished(s)) {
+    if (!s.jobs.has(jobId) && s.jobs.size >= this.#o.maxSubscriptions && !(await this.#pruneFinished(s))) {
       return [
         errorFrame("too_many_subscriptions", `at most ${this.#o.maxSubscriptions} jobs per connection`),
       ];
@@ -142,16 +159,16 @@ export class WsSessions {
     const { status, progress, progressMessage: message } = job;
     const subscribed: ServerFrame = { type: "subscribed", jobId, status, progress, message };
     // A finished job gets its outcome at once; there is nothing left to subscribe to.
-    if (isTerminal(job)) return [subscribed, terminalFrame(job, this.#jobs.outcome(job))];
+    if (isTerminal(job)) return [subscribed, terminalFrame(job, await this.#jobs.outcome(job))];
     s.jobs.add(jobId);
     if (job.ownerId !== s.principal.user.id) s.ws.subscribe(jobTopic(jobId));
     return [subscribed];
   }
 
   /** Drops subscriptions to jobs that have finished since; true when room was made. */
-  #pruneFinished(s: Session): boolean {
+  async #pruneFinished(s: Session): Promise<boolean> {
     for (const id of s.jobs) {
-      const job = this.#getJob(id);
+      const job = await this.#getJob(id);
       if (job && !isTerminal(job)) continue;
       s.jobs.delete(id);
       s.ws.unsubscribe(jobTopic(id));

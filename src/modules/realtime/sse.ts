@@ -28,12 +28,19 @@ const HEADERS = {
 export class JobEventStreams {
   readonly #hub: RealtimeHub;
   readonly #jobs: Pick<JobService, "itemCounts" | "outcome">;
+  readonly #getJob: (id: string) => Promise<Job | null>;
   readonly #o: Required<SseOptions>;
   readonly #open = new Set<() => void>();
 
-  constructor(hub: RealtimeHub, jobs: Pick<JobService, "itemCounts" | "outcome">, opts: SseOptions) {
+  constructor(
+    hub: RealtimeHub,
+    jobs: Pick<JobService, "itemCounts" | "outcome">,
+    getJob: (id: string) => Promise<Job | null>,
+    opts: SseOptions,
+  ) {
     this.#hub = hub;
     this.#jobs = jobs;
+    this.#getJob = getJob;
     this.#o = { maxQueued: 256, ...opts };
   }
 
@@ -41,14 +48,16 @@ export class JobEventStreams {
     return this.#open.size;
   }
 
-  response(job: Job, lastEventId: string | null): Response {
+  async response(job: Job, lastEventId: string | null): Promise<Response> {
     if (isTerminal(job)) {
       if (lastEventId === terminalEventId(job)) return new Response(null, { status: 204 });
-      const frame = terminalFrame(job, this.#jobs.outcome(job));
+      const frame = terminalFrame(job, await this.#jobs.outcome(job));
       const body = concat(RETRY, sseEvent(terminalEventId(job), frame.type, JSON.stringify(frame)));
       return new Response(body, { headers: HEADERS });
     }
+    const counts = await this.#jobs.itemCounts(job.id);
     let cleanup = () => {};
+    let closed = false;
     const stream = new ReadableStream<Uint8Array>({
       // start() runs synchronously, so no event can slip between reading `job` and listening.
       start: (controller) => {
@@ -67,18 +76,41 @@ export class JobEventStreams {
         });
         const heartbeat = setInterval(() => controller.enqueue(HEARTBEAT), this.#o.heartbeatMs);
         cleanup = () => {
+          closed = true;
           off();
           clearInterval(heartbeat);
           this.#open.delete(close);
         };
         this.#open.add(close);
-        const snapshot = progressFrame(job, this.#jobs.itemCounts(job.id));
+        const snapshot = progressFrame(job, counts);
         controller.enqueue(RETRY);
         controller.enqueue(sseEvent(`s-${job.updatedAt}`, snapshot.type, JSON.stringify(snapshot)));
+        // `job` was read a few turns of the event loop ago: had it ended since, its terminal event came before
+        // this listener. Read it again and end the stream with its outcome (the hub's event, when it comes
+        // first, closes the stream and this finds it closed).
+        void this.#endIfEnded(job.id, () => closed, controller, close);
       },
       cancel: () => cleanup(),
     });
     return new Response(stream, { headers: HEADERS });
+  }
+
+  async #endIfEnded(
+    id: string,
+    isClosed: () => boolean,
+    controller: ReadableStreamDefaultController<Uint8Array>,
+    close: () => void,
+  ): Promise<void> {
+    try {
+      const now = await this.#getJob(id);
+      if (!now || !isTerminal(now) || isClosed()) return;
+      const frame = terminalFrame(now, await this.#jobs.outcome(now));
+      if (isClosed()) return;
+      controller.enqueue(sseEvent(terminalEventId(now), frame.type, JSON.stringify(frame)));
+      close();
+    } catch {
+      // The stream stays open; the hub's terminal event or the client's reconnect ends it.
+    }
   }
 
   /** Ends every open stream (shutdown: the server cannot stop while streams are open). */

@@ -1,7 +1,6 @@
 import { Elysia } from "elysia";
-import type { Db } from "../../db/client";
 import type { Recipe } from "../../db/schema";
-import { transaction } from "../../db/tx";
+import type { Sql } from "../../db/sql";
 import { authPlugin } from "../auth/plugin";
 import { type AuthService, isAdminKey } from "../auth/service";
 import type { BacklogService } from "../backlog/service";
@@ -15,7 +14,7 @@ import { type RecipeService, recipeNotFound, recipeView } from "./service";
 type Deps = {
   auth: AuthService;
   backlog: Pick<BacklogService, "scheduleTopUp">;
-  db: Db;
+  sql: Sql;
   idempotency: IdempotencyService;
   recipes: RecipeService;
 };
@@ -24,8 +23,8 @@ type Deps = {
  * A recipe that is active and wants a backlog is topped up shortly after it is created or changed, instead of
  * on the next BACKLOG_CRON tick, so instant claims work within seconds of creating it.
  */
-function fillSoon(ctx: Pick<Deps, "backlog">, recipe: Recipe): Recipe {
-  if (recipe.active && recipe.backlogMin > 0) ctx.backlog.scheduleTopUp(recipe.id);
+async function fillSoon(ctx: Pick<Deps, "backlog">, recipe: Recipe): Promise<Recipe> {
+  if (recipe.active && recipe.backlogMin > 0) await ctx.backlog.scheduleTopUp(recipe.id);
   return recipe;
 }
 
@@ -35,8 +34,8 @@ export const recipesModule = (ctx: Deps) =>
     .use(idempotencyPlugin(ctx.idempotency))
     .get(
       "/recipes",
-      ({ principal }) => ({
-        recipes: ctx.recipes.list({ includeInactive: isAdminKey(principal) }).map(recipeView),
+      async ({ principal }) => ({
+        recipes: (await ctx.recipes.list({ includeInactive: isAdminKey(principal) })).map(recipeView),
       }),
       {
         auth: "token",
@@ -46,8 +45,10 @@ export const recipesModule = (ctx: Deps) =>
     )
     .get(
       "/recipes/:id",
-      ({ principal, params }) => {
-        const recipe = isAdminKey(principal) ? ctx.recipes.get(params.id) : ctx.recipes.active(params.id);
+      async ({ principal, params }) => {
+        const recipe = isAdminKey(principal)
+          ? await ctx.recipes.get(params.id)
+          : await ctx.recipes.active(params.id);
         if (!recipe) throw recipeNotFound();
         return recipeView(recipe);
       },
@@ -60,13 +61,13 @@ export const recipesModule = (ctx: Deps) =>
     )
     .post(
       "/recipes",
-      ({ body, idem }) => {
-        const recipe = transaction(ctx.db.$client, () => {
-          const created = ctx.recipes.create(body);
-          idem.commit(recipeView(created));
+      async ({ body, idem }) => {
+        const recipe = await ctx.sql.transaction(async () => {
+          const created = await ctx.recipes.create(body);
+          await idem.commit(recipeView(created));
           return created;
         });
-        return recipeView(fillSoon(ctx, recipe));
+        return recipeView(await fillSoon(ctx, recipe));
       },
       {
         auth: ["admin"],
@@ -97,7 +98,7 @@ export const recipesModule = (ctx: Deps) =>
     )
     .patch(
       "/recipes/:id",
-      ({ params, body }) => recipeView(fillSoon(ctx, ctx.recipes.update(params.id, body))),
+      async ({ params, body }) => recipeView(await fillSoon(ctx, await ctx.recipes.update(params.id, body))),
       {
         auth: ["admin"],
         params: RecipeIdParams,

@@ -1,7 +1,5 @@
-import type { Statement } from "bun:sqlite";
-import { asc, eq, sql } from "drizzle-orm";
-import type { Db } from "../../db/client";
-import { type Recipe, recipes } from "../../db/schema";
+import type { Recipe } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { ApiError, conflict, unprocessable } from "../../errors";
 import { ImageError } from "../../images/errors";
 import { PresetRefSchema, resolvePreset } from "../../images/presets";
@@ -9,20 +7,21 @@ import { ProviderError } from "../../providers/errors";
 import type { ProviderRegistry } from "../../providers/registry";
 import type { GenerateService, RecipeExpansion } from "../generate/service";
 import type { CreateRecipeBody, PatchRecipeBody, RecipeView } from "./model";
+import { RecipeRepository, type UsageRow } from "./repository";
 import { checkRecipe, renderPrompt, type VariableValues, valuesValidator } from "./variables";
 
 // How a recipe's variables are validated is part of this module's public face (backlog and instant use it).
 export { type VariableValues, valueSchema, valuesValidator } from "./variables";
 
 export type RecipeDeps = {
-  db: Db;
+  sql: Sql;
   providers: ProviderRegistry;
   /** BACKLOG_MIN: `backlogMin` of a recipe created without one. */
   defaultBacklogMin: number;
   now?: () => number;
 };
 
-export type UsageRow = { variable: string; value: string; count: number };
+export type { UsageRow } from "./repository";
 
 /** How long `active()` trusts a recipe it read (changes by another process, e.g. the CLI, show within it). */
 const ACTIVE_CACHE_MS = 1000;
@@ -54,9 +53,7 @@ export function recipeView(r: Recipe): RecipeView {
 export class RecipeService {
   readonly #d: RecipeDeps;
   readonly #now: () => number;
-  readonly #byId;
-  readonly #usageUpsert: Statement;
-  readonly #usage: Statement;
+  readonly #recipes: RecipeRepository;
   /** Recipes by id as `active()` last read them: the claim and generate paths look one up on every request. */
   /** Active recipes by id, briefly, with their variables' validator built once. */
   readonly #cache = new Map<
@@ -67,39 +64,27 @@ export class RecipeService {
   constructor(deps: RecipeDeps) {
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
-    this.#byId = deps.db
-      .select()
-      .from(recipes)
-      .where(eq(recipes.id, sql.placeholder("id")))
-      .prepare();
-    this.#usageUpsert = deps.db.$client.prepare(
-      `INSERT INTO recipe_usage (recipe_id, variable, value, count) VALUES (?, ?, ?, 1)
-       ON CONFLICT (recipe_id, variable, value) DO UPDATE SET count = count + 1`,
-    );
-    this.#usage = deps.db.$client.prepare(
-      "SELECT variable, value, count FROM recipe_usage WHERE recipe_id = ? AND count > 0",
-    );
+    this.#recipes = new RecipeRepository(deps.sql);
   }
 
-  list(opts: { includeInactive: boolean }): Recipe[] {
-    const q = this.#d.db.select().from(recipes);
-    return (opts.includeInactive ? q : q.where(eq(recipes.active, true))).orderBy(asc(recipes.id)).all();
+  list(opts: { includeInactive: boolean }): Promise<Recipe[]> {
+    return this.#recipes.list(opts.includeInactive);
   }
 
-  get(id: string): Recipe | null {
-    return this.#byId.get({ id }) ?? null;
+  get(id: string): Promise<Recipe | null> {
+    return this.#recipes.get(id);
   }
 
   /** The recipe if it exists and is active; 404 `recipe_not_found` otherwise. */
-  active(id: string): Recipe {
-    return this.#active(id).recipe;
+  async active(id: string): Promise<Recipe> {
+    return (await this.#active(id)).recipe;
   }
 
-  #active(id: string) {
+  async #active(id: string) {
     const now = this.#now();
     let hit = this.#cache.get(id);
     if (!hit || now - hit.at > ACTIVE_CACHE_MS) {
-      const recipe = this.get(id);
+      const recipe = await this.get(id);
       if (!recipe) throw recipeNotFound();
       hit = { recipe, validate: valuesValidator(recipe.variables), at: now };
       this.#cache.set(id, hit);
@@ -108,7 +93,7 @@ export class RecipeService {
     return hit;
   }
 
-  create(body: CreateRecipeBody): Recipe {
+  async create(body: CreateRecipeBody): Promise<Recipe> {
     const now = this.#now();
     const row: Recipe = {
       id: body.id,
@@ -128,30 +113,28 @@ export class RecipeService {
       updatedAt: now,
     };
     this.#check(row);
-    const inserted = this.#d.db.insert(recipes).values(row).onConflictDoNothing().returning().all();
-    if (inserted.length === 0)
+    if (!(await this.#recipes.insert(row)))
       throw conflict("recipe_exists", `a recipe with id "${body.id}" already exists`);
     return row;
   }
 
   /** Applies a partial update (variables are replaced as a whole); the result is checked like a new recipe. */
-  update(id: string, patch: PatchRecipeBody): Recipe {
-    const current = this.get(id);
+  async update(id: string, patch: PatchRecipeBody): Promise<Recipe> {
+    const current = await this.get(id);
     if (!current) throw recipeNotFound();
     const next: Recipe = { ...current, updatedAt: this.#now() };
     for (const [key, value] of Object.entries(patch)) {
       if (value !== undefined) (next as Record<string, unknown>)[key] = value;
     }
     this.#check(next);
-    const { id: _id, createdAt: _c, ...fields } = next;
-    this.#d.db.update(recipes).set(fields).where(eq(recipes.id, id)).run();
+    await this.#recipes.update(next);
     this.#cache.delete(id);
     return next;
   }
 
   /** A generation request's recipe: validated values, the rendered prompt and the settings it fixes. */
-  expand(id: string, given: unknown): RecipeExpansion {
-    const { recipe, validate } = this.#active(id);
+  async expand(id: string, given: unknown): Promise<RecipeExpansion> {
+    const { recipe, validate } = await this.#active(id);
     return this.expansionOf(recipe, validate(given));
   }
 
@@ -171,13 +154,13 @@ export class RecipeService {
   }
 
   /** Counts each chosen value once, in the caller's transaction (the enqueue or the claim). */
-  recordUsage(recipeId: string, values: VariableValues): void {
+  async recordUsage(recipeId: string, values: VariableValues): Promise<void> {
     for (const [variable, value] of Object.entries(values))
-      this.#usageUpsert.run(recipeId, variable, String(value));
+      await this.#recipes.countUsage(recipeId, variable, String(value));
   }
 
-  usage(recipeId: string): UsageRow[] {
-    return this.#usage.all(recipeId) as UsageRow[];
+  usage(recipeId: string): Promise<UsageRow[]> {
+    return this.#recipes.usage(recipeId);
   }
 
   #check(r: Recipe): void {
@@ -195,7 +178,7 @@ export class RecipeService {
 
 /** Counts the values users choose for recipe generations, in each generation's enqueue transaction. */
 export function recordRecipeUsage(generate: GenerateService, recipes: RecipeService): void {
-  generate.onEnqueued((c) => {
-    if (c.recipe) recipes.recordUsage(c.recipe.recipeId, c.recipe.values);
+  generate.onEnqueued(async (c) => {
+    if (c.recipe) await recipes.recordUsage(c.recipe.recipeId, c.recipe.values);
   });
 }

@@ -1,7 +1,6 @@
 import { Elysia } from "elysia";
-import type { Db } from "../../db/client";
 import type { User } from "../../db/schema";
-import { transaction } from "../../db/tx";
+import type { Sql } from "../../db/sql";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
 import { routeDoc } from "../docs/model";
@@ -11,7 +10,7 @@ import { CreatedUserView, CreateUserBody, ProfileView, type UserView } from "./m
 import type { UserService } from "./service";
 
 /** What this file needs from the services, and nothing more. */
-type Deps = { auth: AuthService; db: Db; idempotency: IdempotencyService; users: UserService };
+type Deps = { auth: AuthService; sql: Sql; idempotency: IdempotencyService; users: UserService };
 
 export function userView(u: User): UserView {
   return {
@@ -38,17 +37,17 @@ export const usersModule = (ctx: Deps) =>
     .post(
       "/users",
       ({ body, idem }) =>
-        transaction(ctx.db.$client, () => {
-          const user = ctx.users.create({
+        ctx.sql.transaction(async () => {
+          const user = await ctx.users.create({
             name: body.name,
             role: body.role,
             externalId: body.externalId,
             unlimited: body.unlimited,
           });
-          const key = body.createKey ? ctx.auth.createKey(user.id, "default") : null;
+          const key = body.createKey ? await ctx.auth.createKey(user.id, "default") : null;
           const view = { user: userView(user), key: key?.key ?? null, keyPrefix: key?.prefix ?? null };
           // The key is shown once: a replay gets the same user without it, so it is never persisted.
-          idem.commit(view, { ...view, key: null });
+          await idem.commit(view, { ...view, key: null });
           return view;
         }),
       {

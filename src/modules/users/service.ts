@@ -1,7 +1,7 @@
-import { and, eq, inArray, isNull, or } from "drizzle-orm";
-import type { Db } from "../../db/client";
-import { type Role, type User, users } from "../../db/schema";
+import type { Role, User } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { conflict } from "../../errors";
+import { UserRepository } from "./repository";
 
 export type NewUser = {
   name: string;
@@ -14,21 +14,21 @@ export type NewUser = {
 
 /** Users: the people and apps that own jobs, keys and credits. */
 export class UserService {
-  readonly #db: Db;
+  readonly #users: UserRepository;
   readonly #now: () => number;
 
-  constructor(db: Db, now: () => number = Date.now) {
-    this.#db = db;
+  constructor(sql: Sql, now: () => number = Date.now) {
+    this.#users = new UserRepository(sql);
     this.#now = now;
   }
 
-  create(u: NewUser): User {
+  async create(u: NewUser): Promise<User> {
     // The unique index treats NULL parents as distinct, so top-level external ids are checked here.
-    if (!u.parentId && u.externalId && this.#topLevel(u.externalId)) {
+    if (!u.parentId && u.externalId && (await this.#topLevel(u.externalId))) {
       throw conflict("user_exists", "a user with that externalId already exists");
     }
     const now = this.#now();
-    const row = {
+    const row: User = {
       id: Bun.randomUUIDv7(),
       name: u.name,
       role: u.role,
@@ -40,7 +40,7 @@ export class UserService {
       updatedAt: now,
     };
     try {
-      this.#db.insert(users).values(row).run();
+      await this.#users.insert(row);
     } catch (err) {
       if (String(err).includes("UNIQUE"))
         throw conflict("user_exists", "a user with that externalId already exists");
@@ -49,21 +49,16 @@ export class UserService {
     return row;
   }
 
-  get(id: string): User | null {
-    return this.#db.select().from(users).where(eq(users.id, id)).get() ?? null;
+  get(id: string): Promise<User | null> {
+    return this.#users.get(id);
   }
 
   /**
    * A user by internal id or, failing that, by external id (operators and admins type whichever they have).
    * An external id shared by end users of different apps is ambiguous (409): the internal id is then needed.
    */
-  findByRef(ref: string): User | null {
-    const rows = this.#db
-      .select()
-      .from(users)
-      .where(or(eq(users.id, ref), eq(users.externalId, ref)))
-      .limit(3)
-      .all();
+  async findByRef(ref: string): Promise<User | null> {
+    const rows = await this.#users.byIdOrExternalId(ref, 3);
     const byId = rows.find((u) => u.id === ref);
     if (byId) return byId;
     const [only, second] = rows;
@@ -73,66 +68,46 @@ export class UserService {
   }
 
   /** Several users by id, in one query. */
-  getMany(ids: readonly string[]): User[] {
-    return ids.length
-      ? this.#db
-          .select()
-          .from(users)
-          .where(inArray(users.id, [...ids]))
-          .all()
-      : [];
+  getMany(ids: readonly string[]): Promise<User[]> {
+    return this.#users.getMany(ids);
   }
 
   /** The end user `parent` knows as `externalId`, if it exists. */
-  findChild(parent: User, externalId: string): User | null {
-    return (
-      this.#db
-        .select()
-        .from(users)
-        .where(and(eq(users.parentId, parent.id), eq(users.externalId, externalId)))
-        .get() ?? null
-    );
+  findChild(parent: User, externalId: string): Promise<User | null> {
+    return this.#users.byExternalId(parent.id, externalId);
   }
 
   /** The end user an app knows as `externalId`, created on first use (DESIGN §7). */
-  findOrCreateChild(parent: User, externalId: string): User {
-    const found = this.findChild(parent, externalId);
+  async findOrCreateChild(parent: User, externalId: string): Promise<User> {
+    const found = await this.findChild(parent, externalId);
     if (found) return found;
     try {
-      return this.create({ name: externalId, role: "user", externalId, parentId: parent.id });
+      return await this.create({ name: externalId, role: "user", externalId, parentId: parent.id });
     } catch {
       // Two requests for the same new user raced; the other one created it.
-      return this.findChild(parent, externalId)!;
+      return (await this.findChild(parent, externalId))!;
     }
   }
 
   /** The one user with a role and no parent, e.g. the admin or `system_backlog`, created when missing. */
-  ensureSystemUser(externalId: string, role: Role, name: string): User {
-    const found = this.#topLevel(externalId);
+  async ensureSystemUser(externalId: string, role: Role, name: string): Promise<User> {
+    const found = await this.#topLevel(externalId);
     if (found) return found;
     try {
-      return this.create({ name, role, externalId, unlimited: role === "admin" || role === "system" });
+      return await this.create({ name, role, externalId, unlimited: role === "admin" || role === "system" });
     } catch (err) {
       // Another process (a CLI command, a second server) created it at the same moment.
-      const raced = this.#topLevel(externalId);
+      const raced = await this.#topLevel(externalId);
       if (raced) return raced;
       throw err;
     }
   }
 
-  #topLevel(externalId: string): User | null {
-    return (
-      this.#db
-        .select()
-        .from(users)
-        .where(and(isNull(users.parentId), eq(users.externalId, externalId)))
-        .get() ?? null
-    );
+  #topLevel(externalId: string): Promise<User | null> {
+    return this.#users.byExternalId(null, externalId);
   }
 
-  list(opts: { parentId?: string; limit: number }): User[] {
-    const q = this.#db.select().from(users);
-    const filtered = opts.parentId ? q.where(eq(users.parentId, opts.parentId)) : q;
-    return filtered.orderBy(users.id).limit(opts.limit).all();
+  list(opts: { parentId?: string; limit: number }): Promise<User[]> {
+    return this.#users.list(opts.parentId, opts.limit);
   }
 }

@@ -6,8 +6,8 @@ import { guardedFetch, OutboundFetchError, UrlGuardError } from "../../net/url-g
 import { parseRetryAfter } from "../../providers/http";
 import { defineJob, RetryAfterError, UnrecoverableError } from "../../queue";
 import { DELIVER_JOB } from "./fanout";
+import type { WebhookRepository } from "./repository";
 import { webhookHeaders } from "./signing";
-import type { WebhookStore } from "./store";
 
 export type DeliveryOptions = {
   timeoutMs: number;
@@ -48,10 +48,10 @@ export function retryDelay(
  * engine's Retry-After cap are served in steps: a run before `next_attempt_at` just re-queues itself.
  */
 export function deliveryJob(
-  store: WebhookStore,
+  store: WebhookRepository,
   log: Logger,
   opts: DeliveryOptions,
-  onEndpointChange: () => void,
+  onEndpointChange: () => Promise<void>,
 ) {
   const now = opts.now ?? Date.now;
   const maxAttempts = opts.retrySchedule.length + 1;
@@ -93,9 +93,9 @@ export function deliveryJob(
     }
   }
 
-  function secretsFor(d: WebhookDelivery): string[] | null {
+  async function secretsFor(d: WebhookDelivery): Promise<string[] | null> {
     if (!d.endpointId) return store.signingSecrets(d.ownerId, now());
-    const endpoint = store.endpoint(d.endpointId);
+    const endpoint = await store.endpoint(d.endpointId);
     if (!endpoint) return null;
     if (!endpoint.active) {
       throw new UnrecoverableError(`endpoint disabled (${endpoint.disabledReason ?? "by its owner"})`, {
@@ -106,13 +106,13 @@ export function deliveryJob(
   }
 
   /** Records the attempt, then returns (delivered) or throws what the engine should do next. */
-  function settle(d: WebhookDelivery, o: Outcome): { status: number } {
+  async function settle(d: WebhookDelivery, o: Outcome): Promise<{ status: number }> {
     const at = now();
     const attempts = d.attempts + 1;
     const status = o.kind === "refused" ? null : o.status;
     const durationMs = o.kind === "refused" ? 0 : o.durationMs;
     if (o.kind === "response" && o.status >= 200 && o.status < 300) {
-      store.recordAttempt(d, {
+      await store.recordAttempt(d, {
         at,
         statusCode: o.status,
         error: null,
@@ -123,10 +123,17 @@ export function deliveryJob(
       return { status: o.status };
     }
     const error = o.kind === "response" ? `receiver answered ${o.status}` : o.error;
-    const final = finalFailure(d, o);
+    const final = await finalFailure(d, o);
     const delay = final ? null : nextDelay(o, attempts);
     const nextAttemptAt = delay === null ? null : at + delay;
-    store.recordAttempt(d, { at, statusCode: status, error, durationMs, delivered: false, nextAttemptAt });
+    await store.recordAttempt(d, {
+      at,
+      statusCode: status,
+      error,
+      durationMs,
+      delivered: false,
+      nextAttemptAt,
+    });
     if (final) throw final;
     if (delay === null) {
       throw new UnrecoverableError(`gave up after ${countOf(attempts, "attempt")}: ${error}`, {
@@ -136,12 +143,12 @@ export function deliveryJob(
     throw new RetryAfterError(delay, `attempt ${attempts} failed (${error})`, { code: "webhook_retry" });
   }
 
-  function finalFailure(d: WebhookDelivery, o: Outcome): UnrecoverableError | null {
+  async function finalFailure(d: WebhookDelivery, o: Outcome): Promise<UnrecoverableError | null> {
     if (o.kind === "refused") return new UnrecoverableError(o.error, { code: "url_not_allowed" });
     if (o.kind === "response" && o.status === 410) {
       if (d.endpointId) {
-        store.disableEndpoint(d.endpointId, "receiver answered 410 Gone", now());
-        onEndpointChange();
+        await store.disableEndpoint(d.endpointId, "receiver answered 410 Gone", now());
+        await onEndpointChange();
         log.warn({ endpointId: d.endpointId }, "webhook endpoint answered 410: disabled");
       }
       return new UnrecoverableError("receiver answered 410 Gone", { code: "endpoint_gone" });
@@ -166,19 +173,21 @@ export function deliveryJob(
     maxAttempts: 5,
     concurrency: opts.concurrency,
     run: async ({ input, signal }) => {
-      const d = store.delivery(input.deliveryId);
+      const d = await store.delivery(input.deliveryId);
       if (d?.status !== "pending") return { skipped: d?.status ?? "gone" };
       const wait = (d.nextAttemptAt ?? 0) - now();
       if (wait > 0)
         throw new RetryAfterError(wait, "waiting for the scheduled attempt", { code: "webhook_scheduled" });
-      const secrets = secretsFor(d);
+      const secrets = await secretsFor(d);
       if (!secrets) return { skipped: "endpoint_deleted" };
       return settle(d, await attempt(d, secrets, signal));
     },
-    onTerminal: (job: Job) => {
-      if (job.status === "completed") return;
-      const { deliveryId } = job.input as { deliveryId: string };
-      store.failDelivery(deliveryId, job.error?.message ?? job.status, now());
+    onTerminal: {
+      applies: (job: Job) => job.status !== "completed",
+      run: async (job: Job) => {
+        const { deliveryId } = job.input as { deliveryId: string };
+        await store.failDelivery(deliveryId, job.error?.message ?? job.status, now());
+      },
     },
   });
 }

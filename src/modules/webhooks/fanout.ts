@@ -1,18 +1,19 @@
 import type { Job, WebhookEndpoint } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import type { Logger } from "../../log";
 import type { EventBus, Queue } from "../../queue";
 import type { CardEvents } from "../cards/service";
 import { callerMetadata } from "../generate/model";
 import type { JobOutcome } from "../jobs/service";
 import { TEST_EVENT } from "./model";
-import type { WebhookStore } from "./store";
+import type { WebhookRepository } from "./repository";
 
 /** The job type of one delivery. Its own events never produce webhooks (no recursion). */
 export const DELIVER_JOB = "webhook.deliver";
 
 export type FanoutOptions = {
   /** A finished job's assets, failed items and metadata, for its terminal webhook (JobService.outcome). */
-  describe: (job: Job) => JobOutcome;
+  describe: (job: Job) => Promise<JobOutcome>;
   /** Plain progress events become at most one `job.progress` webhook per job per window (batch items: each). */
   progressIntervalMs: number;
   now?: () => number;
@@ -32,7 +33,8 @@ const wants = (endpoint: WebhookEndpoint, type: string) =>
  * after their commit (best effort: a crash in between loses that one notification).
  */
 export class WebhookFanout {
-  readonly #store: WebhookStore;
+  readonly #store: WebhookRepository;
+  readonly #sql: Sql;
   readonly #queue: Queue;
   readonly #log: Logger;
   readonly #o: Required<Omit<FanoutOptions, "cardEvents">> & Pick<FanoutOptions, "cardEvents">;
@@ -41,29 +43,30 @@ export class WebhookFanout {
   readonly #progressAt = new Map<string, number>();
   #off: (() => void)[] = [];
 
-  constructor(store: WebhookStore, queue: Queue, log: Logger, opts: FanoutOptions) {
+  constructor(store: WebhookRepository, sql: Sql, queue: Queue, log: Logger, opts: FanoutOptions) {
     this.#store = store;
+    this.#sql = sql;
     this.#queue = queue;
     this.#log = log;
     this.#o = { now: Date.now, ...opts };
-    this.reload();
   }
 
-  /** Re-reads the active endpoints (after any change to them). */
-  reload(): void {
+  /** Re-reads the active endpoints (at start, and after any change to them). */
+  async reload(): Promise<void> {
     const byOwner = new Map<string, WebhookEndpoint[]>();
-    for (const e of this.#store.activeEndpoints())
+    for (const e of await this.#store.activeEndpoints())
       byOwner.set(e.ownerId, [...(byOwner.get(e.ownerId) ?? []), e]);
     this.#byOwner = byOwner;
   }
 
-  start(): void {
+  async start(): Promise<void> {
     if (this.#off.length > 0) return;
+    await this.reload();
     const e = this.#queue.events;
     this.#off = [
       e.on("job:active", ({ job }) => {
         if (job.attempts !== 1) return;
-        this.#safely(() =>
+        void this.#safely(() =>
           this.#emitJob(job, "job.started", { attempt: job.attempts, startedAt: job.startedAt }),
         );
       }),
@@ -75,14 +78,16 @@ export class WebhookFanout {
           completedItems: completedItems ?? null,
           totalItems: totalItems ?? null,
         };
-        this.#safely(() => this.#emitJob(job, "job.progress", data));
+        void this.#safely(() => this.#emitJob(job, "job.progress", data));
       }),
     ];
     const cards = this.#o.cardEvents;
     if (cards) {
       this.#off.push(
-        cards.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) =>
-          this.#safely(() => this.#emitOwner(ownerId, "card.rendered", { cardId, version, imageUrl })),
+        cards.on(
+          "card:rendered",
+          ({ cardId, ownerId, version, imageUrl }) =>
+            void this.#safely(() => this.#emitOwner(ownerId, "card.rendered", { cardId, version, imageUrl })),
         ),
       );
     }
@@ -93,26 +98,34 @@ export class WebhookFanout {
     this.#off = [];
   }
 
-  /** For `QueueOptions.onTerminal`: runs inside the job's terminal-state transaction. */
-  onTerminal(job: Job): void {
+  /**
+   * Whether a job that ended may have terminal webhooks to queue (the terminal hook's cheap look at the row).
+   * Every ended job passes here, so its progress throttle is forgotten here too.
+   */
+  wantsTerminal(job: Job): boolean {
     this.#progressAt.delete(job.id);
+    return this.#interested(job);
+  }
+
+  /** For `QueueOptions.onTerminal`: runs inside the job's terminal-state transaction. */
+  async onTerminal(job: Job): Promise<void> {
     if (!this.#interested(job)) return;
-    this.#safely(() => {
+    await this.#safely(async () => {
       const ended =
         job.status === "completed" || job.status === "partial"
           ? { result: job.result }
           : { error: job.error };
       // The receiver gets the images, failed items and its metadata here: it needs no follow-up GET.
-      const data = { ...ended, ...this.#o.describe(job), finishedAt: job.finishedAt };
-      this.#emitJob(job, `job.${job.status}`, data);
+      const data = { ...ended, ...(await this.#o.describe(job)), finishedAt: job.finishedAt };
+      await this.#emitJob(job, `job.${job.status}`, data);
     });
   }
 
   /** Queues a `webhook.test` event for one endpoint, whatever its filter. Returns the delivery id. */
-  enqueueTest(endpoint: WebhookEndpoint): string {
+  async enqueueTest(endpoint: WebhookEndpoint): Promise<string> {
     const data = { endpointId: endpoint.id, message: "test event from Easel" };
     const target = { ownerId: endpoint.ownerId, endpointId: endpoint.id, url: endpoint.url };
-    return this.#enqueue([target], TEST_EVENT, null, data)[0]!;
+    return (await this.#enqueue([target], TEST_EVENT, null, data))[0]!;
   }
 
   #interested(job: Job): boolean {
@@ -134,10 +147,10 @@ export class WebhookFanout {
     return false;
   }
 
-  #emitJob(job: Job, type: string, extra: Record<string, unknown>): void {
+  async #emitJob(job: Job, type: string, extra: Record<string, unknown>): Promise<void> {
     if (!this.#interested(job)) return;
     const ownerId = job.ownerId!;
-    const link = this.#store.userLink(ownerId);
+    const link = await this.#store.userLink(ownerId);
     const targets = this.#endpointsFor(ownerId, link?.parentId ?? null, type);
     // A job's own URL is signed with its account's secret: the app's for its end users' jobs.
     if (job.webhookUrl)
@@ -153,13 +166,14 @@ export class WebhookFanout {
       metadata: callerMetadata(job.metadata),
       ...extra,
     };
-    this.#enqueue(targets, type, job.id, data);
+    await this.#enqueue(targets, type, job.id, data);
   }
 
-  #emitOwner(ownerId: string, type: string, data: Record<string, unknown>): void {
+  async #emitOwner(ownerId: string, type: string, data: Record<string, unknown>): Promise<void> {
     if (this.#byOwner.size === 0) return;
-    const targets = this.#endpointsFor(ownerId, this.#store.userLink(ownerId)?.parentId ?? null, type);
-    if (targets.length > 0) this.#enqueue(targets, type, null, data);
+    const link = await this.#store.userLink(ownerId);
+    const targets = this.#endpointsFor(ownerId, link?.parentId ?? null, type);
+    if (targets.length > 0) await this.#enqueue(targets, type, null, data);
   }
 
   /** Endpoints of the owner and of its parent (an app receives its end users' events). */
@@ -174,31 +188,34 @@ export class WebhookFanout {
   }
 
   /** One row and one `webhook.deliver` job per target, committed together (or with the caller's transaction). */
-  #enqueue(targets: Target[], type: string, jobId: string | null, data: Record<string, unknown>): string[] {
+  async #enqueue(
+    targets: Target[],
+    type: string,
+    jobId: string | null,
+    data: Record<string, unknown>,
+  ): Promise<string[]> {
     const now = this.#o.now();
     const payload = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data });
     const ids = targets.map(() => `msg_${Bun.randomUUIDv7()}`);
-    const sqlite = this.#store.db.$client;
-    const write = sqlite.transaction(() => {
-      targets.forEach((t, i) => {
-        this.#store.insertDelivery({ id: ids[i]!, ...t, jobId, eventType: type, payload, now });
-      });
-      this.#queue.enqueueBulk(
+    // Inside a terminal transaction this is a savepoint (a failed fan-out undoes only itself); on its own, a
+    // transaction.
+    await this.#sql.savepoint(async () => {
+      for (const [i, t] of targets.entries()) {
+        await this.#store.insertDelivery({ id: ids[i]!, ...t, jobId, eventType: type, payload, now });
+      }
+      await this.#queue.enqueueBulk(
         DELIVER_JOB,
         ids.map((deliveryId) => ({ deliveryId })),
         { ownerId: null },
       );
     });
-    // Nested in a terminal transaction this is a savepoint; on its own it takes the write lock up front.
-    if (sqlite.inTransaction) write();
-    else write.immediate();
     return ids;
   }
 
   /** A failing fan-out is logged, never thrown: it must not undo or block the job's own state change. */
-  #safely(fn: () => void): void {
+  async #safely(fn: () => Promise<void>): Promise<void> {
     try {
-      fn();
+      await fn();
     } catch (err) {
       this.#log.error({ err }, "could not queue webhook deliveries");
     }

@@ -79,8 +79,8 @@ export const webhooksModule = (ctx: Deps) =>
     })
     .delete(
       "/webhooks/:id",
-      ({ principal, params, set }) => {
-        ctx.webhooks.deleteEndpoint(principal, params.id);
+      async ({ principal, params, set }) => {
+        await ctx.webhooks.deleteEndpoint(principal, params.id);
         set.status = 204;
       },
       {

@@ -1,6 +1,6 @@
 import type { Config } from "../../config";
-import type { Db } from "../../db/client";
 import type { Job, WebhookDelivery, WebhookEndpoint } from "../../db/schema";
+import type { Sql } from "../../db/sql";
 import { notFound, unprocessable, urlNotAllowed } from "../../errors";
 import type { Logger } from "../../log";
 import { assertPublicUrl, OutboundFetchError, UrlGuardError } from "../../net/url-guard";
@@ -14,7 +14,7 @@ import { WebhookFanout } from "./fanout";
 export { DELIVER_JOB } from "./fanout";
 
 import type { CreateEndpointBody, DeliveriesQuery, DeliveryView, EndpointView } from "./model";
-import { WebhookStore } from "./store";
+import { WebhookRepository } from "./repository";
 
 export type WebhookOptions = {
   allowPrivateUrls: boolean;
@@ -72,7 +72,7 @@ const PRUNE_SLICE = 2000;
  * Construct before the queue starts: it registers the delivery job type.
  */
 export class WebhookService {
-  readonly store: WebhookStore;
+  readonly store: WebhookRepository;
   readonly fanout: WebhookFanout;
   readonly #auth: AuthService;
   readonly #o: Required<WebhookOptions>;
@@ -80,7 +80,7 @@ export class WebhookService {
 
   constructor(
     deps: {
-      db: Db;
+      sql: Sql;
       queue: Queue;
       auth: AuthService;
       log: Logger;
@@ -91,8 +91,8 @@ export class WebhookService {
   ) {
     this.#o = { maxEndpoints: 20, now: Date.now, ...opts };
     this.#auth = deps.auth;
-    this.store = new WebhookStore(deps.db);
-    this.fanout = new WebhookFanout(this.store, deps.queue, deps.log, {
+    this.store = new WebhookRepository(deps.sql);
+    this.fanout = new WebhookFanout(this.store, deps.sql, deps.queue, deps.log, {
       progressIntervalMs: opts.progressIntervalMs,
       now: this.#o.now,
       describe: (job) => deps.jobs.outcome(job),
@@ -101,13 +101,19 @@ export class WebhookService {
     deps.queue.define(deliveryJob(this.store, deps.log, { ...this.#o }, () => this.fanout.reload()));
   }
 
-  /** For `QueueOptions.onTerminal`: queues the job's terminal webhooks inside its terminal transaction. */
-  onJobTerminal(job: Job): void {
-    this.fanout.onTerminal(job);
+  /** Whether a job that ended may have terminal webhooks (the terminal hook's cheap look at the row). */
+  wantsTerminal(job: Job): boolean {
+    return this.fanout.wantsTerminal(job);
   }
 
-  start(): void {
-    this.fanout.start();
+  /** For `QueueOptions.onTerminal`: queues the job's terminal webhooks inside its terminal transaction. */
+  onJobTerminal(job: Job): Promise<void> {
+    return this.fanout.onTerminal(job);
+  }
+
+  /** Loads the endpoints, then follows the queue's events. */
+  async start(): Promise<void> {
+    await this.fanout.start();
     this.#pruneTimer ??= setInterval(() => void this.prune().catch(() => undefined), 3_600_000);
     this.#pruneTimer.unref?.();
   }
@@ -123,7 +129,7 @@ export class WebhookService {
     const before = this.#o.now() - this.#o.retainHours * 3_600_000;
     let removed = 0;
     for (;;) {
-      const n = this.store.prune(before, PRUNE_SLICE);
+      const n = await this.store.prune(before, PRUNE_SLICE);
       removed += n;
       if (n < PRUNE_SLICE || signal?.aborted) return removed;
       await yieldToEventLoop();
@@ -148,74 +154,74 @@ export class WebhookService {
   /** Registers an endpoint; its secret is in this response only. */
   async createEndpoint(p: Principal, body: CreateEndpointBody) {
     await this.checkUrl(body.url);
-    if (this.store.countEndpoints(p.user.id) >= this.#o.maxEndpoints) {
+    if ((await this.store.countEndpoints(p.user.id)) >= this.#o.maxEndpoints) {
       throw unprocessable("too_many_endpoints", `at most ${this.#o.maxEndpoints} webhook endpoints per user`);
     }
     const events = body.events?.includes("*") || !body.events ? ["*"] : [...new Set(body.events)];
-    const endpoint = this.store.createEndpoint({
+    const endpoint = await this.store.createEndpoint({
       ownerId: p.user.id,
       url: body.url,
       events,
       now: this.#o.now(),
     });
-    this.fanout.reload();
+    await this.fanout.reload();
     return { ...this.#view(endpoint), secret: endpoint.secret };
   }
 
   /** The caller's endpoints (admins: everyone's). */
-  listEndpoints(p: Principal) {
+  async listEndpoints(p: Principal) {
     const all = isAdminKey(p);
-    return { endpoints: this.store.listEndpoints(all ? null : p.user.id).map((e) => this.#view(e)) };
+    return { endpoints: (await this.store.listEndpoints(all ? null : p.user.id)).map((e) => this.#view(e)) };
   }
 
-  getEndpoint(p: Principal, id: string) {
-    return this.#view(this.#visible(p, id));
+  async getEndpoint(p: Principal, id: string) {
+    return this.#view(await this.#visible(p, id));
   }
 
-  deleteEndpoint(p: Principal, id: string): void {
-    this.store.deleteEndpoint(this.#visible(p, id).id);
-    this.fanout.reload();
+  async deleteEndpoint(p: Principal, id: string): Promise<void> {
+    await this.store.deleteEndpoint((await this.#visible(p, id)).id);
+    await this.fanout.reload();
   }
 
   /** Queues a `webhook.test` event to the endpoint; follow it in its deliveries. */
-  test(p: Principal, id: string) {
-    const endpoint = this.#visible(p, id);
+  async test(p: Principal, id: string) {
+    const endpoint = await this.#visible(p, id);
     if (!endpoint.active)
       throw unprocessable("endpoint_disabled", `endpoint is disabled (${endpoint.disabledReason})`);
-    return { deliveryId: this.fanout.enqueueTest(endpoint) };
+    return { deliveryId: await this.fanout.enqueueTest(endpoint) };
   }
 
-  endpointDeliveries(p: Principal, id: string, q: DeliveriesQuery) {
-    const endpoint = this.#visible(p, id);
+  async endpointDeliveries(p: Principal, id: string, q: DeliveriesQuery) {
+    const endpoint = await this.#visible(p, id);
     return this.#page(
-      this.store.listDeliveries({ ...q, endpointId: endpoint.id, limit: q.limit + 1 }),
+      await this.store.listDeliveries({ ...q, endpointId: endpoint.id, limit: q.limit + 1 }),
       q.limit,
     );
   }
 
   /** Every delivery of the caller's account: its endpoints' and its jobs' own `webhookUrl`s. */
   /** Recent deliveries: the caller's (an admin key: everyone's, as with endpoints). */
-  deliveries(p: Principal, q: DeliveriesQuery) {
+  async deliveries(p: Principal, q: DeliveriesQuery) {
     const all = isAdminKey(p);
     const ownerId = all ? undefined : p.user.id;
-    return this.#page(this.store.listDeliveries({ ...q, ownerId, limit: q.limit + 1 }), q.limit);
+    return this.#page(await this.store.listDeliveries({ ...q, ownerId, limit: q.limit + 1 }), q.limit);
   }
 
   /** The secret that signs the caller's per-job webhooks (created on first use). */
-  ownerSecret(p: Principal) {
-    const s = this.store.ownerSecret(p.user.id, this.#o.now());
+  async ownerSecret(p: Principal) {
+    const s = await this.store.ownerSecret(p.user.id, this.#o.now());
     return { secret: s.secret, rotatedAt: s.rotatedAt };
   }
 
   /** Replaces the per-job secret; the old one keeps signing alongside for a day. */
-  rotateOwnerSecret(p: Principal) {
+  async rotateOwnerSecret(p: Principal) {
     const now = this.#o.now();
-    return { secret: this.store.rotateSecret(p.user.id, now), rotatedAt: now };
+    return { secret: await this.store.rotateSecret(p.user.id, now), rotatedAt: now };
   }
 
-  #visible(p: Principal, id: string): WebhookEndpoint {
-    const endpoint = this.store.endpoint(id);
-    if (!endpoint || !this.#auth.canAccess(p, endpoint.ownerId)) throw notFound("webhook endpoint");
+  async #visible(p: Principal, id: string): Promise<WebhookEndpoint> {
+    const endpoint = await this.store.endpoint(id);
+    if (!endpoint || !(await this.#auth.canAccess(p, endpoint.ownerId))) throw notFound("webhook endpoint");
     return endpoint;
   }
 

@@ -14,7 +14,7 @@ import {
   time,
 } from "./parts";
 
-type Detail = ReturnType<JobService["detail"]>;
+type Detail = Awaited<ReturnType<JobService["detail"]>>;
 type Asset = NonNullable<Detail["assets"]>[number];
 
 const RETRYABLE = new Set(["failed", "partial", "cancelled"]);

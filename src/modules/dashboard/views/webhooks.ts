@@ -2,7 +2,7 @@ import type { deliveryView, WebhookService } from "../../webhooks/service";
 import { type Html, html } from "../html";
 import { badge, emptyState, shortId, time } from "./parts";
 
-type Endpoint = ReturnType<WebhookService["listEndpoints"]>["endpoints"][number];
+type Endpoint = Awaited<ReturnType<WebhookService["listEndpoints"]>>["endpoints"][number];
 type Delivery = ReturnType<typeof deliveryView>;
 
 const DELIVERY_BADGE: Record<string, string> = {
