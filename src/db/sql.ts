@@ -80,3 +80,17 @@ export class UniqueViolation extends Error {
     this.columns = details.columns;
   }
 }
+
+/**
+ * Runs an after-commit callback for either client: one that throws must not make a committed transaction look
+ * failed, so its error is reported apart (an uncaught error on the next microtask).
+ */
+export function runReporting(fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
+}

@@ -1,6 +1,6 @@
 import type { Database, Statement } from "bun:sqlite";
 import { AsyncLocalStorage } from "node:async_hooks";
-import { type RawRow, type Sql, type SqlParam, UniqueViolation } from "./sql";
+import { type RawRow, runReporting, type Sql, type SqlParam, UniqueViolation } from "./sql";
 
 /** One open transaction: what runs after it commits, and how many savepoints it has opened. */
 type TxState = { afterCommit: (() => void)[]; savepoints: number };
@@ -193,15 +193,4 @@ function uniqueViolation(err: unknown): UniqueViolation | null {
     columns: parts.map((p) => p.at(-1)!),
     cause: err,
   });
-}
-
-/** An after-commit callback that throws must not make a committed transaction look failed: report it apart. */
-function runReporting(fn: () => void): void {
-  try {
-    fn();
-  } catch (err) {
-    queueMicrotask(() => {
-      throw err;
-    });
-  }
 }

@@ -1,3 +1,4 @@
+import { afterEach } from "bun:test";
 import { SQL } from "bun";
 import { redactUrl } from "../../src/db/pg/client";
 
@@ -49,6 +50,25 @@ export async function freshPgDatabase(): Promise<PgTestDb> {
         }
       }
       await admin.close();
+    },
+  };
+}
+
+/**
+ * For a test file whose tests each take fresh databases: `database()` makes one that is dropped after the test,
+ * and `cleanups` takes anything else to undo then (run in reverse order).
+ */
+export function pgDatabasePerTest(): { cleanups: (() => unknown)[]; database: () => Promise<PgTestDb> } {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    cleanups,
+    database: async () => {
+      const pg = await freshPgDatabase();
+      cleanups.push(pg.drop);
+      return pg;
     },
   };
 }

@@ -2,24 +2,15 @@
  * Leadership by a session advisory lock: two contenders in this process stand for two instances, and a
  * contender in a child process is killed with SIGKILL to show the lock moving when its holder dies.
  */
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { type Leadership, runAsLeader } from "../../src/db/pg/leader";
 import { waitFor } from "../helpers";
-import { freshPgDatabase, type PgTestDb } from "./pg-helpers";
+import { type PgTestDb, pgDatabasePerTest } from "./pg-helpers";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const { cleanups, database } = pgDatabasePerTest();
 
 let counter = 0;
-
-async function database(): Promise<PgTestDb> {
-  const pg = await freshPgDatabase();
-  cleanups.push(pg.drop);
-  return pg;
-}
 
 /** A contender that records its transitions and lets a test wait for the next one. */
 function contender(pg: PgTestDb, name: string) {

@@ -2,24 +2,15 @@
  * LISTEN/NOTIFY between two notifiers on one database, standing for two instances: delivery, transactions,
  * the payload limit and a LISTEN connection killed by the server.
  */
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { NOTIFY_PAYLOAD_LIMIT, NotifyPayloadTooLarge, PgNotifier } from "../../src/db/pg/notify";
 import { pgSql } from "../../src/db/pg/sql";
-import { freshPgDatabase, type PgTestDb } from "./pg-helpers";
+import { type PgTestDb, pgDatabasePerTest } from "./pg-helpers";
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const { cleanups, database } = pgDatabasePerTest();
 
 let counter = 0;
-
-async function database(): Promise<PgTestDb> {
-  const pg = await freshPgDatabase();
-  cleanups.push(pg.drop);
-  return pg;
-}
 
 /** One instance's notifier, with a LISTEN connection a test can find by its application name. */
 function instance(pg: PgTestDb, log?: ConstructorParameters<typeof PgNotifier>[0]["log"]) {

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { ReservedSQL, SQL } from "bun";
-import { type RawRow, type Sql, type SqlParam, UniqueViolation } from "../sql";
+import { type RawRow, runReporting, type Sql, type SqlParam, UniqueViolation } from "../sql";
 
 /** Type OIDs this client converts (pg_type). */
 const OID = {
@@ -378,15 +378,4 @@ function translate(err: unknown): unknown {
     columns: key ? key.split(", ") : [],
     cause: err,
   });
-}
-
-/** An after-commit callback that throws must not make a committed transaction look failed: report it apart. */
-function runReporting(fn: () => void): void {
-  try {
-    fn();
-  } catch (err) {
-    queueMicrotask(() => {
-      throw err;
-    });
-  }
 }
