@@ -15,7 +15,7 @@ export class UserRepository {
     this.#sql = sql;
   }
 
-  /** Inserts `u`; throws the driver's unique-constraint error when its external id is taken under its parent. */
+  /** Inserts `u`; throws `UniqueViolation` when its external id is taken under its parent. */
   async insert(u: User): Promise<void> {
     await this.#sql.run(INSERT, encode(u));
   }

@@ -1,5 +1,5 @@
 import type { Role, User } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { type Sql, UniqueViolation } from "../../db/sql";
 import { conflict } from "../../errors";
 import { UserRepository } from "./repository";
 
@@ -42,7 +42,7 @@ export class UserService {
     try {
       await this.#users.insert(row);
     } catch (err) {
-      if (String(err).includes("UNIQUE"))
+      if (err instanceof UniqueViolation)
         throw conflict("user_exists", "a user with that externalId already exists");
       throw err;
     }
