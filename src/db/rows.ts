@@ -1,5 +1,5 @@
 import { getTableColumns, getTableName, type InferSelectModel, type Table } from "drizzle-orm";
-import type { SqlParam } from "./sql";
+import { placeholders, type SqlParam } from "./sql";
 
 type Raw = Record<string, unknown>;
 
@@ -80,5 +80,5 @@ export function rowEncoder<T extends Table>(table: T): (row: InferSelectModel<T>
 /** `INSERT INTO <table> (<every column>) VALUES (?, …)`, to bind with `rowEncoder(table)`. */
 export function insertStatement(table: Table): string {
   const names = Object.values(getTableColumns(table)).map((c) => c.name);
-  return `INSERT INTO ${getTableName(table)} (${names.join(", ")}) VALUES (${names.map(() => "?").join(", ")})`;
+  return `INSERT INTO ${getTableName(table)} (${names.join(", ")}) VALUES (${placeholders(names.length)})`;
 }

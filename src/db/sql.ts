@@ -94,3 +94,8 @@ export function runReporting(fn: () => void): void {
     });
   }
 }
+
+/** `?, ?, …`: one placeholder per value, for `IN (…)` lists and `VALUES (…)` rows. */
+export function placeholders(n: number): string {
+  return Array.from({ length: n }, () => "?").join(", ");
+}

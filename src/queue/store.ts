@@ -14,6 +14,7 @@ import {
   TERMINAL_STATUSES,
   type TerminalStatus,
 } from "../db/schema";
+import { placeholders } from "../db/sql";
 
 /**
  * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -969,11 +970,10 @@ export class QueueStore {
  * queue; EXPLAIN QUERY PLAN shows no sort (test/queue/fairness.test.ts checks it).
  */
 export function claimSql(typeCount: number): string {
-  const placeholders = Array.from({ length: typeCount }, () => "?").join(", ");
   return `UPDATE jobs SET status = 'active', locked_by = ?, locked_until = ?, attempts = attempts + 1,
        started_at = ?, updated_at = ?
      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim_idx
-                  WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders})
+                  WHERE status = 'queued' AND run_at <= ? AND type IN (${placeholders(typeCount)})
                   ORDER BY ${CLAIM_ORDER}, run_at, id LIMIT ?)
      RETURNING ${JOB_COLUMNS}`;
 }

@@ -1,6 +1,6 @@
 import { columnList, rowMapper } from "../../db/rows";
 import { type Asset, assets } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { placeholders, type Sql } from "../../db/sql";
 import type { Queue } from "../../queue";
 import type { Storage } from "../../storage";
 import type { AssetView } from "./model";
@@ -21,7 +21,6 @@ export type { AssetView };
 
 const COLUMNS = columnList(assets);
 const toAsset = rowMapper(assets);
-const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
 
 /** The `assets` table: one row per stored image. */
 export class AssetRepository {

@@ -1,6 +1,6 @@
 import { columnList, insertStatement, rowEncoder, rowMapper } from "../../db/rows";
 import { type User, users } from "../../db/schema";
-import type { RawRow, Sql } from "../../db/sql";
+import { placeholders, type RawRow, type Sql } from "../../db/sql";
 
 const COLUMNS = columnList(users);
 const toUser = rowMapper(users);
@@ -38,7 +38,7 @@ export class UserRepository {
   async getMany(ids: readonly string[]): Promise<User[]> {
     if (ids.length === 0) return [];
     const rows = await this.#sql.all(
-      `SELECT ${COLUMNS} FROM users WHERE id IN (${ids.map(() => "?").join(", ")})`,
+      `SELECT ${COLUMNS} FROM users WHERE id IN (${placeholders(ids.length)})`,
       ids,
     );
     return rows.map(toUser);
