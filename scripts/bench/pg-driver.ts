@@ -26,6 +26,7 @@ import { SQL } from "bun";
 import postgres from "postgres";
 import { migratePg } from "../../src/db/pg/migrate";
 import { CLAIM_ORDER } from "../../src/db/schema";
+import { PG_TEST_URL } from "../../test/db/pg-helpers";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -33,7 +34,7 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     url: {
       type: "string",
-      default: process.env.EASEL_TEST_DATABASE_URL || "postgres://easel:easel@127.0.0.1:5432/easel_test",
+      default: PG_TEST_URL,
     },
     rounds: { type: "string", default: "3" },
     roundtrips: { type: "string", default: "3000" },
@@ -72,7 +73,11 @@ type JobBatch = { ids: string[]; inputs: string[]; runAts: number[]; priorities:
 
 // The statements, identical for both drivers (the tags differ only in their import).
 const INSERT_COLUMNS = "id, type, status, input, priority, max_attempts, run_at, created_at, updated_at";
-const CLAIM_WHERE = `status = 'queued' AND run_at <= $2 ORDER BY ${CLAIM_ORDER}, run_at, id LIMIT ${CLAIM_LIMIT}`;
+const CLAIM = `UPDATE jobs SET status = 'active', locked_by = $1, locked_until = $2 + 30000, attempts = attempts + 1,
+    started_at = $2, updated_at = $2
+  WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= $2
+               ORDER BY ${CLAIM_ORDER}, run_at, id LIMIT ${CLAIM_LIMIT} FOR UPDATE SKIP LOCKED)
+  RETURNING *`;
 
 function bunDriver(url: string): Driver {
   const sql = new SQL(url, { max: 1 });
@@ -83,13 +88,7 @@ function bunDriver(url: string): Driver {
       SELECT id, 'bench', 'queued', input::jsonb, priority, 3, run_at, ${b.now}, ${b.now}
         FROM unnest(${b.ids}::text[], ${b.inputs}::text[], ${b.priorities}::int8[], ${b.runAts}::int8[])
           AS t(id, input, priority, run_at)`,
-    claim: (worker, now) =>
-      sql.unsafe(
-        `UPDATE jobs SET status = 'active', locked_by = $1, locked_until = $2 + 30000, attempts = attempts + 1,
-           started_at = $2, updated_at = $2
-         WHERE id IN (SELECT id FROM jobs WHERE ${CLAIM_WHERE} FOR UPDATE SKIP LOCKED) RETURNING *`,
-        [worker, now],
-      ),
+    claim: (worker, now) => sql.unsafe(CLAIM, [worker, now]),
     listen: async (channel, onPayload) => {
       const subscription = await sql.listen(channel, onPayload);
       return () => subscription.unlisten();
@@ -110,14 +109,7 @@ function postgresDriver(url: string): Driver {
       SELECT id, 'bench', 'queued', input::jsonb, priority, 3, run_at, ${b.now}, ${b.now}
         FROM unnest(${b.ids}::text[], ${b.inputs}::text[], ${b.priorities}::int8[], ${b.runAts}::int8[])
           AS t(id, input, priority, run_at)`,
-    claim: (worker, now) =>
-      sql.unsafe(
-        `UPDATE jobs SET status = 'active', locked_by = $1, locked_until = $2 + 30000, attempts = attempts + 1,
-           started_at = $2, updated_at = $2
-         WHERE id IN (SELECT id FROM jobs WHERE ${CLAIM_WHERE} FOR UPDATE SKIP LOCKED) RETURNING *`,
-        [worker, now],
-        { prepare: true },
-      ),
+    claim: (worker, now) => sql.unsafe(CLAIM, [worker, now], { prepare: true }),
     listen: async (channel, onPayload) => {
       const { unlisten } = await sql.listen(channel, onPayload);
       return unlisten;

@@ -20,6 +20,7 @@ import { migratePg } from "../../src/db/pg/migrate";
 import { pgSql } from "../../src/db/pg/sql";
 import { columnList, rowMapper } from "../../src/db/rows";
 import { jobs } from "../../src/db/schema";
+import { PG_TEST_URL } from "../../test/db/pg-helpers";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -27,7 +28,7 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     url: {
       type: "string",
-      default: process.env.EASEL_TEST_DATABASE_URL || "postgres://easel:easel@127.0.0.1:5432/easel_test",
+      default: PG_TEST_URL,
     },
     rounds: { type: "string", default: "3" },
     reads: { type: "string", default: "3000" },
