@@ -29,6 +29,9 @@ export function sseEvent(id: string, event: string, json: string): Uint8Array {
   return encoder.encode(`id: ${id}\nevent: ${event}\ndata: ${json}\n\n`);
 }
 
+/** Marks kept for `terminalMark`: far more jobs than can end while one subscription reads its job. */
+const MAX_ENDED_MARKS = 10_000;
+
 type Pending = { frame: ProgressFrame; ownerId: string | null };
 
 /**
@@ -46,6 +49,8 @@ export class RealtimeHub {
   #off: (() => void)[] = [];
   #sweep: ReturnType<typeof setInterval> | null = null;
   #seq = 0;
+  /** The publish sequence of each recent job's terminal frame (bounded; oldest forgotten first). */
+  readonly #ended = new Map<string, number>();
   readonly #describe: DescribeOutcome;
 
   constructor(
@@ -120,6 +125,14 @@ export class RealtimeHub {
     };
   }
 
+  /**
+   * A mark that changes once the job's terminal frame has been published: a subscriber that compares the
+   * mark taken when it joined the job's topic with the mark now knows whether the topic delivered the end.
+   */
+  terminalMark(jobId: string): number {
+    return this.#ended.get(jobId) ?? 0;
+  }
+
   get streams(): number {
     let n = 0;
     for (const set of this.#listeners.values()) n += set.size;
@@ -142,10 +155,20 @@ export class RealtimeHub {
       server.publish(jobTopic(frame.jobId), json);
       if (ownerId) server.publish(userTopic(ownerId), json);
     }
+    const terminal = sseId !== undefined;
+    if (terminal) this.#markEnded(frame.jobId);
     const listeners = this.#listeners.get(frame.jobId);
     if (!listeners || listeners.size === 0) return;
-    const terminal = sseId !== undefined;
     const chunk = sseEvent(sseId ?? `p-${++this.#seq}`, frame.type, json);
     for (const listener of [...listeners]) listener(chunk, terminal);
+  }
+
+  #markEnded(jobId: string): void {
+    this.#ended.delete(jobId);
+    this.#ended.set(jobId, ++this.#seq);
+    if (this.#ended.size > MAX_ENDED_MARKS) {
+      const oldest = this.#ended.keys().next().value;
+      if (oldest !== undefined) this.#ended.delete(oldest);
+    }
   }
 }

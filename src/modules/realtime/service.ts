@@ -55,7 +55,7 @@ export class RealtimeService {
       cardEvents,
     });
     this.sessions = new WsSessions(
-      { jobs, getJob: (id) => queue.get(id) },
+      { jobs, getJob: (id) => queue.get(id), terminalMark: (id) => this.hub.terminalMark(id) },
       {
         pingIntervalMs: opts.pingIntervalMs,
         pingTimeoutMs: opts.pingTimeoutMs,

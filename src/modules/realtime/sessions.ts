@@ -55,15 +55,25 @@ export const CLOSE_GOING_AWAY = 1001;
  */
 export class WsSessions {
   readonly #sessions = new Map<Socket, Session>();
-  readonly #jobs: JobService;
+  readonly #jobs: Pick<JobService, "visible" | "outcome">;
   readonly #getJob: (id: string) => Promise<Job | null>;
+  readonly #terminalMark: (jobId: string) => number;
   readonly #o: Required<SessionOptions>;
   #pingTimer: ReturnType<typeof setInterval> | null = null;
   #reapTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(deps: { jobs: JobService; getJob: (id: string) => Promise<Job | null> }, opts: SessionOptions) {
+  /** `terminalMark`: the hub's mark of a job's published end (RealtimeHub.terminalMark). */
+  constructor(
+    deps: {
+      jobs: Pick<JobService, "visible" | "outcome">;
+      getJob: (id: string) => Promise<Job | null>;
+      terminalMark: (jobId: string) => number;
+    },
+    opts: SessionOptions,
+  ) {
     this.#jobs = deps.jobs;
     this.#getJob = deps.getJob;
+    this.#terminalMark = deps.terminalMark;
     this.#o = { maxSubscriptions: 1000, now: Date.now, ...opts };
   }
 
@@ -161,8 +171,20 @@ export class WsSessions {
     // A finished job gets its outcome at once; there is nothing left to subscribe to.
     if (isTerminal(job)) return [subscribed, terminalFrame(job, await this.#jobs.outcome(job))];
     s.jobs.add(jobId);
-    if (job.ownerId !== s.principal.user.id) s.ws.subscribe(jobTopic(jobId));
-    return [subscribed];
+    // The owner's room has carried the job's frames since the connection opened; nothing can be missed.
+    if (job.ownerId === s.principal.user.id) return [subscribed];
+    s.ws.subscribe(jobTopic(jobId));
+    // `job` was read a turn of the event loop ago: had it ended since, its terminal frame went out before
+    // this topic was joined. Read it again; if it has ended and the topic has not carried the end since,
+    // leave the topic (so a late publish cannot repeat it) and answer with the end ourselves.
+    const mark = this.#terminalMark(jobId);
+    const now = await this.#getJob(jobId);
+    if (!now || !isTerminal(now) || this.#terminalMark(jobId) !== mark || !s.jobs.has(jobId)) {
+      return [subscribed];
+    }
+    s.jobs.delete(jobId);
+    s.ws.unsubscribe(jobTopic(jobId));
+    return [subscribed, terminalFrame(now, await this.#jobs.outcome(now))];
   }
 
   /** Drops subscriptions to jobs that have finished since; true when room was made. */
