@@ -1,5 +1,6 @@
 import type { Config } from "./config";
 import type { Db } from "./db/client";
+import type { InstanceRegistry } from "./db/pg/instances";
 import type { Sql } from "./db/sql";
 import type { Logger } from "./log";
 import type { AuthService } from "./modules/auth/service";
@@ -53,4 +54,6 @@ export type AppContext = {
   recipes: RecipeService;
   backlog: BacklogService;
   instant: InstantService;
+  /** The Easel processes sharing this database (one on SQLite; the cluster on PostgreSQL). */
+  instances: InstanceRegistry;
 };

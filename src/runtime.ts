@@ -5,6 +5,7 @@ import type { Config } from "./config";
 import type { AppContext } from "./context";
 import { Checkpointer } from "./db/checkpointer";
 import { scheduleSnapshots } from "./modules/ops/backup";
+import { runInstance } from "./modules/ops/instances";
 import { logJobOutcomes } from "./modules/ops/job-log";
 import { writeServerLock } from "./modules/ops/lock";
 import { runRetention, sweepStorage } from "./modules/ops/maintenance";
@@ -62,6 +63,7 @@ export async function startRuntime(
   await ctx.webhooks.start();
   ctx.realtime.start();
   queue.start();
+  const instance = await runInstance(ctx);
 
   const timers: { stop(): void }[] = [];
   const sweepEvery = Math.max(250, Math.min(30_000, Math.floor(config.STALLED_AFTER_MS / 2)));
@@ -135,6 +137,7 @@ export async function startRuntime(
       ctx.webhooks.stop();
       await app.stop();
       await queue.stop(config.SHUTDOWN_GRACE_MS);
+      await instance.stop();
       await ctx.renderer.close();
       await checkpointer.stop();
       ctx.db.$client.close();

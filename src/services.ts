@@ -6,6 +6,7 @@
 import type { Config } from "./config";
 import type { AppContext } from "./context";
 import { openDb } from "./db/client";
+import { InstanceRegistry } from "./db/pg/instances";
 import { sqliteClient } from "./db/sqlite";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
@@ -176,5 +177,6 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     recipes,
     backlog,
     instant: new InstantService({ sql, queue, recipes, credits, backlog, assets, now: opts.now }),
+    instances: new InstanceRegistry(sql),
   };
 }

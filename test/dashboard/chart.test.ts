@@ -65,3 +65,13 @@ test("shows the last hour's ends: settled minutes kept, the current ones re-read
   expect(await chart()).toEqual({ completed: 8, failed: 4 });
   expect(await server.ctx.queue.stats()).toMatchObject({ completed: 1, failed: 1 });
 }, 30_000);
+
+test("an admin's overview lists the live instances: this server, with its host and version", async () => {
+  const res = await fetch(`${server.url}/dashboard/fragments/overview`, { headers: { cookie } });
+  const page = await res.text();
+  const section = /<section[^>]*aria-labelledby="instances-h">([\s\S]*?)<\/section>/.exec(page)?.[1] ?? "";
+  expect(section).toContain("1 live");
+  expect(section).toContain(`title="${server.ctx.queue.workerId}"`);
+  const { version } = (await import("../../package.json")).default;
+  expect(section).toContain(version);
+});

@@ -7,6 +7,11 @@ import { columnList, rowMapper } from "../rows";
 import { type Instance, instances } from "../schema";
 import type { Sql } from "../sql";
 
+/** How often an instance records that it is alive. */
+export const INSTANCE_HEARTBEAT_MS = 5000;
+/** An instance counts as live while its last heartbeat is younger than this (three missed beats). */
+export const INSTANCE_TTL_MS = 3 * INSTANCE_HEARTBEAT_MS;
+
 const COLUMNS = columnList(instances);
 const toInstance = rowMapper(instances);
 
@@ -47,7 +52,7 @@ export class InstanceRegistry {
   }
 
   /** The instances whose last heartbeat is at most `ttlMs` old, oldest first. */
-  async live(now: number, ttlMs: number): Promise<Instance[]> {
+  async live(now: number, ttlMs = INSTANCE_TTL_MS): Promise<Instance[]> {
     const rows = await this.#sql.all(
       `SELECT ${COLUMNS} FROM instances WHERE last_heartbeat_at >= ? ORDER BY started_at, id`,
       [now - ttlMs],
@@ -75,7 +80,7 @@ export class InstanceRegistry {
 
 export type HeartbeatOptions = {
   id: string;
-  /** How often. @defaultValue 5000 */
+  /** How often. @defaultValue INSTANCE_HEARTBEAT_MS */
   intervalMs?: number;
   /** The running-job count to report. */
   jobsRunning: () => number;
@@ -89,7 +94,7 @@ export type HeartbeatOptions = {
 
 /** Heartbeats every `intervalMs` until the returned stop is called; a heartbeat never overlaps the next. */
 export function keepAlive(registry: InstanceRegistry, opts: HeartbeatOptions): { stop(): Promise<void> } {
-  const interval = opts.intervalMs ?? 5000;
+  const interval = opts.intervalMs ?? INSTANCE_HEARTBEAT_MS;
   const now = opts.now ?? Date.now;
   let stopped = false;
   let timer: Timer | null = null;

@@ -141,6 +141,7 @@ export const dashboardModule = (ctx: Deps) => {
       owners: await service.owners(active.map((j) => j.ownerId)),
       providers: service.providers(),
       workers: p.user.role === "admin" ? service.workers() : null,
+      instances: p.user.role === "admin" ? await service.instances() : null,
     };
   };
   const notice = (q: z.infer<typeof NoticeQuery>) => NOTICES[q.done ?? q.error ?? ""];

@@ -1,4 +1,5 @@
 import type { Config } from "../../config";
+import type { InstanceRegistry } from "../../db/pg/instances";
 import type { User } from "../../db/schema";
 import type { Sql } from "../../db/sql";
 import { ApiError } from "../../errors";
@@ -27,6 +28,7 @@ export type DashboardDeps = {
   webhooks: WebhookService;
   recipes: RecipeService;
   backlog: BacklogService;
+  instances: Pick<InstanceRegistry, "live">;
 };
 
 export type JobFilters = Pick<
@@ -204,6 +206,11 @@ export class DashboardService {
   workers() {
     const { queue } = this.#d;
     return { running: queue.running, total: this.#d.config.WORKER_CONCURRENCY, free: queue.freeSlots };
+  }
+
+  /** The Easel processes whose heartbeat is recent (one on SQLite; the cluster on PostgreSQL). */
+  instances() {
+    return this.#d.instances.live(Date.now());
   }
 
   /** A page of jobs; internal types only when asked for, or when the type filter names one. */

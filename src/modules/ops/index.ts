@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
 import type { Config } from "../../config";
+import type { InstanceRegistry } from "../../db/pg/instances";
 import type { Queue } from "../../queue";
 import { authPlugin } from "../auth/plugin";
 import type { AuthService } from "../auth/service";
@@ -14,6 +15,7 @@ type Deps = {
   config: Config;
   generate: Pick<GenerateService, "admission">;
   health: HealthService;
+  instances: Pick<InstanceRegistry, "live">;
   queue: Queue;
 };
 
@@ -52,6 +54,7 @@ export const opsModule = (ctx: Deps) => {
         return {
           workerId: queue.workerId,
           running: queue.running,
+          instances: await ctx.instances.live(Date.now()),
           slots: { total: ctx.config.WORKER_CONCURRENCY, free: queue.freeSlots },
           active: queue.active(),
           debounced: await ctx.queue.debounced(),

@@ -1,4 +1,4 @@
-import type { User } from "../../../db/schema";
+import type { Instance, User } from "../../../db/schema";
 import type { ProviderStats } from "../../../providers/registry";
 import type { QueueStats } from "../../../queue";
 import type { JobView } from "../../jobs/service";
@@ -20,6 +20,8 @@ export type OverviewData = {
     stats: ProviderStats;
   }[];
   workers: { running: boolean; total: number; free: number } | null;
+  /** Admins only: the Easel processes sharing the database (one on SQLite). */
+  instances: Instance[] | null;
 };
 
 const STATUSES: [keyof Omit<QueueStats, "byType">, string][] = [
@@ -100,6 +102,26 @@ function healthBadge(state: "ok" | "degraded" | "failing" | "idle", saturated: b
   return html`<span class="badge s-completed">${state === "idle" ? "idle" : "ok"}</span>`;
 }
 
+function instanceTable(instances: Instance[]): Html {
+  return html`<div class="table-wrap"><table>
+    <caption class="sr-only">Easel processes sharing this database</caption>
+    <thead><tr><th scope="col">Instance</th><th scope="col">Host</th><th scope="col">Version</th>
+      <th scope="col">Started</th><th scope="col">Last heartbeat</th><th scope="col" class="num">Jobs running</th></tr></thead>
+    <tbody>
+      ${instances.map(
+        (i) => html`<tr>
+          <th scope="row" class="mono small" title="${i.id}">${shortId(i.id)}</th>
+          <td>${i.host}</td>
+          <td class="mono small">${i.version}</td>
+          <td>${time(i.startedAt)}</td>
+          <td>${time(i.lastHeartbeatAt)}</td>
+          <td class="num">${i.jobsRunning}</td>
+        </tr>`,
+      )}
+    </tbody>
+  </table></div>`;
+}
+
 function providerTable(providers: OverviewData["providers"]): Html {
   return html`<div class="table-wrap"><table>
     <caption class="sr-only">Image providers and their limiter state</caption>
@@ -143,7 +165,14 @@ export function overviewBody(d: OverviewData): Html {
   <section class="panel" aria-labelledby="providers-h">
     <h2 id="providers-h">Providers</h2>
     ${providerTable(d.providers)}
-  </section>`;
+  </section>
+  ${
+    d.instances &&
+    html`<section class="panel" aria-labelledby="instances-h">
+    <h2 id="instances-h">Instances <span class="muted small">${d.instances.length} live</span></h2>
+    ${instanceTable(d.instances)}
+  </section>`
+  }`;
 }
 
 export function overviewPage(d: OverviewData): Html {
