@@ -110,7 +110,7 @@ function instanceTable(instances: Instance[]): Html {
     <tbody>
       ${instances.map(
         (i) => html`<tr>
-          <th scope="row" class="mono small" title="${i.id}">${shortId(i.id)}</th>
+          <th scope="row" class="mono small" title="${i.id}">${i.id.startsWith(`${i.host}:`) ? i.id.slice(i.host.length + 1) : shortId(i.id)}</th>
           <td>${i.host}</td>
           <td class="mono small">${i.version}</td>
           <td>${time(i.startedAt)}</td>
