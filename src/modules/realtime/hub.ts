@@ -1,4 +1,4 @@
-import type { Job } from "../../db/schema";
+import { isTerminalStatus, type Job } from "../../db/schema";
 import type { EventBus } from "../../queue";
 import type { CardEvents } from "../cards/service";
 import { Coalescer } from "./coalescer";
@@ -9,6 +9,7 @@ import {
   type ServerFrame,
   terminalFrame,
 } from "./model";
+import type { FrameRelay, RelayedFrame } from "./relay";
 
 /** The part of Bun's server the hub needs: native topic fan-out. */
 export type Publisher = { publish(topic: string, data: string, compress?: boolean): number };
@@ -53,13 +54,29 @@ export class RealtimeHub {
   readonly #ended = new Map<string, number>();
   readonly #describe: DescribeOutcome;
 
+  readonly #relay: FrameRelay | undefined;
+  readonly #getJob: ((id: string) => Promise<Job | null>) | undefined;
+
+  /**
+   * `relay` (cluster mode): every frame published here goes to the other instances too, and theirs come
+   * here, so a client connected to any instance sees a job running on any other. A terminal frame too large
+   * for the relay travels as the job's id, and is rebuilt from the database (`getJob`) where it arrives.
+   */
   constructor(
     events: EventBus,
-    opts: { progressIntervalMs: number; describe: DescribeOutcome; cardEvents?: EventBus<CardEvents> },
+    opts: {
+      progressIntervalMs: number;
+      describe: DescribeOutcome;
+      cardEvents?: EventBus<CardEvents>;
+      relay?: FrameRelay;
+      getJob?: (id: string) => Promise<Job | null>;
+    },
   ) {
     this.#events = events;
     this.#cardEvents = opts.cardEvents;
     this.#describe = opts.describe;
+    this.#relay = opts.relay;
+    this.#getJob = opts.getJob;
     this.#progress = new Coalescer(opts.progressIntervalMs, (_, p) => this.#publish(p.frame, p.ownerId));
   }
 
@@ -95,15 +112,19 @@ export class RealtimeHub {
       this.#off.push(
         cards.on("card:rendered", ({ cardId, ownerId, version, imageUrl }) => {
           const frame: ServerFrame = { type: "card_rendered", cardId, imageUrl, version };
-          this.#server?.publish(userTopic(ownerId), JSON.stringify(frame));
+          const json = JSON.stringify(frame);
+          this.#server?.publish(userTopic(ownerId), json);
+          this.#relay?.send({ type: frame.type, jobId: null, ownerId, sseId: null, json });
         }),
       );
     }
     this.#sweep = setInterval(() => this.#progress.sweep(), 60_000);
     this.#sweep.unref?.();
+    this.#relay?.receive((frame) => this.#remote(frame));
   }
 
   stop(): void {
+    this.#relay?.receive(null);
     for (const off of this.#off) off();
     this.#off = [];
     if (this.#sweep) clearInterval(this.#sweep);
@@ -150,17 +171,57 @@ export class RealtimeHub {
 
   #publish(frame: JobFrame, ownerId: string | null, sseId?: string): void {
     const json = JSON.stringify(frame);
+    this.#deliver(frame.type, frame.jobId, ownerId, sseId ?? null, json);
+    this.#relay?.send({ type: frame.type, jobId: frame.jobId, ownerId, sseId: sseId ?? null, json });
+  }
+
+  /** Hands a frame to this instance's sockets (job and owner topics) and the job's SSE streams. */
+  #deliver(
+    type: string,
+    jobId: string | null,
+    ownerId: string | null,
+    sseId: string | null,
+    json: string,
+  ): void {
     const server = this.#server;
     if (server) {
-      server.publish(jobTopic(frame.jobId), json);
+      if (jobId) server.publish(jobTopic(jobId), json);
       if (ownerId) server.publish(userTopic(ownerId), json);
     }
-    const terminal = sseId !== undefined;
-    if (terminal) this.#markEnded(frame.jobId);
-    const listeners = this.#listeners.get(frame.jobId);
+    if (!jobId) return;
+    const terminal = sseId !== null;
+    if (terminal) this.#markEnded(jobId);
+    const listeners = this.#listeners.get(jobId);
     if (!listeners || listeners.size === 0) return;
-    const chunk = sseEvent(sseId ?? `p-${++this.#seq}`, frame.type, json);
+    const chunk = sseEvent(sseId ?? `p-${++this.#seq}`, type, json);
     for (const listener of [...listeners]) listener(chunk, terminal);
+  }
+
+  /** A frame another instance published. One sent as an id only (too large to relay) is read back here. */
+  #remote(f: RelayedFrame): void {
+    if (f.json !== null) {
+      this.#deliver(f.type, f.jobId, f.ownerId, f.sseId, f.json);
+      return;
+    }
+    const getJob = this.#getJob;
+    if (!f.jobId || !getJob) return;
+    void getJob(f.jobId)
+      .then(async (job) => {
+        if (!job || !isTerminalStatus(job.status)) return;
+        const outcome = await this.#describe(job).catch(() => ({
+          assets: [],
+          failedItems: [],
+          metadata: null,
+        }));
+        this.#deliver(
+          f.type,
+          job.id,
+          job.ownerId,
+          terminalEventId(job),
+          JSON.stringify(terminalFrame(job, outcome)),
+        );
+      })
+      .catch(() => {});
   }
 
   #markEnded(jobId: string): void {
