@@ -1,5 +1,4 @@
 /** Starting and stopping `easel serve`: the services come from services.ts; this file only starts and wires them. */
-import { Cron } from "croner";
 import { createApp } from "./app";
 import type { Config } from "./config";
 import type { AppContext } from "./context";
@@ -8,7 +7,7 @@ import { scheduleSnapshots } from "./modules/ops/backup";
 import { runInstance } from "./modules/ops/instances";
 import { logJobOutcomes } from "./modules/ops/job-log";
 import { writeServerLock } from "./modules/ops/lock";
-import { runRetention, sweepStorage } from "./modules/ops/maintenance";
+import { startSchedules } from "./modules/ops/schedules";
 import { socketServerOptions } from "./modules/realtime/service";
 import { createServices, type ServiceOptions } from "./services";
 
@@ -66,52 +65,7 @@ export async function startRuntime(
   const instance = await runInstance(ctx);
 
   const timers: { stop(): void }[] = [];
-  const sweepEvery = Math.max(250, Math.min(30_000, Math.floor(config.STALLED_AFTER_MS / 2)));
-  const sweep = setInterval(() => {
-    queue.recoverStalled(false).catch((err) => log.error({ err }, "stalled sweep failed"));
-  }, sweepEvery);
-  timers.push({ stop: () => clearInterval(sweep) });
-  // Retention runs in slices until done; stopping aborts it between slices, and the run at start-up picks
-  // up whatever a previous process left (a backlog of history past retention is never skipped).
-  const retention = new AbortController();
-  const retain = async () => {
-    try {
-      const removed = await runRetention(ctx, retention.signal, () => checkpointer.checkpointNow());
-      if (removed.jobs) log.info(removed, "retention cleanup");
-    } catch (err) {
-      log.error({ err }, "retention cleanup failed");
-    }
-  };
-  const due = await queue.retentionDue({
-    completedHours: config.RETAIN_COMPLETED_HOURS,
-    failedHours: config.RETAIN_FAILED_HOURS,
-  });
-  const firstRetention = due ? setTimeout(retain, 1000) : undefined;
-  timers.push({
-    stop: () => {
-      clearTimeout(firstRetention);
-      retention.abort();
-    },
-  });
-  timers.push(
-    new Cron(config.RETENTION_CRON, { protect: true }, retain),
-    new Cron(config.BACKLOG_CRON, { protect: true }, async () => {
-      try {
-        const out = await ctx.backlog.maintain();
-        if (out.enqueued) log.info({ enqueued: out.enqueued }, "backlog top-up");
-      } catch (err) {
-        log.error({ err }, "backlog top-up failed");
-      }
-    }),
-    new Cron("17 * * * *", { protect: true }, async () => {
-      try {
-        const swept = await sweepStorage(ctx);
-        if (swept.deleted || swept.tempFiles) log.info(swept, "storage orphan sweep");
-      } catch (err) {
-        log.error({ err }, "storage orphan sweep failed");
-      }
-    }),
-  );
+  timers.push(await startSchedules(ctx, { checkpoint: () => checkpointer.checkpointNow() }));
 
   const app = createApp(ctx).listen({
     port: config.PORT,
