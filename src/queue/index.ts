@@ -32,6 +32,7 @@ export * from "./errors";
 export type { QueueEvents } from "./events";
 export { EventBus } from "./events";
 export type { ItemSummary, JobFilter, JobListPage, JobPage, ListStatus } from "./list";
+export { type PgQueueBackendOptions, pgQueueBackend } from "./pg/backend";
 export { sqliteQueueBackend } from "./sqlite-backend";
 export type { CountScope, QueueStats } from "./store";
 
