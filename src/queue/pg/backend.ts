@@ -53,6 +53,10 @@ import { PgJobLists } from "./list";
 export const JOBS_CHANNEL = "easel_jobs";
 
 const JOB_COLUMNS = columnList(jobs);
+/** The same, qualified: for a statement that also reads another relation with an `id`. */
+const JOBS_COLUMNS = JOB_COLUMNS.split(", ")
+  .map((c) => `jobs.${c}`)
+  .join(", ");
 const toAttempt = rowMapper(jobAttempts);
 /** The ids in a jsonb array parameter, as an array an index probe (`= ANY`) takes. */
 const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::jsonb))`;
@@ -103,7 +107,7 @@ export function pgClaimSql(typeCount: number): string {
     UPDATE jobs SET status = 'active', locked_by = $1, locked_until = $2, attempts = attempts + 1,
       started_at = $3, updated_at = $3
     FROM due WHERE jobs.id = due.id
-    RETURNING ${JOB_COLUMNS.split(", ").map((c) => `jobs.${c}`).join(", ")}`;
+    RETURNING ${JOBS_COLUMNS}`;
 }
 
 const FINISH = `UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
