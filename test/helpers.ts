@@ -7,6 +7,7 @@ import { type Config, loadConfig } from "../src/config";
 import { openDb } from "../src/db/client";
 import { silentLogger } from "../src/log";
 import { type AnyJobDefinition, Queue, type QueueOptions } from "../src/queue";
+import { SqliteQueueBackend } from "../src/queue/sqlite-backend";
 import { QueueStore } from "../src/queue/store";
 import { type Runtime, startRuntime } from "../src/runtime";
 
@@ -151,9 +152,10 @@ export function testQueue(path: string, opts: Partial<QueueOptions> = {}): Queue
   return queue;
 }
 
-/** The connection a queue runs on (the queue keeps its store private; its client holds the connection). */
+/** The SQLite connection a queue runs on (the queue keeps its store private; its backend holds the connection). */
 export function dbOf(queue: Queue): Database {
-  return queue.sql.db;
+  if (!(queue.backend instanceof SqliteQueueBackend)) throw new TypeError("dbOf needs a queue on SQLite");
+  return queue.backend.db;
 }
 
 /**

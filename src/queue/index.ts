@@ -1,25 +1,25 @@
 import type { Database } from "bun:sqlite";
 import { hostname } from "node:os";
 import type { Job, JobItem, TerminalStatus } from "../db/schema";
-import { type SqliteClient, sqliteClient } from "../db/sqlite";
+import type { Sql } from "../db/sql";
+import type { MaybePromise, QueueBackend, QueueDepthReader, QueueFeatures, SettleResult } from "./backend";
 import type { AnyJobDefinition, JobLogger, TerminalHook } from "./define";
-import { QueueDepth } from "./depth";
 import { EventBus } from "./events";
-import { FeatureStore } from "./feature-store";
-import { type ItemSummary, type JobFilter, type JobListPage, JobLists, type JobPage } from "./list";
+import type { ItemSummary, JobFilter, JobListPage, JobPage } from "./list";
 import { WorkerPool } from "./pool";
+import { sqliteQueueBackend } from "./sqlite-backend";
 import {
   type CountScope,
   type NewItem,
   type NewJob,
   type QueueStats,
-  QueueStore,
   type RetentionCursor,
   type Settlement,
   supersededError,
 } from "./store";
 import { hooksApply, runTerminalHooks } from "./terminal";
 
+export type { QueueBackend, QueueDepthReader, QueueFeatures } from "./backend";
 export {
   type AnyJobDefinition,
   defineJob,
@@ -32,6 +32,8 @@ export * from "./errors";
 export type { QueueEvents } from "./events";
 export { EventBus } from "./events";
 export type { ItemSummary, JobFilter, JobListPage, JobPage, ListStatus } from "./list";
+export { type PgQueueBackendOptions, pgQueueBackend } from "./pg/backend";
+export { sqliteQueueBackend } from "./sqlite-backend";
 export type { CountScope, QueueStats } from "./store";
 
 export type RetentionOptions = {
@@ -89,7 +91,10 @@ export type EnqueueResult = {
 };
 
 export type QueueOptions = {
-  db: Database;
+  /** Where the queue keeps its tables: `sqliteQueueBackend(db)` or `pgQueueBackend(sql, …)`. */
+  backend?: QueueBackend;
+  /** Shorthand for `backend: sqliteQueueBackend(db)`. */
+  db?: Database;
   concurrency: number;
   pollIntervalMs: number;
   leaseMs: number;
@@ -135,37 +140,38 @@ export function isDeadLocalWorker(lockedBy: string, selfId: string): boolean {
  * The durable job engine: definitions, enqueue, control (cancel/retry), maintenance (stalled sweep,
  * retention) and the worker pool. Knows nothing of HTTP.
  *
- * Its API is async, like every repository's; inside, it stays synchronous on bun:sqlite so claims and
- * completions stay batched. Every synchronous section runs through the connection's client (`exclusive`),
- * so it never runs while another caller's transaction is open and suspended (it would join it).
+ * Its API is async, like every repository's; its tables live behind a `QueueBackend` (backend.ts): SQLite,
+ * where claims and completions stay synchronous and batched behind the connection's gate, or PostgreSQL,
+ * where several instances share one database.
  */
 export class Queue {
-  readonly #store: QueueStore;
+  /** Where the queue's tables live (SQLite or PostgreSQL). */
+  readonly backend: QueueBackend;
   /** What features ask of the queue's tables: credit columns, backlog levels, the instant transfer. */
-  readonly features: FeatureStore;
+  readonly features: QueueFeatures;
   readonly events: EventBus;
   readonly defs = new Map<string, AnyJobDefinition>();
   readonly #pool: WorkerPool;
   /** Queued-job counts for back-pressure and status views. */
-  readonly depth: QueueDepth;
+  readonly depth: QueueDepthReader;
   readonly now: () => number;
-  /** The connection's client: the transaction gate every user of this connection shares. */
-  readonly sql: SqliteClient;
+  /** The database client: the transactions every feature sharing the queue's database joins. */
+  readonly sql: Sql;
   readonly #o: QueueOptions;
   readonly #hooks: readonly TerminalHook[];
-  readonly #lists: JobLists;
+  #unsubscribeWake: Promise<(() => Promise<void>) | null> | null = null;
 
   constructor(opts: QueueOptions) {
     this.#o = opts;
     this.#hooks = opts.onTerminal ?? [];
     this.now = opts.now ?? Date.now;
-    this.sql = sqliteClient(opts.db);
-    this.#store = new QueueStore(opts.db);
-    this.#lists = new JobLists(opts.db, (scope) => this.#store.stats(this.now(), scope), this.now);
-    this.features = new FeatureStore(this.sql);
-    this.depth = new QueueDepth(this.sql);
+    if (!opts.backend && !opts.db) throw new TypeError("Queue needs a backend (or a SQLite db)");
+    this.backend = opts.backend ?? sqliteQueueBackend(opts.db!);
+    this.sql = this.backend.sql;
+    this.features = this.backend.features;
+    this.depth = this.backend.depth;
     this.events = new EventBus((err, event) => opts.log.error({ err, event }, "event listener failed"));
-    this.#pool = new WorkerPool(this.#store, this.sql, this.events, this.defs, {
+    this.#pool = new WorkerPool(this.backend, this.events, this.defs, {
       workerId: opts.workerId ?? makeWorkerId(),
       concurrency: opts.concurrency,
       pollIntervalMs: opts.pollIntervalMs,
@@ -193,8 +199,10 @@ export class Queue {
     const parsed = def.input.safeParse(input);
     if (!parsed.success) throw new InvalidJobInputError(type, parsed.error.message);
     const row = this.#newJob(def, opts, this.now());
-    const { job, deduped, previousCharge } = await this.sql.exclusive(() =>
-      this.#store.tx(() => this.#store.insert({ ...row, input: parsed.data }, opts.items, opts.inputKeys)),
+    const { job, deduped, previousCharge } = await this.backend.insert(
+      { ...row, input: parsed.data },
+      opts.items,
+      opts.inputKeys,
     );
     this.#afterCommit(() => this.events.emit("job:queued", { job, deduped }));
     return { id: job.id, deduped, job, previousCharge };
@@ -213,10 +221,8 @@ export class Queue {
       return parsed.data;
     });
     const row = this.#newJob(def, opts, this.now());
-    const jobs = await this.sql.exclusive(() =>
-      this.#store.tx(() =>
-        rows.map((input) => this.#store.insert({ ...row, id: Bun.randomUUIDv7(), input }).job),
-      ),
+    const jobs = await this.backend.insertBulk(
+      rows.map((input) => ({ ...row, id: Bun.randomUUIDv7(), input })),
     );
     this.#afterCommit(() => {
       if (this.events.listenerCount("job:queued") === 0) return;
@@ -247,31 +253,31 @@ export class Queue {
   }
 
   get(id: string): Promise<Job | null> {
-    return this.sql.exclusive(() => this.#store.get(id));
+    return this.backend.get(id);
   }
 
   items(id: string): Promise<JobItem[]> {
-    return this.sql.exclusive(() => this.#store.items(id));
+    return this.backend.items(id);
   }
 
   /** A page of the jobs matching `filter`, newest first; never reads history (the plans: src/queue/list.ts). */
   list(filter: JobFilter, page: JobPage): Promise<JobListPage> {
-    return this.sql.exclusive(() => this.#lists.list(filter, page));
+    return this.backend.list(filter, page, this.now());
   }
 
   /** A job's item count and how many completed; null for a job without items. */
   itemCounts(id: string): Promise<{ completed: number; total: number } | null> {
-    return this.sql.exclusive(() => this.#lists.itemCounts(id));
+    return this.backend.itemCounts(id);
   }
 
   /** Each job's first item and item count, for list rows (jobs without items are absent). */
   itemSummaries(ids: string[]): Promise<Map<string, ItemSummary>> {
-    return this.sql.exclusive(() => this.#lists.itemSummaries(ids));
+    return this.backend.itemSummaries(ids);
   }
 
   /** Which of `keys` a job still names as input (`EnqueueOptions.inputKeys`), for the orphan sweep. */
   referencedInputKeys(keys: readonly string[]): Promise<Set<string>> {
-    return this.sql.exclusive(() => this.#store.referencedInputKeys(keys));
+    return this.backend.referencedInputKeys(keys);
   }
 
   /**
@@ -280,10 +286,11 @@ export class Queue {
    */
   async cancel(id: string, within?: (job: Job) => Promise<void> | void): Promise<Job | null> {
     const job = await this.sql.transaction(async () => {
-      const ended: Job[] = [];
-      const cancelled = this.#store.cancel(id, this.now(), (j) => ended.push(j));
-      for (const j of ended) await this.#terminal(j);
-      if (cancelled) await within?.(cancelled);
+      const cancelled = await this.backend.cancel(id, this.now());
+      if (cancelled) {
+        await this.#terminal(cancelled);
+        await within?.(cancelled);
+      }
       return cancelled;
     });
     if (!job) return null;
@@ -298,16 +305,12 @@ export class Queue {
    */
   async retry(id: string, within?: (job: Job) => Promise<void> | void): Promise<Job | null | "conflict"> {
     const job = await this.sql.transaction(async () => {
-      let before: Job | null = null;
-      const retried = this.#store.retry(id, this.now(), (j) => {
-        before = j;
-      });
-      if (retried && retried !== "conflict") {
-        // Only once the job is really queued again: a refused retry must not be charged.
-        if (before) await this.#o.onRetry?.(before);
-        await within?.(retried);
-      }
-      return retried;
+      const retried = await this.backend.retry(id, this.now());
+      if (retried === null || retried === "conflict") return retried;
+      // Only once the job is really queued again: a refused retry must not be charged.
+      await this.#o.onRetry?.(retried.before);
+      await within?.(retried.job);
+      return retried.job;
     });
     if (job && job !== "conflict") {
       this.events.emit("job:queued", { job, deduped: false });
@@ -323,16 +326,14 @@ export class Queue {
   async recoverStalled(atStartup = false): Promise<{ requeued: number; failed: number }> {
     const self = this.#pool.workerId;
     const out = await this.sql.transaction(async () => {
-      const ended: Job[] = [];
-      const result = this.#store.recoverStalled(
+      const result = await this.backend.recoverStalled(
         this.now(),
         this.#o.stalledMax,
         atStartup
           ? { expiredOnly: false, isDead: (lockedBy) => isDeadLocalWorker(lockedBy, self) }
           : { expiredOnly: true },
-        (j) => ended.push(j),
       );
-      for (const j of ended) await this.#terminal(j);
+      for (const j of result.failed) await this.#terminal(j);
       return result;
     });
     for (const job of out.failed) {
@@ -363,22 +364,17 @@ export class Queue {
       do {
         if (opts.signal?.aborted) return deleted;
         const from: RetentionCursor | null = cursor;
-        const slice = await this.sql.transaction(
-          async () => {
-            const started = performance.now();
-            const found = this.#store.deleteFinishedSlice(status, before, from, slicer.rows);
-            if (found.ids.length > 0) {
-              // Before the delete: what goes with the jobs (asset rows) still names them.
-              await opts.beforeDelete?.(found.ids);
-              found.delete();
-            }
-            slicer.observe(performance.now() - started);
-            return found;
-            // The slice deletes the jobs' children itself (QueueStore#deleteFinishedSlice), so their per-row
-            // foreign-key actions are switched off for its transaction.
-          },
-          { foreignKeys: false },
-        );
+        const slice = await this.backend.retentionTransaction(async () => {
+          const started = performance.now();
+          const found = await this.backend.retentionSlice(status, before, from, slicer.rows);
+          if (found.ids.length > 0) {
+            // Before the delete: what goes with the jobs (asset rows) still names them.
+            await opts.beforeDelete?.(found.ids);
+            await found.delete();
+          }
+          slicer.observe(performance.now() - started);
+          return found;
+        });
         cursor = slice.next;
         deleted += slice.ids.length;
         sinceCheckpoint += slice.ids.length;
@@ -423,19 +419,20 @@ export class Queue {
 
   /** A job's earlier attempts, oldest first (the latest is the job row itself). */
   attempts(id: string) {
-    return this.sql.exclusive(() => this.#store.attempts(id));
+    return this.backend.attempts(id);
   }
 
   /** Queued jobs waiting out a debounce window (the debug view). */
   debounced(limit?: number) {
-    return this.sql.exclusive(() => this.#store.debounced(limit));
+    return this.backend.debounced(limit);
   }
 
   /** Whether any job has ended past retention (kept ones included): a cheap probe before a full run. */
-  retentionDue(opts: Pick<RetentionOptions, "completedHours" | "failedHours">): Promise<boolean> {
-    return this.sql.exclusive(() =>
-      this.#retentionCutoffs(opts).some(([status, before]) => this.#store.endedBefore(status, before)),
-    );
+  async retentionDue(opts: Pick<RetentionOptions, "completedHours" | "failedHours">): Promise<boolean> {
+    for (const [status, before] of this.#retentionCutoffs(opts)) {
+      if (await this.backend.endedBefore(status, before)) return true;
+    }
+    return false;
   }
 
   #retentionCutoffs(
@@ -456,7 +453,7 @@ export class Queue {
     let removed = 0;
     for (;;) {
       if (signal?.aborted) return removed;
-      const n = await this.sql.exclusive(() => this.#store.trimThroughput(beforeMinute, 2000));
+      const n = await this.backend.trimThroughput(beforeMinute, 2000);
       removed += n;
       if (n < 2000) return removed;
       await yieldToEventLoop();
@@ -465,20 +462,30 @@ export class Queue {
 
   /** Counts by status and type, for every job or one scope (see `CountScope`); reads a handful of rows. */
   stats(scope: CountScope = null): Promise<QueueStats> {
-    return this.sql.exclusive(() => this.#store.stats(this.now(), scope));
+    return this.backend.stats(this.now(), scope);
   }
 
   /** Jobs that ended per minute in [fromMinute, toMinute) in `scope`, from the rollup kept as they end. */
   throughput(scope: CountScope, fromMinute: number, toMinute: number) {
-    return this.sql.exclusive(() => this.#store.throughput(scope, fromMinute, toMinute));
+    return this.backend.throughput(scope, fromMinute, toMinute);
   }
 
+  /** Starts the worker pool; jobs enqueued by other instances sharing the database wake it (PostgreSQL). */
   start(): void {
     this.#pool.start();
+    this.#unsubscribeWake ??= this.backend
+      .onWake(() => this.#pool.wake())
+      .catch((err) => {
+        this.#o.log.warn({ err }, "cannot listen for jobs from other instances; polling only");
+        return null;
+      });
   }
 
-  stop(graceMs: number): Promise<void> {
-    return this.#pool.stop(graceMs);
+  async stop(graceMs: number): Promise<void> {
+    await this.#pool.stop(graceMs);
+    const unsubscribe = await this.#unsubscribeWake;
+    this.#unsubscribeWake = null;
+    await unsubscribe?.();
   }
 
   #def(type: string): AnyJobDefinition {
@@ -491,16 +498,11 @@ export class Queue {
    * Records a group of finished attempts. When no terminal hook applies to any of them (the hot path), one
    * synchronous transaction; else one async transaction whose hooks are awaited after the state changes.
    */
-  #settle(
-    workerId: string,
-    batch: Settlement[],
-    now: number,
-  ): ReturnType<QueueStore["settle"]> | Promise<ReturnType<QueueStore["settle"]>> {
-    if (!batch.some((s) => this.#mayRunHooks(s))) return this.#store.settle(workerId, batch, now);
+  #settle(workerId: string, batch: Settlement[], now: number): MaybePromise<SettleResult> {
+    if (!batch.some((s) => this.#mayRunHooks(s))) return this.backend.settle(workerId, batch, now);
     return this.sql.transaction(async () => {
-      const ended: Job[] = [];
-      const out = this.#store.settle(workerId, batch, now, (j) => ended.push(j));
-      for (const j of ended) await this.#terminal(j);
+      const out = await this.backend.settle(workerId, batch, now);
+      for (const j of out.ended) await this.#terminal(j);
       return out;
     });
   }

@@ -53,19 +53,17 @@ type Plan = "live" | "recipe" | "walk" | "gather" | "users";
 /** The queue's job lists and the reads that go with a page (statements on `jobs` and `job_items`). */
 export class JobLists {
   readonly #db: Database;
-  readonly #stats: (scope: CountScope) => QueueStats;
-  readonly #now: () => number;
+  readonly #stats: (now: number, scope: CountScope) => QueueStats;
 
-  constructor(db: Database, stats: (scope: CountScope) => QueueStats, now: () => number) {
+  constructor(db: Database, stats: (now: number, scope: CountScope) => QueueStats) {
     this.#db = db;
     this.#stats = stats;
-    this.#now = now;
   }
 
-  /** A page of the jobs matching `filter`, newest first (ids are time-ordered), with the next page's cursor. */
-  list(filter: JobFilter, page: JobPage): JobListPage {
-    const plan = this.#plan(filter, page.limit);
-    const q = this.#sql(plan, filter, page);
+  /** A page of the jobs matching `filter` at `now`, newest first (ids are time-ordered), with the next page's cursor. */
+  list(filter: JobFilter, page: JobPage, now: number): JobListPage {
+    const plan = this.#plan(filter, page.limit, now);
+    const q = this.#sql(plan, filter, page, now);
     const rows = this.#db.query(q.sql).all(...q.args) as Record<string, unknown>[];
     const jobs = rows.slice(0, page.limit).map(toJob);
     return { jobs, nextCursor: rows.length > page.limit ? (jobs.at(-1)?.id ?? null) : null };
@@ -99,15 +97,15 @@ export class JobLists {
     );
   }
 
-  #plan(f: JobFilter, limit: number): Plan {
+  #plan(f: JobFilter, limit: number, now: number): Plan {
     if (f.status && LIVE_INDEX[f.status]) return "live";
     if (f.recipeId) return "recipe";
     const filtered = f.type !== undefined || (f.status !== undefined && ENDED.has(f.status));
     const app = f.scope?.withEndUsers === true;
     // Unfiltered lists of everyone or of one owner: every row walked matches (or the owner's index does).
     if (!filtered && !app) return "walk";
-    const all = this.#stats(null);
-    const mine = f.scope ? this.#stats(f.scope) : all;
+    const all = this.#stats(now, null);
+    const mine = f.scope ? this.#stats(now, f.scope) : all;
     const walkedOver = f.scope && !app ? total(mine) : total(all);
     const matches = matching(mine, f);
     const costs: [Plan, number][] = [
@@ -118,8 +116,7 @@ export class JobLists {
     return costs.reduce((best, c) => (c[1] < best[1] ? c : best))[0];
   }
 
-  #sql(plan: Plan, f: JobFilter, page: JobPage): Sql {
-    const now = this.#now();
+  #sql(plan: Plan, f: JobFilter, page: JobPage, now: number): Sql {
     // In a walk the filters must not steer the planner to another index: `+col` keeps it on the walk's order.
     const col = (name: string) => (plan === "walk" ? `+${name}` : name);
     const where: string[] = [];

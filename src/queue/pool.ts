@@ -1,6 +1,6 @@
 import type { Job, JobError, JobItem } from "../db/schema";
-import type { SqliteClient } from "../db/sqlite";
-import { isWriteFault, writeHealth } from "../db/write-health";
+import { isWriteFault } from "../db/write-health";
+import type { MaybePromise, QueueBackend, SettleResult } from "./backend";
 import { backoffDelay, MAX_RETRY_AFTER_MS } from "./backoff";
 import type { AnyJobDefinition, JobContext, JobLogger } from "./define";
 import {
@@ -12,7 +12,7 @@ import {
   UnrecoverableError,
 } from "./errors";
 import { type EventBus, TERMINAL_EVENT } from "./events";
-import type { QueueStore, Settlement } from "./store";
+import type { Settlement } from "./store";
 
 export type PoolOptions = {
   workerId: string;
@@ -30,7 +30,7 @@ export type PoolOptions = {
    * Records a group of finished attempts with their terminal hooks (the queue's one path, terminal.ts):
    * synchronous when no hook applies, else a promise.
    */
-  settle: (workerId: string, batch: Settlement[], now: number) => SettleResult | Promise<SettleResult>;
+  settle: (workerId: string, batch: Settlement[], now: number) => MaybePromise<SettleResult>;
 };
 
 /** Aborts an attempt on graceful shutdown: the job is released, not failed, and keeps its attempt. */
@@ -40,8 +40,6 @@ class ShutdownSignal extends JobFailure {
     super("worker shutting down", { code: "shutdown" });
   }
 }
-
-type SettleResult = ReturnType<QueueStore["settle"]>;
 
 type Running = { job: Job; def: AnyJobDefinition; ac: AbortController; startedAt: number };
 
@@ -55,8 +53,7 @@ const MAX_FLUSH_RETRY_MS = 5000;
  * under per-attempt timeouts, heartbeats their leases, and group-commits their outcomes.
  */
 export class WorkerPool {
-  readonly #store: QueueStore;
-  readonly #sql: SqliteClient;
+  readonly #backend: QueueBackend;
   readonly #events: EventBus;
   readonly #defs: Map<string, AnyJobDefinition>;
   readonly #o: PoolOptions;
@@ -73,19 +70,22 @@ export class WorkerPool {
   #started = false;
   #stopping = false;
   #tickScheduled = false;
+  /** A claim answered asynchronously (PostgreSQL) in flight: one at a time; `stop` waits for it. */
+  #claiming: Promise<void> | null = null;
+  /** A wake-up came while a claim was in flight: claim again when it lands instead of waiting for the poll. */
+  #wokenWhileClaiming = false;
+  #pollPending = false;
   #pollTimer: ReturnType<typeof setTimeout> | null = null;
   #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   #idle: (() => void) | null = null;
 
   constructor(
-    store: QueueStore,
-    sql: SqliteClient,
+    backend: QueueBackend,
     events: EventBus,
     defs: Map<string, AnyJobDefinition>,
     opts: PoolOptions,
   ) {
-    this.#store = store;
-    this.#sql = sql;
+    this.#backend = backend;
     this.#events = events;
     this.#defs = defs;
     this.#o = opts;
@@ -143,6 +143,8 @@ export class WorkerPool {
     if (!this.#started || this.#stopping) return;
     this.#stopping = true;
     if (this.#pollTimer) clearTimeout(this.#pollTimer);
+    // Jobs a claim in flight takes are started, then stopped with the others below.
+    await this.#claiming;
     if (this.#active.size > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -157,11 +159,13 @@ export class WorkerPool {
     for (const r of left) r.ac.abort(new ShutdownSignal());
     await this.#flushing;
     // Checked again after every wait: the group commit below must not join a caller's open transaction.
-    while (this.#sql.busy) await this.#sql.idle();
-    await this.#flush(true);
+    while (this.#backend.busy) await this.#backend.idle();
+    await this.#backend.outside(() => this.#flush(true));
     if (left.length > 0) {
       const ids = left.map((r) => r.job.id);
-      const n = await this.#free(() => this.#store.release(this.#o.workerId, ids, this.#o.now()));
+      const n = await this.#backend.outside(() =>
+        this.#backend.release(this.#o.workerId, ids, this.#o.now()),
+      );
       this.#o.log.warn({ released: n }, "released unfinished jobs at shutdown");
     }
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
@@ -171,14 +175,14 @@ export class WorkerPool {
     if (this.#tickScheduled) return;
     this.#tickScheduled = true;
     // Outside any caller's transaction store: the tick (and every job it starts) is the engine's own work.
-    setImmediate(() => this.#sql.outside(() => this.#tick()));
+    setImmediate(() => this.#backend.outside(() => this.#tick()));
   }
 
   #tick(): void {
     // A caller's transaction holds the connection (suspended at an await): claiming or settling now would
     // join it. Carry on the moment it ends.
-    if (this.#sql.busy) {
-      void this.#sql.idle().then(() => this.#sql.outside(() => this.#tick()));
+    if (this.#backend.busy) {
+      void this.#backend.idle().then(() => this.#backend.outside(() => this.#tick()));
       return;
     }
     this.#tickScheduled = false;
@@ -186,30 +190,28 @@ export class WorkerPool {
     this.#pump();
   }
 
-  /**
-   * Runs the pool's own synchronous work (`fn` must not await) once no caller's transaction holds the
-   * connection, never inside one: it is engine work, whatever context called it.
-   */
-  #free<T>(fn: () => T): Promise<T> {
-    return this.#sql.outside(() => this.#sql.exclusive(fn));
-  }
-
   #pump(): void {
     if (!this.running) return;
+    if (this.#claiming) {
+      this.#wokenWhileClaiming = true;
+      return;
+    }
     if (this.#pollTimer) {
       clearTimeout(this.#pollTimer);
       this.#pollTimer = null;
     }
     let free = this.freeSlots;
     while (free > 0) {
-      let claimed: Job[];
+      let claimed: MaybePromise<Job[]>;
       try {
         claimed = this.#claim(free);
       } catch (err) {
-        // Another process held the write lock past busy_timeout (a backup, a long migration): nothing was
-        // claimed, so nothing is lost; look again after the usual poll interval.
-        this.#o.log.warn({ err }, "could not claim jobs; trying again");
+        this.#claimFailed(err);
         break;
+      }
+      if (claimed instanceof Promise) {
+        this.#claimLater(claimed, free);
+        return;
       }
       for (const job of claimed) this.#start(job);
       if (claimed.length < free) break;
@@ -218,13 +220,39 @@ export class WorkerPool {
     if (this.freeSlots > 0) this.#schedulePoll();
   }
 
+  /** Starts what an asynchronous claim took; claims again at once when it filled every slot or was woken. */
+  #claimLater(claimed: Promise<Job[]>, asked: number): void {
+    this.#wokenWhileClaiming = false;
+    this.#claiming = claimed.then(
+      (jobs) => {
+        this.#claiming = null;
+        for (const job of jobs) this.#start(job);
+        if (jobs.length >= asked || this.#wokenWhileClaiming) this.#scheduleTick();
+        else if (this.freeSlots > 0) this.#schedulePoll();
+      },
+      (err) => {
+        this.#claiming = null;
+        this.#claimFailed(err);
+        if (this.freeSlots > 0) this.#schedulePoll();
+      },
+    );
+  }
+
+  /**
+   * Another process held the write lock past busy_timeout (a backup, a long migration), or the database
+   * could not be reached: nothing was claimed, so nothing is lost; look again after the usual poll interval.
+   */
+  #claimFailed(err: unknown): void {
+    this.#o.log.warn({ err }, "could not claim jobs; trying again");
+  }
+
   /**
    * Claims up to `free` jobs in the store's aged order across every type with room, honouring each type's
    * own concurrency cap. When a capped type could overflow, the claim goes in rounds of at most the
    * smallest room left, so the order stays global: a capped type is neither let past its cap nor starved
    * by uncapped types claimed ahead of it.
    */
-  #claim(free: number): Job[] {
+  #claim(free: number): MaybePromise<Job[]> {
     const now = this.#o.now();
     const { workerId, leaseMs } = this.#o;
     const rooms = this.#rooms();
@@ -235,23 +263,21 @@ export class WorkerPool {
       else if (room < tightest) tightest = room;
     }
     // The hot path: no capped type is full or could overflow, so one claim over every type.
-    if (!full && tightest >= free) return this.#store.claim(workerId, this.#types(), free, now, leaseMs);
+    if (!full && tightest >= free) return this.#backend.claim(workerId, this.#types(), free, now, leaseMs);
     const eligible = () => this.#types().filter((type) => (rooms.get(type) ?? Infinity) > 0);
-    // Several claims: one transaction, so a refused one (a busy database) leaves none of them half-taken.
-    return this.#store.tx(() => {
-      const claimed: Job[] = [];
-      while (claimed.length < free) {
-        let want = free - claimed.length;
-        for (const room of rooms.values()) if (room > 0 && room < want) want = room;
-        const got = this.#store.claim(workerId, eligible(), want, now, leaseMs);
-        for (const job of got) {
-          const room = rooms.get(job.type);
-          if (room !== undefined) rooms.set(job.type, room - 1);
-        }
-        claimed.push(...got);
-        if (got.length < want) break;
+    let claimed = 0;
+    let asked = 0;
+    return this.#backend.claimRounds(workerId, now, leaseMs, (got) => {
+      for (const job of got) {
+        const room = rooms.get(job.type);
+        if (room !== undefined) rooms.set(job.type, room - 1);
       }
-      return claimed;
+      claimed += got.length;
+      if (got.length < asked || claimed >= free) return null;
+      asked = free - claimed;
+      for (const room of rooms.values()) if (room > 0 && room < asked) asked = room;
+      const types = eligible();
+      return types.length === 0 ? null : { types, limit: asked };
     });
   }
 
@@ -271,9 +297,33 @@ export class WorkerPool {
   }
 
   #schedulePoll(): void {
-    if (this.#pollTimer || !this.running) return;
+    if (this.#pollTimer || this.#pollPending || !this.running) return;
+    let next: MaybePromise<number | null>;
+    try {
+      next = this.#backend.nextRunAt();
+    } catch {
+      next = null;
+    }
+    if (!(next instanceof Promise)) {
+      this.#pollAfter(next);
+      return;
+    }
+    this.#pollPending = true;
+    next.then(
+      (at) => {
+        this.#pollPending = false;
+        if (!this.#pollTimer && this.running && !this.#claiming) this.#pollAfter(at);
+      },
+      () => {
+        this.#pollPending = false;
+        if (!this.#pollTimer && this.running && !this.#claiming) this.#pollAfter(null);
+      },
+    );
+  }
+
+  /** Sleeps until the next delayed job is due, or the poll interval, whichever comes first. */
+  #pollAfter(next: number | null): void {
     const now = this.#o.now();
-    const next = this.#store.nextRunAt();
     const delay =
       next !== null && next > now ? Math.min(next - now, this.#o.pollIntervalMs) : this.#o.pollIntervalMs;
     this.#pollTimer = setTimeout(() => {
@@ -349,14 +399,9 @@ export class WorkerPool {
     const progress = Math.max(0, Math.min(100, Math.round(pct)));
     r.job.progress = progress;
     r.job.progressMessage = message;
-    const now = this.#o.now();
-    if (this.#sql.busy) {
-      // Not worth blocking the handler for: written once the open transaction ends (a no-op if the job ended).
-      this.#free(() => this.#store.progress(r.job.id, progress, message, now)).catch((err) =>
-        this.#o.log.warn({ err, jobId: r.job.id }, "could not record progress"),
-      );
-    } else {
-      this.#store.progress(r.job.id, progress, message, now);
+    const written = this.#backend.progress(r.job.id, progress, message, this.#o.now());
+    if (written instanceof Promise) {
+      written.catch((err) => this.#o.log.warn({ err, jobId: r.job.id }, "could not record progress"));
     }
     this.#events.emit("job:progress", {
       job: r.job,
@@ -373,7 +418,7 @@ export class WorkerPool {
     if (isWriteFault(reason)) {
       // The database refused the attempt's writes (disk full): not the job's fault, so it keeps its attempt
       // and waits for space instead of failing or staying active.
-      writeHealth(this.#store.db).failed(reason);
+      this.#backend.writeFault(reason);
       const message = `the database refused writes: ${(reason as Error).message}`;
       reason = new RetryAfterError(WRITE_FAULT_RETRY_MS, message, { code: "disk_full" });
     }
@@ -392,7 +437,7 @@ export class WorkerPool {
 
   /** Runs the pending items of a batch; finished items are checkpoints and never run again. */
   async #runBatch(r: Running, ctx: JobContext<unknown>): Promise<Settlement> {
-    const items = await this.#free(() => this.#store.items(r.job.id));
+    const items = await this.#backend.outside(() => this.#backend.items(r.job.id));
     const total = items.length;
     // completedItems counts successes only (as the job's status and result do); failures are said apart.
     let ok = items.filter((i) => i.status === "completed").length;
@@ -411,7 +456,7 @@ export class WorkerPool {
       }
     };
     await Promise.all(Array.from({ length: width }, lane));
-    return batchOutcome(r.job, await this.#free(() => this.#store.items(r.job.id)));
+    return batchOutcome(r.job, await this.#backend.outside(() => this.#backend.items(r.job.id)));
   }
 
   async #runItem(r: Running, ctx: JobContext<unknown>, item: JobItem): Promise<"completed" | "failed"> {
@@ -423,7 +468,7 @@ export class WorkerPool {
     for (;;) {
       if (ac.signal.aborted) throw ac.signal.reason;
       attempt++;
-      await this.#free(() => this.#store.bumpItemAttempt(job.id, item.idx, 1, this.#o.now()));
+      await this.#backend.bumpItemAttempt(job.id, item.idx, 1, this.#o.now());
       const itemAc = new AbortController();
       const onJobAbort = () => itemAc.abort(ac.signal.reason);
       ac.signal.addEventListener("abort", onJobAbort, { once: true });
@@ -443,9 +488,7 @@ export class WorkerPool {
           itemAc.signal,
         );
         ended(null);
-        await this.#free(() =>
-          this.#store.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now()),
-        );
+        await this.#backend.checkpointItem(job.id, item.idx, "completed", out ?? {}, this.#o.now());
         return "completed";
       } catch (err) {
         if (ac.signal.aborted) throw ac.signal.reason;
@@ -458,15 +501,13 @@ export class WorkerPool {
         }
         const error = toJobError(reason);
         if (reason instanceof RetryAfterError) {
-          await this.#free(() => this.#store.bumpItemAttempt(job.id, item.idx, -1, this.#o.now()));
+          await this.#backend.bumpItemAttempt(job.id, item.idx, -1, this.#o.now());
           attempt--;
           delay = Math.min(reason.delayMs, MAX_RETRY_AFTER_MS);
         } else if (error.retryable && attempt < maxAttempts) {
           delay = backoffDelay(attempt, opts.backoff ?? ITEM_BACKOFF);
         } else {
-          await this.#free(() =>
-            this.#store.checkpointItem(job.id, item.idx, "failed", { error }, this.#o.now()),
-          );
+          await this.#backend.checkpointItem(job.id, item.idx, "failed", { error }, this.#o.now());
           return "failed";
         }
       } finally {
@@ -513,7 +554,7 @@ export class WorkerPool {
    * backing off while it keeps refusing. The jobs stay active (leased) until their outcome is written.
    */
   #refused(batch: Settlement[], err: unknown): void {
-    if (isWriteFault(err)) writeHealth(this.#store.db).failed(err);
+    if (isWriteFault(err)) this.#backend.writeFault(err);
     if (this.#flushRetryMs === 0)
       this.#o.log.error({ err, n: batch.length }, "could not record job outcomes; retrying");
     this.#flushRetryMs = Math.min(MAX_FLUSH_RETRY_MS, Math.max(100, this.#flushRetryMs * 2));
@@ -541,25 +582,46 @@ export class WorkerPool {
   /** Renews leases; aborts local attempts whose row is no longer ours (cancelled elsewhere or swept). */
   #heartbeat(): void {
     if (this.#active.size === 0) return;
-    if (this.#sql.busy) {
+    if (this.#backend.busy || this.#beatDeferred) {
       // Beat once the open transaction ends (leases outlast several beats; one late beat loses nothing).
       if (this.#beatDeferred) return;
       this.#beatDeferred = true;
-      void this.#sql.idle().then(() => {
+      void this.#backend.idle().then(() => {
         this.#beatDeferred = false;
-        this.#sql.outside(() => this.#heartbeat());
+        this.#backend.outside(() => this.#heartbeat());
       });
       return;
     }
+    const ids = [...this.#active.keys()];
+    let held: MaybePromise<Set<string>>;
     try {
-      const ids = [...this.#active.keys()];
-      const held = this.#store.heartbeat(this.#o.workerId, ids, this.#o.now() + this.#o.leaseMs);
-      for (const [id, r] of this.#active) {
-        if (!held.has(id) && !r.ac.signal.aborted)
-          r.ac.abort(new CancelledError("job is no longer held by this worker"));
-      }
+      held = this.#backend.heartbeat(this.#o.workerId, ids, this.#o.now() + this.#o.leaseMs);
     } catch (err) {
       this.#o.log.warn({ err }, "heartbeat failed");
+      return;
+    }
+    if (!(held instanceof Promise)) {
+      this.#abortLost(ids, held);
+      return;
+    }
+    // One beat at a time: a slow answer must not pile beats up behind it.
+    this.#beatDeferred = true;
+    held
+      .then(
+        (still) => this.#abortLost(ids, still),
+        (err) => this.#o.log.warn({ err }, "heartbeat failed"),
+      )
+      .finally(() => {
+        this.#beatDeferred = false;
+      });
+  }
+
+  /** Aborts the attempts among `ids` whose lease the last heartbeat no longer found held by this worker. */
+  #abortLost(ids: string[], held: Set<string>): void {
+    for (const id of ids) {
+      const r = this.#active.get(id);
+      if (r && !held.has(id) && !r.ac.signal.aborted)
+        r.ac.abort(new CancelledError("job is no longer held by this worker"));
     }
   }
 }

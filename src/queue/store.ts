@@ -24,13 +24,13 @@ import { placeholders } from "../db/sql";
 type Row = Record<string, unknown>;
 
 const ENDED_SQL = `(${TERMINAL_STATUSES.map((s) => `'${s}'`).join(", ")})`;
-const isTerminal = (s: JobStatus): s is TerminalStatus =>
+export const isTerminal = (s: JobStatus): s is TerminalStatus =>
   (TERMINAL_STATUSES as readonly string[]).includes(s);
 
 const JOB_COLUMNS = columnList(jobs);
 
 /** A job in one of these states can be run again by an operator's retry. */
-const RETRYABLE_STATUSES: ReadonlySet<string> = new Set(["failed", "partial", "cancelled"]);
+export const RETRYABLE_STATUSES: ReadonlySet<string> = new Set(["failed", "partial", "cancelled"]);
 
 const toAttempt = rowMapper(jobAttempts);
 
@@ -96,7 +96,7 @@ function scopeKeys(scope: CountScope): string[] {
  * A job entering (`from` null), leaving (`to` null) or changing status, for `job_counts` (terminal statuses
  * only) and, when a run ends (live to terminal), the `job_throughput` minute `endedAt` falls in.
  */
-type CountMove = {
+export type CountMove = {
   type: string;
   ownerId: string | null;
   from: JobStatus | null;
@@ -822,13 +822,9 @@ export class QueueStore {
     };
   }
 
-  /**
-   * What `moves` change in each `job_counts` row (keyed `scope\0type\0status`) and each `job_throughput`
-   * row (keyed `scope\0minute\0type\0status`; a run that ends counts there once, a later delete does not
-   * take it back).
-   */
+  /** What `moves` change in `job_counts` and `job_throughput` (see `countDeltas`). */
   #countDeltas(moves: CountMove[]): { counts: Map<string, number>; ended: Map<string, number> } {
-    const owners = [...new Set(moves.map((m) => m.ownerId).filter((o): o is string => o !== null))];
+    const owners = ownersOf(moves);
     const parents = new Map(
       owners.length === 0
         ? []
@@ -837,30 +833,7 @@ export class QueueStore {
             u.parent_id,
           ]),
     );
-    const counts = new Map<string, number>();
-    const ended = new Map<string, number>();
-    const scopesOf = (m: CountMove) => {
-      const scopes = [""];
-      if (m.ownerId !== null) scopes.push(`u:${m.ownerId}`);
-      const parent = m.ownerId === null ? undefined : parents.get(m.ownerId);
-      if (parent) scopes.push(`c:${parent}`);
-      return scopes;
-    };
-    const bump = (map: Map<string, number>, key: string, n: number) => map.set(key, (map.get(key) ?? 0) + n);
-    for (const m of moves) {
-      // job_counts keeps ended jobs only; live ones are counted from their indexes.
-      const from = m.from !== null && isTerminal(m.from) ? m.from : null;
-      const to = m.to !== null && isTerminal(m.to) ? m.to : null;
-      if (from === to) continue;
-      for (const scope of scopesOf(m)) {
-        if (from) bump(counts, `${scope}\u0000${m.type}\u0000${from}`, -1);
-        if (to) bump(counts, `${scope}\u0000${m.type}\u0000${to}`, 1);
-        if (to && !from && m.from !== null && m.endedAt !== undefined) {
-          bump(ended, `${scope}\u0000${Math.floor(m.endedAt / 60_000)}\u0000${m.type}\u0000${to}`, 1);
-        }
-      }
-    }
-    return { counts, ended };
+    return countDeltas(moves, parents);
   }
 
   /**
@@ -978,8 +951,48 @@ export function claimSql(typeCount: number): string {
      RETURNING ${JOB_COLUMNS}`;
 }
 
+/** The owners `moves` name (their parents scope the counts too). */
+export function ownersOf(moves: CountMove[]): string[] {
+  return [...new Set(moves.map((m) => m.ownerId).filter((o): o is string => o !== null))];
+}
+
+/**
+ * What `moves` change in each `job_counts` row (keyed `scope\0type\0status`) and each `job_throughput`
+ * row (keyed `scope\0minute\0type\0status`; a run that ends counts there once, a later delete does not
+ * take it back), given each owner's parent (`parents`: owner id to parent id, for owners that have one).
+ */
+export function countDeltas(
+  moves: CountMove[],
+  parents: Map<string, string>,
+): { counts: Map<string, number>; ended: Map<string, number> } {
+  const counts = new Map<string, number>();
+  const ended = new Map<string, number>();
+  const scopesOf = (m: CountMove) => {
+    const scopes = [""];
+    if (m.ownerId !== null) scopes.push(`u:${m.ownerId}`);
+    const parent = m.ownerId === null ? undefined : parents.get(m.ownerId);
+    if (parent) scopes.push(`c:${parent}`);
+    return scopes;
+  };
+  const bump = (map: Map<string, number>, key: string, n: number) => map.set(key, (map.get(key) ?? 0) + n);
+  for (const m of moves) {
+    // job_counts keeps ended jobs only; live ones are counted from their indexes.
+    const from = m.from !== null && isTerminal(m.from) ? m.from : null;
+    const to = m.to !== null && isTerminal(m.to) ? m.to : null;
+    if (from === to) continue;
+    for (const scope of scopesOf(m)) {
+      if (from) bump(counts, `${scope}\u0000${m.type}\u0000${from}`, -1);
+      if (to) bump(counts, `${scope}\u0000${m.type}\u0000${to}`, 1);
+      if (to && !from && m.from !== null && m.endedAt !== undefined) {
+        bump(ended, `${scope}\u0000${Math.floor(m.endedAt / 60_000)}\u0000${m.type}\u0000${to}`, 1);
+      }
+    }
+  }
+  return { counts, ended };
+}
+
 /** A job's place in the claim order (CLAIM_ORDER computed in JS). */
-const claimRank = (j: Job): number => j.runAt - j.priority * PRIORITY_STEP_MS;
+export const claimRank = (j: Job): number => j.runAt - j.priority * PRIORITY_STEP_MS;
 
 /** Folds (type, status, n) rows into `{waiting, delayed, active, …, byType}`. */
 export function countsFrom(rows: { type: string; s: string; n: number }[]): QueueStats {
@@ -1013,7 +1026,7 @@ export function supersededError(): JobError {
 /** The row as inserted, built without reading it back (the bulk path must not pay a SELECT per job). */
 const asInserted = rowAsInserted(jobs);
 
-function syntheticJob(j: NewJob): Job {
+export function syntheticJob(j: NewJob): Job {
   // Only the table's columns are copied from `j` (not `now`); what the INSERT sets itself is set here.
   const job = asInserted(j);
   job.status = "queued";

@@ -4,9 +4,11 @@ import { PRIORITY_STEP_MS } from "../../src/db/schema";
 import { defineJob, type Queue } from "../../src/queue";
 import { claimSql } from "../../src/queue/store";
 import { dbOf, queuesPerTest, startTestServer, waitFor } from "../helpers";
+import { queueBackends } from "./backends";
 
-/** Queues on fresh temp files, stopped and removed after each test. */
-const queue = queuesPerTest();
+const backends = queueBackends();
+/** SQLite queues on fresh temp files, for the claim statement's plan. */
+const sqliteQueue = queuesPerTest();
 
 const Empty = z.object({});
 
@@ -28,82 +30,84 @@ async function hotStream(q: Queue, type: string, priority: number, depth: number
   for (let i = 0; i < depth; i++) await q.enqueue(type, {}, { priority });
 }
 
-describe("fairness: aging bounds every job's wait", () => {
-  test("under a never-ending stream of priority 10 work, a priority 0 job starts once it has waited 10 levels' worth", async () => {
-    // A clock the test moves: each hot job "takes" 100 ms, so the bound is checked exactly, not against load.
-    let clock = 1_000_000;
-    const q = queue({ concurrency: 1, now: () => clock });
-    const depth = 5;
-    const workMs = 100;
-    await hotStream(q, "hot", 10, depth, async () => {
-      clock += workMs;
-    });
-    q.define(defineJob({ type: "cold", input: Empty, run: async () => {} }));
-    const cold = await q.enqueue("cold", {}, { priority: 0 });
-    const t0 = cold.job.runAt;
-    q.start();
-    const started = await waitFor(async () => (await q.get(cold.id))?.startedAt, {
-      timeoutMs: 20_000,
-      what: "cold job to start",
-    });
-    const waited = started - t0;
-    // Priority still counts: the stream kept it waiting its 10 levels (10 × PRIORITY_STEP_MS) …
-    expect(waited).toBeGreaterThanOrEqual(10 * PRIORITY_STEP_MS);
-    // … and no longer: then only the hot jobs already ahead of it (at most `depth`, plus the one running).
-    expect(waited).toBeLessThanOrEqual(10 * PRIORITY_STEP_MS + (depth + 1) * workMs);
-  }, 30_000);
+describe.each(backends)("%s", (_kind, { queue }) => {
+  describe("fairness: aging bounds every job's wait", () => {
+    test("under a never-ending stream of priority 10 work, a priority 0 job starts once it has waited 10 levels' worth", async () => {
+      // A clock the test moves: each hot job "takes" 100 ms, so the bound is checked exactly, not against load.
+      let clock = 1_000_000;
+      const q = await queue({ concurrency: 1, now: () => clock });
+      const depth = 5;
+      const workMs = 100;
+      await hotStream(q, "hot", 10, depth, async () => {
+        clock += workMs;
+      });
+      q.define(defineJob({ type: "cold", input: Empty, run: async () => {} }));
+      const cold = await q.enqueue("cold", {}, { priority: 0 });
+      const t0 = cold.job.runAt;
+      q.start();
+      const started = await waitFor(async () => (await q.get(cold.id))?.startedAt, {
+        timeoutMs: 20_000,
+        what: "cold job to start",
+      });
+      const waited = started - t0;
+      // Priority still counts: the stream kept it waiting its 10 levels (10 × PRIORITY_STEP_MS) …
+      expect(waited).toBeGreaterThanOrEqual(10 * PRIORITY_STEP_MS);
+      // … and no longer: then only the hot jobs already ahead of it (at most `depth`, plus the one running).
+      expect(waited).toBeLessThanOrEqual(10 * PRIORITY_STEP_MS + (depth + 1) * workMs);
+    }, 30_000);
 
-  test("in real time, a low-priority job starts within its bound while the pool stays saturated", async () => {
-    const q = queue({ concurrency: 2 });
-    const gap = 2;
-    await hotStream(q, "hot", gap, 10, () => Bun.sleep(2));
-    q.define(defineJob({ type: "cold", input: Empty, run: async () => {} }));
-    q.start();
-    await waitFor(async () => ((await q.stats()).byType.hot?.completed ?? 0) >= 20, {
-      what: "the stream to run",
-    });
-    const cold = await q.enqueue("cold", {}, { priority: 0 });
-    const job = await waitFor(
-      async () => {
-        const j = await q.get(cold.id);
-        return j?.status === "completed" ? j : null;
-      },
-      { timeoutMs: 25_000, what: "cold job to run" },
-    );
-    // Hot jobs queued within `gap` levels' worth of time of it ran first; then it went ahead of the stream.
-    expect(job.startedAt! - job.runAt).toBeGreaterThanOrEqual(gap * PRIORITY_STEP_MS - 250);
-    expect((await q.stats()).waiting).toBeGreaterThan(0);
-  }, 30_000);
+    test("in real time, a low-priority job starts within its bound while the pool stays saturated", async () => {
+      const q = await queue({ concurrency: 2 });
+      const gap = 2;
+      await hotStream(q, "hot", gap, 10, () => Bun.sleep(2));
+      q.define(defineJob({ type: "cold", input: Empty, run: async () => {} }));
+      q.start();
+      await waitFor(async () => ((await q.stats()).byType.hot?.completed ?? 0) >= 20, {
+        what: "the stream to run",
+      });
+      const cold = await q.enqueue("cold", {}, { priority: 0 });
+      const job = await waitFor(
+        async () => {
+          const j = await q.get(cold.id);
+          return j?.status === "completed" ? j : null;
+        },
+        { timeoutMs: 25_000, what: "cold job to run" },
+      );
+      // Hot jobs queued within `gap` levels' worth of time of it ran first; then it went ahead of the stream.
+      expect(job.startedAt! - job.runAt).toBeGreaterThanOrEqual(gap * PRIORITY_STEP_MS - 250);
+      expect((await q.stats()).waiting).toBeGreaterThan(0);
+    }, 30_000);
 
-  test("a capped type is claimed in priority order with uncapped types, not after them", async () => {
-    const q = queue({ concurrency: 4 });
-    const order: string[] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
+    test("a capped type is claimed in priority order with uncapped types, not after them", async () => {
+      const q = await queue({ concurrency: 4 });
+      const order: string[] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      const block = (name: string) => async () => {
+        order.push(name);
+        await gate;
+      };
+      q.define(defineJob({ type: "capped", input: Empty, concurrency: 2, run: block("capped") }));
+      q.define(defineJob({ type: "open", input: Empty, run: block("open") }));
+      for (let i = 0; i < 4; i++) await q.enqueue("open", {}, { priority: 0 });
+      for (let i = 0; i < 4; i++) await q.enqueue("capped", {}, { priority: 10 });
+      q.start();
+      await waitFor(() => order.length === 4);
+      // The two capped slots went to the high-priority capped jobs; the rest of the slots to open ones.
+      expect(order.filter((t) => t === "capped")).toHaveLength(2);
+      expect(order.filter((t) => t === "open")).toHaveLength(2);
+      expect((await q.stats()).byType.capped?.active).toBe(2);
+      release();
     });
-    const block = (name: string) => async () => {
-      order.push(name);
-      await gate;
-    };
-    q.define(defineJob({ type: "capped", input: Empty, concurrency: 2, run: block("capped") }));
-    q.define(defineJob({ type: "open", input: Empty, run: block("open") }));
-    for (let i = 0; i < 4; i++) q.enqueue("open", {}, { priority: 0 });
-    for (let i = 0; i < 4; i++) q.enqueue("capped", {}, { priority: 10 });
-    q.start();
-    await waitFor(() => order.length === 4);
-    // The two capped slots went to the high-priority capped jobs; the rest of the slots to open ones.
-    expect(order.filter((t) => t === "capped")).toHaveLength(2);
-    expect(order.filter((t) => t === "open")).toHaveLength(2);
-    expect((await q.stats()).byType.capped?.active).toBe(2);
-    release();
   });
 });
 
 describe("the claim statement", () => {
   test("walks the claim index in its own order: no sort, no scan of the whole table", () => {
     // The claim statement's plan on the real schema: the queue's own connection, nothing enqueued.
-    const db = dbOf(queue());
+    const db = dbOf(sqliteQueue());
     const plan = (
       db.query(`EXPLAIN QUERY PLAN ${claimSql(3)}`).all("w", 1, 1, 1, 1, "a", "b", "c", 8) as {
         detail: string;

@@ -1,0 +1,151 @@
+import type { PgClient } from "../../db/pg/sql";
+import type { Job, JobItem } from "../../db/schema";
+import type { QueueDepthReader, QueueFeatures } from "../backend";
+import { toItem, toJob } from "../store";
+
+const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::jsonb))`;
+
+const CREDITS = "SELECT credits_charged AS charged, credits_refunded AS refunded FROM jobs WHERE id = $1";
+// Guarded so the refunded total can never pass the charge, whatever the caller computed.
+const ADD_REFUND = `UPDATE jobs SET credits_refunded = credits_refunded + $1
+  WHERE id = $2 AND credits_refunded + $1 <= credits_charged`;
+const TAKE_BACK_REFUND =
+  "UPDATE jobs SET credits_refunded = credits_refunded - $1 WHERE id = $2 AND credits_refunded >= $1";
+const ITEMS = "SELECT * FROM job_items WHERE job_id = $1 ORDER BY idx";
+// The backlog counts ride jobs_recipe_idx (recipe_id, owner_id, status, finished_at, id).
+const READY = `SELECT count(*) AS n, min(finished_at) AS oldest FROM jobs
+  WHERE recipe_id = $1 AND owner_id = $2 AND status = 'completed'`;
+const READY_UP_TO = `SELECT count(*) AS n FROM (SELECT 1 FROM jobs
+  WHERE recipe_id = $1 AND owner_id = $2 AND status = 'completed' LIMIT $3) r`;
+const IN_FLIGHT =
+  "SELECT count(*) AS n FROM jobs WHERE recipe_id = $1 AND owner_id = $2 AND status IN ('queued', 'active')";
+const IN_FLIGHT_FOR_RECIPES = `SELECT count(*) AS n FROM jobs WHERE recipe_id = ANY(${ids("$1")}) AND owner_id = $2
+  AND status IN ('queued', 'active')`;
+const HAS_COMPLETED =
+  "SELECT 1 AS x FROM jobs WHERE recipe_id = $1 AND owner_id = $2 AND status = 'completed' LIMIT 1";
+// SKIP LOCKED: concurrent claims (on any instance) each take a different row, none waits for another's; a
+// claim finds none only when every ready job is taken or being taken. finished_at moves to the claim: the new
+// owner's retention counts from when they got the image, and `keep` is cleared.
+const TRANSFER = `UPDATE jobs SET owner_id = $1, credits_charged = $2, finished_at = $3, updated_at = $3,
+    metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('keep', false, 'instant', true,
+      'claimedAt', $3::bigint, 'generatedAt', finished_at)
+  WHERE id = (SELECT id FROM jobs WHERE recipe_id = $4 AND owner_id = $5 AND status = 'completed'
+              ORDER BY finished_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+  RETURNING *`;
+const PARENT_OF = "SELECT parent_id AS p FROM users WHERE id = $1";
+const COUNT_DOWN = "UPDATE job_counts SET n = n - 1 WHERE scope = $1 AND type = $2 AND status = $3";
+const COUNT_UP = `INSERT INTO job_counts (scope, type, status, n) VALUES ($1, $2, $3, 1)
+  ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + 1`;
+const FIRST_ITEM = `SELECT key, input->>'prompt' AS prompt,
+    (SELECT count(*) FROM job_items WHERE job_id = $1) AS count
+  FROM job_items WHERE job_id = $1 AND idx = 0`;
+
+/** The statements features ask of the queue's tables (see ../feature-store.ts), on PostgreSQL. */
+export class PgQueueFeatures implements QueueFeatures {
+  readonly #sql: PgClient;
+
+  constructor(sql: PgClient) {
+    this.#sql = sql;
+  }
+
+  credits(jobId: string): Promise<{ charged: number; refunded: number } | null> {
+    return this.#sql.get(CREDITS, [jobId]);
+  }
+
+  async addRefund(jobId: string, amount: number): Promise<boolean> {
+    return (await this.#sql.run(ADD_REFUND, [amount, jobId])).changes === 1;
+  }
+
+  async takeBackRefund(jobId: string, amount: number): Promise<boolean> {
+    return (await this.#sql.run(TAKE_BACK_REFUND, [amount, jobId])).changes === 1;
+  }
+
+  async items(jobId: string): Promise<JobItem[]> {
+    return (await this.#sql.all(ITEMS, [jobId])).map(toItem);
+  }
+
+  async ready(recipeId: string, ownerId: string): Promise<{ n: number; oldest: number | null }> {
+    return (await this.#sql.get<{ n: number; oldest: number | null }>(READY, [recipeId, ownerId]))!;
+  }
+
+  async readyUpTo(recipeId: string, ownerId: string, limit: number): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(READY_UP_TO, [recipeId, ownerId, limit]))!.n;
+  }
+
+  async inFlight(recipeId: string, ownerId: string): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(IN_FLIGHT, [recipeId, ownerId]))!.n;
+  }
+
+  async inFlightForRecipes(recipeIds: string[], ownerId: string): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(IN_FLIGHT_FOR_RECIPES, [JSON.stringify(recipeIds), ownerId]))!
+      .n;
+  }
+
+  async hasCompleted(recipeId: string, ownerId: string): Promise<boolean> {
+    return (await this.#sql.get(HAS_COMPLETED, [recipeId, ownerId])) != null;
+  }
+
+  transferOldestCompleted(
+    recipeId: string,
+    from: string,
+    to: string,
+    price: number,
+    now: number,
+  ): Promise<Job | null> {
+    return this.#sql.transaction(async () => {
+      const row = await this.#sql.get(TRANSFER, [to, price, now, recipeId, from]);
+      if (!row) return null;
+      const job = toJob(row);
+      for (const scope of await this.#ownerScopes(from))
+        await this.#sql.run(COUNT_DOWN, [scope, job.type, job.status]);
+      for (const scope of await this.#ownerScopes(to))
+        await this.#sql.run(COUNT_UP, [scope, job.type, job.status]);
+      return job;
+    });
+  }
+
+  async #ownerScopes(ownerId: string): Promise<string[]> {
+    const parent = (await this.#sql.get<{ p: string | null }>(PARENT_OF, [ownerId]))?.p;
+    return parent ? [`u:${ownerId}`, `c:${parent}`] : [`u:${ownerId}`];
+  }
+
+  firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null> {
+    return this.#sql.get(FIRST_ITEM, [jobId]);
+  }
+}
+
+// Bounded: stops at `cap` rows, so a check costs at most the limit it enforces, however deep the queue.
+const OWNER_QUEUED = `SELECT count(*) AS n FROM (SELECT 1 FROM jobs
+  WHERE status = 'queued' AND owner_id = $1 AND type = $2 LIMIT $3) q`;
+const QUEUED = "SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE status = 'queued' LIMIT $1) q";
+const BUSIEST = `SELECT owner_id AS "ownerId", count(*) AS queued FROM jobs
+  WHERE status = 'queued' AND owner_id IS NOT NULL AND type = $1
+  GROUP BY owner_id ORDER BY queued DESC, owner_id LIMIT $2`;
+const OLDEST_DUE_BY_TYPE = `SELECT type, min(run_at) AS t FROM jobs
+  WHERE status = 'queued' AND run_at <= $1 GROUP BY type`;
+
+/** How deep the queue is (see ../depth.ts), on PostgreSQL: the partial indexes over queued rows. */
+export class PgQueueDepth implements QueueDepthReader {
+  readonly #sql: PgClient;
+
+  constructor(sql: PgClient) {
+    this.#sql = sql;
+  }
+
+  async ownerQueued(ownerId: string, type: string, cap: number): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(OWNER_QUEUED, [ownerId, type, cap]))!.n;
+  }
+
+  async queued(cap = Number.MAX_SAFE_INTEGER): Promise<number> {
+    return (await this.#sql.get<{ n: number }>(QUEUED, [cap]))!.n;
+  }
+
+  busiestOwners(type: string, limit: number): Promise<{ ownerId: string; queued: number }[]> {
+    return this.#sql.all(BUSIEST, [type, limit]);
+  }
+
+  async oldestDueByType(now: number): Promise<Map<string, number>> {
+    const rows = await this.#sql.all<{ type: string; t: number }>(OLDEST_DUE_BY_TYPE, [now]);
+    return new Map(rows.map((r) => [r.type, r.t]));
+  }
+}
