@@ -113,8 +113,9 @@ describe.each(repositoryBackends())("content repositories on $name", (backend) =
     ]);
     expect(await repo.imageKey(a.id)).toBe("cards/a-2.png");
     expect(await repo.point(a.id, 2, "cards/again.png", "https://x/again.png")).toBe(false);
-    await repo.renderFailed(a.id, { code: "render_failed", message: "font" });
-    expect((await repo.get(a.id))?.renderError).toEqual({ code: "render_failed", message: "font" });
+    const error = { code: "render_failed", message: "font", retryable: false, refundable: false };
+    await repo.renderFailed(a.id, error);
+    expect((await repo.get(a.id))?.renderError).toEqual(error);
     await repo.delete(b.id);
     expect(await repo.get(b.id)).toBeNull();
   });
