@@ -34,7 +34,7 @@ describe("cluster mode refusals (DATABASE_URL)", () => {
   });
 
   test("with shared local storage or S3 the storage check passes and serving is what is refused", async () => {
-    for (const env of [
+    for (const env of <Record<string, string>[]>[
       { STORAGE_SHARED: "true" },
       { STORAGE: "s3", S3_BUCKET: "easel", S3_ENDPOINT: "http://127.0.0.1:1" },
     ]) {
