@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, posix, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createApp } from "../src/app";
-import { EnvSchema, loadConfig } from "../src/config";
+import { clusterRefusal, EnvSchema, loadConfig } from "../src/config";
 import { silentLogger } from "../src/log";
 import { createServices } from "../src/services";
 
@@ -162,10 +162,23 @@ export function appRoutes(): Set<string> {
   }
 }
 
-export type StaticInputs = { dockerfile: string; flyToml: string; dockerignore: string; routes: Set<string> };
+export type StaticInputs = {
+  dockerfile: string;
+  flyToml: string;
+  dockerignore: string;
+  /** docker-compose.cluster.yml */
+  clusterCompose: string;
+  routes: Set<string>;
+};
 
 /** Everything that can be checked by reading the files; returns the problems found. */
-export function staticProblems({ dockerfile, flyToml, dockerignore, routes }: StaticInputs): string[] {
+export function staticProblems({
+  dockerfile,
+  flyToml,
+  dockerignore,
+  clusterCompose,
+  routes,
+}: StaticInputs): string[] {
   const problems: string[] = [];
   const defaults = loadConfig({});
   const port = String(defaults.PORT);
@@ -253,6 +266,194 @@ export function staticProblems({ dockerfile, flyToml, dockerignore, routes }: St
       `fly check path ${check.path} is not a GET route of the app`,
     );
   }
+  problems.push(...clusterComposeProblems(clusterCompose, routes));
+  return problems;
+}
+
+type ComposeService = {
+  image?: string;
+  build?: unknown;
+  environment?: Record<string, string | number | boolean | null> | string[];
+  healthcheck?: { test?: string[] | string; disable?: boolean };
+  depends_on?: Record<string, { condition?: string }> | string[];
+  entrypoint?: string | string[];
+  command?: string | string[];
+  ports?: (string | number)[];
+  stop_grace_period?: string;
+};
+
+/** A service's environment as a map (compose also takes a `NAME=value` list). */
+function envOf(service: ComposeService): Record<string, string> {
+  const env = service.environment ?? {};
+  if (Array.isArray(env))
+    return Object.fromEntries(env.map((e) => [e.split("=")[0]!, e.split("=").slice(1).join("=")]));
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v == null ? "" : String(v)]));
+}
+
+/**
+ * Compose's interpolation with nothing set in the shell: `${X:-default}` takes its default, and a required
+ * `${X:?message}` (which the operator's .env supplies) a 48-character stand-in, long enough for any key.
+ */
+function interpolate(value: string): string {
+  return value
+    .replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, "$1")
+    .replace(/\$\{[A-Z0-9_]+:\?[^}]*\}/g, "x".repeat(48))
+    .replace(/\$\$/g, "$");
+}
+
+function commandText(v: string | string[] | undefined): string {
+  return Array.isArray(v) ? v.join(" ") : (v ?? "");
+}
+
+/**
+ * docker-compose.cluster.yml against the code: PostgreSQL (14+) and an S3 store with health checks, the bucket
+ * created before Easel starts, and at least two Easel instances whose environment the real config schema
+ * accepts in cluster mode, pointing at those services, sharing their secrets, each health-checked on a GET
+ * route, waiting for the database to be healthy and the bucket to exist.
+ */
+export function clusterComposeProblems(text: string, routes: Set<string>): string[] {
+  if (!text) return ["docker-compose.cluster.yml is missing"];
+  let parsed: { services?: Record<string, ComposeService> };
+  try {
+    parsed = Bun.YAML.parse(text) as typeof parsed;
+  } catch (err) {
+    return [`docker-compose.cluster.yml is not YAML: ${(err as Error).message}`];
+  }
+  const services = parsed.services ?? {};
+  const problems: string[] = [];
+  const expect = (ok: unknown, problem: string) => {
+    if (!ok) problems.push(`cluster compose: ${problem}`);
+  };
+  const entries = Object.entries(services);
+  const dependsOn = (s: ComposeService): Record<string, string | undefined> =>
+    Array.isArray(s.depends_on)
+      ? Object.fromEntries(s.depends_on.map((n) => [n, undefined]))
+      : Object.fromEntries(Object.entries(s.depends_on ?? {}).map(([n, d]) => [n, d?.condition]));
+
+  const [pgName, pg] = entries.find(([, s]) => /^postgres:/.test(s.image ?? "")) ?? [];
+  expect(pg, "no PostgreSQL service (image postgres:<version>)");
+  const pgMajor = Number(/^postgres:(\d+)/.exec(pg?.image ?? "")?.[1]);
+  expect(!pg || pgMajor >= 14, `PostgreSQL ${pg?.image} is older than 14 (or has no version tag)`);
+  const pgEnv = pg ? envOf(pg) : {};
+  expect(
+    !pg || commandText(pg.healthcheck?.test).includes("pg_isready"),
+    "the PostgreSQL service needs a pg_isready health check",
+  );
+
+  const [s3Name, s3] = entries.find(([, s]) => /^minio\/minio\b/.test(s.image ?? "")) ?? [];
+  expect(s3, "no S3-compatible store (image minio/minio)");
+  const s3Env = s3 ? envOf(s3) : {};
+  const [setupName, setup] =
+    entries.find(([, s]) => /\bmc mb\b/.test(commandText(s.entrypoint) + commandText(s.command))) ?? [];
+  expect(setup, "no service creates the bucket (mc mb)");
+  const created = /\bmc mb\b[^&;]*?\/([a-z0-9][a-z0-9.-]+)/.exec(
+    commandText(setup?.entrypoint) + commandText(setup?.command),
+  )?.[1];
+  expect(
+    !setup || !s3Name || dependsOn(setup)[s3Name] === "service_healthy",
+    `${setupName} should wait for ${s3Name} to be healthy`,
+  );
+
+  const oneShot = new Set(
+    entries.flatMap(([, s]) =>
+      Object.entries(dependsOn(s))
+        .filter(([, c]) => c === "service_completed_successfully")
+        .map(([n]) => n),
+    ),
+  );
+  for (const [name, s] of entries) {
+    if (!oneShot.has(name))
+      expect(s.healthcheck?.test && !s.healthcheck.disable, `${name} has no health check`);
+    for (const [dep, condition] of Object.entries(dependsOn(s))) {
+      expect(services[dep], `${name} depends on ${dep}, which is not a service`);
+      if (condition === "service_healthy")
+        expect(
+          services[dep]?.healthcheck?.test,
+          `${name} waits for ${dep} to be healthy, but it has no health check`,
+        );
+    }
+  }
+
+  const easels = entries.filter(([, s]) => s.build !== undefined || /\beasel\b/.test(s.image ?? ""));
+  expect(easels.length >= 2, `a cluster needs at least two Easel instances (found ${easels.length})`);
+  const graceMs = EnvSchema.shape.SHUTDOWN_GRACE_MS.parse(undefined);
+  const shared = ["ADMIN_KEY", "JWT_SECRET", "DATABASE_URL", "S3_BUCKET", "S3_ENDPOINT"];
+  const first = easels[0] ? envOf(easels[0][1]) : {};
+  const hostPorts: string[] = [];
+  for (const [name, s] of easels) {
+    const raw = envOf(s);
+    let config: ReturnType<typeof loadConfig> | null = null;
+    try {
+      config = loadConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(v)])));
+    } catch (err) {
+      expect(false, `${name}'s environment is refused: ${(err as Error).message.replace(/\n\s*/g, " ")}`);
+    }
+    for (const [k, v] of Object.entries(raw)) {
+      if (SECRET_NAME.test(k) && k !== "S3_ACCESS_KEY_ID")
+        expect(
+          v.includes("${"),
+          `${name}: ${k} should come from the environment (\${…}), not be written here`,
+        );
+    }
+    for (const k of shared)
+      expect(raw[k] === first[k], `${name}: ${k} differs between instances (every instance must share it)`);
+    if (config) {
+      expect(config.DATABASE_URL, `${name} has no DATABASE_URL`);
+      const refusal = clusterRefusal(config);
+      expect(!refusal, `${name}: ${refusal}`);
+      if (config.DATABASE_URL && pg) {
+        const u = new URL(config.DATABASE_URL);
+        expect(
+          u.hostname === pgName,
+          `${name}: DATABASE_URL host ${u.hostname} should be the service ${pgName}`,
+        );
+        expect(
+          u.username === (pgEnv.POSTGRES_USER ?? "postgres") &&
+            decodeURIComponent(u.password) === interpolate(pgEnv.POSTGRES_PASSWORD ?? "") &&
+            u.pathname === `/${pgEnv.POSTGRES_DB ?? pgEnv.POSTGRES_USER ?? "postgres"}`,
+          `${name}: DATABASE_URL's user, password and database should be ${pgName}'s POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB`,
+        );
+      }
+      expect(config.STORAGE === "s3", `${name}: STORAGE should be s3 (the instances share the bucket)`);
+      if (config.STORAGE === "s3" && s3) {
+        expect(
+          config.S3_ENDPOINT && new URL(config.S3_ENDPOINT).hostname === s3Name,
+          `${name}: S3_ENDPOINT ${config.S3_ENDPOINT} should name the service ${s3Name}`,
+        );
+        expect(
+          config.S3_BUCKET === created,
+          `${name}: S3_BUCKET ${config.S3_BUCKET} is not the bucket ${setupName} creates (${created})`,
+        );
+        expect(
+          config.S3_ACCESS_KEY_ID === s3Env.MINIO_ROOT_USER &&
+            config.S3_SECRET_ACCESS_KEY === interpolate(s3Env.MINIO_ROOT_PASSWORD ?? ""),
+          `${name}: S3 credentials should be ${s3Name}'s MINIO_ROOT_USER and MINIO_ROOT_PASSWORD`,
+        );
+        expect(config.S3_PATH_STYLE, `${name}: S3_PATH_STYLE should be true for MinIO`);
+      }
+    }
+    const path = pathIn(
+      Array.isArray(s.healthcheck?.test) ? s.healthcheck.test : [s.healthcheck?.test ?? ""],
+    );
+    expect(path && routes.has(path), `${name}: health check path ${path} is not a GET route of the app`);
+    const deps = dependsOn(s);
+    if (pgName) expect(deps[pgName] === "service_healthy", `${name} should wait for ${pgName} to be healthy`);
+    if (setupName)
+      expect(
+        deps[setupName] === "service_completed_successfully",
+        `${name} should wait for ${setupName} to complete (the bucket must exist)`,
+      );
+    const grace = seconds(s.stop_grace_period) * 1000;
+    expect(
+      grace >= graceMs + SHUTDOWN_MARGIN_MS,
+      `${name}: stop_grace_period ${s.stop_grace_period} must cover SHUTDOWN_GRACE_MS ${graceMs} + ${SHUTDOWN_MARGIN_MS} ms`,
+    );
+    hostPorts.push(...(s.ports ?? []).map((p) => String(p).split(":").at(-2) ?? ""));
+  }
+  expect(
+    new Set(hostPorts).size === hostPorts.length,
+    `Easel instances publish the same host port (${hostPorts.join(", ")})`,
+  );
   return problems;
 }
 
@@ -427,6 +628,7 @@ export function readStaticInputs(root = ROOT): StaticInputs {
     dockerfile: read("Dockerfile"),
     flyToml: read("fly.toml"),
     dockerignore: read(".dockerignore"),
+    clusterCompose: read("docker-compose.cluster.yml"),
     routes: appRoutes(),
   };
 }
@@ -437,7 +639,9 @@ if (import.meta.main) {
   if (!values.static) problems.push(...(await replayProblems()));
   for (const p of problems) process.stderr.write(`✗ ${p}\n`);
   process.stdout.write(
-    problems.length ? `${problems.length} problem(s)\n` : "Dockerfile and fly.toml agree with the code\n",
+    problems.length
+      ? `${problems.length} problem(s)\n`
+      : "Dockerfile, fly.toml and docker-compose.cluster.yml agree with the code\n",
   );
   process.exit(problems.length ? 1 : 0);
 }

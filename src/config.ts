@@ -32,8 +32,9 @@ export const EnvSchema = z.object({
   DATA_DIR: z.string().default("./data"),
   DATABASE_PATH: optionalString,
   /**
-   * PostgreSQL instead of SQLite (`postgres://user:pass@host:5432/db`). This version only migrates it
-   * (`easel migrate`); serving on it comes with cluster mode.
+   * PostgreSQL instead of SQLite (`postgres://user:pass@host:5432/db`): cluster mode, several instances on one
+   * database. This version migrates it (`easel migrate`) and fills it (`easel migrate-data`); serving on it
+   * comes with the queue on PostgreSQL.
    */
   DATABASE_URL: optionalString.refine(
     (v) => v === undefined || /^postgres(ql)?:\/\//i.test(v),
@@ -72,6 +73,11 @@ export const EnvSchema = z.object({
   MAX_JSON_DEPTH: int(1).max(1000).default(64),
   ALLOW_PRIVATE_URLS: bool.default(false),
   STORAGE: z.enum(["local", "s3"]).default("local"),
+  /**
+   * With DATABASE_URL and STORAGE=local: the files directory is shared by every instance (one machine, or a
+   * network volume), so local storage is safe in a cluster.
+   */
+  STORAGE_SHARED: bool.default(false),
   S3_ENDPOINT: optionalString,
   S3_BUCKET: optionalString,
   S3_REGION: z.string().default("auto"),
@@ -194,6 +200,34 @@ export type Config = Env & {
 
 export class ConfigError extends Error {
   override name = "ConfigError";
+}
+
+/**
+ * DATABASE_URL names PostgreSQL, which this version can migrate and fill but not serve on yet: a command that
+ * would use the database refuses instead of quietly running on the SQLite file in DATA_DIR.
+ */
+export class PostgresServingError extends ConfigError {
+  override name = "PostgresServingError";
+  constructor(command: string) {
+    super(
+      `easel ${command}: DATABASE_URL is set, but serving on PostgreSQL is not available in this version yet (only \`easel migrate\` and \`easel migrate-data\` are); unset DATABASE_URL to use SQLite in DATA_DIR`,
+    );
+  }
+}
+
+/**
+ * Why `easel serve` must not start with these settings in cluster mode (DATABASE_URL: several instances on one
+ * database), as one line saying what to set; null when nothing stands in the way. Every instance serves every
+ * image and card, so they must all see the same files.
+ */
+export function clusterRefusal(
+  config: Pick<Config, "DATABASE_URL" | "STORAGE" | "STORAGE_SHARED">,
+): string | null {
+  if (!config.DATABASE_URL || config.STORAGE !== "local" || config.STORAGE_SHARED) return null;
+  return (
+    "STORAGE=local with DATABASE_URL: instances sharing a database must share their files too; " +
+    "set STORAGE=s3 (with S3_BUCKET), or STORAGE_SHARED=true if DATA_DIR/files is one directory every instance uses"
+  );
 }
 
 /** "250ms", "5s", "30m", "2h" → milliseconds; null when malformed. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import { UsageError } from "./cli/args";
-import { ConfigError, loadConfig } from "./config";
+import { ConfigError, loadConfig, PostgresServingError } from "./config";
 import type { AppContext } from "./context";
 import { ApiError } from "./errors";
 import { silentLogger } from "./log";
@@ -13,6 +13,7 @@ const HELP = `easel — self-hosted image-generation job server
 usage: easel [command]
   serve                         start the HTTP API, workers and schedules (default)
   migrate                       apply database migrations and exit
+  migrate-data --to postgres://… [--force]   copy the SQLite database in DATA_DIR into PostgreSQL, verified by counts
   queue status [--json]         job counts by status and type
   queue retry <jobId>           re-queue a failed/partial job (failed items only)
   queue cancel <jobId>          cancel a queued or active job
@@ -31,19 +32,6 @@ usage: easel [command]
   restore <file> [--force]      replace the database with a checked backup (server stopped)
 
 Configuration comes from the environment (see README.md).`;
-
-/**
- * DATABASE_URL names PostgreSQL, which this version can migrate but not serve on: every command that would
- * use the database refuses instead of quietly running on the SQLite file in DATA_DIR.
- */
-class PostgresServingError extends Error {
-  override name = "PostgresServingError";
-  constructor(command: string) {
-    super(
-      `easel ${command}: DATABASE_URL is set, but serving on PostgreSQL is not available in this version yet (only \`easel migrate\` is); unset DATABASE_URL to use SQLite in DATA_DIR`,
-    );
-  }
-}
 
 type ServiceCommand = (ctx: AppContext, argv: string[]) => number | Promise<number>;
 
@@ -64,10 +52,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig();
-  const usesDatabase = SERVICE_COMMANDS.has(command) || ["serve", "backup", "restore"].includes(command);
-  if (config.DATABASE_URL && usesDatabase) throw new PostgresServingError(command);
   const load = SERVICE_COMMANDS.get(command);
   if (load) {
+    // These build every service, the queue among them, which runs on SQLite only in this version.
+    if (config.DATABASE_URL) throw new PostgresServingError(command);
     const [run, { createServices }] = await Promise.all([load(), import("./services")]);
     const ctx = createServices(config, { log: silentLogger });
     try {
@@ -85,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
     case "migrate": {
       const { migrateCommand } = await import("./cli/migrate");
       return migrateCommand(config);
+    }
+    case "migrate-data": {
+      const { migrateDataCommand } = await import("./cli/migrate-data");
+      return migrateDataCommand(config, rest);
     }
     case "cards": {
       const [{ cardsCommand }, { createAvatarResolver }] = await Promise.all([
@@ -114,12 +106,7 @@ main(process.argv.slice(2)).then(
   (err) => {
     // A database that cannot be used (corrupt, unreachable, from another version): one line, the file and
     // what to do. Matched by name so `easel --help` does not load the database driver.
-    if (
-      err instanceof ConfigError ||
-      err instanceof UsageError ||
-      err instanceof PostgresServingError ||
-      err?.name === "DatabaseOpenError"
-    ) {
+    if (err instanceof ConfigError || err instanceof UsageError || err?.name === "DatabaseOpenError") {
       process.stderr.write(`${err.message}\n`);
       process.exit(2);
     }

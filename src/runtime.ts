@@ -1,8 +1,9 @@
 /** Starting and stopping `easel serve`: the services come from services.ts; this file only starts and wires them. */
 import { createApp } from "./app";
-import type { Config } from "./config";
+import { type Config, ConfigError, clusterRefusal, PostgresServingError } from "./config";
 import type { AppContext } from "./context";
 import { Checkpointer } from "./db/checkpointer";
+import { createLogger, type Logger } from "./log";
 import { scheduleSnapshots } from "./modules/ops/backup";
 import { runInstance } from "./modules/ops/instances";
 import { logJobOutcomes } from "./modules/ops/job-log";
@@ -27,6 +28,22 @@ async function withConcretePort(config: Config): Promise<Config> {
   };
 }
 
+/**
+ * What start-up checks before it opens anything: refuses settings a cluster cannot run with (ConfigError, one
+ * line), and says once what it will not do on PostgreSQL. Whether to schedule SQLite snapshots (BACKUP_CRON).
+ */
+export function preflight(config: Config, log: Logger): { scheduleBackups: boolean } {
+  const refusal = clusterRefusal(config);
+  if (refusal) throw new ConfigError(refusal);
+  if (config.DATABASE_URL && config.BACKUP_CRON) {
+    log.warn(
+      "BACKUP_CRON is ignored with DATABASE_URL: snapshots copy a SQLite file; back PostgreSQL up with its own tools (pg_dump, or your provider's managed snapshots)",
+    );
+    return { scheduleBackups: false };
+  }
+  return { scheduleBackups: config.BACKUP_CRON !== undefined };
+}
+
 export type Runtime = {
   ctx: AppContext;
   app: ReturnType<typeof createApp>;
@@ -45,9 +62,18 @@ export async function startRuntime(
   requested: Config,
   opts: ServiceOptions & { handleSignals?: boolean } = {},
 ): Promise<Runtime> {
+  const log =
+    opts.log ??
+    createLogger({
+      level: requested.LOG_LEVEL,
+      pretty: requested.NODE_ENV === "development" && process.stdout.isTTY,
+    });
+  const { scheduleBackups } = preflight(requested, log);
+  // The checks above come first, so their answers stand once serving on PostgreSQL lands.
+  if (requested.DATABASE_URL) throw new PostgresServingError("serve");
   const config = await withConcretePort(requested);
-  const ctx = createServices(config, opts);
-  const { log, queue } = ctx;
+  const ctx = createServices(config, { ...opts, log });
+  const { queue } = ctx;
   const { generatedKey } = await ctx.auth.bootstrapAdmin();
   if (generatedKey) {
     process.stdout.write(
@@ -77,7 +103,7 @@ export async function startRuntime(
   });
   ctx.realtime.attach(app.server);
   const port = app.server?.port ?? config.PORT;
-  if (config.BACKUP_CRON) timers.push(scheduleSnapshots(ctx, config.BACKUP_CRON));
+  if (scheduleBackups && config.BACKUP_CRON) timers.push(scheduleSnapshots(ctx, config.BACKUP_CRON));
   timers.push({ stop: logJobOutcomes(queue, log) });
   const lock = writeServerLock(config.dataDir, port);
   log.info({ port, dataDir: config.dataDir }, "easel listening");

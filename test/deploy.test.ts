@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import {
+  clusterComposeProblems,
   describeImage,
   dockerignoreMatcher,
   parseEnv,
@@ -50,6 +51,51 @@ describe("Dockerfile and fly.toml", () => {
     ]) {
       expect(problems).toContain(expected);
     }
+  });
+
+  test("docker-compose.cluster.yml: PostgreSQL, MinIO and two instances, as the code expects them", () => {
+    expect(clusterComposeProblems(inputs.clusterCompose, inputs.routes)).toEqual([]);
+    const services = (Bun.YAML.parse(inputs.clusterCompose) as { services: Record<string, unknown> })
+      .services;
+    expect(Object.keys(services).sort()).toEqual(["easel-a", "easel-b", "minio", "minio-setup", "postgres"]);
+  });
+
+  test("each disagreement in docker-compose.cluster.yml is reported by name", () => {
+    const broken = inputs.clusterCompose
+      .replace("image: postgres:16", "image: postgres:13")
+      .replace('test: ["CMD", "pg_isready", "-U", "easel", "-d", "easel"]', 'test: ["CMD", "true"]')
+      .replace("    S3_BUCKET: easel\n", "    S3_BUCKET: other\n")
+      .replace(
+        "    postgres:\n      condition: service_healthy",
+        "    postgres:\n      condition: service_started",
+      )
+      .replace("/api/health/ready`", "/healthz`")
+      .replace(/ADMIN_KEY: \$\{ADMIN_KEY:\?[^}]*\}/, "ADMIN_KEY: esk_baked_in_admin_key_0123456789")
+      .replace("stop_grace_period: 30s", "stop_grace_period: 5s")
+      .replace('      - "3002:3000"', '      - "3001:3000"');
+    const problems = clusterComposeProblems(broken, inputs.routes).join("\n");
+    for (const expected of [
+      "PostgreSQL postgres:13 is older than 14",
+      "the PostgreSQL service needs a pg_isready health check",
+      "easel-a: S3_BUCKET other is not the bucket minio-setup creates (easel)",
+      "easel-a should wait for postgres to be healthy",
+      "easel-a: health check path /healthz is not a GET route",
+      "easel-a: ADMIN_KEY should come from the environment",
+      "easel-a: stop_grace_period 5s must cover SHUTDOWN_GRACE_MS",
+      "Easel instances publish the same host port (3001, 3001)",
+    ]) {
+      expect(problems).toContain(expected);
+    }
+    const local = clusterComposeProblems(
+      inputs.clusterCompose.replace("STORAGE: s3", "STORAGE: local"),
+      inputs.routes,
+    );
+    expect(local.join("\n")).toContain("easel-a: STORAGE=local with DATABASE_URL");
+    const single = inputs.clusterCompose.replace(/\n {2}easel-b:[\s\S]*?(?=\n {2}postgres:)/, "\n");
+    expect(clusterComposeProblems(single, inputs.routes)).toContain(
+      "cluster compose: a cluster needs at least two Easel instances (found 1)",
+    );
+    expect(clusterComposeProblems("", inputs.routes)).toEqual(["docker-compose.cluster.yml is missing"]);
   });
 
   test("ENV and .dockerignore parsing", () => {

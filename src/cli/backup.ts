@@ -7,8 +7,22 @@ import { parse, UsageError } from "./args";
 const BACKUP_USAGE = "usage: easel backup <file>";
 const RESTORE_USAGE = "usage: easel restore <file> [--force]";
 
+/**
+ * In PostgreSQL mode the data is not a file Easel can copy: say which tools do it, and fail (a backup script
+ * must not think it made one).
+ */
+function refusedOnPostgres(config: Config, command: "backup" | "restore"): boolean {
+  if (!config.DATABASE_URL) return false;
+  const tool = command === "backup" ? "pg_dump" : "pg_restore or psql";
+  process.stderr.write(
+    `easel ${command}: DATABASE_URL is set, so the data is in PostgreSQL: use PostgreSQL's own tools (${tool}, or your provider's managed snapshots); easel ${command} handles only the SQLite database in DATA_DIR\n`,
+  );
+  return true;
+}
+
 /** `easel backup <file>`: a consistent copy of the database, safe while the server runs. */
 export function backupCommand(config: Config, argv: string[]): number {
+  if (refusedOnPostgres(config, "backup")) return 1;
   const { positionals } = parse(argv, {});
   const [file] = positionals;
   if (!file || positionals.length > 1) throw new UsageError(BACKUP_USAGE);
@@ -24,6 +38,7 @@ export function backupCommand(config: Config, argv: string[]): number {
  * data dir (its pid file); `--force` skips that check for a pid file left on another host.
  */
 export function restoreCommand(config: Config, argv: string[]): number {
+  if (refusedOnPostgres(config, "restore")) return 1;
   const { values, positionals } = parse(argv, { force: { type: "boolean" } });
   const [file] = positionals;
   if (!file || positionals.length > 1) throw new UsageError(RESTORE_USAGE);

@@ -217,7 +217,7 @@ describe("easel migrate and serve with DATABASE_URL", () => {
     const db = await database();
     const dir = dataDir();
     for (const command of [["serve"], ["queue", "status"]]) {
-      const run = await runEasel(dir, command, { DATABASE_URL: db.url });
+      const run = await runEasel(dir, command, { DATABASE_URL: db.url, STORAGE_SHARED: "true" });
       expectExit(run, 2);
       expect(run.stderr.trim().split("\n")).toHaveLength(1);
       expect(run.stderr).toContain("serving on PostgreSQL is not available in this version yet");

@@ -25,7 +25,7 @@ export class CreditRepository {
   async take(userId: string, amount: number, now: number): Promise<number | null> {
     const row = await this.#sql.get<{ credits: number }>(
       `UPDATE users SET credits = credits - ?, updated_at = ?
-       WHERE id = ? AND unlimited = 0 AND credits >= ? RETURNING credits`,
+       WHERE id = ? AND NOT unlimited AND credits >= ? RETURNING credits`,
       [amount, now, userId, amount],
     );
     return row?.credits ?? null;
@@ -42,11 +42,12 @@ export class CreditRepository {
 
   /** A user's balance and whether they are unlimited, or null. */
   async account(userId: string): Promise<{ credits: number; unlimited: boolean } | null> {
-    const row = await this.#sql.get<{ credits: number; unlimited: number }>(
+    // A raw boolean is 0/1 on SQLite and false/true on PostgreSQL.
+    const row = await this.#sql.get<{ credits: number; unlimited: number | boolean }>(
       "SELECT credits, unlimited FROM users WHERE id = ?",
       [userId],
     );
-    return row ? { credits: row.credits, unlimited: row.unlimited === 1 } : null;
+    return row ? { credits: row.credits, unlimited: Boolean(row.unlimited) } : null;
   }
 
   async insert(row: CreditLedgerRow): Promise<void> {

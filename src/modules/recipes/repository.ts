@@ -22,7 +22,7 @@ export class RecipeRepository {
 
   async list(includeInactive: boolean): Promise<Recipe[]> {
     const rows = await this.#sql.all(
-      `SELECT ${COLUMNS} FROM recipes${includeInactive ? "" : " WHERE active = 1"} ORDER BY id`,
+      `SELECT ${COLUMNS} FROM recipes${includeInactive ? "" : " WHERE active"} ORDER BY id`,
     );
     return rows.map(toRecipe);
   }

@@ -55,6 +55,8 @@ export function deliveryJob(
 ) {
   const now = opts.now ?? Date.now;
   const maxAttempts = opts.retrySchedule.length + 1;
+  // Our own fetch timeout fires first, so a slow receiver is a recorded, scheduled failure.
+  const runTimeoutMs = opts.timeoutMs + 5000;
 
   async function attempt(d: WebhookDelivery, secrets: string[], signal: AbortSignal): Promise<Outcome> {
     const started = performance.now();
@@ -168,8 +170,7 @@ export function deliveryJob(
   return defineJob({
     type: DELIVER_JOB,
     input: z.object({ deliveryId: z.string() }),
-    // Our own fetch timeout fires first, so a slow receiver is a recorded, scheduled failure.
-    timeoutMs: opts.timeoutMs + 5000,
+    timeoutMs: runTimeoutMs,
     maxAttempts: 5,
     concurrency: opts.concurrency,
     run: async ({ input, signal }) => {
@@ -180,6 +181,9 @@ export function deliveryJob(
         throw new RetryAfterError(wait, "waiting for the scheduled attempt", { code: "webhook_scheduled" });
       const secrets = await secretsFor(d);
       if (!secrets) return { skipped: "endpoint_deleted" };
+      // Another run of this delivery (a re-run after a lost lease, on another instance) took this attempt.
+      if (!(await store.claimAttempt(d.id, d.attempts, now(), now() + runTimeoutMs)))
+        return { skipped: "attempt_taken" };
       return settle(d, await attempt(d, secrets, signal));
     },
     onTerminal: {

@@ -69,7 +69,7 @@ export class WebhookRepository {
   }
 
   async activeEndpoints(): Promise<WebhookEndpoint[]> {
-    const rows = await this.#sql.all(`SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE active = 1`);
+    const rows = await this.#sql.all(`SELECT ${ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE active`);
     return rows.map(toEndpoint);
   }
 
@@ -127,14 +127,29 @@ export class WebhookRepository {
 
   async disableEndpoint(id: string, reason: string, now: number): Promise<void> {
     await this.#sql.run(
-      "UPDATE webhook_endpoints SET active = 0, disabled_reason = ?, updated_at = ? WHERE id = ?",
-      [reason, now, id],
+      "UPDATE webhook_endpoints SET active = ?, disabled_reason = ?, updated_at = ? WHERE id = ?",
+      [0, reason, now, id],
     );
   }
 
   async delivery(id: string): Promise<WebhookDelivery | null> {
     const row = await this.#sql.get(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?`, [id]);
     return row ? toDelivery(row) : null;
+  }
+
+  /**
+   * Takes the next attempt of a pending delivery: true for exactly one of several callers that read it with
+   * `attempts` made, once its scheduled time has come. The winner's claim holds `next_attempt_at` at
+   * `leaseUntil` until it records the attempt, so a second run of the same delivery (a job re-run after a
+   * lost lease, on another instance) cannot send it again meanwhile; if the winner dies, the lease lapses.
+   */
+  async claimAttempt(id: string, attempts: number, now: number, leaseUntil: number): Promise<boolean> {
+    const { changes } = await this.#sql.run(
+      `UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ?
+       WHERE id = ? AND status = 'pending' AND attempts = ? AND coalesce(next_attempt_at, 0) <= ?`,
+      [leaseUntil, now, id, attempts, now],
+    );
+    return changes === 1;
   }
 
   /**
