@@ -203,31 +203,27 @@ export class ConfigError extends Error {
 }
 
 /**
- * DATABASE_URL names PostgreSQL, which this version can migrate and fill but not serve on yet: a command that
- * would use the database refuses instead of quietly running on the SQLite file in DATA_DIR.
- */
-export class PostgresServingError extends ConfigError {
-  override name = "PostgresServingError";
-  constructor(command: string) {
-    super(
-      `easel ${command}: DATABASE_URL is set, but serving on PostgreSQL is not available in this version yet (only \`easel migrate\` and \`easel migrate-data\` are); unset DATABASE_URL to use SQLite in DATA_DIR`,
-    );
-  }
-}
-
-/**
  * Why `easel serve` must not start with these settings in cluster mode (DATABASE_URL: several instances on one
  * database), as one line saying what to set; null when nothing stands in the way. Every instance serves every
  * image and card, so they must all see the same files.
  */
 export function clusterRefusal(
-  config: Pick<Config, "DATABASE_URL" | "STORAGE" | "STORAGE_SHARED">,
+  config: Pick<Config, "DATABASE_URL" | "STORAGE" | "STORAGE_SHARED" | "JWT_SECRET">,
 ): string | null {
-  if (!config.DATABASE_URL || config.STORAGE !== "local" || config.STORAGE_SHARED) return null;
-  return (
-    "STORAGE=local with DATABASE_URL: instances sharing a database must share their files too; " +
-    "set STORAGE=s3 (with S3_BUCKET), or STORAGE_SHARED=true if DATA_DIR/files is one directory every instance uses"
-  );
+  if (!config.DATABASE_URL) return null;
+  if (config.STORAGE === "local" && !config.STORAGE_SHARED) {
+    return (
+      "STORAGE=local with DATABASE_URL: instances sharing a database must share their files too; " +
+      "set STORAGE=s3 (with S3_BUCKET), or STORAGE_SHARED=true if DATA_DIR/files is one directory every instance uses"
+    );
+  }
+  if (!config.JWT_SECRET) {
+    return (
+      "JWT_SECRET is unset with DATABASE_URL: a client token or dashboard session signed by one instance must " +
+      "verify on every other, so set JWT_SECRET (32+ characters) to the same value on every instance"
+    );
+  }
+  return null;
 }
 
 /** "250ms", "5s", "30m", "2h" → milliseconds; null when malformed. */

@@ -1,5 +1,6 @@
 import type { Config } from "./config";
 import type { Db } from "./db/client";
+import type { OpenedDatabase } from "./db/open";
 import type { InstanceRegistry } from "./db/pg/instances";
 import type { Sql } from "./db/sql";
 import type { Logger } from "./log";
@@ -30,8 +31,14 @@ import type { Storage } from "./storage";
  */
 export type AppContext = {
   config: Config;
-  /** The raw connection, for what is SQLite's own business (backups, checkpoints, vacuum). */
+  /** The database the services are built on (src/db/open.ts): a SQLite file, or PostgreSQL. */
+  database: OpenedDatabase;
+  /**
+   * The raw SQLite connection, for what is SQLite's own business (backups, checkpoints, vacuum); throws on
+   * PostgreSQL, where code that may run there reads `sqlite` (null) instead.
+   */
   db: Db;
+  sqlite: Db | null;
   /** The async client every repository is written against. */
   sql: Sql;
   log: Logger;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 import { UsageError } from "./cli/args";
-import { ConfigError, loadConfig, PostgresServingError } from "./config";
+import { ConfigError, loadConfig } from "./config";
 import type { AppContext } from "./context";
 import { ApiError } from "./errors";
 import { silentLogger } from "./log";
@@ -54,14 +54,23 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   const load = SERVICE_COMMANDS.get(command);
   if (load) {
-    // These build every service, the queue among them, which runs on SQLite only in this version.
-    if (config.DATABASE_URL) throw new PostgresServingError(command);
-    const [run, { createServices }] = await Promise.all([load(), import("./services")]);
-    const ctx = createServices(config, { log: silentLogger });
+    if (command === "db" && config.DATABASE_URL) {
+      process.stderr.write(
+        "easel db: DATABASE_URL is set, so the data is in PostgreSQL: its sizes and upkeep are PostgreSQL's own (psql \\dt+, VACUUM, autovacuum); easel db works on the SQLite file in DATA_DIR\n",
+      );
+      return 1;
+    }
+    const [run, { createServices }, { openDatabase }] = await Promise.all([
+      load(),
+      import("./services"),
+      import("./db/open"),
+    ]);
+    const database = await openDatabase(config);
+    const ctx = createServices(config, { log: silentLogger, database });
     try {
       return await run(ctx, rest);
     } finally {
-      ctx.db.$client.close();
+      await database.close();
     }
   }
   switch (command) {

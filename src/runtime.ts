@@ -1,14 +1,17 @@
 /** Starting and stopping `easel serve`: the services come from services.ts; this file only starts and wires them. */
 import { createApp } from "./app";
-import { type Config, ConfigError, clusterRefusal, PostgresServingError } from "./config";
+import { type Config, ConfigError, clusterRefusal } from "./config";
 import type { AppContext } from "./context";
 import { Checkpointer } from "./db/checkpointer";
+import { openDatabase } from "./db/open";
+import { runAsLeader } from "./db/pg/leader";
+import { PgNotifier } from "./db/pg/notify";
 import { createLogger, type Logger } from "./log";
 import { scheduleSnapshots } from "./modules/ops/backup";
 import { runInstance } from "./modules/ops/instances";
 import { logJobOutcomes } from "./modules/ops/job-log";
 import { writeServerLock } from "./modules/ops/lock";
-import { startSchedules } from "./modules/ops/schedules";
+import { type Schedules, startSchedules } from "./modules/ops/schedules";
 import { socketServerOptions } from "./modules/realtime/service";
 import { createServices, type ServiceOptions } from "./services";
 
@@ -69,10 +72,13 @@ export async function startRuntime(
       pretty: requested.NODE_ENV === "development" && process.stdout.isTTY,
     });
   const { scheduleBackups } = preflight(requested, log);
-  // The checks above come first, so their answers stand once serving on PostgreSQL lands.
-  if (requested.DATABASE_URL) throw new PostgresServingError("serve");
   const config = await withConcretePort(requested);
-  const ctx = createServices(config, { ...opts, log });
+  const database = opts.database ?? (await openDatabase(config));
+  const notifier =
+    database.backend === "postgres" && config.DATABASE_URL
+      ? new PgNotifier({ url: config.DATABASE_URL, sql: database.sql, log })
+      : undefined;
+  const ctx = createServices(config, { ...opts, log, database, notifier });
   const { queue } = ctx;
   const { generatedKey } = await ctx.auth.bootstrapAdmin();
   if (generatedKey) {
@@ -80,18 +86,18 @@ export async function startRuntime(
       `\nNo ADMIN_KEY set: generated an admin key (also saved to ${config.dataDir}/admin-key):\n\n  ${generatedKey}\n\n`,
     );
   }
-  const checkpointer = new Checkpointer(ctx.db.$client, config.databasePath);
-  await checkpointer.start();
+  const checkpointer = ctx.sqlite ? new Checkpointer(ctx.sqlite.$client, config.databasePath) : null;
+  await checkpointer?.start();
   const recovered = await queue.recoverStalled(true);
   if (recovered.requeued + recovered.failed > 0)
     log.warn(recovered, "recovered jobs left active by a previous process");
   await ctx.webhooks.start();
-  ctx.realtime.start();
+  await ctx.realtime.start();
   queue.start();
   const instance = await runInstance(ctx);
 
   const timers: { stop(): void }[] = [];
-  timers.push(await startSchedules(ctx, { checkpoint: () => checkpointer.checkpointNow() }));
+  const scheduled = await runSchedules(ctx, checkpointer, notifier ? config.DATABASE_URL : undefined);
 
   const app = createApp(ctx).listen({
     port: config.PORT,
@@ -105,23 +111,26 @@ export async function startRuntime(
   const port = app.server?.port ?? config.PORT;
   if (scheduleBackups && config.BACKUP_CRON) timers.push(scheduleSnapshots(ctx, config.BACKUP_CRON));
   timers.push({ stop: logJobOutcomes(queue, log) });
-  const lock = writeServerLock(config.dataDir, port);
-  log.info({ port, dataDir: config.dataDir }, "easel listening");
+  // One server per SQLite file; instances of a cluster share DATA_DIR when STORAGE_SHARED says so.
+  const lock = ctx.sqlite ? writeServerLock(config.dataDir, port) : null;
+  log.info({ port, dataDir: config.dataDir, database: database.backend }, "easel listening");
 
   let stopping: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
       log.info({ graceMs: config.SHUTDOWN_GRACE_MS }, "shutting down");
+      await scheduled.stop();
       for (const t of timers) t.stop();
-      ctx.realtime.stop();
+      await ctx.realtime.stop();
       ctx.webhooks.stop();
       await app.stop();
       await queue.stop(config.SHUTDOWN_GRACE_MS);
       await instance.stop();
       await ctx.renderer.close();
-      await checkpointer.stop();
-      ctx.db.$client.close();
-      lock.release();
+      await checkpointer?.stop();
+      await notifier?.close();
+      await database.close();
+      lock?.release();
       log.info("stopped");
     })());
 
@@ -133,4 +142,35 @@ export async function startRuntime(
     process.once("SIGINT", onSignal);
   }
   return { ctx, app, port, url: `http://127.0.0.1:${port}`, stop };
+}
+
+/**
+ * The scheduled work runs on one instance at a time: on SQLite this one; in a cluster (`leaderUrl`) the
+ * instance holding the schedules' advisory lock, taken over by another when it stops or dies.
+ */
+async function runSchedules(
+  ctx: AppContext,
+  checkpointer: Checkpointer | null,
+  leaderUrl: string | undefined,
+): Promise<{ stop(): Promise<void> }> {
+  const checkpoint = checkpointer ? () => checkpointer.checkpointNow() : undefined;
+  if (!leaderUrl) {
+    const schedules = await startSchedules(ctx, { checkpoint });
+    return { stop: async () => schedules.stop() };
+  }
+  let schedules: Schedules | null = null;
+  const leadership = runAsLeader(
+    "easel:schedules",
+    async () => {
+      ctx.log.info({ instance: ctx.queue.workerId }, "leading the cluster's scheduled work");
+      schedules = await startSchedules(ctx, { checkpoint });
+    },
+    () => {
+      schedules?.stop();
+      schedules = null;
+    },
+    // Named after the instance, so an operator (and the cluster tests) can see who leads in pg_stat_activity.
+    { url: leaderUrl, log: ctx.log, applicationName: `easel-leader ${ctx.queue.workerId}`.slice(0, 63) },
+  );
+  return { stop: () => leadership.stop() };
 }

@@ -5,9 +5,9 @@
  */
 import type { Config } from "./config";
 import type { AppContext } from "./context";
-import { openDb } from "./db/client";
+import { type OpenedDatabase, openSqlite } from "./db/open";
 import { InstanceRegistry } from "./db/pg/instances";
-import { sqliteClient } from "./db/sqlite";
+import type { PgNotifier } from "./db/pg/notify";
 import { createLogger, type Logger } from "./log";
 import { AuthService } from "./modules/auth/service";
 import { backlogTopUpJob } from "./modules/backlog/job";
@@ -23,14 +23,15 @@ import { IdempotencyService } from "./modules/idempotency/service";
 import { InstantService } from "./modules/instant/service";
 import { JobService } from "./modules/jobs/service";
 import { Metrics } from "./modules/metrics/service";
-import { dbWritableCheck, HealthService } from "./modules/ops/service";
+import { dbWritableCheck, HealthService, listenCheck, pgReachableCheck } from "./modules/ops/service";
+import { NotifyFrameRelay } from "./modules/realtime/relay";
 import { RealtimeService, realtimeOptions } from "./modules/realtime/service";
 import { RecipeService, recordRecipeUsage } from "./modules/recipes/service";
 import { UserService } from "./modules/users/service";
 import { DELIVER_JOB } from "./modules/webhooks/fanout";
 import { WebhookService, webhookOptions } from "./modules/webhooks/service";
 import { providersFrom } from "./providers/from-config";
-import { type AnyJobDefinition, Queue } from "./queue";
+import { type AnyJobDefinition, pgQueueBackend, Queue, sqliteQueueBackend } from "./queue";
 import { createAvatarResolver } from "./render";
 import { lazyRenderPool } from "./render/lazy";
 import { createStorage } from "./storage";
@@ -40,9 +41,16 @@ export type ServiceOptions = {
   /** Extra job types to register (tests, embedders). */
   jobs?: AnyJobDefinition[];
   now?: () => number;
+  /** The database to build on (src/db/open.ts). @defaultValue the SQLite file at `config.databasePath` */
+  database?: OpenedDatabase;
+  /**
+   * Cluster mode: this instance's LISTEN connection. Jobs enqueued by other instances wake this one's pool,
+   * and WebSocket/SSE frames cross instances through it.
+   */
+  notifier?: PgNotifier;
 };
 
-/** Opens the database and builds every service, without starting anything (the CLI uses this as is). */
+/** Builds every service on the database, without starting anything (the CLI uses this as is). */
 export function createServices(config: Config, opts: ServiceOptions = {}): AppContext {
   const log =
     opts.log ??
@@ -50,8 +58,9 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       level: config.LOG_LEVEL,
       pretty: config.NODE_ENV === "development" && process.stdout.isTTY,
     });
-  const db = openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS });
-  const sql = sqliteClient(db.$client);
+  const database = opts.database ?? openSqlite(config);
+  const sql = database.sql;
+  const sqlite = database.backend === "sqlite" ? database.db : null;
   const users = new UserService(sql, opts.now);
   const auth = new AuthService(sql, users, {
     dataDir: config.dataDir,
@@ -73,7 +82,10 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     ],
     // A retry runs again what was refunded, so it is paid for again (402 refuses the retry).
     onRetry: (job) => credits?.onJobRetry(job),
-    db: db.$client,
+    backend:
+      database.backend === "sqlite"
+        ? sqliteQueueBackend(database.db.$client)
+        : pgQueueBackend(database.sql, { notifier: opts.notifier }),
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
     leaseMs: config.STALLED_AFTER_MS,
@@ -132,7 +144,9 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   const jobs = new JobService(queue, auth, assets);
   webhooks = new WebhookService({ sql, queue, auth, log, jobs, cards }, webhookOptions(config));
   const health = new HealthService()
-    .add(dbWritableCheck(sql))
+    .add(database.backend === "sqlite" ? dbWritableCheck(database.sql) : pgReachableCheck(database.sql));
+  if (opts.notifier) health.add(listenCheck(opts.notifier));
+  health
     .add({ name: "storage", run: () => storage.check() })
     .add({ name: "render", run: () => renderer.check() })
     .add({
@@ -144,13 +158,24 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   metrics.watchQueue(queue, config.WORKER_CONCURRENCY);
   metrics.watchAdmission(generate.admission);
   metrics.watchWebhookDeliveries(queue, DELIVER_JOB);
-  metrics.watchDatabase(config.databasePath);
+  if (sqlite) metrics.watchDatabase(config.databasePath);
   metrics.watchItems(queue);
-  const realtime = new RealtimeService(queue, jobs, realtimeOptions(config), cards.events);
+  const relay = opts.notifier
+    ? new NotifyFrameRelay(opts.notifier, {
+        instanceId: queue.workerId,
+        onError: (err) => log.error({ err }, "could not relay a frame to the other instances"),
+      })
+    : undefined;
+  const realtime = new RealtimeService(queue, jobs, realtimeOptions(config), cards.events, relay);
   metrics.watchSockets(() => realtime.sessions.size);
   return {
     config,
-    db,
+    database,
+    get db() {
+      if (!sqlite) throw new Error("the SQLite handle is not available: DATABASE_URL puts the data in PostgreSQL");
+      return sqlite;
+    },
+    sqlite,
     sql,
     log,
     metrics,

@@ -1,7 +1,8 @@
 /**
  * What Easel refuses, through the real CLI, when DATABASE_URL puts it in cluster mode: local storage that
- * other instances cannot see, SQLite backups of data that is not in SQLite, and (in this version) serving.
- * Each refusal comes before anything is opened, so none needs the server to be reachable.
+ * other instances cannot see, a signing secret each instance would make up for itself, SQLite backups of data
+ * that is not in SQLite. Each refusal comes before anything is opened, so none needs the server to be
+ * reachable; past them, an unreachable server is one line naming it.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
@@ -10,6 +11,7 @@ import { clusterRefusal, loadConfig } from "../../src/config";
 import { expectExit, runEasel, tempDir } from "../helpers";
 
 const DATABASE_URL = "postgres://easel:hunter2-secret@127.0.0.1:1/easel";
+const JWT_SECRET = "a-cluster-wide-secret-of-at-least-32-chars";
 const dirs: (() => void)[] = [];
 afterEach(() => {
   for (const c of dirs.splice(0)) c();
@@ -33,16 +35,27 @@ describe("cluster mode refusals (DATABASE_URL)", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  test("with shared local storage or S3 the storage check passes and serving is what is refused", async () => {
+  test("serve refuses to start without JWT_SECRET: each instance would sign with its own", async () => {
+    const dir = dataDir();
+    const run = await runEasel(dir, ["serve"], { DATABASE_URL, STORAGE_SHARED: "true" });
+    expectExit(run, 2);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toContain("JWT_SECRET is unset with DATABASE_URL");
+    expect(run.stderr).toContain("same value on every instance");
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("with shared local storage or S3 and JWT_SECRET the checks pass: an unreachable server is one line", async () => {
     for (const env of <Record<string, string>[]>[
       { STORAGE_SHARED: "true" },
       { STORAGE: "s3", S3_BUCKET: "easel", S3_ENDPOINT: "http://127.0.0.1:1" },
     ]) {
       const dir = dataDir();
-      const run = await runEasel(dir, ["serve"], { DATABASE_URL, ...env });
+      const run = await runEasel(dir, ["serve"], { DATABASE_URL, JWT_SECRET, ...env });
       expectExit(run, 2);
       expect(run.stderr.trim().split("\n")).toHaveLength(1);
-      expect(run.stderr).toContain("serving on PostgreSQL is not available in this version yet");
+      expect(run.stderr).toContain("cannot be reached");
+      expect(run.stderr).not.toContain("hunter2");
       expect(run.stderr).not.toContain("STORAGE=local");
       expect(readdirSync(dir)).toEqual([]);
     }
@@ -52,6 +65,7 @@ describe("cluster mode refusals (DATABASE_URL)", () => {
     const run = await runEasel(dataDir(), ["serve"], {
       DATABASE_URL,
       STORAGE_SHARED: "true",
+      JWT_SECRET,
       BACKUP_CRON: "* * * * *",
       LOG_LEVEL: "info",
     });
@@ -79,7 +93,7 @@ describe("cluster mode refusals (DATABASE_URL)", () => {
 
   test("without DATABASE_URL local storage is the zero-config default, never refused", () => {
     expect(clusterRefusal(loadConfig({}))).toBeNull();
-    expect(clusterRefusal(loadConfig({ DATABASE_URL, STORAGE_SHARED: "yes" }))).toBeNull();
+    expect(clusterRefusal(loadConfig({ DATABASE_URL, STORAGE_SHARED: "yes", JWT_SECRET }))).toBeNull();
     expect(clusterRefusal(loadConfig({ DATABASE_URL }))).toContain("STORAGE_SHARED=true");
   });
 });

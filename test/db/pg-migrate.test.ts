@@ -213,16 +213,21 @@ describe("easel migrate and serve with DATABASE_URL", () => {
     expect(run.stderr).not.toContain("s3cret");
   });
 
-  test("easel serve with DATABASE_URL refuses to start, and never falls back to SQLite", async () => {
+  test("CLI commands with DATABASE_URL work on PostgreSQL, and never fall back to SQLite", async () => {
     const db = await database();
     const dir = dataDir();
-    for (const command of [["serve"], ["queue", "status"]]) {
-      const run = await runEasel(dir, command, { DATABASE_URL: db.url, STORAGE_SHARED: "true" });
-      expectExit(run, 2);
-      expect(run.stderr.trim().split("\n")).toHaveLength(1);
-      expect(run.stderr).toContain("serving on PostgreSQL is not available in this version yet");
-    }
-    expect(readdirSync(dir)).toEqual([]); // no SQLite file, no generated secrets
+    const env = { DATABASE_URL: db.url, STORAGE_SHARED: "true" };
+    const created = await runEasel(dir, ["users", "create", "--name", "pg-user", "--role", "user"], env);
+    expectExit(created, 0);
+    const [{ n }] = await db.sql`SELECT count(*)::int AS n FROM users WHERE name = 'pg-user'`;
+    expect(n).toBe(1);
+    const status = await runEasel(dir, ["queue", "status", "--json"], env);
+    expectExit(status, 0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ waiting: 0, active: 0 });
+    const upkeep = await runEasel(dir, ["db", "stats"], env);
+    expectExit(upkeep, 1);
+    expect(upkeep.stderr).toContain("the data is in PostgreSQL");
+    expect(readdirSync(dir).filter((f) => f.startsWith("easel.db"))).toEqual([]); // no SQLite file
   });
 
   test("DATABASE_URL must name PostgreSQL; a bad one is refused without echoing it", () => {

@@ -1,3 +1,4 @@
+import type { Sql } from "../../db/sql";
 import type { SqliteClient } from "../../db/sqlite";
 import { writeHealth } from "../../db/write-health";
 import type { CheckResult, HealthReport } from "./model";
@@ -83,6 +84,32 @@ export function dbWritableCheck(client: SqliteClient, retryMs = 50): Check {
       // Taking the lock writes nothing: a full disk shows only on writes, which record it (write-health.ts).
       const health = writeHealth(sqlite);
       if (health.fault) await client.exclusive(() => health.probe(sqlite));
+    },
+  };
+}
+
+/**
+ * PostgreSQL answers a query on the pool (a lost connection shows here; the pool reconnects on the next
+ * query). Named "db" as SQLite's check is, so probes and dashboards read one name.
+ */
+export function pgReachableCheck(sql: Sql): Check {
+  return {
+    name: "db",
+    run: async () => {
+      await sql.get("SELECT 1 AS ok");
+    },
+  };
+}
+
+/**
+ * The LISTEN connection is up (cluster mode): without it, wake-ups and other instances' frames arrive only
+ * by polling. It reconnects with backoff; this check fails meanwhile.
+ */
+export function listenCheck(notifier: { readonly connected: boolean }): Check {
+  return {
+    name: "listen",
+    run: () => {
+      if (!notifier.connected) throw new Error("the LISTEN connection to PostgreSQL is down; reconnecting");
     },
   };
 }

@@ -3,6 +3,7 @@ import type { EventBus, Queue } from "../../queue";
 import type { CardEvents } from "../cards/service";
 import type { JobService } from "../jobs/service";
 import { type Publisher, RealtimeHub } from "./hub";
+import type { NotifyFrameRelay } from "./relay";
 import { WsSessions } from "./sessions";
 import { JobEventStreams } from "./sse";
 
@@ -47,12 +48,26 @@ export class RealtimeService {
   readonly sessions: WsSessions;
   readonly streams: JobEventStreams;
 
-  /** `cardEvents`: the card service's events, whose `card:rendered` reaches the card owner's sockets. */
-  constructor(queue: Queue, jobs: JobService, opts: RealtimeOptions, cardEvents?: EventBus<CardEvents>) {
+  readonly #relay: NotifyFrameRelay | undefined;
+
+  /**
+   * `cardEvents`: the card service's events, whose `card:rendered` reaches the card owner's sockets.
+   * `relay` (cluster mode): frames cross to and from the other instances.
+   */
+  constructor(
+    queue: Queue,
+    jobs: JobService,
+    opts: RealtimeOptions,
+    cardEvents?: EventBus<CardEvents>,
+    relay?: NotifyFrameRelay,
+  ) {
+    this.#relay = relay;
     this.hub = new RealtimeHub(queue.events, {
       progressIntervalMs: opts.progressIntervalMs ?? 250,
       describe: (job) => jobs.outcome(job),
       cardEvents,
+      relay,
+      getJob: (id) => queue.get(id),
     });
     this.sessions = new WsSessions(
       { jobs, getJob: (id) => queue.get(id), terminalMark: (id) => this.hub.terminalMark(id) },
@@ -72,16 +87,19 @@ export class RealtimeService {
     this.hub.attach(server ?? null);
   }
 
-  start(): void {
+  /** Starts the hub and pings; in cluster mode resolves once the relay listens to the other instances. */
+  async start(): Promise<void> {
     this.hub.start();
     this.sessions.start();
+    await this.#relay?.start();
   }
 
   /** Closes every WebSocket and SSE stream, so the HTTP server can stop. */
-  stop(): void {
+  async stop(): Promise<void> {
     this.sessions.stop();
     this.streams.closeAll();
     this.hub.stop();
+    await this.#relay?.stop();
   }
 
   stats(): { connections: number; streams: number } {

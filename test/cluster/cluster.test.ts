@@ -1,0 +1,318 @@
+/**
+ * Cluster mode end to end: two real Easel processes (test/fixtures/server.ts) on one PostgreSQL database and
+ * one shared files directory, as two instances behind a load balancer would run. Every job runs exactly once,
+ * a kill -9 loses nothing, frames cross instances, instant claims and card renders stay exact across them,
+ * and the scheduled work moves to a live instance when its leader dies.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pgDatabasePerTest } from "../db/pg-helpers";
+import { createRecipe, createUser, expectStatus } from "../fixtures/backlog";
+import {
+  ADMIN_KEY,
+  expectExit,
+  runEasel,
+  type ServerProcess,
+  spawnServer,
+  tempDir,
+  waitFor,
+} from "../helpers";
+import { WsClient } from "../realtime/client";
+
+const { cleanups, database } = pgDatabasePerTest();
+
+type Instance = ServerProcess & {
+  api: (path: string, init?: RequestInit & { key?: string | null; json?: unknown }) => Promise<Response>;
+  workerId: () => Promise<string>;
+};
+
+async function cluster(env: Record<string, string> = {}) {
+  const pg = await database();
+  const tmp = tempDir("easel-cluster-");
+  cleanups.push(tmp.cleanup);
+  const runLog = join(tmp.dir, "runs.log");
+  const shared = { DATABASE_URL: pg.url, STORAGE_SHARED: "true", RUN_LOG: runLog, ...env };
+  const start = async (): Promise<Instance> => {
+    const server = await spawnServer(tmp.dir, shared);
+    cleanups.push(async () => {
+      server.proc.kill(9);
+      await server.proc.exited;
+    });
+    const api: Instance["api"] = (path, init = {}) => {
+      const { key = ADMIN_KEY, json, headers, ...rest } = init;
+      const h = new Headers(headers);
+      if (key) h.set("authorization", `Bearer ${key}`);
+      if (json !== undefined) h.set("content-type", "application/json");
+      return fetch(`${server.url}${path}`, {
+        ...rest,
+        headers: h,
+        body: json !== undefined ? JSON.stringify(json) : rest.body,
+      });
+    };
+    const workerId = async () =>
+      ((await (await api("/api/queue/status")).json()) as { workerId: string }).workerId;
+    return { ...server, api, workerId };
+  };
+  /** Which process ran each job (every attempt), from the fixture's run log. */
+  const runs = () => {
+    if (!existsSync(runLog)) return [] as { id: string; pid: number }[];
+    return readFileSync(runLog, "utf8")
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const [id, pid] = line.split(" ");
+        return { id: id!, pid: Number(pid) };
+      });
+  };
+  /** The instance holding the schedules' advisory lock, by its leader connection's application name. */
+  const leader = async (): Promise<string | null> => {
+    const rows = await pg.sql`SELECT a.application_name AS name FROM pg_locks l
+      JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted`;
+    return (rows[0]?.name as string | undefined) ?? null;
+  };
+  return { pg, dir: tmp.dir, env: shared, start, runs, leader };
+}
+
+async function enqueue(i: Instance, type: string, input: unknown): Promise<string> {
+  const res = await i.api("/api/jobs", { method: "POST", json: { type, input } });
+  return (await expectStatus<{ id: string }>(res, 202)).id;
+}
+
+/** Runs `fn` over `items` with at most `width` in flight. */
+async function pooled<T, R>(items: T[], width: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!, i);
+      }
+    }),
+  );
+  return out;
+}
+
+describe("two instances on one PostgreSQL", () => {
+  test("1,000 jobs enqueued through both run exactly once, spread over both", async () => {
+    const c = await cluster();
+    const [a, b] = await Promise.all([c.start(), c.start()]);
+    const ids = await pooled(
+      Array.from({ length: 1000 }, (_, n) => n),
+      16,
+      (n) => enqueue(n % 2 ? b : a, "echo", { n }),
+    );
+    expect(new Set(ids).size).toBe(1000);
+    await waitFor(
+      async () => {
+        const [{ n }] = await c.pg
+          .sql`SELECT count(*)::int AS n FROM jobs WHERE type = 'echo' AND status = 'completed'`;
+        return n === 1000;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, what: "1,000 completed echo jobs" },
+    );
+    const runs = c.runs();
+    expect(runs).toHaveLength(1000);
+    expect(new Set(runs.map((r) => r.id)).size).toBe(1000);
+    const byPid = new Map<number, number>();
+    for (const r of runs) byPid.set(r.pid, (byPid.get(r.pid) ?? 0) + 1);
+    expect([...byPid.keys()].sort()).toEqual([a.proc.pid, b.proc.pid].sort());
+    const [{ n: rerun }] = await c.pg
+      .sql`SELECT count(*)::int AS n FROM jobs WHERE type = 'echo' AND attempts <> 1`;
+    expect(rerun).toBe(0);
+    // Both list themselves as live instances, on either one.
+    const status = (await (await b.api("/api/queue/status")).json()) as { instances: { id: string }[] };
+    expect(status.instances.map((i) => i.id).sort()).toEqual([await a.workerId(), await b.workerId()].sort());
+  }, 120_000);
+
+  test("kill -9 of the leader mid-run: the other takes the schedules and finishes its jobs after the lease", async () => {
+    const c = await cluster({ STALLED_AFTER_MS: "2000" });
+    const a = await c.start();
+    const aId = await a.workerId();
+    await waitFor(async () => (await c.leader())?.includes(aId) ?? false, {
+      what: "A to lead",
+      timeoutMs: 20_000,
+    });
+    const b = await c.start();
+    const bId = await b.workerId();
+    const ids = await pooled(
+      Array.from({ length: 12 }, (_, n) => n),
+      4,
+      () => enqueue(a, "slow", { ms: 1500 }),
+    );
+    await waitFor(() => c.runs().some((r) => r.pid === a.proc.pid), {
+      what: "A running a job",
+      timeoutMs: 20_000,
+    });
+    a.proc.kill(9);
+    await a.proc.exited;
+    const heldByA = new Set(
+      c
+        .runs()
+        .filter((r) => r.pid === a.proc.pid)
+        .map((r) => r.id),
+    );
+    expect(heldByA.size).toBeGreaterThan(0);
+
+    await waitFor(async () => (await c.leader())?.includes(bId) ?? false, {
+      what: "B to take the schedules",
+      timeoutMs: 30_000,
+    });
+    await waitFor(
+      async () => {
+        const rows = await c.pg
+          .sql`SELECT count(*)::int AS n FROM jobs WHERE type = 'slow' AND status = 'completed'`;
+        return rows[0].n === ids.length;
+      },
+      { timeoutMs: 60_000, intervalMs: 200, what: "every slow job completed" },
+    );
+    const rows = (await c.pg.sql`SELECT id, result FROM jobs WHERE type = 'slow'`) as {
+      id: string;
+      result: string | { pid: number };
+    }[];
+    const finishedBy = new Map(
+      rows.map((r) => [r.id, (typeof r.result === "string" ? JSON.parse(r.result) : r.result).pid as number]),
+    );
+    // What A was running when it died was run again, and finished, by B once its lease lapsed.
+    const rerun = [...heldByA].filter((id) => finishedBy.get(id) === b.proc.pid);
+    expect(rerun.length).toBeGreaterThan(0);
+    for (const id of rerun)
+      expect(
+        c
+          .runs()
+          .filter((r) => r.id === id)
+          .map((r) => r.pid),
+      ).toEqual([a.proc.pid, b.proc.pid]);
+    await waitFor(
+      async () =>
+        (
+          (await (await b.api("/api/queue/status")).json()) as { instances: { id: string }[] }
+        ).instances.every((i) => i.id !== aId),
+      { what: "A to drop off the live instances", timeoutMs: 30_000 },
+    );
+  }, 150_000);
+
+  test("a WebSocket client on one instance sees job_completed of a job that ran on the other", async () => {
+    const c = await cluster();
+    const [a, b] = await Promise.all([c.start(), c.start()]);
+    const ws = (i: Instance) =>
+      WsClient.connect(`${i.url.replace("http", "ws")}/ws`, {
+        headers: { authorization: `Bearer ${ADMIN_KEY}` },
+      });
+    const [onA, onB] = await Promise.all([ws(a), ws(b)]);
+    cleanups.push(() => {
+      onA.ws.close();
+      onB.ws.close();
+    });
+    const ids = await pooled(
+      Array.from({ length: 20 }, (_, n) => n),
+      4,
+      (n) => enqueue(a, "echo", { n }),
+    );
+    await waitFor(() => new Set(c.runs().map((r) => r.id)).size === ids.length, {
+      what: "all 20 jobs run",
+      timeoutMs: 30_000,
+    });
+    const ranOn = new Map(c.runs().map((r) => [r.id, r.pid]));
+    let crossed = 0;
+    for (const id of ids) {
+      const other = ranOn.get(id) === a.proc.pid ? onB : onA;
+      await other.next("job_completed", (f) => f.jobId === id, 20_000);
+      crossed++;
+    }
+    expect(crossed).toBe(ids.length);
+    // Both kinds of crossing happened: jobs ran on each instance.
+    expect(new Set(ranOn.values()).size).toBe(2);
+  }, 120_000);
+
+  test("100 concurrent instant claims split over both: exactly N wins, each generation once", async () => {
+    const READY = 5;
+    const c = await cluster({
+      INSTANT_RATE_PER_MIN: "1000",
+      BACKLOG_TOPUP_DELAY_MS: "600000",
+      BACKLOG_MAX_CONCURRENT: String(READY),
+      BACKLOG_CRON: "0 0 1 1 *",
+    });
+    const [a, b] = await Promise.all([c.start(), c.start()]);
+    await createRecipe(a.api, { id: "fox", creditCost: 2, backlogMin: READY });
+    expectExit(await runEasel(c.dir, ["backlog", "maintain", "--recipe", "fox"], c.env), 0);
+    await waitFor(
+      async () =>
+        ((await (await b.api("/api/recipes/fox/backlog")).json()) as { ready: number }).ready >= READY,
+      { what: `${READY} ready`, timeoutMs: 60_000, intervalMs: 100 },
+    );
+    const users = await Promise.all(Array.from({ length: 8 }, () => createUser(a.api, { credits: 10 })));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const res = await (i % 2 ? b : a).api("/api/generate/instant", {
+          method: "POST",
+          key: users[i % users.length]!.key,
+          json: { recipeId: "fox" },
+        });
+        return { status: res.status, body: (await res.json()) as { job?: { id: string } } };
+      }),
+    );
+    const won = results.filter((r) => r.status === 200);
+    expect(won).toHaveLength(READY);
+    expect(new Set(won.map((r) => r.body.job!.id)).size).toBe(READY);
+    for (const r of results.filter((r) => r.status !== 200)) expect([404, 409]).toContain(r.status);
+    const [{ n, spent }] = await c.pg.sql`SELECT count(*)::int AS n, coalesce(-sum(delta), 0)::int AS spent
+      FROM credit_ledger WHERE reason = 'instant'`;
+    expect(n).toBe(READY);
+    expect(spent).toBe(READY * 2);
+    let balances = 0;
+    for (const u of users) {
+      const res = await (balances % 2 ? a : b).api("/api/credits", { key: u.key });
+      balances += ((await res.json()) as { credits: number }).credits;
+    }
+    expect(balances).toBe(8 * 10 - READY * 2);
+  }, 150_000);
+
+  test("100 card PATCHes split over both end in one render of the final data", async () => {
+    const c = await cluster({ CARD_DEBOUNCE_MS: "1500" });
+    const [a, b] = await Promise.all([c.start(), c.start()]);
+    const poll = (votes: number[]) => ({
+      question: "Tea or coffee?",
+      creator: { name: "Ada" },
+      options: votes.map((v, i) => ({ label: ["Tea", "Coffee"][i]!, votes: v })),
+    });
+    const created = await expectStatus<{ id: string }>(
+      await a.api("/api/cards", { method: "POST", json: { template: "poll", data: poll([0, 0]) } }),
+      201,
+    );
+    let last = { version: 0 };
+    for (let i = 1; i <= 100; i++) {
+      const res = await (i % 2 ? b : a).api(`/api/cards/${created.id}`, {
+        method: "PATCH",
+        json: { data: { options: poll([i, 100 - i]).options } },
+      });
+      last = await expectStatus<{ version: number }>(res, 200);
+    }
+    const expected = new Uint8Array(
+      await (
+        await a.api("/api/cards/preview", {
+          method: "POST",
+          json: { template: "poll", data: poll([100, 0]) },
+        })
+      ).arrayBuffer(),
+    );
+    for (const i of [a, b]) {
+      const shown = await waitFor(
+        async () => {
+          const res = await i.api(`/api/cards/${created.id}/image`, { key: null });
+          const version = Number(/-(\d+)"$/.exec(res.headers.get("etag") ?? "")?.[1] ?? 0);
+          return version === last.version ? new Uint8Array(await res.arrayBuffer()) : null;
+        },
+        { timeoutMs: 30_000, intervalMs: 50, what: "the final version on the stable URL" },
+      );
+      expect(Buffer.from(shown).equals(Buffer.from(expected))).toBe(true);
+    }
+    // The burst rendered at its leading edge and once more for the final data: no render per PATCH.
+    const [{ n }] = await c.pg.sql`SELECT count(*)::int AS n FROM jobs
+      WHERE type = 'card.render' AND input->>'cardId' = ${created.id} AND status = 'completed'`;
+    expect(n).toBeGreaterThanOrEqual(1);
+    expect(n).toBeLessThanOrEqual(4);
+  }, 120_000);
+});
