@@ -110,13 +110,46 @@ export function pgClaimSql(typeCount: number): string {
     RETURNING ${JOBS_COLUMNS}`;
 }
 
-const FINISH = `UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
+// `j.id = ANY(…)` makes the jobs side a primary-key probe per row: joined on `j.id = v.id` alone, the planner
+// (which guesses 100 rows for any set-returning function) may loop over the set once per job in the table.
+const FINISH = `WITH v AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb))
+  UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
     progress = CASE WHEN v.status = 'failed' THEN j.progress ELSE 100 END,
     finished_at = $2, updated_at = $2, locked_by = NULL, locked_until = NULL
-  FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb)
-  WHERE j.id = v.id AND j.locked_by = $3 AND j.status = 'active'
+  FROM v
+  WHERE j.id = ANY(ARRAY(SELECT id FROM v)) AND j.id = v.id AND j.locked_by = $3 AND j.status = 'active'
   RETURNING j.id`;
 /** Not while a newer job holds the dedupe key's queued slot: then the job is superseded instead. */
+/** The scopes a job's ended count goes to (as the delete trigger of migration job_count_triggers reads them). */
+const SCOPES_OF = (rows: string) => `SELECT s.scope, d.type, d.status, count(*) AS n FROM ${rows} d
+    LEFT JOIN users u ON u.id = d.owner_id
+    CROSS JOIN LATERAL (VALUES (''), ('u:' || d.owner_id), ('c:' || u.parent_id)) AS s(scope)
+    WHERE s.scope IS NOT NULL GROUP BY s.scope, d.type, d.status`;
+/**
+ * The hot path's group commit as one statement (one round trip, one commit): the finishes, and the ended
+ * counts and throughput of the jobs they ended, taken from the same rows. Counter rows are upserted in key
+ * order (see ADD_COUNTS).
+ */
+const FINISH_COUNTED = `WITH v AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb)),
+  done AS (
+    UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
+      progress = CASE WHEN v.status = 'failed' THEN j.progress ELSE 100 END,
+      finished_at = $2, updated_at = $2, locked_by = NULL, locked_until = NULL
+    FROM v
+    WHERE j.id = ANY(ARRAY(SELECT id FROM v)) AND j.id = v.id AND j.locked_by = $3 AND j.status = 'active'
+    RETURNING j.id, j.type, j.owner_id, j.status),
+  moved AS MATERIALIZED (${SCOPES_OF("done")}),
+  counted AS (
+    INSERT INTO job_counts (scope, type, status, n) SELECT scope, type, status, n FROM moved
+    ORDER BY scope, type, status
+    ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n),
+  rolled AS (
+    INSERT INTO job_throughput (scope, minute, type, status, n)
+    SELECT scope, $4::bigint, type, status, n FROM moved ORDER BY scope, type, status
+    ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = job_throughput.n + excluded.n)
+  SELECT id FROM done`;
 const FREE_KEY = `(dedupe_key IS NULL OR NOT EXISTS
   (SELECT 1 FROM jobs q WHERE q.dedupe_key = jobs.dedupe_key AND q.status = 'queued'))`;
 const REQUEUE = `UPDATE jobs SET status = 'queued', run_at = $1, error = $2, attempts = attempts - $3,
@@ -379,6 +412,7 @@ export class PgQueueBackend implements QueueBackend {
    * depend on their previous ones, so a run again after a deadlock leaves them the same.
    */
   settle(workerId: string, batch: Settlement[], now: number): Promise<SettleResult> {
+    if (batch.every((s) => s.kind === "finish")) return this.#finishAll(workerId, batch, now);
     return this.sql.transaction(async () => {
       const applied: Settlement[] = [];
       const superseded: Job[] = [];
@@ -454,6 +488,43 @@ export class PgQueueBackend implements QueueBackend {
       await this.#count(moved);
       return { applied, superseded, ended };
     });
+  }
+
+  /** A group of finishes only (the hot path): one statement that also counts them. */
+  async #finishAll(workerId: string, batch: Settlement[], now: number): Promise<SettleResult> {
+    const rows = batch.map((s) =>
+      s.kind === "finish"
+        ? { id: s.job.id, status: s.status, result: s.result === undefined ? null : s.result, error: s.error }
+        : null,
+    );
+    const done = new Set(
+      (
+        await this.sql.all<{ id: string }>(FINISH_COUNTED, [
+          JSON.stringify(rows),
+          now,
+          workerId,
+          Math.floor(now / 60_000),
+        ])
+      ).map((r) => r.id),
+    );
+    const applied: Settlement[] = [];
+    const ended: Job[] = [];
+    for (const s of batch) {
+      if (s.kind !== "finish" || !done.has(s.job.id)) continue;
+      Object.assign(s.job, {
+        status: s.status,
+        result: s.result ?? null,
+        error: s.error,
+        finishedAt: now,
+        updatedAt: now,
+        lockedBy: null,
+        lockedUntil: null,
+      });
+      if (s.status !== "failed") s.job.progress = 100;
+      ended.push(s.job);
+      applied.push(s);
+    }
+    return { applied, superseded: [], ended };
   }
 
   async heartbeat(workerId: string, jobIds: string[], lockedUntil: number): Promise<Set<string>> {
