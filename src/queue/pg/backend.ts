@@ -1,3 +1,5 @@
+import { hostname } from "node:os";
+import { InstanceRegistry, keepAlive } from "../../db/pg/instances";
 import type { PgNotifier } from "../../db/pg/notify";
 import type { PgClient } from "../../db/pg/sql";
 import { columnList, rowMapper } from "../../db/rows";
@@ -17,6 +19,7 @@ import type {
   SettleResult,
   StalledPolicy,
 } from "../backend";
+import type { JobLogger } from "../define";
 import type { JobFilter, JobPage } from "../list";
 import {
   type CountMove,
@@ -208,6 +211,9 @@ const RETRY_ITEMS = `UPDATE job_items SET status = 'pending', attempts = 0, erro
 const STALLED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active' ORDER BY id FOR UPDATE SKIP LOCKED`;
 const STALLED_EXPIRED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active' AND locked_until < $1
   ORDER BY id FOR UPDATE SKIP LOCKED`;
+const STALLED_EXPIRED_OR_HELD = `SELECT ${JOB_COLUMNS} FROM jobs
+  WHERE status = 'active' AND (locked_until < $1 OR locked_by = ANY(${ids("$2")}))
+  ORDER BY id FOR UPDATE SKIP LOCKED`;
 const FAIL_STALLED = `UPDATE jobs SET status = 'failed', error = $1, stalled_count = stalled_count + 1, finished_at = $2,
     updated_at = $2, locked_by = NULL, locked_until = NULL
   WHERE id = $3 AND status = 'active'`;
@@ -254,9 +260,19 @@ const COUNTS_APP = counts(
   "$3, $4",
 );
 
+/** How often a started pool marks its instance alive, and how long a silent one counts as alive. */
+const DEFAULT_INSTANCE_HEARTBEAT_MS = 5000;
+const DEFAULT_INSTANCE_TTL_MS = 30_000;
+
 const CANCELLED_ERROR = { code: "cancelled", message: "cancelled", retryable: false, refundable: true };
 
 export type PgQueueBackendOptions = {
+  /**
+   * Instance leases: each started pool is a row of `instances` (src/db/pg/instances.ts) heartbeated every
+   * `heartbeatMs`; the stalled sweep of any instance reaps rows older than `ttlMs` and re-queues the jobs
+   * their pools held, without waiting for the jobs' own leases. Off when omitted (leases alone).
+   */
+  instances?: { version: string; heartbeatMs?: number; ttlMs?: number };
   /**
    * The instance's LISTEN connection (src/db/pg/notify.ts): with it, a job enqueued by another instance
    * wakes this instance's pool within milliseconds; without it, the pool finds it at its next poll.
@@ -281,11 +297,15 @@ export class PgQueueBackend implements QueueBackend {
   readonly depth: PgQueueDepth;
   readonly busy = false;
   readonly #notifier: PgNotifier | undefined;
+  readonly #instances: PgQueueBackendOptions["instances"];
+  readonly #registry: InstanceRegistry;
   readonly #lists: PgJobLists;
 
   constructor(sql: PgClient, opts: PgQueueBackendOptions = {}) {
     this.sql = sql;
     this.#notifier = opts.notifier;
+    this.#instances = opts.instances;
+    this.#registry = new InstanceRegistry(sql);
     this.features = new PgQueueFeatures(sql);
     this.depth = new PgQueueDepth(sql);
     this.#lists = new PgJobLists(sql);
@@ -305,6 +325,29 @@ export class PgQueueBackend implements QueueBackend {
     return async () => {
       off();
       await sub.unlisten();
+    };
+  }
+
+  async register(workerId: string, jobsRunning: () => number, log: JobLogger): Promise<() => Promise<void>> {
+    const opts = this.#instances;
+    if (!opts) return async () => {};
+    const me = { id: workerId, host: hostname(), version: opts.version };
+    await this.#registry.register(me, Date.now());
+    const beat = keepAlive(this.#registry, {
+      id: workerId,
+      intervalMs: opts.heartbeatMs ?? DEFAULT_INSTANCE_HEARTBEAT_MS,
+      jobsRunning,
+      // Taken for dead (a long pause): its jobs were re-queued, and the pool's next lease heartbeat aborts
+      // their attempts here. It is alive, so it registers again.
+      onReaped: () => {
+        log.warn({ instance: workerId }, "this instance was taken for dead; registering again");
+        this.#registry.register(me, Date.now()).catch((err) => log.warn({ err }, "could not register again"));
+      },
+      onError: (err) => log.warn({ err }, "instance heartbeat failed"),
+    });
+    return async () => {
+      await beat.stop();
+      await this.#registry.deregister(workerId);
     };
   }
 
@@ -655,12 +698,22 @@ export class PgQueueBackend implements QueueBackend {
       const requeued: Job[] = [];
       const failed: Job[] = [];
       const moved: CountMove[] = [];
-      const rows = policy.expiredOnly
-        ? await this.sql.all(STALLED_EXPIRED, [now])
-        : await this.sql.all(STALLED);
+      // Instances whose heartbeat lapsed: their jobs are stalled whatever their leases say. Reaped in this
+      // transaction, so a rolled-back sweep leaves them for the next.
+      const dead = this.#instances
+        ? (await this.#registry.reap(now, this.#instances.ttlMs ?? DEFAULT_INSTANCE_TTL_MS)).map((i) => i.id)
+        : [];
+      const rows = !policy.expiredOnly
+        ? await this.sql.all(STALLED)
+        : dead.length > 0
+          ? await this.sql.all(STALLED_EXPIRED_OR_HELD, [now, JSON.stringify(dead)])
+          : await this.sql.all(STALLED_EXPIRED, [now]);
+      const deadHolders = new Set(dead);
       for (const job of rows.map(toJob)) {
         const expired = (job.lockedUntil ?? 0) < now;
-        if (!expired && !(job.lockedBy && policy.isDead?.(job.lockedBy))) continue;
+        const held = job.lockedBy;
+        const deadHolder = held !== null && (deadHolders.has(held) || policy.isDead?.(held) === true);
+        if (!expired && !deadHolder) continue;
         if (job.stalledCount + 1 > stalledMax) {
           const err: JobError = {
             code: "stalled",
