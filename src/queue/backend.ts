@@ -1,5 +1,6 @@
 import type { Job, JobAttempt, JobError, JobItem, TerminalStatus } from "../db/schema";
 import type { Sql } from "../db/sql";
+import type { JobLogger } from "./define";
 import type { ItemSummary, JobFilter, JobListPage, JobPage } from "./list";
 import type { CountScope, NewItem, NewJob, QueueStats, RetentionCursor, Settlement } from "./store";
 
@@ -110,6 +111,12 @@ export interface QueueBackend {
    * resolves to an unsubscribe. Null when the backend has no such channel (the pool polls).
    */
   onWake(fn: () => void): Promise<(() => Promise<void>) | null>;
+  /**
+   * Records the worker pool `workerId` as a live instance sharing the database, heartbeating it (with how
+   * many jobs it runs) until the returned stop: the stalled sweep of any instance re-queues the jobs of an
+   * instance whose heartbeat lapsed, without waiting for their leases. A no-op on SQLite (one process).
+   */
+  register(workerId: string, jobsRunning: () => number, log: JobLogger): Promise<() => Promise<void>>;
 
   /** Inserts one job (with its items and input keys), or upserts into its dedupe key's queued job. */
   insert(job: NewJob, items?: NewItem[], inputKeys?: readonly string[]): Promise<InsertResult>;

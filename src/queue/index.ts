@@ -160,6 +160,7 @@ export class Queue {
   readonly #o: QueueOptions;
   readonly #hooks: readonly TerminalHook[];
   #unsubscribeWake: Promise<(() => Promise<void>) | null> | null = null;
+  #deregister: Promise<() => Promise<void>> | null = null;
 
   constructor(opts: QueueOptions) {
     this.#o = opts;
@@ -479,6 +480,12 @@ export class Queue {
         this.#o.log.warn({ err }, "cannot listen for jobs from other instances; polling only");
         return null;
       });
+    this.#deregister ??= this.backend
+      .register(this.workerId, () => this.#o.concurrency - this.#pool.freeSlots, this.#o.log)
+      .catch((err) => {
+        this.#o.log.warn({ err }, "cannot register this instance; its jobs are recovered by their leases");
+        return async () => {};
+      });
   }
 
   async stop(graceMs: number): Promise<void> {
@@ -486,6 +493,10 @@ export class Queue {
     const unsubscribe = await this.#unsubscribeWake;
     this.#unsubscribeWake = null;
     await unsubscribe?.();
+    // Left the cluster cleanly: its unfinished jobs were released above, not left for a reaper.
+    const deregister = await this.#deregister;
+    this.#deregister = null;
+    await deregister?.();
   }
 
   #def(type: string): AnyJobDefinition {

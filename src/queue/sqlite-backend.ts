@@ -70,6 +70,11 @@ export class SqliteQueueBackend implements QueueBackend {
     return null;
   }
 
+  /** One process per file: a dead holder is found by its pid at start-up (`recoverStalled(true)`). */
+  async register(): Promise<() => Promise<void>> {
+    return async () => {};
+  }
+
   insert(job: NewJob, items?: NewItem[], inputKeys?: readonly string[]): Promise<InsertResult> {
     return this.sql.exclusive(() => this.store.tx(() => this.store.insert(job, items, inputKeys)));
   }

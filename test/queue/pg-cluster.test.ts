@@ -3,6 +3,7 @@
  * and LISTEN connection, stand for two Easel processes.
  */
 import { expect, test } from "bun:test";
+import { join } from "node:path";
 import { SQL } from "bun";
 import { z } from "zod";
 import { PgNotifier } from "../../src/db/pg/notify";
@@ -134,3 +135,78 @@ test("a job enqueued on one instance starts on another at once, woken by NOTIFY,
   const runsOnB = await b.queue.stats();
   expect(runsOnB.completed).toBe(5);
 }, 30_000);
+
+test("an instance killed with kill -9: another's sweep re-queues its jobs once its heartbeat lapses, not its leases", async () => {
+  const pg = await database();
+  await pg.sql.unsafe("CREATE TABLE test_runs (job_id TEXT, worker TEXT)");
+  const child = Bun.spawn(["bun", join(import.meta.dir, "fixtures/pg-instance.ts")], {
+    env: { ...process.env, DATABASE_URL: pg.url },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  cleanups.push(() => child.kill(9));
+  const reader = child.stdout.getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the instance exited early: ${out}`);
+    out += new TextDecoder().decode(value);
+  }
+  const doomed = /^ready (\S+)/.exec(out)![1]!;
+
+  // B enqueues; the other instance takes the jobs (B's pool is not started yet).
+  const b = instance(pg, "b");
+  const survivorPool = new SQL(pg.url, { max: 4 });
+  cleanups.push(() => survivorPool.close());
+  const survivor = new Queue({
+    backend: pgQueueBackend(pgSql(survivorPool), {
+      instances: { version: "test", heartbeatMs: 100, ttlMs: 1000 },
+    }),
+    concurrency: 8,
+    pollIntervalMs: 50,
+    leaseMs: 60_000,
+    stalledMax: 3,
+    defaultTimeoutMs: 5000,
+    defaultMaxAttempts: 3,
+    log: silentLogger,
+    workerId: `survivor:${process.pid}:test`,
+  });
+  cleanups.push(() => survivor.stop(0));
+  const ran: string[] = [];
+  survivor.define(
+    defineJob({ type: "slow", input: z.object({}), run: async ({ job }) => void ran.push(job.id) }),
+  );
+  b.queue.define(defineJob({ type: "slow", input: z.object({}), run: async () => {} }));
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await b.queue.enqueue("slow", {})).id);
+  await waitFor(
+    async () => (await pg.sql`SELECT count(*)::int AS n FROM test_runs WHERE worker = ${doomed}`)[0].n === 3,
+    { timeoutMs: 15_000, what: "the doomed instance to start every job" },
+  );
+  child.kill(9);
+  await child.exited;
+  const killedAt = Date.now();
+
+  survivor.start();
+  // The stalled sweep, as the cluster's scheduler runs it on whichever instance leads.
+  let requeued = 0;
+  await waitFor(
+    async () => {
+      requeued += (await survivor.recoverStalled()).requeued;
+      return requeued === 3;
+    },
+    { timeoutMs: 15_000, intervalMs: 100, what: "the sweep to re-queue the dead instance's jobs" },
+  );
+  for (const id of ids) {
+    await waitFor(async () => (await survivor.get(id))?.status === "completed", { what: `job ${id} to end` });
+  }
+  // Recovered after the instance's 1 s heartbeat TTL, long before the jobs' 60 s leases ran out.
+  expect(Date.now() - killedAt).toBeLessThan(30_000);
+  expect(ran.toSorted()).toEqual(ids.toSorted());
+  for (const id of ids) {
+    expect(await survivor.get(id)).toMatchObject({ status: "completed", stalledCount: 1, attempts: 1 });
+    expect((await survivor.attempts(id)).map((a) => a.outcome)).toEqual(["stalled"]);
+  }
+  const left = await pg.sql`SELECT id FROM instances ORDER BY id`;
+  expect(left.map((r: { id: string }) => r.id)).toEqual([`survivor:${process.pid}:test`]);
+}, 60_000);

@@ -1,3 +1,5 @@
+import { hostname } from "node:os";
+import { InstanceRegistry, keepAlive } from "../../db/pg/instances";
 import type { PgNotifier } from "../../db/pg/notify";
 import type { PgClient } from "../../db/pg/sql";
 import { columnList, rowMapper } from "../../db/rows";
@@ -17,6 +19,7 @@ import type {
   SettleResult,
   StalledPolicy,
 } from "../backend";
+import type { JobLogger } from "../define";
 import type { JobFilter, JobPage } from "../list";
 import {
   type CountMove,
@@ -110,13 +113,46 @@ export function pgClaimSql(typeCount: number): string {
     RETURNING ${JOBS_COLUMNS}`;
 }
 
-const FINISH = `UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
+// `j.id = ANY(…)` makes the jobs side a primary-key probe per row: joined on `j.id = v.id` alone, the planner
+// (which guesses 100 rows for any set-returning function) may loop over the set once per job in the table.
+const FINISH = `WITH v AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb))
+  UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
     progress = CASE WHEN v.status = 'failed' THEN j.progress ELSE 100 END,
     finished_at = $2, updated_at = $2, locked_by = NULL, locked_until = NULL
-  FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb)
-  WHERE j.id = v.id AND j.locked_by = $3 AND j.status = 'active'
+  FROM v
+  WHERE j.id = ANY(ARRAY(SELECT id FROM v)) AND j.id = v.id AND j.locked_by = $3 AND j.status = 'active'
   RETURNING j.id`;
 /** Not while a newer job holds the dedupe key's queued slot: then the job is superseded instead. */
+/** The scopes a job's ended count goes to (as the delete trigger of migration job_count_triggers reads them). */
+const SCOPES_OF = (rows: string) => `SELECT s.scope, d.type, d.status, count(*) AS n FROM ${rows} d
+    LEFT JOIN users u ON u.id = d.owner_id
+    CROSS JOIN LATERAL (VALUES (''), ('u:' || d.owner_id), ('c:' || u.parent_id)) AS s(scope)
+    WHERE s.scope IS NOT NULL GROUP BY s.scope, d.type, d.status`;
+/**
+ * The hot path's group commit as one statement (one round trip, one commit): the finishes, and the ended
+ * counts and throughput of the jobs they ended, taken from the same rows. Counter rows are upserted in key
+ * order (see ADD_COUNTS).
+ */
+const FINISH_COUNTED = `WITH v AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb)),
+  done AS (
+    UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
+      progress = CASE WHEN v.status = 'failed' THEN j.progress ELSE 100 END,
+      finished_at = $2, updated_at = $2, locked_by = NULL, locked_until = NULL
+    FROM v
+    WHERE j.id = ANY(ARRAY(SELECT id FROM v)) AND j.id = v.id AND j.locked_by = $3 AND j.status = 'active'
+    RETURNING j.id, j.type, j.owner_id, j.status),
+  moved AS MATERIALIZED (${SCOPES_OF("done")}),
+  counted AS (
+    INSERT INTO job_counts (scope, type, status, n) SELECT scope, type, status, n FROM moved
+    ORDER BY scope, type, status
+    ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n),
+  rolled AS (
+    INSERT INTO job_throughput (scope, minute, type, status, n)
+    SELECT scope, $4::bigint, type, status, n FROM moved ORDER BY scope, type, status
+    ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = job_throughput.n + excluded.n)
+  SELECT id FROM done`;
 const FREE_KEY = `(dedupe_key IS NULL OR NOT EXISTS
   (SELECT 1 FROM jobs q WHERE q.dedupe_key = jobs.dedupe_key AND q.status = 'queued'))`;
 const REQUEUE = `UPDATE jobs SET status = 'queued', run_at = $1, error = $2, attempts = attempts - $3,
@@ -175,6 +211,9 @@ const RETRY_ITEMS = `UPDATE job_items SET status = 'pending', attempts = 0, erro
 const STALLED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active' ORDER BY id FOR UPDATE SKIP LOCKED`;
 const STALLED_EXPIRED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE status = 'active' AND locked_until < $1
   ORDER BY id FOR UPDATE SKIP LOCKED`;
+const STALLED_EXPIRED_OR_HELD = `SELECT ${JOB_COLUMNS} FROM jobs
+  WHERE status = 'active' AND (locked_until < $1 OR locked_by = ANY(${ids("$2")}))
+  ORDER BY id FOR UPDATE SKIP LOCKED`;
 const FAIL_STALLED = `UPDATE jobs SET status = 'failed', error = $1, stalled_count = stalled_count + 1, finished_at = $2,
     updated_at = $2, locked_by = NULL, locked_until = NULL
   WHERE id = $3 AND status = 'active'`;
@@ -221,9 +260,19 @@ const COUNTS_APP = counts(
   "$3, $4",
 );
 
+/** How often a started pool marks its instance alive, and how long a silent one counts as alive. */
+const DEFAULT_INSTANCE_HEARTBEAT_MS = 5000;
+const DEFAULT_INSTANCE_TTL_MS = 30_000;
+
 const CANCELLED_ERROR = { code: "cancelled", message: "cancelled", retryable: false, refundable: true };
 
 export type PgQueueBackendOptions = {
+  /**
+   * Instance leases: each started pool is a row of `instances` (src/db/pg/instances.ts) heartbeated every
+   * `heartbeatMs`; the stalled sweep of any instance reaps rows older than `ttlMs` and re-queues the jobs
+   * their pools held, without waiting for the jobs' own leases. Off when omitted (leases alone).
+   */
+  instances?: { version: string; heartbeatMs?: number; ttlMs?: number };
   /**
    * The instance's LISTEN connection (src/db/pg/notify.ts): with it, a job enqueued by another instance
    * wakes this instance's pool within milliseconds; without it, the pool finds it at its next poll.
@@ -248,11 +297,15 @@ export class PgQueueBackend implements QueueBackend {
   readonly depth: PgQueueDepth;
   readonly busy = false;
   readonly #notifier: PgNotifier | undefined;
+  readonly #instances: PgQueueBackendOptions["instances"];
+  readonly #registry: InstanceRegistry;
   readonly #lists: PgJobLists;
 
   constructor(sql: PgClient, opts: PgQueueBackendOptions = {}) {
     this.sql = sql;
     this.#notifier = opts.notifier;
+    this.#instances = opts.instances;
+    this.#registry = new InstanceRegistry(sql);
     this.features = new PgQueueFeatures(sql);
     this.depth = new PgQueueDepth(sql);
     this.#lists = new PgJobLists(sql);
@@ -272,6 +325,29 @@ export class PgQueueBackend implements QueueBackend {
     return async () => {
       off();
       await sub.unlisten();
+    };
+  }
+
+  async register(workerId: string, jobsRunning: () => number, log: JobLogger): Promise<() => Promise<void>> {
+    const opts = this.#instances;
+    if (!opts) return async () => {};
+    const me = { id: workerId, host: hostname(), version: opts.version };
+    await this.#registry.register(me, Date.now());
+    const beat = keepAlive(this.#registry, {
+      id: workerId,
+      intervalMs: opts.heartbeatMs ?? DEFAULT_INSTANCE_HEARTBEAT_MS,
+      jobsRunning,
+      // Taken for dead (a long pause): its jobs were re-queued, and the pool's next lease heartbeat aborts
+      // their attempts here. It is alive, so it registers again.
+      onReaped: () => {
+        log.warn({ instance: workerId }, "this instance was taken for dead; registering again");
+        this.#registry.register(me, Date.now()).catch((err) => log.warn({ err }, "could not register again"));
+      },
+      onError: (err) => log.warn({ err }, "instance heartbeat failed"),
+    });
+    return async () => {
+      await beat.stop();
+      await this.#registry.deregister(workerId);
     };
   }
 
@@ -379,6 +455,7 @@ export class PgQueueBackend implements QueueBackend {
    * depend on their previous ones, so a run again after a deadlock leaves them the same.
    */
   settle(workerId: string, batch: Settlement[], now: number): Promise<SettleResult> {
+    if (batch.every((s) => s.kind === "finish")) return this.#finishAll(workerId, batch, now);
     return this.sql.transaction(async () => {
       const applied: Settlement[] = [];
       const superseded: Job[] = [];
@@ -454,6 +531,43 @@ export class PgQueueBackend implements QueueBackend {
       await this.#count(moved);
       return { applied, superseded, ended };
     });
+  }
+
+  /** A group of finishes only (the hot path): one statement that also counts them. */
+  async #finishAll(workerId: string, batch: Settlement[], now: number): Promise<SettleResult> {
+    const rows = batch.map((s) =>
+      s.kind === "finish"
+        ? { id: s.job.id, status: s.status, result: s.result === undefined ? null : s.result, error: s.error }
+        : null,
+    );
+    const done = new Set(
+      (
+        await this.sql.all<{ id: string }>(FINISH_COUNTED, [
+          JSON.stringify(rows),
+          now,
+          workerId,
+          Math.floor(now / 60_000),
+        ])
+      ).map((r) => r.id),
+    );
+    const applied: Settlement[] = [];
+    const ended: Job[] = [];
+    for (const s of batch) {
+      if (s.kind !== "finish" || !done.has(s.job.id)) continue;
+      Object.assign(s.job, {
+        status: s.status,
+        result: s.result ?? null,
+        error: s.error,
+        finishedAt: now,
+        updatedAt: now,
+        lockedBy: null,
+        lockedUntil: null,
+      });
+      if (s.status !== "failed") s.job.progress = 100;
+      ended.push(s.job);
+      applied.push(s);
+    }
+    return { applied, superseded: [], ended };
   }
 
   async heartbeat(workerId: string, jobIds: string[], lockedUntil: number): Promise<Set<string>> {
@@ -584,12 +698,22 @@ export class PgQueueBackend implements QueueBackend {
       const requeued: Job[] = [];
       const failed: Job[] = [];
       const moved: CountMove[] = [];
-      const rows = policy.expiredOnly
-        ? await this.sql.all(STALLED_EXPIRED, [now])
-        : await this.sql.all(STALLED);
+      // Instances whose heartbeat lapsed: their jobs are stalled whatever their leases say. Reaped in this
+      // transaction, so a rolled-back sweep leaves them for the next.
+      const dead = this.#instances
+        ? (await this.#registry.reap(now, this.#instances.ttlMs ?? DEFAULT_INSTANCE_TTL_MS)).map((i) => i.id)
+        : [];
+      const rows = !policy.expiredOnly
+        ? await this.sql.all(STALLED)
+        : dead.length > 0
+          ? await this.sql.all(STALLED_EXPIRED_OR_HELD, [now, JSON.stringify(dead)])
+          : await this.sql.all(STALLED_EXPIRED, [now]);
+      const deadHolders = new Set(dead);
       for (const job of rows.map(toJob)) {
         const expired = (job.lockedUntil ?? 0) < now;
-        if (!expired && !(job.lockedBy && policy.isDead?.(job.lockedBy))) continue;
+        const held = job.lockedBy;
+        const deadHolder = held !== null && (deadHolders.has(held) || policy.isDead?.(held) === true);
+        if (!expired && !deadHolder) continue;
         if (job.stalledCount + 1 > stalledMax) {
           const err: JobError = {
             code: "stalled",
