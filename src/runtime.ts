@@ -8,7 +8,6 @@ import { runAsLeader } from "./db/pg/leader";
 import { PgNotifier } from "./db/pg/notify";
 import { createLogger, type Logger } from "./log";
 import { scheduleSnapshots } from "./modules/ops/backup";
-import { runInstance } from "./modules/ops/instances";
 import { logJobOutcomes } from "./modules/ops/job-log";
 import { writeServerLock } from "./modules/ops/lock";
 import { type Schedules, startSchedules } from "./modules/ops/schedules";
@@ -94,7 +93,6 @@ export async function startRuntime(
   await ctx.webhooks.start();
   await ctx.realtime.start();
   queue.start();
-  const instance = await runInstance(ctx);
 
   const timers: { stop(): void }[] = [];
   const scheduled = await runSchedules(ctx, checkpointer, notifier ? config.DATABASE_URL : undefined);
@@ -125,7 +123,6 @@ export async function startRuntime(
       ctx.webhooks.stop();
       await app.stop();
       await queue.stop(config.SHUTDOWN_GRACE_MS);
-      await instance.stop();
       await ctx.renderer.close();
       await checkpointer?.stop();
       await notifier?.close();

@@ -3,6 +3,7 @@
  * workers, timers or listening socket): runtime.ts starts what the server needs, CLI commands use the
  * services as they are.
  */
+import pkg from "../package.json";
 import type { Config } from "./config";
 import type { AppContext } from "./context";
 import { type OpenedDatabase, openSqlite } from "./db/open";
@@ -82,10 +83,12 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     ],
     // A retry runs again what was refunded, so it is paid for again (402 refuses the retry).
     onRetry: (job) => credits?.onJobRetry(job),
+    // Each started pool lists itself in `instances`; on PostgreSQL the stalled sweep re-queues the jobs of
+    // an instance whose heartbeat lapsed.
     backend:
       database.backend === "sqlite"
-        ? sqliteQueueBackend(database.db.$client)
-        : pgQueueBackend(database.sql, { notifier: opts.notifier }),
+        ? sqliteQueueBackend(database.db.$client, { instances: { version: pkg.version } })
+        : pgQueueBackend(database.sql, { notifier: opts.notifier, instances: { version: pkg.version } }),
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
     leaseMs: config.STALLED_AFTER_MS,
@@ -143,8 +146,9 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
   if (opts.jobs) queue.define(...opts.jobs);
   const jobs = new JobService(queue, auth, assets);
   webhooks = new WebhookService({ sql, queue, auth, log, jobs, cards }, webhookOptions(config));
-  const health = new HealthService()
-    .add(database.backend === "sqlite" ? dbWritableCheck(database.sql) : pgReachableCheck(database.sql));
+  const health = new HealthService().add(
+    database.backend === "sqlite" ? dbWritableCheck(database.sql) : pgReachableCheck(database.sql),
+  );
   if (opts.notifier) health.add(listenCheck(opts.notifier));
   health
     .add({ name: "storage", run: () => storage.check() })
@@ -172,7 +176,8 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     config,
     database,
     get db() {
-      if (!sqlite) throw new Error("the SQLite handle is not available: DATABASE_URL puts the data in PostgreSQL");
+      if (!sqlite)
+        throw new Error("the SQLite handle is not available: DATABASE_URL puts the data in PostgreSQL");
       return sqlite;
     },
     sqlite,

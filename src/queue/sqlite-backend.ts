@@ -1,4 +1,6 @@
 import type { Database } from "bun:sqlite";
+import { hostname } from "node:os";
+import { INSTANCE_TTL_MS, InstanceRegistry, joinInstances } from "../db/pg/instances";
 import type { Job, TerminalStatus } from "../db/schema";
 import { type SqliteClient, sqliteClient } from "../db/sqlite";
 import { writeHealth } from "../db/write-health";
@@ -11,6 +13,7 @@ import type {
   SettleResult,
   StalledPolicy,
 } from "./backend";
+import type { JobLogger } from "./define";
 import { QueueDepth } from "./depth";
 import { FeatureStore } from "./feature-store";
 import { type JobFilter, JobLists, type JobPage } from "./list";
@@ -23,9 +26,14 @@ import {
   type Settlement,
 } from "./store";
 
+export type SqliteQueueBackendOptions = {
+  /** List the started pool in `instances` (the server does; a bare queue in a test or tool need not). */
+  instances?: { version: string; heartbeatMs?: number };
+};
+
 /** The queue's backend on one bun:sqlite connection (the same client every repository of it shares). */
-export function sqliteQueueBackend(db: Database): SqliteQueueBackend {
-  return new SqliteQueueBackend(db);
+export function sqliteQueueBackend(db: Database, opts: SqliteQueueBackendOptions = {}): SqliteQueueBackend {
+  return new SqliteQueueBackend(db, opts);
 }
 
 /**
@@ -43,9 +51,11 @@ export class SqliteQueueBackend implements QueueBackend {
   readonly features: FeatureStore;
   readonly depth: QueueDepth;
   readonly #lists: JobLists;
+  readonly #instances: SqliteQueueBackendOptions["instances"];
 
-  constructor(db: Database) {
+  constructor(db: Database, opts: SqliteQueueBackendOptions = {}) {
     this.db = db;
+    this.#instances = opts.instances;
     this.sql = sqliteClient(db);
     this.store = new QueueStore(db);
     this.features = new FeatureStore(this.sql);
@@ -70,9 +80,21 @@ export class SqliteQueueBackend implements QueueBackend {
     return null;
   }
 
-  /** One process per file: a dead holder is found by its pid at start-up (`recoverStalled(true)`). */
-  async register(): Promise<() => Promise<void>> {
-    return async () => {};
+  /**
+   * Lists this process in `instances` (one per file: a dead holder's jobs are found by its pid at start-up,
+   * `recoverStalled(true)`), and drops the rows of earlier processes that died without leaving.
+   */
+  async register(workerId: string, jobsRunning: () => number, log: JobLogger): Promise<() => Promise<void>> {
+    const opts = this.#instances;
+    if (!opts) return async () => {};
+    const registry = new InstanceRegistry(this.sql);
+    const leave = await joinInstances(
+      registry,
+      { id: workerId, host: hostname(), version: opts.version },
+      { jobsRunning, heartbeatMs: opts.heartbeatMs, log },
+    );
+    await registry.reap(Date.now(), INSTANCE_TTL_MS);
+    return leave;
   }
 
   insert(job: NewJob, items?: NewItem[], inputKeys?: readonly string[]): Promise<InsertResult> {

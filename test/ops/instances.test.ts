@@ -2,7 +2,7 @@ import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import pkg from "../../package.json";
-import { startTestServer, type TestServer, tempDir } from "../helpers";
+import { startTestServer, type TestServer, tempDir, waitFor } from "../helpers";
 
 type Instance = { id: string; host: string; version: string; startedAt: number; lastHeartbeatAt: number };
 type Status = { workerId: string; instances: Instance[] };
@@ -14,7 +14,15 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) d.cleanup();
 });
 
-const status = async (server: TestServer) => (await (await server.api("/api/queue/status")).json()) as Status;
+/** The status once the server's pool has listed itself (it registers as it starts, without holding start-up). */
+const status = (server: TestServer) =>
+  waitFor(
+    async () => {
+      const view = (await (await server.api("/api/queue/status")).json()) as Status;
+      return view.instances.some((i) => i.id === view.workerId) ? view : null;
+    },
+    { what: "the server in its instances" },
+  );
 
 const rows = (dir: string) => {
   const db = new Database(join(dir, "easel.db"));

@@ -121,3 +121,38 @@ export function keepAlive(registry: InstanceRegistry, opts: HeartbeatOptions): {
     },
   };
 }
+
+export type JoinOptions = {
+  /** How many jobs this instance runs now (reported with each heartbeat). */
+  jobsRunning: () => number;
+  /** @defaultValue INSTANCE_HEARTBEAT_MS */
+  heartbeatMs?: number;
+  log?: { warn(obj: object, msg: string): void };
+};
+
+/**
+ * Registers `me` and heartbeats it until the returned leave (which deregisters: a clean exit leaves nothing
+ * for a reaper). Taken for dead meanwhile (a long pause let its heartbeat lapse), it registers again: it is
+ * alive, and whoever reaped it has already dealt with what it held.
+ */
+export async function joinInstances(
+  registry: InstanceRegistry,
+  me: { id: string; host: string; version: string },
+  opts: JoinOptions,
+): Promise<() => Promise<void>> {
+  await registry.register(me, Date.now());
+  const beat = keepAlive(registry, {
+    id: me.id,
+    intervalMs: opts.heartbeatMs,
+    jobsRunning: opts.jobsRunning,
+    onReaped: () => {
+      opts.log?.warn({ instance: me.id }, "this instance was taken for dead; registering again");
+      registry.register(me, Date.now()).catch((err) => opts.log?.warn({ err }, "could not register again"));
+    },
+    onError: (err) => opts.log?.warn({ err }, "instance heartbeat failed"),
+  });
+  return async () => {
+    await beat.stop();
+    await registry.deregister(me.id);
+  };
+}

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { InstanceRegistry, keepAlive } from "../../db/pg/instances";
+import { INSTANCE_TTL_MS, InstanceRegistry, joinInstances } from "../../db/pg/instances";
 import type { PgNotifier } from "../../db/pg/notify";
 import type { PgClient } from "../../db/pg/sql";
 import { columnList, rowMapper } from "../../db/rows";
@@ -260,10 +260,6 @@ const COUNTS_APP = counts(
   "$3, $4",
 );
 
-/** How often a started pool marks its instance alive, and how long a silent one counts as alive. */
-const DEFAULT_INSTANCE_HEARTBEAT_MS = 5000;
-const DEFAULT_INSTANCE_TTL_MS = 30_000;
-
 const CANCELLED_ERROR = { code: "cancelled", message: "cancelled", retryable: false, refundable: true };
 
 export type PgQueueBackendOptions = {
@@ -331,24 +327,11 @@ export class PgQueueBackend implements QueueBackend {
   async register(workerId: string, jobsRunning: () => number, log: JobLogger): Promise<() => Promise<void>> {
     const opts = this.#instances;
     if (!opts) return async () => {};
-    const me = { id: workerId, host: hostname(), version: opts.version };
-    await this.#registry.register(me, Date.now());
-    const beat = keepAlive(this.#registry, {
-      id: workerId,
-      intervalMs: opts.heartbeatMs ?? DEFAULT_INSTANCE_HEARTBEAT_MS,
-      jobsRunning,
-      // Taken for dead (a long pause): its jobs were re-queued, and the pool's next lease heartbeat aborts
-      // their attempts here. It is alive, so it registers again.
-      onReaped: () => {
-        log.warn({ instance: workerId }, "this instance was taken for dead; registering again");
-        this.#registry.register(me, Date.now()).catch((err) => log.warn({ err }, "could not register again"));
-      },
-      onError: (err) => log.warn({ err }, "instance heartbeat failed"),
-    });
-    return async () => {
-      await beat.stop();
-      await this.#registry.deregister(workerId);
-    };
+    return joinInstances(
+      this.#registry,
+      { id: workerId, host: hostname(), version: opts.version },
+      { jobsRunning, heartbeatMs: opts.heartbeatMs, log },
+    );
   }
 
   /**
@@ -701,7 +684,7 @@ export class PgQueueBackend implements QueueBackend {
       // Instances whose heartbeat lapsed: their jobs are stalled whatever their leases say. Reaped in this
       // transaction, so a rolled-back sweep leaves them for the next.
       const dead = this.#instances
-        ? (await this.#registry.reap(now, this.#instances.ttlMs ?? DEFAULT_INSTANCE_TTL_MS)).map((i) => i.id)
+        ? (await this.#registry.reap(now, this.#instances.ttlMs ?? INSTANCE_TTL_MS)).map((i) => i.id)
         : [];
       const rows = !policy.expiredOnly
         ? await this.sql.all(STALLED)
