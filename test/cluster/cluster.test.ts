@@ -316,3 +316,46 @@ describe("two instances on one PostgreSQL", () => {
     expect(n).toBeLessThanOrEqual(4);
   }, 120_000);
 });
+
+describe("a lost database connection", () => {
+  test("every connection of an instance killed by the server: it reconnects, readiness recovers, no job is lost", async () => {
+    const c = await cluster();
+    const a = await c.start();
+    const before = await pooled(
+      Array.from({ length: 50 }, (_, n) => n),
+      8,
+      (n) => enqueue(a, "echo", { n }),
+    );
+    // What a database failover or a network cut does to the pool, the LISTEN and the leader connections.
+    await c.pg.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+    const ready = await waitFor(
+      async () => {
+        const res = await a.api("/api/health/ready", { key: null });
+        return res.status === 200
+          ? ((await res.json()) as { checks: { name: string; ok: boolean }[] })
+          : null;
+      },
+      { what: "readiness to recover", timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(ready.checks.filter((ch) => ["db", "listen"].includes(ch.name)).every((ch) => ch.ok)).toBe(true);
+    const after = await pooled(
+      Array.from({ length: 50 }, (_, n) => n),
+      8,
+      (n) => enqueue(a, "echo", { n }),
+    );
+    await waitFor(
+      async () => {
+        const [{ n }] = await c.pg
+          .sql`SELECT count(*)::int AS n FROM jobs WHERE status = 'completed' AND type = 'echo'`;
+        return n === before.length + after.length;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, what: "all 100 jobs completed" },
+    );
+    // The schedules' leader took its lock again on a new connection.
+    await waitFor(async () => (await c.leader())?.includes(await a.workerId()) ?? false, {
+      what: "the leader lock held again",
+      timeoutMs: 30_000,
+    });
+  }, 120_000);
+});
