@@ -359,3 +359,40 @@ describe("a lost database connection", () => {
     });
   }, 120_000);
 });
+
+describe("credentials across instances", () => {
+  test("a key revoked on one instance is refused by the other; a dashboard sign-out on one ends the session on both", async () => {
+    const c = await cluster();
+    const [a, b] = await Promise.all([c.start(), c.start()]);
+    const user = await createUser(a.api);
+    const spare = await expectStatus<{ id: string; key: string }>(
+      await a.api("/api/keys", { method: "POST", key: user.key, json: { name: "spare" } }),
+      201,
+    );
+    expect((await b.api("/api/credits", { key: spare.key })).status).toBe(200);
+    await expectStatus(await b.api(`/api/keys/${spare.id}`, { method: "DELETE", key: user.key }), 200);
+    expect((await a.api("/api/credits", { key: spare.key })).status).toBe(401);
+
+    const login = await fetch(`${a.url}/dashboard/login`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: a.url },
+      body: new URLSearchParams({ key: ADMIN_KEY }),
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    const page = (i: Instance) => fetch(`${i.url}/dashboard`, { headers: { cookie }, redirect: "manual" });
+    const onB = await page(b);
+    expect(onB.status).toBe(200);
+    const csrf = /data-csrf="([^"]+)"/.exec(await onB.text())![1]!;
+    const logout = await fetch(`${b.url}/dashboard/logout`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { cookie, "content-type": "application/x-www-form-urlencoded", origin: b.url },
+      body: new URLSearchParams({ _csrf: csrf }),
+    });
+    expect(logout.status).toBe(303);
+    expect((await page(a)).status).toBe(303);
+    expect((await page(a)).headers.get("location")).toContain("/dashboard/login");
+  }, 60_000);
+});
