@@ -34,7 +34,7 @@ async function withConcretePort(config: Config): Promise<Config> {
  * What start-up checks before it opens anything: refuses settings a cluster cannot run with (ConfigError, one
  * line), and says once what it will not do on PostgreSQL. Whether to schedule SQLite snapshots (BACKUP_CRON).
  */
-export function preflight(config: Config, log: Logger): { scheduleBackups: boolean } {
+function preflight(config: Config, log: Logger): { scheduleBackups: boolean } {
   const refusal = clusterRefusal(config);
   if (refusal) throw new ConfigError(refusal);
   if (config.DATABASE_URL && config.BACKUP_CRON) {

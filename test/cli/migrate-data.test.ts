@@ -3,6 +3,7 @@
  * HTTP API, copied into a fresh PostgreSQL database, then compared table by table and row by row.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { getTableName } from "drizzle-orm";
 import { openDb } from "../../src/db/client";
@@ -128,7 +129,7 @@ describe("easel migrate-data", () => {
     receiver?.stop(true);
   });
 
-  test("refuses while a server runs on the data dir, a bad target URL, and a missing one", async () => {
+  test("refuses while a server runs on the data dir, a bad or missing target URL, and a data dir without a database", async () => {
     const db = await database();
     const running = await runEasel(source.dir, ["migrate-data", "--to", db.url]);
     expectExit(running, 1);
@@ -140,6 +141,16 @@ describe("easel migrate-data", () => {
     expectExit(mysql, 2);
     expect(mysql.stderr).toContain("--to must be a postgres://");
     expectExit(await runEasel(source.dir, ["migrate-data"]), 2);
+    // A data dir without a database has nothing to copy, and is left without one.
+    const empty = tempDir("easel-migrate-empty-");
+    try {
+      const nothing = await runEasel(empty.dir, ["migrate-data", "--to", db.url]);
+      expectExit(nothing, 1);
+      expect(nothing.stderr).toContain("no SQLite database at");
+      expect(readdirSync(empty.dir)).toEqual([]);
+    } finally {
+      empty.cleanup();
+    }
   });
 
   test("copies every table, prints and verifies the counts; every row is equal column by column", async () => {
