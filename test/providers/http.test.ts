@@ -25,6 +25,12 @@ import { FakeServer, HANG, json, testImage } from "../fakes/base";
 import { expectFailure } from "./assert-failure";
 
 const signal = () => new AbortController().signal;
+
+/**
+ * For requests the fake leaves hanging: their connection must not go back to the client's pool, or a later
+ * test's request could be sent on it under load and hang behind the abandoned one.
+ */
+const NO_REUSE: RequestInit = { keepalive: false };
 const h = (init: Record<string, string> = {}) => new Headers(init);
 
 describe("parseRetryAfter", () => {
@@ -231,10 +237,13 @@ describe("providerFetch / ensureOk against a real server", () => {
   test("a hang hits the per-request timeout → provider_timeout", async () => {
     fake.script(HANG);
     const started = performance.now();
-    await expectFailure(providerFetch("t", `${fake.url}/ok`, {}, { signal: signal(), timeoutMs: 150 }), {
-      kind: "timeout",
-      code: "provider_timeout",
-    });
+    await expectFailure(
+      providerFetch("t", `${fake.url}/ok`, NO_REUSE, { signal: signal(), timeoutMs: 150 }),
+      {
+        kind: "timeout",
+        code: "provider_timeout",
+      },
+    );
     expect(performance.now() - started).toBeLessThan(2000);
   });
 
@@ -247,7 +256,7 @@ describe("providerFetch / ensureOk against a real server", () => {
       });
       return new Response(body, { headers: { "content-type": "application/json" } });
     });
-    const res = await providerFetch("t", `${fake.url}/ok`, {}, { signal: signal(), timeoutMs: 150 });
+    const res = await providerFetch("t", `${fake.url}/ok`, NO_REUSE, { signal: signal(), timeoutMs: 150 });
     await expectFailure(readJson("t", res), { kind: "timeout", code: "provider_timeout" });
   });
 
@@ -256,7 +265,7 @@ describe("providerFetch / ensureOk against a real server", () => {
     const ac = new AbortController();
     const reason = new TimeoutError(100);
     setTimeout(() => ac.abort(reason), 50);
-    const err = await providerFetch("t", `${fake.url}/ok`, {}, { signal: ac.signal }).catch(
+    const err = await providerFetch("t", `${fake.url}/ok`, NO_REUSE, { signal: ac.signal }).catch(
       (e: unknown) => e,
     );
     expect(err).toBe(reason);
