@@ -29,6 +29,8 @@ export type InstantClaim = InstantClaimView;
 type Pending = {
   user: User;
   recipe: Recipe;
+  /** The backlog user, who holds the ready generations. */
+  owner: string;
   price: number;
   idem: IdempotentAnswer;
   resolve: (claim: InstantClaim) => void;
@@ -78,11 +80,11 @@ export class InstantService {
       const available = await credits.balance(user.id);
       if (available < price) throw new InsufficientCreditsError(price, available);
     }
-    if (!(await this.#d.queue.features.hasCompleted(recipe.id, await backlog.systemUserId())))
-      throw noInstant();
+    const owner = await backlog.systemUserId();
+    if (!(await this.#d.queue.features.hasCompleted(recipe.id, owner))) throw noInstant();
     return new Promise((resolve, reject) => {
       if (this.#pending.length === 0) setImmediate(() => void this.#flush());
-      this.#pending.push({ user, recipe, price, idem, resolve, reject });
+      this.#pending.push({ user, recipe, owner, price, idem, resolve, reject });
     });
   }
 
@@ -120,10 +122,9 @@ export class InstantService {
    * One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage, and record
    * the caller's idempotent answer.
    */
-  async #claimOne({ user, recipe, price, idem }: Pending): Promise<InstantClaim> {
+  async #claimOne({ user, recipe, owner, price, idem }: Pending): Promise<InstantClaim> {
     const now = this.#now();
     const { features } = this.#d.queue;
-    const owner = await this.#d.backlog.systemUserId();
     const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
     if (!job) throw taken();
     const assets = await this.#d.assets.transferJob(job.id, user.id);
