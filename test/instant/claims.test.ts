@@ -254,6 +254,24 @@ describe("instant claims", () => {
     ).toMatchObject({ job: { id: ids[1] } });
   });
 
+  test("a claim alone in its transaction, refused after taking the generation, leaves nothing behind", async () => {
+    const poor = await createUser(server.api, { credits: 2 });
+    const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
+    const backlogRow = await server.ctx.queue.get(id!);
+    // Read with 2 credits, which are spent before the claim: it passes the early look, then its charge fails
+    // after its transfer has been written, so the transaction (its own) must roll the transfer back.
+    const user = (await server.ctx.users.get(poor.id))!;
+    await server.ctx.credits.debit(user, 2, "debit", { note: "spent elsewhere" });
+    await expect(server.ctx.instant.claim(user, "fox")).rejects.toMatchObject({ code: "insufficient_credits" });
+    expect(await server.ctx.queue.get(id!)).toEqual(backlogRow);
+    const assets = server.ctx.db.$client.query("SELECT owner_id FROM assets WHERE job_id = ?").all(id!);
+    expect(assets).toEqual([{ owner_id: await server.ctx.backlog.systemUserId() }]);
+    expect(ledgerOf(server.ctx.db.$client, poor.id).map((r) => r.reason)).toEqual(["grant", "debit"]);
+    expect(
+      await expectStatus<Claim>(await claim((await createUser(server.api, { credits: 2 })).key), 200),
+    ).toMatchObject({ job: { id } });
+  });
+
   test("a repeated Idempotency-Key replays the claim without a second charge", async () => {
     const user = await createUser(server.api, { credits: 10 });
     await seedReadyBacklog(server.ctx, "fox", 2);

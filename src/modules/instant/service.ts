@@ -53,8 +53,8 @@ const taken = () =>
  * the top-up are one transaction: either all of it happened or none.
  *
  * Claims are group-committed: those arriving in the same event-loop turn share one IMMEDIATE transaction,
- * each inside its own savepoint (a refused claim rolls back alone), and every caller hears back only after
- * the commit. A commit costs far more than a claim's statements, so under load this is most of the throughput.
+ * each inside its own savepoint (a refused claim rolls back alone; a claim alone in its transaction needs
+ * none), and every caller hears back only after the commit. A commit costs far more than a claim's statements, so under load this is most of the throughput.
  */
 export class InstantService {
   readonly #d: InstantDeps;
@@ -75,11 +75,10 @@ export class InstantService {
     const { recipes, credits, backlog } = this.#d;
     const recipe = await recipes.active(recipeId);
     const price = credits.priceFor(user, recipe.creditCost);
-    // Cheap reads before queueing for the write lock: most refusals never contend with other writers.
-    if (price > 0) {
-      const available = await credits.balance(user.id);
-      if (available < price) throw new InsufficientCreditsError(price, available);
-    }
+    // Cheap looks before queueing for the write lock: most refusals never contend with other writers. The
+    // balance is the caller's row as this request read it (no second read): only the charge inside the claim's
+    // transaction decides.
+    if (price > 0 && user.credits < price) throw new InsufficientCreditsError(price, user.credits);
     const owner = await backlog.systemUserId();
     if (!(await this.#d.queue.features.hasCompleted(recipe.id, owner))) throw noInstant();
     return new Promise((resolve, reject) => {
@@ -97,11 +96,15 @@ export class InstantService {
     try {
       await sql.transaction(async () => {
         const claimed = new Set<string>();
+        const alone = batch.length === 1;
         for (const p of batch) {
           try {
-            outcomes.push({ ok: true, claim: await sql.savepoint(() => this.#claimOne(p)) });
+            // Alone in the transaction, a claim needs no savepoint: its refusal rolls the transaction back.
+            const claim = alone ? await this.#claimOne(p) : await sql.savepoint(() => this.#claimOne(p));
+            outcomes.push({ ok: true, claim });
             claimed.add(p.recipe.id);
           } catch (err) {
+            if (alone) throw err;
             outcomes.push({ ok: false, err });
           }
         }
