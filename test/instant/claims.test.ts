@@ -262,7 +262,9 @@ describe("instant claims", () => {
     // after its transfer has been written, so the transaction (its own) must roll the transfer back.
     const user = (await server.ctx.users.get(poor.id))!;
     await server.ctx.credits.debit(user, 2, "debit", { note: "spent elsewhere" });
-    await expect(server.ctx.instant.claim(user, "fox")).rejects.toMatchObject({ code: "insufficient_credits" });
+    await expect(server.ctx.instant.claim(user, "fox")).rejects.toMatchObject({
+      code: "insufficient_credits",
+    });
     expect(await server.ctx.queue.get(id!)).toEqual(backlogRow);
     const assets = server.ctx.db.$client.query("SELECT owner_id FROM assets WHERE job_id = ?").all(id!);
     expect(assets).toEqual([{ owner_id: await server.ctx.backlog.systemUserId() }]);
