@@ -4,11 +4,13 @@
  * speed); this process is the client. Each claim is the full path: auth, credit check, the claim transaction
  * (take the oldest ready job, transfer it and its assets, charge, count usage, queue the debounced top-up)
  * and the JSON response with asset URLs. Claims are spread over `users` users with plenty of credits; the
- * rate limit is off.
+ * rate limit is off. `server_cpu_us_per_claim` is the server process's CPU time (all its threads: the event
+ * loop and the WAL checkpointer) over the concurrent claims, divided by their number: on a shared machine it
+ * moves far less with the load than claims/s does, so it is the figure to compare between builds.
  *
  *   bun run bench claim [--json] [--ready 20000] [--sequential 2000] [--concurrent 16000] [--clients 64]
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -66,6 +68,17 @@ async function seed(env: Record<string, string>): Promise<string[]> {
   }
 }
 
+/** CPU time (user + system, all threads) a process has used so far, in µs; null off Linux. */
+function cpuMicros(pid: number): number | null {
+  try {
+    // /proc/<pid>/stat: fields 14 and 15 (utime, stime), in clock ticks of 1/100 s, after the ")" of the name.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return null;
+  }
+}
+
 /** One claim; returns its latency in ms, throwing on anything but 200 (the backlog is large enough). */
 async function claimOnce(url: string, key: string): Promise<number> {
   const t = performance.now();
@@ -112,6 +125,7 @@ try {
 
   const latencies: number[] = [];
   let next = 0;
+  const serverCpu0 = cpuMicros(server.pid);
   t = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async (_, c) => {
@@ -123,12 +137,15 @@ try {
     }),
   );
   const concurrentPerS = concurrent / ((performance.now() - t) / 1000);
+  const serverCpu = cpuMicros(server.pid);
   latencies.sort((a, b) => a - b);
 
   report(
     {
       claims_per_s_sequential: round(sequentialPerS, 0),
       claims_per_s_concurrent: round(concurrentPerS, 0),
+      server_cpu_us_per_claim:
+        serverCpu !== null && serverCpu0 !== null ? round((serverCpu - serverCpu0) / concurrent, 1) : null,
       p50_ms: round(percentile(latencies, 50)),
       p99_ms: round(percentile(latencies, 99)),
       clients,

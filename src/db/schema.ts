@@ -299,7 +299,8 @@ export const assets = sqliteTable(
   },
   (t) => [
     index("assets_job_idx").on(t.jobId),
-    index("assets_owner_idx").on(t.ownerId),
+    // No index on owner_id: no statement looks assets up by owner (a user's images are found through their
+    // jobs), and the instant claim, which moves a job's assets to the claimer, would rewrite one.
     // The orphan sweep asks whether a stored thumbnail still has its row: a probe, not a read of every asset.
     index("assets_thumbnail_key_idx").on(t.thumbnailKey).where(sql`thumbnail_key IS NOT NULL`),
   ],

@@ -3,6 +3,12 @@ import type { Job, JobItem } from "../db/schema";
 import type { SqliteClient } from "../db/sqlite";
 import { toItem, toJob } from "./store";
 
+/** How many times a transfer reads the next ready job after losing one to another transaction. */
+const MAX_TAKE_ATTEMPTS = 3;
+
+/** How many users' parents the transfer keeps (see #ownerScopes). */
+const MAX_CACHED_PARENTS = 10_000;
+
 /**
  * The statements features ask of the queue's tables (DESIGN §11: the queue owns `jobs` and `job_items`; a
  * feature never writes SQL on them): a job's credit columns, a recipe's backlog levels, and the instant
@@ -20,11 +26,14 @@ export class FeatureStore {
   readonly #inFlight: Statement;
   readonly #inFlightForRecipes: Statement;
   readonly #hasCompleted: Statement;
-  readonly #transfer: Statement;
+  readonly #oldestCompleted: Statement;
+  readonly #take: Statement;
   readonly #firstItem: Statement;
   readonly #parentOf: Statement;
-  readonly #countDown: Statement;
-  readonly #countUp: Statement;
+  /** The count upsert of a transfer, by how many scopes it moves (2 to 4). */
+  readonly #countMoves = new Map<number, Statement>();
+  /** Users' parents as read: a user is never re-parented nor deleted, so an entry never goes stale. */
+  readonly #parents = new Map<string, string | null>();
 
   constructor(sql: SqliteClient) {
     this.#sql = sql;
@@ -61,26 +70,22 @@ export class FeatureStore {
     this.#hasCompleted = db.prepare(
       "SELECT 1 FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status = 'completed' LIMIT 1",
     );
-    // One UPDATE picks and takes the row under the write lock, so two claims can never get the same one.
-    // finished_at moves to the claim: the new owner's retention counts from when they got the image, and
-    // `keep` (which shielded the unclaimed image from retention) is cleared.
-    this.#transfer = db.prepare(
-      `UPDATE jobs SET owner_id = ?1, credits_charged = ?2, finished_at = ?3, updated_at = ?3,
-         metadata = json_set(coalesce(metadata, '{}'), '$.keep', json('false'), '$.instant', json('true'),
-                             '$.claimedAt', ?3, '$.generatedAt', finished_at)
-       WHERE id = (SELECT id FROM jobs WHERE recipe_id = ?4 AND owner_id = ?5 AND status = 'completed'
-                   ORDER BY finished_at, id LIMIT 1)
-       RETURNING *`,
+    // The oldest ready job, read whole: the claim answers with it, so nothing is read back after the take.
+    this.#oldestCompleted = db.prepare(
+      `SELECT * FROM jobs WHERE recipe_id = ? AND owner_id = ? AND status = 'completed'
+       ORDER BY finished_at, id LIMIT 1`,
+    );
+    // Takes the job only if it is still the giver's ready job, so two claims can never both get it (under
+    // SQLite's write lock it always is; the guard keeps the pair right where transactions run side by side).
+    // The metadata is written whole from the row read: a json_set and a RETURNING * here cost more than the
+    // rest of the UPDATE. finished_at moves to the claim: the new owner's retention counts from when they got
+    // the image, and `keep` (which shielded the unclaimed image from retention) is cleared.
+    this.#take = db.prepare(
+      `UPDATE jobs SET owner_id = ?1, credits_charged = ?2, finished_at = ?3, updated_at = ?3, metadata = ?4
+       WHERE id = ?5 AND owner_id = ?6 AND status = 'completed'`,
     );
     // job_counts keeps ended jobs per owner scope ('u:<owner>', 'c:<owner's parent>'); a transfer moves one.
     this.#parentOf = db.prepare("SELECT parent_id AS p FROM users WHERE id = ?");
-    this.#countDown = db.prepare(
-      "UPDATE job_counts SET n = n - 1 WHERE scope = ? AND type = ? AND status = ?",
-    );
-    this.#countUp = db.prepare(
-      `INSERT INTO job_counts (scope, type, status, n) VALUES (?, ?, ?, 1)
-       ON CONFLICT (scope, type, status) DO UPDATE SET n = n + 1`,
-    );
     this.#firstItem = db.prepare(
       `SELECT key, json_extract(input, '$.prompt') AS prompt, (SELECT count(*) FROM job_items WHERE job_id = ?1) AS count
        FROM job_items WHERE job_id = ?1 AND idx = 0`,
@@ -154,17 +159,51 @@ export class FeatureStore {
   }
 
   #transferOldest(recipeId: string, from: string, to: string, price: number, now: number): Job | null {
-    const row = this.#transfer.get(to, price, now, recipeId, from) as Record<string, unknown> | null;
-    if (!row) return null;
-    const job = toJob(row);
-    for (const scope of this.#ownerScopes(from)) this.#countDown.run(scope, job.type, job.status);
-    for (const scope of this.#ownerScopes(to)) this.#countUp.run(scope, job.type, job.status);
-    return job;
+    // A guard that fails means another transaction took the job first; the next read finds the one after it.
+    for (let attempt = 0; attempt < MAX_TAKE_ATTEMPTS; attempt++) {
+      const row = this.#oldestCompleted.get(recipeId, from) as Record<string, unknown> | null;
+      if (!row) return null;
+      const job = toJob(row);
+      const metadata = {
+        ...job.metadata,
+        keep: false,
+        instant: true,
+        claimedAt: now,
+        generatedAt: job.finishedAt,
+      };
+      if (this.#take.run(to, price, now, JSON.stringify(metadata), job.id, from).changes === 0) continue;
+      this.#moveCount(job, from, to);
+      return { ...job, ownerId: to, creditsCharged: price, finishedAt: now, updatedAt: now, metadata };
+    }
+    return null;
+  }
+
+  /** Moves an ended job's count from `from`'s scopes to `to`'s, in one statement. */
+  #moveCount(job: Job, from: string, to: string): void {
+    const params: (string | number)[] = [];
+    for (const scope of this.#ownerScopes(from)) params.push(scope, job.type, job.status, -1);
+    for (const scope of this.#ownerScopes(to)) params.push(scope, job.type, job.status, 1);
+    const rows = params.length / 4;
+    let stmt = this.#countMoves.get(rows);
+    if (!stmt) {
+      stmt = this.#sql.db.prepare(
+        `INSERT INTO job_counts (scope, type, status, n) VALUES ${Array(rows).fill("(?, ?, ?, ?)").join(", ")}
+         ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n`,
+      );
+      this.#countMoves.set(rows, stmt);
+    }
+    stmt.run(...params);
   }
 
   /** The count scopes a job of `ownerId` belongs to besides everyone's: its owner's, and its owner's parent's. */
   #ownerScopes(ownerId: string): string[] {
-    const parent = (this.#parentOf.get(ownerId) as { p: string | null } | null)?.p;
+    let parent = this.#parents.get(ownerId);
+    if (parent === undefined) {
+      parent = (this.#parentOf.get(ownerId) as { p: string | null } | null)?.p ?? null;
+      // Bounded: a server with many end users keeps only the recent ones.
+      if (this.#parents.size >= MAX_CACHED_PARENTS) this.#parents.clear();
+      this.#parents.set(ownerId, parent);
+    }
     return parent ? [`u:${ownerId}`, `c:${parent}`] : [`u:${ownerId}`];
   }
 

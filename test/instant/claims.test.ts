@@ -157,6 +157,39 @@ describe("instant claims", () => {
     expect(usage?.count).toBe(redBefore + 1);
   });
 
+  test("the claim answers the job as it is stored: ended at the claim, when it was made, the values it was made with", async () => {
+    const user = await createUser(server.api, { credits: 5 });
+    const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
+    const made = (await server.ctx.queue.get(id!))!;
+    const won = await expectStatus<{
+      job: Record<string, unknown>;
+      variables: Record<string, unknown>;
+      claimedAt: number;
+    }>(await claim(user.key), 200);
+    expect(won.variables).toEqual({ color: "red" });
+    expect(won.job).toMatchObject({
+      ownerId: user.id,
+      creditsCharged: 2,
+      finishedAt: won.claimedAt,
+      updatedAt: won.claimedAt,
+      instantClaim: { claimedAt: won.claimedAt, generatedAt: made.finishedAt },
+    });
+    const stored = await expectStatus<Record<string, unknown>>(
+      await server.api(`/api/jobs/${id}`, { key: user.key }),
+      200,
+    );
+    for (const field of Object.keys(won.job).filter((k) => k !== "request"))
+      expect([field, stored[field]]).toEqual([field, won.job[field]]);
+    // What the backlog recorded stays; the claim only adds to it.
+    expect((await server.ctx.queue.get(id!))?.metadata).toEqual({
+      ...made.metadata,
+      keep: false,
+      instant: true,
+      claimedAt: won.claimedAt,
+      generatedAt: made.finishedAt,
+    });
+  });
+
   test("too few credits is 402 and the generation stays in the backlog", async () => {
     const user = await createUser(server.api, { credits: 1 });
     const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
@@ -219,6 +252,26 @@ describe("instant claims", () => {
     expect(
       await expectStatus<Claim>(await claim((await createUser(server.api, { credits: 2 })).key), 200),
     ).toMatchObject({ job: { id: ids[1] } });
+  });
+
+  test("a claim alone in its transaction, refused after taking the generation, leaves nothing behind", async () => {
+    const poor = await createUser(server.api, { credits: 2 });
+    const [id] = await seedReadyBacklog(server.ctx, "fox", 1);
+    const backlogRow = await server.ctx.queue.get(id!);
+    // Read with 2 credits, which are spent before the claim: it passes the early look, then its charge fails
+    // after its transfer has been written, so the transaction (its own) must roll the transfer back.
+    const user = (await server.ctx.users.get(poor.id))!;
+    await server.ctx.credits.debit(user, 2, "debit", { note: "spent elsewhere" });
+    await expect(server.ctx.instant.claim(user, "fox")).rejects.toMatchObject({
+      code: "insufficient_credits",
+    });
+    expect(await server.ctx.queue.get(id!)).toEqual(backlogRow);
+    const assets = server.ctx.db.$client.query("SELECT owner_id FROM assets WHERE job_id = ?").all(id!);
+    expect(assets).toEqual([{ owner_id: await server.ctx.backlog.systemUserId() }]);
+    expect(ledgerOf(server.ctx.db.$client, poor.id).map((r) => r.reason)).toEqual(["grant", "debit"]);
+    expect(
+      await expectStatus<Claim>(await claim((await createUser(server.api, { credits: 2 })).key), 200),
+    ).toMatchObject({ job: { id } });
   });
 
   test("a repeated Idempotency-Key replays the claim without a second charge", async () => {

@@ -256,7 +256,7 @@ export const assets = pgTable(
   },
   (t) => [
     index("assets_job_idx").on(t.jobId),
-    index("assets_owner_idx").on(t.ownerId),
+    // No index on owner_id (as in src/db/schema.ts): nothing reads assets by owner.
     index("assets_thumbnail_key_idx").on(t.thumbnailKey).where(sql`thumbnail_key IS NOT NULL`),
   ],
 );

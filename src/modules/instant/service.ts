@@ -29,6 +29,8 @@ export type InstantClaim = InstantClaimView;
 type Pending = {
   user: User;
   recipe: Recipe;
+  /** The backlog user, who holds the ready generations. */
+  owner: string;
   price: number;
   idem: IdempotentAnswer;
   resolve: (claim: InstantClaim) => void;
@@ -51,8 +53,8 @@ const taken = () =>
  * the top-up are one transaction: either all of it happened or none.
  *
  * Claims are group-committed: those arriving in the same event-loop turn share one IMMEDIATE transaction,
- * each inside its own savepoint (a refused claim rolls back alone), and every caller hears back only after
- * the commit. A commit costs far more than a claim's statements, so under load this is most of the throughput.
+ * each inside its own savepoint (a refused claim rolls back alone; a claim alone in its transaction needs
+ * none), and every caller hears back only after the commit. A commit costs far more than a claim's statements, so under load this is most of the throughput.
  */
 export class InstantService {
   readonly #d: InstantDeps;
@@ -73,16 +75,15 @@ export class InstantService {
     const { recipes, credits, backlog } = this.#d;
     const recipe = await recipes.active(recipeId);
     const price = credits.priceFor(user, recipe.creditCost);
-    // Cheap reads before queueing for the write lock: most refusals never contend with other writers.
-    if (price > 0) {
-      const available = await credits.balance(user.id);
-      if (available < price) throw new InsufficientCreditsError(price, available);
-    }
-    if (!(await this.#d.queue.features.hasCompleted(recipe.id, await backlog.systemUserId())))
-      throw noInstant();
+    // Cheap looks before queueing for the write lock: most refusals never contend with other writers. The
+    // balance is the caller's row as this request read it (no second read): only the charge inside the claim's
+    // transaction decides.
+    if (price > 0 && user.credits < price) throw new InsufficientCreditsError(price, user.credits);
+    const owner = await backlog.systemUserId();
+    if (!(await this.#d.queue.features.hasCompleted(recipe.id, owner))) throw noInstant();
     return new Promise((resolve, reject) => {
       if (this.#pending.length === 0) setImmediate(() => void this.#flush());
-      this.#pending.push({ user, recipe, price, idem, resolve, reject });
+      this.#pending.push({ user, recipe, owner, price, idem, resolve, reject });
     });
   }
 
@@ -95,11 +96,15 @@ export class InstantService {
     try {
       await sql.transaction(async () => {
         const claimed = new Set<string>();
+        const alone = batch.length === 1;
         for (const p of batch) {
           try {
-            outcomes.push({ ok: true, claim: await sql.savepoint(() => this.#claimOne(p)) });
+            // Alone in the transaction, a claim needs no savepoint: its refusal rolls the transaction back.
+            const claim = alone ? await this.#claimOne(p) : await sql.savepoint(() => this.#claimOne(p));
+            outcomes.push({ ok: true, claim });
             claimed.add(p.recipe.id);
           } catch (err) {
+            if (alone) throw err;
             outcomes.push({ ok: false, err });
           }
         }
@@ -120,10 +125,9 @@ export class InstantService {
    * One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage, and record
    * the caller's idempotent answer.
    */
-  async #claimOne({ user, recipe, price, idem }: Pending): Promise<InstantClaim> {
+  async #claimOne({ user, recipe, owner, price, idem }: Pending): Promise<InstantClaim> {
     const now = this.#now();
     const { features } = this.#d.queue;
-    const owner = await this.#d.backlog.systemUserId();
     const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
     if (!job) throw taken();
     const assets = await this.#d.assets.transferJob(job.id, user.id);
