@@ -120,7 +120,10 @@ export interface QueueBackend {
 
   /** Inserts one job (with its items and input keys), or upserts into its dedupe key's queued job. */
   insert(job: NewJob, items?: NewItem[], inputKeys?: readonly string[]): Promise<InsertResult>;
-  /** Inserts jobs without dedupe in one transaction; resolves to the rows as inserted, in order. */
+  /**
+   * Inserts jobs without dedupe in one transaction; resolves to the rows as inserted, in order. The jobs
+   * differ only in `id` and `input` (`Queue.enqueueBulk` builds them from one set of options).
+   */
   insertBulk(jobs: NewJob[]): Promise<Job[]>;
 
   /** Claims up to `limit` due queued jobs of `types` for `workerId`, in claim order. */

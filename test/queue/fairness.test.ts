@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { PRIORITY_STEP_MS } from "../../src/db/schema";
 import { defineJob, type Queue } from "../../src/queue";
+import { pgClaimSql } from "../../src/queue/pg/backend";
 import { claimSql } from "../../src/queue/store";
 import { dbOf, queuesPerTest, startTestServer, waitFor } from "../helpers";
 import { queueBackends } from "./backends";
@@ -116,6 +117,24 @@ describe("the claim statement", () => {
     expect(plan).toContain("SCAN jobs USING INDEX jobs_claim_idx");
     expect(plan.join("\n")).not.toContain("TEMP B-TREE");
     expect(plan.filter((d) => /^SCAN jobs$/.test(d))).toHaveLength(0);
+  });
+});
+
+describe("the claim statement on PostgreSQL", () => {
+  test("takes due jobs from the claim index in claim order, locking them (no sort)", async () => {
+    const q = await backends[1]![1].queue();
+    // The statement as the pool sends it, its parameters written in (EXPLAIN takes no bound parameters).
+    const args = ["'w'", "2", "1", "8", "'a'", "'b'", "'c'"];
+    const claim = pgClaimSql(3).replace(/\$(\d+)/g, (_, n: string) => args[Number(n) - 1]!);
+    const plan = await q.sql.transaction(async () => {
+      // An empty table costs nothing to scan: the planner is asked for the index, and must not need a sort.
+      await q.sql.run("SET LOCAL enable_seqscan = off");
+      return (await q.sql.all<{ "QUERY PLAN": string }>(`EXPLAIN ${claim}`)).map((r) => r["QUERY PLAN"]);
+    });
+    const text = plan.join("\n");
+    expect(text).toContain("Index Scan using jobs_claim_idx");
+    expect(text).toContain("LockRows");
+    expect(text).not.toMatch(/\bSort\b/);
   });
 });
 

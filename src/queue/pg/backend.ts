@@ -56,13 +56,21 @@ import { PgJobLists } from "./list";
 export const JOBS_CHANNEL = "easel_jobs";
 
 const JOB_COLUMNS = columnList(jobs);
-/** The same, qualified: for a statement that also reads another relation with an `id`. */
+/**
+ * The same, qualified (the claim also reads its CTE's `id`), with the JSON columns as text: the row mapper
+ * parses text once, where jsonb would be parsed by the driver, then turned back into text (pg/sql.ts).
+ */
+const JSON_COLUMNS = new Set(["input", "result", "error", "metadata"]);
 const JOBS_COLUMNS = JOB_COLUMNS.split(", ")
-  .map((c) => `jobs.${c}`)
+  .map((c) => (JSON_COLUMNS.has(c) ? `jobs.${c}::text AS ${c}` : `jobs.${c}`))
   .join(", ");
 const toAttempt = rowMapper(jobAttempts);
-/** The ids in a jsonb array parameter, as an array an index probe (`= ANY`) takes. */
-const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::jsonb))`;
+/**
+ * The ids in a JSON array parameter, as an array an index probe (`= ANY`) takes. Sets and rows travel as JSON
+ * text cast on the server (`$n::text::jsonb`): typed as text, the client binds the string as it is instead of
+ * parsing it for Bun to serialize again.
+ */
+const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::text::jsonb))`;
 
 const INSERT_COLUMNS = `id, type, status, priority, input, max_attempts, run_at, timeout_ms, dedupe_key, owner_id,
   recipe_id, credits_charged, webhook_url, metadata, created_at, updated_at`;
@@ -85,15 +93,15 @@ const QUEUED_CHARGE =
 const INSERT_BULK = `WITH inserted AS (
     INSERT INTO jobs (${INSERT_COLUMNS})
     SELECT x.id, $1::text, 'queued', $2::bigint, x.input, $3::bigint, $4::bigint, $5::bigint, NULL, $6::text,
-      $7::text, $8::bigint, $9::text, $10::jsonb, $11::bigint, $11::bigint
-    FROM jsonb_to_recordset($12::jsonb) AS x(id text, input jsonb)
+      $7::text, $8::bigint, $9::text, $10::text::jsonb, $11::bigint, $11::bigint
+    FROM jsonb_to_recordset($12::text::jsonb) AS x(id text, input jsonb)
     RETURNING 1)
   SELECT pg_notify('${JOBS_CHANNEL}', '') FROM (SELECT count(*) FROM inserted) n`;
 const INSERT_ITEMS = `INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at)
   SELECT $1::text, x.idx, x.key, x.input, 'pending', 0, $2::bigint
-  FROM jsonb_to_recordset($3::jsonb) AS x(idx bigint, key text, input jsonb)`;
+  FROM jsonb_to_recordset($3::text::jsonb) AS x(idx bigint, key text, input jsonb)`;
 const INSERT_INPUT_KEYS = `INSERT INTO job_input_keys (job_id, key)
-  SELECT $1::text, k FROM jsonb_array_elements_text($2::jsonb) AS k ON CONFLICT DO NOTHING`;
+  SELECT $1::text, k FROM jsonb_array_elements_text($2::text::jsonb) AS k ON CONFLICT DO NOTHING`;
 const NOTIFY = `SELECT pg_notify('${JOBS_CHANNEL}', '')`;
 
 /**
@@ -116,7 +124,7 @@ export function pgClaimSql(typeCount: number): string {
 // `j.id = ANY(…)` makes the jobs side a primary-key probe per row: joined on `j.id = v.id` alone, the planner
 // (which guesses 100 rows for any set-returning function) may loop over the set once per job in the table.
 const FINISH = `WITH v AS MATERIALIZED (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb))
+    SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS v(id text, status text, result jsonb, error jsonb))
   UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
     progress = CASE WHEN v.status = 'failed' THEN j.progress ELSE 100 END,
     finished_at = $2, updated_at = $2, locked_by = NULL, locked_until = NULL
@@ -135,7 +143,7 @@ const SCOPES_OF = (rows: string) => `SELECT s.scope, d.type, d.status, count(*) 
  * order (see ADD_COUNTS).
  */
 const FINISH_COUNTED = `WITH v AS MATERIALIZED (
-    SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id text, status text, result jsonb, error jsonb)),
+    SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS v(id text, status text, result jsonb, error jsonb)),
   done AS (
     UPDATE jobs j SET status = v.status, result = v.result, error = v.error,
       progress = CASE WHEN v.status = 'failed' THEN j.progress ELSE 100 END,
@@ -171,12 +179,12 @@ const PARENTS = `SELECT id, parent_id FROM users WHERE id = ANY(${ids("$1")}) AN
 // In key order: two instances' group commits lock the shared counter rows in the same order, never a cycle.
 const ADD_COUNTS = `WITH counted AS (
     INSERT INTO job_counts (scope, type, status, n)
-    SELECT scope, type, status, n FROM jsonb_to_recordset($1::jsonb) AS x(scope text, type text, status text, n bigint)
+    SELECT scope, type, status, n FROM jsonb_to_recordset($1::text::jsonb) AS x(scope text, type text, status text, n bigint)
     ORDER BY scope, type, status
     ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n RETURNING 1)
   INSERT INTO job_throughput (scope, minute, type, status, n)
   SELECT scope, minute, type, status, n
-  FROM jsonb_to_recordset($2::jsonb) AS x(scope text, minute bigint, type text, status text, n bigint)
+  FROM jsonb_to_recordset($2::text::jsonb) AS x(scope text, minute bigint, type text, status text, n bigint)
   ORDER BY scope, minute, type, status
   ON CONFLICT (scope, minute, type, status) DO UPDATE SET n = job_throughput.n + excluded.n`;
 const HEARTBEAT = `UPDATE jobs SET locked_until = $1 WHERE id = ANY(${ids("$2")}) AND locked_by = $3 AND status = 'active'

@@ -3,7 +3,7 @@ import type { Job, JobItem } from "../../db/schema";
 import type { QueueDepthReader, QueueFeatures } from "../backend";
 import { toItem, toJob } from "../store";
 
-const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::jsonb))`;
+const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::text::jsonb))`;
 
 const CREDITS = "SELECT credits_charged AS charged, credits_refunded AS refunded FROM jobs WHERE id = $1";
 // Guarded so the refunded total can never pass the charge, whatever the caller computed.

@@ -7,7 +7,7 @@ const ITEM_COUNTS = `SELECT count(*) AS total, count(*) FILTER (WHERE status = '
   FROM job_items WHERE job_id = $1`;
 const ITEM_SUMMARIES = `SELECT job_id, count(*) AS count, max(CASE WHEN idx = 0 THEN key END) AS key,
     (array_agg(input) FILTER (WHERE idx = 0))[1] AS input
-  FROM job_items WHERE job_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) GROUP BY job_id`;
+  FROM job_items WHERE job_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::text::jsonb))) GROUP BY job_id`;
 
 /**
  * The queue's job lists on PostgreSQL: the same filters and pages as SQLite's (../list.ts), newest first by
