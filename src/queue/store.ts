@@ -17,7 +17,7 @@ import {
 import { placeholders } from "../db/sql";
 
 /**
- * All queue SQL. Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
+ * All of SQLite's queue SQL (PostgreSQL's is in pg/; both behind backend.ts). Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
  * costs more per call than the statement itself); every function states its contract first.
  */
 
