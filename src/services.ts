@@ -88,7 +88,11 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     backend:
       database.backend === "sqlite"
         ? sqliteQueueBackend(database.db.$client, { instances: { version: pkg.version } })
-        : pgQueueBackend(database.sql, { notifier: opts.notifier, instances: { version: pkg.version } }),
+        : pgQueueBackend(database.sql, {
+            notifier: opts.notifier,
+            relaxed: database.relaxed,
+            instances: { version: pkg.version },
+          }),
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.POLL_INTERVAL_MS,
     leaseMs: config.STALLED_AFTER_MS,

@@ -77,13 +77,16 @@ async function freshStore(dir: string, name: string): Promise<() => QueueBackend
   // Each call is one instance: its own pool and LISTEN connection (closed before the database is dropped).
   return () => {
     const pool = new SQL(url, { max: 8 });
+    // As src/db/open.ts opens it for `easel serve`: claims commit without waiting for the WAL flush.
+    const relaxedPool = new SQL(url, { max: 3, connection: { synchronous_commit: "off" } });
     const sql = pgSql(pool);
     const notifier = new PgNotifier({ url, sql });
     cleanups.push(
       () => pool.close(),
+      () => relaxedPool.close(),
       () => notifier.close(),
     );
-    return pgQueueBackend(sql, { notifier });
+    return pgQueueBackend(sql, { notifier, relaxed: pgSql(relaxedPool) });
   };
 }
 

@@ -26,6 +26,11 @@ export type OpenedDatabase =
       backend: "postgres";
       sql: PgClient;
       pool: SQL;
+      /**
+       * A small pool whose commits do not wait for the WAL flush, for what a crash may lose without harm (the
+       * queue's claims, heartbeats and progress: see PgQueueBackendOptions.relaxed).
+       */
+      relaxed: PgClient;
       /** The URL without its password, for messages. */
       where: string;
       close(): Promise<void>;
@@ -59,7 +64,22 @@ export async function openPostgres(url: string, opts: PgOptions = {}): Promise<O
       throw new DatabaseOpenError(where, err.message, { cause: err });
     throw err;
   }
-  return { backend: "postgres", sql: pgSql(pool), pool, where, close: () => pool.close() };
+  const relaxedPool = await connectPg(url, {
+    max: 3,
+    applicationName: `${opts.applicationName ?? "easel"}-relaxed`,
+    settings: { synchronous_commit: "off" },
+  });
+  return {
+    backend: "postgres",
+    sql: pgSql(pool),
+    pool,
+    relaxed: pgSql(relaxedPool),
+    where,
+    close: async () => {
+      await relaxedPool.close();
+      await pool.close();
+    },
+  };
 }
 
 /** The database the configuration names: PostgreSQL when DATABASE_URL is set, else the SQLite file. */

@@ -68,8 +68,11 @@ async function cluster(env: Record<string, string> = {}) {
   };
   /** The instance holding the schedules' advisory lock, by its leader connection's application name. */
   const leader = async (): Promise<string | null> => {
+    // pg_locks lists every database's locks: other tests' clusters run beside this one.
     const rows = await pg.sql`SELECT a.application_name AS name FROM pg_locks l
-      JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted`;
+      JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
+        AND a.application_name LIKE 'easel-leader %'`;
     return (rows[0]?.name as string | undefined) ?? null;
   };
   return { pg, dir: tmp.dir, env: shared, start, runs, leader };

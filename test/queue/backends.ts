@@ -1,3 +1,4 @@
+import { SQL } from "bun";
 import { PgNotifier } from "../../src/db/pg/notify";
 import { pgSql } from "../../src/db/pg/sql";
 import { silentLogger } from "../../src/log";
@@ -64,12 +65,18 @@ export function queueBackends(): [BackendKind, QueueFactory][] {
       return pgQueueBackend(pgSql(pg.sql));
     },
   };
-  /** Closed after the queue has stopped (cleanups run in reverse). */
+  /** As `easel serve` builds it: claims on connections that commit without waiting for the WAL flush. */
   async function pgQueue(pg: PgTestDb, opts: Partial<QueueOptions>): Promise<Queue> {
     const sql = pgSql(pg.sql);
+    const relaxedPool = new SQL(pg.url, { max: 2, connection: { synchronous_commit: "off" } });
     const notifier = new PgNotifier({ url: pg.url, sql });
-    cleanups.push(() => notifier.close());
-    return new Queue({ ...DEFAULTS, ...opts, backend: pgQueueBackend(sql, { notifier }) });
+    // Closed after the queue has stopped (cleanups run in reverse).
+    cleanups.push(
+      () => relaxedPool.close(),
+      () => notifier.close(),
+    );
+    const relaxed = pgSql(relaxedPool);
+    return new Queue({ ...DEFAULTS, ...opts, backend: pgQueueBackend(sql, { notifier, relaxed }) });
   }
   return [
     ["sqlite", sqlite],

@@ -26,6 +26,8 @@ export type PgOptions = {
   max?: number;
   /** Shown in pg_stat_activity, so an operator can tell Easel's connections apart. @defaultValue "easel" */
   applicationName?: string;
+  /** Session settings sent when each connection opens (e.g. `{ synchronous_commit: "off" }`). */
+  settings?: Record<string, string>;
 };
 
 /**
@@ -36,7 +38,7 @@ export type PgOptions = {
 export async function connectPg(url: string, opts: PgOptions = {}): Promise<SQL> {
   const sql = new SQL(url, {
     max: opts.max ?? 10,
-    connection: { application_name: opts.applicationName ?? "easel" },
+    connection: { ...opts.settings, application_name: opts.applicationName ?? "easel" },
   });
   try {
     await sql`SELECT 1`;

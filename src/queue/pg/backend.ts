@@ -278,6 +278,14 @@ export type PgQueueBackendOptions = {
    */
   instances?: { version: string; heartbeatMs?: number; ttlMs?: number };
   /**
+   * A client on connections whose commits do not wait for the WAL flush (`synchronous_commit = off`), for
+   * the worker pool's claims, lease heartbeats and progress. What a database crash can lose of them is a
+   * claim, an extended lease or a progress figure: the job is then claimed and run again (at least once, as
+   * after any crash mid-job), never lost. It spares the claim one flush, half of what an enqueue → start
+   * waits for. Enqueues, completions and every other write stay durable on `sql`.
+   */
+  relaxed?: PgClient;
+  /**
    * The instance's LISTEN connection (src/db/pg/notify.ts): with it, a job enqueued by another instance
    * wakes this instance's pool within milliseconds; without it, the pool finds it at its next poll.
    */
@@ -301,6 +309,8 @@ export class PgQueueBackend implements QueueBackend {
   readonly depth: PgQueueDepth;
   readonly busy = false;
   readonly #notifier: PgNotifier | undefined;
+  /** Where claims, heartbeats and progress commit (see PgQueueBackendOptions.relaxed). */
+  readonly #relaxed: PgClient;
   readonly #instances: PgQueueBackendOptions["instances"];
   readonly #registry: InstanceRegistry;
   readonly #lists: PgJobLists;
@@ -308,6 +318,7 @@ export class PgQueueBackend implements QueueBackend {
   constructor(sql: PgClient, opts: PgQueueBackendOptions = {}) {
     this.sql = sql;
     this.#notifier = opts.notifier;
+    this.#relaxed = opts.relaxed ?? sql;
     this.#instances = opts.instances;
     this.#registry = new InstanceRegistry(sql);
     this.features = new PgQueueFeatures(sql);
@@ -409,7 +420,7 @@ export class PgQueueBackend implements QueueBackend {
     leaseMs: number,
   ): Promise<Job[]> {
     if (limit <= 0 || types.length === 0) return [];
-    const rows = await this.sql.all(pgClaimSql(types.length), [
+    const rows = await this.#relaxed.all(pgClaimSql(types.length), [
       workerId,
       now + leaseMs,
       now,
@@ -428,7 +439,7 @@ export class PgQueueBackend implements QueueBackend {
     leaseMs: number,
     next: (got: Job[]) => { types: readonly string[]; limit: number } | null,
   ): Promise<Job[]> {
-    return this.sql.transaction(async () => {
+    return this.#relaxed.transaction(async () => {
       const claimed: Job[] = [];
       for (let round = next([]); round; ) {
         const got = await this.claim(workerId, round.types, round.limit, now, leaseMs);
@@ -562,7 +573,7 @@ export class PgQueueBackend implements QueueBackend {
   }
 
   async heartbeat(workerId: string, jobIds: string[], lockedUntil: number): Promise<Set<string>> {
-    const rows = await this.sql.all<{ id: string }>(HEARTBEAT, [
+    const rows = await this.#relaxed.all<{ id: string }>(HEARTBEAT, [
       lockedUntil,
       JSON.stringify(jobIds),
       workerId,
@@ -571,7 +582,7 @@ export class PgQueueBackend implements QueueBackend {
   }
 
   async progress(id: string, pct: number, message: string | null, now: number): Promise<void> {
-    await this.sql.run(PROGRESS, [pct, message, now, id]);
+    await this.#relaxed.run(PROGRESS, [pct, message, now, id]);
   }
 
   async nextRunAt(): Promise<number | null> {
