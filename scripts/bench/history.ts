@@ -231,7 +231,9 @@ async function printPlans(dataDir: string): Promise<void> {
   ];
   for (const [label, path, init] of requestsToReview) {
     const res = await call(label, path, init);
-    if (res.status >= 400) process.stderr.write(`${label}: HTTP ${res.status}\n`);
+    // No worker pool runs here, which /api/health reports with a 503 after running its checks all the same.
+    const expected = path === "/api/health" && res.status === 503;
+    if (res.status >= 400 && !expected) process.stderr.write(`${label}: HTTP ${res.status}\n`);
   }
   current = "storage sweep (which keys rows still reference)";
   ctx.assets.referenced(["inputs/0/image.png", "generations/bench/x.png", "cards/x-1-1.png"]);
