@@ -33,6 +33,8 @@ export type Runtime = {
   /** The port actually bound (PORT=0 picks a free one). */
   port: number;
   url: string;
+  /** The database worker: WAL checkpoints, and retention's vacuum and `PRAGMA optimize` off the event loop. */
+  checkpointer: Checkpointer;
   stop(): Promise<void>;
 };
 
@@ -74,7 +76,7 @@ export async function startRuntime(
   const retention = new AbortController();
   const retain = async () => {
     try {
-      const removed = await runRetention(ctx, retention.signal, () => checkpointer.checkpointNow());
+      const removed = await runRetention(ctx, retention.signal, checkpointer);
       if (removed.jobs) log.info(removed, "retention cleanup");
     } catch (err) {
       log.error({ err }, "retention cleanup failed");
@@ -149,5 +151,5 @@ export async function startRuntime(
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
   }
-  return { ctx, app, port, url: `http://127.0.0.1:${port}`, stop };
+  return { ctx, app, port, url: `http://127.0.0.1:${port}`, checkpointer, stop };
 }

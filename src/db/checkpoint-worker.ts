@@ -1,12 +1,17 @@
 /**
  * Runs WAL checkpoints on its own connection in a worker thread, so their fsyncs never block the event
  * loop or a commit. PASSIVE never waits for writers; the WAL is rewound by SQLite once fully checkpointed.
+ * It also runs the database's upkeep that would otherwise stall the event loop (incremental vacuum steps,
+ * `PRAGMA optimize`), each while the main connection stands aside (Checkpointer).
  */
 import { Database } from "bun:sqlite";
 
 declare const self: Worker;
 
 type Start = { path: string; intervalMs: number };
+/** Upkeep asked for by the main thread; answered, in order, with a `Done`. */
+export type Upkeep = { vacuum: number } | { optimize: true };
+export type Done = { ms: number } | { failed: string };
 
 let db: Database | null = null;
 let timer: ReturnType<typeof setInterval> | null = null;
@@ -20,20 +25,41 @@ function checkpoint(mode: "PASSIVE" | "TRUNCATE"): void {
   }
 }
 
-self.onmessage = (event: MessageEvent<Start | "stop" | "now">) => {
-  if (event.data === "now") {
+function upkeep(job: Upkeep): Done {
+  if (!db) return { failed: "not started" };
+  const started = performance.now();
+  try {
+    if ("vacuum" in job) db.run(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(job.vacuum))})`);
+    else {
+      db.exec("PRAGMA analysis_limit = 400");
+      // 0x10002: every table, not only those this connection has queried (it queries none).
+      db.exec("PRAGMA optimize(0x10002)");
+    }
+  } catch (err) {
+    return { failed: String(err) };
+  }
+  return { ms: performance.now() - started };
+}
+
+self.onmessage = (event: MessageEvent<Start | Upkeep | "stop" | "now">) => {
+  const data = event.data;
+  if (data === "now") {
     checkpoint("PASSIVE");
     postMessage("checkpointed");
     return;
   }
-  if (event.data === "stop") {
+  if (data === "stop") {
     if (timer) clearInterval(timer);
     checkpoint("TRUNCATE");
     db?.close();
     postMessage("stopped");
     return;
   }
-  const { path, intervalMs } = event.data;
+  if ("vacuum" in data || "optimize" in data) {
+    postMessage(upkeep(data));
+    return;
+  }
+  const { path, intervalMs } = data;
   db = new Database(path);
   db.exec("PRAGMA busy_timeout = 1000");
   timer = setInterval(() => checkpoint("PASSIVE"), intervalMs);

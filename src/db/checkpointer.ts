@@ -1,16 +1,21 @@
 import type { Database } from "bun:sqlite";
+import type { Done, Upkeep } from "./checkpoint-worker";
+import { sqliteClient } from "./sqlite";
 
 /**
  * Moves WAL checkpoints off the main thread. While it runs, the main connection's automatic checkpoints
  * are off (they fsync inside whichever commit crosses the threshold — 1 ms+ stalls on small commits);
  * if the worker dies, automatic checkpoints come back on so the WAL can never grow without bound.
+ * It also runs the upkeep that retention asks for (incremental vacuum steps, `PRAGMA optimize`) on the
+ * worker's connection: the event loop stays free for requests meanwhile.
  */
 export class Checkpointer {
   readonly #db: Database;
   readonly #path: string;
   readonly #intervalMs: number;
   #worker: Worker | null = null;
-  readonly #waiting: (() => void)[] = [];
+  /** Answers the worker owes, in the order it was asked (it answers one message at a time). */
+  readonly #waiting: ((answer: unknown) => void)[] = [];
 
   constructor(db: Database, path: string, intervalMs = 500) {
     this.#db = db;
@@ -27,9 +32,7 @@ export class Checkpointer {
       worker.onerror = (e) => reject(e);
       worker.postMessage({ path: this.#path, intervalMs: this.#intervalMs });
     });
-    worker.onmessage = (e) => {
-      if (e.data === "checkpointed") this.#waiting.shift()?.();
-    };
+    worker.onmessage = (e) => this.#waiting.shift()?.(e.data);
     worker.onerror = () => this.#fallback();
     worker.addEventListener("close", () => this.#fallback());
     this.#db.exec("PRAGMA wal_autocheckpoint = 0");
@@ -39,12 +42,39 @@ export class Checkpointer {
    * A PASSIVE checkpoint now, resolved when it is done (at once without a worker). Long runs of writes
    * (retention) pause on it so the checkpoint can catch up and the next commit rewinds the WAL.
    */
-  checkpointNow(): Promise<void> {
+  async checkpointNow(): Promise<void> {
+    await this.#ask("now");
+  }
+
+  /**
+   * `PRAGMA incremental_vacuum(pages)` on the worker's connection. Resolves to how long it took, or null
+   * when there is no worker or it could not (the caller then runs the step itself).
+   */
+  vacuum(pages: number): Promise<number | null> {
+    return this.#upkeep({ vacuum: pages });
+  }
+
+  /** `PRAGMA optimize` on the worker's connection; false when there is no worker or it could not. */
+  async optimize(): Promise<boolean> {
+    return (await this.#upkeep({ optimize: true })) !== null;
+  }
+
+  /**
+   * Upkeep writes through the worker's connection while the main one stands aside (SqliteClient#aside):
+   * its statements wait asynchronously rather than in SQLite's busy handler, which sleeps on the event loop.
+   */
+  async #upkeep(job: Upkeep): Promise<number | null> {
+    if (!this.#worker) return null;
+    const done = (await sqliteClient(this.#db).aside(() => this.#ask(job))) as Done | undefined;
+    return done && "ms" in done ? done.ms : null;
+  }
+
+  #ask(message: Upkeep | "now"): Promise<unknown> {
     const worker = this.#worker;
-    if (!worker) return Promise.resolve();
-    const { promise, resolve } = Promise.withResolvers<void>();
+    if (!worker) return Promise.resolve(undefined);
+    const { promise, resolve } = Promise.withResolvers<unknown>();
     this.#waiting.push(resolve);
-    worker.postMessage("now");
+    worker.postMessage(message);
     return promise;
   }
 
@@ -66,7 +96,9 @@ export class Checkpointer {
   }
 
   #fallback(): void {
-    for (const resolve of this.#waiting.splice(0)) resolve();
+    // Nothing will answer any more: whoever waits goes on (upkeep callers then run it themselves).
+    this.#worker = null;
+    for (const resolve of this.#waiting.splice(0)) resolve(undefined);
     try {
       this.#db.exec("PRAGMA wal_autocheckpoint = 1000");
     } catch {
