@@ -8,7 +8,8 @@ import { Database } from "bun:sqlite";
 
 declare const self: Worker;
 
-type Start = { path: string; intervalMs: number };
+/** The main connection's `synchronous` (0-3) and `cache_size`, which the upkeep's commits follow. */
+type Start = { path: string; intervalMs: number; synchronous: number; cacheSize: number };
 /** Upkeep asked for by the main thread; answered, in order, with a `Done`. */
 export type Upkeep = { vacuum: number } | { optimize: true };
 export type Done = { ms: number } | { failed: string };
@@ -59,9 +60,14 @@ self.onmessage = (event: MessageEvent<Start | Upkeep | "stop" | "now">) => {
     postMessage(upkeep(data));
     return;
   }
-  const { path, intervalMs } = data;
+  const { path, intervalMs, synchronous, cacheSize } = data;
   db = new Database(path);
   db.exec("PRAGMA busy_timeout = 1000");
+  // Its commits (vacuum steps) as the main connection's: no automatic checkpoint inside a commit (the
+  // timer runs them), and no fsync unless FULL is asked for.
+  db.exec("PRAGMA wal_autocheckpoint = 0");
+  db.exec(`PRAGMA synchronous = ${Math.trunc(synchronous)}`);
+  db.exec(`PRAGMA cache_size = ${Math.trunc(cacheSize)}`);
   timer = setInterval(() => checkpoint("PASSIVE"), intervalMs);
   postMessage("started");
 };

@@ -30,7 +30,13 @@ export class Checkpointer {
     await new Promise<void>((resolve, reject) => {
       worker.onmessage = () => resolve();
       worker.onerror = (e) => reject(e);
-      worker.postMessage({ path: this.#path, intervalMs: this.#intervalMs });
+      const pragma = (name: string) => this.#db.query(`PRAGMA ${name}`).values()[0]?.[0] as number;
+      worker.postMessage({
+        path: this.#path,
+        intervalMs: this.#intervalMs,
+        synchronous: pragma("synchronous"),
+        cacheSize: pragma("cache_size"),
+      });
     });
     worker.onmessage = (e) => this.#waiting.shift()?.(e.data);
     worker.onerror = () => this.#fallback();
