@@ -573,6 +573,34 @@ describe("control", () => {
     expect(await q.cleanupRetention(retain)).toBe(0);
   });
 
+  test("retention sizes each type's slices from the floor: the size reached on one type never carries into the next", async () => {
+    const q = queue();
+    const db = dbOf(q);
+    const old = Date.now() - 48 * 3_600_000;
+    const insert = db.prepare(
+      `INSERT INTO jobs (id, type, status, input, max_attempts, run_at, created_at, finished_at, updated_at)
+       VALUES (?, ?, 'completed', '{}', 1, ?3, ?3, ?3, ?3)`,
+    );
+    db.transaction(() => {
+      for (let i = 0; i < 400; i++) insert.run(Bun.randomUUIDv7(), "cheap", old + i);
+      for (let i = 0; i < 60; i++) insert.run(Bun.randomUUIDv7(), "dear", old + i);
+    })();
+    storeOf(q).recountEnded();
+    const typeOf = db.prepare("SELECT type FROM jobs WHERE id = ?");
+    const slices: string[] = [];
+    // Slices far under a 1 s target grow by half each time; a new type starts again at 50.
+    const deleted = await q.cleanupRetention({
+      completedHours: 24,
+      failedHours: 24,
+      sliceMs: 1000,
+      beforeDelete: (ids) => {
+        slices.push(`${(typeOf.get(ids[0]!) as { type: string }).type} ${ids.length}`);
+      },
+    });
+    expect(deleted).toBe(460);
+    expect(slices).toEqual(["cheap 50", "cheap 75", "cheap 113", "cheap 162", "dear 50", "dear 10"]);
+  });
+
   test("retention deletes old finished jobs and nothing else", async () => {
     let now = Date.now();
     const q = queue({ now: () => now });
