@@ -1,8 +1,8 @@
 /**
  * Runs WAL checkpoints on its own connection in a worker thread, so their fsyncs never block the event
  * loop or a commit. PASSIVE never waits for writers; the WAL is rewound by SQLite once fully checkpointed.
- * It also runs the database's upkeep that would otherwise stall the event loop (incremental vacuum steps,
- * `PRAGMA optimize`), each while the main connection stands aside (Checkpointer).
+ * Started without a timer, it is the upkeep worker: it runs what would otherwise stall the event loop
+ * (incremental vacuum steps, `PRAGMA optimize`), each while the main connection stands aside (Checkpointer).
  */
 import { Database } from "bun:sqlite";
 
@@ -50,8 +50,11 @@ self.onmessage = (event: MessageEvent<Start | Upkeep | "stop" | "now">) => {
     return;
   }
   if (data === "stop") {
-    if (timer) clearInterval(timer);
-    checkpoint("TRUNCATE");
+    // The checkpoint worker leaves the WAL empty; the upkeep worker (no timer) leaves it to that one.
+    if (timer) {
+      clearInterval(timer);
+      checkpoint("TRUNCATE");
+    }
     db?.close();
     postMessage("stopped");
     return;
@@ -68,6 +71,7 @@ self.onmessage = (event: MessageEvent<Start | Upkeep | "stop" | "now">) => {
   db.exec("PRAGMA wal_autocheckpoint = 0");
   db.exec(`PRAGMA synchronous = ${Math.trunc(synchronous)}`);
   db.exec(`PRAGMA cache_size = ${Math.trunc(cacheSize)}`);
-  timer = setInterval(() => checkpoint("PASSIVE"), intervalMs);
+  // 0: the upkeep worker, which only answers what it is asked.
+  if (intervalMs > 0) timer = setInterval(() => checkpoint("PASSIVE"), intervalMs);
   postMessage("started");
 };
