@@ -52,6 +52,11 @@ export type Runtime = {
   /** The port actually bound (PORT=0 picks a free one). */
   port: number;
   url: string;
+  /**
+   * SQLite's database worker: WAL checkpoints, and retention's vacuum and `PRAGMA optimize` off the event
+   * loop. Null on PostgreSQL.
+   */
+  checkpointer: Checkpointer | null;
   stop(): Promise<void>;
 };
 
@@ -138,7 +143,7 @@ export async function startRuntime(
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
   }
-  return { ctx, app, port, url: `http://127.0.0.1:${port}`, stop };
+  return { ctx, app, port, url: `http://127.0.0.1:${port}`, checkpointer, stop };
 }
 
 /**
@@ -150,9 +155,9 @@ async function runSchedules(
   checkpointer: Checkpointer | null,
   leaderUrl: string | undefined,
 ): Promise<{ stop(): Promise<void> }> {
-  const checkpoint = checkpointer ? () => checkpointer.checkpointNow() : undefined;
+  const upkeep = checkpointer ?? undefined;
   if (!leaderUrl) {
-    const schedules = await startSchedules(ctx, { checkpoint });
+    const schedules = await startSchedules(ctx, { upkeep });
     return { stop: async () => schedules.stop() };
   }
   let schedules: Schedules | null = null;
@@ -160,7 +165,7 @@ async function runSchedules(
     "easel:schedules",
     async () => {
       ctx.log.info({ instance: ctx.queue.workerId }, "leading the cluster's scheduled work");
-      schedules = await startSchedules(ctx, { checkpoint });
+      schedules = await startSchedules(ctx, { upkeep });
     },
     () => {
       schedules?.stop();

@@ -8,7 +8,8 @@
  * - then the server is restarted with a 1 h retention, so the retention run at start-up finds the rows
  *   finished earlier (about 96 % of them) past retention: retention_rows_per_s is from the server's own
  *   report (rows deleted / its duration, the incremental vacuum after the deletes included; that part
- *   alone is retention_vacuum_s), retention_max_stall_ms the slowest health probe during it
+ *   alone is retention_vacuum_s, and retention_rows_per_s_without_vacuum the rate without it),
+ *   retention_max_stall_ms the slowest health probe during it
  *   (retention_health_p99_ms their p99);
  * - health_p99_ms_during: the health probes' p99 over all of the above; health_max_ms their maximum.
  *
@@ -231,7 +232,9 @@ async function printPlans(dataDir: string): Promise<void> {
   ];
   for (const [label, path, init] of requestsToReview) {
     const res = await call(label, path, init);
-    if (res.status >= 400) process.stderr.write(`${label}: HTTP ${res.status}\n`);
+    // No worker pool runs here, which /api/health reports with a 503 after running its checks all the same.
+    const expected = path === "/api/health" && res.status === 503;
+    if (res.status >= 400 && !expected) process.stderr.write(`${label}: HTTP ${res.status}\n`);
   }
   current = "storage sweep (which keys rows still reference)";
   ctx.assets.referenced(["inputs/0/image.png", "generations/bench/x.png", "cards/x-1-1.png"]);
@@ -332,6 +335,10 @@ async function measure(buildS: number): Promise<void> {
       retention_s: round(retention.ms / 1000, 2),
       retention_rows_per_s: Math.round(retention.jobs / (retention.ms / 1000)),
       retention_vacuum_s: round((retention.vacuumMs ?? 0) / 1000, 2),
+      // The same run without its final incremental vacuum (the file handing back the pages it freed).
+      retention_rows_per_s_without_vacuum: Math.round(
+        retention.jobs / ((retention.ms - (retention.vacuumMs ?? 0)) / 1000),
+      ),
       retention_max_stall_ms: round(Math.max(...retentionProbes)),
       completed_left: left.completed,
       health_p99_ms_during: p99(health),

@@ -149,6 +149,33 @@ export class SqliteClient implements Sql {
     }
   }
 
+  /**
+   * Runs `fn`, which writes through another connection to the same file (a worker thread's), while this one
+   * stands aside: it takes its turn at the gate like a transaction, so this connection's statements,
+   * `exclusive` sections and transactions wait for `fn` to settle, asynchronously. Without it they would
+   * meet the other connection's write lock in SQLite's busy handler, which sleeps on the event loop.
+   * `fn` must not use this connection.
+   */
+  async aside<T>(fn: () => Promise<T>): Promise<T> {
+    // Its turn at the gate would come after the transaction the caller is in, which waits for the caller.
+    if (this.inside) throw new Error("aside() inside a transaction would wait for itself");
+    const { promise: turn, resolve: passOn } = Promise.withResolvers<void>();
+    const before = this.#gate;
+    this.#gate = turn;
+    await before;
+    const { promise: ended, resolve: end } = Promise.withResolvers<void>();
+    // A state nobody runs inside: everything issued on this connection meanwhile counts as outside it.
+    this.#open = { afterCommit: [], savepoints: 0 };
+    this.#ended = ended;
+    try {
+      return await this.#als.exit(fn);
+    } finally {
+      this.#open = null;
+      end();
+      passOn();
+    }
+  }
+
   async savepoint<T>(fn: () => Promise<T>): Promise<T> {
     const state = this.#als.getStore();
     if (!state || state !== this.#open) return this.transaction(fn);

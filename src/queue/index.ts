@@ -357,26 +357,33 @@ export class Queue {
     let deleted = 0;
     let sinceCheckpoint = 0;
     for (const [status, before] of cutoffs) {
-      // Sized per status, from the floor up: a rare status's rows lie one to a table page, so a row costs
-      // a few times what a completed one does, and the size the previous walk reached overshot (the first
-      // slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target).
-      const slicer = new SliceSizer(opts.sliceMs ?? 5, { start: 50, min: 50, max: 5000 });
+      // Sized per status and type, from the floor up: a rare status's rows lie one to a table page, so a
+      // row costs a few times what a completed one does, and the size the previous walk reached overshot
+      // (the first slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target). Likewise a card
+      // render has no items or assets and a generation has both: the size reached on one type says
+      // nothing of the next.
+      const sizer = () => new SliceSizer(opts.sliceMs ?? 5, { start: 50, min: 50, max: 5000 });
+      let slicer = sizer();
       let cursor: RetentionCursor | null = null;
       do {
         if (opts.signal?.aborted) return deleted;
         const from: RetentionCursor | null = cursor;
+        let started = 0;
         const slice = await this.backend.retentionTransaction(async () => {
-          const started = performance.now();
+          started = performance.now();
           const found = await this.backend.retentionSlice(status, before, from, slicer.rows);
           if (found.ids.length > 0) {
             // Before the delete: what goes with the jobs (asset rows) still names them.
             await opts.beforeDelete?.(found.ids);
             await found.delete();
           }
-          slicer.observe(performance.now() - started);
           return found;
         });
+        // Sized by all the event loop waited for, COMMIT included: writing the slice's pages to the WAL is
+        // about a fifth of a deleted job's cost (docs/BENCHMARKS.md), which the body alone leaves out.
+        slicer.observe(performance.now() - started);
         cursor = slice.next;
+        if (from && cursor && cursor.type !== from.type) slicer = sizer();
         deleted += slice.ids.length;
         sinceCheckpoint += slice.ids.length;
         if (slice.ids.length > 0) await opts.afterSlice?.(slice.ids);

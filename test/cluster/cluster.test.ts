@@ -399,3 +399,45 @@ describe("credentials across instances", () => {
     expect((await page(a)).headers.get("location")).toContain("/dashboard/login");
   }, 60_000);
 });
+
+describe("retention on PostgreSQL", () => {
+  test("the leader deletes finished jobs past retention in slices, keeps the rest, and the counts stay exact", async () => {
+    const c = await cluster();
+    const a = await c.start();
+    const done = async (n: number) =>
+      waitFor(
+        async () => {
+          const [{ k }] = await c.pg.sql`SELECT count(*)::int AS k FROM jobs WHERE status = 'completed'`;
+          return k === n;
+        },
+        { what: `${n} completed`, timeoutMs: 60_000, intervalMs: 100 },
+      );
+    const old = await pooled(
+      Array.from({ length: 600 }, (_, n) => n),
+      16,
+      (n) => enqueue(a, "echo", { n }),
+    );
+    await done(old.length);
+    // Two days ago, as if the server had been running since: past RETAIN_COMPLETED_HOURS (24).
+    await c.pg.sql`UPDATE jobs SET finished_at = finished_at - ${48 * 3_600_000}`;
+    const recent = await pooled(
+      Array.from({ length: 20 }, (_, n) => n),
+      4,
+      (n) => enqueue(a, "echo", { n }),
+    );
+    await done(old.length + recent.length);
+    await a.proc.kill("SIGTERM");
+    await a.proc.exited;
+    // Retention is due at start-up: the next instance to lead runs it.
+    const b = await c.start();
+    await waitFor(
+      async () => {
+        const [{ n }] = await c.pg.sql`SELECT count(*)::int AS n FROM jobs`;
+        return n === recent.length;
+      },
+      { what: "the old jobs gone and the recent ones kept", timeoutMs: 60_000, intervalMs: 200 },
+    );
+    const stats = (await (await b.api("/api/jobs/stats")).json()) as { completed: number };
+    expect(stats.completed).toBe(recent.length);
+  }, 120_000);
+});

@@ -510,4 +510,41 @@ describe("Sql on SQLite only", () => {
     const sql = (await sqlite.withTable()) as ReturnType<typeof sqliteClient>;
     expect(sqliteClient(sql.db)).toBe(sql);
   });
+
+  test("aside() lets another connection write: this one's statements and transactions wait for it, never meeting its lock", async () => {
+    const sql = (await sqlite.withTable()) as ReturnType<typeof sqliteClient>;
+    // No busy handler: a statement that met the other connection's write lock would fail with SQLITE_BUSY.
+    sql.db.exec("PRAGMA busy_timeout = 0");
+    const other = new Database(sql.db.filename);
+    cleanups.push(() => other.close());
+    const started = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    const order: string[] = [];
+    const aside = sql.aside(async () => {
+      other.exec("BEGIN IMMEDIATE");
+      other.run("INSERT INTO t (k, v) VALUES ('w', 1)");
+      started.resolve();
+      await release.promise;
+      other.exec("COMMIT");
+      order.push("other");
+      return "done";
+    });
+    await started.promise;
+    const waiting = [
+      sql.run("INSERT INTO t (k, v) VALUES ('x', 2)").then(() => order.push("write")),
+      sql.transaction(() => sql.run("UPDATE t SET v = v + 10 WHERE k = 'w'")).then(() => order.push("tx")),
+      sql.get<{ v: number }>("SELECT v FROM t WHERE k = 'w'").then(() => order.push("read")),
+    ];
+    release.resolve();
+    expect(await aside).toBe("done");
+    await Promise.all(waiting);
+    expect(order[0]).toBe("other");
+    expect(order.toSorted()).toEqual(["other", "read", "tx", "write"]);
+    expect(await sql.all("SELECT k, v FROM t ORDER BY k")).toEqual([
+      { k: "w", v: 11 },
+      { k: "x", v: 2 },
+    ]);
+    // Inside a transaction its turn would come after the transaction, which waits for it.
+    await expect(sql.transaction(() => sql.aside(async () => 1))).rejects.toThrow(/inside a transaction/);
+  });
 });

@@ -149,6 +149,44 @@ describe("retention in slices", () => {
     expect(await (await second.api("/api/jobs/stats")).json()).toMatchObject({ completed: 0, failed: 0 });
   }, 30_000);
 
+  test("the server's database worker runs the vacuum and PRAGMA optimize on its own connection", async () => {
+    const server = await startTestServer({ env: { RETAIN_FAILED_HOURS: "24" } });
+    cleanups.push(() => server.close());
+    const db = server.ctx.db.$client;
+    const pragma = (name: string) => db.query(`PRAGMA ${name}`).values()[0]![0] as number;
+    await seedHistory(server, 6000, 48);
+    await seedHistory(server, 200, 1);
+    const before = pragma("page_count");
+    // What the worker answered: null would mean the step fell back to the main connection.
+    const steps: (number | null)[] = [];
+    let optimized = false;
+    const cp = server.checkpointer!;
+    const report = await runRetention(server.ctx, undefined, {
+      checkpointNow: () => cp.checkpointNow(),
+      vacuum: async (pages) => {
+        const ms = await cp.vacuum(pages);
+        steps.push(ms);
+        return ms;
+      },
+      optimize: async () => {
+        optimized = await cp.optimize();
+        return optimized;
+      },
+    });
+    expect(report.jobs).toBe(6000);
+    expect(report.freedPages).toBeGreaterThan(0);
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.every((ms) => ms !== null)).toBe(true);
+    expect(optimized).toBe(true);
+    // The main connection sees the worker's work: the file gave its pages back, and the planner has stats.
+    expect(pragma("page_count")).toBeLessThanOrEqual(before - report.freedPages);
+    expect(pragma("freelist_count")).toBeLessThanOrEqual(Math.ceil(pragma("page_count") * 0.25));
+    const analysed = db.query("SELECT DISTINCT tbl FROM sqlite_stat1").all() as { tbl: string }[];
+    expect(analysed.map((r) => r.tbl)).toContain("jobs");
+    expect(db.query("PRAGMA integrity_check").values()).toEqual([["ok"]]);
+    expect(await (await server.api("/api/jobs/stats")).json()).toMatchObject({ completed: 180, failed: 20 });
+  }, 30_000);
+
   test("the file stops growing once retention keeps pace, and `easel db stats` shows where the pages are", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);

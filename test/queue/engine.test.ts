@@ -5,7 +5,7 @@ import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue";
 import { backoffBounds, backoffDelay } from "../../src/queue/backoff";
 import type { RetentionCursor } from "../../src/queue/store";
-import { dbOf, queuesPerTest, waitFor } from "../helpers";
+import { dbOf, queuesPerTest, storeOf, waitFor } from "../helpers";
 import { queueBackends } from "./backends";
 
 const backends = queueBackends();
@@ -706,5 +706,35 @@ describe("a busy database", () => {
     other.close();
     expect((await terminal(q, id)).status).toBe("completed");
     expect(ran).toEqual([id]);
+  });
+});
+
+describe("retention slices (SQLite)", () => {
+  test("retention sizes each type's slices from the floor: the size reached on one type never carries into the next", async () => {
+    const q = sqliteQueue();
+    const db = dbOf(q);
+    const old = Date.now() - 48 * 3_600_000;
+    const insert = db.prepare(
+      `INSERT INTO jobs (id, type, status, input, max_attempts, run_at, created_at, finished_at, updated_at)
+       VALUES (?, ?, 'completed', '{}', 1, ?3, ?3, ?3, ?3)`,
+    );
+    db.transaction(() => {
+      for (let i = 0; i < 400; i++) insert.run(Bun.randomUUIDv7(), "cheap", old + i);
+      for (let i = 0; i < 60; i++) insert.run(Bun.randomUUIDv7(), "dear", old + i);
+    })();
+    storeOf(q).recountEnded();
+    const typeOf = db.prepare("SELECT type FROM jobs WHERE id = ?");
+    const slices: string[] = [];
+    // Slices far under a 1 s target grow by half each time; a new type starts again at 50.
+    const deleted = await q.cleanupRetention({
+      completedHours: 24,
+      failedHours: 24,
+      sliceMs: 1000,
+      beforeDelete: (ids) => {
+        slices.push(`${(typeOf.get(ids[0]!) as { type: string }).type} ${ids.length}`);
+      },
+    });
+    expect(deleted).toBe(460);
+    expect(slices).toEqual(["cheap 50", "cheap 75", "cheap 113", "cheap 162", "dear 50", "dear 10"]);
   });
 });

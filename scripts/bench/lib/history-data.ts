@@ -8,7 +8,8 @@ const HOUR = 3_600_000;
  * `rows` finished jobs spread evenly over the last 24 h, owned by an app's 1,000 end users, a few plain
  * users or nobody; 70 % `generate` (one item each, an asset row for every fifth), 25 % `card.render`,
  * 5 % `webhook.deliver`; 90 % completed, 7 % failed (with an earlier attempt), 1 % partial, 2 % cancelled.
- * Ids are UUIDv7-shaped (time first), as the queue makes them.
+ * Ids are UUIDv7-shaped (time first), as the queue makes them; inputs, results and items are shaped as each
+ * job type writes them, so the job views decode them as they decode real ones.
  */
 export function buildHistory(path: string, n: number, now: number): void {
   const db = openDb(path).$client;
@@ -27,17 +28,24 @@ export function buildHistory(path: string, n: number, now: number): void {
     const to = Math.min(n, from + chunk);
     db.transaction(() => {
       const { r: before } = maxRowid.get() as { r: number };
+      // MATERIALIZED: each row draws `k` once, so its type, input and result agree (a CTE that SQLite
+      // flattens evaluates random() again at every use of k).
       db.run(
         `WITH RECURSIVE c(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM c WHERE i + 1 < ?2),
-         r AS (SELECT i, ?3 - 24 * ${HOUR} + (i * 24 * ${HOUR}) / ?4 AS fin, abs(random()) % 100 AS k FROM c)
+         r AS MATERIALIZED (SELECT i, ?3 - 24 * ${HOUR} + (i * 24 * ${HOUR}) / ?4 AS fin, abs(random()) % 100 AS k FROM c)
          INSERT INTO jobs (id, type, status, priority, input, result, error, progress, attempts, max_attempts, run_at,
            owner_id, credits_charged, created_at, started_at, finished_at, updated_at)
          SELECT printf('%08x-%04x-7%03x-8000-%012x', (fin - 4000) >> 16, (fin - 4000) & 65535, i % 4096, i),
            CASE WHEN k < 70 THEN 'generate' WHEN k < 95 THEN 'card.render' ELSE 'webhook.deliver' END,
            CASE WHEN i % 100 < 90 THEN 'completed' WHEN i % 100 < 97 THEN 'failed' WHEN i % 100 < 98 THEN 'partial'
              ELSE 'cancelled' END,
-           0, '{"prompt":"a watercolour fox in the snow","provider":"placeholder","size":"1024x1024"}',
-           CASE WHEN i % 100 < 90 THEN '{"totalItems":1,"completedItems":1}' END,
+           0,
+           CASE WHEN k < 70 THEN '{"provider":"placeholder","size":"1024x1024","n":1,"output":"original"}'
+             WHEN k < 95 THEN '{"cardId":"card-' || (i % 5000) || '"}' ELSE '{"deliveryId":"delivery-' || i || '"}' END,
+           CASE WHEN i % 100 < 90 AND k < 70
+               THEN '{"totalItems":1,"completedItems":1,"failedItems":0,"failedIds":[],"errors":{}}'
+             WHEN i % 100 < 90 AND k < 95 THEN '{"rendered":true}'
+             WHEN i % 100 < 90 THEN '{"status":200}' END,
            CASE WHEN i % 100 >= 90 THEN '{"code":"provider_error","message":"upstream 500","retryable":true,"refundable":true}' END,
            100, 1, 3, fin - 4000,
            CASE WHEN k % 10 < 7 THEN 'user-' || (i % 1000) WHEN k % 10 < 9 THEN 'user-' || (1000 + i % 10) END,
@@ -47,7 +55,8 @@ export function buildHistory(path: string, n: number, now: number): void {
       );
       db.run(
         `INSERT INTO job_items (job_id, idx, key, input, status, attempts, updated_at)
-         SELECT id, 0, 'main', '{}', CASE WHEN status = 'completed' THEN 'completed' ELSE 'failed' END, 1, finished_at
+         SELECT id, 0, 'main', '{"prompt":"a watercolour fox in the snow"}',
+           CASE WHEN status = 'completed' THEN 'completed' ELSE 'failed' END, 1, finished_at
          FROM jobs WHERE rowid > ? AND type = 'generate'`,
         [before],
       );

@@ -3,7 +3,7 @@ import type { Config } from "../../config";
 import type { Logger } from "../../log";
 import type { Queue } from "../../queue";
 import type { BacklogService } from "../backlog/service";
-import { runRetention, sweepStorage } from "./maintenance";
+import { runRetention, sweepStorage, type Upkeep } from "./maintenance";
 
 type Deps = Parameters<typeof runRetention>[0] &
   Parameters<typeof sweepStorage>[0] & {
@@ -19,12 +19,10 @@ export type Schedules = { stop(): void };
  * The server's scheduled work: the stalled sweep, retention (at once when history is past due, then on
  * RETENTION_CRON), the backlog top-up and the storage orphan sweep. It runs on one instance at a time: on
  * SQLite the only one; in a cluster the leader (runtime.ts starts it when this instance takes the lead and
- * stops it when it loses it). `checkpoint` lets retention let the WAL restart between slices (SQLite).
+ * stops it when it loses it). `upkeep` (SQLite's database worker) lets retention pause for WAL checkpoints
+ * and runs its vacuum off the event loop.
  */
-export async function startSchedules(
-  ctx: Deps,
-  opts: { checkpoint?: () => Promise<void> } = {},
-): Promise<Schedules> {
+export async function startSchedules(ctx: Deps, opts: { upkeep?: Upkeep } = {}): Promise<Schedules> {
   const { config, log, queue } = ctx;
   const stops: (() => void)[] = [];
   const sweepEvery = Math.max(250, Math.min(30_000, Math.floor(config.STALLED_AFTER_MS / 2)));
@@ -37,7 +35,7 @@ export async function startSchedules(
   const retention = new AbortController();
   const retain = async () => {
     try {
-      const removed = await runRetention(ctx, retention.signal, opts.checkpoint);
+      const removed = await runRetention(ctx, retention.signal, opts.upkeep);
       if (removed.jobs) log.info(removed, "retention cleanup");
     } catch (err) {
       log.error({ err }, "retention cleanup failed");
