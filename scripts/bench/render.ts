@@ -9,7 +9,8 @@
  * - cpu_ms_per_card: process CPU time (all threads) over the burst per card, which a loaded machine inflates
  *   far less than the wall-clock figures;
  * - page_faults_per_card: minor page faults of the process over the burst per card: memory the renderers
- *   take fresh from the OS (a 1200x800 canvas is ~940 pages), which costs more the busier the machine.
+ *   take fresh from the OS (a 1200x800 canvas is ~940 pages), which costs more the busier the machine;
+ * - rss_mb: the process's resident memory as the burst ends (the workers' native canvases and pixels).
  * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
  * `encoders` times satori's PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over
  * zlib) on the same rasterised poll card, in this thread.
@@ -18,10 +19,11 @@
  * renders, default 300) and reports the CPU time of each stage of a render (`process.cpuUsage()`: every
  * thread of the process, so takumi's rasterising on Bun's pool threads counts), which a loaded machine
  * inflates far less than wall-clock times. The stages are the engines' own (satori: tree, layout, parse,
- * draw, pixels, encode; takumi: tree, nodes, draw, encode), then `gc`, the collection a worker runs after each
- * reply. --unique gives every render a different question (no text repeats between renders, as for a new
- * card); by default only the votes change, as on a live poll. --root DIR measures the render code of another
- * checkout (e.g. the base of a change) with this same script; a checkout without stage marks reports totals.
+ * draw, pixels, encode; takumi: tree, nodes, draw, encode), then `gc`: what a worker does after each reply
+ * (collect.ts) and a turn of the event loop. --unique gives every render a different question (no text
+ * repeats between renders, as for a new card); by default only the votes change, as on a live poll.
+ * --root DIR measures the render code of another checkout (e.g. the base of a change) with this same
+ * script; a checkout without stage marks reports only the total and `gc`.
  *
  * Usage: bun run bench render [--json] [--workers N] [--nice N] [--engine satori|takumi]
  *        bun run bench render --stages [--json] [--rounds N] [--unique] [--engine E] [--root DIR]
@@ -30,6 +32,7 @@
 import { availableParallelism, loadavg } from "node:os";
 import { resolve } from "node:path";
 import sharp from "sharp";
+import type * as CollectModule from "../../src/render/collect";
 import { ENGINES, type EngineName } from "../../src/render/engine";
 import { createPngEncoder } from "../../src/render/png";
 import { RenderPool } from "../../src/render/pool";
@@ -153,6 +156,7 @@ async function benchEngine(engine: EngineName) {
     });
     const cpu = process.cpuUsage(cpuBefore);
     const faults = process.resourceUsage().minorPageFault - faultsBefore;
+    const rss = process.memoryUsage().rss;
     const result = {
       p50_ms: round(latency.p50),
       p99_ms: round(latency.p99),
@@ -161,6 +165,7 @@ async function benchEngine(engine: EngineName) {
       png_bytes: pngBytes,
       cpu_ms_per_card: round((cpu.user + cpu.system) / 1000 / BURST),
       page_faults_per_card: Math.round(faults / BURST),
+      rss_mb: Math.round(rss / 2 ** 20),
     };
     log(`${engine}: ${JSON.stringify(result)}`);
     return result;
@@ -177,13 +182,24 @@ function cpuMs(): number {
   return (user + system) / 1000;
 }
 
+/** The collections a render worker of `root` starts after each card; before collect.ts, one per card. */
+async function workerCollector(root: string): Promise<() => void> {
+  try {
+    const collect: typeof CollectModule = await import(resolve(root, "src/render/collect.ts"));
+    return collect.createCollector();
+  } catch {
+    return () => Bun.gc(false);
+  }
+}
+
 /** Per-stage CPU (mean ms) and wall (p50 ms) of `rounds` renders in this thread, after a warm-up. */
 async function benchStages(engine: EngineName, root: string, rounds: number, unique: boolean) {
   const render: typeof RenderModule = await import(resolve(root, "src/render/render.ts"));
   const renderer = render.createCardRenderer({ engine });
+  const afterCard = await workerCollector(root);
   for (let i = 0; i < STAGE_WARMUP; i++) {
     await renderer.render("poll", pollData(i, unique));
-    Bun.gc(false);
+    afterCard();
     await new Promise((next) => setImmediate(next));
   }
   const cpu = new Map<string, number>();
@@ -210,7 +226,7 @@ async function benchStages(engine: EngineName, root: string, rounds: number, uni
     await renderer.render("poll", data, mark);
     // What a worker does after each reply (worker.ts), so its cost is in the card's; a worker then waits for
     // its next message in a later turn of its event loop.
-    Bun.gc(false);
+    afterCard();
     await new Promise((next) => setImmediate(next));
     mark("gc");
     total.cpu += lastCpu - startCpu;
