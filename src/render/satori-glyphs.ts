@@ -104,6 +104,17 @@ function runKey(font: string, content: string, s: RunStyle): string {
   return `${font}|${s.fontSize}|${s.top}|${s.left}|${s.letterSpacing}|${s.wordSpacing}|${s.fontFeatureSettings}|${s.direction}|${content}`;
 }
 
+/**
+ * `s` as one contiguous string. Satori builds path data a coordinate at a time with `+=`, which JavaScriptCore
+ * keeps as a rope of thousands of pieces; satori then joins each card's runs into bigger strings, and every
+ * render walked every piece of the cached ropes again (as much as the drawing saved). Reading a character
+ * makes JavaScriptCore flatten a rope in place, once.
+ */
+function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
 function patch(proto: FontLoader): void {
   const { getEngine, addFonts } = proto;
   proto.getEngine = function (this: FontLoader, fontSize, lineHeight, style, locale) {
@@ -118,7 +129,7 @@ function patch(proto: FontLoader): void {
       const cached = cache.get(key);
       if (cached) return { path: cached.path, boldPath: cached.boldPath, boxes: [] };
       const paths = getSVG(content, runStyle, band);
-      cache.set(key, { path: paths.path, boldPath: paths.boldPath, boxes: [] });
+      cache.set(key, { path: flat(paths.path), boldPath: flat(paths.boldPath), boxes: [] });
       return paths;
     };
     return engine;
