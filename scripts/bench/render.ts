@@ -183,10 +183,10 @@ function cpuMs(): number {
 }
 
 /** The collections a render worker of `root` starts after each card; before collect.ts, one per card. */
-async function workerCollector(root: string): Promise<() => void> {
+async function workerCollector(root: string, engine: EngineName): Promise<() => void> {
   try {
     const collect: typeof CollectModule = await import(resolve(root, "src/render/collect.ts"));
-    return collect.createCollector();
+    return collect.createCollector({ every: collect.cardsBetweenCollections(engine) });
   } catch {
     return () => Bun.gc(false);
   }
@@ -196,7 +196,7 @@ async function workerCollector(root: string): Promise<() => void> {
 async function benchStages(engine: EngineName, root: string, rounds: number, unique: boolean) {
   const render: typeof RenderModule = await import(resolve(root, "src/render/render.ts"));
   const renderer = render.createCardRenderer({ engine });
-  const afterCard = await workerCollector(root);
+  const afterCard = await workerCollector(root, engine);
   for (let i = 0; i < STAGE_WARMUP; i++) {
     await renderer.render("poll", pollData(i, unique));
     afterCard();

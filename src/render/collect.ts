@@ -6,9 +6,19 @@
  * to collect the wrappers: without a collection now and then a busy worker's RSS grows by hundreds of MB.
  * A collection after every card cost more than it saves, though: ~2 ms of CPU a card on satori's heap, ~1.5 ms
  * on takumi's (15 % of a takumi card), measured in one thread against none (docs/BENCHMARKS.md). So a worker
- * collects after every {@link CollectorOptions.every}th card, which bounds what it holds to that many cards,
- * and once it has been idle for {@link CollectorOptions.idleMs}, so nothing lingers after a burst.
+ * collects after every {@link CollectorOptions.every}th card, which bounds what it holds to that many cards'
+ * buffers, and once it has been idle for {@link CollectorOptions.idleMs}, so nothing lingers after a burst.
  */
+
+import type { EngineName } from "./engine";
+
+/**
+ * Cards a worker renders between collections. Each satori card leaves two 3.84 MB buffers (resvg's canvas and
+ * the pixels copied out of it), each takumi card one, so 4 and 8 cards both hold ~32 MB at most.
+ */
+export function cardsBetweenCollections(engine: EngineName): number {
+  return engine === "takumi" ? 8 : 4;
+}
 
 export interface CollectorOptions {
   /** Cards between collections. @defaultValue 4 */

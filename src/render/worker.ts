@@ -1,5 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { createCollector } from "./collect";
+import { cardsBetweenCollections, createCollector } from "./collect";
 import { createThreadNicer, lowerThreadPriority } from "./priority";
 import type { ReadyMessage, RenderReply, RenderRequest, SerialisedError, WorkerOptions } from "./protocol";
 import { createCardRenderer } from "./render";
@@ -28,7 +28,7 @@ const options = (workerData ?? {}) as WorkerOptions;
 const nice = options.nice ?? 10;
 lowerThreadPriority(nice);
 const renderer = createCardRenderer({ engine: options.engine, encoder: options.encoder });
-const afterCard = createCollector();
+const afterCard = createCollector({ every: cardsBetweenCollections(options.engine ?? "satori") });
 // Takumi rasterises on Bun's work pool threads, which appear with the first renders.
 const niceRenderThreads = options.engine === "takumi" ? createThreadNicer(/^Bun Pool/, nice) : () => {};
 
