@@ -48,8 +48,8 @@ interface FontLoader {
 }
 
 /** Path data kept per loader: a few cards' worth (the poll card has ~20 runs, ~125 KB of path data). */
-export const GLYPH_CACHE_MAX_RUNS = 2000;
-export const GLYPH_CACHE_MAX_CHARS = 8_000_000;
+const GLYPH_CACHE_MAX_RUNS = 2000;
+const GLYPH_CACHE_MAX_CHARS = 8_000_000;
 
 /** Runs served from the caches and runs satori drew, over every loader of this thread. */
 const counts = { hits: 0, misses: 0 };
@@ -60,15 +60,20 @@ class RunCache {
 
   get(key: string): GlyphPaths | undefined {
     const paths = this.#runs.get(key);
-    if (paths) counts.hits++;
-    else counts.misses++;
+    if (!paths) {
+      counts.misses++;
+      return undefined;
+    }
+    counts.hits++;
+    // Moved to the end: a Map iterates in insertion order, so the first entry is the least recently used.
+    this.#runs.delete(key);
+    this.#runs.set(key, paths);
     return paths;
   }
 
   set(key: string, paths: GlyphPaths): void {
     this.#runs.set(key, paths);
     this.#chars += paths.path.length + paths.boldPath.length;
-    // Oldest first: Map keeps insertion order, and a live card's runs are inserted again on its next miss.
     for (const [oldest, old] of this.#runs) {
       if (this.#runs.size <= GLYPH_CACHE_MAX_RUNS && this.#chars <= GLYPH_CACHE_MAX_CHARS) break;
       this.#runs.delete(oldest);
@@ -148,35 +153,31 @@ function isFontLoader(value: unknown): value is FontLoader {
 }
 
 /**
- * Runs `render` (a satori call with `fonts`) and, the first time, installs the cache on the class of the font
- * loader satori creates for `fonts`. Satori keeps that loader in a WeakMap keyed by the `fonts` array, which
- * is the one place it hands the loader to code outside it, so `WeakMap.prototype.set` is watched for that
- * key until the call returns. Returns whether the cache is installed: when satori changes how it keeps its
- * loader, renders work as before, without the cache.
+ * Runs `render` (a satori call with `fonts`) and installs the cache on the class of the font loader satori
+ * creates for `fonts` on that call. Satori keeps that loader in a WeakMap keyed by the `fonts` array, which is
+ * the one place it hands the loader to code outside it, so `WeakMap.prototype.set` is watched for that key
+ * until the call ends. Should satori change how it keeps its loader, renders work as before, uncached.
  */
-export async function installGlyphCache<T>(
-  fonts: readonly unknown[],
-  render: () => Promise<T>,
-): Promise<{ result: T; installed: boolean }> {
+export async function installGlyphCache<T>(fonts: readonly unknown[], render: () => Promise<T>): Promise<T> {
   const set = WeakMap.prototype.set;
   let loader: unknown;
   WeakMap.prototype.set = function <K extends WeakKey, V>(this: WeakMap<K, V>, key: K, value: V) {
     if (key === fonts) loader = value;
     return set.call(this, key, value) as WeakMap<K, V>;
   };
-  let result: T;
   try {
-    result = await render();
+    return await render();
   } finally {
     WeakMap.prototype.set = set;
+    // Also after a failed render: the loader outlives it.
+    if (isFontLoader(loader)) {
+      const proto = Object.getPrototypeOf(loader) as FontLoader;
+      if (!patched.has(proto)) {
+        patch(proto);
+        patched.add(proto);
+      }
+    }
   }
-  if (!isFontLoader(loader)) return { result, installed: false };
-  const proto = Object.getPrototypeOf(loader) as FontLoader;
-  if (!patched.has(proto)) {
-    patch(proto);
-    patched.add(proto);
-  }
-  return { result, installed: true };
 }
 
 /** Runs served from the cache and runs satori drew, in this thread so far. */

@@ -79,7 +79,7 @@ export function createSatoriEngine(assets: RenderAssets, encoder: PngEncoder = "
   const svg: RenderEngine["svg"] = async (element, width, height) => {
     if (!first) return layOut(element, width, height);
     first = false;
-    return (await installGlyphCache(fonts, () => layOut(element, width, height))).result;
+    return installGlyphCache(fonts, () => layOut(element, width, height));
   };
 
   return {
