@@ -152,23 +152,35 @@ function isFontLoader(value: unknown): value is FontLoader {
   return typeof proto?.getEngine === "function" && typeof proto.addFonts === "function";
 }
 
+const weakMapSet = WeakMap.prototype.set;
+
+/** The `fonts` arrays whose first satori call is under way, each with the function that takes its loader. */
+const watched = new Map<WeakKey, (loader: unknown) => void>();
+
+/** WeakMap's own `set`, which also hands the value stored under a watched `fonts` array to its watcher. */
+function watchingSet<K extends WeakKey, V>(this: WeakMap<K, V>, key: K, value: V): WeakMap<K, V> {
+  watched.get(key)?.(value);
+  return weakMapSet.call(this, key, value) as WeakMap<K, V>;
+}
+
 /**
  * Runs `render` (a satori call with `fonts`) and installs the cache on the class of the font loader satori
  * creates for `fonts` on that call. Satori keeps that loader in a WeakMap keyed by the `fonts` array, which is
- * the one place it hands the loader to code outside it, so `WeakMap.prototype.set` is watched for that key
- * until the call ends. Should satori change how it keeps its loader, renders work as before, uncached.
+ * the one place it hands the loader to code outside it, so `WeakMap.prototype.set` is watched while first
+ * calls are under way (concurrent ones share one watcher, and the last to end puts WeakMap's own back). Should
+ * satori change how it keeps its loader, renders work as before, uncached.
  */
 export async function installGlyphCache<T>(fonts: readonly unknown[], render: () => Promise<T>): Promise<T> {
-  const set = WeakMap.prototype.set;
   let loader: unknown;
-  WeakMap.prototype.set = function <K extends WeakKey, V>(this: WeakMap<K, V>, key: K, value: V) {
-    if (key === fonts) loader = value;
-    return set.call(this, key, value) as WeakMap<K, V>;
-  };
+  watched.set(fonts, (value) => {
+    loader = value;
+  });
+  WeakMap.prototype.set = watchingSet;
   try {
     return await render();
   } finally {
-    WeakMap.prototype.set = set;
+    watched.delete(fonts);
+    if (watched.size === 0) WeakMap.prototype.set = weakMapSet;
     // Also after a failed render: the loader outlives it.
     if (isFontLoader(loader)) {
       const proto = Object.getPrototypeOf(loader) as FontLoader;

@@ -68,4 +68,17 @@ describe("satori's path data of repeated text", () => {
     expect(glyphCacheStats().misses - before.misses).toBe(runs);
     expect(latin).toBe(await svgOf(reference, poll));
   });
+
+  test("renderers whose first renders overlap both get the cache, and WeakMap's own set is back after", async () => {
+    const ownSet = WeakMap.prototype.set;
+    const [a, b] = [freshRenderer(), freshRenderer()];
+    await Promise.all([svgOf(a, poll), svgOf(b, withVotes(1))]);
+    expect(WeakMap.prototype.set).toBe(ownSet);
+    await Promise.all([svgOf(a, poll), svgOf(b, withVotes(1))]);
+    const before = glyphCacheStats();
+    await Promise.all([svgOf(a, poll), svgOf(b, withVotes(1))]);
+    const after = glyphCacheStats();
+    expect(after.misses).toBe(before.misses);
+    expect(after.hits - before.hits).toBeGreaterThan(20);
+  });
 });
