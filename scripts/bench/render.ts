@@ -9,19 +9,34 @@
  * - cpu_ms_per_card: process CPU time (all threads) over the burst per card, which a loaded machine inflates
  *   far less than the wall-clock figures;
  * - page_faults_per_card: minor page faults of the process over the burst per card: memory the renderers
- *   take fresh from the OS (a 1200x800 canvas is ~940 pages), which costs more the busier the machine.
+ *   take fresh from the OS (a 1200x800 canvas is ~940 pages), which costs more the busier the machine;
+ * - rss_mb: the process's resident memory as the burst ends (the workers' native canvases and pixels).
  * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
  * `encoders` times satori's PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over
  * zlib) on the same rasterised poll card, in this thread.
  *
- * Usage: bun run bench render [--json] [--workers N] [--nice N] [--engine satori|takumi]. Prints one JSON
- * object (--json: nothing else on stdout or stderr).
+ * With --stages it runs no pool: each engine renders the poll card in this thread (warm, then --rounds
+ * renders, default 300) and reports the CPU time of each stage of a render (`process.cpuUsage()`: every
+ * thread of the process, so takumi's rasterising on Bun's pool threads counts), which a loaded machine
+ * inflates far less than wall-clock times. The stages are the engines' own (satori: tree, layout, parse,
+ * draw, pixels, encode; takumi: tree, nodes, draw, encode), then `gc`: what a worker does after each reply
+ * (collect.ts) and a turn of the event loop. --unique gives every render a different question (no text
+ * repeats between renders, as for a new card); by default only the votes change, as on a live poll.
+ * --root DIR measures the render code of another checkout (e.g. the base of a change) with this same
+ * script; a checkout without stage marks reports only the total and `gc`.
+ *
+ * Usage: bun run bench render [--json] [--workers N] [--nice N] [--engine satori|takumi]
+ *        bun run bench render --stages [--json] [--rounds N] [--unique] [--engine E] [--root DIR]
+ * Prints one JSON object (--json: nothing else on stdout or stderr).
  */
-import { availableParallelism } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
+import { resolve } from "node:path";
 import sharp from "sharp";
+import type * as CollectModule from "../../src/render/collect";
 import { ENGINES, type EngineName } from "../../src/render/engine";
 import { createPngEncoder } from "../../src/render/png";
 import { RenderPool } from "../../src/render/pool";
+import type * as RenderModule from "../../src/render/render";
 import { createCardRenderer, type PngEncoder } from "../../src/render/render";
 import { Resvg } from "../../src/render/resvg";
 import { templates } from "../../src/render/templates";
@@ -46,11 +61,12 @@ function log(message: string): void {
   if (!jsonOnly) console.error(message);
 }
 
-/** Poll data that changes per render, as live cards do. */
-function pollData(i: number) {
+/** Poll data that changes per render, as live cards do; `unique` also changes the question every time. */
+function pollData(i: number, unique = false) {
   const example = templates.poll.example;
   return {
     ...example,
+    ...(unique ? { question: `${example.question} (${i})` } : {}),
     options: example.options.map((o, j) => ({ ...o, votes: o.votes + ((i * (j + 3)) % 97) })),
   };
 }
@@ -140,6 +156,7 @@ async function benchEngine(engine: EngineName) {
     });
     const cpu = process.cpuUsage(cpuBefore);
     const faults = process.resourceUsage().minorPageFault - faultsBefore;
+    const rss = process.memoryUsage().rss;
     const result = {
       p50_ms: round(latency.p50),
       p99_ms: round(latency.p99),
@@ -148,12 +165,118 @@ async function benchEngine(engine: EngineName) {
       png_bytes: pngBytes,
       cpu_ms_per_card: round((cpu.user + cpu.system) / 1000 / BURST),
       page_faults_per_card: Math.round(faults / BURST),
+      rss_mb: Math.round(rss / 2 ** 20),
     };
     log(`${engine}: ${JSON.stringify(result)}`);
     return result;
   } finally {
     await pool.close();
   }
+}
+
+const STAGE_WARMUP = 300;
+
+/** CPU ms of the whole process so far (user + system, every thread). */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/** The collections a render worker of `root` starts after each card; before collect.ts, one per card. */
+async function workerCollector(root: string, engine: EngineName): Promise<() => void> {
+  try {
+    const collect: typeof CollectModule = await import(resolve(root, "src/render/collect.ts"));
+    return collect.createCollector({ every: collect.cardsBetweenCollections(engine) });
+  } catch {
+    return () => Bun.gc(false);
+  }
+}
+
+/** Per-stage CPU (mean ms) and wall (p50 ms) of `rounds` renders in this thread, after a warm-up. */
+async function benchStages(engine: EngineName, root: string, rounds: number, unique: boolean) {
+  const render: typeof RenderModule = await import(resolve(root, "src/render/render.ts"));
+  const renderer = render.createCardRenderer({ engine });
+  const afterCard = await workerCollector(root, engine);
+  for (let i = 0; i < STAGE_WARMUP; i++) {
+    await renderer.render("poll", pollData(i, unique));
+    afterCard();
+    await new Promise((next) => setImmediate(next));
+  }
+  const cpu = new Map<string, number>();
+  const wall = new Map<string, number[]>();
+  let lastCpu = 0;
+  let lastWall = 0;
+  const mark = (stage: string) => {
+    const nowCpu = cpuMs();
+    const nowWall = performance.now();
+    cpu.set(stage, (cpu.get(stage) ?? 0) + nowCpu - lastCpu);
+    const times = wall.get(stage) ?? [];
+    times.push(nowWall - lastWall);
+    wall.set(stage, times);
+    lastCpu = nowCpu;
+    lastWall = nowWall;
+  };
+  const total = { cpu: 0, wall: [] as number[] };
+  for (let i = 0; i < rounds; i++) {
+    const data = pollData(STAGE_WARMUP + i, unique);
+    const startCpu = cpuMs();
+    const startWall = performance.now();
+    lastCpu = startCpu;
+    lastWall = startWall;
+    await renderer.render("poll", data, mark);
+    // What a worker does after each reply (worker.ts), so its cost is in the card's; a worker then waits for
+    // its next message in a later turn of its event loop.
+    afterCard();
+    await new Promise((next) => setImmediate(next));
+    mark("gc");
+    total.cpu += lastCpu - startCpu;
+    total.wall.push(lastWall - startWall);
+  }
+  const stages = Object.fromEntries(
+    [...cpu].map(([stage, ms]) => [
+      stage,
+      {
+        cpu_ms: round(ms / rounds),
+        wall_p50_ms: round(
+          percentile(
+            wall.get(stage)!.sort((a, b) => a - b),
+            50,
+          ),
+        ),
+      },
+    ]),
+  );
+  const result = {
+    cpu_ms_per_card: round(total.cpu / rounds),
+    wall_p50_ms: round(
+      percentile(
+        total.wall.sort((a, b) => a - b),
+        50,
+      ),
+    ),
+    stages,
+  };
+  log(`${engine}: ${JSON.stringify(result)}`);
+  return result;
+}
+
+async function stagesMain() {
+  const root = option("--root") ?? resolve(import.meta.dir, "../..");
+  const rounds = Number(option("--rounds") ?? 300);
+  const unique = args.includes("--unique");
+  const loadBefore = loadavg()[0]!;
+  const engines: Partial<Record<EngineName, Awaited<ReturnType<typeof benchStages>>>> = {};
+  for (const engine of only ? [only] : ENGINES)
+    engines[engine] = await benchStages(engine, root, rounds, unique);
+  const result = {
+    root,
+    rounds,
+    unique,
+    engines,
+    load_average: [round(loadBefore), round(loadavg()[0]!)],
+    machine: machine(),
+  };
+  console.log(JSON.stringify(result, null, jsonOnly ? undefined : 2));
 }
 
 async function main() {
@@ -175,4 +298,4 @@ async function main() {
   console.log(JSON.stringify(result, null, jsonOnly ? undefined : 2));
 }
 
-await main();
+await (args.includes("--stages") ? stagesMain() : main());

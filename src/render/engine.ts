@@ -16,9 +16,15 @@ export interface RenderAssets {
   emoji: EmojiLoader;
 }
 
+/**
+ * Told as each stage of one render ends, with the stage's name (`bun run bench render --stages` times them).
+ * The names are the engine's own: "layout", "parse", "draw", "encode"...
+ */
+export type StageMark = (stage: string) => void;
+
 /** Turns a template's element tree into a PNG (and, for debugging, an SVG). */
 export interface RenderEngine {
   readonly name: EngineName;
-  render(element: El, width: number, height: number): Promise<Uint8Array>;
+  render(element: El, width: number, height: number, mark?: StageMark): Promise<Uint8Array>;
   svg(element: El, width: number, height: number): Promise<string>;
 }

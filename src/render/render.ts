@@ -1,5 +1,5 @@
 import { createEmojiLoader, type EmojiLoader } from "./emoji";
-import type { EngineName, RenderAssets, RenderEngine } from "./engine";
+import type { EngineName, RenderAssets, RenderEngine, StageMark } from "./engine";
 import { FallbackFonts, type FontFace, loadFonts } from "./fonts";
 import { createSatoriEngine, type PngEncoder } from "./satori";
 import { getTemplate, parseCardData } from "./templates";
@@ -25,8 +25,11 @@ export interface CardRendererOptions {
 
 export interface CardRenderer {
   readonly engine: EngineName;
-  /** Validates `data` against the template's schema and renders it. Throws CardDataError or UnknownTemplateError. */
-  render(template: string, data: unknown): Promise<RenderedCard>;
+  /**
+   * Validates `data` against the template's schema and renders it. Throws CardDataError or UnknownTemplateError.
+   * `mark` hears the end of each stage ("tree" first: the data validated and the element tree built).
+   */
+  render(template: string, data: unknown, mark?: StageMark): Promise<RenderedCard>;
   /** The card as SVG, before rasterising; for debugging and tests. */
   svg(template: string, data: unknown): Promise<{ svg: string; width: number; height: number }>;
 }
@@ -79,9 +82,10 @@ export function createCardRenderer(opts: CardRendererOptions = {}): CardRenderer
       const { element: el, width, height } = element(template, data);
       return { svg: await (await engine).svg(el, width, height), width, height };
     },
-    async render(template, data) {
+    async render(template, data, mark) {
       const { element: el, width, height } = element(template, data);
-      return { png: await (await engine).render(el, width, height), width, height };
+      mark?.("tree");
+      return { png: await (await engine).render(el, width, height, mark), width, height };
     },
   };
 }

@@ -1,9 +1,10 @@
 import satori, { type Font } from "satori";
 import sharp from "sharp";
-import type { RenderAssets, RenderEngine } from "./engine";
+import type { RenderAssets, RenderEngine, StageMark } from "./engine";
 import type { FontFace } from "./fonts";
 import { createPngEncoder, type PngEncode } from "./png";
 import { Resvg } from "./resvg";
+import { installGlyphCache } from "./satori-glyphs";
 
 /**
  * How resvg's pixels become a PNG: `zlib` (png.ts: no filters, zlib level 2), `sharp` (libvips, zlib level
@@ -16,15 +17,26 @@ function toSatoriFont(face: FontFace): Font {
   return { name: face.name, data: face.data, weight: face.weight, style: face.style };
 }
 
-async function rasterise(svg: string, encoder: PngEncoder, encodePng: PngEncode): Promise<Uint8Array> {
+async function rasterise(
+  svg: string,
+  encoder: PngEncoder,
+  encodePng: PngEncode,
+  mark: StageMark,
+): Promise<Uint8Array> {
   // Satori draws text as paths, so resvg needs no fonts; skipping the system font scan saves ~ms per render.
-  const image = new Resvg(svg, { font: { loadSystemFonts: false }, fitTo: { mode: "original" } }).render();
+  const parsed = new Resvg(svg, { font: { loadSystemFonts: false }, fitTo: { mode: "original" } });
+  mark("parse");
+  const image = parsed.render();
+  mark("draw");
   const { width, height } = image;
   switch (encoder) {
     case "resvg":
       return image.asPng();
-    case "zlib":
-      return encodePng(image.pixels, width, height);
+    case "zlib": {
+      const pixels = image.pixels;
+      mark("pixels");
+      return encodePng(pixels, width, height);
+    }
     case "sharp":
       return sharp(image.pixels, { raw: { width, height, channels: 4 } })
         .png({ compressionLevel: 1, adaptiveFiltering: false })
@@ -54,7 +66,7 @@ export function createSatoriEngine(assets: RenderAssets, encoder: PngEncoder = "
   // The templates paint in #rrggbb only, which resvg reads as is: satori's conversion of colours resvg may not
   // know (oklch(), lab()...) would parse every colour of every render for nothing (~0.6 ms of the poll card's
   // ~8 ms, with an identical SVG). test/render/render.test.ts checks every colour that reaches resvg.
-  const svg: RenderEngine["svg"] = (element, width, height) =>
+  const layOut: RenderEngine["svg"] = (element, width, height) =>
     satori(element as Parameters<typeof satori>[0], {
       width,
       height,
@@ -62,12 +74,23 @@ export function createSatoriEngine(assets: RenderAssets, encoder: PngEncoder = "
       loadAdditionalAsset,
       convertColors: false,
     });
+  // Satori creates the font loader for `fonts` on the first render, which is when the cache can find it.
+  let first = true;
+  const svg: RenderEngine["svg"] = async (element, width, height) => {
+    if (!first) return layOut(element, width, height);
+    first = false;
+    return installGlyphCache(fonts, () => layOut(element, width, height));
+  };
 
   return {
     name: "satori",
     svg,
-    async render(element, width, height) {
-      return rasterise(await svg(element, width, height), encoder, encodePng);
+    async render(element, width, height, mark = () => {}) {
+      const laidOut = await svg(element, width, height);
+      mark("layout");
+      const png = await rasterise(laidOut, encoder, encodePng, mark);
+      mark("encode");
+      return png;
     },
   };
 }

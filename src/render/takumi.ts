@@ -119,9 +119,14 @@ export function createTakumiEngine(assets: RenderAssets): RenderEngine {
 
   return {
     name: "takumi",
-    async render(element, width, height) {
-      const pixels = await renderer.render(await prepare(element), { width, height, format: "raw" });
-      return encodePng(pixels, width, height);
+    async render(element, width, height, mark = () => {}) {
+      const node = await prepare(element);
+      mark("nodes");
+      const pixels = await renderer.render(node, { width, height, format: "raw" });
+      mark("draw");
+      const png = encodePng(pixels, width, height);
+      mark("encode");
+      return png;
     },
     async svg(element, width, height) {
       return renderer.renderSvg(await prepare(element), { width, height });

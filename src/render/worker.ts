@@ -1,4 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
+import { cardsBetweenCollections, createCollector } from "./collect";
 import { createThreadNicer, lowerThreadPriority } from "./priority";
 import type { ReadyMessage, RenderReply, RenderRequest, SerialisedError, WorkerOptions } from "./protocol";
 import { createCardRenderer } from "./render";
@@ -27,6 +28,7 @@ const options = (workerData ?? {}) as WorkerOptions;
 const nice = options.nice ?? 10;
 lowerThreadPriority(nice);
 const renderer = createCardRenderer({ engine: options.engine, encoder: options.encoder });
+const afterCard = createCollector({ every: cardsBetweenCollections(options.engine ?? "satori") });
 // Takumi rasterises on Bun's work pool threads, which appear with the first renders.
 const niceRenderThreads = options.engine === "takumi" ? createThreadNicer(/^Bun Pool/, nice) : () => {};
 
@@ -40,10 +42,7 @@ port.on("message", async ({ id, template, data }: RenderRequest) => {
   }
   port.postMessage(reply, reply.ok ? [reply.png.buffer as ArrayBuffer] : []);
   niceRenderThreads();
-  // resvg's canvas and pixel copy, and takumi's pixels (3.8 MB each for 1200x800), live outside the JS heap and
-  // are freed only when their wrappers are collected, which the GC does not hurry to do. A collection (~0.3 ms,
-  // after the reply) frees them at once: later renders reuse that memory (resvg.ts has its allocator keep it)
-  // instead of faulting in fresh pages, and the worker's RSS stays near its working set.
-  Bun.gc(false);
+  // After the reply, so a collection never delays it (collect.ts says when, and why not after every card).
+  afterCard();
 });
 port.postMessage({ ready: true } satisfies ReadyMessage);

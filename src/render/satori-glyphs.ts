@@ -1,0 +1,198 @@
+/**
+ * Satori turns every run of text into SVG path data on every render: it walks each glyph's outline and prints
+ * its coordinates (about a fifth of its layout time on the poll card). A live card re-renders with the same
+ * question, names and labels, so those runs come out byte for byte the same each time. This keeps the path
+ * data of recent runs on satori's font loader and hands it back when a run repeats.
+ *
+ * Satori does not export its font loader, so the cache is installed on the loader's class, reached through
+ * the loader satori keeps for our `fonts` array (see {@link installGlyphCache}). The cache key holds every
+ * input of satori's `getSVG` (the text, its font selection, size, position, spacing, features and direction),
+ * and the cache is emptied whenever fonts are added, as satori empties its own shaping cache.
+ */
+
+/** What satori's `getSVG` returns for a run of text. */
+interface GlyphPaths {
+  path: string;
+  boldPath: string;
+  boxes: unknown[];
+}
+
+interface RunStyle {
+  fontSize: number;
+  top: number;
+  left: number;
+  letterSpacing?: number;
+  wordSpacing?: number;
+  fontFeatureSettings?: string;
+  direction?: string;
+}
+
+type GetSvg = (content: string, style: RunStyle, band?: unknown) => GlyphPaths;
+
+interface FontEngine {
+  getSVG: GetSvg;
+}
+
+interface EngineStyle {
+  fontFamily?: string | string[];
+  fontWeight?: string | number;
+  fontStyle?: string;
+  fontSynthesis?: unknown;
+  fontSynthesisWeight?: unknown;
+  fontSynthesisStyle?: unknown;
+}
+
+interface FontLoader {
+  getEngine(fontSize: number, lineHeight: unknown, style: EngineStyle, locale?: string): FontEngine;
+  addFonts(fonts: unknown[]): void;
+}
+
+/** Path data kept per loader: a few cards' worth (the poll card has ~20 runs, ~125 KB of path data). */
+const GLYPH_CACHE_MAX_RUNS = 2000;
+const GLYPH_CACHE_MAX_CHARS = 8_000_000;
+
+/** Runs served from the caches and runs satori drew, over every loader of this thread. */
+const counts = { hits: 0, misses: 0 };
+
+class RunCache {
+  readonly #runs = new Map<string, GlyphPaths>();
+  #chars = 0;
+
+  get(key: string): GlyphPaths | undefined {
+    const paths = this.#runs.get(key);
+    if (!paths) {
+      counts.misses++;
+      return undefined;
+    }
+    counts.hits++;
+    // Moved to the end: a Map iterates in insertion order, so the first entry is the least recently used.
+    this.#runs.delete(key);
+    this.#runs.set(key, paths);
+    return paths;
+  }
+
+  set(key: string, paths: GlyphPaths): void {
+    this.#runs.set(key, paths);
+    this.#chars += paths.path.length + paths.boldPath.length;
+    for (const [oldest, old] of this.#runs) {
+      if (this.#runs.size <= GLYPH_CACHE_MAX_RUNS && this.#chars <= GLYPH_CACHE_MAX_CHARS) break;
+      this.#runs.delete(oldest);
+      this.#chars -= old.path.length + old.boldPath.length;
+    }
+  }
+
+  clear(): void {
+    this.#runs.clear();
+    this.#chars = 0;
+  }
+}
+
+const caches = new WeakMap<object, RunCache>();
+const patched = new WeakSet<object>();
+
+function cacheOf(loader: object): RunCache {
+  let cache = caches.get(loader);
+  if (!cache) {
+    cache = new RunCache();
+    caches.set(loader, cache);
+  }
+  return cache;
+}
+
+/** The inputs of satori's font resolution and synthesis (bold, italic) for an engine. */
+function fontKey(style: EngineStyle, locale: string | undefined): string {
+  const family = Array.isArray(style.fontFamily) ? style.fontFamily.join(",") : style.fontFamily;
+  return `${family}|${style.fontWeight}|${style.fontStyle}|${locale}|${style.fontSynthesis}|${style.fontSynthesisWeight}|${style.fontSynthesisStyle}`;
+}
+
+function runKey(font: string, content: string, s: RunStyle): string {
+  return `${font}|${s.fontSize}|${s.top}|${s.left}|${s.letterSpacing}|${s.wordSpacing}|${s.fontFeatureSettings}|${s.direction}|${content}`;
+}
+
+/**
+ * `s` as one contiguous string. Satori builds path data a coordinate at a time with `+=`, which JavaScriptCore
+ * keeps as a rope of thousands of pieces; satori then joins each card's runs into bigger strings, and every
+ * render walked every piece of the cached ropes again (as much as the drawing saved). Reading a character
+ * makes JavaScriptCore flatten a rope in place, once.
+ */
+function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
+function patch(proto: FontLoader): void {
+  const { getEngine, addFonts } = proto;
+  proto.getEngine = function (this: FontLoader, fontSize, lineHeight, style, locale) {
+    const engine = getEngine.call(this, fontSize, lineHeight, style, locale);
+    const cache = cacheOf(this);
+    const font = fontKey(style, locale);
+    const getSVG = engine.getSVG;
+    engine.getSVG = (content, runStyle, band) => {
+      // Underline skip-ink boxes are rare and are computed from the glyphs: not cached.
+      if (band) return getSVG(content, runStyle, band);
+      const key = runKey(font, content, runStyle);
+      const cached = cache.get(key);
+      if (cached) return { path: cached.path, boldPath: cached.boldPath, boxes: [] };
+      const paths = getSVG(content, runStyle, band);
+      cache.set(key, { path: flat(paths.path), boldPath: flat(paths.boldPath), boxes: [] });
+      return paths;
+    };
+    return engine;
+  };
+  proto.addFonts = function (this: FontLoader, fonts) {
+    // New fonts can change which font draws a character, as satori's own shaping cache knows.
+    if (fonts.length) cacheOf(this).clear();
+    return addFonts.call(this, fonts);
+  };
+}
+
+function isFontLoader(value: unknown): value is FontLoader {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as Partial<FontLoader> | null;
+  return typeof proto?.getEngine === "function" && typeof proto.addFonts === "function";
+}
+
+const weakMapSet = WeakMap.prototype.set;
+
+/** The `fonts` arrays whose first satori call is under way, each with the function that takes its loader. */
+const watched = new Map<WeakKey, (loader: unknown) => void>();
+
+/** WeakMap's own `set`, which also hands the value stored under a watched `fonts` array to its watcher. */
+function watchingSet<K extends WeakKey, V>(this: WeakMap<K, V>, key: K, value: V): WeakMap<K, V> {
+  watched.get(key)?.(value);
+  return weakMapSet.call(this, key, value) as WeakMap<K, V>;
+}
+
+/**
+ * Runs `render` (a satori call with `fonts`) and installs the cache on the class of the font loader satori
+ * creates for `fonts` on that call. Satori keeps that loader in a WeakMap keyed by the `fonts` array, which is
+ * the one place it hands the loader to code outside it, so `WeakMap.prototype.set` is watched while first
+ * calls are under way (concurrent ones share one watcher, and the last to end puts WeakMap's own back). Should
+ * satori change how it keeps its loader, renders work as before, uncached.
+ */
+export async function installGlyphCache<T>(fonts: readonly unknown[], render: () => Promise<T>): Promise<T> {
+  let loader: unknown;
+  watched.set(fonts, (value) => {
+    loader = value;
+  });
+  WeakMap.prototype.set = watchingSet;
+  try {
+    return await render();
+  } finally {
+    watched.delete(fonts);
+    if (watched.size === 0) WeakMap.prototype.set = weakMapSet;
+    // Also after a failed render: the loader outlives it.
+    if (isFontLoader(loader)) {
+      const proto = Object.getPrototypeOf(loader) as FontLoader;
+      if (!patched.has(proto)) {
+        patch(proto);
+        patched.add(proto);
+      }
+    }
+  }
+}
+
+/** Runs served from the cache and runs satori drew, in this thread so far. */
+export function glyphCacheStats(): { hits: number; misses: number } {
+  return { ...counts };
+}
