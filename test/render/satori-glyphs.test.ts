@@ -24,7 +24,9 @@ async function svgOf(
 }
 
 describe("satori's path data of repeated text", () => {
-  const renderer = createCardRenderer();
+  // Fonts of its own, not the thread's shared ones: test files run in one process, and a card of another
+  // script rendered earlier leaves fallback fonts in the shared set, which move satori's line boxes.
+  const renderer = freshRenderer();
 
   test("a re-rendered card takes every text run from the cache and its SVG stays byte for byte the same", async () => {
     const first = await svgOf(renderer, poll);
