@@ -19,6 +19,14 @@ export type InstantDeps = {
   credits: CreditService;
   backlog: BacklogService;
   assets: AssetService;
+  /**
+   * Whether a group waits for the previous one to commit before it starts (claims arriving meanwhile join
+   * it). On PostgreSQL, where transactions run side by side, overlapping groups would only queue on the rows
+   * every claim writes (the backlog's ended-job count, the recipe's usage) and each commit alone; on SQLite
+   * transactions take turns behind the connection's gate anyway.
+   * @defaultValue false
+   */
+  oneGroupAtATime?: boolean;
   now?: () => number;
 };
 
@@ -60,6 +68,8 @@ export class InstantService {
   readonly #d: InstantDeps;
   readonly #now: () => number;
   #pending: Pending[] = [];
+  /** A group is being committed (only tracked with `oneGroupAtATime`). */
+  #flushing = false;
 
   constructor(deps: InstantDeps) {
     this.#d = deps;
@@ -82,9 +92,20 @@ export class InstantService {
     const owner = await backlog.systemUserId();
     if (!(await this.#d.queue.features.hasCompleted(recipe.id, owner))) throw noInstant();
     return new Promise((resolve, reject) => {
-      if (this.#pending.length === 0) setImmediate(() => void this.#flush());
+      if (this.#pending.length === 0 && !this.#flushing) setImmediate(() => void this.#flushGroups());
       this.#pending.push({ user, recipe, owner, price, idem, resolve, reject });
     });
+  }
+
+  /** Commits the pending group; with `oneGroupAtATime`, then each group that gathered meanwhile, in turn. */
+  async #flushGroups(): Promise<void> {
+    if (!this.#d.oneGroupAtATime) return this.#flush();
+    this.#flushing = true;
+    try {
+      while (this.#pending.length > 0) await this.#flush();
+    } finally {
+      this.#flushing = false;
+    }
   }
 
   /** Commits every pending claim in one transaction, then answers each; one top-up per recipe claimed from. */
