@@ -151,11 +151,16 @@ export class InstantService {
     const { features } = this.#d.queue;
     const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
     if (!job) throw taken();
-    const assets = await this.#d.assets.transferJob(job.id, user.id);
-    const { balance } = await this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
     const variables = valuesOf(job.metadata);
-    await this.#d.recipes.recordUsage(recipe.id, variables);
-    const summary = await features.firstItem(job.id);
+    // Independent of each other once the job is taken: issued together, so PostgreSQL gets them pipelined on
+    // the transaction's connection (one round trip instead of four). All settle before this claim's savepoint
+    // ends, so a refusal (402 from the charge) rolls back every one of them.
+    const [assets, { balance }, , summary] = await allOrFirstError([
+      this.#d.assets.transferJob(job.id, user.id),
+      this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id }),
+      this.#d.recipes.recordUsage(recipe.id, variables),
+      features.firstItem(job.id),
+    ] as const);
     const claim = {
       recipeId: recipe.id,
       variables,
@@ -167,6 +172,18 @@ export class InstantService {
     await idem.commit(claim);
     return claim;
   }
+}
+
+/** Like Promise.all, but waits for every promise to settle before it rejects with the first error. */
+async function allOrFirstError<const T extends readonly unknown[]>(
+  promises: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
+    -readonly [K in keyof T]: Awaited<T[K]>;
+  };
 }
 
 /** The variable values a backlog generation was made with (recorded in its metadata). */
