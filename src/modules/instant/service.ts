@@ -174,16 +174,16 @@ export class InstantService {
   }
 }
 
-/** Like Promise.all, but waits for every promise to settle before it rejects with the first error. */
+/** Promise.all, but on a rejection it first waits for the other promises to settle, then rethrows. */
 async function allOrFirstError<const T extends readonly unknown[]>(
   promises: T,
 ): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
-  const settled = await Promise.allSettled(promises);
-  const failed = settled.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
-  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
-    -readonly [K in keyof T]: Awaited<T[K]>;
-  };
+  try {
+    return await Promise.all(promises);
+  } catch (err) {
+    await Promise.allSettled(promises);
+    throw err;
+  }
 }
 
 /** The variable values a backlog generation was made with (recorded in its metadata). */
