@@ -213,7 +213,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
       credits,
       backlog,
       assets,
-      oneGroupAtATime: database.backend === "postgres",
+      networked: database.backend === "postgres",
       now: opts.now,
     }),
     instances: new InstanceRegistry(sql),

@@ -20,13 +20,15 @@ export type InstantDeps = {
   backlog: BacklogService;
   assets: AssetService;
   /**
-   * Whether a group waits for the previous one to commit before it starts (claims arriving meanwhile join
-   * it). On PostgreSQL, where transactions run side by side, overlapping groups would only queue on the rows
-   * every claim writes (the backlog's ended-job count, the recipe's usage) and each commit alone; on SQLite
-   * transactions take turns behind the connection's gate anyway.
+   * The database is a server reached over the network (PostgreSQL): each statement is a round trip and
+   * transactions run side by side. Then a group waits for the previous one to commit (claims arriving
+   * meanwhile join the next), since overlapping groups would only queue on the rows every claim writes (the
+   * backlog's ended-job count, the recipe's usage) and each pay a commit alone; and a claim's independent
+   * statements are issued together, pipelined on the transaction's connection. On SQLite statements are
+   * function calls and transactions take turns behind the connection's gate: neither would help.
    * @defaultValue false
    */
-  oneGroupAtATime?: boolean;
+  networked?: boolean;
   now?: () => number;
 };
 
@@ -68,7 +70,7 @@ export class InstantService {
   readonly #d: InstantDeps;
   readonly #now: () => number;
   #pending: Pending[] = [];
-  /** A group is being committed (only tracked with `oneGroupAtATime`). */
+  /** A group is being committed (only tracked when `networked`). */
   #flushing = false;
 
   constructor(deps: InstantDeps) {
@@ -97,9 +99,9 @@ export class InstantService {
     });
   }
 
-  /** Commits the pending group; with `oneGroupAtATime`, then each group that gathered meanwhile, in turn. */
+  /** Commits the pending group; when `networked`, then each group that gathered meanwhile, in turn. */
   async #flushGroups(): Promise<void> {
-    if (!this.#d.oneGroupAtATime) return this.#flush();
+    if (!this.#d.networked) return this.#flush();
     this.#flushing = true;
     try {
       while (this.#pending.length > 0) await this.#flush();
@@ -152,15 +154,16 @@ export class InstantService {
     const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
     if (!job) throw taken();
     const variables = valuesOf(job.metadata);
-    // Independent of each other once the job is taken: issued together, so PostgreSQL gets them pipelined on
-    // the transaction's connection (one round trip instead of four). All settle before this claim's savepoint
-    // ends, so a refusal (402 from the charge) rolls back every one of them.
-    const [assets, { balance }, , summary] = await allOrFirstError([
-      this.#d.assets.transferJob(job.id, user.id),
-      this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id }),
-      this.#d.recipes.recordUsage(recipe.id, variables),
-      features.firstItem(job.id),
-    ] as const);
+    const transferAssets = () => this.#d.assets.transferJob(job.id, user.id);
+    const charge = () => this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
+    const countUsage = () => this.#d.recipes.recordUsage(recipe.id, variables);
+    const itemSummary = () => features.firstItem(job.id);
+    // Independent of each other once the job is taken. Over the network they are issued together (one round
+    // trip instead of four), and all settle before this claim's savepoint ends, so a refusal (402 from the
+    // charge) rolls back every one of them.
+    const [assets, { balance }, , summary] = this.#d.networked
+      ? await allOrFirstError([transferAssets(), charge(), countUsage(), itemSummary()] as const)
+      : [await transferAssets(), await charge(), await countUsage(), await itemSummary()];
     const claim = {
       recipeId: recipe.id,
       variables,
