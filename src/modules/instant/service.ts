@@ -115,9 +115,12 @@ export class InstantService {
     const batch = this.#pending;
     this.#pending = [];
     const { sql, backlog } = this.#d;
-    const outcomes: ({ ok: true; claim: InstantClaim } | { ok: false; err: unknown })[] = [];
+    let outcomes: ({ ok: true; claim: InstantClaim } | { ok: false; err: unknown })[] = [];
     try {
       await sql.transaction(async () => {
+        // PostgreSQL runs this again after a deadlock or serialization failure: only the last run's outcomes
+        // are what committed.
+        outcomes = [];
         const claimed = new Set<string>();
         const alone = batch.length === 1;
         for (const p of batch) {
