@@ -130,4 +130,48 @@ describe("instant claims on PostgreSQL", () => {
       WHERE recipe_id = 'fox' AND owner_id <> ALL(${pg.sql.array([...rich.map((u) => u.id), poor.id])})`;
     expect(ready).toBe(20 - 9);
   }, 60_000);
+
+  test("a group's transaction run again after a conflict answers with what the last run committed", async () => {
+    const { pg, server } = await pgServer();
+    await createRecipe(server.api, { id: "fox", creditCost: 1, backlogMin: 3 });
+    await seedReadyBacklog(server.ctx, "fox", 10);
+    // The first COMMIT with a ledger row in it fails as a serialization failure would (a deferred trigger;
+    // the sequence is not rolled back, so only that first COMMIT fails): the claims' transaction runs again.
+    await pg.sql
+      .unsafe(`CREATE SEQUENCE commit_tries;
+      CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('commit_tries') = 1 THEN
+          RAISE EXCEPTION 'forced conflict' USING ERRCODE = 'serialization_failure';
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON credit_ledger
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.reason = 'instant') EXECUTE FUNCTION fail_first_commit();`)
+      .simple();
+    const users = await Promise.all(Array.from({ length: 4 }, () => createUser(server.api, { credits: 10 })));
+    const claims = await Promise.all(
+      users.map(async (u) =>
+        expectStatus<{ job: { id: string }; claimedAt: number; creditsRemaining: number }>(
+          await server.api("/api/generate/instant", {
+            method: "POST",
+            key: u.key,
+            json: { recipeId: "fox" },
+          }),
+          200,
+        ),
+      ),
+    );
+    const [{ tries }] = await pg.sql`SELECT last_value::int AS tries FROM commit_tries`;
+    expect(tries).toBeGreaterThan(4);
+    for (const c of claims) {
+      const [row] =
+        await pg.sql`SELECT finished_at::float8 AS finished, (metadata->>'claimedAt')::float8 AS claimed
+        FROM jobs WHERE id = ${c.job.id}`;
+      expect(row).toEqual({ finished: c.claimedAt, claimed: c.claimedAt });
+      expect(c.creditsRemaining).toBe(9);
+    }
+    expect(new Set(claims.map((c) => c.job.id)).size).toBe(4);
+  }, 60_000);
 });
