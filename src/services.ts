@@ -210,7 +210,16 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     credits,
     recipes,
     backlog,
-    instant: new InstantService({ sql, queue, recipes, credits, backlog, assets, now: opts.now }),
+    instant: new InstantService({
+      sql,
+      queue,
+      recipes,
+      credits,
+      backlog,
+      assets,
+      networked: database.backend === "postgres",
+      now: opts.now,
+    }),
     instances: new InstanceRegistry(sql),
   };
 }

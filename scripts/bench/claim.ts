@@ -1,30 +1,44 @@
 /**
  * Instant claims over HTTP: `easel serve` runs in its own process on a fresh data dir holding a large ready
- * backlog (completed backlog jobs with their item and asset rows, inserted straight into SQLite for setup
- * speed); this process is the client. Each claim is the full path: auth, credit check, the claim transaction
- * (take the oldest ready job, transfer it and its assets, charge, count usage, queue the debounced top-up)
- * and the JSON response with asset URLs. Claims are spread over `users` users with plenty of credits; the
- * rate limit is off. `server_cpu_us_per_claim` is the server process's CPU time (all its threads: the event
- * loop and the WAL checkpointer) over the concurrent claims, divided by their number: on a shared machine it
- * moves far less with the load than claims/s does, so it is the figure to compare between builds.
+ * backlog (completed backlog jobs with their item and asset rows, inserted straight into the database for
+ * setup speed); this process is the client. Each claim is the full path: auth, credit check, the claim
+ * transaction (take the oldest ready job, transfer it and its assets, charge, count usage, queue the debounced
+ * top-up) and the JSON response with asset URLs. Claims are spread over `users` users with plenty of credits;
+ * the rate limit is off. `server_cpu_us_per_claim` is the server processes' CPU time (all their threads) over
+ * the concurrent claims, divided by their number: on a shared machine it moves far less with the load than
+ * claims/s does, so it is the figure to compare between builds.
  *
- *   bun run bench claim [--json] [--ready 20000] [--sequential 2000] [--concurrent 16000] [--clients 64]
+ * `--backend postgres` runs the same on a fresh database on `--url` (default EASEL_TEST_DATABASE_URL, see
+ * scripts/pg-test-cluster.sh), dropped afterwards: the servers get DATABASE_URL and share the data dir
+ * (STORAGE_SHARED). `--instances 2` starts two servers on that database and splits the clients over them
+ * (the cluster's throughput). `postgres_cpu_us_per_claim` is the CPU of the PostgreSQL backends serving the
+ * servers' connections, per concurrent claim.
+ *
+ *   bun run bench claim [--json] [--backend sqlite|postgres] [--instances 1|2] [--ready 20000]
+ *     [--sequential 2000] [--concurrent 16000] [--clients 64] [--users 64] [--url postgres://…]
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../src/config";
+import { openPostgres } from "../../src/db/open";
 import { silentLogger } from "../../src/log";
 import { CreateRecipeBody } from "../../src/modules/recipes/model";
 import { createServices } from "../../src/services";
+import { PG_TEST_URL } from "../../test/db/pg-helpers";
 import { seedReadyBacklog } from "../../test/fixtures/seed-backlog";
+import { cpuSpan } from "./lib/cpu";
+import { type BenchDatabase, benchDatabase } from "./lib/pg-database";
 import { machine, percentile, report, round } from "./machine";
 import { freePort, waitLive } from "./server";
 
 const { values } = parseArgs({
   options: {
     json: { type: "boolean", default: false },
+    backend: { type: "string", default: "sqlite" },
+    instances: { type: "string", default: "1" },
+    url: { type: "string", default: PG_TEST_URL },
     ready: { type: "string", default: "20000" },
     sequential: { type: "string", default: "2000" },
     concurrent: { type: "string", default: "16000" },
@@ -32,19 +46,27 @@ const { values } = parseArgs({
     users: { type: "string", default: "64" },
   },
 });
+const backend = values.backend;
+const instances = Number(values.instances);
 const ready = Number(values.ready);
 const sequential = Number(values.sequential);
 const concurrent = Number(values.concurrent);
 const clients = Number(values.clients);
 const userCount = Number(values.users);
+if (backend !== "sqlite" && backend !== "postgres") throw new Error("--backend is sqlite or postgres");
+if (instances !== 1 && (instances !== 2 || backend !== "postgres")) {
+  throw new Error("--instances 2 needs --backend postgres (instances of one SQLite file cannot share it)");
+}
 if (sequential + concurrent > ready) throw new Error("--ready must cover --sequential + --concurrent claims");
 
 const ROOT = resolve(import.meta.dir, "../..");
 const ADMIN_KEY = "esk_bench_admin_key_0123456789abcdef";
 
-/** The recipe, the users (with keys and credits) and the ready backlog, written before the server starts. */
+/** The recipe, the users (with keys and credits) and the ready backlog, written before the servers start. */
 async function seed(env: Record<string, string>): Promise<string[]> {
-  const ctx = createServices(loadConfig(env), { log: silentLogger });
+  const config = loadConfig(env);
+  const database = config.DATABASE_URL ? await openPostgres(config.DATABASE_URL) : undefined;
+  const ctx = createServices(config, { log: silentLogger, database });
   try {
     await ctx.recipes.create(
       CreateRecipeBody.parse({
@@ -64,18 +86,7 @@ async function seed(env: Record<string, string>): Promise<string[]> {
     }
     return keys;
   } finally {
-    ctx.db.$client.close();
-  }
-}
-
-/** CPU time (user + system, all threads) a process has used so far, in µs; null off Linux. */
-function cpuMicros(pid: number): number | null {
-  try {
-    // /proc/<pid>/stat: fields 14 and 15 (utime, stime), in clock ticks of 1/100 s, after the ")" of the name.
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  } catch {
-    return null;
+    await ctx.database.close();
   }
 }
 
@@ -93,43 +104,56 @@ async function claimOnce(url: string, key: string): Promise<number> {
 }
 
 const dir = mkdtempSync(join(tmpdir(), "easel-bench-claim-"));
-const port = await freePort();
+const pg: BenchDatabase | null = backend === "postgres" ? await benchDatabase(values.url, "claim") : null;
 const env: Record<string, string> = {
   DATA_DIR: dir,
-  PORT: String(port),
   HOST: "127.0.0.1",
   ADMIN_KEY,
   LOG_LEVEL: "warn",
   NODE_ENV: "production",
   INSTANT_RATE_PER_MIN: "0",
   BACKLOG_CRON: "0 0 1 1 *",
+  ...(pg
+    ? { DATABASE_URL: pg.url, STORAGE_SHARED: "true", JWT_SECRET: "bench-secret-bench-secret-0123456789" }
+    : {}),
 };
-const t0 = performance.now();
-const keys = await seed(env);
-const seedMs = performance.now() - t0;
-const server = Bun.spawn(["bun", "src/main.ts", "serve"], {
-  cwd: ROOT,
-  env: { ...process.env, ...env },
-  stdout: "ignore",
-  stderr: "inherit",
-});
+const servers: Bun.Subprocess[] = [];
 try {
-  const url = `http://127.0.0.1:${port}`;
-  await waitLive(url);
-  // Warm-up: JIT, statement caches, connections.
-  await Promise.all(keys.slice(0, 8).map((k) => claimOnce(url, k)));
+  const t0 = performance.now();
+  const keys = await seed(env);
+  const seedMs = performance.now() - t0;
+  const urls: string[] = [];
+  for (let i = 0; i < instances; i++) {
+    const port = await freePort();
+    servers.push(
+      Bun.spawn(["bun", "src/main.ts", "serve"], {
+        cwd: ROOT,
+        env: { ...process.env, ...env, PORT: String(port) },
+        stdout: "ignore",
+        stderr: "inherit",
+      }),
+    );
+    urls.push(`http://127.0.0.1:${port}`);
+  }
+  await Promise.all(urls.map((url) => waitLive(url)));
+  // Warm-up: JIT, statement caches, connections, on every instance.
+  await Promise.all(keys.slice(0, 8).map((k, i) => claimOnce(urls[i % instances]!, k)));
 
   let t = performance.now();
-  for (let i = 0; i < sequential; i++) await claimOnce(url, keys[i % keys.length]!);
+  for (let i = 0; i < sequential; i++) await claimOnce(urls[i % instances]!, keys[i % keys.length]!);
   const sequentialPerS = sequential / ((performance.now() - t) / 1000);
 
   const latencies: number[] = [];
   let next = 0;
-  const serverCpu0 = cpuMicros(server.pid);
+  const serverCpu = cpuSpan(() => servers.map((s) => s.pid));
+  const pgCpu = pg ? cpuSpan(() => pg.backendPids()) : null;
+  await serverCpu.start();
+  await pgCpu?.start();
   t = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async (_, c) => {
       const key = keys[c % keys.length]!;
+      const url = urls[c % instances]!;
       while (next < concurrent) {
         next++;
         latencies.push(await claimOnce(url, key));
@@ -137,15 +161,19 @@ try {
     }),
   );
   const concurrentPerS = concurrent / ((performance.now() - t) / 1000);
-  const serverCpu = cpuMicros(server.pid);
+  const serverUs = await serverCpu.stop();
+  const pgUs = (await pgCpu?.stop()) ?? null;
   latencies.sort((a, b) => a - b);
+  const perClaim = (us: number | null) => (us !== null ? round(us / concurrent, 1) : null);
 
   report(
     {
+      backend,
+      instances,
       claims_per_s_sequential: round(sequentialPerS, 0),
       claims_per_s_concurrent: round(concurrentPerS, 0),
-      server_cpu_us_per_claim:
-        serverCpu !== null && serverCpu0 !== null ? round((serverCpu - serverCpu0) / concurrent, 1) : null,
+      server_cpu_us_per_claim: perClaim(serverUs),
+      ...(pg ? { postgres_cpu_us_per_claim: perClaim(pgUs) } : {}),
       p50_ms: round(percentile(latencies, 50)),
       p99_ms: round(percentile(latencies, 99)),
       clients,
@@ -158,7 +186,8 @@ try {
     Boolean(values.json),
   );
 } finally {
-  server.kill("SIGTERM");
-  await server.exited;
+  for (const server of servers) server.kill("SIGTERM");
+  await Promise.all(servers.map((s) => s.exited));
+  await pg?.drop();
   rmSync(dir, { recursive: true, force: true });
 }

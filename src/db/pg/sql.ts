@@ -39,6 +39,8 @@ type TxState = {
   ended: boolean;
   /** Settles once COMMIT or ROLLBACK has been answered. */
   closed: Promise<void>;
+  /** Statements sent without awaiting (savepoint releases), each settled to its error or null. */
+  unawaited: Promise<unknown>[];
 };
 
 /** What a statement text needs to run: the text with `$n`, and the server's types of its parameters. */
@@ -117,7 +119,7 @@ export class PgClient implements Sql {
   async #once<T>(fn: () => Promise<T>): Promise<T> {
     const conn = await this.pool.reserve();
     const { promise: closed, resolve: close } = Promise.withResolvers<void>();
-    const state: TxState = { conn, afterCommit: [], savepoints: 0, ended: false, closed };
+    const state: TxState = { conn, afterCommit: [], savepoints: 0, ended: false, closed, unawaited: [] };
     let committed = false;
     try {
       // Not awaited: the connection sends fn's first statement right behind it, saving a round trip. Its
@@ -129,7 +131,7 @@ export class PgClient implements Sql {
       let out: T;
       try {
         out = await this.#als.run(state, fn);
-        const failed = await begun;
+        const failed = (await begun) ?? (await Promise.all(state.unawaited)).find((e) => e !== null);
         if (failed) throw failed;
       } finally {
         // From here the store no longer counts as inside: what it scheduled (a timer) runs on the pool,
@@ -153,14 +155,20 @@ export class PgClient implements Sql {
     const state = this.#als.getStore();
     if (!state || state.ended) return this.transaction(fn);
     const name = `easel_sp_${++state.savepoints}`;
-    await state.conn.unsafe(`SAVEPOINT ${name}`);
+    // SAVEPOINT and RELEASE are pipelined (sent, not awaited): the connection runs them in order with fn's
+    // statements, so they add no round trip. A failed SAVEPOINT fails fn's statements after it; a failed
+    // RELEASE aborts the transaction, and the transaction reports it before its COMMIT (which PostgreSQL would
+    // answer with a silent ROLLBACK).
+    const opened = settled(state.conn.unsafe(`SAVEPOINT ${name}`));
     try {
       const out = await fn();
-      await state.conn.unsafe(`RELEASE SAVEPOINT ${name}`);
+      const failed = await opened;
+      if (failed) throw failed;
+      state.unawaited.push(settled(state.conn.unsafe(`RELEASE SAVEPOINT ${name}`)));
       return out;
     } catch (err) {
-      await state.conn.unsafe(`ROLLBACK TO SAVEPOINT ${name}`);
-      await state.conn.unsafe(`RELEASE SAVEPOINT ${name}`);
+      if (await opened) throw err;
+      await state.conn.unsafe(`ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`).simple();
       throw err;
     }
   }
@@ -359,6 +367,14 @@ function dollarQuoteEnd(text: string, start: number): number {
   if (!tag) return start + 1;
   const close = text.indexOf(tag, start + tag.length);
   return close === -1 ? text.length : close + tag.length;
+}
+
+/** The error a statement failed with, or null once it succeeded: for statements sent without awaiting. */
+function settled(query: PromiseLike<unknown>): Promise<unknown> {
+  return Promise.resolve(query).then(
+    () => null,
+    (err: unknown) => err,
+  );
 }
 
 /** The server's SQLSTATE of an error, or "". */

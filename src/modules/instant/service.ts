@@ -19,6 +19,16 @@ export type InstantDeps = {
   credits: CreditService;
   backlog: BacklogService;
   assets: AssetService;
+  /**
+   * The database is a server reached over the network (PostgreSQL): each statement is a round trip and
+   * transactions run side by side. Then a group waits for the previous one to commit (claims arriving
+   * meanwhile join the next), since overlapping groups would only queue on the rows every claim writes (the
+   * backlog's ended-job count, the recipe's usage) and each pay a commit alone; and a claim's independent
+   * statements are issued together, pipelined on the transaction's connection. On SQLite statements are
+   * function calls and transactions take turns behind the connection's gate: neither would help.
+   * @defaultValue false
+   */
+  networked?: boolean;
   now?: () => number;
 };
 
@@ -60,6 +70,8 @@ export class InstantService {
   readonly #d: InstantDeps;
   readonly #now: () => number;
   #pending: Pending[] = [];
+  /** A group is being committed (only tracked when `networked`). */
+  #flushing = false;
 
   constructor(deps: InstantDeps) {
     this.#d = deps;
@@ -82,9 +94,20 @@ export class InstantService {
     const owner = await backlog.systemUserId();
     if (!(await this.#d.queue.features.hasCompleted(recipe.id, owner))) throw noInstant();
     return new Promise((resolve, reject) => {
-      if (this.#pending.length === 0) setImmediate(() => void this.#flush());
+      if (this.#pending.length === 0 && !this.#flushing) setImmediate(() => void this.#flushGroups());
       this.#pending.push({ user, recipe, owner, price, idem, resolve, reject });
     });
+  }
+
+  /** Commits the pending group; when `networked`, then each group that gathered meanwhile, in turn. */
+  async #flushGroups(): Promise<void> {
+    if (!this.#d.networked) return this.#flush();
+    this.#flushing = true;
+    try {
+      while (this.#pending.length > 0) await this.#flush();
+    } finally {
+      this.#flushing = false;
+    }
   }
 
   /** Commits every pending claim in one transaction, then answers each; one top-up per recipe claimed from. */
@@ -92,9 +115,12 @@ export class InstantService {
     const batch = this.#pending;
     this.#pending = [];
     const { sql, backlog } = this.#d;
-    const outcomes: ({ ok: true; claim: InstantClaim } | { ok: false; err: unknown })[] = [];
+    let outcomes: ({ ok: true; claim: InstantClaim } | { ok: false; err: unknown })[] = [];
     try {
       await sql.transaction(async () => {
+        // PostgreSQL runs this again after a deadlock or serialization failure: only the last run's outcomes
+        // are what committed.
+        outcomes = [];
         const claimed = new Set<string>();
         const alone = batch.length === 1;
         for (const p of batch) {
@@ -130,11 +156,17 @@ export class InstantService {
     const { features } = this.#d.queue;
     const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
     if (!job) throw taken();
-    const assets = await this.#d.assets.transferJob(job.id, user.id);
-    const { balance } = await this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
     const variables = valuesOf(job.metadata);
-    await this.#d.recipes.recordUsage(recipe.id, variables);
-    const summary = await features.firstItem(job.id);
+    const transferAssets = () => this.#d.assets.transferJob(job.id, user.id);
+    const charge = () => this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });
+    const countUsage = () => this.#d.recipes.recordUsage(recipe.id, variables);
+    const itemSummary = () => features.firstItem(job.id);
+    // Independent of each other once the job is taken. Over the network they are issued together (one round
+    // trip instead of four), and all settle before this claim's savepoint ends, so a refusal (402 from the
+    // charge) rolls back every one of them.
+    const [assets, { balance }, , summary] = this.#d.networked
+      ? await allOrFirstError([transferAssets(), charge(), countUsage(), itemSummary()] as const)
+      : [await transferAssets(), await charge(), await countUsage(), await itemSummary()];
     const claim = {
       recipeId: recipe.id,
       variables,
@@ -145,6 +177,18 @@ export class InstantService {
     };
     await idem.commit(claim);
     return claim;
+  }
+}
+
+/** Promise.all, but on a rejection it first waits for the other promises to settle, then rethrows. */
+async function allOrFirstError<const T extends readonly unknown[]>(
+  promises: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  try {
+    return await Promise.all(promises);
+  } catch (err) {
+    await Promise.allSettled(promises);
+    throw err;
   }
 }
 

@@ -23,19 +23,30 @@ const IN_FLIGHT_FOR_RECIPES = `SELECT count(*) AS n FROM jobs WHERE recipe_id = 
   AND status IN ('queued', 'active')`;
 const HAS_COMPLETED =
   "SELECT 1 AS x FROM jobs WHERE recipe_id = $1 AND owner_id = $2 AND status = 'completed' LIMIT 1";
-// SKIP LOCKED: concurrent claims (on any instance) each take a different row, none waits for another's; a
-// claim finds none only when every ready job is taken or being taken. finished_at moves to the claim: the new
-// owner's retention counts from when they got the image, and `keep` is cleared.
-const TRANSFER = `UPDATE jobs SET owner_id = $1, credits_charged = $2, finished_at = $3, updated_at = $3,
-    metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('keep', false, 'instant', true,
-      'claimedAt', $3::bigint, 'generatedAt', finished_at)
-  WHERE id = (SELECT id FROM jobs WHERE recipe_id = $4 AND owner_id = $5 AND status = 'completed'
-              ORDER BY finished_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-  RETURNING *`;
-const PARENT_OF = "SELECT parent_id AS p FROM users WHERE id = $1";
-const COUNT_DOWN = "UPDATE job_counts SET n = n - 1 WHERE scope = $1 AND type = $2 AND status = $3";
-const COUNT_UP = `INSERT INTO job_counts (scope, type, status, n) VALUES ($1, $2, $3, 1)
-  ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + 1`;
+// One statement, one round trip: the take and the ended-job count moving from the old owner's scopes to the
+// new one's. SKIP LOCKED: concurrent claims (on any instance) each take a different row, none waits for
+// another's; a claim finds none only when every ready job is taken or being taken. finished_at moves to the
+// claim: the new owner's retention counts from when they got the image, and `keep` is cleared. The count rows
+// are upserted in key order, as every count move is, so two claims never deadlock on them; a parent shared by
+// both owners nets to no change and is left alone.
+const TRANSFER = `WITH taken AS (
+    UPDATE jobs SET owner_id = $1, credits_charged = $2, finished_at = $3, updated_at = $3,
+      metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('keep', false, 'instant', true,
+        'claimedAt', $3::bigint, 'generatedAt', finished_at)
+    WHERE id = (SELECT id FROM jobs WHERE recipe_id = $4 AND owner_id = $5 AND status = 'completed'
+                ORDER BY finished_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING *),
+  moves AS (
+    SELECT m.scope, t.type, t.status, sum(m.delta) AS n FROM taken t
+    CROSS JOIN LATERAL (VALUES
+      ('u:' || $5, -1), ('c:' || (SELECT parent_id FROM users WHERE id = $5), -1),
+      ('u:' || $1, 1), ('c:' || (SELECT parent_id FROM users WHERE id = $1), 1)) AS m(scope, delta)
+    WHERE m.scope IS NOT NULL
+    GROUP BY m.scope, t.type, t.status HAVING sum(m.delta) <> 0),
+  counted AS (
+    INSERT INTO job_counts (scope, type, status, n) SELECT scope, type, status, n FROM moves ORDER BY scope
+    ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n RETURNING 1)
+  SELECT * FROM taken`;
 const FIRST_ITEM = `SELECT key, input->>'prompt' AS prompt,
     (SELECT count(*) FROM job_items WHERE job_id = $1) AS count
   FROM job_items WHERE job_id = $1 AND idx = 0`;
@@ -85,28 +96,15 @@ export class PgQueueFeatures implements QueueFeatures {
     return (await this.#sql.get(HAS_COMPLETED, [recipeId, ownerId])) != null;
   }
 
-  transferOldestCompleted(
+  async transferOldestCompleted(
     recipeId: string,
     from: string,
     to: string,
     price: number,
     now: number,
   ): Promise<Job | null> {
-    return this.#sql.transaction(async () => {
-      const row = await this.#sql.get(TRANSFER, [to, price, now, recipeId, from]);
-      if (!row) return null;
-      const job = toJob(row);
-      for (const scope of await this.#ownerScopes(from))
-        await this.#sql.run(COUNT_DOWN, [scope, job.type, job.status]);
-      for (const scope of await this.#ownerScopes(to))
-        await this.#sql.run(COUNT_UP, [scope, job.type, job.status]);
-      return job;
-    });
-  }
-
-  async #ownerScopes(ownerId: string): Promise<string[]> {
-    const parent = (await this.#sql.get<{ p: string | null }>(PARENT_OF, [ownerId]))?.p;
-    return parent ? [`u:${ownerId}`, `c:${parent}`] : [`u:${ownerId}`];
+    const row = await this.#sql.get(TRANSFER, [to, price, now, recipeId, from]);
+    return row ? toJob(row) : null;
   }
 
   firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null> {

@@ -1,0 +1,177 @@
+/**
+ * Instant claims on PostgreSQL through a real server (DATABASE_URL) and real HTTP, on a ready backlog seeded
+ * straight into PostgreSQL (test/fixtures/seed-backlog.ts, the benchmark's seeder): concurrent claims for
+ * fewer ready generations than requests win exactly once each, a refused claim leaves no trace, and the
+ * ended-job counts, the ledger and the recipe's usage agree with the rows after the claims' group commits.
+ */
+import { describe, expect, test } from "bun:test";
+import { pgDatabasePerTest } from "../db/pg-helpers";
+import { createRecipe, createUser, expectStatus, seedReadyBacklog } from "../fixtures/backlog";
+import { startTestServer } from "../helpers";
+
+const { cleanups, database } = pgDatabasePerTest();
+
+async function pgServer() {
+  const pg = await database();
+  const server = await startTestServer({
+    env: {
+      DATABASE_URL: pg.url,
+      STORAGE_SHARED: "true",
+      INSTANT_RATE_PER_MIN: "0",
+      BACKLOG_TOPUP_DELAY_MS: "600000",
+      BACKLOG_CRON: "0 0 1 1 *",
+    },
+  });
+  cleanups.push(() => server.close());
+  return { pg, server };
+}
+
+type ClaimBody = {
+  job?: { id: string; ownerId: string };
+  assets?: { id: string }[];
+  error?: { code: string };
+};
+
+describe("instant claims on PostgreSQL", () => {
+  test("64 concurrent claims for 40 ready: 40 distinct wins, 24 fallbacks, counts, ledger and usage exact", async () => {
+    const READY = 40;
+    const { pg, server } = await pgServer();
+    await createRecipe(server.api, { id: "fox", creditCost: 2, backlogMin: 3 });
+    const seeded = await seedReadyBacklog(server.ctx, "fox", READY);
+    const users = await Promise.all(
+      Array.from({ length: 16 }, () => createUser(server.api, { credits: 100 })),
+    );
+    const results = await Promise.all(
+      Array.from({ length: 64 }, async (_, i) => {
+        const res = await server.api("/api/generate/instant", {
+          method: "POST",
+          key: users[i % users.length]!.key,
+          json: { recipeId: "fox" },
+        });
+        return {
+          status: res.status,
+          body: (await res.json()) as ClaimBody,
+          user: users[i % users.length]!.id,
+        };
+      }),
+    );
+    const won = results.filter((r) => r.status === 200);
+    expect(won).toHaveLength(READY);
+    expect(new Set(won.map((r) => r.body.job!.id))).toEqual(new Set(seeded));
+    for (const r of won) {
+      expect(r.body.job!.ownerId).toBe(r.user);
+      expect(r.body.assets).toHaveLength(1);
+    }
+    for (const r of results.filter((r) => r.status !== 200)) {
+      expect([404, 409]).toContain(r.status);
+      expect(["no_instant_available", "instant_taken"]).toContain(r.body.error!.code);
+    }
+
+    // Each winner's job and asset moved to them, once.
+    const owners = await pg.sql`SELECT j.owner_id AS job, a.owner_id AS asset FROM jobs j
+      JOIN assets a ON a.job_id = j.id WHERE j.id IN ${pg.sql(seeded)}`;
+    const byOwner = new Map<string, number>();
+    for (const o of owners as { job: string; asset: string }[]) {
+      expect(o.asset).toBe(o.job);
+      byOwner.set(o.job, (byOwner.get(o.job) ?? 0) + 1);
+    }
+    for (const u of users) expect(byOwner.get(u.id) ?? 0).toBe(won.filter((r) => r.user === u.id).length);
+
+    // The ended-job counts (job_counts keeps ended jobs only) the claims moved equal a full count per scope.
+    const drift = await pg.sql`
+      WITH ended AS (SELECT * FROM jobs WHERE status IN ('completed', 'partial', 'failed', 'cancelled')),
+      actual AS (
+        SELECT '' AS scope, type, status, count(*) AS n FROM ended GROUP BY type, status
+        UNION ALL SELECT 'u:' || owner_id, type, status, count(*) FROM ended WHERE owner_id IS NOT NULL
+          GROUP BY owner_id, type, status),
+      kept AS (SELECT scope, type, status, n FROM job_counts WHERE scope NOT LIKE 'c:%' AND n <> 0)
+      (SELECT * FROM actual EXCEPT SELECT * FROM kept) UNION ALL (SELECT * FROM kept EXCEPT SELECT * FROM actual)`;
+    expect(drift).toEqual([]);
+
+    // Credits: each winner paid 2 with one ledger row; balances equal the ledger sums.
+    const [{ n, spent }] = await pg.sql`SELECT count(*)::int AS n, coalesce(-sum(delta), 0)::int AS spent
+      FROM credit_ledger WHERE reason = 'instant'`;
+    expect({ n, spent }).toEqual({ n: READY, spent: READY * 2 });
+    expect(
+      await pg.sql`SELECT u.id FROM users u LEFT JOIN credit_ledger l ON l.user_id = u.id
+        GROUP BY u.id, u.credits HAVING u.credits <> coalesce(sum(l.delta), 0)`,
+    ).toEqual([]);
+    const [usage] = await pg.sql`SELECT count::int AS count FROM recipe_usage
+      WHERE recipe_id = 'fox' AND variable = 'color' AND value = 'red'`;
+    expect(usage.count).toBe(READY);
+  }, 60_000);
+
+  test("a claim refused for credits in a busy group rolls back alone", async () => {
+    const { pg, server } = await pgServer();
+    await createRecipe(server.api, { id: "fox", creditCost: 5, backlogMin: 3 });
+    await seedReadyBacklog(server.ctx, "fox", 20);
+    const rich = await Promise.all(Array.from({ length: 8 }, () => createUser(server.api, { credits: 50 })));
+    // Enough for one claim: of its three concurrent claims, one wins and two are refused with 402.
+    const poor = await createUser(server.api, { credits: 5 });
+    const claim = (key: string) =>
+      server.api("/api/generate/instant", { method: "POST", key, json: { recipeId: "fox" } });
+    const results = await Promise.all([
+      ...rich.map((u) => claim(u.key)),
+      claim(poor.key),
+      claim(poor.key),
+      claim(poor.key),
+    ]);
+    const statuses = results.map((r) => r.status);
+    expect(statuses.slice(0, 8)).toEqual(Array(8).fill(200));
+    expect(statuses.slice(8).sort()).toEqual([200, 402, 402]);
+    const poorJobs = await pg.sql`SELECT id FROM jobs WHERE owner_id = ${poor.id}`;
+    expect(poorJobs).toHaveLength(1);
+    const balance = await expectStatus<{ credits: number }>(
+      await server.api("/api/credits", { key: poor.key }),
+      200,
+    );
+    expect(balance.credits).toBe(0);
+    const [{ ready }] = await pg.sql`SELECT count(*)::int AS ready FROM jobs
+      WHERE recipe_id = 'fox' AND owner_id <> ALL(${pg.sql.array([...rich.map((u) => u.id), poor.id])})`;
+    expect(ready).toBe(20 - 9);
+  }, 60_000);
+
+  test("a group's transaction run again after a conflict answers with what the last run committed", async () => {
+    const { pg, server } = await pgServer();
+    await createRecipe(server.api, { id: "fox", creditCost: 1, backlogMin: 3 });
+    await seedReadyBacklog(server.ctx, "fox", 10);
+    // The first COMMIT with a ledger row in it fails as a serialization failure would (a deferred trigger;
+    // the sequence is not rolled back, so only that first COMMIT fails): the claims' transaction runs again.
+    await pg.sql
+      .unsafe(`CREATE SEQUENCE commit_tries;
+      CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('commit_tries') = 1 THEN
+          RAISE EXCEPTION 'forced conflict' USING ERRCODE = 'serialization_failure';
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON credit_ledger
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+        WHEN (NEW.reason = 'instant') EXECUTE FUNCTION fail_first_commit();`)
+      .simple();
+    const users = await Promise.all(Array.from({ length: 4 }, () => createUser(server.api, { credits: 10 })));
+    const claims = await Promise.all(
+      users.map(async (u) =>
+        expectStatus<{ job: { id: string }; claimedAt: number; creditsRemaining: number }>(
+          await server.api("/api/generate/instant", {
+            method: "POST",
+            key: u.key,
+            json: { recipeId: "fox" },
+          }),
+          200,
+        ),
+      ),
+    );
+    const [{ tries }] = await pg.sql`SELECT last_value::int AS tries FROM commit_tries`;
+    expect(tries).toBeGreaterThan(4);
+    for (const c of claims) {
+      const [row] =
+        await pg.sql`SELECT finished_at::float8 AS finished, (metadata->>'claimedAt')::float8 AS claimed
+        FROM jobs WHERE id = ${c.job.id}`;
+      expect(row).toEqual({ finished: c.claimedAt, claimed: c.claimedAt });
+      expect(c.creditsRemaining).toBe(9);
+    }
+    expect(new Set(claims.map((c) => c.job.id)).size).toBe(4);
+  }, 60_000);
+});
