@@ -107,27 +107,43 @@ export type TestServer = Runtime & {
   close: () => Promise<void>;
 };
 
+/** `TestServer["api"]` for the server at `url` (an in-process one, or a child process). */
+export function apiAt(url: string): TestServer["api"] {
+  return (path, init = {}) => {
+    const { key = ADMIN_KEY, json, headers, ...rest } = init;
+    const h = new Headers(headers);
+    if (key) h.set("authorization", `Bearer ${key}`);
+    if (json !== undefined) h.set("content-type", "application/json");
+    return fetch(`${url}${path}`, {
+      ...rest,
+      headers: h,
+      body: json !== undefined ? JSON.stringify(json) : rest.body,
+    });
+  };
+}
+
+/** Signs in to the dashboard at `url` with `key` through its form, as a browser would; the session cookie. */
+export async function dashboardCookie(url: string, key = ADMIN_KEY): Promise<string> {
+  const res = await fetch(`${url}/dashboard/login`, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", origin: url },
+    body: new URLSearchParams({ key }),
+  });
+  expect(res.status).toBe(303);
+  return res.headers.get("set-cookie")!.split(";")[0]!;
+}
+
 /** A real listening server on a temp data dir. */
 export async function startTestServer(
   opts: { env?: Record<string, string>; jobs?: AnyJobDefinition[]; dir?: string } = {},
 ): Promise<TestServer> {
   const tmp = opts.dir ? { dir: opts.dir, cleanup: () => {} } : tempDir();
   const rt = await startRuntime(testConfig(tmp.dir, opts.env), { log: silentLogger, jobs: opts.jobs });
-  const api: TestServer["api"] = (path, init = {}) => {
-    const { key = ADMIN_KEY, json, headers, ...rest } = init;
-    const h = new Headers(headers);
-    if (key) h.set("authorization", `Bearer ${key}`);
-    if (json !== undefined) h.set("content-type", "application/json");
-    return fetch(`${rt.url}${path}`, {
-      ...rest,
-      headers: h,
-      body: json !== undefined ? JSON.stringify(json) : rest.body,
-    });
-  };
   return {
     ...rt,
     dir: tmp.dir,
-    api,
+    api: apiAt(rt.url),
     close: async () => {
       await rt.stop();
       tmp.cleanup();

@@ -11,10 +11,13 @@ import { pgDatabasePerTest } from "../db/pg-helpers";
 import { createRecipe, createUser, expectStatus } from "../fixtures/backlog";
 import {
   ADMIN_KEY,
+  apiAt,
+  dashboardCookie,
   expectExit,
   runEasel,
   type ServerProcess,
   spawnServer,
+  type TestServer,
   tempDir,
   waitFor,
 } from "../helpers";
@@ -23,7 +26,7 @@ import { WsClient } from "../realtime/client";
 const { cleanups, database } = pgDatabasePerTest();
 
 type Instance = ServerProcess & {
-  api: (path: string, init?: RequestInit & { key?: string | null; json?: unknown }) => Promise<Response>;
+  api: TestServer["api"];
   workerId: () => Promise<string>;
 };
 
@@ -39,17 +42,7 @@ async function cluster(env: Record<string, string> = {}) {
       server.proc.kill(9);
       await server.proc.exited;
     });
-    const api: Instance["api"] = (path, init = {}) => {
-      const { key = ADMIN_KEY, json, headers, ...rest } = init;
-      const h = new Headers(headers);
-      if (key) h.set("authorization", `Bearer ${key}`);
-      if (json !== undefined) h.set("content-type", "application/json");
-      return fetch(`${server.url}${path}`, {
-        ...rest,
-        headers: h,
-        body: json !== undefined ? JSON.stringify(json) : rest.body,
-      });
-    };
+    const api = apiAt(server.url);
     const workerId = async () =>
       ((await (await api("/api/queue/status")).json()) as { workerId: string }).workerId;
     return { ...server, api, workerId };
@@ -376,14 +369,7 @@ describe("credentials across instances", () => {
     await expectStatus(await b.api(`/api/keys/${spare.id}`, { method: "DELETE", key: user.key }), 200);
     expect((await a.api("/api/credits", { key: spare.key })).status).toBe(401);
 
-    const login = await fetch(`${a.url}/dashboard/login`, {
-      method: "POST",
-      redirect: "manual",
-      headers: { "content-type": "application/x-www-form-urlencoded", origin: a.url },
-      body: new URLSearchParams({ key: ADMIN_KEY }),
-    });
-    expect(login.status).toBe(303);
-    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    const cookie = await dashboardCookie(a.url);
     const page = (i: Instance) => fetch(`${i.url}/dashboard`, { headers: { cookie }, redirect: "manual" });
     const onB = await page(b);
     expect(onB.status).toBe(200);

@@ -4,21 +4,14 @@
  * current ones are read again on every refresh, so a job that just ended shows at once.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
+import { dashboardCookie, startTestServer, type TestServer, waitFor } from "../helpers";
 
 let server: TestServer;
 let cookie: string;
 
 beforeAll(async () => {
   server = await startTestServer({ env: { CREDITS_ENABLED: "false", BACKLOG_CRON: "0 0 1 1 *" } });
-  const res = await fetch(`${server.url}/dashboard/login`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin: server.url },
-    body: new URLSearchParams({ key: ADMIN_KEY }),
-  });
-  expect(res.status).toBe(303);
-  cookie = res.headers.get("set-cookie")!.split(";")[0]!;
+  cookie = await dashboardCookie(server.url);
 });
 afterAll(() => server.close());
 

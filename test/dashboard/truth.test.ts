@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import sharp from "sharp";
 import { createRecipe, createUser, expectStatus, seedReadyBacklog } from "../fixtures/backlog";
-import { ADMIN_KEY, startTestServer, type TestServer, waitFor } from "../helpers";
+import { dashboardCookie, startTestServer, type TestServer, waitFor } from "../helpers";
 
 let server: TestServer;
 let cookie: string;
@@ -15,14 +15,7 @@ beforeAll(async () => {
   server = await startTestServer({
     env: { RENDER_WORKERS: "1", CREDITS_ENABLED: "false", BACKLOG_CRON: "0 0 1 1 *" },
   });
-  const res = await fetch(`${server.url}/dashboard/login`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", origin: server.url },
-    body: new URLSearchParams({ key: ADMIN_KEY }),
-  });
-  expect(res.status).toBe(303);
-  cookie = res.headers.get("set-cookie")!.split(";")[0]!;
+  cookie = await dashboardCookie(server.url);
 });
 afterAll(() => server.close());
 
