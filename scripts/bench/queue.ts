@@ -25,6 +25,7 @@ import { pgSql } from "../../src/db/pg/sql";
 import { silentLogger } from "../../src/log";
 import { defineJob, pgQueueBackend, Queue, type QueueBackend } from "../../src/queue";
 import { PG_TEST_URL } from "../../test/db/pg-helpers";
+import { benchDatabase } from "./lib/pg-database";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -60,17 +61,8 @@ async function freshStore(dir: string, name: string): Promise<() => QueueBackend
     cleanups.push(() => checkpointer.stop());
     return () => ({ db: db.$client });
   }
-  const admin = new SQL(values.url, { max: 1 });
-  const dbName = `easel_bench_queue_${process.pid}_${name}`;
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-  await admin.unsafe(`CREATE DATABASE ${dbName}`);
-  cleanups.push(async () => {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await admin.close();
-  });
-  const u = new URL(values.url);
-  u.pathname = `/${dbName}`;
-  const url = u.toString();
+  const { url, drop } = await benchDatabase(values.url, `queue_${name}`);
+  cleanups.push(drop);
   const migrator = new SQL(url, { max: 1 });
   await migratePg(migrator);
   await migrator.close();

@@ -2,6 +2,7 @@ import { afterAll, afterEach } from "bun:test";
 import { SQL } from "bun";
 import { redactUrl } from "../../src/db/pg/client";
 import { migratePg } from "../../src/db/pg/migrate";
+import { scratchDatabase } from "./pg-database";
 
 /** What scripts/pg-test-cluster.sh prints; used when EASEL_TEST_DATABASE_URL is unset. */
 const DEFAULT_URL = "postgres://easel:easel@127.0.0.1:5432/easel_test";
@@ -29,28 +30,14 @@ export async function freshPgDatabase(opts: { template?: string; max?: number } 
     );
   }
   const name = `easel_t_${process.pid}_${++counter}_${Math.random().toString(36).slice(2, 8)}`;
-  await admin.unsafe(`CREATE DATABASE ${name}${opts.template ? ` TEMPLATE ${opts.template}` : ""}`);
-  const u = new URL(PG_TEST_URL);
-  u.pathname = `/${name}`;
-  const url = u.toString();
-  const sql = new SQL(url, { max: opts.max ?? 4 });
+  const db = await scratchDatabase(PG_TEST_URL, name, { template: opts.template, admin });
+  const sql = new SQL(db.url, { max: opts.max ?? 4 });
   return {
-    url,
+    url: db.url,
     sql,
     drop: async () => {
       await sql.close().catch(() => {});
-      // FORCE: a child process killed mid-test may leave a session behind. An autovacuum worker that has just
-      // started in the database can still refuse it for a moment: try again briefly.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-          break;
-        } catch (err) {
-          if (attempt >= 20) throw err;
-          await Bun.sleep(100);
-        }
-      }
-      await admin.close();
+      await db.drop();
     },
   };
 }
