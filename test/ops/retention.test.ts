@@ -15,6 +15,12 @@ const HOUR = 3_600_000;
  * Inserts `n` generate jobs that ended `hoursAgo` hours ago (completed, but every tenth failed), each with
  * one item, and for every fifth an asset row whose image (and thumbnail) is really in storage.
  */
+/**
+ * For tests that run retention themselves: the server's own run (every 10 minutes by default) must not take
+ * the seeded history first when a test happens to straddle a ten-minute mark.
+ */
+const NO_SCHEDULED_RETENTION = { RETENTION_CRON: "0 0 1 1 *" };
+
 async function seedHistory(server: TestServer, n: number, hoursAgo: number, owner: string | null = null) {
   const db = server.ctx.db.$client;
   const at = Date.now() - hoursAgo * HOUR;
@@ -61,7 +67,7 @@ const count = (db: Database, sql: string) => (db.query(sql).get() as { n: number
 describe("retention in slices", () => {
   test("deletes what is past retention with its items, asset rows and files, answering requests meanwhile", async () => {
     const server = await startTestServer({
-      env: { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "48" },
+      env: { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "48", ...NO_SCHEDULED_RETENTION },
     });
     cleanups.push(() => server.close());
     const db = server.ctx.db.$client;
@@ -124,7 +130,7 @@ describe("retention in slices", () => {
   test("an interrupted run is resumed by the next start of the server", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
-    const env = { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "24" };
+    const env = { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "24", ...NO_SCHEDULED_RETENTION };
     const first = await startTestServer({ dir: tmp.dir, env });
     await seedHistory(first, 5000, 48);
     const stop = new AbortController();
@@ -150,7 +156,7 @@ describe("retention in slices", () => {
   }, 30_000);
 
   test("the server's database worker runs the vacuum and PRAGMA optimize on its own connection", async () => {
-    const server = await startTestServer({ env: { RETAIN_FAILED_HOURS: "24" } });
+    const server = await startTestServer({ env: { RETAIN_FAILED_HOURS: "24", ...NO_SCHEDULED_RETENTION } });
     cleanups.push(() => server.close());
     const db = server.ctx.db.$client;
     const pragma = (name: string) => db.query(`PRAGMA ${name}`).values()[0]![0] as number;
@@ -190,7 +196,10 @@ describe("retention in slices", () => {
   test("the file stops growing once retention keeps pace, and `easel db stats` shows where the pages are", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);
-    const server = await startTestServer({ dir: tmp.dir, env: { RETAIN_FAILED_HOURS: "24" } });
+    const server = await startTestServer({
+      dir: tmp.dir,
+      env: { RETAIN_FAILED_HOURS: "24", ...NO_SCHEDULED_RETENTION },
+    });
     cleanups.push(() => server.close());
     const db = server.ctx.db.$client;
     const pages = () => db.query("PRAGMA page_count").values()[0]![0] as number;
