@@ -69,6 +69,7 @@ export function createServices(config: Config, opts: ServiceOptions = {}): AppCo
     jwtSecret: config.JWT_SECRET,
     tokenTtlSeconds: config.CLIENT_TOKEN_TTL_S,
     now: opts.now,
+    networked: database.backend === "postgres",
   });
   // Terminal webhooks are queued inside each job's terminal transaction (no crash window); bound below.
   let webhooks: WebhookService | null = null;

@@ -75,6 +75,16 @@ export interface QueueFeatures {
     price: number,
     now: number,
   ): Promise<Job | null>;
+  /**
+   * `transferOldestCompleted` for a group of claims at once: claim i gets the i-th oldest ready job of its
+   * recipe among the group's claims of that recipe, or null when there were too few left. One statement on
+   * PostgreSQL; the same takes one by one on SQLite.
+   */
+  transferOldestCompletedMany(
+    from: string,
+    claims: readonly { recipeId: string; to: string; price: number }[],
+    now: number,
+  ): Promise<(Job | null)[]>;
   /** The first item's key and prompt, and how many items the job has. */
   firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null>;
 }

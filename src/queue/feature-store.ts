@@ -158,6 +158,16 @@ export class FeatureStore {
     return this.#sql.exclusive(() => this.#transferOldest(recipeId, from, to, price, now));
   }
 
+  transferOldestCompletedMany(
+    from: string,
+    claims: readonly { recipeId: string; to: string; price: number }[],
+    now: number,
+  ): Promise<(Job | null)[]> {
+    return this.#sql.exclusive(() =>
+      claims.map((c) => this.#transferOldest(c.recipeId, from, c.to, c.price, now)),
+    );
+  }
+
   #transferOldest(recipeId: string, from: string, to: string, price: number, now: number): Job | null {
     // A guard that fails means another transaction took the job first; the next read finds the one after it.
     for (let attempt = 0; attempt < MAX_TAKE_ATTEMPTS; attempt++) {

@@ -53,13 +53,15 @@ describe.each(repositoryBackends())("account repositories on $name", (backend) =
     ).rejects.toMatchObject({ status: 409, code: "user_exists" });
   });
 
-  test("keys: insert, by hash, newest first; a duplicate hash is a UniqueViolation unless ifAbsent", async () => {
+  test("keys: insert, by hash with their users, newest first; a duplicate hash is a UniqueViolation unless ifAbsent", async () => {
     const { sql } = await backend.open();
     const keys = new KeyRepository(sql);
     const u = await insertUser(sql);
     const older = await insertKey(sql, u.id, { createdAt: T0 });
     const newer = await insertKey(sql, u.id, { createdAt: T0 + 1, expiresAt: T0 + 90_000 });
-    expect(await keys.byHash(newer.hash)).toEqual(newer);
+    const both = await keys.withUsersByHash([newer.hash, older.hash, "unknown"]);
+    expect([...both.keys()].sort()).toEqual([newer.hash, older.hash].sort());
+    expect(both.get(newer.hash)).toEqual({ key: newer, user: u });
     expect(await keys.listOf(u.id)).toEqual([newer, older]);
     const dup = keyRow(u.id, { hash: older.hash });
     expect(await keys.insert(dup).catch((e) => e)).toBeInstanceOf(UniqueViolation);
@@ -74,12 +76,14 @@ describe.each(repositoryBackends())("account repositories on $name", (backend) =
     const other = await db.another();
     const u = await insertUser(db.sql);
     const k = await insertKey(db.sql, u.id);
-    expect((await new KeyRepository(other).byHash(k.hash))?.revokedAt).toBeNull();
+    expect((await new KeyRepository(other).withUsersByHash([k.hash])).get(k.hash)?.key.revokedAt).toBeNull();
     const revoked = await new KeyRepository(db.sql).revoke(k.id, T0 + 10);
     expect(revoked).toEqual({ ...k, revokedAt: T0 + 10 });
     // Revoking again keeps the first time.
     expect((await new KeyRepository(db.sql).revoke(k.id, T0 + 99))?.revokedAt).toBe(T0 + 10);
-    expect((await new KeyRepository(other).byHash(k.hash))?.revokedAt).toBe(T0 + 10);
+    expect((await new KeyRepository(other).withUsersByHash([k.hash])).get(k.hash)?.key.revokedAt).toBe(
+      T0 + 10,
+    );
     expect(await new KeyRepository(other).revoke("unknown", T0)).toBeNull();
   });
 

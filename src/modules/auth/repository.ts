@@ -1,11 +1,19 @@
 import { columnList, insertStatement, rowEncoder, rowMapper } from "../../db/rows";
-import { type ApiKey, apiKeys } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { type ApiKey, apiKeys, type User, users } from "../../db/schema";
+import { placeholders, type Sql } from "../../db/sql";
 
 const COLUMNS = columnList(apiKeys);
 const toKey = rowMapper(apiKeys);
 const encode = rowEncoder(apiKeys);
 const INSERT = insertStatement(apiKeys);
+const toUser = rowMapper(users);
+const KEY_NAMES = COLUMNS.split(", ");
+const USER_NAMES = columnList(users).split(", ");
+// A key and its user in one row: the key's columns as they are, the user's prefixed with `u_`.
+const KEY_AND_USER = [
+  ...KEY_NAMES.map((c) => `k.${c} AS ${c}`),
+  ...USER_NAMES.map((c) => `u.${c} AS u_${c}`),
+].join(", ");
 
 /** The `api_keys` table: hashed keys, several per user. */
 export class KeyRepository {
@@ -25,10 +33,23 @@ export class KeyRepository {
     return row ? toKey(row) : null;
   }
 
-  /** The key with this SHA-256 hash (how every request authenticates), or null. */
-  async byHash(hash: string): Promise<ApiKey | null> {
-    const row = await this.#sql.get(`SELECT ${COLUMNS} FROM api_keys WHERE hash = ?`, [hash]);
-    return row ? toKey(row) : null;
+  /**
+   * The keys with these SHA-256 hashes, each with its user, in one statement: how every request
+   * authenticates (concurrent requests batched, db/batch.ts).
+   */
+  async withUsersByHash(hashes: string[]): Promise<Map<string, { key: ApiKey; user: User }>> {
+    const rows = await this.#sql.all<Record<string, unknown>>(
+      `SELECT ${KEY_AND_USER} FROM api_keys k JOIN users u ON u.id = k.user_id
+       WHERE k.hash IN (${placeholders(hashes.length)})`,
+      hashes,
+    );
+    const found = new Map<string, { key: ApiKey; user: User }>();
+    for (const row of rows) {
+      const user = toUser(Object.fromEntries(USER_NAMES.map((c) => [c, row[`u_${c}`]])));
+      const key = toKey(Object.fromEntries(KEY_NAMES.map((c) => [c, row[c]])));
+      found.set(key.hash, { key, user });
+    }
+    return found;
   }
 
   /** A user's keys, newest first. */

@@ -1,11 +1,13 @@
 import { columnList, insertStatement, rowEncoder, rowMapper } from "../../db/rows";
 import { type CreditLedgerRow, creditLedger } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { placeholders, type Sql } from "../../db/sql";
 
 const LEDGER_COLUMNS = columnList(creditLedger);
 const toLedgerRow = rowMapper(creditLedger);
 const encode = rowEncoder(creditLedger);
 const INSERT = insertStatement(creditLedger);
+// The same INSERT up to its VALUES keyword, for several rows.
+const MULTI_INSERT = INSERT.slice(0, INSERT.indexOf("VALUES") + "VALUES".length);
 
 /**
  * The credit ledger and the balance it keeps (`users.credits`, a column the users module leaves to credits:
@@ -48,6 +50,50 @@ export class CreditRepository {
       [userId],
     );
     return row ? { credits: row.credits, unlimited: Boolean(row.unlimited) } : null;
+  }
+
+  /**
+   * Locks these users' rows for the rest of the transaction and reads their balances (the first step of a
+   * set-based charge: decide in memory, then write with `takeMany`). An update that changes nothing is the
+   * portable way to lock a row as it is read (see db/sql.ts).
+   */
+  async lockAccounts(
+    userIds: readonly string[],
+  ): Promise<Map<string, { credits: number; unlimited: boolean }>> {
+    if (userIds.length === 0) return new Map();
+    const rows = await this.#sql.all<{ id: string; credits: number; unlimited: number | boolean }>(
+      `UPDATE users SET credits = credits WHERE id IN (${placeholders(userIds.length)})
+       RETURNING id, credits, unlimited`,
+      userIds,
+    );
+    return new Map(rows.map((r) => [r.id, { credits: r.credits, unlimited: Boolean(r.unlimited) }]));
+  }
+
+  /**
+   * Takes each amount from its user in one statement, guarded as `take` is; the new balances. A user whose
+   * balance no longer covers the amount is left as it is and missing from the answer.
+   */
+  async takeMany(amounts: ReadonlyMap<string, number>, now: number): Promise<Map<string, number>> {
+    if (amounts.size === 0) return new Map();
+    const params: (string | number)[] = [now];
+    for (const [id, amount] of amounts) params.push(id, amount);
+    const rows = await this.#sql.all<{ id: string; credits: number }>(
+      `UPDATE users SET credits = credits - CAST(v.column2 AS INTEGER), updated_at = ?
+       FROM (VALUES ${Array(amounts.size).fill("(?, ?)").join(", ")}) AS v
+       WHERE users.id = v.column1 AND NOT users.unlimited AND users.credits >= CAST(v.column2 AS INTEGER)
+       RETURNING users.id AS id, users.credits AS credits`,
+      params,
+    );
+    return new Map(rows.map((r) => [r.id, r.credits]));
+  }
+
+  /** Ledger rows, one statement. */
+  async insertMany(rows: readonly CreditLedgerRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    if (rows.length === 1) return this.insert(rows[0]!);
+    const values = rows.flatMap(encode);
+    const row = `(${placeholders(values.length / rows.length)})`;
+    await this.#sql.run(`${MULTI_INSERT} ${Array(rows.length).fill(row).join(", ")}`, values);
   }
 
   async insert(row: CreditLedgerRow): Promise<void> {

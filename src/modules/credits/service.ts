@@ -42,6 +42,9 @@ export class InsufficientCreditsError extends ApiError {
   }
 }
 
+/** A user's balance as a set-based charge reads it (`CreditService.accounts`). */
+export type Account = { credits: number; unlimited: boolean };
+
 /** What a debit did: the credits actually taken (0 for unlimited users or with credits off) and the balance. */
 export type Debit = { charged: number; balance: number };
 
@@ -115,6 +118,66 @@ export class CreditService {
       await this.#record(user.id, 0, current.credits, reason, { ...ref, note }, now);
       return { charged: 0, balance: current.credits };
     });
+  }
+
+  /**
+   * Locks these users' rows for the rest of the caller's transaction and reads their balances: the first
+   * step of a set-based charge (`debitMany`), so a group can decide in memory which charges are affordable.
+   */
+  accounts(userIds: readonly string[]): Promise<Map<string, Account>> {
+    return this.#ledger.lockAccounts(userIds);
+  }
+
+  /**
+   * `debit` for many charges at once, in the caller's transaction, after `accounts` locked and read every
+   * payer: the caller decided with those balances that each charge is affordable, in this order. One
+   * statement moves the balances and one writes the ledger rows (unlimited users: 0-delta rows with a note, as
+   * `debit` writes). A charge whose guard fails anyway (its row was not locked) throws, rolling the whole
+   * transaction back. Resolves to each charge's Debit, in order.
+   */
+  async debitMany(
+    charges: readonly { userId: string; amount: number; reason: "instant"; jobId: string }[],
+    accounts: ReadonlyMap<string, Account>,
+  ): Promise<Debit[]> {
+    const account = (id: string) => {
+      const a = accounts.get(id);
+      if (!a) throw new ApiError(404, "not_found", "user not found");
+      return a;
+    };
+    if (!this.#o.enabled) return charges.map((c) => ({ charged: 0, balance: account(c.userId).credits }));
+    const now = this.#now();
+    const totals = new Map<string, number>();
+    for (const c of charges)
+      if (!account(c.userId).unlimited) totals.set(c.userId, (totals.get(c.userId) ?? 0) + c.amount);
+    const after = await this.#ledger.takeMany(totals, now);
+    const running = new Map<string, number>();
+    const rows: CreditLedgerRow[] = [];
+    const debits = charges.map((c): Debit => {
+      const { credits, unlimited } = account(c.userId);
+      const before = running.get(c.userId) ?? credits;
+      const charged = unlimited ? 0 : c.amount;
+      const balance = before - charged;
+      running.set(c.userId, balance);
+      rows.push({
+        id: Bun.randomUUIDv7(),
+        userId: c.userId,
+        delta: -charged,
+        balanceAfter: balance,
+        reason: c.reason,
+        jobId: c.jobId,
+        note: unlimited ? `unlimited: ${c.amount} not charged` : null,
+        createdAt: now,
+      });
+      return { charged, balance };
+    });
+    for (const [id, total] of totals) {
+      if (after.get(id) !== running.get(id)) {
+        throw new Error(`charging ${total} to ${id} failed: its balance changed while locked`);
+      }
+    }
+    await this.#ledger.insertMany(rows);
+    for (const r of rows) this.#o.onLedger?.(r.reason, r.delta);
+    return debits;
   }
 
   /** Adds credits (reason `grant` or `refund`) with their ledger row. Resolves to the new balance. */

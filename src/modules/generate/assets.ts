@@ -73,6 +73,18 @@ export class AssetRepository {
     return rows.map(toAsset);
   }
 
+  /** `transferJob` for several jobs, each to its own new owner, in one statement. */
+  async transferJobs(owners: ReadonlyMap<string, string>): Promise<Asset[]> {
+    if (owners.size === 0) return [];
+    // An IN list, not a join with a VALUES list: PostgreSQL plans the join as a hash join over every asset.
+    const rows = await this.#sql.all(
+      `UPDATE assets SET owner_id = CASE job_id ${Array(owners.size).fill("WHEN ? THEN ?").join(" ")} END
+       WHERE job_id IN (${placeholders(owners.size)}) RETURNING ${COLUMNS}`,
+      [...[...owners].flat(), ...owners.keys()],
+    );
+    return rows.map(toAsset);
+  }
+
   /** Deletes the rows of these jobs' assets; their storage keys (images and thumbnails). */
   async deleteForJobs(jobIds: string[]): Promise<{ storage_key: string; thumbnail_key: string | null }[]> {
     return this.#sql.all(
@@ -119,7 +131,18 @@ export class AssetService {
 
   /** Gives a job's assets to a new owner (an instant claim) and returns them as `forJob` would. */
   async transferJob(jobId: string, ownerId: string): Promise<AssetView[]> {
-    const rows = await this.#assets.transferJob(jobId, ownerId);
+    return this.#views(await this.#assets.transferJob(jobId, ownerId));
+  }
+
+  /** Gives each job's assets to its new owner (`owners`: job id → owner), one statement; the views by job. */
+  async transferJobs(owners: ReadonlyMap<string, string>): Promise<Map<string, AssetView[]>> {
+    const byJob = new Map<string, Asset[]>([...owners.keys()].map((id) => [id, []]));
+    for (const r of await this.#assets.transferJobs(owners)) if (r.jobId) byJob.get(r.jobId)?.push(r);
+    return new Map([...byJob].map(([id, rows]) => [id, this.#views(rows)]));
+  }
+
+  /** Live assets as `forJob` lists them: by item, then key. */
+  #views(rows: Asset[]): AssetView[] {
     return rows
       .filter((r) => r.deletedAt === null)
       .sort((a, b) => (a.itemIdx ?? -1) - (b.itemIdx ?? -1) || a.storageKey.localeCompare(b.storageKey))

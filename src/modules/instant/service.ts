@@ -1,4 +1,4 @@
-import type { Recipe, User } from "../../db/schema";
+import type { Job, Recipe, User } from "../../db/schema";
 import type { Sql } from "../../db/sql";
 import { ApiError } from "../../errors";
 import type { Queue } from "../../queue";
@@ -6,7 +6,7 @@ import type { BacklogService } from "../backlog/service";
 import { type CreditService, InsufficientCreditsError } from "../credits/service";
 import type { AssetService } from "../generate/service";
 import { type IdempotentAnswer, NO_KEY } from "../idempotency/service";
-import { jobView } from "../jobs/service";
+import { jobView, summaryOf } from "../jobs/service";
 import type { RecipeService, VariableValues } from "../recipes/service";
 import type { InstantClaimView } from "./model";
 
@@ -14,7 +14,7 @@ export type InstantDeps = {
   /** The connection whose group-commit transaction (one savepoint per claim) every claim runs in. */
   sql: Sql;
   /** The queue owns the jobs a claim takes. */
-  queue: Pick<Queue, "features">;
+  queue: Pick<Queue, "features" | "itemSummaries">;
   recipes: RecipeService;
   credits: CreditService;
   backlog: BacklogService;
@@ -34,6 +34,9 @@ export type InstantDeps = {
 
 /** What a claim answers (the recipe, its variable values, the job, its images, the balance after). */
 export type InstantClaim = InstantClaimView;
+
+/** How one claim of a group ended. */
+type Outcome = { ok: true; claim: InstantClaim } | { ok: false; err: unknown };
 
 /** A claim waiting for the next group commit. */
 type Pending = {
@@ -92,7 +95,9 @@ export class InstantService {
     // transaction decides.
     if (price > 0 && user.credits < price) throw new InsufficientCreditsError(price, user.credits);
     const owner = await backlog.systemUserId();
-    if (!(await this.#d.queue.features.hasCompleted(recipe.id, owner))) throw noInstant();
+    // Over the network a look per request would cost a statement each: the group's take tells instead.
+    if (!this.#d.networked && !(await this.#d.queue.features.hasCompleted(recipe.id, owner)))
+      throw noInstant();
     return new Promise((resolve, reject) => {
       if (this.#pending.length === 0 && !this.#flushing) setImmediate(() => void this.#flushGroups());
       this.#pending.push({ user, recipe, owner, price, idem, resolve, reject });
@@ -115,15 +120,27 @@ export class InstantService {
     const batch = this.#pending;
     this.#pending = [];
     const { sql, backlog } = this.#d;
-    let outcomes: ({ ok: true; claim: InstantClaim } | { ok: false; err: unknown })[] = [];
+    let outcomes: Outcome[] = [];
     try {
       await sql.transaction(async () => {
         // PostgreSQL runs this again after a deadlock or serialization failure: only the last run's outcomes
         // are what committed.
         outcomes = [];
         const claimed = new Set<string>();
-        const alone = batch.length === 1;
+        // Over the network, the claims that record no idempotent answer are taken as one set (#claimSet);
+        // the others, one by one.
+        const inSet = this.#d.networked ? batch.filter((p) => p.idem === NO_KEY) : [];
+        const setOutcomes = new Map(
+          inSet.length > 0 ? (await this.#claimSet(inSet)).map((out, i) => [inSet[i]!, out]) : [],
+        );
+        const alone = batch.length === 1 && inSet.length === 0;
         for (const p of batch) {
+          const out = setOutcomes.get(p);
+          if (out) {
+            outcomes.push(out);
+            if (out.ok) claimed.add(p.recipe.id);
+            continue;
+          }
           try {
             // Alone in the transaction, a claim needs no savepoint: its refusal rolls the transaction back.
             const claim = alone ? await this.#claimOne(p) : await sql.savepoint(() => this.#claimOne(p));
@@ -148,6 +165,87 @@ export class InstantService {
   }
 
   /**
+   * A group's claims as one set, a statement per step whatever their number (DESIGN §6), so a group of 60
+   * costs about what one claim does: lock and read every claimer's balance; decide in arrival order which
+   * claims are affordable (the rest are refused 402 and never write); take one ready job per affordable claim
+   * (oldest first per recipe; claims left without one get 409); then, issued together, move the taken jobs'
+   * assets, charge the winners with their ledger rows, count the recipes' usage and read the item summaries.
+   * Nothing written ever needs undoing, so no savepoints. The outcomes are in the order of `group`.
+   */
+  async #claimSet(group: Pending[]): Promise<Outcome[]> {
+    const { credits, queue, assets, recipes } = this.#d;
+    const now = this.#now();
+    const accounts = await credits.accounts([...new Set(group.map((p) => p.user.id))]);
+    const outcomes: Outcome[] = group.map(() => ({ ok: false, err: taken() }));
+    const left = new Map<string, number>();
+    const payers: { i: number; price: number }[] = [];
+    group.forEach((p, i) => {
+      const account = accounts.get(p.user.id);
+      if (!account) {
+        outcomes[i] = { ok: false, err: new ApiError(404, "not_found", "user not found") };
+        return;
+      }
+      const price = credits.priceFor(account, p.recipe.creditCost);
+      const balance = left.get(p.user.id) ?? account.credits;
+      if (price > balance) {
+        outcomes[i] = { ok: false, err: new InsufficientCreditsError(price, balance) };
+        return;
+      }
+      left.set(p.user.id, balance - price);
+      payers.push({ i, price });
+    });
+    const winners: { p: Pending; i: number; job: Job }[] = [];
+    for (const owner of new Set(payers.map(({ i }) => group[i]!.owner))) {
+      const mine = payers.filter(({ i }) => group[i]!.owner === owner);
+      const jobs = await queue.features.transferOldestCompletedMany(
+        owner,
+        mine.map(({ i, price }) => ({ recipeId: group[i]!.recipe.id, to: group[i]!.user.id, price })),
+        now,
+      );
+      // A recipe none of whose claims got a job had none ready (404); otherwise the claims left without one
+      // lost the last ones to the claims before them (409).
+      const served = new Set(mine.filter((_, k) => jobs[k]).map(({ i }) => group[i]!.recipe.id));
+      mine.forEach(({ i }, k) => {
+        const job = jobs[k];
+        if (job) winners.push({ p: group[i]!, i, job });
+        else if (!served.has(group[i]!.recipe.id)) outcomes[i] = { ok: false, err: noInstant() };
+      });
+    }
+    if (winners.length === 0) return outcomes;
+    const work = [
+      assets.transferJobs(new Map(winners.map(({ p, job }) => [job.id, p.user.id]))),
+      credits.debitMany(
+        winners.map(({ p, job }) => ({
+          userId: p.user.id,
+          amount: p.recipe.creditCost,
+          reason: "instant",
+          jobId: job.id,
+        })),
+        accounts,
+      ),
+      recipes.recordUsageMany(
+        winners.map(({ p, job }) => ({ recipeId: p.recipe.id, values: valuesOf(job.metadata) })),
+      ),
+      queue.itemSummaries(winners.map(({ job }) => job.id)),
+    ] as const;
+    const [moved, debits, , summaries] = await allOrFirstError(work);
+    winners.forEach(({ p, i, job }, k) => {
+      outcomes[i] = {
+        ok: true,
+        claim: {
+          recipeId: p.recipe.id,
+          variables: valuesOf(job.metadata),
+          job: jobView(job, { summary: summaryOf(summaries.get(job.id)) }),
+          assets: moved.get(job.id) ?? [],
+          creditsRemaining: debits[k]!.balance,
+          claimedAt: now,
+        },
+      };
+    });
+    return outcomes;
+  }
+
+  /**
    * One claim, inside its savepoint: take the job, transfer it and its assets, charge, count usage, and record
    * the caller's idempotent answer.
    */
@@ -155,7 +253,8 @@ export class InstantService {
     const now = this.#now();
     const { features } = this.#d.queue;
     const job = await features.transferOldestCompleted(recipe.id, owner, user.id, price, now);
-    if (!job) throw taken();
+    // Without the look before (networked), none left means none was ready.
+    if (!job) throw this.#d.networked ? noInstant() : taken();
     const variables = valuesOf(job.metadata);
     const transferAssets = () => this.#d.assets.transferJob(job.id, user.id);
     const charge = () => this.#d.credits.debit(user, recipe.creditCost, "instant", { jobId: job.id });

@@ -94,7 +94,7 @@ export function jobView(job: Job, parts: JobViewParts = {}): JobView {
 }
 
 /** A list row's request summary from its first item: the item's key, prompt and the job's item count. */
-function summaryOf(first: ItemSummary | undefined): JobViewParts["summary"] {
+export function summaryOf(first: ItemSummary | undefined): JobViewParts["summary"] {
   if (!first) return undefined;
   const prompt = (first.input as { prompt?: unknown } | null)?.prompt;
   return { key: first.key, prompt: typeof prompt === "string" ? prompt : null, count: first.count };

@@ -54,6 +54,17 @@ export class RecipeRepository {
     );
   }
 
+  /** `countUsage` for many values at once, each counted `n` times, in one statement. */
+  async countUsageMany(rows: readonly { recipeId: string; variable: string; value: string; n: number }[]) {
+    if (rows.length === 0) return;
+    await this.#sql.run(
+      `INSERT INTO recipe_usage (recipe_id, variable, value, count)
+       VALUES ${Array(rows.length).fill("(?, ?, ?, ?)").join(", ")}
+       ON CONFLICT (recipe_id, variable, value) DO UPDATE SET count = recipe_usage.count + excluded.count`,
+      rows.flatMap((r) => [r.recipeId, r.variable, r.value, r.n]),
+    );
+  }
+
   usage(recipeId: string): Promise<UsageRow[]> {
     return this.#sql.all<UsageRow>(
       "SELECT variable, value, count FROM recipe_usage WHERE recipe_id = ? AND count > 0",

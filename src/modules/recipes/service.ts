@@ -159,6 +159,21 @@ export class RecipeService {
       await this.#recipes.countUsage(recipeId, variable, String(value));
   }
 
+  /** `recordUsage` for several generations at once: one statement, each distinct value counted once with its total. */
+  async recordUsageMany(generations: readonly { recipeId: string; values: VariableValues }[]): Promise<void> {
+    const counts = new Map<string, { recipeId: string; variable: string; value: string; n: number }>();
+    for (const { recipeId, values } of generations) {
+      for (const [variable, v] of Object.entries(values)) {
+        const value = String(v);
+        const key = JSON.stringify([recipeId, variable, value]);
+        const row = counts.get(key);
+        if (row) row.n++;
+        else counts.set(key, { recipeId, variable, value, n: 1 });
+      }
+    }
+    await this.#recipes.countUsageMany([...counts.values()]);
+  }
+
   usage(recipeId: string): Promise<UsageRow[]> {
     return this.#recipes.usage(recipeId);
   }

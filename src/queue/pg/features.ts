@@ -47,6 +47,39 @@ const TRANSFER = `WITH taken AS (
     INSERT INTO job_counts (scope, type, status, n) SELECT scope, type, status, n FROM moves ORDER BY scope
     ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n RETURNING 1)
   SELECT * FROM taken`;
+// The set-based take of a group of claims (one statement whatever their number): each claim (`ord`, its
+// recipe, claimer and price) is matched to one of its recipe's oldest ready jobs, taken as TRANSFER takes one
+// (SKIP LOCKED, finished_at moved to the claim, `keep` cleared), with every count move of the group upserted
+// once per scope, in key order. Claims of a recipe with too few ready jobs are matched in arrival order; the
+// rest get no row.
+const TRANSFER_MANY = `WITH want AS MATERIALIZED (
+    SELECT w.ord, w.recipe_id, w.to_id, w.price,
+      row_number() OVER (PARTITION BY w.recipe_id ORDER BY w.ord) AS rn
+    FROM jsonb_to_recordset($1::text::jsonb) AS w(ord int, recipe_id text, to_id text, price bigint)),
+  per_recipe AS (SELECT recipe_id, count(*) AS n FROM want GROUP BY recipe_id),
+  picked AS MATERIALIZED (
+    SELECT p.recipe_id, j.id, row_number() OVER (PARTITION BY p.recipe_id ORDER BY j.finished_at, j.id) AS rn
+    FROM per_recipe p CROSS JOIN LATERAL (
+      SELECT id, finished_at FROM jobs WHERE recipe_id = p.recipe_id AND owner_id = $2 AND status = 'completed'
+      ORDER BY finished_at, id LIMIT p.n FOR UPDATE SKIP LOCKED) j),
+  taken AS (
+    UPDATE jobs SET owner_id = w.to_id, credits_charged = w.price, finished_at = $3, updated_at = $3,
+      metadata = coalesce(jobs.metadata, '{}'::jsonb) || jsonb_build_object('keep', false, 'instant', true,
+        'claimedAt', $3::bigint, 'generatedAt', jobs.finished_at)
+    FROM want w JOIN picked p ON p.recipe_id = w.recipe_id AND p.rn = w.rn
+    WHERE jobs.id = p.id
+    RETURNING jobs.*, w.ord AS claim_ord),
+  moves AS (
+    SELECT m.scope, t.type, t.status, sum(m.delta) AS n FROM taken t
+    CROSS JOIN LATERAL (VALUES
+      ('u:' || $2, -1), ('c:' || (SELECT parent_id FROM users WHERE id = $2), -1),
+      ('u:' || t.owner_id, 1), ('c:' || (SELECT parent_id FROM users WHERE id = t.owner_id), 1)) AS m(scope, delta)
+    WHERE m.scope IS NOT NULL
+    GROUP BY m.scope, t.type, t.status HAVING sum(m.delta) <> 0),
+  counted AS (
+    INSERT INTO job_counts (scope, type, status, n) SELECT scope, type, status, n FROM moves ORDER BY scope
+    ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n RETURNING 1)
+  SELECT * FROM taken`;
 const FIRST_ITEM = `SELECT key, input->>'prompt' AS prompt,
     (SELECT count(*) FROM job_items WHERE job_id = $1) AS count
   FROM job_items WHERE job_id = $1 AND idx = 0`;
@@ -105,6 +138,22 @@ export class PgQueueFeatures implements QueueFeatures {
   ): Promise<Job | null> {
     const row = await this.#sql.get(TRANSFER, [to, price, now, recipeId, from]);
     return row ? toJob(row) : null;
+  }
+
+  async transferOldestCompletedMany(
+    from: string,
+    claims: readonly { recipeId: string; to: string; price: number }[],
+    now: number,
+  ): Promise<(Job | null)[]> {
+    const want = claims.map((c, ord) => ({ ord, recipe_id: c.recipeId, to_id: c.to, price: c.price }));
+    const rows = await this.#sql.all<Record<string, unknown>>(TRANSFER_MANY, [
+      JSON.stringify(want),
+      from,
+      now,
+    ]);
+    const out: (Job | null)[] = claims.map(() => null);
+    for (const { claim_ord, ...row } of rows) out[Number(claim_ord)] = toJob(row);
+    return out;
   }
 
   firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null> {
