@@ -174,4 +174,109 @@ describe("instant claims on PostgreSQL", () => {
     }
     expect(new Set(claims.map((c) => c.job.id)).size).toBe(4);
   }, 60_000);
+
+  test("one group over two recipes: unlimited and limited payers, a sold-out recipe (409) and an empty one (404)", async () => {
+    const { pg, server } = await pgServer();
+    await createRecipe(server.api, { id: "fox", creditCost: 3, backlogMin: 3 });
+    await createRecipe(server.api, { id: "owl", creditCost: 3, backlogMin: 3 });
+    await createRecipe(server.api, { id: "cat", creditCost: 3, backlogMin: 3 });
+    await seedReadyBacklog(server.ctx, "fox", 6);
+    await seedReadyBacklog(server.ctx, "owl", 2);
+    // "cat" had one ready, claimed before the group: empty when the group comes.
+    await seedReadyBacklog(server.ctx, "cat", 1);
+    const early = await createUser(server.api, { credits: 3 });
+    await expectStatus(
+      await server.api("/api/generate/instant", {
+        method: "POST",
+        key: early.key,
+        json: { recipeId: "cat" },
+      }),
+      200,
+    );
+    const payers = await Promise.all(Array.from({ length: 4 }, () => createUser(server.api, { credits: 9 })));
+    const vip = await createUser(server.api, { unlimited: true });
+    const claim = (key: string, recipeId: string) =>
+      server.api("/api/generate/instant", { method: "POST", key, json: { recipeId } });
+    const [vipFox, ...rest] = await Promise.all([
+      claim(vip.key, "fox"),
+      ...payers.map((u) => claim(u.key, "fox")),
+      ...payers.map((u) => claim(u.key, "owl")),
+      claim(payers[0]!.key, "cat"),
+    ]);
+    expect(vipFox!.status).toBe(200);
+    const fox = rest.slice(0, 4);
+    const owl = rest.slice(4, 8);
+    const cat = rest[8]!;
+    expect(fox.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    // Two ready owls for four claims: two win, two lost the last ones (409), never a 404 or a 500.
+    expect(owl.map((r) => r.status).sort()).toEqual([200, 200, 409, 409]);
+    for (const r of owl.filter((r) => r.status === 409))
+      expect(((await r.json()) as ClaimBody).error!.code).toBe("instant_taken");
+    expect(cat.status).toBe(404);
+    expect(((await cat.json()) as ClaimBody).error!.code).toBe("no_instant_available");
+
+    // The unlimited user paid nothing and has a 0-delta row with its note; each payer paid 3 per win.
+    const vipRows = await pg.sql`SELECT delta::int, note FROM credit_ledger WHERE user_id = ${vip.id}`;
+    expect(vipRows).toEqual([{ delta: 0, note: "unlimited: 3 not charged" }]);
+    const [vipJob] =
+      await pg.sql`SELECT credits_charged::int AS charged FROM jobs WHERE owner_id = ${vip.id}`;
+    expect(vipJob.charged).toBe(0);
+    const owlWinners = new Set<number>();
+    owl.forEach((r, i) => r.status === 200 && owlWinners.add(i));
+    for (const [i, u] of payers.entries()) {
+      const wins = 1 + (owlWinners.has(i) ? 1 : 0);
+      const rows = await pg.sql`SELECT delta::int AS delta, balance_after::int AS after FROM credit_ledger
+        WHERE user_id = ${u.id} AND reason = 'instant' ORDER BY id`;
+      expect(rows.map((r: { delta: number }) => r.delta)).toEqual(Array(wins).fill(-3));
+      // Each row's balance is the one after it, in order.
+      expect(rows.map((r: { after: number }) => r.after)).toEqual(wins === 1 ? [6] : [6, 3]);
+      const balance = await expectStatus<{ credits: number }>(
+        await server.api("/api/credits", { key: u.key }),
+        200,
+      );
+      expect(balance.credits).toBe(9 - 3 * wins);
+    }
+    expect(
+      await pg.sql`SELECT u.id FROM users u LEFT JOIN credit_ledger l ON l.user_id = u.id
+        GROUP BY u.id, u.credits HAVING u.credits <> coalesce(sum(l.delta), 0)`,
+    ).toEqual([]);
+    // Usage counted once per win, per recipe.
+    const usage = await pg.sql`SELECT recipe_id, sum(count)::int AS n FROM recipe_usage GROUP BY recipe_id
+      ORDER BY recipe_id`;
+    expect(usage).toEqual([
+      { recipe_id: "cat", n: 1 },
+      { recipe_id: "fox", n: 5 },
+      { recipe_id: "owl", n: 2 },
+    ]);
+  }, 60_000);
+
+  test("keys read together: concurrent requests with a valid, a revoked and an unknown key each get their own answer", async () => {
+    const { server } = await pgServer();
+    const users = await Promise.all(Array.from({ length: 6 }, () => createUser(server.api)));
+    const spare = await expectStatus<{ id: string; key: string }>(
+      await server.api("/api/keys", { method: "POST", key: users[0]!.key, json: { name: "spare" } }),
+      201,
+    );
+    await expectStatus(
+      await server.api(`/api/keys/${spare.id}`, { method: "DELETE", key: users[0]!.key }),
+      200,
+    );
+    const me = (key: string) => server.api("/api/credits", { key });
+    for (let round = 0; round < 5; round++) {
+      const results = await Promise.all([
+        ...users.map((u) => me(u.key)),
+        me(spare.key),
+        me("esk_unknown_key_0123456789abcdefghijkl"),
+        ...users.map((u) => me(u.key)),
+      ]);
+      expect(results.map((r) => r.status)).toEqual([...Array(6).fill(200), 401, 401, ...Array(6).fill(200)]);
+      // Each answer is its own caller's.
+      const ids = await Promise.all(
+        [...results.slice(0, 6), ...results.slice(8)].map(
+          async (r) => ((await r.json()) as { userId: string }).userId,
+        ),
+      );
+      expect(ids).toEqual([...users, ...users].map((u) => u.id));
+    }
+  }, 60_000);
 });

@@ -149,7 +149,9 @@ export class CreditService {
     const totals = new Map<string, number>();
     for (const c of charges)
       if (!account(c.userId).unlimited) totals.set(c.userId, (totals.get(c.userId) ?? 0) + c.amount);
-    const after = await this.#ledger.takeMany(totals, now);
+    // The balances and the ledger rows are computed here from the locked balances, so both statements go
+    // out together; the balances the update returns are checked against the ledger's afterwards.
+    const moved = this.#ledger.takeMany(totals, now);
     const running = new Map<string, number>();
     const rows: CreditLedgerRow[] = [];
     const debits = charges.map((c): Debit => {
@@ -170,12 +172,15 @@ export class CreditService {
       });
       return { charged, balance };
     });
+    const [taken, inserted] = await Promise.allSettled([moved, this.#ledger.insertMany(rows)]);
+    if (taken.status === "rejected") throw taken.reason;
+    if (inserted.status === "rejected") throw inserted.reason;
+    const after = taken.value;
     for (const [id, total] of totals) {
       if (after.get(id) !== running.get(id)) {
         throw new Error(`charging ${total} to ${id} failed: its balance changed while locked`);
       }
     }
-    await this.#ledger.insertMany(rows);
     for (const r of rows) this.#o.onLedger?.(r.reason, r.delta);
     return debits;
   }

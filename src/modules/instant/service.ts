@@ -176,7 +176,8 @@ export class InstantService {
     const { credits, queue, assets, recipes } = this.#d;
     const now = this.#now();
     const accounts = await credits.accounts([...new Set(group.map((p) => p.user.id))]);
-    const outcomes: Outcome[] = group.map(() => ({ ok: false, err: taken() }));
+    // Filled in below for every claim: refused, served, or (the default, made only where it applies) 409.
+    const outcomes: (Outcome | undefined)[] = group.map(() => undefined);
     const left = new Map<string, number>();
     const payers: { i: number; price: number }[] = [];
     group.forEach((p, i) => {
@@ -194,7 +195,7 @@ export class InstantService {
       left.set(p.user.id, balance - price);
       payers.push({ i, price });
     });
-    const winners: { p: Pending; i: number; job: Job }[] = [];
+    const winners: { p: Pending; i: number; job: Job; values: VariableValues }[] = [];
     for (const owner of new Set(payers.map(({ i }) => group[i]!.owner))) {
       const mine = payers.filter(({ i }) => group[i]!.owner === owner);
       const jobs = await queue.features.transferOldestCompletedMany(
@@ -207,11 +208,12 @@ export class InstantService {
       const served = new Set(mine.filter((_, k) => jobs[k]).map(({ i }) => group[i]!.recipe.id));
       mine.forEach(({ i }, k) => {
         const job = jobs[k];
-        if (job) winners.push({ p: group[i]!, i, job });
+        if (job) winners.push({ p: group[i]!, i, job, values: valuesOf(job.metadata) });
         else if (!served.has(group[i]!.recipe.id)) outcomes[i] = { ok: false, err: noInstant() };
       });
     }
-    if (winners.length === 0) return outcomes;
+    const settled = () => outcomes.map((out) => out ?? { ok: false as const, err: taken() });
+    if (winners.length === 0) return settled();
     const work = [
       assets.transferJobs(new Map(winners.map(({ p, job }) => [job.id, p.user.id]))),
       credits.debitMany(
@@ -223,18 +225,16 @@ export class InstantService {
         })),
         accounts,
       ),
-      recipes.recordUsageMany(
-        winners.map(({ p, job }) => ({ recipeId: p.recipe.id, values: valuesOf(job.metadata) })),
-      ),
+      recipes.recordUsageMany(winners.map(({ p, values }) => ({ recipeId: p.recipe.id, values }))),
       queue.itemSummaries(winners.map(({ job }) => job.id)),
     ] as const;
     const [moved, debits, , summaries] = await allOrFirstError(work);
-    winners.forEach(({ p, i, job }, k) => {
+    winners.forEach(({ p, i, job, values }, k) => {
       outcomes[i] = {
         ok: true,
         claim: {
           recipeId: p.recipe.id,
-          variables: valuesOf(job.metadata),
+          variables: values,
           job: jobView(job, { summary: summaryOf(summaries.get(job.id)) }),
           assets: moved.get(job.id) ?? [],
           creditsRemaining: debits[k]!.balance,
@@ -242,7 +242,7 @@ export class InstantService {
         },
       };
     });
-    return outcomes;
+    return settled();
   }
 
   /**
