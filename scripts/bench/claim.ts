@@ -12,10 +12,14 @@
  * scripts/pg-test-cluster.sh), dropped afterwards: the servers get DATABASE_URL and share the data dir
  * (STORAGE_SHARED). `--instances 2` starts two servers on that database and splits the clients over them
  * (the cluster's throughput). `postgres_cpu_us_per_claim` is the CPU of the PostgreSQL backends serving the
- * servers' connections, per concurrent claim.
+ * servers' connections, per concurrent claim. `client_cpu_us_per_claim` is this process's (the HTTP clients'):
+ * on 2 cores, the three together bound claims/s at 2,000,000 µs over their sum.
+ *
+ * `--cpu-prof DIR` has each server write a CPU profile (Markdown, `bun --cpu-prof-md`) into DIR as it stops.
  *
  *   bun run bench claim [--json] [--backend sqlite|postgres] [--instances 1|2] [--ready 20000]
  *     [--sequential 2000] [--concurrent 16000] [--clients 64] [--users 64] [--url postgres://…]
+ *     [--cpu-prof DIR]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -44,6 +48,7 @@ const { values } = parseArgs({
     concurrent: { type: "string", default: "16000" },
     clients: { type: "string", default: "64" },
     users: { type: "string", default: "64" },
+    "cpu-prof": { type: "string" },
   },
 });
 const backend = values.backend;
@@ -118,6 +123,7 @@ const env: Record<string, string> = {
     : {}),
 };
 const servers: Bun.Subprocess[] = [];
+const profiling = values["cpu-prof"] ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values["cpu-prof"])}`] : [];
 try {
   const t0 = performance.now();
   const keys = await seed(env);
@@ -126,7 +132,7 @@ try {
   for (let i = 0; i < instances; i++) {
     const port = await freePort();
     servers.push(
-      Bun.spawn(["bun", "src/main.ts", "serve"], {
+      Bun.spawn(["bun", ...profiling, "src/main.ts", "serve"], {
         cwd: ROOT,
         env: { ...process.env, ...env, PORT: String(port) },
         stdout: "ignore",
@@ -147,6 +153,8 @@ try {
   let next = 0;
   const serverCpu = cpuSpan(() => servers.map((s) => s.pid));
   const pgCpu = pg ? cpuSpan(() => pg.backendPids()) : null;
+  const clientCpu = cpuSpan(() => [process.pid]);
+  await clientCpu.start();
   await serverCpu.start();
   await pgCpu?.start();
   t = performance.now();
@@ -163,6 +171,7 @@ try {
   const concurrentPerS = concurrent / ((performance.now() - t) / 1000);
   const serverUs = await serverCpu.stop();
   const pgUs = (await pgCpu?.stop()) ?? null;
+  const clientUs = await clientCpu.stop();
   latencies.sort((a, b) => a - b);
   const perClaim = (us: number | null) => (us !== null ? round(us / concurrent, 1) : null);
 
@@ -174,6 +183,7 @@ try {
       claims_per_s_concurrent: round(concurrentPerS, 0),
       server_cpu_us_per_claim: perClaim(serverUs),
       ...(pg ? { postgres_cpu_us_per_claim: perClaim(pgUs) } : {}),
+      client_cpu_us_per_claim: perClaim(clientUs),
       p50_ms: round(percentile(latencies, 50)),
       p99_ms: round(percentile(latencies, 99)),
       clients,
