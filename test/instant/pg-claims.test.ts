@@ -279,4 +279,34 @@ describe("instant claims on PostgreSQL", () => {
       expect(ids).toEqual([...users, ...users].map((u) => u.id));
     }
   }, 60_000);
+
+  test("one group answers as if its claims ran one by one: an empty backlog costs nothing, so a later claim can pay", async () => {
+    const { pg, server } = await pgServer();
+    await createRecipe(server.api, { id: "fox", creditCost: 2, backlogMin: 3 });
+    await createRecipe(server.api, { id: "cat", creditCost: 2, backlogMin: 3 });
+    await seedReadyBacklog(server.ctx, "fox", 10);
+    // Enough for two claims. Claimed in one turn of the event loop, so the three form one group: the claim on
+    // the empty "cat" takes nothing and so pays nothing, and both "fox" claims are served.
+    const payer = await createUser(server.api, { credits: 4 });
+    const user = (await server.ctx.users.get(payer.id))!;
+    const { instant } = server.ctx;
+    const [cat, fox1, fox2] = await Promise.allSettled([
+      instant.claim(user, "cat"),
+      instant.claim(user, "fox"),
+      instant.claim(user, "fox"),
+    ]);
+    expect(cat.status === "rejected" && (cat.reason as { code: string }).code).toBe("no_instant_available");
+    expect([fox1.status, fox2.status]).toEqual(["fulfilled", "fulfilled"]);
+    // A fourth cannot pay: 402, with what is left.
+    const poorer = (await server.ctx.users.get(payer.id))!;
+    const refused = await instant.claim(poorer, "fox").catch((err) => err);
+    expect(refused.code).toBe("insufficient_credits");
+    const [{ n }] = await pg.sql`SELECT count(*)::int AS n FROM jobs WHERE owner_id = ${payer.id}`;
+    expect(n).toBe(2);
+    const balance = await expectStatus<{ credits: number }>(
+      await server.api("/api/credits", { key: payer.key }),
+      200,
+    );
+    expect(balance.credits).toBe(0);
+  }, 60_000);
 });

@@ -167,53 +167,86 @@ export class InstantService {
   /**
    * A group's claims as one set, a statement per step whatever their number (DESIGN §6), so a group of 60
    * costs about what one claim does: lock and read every claimer's balance; decide in arrival order which
-   * claims are affordable (the rest are refused 402 and never write); take one ready job per affordable claim
-   * (oldest first per recipe; claims left without one get 409); then, issued together, move the taken jobs'
-   * assets, charge the winners with their ledger rows, count the recipes' usage and read the item summaries.
-   * Nothing written ever needs undoing, so no savepoints. The outcomes are in the order of `group`.
+   * claims are affordable; take one ready job per affordable claim (oldest first per recipe); then, issued
+   * together, move the taken jobs' assets, charge the winners with their ledger rows, count the recipes'
+   * usage and read the item summaries. The answers are those of the claims run one by one (see the loop).
+   * Refusals never write, so nothing needs undoing and no savepoint is needed. Outcomes are in `group`'s order.
    */
   async #claimSet(group: Pending[]): Promise<Outcome[]> {
     const { credits, queue, assets, recipes } = this.#d;
     const now = this.#now();
-    const accounts = await credits.accounts([...new Set(group.map((p) => p.user.id))]);
-    // Filled in below for every claim: refused, served, or (the default, made only where it applies) 409.
+    // In id order: groups on two instances lock shared payers in the same order.
+    const accounts = await credits.accounts([...new Set(group.map((p) => p.user.id))].sort());
     const outcomes: (Outcome | undefined)[] = group.map(() => undefined);
-    const left = new Map<string, number>();
-    const payers: { i: number; price: number }[] = [];
-    group.forEach((p, i) => {
-      const account = accounts.get(p.user.id);
-      if (!account) {
-        outcomes[i] = { ok: false, err: new ApiError(404, "not_found", "user not found") };
-        return;
-      }
-      const price = credits.priceFor(account, p.recipe.creditCost);
-      const balance = left.get(p.user.id) ?? account.credits;
-      if (price > balance) {
-        outcomes[i] = { ok: false, err: new InsufficientCreditsError(price, balance) };
-        return;
-      }
-      left.set(p.user.id, balance - price);
-      payers.push({ i, price });
-    });
+    const balances = new Map([...accounts].map(([id, a]) => [id, a.credits]));
+    const backlogOf = (p: Pending) => `${p.owner}\u0000${p.recipe.id}`;
+    // Backlogs a claim found empty in this group, and those that served one.
+    const emptied = new Set<string>();
+    const served = new Set<string>();
     const winners: { p: Pending; i: number; job: Job; values: VariableValues }[] = [];
-    for (const owner of new Set(payers.map(({ i }) => group[i]!.owner))) {
-      const mine = payers.filter(({ i }) => group[i]!.owner === owner);
-      const jobs = await queue.features.transferOldestCompletedMany(
-        owner,
-        mine.map(({ i, price }) => ({ recipeId: group[i]!.recipe.id, to: group[i]!.user.id, price })),
-        now,
-      );
-      // A recipe none of whose claims got a job had none ready (404); otherwise the claims left without one
-      // lost the last ones to the claims before them (409).
-      const served = new Set(mine.filter((_, k) => jobs[k]).map(({ i }) => group[i]!.recipe.id));
-      mine.forEach(({ i }, k) => {
-        const job = jobs[k];
-        if (job) winners.push({ p: group[i]!, i, job, values: valuesOf(job.metadata) });
-        else if (!served.has(group[i]!.recipe.id)) outcomes[i] = { ok: false, err: noInstant() };
-      });
+    // As if the claims ran one by one in arrival order, where each takes its job before it pays: a claim
+    // whose backlog was emptied before its turn gets 404/409 whatever its balance, and a 402 only when the
+    // wins before it left too little. A round decides with balances net of every claim still taking; a
+    // claim left without a job gives its reservation back, and the claims refused for credits are decided
+    // again in another round (at most one more per backlog emptied).
+    let undecided = group.map((_, i) => i);
+    while (undecided.length > 0) {
+      const payers: { i: number; price: number }[] = [];
+      const short: { i: number; price: number; balance: number }[] = [];
+      for (const i of undecided) {
+        const p = group[i]!;
+        const account = accounts.get(p.user.id);
+        if (!account) {
+          outcomes[i] = { ok: false, err: new ApiError(404, "not_found", "user not found") };
+          continue;
+        }
+        if (emptied.has(backlogOf(p))) continue;
+        const price = credits.priceFor(account, p.recipe.creditCost);
+        const balance = balances.get(p.user.id)!;
+        if (price > balance) {
+          short.push({ i, price, balance });
+          continue;
+        }
+        balances.set(p.user.id, balance - price);
+        payers.push({ i, price });
+      }
+      let released = false;
+      for (const owner of new Set(payers.map(({ i }) => group[i]!.owner))) {
+        const mine = payers.filter(({ i }) => group[i]!.owner === owner);
+        const jobs = await queue.features.transferOldestCompletedMany(
+          owner,
+          mine.map(({ i, price }) => ({ recipeId: group[i]!.recipe.id, to: group[i]!.user.id, price })),
+          now,
+        );
+        mine.forEach(({ i, price }, k) => {
+          const p = group[i]!;
+          const job = jobs[k];
+          if (job) {
+            winners.push({ p, i, job, values: valuesOf(job.metadata) });
+            served.add(backlogOf(p));
+            return;
+          }
+          emptied.add(backlogOf(p));
+          balances.set(p.user.id, balances.get(p.user.id)! + price);
+          released = true;
+        });
+      }
+      if (!released) {
+        for (const { i, price, balance } of short)
+          outcomes[i] = { ok: false, err: new InsufficientCreditsError(price, balance) };
+        break;
+      }
+      undecided = short.map(({ i }) => i);
     }
-    const settled = () => outcomes.map((out) => out ?? { ok: false as const, err: taken() });
-    if (winners.length === 0) return settled();
+    // The rest found their backlog emptied: by the claims before them (409), or empty from the start (404).
+    const won = new Set(winners.map((w) => w.i));
+    group.forEach((p, i) => {
+      if (outcomes[i] || won.has(i)) return;
+      outcomes[i] = { ok: false, err: served.has(backlogOf(p)) ? taken() : noInstant() };
+    });
+    // Charged in arrival order, so each ledger row's balance is the one after it.
+    winners.sort((a, b) => a.i - b.i);
+    if (winners.length === 0) return outcomes as Outcome[];
     const work = [
       assets.transferJobs(new Map(winners.map(({ p, job }) => [job.id, p.user.id]))),
       credits.debitMany(
@@ -242,7 +275,7 @@ export class InstantService {
         },
       };
     });
-    return settled();
+    return outcomes as Outcome[];
   }
 
   /**

@@ -171,7 +171,9 @@ export class RecipeService {
         else counts.set(key, { recipeId, variable, value, n: 1 });
       }
     }
-    await this.#recipes.countUsageMany([...counts.values()]);
+    // In key order, so two groups on two instances upsert shared rows in the same order (no deadlock).
+    const rows = [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+    await this.#recipes.countUsageMany(rows);
   }
 
   usage(recipeId: string): Promise<UsageRow[]> {
