@@ -123,7 +123,9 @@ const env: Record<string, string> = {
     : {}),
 };
 const servers: Bun.Subprocess[] = [];
-const profiling = values["cpu-prof"] ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values["cpu-prof"])}`] : [];
+const profiling = values["cpu-prof"]
+  ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values["cpu-prof"])}`]
+  : [];
 try {
   const t0 = performance.now();
   const keys = await seed(env);

@@ -17,9 +17,9 @@ import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { SQL } from "bun";
 import { PG_TEST_URL } from "../../test/db/pg-helpers";
 import { buildHistory } from "./lib/history-data";
+import { type BenchDatabase, benchDatabase } from "./lib/pg-database";
 import { machine, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -32,15 +32,13 @@ const { values } = parseArgs({
 const ROOT = resolve(import.meta.dir, "../..");
 
 const dataDir = mkdtempSync(join(tmpdir(), "easel-bench-migrate-"));
-const admin = new SQL(values.url, { max: 1 });
-const name = `easel_bench_migrate_${process.pid}`;
+let db: BenchDatabase | null = null;
 try {
   buildHistory(join(dataDir, "easel.db"), Number(values.rows), Date.now());
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const target = new URL(values.url);
-  target.pathname = `/${name}`;
+  db = await benchDatabase(values.url, "migrate");
+  const target = db.url;
   const started = performance.now();
-  const proc = Bun.spawn(["bun", "src/main.ts", "migrate-data", "--to", target.toString()], {
+  const proc = Bun.spawn(["bun", "src/main.ts", "migrate-data", "--to", target], {
     cwd: ROOT,
     env: { ...process.env, DATA_DIR: dataDir, LOG_LEVEL: "silent" },
     stdout: "pipe",
@@ -64,7 +62,6 @@ try {
     values.json,
   );
 } finally {
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
-  await admin.close();
+  await db?.drop();
   rmSync(dataDir, { recursive: true, force: true });
 }

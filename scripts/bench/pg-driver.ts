@@ -27,6 +27,7 @@ import postgres from "postgres";
 import { migratePg } from "../../src/db/pg/migrate";
 import { CLAIM_ORDER } from "../../src/db/schema";
 import { PG_TEST_URL } from "../../test/db/pg-helpers";
+import { benchDatabase } from "./lib/pg-database";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -213,10 +214,8 @@ async function measure(driver: Driver): Promise<Record<string, number>> {
   };
 }
 
-const admin = new SQL(values.url, { max: 1 });
-const dbName = `easel_bench_${process.pid}`;
-await admin.unsafe(`CREATE DATABASE ${dbName}`);
-const benchUrl = Object.assign(new URL(values.url), { pathname: `/${dbName}` }).toString();
+const db = await benchDatabase(values.url, "pgdriver");
+const benchUrl = db.url;
 try {
   const setup = new SQL(benchUrl, { max: 1 });
   await migratePg(setup);
@@ -259,6 +258,5 @@ try {
     Boolean(values.json),
   );
 } finally {
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-  await admin.close();
+  await db.drop();
 }

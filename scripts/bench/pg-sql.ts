@@ -21,6 +21,7 @@ import { pgSql } from "../../src/db/pg/sql";
 import { columnList, rowMapper } from "../../src/db/rows";
 import { jobs } from "../../src/db/schema";
 import { PG_TEST_URL } from "../../test/db/pg-helpers";
+import { benchDatabase } from "./lib/pg-database";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -134,12 +135,8 @@ async function measure(client: Client): Promise<Record<string, number>> {
   };
 }
 
-const admin = new SQL(values.url, { max: 1 });
-const name = `easel_bench_pgsql_${process.pid}`;
-await admin.unsafe(`CREATE DATABASE ${name}`);
-const u = new URL(values.url);
-u.pathname = `/${name}`;
-const pool = new SQL(u.toString(), { max: 1 });
+const db = await benchDatabase(values.url, "pgsql");
+const pool = new SQL(db.url, { max: 1 });
 try {
   await migratePg(pool);
   const clients = [viaSql(pool), direct(pool)];
@@ -173,6 +170,5 @@ try {
   );
 } finally {
   await pool.close();
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.close();
+  await db.drop();
 }
