@@ -99,3 +99,38 @@ export function runReporting(fn: () => void): void {
 export function placeholders(n: number): string {
   return Array.from({ length: n }, () => "?").join(", ");
 }
+
+/**
+ * `values` lengthened to the next power of two by repeating its last value, for an `IN (…)` list (where a
+ * repeated value changes nothing): statements of a few lengths instead of one per length, so a server that
+ * prepares and plans each new statement text (PostgreSQL, per connection) does so a few times, not for every
+ * batch size.
+ */
+export function padded<T>(values: readonly T[]): T[] {
+  if (values.length === 0) return [];
+  let n = 1;
+  while (n < values.length) n *= 2;
+  return [...values, ...Array<T>(n - values.length).fill(values[values.length - 1]!)];
+}
+
+/**
+ * `rows` cut into runs whose lengths are powers of two, longest first (25 rows: 16, 8 and 1), for multi-row
+ * statements that cannot be padded (`INSERT … VALUES`): like `padded`, a few statement texts instead of one
+ * per batch size.
+ */
+export function inPowersOfTwo<T>(rows: readonly T[]): T[][] {
+  const runs: T[][] = [];
+  let at = 0;
+  for (let size = 2 ** Math.floor(Math.log2(Math.max(rows.length, 1))); at < rows.length; size /= 2) {
+    if (rows.length - at >= size) {
+      runs.push(rows.slice(at, at + size));
+      at += size;
+    }
+  }
+  return runs;
+}
+
+/** Runs every statement (a connection runs them in order), then throws the first failure, if any. */
+export async function allStatements(statements: readonly Promise<unknown>[]): Promise<void> {
+  for (const r of await Promise.allSettled(statements)) if (r.status === "rejected") throw r.reason;
+}

@@ -1,6 +1,6 @@
 import { columnList, insertStatement, rowEncoder, rowMapper } from "../../db/rows";
 import { type ApiKey, apiKeys, type User, users } from "../../db/schema";
-import { placeholders, type Sql } from "../../db/sql";
+import { padded, placeholders, type Sql } from "../../db/sql";
 
 const COLUMNS = columnList(apiKeys);
 const toKey = rowMapper(apiKeys);
@@ -38,10 +38,11 @@ export class KeyRepository {
    * authenticates (concurrent requests batched, db/batch.ts).
    */
   async withUsersByHash(hashes: string[]): Promise<Map<string, { key: ApiKey; user: User }>> {
+    const list = padded(hashes);
     const rows = await this.#sql.all<Record<string, unknown>>(
       `SELECT ${KEY_AND_USER} FROM api_keys k JOIN users u ON u.id = k.user_id
-       WHERE k.hash IN (${placeholders(hashes.length)})`,
-      hashes,
+       WHERE k.hash IN (${placeholders(list.length)})`,
+      list,
     );
     const found = new Map<string, { key: ApiKey; user: User }>();
     for (const row of rows) {

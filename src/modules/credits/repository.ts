@@ -1,6 +1,6 @@
 import { columnList, insertStatement, rowEncoder, rowMapper } from "../../db/rows";
 import { type CreditLedgerRow, creditLedger } from "../../db/schema";
-import { placeholders, type Sql } from "../../db/sql";
+import { allStatements, inPowersOfTwo, padded, placeholders, type Sql } from "../../db/sql";
 
 const LEDGER_COLUMNS = columnList(creditLedger);
 const toLedgerRow = rowMapper(creditLedger);
@@ -8,6 +8,7 @@ const encode = rowEncoder(creditLedger);
 const INSERT = insertStatement(creditLedger);
 // The same INSERT up to its VALUES keyword, for several rows.
 const MULTI_INSERT = INSERT.slice(0, INSERT.indexOf("VALUES") + "VALUES".length);
+const COLUMNS_PER_ROW = LEDGER_COLUMNS.split(", ").length;
 
 /**
  * The credit ledger and the balance it keeps (`users.credits`, a column the users module leaves to credits:
@@ -61,10 +62,11 @@ export class CreditRepository {
     userIds: readonly string[],
   ): Promise<Map<string, { credits: number; unlimited: boolean }>> {
     if (userIds.length === 0) return new Map();
+    const list = padded(userIds);
     const rows = await this.#sql.all<{ id: string; credits: number; unlimited: number | boolean }>(
-      `UPDATE users SET credits = credits WHERE id IN (${placeholders(userIds.length)})
+      `UPDATE users SET credits = credits WHERE id IN (${placeholders(list.length)})
        RETURNING id, credits, unlimited`,
-      userIds,
+      list,
     );
     return new Map(rows.map((r) => [r.id, { credits: r.credits, unlimited: Boolean(r.unlimited) }]));
   }
@@ -75,11 +77,12 @@ export class CreditRepository {
    */
   async takeMany(amounts: ReadonlyMap<string, number>, now: number): Promise<Map<string, number>> {
     if (amounts.size === 0) return new Map();
-    const params: (string | number)[] = [now];
-    for (const [id, amount] of amounts) params.push(id, amount);
+    // Padded with copies of the last pair: a user matched twice by equal rows is still updated once.
+    const pairs = padded([...amounts]);
+    const params: (string | number)[] = [now, ...pairs.flat()];
     const rows = await this.#sql.all<{ id: string; credits: number }>(
       `UPDATE users SET credits = credits - CAST(v.column2 AS INTEGER), updated_at = ?
-       FROM (VALUES ${Array(amounts.size).fill("(?, ?)").join(", ")}) AS v
+       FROM (VALUES ${Array(pairs.length).fill("(?, ?)").join(", ")}) AS v
        WHERE users.id = v.column1 AND NOT users.unlimited AND users.credits >= CAST(v.column2 AS INTEGER)
        RETURNING users.id AS id, users.credits AS credits`,
       params,
@@ -87,13 +90,14 @@ export class CreditRepository {
     return new Map(rows.map((r) => [r.id, r.credits]));
   }
 
-  /** Ledger rows, one statement. */
+  /** Ledger rows, a statement per run of a power-of-two length (see db/sql.ts). */
   async insertMany(rows: readonly CreditLedgerRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    if (rows.length === 1) return this.insert(rows[0]!);
-    const values = rows.flatMap(encode);
-    const row = `(${placeholders(values.length / rows.length)})`;
-    await this.#sql.run(`${MULTI_INSERT} ${Array(rows.length).fill(row).join(", ")}`, values);
+    const row = `(${placeholders(COLUMNS_PER_ROW)})`;
+    await allStatements(
+      inPowersOfTwo(rows).map((run) =>
+        this.#sql.run(`${MULTI_INSERT} ${Array(run.length).fill(row).join(", ")}`, run.flatMap(encode)),
+      ),
+    );
   }
 
   async insert(row: CreditLedgerRow): Promise<void> {

@@ -1,6 +1,6 @@
 import { columnList, rowMapper } from "../../db/rows";
 import { type Asset, assets } from "../../db/schema";
-import { placeholders, type Sql } from "../../db/sql";
+import { padded, placeholders, type Sql } from "../../db/sql";
 import type { Queue } from "../../queue";
 import type { Storage } from "../../storage";
 import type { AssetView } from "./model";
@@ -77,10 +77,11 @@ export class AssetRepository {
   async transferJobs(owners: ReadonlyMap<string, string>): Promise<Asset[]> {
     if (owners.size === 0) return [];
     // An IN list, not a join with a VALUES list: PostgreSQL plans the join as a hash join over every asset.
+    const pairs = padded([...owners]);
     const rows = await this.#sql.all(
-      `UPDATE assets SET owner_id = CASE job_id ${Array(owners.size).fill("WHEN ? THEN ?").join(" ")} END
-       WHERE job_id IN (${placeholders(owners.size)}) RETURNING ${COLUMNS}`,
-      [...[...owners].flat(), ...owners.keys()],
+      `UPDATE assets SET owner_id = CASE job_id ${Array(pairs.length).fill("WHEN ? THEN ?").join(" ")} END
+       WHERE job_id IN (${placeholders(pairs.length)}) RETURNING ${COLUMNS}`,
+      [...pairs.flat(), ...pairs.map(([jobId]) => jobId)],
     );
     return rows.map(toAsset);
   }

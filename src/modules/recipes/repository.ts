@@ -1,6 +1,6 @@
 import { columnList, insertStatement, rowEncoder, rowMapper } from "../../db/rows";
 import { type Recipe, recipes } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { allStatements, inPowersOfTwo, type Sql } from "../../db/sql";
 
 const COLUMNS = columnList(recipes);
 const toRecipe = rowMapper(recipes);
@@ -54,14 +54,17 @@ export class RecipeRepository {
     );
   }
 
-  /** `countUsage` for many values at once, each counted `n` times, in one statement. */
+  /** `countUsage` for many values at once, each counted `n` times (a statement per power-of-two run, db/sql.ts). */
   async countUsageMany(rows: readonly { recipeId: string; variable: string; value: string; n: number }[]) {
-    if (rows.length === 0) return;
-    await this.#sql.run(
-      `INSERT INTO recipe_usage (recipe_id, variable, value, count)
-       VALUES ${Array(rows.length).fill("(?, ?, ?, ?)").join(", ")}
-       ON CONFLICT (recipe_id, variable, value) DO UPDATE SET count = recipe_usage.count + excluded.count`,
-      rows.flatMap((r) => [r.recipeId, r.variable, r.value, r.n]),
+    await allStatements(
+      inPowersOfTwo(rows).map((run) =>
+        this.#sql.run(
+          `INSERT INTO recipe_usage (recipe_id, variable, value, count)
+           VALUES ${Array(run.length).fill("(?, ?, ?, ?)").join(", ")}
+           ON CONFLICT (recipe_id, variable, value) DO UPDATE SET count = recipe_usage.count + excluded.count`,
+          run.flatMap((r) => [r.recipeId, r.variable, r.value, r.n]),
+        ),
+      ),
     );
   }
 
