@@ -254,6 +254,34 @@ describe("instant claims", () => {
     ).toMatchObject({ job: { id: ids[1] } });
   });
 
+  test("a group answers as its claims would one by one: a claim that lost the last generation pays nothing", async () => {
+    await createRecipe(server.api, { id: "owl", creditCost: 2, backlogMin: 1 });
+    await seedReadyBacklog(server.ctx, "owl", 1);
+    await seedReadyBacklog(server.ctx, "fox", 2);
+    const payer = (await server.ctx.users.get((await createUser(server.api, { credits: 4 })).id))!;
+    const other = (await server.ctx.users.get((await createUser(server.api, { credits: 4 })).id))!;
+    const { instant, recipes } = server.ctx;
+    await recipes.active("owl");
+    await recipes.active("fox");
+    // One group (one turn of the event loop). The payer can afford two claims: whichever way the one owl
+    // goes, the payer ends with two generations and no credits, never refused 402 for a reservation made by a
+    // claim that found no generation.
+    const outcomes = await Promise.allSettled([
+      instant.claim(other, "owl"),
+      instant.claim(payer, "owl"),
+      instant.claim(payer, "fox"),
+      instant.claim(payer, "fox"),
+    ]);
+    const codes = outcomes.map((o) => (o.status === "fulfilled" ? 200 : (o.reason as { code: string }).code));
+    expect([codes[0], codes[1]].sort()).toEqual([200, "instant_taken"].sort());
+    const mine = server.ctx.db.$client
+      .query("SELECT count(*) AS n FROM jobs WHERE owner_id = ?")
+      .get(payer.id);
+    expect(mine).toEqual({ n: 2 });
+    expect(await server.ctx.credits.balance(payer.id)).toBe(0);
+    expect(await server.ctx.credits.balance(other.id)).toBe(codes[0] === 200 ? 2 : 4);
+  });
+
   test("a claim alone in its transaction, refused after taking the generation, leaves nothing behind", async () => {
     const poor = await createUser(server.api, { credits: 2 });
     const [id] = await seedReadyBacklog(server.ctx, "fox", 1);

@@ -11,7 +11,7 @@ import type { RecipeService, VariableValues } from "../recipes/service";
 import type { InstantClaimView } from "./model";
 
 export type InstantDeps = {
-  /** The connection whose group-commit transaction (one savepoint per claim) every claim runs in. */
+  /** The connection whose group-commit transaction every claim runs in. */
   sql: Sql;
   /** The queue owns the jobs a claim takes. */
   queue: Pick<Queue, "features" | "itemSummaries">;
@@ -23,9 +23,10 @@ export type InstantDeps = {
    * The database is a server reached over the network (PostgreSQL): each statement is a round trip and
    * transactions run side by side. Then a group waits for the previous one to commit (claims arriving
    * meanwhile join the next), since overlapping groups would only queue on the rows every claim writes (the
-   * backlog's ended-job count, the recipe's usage) and each pay a commit alone; and a claim's independent
-   * statements are issued together, pipelined on the transaction's connection. On SQLite statements are
-   * function calls and transactions take turns behind the connection's gate: neither would help.
+   * backlog's ended-job count, the recipe's usage) and each pay a commit alone; a claim's independent
+   * statements are issued together, pipelined on the transaction's connection; and no look at the backlog is
+   * made before queueing (a statement per request: the group's take tells). On SQLite statements are
+   * function calls and transactions take turns behind the connection's gate: none of this would help.
    * @defaultValue false
    */
   networked?: boolean;
@@ -65,9 +66,11 @@ const taken = () =>
  * credit cost. The claim, the ownership transfer of the job and its assets, the charge, the usage count and
  * the top-up are one transaction: either all of it happened or none.
  *
- * Claims are group-committed: those arriving in the same event-loop turn share one IMMEDIATE transaction,
- * each inside its own savepoint (a refused claim rolls back alone; a claim alone in its transaction needs
- * none), and every caller hears back only after the commit. A commit costs far more than a claim's statements, so under load this is most of the throughput.
+ * Claims are group-committed: those arriving in the same event-loop turn share one transaction, and every
+ * caller hears back only after the commit. A group's claims are taken as one set, a statement per step
+ * whatever their number (#claimSet); a claim alone, or one with an Idempotency-Key, runs on its own, inside
+ * a savepoint when others share the transaction (a refused claim rolls back alone). A commit costs far more
+ * than a claim's statements, so under load this is most of the throughput.
  */
 export class InstantService {
   readonly #d: InstantDeps;
@@ -127,9 +130,11 @@ export class InstantService {
         // are what committed.
         outcomes = [];
         const claimed = new Set<string>();
-        // Over the network, the claims that record no idempotent answer are taken as one set (#claimSet);
-        // the others, one by one.
-        const inSet = this.#d.networked ? batch.filter((p) => p.idem === NO_KEY) : [];
+        // Two or more claims that record no idempotent answer are taken as one set (#claimSet); the others
+        // (a claim alone, claims with an Idempotency-Key, whose answer is written in their own savepoint)
+        // one by one.
+        const unkeyed = batch.filter((p) => p.idem === NO_KEY);
+        const inSet = unkeyed.length >= 2 ? unkeyed : [];
         const setOutcomes = new Map(
           inSet.length > 0 ? (await this.#claimSet(inSet)).map((out, i) => [inSet[i]!, out]) : [],
         );
@@ -232,17 +237,28 @@ export class InstantService {
         });
       }
       if (!released) {
-        for (const { i, price, balance } of short)
-          outcomes[i] = { ok: false, err: new InsufficientCreditsError(price, balance) };
+        // Run one by one, a claim takes before it pays: one whose backlog is empty by now would have been
+        // told so (404/409), not 402. One look per backlog, and only when a claim was refused for credits.
+        const looks = new Map(short.map(({ i }) => [backlogOf(group[i]!), group[i]!] as const));
+        for (const [key, p] of looks) {
+          if (!emptied.has(key) && !(await queue.features.hasCompleted(p.recipe.id, p.owner)))
+            emptied.add(key);
+        }
+        for (const { i, price, balance } of short) {
+          if (!emptied.has(backlogOf(group[i]!)))
+            outcomes[i] = { ok: false, err: new InsufficientCreditsError(price, balance) };
+        }
         break;
       }
       undecided = short.map(({ i }) => i);
     }
-    // The rest found their backlog emptied: by the claims before them (409), or empty from the start (404).
+    // The rest found their backlog emptied: by the claims before them, or after the look each made before
+    // queueing (409); or, with no look made (networked), empty from the start (404).
     const won = new Set(winners.map((w) => w.i));
+    const looked = !this.#d.networked;
     group.forEach((p, i) => {
       if (outcomes[i] || won.has(i)) return;
-      outcomes[i] = { ok: false, err: served.has(backlogOf(p)) ? taken() : noInstant() };
+      outcomes[i] = { ok: false, err: served.has(backlogOf(p)) || looked ? taken() : noInstant() };
     });
     // Charged in arrival order, so each ledger row's balance is the one after it.
     winners.sort((a, b) => a.i - b.i);
