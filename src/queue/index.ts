@@ -362,7 +362,12 @@ export class Queue {
       // (the first slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target). Likewise a card
       // render has no items or assets and a generation has both: the size reached on one type says
       // nothing of the next.
-      const sizer = () => new SliceSizer(opts.sliceMs ?? 5, { start: 50, min: 50, max: 5000 });
+      const fixed = this.backend.retentionSliceRows;
+      const sizer = () =>
+        new SliceSizer(
+          opts.sliceMs ?? 5,
+          fixed ? { start: fixed, min: fixed, max: fixed } : { start: 50, min: 50, max: 5000 },
+        );
       let slicer = sizer();
       let cursor: RetentionCursor | null = null;
       do {
