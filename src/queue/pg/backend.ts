@@ -779,11 +779,13 @@ export class PgQueueBackend implements QueueBackend {
   /**
    * A slice here is awaited I/O, not a hold on the event loop: requests run while it does. It costs about ten
    * round trips whatever its size, plus its rows, so slices sized for SQLite's 5 ms (50 to a few hundred
-   * rows) spent most of their time on round trips: 4,000 rows/s at 1M rows (docs/BENCHMARKS.md). Its locks do
-   * not grow with it: the deleted jobs are finished (nothing else takes them), and the counter rows that
-   * completions also update are taken by its last statement, just before it commits.
+   * rows) spent most of their time on round trips: 4,000 rows/s at 1M rows (docs/BENCHMARKS.md). From 2,000
+   * rows on the round trips are a few percent; larger slices went no faster and left longer gaps in the event
+   * loop (the server's own work per slice: its rows, their asset files). Its locks do not grow with it: the
+   * deleted jobs are finished (nothing else takes them), and the counter rows that completions also update
+   * are taken by its last statement, just before it commits.
    */
-  readonly retentionSliceRows = 5000;
+  readonly retentionSliceRows = 2000;
 
   retentionTransaction<T>(fn: () => Promise<T>): Promise<T> {
     return this.sql.transaction(fn);
