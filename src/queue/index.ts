@@ -44,7 +44,10 @@ export type RetentionOptions = {
   beforeDelete?: (ids: string[]) => Promise<void> | void;
   /** Runs after each slice has committed (awaited before the next slice). */
   afterSlice?: (ids: string[]) => Promise<void> | void;
-  /** How long one slice's transaction should take. @defaultValue 5 */
+  /**
+   * How long one slice's transaction should take; a backend with fixed slices (QueueBackend.retentionSliceRows,
+   * PostgreSQL's) ignores it. @defaultValue 5
+   */
   sliceMs?: number;
   /**
    * Awaited after every `RETENTION_CHECKPOINT_ROWS` deleted jobs with no slice running, so a WAL checkpoint
