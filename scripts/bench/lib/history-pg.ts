@@ -103,8 +103,9 @@ export async function buildHistoryPg(url: string, n: number, now: number): Promi
 }
 
 /**
- * What `easel serve` needs besides history.ts's own settings to run on this database: one instance, with the
- * bench's scratch directory as its (unshared in fact, but single-instance) local storage.
+ * What `easel serve` needs besides history.ts's own settings to run on this database. Start-up refuses local
+ * storage with DATABASE_URL unless it is declared shared; here one instance alone uses the bench's scratch
+ * directory, so declaring it is true enough.
  */
 export function pgServeEnv(url: string): Record<string, string> {
   return { DATABASE_URL: url, STORAGE_SHARED: "true" };
