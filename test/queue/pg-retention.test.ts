@@ -41,4 +41,48 @@ describe("retention slices (PostgreSQL)", () => {
     expect(left).toEqual({ jobs: 3, items: 3, counted: 3 });
     expect((await q.stats()).completed).toBe(3);
   });
+
+  test("a slice's delete counts itself in every scope: the owner's, and the owner's app for an end user's job", async () => {
+    const q = await postgres.queue();
+    await q.sql.run(
+      `INSERT INTO users (id, name, role, parent_id, credits, unlimited, created_at, updated_at)
+       VALUES ('app', 'app', 'app', NULL, 0, true, 0, 0), ('end', 'end', 'user', 'app', 0, false, 0, 0),
+         ('solo', 'solo', 'user', NULL, 0, false, 0, 0)`,
+    );
+    const old = Date.now() - 48 * 3_600_000;
+    const now = Date.now();
+    // 300 old and 2 recent jobs of each owner (none, an end user of the app, a plain user), of two
+    // types and two ended statuses.
+    await q.sql.run(
+      `INSERT INTO jobs (id, type, status, input, max_attempts, run_at, owner_id, created_at, finished_at, updated_at)
+       SELECT 'j-' || o.n || '-' || i, CASE WHEN i % 3 = 0 THEN 'card' ELSE 'render' END,
+         CASE WHEN i % 5 = 0 THEN 'failed' ELSE 'completed' END, '{}'::jsonb, 1, 0, o.owner, 0,
+         CASE WHEN i > 300 THEN ? ELSE ? + i END, 0
+       FROM generate_series(1, 302) AS i
+       CROSS JOIN (VALUES (1, NULL), (2, 'end'), (3, 'solo')) AS o(n, owner)`,
+      [now, old],
+    );
+    // The ended counts as the store keeps them, from the rows.
+    const recount = `SELECT s.scope, j.type, j.status, count(*)::bigint AS n FROM jobs j
+      LEFT JOIN users u ON u.id = j.owner_id
+      CROSS JOIN LATERAL (VALUES (''), ('u:' || j.owner_id), ('c:' || u.parent_id)) AS s(scope)
+      WHERE s.scope IS NOT NULL GROUP BY 1, 2, 3`;
+    await q.sql.run(`INSERT INTO job_counts (scope, type, status, n) ${recount}`);
+
+    expect(await q.cleanupRetention({ completedHours: 24, failedHours: 24 })).toBe(900);
+
+    const kept = (
+      await q.sql.all<{ scope: string; type: string; status: string; n: number }>(
+        "SELECT scope, type, status, n FROM job_counts WHERE n <> 0 ORDER BY 1, 2, 3",
+      )
+    ).map((r) => `${r.scope}/${r.type}/${r.status}=${r.n}`);
+    const actual = (
+      await q.sql.all<{ scope: string; type: string; status: string; n: number }>(
+        `${recount} ORDER BY 1, 2, 3`,
+      )
+    ).map((r) => `${r.scope}/${r.type}/${r.status}=${r.n}`);
+    expect(kept).toEqual(actual);
+    expect(kept).toContain("c:app/render/completed=2");
+    expect(kept).toContain("u:solo/render/completed=2");
+  });
 });
