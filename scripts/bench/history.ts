@@ -13,9 +13,12 @@
  *   (retention_health_p99_ms their p99);
  * - health_p99_ms_during: the health probes' p99 over all of the above; health_max_ms their maximum.
  *
- *   bun run bench history [--json] [--rows 1000000] [--requests 200]
+ *   bun run bench history [--json] [--rows 1000000] [--requests 200] [--backend sqlite|postgres] [--url …]
  *
  * `--plans` prints EXPLAIN QUERY PLAN of the request-path queries on the built database instead.
+ * `--backend postgres` builds the same history on a scratch database of the server at `--url` (a
+ * maintenance URL; default EASEL_TEST_DATABASE_URL, scripts/pg-test-cluster.sh), dropped afterwards, and
+ * serves it with DATABASE_URL (lib/history-pg.ts); its `--plans` prints EXPLAIN of the same requests.
  */
 import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -23,7 +26,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { QueueStore } from "../../src/queue/store";
+import { PG_TEST_URL } from "../../test/db/pg-helpers";
 import { buildHistory } from "./lib/history-data";
+import { buildHistoryPg, pgServeEnv, printPlansPg } from "./lib/history-pg";
+import { type BenchDatabase, benchDatabase } from "./lib/pg-database";
 import { machine, percentile, report, round } from "./machine";
 
 const { values } = parseArgs({
@@ -32,8 +38,12 @@ const { values } = parseArgs({
     rows: { type: "string", default: "1000000" },
     requests: { type: "string", default: "200" },
     plans: { type: "boolean", default: false },
+    backend: { type: "string", default: "sqlite" },
+    url: { type: "string", default: PG_TEST_URL },
   },
 });
+const backend = values.backend;
+if (backend !== "sqlite" && backend !== "postgres") throw new Error("--backend is sqlite or postgres");
 const rows = Number(values.rows);
 const requests = Number(values.requests);
 const ROOT = resolve(import.meta.dir, "../..");
@@ -55,6 +65,7 @@ async function serve(dataDir: string, env: Record<string, string>): Promise<Serv
       LOG_LEVEL: "info",
       ADMIN_KEY,
       JWT_SECRET: "bench-secret-bench-secret-bench-secret-01",
+      ...(pg ? pgServeEnv(pg.url) : {}),
       ...env,
     },
     stdin: "ignore",
@@ -280,15 +291,18 @@ async function printPlans(dataDir: string): Promise<void> {
 }
 
 const dir = mkdtempSync(join(tmpdir(), "easel-bench-history-"));
+const pg: BenchDatabase | null = backend === "postgres" ? await benchDatabase(values.url, "history") : null;
 try {
   const now = Date.now();
   const t0 = performance.now();
-  buildHistory(join(dir, "easel.db"), rows, now);
+  if (pg) await buildHistoryPg(pg.url, rows, now);
+  else buildHistory(join(dir, "easel.db"), rows, now);
   const buildS = (performance.now() - t0) / 1000;
-  if (values.plans) await printPlans(dir);
+  if (values.plans) await (pg ? printPlansPg(pg.url, dir, ADMIN_KEY) : printPlans(dir));
   else await measure(buildS);
 } finally {
   rmSync(dir, { recursive: true, force: true });
+  await pg?.drop();
 }
 
 async function measure(buildS: number): Promise<void> {
@@ -323,6 +337,7 @@ async function measure(buildS: number): Promise<void> {
   const health = [...beforeRetention, ...retentionProbes].sort((a, b) => a - b);
   report(
     {
+      backend,
       rows,
       build_s: round(buildS, 1),
       stats_p99_ms: p99(stats),

@@ -191,6 +191,11 @@ export interface QueueBackend {
     policy: StalledPolicy,
   ): Promise<{ requeued: Job[]; failed: Job[] }>;
 
+  /**
+   * Rows per retention slice, for a backend whose slices do not hold the event loop (Queue#cleanupRetention).
+   * Left out, slices are sized to take `sliceMs` each (SQLite's hold the loop).
+   */
+  readonly retentionSliceRows?: number;
   /** A transaction for retention slices (SQLite runs it with foreign keys off: the slice deletes children itself). */
   retentionTransaction<T>(fn: () => Promise<T>): Promise<T>;
   /** Up to `limit` jobs of one type that ended in `status` before `before`, not kept, from `from` on. */

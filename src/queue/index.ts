@@ -44,7 +44,10 @@ export type RetentionOptions = {
   beforeDelete?: (ids: string[]) => Promise<void> | void;
   /** Runs after each slice has committed (awaited before the next slice). */
   afterSlice?: (ids: string[]) => Promise<void> | void;
-  /** How long one slice's transaction should take. @defaultValue 5 */
+  /**
+   * How long one slice's transaction should take; a backend with fixed slices (QueueBackend.retentionSliceRows,
+   * PostgreSQL's) ignores it. @defaultValue 5
+   */
   sliceMs?: number;
   /**
    * Awaited after every `RETENTION_CHECKPOINT_ROWS` deleted jobs with no slice running, so a WAL checkpoint
@@ -362,7 +365,12 @@ export class Queue {
       // (the first slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target). Likewise a card
       // render has no items or assets and a generation has both: the size reached on one type says
       // nothing of the next.
-      const sizer = () => new SliceSizer(opts.sliceMs ?? 5, { start: 50, min: 50, max: 5000 });
+      const fixed = this.backend.retentionSliceRows;
+      const sizer = () =>
+        new SliceSizer(
+          opts.sliceMs ?? 5,
+          fixed ? { start: fixed, min: fixed, max: fixed } : { start: 50, min: 50, max: 5000 },
+        );
       let slicer = sizer();
       let cursor: RetentionCursor | null = null;
       do {
