@@ -221,8 +221,7 @@ describe("instant claims on PostgreSQL", () => {
     const [vipJob] =
       await pg.sql`SELECT credits_charged::int AS charged FROM jobs WHERE owner_id = ${vip.id}`;
     expect(vipJob.charged).toBe(0);
-    const owlWinners = new Set<number>();
-    owl.forEach((r, i) => r.status === 200 && owlWinners.add(i));
+    const owlWinners = new Set(owl.flatMap((r, i) => (r.status === 200 ? [i] : [])));
     for (const [i, u] of payers.entries()) {
       const wins = 1 + (owlWinners.has(i) ? 1 : 0);
       const rows = await pg.sql`SELECT delta::int AS delta, balance_after::int AS after FROM credit_ledger
