@@ -120,12 +120,35 @@ function flat(s: string): string {
   return s;
 }
 
+/**
+ * Font engines kept per loader, a few dozen at most (a card asks for one per font size, weight and locale).
+ * Satori builds a new engine on every `getEngine` call (27 calls for the poll card, 8 distinct): it copies
+ * the element's whole style to read three properties from it and resolves the font list anew, and each new
+ * engine starts with an empty character → font cache. An engine is a function of its arguments and of the
+ * loader's fonts only (its caches are pure), so one per distinct argument list serves every call.
+ */
+const MAX_ENGINES = 256;
+const engines = new WeakMap<object, Map<string, FontEngine>>();
+
+function enginesOf(loader: object): Map<string, FontEngine> {
+  let map = engines.get(loader);
+  if (!map) {
+    map = new Map();
+    engines.set(loader, map);
+  }
+  return map;
+}
+
 function patch(proto: FontLoader): void {
   const { getEngine, addFonts } = proto;
   proto.getEngine = function (this: FontLoader, fontSize, lineHeight, style, locale) {
+    const font = fontKey(style, locale);
+    const known = enginesOf(this);
+    const engineKey = `${fontSize}|${lineHeight}|${font}`;
+    const kept = known.get(engineKey);
+    if (kept) return kept;
     const engine = getEngine.call(this, fontSize, lineHeight, style, locale);
     const cache = cacheOf(this);
-    const font = fontKey(style, locale);
     const getSVG = engine.getSVG;
     engine.getSVG = (content, runStyle, band) => {
       // Underline skip-ink boxes are rare and are computed from the glyphs: not cached.
@@ -137,11 +160,16 @@ function patch(proto: FontLoader): void {
       cache.set(key, { path: flat(paths.path), boldPath: flat(paths.boldPath), boxes: [] });
       return paths;
     };
+    if (known.size >= MAX_ENGINES) known.clear();
+    known.set(engineKey, engine);
     return engine;
   };
   proto.addFonts = function (this: FontLoader, fonts) {
     // New fonts can change which font draws a character, as satori's own shaping cache knows.
-    if (fonts.length) cacheOf(this).clear();
+    if (fonts.length) {
+      cacheOf(this).clear();
+      enginesOf(this).clear();
+    }
     return addFonts.call(this, fonts);
   };
 }
