@@ -29,8 +29,12 @@ interface RunStyle {
 
 type GetSvg = (content: string, style: RunStyle, band?: unknown) => GlyphPaths;
 
+type Metric = (s?: string, resolvedFont?: unknown) => number;
+
 interface FontEngine {
   getSVG: GetSvg;
+  height: Metric;
+  baseline: Metric;
 }
 
 interface EngineStyle {
@@ -52,7 +56,7 @@ const GLYPH_CACHE_MAX_RUNS = 2000;
 const GLYPH_CACHE_MAX_CHARS = 8_000_000;
 
 /** Runs served from the caches and runs satori drew, over every loader of this thread. */
-const counts = { hits: 0, misses: 0 };
+const counts = { hits: 0, misses: 0, enginesAsked: 0, enginesMade: 0 };
 
 class RunCache {
   readonly #runs = new Map<string, GlyphPaths>();
@@ -121,33 +125,60 @@ function flat(s: string): string {
 }
 
 /**
- * Font engines kept per loader, a few dozen at most (a card asks for one per font size, weight and locale).
- * Satori builds a new engine on every `getEngine` call (27 calls for the poll card, 8 distinct): it copies
- * the element's whole style to read three properties from it and resolves the font list anew, and each new
- * engine starts with an empty character → font cache. An engine is a function of its arguments and of the
- * loader's fonts only (its caches are pure), so one per distinct argument list serves every call.
+ * Font engines kept per loader for one card. Satori builds a new engine on every `getEngine` call (27 calls
+ * for the poll card, 8 distinct): it copies the element's whole style to read three properties from it and
+ * resolves the font list anew. An engine is a function of its arguments and of the loader's fonts, so one per
+ * distinct argument list serves a card's calls. Not longer: an engine remembers which font drew a string by
+ * its first UTF-16 unit, so for text starting with an astral character (an emoji, a rare CJK ideograph) the
+ * first string it met decides, and that must be a string of this card, not of an earlier one.
  */
-const MAX_ENGINES = 256;
-const engines = new WeakMap<object, Map<string, FontEngine>>();
+const engines = new WeakMap<object, { card: number; byArgs: Map<string, FontEngine> }>();
+let card = 0;
+
+/** Starts a card: engines made for earlier cards are not used again. Call before each satori call. */
+export function startCard(): void {
+  card++;
+}
 
 function enginesOf(loader: object): Map<string, FontEngine> {
-  let map = engines.get(loader);
-  if (!map) {
-    map = new Map();
-    engines.set(loader, map);
+  let kept = engines.get(loader);
+  if (kept?.card !== card) {
+    kept = { card, byArgs: new Map() };
+    engines.set(loader, kept);
   }
-  return map;
+  return kept.byArgs;
+}
+
+/**
+ * A line metric remembered by the first UTF-16 unit of the text it is asked about, which is how the engine
+ * picks the font it takes the metric from (its own cache of fonts is keyed the same way). A card asks ~350
+ * times, and each answer built a list of every font again before looking in that cache.
+ */
+function byFirstUnit(metric: Metric): Metric {
+  const known = new Map<number, number>();
+  return (s, resolvedFont) => {
+    if (resolvedFont !== undefined) return metric(s, resolvedFont);
+    const unit = s === undefined ? -1 : s.charCodeAt(0);
+    let value = known.get(unit);
+    if (value === undefined) {
+      value = metric(s);
+      known.set(unit, value);
+    }
+    return value;
+  };
 }
 
 function patch(proto: FontLoader): void {
   const { getEngine, addFonts } = proto;
   proto.getEngine = function (this: FontLoader, fontSize, lineHeight, style, locale) {
+    counts.enginesAsked++;
     const font = fontKey(style, locale);
     const known = enginesOf(this);
     const engineKey = `${fontSize}|${lineHeight}|${font}`;
     const kept = known.get(engineKey);
     if (kept) return kept;
     const engine = getEngine.call(this, fontSize, lineHeight, style, locale);
+    counts.enginesMade++;
     const cache = cacheOf(this);
     const getSVG = engine.getSVG;
     engine.getSVG = (content, runStyle, band) => {
@@ -160,7 +191,8 @@ function patch(proto: FontLoader): void {
       cache.set(key, { path: flat(paths.path), boldPath: flat(paths.boldPath), boxes: [] });
       return paths;
     };
-    if (known.size >= MAX_ENGINES) known.clear();
+    engine.height = byFirstUnit(engine.height);
+    engine.baseline = byFirstUnit(engine.baseline);
     known.set(engineKey, engine);
     return engine;
   };
@@ -220,7 +252,15 @@ export async function installGlyphCache<T>(fonts: readonly unknown[], render: ()
   }
 }
 
-/** Runs served from the cache and runs satori drew, in this thread so far. */
-export function glyphCacheStats(): { hits: number; misses: number } {
+/**
+ * Runs served from the cache and runs satori drew, and font engines satori asked for and engines made, in
+ * this thread so far.
+ */
+export function glyphCacheStats(): {
+  hits: number;
+  misses: number;
+  enginesAsked: number;
+  enginesMade: number;
+} {
   return { ...counts };
 }

@@ -5,7 +5,7 @@ import type { FontFace } from "./fonts";
 import { type El, textOf } from "./h";
 import { createPngEncoder, type PngEncode } from "./png";
 import { Resvg } from "./resvg";
-import { installGlyphCache } from "./satori-glyphs";
+import { installGlyphCache, startCard } from "./satori-glyphs";
 
 /**
  * How resvg's pixels become a PNG: `zlib` (png.ts: no filters, zlib level 2), `sharp` (libvips, zlib level
@@ -105,6 +105,7 @@ export function createSatoriEngine(assets: RenderAssets, encoder: PngEncoder = "
   let first = true;
   const svg: RenderEngine["svg"] = async (element, width, height) => {
     const cardFonts = fontsFor(element);
+    startCard();
     if (!first) return layOut(element, width, height, cardFonts);
     first = false;
     return installGlyphCache(cardFonts, () => layOut(element, width, height, cardFonts));

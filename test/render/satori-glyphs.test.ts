@@ -65,6 +65,22 @@ describe("satori's path data of repeated text", () => {
     expect(latin).toBe(await svgOf(freshRenderer(), poll));
   });
 
+  test("a card makes one font engine per distinct font, size and line height, and no engine outlives its card", async () => {
+    await svgOf(renderer, poll);
+    const before = glyphCacheStats();
+    const svg = await svgOf(renderer, poll);
+    const first = glyphCacheStats();
+    const asked = first.enginesAsked - before.enginesAsked;
+    const made = first.enginesMade - before.enginesMade;
+    // Satori asks once per text element and more; the poll card uses a handful of sizes and weights.
+    expect(made).toBeGreaterThan(0);
+    expect(asked).toBeGreaterThan(2 * made);
+    await svgOf(renderer, poll);
+    // The next card makes its own again: an engine's memory of which font drew what is the card's alone.
+    expect(glyphCacheStats().enginesMade - first.enginesMade).toBe(made);
+    expect(svg).toBe(await svgOf(freshRenderer(), poll));
+  });
+
   test("renderers whose first renders overlap both get the cache, and WeakMap's own set is back after", async () => {
     const ownSet = WeakMap.prototype.set;
     const [a, b] = [freshRenderer(), freshRenderer()];
