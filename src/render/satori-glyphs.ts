@@ -7,7 +7,8 @@
  * Satori does not export its font loader, so the cache is installed on the loader's class, reached through
  * the loader satori keeps for our `fonts` array (see {@link installGlyphCache}). The cache key holds every
  * input of satori's `getSVG` (the text, its font selection, size, position, spacing, features and direction),
- * and the cache is emptied whenever fonts are added, as satori empties its own shaping cache.
+ * and the cache is emptied whenever fonts are added, as satori empties its own shaping cache. The same
+ * wrapper keeps the font engines satori asks its loader for, for the length of a card (see `startCard`).
  */
 
 /** What satori's `getSVG` returns for a run of text. */
