@@ -2,13 +2,14 @@
  * Satori turns every run of text into SVG path data on every render: it walks each glyph's outline and prints
  * its coordinates (about a fifth of its layout time on the poll card). A live card re-renders with the same
  * question, names and labels, so those runs come out byte for byte the same each time. This keeps the path
- * data of recent runs on satori's font loader and hands it back when a run repeats.
+ * data of recent runs, per font loader, and hands it back when a run repeats.
  *
  * Satori does not export its font loader, so the cache is installed on the loader's class, reached through
  * the loader satori keeps for our `fonts` array (see {@link installGlyphCache}). The cache key holds every
- * input of satori's `getSVG` (the text, its font selection, size, position, spacing, features and direction),
- * and the cache is emptied whenever fonts are added, as satori empties its own shaping cache. The same
- * wrapper keeps the font engines satori asks its loader for, for the length of a card (see `startCard`).
+ * input of satori's `getSVG` (the text, its font selection, size, position, spacing, features and direction)
+ * and the loader's font set: adding fonts starts a new set, as satori then empties its own shaping cache.
+ * The same wrapper keeps the font engines satori asks its loader for, for the length of a card (see
+ * `startCard`).
  */
 
 /** What satori's `getSVG` returns for a run of text. */
@@ -52,7 +53,10 @@ interface FontLoader {
   addFonts(fonts: unknown[]): void;
 }
 
-/** Path data kept per loader: a few cards' worth (the poll card has ~20 runs, ~125 KB of path data). */
+/**
+ * Path data kept per thread, over every font loader: a few cards' worth (the poll card has ~20 runs, ~125 KB of
+ * path data). One budget for the thread, not one per loader: a worker has a loader per set of scripts.
+ */
 const GLYPH_CACHE_MAX_RUNS = 2000;
 const GLYPH_CACHE_MAX_CHARS = 8_000_000;
 
@@ -85,23 +89,25 @@ class RunCache {
       this.#chars -= old.path.length + old.boldPath.length;
     }
   }
-
-  clear(): void {
-    this.#runs.clear();
-    this.#chars = 0;
-  }
 }
 
-const caches = new WeakMap<object, RunCache>();
+const runs = new RunCache();
 const patched = new WeakSet<object>();
 
-function cacheOf(loader: object): RunCache {
-  let cache = caches.get(loader);
-  if (!cache) {
-    cache = new RunCache();
-    caches.set(loader, cache);
+/**
+ * The font set a loader holds, as a number in the cache keys: a new one whenever fonts are added, so runs
+ * drawn with its earlier fonts are never served again (they age out of the cache).
+ */
+const fontSets = new WeakMap<object, number>();
+let lastFontSet = 0;
+
+function fontSetOf(loader: object): number {
+  let id = fontSets.get(loader);
+  if (id === undefined) {
+    id = ++lastFontSet;
+    fontSets.set(loader, id);
   }
-  return cache;
+  return id;
 }
 
 /** The inputs of satori's font resolution and synthesis (bold, italic) for an engine. */
@@ -180,16 +186,15 @@ function patch(proto: FontLoader): void {
     if (kept) return kept;
     const engine = getEngine.call(this, fontSize, lineHeight, style, locale);
     counts.enginesMade++;
-    const cache = cacheOf(this);
     const getSVG = engine.getSVG;
     engine.getSVG = (content, runStyle, band) => {
       // Underline skip-ink boxes are rare and are computed from the glyphs: not cached.
       if (band) return getSVG(content, runStyle, band);
-      const key = runKey(font, content, runStyle);
-      const cached = cache.get(key);
+      const key = `${fontSetOf(this)}|${runKey(font, content, runStyle)}`;
+      const cached = runs.get(key);
       if (cached) return { path: cached.path, boldPath: cached.boldPath, boxes: [] };
       const paths = getSVG(content, runStyle, band);
-      cache.set(key, { path: flat(paths.path), boldPath: flat(paths.boldPath), boxes: [] });
+      runs.set(key, { path: flat(paths.path), boldPath: flat(paths.boldPath), boxes: [] });
       return paths;
     };
     engine.height = byFirstUnit(engine.height);
@@ -200,7 +205,7 @@ function patch(proto: FontLoader): void {
   proto.addFonts = function (this: FontLoader, fonts) {
     // New fonts can change which font draws a character, as satori's own shaping cache knows.
     if (fonts.length) {
-      cacheOf(this).clear();
+      fontSets.set(this, ++lastFontSet);
       enginesOf(this).clear();
     }
     return addFonts.call(this, fonts);
