@@ -10,7 +10,12 @@
  *   far less than the wall-clock figures;
  * - page_faults_per_card: minor page faults of the process over the burst per card: memory the renderers
  *   take fresh from the OS (a 1200x800 canvas is ~940 pages), which costs more the busier the machine;
- * - rss_mb: the process's resident memory as the burst ends (the workers' native canvases and pixels).
+ * - rss_mb: the process's resident memory as the burst ends (the workers' native canvases and pixels);
+ * - cpu_ms_per_card_by_thread (Linux): that CPU split by thread: `main` (the pool and this script), `workers`
+ *   (the render threads), `native_pool` (Bun's work pool: takumi's drawing), `jit` (JavaScriptCore's
+ *   compiler threads), `gc` (its collector helpers) and `other`. The JIT compiles satori's code once per
+ *   worker, over its first ~2 000 cards, so at the default warm-up it is part of the burst's figures;
+ *   `--warm N` renders N cards per worker first, to see the steady state a long-lived server reaches.
  * The top-level figures are those of the engine CARD_RENDERER names (default satori); `engines` has both.
  * `encoders` times satori's PNG encode step alone (resvg's own encoder, sharp from raw pixels, png.ts over
  * zlib) on the same rasterised poll card, in this thread.
@@ -25,10 +30,11 @@
  * --root DIR measures the render code of another checkout (e.g. the base of a change) with this same
  * script; a checkout without stage marks reports only the total and `gc`.
  *
- * Usage: bun run bench render [--json] [--workers N] [--nice N] [--engine satori|takumi]
+ * Usage: bun run bench render [--json] [--workers N] [--nice N] [--engine satori|takumi] [--warm N]
  *        bun run bench render --stages [--json] [--rounds N] [--unique] [--engine E] [--root DIR]
  * Prints one JSON object (--json: nothing else on stdout or stderr).
  */
+import { readdirSync, readFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { resolve } from "node:path";
 import sharp from "sharp";
@@ -56,6 +62,7 @@ const workers = Number(option("--workers") ?? availableParallelism());
 const nice = option("--nice") === undefined ? undefined : Number(option("--nice"));
 const chosen = (process.env.CARD_RENDERER ?? "satori") as EngineName;
 const only = option("--engine") as EngineName | undefined;
+const warm = Number(option("--warm") ?? 4);
 
 function log(message: string): void {
   if (!jsonOnly) console.error(message);
@@ -136,14 +143,65 @@ async function withLagMonitor(work: () => Promise<unknown>): Promise<number> {
   return maxLag;
 }
 
+type ThreadGroup = "main" | "workers" | "native_pool" | "jit" | "gc" | "other";
+
+/** CPU ms of each thread of this process so far, with its name (Linux: /proc/self/task); null elsewhere. */
+function threadCpu(): Map<string, { group: ThreadGroup; ms: number }> | null {
+  let tids: string[];
+  try {
+    tids = readdirSync("/proc/self/task");
+  } catch {
+    return null;
+  }
+  const threads = new Map<string, { group: ThreadGroup; ms: number }>();
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      // utime and stime, fields 14 and 15, in ticks of 10 ms, after the ") " that ends the name
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      threads.set(tid, { group: groupOf(tid, name), ms: (Number(fields[11]) + Number(fields[12])) * 10 });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return threads;
+}
+
+function groupOf(tid: string, name: string): ThreadGroup {
+  if (tid === String(process.pid)) return "main";
+  if (name === "Worker") return "workers";
+  if (name.startsWith("Bun Pool")) return "native_pool";
+  if (name.startsWith("JIT")) return "jit";
+  if (name === "HeapHelper" || name.includes("Helper Thread")) return "gc";
+  return "other";
+}
+
+/** CPU ms per thread group since `before` (threads born since count from their start). */
+function threadCpuSince(before: ReturnType<typeof threadCpu>): Record<ThreadGroup, number> | null {
+  const now = threadCpu();
+  if (!before || !now) return null;
+  const groups: Record<ThreadGroup, number> = {
+    main: 0,
+    workers: 0,
+    native_pool: 0,
+    jit: 0,
+    gc: 0,
+    other: 0,
+  };
+  for (const [tid, { group, ms }] of now) groups[group] += ms - (before.get(tid)?.ms ?? 0);
+  return groups;
+}
+
 async function benchEngine(engine: EngineName) {
   const pool = new RenderPool({ size: workers, nice, engine });
   try {
     // Warm every worker: fonts, satori's wasm and glyph caches load on the first renders.
-    await Promise.all(Array.from({ length: workers * 4 }, (_, i) => pool.render("poll", pollData(i))));
+    await Promise.all(Array.from({ length: workers * warm }, (_, i) => pool.render("poll", pollData(i))));
     const pngBytes = (await pool.render("poll", pollData(0))).png.byteLength;
     const latency = await benchLatency(pool);
     let elapsed = 0;
+    const threadsBefore = threadCpu();
     const cpuBefore = process.cpuUsage();
     const faultsBefore = process.resourceUsage().minorPageFault;
     const lag = await withLagMonitor(async () => {
@@ -155,6 +213,7 @@ async function benchEngine(engine: EngineName) {
       elapsed = performance.now() - started;
     });
     const cpu = process.cpuUsage(cpuBefore);
+    const byThread = threadCpuSince(threadsBefore);
     const faults = process.resourceUsage().minorPageFault - faultsBefore;
     const rss = process.memoryUsage().rss;
     const result = {
@@ -166,6 +225,11 @@ async function benchEngine(engine: EngineName) {
       cpu_ms_per_card: round((cpu.user + cpu.system) / 1000 / BURST),
       page_faults_per_card: Math.round(faults / BURST),
       rss_mb: Math.round(rss / 2 ** 20),
+      ...(byThread && {
+        cpu_ms_per_card_by_thread: Object.fromEntries(
+          Object.entries(byThread).map(([group, ms]) => [group, round(ms / BURST)]),
+        ),
+      }),
     };
     log(`${engine}: ${JSON.stringify(result)}`);
     return result;
@@ -290,6 +354,7 @@ async function main() {
     ...headline,
     engines,
     workers,
+    warm_cards_per_worker: warm,
     worker_nice: nice ?? 10,
     idle_event_loop_lag_ms: round(idleLag),
     encoders,

@@ -158,10 +158,16 @@ export class FallbackFonts {
     this.#base = base.flatMap((f) => f.ranges);
   }
 
-  /** The faces `text` needs beyond the base font, every weight of each; the same objects on every call. */
+  /**
+   * The faces `text` needs beyond the base font, every weight of each; the same objects on every call. They
+   * come in one order for one set of faces, whatever the order of the text: families in the text's order of
+   * preference (the first that has a character draws it), then each family's slices as its package lists
+   * them. Engines take metrics from the position of a font in their list (satori lays an emoji line out with
+   * the last font's), so a set of faces in another order could lay out differently.
+   */
   facesFor(text: string): FontFace[] {
     const order = this.#orderFor(text);
-    const slices = new Map<string, { family: FallbackFamily; subset: string; ranges: CodepointRange[] }>();
+    const wanted = new Map<FallbackFamily, Set<string>>();
     const seen = new Set<number>();
     for (const char of text) {
       const cp = char.codePointAt(0)!;
@@ -169,15 +175,22 @@ export class FallbackFonts {
       seen.add(cp);
       if (NO_GLYPH.test(char) || inRanges(cp, this.#base)) continue;
       for (const family of order) {
-        const hit = this.#sliceFor(family, cp);
-        if (!hit) continue;
-        slices.set(`${family.pkg}/${hit.subset}`, { family, ...hit });
+        const subset = this.#sliceFor(family, cp);
+        if (subset === undefined) continue;
+        const subsets = wanted.get(family) ?? new Set();
+        wanted.set(family, subsets.add(subset));
         break;
       }
     }
-    return [...slices.values()].flatMap(({ family, subset, ranges }) =>
-      this.#weights.map((weight) => this.#face(family, subset, ranges, weight)),
-    );
+    return order.flatMap((family) => {
+      const subsets = wanted.get(family);
+      if (!subsets) return [];
+      return [...this.#subsetsOf(family)]
+        .filter(([subset]) => subsets.has(subset))
+        .flatMap(([subset, ranges]) =>
+          this.#weights.map((weight) => this.#face(family, subset, ranges, weight)),
+        );
+    });
   }
 
   /**
@@ -191,13 +204,18 @@ export class FallbackFonts {
     return [...new Set([...preferred, ...others, ...cjk])];
   }
 
-  #sliceFor(family: FallbackFamily, cp: number): { subset: string; ranges: CodepointRange[] } | undefined {
+  /** The family's slices that serve scripts the base font lacks, read when the family is first needed. */
+  #subsetsOf(family: FallbackFamily): Map<string, CodepointRange[]> {
     let subsets = this.#subsets.get(family.pkg);
     if (!subsets) {
       subsets = new Map([...subsetsOf(family.pkg)].filter(([name]) => !COVERED_BY_BASE.has(name)));
       this.#subsets.set(family.pkg, subsets);
     }
-    for (const [subset, ranges] of subsets) if (inRanges(cp, ranges)) return { subset, ranges };
+    return subsets;
+  }
+
+  #sliceFor(family: FallbackFamily, cp: number): string | undefined {
+    for (const [subset, ranges] of this.#subsetsOf(family)) if (inRanges(cp, ranges)) return subset;
     return undefined;
   }
 

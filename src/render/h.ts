@@ -29,3 +29,18 @@ export function div(style: Style, ...children: Child[]): El {
 export function img(src: string, width: number, height: number, style: Style = {}): El {
   return { type: "img", props: { src, width, height, style } };
 }
+
+/** An element's children as a list, without the ones that render nothing. */
+export function childrenOf(el: El): Child[] {
+  const { children } = el.props;
+  return (Array.isArray(children) ? children : [children]).filter(
+    (c) => c !== null && c !== undefined && c !== false,
+  );
+}
+
+/** All the text in a tree, to find the fallback fonts a card needs before it is laid out. */
+export function textOf(el: El): string {
+  return childrenOf(el)
+    .map((c) => (typeof c === "object" && c ? textOf(c) : String(c)))
+    .join(" ");
+}

@@ -1,7 +1,7 @@
 import { type Node, Renderer } from "@takumi-rs/core";
 import type { RenderAssets, RenderEngine } from "./engine";
 import type { FontFace } from "./fonts";
-import type { Child, El, Style } from "./h";
+import { childrenOf, type El, type Style, textOf } from "./h";
 import { createPngEncoder } from "./png";
 
 const graphemes = new Intl.Segmenter("en", { granularity: "grapheme" });
@@ -28,13 +28,6 @@ function isEmoji(grapheme: string): boolean {
 
 // Sized as satori sizes them: one em square, sitting on the line like a capital.
 const EMOJI_STYLE: Style = { display: "inline-block", width: "1em", height: "1em", verticalAlign: "-0.12em" };
-
-function childrenOf(el: El): Child[] {
-  const { children } = el.props;
-  return (Array.isArray(children) ? children : [children]).filter(
-    (c) => c !== null && c !== undefined && c !== false,
-  );
-}
 
 /**
  * Text as takumi nodes: plain text stays one text node; emoji become inline images between text runs, in a
@@ -76,13 +69,6 @@ function toNode(el: El, emoji: RenderAssets["emoji"]): Node {
   };
 }
 
-/** All the text in a tree, to find the fallback fonts it needs before rendering. */
-function textOf(el: El): string {
-  return childrenOf(el)
-    .map((c) => (typeof c === "object" && c ? textOf(c) : String(c)))
-    .join(" ");
-}
-
 /**
  * Takumi (a Rust renderer of node trees, no browser) draws the same templates with the same fonts, emoji
  * and avatars. Faces are registered once per renderer, each under its family with its code point ranges, the
@@ -111,25 +97,34 @@ export function createTakumiEngine(assets: RenderAssets): RenderEngine {
     }
   }
 
-  async function prepare(element: El): Promise<Node> {
+  /**
+   * The card's node tree and its font stack: the base family, then the fallback families its text needs in
+   * their order of preference. Takumi would otherwise fall back through every family registered so far in
+   * the order they came, so a Japanese card's Han characters took Chinese shapes once a Chinese card had
+   * been rendered first.
+   */
+  async function prepare(element: El): Promise<{ node: Node; fontFamilies: string[] }> {
     await register(assets.fonts);
-    await register(assets.fallbacks.facesFor(textOf(element)));
-    return toNode(element, assets.emoji);
+    const faces = assets.fallbacks.facesFor(textOf(element));
+    await register(faces);
+    const fontFamilies = [...new Set([...assets.fonts, ...faces].map((face) => face.family))];
+    return { node: toNode(element, assets.emoji), fontFamilies };
   }
 
   return {
     name: "takumi",
     async render(element, width, height, mark = () => {}) {
-      const node = await prepare(element);
+      const { node, fontFamilies } = await prepare(element);
       mark("nodes");
-      const pixels = await renderer.render(node, { width, height, format: "raw" });
+      const pixels = await renderer.render(node, { width, height, format: "raw", fontFamilies });
       mark("draw");
       const png = encodePng(pixels, width, height);
       mark("encode");
       return png;
     },
     async svg(element, width, height) {
-      return renderer.renderSvg(await prepare(element), { width, height });
+      const { node, fontFamilies } = await prepare(element);
+      return renderer.renderSvg(node, { width, height, fontFamilies });
     },
   };
 }
