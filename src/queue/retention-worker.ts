@@ -1,0 +1,88 @@
+/**
+ * Retention's slices on a worker thread's own connection (see retention-thread.ts): the same
+ * `QueueStore#deleteFinishedSlice` the event loop would run, so the event loop stays free while a slice's
+ * rows, index entries, children and counts are deleted. Answers each message, in order, with a `SliceDone`.
+ */
+import { Database } from "bun:sqlite";
+import type { TerminalStatus } from "../db/schema";
+import { QueueStore, type RetentionCursor } from "./store";
+
+declare const self: Worker;
+
+/** The main connection's `synchronous` (0-3) and `cache_size`, which this connection's commits follow. */
+export type RetentionStart = { path: string; synchronous: number; cacheSize: number };
+export type SliceAsk = {
+  status: TerminalStatus;
+  before: number;
+  from: RetentionCursor | null;
+  limit: number;
+  /** Run before the delete with the slice's ids as a JSON array (?1); every string column it returns is a key. */
+  companionSql?: string;
+};
+export type SliceDone =
+  | { ids: string[]; next: RetentionCursor | null; keys: string[]; ms: number }
+  | { failed: string };
+
+let store: QueueStore | null = null;
+const companions = new Map<string, ReturnType<Database["prepare"]>>();
+
+function slice(ask: SliceAsk): SliceDone {
+  if (!store) return { failed: "not started" };
+  const db = store.db;
+  const started = performance.now();
+  try {
+    const out = store.tx(() => {
+      const found = store!.deleteFinishedSlice(ask.status, ask.before, ask.from, ask.limit);
+      const keys: string[] = [];
+      if (found.ids.length > 0) {
+        if (ask.companionSql) {
+          let stmt = companions.get(ask.companionSql);
+          if (!stmt) {
+            stmt = db.prepare(ask.companionSql);
+            companions.set(ask.companionSql, stmt);
+          }
+          for (const row of stmt.all(JSON.stringify(found.ids)) as Record<string, unknown>[]) {
+            for (const v of Object.values(row)) if (typeof v === "string") keys.push(v);
+          }
+        }
+        found.delete();
+      }
+      return { ids: found.ids, next: found.next, keys };
+    });
+    return { ...out, ms: performance.now() - started };
+  } catch (err) {
+    return { failed: String(err) };
+  }
+}
+
+self.onmessage = (event: MessageEvent<RetentionStart | SliceAsk | "stop">) => {
+  const data = event.data;
+  if (data === "stop") {
+    store?.db.close();
+    store = null;
+    postMessage("stopped");
+    return;
+  }
+  if ("status" in data) {
+    postMessage(slice(data));
+    return;
+  }
+  try {
+    const db = new Database(data.path);
+    // The main connection stands aside while a slice runs, so only another process can hold the lock.
+    db.exec("PRAGMA busy_timeout = 5000");
+    // Commits as the main connection's: no automatic checkpoint inside a commit (the checkpoint worker
+    // runs them), and no fsync unless FULL is asked for.
+    db.exec("PRAGMA wal_autocheckpoint = 0");
+    db.exec(`PRAGMA synchronous = ${Math.trunc(data.synchronous)}`);
+    db.exec(`PRAGMA cache_size = ${Math.trunc(data.cacheSize)}`);
+    db.exec("PRAGMA temp_store = MEMORY");
+    // This connection only runs retention slices, which delete the jobs' children themselves
+    // (deleteFinishedSlice): the per-row foreign-key actions would find nothing left to do.
+    db.exec("PRAGMA foreign_keys = OFF");
+    store = new QueueStore(db);
+    postMessage("started");
+  } catch (err) {
+    postMessage({ failed: String(err) });
+  }
+};
