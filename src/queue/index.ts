@@ -56,13 +56,14 @@ export type RetentionOptions = {
   signal?: AbortSignal;
   /**
    * SQLite on a file: delete the slices on a worker thread's own connection (`RetentionThread`), the event
-   * loop free meanwhile; the main connection stands aside during each slice, so its statements wait at most
-   * one slice. There `companionSql` stands in for `beforeDelete`: one statement given the slice's ids as a
-   * JSON array (`?1`) that deletes what goes with the jobs and returns its storage keys (every string
-   * column), handed to `taken` once the slice has committed. If the thread cannot start or dies, the run
+   * loop free meanwhile; the main connection stands aside during each slice, which grows up to `capMs` while
+   * nothing waits for that connection and ends after its current chunk (`sliceMs`) once something does.
+   * There `companionSql` stands in for `beforeDelete`: one statement given the slice's ids as a JSON array
+   * (`?1`) that deletes what goes with the jobs and returns its storage keys (every string column), handed
+   * to `taken` once the slice has committed. If the thread cannot start or dies, the run
    * goes on in process with `beforeDelete`. Ignored on PostgreSQL.
    */
-  offThread?: { companionSql?: string; taken?: (keys: string[]) => void; sliceMs?: number };
+  offThread?: { companionSql?: string; taken?: (keys: string[]) => void; capMs?: number };
 };
 
 export type EnqueueOptions = {
@@ -377,10 +378,7 @@ export class Queue {
         // (the first slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target). Likewise a card
         // render has no items or assets and a generation has both: the size reached on one type says
         // nothing of the next.
-        const sizer = () =>
-          thread
-            ? new SliceSizer(opts.offThread?.sliceMs ?? RETENTION_THREAD_SLICE_MS, THREAD_SLICES)
-            : new SliceSizer(opts.sliceMs ?? 5, { start: 50, min: 50, max: 5000 });
+        const sizer = () => new SliceSizer(opts.sliceMs ?? 5, { start: 50, min: 50, max: 5000 });
         let slicer = sizer();
         let cursor: RetentionCursor | null = null;
         do {
@@ -394,7 +392,8 @@ export class Queue {
               status,
               before,
               from,
-              limit: slicer.rows,
+              chunkMs: opts.sliceMs ?? 5,
+              capMs: opts.offThread?.capMs ?? RETENTION_THREAD_CAP_MS,
               companionSql: opts.offThread?.companionSql,
             });
             if (done) {
@@ -405,7 +404,6 @@ export class Queue {
               // The thread is gone or its slice failed (rolled back): the rest of the run goes on here.
               await thread.stop();
               thread = null;
-              slicer = sizer();
             }
           }
           if (!slice) {
@@ -419,9 +417,10 @@ export class Queue {
               return found;
             });
           }
-          // Sized by all the connection waited for, COMMIT included: writing the slice's pages to the WAL is
+          // Sized by all the event loop waited for, COMMIT included: writing the slice's pages to the WAL is
           // about a fifth of a deleted job's cost (docs/BENCHMARKS.md), which the body alone leaves out.
-          slicer.observe(performance.now() - started);
+          // (The thread sizes its own chunks.)
+          if (!onThread) slicer.observe(performance.now() - started);
           cursor = slice.next;
           if (from && cursor && cursor.type !== from.type) slicer = sizer();
           deleted += slice.ids.length;
@@ -601,12 +600,11 @@ export class Queue {
 const RETENTION_CHECKPOINT_ROWS = 20_000;
 
 /**
- * How long a slice on the retention thread should take. Only the main connection's statements wait for it
- * (the event loop does not), so it is longer than the 5 ms of a slice on the event loop: a larger slice
- * dirties each page of the per-owner index once for several of its jobs (docs/BENCHMARKS.md).
+ * The longest a slice on the retention thread may run while nothing waits for the main connection (once
+ * something does, it ends after its current chunk of `sliceMs`). The event loop never waits for it, and a
+ * larger transaction costs less per deleted job (docs/BENCHMARKS.md, history round 5).
  */
-const RETENTION_THREAD_SLICE_MS = 20;
-const THREAD_SLICES = { start: 50, min: 50, max: 5000 };
+const RETENTION_THREAD_CAP_MS = 100;
 
 /**
  * Paces retention's pauses for a WAL checkpoint. Back-to-back slices keep the WAL from rewinding, so every

@@ -9,13 +9,27 @@ import { QueueStore, type RetentionCursor } from "./store";
 
 declare const self: Worker;
 
-/** The main connection's `synchronous` (0-3) and `cache_size`, which this connection's commits follow. */
-export type RetentionStart = { path: string; synchronous: number; cacheSize: number };
+/**
+ * The main connection's `synchronous` (0-3) and `cache_size`, which this connection's commits follow, and
+ * `wanted`: one Int32 the main thread sets to 1 while something waits for its connection.
+ */
+export type RetentionStart = {
+  path: string;
+  synchronous: number;
+  cacheSize: number;
+  wanted: SharedArrayBuffer;
+};
+/**
+ * One slice: one transaction deleting chunks of about `chunkMs` each (up to `limit` rows a chunk), walking
+ * `status` from `from`, until the status is done, `capMs` have passed, or the main thread wants its
+ * connection back (then after the chunk under way).
+ */
 export type SliceAsk = {
   status: TerminalStatus;
   before: number;
   from: RetentionCursor | null;
-  limit: number;
+  chunkMs: number;
+  capMs: number;
   /** Run before the delete with the slice's ids as a JSON array (?1); every string column it returns is a key. */
   companionSql?: string;
 };
@@ -24,7 +38,10 @@ export type SliceDone =
   | { failed: string };
 
 let store: QueueStore | null = null;
+let wanted: Int32Array | null = null;
 const companions = new Map<string, ReturnType<Database["prepare"]>>();
+/** Rows per chunk, per status and type: a generation (items, assets) costs more than a card render. */
+const chunkRows = new Map<string, number>();
 
 function slice(ask: SliceAsk): SliceDone {
   if (!store) return { failed: "not started" };
@@ -32,22 +49,39 @@ function slice(ask: SliceAsk): SliceDone {
   const started = performance.now();
   try {
     const out = store.tx(() => {
-      const found = store!.deleteFinishedSlice(ask.status, ask.before, ask.from, ask.limit);
+      const ids: string[] = [];
       const keys: string[] = [];
-      if (found.ids.length > 0) {
-        if (ask.companionSql) {
-          let stmt = companions.get(ask.companionSql);
-          if (!stmt) {
-            stmt = db.prepare(ask.companionSql);
-            companions.set(ask.companionSql, stmt);
+      let from = ask.from;
+      for (;;) {
+        const chunkStarted = performance.now();
+        // The walk's first type comes from the scan when `from` is null; sized from the floor up.
+        const sizeKey = `${ask.status}\u0000${from?.type ?? ""}`;
+        const rows = chunkRows.get(sizeKey) ?? 50;
+        const found = store!.deleteFinishedSlice(ask.status, ask.before, from, rows);
+        if (found.ids.length > 0) {
+          if (ask.companionSql) {
+            let stmt = companions.get(ask.companionSql);
+            if (!stmt) {
+              stmt = db.prepare(ask.companionSql);
+              companions.set(ask.companionSql, stmt);
+            }
+            for (const row of stmt.all(JSON.stringify(found.ids)) as Record<string, unknown>[]) {
+              for (const v of Object.values(row)) if (typeof v === "string") keys.push(v);
+            }
           }
-          for (const row of stmt.all(JSON.stringify(found.ids)) as Record<string, unknown>[]) {
-            for (const v of Object.values(row)) if (typeof v === "string") keys.push(v);
-          }
+          found.delete();
+          for (const id of found.ids) ids.push(id);
         }
-        found.delete();
+        const ms = performance.now() - chunkStarted;
+        // Grow gently, shrink at once (as SliceSizer does on the main thread).
+        const scaled = rows * (ask.chunkMs / Math.max(ms, 0.1));
+        chunkRows.set(sizeKey, Math.round(Math.min(5000, Math.max(50, Math.min(scaled, rows * 1.5)))));
+        from = found.next;
+        if (!from) break;
+        if (wanted && Atomics.load(wanted, 0) === 1) break;
+        if (performance.now() - started + ms > ask.capMs) break;
       }
-      return { ids: found.ids, next: found.next, keys };
+      return { ids, next: from, keys };
     });
     return { ...out, ms: performance.now() - started };
   } catch (err) {
@@ -81,6 +115,7 @@ self.onmessage = (event: MessageEvent<RetentionStart | SliceAsk | "stop">) => {
     // (deleteFinishedSlice): the per-row foreign-key actions would find nothing left to do.
     db.exec("PRAGMA foreign_keys = OFF");
     store = new QueueStore(db);
+    wanted = new Int32Array(data.wanted);
     postMessage("started");
   } catch (err) {
     postMessage({ failed: String(err) });
