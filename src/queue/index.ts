@@ -365,8 +365,12 @@ export class Queue {
    */
   async cleanupRetention(opts: RetentionOptions): Promise<number> {
     const cutoffs = this.#retentionCutoffs(opts);
+    // A thread only when there is something to delete: most scheduled runs find nothing.
     let thread =
-      opts.offThread && this.backend instanceof SqliteQueueBackend && !opts.signal?.aborted
+      opts.offThread &&
+      this.backend instanceof SqliteQueueBackend &&
+      !opts.signal?.aborted &&
+      (await this.retentionDue(opts))
         ? await RetentionThread.start(this.backend.db)
         : null;
     try {
