@@ -48,41 +48,44 @@ function slice(ask: SliceAsk): SliceDone {
   const db = store.db;
   const started = performance.now();
   try {
-    const out = store.tx(() => {
-      const ids: string[] = [];
-      const keys: string[] = [];
-      let from = ask.from;
-      for (;;) {
-        const chunkStarted = performance.now();
-        // The walk's first type comes from the scan when `from` is null; sized from the floor up.
-        const sizeKey = `${ask.status}\u0000${from?.type ?? ""}`;
-        const rows = chunkRows.get(sizeKey) ?? 50;
-        const found = store!.deleteFinishedSlice(ask.status, ask.before, from, rows);
-        if (found.ids.length > 0) {
-          if (ask.companionSql) {
-            let stmt = companions.get(ask.companionSql);
-            if (!stmt) {
-              stmt = db.prepare(ask.companionSql);
-              companions.set(ask.companionSql, stmt);
+    // One set of count upserts for the whole transaction, however many chunks it takes.
+    const out = store.tx(() =>
+      store!.countingDeletes((moved) => {
+        const ids: string[] = [];
+        const keys: string[] = [];
+        let from = ask.from;
+        for (;;) {
+          const chunkStarted = performance.now();
+          // The walk's first type comes from the scan when `from` is null; sized from the floor up.
+          const sizeKey = `${ask.status}\u0000${from?.type ?? ""}`;
+          const rows = chunkRows.get(sizeKey) ?? 50;
+          const found = store!.deleteFinishedSlice(ask.status, ask.before, from, rows);
+          if (found.ids.length > 0) {
+            if (ask.companionSql) {
+              let stmt = companions.get(ask.companionSql);
+              if (!stmt) {
+                stmt = db.prepare(ask.companionSql);
+                companions.set(ask.companionSql, stmt);
+              }
+              for (const row of stmt.all(JSON.stringify(found.ids)) as Record<string, unknown>[]) {
+                for (const v of Object.values(row)) if (typeof v === "string") keys.push(v);
+              }
             }
-            for (const row of stmt.all(JSON.stringify(found.ids)) as Record<string, unknown>[]) {
-              for (const v of Object.values(row)) if (typeof v === "string") keys.push(v);
-            }
+            found.delete(moved);
+            for (const id of found.ids) ids.push(id);
           }
-          found.delete();
-          for (const id of found.ids) ids.push(id);
+          const ms = performance.now() - chunkStarted;
+          // Grow gently, shrink at once (as SliceSizer does on the main thread).
+          const scaled = rows * (ask.chunkMs / Math.max(ms, 0.1));
+          chunkRows.set(sizeKey, Math.round(Math.min(5000, Math.max(50, Math.min(scaled, rows * 1.5)))));
+          from = found.next;
+          if (!from) break;
+          if (wanted && Atomics.load(wanted, 0) === 1) break;
+          if (performance.now() - started + ms > ask.capMs) break;
         }
-        const ms = performance.now() - chunkStarted;
-        // Grow gently, shrink at once (as SliceSizer does on the main thread).
-        const scaled = rows * (ask.chunkMs / Math.max(ms, 0.1));
-        chunkRows.set(sizeKey, Math.round(Math.min(5000, Math.max(50, Math.min(scaled, rows * 1.5)))));
-        from = found.next;
-        if (!from) break;
-        if (wanted && Atomics.load(wanted, 0) === 1) break;
-        if (performance.now() - started + ms > ask.capMs) break;
-      }
-      return { ids, next: from, keys };
-    });
+        return { ids, next: from, keys };
+      }),
+    );
     return { ...out, ms: performance.now() - started };
   } catch (err) {
     return { failed: String(err) };

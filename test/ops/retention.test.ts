@@ -199,8 +199,12 @@ describe("retention in slices", () => {
     });
     cleanups.push(() => server.close());
     const db = server.ctx.db.$client;
-    const oldKeys = await seedHistory(server, 8000, 72, "someone");
-    const keptKeys = await seedHistory(server, 200, 1, "someone");
+    // Two owners whose jobs interleave in time: a transaction of several chunks counts both once.
+    const oldKeys = [
+      ...(await seedHistory(server, 4000, 72, "alice")),
+      ...(await seedHistory(server, 4000, 72, "bob")),
+    ];
+    const keptKeys = await seedHistory(server, 200, 1, "alice");
 
     const run = runRetention(server.ctx, undefined, server.checkpointer!);
     let finished = false;
