@@ -91,16 +91,19 @@ export class RetentionThread {
   async stop(): Promise<void> {
     if (this.#gone) return;
     this.#gone = true;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 5000);
+    const stopped = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 5000);
       this.#worker.onmessage = (e) => {
         if (e.data !== "stopped") return this.#waiting.shift()?.(e.data as SliceDone);
         clearTimeout(timer);
-        resolve();
+        resolve(true);
       };
       this.#worker.postMessage("stop");
     });
-    this.#worker.terminate();
+    // A thread that said it stopped ends itself (terminating it from here blocks the event loop while its
+    // heap is torn down); one that did not answer is terminated.
+    if (stopped) this.#worker.unref();
+    else this.#worker.terminate();
     for (const resolve of this.#waiting.splice(0)) resolve(undefined);
   }
 }

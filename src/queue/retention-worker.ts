@@ -7,7 +7,8 @@ import { Database } from "bun:sqlite";
 import type { TerminalStatus } from "../db/schema";
 import { QueueStore, type RetentionCursor } from "./store";
 
-declare const self: Worker;
+/** The worker's global scope: `close()` ends the thread from inside. */
+declare const self: Worker & { close(): void };
 
 /**
  * The main connection's `synchronous` (0-3) and `cache_size`, which this connection's commits follow, and
@@ -98,6 +99,9 @@ self.onmessage = (event: MessageEvent<RetentionStart | SliceAsk | "stop">) => {
     store?.db.close();
     store = null;
     postMessage("stopped");
+    // Ends the thread from inside: the main thread's `terminate()` blocked its event loop ~70 ms after a
+    // large run (the thread's heap torn down synchronously; docs/BENCHMARKS.md, history round 5).
+    self.close();
     return;
   }
   if ("status" in data) {
