@@ -21,6 +21,7 @@ const require = createRequire(join(ROOT, "package.json"));
 const ENTRYPOINTS = [
   "src/main.ts",
   "src/db/checkpoint-worker.ts",
+  "src/queue/retention-worker.ts",
   "src/render/worker.ts",
   "src/modules/ops/snapshot-worker.ts",
 ];

@@ -11,9 +11,12 @@
  *   alone is retention_vacuum_s, and retention_rows_per_s_without_vacuum the rate without it),
  *   retention_max_stall_ms the slowest health probe during it
  *   (retention_health_p99_ms their p99);
- * - health_p99_ms_during: the health probes' p99 over all of the above; health_max_ms their maximum.
+ * - health_p99_ms_during: the health probes' p99 over all of the above; health_max_ms their maximum;
+ * - with `--db-probe`, `GET /api/jobs/stats` (a request that waits for the database) is also probed every
+ *   50 ms during retention: retention_db_probe_p50_ms / _p99_ms / _max_ms.
  *
- *   bun run bench history [--json] [--rows 1000000] [--requests 200] [--backend sqlite|postgres] [--url …]
+ *   bun run bench history [--json] [--rows 1000000] [--requests 200] [--db-probe]
+ *     [--backend sqlite|postgres] [--url …]
  *
  * `--plans` prints EXPLAIN QUERY PLAN of the request-path queries on the built database instead.
  * `--backend postgres` builds the same history on a scratch database of the server at `--url` (a
@@ -40,6 +43,7 @@ const { values } = parseArgs({
     plans: { type: "boolean", default: false },
     backend: { type: "string", default: "sqlite" },
     url: { type: "string", default: PG_TEST_URL },
+    "db-probe": { type: "boolean", default: false },
   },
 });
 const backend = values.backend;
@@ -96,16 +100,21 @@ async function serve(dataDir: string, env: Record<string, string>): Promise<Serv
   return { proc, url, lines };
 }
 
-/** Probes `/api/health/live` every 20 ms until stopped; returns each probe's latency. */
-function healthProbe(url: string) {
+/** Probes `/api/health/live` (or `path`) every `everyMs` until stopped; returns each probe's latency. */
+function healthProbe(
+  url: string,
+  path = "/api/health/live",
+  everyMs = 20,
+  headers: Record<string, string> = {},
+) {
   const latencies: number[] = [];
   let stopped = false;
   const done = (async () => {
     while (!stopped) {
       const t = performance.now();
-      await fetch(`${url}/api/health/live`).then((r) => r.arrayBuffer());
+      await fetch(`${url}${path}`, { headers }).then((r) => r.arrayBuffer());
       latencies.push(performance.now() - t);
-      await Bun.sleep(Math.max(0, 20 - (performance.now() - t)));
+      await Bun.sleep(Math.max(0, everyMs - (performance.now() - t)));
     }
   })();
   return {
@@ -321,6 +330,7 @@ async function measure(buildS: number): Promise<void> {
   // 2. A restart with a 1 h retention: the start-up run finds ~96 % of the rows past it.
   server = await serve(dir, { RETAIN_COMPLETED_HOURS: "1", RETAIN_FAILED_HOURS: "1" });
   const during = healthProbe(server.url);
+  const dbProbe = values["db-probe"] ? healthProbe(server.url, "/api/jobs/stats", 50, auth) : null;
   let retention: { jobs: number; ms: number; vacuumMs?: number } | null = null;
   while (!retention) {
     const line = server.lines.find((l) => l.includes('"msg":"retention cleanup"'));
@@ -328,6 +338,7 @@ async function measure(buildS: number): Promise<void> {
     else await Bun.sleep(50);
   }
   const retentionProbes = await during.stop();
+  const dbProbes = ((await dbProbe?.stop()) ?? []).sort((a, b) => a - b);
   const left = (await (await fetch(`${server.url}/api/jobs/stats`, { headers: auth })).json()) as {
     completed: number;
   };
@@ -361,6 +372,13 @@ async function measure(buildS: number): Promise<void> {
       retention_health_p99_ms: p99(retentionProbes.toSorted((a, b) => a - b)),
       health_max_ms: round(health.at(-1) ?? 0),
       health_probes: health.length,
+      ...(dbProbe
+        ? {
+            retention_db_probe_p50_ms: p50(dbProbes),
+            retention_db_probe_p99_ms: p99(dbProbes),
+            retention_db_probe_max_ms: round(dbProbes.at(-1) ?? 0),
+          }
+        : {}),
       machine: machine(),
     },
     values.json,

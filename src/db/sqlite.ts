@@ -2,8 +2,11 @@ import type { Database, Statement } from "bun:sqlite";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type RawRow, runReporting, type Sql, type SqlParam, UniqueViolation } from "./sql";
 
-/** One open transaction: what runs after it commits, and how many savepoints it has opened. */
-type TxState = { afterCommit: (() => void)[]; savepoints: number };
+/**
+ * One open transaction: what runs after it commits, and how many savepoints it has opened. `wanted`: an
+ * `aside` holder's wish to hear that someone waits for the connection.
+ */
+type TxState = { afterCommit: (() => void)[]; savepoints: number; wanted?: () => void };
 
 const clients = new WeakMap<Database, SqliteClient>();
 
@@ -44,6 +47,8 @@ export class SqliteClient implements Sql {
   #ended: Promise<void> = Promise.resolve();
   /** The tail of the line of transactions waiting for their turn. */
   #gate: Promise<void> = Promise.resolve();
+  /** Callers waiting for their turn at the gate or for the open transaction to end. */
+  #waiting = 0;
 
   constructor(db: Database) {
     this.db = db;
@@ -94,8 +99,16 @@ export class SqliteClient implements Sql {
   }
 
   async #afterOthers<T>(fn: () => T): Promise<T> {
-    // Checked again after each wake-up: the next transaction in line may have begun meanwhile.
-    while (this.#open !== null && !this.inside) await this.#ended;
+    this.#waiting++;
+    try {
+      // Checked again after each wake-up: the next transaction in line may have begun meanwhile.
+      while (this.#open !== null && !this.inside) {
+        this.#open.wanted?.();
+        await this.#ended;
+      }
+    } finally {
+      this.#waiting--;
+    }
     try {
       return fn();
     } catch (err) {
@@ -119,7 +132,7 @@ export class SqliteClient implements Sql {
     const { promise: turn, resolve: passOn } = Promise.withResolvers<void>();
     const before = this.#gate;
     this.#gate = turn;
-    await before;
+    await this.#turn(before);
     // Synchronous work (the queue's own short transactions) never spans an await, so none is open here.
     const state: TxState = { afterCommit: [], savepoints: 0 };
     const { promise: ended, resolve: end } = Promise.withResolvers<void>();
@@ -154,25 +167,39 @@ export class SqliteClient implements Sql {
    * stands aside: it takes its turn at the gate like a transaction, so this connection's statements,
    * `exclusive` sections and transactions wait for `fn` to settle, asynchronously. Without it they would
    * meet the other connection's write lock in SQLite's busy handler, which sleeps on the event loop.
-   * `fn` must not use this connection.
+   * `fn` must not use this connection. `wanted` is called when something on this connection waits for `fn`
+   * (at once if something already waits, and again as more arrive), so a long `fn` can end early.
    */
-  async aside<T>(fn: () => Promise<T>): Promise<T> {
+  async aside<T>(fn: () => Promise<T>, opts: { wanted?: () => void } = {}): Promise<T> {
     // Its turn at the gate would come after the transaction the caller is in, which waits for the caller.
     if (this.inside) throw new Error("aside() inside a transaction would wait for itself");
     const { promise: turn, resolve: passOn } = Promise.withResolvers<void>();
     const before = this.#gate;
     this.#gate = turn;
-    await before;
+    await this.#turn(before);
     const { promise: ended, resolve: end } = Promise.withResolvers<void>();
     // A state nobody runs inside: everything issued on this connection meanwhile counts as outside it.
-    this.#open = { afterCommit: [], savepoints: 0 };
+    this.#open = { afterCommit: [], savepoints: 0, wanted: opts.wanted };
     this.#ended = ended;
+    // Transactions queued behind this turn wait for it too.
+    if (this.#waiting > 0) opts.wanted?.();
     try {
       return await this.#als.exit(fn);
     } finally {
       this.#open = null;
       end();
       passOn();
+    }
+  }
+
+  /** Waits for `before` (the previous turn at the gate), telling an `aside` holder that someone waits. */
+  async #turn(before: Promise<void>): Promise<void> {
+    this.#waiting++;
+    try {
+      this.#open?.wanted?.();
+      await before;
+    } finally {
+      this.#waiting--;
     }
   }
 

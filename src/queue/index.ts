@@ -7,7 +7,8 @@ import type { AnyJobDefinition, JobLogger, TerminalHook } from "./define";
 import { EventBus } from "./events";
 import type { ItemSummary, JobFilter, JobListPage, JobPage } from "./list";
 import { WorkerPool } from "./pool";
-import { sqliteQueueBackend } from "./sqlite-backend";
+import { RetentionThread } from "./retention-thread";
+import { SqliteQueueBackend, sqliteQueueBackend } from "./sqlite-backend";
 import {
   type CountScope,
   type NewItem,
@@ -42,8 +43,8 @@ export type RetentionOptions = {
   failedHours: number;
   /** Runs in each slice's transaction with the ids it is about to delete (database work only). */
   beforeDelete?: (ids: string[]) => Promise<void> | void;
-  /** Runs after each slice has committed (awaited before the next slice). */
-  afterSlice?: (ids: string[]) => Promise<void> | void;
+  /** Runs after each slice has committed (awaited before the next slice); `onThread`: see `offThread`. */
+  afterSlice?: (ids: string[], onThread: boolean) => Promise<void> | void;
   /**
    * How long one slice's transaction should take; a backend with fixed slices (QueueBackend.retentionSliceRows,
    * PostgreSQL's) ignores it. @defaultValue 5
@@ -56,6 +57,16 @@ export type RetentionOptions = {
    */
   checkpoint?: () => Promise<void>;
   signal?: AbortSignal;
+  /**
+   * SQLite on a file: delete the slices on a worker thread's own connection (`RetentionThread`), the event
+   * loop free meanwhile; the main connection stands aside during each slice, which grows up to `capMs` while
+   * nothing waits for that connection and ends after its current chunk (`sliceMs`) once something does.
+   * There `companionSql` stands in for `beforeDelete`: one statement given the slice's ids as a JSON array
+   * (`?1`) that deletes what goes with the jobs and returns its storage keys (every string column), handed
+   * to `taken` once the slice has committed. If the thread cannot start or dies, the run
+   * goes on in process with `beforeDelete`. Ignored on PostgreSQL.
+   */
+  offThread?: { companionSql?: string; taken?: (keys: string[]) => void; capMs?: number };
 };
 
 export type EnqueueOptions = {
@@ -357,52 +368,83 @@ export class Queue {
    */
   async cleanupRetention(opts: RetentionOptions): Promise<number> {
     const cutoffs = this.#retentionCutoffs(opts);
-    let deleted = 0;
-    let sinceCheckpoint = 0;
-    for (const [status, before] of cutoffs) {
-      // Sized per status and type, from the floor up: a rare status's rows lie one to a table page, so a
-      // row costs a few times what a completed one does, and the size the previous walk reached overshot
-      // (the first slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target). Likewise a card
-      // render has no items or assets and a generation has both: the size reached on one type says
-      // nothing of the next.
-      const fixed = this.backend.retentionSliceRows;
-      const sizer = () =>
-        new SliceSizer(
-          opts.sliceMs ?? 5,
-          fixed ? { start: fixed, min: fixed, max: fixed } : { start: 50, min: 50, max: 5000 },
-        );
-      let slicer = sizer();
-      let cursor: RetentionCursor | null = null;
-      do {
-        if (opts.signal?.aborted) return deleted;
-        const from: RetentionCursor | null = cursor;
-        let started = 0;
-        const slice = await this.backend.retentionTransaction(async () => {
-          started = performance.now();
-          const found = await this.backend.retentionSlice(status, before, from, slicer.rows);
-          if (found.ids.length > 0) {
-            // Before the delete: what goes with the jobs (asset rows) still names them.
-            await opts.beforeDelete?.(found.ids);
-            await found.delete();
+    // A thread only when there is something to delete: most scheduled runs find nothing.
+    let thread =
+      opts.offThread &&
+      this.backend instanceof SqliteQueueBackend &&
+      !opts.signal?.aborted &&
+      (await this.retentionDue(opts))
+        ? await RetentionThread.start(this.backend.db)
+        : null;
+    try {
+      let deleted = 0;
+      const checkpoints = new CheckpointPacer(opts.checkpoint);
+      for (const [status, before] of cutoffs) {
+        // Sized per status and type, from the floor up: a rare status's rows lie one to a table page, so a
+        // row costs a few times what a completed one does, and the size the previous walk reached overshot
+        // (the first slice of `partial` jobs took 20 ms at 1M rows, against a 5 ms target). Likewise a card
+        // render has no items or assets and a generation has both: the size reached on one type says
+        // nothing of the next.
+        const fixed = this.backend.retentionSliceRows;
+        const sizer = () =>
+          new SliceSizer(
+            opts.sliceMs ?? 5,
+            fixed ? { start: fixed, min: fixed, max: fixed } : { start: 50, min: 50, max: 5000 },
+          );
+        let slicer = sizer();
+        let cursor: RetentionCursor | null = null;
+        do {
+          if (opts.signal?.aborted) return deleted;
+          const from: RetentionCursor | null = cursor;
+          let slice: { ids: string[]; next: RetentionCursor | null } | null = null;
+          let onThread = false;
+          const started = performance.now();
+          if (thread) {
+            const done = await thread.slice({
+              status,
+              before,
+              from,
+              chunkMs: opts.sliceMs ?? 5,
+              capMs: opts.offThread?.capMs ?? RETENTION_THREAD_CAP_MS,
+              companionSql: opts.offThread?.companionSql,
+            });
+            if (done) {
+              slice = done;
+              onThread = true;
+              if (done.keys.length > 0) opts.offThread?.taken?.(done.keys);
+            } else {
+              // The thread is gone or its slice failed (rolled back): the rest of the run goes on here.
+              await thread.stop();
+              thread = null;
+            }
           }
-          return found;
-        });
-        // Sized by all the event loop waited for, COMMIT included: writing the slice's pages to the WAL is
-        // about a fifth of a deleted job's cost (docs/BENCHMARKS.md), which the body alone leaves out.
-        slicer.observe(performance.now() - started);
-        cursor = slice.next;
-        if (from && cursor && cursor.type !== from.type) slicer = sizer();
-        deleted += slice.ids.length;
-        sinceCheckpoint += slice.ids.length;
-        if (slice.ids.length > 0) await opts.afterSlice?.(slice.ids);
-        if (opts.checkpoint && sinceCheckpoint >= RETENTION_CHECKPOINT_ROWS) {
-          sinceCheckpoint = 0;
-          await opts.checkpoint();
-        }
-        await yieldToEventLoop();
-      } while (cursor);
+          if (!slice) {
+            slice = await this.backend.retentionTransaction(async () => {
+              const found = await this.backend.retentionSlice(status, before, from, slicer.rows);
+              if (found.ids.length > 0) {
+                // Before the delete: what goes with the jobs (asset rows) still names them.
+                await opts.beforeDelete?.(found.ids);
+                await found.delete();
+              }
+              return found;
+            });
+          }
+          // Sized by all the event loop waited for, COMMIT included: writing the slice's pages to the WAL is
+          // about a fifth of a deleted job's cost (docs/BENCHMARKS.md), which the body alone leaves out.
+          // (The thread sizes its own chunks.)
+          if (!onThread) slicer.observe(performance.now() - started);
+          cursor = slice.next;
+          if (from && cursor && cursor.type !== from.type) slicer = sizer();
+          deleted += slice.ids.length;
+          if (slice.ids.length > 0) await opts.afterSlice?.(slice.ids, onThread);
+          await checkpoints.after(slice.ids.length);
+          await yieldToEventLoop();
+        } while (cursor);
+      }
+      return deleted;
+    } finally {
+      await thread?.stop();
     }
-    return deleted;
   }
 
   /**
@@ -568,6 +610,50 @@ export class Queue {
 
 /** Jobs deleted between two pauses for a WAL checkpoint (see `RetentionOptions.checkpoint`). */
 const RETENTION_CHECKPOINT_ROWS = 20_000;
+
+/**
+ * The longest a slice on the retention thread may run while nothing waits for the main connection (once
+ * something does, it ends after its current chunk of `sliceMs`). The event loop never waits for it, and a
+ * larger transaction costs less per deleted job (docs/BENCHMARKS.md, history round 5).
+ */
+const RETENTION_THREAD_CAP_MS = 100;
+
+/**
+ * Paces retention's pauses for a WAL checkpoint. Back-to-back slices keep the WAL from rewinding, so every
+ * RETENTION_CHECKPOINT_ROWS jobs the run must stop once for a checkpoint to finish. Waiting for the whole
+ * log to be copied left the connection idle for 100-500 ms a pause: instead a checkpoint is asked for
+ * without waiting while slices go on, and once it is done, the next pause waits only for the tail the
+ * slices wrote meanwhile.
+ */
+class CheckpointPacer {
+  readonly #checkpoint: (() => Promise<void>) | undefined;
+  #since = 0;
+  #catchingUp: Promise<void> | null = null;
+  #caughtUp = false;
+
+  constructor(checkpoint: (() => Promise<void>) | undefined) {
+    this.#checkpoint = checkpoint;
+  }
+
+  async after(deleted: number): Promise<void> {
+    if (!this.#checkpoint) return;
+    this.#since += deleted;
+    if (this.#since < RETENTION_CHECKPOINT_ROWS) return;
+    if (!this.#catchingUp) {
+      this.#catchingUp = this.#checkpoint().finally(() => {
+        this.#caughtUp = true;
+      });
+      return;
+    }
+    // A second backlog's worth without the first checkpoint done: wait for it rather than grow the WAL.
+    if (!this.#caughtUp && this.#since < 2 * RETENTION_CHECKPOINT_ROWS) return;
+    await this.#catchingUp;
+    await this.#checkpoint();
+    this.#since = 0;
+    this.#catchingUp = null;
+    this.#caughtUp = false;
+  }
+}
 
 /** Lets timers, sockets and requests that are due run before the next slice of background work. */
 export function yieldToEventLoop(): Promise<void> {

@@ -115,7 +115,15 @@ export type RetentionCursor = { type: string; finishedAt: number; id: string };
  * (null when nothing of the status is left past the cutoff), and `delete`, which deletes them (after the
  * caller has taken what goes with them).
  */
-export type RetentionSlice = { ids: string[]; next: RetentionCursor | null; delete: () => void };
+export type RetentionSlice = {
+  ids: string[];
+  next: RetentionCursor | null;
+  /**
+   * Deletes the slice. With `moved` (inside `countingDeletes`), its count moves go there, to be applied once
+   * for the whole transaction, instead of as grouped upserts of its own.
+   */
+  delete: (moved?: CountMove[]) => void;
+};
 
 export class QueueStore {
   readonly db: Database;
@@ -141,6 +149,8 @@ export class QueueStore {
   readonly #throughput: Statement;
   readonly #trimThroughput: Statement;
   readonly #retentionScan: Statement;
+  /** Inside `countingDeletes`: the delete trigger stands aside, and slices hand their moves to the caller. */
+  #countingDeletes = false;
   readonly #firstEndedType: Statement;
   readonly #endedTypeAfter: Statement;
   readonly #insertInputKey: Statement;
@@ -806,20 +816,39 @@ export class QueueStore {
       const nextType = this.#nextEndedType(status, type);
       next = nextType === null ? null : { type: nextType, finishedAt: -1, id: "" };
     }
+    const run = (moved: CountMove[]) => {
+      const idSet = JSON.stringify(ids);
+      for (const child of this.#deleteChildren) child.run(idSet);
+      this.#deleteByRowids.run(JSON.stringify(doomed.map((r) => r.r)));
+      for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
+    };
     return {
       ids,
       next,
       // Counted as a few grouped upserts; the delete trigger (a safety net for other deletes) stands aside.
-      delete: () => {
+      delete: (moved) => {
         if (ids.length === 0) return;
-        const idSet = JSON.stringify(ids);
-        this.#counted((moved) => {
-          for (const child of this.#deleteChildren) child.run(idSet);
-          this.#deleteByRowids.run(JSON.stringify(doomed.map((r) => r.r)));
-          for (const r of doomed) moved.push({ type: r.type, ownerId: r.owner_id, from: status, to: null });
-        }, true);
+        if (!moved) return this.#counted(run, true);
+        // The trigger would count these rows a second time unless it stands aside.
+        if (!this.#countingDeletes) throw new Error("delete(moved) needs countingDeletes");
+        run(moved);
       },
     };
+  }
+
+  /**
+   * Runs `fn`, which deletes retention slices with `slice.delete(moved)`, then applies all their count
+   * moves as one set of grouped upserts (inside the caller's transaction), with the delete trigger standing
+   * aside throughout: a transaction of several slices (the retention thread's) then writes each owner's
+   * count row once, not once per slice.
+   */
+  countingDeletes<T>(fn: (moved: CountMove[]) => T): T {
+    this.#countingDeletes = true;
+    try {
+      return this.#counted(fn, true);
+    } finally {
+      this.#countingDeletes = false;
+    }
   }
 
   /** What `moves` change in `job_counts` and `job_throughput` (see `countDeltas`). */

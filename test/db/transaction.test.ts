@@ -547,4 +547,47 @@ describe("Sql on SQLite only", () => {
     // Inside a transaction its turn would come after the transaction, which waits for it.
     await expect(sql.transaction(() => sql.aside(async () => 1))).rejects.toThrow(/inside a transaction/);
   });
+
+  test("aside() tells its holder when something waits for the connection, so a long holder can end early", async () => {
+    const sql = (await sqlite.withTable()) as ReturnType<typeof sqliteClient>;
+    const wanted: string[] = [];
+    const release = Promise.withResolvers<void>();
+    const started = Promise.withResolvers<void>();
+    const aside = sql.aside(
+      async () => {
+        started.resolve();
+        await release.promise;
+      },
+      { wanted: () => wanted.push("first") },
+    );
+    await started.promise;
+    expect(wanted).toEqual([]);
+    // A statement, then a transaction, each waiting for the holder: each one tells it.
+    const read = sql.get("SELECT count(*) AS n FROM t");
+    expect(wanted).toEqual(["first"]);
+    const tx = sql.transaction(() => sql.run("INSERT INTO t (k, v) VALUES ('a', 1)"));
+    expect(wanted).toEqual(["first", "first"]);
+    // A second holder queued behind the transaction, with another transaction queued behind it: at its turn
+    // it learns at once that something already waits.
+    const secondStarted = Promise.withResolvers<void>();
+    const later = Promise.withResolvers<void>();
+    const second = sql.aside(
+      async () => {
+        secondStarted.resolve();
+        await later.promise;
+      },
+      { wanted: () => wanted.push("second") },
+    );
+    const behind = sql.transaction(() => sql.run("INSERT INTO t (k, v) VALUES ('b', 2)"));
+    // Both wait behind the first holder too, and tell it so.
+    expect(wanted).toEqual(["first", "first", "first", "first"]);
+    release.resolve();
+    await aside;
+    await Promise.all([read, tx]);
+    await secondStarted.promise;
+    expect(wanted).toEqual(["first", "first", "first", "first", "second"]);
+    later.resolve();
+    await Promise.all([second, behind]);
+    expect(await sql.get("SELECT count(*) AS n FROM t")).toEqual({ n: 2 });
+  });
 });

@@ -193,6 +193,97 @@ describe("retention in slices", () => {
     expect(await (await server.api("/api/jobs/stats")).json()).toMatchObject({ completed: 180, failed: 20 });
   }, 30_000);
 
+  test("with the server's database worker, the slices run on a thread's own connection while requests are answered", async () => {
+    const server = await startTestServer({
+      env: { RETAIN_COMPLETED_HOURS: "24", RETAIN_FAILED_HOURS: "48", ...NO_SCHEDULED_RETENTION },
+    });
+    cleanups.push(() => server.close());
+    const db = server.ctx.db.$client;
+    // Two owners whose jobs interleave in time: a transaction of several chunks counts both once.
+    const oldKeys = [
+      ...(await seedHistory(server, 4000, 72, "alice")),
+      ...(await seedHistory(server, 4000, 72, "bob")),
+    ];
+    const keptKeys = await seedHistory(server, 200, 1, "alice");
+
+    const run = runRetention(server.ctx, undefined, server.checkpointer!);
+    let finished = false;
+    void run.then(() => {
+      finished = true;
+    });
+    // Requests that use the database wait at most a slice on the main connection's gate, and see the history
+    // shrink between them.
+    const answers: number[] = [];
+    while (!finished) {
+      const res = await server.api("/api/jobs/stats");
+      expect(res.status).toBe(200);
+      const stats = (await res.json()) as { completed: number; failed: number };
+      answers.push(stats.completed + stats.failed);
+    }
+    const report = await run;
+    expect(answers.length).toBeGreaterThan(1);
+    expect(answers).toEqual(answers.toSorted((a, b) => b - a));
+    expect(answers[0]).toBeLessThanOrEqual(8200);
+    expect(report.jobs).toBe(8000);
+    expect(report.jobsOffThread).toBe(8000);
+    expect(report.objects).toBe(oldKeys.length);
+    for (const key of oldKeys) expect(await server.ctx.storage.head(key)).toBeNull();
+    for (const key of keptKeys) expect(await server.ctx.storage.head(key)).not.toBeNull();
+    expect(count(db, "SELECT count(*) AS n FROM jobs")).toBe(200);
+    expect(count(db, "SELECT count(*) AS n FROM job_items WHERE job_id NOT IN (SELECT id FROM jobs)")).toBe(
+      0,
+    );
+    expect(count(db, "SELECT count(*) AS n FROM job_attempts")).toBe(20);
+    expect(count(db, "SELECT count(*) AS n FROM assets")).toBe(keptKeys.length / 2);
+    // The thread's connection runs with foreign keys off; the main connection's are untouched.
+    expect(count(db, "SELECT foreign_keys AS n FROM pragma_foreign_keys")).toBe(1);
+    expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+    expect(db.query("PRAGMA integrity_check").values()).toEqual([["ok"]]);
+    // Counts by scope as a full count(*) gives them (the thread's slices count their deletes grouped).
+    const counted = db
+      .query("SELECT scope, type, status, n FROM job_counts WHERE n != 0 ORDER BY scope, type, status")
+      .all();
+    const full = db
+      .query(
+        `SELECT scope, type, status, n FROM (
+           SELECT '' AS scope, type, status, count(*) AS n FROM jobs GROUP BY type, status
+           UNION ALL SELECT 'u:' || owner_id, type, status, count(*) FROM jobs WHERE owner_id IS NOT NULL
+             GROUP BY owner_id, type, status)
+         ORDER BY scope, type, status`,
+      )
+      .all();
+    expect(counted).toEqual(full);
+    expect(await (await server.api("/api/jobs/stats")).json()).toMatchObject({ completed: 180, failed: 20 });
+  }, 30_000);
+
+  test("a slice the thread cannot run is rolled back, and the run goes on in process", async () => {
+    const server = await startTestServer({ env: { RETAIN_FAILED_HOURS: "24", ...NO_SCHEDULED_RETENTION } });
+    cleanups.push(() => server.close());
+    const db = server.ctx.db.$client;
+    await seedHistory(server, 3000, 48);
+    const where: boolean[] = [];
+    const deleted = await server.ctx.queue.cleanupRetention({
+      completedHours: 24,
+      failedHours: 24,
+      beforeDelete: async (ids) => {
+        await server.ctx.assets.takeForJobs(ids);
+      },
+      afterSlice: (_ids, onThread) => {
+        where.push(onThread);
+      },
+      // Fails on the thread once the slice has deleted nothing yet: its transaction is rolled back whole.
+      offThread: { companionSql: "DELETE FROM no_such_table WHERE ?1 IS NOT NULL RETURNING 1" },
+    });
+    expect(deleted).toBe(3000);
+    expect(where.length).toBeGreaterThan(0);
+    expect(where.every((onThread) => !onThread)).toBe(true);
+    expect(count(db, "SELECT count(*) AS n FROM jobs")).toBe(0);
+    expect(count(db, "SELECT count(*) AS n FROM assets")).toBe(0);
+    expect(count(db, "SELECT count(*) AS n FROM job_items")).toBe(0);
+    expect(count(db, "SELECT coalesce(sum(n), 0) AS n FROM job_counts")).toBe(0);
+    expect(db.query("PRAGMA integrity_check").values()).toEqual([["ok"]]);
+  }, 30_000);
+
   test("the file stops growing once retention keeps pace, and `easel db stats` shows where the pages are", async () => {
     const tmp = tempDir();
     cleanups.push(tmp.cleanup);

@@ -175,6 +175,14 @@ export class AssetService {
   }
 
   /**
+   * `takeForJobs` as one SQLite statement, for retention slices run on another connection (a worker
+   * thread's, `RetentionOptions.offThread`): given the job ids as a JSON array, it deletes their asset rows
+   * and returns their storage keys (a null thumbnail is no key).
+   */
+  readonly takeForJobsSqlite =
+    "DELETE FROM assets WHERE job_id IN (SELECT value FROM json_each(?1)) RETURNING storage_key, thumbnail_key";
+
+  /**
    * Which of `keys` an asset row, a card or a job's input (its uploaded image or mask) references, for the
    * orphan sweep: index probes per key, never a read of every job's input.
    */

@@ -23,6 +23,8 @@ type Deps = {
 
 export type RetentionReport = {
   jobs: number;
+  /** How many of `jobs` were deleted on the retention thread's connection (the rest on the event loop). */
+  jobsOffThread: number;
   objects: number;
   idempotencyKeys: number;
   webhookDeliveries: number;
@@ -81,6 +83,7 @@ async function retain(ctx: Deps, signal?: AbortSignal, upkeep?: Upkeep): Promise
   const { config, queue, assets, storage } = ctx;
   const started = performance.now();
   let objects = 0;
+  let jobsOffThread = 0;
   const pendingKeys: string[] = [];
   // One slice's files are deleted while the next slices run (at most one batch behind, so memory stays
   // bounded). A crash between a slice's commit and its files' deletion leaves orphans for the storage sweep.
@@ -93,7 +96,13 @@ async function retain(ctx: Deps, signal?: AbortSignal, upkeep?: Upkeep): Promise
     beforeDelete: async (ids) => {
       pendingKeys.push(...(await assets.takeForJobs(ids)));
     },
-    afterSlice: async () => {
+    // With the server's database worker, the slices themselves run off the event loop too (the CLI and
+    // tests without one delete in process).
+    offThread: upkeep
+      ? { companionSql: assets.takeForJobsSqlite, taken: (keys) => pendingKeys.push(...keys) }
+      : undefined,
+    afterSlice: async (ids, onThread) => {
+      if (onThread) jobsOffThread += ids.length;
       if (pendingKeys.length < FILE_BATCH) return;
       await deleting;
       const keys = pendingKeys.splice(0);
@@ -128,7 +137,17 @@ async function retain(ctx: Deps, signal?: AbortSignal, upkeep?: Upkeep): Promise
     }
   }
   const ms = Math.round(performance.now() - started);
-  return { jobs, objects, idempotencyKeys, webhookDeliveries, throughputRows, freedPages, vacuumMs, ms };
+  return {
+    jobs,
+    jobsOffThread,
+    objects,
+    idempotencyKeys,
+    webhookDeliveries,
+    throughputRows,
+    freedPages,
+    vacuumMs,
+    ms,
+  };
 }
 
 /** Free pages kept for reuse: new rows fill them without growing the file. */
