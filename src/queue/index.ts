@@ -614,9 +614,11 @@ const RETENTION_CHECKPOINT_ROWS = 20_000;
 /**
  * The longest a slice on the retention thread may run while nothing waits for the main connection (once
  * something does, it ends after its current chunk of `sliceMs`). The event loop never waits for it, and a
- * larger transaction costs less per deleted job (docs/BENCHMARKS.md, history round 5).
+ * larger transaction costs less per deleted job, but a request that needs the database waits for the slice's
+ * commit: at 1M rows, 100 ms gave 25–28k rows/s with such requests waiting 18 ms at the median, 20 ms the same
+ * rate and 11 ms, 10 ms 23k rows/s and 7 ms (docs/BENCHMARKS.md, "history after the merges").
  */
-const RETENTION_THREAD_CAP_MS = 100;
+const RETENTION_THREAD_CAP_MS = 20;
 
 /**
  * Paces retention's pauses for a WAL checkpoint. Back-to-back slices keep the WAL from rewinding, so every
