@@ -23,35 +23,14 @@ const IN_FLIGHT_FOR_RECIPES = `SELECT count(*) AS n FROM jobs WHERE recipe_id = 
   AND status IN ('queued', 'active')`;
 const HAS_COMPLETED =
   "SELECT 1 AS x FROM jobs WHERE recipe_id = $1 AND owner_id = $2 AND status = 'completed' LIMIT 1";
-// One statement, one round trip: the take and the ended-job count moving from the old owner's scopes to the
-// new one's. SKIP LOCKED: concurrent claims (on any instance) each take a different row, none waits for
-// another's; a claim finds none only when every ready job is taken or being taken. finished_at moves to the
-// claim: the new owner's retention counts from when they got the image, and `keep` is cleared. The count rows
-// are upserted in key order, as every count move is, so two claims never deadlock on them; a parent shared by
-// both owners nets to no change and is left alone.
-const TRANSFER = `WITH taken AS (
-    UPDATE jobs SET owner_id = $1, credits_charged = $2, finished_at = $3, updated_at = $3,
-      metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('keep', false, 'instant', true,
-        'claimedAt', $3::bigint, 'generatedAt', finished_at)
-    WHERE id = (SELECT id FROM jobs WHERE recipe_id = $4 AND owner_id = $5 AND status = 'completed'
-                ORDER BY finished_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING *),
-  moves AS (
-    SELECT m.scope, t.type, t.status, sum(m.delta) AS n FROM taken t
-    CROSS JOIN LATERAL (VALUES
-      ('u:' || $5, -1), ('c:' || (SELECT parent_id FROM users WHERE id = $5), -1),
-      ('u:' || $1, 1), ('c:' || (SELECT parent_id FROM users WHERE id = $1), 1)) AS m(scope, delta)
-    WHERE m.scope IS NOT NULL
-    GROUP BY m.scope, t.type, t.status HAVING sum(m.delta) <> 0),
-  counted AS (
-    INSERT INTO job_counts (scope, type, status, n) SELECT scope, type, status, n FROM moves ORDER BY scope
-    ON CONFLICT (scope, type, status) DO UPDATE SET n = job_counts.n + excluded.n RETURNING 1)
-  SELECT * FROM taken`;
-// The set-based take of a group of claims (one statement whatever their number): each claim (`ord`, its
-// recipe, claimer and price) is matched to one of its recipe's oldest ready jobs, taken as TRANSFER takes one
-// (SKIP LOCKED, finished_at moved to the claim, `keep` cleared), with every count move of the group upserted
-// once per scope, in key order. Claims of a recipe with too few ready jobs are matched in arrival order; the
-// rest get no row.
+// The take of one claim or a group (one statement, one round trip, whatever their number): each claim (`ord`,
+// its recipe, claimer and price) is matched to one of its recipe's oldest ready jobs. SKIP LOCKED: concurrent
+// claims (on any instance) each take a different row, none waits for another's; a claim finds none only when
+// every ready job is taken or being taken. finished_at moves to the claim (the new owner's retention counts
+// from when they got the image) and `keep` is cleared. The ended-job counts move from the old owner's scopes
+// to the new ones', upserted once per scope in key order, as every count move is, so two claims never
+// deadlock on them; a parent shared by both owners nets to no change. Claims of a recipe with too few ready
+// jobs are matched in arrival order; the rest get no row.
 const TRANSFER_MANY = `WITH want AS MATERIALIZED (
     SELECT w.ord, w.recipe_id, w.to_id, w.price,
       row_number() OVER (PARTITION BY w.recipe_id ORDER BY w.ord) AS rn
@@ -136,8 +115,7 @@ export class PgQueueFeatures implements QueueFeatures {
     price: number,
     now: number,
   ): Promise<Job | null> {
-    const row = await this.#sql.get(TRANSFER, [to, price, now, recipeId, from]);
-    return row ? toJob(row) : null;
+    return (await this.transferOldestCompletedMany(from, [{ recipeId, to, price }], now))[0] ?? null;
   }
 
   async transferOldestCompletedMany(
