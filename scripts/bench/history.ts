@@ -32,6 +32,7 @@ import { QueueStore } from "../../src/queue/store";
 import { PG_TEST_URL } from "../../test/db/pg-helpers";
 import { buildHistory } from "./lib/history-data";
 import { buildHistoryPg, pgServeEnv, printPlansPg } from "./lib/history-pg";
+import { sendReviewedRequests } from "./lib/history-requests";
 import { type BenchDatabase, benchDatabase } from "./lib/pg-database";
 import { machine, percentile, report, round } from "./machine";
 
@@ -193,69 +194,16 @@ async function printPlans(dataDir: string): Promise<void> {
   const ctx = createServices(config, { log: silentLogger });
   await ctx.auth.bootstrapAdmin();
   const app = createApp(ctx);
-  const base = "http://localhost";
-  const call = async (label: string, path: string, init: RequestInit = {}) => {
-    current = label;
-    const res = await app.handle(new Request(`${base}${path}`, init));
-    await res.arrayBuffer();
-    return res;
-  };
-  const admin = { headers: { authorization: `Bearer ${ADMIN_KEY}` } };
-  // The built data's app (1,000 end users) signs in with a key of its own.
-  const appKey = (await ctx.auth.createKey("app", "plans")).key;
-  const asApp = { headers: { authorization: `Bearer ${appKey}` } };
-  const login = await app.handle(
-    new Request(`${base}/dashboard/login`, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: `key=${ADMIN_KEY}`,
-    }),
-  );
-  const cookie = { headers: { cookie: login.headers.get("set-cookie")!.split(";")[0]! } };
   const someJob = (
     ctx.db.$client.query("SELECT id FROM jobs ORDER BY id DESC LIMIT 1").get() as { id: string }
   ).id;
-  const requestsToReview: [string, string, RequestInit][] = [
-    ["GET /api/jobs/stats (admin)", "/api/jobs/stats", admin],
-    ["GET /api/jobs/stats (app)", "/api/jobs/stats", asApp],
-    ["GET /api/queue/status", "/api/queue/status", admin],
-    ["GET /metrics", "/metrics", {}],
-    ["GET /api/health", "/api/health", {}],
-    ["GET /api/jobs?limit=50", "/api/jobs?limit=50", admin],
-    ["GET /api/jobs?status=failed", "/api/jobs?status=failed", admin],
-    ["GET /api/jobs?status=cancelled", "/api/jobs?status=cancelled", admin],
-    ["GET /api/jobs?status=active", "/api/jobs?status=active", admin],
-    ["GET /api/jobs?status=waiting", "/api/jobs?status=waiting", admin],
-    ["GET /api/jobs?status=delayed", "/api/jobs?status=delayed", admin],
-    ["GET /api/jobs?type=webhook.deliver", "/api/jobs?type=webhook.deliver", admin],
-    ["GET /api/jobs?type=card.render", "/api/jobs?type=card.render", admin],
-    [
-      "GET /api/jobs?status=partial&type=webhook.deliver",
-      "/api/jobs?status=partial&type=webhook.deliver",
-      admin,
-    ],
-    ["GET /api/jobs?recipeId=fox", "/api/jobs?recipeId=fox", admin],
-    ["GET /api/jobs (app)", "/api/jobs", asApp],
-    ["GET /api/jobs?status=failed (app)", "/api/jobs?status=failed", asApp],
-    ["GET /api/jobs?userId=user-5 (admin)", "/api/jobs?userId=user-5", admin],
-    ["GET /api/jobs?userId=user-5&status=failed (admin)", "/api/jobs?userId=user-5&status=failed", admin],
-    ["GET /api/jobs/:id", `/api/jobs/${someJob}`, admin],
-    ["GET /api/jobs/:id/status", `/api/jobs/${someJob}/status`, admin],
-    ["GET /api/cards", "/api/cards", admin],
-    ["GET /api/webhooks/deliveries", "/api/webhooks/deliveries", admin],
-    ["GET /api/credits", "/api/credits", asApp],
-    ["GET /api/recipes", "/api/recipes", admin],
-    ["GET /dashboard/fragments/overview (admin)", "/dashboard/fragments/overview", cookie],
-    ["GET /dashboard/jobs?status=failed", "/dashboard/jobs?status=failed", cookie],
-    ["GET /dashboard/backlog", "/dashboard/backlog", cookie],
-    ["GET /dashboard/webhooks", "/dashboard/webhooks", cookie],
-  ];
-  for (const [label, path, init] of requestsToReview) {
-    const res = await call(label, path, init);
-    // No worker pool runs here, which /api/health reports with a 503 after running its checks all the same.
-    const expected = path === "/api/health" && res.status === 503;
-    if (res.status >= 400 && !expected) process.stderr.write(`${label}: HTTP ${res.status}\n`);
-  }
+  await sendReviewedRequests(app, ctx.auth, {
+    adminKey: ADMIN_KEY,
+    someJob,
+    onRequest: (label) => {
+      current = label;
+    },
+  });
   current = "storage sweep (which keys rows still reference)";
   ctx.assets.referenced(["inputs/0/image.png", "generations/bench/x.png", "cards/x-1-1.png"]);
   current = "queue engine (claim, next wake-up, stalled sweep)";

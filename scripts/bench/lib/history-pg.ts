@@ -5,7 +5,7 @@
  */
 import { type ReservedSQL, SQL } from "bun";
 import { migratePg } from "../../../src/db/pg/migrate";
-import { REVIEWED_REQUESTS } from "./history-requests";
+import { sendReviewedRequests } from "./history-requests";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -173,29 +173,15 @@ export async function printPlansPg(url: string, dataDir: string, adminKey: strin
   const ctx = createServices(config, { log: silentLogger, database });
   await ctx.auth.bootstrapAdmin();
   const app = createApp(ctx);
-  const base = "http://localhost";
   current = "(setup)";
-  const admin = { headers: { authorization: `Bearer ${adminKey}` } };
-  const appKey = (await ctx.auth.createKey("app", "plans")).key;
-  const asApp = { headers: { authorization: `Bearer ${appKey}` } };
-  const login = await app.handle(
-    new Request(`${base}/dashboard/login`, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: `key=${adminKey}`,
-    }),
-  );
-  const cookie = { headers: { cookie: login.headers.get("set-cookie")!.split(";")[0]! } };
   const someJob = (await ctx.sql.get<{ id: string }>("SELECT id FROM jobs ORDER BY id DESC LIMIT 1"))!.id;
-  for (const [label, path, as] of REVIEWED_REQUESTS) {
-    current = label;
-    const init = as === "admin" ? admin : as === "app" ? asApp : as === "cookie" ? cookie : {};
-    const res = await app.handle(new Request(`${base}${path.replace(":id", someJob)}`, init));
-    await res.arrayBuffer();
-    // No worker pool runs here, which /api/health reports with a 503 after running its checks all the same.
-    const expected = path === "/api/health" && res.status === 503;
-    if (res.status >= 400 && !expected) process.stderr.write(`${label}: HTTP ${res.status}\n`);
-  }
+  await sendReviewedRequests(app, ctx.auth, {
+    adminKey,
+    someJob,
+    onRequest: (label) => {
+      current = label;
+    },
+  });
   current = "storage sweep (which keys rows still reference)";
   await ctx.assets.referenced(["inputs/0/image.png", "generations/bench/x.png", "cards/x-1-1.png"]);
   current = "queue engine (claim, next wake-up, stalled sweep)";

@@ -38,3 +38,39 @@ export const REVIEWED_REQUESTS: [label: string, path: string, as: "admin" | "app
   ["GET /dashboard/backlog", "/dashboard/backlog", "cookie"],
   ["GET /dashboard/webhooks", "/dashboard/webhooks", "cookie"],
 ];
+
+type App = { handle(request: Request): Promise<Response> };
+type Keys = { createKey(userId: string, name: string): Promise<{ key: string }> };
+
+/**
+ * Sends every reviewed request to `app` in process (`Elysia#handle`) as its caller: the admin key, a key of the
+ * built data's app, or the dashboard's signed-in admin. `onRequest` is told each label before its request, so
+ * the caller can file the statements it sees under it. An answer of 400 or more is reported on stderr, but for
+ * /api/health's 503 (no worker pool runs here; it runs its checks all the same).
+ */
+export async function sendReviewedRequests(
+  app: App,
+  auth: Keys,
+  opts: { adminKey: string; someJob: string; onRequest: (label: string) => void },
+): Promise<void> {
+  const base = "http://localhost";
+  const admin = { headers: { authorization: `Bearer ${opts.adminKey}` } };
+  // The built data's app (1,000 end users) signs in with a key of its own.
+  const asApp = { headers: { authorization: `Bearer ${(await auth.createKey("app", "plans")).key}` } };
+  const login = await app.handle(
+    new Request(`${base}/dashboard/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `key=${opts.adminKey}`,
+    }),
+  );
+  const cookie = { headers: { cookie: login.headers.get("set-cookie")!.split(";")[0]! } };
+  for (const [label, path, as] of REVIEWED_REQUESTS) {
+    opts.onRequest(label);
+    const init = as === "admin" ? admin : as === "app" ? asApp : as === "cookie" ? cookie : {};
+    const res = await app.handle(new Request(`${base}${path.replace(":id", opts.someJob)}`, init));
+    await res.arrayBuffer();
+    const expected = path === "/api/health" && res.status === 503;
+    if (res.status >= 400 && !expected) process.stderr.write(`${label}: HTTP ${res.status}\n`);
+  }
+}
