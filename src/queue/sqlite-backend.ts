@@ -14,7 +14,7 @@ import type {
   StalledPolicy,
 } from "./backend";
 import type { JobLogger } from "./define";
-import { QueueDepth } from "./depth";
+import { QueueDepth, SQLITE_DEPTH } from "./depth";
 import { FeatureStore } from "./feature-store";
 import { type JobFilter, JobLists, type JobPage } from "./list";
 import {
@@ -59,7 +59,7 @@ export class SqliteQueueBackend implements QueueBackend {
     this.sql = sqliteClient(db);
     this.store = new QueueStore(db);
     this.features = new FeatureStore(this.sql);
-    this.depth = new QueueDepth(this.sql);
+    this.depth = new QueueDepth(this.sql, SQLITE_DEPTH);
     this.#lists = new JobLists(db, (now, scope) => this.store.stats(now, scope));
   }
 

@@ -60,6 +60,20 @@ export type NewJob = Pick<
 
 export type NewItem = { key: string; input: unknown };
 
+/** A job as a finish settlement leaves it (the row the settlement's UPDATE wrote), in place. */
+export function markFinished(job: Job, s: Extract<Settlement, { kind: "finish" }>, now: number): void {
+  Object.assign(job, {
+    status: s.status,
+    result: s.result ?? null,
+    error: s.error,
+    finishedAt: now,
+    updatedAt: now,
+    lockedBy: null,
+    lockedUntil: null,
+  });
+  if (s.status !== "failed") job.progress = 100;
+}
+
 export type Settlement =
   | {
       kind: "finish";
@@ -472,16 +486,7 @@ export class QueueStore {
               workerId,
             );
             if (res.changes === 0) continue;
-            Object.assign(j, {
-              status: s.status,
-              result: s.result ?? null,
-              error: s.error,
-              finishedAt: now,
-              updatedAt: now,
-              lockedBy: null,
-              lockedUntil: null,
-            });
-            if (s.status !== "failed") j.progress = 100;
+            markFinished(j, s, now);
             moved.push({ type: j.type, ownerId: j.ownerId, from: "active", to: s.status, endedAt: now });
             onTerminal?.(j);
             applied.push(s);

@@ -20,6 +20,7 @@ import type {
   StalledPolicy,
 } from "../backend";
 import type { JobLogger } from "../define";
+import { PG_DEPTH, QueueDepth } from "../depth";
 import type { JobFilter, JobPage } from "../list";
 import {
   type CountMove,
@@ -27,6 +28,7 @@ import {
   claimRank,
   countDeltas,
   countsFrom,
+  markFinished,
   type NewItem,
   type NewJob,
   ownersOf,
@@ -38,7 +40,7 @@ import {
   toItem,
   toJob,
 } from "../store";
-import { PgQueueDepth, PgQueueFeatures } from "./features";
+import { PgQueueFeatures } from "./features";
 import { PgJobLists } from "./list";
 
 /**
@@ -315,7 +317,7 @@ export class PgQueueBackend implements QueueBackend {
   readonly kind = "postgres" as const;
   readonly sql: PgClient;
   readonly features: PgQueueFeatures;
-  readonly depth: PgQueueDepth;
+  readonly depth: QueueDepth;
   readonly busy = false;
   readonly #notifier: PgNotifier | undefined;
   /** Where claims, heartbeats and progress commit (see PgQueueBackendOptions.relaxed). */
@@ -331,7 +333,7 @@ export class PgQueueBackend implements QueueBackend {
     this.#instances = opts.instances;
     this.#registry = new InstanceRegistry(sql);
     this.features = new PgQueueFeatures(sql);
-    this.depth = new PgQueueDepth(sql);
+    this.depth = new QueueDepth(sql, PG_DEPTH);
     this.#lists = new PgJobLists(sql);
   }
 
@@ -488,16 +490,7 @@ export class PgQueueBackend implements QueueBackend {
         for (const s of finishes) {
           if (!done.has(s.job.id)) continue;
           const j = s.job;
-          Object.assign(j, {
-            status: s.status,
-            result: s.result ?? null,
-            error: s.error,
-            finishedAt: now,
-            updatedAt: now,
-            lockedBy: null,
-            lockedUntil: null,
-          });
-          if (s.status !== "failed") j.progress = 100;
+          markFinished(j, s, now);
           moved.push({ type: j.type, ownerId: j.ownerId, from: "active", to: s.status, endedAt: now });
           ended.push(j);
           applied.push(s);
@@ -565,16 +558,7 @@ export class PgQueueBackend implements QueueBackend {
     const ended: Job[] = [];
     for (const s of batch) {
       if (s.kind !== "finish" || !done.has(s.job.id)) continue;
-      Object.assign(s.job, {
-        status: s.status,
-        result: s.result ?? null,
-        error: s.error,
-        finishedAt: now,
-        updatedAt: now,
-        lockedBy: null,
-        lockedUntil: null,
-      });
-      if (s.status !== "failed") s.job.progress = 100;
+      markFinished(s.job, s, now);
       ended.push(s.job);
       applied.push(s);
     }

@@ -1,6 +1,6 @@
 import type { PgClient } from "../../db/pg/sql";
 import type { Job, JobItem } from "../../db/schema";
-import type { QueueDepthReader, QueueFeatures } from "../backend";
+import type { QueueFeatures } from "../backend";
 import { toItem, toJob } from "../store";
 
 const ids = (param: string) => `ARRAY(SELECT jsonb_array_elements_text(${param}::text::jsonb))`;
@@ -136,41 +136,5 @@ export class PgQueueFeatures implements QueueFeatures {
 
   firstItem(jobId: string): Promise<{ key: string; prompt: string | null; count: number } | null> {
     return this.#sql.get(FIRST_ITEM, [jobId]);
-  }
-}
-
-// Bounded: stops at `cap` rows, so a check costs at most the limit it enforces, however deep the queue.
-const OWNER_QUEUED = `SELECT count(*) AS n FROM (SELECT 1 FROM jobs
-  WHERE status = 'queued' AND owner_id = $1 AND type = $2 LIMIT $3) q`;
-const QUEUED = "SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE status = 'queued' LIMIT $1) q";
-const BUSIEST = `SELECT owner_id AS "ownerId", count(*) AS queued FROM jobs
-  WHERE status = 'queued' AND owner_id IS NOT NULL AND type = $1
-  GROUP BY owner_id ORDER BY queued DESC, owner_id LIMIT $2`;
-const OLDEST_DUE_BY_TYPE = `SELECT type, min(run_at) AS t FROM jobs
-  WHERE status = 'queued' AND run_at <= $1 GROUP BY type`;
-
-/** How deep the queue is (see ../depth.ts), on PostgreSQL: the partial indexes over queued rows. */
-export class PgQueueDepth implements QueueDepthReader {
-  readonly #sql: PgClient;
-
-  constructor(sql: PgClient) {
-    this.#sql = sql;
-  }
-
-  async ownerQueued(ownerId: string, type: string, cap: number): Promise<number> {
-    return (await this.#sql.get<{ n: number }>(OWNER_QUEUED, [ownerId, type, cap]))!.n;
-  }
-
-  async queued(cap = Number.MAX_SAFE_INTEGER): Promise<number> {
-    return (await this.#sql.get<{ n: number }>(QUEUED, [cap]))!.n;
-  }
-
-  busiestOwners(type: string, limit: number): Promise<{ ownerId: string; queued: number }[]> {
-    return this.#sql.all(BUSIEST, [type, limit]);
-  }
-
-  async oldestDueByType(now: number): Promise<Map<string, number>> {
-    const rows = await this.#sql.all<{ type: string; t: number }>(OLDEST_DUE_BY_TYPE, [now]);
-    return new Map(rows.map((r) => [r.type, r.t]));
   }
 }
