@@ -3,7 +3,9 @@
  * translation, conflict retries, the parameter conversions' edges.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { openPostgres } from "../../src/db/open";
 import { type PgClient, pgSql, TRANSACTION_ATTEMPTS, toDollarParams } from "../../src/db/pg/sql";
+import type { Sql } from "../../src/db/sql";
 import { freshPgDatabase } from "./pg-helpers";
 
 const cleanups: (() => unknown)[] = [];
@@ -160,5 +162,19 @@ describe("PgClient", () => {
     });
     expect(pids.a).toBe(pids.b);
     expect(pids.outside).not.toBe(pids.a);
+  });
+});
+
+describe("openPostgres", () => {
+  test("every connection it opens runs without JIT compilation (short statements pay its compile time)", async () => {
+    const pg = await freshPgDatabase();
+    cleanups.push(pg.drop);
+    const db = await openPostgres(pg.url);
+    cleanups.push(db.close);
+    if (db.backend !== "postgres") throw new Error("expected PostgreSQL");
+    // Several at once, so more than one of each pool's connections answers.
+    const pools: Sql[] = [db.sql, db.relaxed, db.sql, db.relaxed];
+    const shown = await Promise.all(pools.map((s) => s.get<{ jit: string }>("SHOW jit")));
+    expect(shown.map((r) => r?.jit)).toEqual(["off", "off", "off", "off"]);
   });
 });

@@ -38,7 +38,10 @@ export type PgOptions = {
 export async function connectPg(url: string, opts: PgOptions = {}): Promise<SQL> {
   const sql = new SQL(url, {
     max: opts.max ?? 10,
-    connection: { ...opts.settings, application_name: opts.applicationName ?? "easel" },
+    // JIT off: Easel's statements are short index lookups and small writes. With PostgreSQL's default (JIT
+    // above a plan cost of 100,000), the instant claim's take, estimated high over a large backlog, spent
+    // ~25-30 ms compiling itself against ~3 ms to run (docs/BENCHMARKS.md, "claim on PostgreSQL: JIT").
+    connection: { jit: "off", ...opts.settings, application_name: opts.applicationName ?? "easel" },
   });
   try {
     await sql`SELECT 1`;
