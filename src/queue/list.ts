@@ -24,7 +24,7 @@ export type JobListPage = { jobs: Job[]; nextCursor: string | null };
 /** Each job's first item (its key and input) and how many items it has: a list row's summary. */
 export type ItemSummary = { key: string; input: unknown; count: number };
 
-type Sql = { sql: string; args: (string | number)[] };
+export type Sql = { sql: string; args: (string | number)[] };
 
 const LIVE_INDEX: Partial<Record<ListStatus, string>> = {
   active: "jobs_active_lease_idx",
@@ -117,40 +117,14 @@ export class JobLists {
   }
 
   #sql(plan: Plan, f: JobFilter, page: JobPage, now: number): Sql {
-    // In a walk the filters must not steer the planner to another index: `+col` keeps it on the walk's order.
-    const col = (name: string) => (plan === "walk" ? `+${name}` : name);
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    const scope = scopeSql(f.scope, plan);
-    if (scope) {
-      where.push(scope.sql);
-      args.push(...scope.args);
-    }
+    const { where, args } = filterConditions(f, page, now, {
+      scope: scopeSql(f.scope, plan),
+      // In a walk the filters must not steer the planner to another index: `+col` keeps it on the walk's order.
+      column: (name) => (plan === "walk" ? `+${name}` : name),
+      // A literal time, so the planner may use the partial index it matches.
+      time: (at) => ({ sql: String(at), args: [] }),
+    });
     const status = f.status;
-    // Literal statuses and times, so the planner may use the partial indexes they match.
-    if (status === "waiting") where.push(`status = 'queued' AND run_at <= ${now}`);
-    else if (status === "delayed") where.push(`status = 'queued' AND run_at > ${now}`);
-    else if (status === "queued" || status === "active") where.push(`status = '${status}'`);
-    else if (status) {
-      where.push(`${col("status")} = ? AND finished_at IS NOT NULL`);
-      args.push(status);
-    }
-    if (f.type !== undefined) {
-      where.push(`${col("type")} = ?`);
-      args.push(f.type);
-    }
-    for (const t of f.excludeTypes ?? []) {
-      where.push(t.endsWith(".*") ? "type NOT LIKE ?" : "type != ?");
-      args.push(t.endsWith(".*") ? `${t.slice(0, -1)}%` : t);
-    }
-    if (f.recipeId) {
-      where.push("recipe_id = ?");
-      args.push(f.recipeId);
-    }
-    if (page.cursor) {
-      where.push("id < ?");
-      args.push(page.cursor);
-    }
     const limit = page.limit + 1;
     if (plan === "gather") return gatherSql(f, where, args, limit);
     const from = {
@@ -164,19 +138,70 @@ export class JobLists {
   }
 }
 
+/** How a database spells a list's conditions (see filterConditions). */
+export type FilterDialect = {
+  /** The owner condition of the filter's scope, or null for every job. */
+  scope: Sql | null;
+  /** A filtered column as the plan wants it named. */
+  column: (name: string) => string;
+  /** The `now` that `waiting` and `delayed` compare due times with: a literal or a parameter. */
+  time: (now: number) => Sql;
+};
+
+/**
+ * The conditions (ANDed, with `?` parameters) of the jobs matching `f` on `page` at `now`, the same on either
+ * database: what each filter means is said once, here. Live statuses are literals, so a planner may match
+ * them to the partial indexes over live rows.
+ */
+export function filterConditions(f: JobFilter, page: JobPage, now: number, dialect: FilterDialect) {
+  const where: string[] = [];
+  const args: (string | number)[] = [];
+  const add = (part: Sql) => {
+    where.push(part.sql);
+    args.push(...part.args);
+  };
+  if (dialect.scope) add(dialect.scope);
+  const status = f.status;
+  if (status === "waiting" || status === "delayed") {
+    const at = dialect.time(now);
+    add({
+      sql: `status = 'queued' AND run_at ${status === "waiting" ? "<=" : ">"} ${at.sql}`,
+      args: at.args,
+    });
+  } else if (status === "queued" || status === "active") where.push(`status = '${status}'`);
+  else if (status)
+    add({ sql: `${dialect.column("status")} = ? AND finished_at IS NOT NULL`, args: [status] });
+  if (f.type !== undefined) add({ sql: `${dialect.column("type")} = ?`, args: [f.type] });
+  for (const t of f.excludeTypes ?? []) {
+    add(
+      t.endsWith(".*")
+        ? { sql: "type NOT LIKE ?", args: [`${t.slice(0, -1)}%`] }
+        : { sql: "type <> ?", args: [t] },
+    );
+  }
+  if (f.recipeId) add({ sql: "recipe_id = ?", args: [f.recipeId] });
+  if (page.cursor) add({ sql: "id < ?", args: [page.cursor] });
+  return { where, args };
+}
+
 /**
  * The owner condition for a scope. An app's walk tests each row's owner (its own, or one whose parent it is);
  * every other plan lists the app's end users once into an `IN` set.
  */
 function scopeSql(scope: CountScope, plan: Plan): Sql | null {
-  if (!scope) return null;
-  if (!scope.withEndUsers) return { sql: "owner_id = ?", args: [scope.ownerId] };
-  if (plan === "walk") {
+  if (scope?.withEndUsers && plan === "walk") {
     return {
       sql: "(+owner_id = ? OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?)",
       args: [scope.ownerId, scope.ownerId],
     };
   }
+  return ownerCondition(scope);
+}
+
+/** Whose jobs a scope lists: an owner's own, or an app's own and its end users' (listed once into a set). */
+export function ownerCondition(scope: CountScope): Sql | null {
+  if (!scope) return null;
+  if (!scope.withEndUsers) return { sql: "owner_id = ?", args: [scope.ownerId] };
   return {
     sql: "(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))",
     args: [scope.ownerId, scope.ownerId],

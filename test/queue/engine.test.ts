@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { Job } from "../../src/db/schema";
 import { defineJob, type Queue, RetryAfterError, RetryableError, UnrecoverableError } from "../../src/queue";
 import { backoffBounds, backoffDelay } from "../../src/queue/backoff";
+import type { JobFilter } from "../../src/queue/list";
 import type { RetentionCursor } from "../../src/queue/store";
 import { dbOf, queuesPerTest, storeOf, waitFor } from "../helpers";
 import { queueBackends } from "./backends";
@@ -612,6 +613,52 @@ describe.each(backends)("%s", (kind, { queue, peer }) => {
       expect(await q.get(oldFailed)).toBeNull();
       expect(await q.get(newDone)).toBeNull();
       expect((await q.get(waiting))?.status).toBe("queued");
+    });
+
+    test("lists filter by status (live and ended), type, excluded types, recipe and owner, newest first, page by page", async () => {
+      const q = await queue();
+      q.define(defineJob({ type: "ok", input: Any, run: async () => 1 }));
+      q.define(defineJob({ type: "card.render", input: Any, run: async () => 1 }));
+      q.define(
+        defineJob({
+          type: "bad",
+          input: Any,
+          run: async () => {
+            throw new UnrecoverableError("no");
+          },
+        }),
+      );
+      q.start();
+      const a = (await q.enqueue("ok", {}, { ownerId: "u1", recipeId: "r1" })).id;
+      const b = (await q.enqueue("bad", {}, { ownerId: "u2" })).id;
+      const c = (await q.enqueue("card.render", {}, { ownerId: "u1" })).id;
+      for (const id of [a, b, c]) await terminal(q, id);
+      const later = (await q.enqueue("ok", {}, { ownerId: "u1", delayMs: 3_600_000 })).id;
+      const ids = async (filter: Partial<JobFilter>, limit = 10, cursor?: string) => {
+        const page = await q.list({ scope: null, ...filter }, { limit, cursor });
+        return { ids: page.jobs.map((j) => j.id), next: page.nextCursor };
+      };
+      expect((await ids({})).ids).toEqual([later, c, b, a]);
+      expect((await ids({ status: "delayed" })).ids).toEqual([later]);
+      expect((await ids({ status: "waiting" })).ids).toEqual([]);
+      expect((await ids({ status: "queued" })).ids).toEqual([later]);
+      expect((await ids({ status: "completed" })).ids).toEqual([c, a]);
+      expect((await ids({ status: "failed" })).ids).toEqual([b]);
+      expect((await ids({ type: "ok" })).ids).toEqual([later, a]);
+      expect((await ids({ excludeTypes: ["card.*"] })).ids).toEqual([later, b, a]);
+      expect((await ids({ excludeTypes: ["ok", "bad"] })).ids).toEqual([c]);
+      expect((await ids({ recipeId: "r1" })).ids).toEqual([a]);
+      expect((await ids({ scope: { ownerId: "u1", withEndUsers: false } })).ids).toEqual([later, c, a]);
+      expect(
+        (await ids({ scope: { ownerId: "u1", withEndUsers: false }, status: "completed", type: "ok" })).ids,
+      ).toEqual([a]);
+      // Pages: each ends where the next begins, and the last says there is no next.
+      const first = await ids({ scope: { ownerId: "u1", withEndUsers: false } }, 2);
+      expect(first).toEqual({ ids: [later, c], next: c });
+      expect(await ids({ scope: { ownerId: "u1", withEndUsers: false } }, 2, first.next!)).toEqual({
+        ids: [a],
+        next: null,
+      });
     });
 
     test("a job whose lease expired is re-queued by the sweep and fails after too many stalls", async () => {

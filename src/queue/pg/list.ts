@@ -1,6 +1,12 @@
 import type { PgClient } from "../../db/pg/sql";
-import type { SqlParam } from "../../db/sql";
-import type { ItemSummary, JobFilter, JobListPage, JobPage } from "../list";
+import {
+  filterConditions,
+  type ItemSummary,
+  type JobFilter,
+  type JobListPage,
+  type JobPage,
+  ownerCondition,
+} from "../list";
 import { toJob } from "../store";
 
 const ITEM_COUNTS = `SELECT count(*) AS total, count(*) FILTER (WHERE status = 'completed') AS completed
@@ -23,42 +29,12 @@ export class PgJobLists {
 
   /** A page of the jobs matching `filter` at `now`, newest first, with the next page's cursor. */
   async list(f: JobFilter, page: JobPage, now: number): Promise<JobListPage> {
-    const where: string[] = [];
-    const args: SqlParam[] = [];
-    if (f.scope) {
-      if (f.scope.withEndUsers) {
-        where.push("(owner_id = ? OR owner_id IN (SELECT id FROM users WHERE parent_id = ?))");
-        args.push(f.scope.ownerId, f.scope.ownerId);
-      } else {
-        where.push("owner_id = ?");
-        args.push(f.scope.ownerId);
-      }
-    }
-    const status = f.status;
-    if (status === "waiting" || status === "delayed") {
-      where.push(`status = 'queued' AND run_at ${status === "waiting" ? "<=" : ">"} ?`);
-      args.push(now);
-    } else if (status === "queued" || status === "active") where.push(`status = '${status}'`);
-    else if (status) {
-      where.push("status = ? AND finished_at IS NOT NULL");
-      args.push(status);
-    }
-    if (f.type !== undefined) {
-      where.push("type = ?");
-      args.push(f.type);
-    }
-    for (const t of f.excludeTypes ?? []) {
-      where.push(t.endsWith(".*") ? "type NOT LIKE ?" : "type <> ?");
-      args.push(t.endsWith(".*") ? `${t.slice(0, -1)}%` : t);
-    }
-    if (f.recipeId) {
-      where.push("recipe_id = ?");
-      args.push(f.recipeId);
-    }
-    if (page.cursor) {
-      where.push("id < ?");
-      args.push(page.cursor);
-    }
+    const { where, args } = filterConditions(f, page, now, {
+      scope: ownerCondition(f.scope),
+      column: (name) => name,
+      // A parameter: a literal would make every list a statement text of its own to prepare.
+      time: (at) => ({ sql: "?", args: [at] }),
+    });
     const cond = where.length ? `WHERE ${where.join(" AND ")}` : "";
     const rows = await this.#sql.all(`SELECT * FROM jobs ${cond} ORDER BY id DESC LIMIT ?`, [
       ...args,
