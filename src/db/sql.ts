@@ -130,7 +130,17 @@ export function inPowersOfTwo<T>(rows: readonly T[]): T[][] {
   return runs;
 }
 
-/** Runs every statement (a connection runs them in order), then throws the first failure, if any. */
-export async function allStatements(statements: readonly Promise<unknown>[]): Promise<void> {
-  for (const r of await Promise.allSettled(statements)) if (r.status === "rejected") throw r.reason;
+/**
+ * The results of statements issued together (pipelined: a connection runs them in order), once every one has
+ * settled; else the first failure in that order. Waiting for all before throwing matters inside a
+ * transaction: its rollback must not overtake statements still on the wire.
+ */
+export async function allStatements<const T extends readonly unknown[]>(
+  statements: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const settled = await Promise.allSettled(statements);
+  for (const r of settled) if (r.status === "rejected") throw r.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
+    -readonly [K in keyof T]: Awaited<T[K]>;
+  };
 }

@@ -2,6 +2,7 @@ import type { Job, JobAttempt, JobError, JobItem, TerminalStatus } from "../db/s
 import type { Sql } from "../db/sql";
 import type { JobLogger } from "./define";
 import type { ItemSummary, JobFilter, JobListPage, JobPage } from "./list";
+import type { RetentionThread } from "./retention-thread";
 import type { CountScope, NewItem, NewJob, QueueStats, RetentionCursor, Settlement } from "./store";
 
 /**
@@ -196,6 +197,12 @@ export interface QueueBackend {
    * Left out, slices are sized to take `sliceMs` each (SQLite's hold the loop).
    */
   readonly retentionSliceRows?: number;
+  /**
+   * A worker thread that deletes retention slices on a connection of its own while the event loop stays free
+   * (SQLite on a file, see retention-thread.ts); null when it cannot start. Left out where the database
+   * server does the work anyway (PostgreSQL).
+   */
+  startRetentionThread?(): Promise<RetentionThread | null>;
   /** A transaction for retention slices (SQLite runs it with foreign keys off: the slice deletes children itself). */
   retentionTransaction<T>(fn: () => Promise<T>): Promise<T>;
   /** Up to `limit` jobs of one type that ended in `status` before `before`, not kept, from `from` on. */

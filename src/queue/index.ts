@@ -7,8 +7,7 @@ import type { AnyJobDefinition, JobLogger, TerminalHook } from "./define";
 import { EventBus } from "./events";
 import type { ItemSummary, JobFilter, JobListPage, JobPage } from "./list";
 import { WorkerPool } from "./pool";
-import { RetentionThread } from "./retention-thread";
-import { SqliteQueueBackend, sqliteQueueBackend } from "./sqlite-backend";
+import { sqliteQueueBackend } from "./sqlite-backend";
 import {
   type CountScope,
   type NewItem,
@@ -371,10 +370,10 @@ export class Queue {
     // A thread only when there is something to delete: most scheduled runs find nothing.
     let thread =
       opts.offThread &&
-      this.backend instanceof SqliteQueueBackend &&
+      this.backend.startRetentionThread &&
       !opts.signal?.aborted &&
       (await this.retentionDue(opts))
-        ? await RetentionThread.start(this.backend.db)
+        ? await this.backend.startRetentionThread()
         : null;
     try {
       let deleted = 0;

@@ -17,6 +17,7 @@ import type { JobLogger } from "./define";
 import { QueueDepth, SQLITE_DEPTH } from "./depth";
 import { FeatureStore } from "./feature-store";
 import { type JobFilter, JobLists, type JobPage } from "./list";
+import { RetentionThread } from "./retention-thread";
 import {
   type CountScope,
   type NewItem,
@@ -207,6 +208,10 @@ export class SqliteQueueBackend implements QueueBackend {
 
   recoverStalled(now: number, stalledMax: number, policy: StalledPolicy) {
     return this.sql.exclusive(() => this.store.recoverStalled(now, stalledMax, policy));
+  }
+
+  startRetentionThread(): Promise<RetentionThread | null> {
+    return RetentionThread.start(this.db);
   }
 
   retentionTransaction<T>(fn: () => Promise<T>): Promise<T> {

@@ -40,7 +40,8 @@ export async function connectPg(url: string, opts: PgOptions = {}): Promise<SQL>
     max: opts.max ?? 10,
     // JIT off: Easel's statements are short index lookups and small writes. With PostgreSQL's default (JIT
     // above a plan cost of 100,000), the instant claim's take, estimated high over a large backlog, spent
-    // ~25-30 ms compiling itself against ~3 ms to run (docs/BENCHMARKS.md, "claim on PostgreSQL: JIT").
+    // ~25-30 ms compiling itself against ~3 ms to run (docs/BENCHMARKS.md, "PostgreSQL's JIT compiled a claim
+    // group's take for 10× longer than it ran").
     connection: { jit: "off", ...opts.settings, application_name: opts.applicationName ?? "easel" },
   });
   try {

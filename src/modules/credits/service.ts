@@ -1,5 +1,5 @@
 import type { CreditLedgerRow, Job, LEDGER_REASONS, User } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { allStatements, type Sql } from "../../db/sql";
 import { ApiError, countOf } from "../../errors";
 import type { Queue } from "../../queue";
 import { refundOwed } from "./refunds";
@@ -172,10 +172,7 @@ export class CreditService {
       });
       return { charged, balance };
     });
-    const [taken, inserted] = await Promise.allSettled([moved, this.#ledger.insertMany(rows)]);
-    if (taken.status === "rejected") throw taken.reason;
-    if (inserted.status === "rejected") throw inserted.reason;
-    const after = taken.value;
+    const [after] = await allStatements([moved, this.#ledger.insertMany(rows)]);
     for (const [id, total] of totals) {
       if (after.get(id) !== running.get(id)) {
         throw new Error(`charging ${total} to ${id} failed: its balance changed while locked`);

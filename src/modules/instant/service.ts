@@ -1,5 +1,5 @@
 import type { Job, Recipe, User } from "../../db/schema";
-import type { Sql } from "../../db/sql";
+import { allStatements, type Sql } from "../../db/sql";
 import { ApiError } from "../../errors";
 import type { Queue } from "../../queue";
 import type { BacklogService } from "../backlog/service";
@@ -277,7 +277,7 @@ export class InstantService {
       recipes.recordUsageMany(winners.map(({ p, values }) => ({ recipeId: p.recipe.id, values }))),
       queue.itemSummaries(winners.map(({ job }) => job.id)),
     ] as const;
-    const [moved, debits, , summaries] = await allOrFirstError(work);
+    const [moved, debits, , summaries] = await allStatements(work);
     winners.forEach(({ p, i, job, values }, k) => {
       outcomes[i] = {
         ok: true,
@@ -313,7 +313,7 @@ export class InstantService {
     // trip instead of four), and all settle before this claim's savepoint ends, so a refusal (402 from the
     // charge) rolls back every one of them.
     const [assets, { balance }, , summary] = this.#d.networked
-      ? await allOrFirstError([transferAssets(), charge(), countUsage(), itemSummary()] as const)
+      ? await allStatements([transferAssets(), charge(), countUsage(), itemSummary()] as const)
       : [await transferAssets(), await charge(), await countUsage(), await itemSummary()];
     const claim = {
       recipeId: recipe.id,
@@ -325,18 +325,6 @@ export class InstantService {
     };
     await idem.commit(claim);
     return claim;
-  }
-}
-
-/** Promise.all, but on a rejection it first waits for the other promises to settle, then rethrows. */
-async function allOrFirstError<const T extends readonly unknown[]>(
-  promises: T,
-): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
-  try {
-    return await Promise.all(promises);
-  } catch (err) {
-    await Promise.allSettled(promises);
-    throw err;
   }
 }
 
