@@ -551,16 +551,21 @@ describe("Sql on SQLite only", () => {
   test("aside() tells its holder when something waits for the connection, so a long holder can end early", async () => {
     const sql = (await sqlite.withTable()) as ReturnType<typeof sqliteClient>;
     const wanted: string[] = [];
-    const release = Promise.withResolvers<void>();
-    const started = Promise.withResolvers<void>();
-    const aside = sql.aside(
-      async () => {
-        started.resolve();
-        await release.promise;
-      },
-      { wanted: () => wanted.push("first") },
-    );
-    await started.promise;
+    // A holder that keeps the connection until released, noting each time it is told that something waits.
+    const hold = (name: string) => {
+      const started = Promise.withResolvers<void>();
+      const release = Promise.withResolvers<void>();
+      const done = sql.aside(
+        async () => {
+          started.resolve();
+          await release.promise;
+        },
+        { wanted: () => wanted.push(name) },
+      );
+      return { started: started.promise, release: release.resolve, done };
+    };
+    const first = hold("first");
+    await first.started;
     expect(wanted).toEqual([]);
     // A statement, then a transaction, each waiting for the holder: each one tells it.
     const read = sql.get("SELECT count(*) AS n FROM t");
@@ -569,25 +574,17 @@ describe("Sql on SQLite only", () => {
     expect(wanted).toEqual(["first", "first"]);
     // A second holder queued behind the transaction, with another transaction queued behind it: at its turn
     // it learns at once that something already waits.
-    const secondStarted = Promise.withResolvers<void>();
-    const later = Promise.withResolvers<void>();
-    const second = sql.aside(
-      async () => {
-        secondStarted.resolve();
-        await later.promise;
-      },
-      { wanted: () => wanted.push("second") },
-    );
+    const second = hold("second");
     const behind = sql.transaction(() => sql.run("INSERT INTO t (k, v) VALUES ('b', 2)"));
     // Both wait behind the first holder too, and tell it so.
     expect(wanted).toEqual(["first", "first", "first", "first"]);
-    release.resolve();
-    await aside;
+    first.release();
+    await first.done;
     await Promise.all([read, tx]);
-    await secondStarted.promise;
+    await second.started;
     expect(wanted).toEqual(["first", "first", "first", "first", "second"]);
-    later.resolve();
-    await Promise.all([second, behind]);
+    second.release();
+    await Promise.all([second.done, behind]);
     expect(await sql.get("SELECT count(*) AS n FROM t")).toEqual({ n: 2 });
   });
 });
