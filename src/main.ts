@@ -23,8 +23,9 @@ usage: easel [command]
   backlog maintain [--recipe R] [--dry-run] [--wait [--process]]   top the backlog up now
   credits grant|debit <user> <n> [--note T]   change a user's credits (id or external id)
   credits balance <user>        a user's credits and recent ledger
-  db stats [--json]             file, free pages and each table's size (data and indexes)
-  db vacuum [--force]           one-off rewrite that switches an older database to incremental auto-vacuum
+  db stats [--json]             each table's size (data and indexes); SQLite: the file and its free pages,
+                                PostgreSQL: rows and dead rows
+  db vacuum [--force]           one-off rewrite that switches an older SQLite file to incremental auto-vacuum
   keys list <user>              a user's API keys (prefix, created, last used, expiry, revoked)
   keys create <user> --name N [--expires-in 90d]   create a key, print it once
   keys revoke|rotate <keyId>    revoke a key, or replace it with a new secret (printed once)
@@ -54,12 +55,6 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig();
   const load = SERVICE_COMMANDS.get(command);
   if (load) {
-    if (command === "db" && config.DATABASE_URL) {
-      process.stderr.write(
-        "easel db: DATABASE_URL is set, so the data is in PostgreSQL: its sizes and upkeep are PostgreSQL's own (psql \\dt+, VACUUM, autovacuum); easel db works on the SQLite file in DATA_DIR\n",
-      );
-      return 1;
-    }
     const [run, { createServices }, { openDatabase }] = await Promise.all([
       load(),
       import("./services"),

@@ -2,18 +2,27 @@ import type { Database } from "bun:sqlite";
 import { statSync } from "node:fs";
 import type { Config } from "../config";
 import type { Db } from "../db/client";
-
-/** What this command needs from the services, and nothing more. */
-type Deps = { db: Db; config: Pick<Config, "databasePath" | "dataDir"> };
-
+import type { OpenedDatabase } from "../db/open";
+import { type PgDbStats, pgDbStats } from "../db/pg/stats";
+import type { Sql } from "../db/sql";
 import { LOCK_FILE, runningServer } from "../modules/ops/lock";
 import { parse, printJsonOr, UsageError } from "./args";
+
+/** What this command needs from the services, and nothing more. */
+type Deps = {
+  /** The SQLite file's connection; null on PostgreSQL. */
+  sqlite: Db | null;
+  sql: Sql;
+  database: Pick<OpenedDatabase, "where">;
+  config: Pick<Config, "databasePath" | "dataDir">;
+};
 
 const USAGE = "usage: easel db stats [--json] | db vacuum [--force]";
 
 export type TableSize = { table: string; bytes: number; pages: number; indexBytes: number };
 
 export type DbStats = {
+  backend: "sqlite";
   path: string;
   fileBytes: number;
   walBytes: number;
@@ -26,17 +35,34 @@ export type DbStats = {
   tables: TableSize[];
 };
 
-/** `easel db …`: what the database file holds, and the one-off conversion to incremental auto-vacuum. */
-export function dbCommand(ctx: Deps, argv: string[]): number {
+/**
+ * `easel db …`: what the database holds (SQLite: the file, its free pages and each table; PostgreSQL: the
+ * database, each table's size, rows and dead rows), and SQLite's one-off conversion to incremental
+ * auto-vacuum (PostgreSQL's autovacuum needs none).
+ */
+export async function dbCommand(ctx: Deps, argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { json: { type: "boolean" }, force: { type: "boolean" } });
-  const sqlite = ctx.db.$client;
+  const json = Boolean(values.json);
+  const sqlite = ctx.sqlite?.$client;
   switch (positionals[0]) {
     case "stats": {
+      if (!sqlite) {
+        const stats = await pgDbStats(ctx.sql, ctx.database.where);
+        printJsonOr(json, stats, () => formatPgStats(stats));
+        return 0;
+      }
       const stats = dbStats(sqlite, ctx.config.databasePath);
-      printJsonOr(Boolean(values.json), stats, () => formatStats(stats));
+      printJsonOr(json, stats, () => formatStats(stats));
       return 0;
     }
     case "vacuum": {
+      if (!sqlite) {
+        process.stderr.write(
+          "easel db vacuum: DATABASE_URL is set, so the data is in PostgreSQL, whose autovacuum makes dead rows' " +
+            "space reusable as it goes (`easel db stats` shows them); a one-off VACUUM or VACUUM FULL is run with psql\n",
+        );
+        return 1;
+      }
       const server = values.force ? null : runningServer(ctx.config.dataDir);
       if (server) {
         process.stderr.write(
@@ -85,6 +111,7 @@ export function dbStats(sqlite: Database, path: string): DbStats {
     tables.set(r.tbl, t);
   }
   return {
+    backend: "sqlite",
     path,
     fileBytes: fileSize(path),
     walBytes: fileSize(`${path}-wal`),
@@ -107,6 +134,23 @@ function formatStats(s: DbStats): string {
   for (const t of s.tables) {
     lines.push(
       `${t.table.padEnd(24)} ${mib(t.bytes).padStart(10)} ${mib(t.indexBytes).padStart(10)} ${String(t.pages).padStart(8)}`,
+    );
+  }
+  return lines.join("\n");
+}
+
+function formatPgStats(s: PgDbStats): string {
+  const when = (ms: number | null) =>
+    ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " ");
+  const lines = [
+    `${s.where} (PostgreSQL ${s.version}): ${mib(s.databaseBytes)}`,
+    `dead rows: ${s.deadRows}, ${s.autovacuum ? "made reusable by autovacuum as it goes" : "autovacuum is OFF: nothing reclaims them until a VACUUM"}`,
+    "",
+    `${"table".padEnd(24)} ${"data".padStart(10)} ${"indexes".padStart(10)} ${"rows".padStart(10)} ${"dead rows".padStart(10)}  last vacuum (UTC)`,
+  ];
+  for (const t of s.tables) {
+    lines.push(
+      `${t.table.padEnd(24)} ${mib(t.bytes).padStart(10)} ${mib(t.indexBytes).padStart(10)} ${String(t.rows).padStart(10)} ${String(t.deadRows).padStart(10)}  ${when(t.lastVacuumAt)}`,
     );
   }
   return lines.join("\n");
