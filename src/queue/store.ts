@@ -15,6 +15,7 @@ import {
   type TerminalStatus,
 } from "../db/schema";
 import { placeholders } from "../db/sql";
+import { endedStalled, isStalled, LEASE_LOST, requeuedStalled, tooManyStalls } from "./stalled";
 
 /**
  * All of SQLite's queue SQL (PostgreSQL's is in pg/; both behind backend.ts). Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -679,13 +680,13 @@ export class QueueStore {
 
   /**
    * Re-queues active jobs whose lease expired (or that `isDead` says belong to a dead worker), counting a
-   * stall and giving back the attempt; past `stalledMax` stalls a job fails with code `stalled`.
+   * stall and giving back the attempt; past `stalledMax` stalls a job fails with code `stalled` (the rules:
+   * stalled.ts). The caller runs the ended jobs' terminal hooks.
    */
   recoverStalled(
     now: number,
     stalledMax: number,
     opts: { expiredOnly: boolean; isDead?: (lockedBy: string) => boolean },
-    onTerminal?: (job: Job) => void,
   ): { requeued: Job[]; failed: Job[] } {
     const requeued: Job[] = [];
     const failed: Job[] = [];
@@ -698,25 +699,16 @@ export class QueueStore {
           .all(...(opts.expiredOnly ? [now] : [])) as Row[];
         for (const row of rows) {
           const job = toJob(row);
-          const expired = (job.lockedUntil ?? 0) < now;
-          if (!expired && !(job.lockedBy && opts.isDead?.(job.lockedBy))) continue;
-          if (job.stalledCount + 1 > stalledMax) {
-            const err = {
-              code: "stalled",
-              message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
-              retryable: false,
-              refundable: true,
-            };
+          if (!isStalled(job, now, (holder) => opts.isDead?.(holder) === true)) continue;
+          const tooMany = tooManyStalls(job, stalledMax);
+          if (tooMany) {
             this.db
               .query(
                 `UPDATE jobs SET status = 'failed', error = ?, stalled_count = stalled_count + 1, finished_at = ?,
                  updated_at = ?, locked_by = NULL, locked_until = NULL WHERE id = ? AND status = 'active'`,
               )
-              .run(JSON.stringify(err), now, now, job.id);
-            Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
-            moved.push({ type: job.type, ownerId: job.ownerId, from: "active", to: "failed", endedAt: now });
-            onTerminal?.(job);
-            failed.push(job);
+              .run(JSON.stringify(tooMany), now, now, job.id);
+            failed.push(endedStalled(job, "failed", tooMany, now, moved));
             continue;
           }
           const res = this.db
@@ -729,31 +721,19 @@ export class QueueStore {
           if (res.changes === 0) {
             const err = supersededError();
             this.#supersede.run(JSON.stringify(err), now, now, job.id);
-            Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
-            moved.push({
-              type: job.type,
-              ownerId: job.ownerId,
-              from: "active",
-              to: "cancelled",
-              endedAt: now,
-            });
-            onTerminal?.(job);
-            failed.push(job);
+            failed.push(endedStalled(job, "cancelled", err, now, moved));
             continue;
           }
-          const lost = {
-            code: "stalled",
-            message: "the worker died or lost its lease",
-            retryable: true,
-            refundable: true,
-          };
-          this.#attempt.run(job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(lost), now);
-          Object.assign(job, {
-            status: "queued",
-            runAt: now,
-            stalledCount: job.stalledCount + 1,
-            lockedBy: null,
-          });
+          this.#attempt.run(
+            job.id,
+            job.attempts,
+            "stalled",
+            job.startedAt,
+            now,
+            JSON.stringify(LEASE_LOST),
+            now,
+          );
+          requeuedStalled(job, now);
           requeued.push(job);
         }
       }),

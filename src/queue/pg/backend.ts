@@ -3,14 +3,7 @@ import { INSTANCE_TTL_MS, InstanceRegistry, joinInstances } from "../../db/pg/in
 import type { PgNotifier } from "../../db/pg/notify";
 import type { PgClient } from "../../db/pg/sql";
 import { columnList, rowMapper } from "../../db/rows";
-import {
-  CLAIM_ORDER,
-  type Job,
-  type JobError,
-  jobAttempts,
-  jobs,
-  type TerminalStatus,
-} from "../../db/schema";
+import { CLAIM_ORDER, type Job, jobAttempts, jobs, type TerminalStatus } from "../../db/schema";
 import type {
   BackendRetentionSlice,
   InsertResult,
@@ -22,6 +15,7 @@ import type {
 import type { JobLogger } from "../define";
 import { PG_DEPTH, QueueDepth } from "../depth";
 import type { JobFilter, JobPage } from "../list";
+import { endedStalled, isStalled, LEASE_LOST, requeuedStalled, tooManyStalls } from "../stalled";
 import {
   type CountMove,
   type CountScope,
@@ -681,7 +675,8 @@ export class PgQueueBackend implements QueueBackend {
 
   /**
    * Re-queues active jobs whose lease lapsed (or that `isDead` says belong to a dead holder), counting a stall
-   * and giving back the attempt; past `stalledMax` stalls a job fails with code `stalled`. Rows another
+   * and giving back the attempt; past `stalledMax` stalls a job fails with code `stalled` (the rules:
+   * ../stalled.ts). Rows another
    * instance's sweep holds are skipped: each stalled job is recovered by exactly one sweep.
    */
   recoverStalled(
@@ -704,54 +699,32 @@ export class PgQueueBackend implements QueueBackend {
           ? await this.sql.all(STALLED_EXPIRED_OR_HELD, [now, JSON.stringify(dead)])
           : await this.sql.all(STALLED_EXPIRED, [now]);
       const deadHolders = new Set(dead);
+      const heldByDead = (holder: string) => deadHolders.has(holder) || policy.isDead?.(holder) === true;
       for (const job of rows.map(toJob)) {
-        const expired = (job.lockedUntil ?? 0) < now;
-        const held = job.lockedBy;
-        const deadHolder = held !== null && (deadHolders.has(held) || policy.isDead?.(held) === true);
-        if (!expired && !deadHolder) continue;
-        if (job.stalledCount + 1 > stalledMax) {
-          const err: JobError = {
-            code: "stalled",
-            message: `job stalled ${job.stalledCount + 1} times (worker died or lost its lease)`,
-            retryable: false,
-            refundable: true,
-          };
-          await this.sql.run(FAIL_STALLED, [JSON.stringify(err), now, job.id]);
-          Object.assign(job, { status: "failed", error: err, finishedAt: now, lockedBy: null });
-          moved.push({ type: job.type, ownerId: job.ownerId, from: "active", to: "failed", endedAt: now });
-          failed.push(job);
+        if (!isStalled(job, now, heldByDead)) continue;
+        const tooMany = tooManyStalls(job, stalledMax);
+        if (tooMany) {
+          await this.sql.run(FAIL_STALLED, [JSON.stringify(tooMany), now, job.id]);
+          failed.push(endedStalled(job, "failed", tooMany, now, moved));
           continue;
         }
         const { changes } = await this.sql.run(REQUEUE_STALLED, [now, job.id]);
         if (changes === 0) {
           const err = supersededError();
           await this.sql.run(SUPERSEDE, [JSON.stringify(err), now, job.id]);
-          Object.assign(job, { status: "cancelled", error: err, finishedAt: now, lockedBy: null });
-          moved.push({ type: job.type, ownerId: job.ownerId, from: "active", to: "cancelled", endedAt: now });
-          failed.push(job);
+          failed.push(endedStalled(job, "cancelled", err, now, moved));
           continue;
         }
-        const lost = {
-          code: "stalled",
-          message: "the worker died or lost its lease",
-          retryable: true,
-          refundable: true,
-        };
         await this.sql.run(ATTEMPT, [
           job.id,
           job.attempts,
           "stalled",
           job.startedAt,
           now,
-          JSON.stringify(lost),
+          JSON.stringify(LEASE_LOST),
           now,
         ]);
-        Object.assign(job, {
-          status: "queued",
-          runAt: now,
-          stalledCount: job.stalledCount + 1,
-          lockedBy: null,
-        });
+        requeuedStalled(job, now);
         requeued.push(job);
       }
       await this.#count(moved);
