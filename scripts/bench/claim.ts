@@ -16,6 +16,8 @@
  * on 2 cores, the three together bound claims/s at 2,000,000 µs over their sum.
  *
  * `--cpu-prof DIR` has each server write a CPU profile (Markdown, `bun --cpu-prof-md`) into DIR as it stops.
+ * With `BENCH_KEEP_DB=1` in the environment the PostgreSQL database is left in place afterwards (its name is
+ * printed to stderr), for EXPLAIN ANALYZE and the statistics views on the state the claims left behind.
  *
  *   bun run bench claim [--json] [--backend sqlite|postgres] [--instances 1|2] [--ready 20000]
  *     [--sequential 2000] [--concurrent 16000] [--clients 64] [--users 64] [--url postgres://…]
@@ -204,6 +206,7 @@ try {
 } finally {
   for (const server of servers) server.kill("SIGTERM");
   await Promise.all(servers.map((s) => s.exited));
-  await pg?.drop();
+  if (!process.env.BENCH_KEEP_DB) await pg?.drop();
+  else if (pg) console.error(`kept ${pg.url.replace(/:[^:@/]*@/, ":***@")}`);
   rmSync(dir, { recursive: true, force: true });
 }
