@@ -15,10 +15,13 @@ RUN find node_modules/@fontsource -type f \( -name '*.woff2' -o \( -name '*.woff
 
 FROM oven/bun:1 AS runtime
 WORKDIR /app
+# BUN_JSC_useFTLJIT=0, as `bun start` runs: JavaScriptCore's top JIT tier spent ~15-20 % of a fresh server's
+# CPU compiling and gave no measurable speed once compiled (docs/BENCHMARKS.md, "FTL").
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \
-    DATA_DIR=/app/data
+    DATA_DIR=/app/data \
+    BUN_JSC_useFTLJIT=0
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json bun.lock bunfig.toml tsconfig.json ./
 COPY src ./src

@@ -168,6 +168,8 @@ export type StaticInputs = {
   dockerignore: string;
   /** docker-compose.cluster.yml */
   clusterCompose: string;
+  /** package.json */
+  packageJson: string;
   routes: Set<string>;
 };
 
@@ -177,6 +179,7 @@ export function staticProblems({
   flyToml,
   dockerignore,
   clusterCompose,
+  packageJson,
   routes,
 }: StaticInputs): string[] {
   const problems: string[] = [];
@@ -209,6 +212,11 @@ export function staticProblems({
   expect(image.volumes.includes(DATA_PATH), `no VOLUME ${DATA_PATH}`);
   expect(image.env.DATA_DIR === DATA_PATH, `ENV DATA_DIR should be ${DATA_PATH} (is ${image.env.DATA_DIR})`);
   expect(image.env.NODE_ENV === "production", "ENV NODE_ENV should be production");
+  // The server runs without JavaScriptCore's FTL tier, however it is started (docs/BENCHMARKS.md, "FTL").
+  expect(image.env.BUN_JSC_useFTLJIT === "0", "ENV BUN_JSC_useFTLJIT should be 0, as `bun start` runs");
+  const start =
+    (JSON.parse(packageJson || "{}") as { scripts?: Record<string, string> }).scripts?.start ?? "";
+  expect(/^BUN_JSC_useFTLJIT=0 /.test(start), "package.json's start script should set BUN_JSC_useFTLJIT=0");
   expect(
     image.user && image.user !== "root" && image.user !== "0",
     "the image should run as a non-root USER",
@@ -629,6 +637,7 @@ export function readStaticInputs(root = ROOT): StaticInputs {
     flyToml: read("fly.toml"),
     dockerignore: read(".dockerignore"),
     clusterCompose: read("docker-compose.cluster.yml"),
+    packageJson: read("package.json"),
     routes: appRoutes(),
   };
 }

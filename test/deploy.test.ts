@@ -27,15 +27,24 @@ describe("Dockerfile and fly.toml", () => {
       .replace("VOLUME /app/data", "VOLUME /data")
       .replace("USER bun", "USER root")
       .replace("/api/health`", "/healthz`")
-      .replace("DATA_DIR=/app/data", "DATA_DIR=/app/data \\\n    OPENAI_API_KEY=sk-baked-in");
+      .replace("DATA_DIR=/app/data", "DATA_DIR=/app/data \\\n    OPENAI_API_KEY=sk-baked-in")
+      .replace("    BUN_JSC_useFTLJIT=0", "    BUN_JSC_useFTLJIT=1");
     const flyToml = inputs.flyToml
       .replace("kill_timeout = 30", "kill_timeout = 5")
       .replace('auto_stop_machines = "off"', "auto_stop_machines = true")
       .replace('path = "/api/health"', 'path = "/status"')
       .replace('destination = "/app/data"', 'destination = "/data"');
-    const problems = staticProblems({ ...inputs, dockerfile, flyToml, dockerignore: "node_modules\n" }).join(
-      "\n",
+    const packageJson = inputs.packageJson.replace(
+      "BUN_JSC_useFTLJIT=0 bun run src/main.ts",
+      "bun run src/main.ts",
     );
+    const problems = staticProblems({
+      ...inputs,
+      dockerfile,
+      flyToml,
+      packageJson,
+      dockerignore: "node_modules\n",
+    }).join("\n");
     for (const expected of [
       "EXPOSE 8080 does not include the default PORT 3000",
       "STOPSIGNAL should be SIGTERM",
@@ -43,6 +52,8 @@ describe("Dockerfile and fly.toml", () => {
       "non-root USER",
       "HEALTHCHECK path /healthz is not a GET route",
       "ENV OPENAI_API_KEY looks like a secret",
+      "ENV BUN_JSC_useFTLJIT should be 0",
+      "start script should set BUN_JSC_useFTLJIT=0",
       "fly kill_timeout 5 must cover SHUTDOWN_GRACE_MS 20000",
       'auto_stop_machines should be "off"',
       "fly check path /status is not a GET route",

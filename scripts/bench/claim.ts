@@ -15,12 +15,14 @@
  * servers' connections, per concurrent claim. `client_cpu_us_per_claim` is this process's (the HTTP clients'):
  * on 2 cores, the three together bound claims/s at 2,000,000 µs over their sum.
  *
+ * `--warm N` has the clients make N concurrent claims, unmeasured, before the measured ones: a server that has
+ * run for a while (every JIT tier compiled), where the default measures one minutes after its start.
  * `--cpu-prof DIR` has each server write a CPU profile (Markdown, `bun --cpu-prof-md`) into DIR as it stops.
  * With `BENCH_KEEP_DB=1` in the environment the PostgreSQL database is left in place afterwards (its name is
  * printed to stderr), for EXPLAIN ANALYZE and the statistics views on the state the claims left behind.
  *
  *   bun run bench claim [--json] [--backend sqlite|postgres] [--instances 1|2] [--ready 20000]
- *     [--sequential 2000] [--concurrent 16000] [--clients 64] [--users 64] [--url postgres://…]
+ *     [--sequential 2000] [--warm 0] [--concurrent 16000] [--clients 64] [--users 64] [--url postgres://…]
  *     [--cpu-prof DIR]
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -48,6 +50,7 @@ const { values } = parseArgs({
     ready: { type: "string", default: "20000" },
     sequential: { type: "string", default: "2000" },
     concurrent: { type: "string", default: "16000" },
+    warm: { type: "string", default: "0" },
     clients: { type: "string", default: "64" },
     users: { type: "string", default: "64" },
     "cpu-prof": { type: "string" },
@@ -58,13 +61,15 @@ const instances = Number(values.instances);
 const ready = Number(values.ready);
 const sequential = Number(values.sequential);
 const concurrent = Number(values.concurrent);
+const warm = Number(values.warm);
 const clients = Number(values.clients);
 const userCount = Number(values.users);
 if (backend !== "sqlite" && backend !== "postgres") throw new Error("--backend is sqlite or postgres");
 if (instances !== 1 && (instances !== 2 || backend !== "postgres")) {
   throw new Error("--instances 2 needs --backend postgres (instances of one SQLite file cannot share it)");
 }
-if (sequential + concurrent > ready) throw new Error("--ready must cover --sequential + --concurrent claims");
+if (sequential + warm + concurrent > ready)
+  throw new Error("--ready must cover --sequential + --warm + --concurrent claims");
 
 const ROOT = resolve(import.meta.dir, "../..");
 const ADMIN_KEY = "esk_bench_admin_key_0123456789abcdef";
@@ -157,8 +162,25 @@ try {
   for (let i = 0; i < sequential; i++) await claimOnce(urls[i % instances]!, keys[i % keys.length]!);
   const sequentialPerS = sequential / ((performance.now() - t) / 1000);
 
-  const latencies: number[] = [];
-  let next = 0;
+  /** `count` claims from all the clients at once; resolves to their latencies. */
+  async function concurrently(count: number): Promise<number[]> {
+    const out: number[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: clients }, async (_, c) => {
+        const key = keys[c % keys.length]!;
+        const url = urls[c % instances]!;
+        while (next < count) {
+          next++;
+          out.push(await claimOnce(url, key));
+        }
+      }),
+    );
+    return out;
+  }
+  // A long-running server's state: its hot paths compiled by every JIT tier it will reach.
+  if (warm > 0) await concurrently(warm);
+
   const serverCpu = cpuSpan(() => servers.map((s) => s.pid));
   const pgCpu = pg ? cpuSpan(() => pg.backendPids()) : null;
   const clientCpu = cpuSpan(() => [process.pid]);
@@ -166,16 +188,7 @@ try {
   await serverCpu.start();
   await pgCpu?.start();
   t = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      const key = keys[c % keys.length]!;
-      const url = urls[c % instances]!;
-      while (next < concurrent) {
-        next++;
-        latencies.push(await claimOnce(url, key));
-      }
-    }),
-  );
+  const latencies = await concurrently(concurrent);
   const concurrentPerS = concurrent / ((performance.now() - t) / 1000);
   const serverUs = await serverCpu.stop();
   const pgUs = (await pgCpu?.stop()) ?? null;
@@ -196,7 +209,7 @@ try {
       p99_ms: round(percentile(latencies, 99)),
       clients,
       users: userCount,
-      claims: { sequential, concurrent },
+      claims: { sequential, warm, concurrent },
       ready_backlog: ready,
       seed_ms: round(seedMs, 0),
       machine: machine(),
