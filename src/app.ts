@@ -2,6 +2,7 @@ import { cors } from "@elysiajs/cors";
 import { Elysia } from "elysia";
 import type { z } from "zod";
 import type { AppContext } from "./context";
+import { isPgUnavailable } from "./db/pg/sql";
 import { isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
 import { parseShallowJson } from "./json-depth";
@@ -245,8 +246,8 @@ export function createApp(ctx: AppContext) {
           case "INVALID_COOKIE_SIGNATURE":
             return json(401, errorBody("unauthorized", "invalid session cookie"));
           default: {
-            if (isWriteFault(error)) {
-              writeHealth(ctx.db.$client).failed(error);
+            if (ctx.sqlite && isWriteFault(error)) {
+              writeHealth(ctx.sqlite.$client).failed(error);
               ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database refused a write");
               return json(
                 503,
@@ -255,6 +256,19 @@ export function createApp(ctx: AppContext) {
                   "the database cannot take writes right now; try again later",
                 ),
                 { "retry-after": "30" },
+              );
+            }
+            // PostgreSQL down, restarting, failing over or out of connections: the pool reconnects by itself,
+            // so the client is told to come back shortly rather than that the server broke.
+            if (!ctx.sqlite && isPgUnavailable(error)) {
+              ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database unavailable");
+              return json(
+                503,
+                errorBody(
+                  "database_unavailable",
+                  "the database cannot be reached right now; try again shortly",
+                ),
+                { "retry-after": "5" },
               );
             }
             const status = (error as { status?: number }).status;

@@ -7,7 +7,8 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pgDatabasePerTest } from "../db/pg-helpers";
+import { SQL } from "bun";
+import { PG_TEST_URL, pgDatabasePerTest } from "../db/pg-helpers";
 import { createRecipe, createUser, expectStatus } from "../fixtures/backlog";
 import {
   ADMIN_KEY,
@@ -359,6 +360,57 @@ describe("a lost database connection", () => {
       what: "the leader lock held again",
       timeoutMs: 30_000,
     });
+  }, 120_000);
+});
+
+describe("PostgreSQL closed to connections", () => {
+  test("requests get 503 database_unavailable with Retry-After, never a 500, and succeed once it is back; nothing is lost", async () => {
+    const c = await cluster();
+    const a = await c.start();
+    const user = await createUser(a.api);
+    const before = await enqueue(a, "echo", { n: 1 });
+    const [{ name }] = await c.pg.sql`SELECT current_database() AS name`;
+    // From the maintenance database: this test's own pool loses its connections too.
+    const admin = new SQL(PG_TEST_URL, { max: 1 });
+    cleanups.push(() => admin.close());
+    const allow = (on: boolean) => admin.unsafe(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS ${on}`);
+    await allow(false);
+    try {
+      // What a restart or a failover does: every session of the instance ends, and none can open.
+      await admin`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+        WHERE datname = ${name} AND backend_type = 'client backend' AND usename = current_user`;
+      const requests: [string, Parameters<Instance["api"]>[1]][] = [
+        ["/api/jobs", {}],
+        [`/api/jobs/${before}`, {}],
+        ["/api/jobs", { method: "POST", json: { type: "echo", input: { n: 2 } } }],
+        ["/api/credits", { key: user.key }],
+      ];
+      for (const [path, init] of requests) {
+        const res = await a.api(path, init);
+        expect(`${init?.method ?? "GET"} ${path} ${res.status}`).toBe(`${init?.method ?? "GET"} ${path} 503`);
+        expect(res.headers.get("retry-after")).toBe("5");
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe("database_unavailable");
+      }
+      const ready = await a.api("/api/health/ready", { key: null });
+      expect(ready.status).toBe(503);
+    } finally {
+      await allow(true);
+    }
+    // The pool reconnects by itself: the same requests go through, and the job queued before completes.
+    await waitFor(async () => (await a.api("/api/jobs")).status === 200, {
+      what: "requests to succeed again",
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    expect((await a.api("/api/credits", { key: user.key })).status).toBe(200);
+    const after = await enqueue(a, "echo", { n: 3 });
+    for (const id of [before, after]) {
+      await waitFor(
+        async () =>
+          ((await (await a.api(`/api/jobs/${id}`)).json()) as { status: string }).status === "completed",
+        { what: `job ${id} to complete`, timeoutMs: 60_000, intervalMs: 100 },
+      );
+    }
   }, 120_000);
 });
 

@@ -3,8 +3,15 @@
  * translation, conflict retries, the parameter conversions' edges.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { SQL } from "bun";
 import { openPostgres } from "../../src/db/open";
-import { type PgClient, pgSql, TRANSACTION_ATTEMPTS, toDollarParams } from "../../src/db/pg/sql";
+import {
+  isPgUnavailable,
+  type PgClient,
+  pgSql,
+  TRANSACTION_ATTEMPTS,
+  toDollarParams,
+} from "../../src/db/pg/sql";
 import type { Sql } from "../../src/db/sql";
 import { freshPgDatabase } from "./pg-helpers";
 
@@ -162,6 +169,55 @@ describe("PgClient", () => {
     });
     expect(pids.a).toBe(pids.b);
     expect(pids.outside).not.toBe(pids.a);
+  });
+});
+
+describe("isPgUnavailable", () => {
+  /** The error `fn` throws (it must throw). */
+  async function thrown(fn: () => Promise<unknown>): Promise<unknown> {
+    try {
+      await fn();
+    } catch (err) {
+      return err;
+    }
+    throw new Error("expected an error");
+  }
+
+  test("a server that cannot serve: refused, shut down or closed to connections (the client's real errors)", async () => {
+    const refused = new SQL("postgres://easel:easel@127.0.0.1:1/none", { max: 1, connectionTimeout: 5 });
+    expect(isPgUnavailable(await thrown(() => refused`SELECT 1`))).toBe(true);
+    await refused.close().catch(() => {});
+
+    const db = await freshPgDatabase();
+    cleanups.push(db.drop);
+    const conn = await db.sql.reserve();
+    const [{ pid }] = await conn`SELECT pg_backend_pid() AS pid`;
+    await db.sql`SELECT pg_terminate_backend(${pid})`;
+    const terminated = await thrown(() => conn`SELECT 1`); // 57P01 admin_shutdown
+    expect(isPgUnavailable(terminated)).toBe(true);
+    // Wrapped, as a caller may rethrow it.
+    expect(isPgUnavailable(new Error("claim failed", { cause: terminated }))).toBe(true);
+    conn.release();
+  });
+
+  test("a statement's own errors are not: constraint, syntax, timeout, serialization", async () => {
+    const db = await freshPgDatabase();
+    cleanups.push(db.drop);
+    await db.sql`CREATE TABLE t (id int PRIMARY KEY)`;
+    await db.sql`INSERT INTO t VALUES (1)`;
+    for (const fn of [
+      () => db.sql`INSERT INTO t VALUES (1)`, // 23505
+      () => db.sql.unsafe("SELEC 1"), // 42601
+      () =>
+        db.sql.begin(async (tx) => {
+          await tx`SET LOCAL statement_timeout = 20`;
+          await tx`SELECT pg_sleep(1)`; // 57014
+        }),
+    ]) {
+      expect(isPgUnavailable(await thrown(fn))).toBe(false);
+    }
+    expect(isPgUnavailable(Object.assign(new Error("could not serialize"), { errno: "40001" }))).toBe(false);
+    expect(isPgUnavailable(new Error("plain"))).toBe(false);
   });
 });
 

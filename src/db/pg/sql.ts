@@ -383,6 +383,32 @@ function sqlState(err: unknown): string {
   return typeof errno === "string" ? errno : "";
 }
 
+/** SQLSTATEs of a server that cannot serve now, whatever the statement (see isPgUnavailable). */
+const UNAVAILABLE_STATES = /^(08|53)|^(57P01|57P02|57P03|25006|58030)$/;
+
+/**
+ * Whether `err` says PostgreSQL cannot be reached or cannot serve right now, not that the statement was
+ * wrong: a refused, timed-out or lost connection, a shutdown, restart or crash recovery (57P01-57P03), a
+ * database closed to connections, a read-only standby after a failover (25006), exhausted resources such
+ * as a full disk or too many connections (class 53), an I/O error (58030). The same request may succeed once
+ * the server is back: the API answers it with 503 and Retry-After, as SQLite's write faults.
+ */
+export function isPgUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (
+      typeof code === "string" &&
+      /^(ERR_POSTGRES_CONNECTION|ECONNREFUSED$|ECONNRESET$|ETIMEDOUT$|EPIPE$)/.test(code)
+    )
+      return true;
+    const state = sqlState(e);
+    if (UNAVAILABLE_STATES.test(state)) return true;
+    if (state === "55000" && /not currently accepting connections/.test((e as Error).message ?? ""))
+      return true;
+  }
+  return false;
+}
+
 /** A unique violation as the error both clients throw; any other error as it is. */
 function translate(err: unknown): unknown {
   if (sqlState(err) !== "23505" || err instanceof UniqueViolation) return err;
