@@ -3,7 +3,7 @@ import { Elysia } from "elysia";
 import type { z } from "zod";
 import type { AppContext } from "./context";
 import { isPgUnavailable } from "./db/pg/sql";
-import { isWriteFault, writeHealth } from "./db/write-health";
+import { isLockedByAnother, isWriteFault, writeHealth } from "./db/write-health";
 import { ApiError } from "./errors";
 import { parseShallowJson } from "./json-depth";
 import { authModule } from "./modules/auth";
@@ -256,6 +256,20 @@ export function createApp(ctx: AppContext) {
                   "the database cannot take writes right now; try again later",
                 ),
                 { "retry-after": "30" },
+              );
+            }
+            if (ctx.sqlite && isLockedByAnother(error)) {
+              ctx.log.warn(
+                { err: error, path: new URL(request.url).pathname },
+                "database locked by another process",
+              );
+              return json(
+                503,
+                errorBody(
+                  "database_busy",
+                  "another process holds the database's write lock; try again shortly",
+                ),
+                { "retry-after": "1" },
               );
             }
             // PostgreSQL down, restarting, failing over or out of connections: the pool reconnects by itself,

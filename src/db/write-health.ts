@@ -18,6 +18,18 @@ export function isWriteFault(err: unknown): boolean {
   return false;
 }
 
+/**
+ * True for SQLite's "database is locked": another process (a CLI command, a tool with the file open) held
+ * the write lock for longer than busy_timeout. Nothing was written; the same request may succeed shortly.
+ */
+export function isLockedByAnother(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^SQLITE_BUSY/.test(code)) return true;
+  }
+  return false;
+}
+
 export class WriteHealth {
   #fault: { message: string; since: number } | null = null;
 
