@@ -10,7 +10,7 @@ import { MigrationMismatchError } from "./migrate";
 import { connectPg, type PgOptions, redactUrl } from "./pg/client";
 import { migratePg } from "./pg/migrate";
 import { type PgClient, pgSql } from "./pg/sql";
-import { type SqliteClient, sqliteClient } from "./sqlite";
+import { BUSY_TIMEOUT_MS, type SqliteClient, sqliteClient } from "./sqlite";
 
 export type OpenedDatabase =
   | {
@@ -39,6 +39,9 @@ export type OpenedDatabase =
 /** The SQLite file at `config.databasePath`, migrated. */
 export function openSqlite(config: Pick<Config, "databasePath" | "SQLITE_SYNCHRONOUS">): OpenedDatabase {
   const db = openDb(config.databasePath, { synchronous: config.SQLITE_SYNCHRONOUS });
+  // Opened and migrated with a 5 s busy_timeout; from here another process's write lock is waited for
+  // mostly off the event loop (SqliteClient, BUSY_TIMEOUT_MS).
+  db.$client.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   return {
     backend: "sqlite",
     sql: sqliteClient(db.$client),

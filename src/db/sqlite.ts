@@ -11,6 +11,22 @@ type TxState = { afterCommit: (() => void)[]; savepoints: number; wanted?: () =>
 const clients = new WeakMap<Database, SqliteClient>();
 
 /**
+ * How long the connection's own busy handler waits for another process's write lock (`busy_timeout`, set by
+ * openSqlite): it sleeps on the event loop, so only briefly, which covers the short transactions of a CLI
+ * command. Past it the client waits asynchronously (LOCK_RETRY_MS between tries), for LOCK_WAIT_MS in all.
+ */
+export const BUSY_TIMEOUT_MS = 25;
+const LOCK_RETRY_MS = 50;
+/** The longest a statement or transaction waits for another process's write lock before it fails. */
+export const LOCK_WAIT_MS = 5000;
+
+/** SQLite's "database is locked": another connection held the write lock past busy_timeout. */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
+}
+
+/**
  * The one client of a connection: every user of the same `Database` must share its transaction gate, so
  * this returns the same client for the same connection.
  */
@@ -92,13 +108,49 @@ export class SqliteClient implements Sql {
       try {
         return Promise.resolve(fn());
       } catch (err) {
+        if (this.#retryable(err)) return this.#whenUnlocked(fn, performance.now() + LOCK_WAIT_MS);
         return Promise.reject(uniqueViolation(err) ?? err);
       }
     }
     return this.#afterOthers(fn);
   }
 
+  /**
+   * Whether `fn` may simply run again after `err`: another process held the write lock past busy_timeout,
+   * and no transaction is open on this connection, so nothing of `fn` took effect (a section's writes are
+   * one transaction or one statement; a write lock refused is a write not made).
+   */
+  #retryable(err: unknown): boolean {
+    return isBusy(err) && !this.db.inTransaction && !this.inside;
+  }
+
+  /** Runs `fn` again after a pause, off the event loop, until the lock is free or `deadline` passes. */
+  async #whenUnlocked<T>(fn: () => T, deadline: number): Promise<T> {
+    for (;;) {
+      await Bun.sleep(LOCK_RETRY_MS);
+      // Behind the gate again: a transaction of this connection may have begun meanwhile.
+      await this.#othersDone();
+      try {
+        return fn();
+      } catch (err) {
+        if (!this.#retryable(err) || performance.now() >= deadline) throw uniqueViolation(err) ?? err;
+      }
+    }
+  }
+
   async #afterOthers<T>(fn: () => T): Promise<T> {
+    await this.#othersDone();
+    try {
+      return fn();
+    } catch (err) {
+      if (this.#retryable(err)) return this.#whenUnlocked(fn, performance.now() + LOCK_WAIT_MS);
+      throw uniqueViolation(err) ?? err;
+    }
+  }
+
+  /** Resolves once no other caller's transaction (or `aside` holder) has the connection. */
+  async #othersDone(): Promise<void> {
+    if (this.#open === null || this.inside) return;
     this.#waiting++;
     try {
       // Checked again after each wake-up: the next transaction in line may have begun meanwhile.
@@ -108,11 +160,6 @@ export class SqliteClient implements Sql {
       }
     } finally {
       this.#waiting--;
-    }
-    try {
-      return fn();
-    } catch (err) {
-      throw uniqueViolation(err) ?? err;
     }
   }
 
@@ -144,7 +191,7 @@ export class SqliteClient implements Sql {
       (this.#statement("PRAGMA foreign_keys").get() as { foreign_keys: number }).foreign_keys === 1;
     try {
       if (keysOff) this.#statement("PRAGMA foreign_keys = OFF").run();
-      this.#statement("BEGIN IMMEDIATE").run();
+      await this.#begin();
       const out = await this.#als.run(state, fn);
       this.#statement("COMMIT").run();
       committed = true;
@@ -189,6 +236,23 @@ export class SqliteClient implements Sql {
       this.#open = null;
       end();
       passOn();
+    }
+  }
+
+  /**
+   * BEGIN IMMEDIATE, waiting for another process's write lock asynchronously (see BUSY_TIMEOUT_MS): the
+   * transaction holds the gate meanwhile, so this connection's other callers wait as they would anyway.
+   */
+  async #begin(): Promise<void> {
+    const deadline = performance.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        this.#statement("BEGIN IMMEDIATE").run();
+        return;
+      } catch (err) {
+        if (!isBusy(err) || performance.now() >= deadline) throw err;
+      }
+      await Bun.sleep(LOCK_RETRY_MS);
     }
   }
 
