@@ -74,6 +74,8 @@ export class WorkerPool {
   #claiming: Promise<void> | null = null;
   /** A wake-up came while a claim was in flight: claim again when it lands instead of waiting for the poll. */
   #wokenWhileClaiming = false;
+  /** Claims refused in a row (a busy or unreachable database), so the spell is logged once. */
+  #claimFailures = 0;
   #pollPending = false;
   #pollTimer: ReturnType<typeof setTimeout> | null = null;
   #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
@@ -213,6 +215,7 @@ export class WorkerPool {
         this.#claimLater(claimed, free);
         return;
       }
+      this.#claimed();
       for (const job of claimed) this.#start(job);
       if (claimed.length < free) break;
       free = this.freeSlots;
@@ -226,6 +229,7 @@ export class WorkerPool {
     this.#claiming = claimed.then(
       (jobs) => {
         this.#claiming = null;
+        this.#claimed();
         for (const job of jobs) this.#start(job);
         if (jobs.length >= asked || this.#wokenWhileClaiming) this.#scheduleTick();
         else if (this.freeSlots > 0) this.#schedulePoll();
@@ -243,7 +247,15 @@ export class WorkerPool {
    * could not be reached: nothing was claimed, so nothing is lost; look again after the usual poll interval.
    */
   #claimFailed(err: unknown): void {
-    this.#o.log.warn({ err }, "could not claim jobs; trying again");
+    // Once per spell, not once per poll: a lock held for a minute would otherwise log every few hundred ms.
+    if (this.#claimFailures++ === 0) this.#o.log.warn({ err }, "could not claim jobs; trying again");
+  }
+
+  /** A claim went through: says so if claims had been failing. */
+  #claimed(): void {
+    if (this.#claimFailures === 0) return;
+    this.#o.log.info({ failedTries: this.#claimFailures }, "claiming jobs again");
+    this.#claimFailures = 0;
   }
 
   /**
