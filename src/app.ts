@@ -246,44 +246,12 @@ export function createApp(ctx: AppContext) {
           case "INVALID_COOKIE_SIGNATURE":
             return json(401, errorBody("unauthorized", "invalid session cookie"));
           default: {
-            if (ctx.sqlite && isWriteFault(error)) {
-              writeHealth(ctx.sqlite.$client).failed(error);
-              ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database refused a write");
-              return json(
-                503,
-                errorBody(
-                  "database_unavailable",
-                  "the database cannot take writes right now; try again later",
-                ),
-                { "retry-after": "30" },
-              );
-            }
-            if (ctx.sqlite && isLockedByAnother(error)) {
-              ctx.log.warn(
-                { err: error, path: new URL(request.url).pathname },
-                "database locked by another process",
-              );
-              return json(
-                503,
-                errorBody(
-                  "database_busy",
-                  "another process holds the database's write lock; try again shortly",
-                ),
-                { "retry-after": "1" },
-              );
-            }
-            // PostgreSQL down, restarting, failing over or out of connections: the pool reconnects by itself,
-            // so the client is told to come back shortly rather than that the server broke.
-            if (!ctx.sqlite && isPgUnavailable(error)) {
-              ctx.log.error({ err: error, path: new URL(request.url).pathname }, "database unavailable");
-              return json(
-                503,
-                errorBody(
-                  "database_unavailable",
-                  "the database cannot be reached right now; try again shortly",
-                ),
-                { "retry-after": "5" },
-              );
+            const refusal = databaseRefusal(ctx, error);
+            if (refusal) {
+              ctx.log[refusal.level]({ err: error, path: new URL(request.url).pathname }, refusal.log);
+              return json(503, errorBody(refusal.code, refusal.message), {
+                "retry-after": refusal.retryAfter,
+              });
             }
             const status = (error as { status?: number }).status;
             if (typeof status === "number" && status >= 400 && status < 500) {
@@ -314,6 +282,47 @@ export function createApp(ctx: AppContext) {
       .use(dashboardModule(ctx))
       .use(docsModule(ctx)),
   );
+}
+
+/**
+ * A database that cannot do the request's work right now, as the 503 that says so (with how long to wait
+ * and what to log), or null for any other error.
+ */
+function databaseRefusal(
+  ctx: AppContext,
+  error: unknown,
+): { code: string; message: string; retryAfter: string; level: "warn" | "error"; log: string } | null {
+  if (ctx.sqlite && isWriteFault(error)) {
+    writeHealth(ctx.sqlite.$client).failed(error);
+    return {
+      code: "database_unavailable",
+      message: "the database cannot take writes right now; try again later",
+      retryAfter: "30",
+      level: "error",
+      log: "database refused a write",
+    };
+  }
+  if (ctx.sqlite && isLockedByAnother(error)) {
+    return {
+      code: "database_busy",
+      message: "another process holds the database's write lock; try again shortly",
+      retryAfter: "1",
+      level: "warn",
+      log: "database locked by another process",
+    };
+  }
+  // PostgreSQL down, restarting, failing over or out of connections: the pool reconnects by itself, so the
+  // client is told to come back shortly rather than that the server broke.
+  if (!ctx.sqlite && isPgUnavailable(error)) {
+    return {
+      code: "database_unavailable",
+      message: "the database cannot be reached right now; try again shortly",
+      retryAfter: "5",
+      level: "error",
+      log: "database unavailable",
+    };
+  }
+  return null;
 }
 
 /** Why a body could not be read, in terms of what was sent. */
