@@ -34,8 +34,8 @@ export type AppContext = {
   /** The database the services are built on (src/db/open.ts): a SQLite file, or PostgreSQL. */
   database: OpenedDatabase;
   /**
-   * The raw SQLite connection, for what is SQLite's own business (backups, checkpoints, vacuum); throws on
-   * PostgreSQL, where code that may run there reads `sqlite` (null) instead.
+   * The raw SQLite connection; throws on PostgreSQL. A convenience for tests and SQLite-only scripts: code
+   * of the server reads `sqlite` (null on PostgreSQL) instead, so it never meets the throw.
    */
   db: Db;
   sqlite: Db | null;

@@ -345,6 +345,11 @@ describe("architecture: who may import whom (docs/ARCHITECTURE.md)", () => {
     expect(offenders).toEqual([]);
   });
 
+  test("no server code reads AppContext.db, which throws on PostgreSQL (it reads `sqlite`, null there)", () => {
+    const offenders = graph.files.filter((f) => /\bctx\.db\b/.test(readFileSync(f, "utf8"))).map(rel);
+    expect(offenders).toEqual([]);
+  });
+
   test("no module or CLI command reaches into queue.store or queue.pool, or imports the queue's internals", () => {
     const offenders = outsideQueue()
       .filter((f) => layerOf(f).kind === "module" || layerOf(f).kind === "cli")

@@ -12,7 +12,6 @@ import type { WebhookService } from "../webhooks/service";
 type Deps = {
   assets: AssetService;
   config: Config;
-  db: Db;
   /** The SQLite handle, null on PostgreSQL (where the file's upkeep has no place). */
   sqlite: Db | null;
   idempotency: IdempotencyService;
@@ -129,7 +128,7 @@ async function retain(ctx: Deps, signal?: AbortSignal, upkeep?: Upkeep): Promise
   let vacuumMs = 0;
   if (ctx.sqlite) {
     const vacuumStarted = performance.now();
-    freedPages = await incrementalVacuum(ctx, signal, upkeep);
+    freedPages = await incrementalVacuum(ctx.sqlite.$client, signal, upkeep);
     vacuumMs = Math.round(performance.now() - vacuumStarted);
     // After a large delete it re-analyses the tables: ~50-200 ms at 1M rows, one stall if run here.
     if (!(await upkeep?.optimize())) {
@@ -160,11 +159,10 @@ const FREE_RESERVE = 0.25;
  * free pages for reuse (switching needs a one-off VACUUM: `easel db vacuum`).
  */
 export async function incrementalVacuum(
-  ctx: Pick<Deps, "db">,
+  sqlite: Db["$client"],
   signal?: AbortSignal,
   upkeep?: Pick<Upkeep, "vacuum">,
 ): Promise<number> {
-  const sqlite = ctx.db.$client;
   const gate = sqliteClient(sqlite);
   const pragma = (name: string) => (sqlite.query(`PRAGMA ${name}`).values()[0]?.[0] as number) ?? 0;
   if ((await gate.exclusive(() => pragma("auto_vacuum"))) !== 2) return 0;
