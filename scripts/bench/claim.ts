@@ -16,7 +16,7 @@
  * on 2 cores, the three together bound claims/s at 2,000,000 µs over their sum.
  *
  * `--warm N` has the clients make N concurrent claims, unmeasured, before the measured ones: a server that has
- * run for a while (every JIT tier compiled), where the default measures one minutes after its start.
+ * run for a while (every JIT tier compiled), where the default measures one seconds after its start.
  * `--cpu-prof DIR` has each server write a CPU profile (Markdown, `bun --cpu-prof-md`) into DIR as it stops.
  * With `BENCH_KEEP_DB=1` in the environment the PostgreSQL database is left in place afterwards (its name is
  * printed to stderr), for EXPLAIN ANALYZE and the statistics views on the state the claims left behind.
@@ -31,6 +31,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../../src/config";
 import { openPostgres } from "../../src/db/open";
+import { redactUrl } from "../../src/db/pg/client";
 import { silentLogger } from "../../src/log";
 import { CreateRecipeBody } from "../../src/modules/recipes/model";
 import { createServices } from "../../src/services";
@@ -220,6 +221,6 @@ try {
   for (const server of servers) server.kill("SIGTERM");
   await Promise.all(servers.map((s) => s.exited));
   if (!process.env.BENCH_KEEP_DB) await pg?.drop();
-  else if (pg) console.error(`kept ${pg.url.replace(/:[^:@/]*@/, ":***@")}`);
+  else if (pg) console.error(`kept ${redactUrl(pg.url)}`);
   rmSync(dir, { recursive: true, force: true });
 }

@@ -62,6 +62,11 @@ export interface Sql {
   afterCommit(fn: () => void): void;
 }
 
+/** `err` and the errors it wraps (`cause`), outermost first, at most `depth` of them. */
+export function* causeChain(err: unknown, depth = 5): Generator<unknown> {
+  for (let e = err, n = 0; e && n < depth; e = (e as { cause?: unknown }).cause, n++) yield e;
+}
+
 /**
  * A statement broke a primary key or unique index. Both clients throw this one class (the driver's error is
  * its `cause`), so a repository that turns a duplicate into an answer (409, "already exists") catches it the

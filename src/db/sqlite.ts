@@ -1,6 +1,7 @@
 import type { Database, Statement } from "bun:sqlite";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { type RawRow, runReporting, type Sql, type SqlParam, UniqueViolation } from "./sql";
+import { isLockedByAnother } from "./write-health";
 
 /**
  * One open transaction: what runs after it commits, and how many savepoints it has opened. `wanted`: an
@@ -19,12 +20,6 @@ export const BUSY_TIMEOUT_MS = 25;
 const LOCK_RETRY_MS = 50;
 /** The longest a statement or transaction waits for another process's write lock before it fails. */
 export const LOCK_WAIT_MS = 5000;
-
-/** SQLite's "database is locked": another connection held the write lock past busy_timeout. */
-function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
-}
 
 /**
  * The one client of a connection: every user of the same `Database` must share its transaction gate, so
@@ -121,7 +116,7 @@ export class SqliteClient implements Sql {
    * one transaction or one statement; a write lock refused is a write not made).
    */
   #retryable(err: unknown): boolean {
-    return isBusy(err) && !this.db.inTransaction && !this.inside;
+    return isLockedByAnother(err) && !this.db.inTransaction && !this.inside;
   }
 
   /** Runs `fn` again after a pause, off the event loop, until the lock is free or `deadline` passes. */
@@ -250,7 +245,7 @@ export class SqliteClient implements Sql {
         this.#statement("BEGIN IMMEDIATE").run();
         return;
       } catch (err) {
-        if (!isBusy(err) || performance.now() >= deadline) throw err;
+        if (!isLockedByAnother(err) || performance.now() >= deadline) throw err;
       }
       await Bun.sleep(LOCK_RETRY_MS);
     }

@@ -5,12 +5,13 @@
  * page allocation turns it green again.
  */
 import type { Database } from "bun:sqlite";
+import { causeChain } from "./sql";
 
 const FAULT_CODES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN)/;
 
 /** True for errors that mean the disk under the database refuses writes (not a constraint or a lock). */
 export function isWriteFault(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && FAULT_CODES.test(code)) return true;
     if (e instanceof Error && /database or disk is full|disk I\/O error/.test(e.message)) return true;
@@ -23,7 +24,7 @@ export function isWriteFault(err: unknown): boolean {
  * the write lock for longer than busy_timeout. Nothing was written; the same request may succeed shortly.
  */
 export function isLockedByAnother(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && /^SQLITE_BUSY/.test(code)) return true;
   }

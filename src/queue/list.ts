@@ -24,7 +24,8 @@ export type JobListPage = { jobs: Job[]; nextCursor: string | null };
 /** Each job's first item (its key and input) and how many items it has: a list row's summary. */
 export type ItemSummary = { key: string; input: unknown; count: number };
 
-export type Sql = { sql: string; args: (string | number)[] };
+/** A piece of SQL with its `?` parameters. */
+export type SqlPart = { sql: string; args: (string | number)[] };
 
 const LIVE_INDEX: Partial<Record<ListStatus, string>> = {
   active: "jobs_active_lease_idx",
@@ -116,7 +117,7 @@ export class JobLists {
     return costs.reduce((best, c) => (c[1] < best[1] ? c : best))[0];
   }
 
-  #sql(plan: Plan, f: JobFilter, page: JobPage, now: number): Sql {
+  #sql(plan: Plan, f: JobFilter, page: JobPage, now: number): SqlPart {
     const { where, args } = filterConditions(f, page, now, {
       scope: scopeSql(f.scope, plan),
       // In a walk the filters must not steer the planner to another index: `+col` keeps it on the walk's order.
@@ -141,11 +142,11 @@ export class JobLists {
 /** How a database spells a list's conditions (see filterConditions). */
 export type FilterDialect = {
   /** The owner condition of the filter's scope, or null for every job. */
-  scope: Sql | null;
+  scope: SqlPart | null;
   /** A filtered column as the plan wants it named. */
   column: (name: string) => string;
   /** The `now` that `waiting` and `delayed` compare due times with: a literal or a parameter. */
-  time: (now: number) => Sql;
+  time: (now: number) => SqlPart;
 };
 
 /**
@@ -156,7 +157,7 @@ export type FilterDialect = {
 export function filterConditions(f: JobFilter, page: JobPage, now: number, dialect: FilterDialect) {
   const where: string[] = [];
   const args: (string | number)[] = [];
-  const add = (part: Sql) => {
+  const add = (part: SqlPart) => {
     where.push(part.sql);
     args.push(...part.args);
   };
@@ -188,7 +189,7 @@ export function filterConditions(f: JobFilter, page: JobPage, now: number, diale
  * The owner condition for a scope. An app's walk tests each row's owner (its own, or one whose parent it is);
  * every other plan lists the app's end users once into an `IN` set.
  */
-function scopeSql(scope: CountScope, plan: Plan): Sql | null {
+function scopeSql(scope: CountScope, plan: Plan): SqlPart | null {
   if (scope?.withEndUsers && plan === "walk") {
     return {
       sql: "(+owner_id = ? OR (SELECT parent_id FROM users WHERE users.id = jobs.owner_id) = ?)",
@@ -199,7 +200,7 @@ function scopeSql(scope: CountScope, plan: Plan): Sql | null {
 }
 
 /** Whose jobs a scope lists: an owner's own, or an app's own and its end users' (listed once into a set). */
-export function ownerCondition(scope: CountScope): Sql | null {
+export function ownerCondition(scope: CountScope): SqlPart | null {
   if (!scope) return null;
   if (!scope.withEndUsers) return { sql: "owner_id = ?", args: [scope.ownerId] };
   return {
@@ -212,7 +213,7 @@ export function ownerCondition(scope: CountScope): Sql | null {
  * The gather: ended jobs from jobs_ended_idx (status, type, …) and, for a type without a status, the live
  * ones from their partial indexes; only the page's ids are sorted, then its rows read by primary key.
  */
-function gatherSql(f: JobFilter, where: string[], args: (string | number)[], limit: number): Sql {
+function gatherSql(f: JobFilter, where: string[], args: (string | number)[], limit: number): SqlPart {
   const rest = where.length ? ` AND ${where.join(" AND ")}` : "";
   const arms: string[] = [];
   const armArgs: (string | number)[] = [];

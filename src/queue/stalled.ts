@@ -26,12 +26,23 @@ export function tooManyStalls(job: Job, stalledMax: number): JobError | null {
 }
 
 /** What a re-queued job's attempt records: the attempt ended without a result, through no fault of its own. */
-export const LEASE_LOST: JobError = {
+const LEASE_LOST: JobError = {
   code: "stalled",
   message: "the worker died or lost its lease",
   retryable: true,
   refundable: true,
 };
+
+/**
+ * The `job_attempts` row of a re-queued job's lost attempt, in the columns' order both backends insert:
+ * job_id, attempt, outcome, started_at, ended_at, error (JSON), retry_at (now: it is due again at once).
+ */
+export function leaseLostAttempt(
+  job: Job,
+  now: number,
+): [string, number, "stalled", number | null, number, string, number] {
+  return [job.id, job.attempts, "stalled", job.startedAt, now, JSON.stringify(LEASE_LOST), now];
+}
 
 /** `job` as the sweep ended it (failed or cancelled, with `error`), and its move for the counts. */
 export function endedStalled(

@@ -15,7 +15,7 @@ import {
   type TerminalStatus,
 } from "../db/schema";
 import { placeholders } from "../db/sql";
-import { endedStalled, isStalled, LEASE_LOST, requeuedStalled, tooManyStalls } from "./stalled";
+import { endedStalled, isStalled, leaseLostAttempt, requeuedStalled, tooManyStalls } from "./stalled";
 
 /**
  * All of SQLite's queue SQL (PostgreSQL's is in pg/; both behind backend.ts). Hot paths use prepared statements on the raw bun:sqlite handle (drizzle's builder
@@ -724,15 +724,7 @@ export class QueueStore {
             failed.push(endedStalled(job, "cancelled", err, now, moved));
             continue;
           }
-          this.#attempt.run(
-            job.id,
-            job.attempts,
-            "stalled",
-            job.startedAt,
-            now,
-            JSON.stringify(LEASE_LOST),
-            now,
-          );
+          this.#attempt.run(...leaseLostAttempt(job, now));
           requeuedStalled(job, now);
           requeued.push(job);
         }

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { ReservedSQL, SQL } from "bun";
-import { type RawRow, runReporting, type Sql, type SqlParam, UniqueViolation } from "../sql";
+import { causeChain, type RawRow, runReporting, type Sql, type SqlParam, UniqueViolation } from "../sql";
 
 /** Type OIDs this client converts (pg_type). */
 const OID = {
@@ -394,7 +394,7 @@ const UNAVAILABLE_STATES = /^(08|53)|^(57P01|57P02|57P03|25006|58030)$/;
  * the server is back: the API answers it with 503 and Retry-After, as SQLite's write faults.
  */
 export function isPgUnavailable(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (
       typeof code === "string" &&

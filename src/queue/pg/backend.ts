@@ -15,7 +15,7 @@ import type {
 import type { JobLogger } from "../define";
 import { PG_DEPTH, QueueDepth } from "../depth";
 import type { JobFilter, JobPage } from "../list";
-import { endedStalled, isStalled, LEASE_LOST, requeuedStalled, tooManyStalls } from "../stalled";
+import { endedStalled, isStalled, leaseLostAttempt, requeuedStalled, tooManyStalls } from "../stalled";
 import {
   type CountMove,
   type CountScope,
@@ -676,8 +676,8 @@ export class PgQueueBackend implements QueueBackend {
   /**
    * Re-queues active jobs whose lease lapsed (or that `isDead` says belong to a dead holder), counting a stall
    * and giving back the attempt; past `stalledMax` stalls a job fails with code `stalled` (the rules:
-   * ../stalled.ts). Rows another
-   * instance's sweep holds are skipped: each stalled job is recovered by exactly one sweep.
+   * ../stalled.ts). Rows another instance's sweep holds are skipped: each stalled job is recovered by
+   * exactly one sweep.
    */
   recoverStalled(
     now: number,
@@ -715,15 +715,7 @@ export class PgQueueBackend implements QueueBackend {
           failed.push(endedStalled(job, "cancelled", err, now, moved));
           continue;
         }
-        await this.sql.run(ATTEMPT, [
-          job.id,
-          job.attempts,
-          "stalled",
-          job.startedAt,
-          now,
-          JSON.stringify(LEASE_LOST),
-          now,
-        ]);
+        await this.sql.run(ATTEMPT, leaseLostAttempt(job, now));
         requeuedStalled(job, now);
         requeued.push(job);
       }
