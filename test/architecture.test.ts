@@ -24,7 +24,15 @@ const LIBRARY_DEPS: Record<string, readonly string[]> = {
   storage: [],
   net: [],
 };
-const SHARED = ["config.ts", "errors.ts", "json-depth.ts", "log.ts", "rate-limit.ts", "validation.ts"];
+const SHARED = [
+  "config.ts",
+  "errors.ts",
+  "json-depth.ts",
+  "log.ts",
+  "rate-limit.ts",
+  "units.ts",
+  "validation.ts",
+];
 /**
  * What one module may import from another: its public faces. `index.ts` (routes) and `service.ts` (the
  * service and what it re-exports), `model.ts` (its request/response schemas) and `plugin.ts` (its request

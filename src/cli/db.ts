@@ -6,6 +6,7 @@ import type { OpenedDatabase } from "../db/open";
 import { type PgDbStats, pgDbStats } from "../db/pg/stats";
 import type { Sql } from "../db/sql";
 import { LOCK_FILE, runningServer } from "../modules/ops/lock";
+import { formatBytes } from "../units";
 import { parse, printJsonOr, UsageError } from "./args";
 
 /** What this command needs from the services, and nothing more. */
@@ -78,7 +79,7 @@ export async function dbCommand(ctx: Deps, argv: string[]): Promise<number> {
       sqlite.exec("PRAGMA wal_checkpoint(TRUNCATE)");
       const after = dbStats(sqlite, ctx.config.databasePath);
       process.stdout.write(
-        `vacuumed ${ctx.config.databasePath}: ${mib(before.fileBytes)} → ${mib(after.fileBytes)}, ` +
+        `vacuumed ${ctx.config.databasePath}: ${formatBytes(before.fileBytes)} → ${formatBytes(after.fileBytes)}, ` +
           `auto_vacuum ${after.autoVacuum}\n`,
       );
       return 0;
@@ -126,14 +127,14 @@ export function dbStats(sqlite: Database, path: string): DbStats {
 
 function formatStats(s: DbStats): string {
   const lines = [
-    `${s.path}: ${mib(s.fileBytes)} (+ WAL ${mib(s.walBytes)}), ${s.pages} pages of ${s.pageSize} bytes`,
-    `free pages: ${s.freePages} (${mib(s.freeBytes)}), reused before the file grows; auto_vacuum ${s.autoVacuum}`,
+    `${s.path}: ${formatBytes(s.fileBytes)} (+ WAL ${formatBytes(s.walBytes)}), ${s.pages} pages of ${s.pageSize} bytes`,
+    `free pages: ${s.freePages} (${formatBytes(s.freeBytes)}), reused before the file grows; auto_vacuum ${s.autoVacuum}`,
     "",
     `${"table".padEnd(24)} ${"data".padStart(10)} ${"indexes".padStart(10)} ${"pages".padStart(8)}`,
   ];
   for (const t of s.tables) {
     lines.push(
-      `${t.table.padEnd(24)} ${mib(t.bytes).padStart(10)} ${mib(t.indexBytes).padStart(10)} ${String(t.pages).padStart(8)}`,
+      `${t.table.padEnd(24)} ${formatBytes(t.bytes).padStart(10)} ${formatBytes(t.indexBytes).padStart(10)} ${String(t.pages).padStart(8)}`,
     );
   }
   return lines.join("\n");
@@ -143,20 +144,18 @@ function formatPgStats(s: PgDbStats): string {
   const when = (ms: number | null) =>
     ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " ");
   const lines = [
-    `${s.where} (PostgreSQL ${s.version}): ${mib(s.databaseBytes)}`,
+    `${s.where} (PostgreSQL ${s.version}): ${formatBytes(s.databaseBytes)}`,
     `dead rows: ${s.deadRows}, ${s.autovacuum ? "made reusable by autovacuum as it goes" : "autovacuum is OFF: nothing reclaims them until a VACUUM"}`,
     "",
     `${"table".padEnd(24)} ${"data".padStart(10)} ${"indexes".padStart(10)} ${"rows".padStart(10)} ${"dead rows".padStart(10)}  last vacuum (UTC)`,
   ];
   for (const t of s.tables) {
     lines.push(
-      `${t.table.padEnd(24)} ${mib(t.bytes).padStart(10)} ${mib(t.indexBytes).padStart(10)} ${String(t.rows).padStart(10)} ${String(t.deadRows).padStart(10)}  ${when(t.lastVacuumAt)}`,
+      `${t.table.padEnd(24)} ${formatBytes(t.bytes).padStart(10)} ${formatBytes(t.indexBytes).padStart(10)} ${String(t.rows).padStart(10)} ${String(t.deadRows).padStart(10)}  ${when(t.lastVacuumAt)}`,
     );
   }
   return lines.join("\n");
 }
-
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
 function fileSize(path: string): number {
   try {

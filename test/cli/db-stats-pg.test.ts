@@ -76,7 +76,8 @@ describe("easel db on PostgreSQL", () => {
     const human = await runEasel(dir, ["db", "stats"], env);
     expectExit(human, 0);
     expect(human.stdout).toContain("dead rows:");
-    expect(human.stdout).toMatch(/^users\s/m);
+    expect(human.stdout).toMatch(/^users\s+\d+(\.\d KiB| B)\s/m);
+    expect(human.stdout).not.toContain("0.0 MiB");
     expect(human.stdout).not.toContain(":easel@");
   }, 60_000);
 

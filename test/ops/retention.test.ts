@@ -321,5 +321,8 @@ describe("retention in slices", () => {
     const human = await runEasel(tmp.dir, ["db", "stats"]);
     expect(human.stdout).toContain("free pages:");
     expect(human.stdout).toMatch(/^jobs\s/m);
+    // A small table's size is readable (KiB), never rounded away to "0.0 MiB".
+    expect(human.stdout).toMatch(/^users\s+\d+\.\d KiB\s/m);
+    expect(human.stdout).not.toContain("0.0 MiB");
   }, 30_000);
 });

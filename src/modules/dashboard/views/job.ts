@@ -1,9 +1,9 @@
 import type { User } from "../../../db/schema";
+import { formatBytes } from "../../../units";
 import type { JobService } from "../../jobs/service";
 import { type Html, html } from "../html";
 import {
   badge,
-  bytes,
   csrfField,
   duration,
   generatedAt,
@@ -40,7 +40,7 @@ function thumb(a: Asset): Html {
   return html`<a class="thumb" href="${a.url}" target="_blank" rel="noopener">
     <img src="${a.thumbnailUrl ?? a.url}" alt="Generated image ${a.width ?? "?"}×${a.height ?? "?"}" loading="lazy"
       width="${a.width ?? ""}" height="${a.height ?? ""}">
-    <span class="thumb-meta">${a.width ?? "?"}×${a.height ?? "?"} · ${bytes(a.bytes)}</span>
+    <span class="thumb-meta">${a.width ?? "?"}×${a.height ?? "?"} · ${formatBytes(a.bytes)}</span>
   </a>`;
 }
 

@@ -37,12 +37,6 @@ export function duration(from: number | null, to: number | null): string {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
-}
-
 export function ownerLabel(ownerId: string | null, owners: Map<string, User>): Html {
   if (!ownerId) return html`<span class="muted">—</span>`;
   const u = owners.get(ownerId);
