@@ -4,7 +4,7 @@ import type { BacklogService, BacklogStatus, MaintainResult } from "../modules/b
 import type { RecipeService } from "../modules/recipes/service";
 import type { Queue } from "../queue";
 import type { LazyRenderer } from "../render/lazy";
-import { parse, printJsonOr, UsageError } from "./args";
+import { parse, printJsonOr, table, UsageError } from "./args";
 
 /** What this file needs from the services, and nothing more. */
 type Deps = {
@@ -170,15 +170,7 @@ function statusTable(statuses: BacklogStatus[]): string {
     s.oldestReadyAt ? new Date(s.oldestReadyAt).toISOString() : "-",
     stateOf(s),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows]
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
+  return table(header, rows);
 }
 
 /**

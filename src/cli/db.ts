@@ -7,7 +7,7 @@ import { type PgDbStats, pgDbStats } from "../db/pg/stats";
 import type { Sql } from "../db/sql";
 import { LOCK_FILE, runningServer } from "../modules/ops/lock";
 import { formatBytes } from "../units";
-import { parse, printJsonOr, UsageError } from "./args";
+import { parse, printJsonOr, table, UsageError, utcMinute } from "./args";
 
 /** What this command needs from the services, and nothing more. */
 type Deps = {
@@ -126,35 +126,35 @@ export function dbStats(sqlite: Database, path: string): DbStats {
 }
 
 function formatStats(s: DbStats): string {
-  const lines = [
+  const rows = s.tables.map((t) => [
+    t.table,
+    formatBytes(t.bytes),
+    formatBytes(t.indexBytes),
+    String(t.pages),
+  ]);
+  return [
     `${s.path}: ${formatBytes(s.fileBytes)} (+ WAL ${formatBytes(s.walBytes)}), ${s.pages} pages of ${s.pageSize} bytes`,
     `free pages: ${s.freePages} (${formatBytes(s.freeBytes)}), reused before the file grows; auto_vacuum ${s.autoVacuum}`,
     "",
-    `${"table".padEnd(24)} ${"data".padStart(10)} ${"indexes".padStart(10)} ${"pages".padStart(8)}`,
-  ];
-  for (const t of s.tables) {
-    lines.push(
-      `${t.table.padEnd(24)} ${formatBytes(t.bytes).padStart(10)} ${formatBytes(t.indexBytes).padStart(10)} ${String(t.pages).padStart(8)}`,
-    );
-  }
-  return lines.join("\n");
+    table(["table", "data", "indexes", "pages"], rows, [1, 2, 3]),
+  ].join("\n");
 }
 
 function formatPgStats(s: PgDbStats): string {
-  const when = (ms: number | null) =>
-    ms === null ? "never" : new Date(ms).toISOString().slice(0, 16).replace("T", " ");
-  const lines = [
+  const rows = s.tables.map((t) => [
+    t.table,
+    formatBytes(t.bytes),
+    formatBytes(t.indexBytes),
+    String(t.rows),
+    String(t.deadRows),
+    utcMinute(t.lastVacuumAt, "never"),
+  ]);
+  return [
     `${s.where} (PostgreSQL ${s.version}): ${formatBytes(s.databaseBytes)}`,
     `dead rows: ${s.deadRows}, ${s.autovacuum ? "made reusable by autovacuum as it goes" : "autovacuum is OFF: nothing reclaims them until a VACUUM"}`,
     "",
-    `${"table".padEnd(24)} ${"data".padStart(10)} ${"indexes".padStart(10)} ${"rows".padStart(10)} ${"dead rows".padStart(10)}  last vacuum (UTC)`,
-  ];
-  for (const t of s.tables) {
-    lines.push(
-      `${t.table.padEnd(24)} ${formatBytes(t.bytes).padStart(10)} ${formatBytes(t.indexBytes).padStart(10)} ${String(t.rows).padStart(10)} ${String(t.deadRows).padStart(10)}  ${when(t.lastVacuumAt)}`,
-    );
-  }
-  return lines.join("\n");
+    table(["table", "data", "indexes", "rows", "dead rows", "last vacuum (UTC)"], rows, [1, 2, 3, 4]),
+  ].join("\n");
 }
 
 function fileSize(path: string): number {

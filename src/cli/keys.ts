@@ -3,7 +3,7 @@ import { notFound } from "../errors";
 import { ExpiresInSeconds, type KeyView } from "../modules/auth/model";
 import type { AuthService } from "../modules/auth/service";
 import type { UserService } from "../modules/users/service";
-import { parse, printJsonOr, UsageError } from "./args";
+import { parse, printJsonOr, UsageError, utcMinute } from "./args";
 
 /** What this file needs from the services, and nothing more. */
 type Deps = { auth: AuthService; users: UserService };
@@ -26,12 +26,10 @@ function expiresIn(text: string | undefined): number | undefined {
   return parsed.data;
 }
 
-const when = (ms: number | null) =>
-  ms === null ? "-" : new Date(ms).toISOString().slice(0, 16).replace("T", " ");
-
 function line(k: KeyView): string {
-  const until = k.revokedAt !== null ? `revoked ${when(k.revokedAt)}` : `expires ${when(k.expiresAt)}`;
-  return `${k.id}  ${k.prefix}…  ${k.status.padEnd(7)}  ${k.name}  (created ${when(k.createdAt)}, last used ${when(k.lastUsedAt)}, ${until})`;
+  const until =
+    k.revokedAt !== null ? `revoked ${utcMinute(k.revokedAt)}` : `expires ${utcMinute(k.expiresAt)}`;
+  return `${k.id}  ${k.prefix}…  ${k.status.padEnd(7)}  ${k.name}  (created ${utcMinute(k.createdAt)}, last used ${utcMinute(k.lastUsedAt)}, ${until})`;
 }
 
 /**
