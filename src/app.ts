@@ -286,7 +286,8 @@ export function createApp(ctx: AppContext) {
 
 /**
  * A database that cannot do the request's work right now, as the 503 that says so (with how long to wait
- * and what to log), or null for any other error.
+ * and what to log), or null for any other error. A SQLite write fault is also recorded in the write health,
+ * which turns readiness red until a write succeeds.
  */
 function databaseRefusal(
   ctx: AppContext,

@@ -99,47 +99,27 @@ export class SqliteClient implements Sql {
    * once it has ended. `fn` must not await.
    */
   exclusive<T>(fn: () => T): Promise<T> {
-    if (this.#open === null || this.inside) {
-      try {
-        return Promise.resolve(fn());
-      } catch (err) {
-        if (this.#retryable(err)) return this.#whenUnlocked(fn, performance.now() + LOCK_WAIT_MS);
-        return Promise.reject(uniqueViolation(err) ?? err);
-      }
-    }
-    return this.#afterOthers(fn);
+    if (this.#open === null || this.inside) return this.#run(fn);
+    return this.#othersDone().then(() => this.#run(fn));
   }
 
   /**
-   * Whether `fn` may simply run again after `err`: another process held the write lock past busy_timeout,
-   * and no transaction is open on this connection, so nothing of `fn` took effect (a section's writes are
-   * one transaction or one statement; a write lock refused is a write not made).
+   * Runs `fn` now. Refused by another process's write lock with no transaction open on this connection,
+   * nothing of it took effect (a section's writes are one transaction or one statement; a write lock refused
+   * is a write not made), so it runs again after a pause, off the event loop and behind the gate, until the
+   * lock is free or LOCK_WAIT_MS have passed since the first refusal (`deadline`).
    */
-  #retryable(err: unknown): boolean {
-    return isLockedByAnother(err) && !this.db.inTransaction && !this.inside;
-  }
-
-  /** Runs `fn` again after a pause, off the event loop, until the lock is free or `deadline` passes. */
-  async #whenUnlocked<T>(fn: () => T, deadline: number): Promise<T> {
-    for (;;) {
-      await Bun.sleep(LOCK_RETRY_MS);
-      // Behind the gate again: a transaction of this connection may have begun meanwhile.
-      await this.#othersDone();
-      try {
-        return fn();
-      } catch (err) {
-        if (!this.#retryable(err) || performance.now() >= deadline) throw uniqueViolation(err) ?? err;
-      }
-    }
-  }
-
-  async #afterOthers<T>(fn: () => T): Promise<T> {
-    await this.#othersDone();
+  #run<T>(fn: () => T, deadline?: number): Promise<T> {
     try {
-      return fn();
+      return Promise.resolve(fn());
     } catch (err) {
-      if (this.#retryable(err)) return this.#whenUnlocked(fn, performance.now() + LOCK_WAIT_MS);
-      throw uniqueViolation(err) ?? err;
+      deadline ??= performance.now() + LOCK_WAIT_MS;
+      if (isLockedByAnother(err) && !this.db.inTransaction && !this.inside && performance.now() < deadline) {
+        return Bun.sleep(LOCK_RETRY_MS)
+          .then(() => this.#othersDone())
+          .then(() => this.#run(fn, deadline));
+      }
+      return Promise.reject(uniqueViolation(err) ?? err);
     }
   }
 

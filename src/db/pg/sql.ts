@@ -385,6 +385,8 @@ function sqlState(err: unknown): string {
 
 /** SQLSTATEs of a server that cannot serve now, whatever the statement (see isPgUnavailable). */
 const UNAVAILABLE_STATES = /^(08|53)|^(57P01|57P02|57P03|25006|58030)$/;
+/** The driver's and the socket's codes for a connection refused, lost or timed out. */
+const UNAVAILABLE_CODES = /^(ERR_POSTGRES_CONNECTION|ECONNREFUSED$|ECONNRESET$|ETIMEDOUT$|EPIPE$)/;
 
 /**
  * Whether `err` says PostgreSQL cannot be reached or cannot serve right now, not that the statement was
@@ -396,11 +398,7 @@ const UNAVAILABLE_STATES = /^(08|53)|^(57P01|57P02|57P03|25006|58030)$/;
 export function isPgUnavailable(err: unknown): boolean {
   for (const e of causeChain(err)) {
     const code = (e as { code?: unknown }).code;
-    if (
-      typeof code === "string" &&
-      /^(ERR_POSTGRES_CONNECTION|ECONNREFUSED$|ECONNRESET$|ETIMEDOUT$|EPIPE$)/.test(code)
-    )
-      return true;
+    if (typeof code === "string" && UNAVAILABLE_CODES.test(code)) return true;
     const state = sqlState(e);
     if (UNAVAILABLE_STATES.test(state)) return true;
     if (state === "55000" && /not currently accepting connections/.test((e as Error).message ?? ""))
