@@ -18,6 +18,14 @@ export interface RenderPoolOptions {
   nice?: number;
   /** The worker module; tests substitute a wrapper. @defaultValue ./worker.ts */
   workerUrl?: URL;
+  /**
+   * A worker that has rendered and then sat idle this long is replaced by a fresh one (0: never), one worker
+   * at a time and only while another can render, so a pool of one is never recycled. What a burst of
+   * renders leaves behind (its JavaScript heap, resvg's and Bun's allocator pages) stays resident while its
+   * thread is idle, because the allocators give memory back only as the thread allocates again; a thread
+   * that ends gives it all back. @defaultValue 20 000 ms
+   */
+  recycleIdleMs?: number;
 }
 
 export interface RenderPoolStats {
@@ -28,6 +36,8 @@ export interface RenderPoolStats {
   failed: number;
   /** Workers replaced after a crash or a timeout. */
   respawns: number;
+  /** Workers replaced after sitting idle (`recycleIdleMs`), which frees what their renders left behind. */
+  recycled: number;
   /** Workers that have loaded their fonts and are alive. */
   live: number;
 }
@@ -52,6 +62,12 @@ interface Slot {
   timer?: ReturnType<typeof setTimeout>;
   /** Why the pool itself ended this worker (timeout), so the exit handler reports that instead of a crash. */
   endedBecause?: RenderError;
+  /** Cards this worker has rendered (or failed); a worker that has rendered none is not recycled. */
+  renders: number;
+  /** Fires when the worker has been idle for `recycleIdleMs`. */
+  idleTimer?: ReturnType<typeof setTimeout>;
+  /** Replaced after sitting idle; its exit is expected and not a crash. */
+  retired?: boolean;
 }
 
 const QUICK_DEATH_MS = 1000;
@@ -78,6 +94,7 @@ export class RenderPool {
   #rendered = 0;
   #failed = 0;
   #respawns = 0;
+  #recycled = 0;
   /** Workers that died young since one last came up: a pool in this state is not healthy. */
   #quickDeaths = 0;
 
@@ -104,6 +121,7 @@ export class RenderPool {
       rendered: this.#rendered,
       failed: this.#failed,
       respawns: this.#respawns,
+      recycled: this.#recycled,
       live: this.#slots.filter((s) => s.ready && !s.dead).length,
     };
   }
@@ -130,6 +148,7 @@ export class RenderPool {
     for (const job of this.#queue.splice(0)) job.reject(closed);
     await Promise.all(
       this.#slots.map(async (slot) => {
+        clearTimeout(slot.idleTimer);
         this.#finish(slot)?.reject(closed);
         await slot.worker.terminate();
       }),
@@ -144,7 +163,7 @@ export class RenderPool {
       nice: this.#opts.nice,
     };
     const worker = new Worker(url, { workerData });
-    const slot: Slot = { worker, startedAt: performance.now(), ready: false };
+    const slot: Slot = { worker, startedAt: performance.now(), ready: false, renders: 0 };
     let lastError: unknown;
     worker.on("message", (message: RenderReply | ReadyMessage) => {
       if ("ready" in message) {
@@ -166,12 +185,44 @@ export class RenderPool {
     for (const slot of this.#slots) {
       if (slot.job || slot.dead || !slot.ready) continue;
       const job = this.#queue.shift();
-      if (!job) return;
+      if (!job) break;
+      clearTimeout(slot.idleTimer);
+      slot.idleTimer = undefined;
       slot.job = job;
       const timeoutMs = this.#opts.renderTimeoutMs ?? 30_000;
       slot.timer = setTimeout(() => this.#timeOut(slot, timeoutMs), timeoutMs);
       slot.worker.postMessage(job.request);
     }
+    for (const slot of this.#slots) this.#watchIdle(slot);
+  }
+
+  /** Arms the idle timer of a worker that has rendered and now waits for work (see `recycleIdleMs`). */
+  #watchIdle(slot: Slot): void {
+    const idleMs = this.#opts.recycleIdleMs ?? 20_000;
+    if (idleMs <= 0 || this.size < 2 || slot.idleTimer || slot.job || slot.dead || slot.renders === 0) return;
+    slot.idleTimer = setTimeout(() => {
+      slot.idleTimer = undefined;
+      this.#recycle(slot);
+    }, idleMs);
+    slot.idleTimer.unref?.();
+  }
+
+  /**
+   * Replaces an idle worker with a fresh one, unless no other worker could render meanwhile (the others
+   * still starting): then it waits another idle period, so workers are replaced one at a time.
+   */
+  #recycle(slot: Slot): void {
+    if (this.#closed || slot.job || slot.dead) return;
+    const others = this.#slots.filter((s) => s !== slot && s.ready && !s.dead);
+    if (others.length === 0) {
+      this.#watchIdle(slot);
+      return;
+    }
+    slot.dead = true;
+    slot.retired = true;
+    this.#recycled++;
+    this.#slots[this.#slots.indexOf(slot)] = this.#spawn();
+    void slot.worker.terminate();
   }
 
   /** Clears the slot's job and timer and hands back the job, if there was one. */
@@ -186,6 +237,7 @@ export class RenderPool {
   #onReply(slot: Slot, reply: RenderReply): void {
     if (slot.job?.request.id !== reply.id) return; // a reply racing a timeout; its job already failed
     const job = this.#finish(slot)!;
+    slot.renders++;
     if (reply.ok) {
       this.#rendered++;
       job.resolve({ png: reply.png, width: reply.width, height: reply.height });
@@ -202,7 +254,8 @@ export class RenderPool {
   }
 
   #onExit(slot: Slot, code: number, lastError: unknown): void {
-    if (this.#closed) return;
+    if (this.#closed || slot.retired) return;
+    clearTimeout(slot.idleTimer);
     slot.dead = true;
     const job = this.#finish(slot);
     if (job) {

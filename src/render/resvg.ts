@@ -12,10 +12,13 @@ import type * as ResvgJs from "@resvg/resvg-js";
  * resvg-js links its own mimalloc, which returns freed pages 10 ms after a free by default. Each card frees a
  * 3.84 MB canvas and a pixel copy, and satori then takes ~8-10 ms (more on a busy machine) to lay out the next
  * card, so the next canvas was faulted in afresh: ~1 000-2 000 page faults, several ms a card and far more
- * under load. Held for a second, the same pages serve every render of a burst and still go back to the OS
- * once rendering stops.
+ * under load. Held for 100 ms, the same pages serve every render of a burst (~450-750 faults a card against
+ * ~1 350 at 10 ms, and ~360-450 at a second). Longer costs memory: mimalloc hands pages back only as its
+ * thread allocates again, so whatever was freed within the delay before a worker went idle stayed resident
+ * (~300 MB after a soak at a second; none at 100 ms, with the pool replacing idle workers: RenderPool's
+ * `recycleIdleMs`).
  */
-export const RESVG_PURGE_DELAY_MS = 1000;
+export const RESVG_PURGE_DELAY_MS = 100;
 
 const VARIABLE = "MIMALLOC_PURGE_DELAY";
 

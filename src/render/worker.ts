@@ -3,6 +3,7 @@ import { cardsBetweenCollections, createCollector } from "./collect";
 import { createThreadNicer, lowerThreadPriority } from "./priority";
 import type { ReadyMessage, RenderReply, RenderRequest, SerialisedError, WorkerOptions } from "./protocol";
 import { createCardRenderer } from "./render";
+import { templates } from "./templates";
 
 /** A render worker: owns one renderer (fonts load once here) and renders one request at a time. */
 
@@ -45,4 +46,8 @@ port.on("message", async ({ id, template, data }: RenderRequest) => {
   // After the reply, so a collection never delays it (collect.ts says when, and why not after every card).
   afterCard();
 });
+// One card before taking work: the engine loads its fonts and layout code on its first render (~300 ms for
+// satori), which would otherwise fall on the first real card, after start-up or after the pool replaced an
+// idle worker. A failure here is the first real render's to report.
+await renderer.render("poll", templates.poll.example).catch(() => {});
 port.postMessage({ ready: true } satisfies ReadyMessage);

@@ -32,8 +32,9 @@ describe("RenderPool", () => {
 
   beforeAll(async () => {
     pool = new RenderPool({ size: 2, workerUrl: faultyWorker, renderTimeoutMs: 8000 });
-    // Warm both workers so later timings do not include start-up.
-    await Promise.all([pool.render("poll", pollData(1)), pool.render("poll", pollData(2))]);
+    // Both workers up (each renders a card of its own before it takes work), so later timings do not
+    // include start-up.
+    await waitFor(() => pool.stats.live === 2, { timeoutMs: 30_000, what: "both workers up" });
   });
 
   afterAll(async () => {
@@ -99,6 +100,46 @@ describe("RenderPool", () => {
     for (const err of await Promise.all(pending)) expect((err as RenderError).code).toBe("pool_closed");
     expect(((await reason(own.render("poll", pollData(3)))) as RenderError).code).toBe("pool_closed");
   });
+});
+
+describe("RenderPool recycling", () => {
+  test("a worker left idle after rendering is replaced by a fresh one, one at a time, and renders go on", async () => {
+    const pool = new RenderPool({ size: 2, recycleIdleMs: 300 });
+    try {
+      // Both up first, so each renders one of the two cards.
+      await waitFor(() => pool.stats.live === 2, { timeoutMs: 30_000, what: "both workers up" });
+      await Promise.all([pool.render("poll", pollData(1)), pool.render("poll", pollData(2))]);
+      // Both rendered, so both are replaced; the second only once the first's replacement is up.
+      await waitFor(() => pool.stats.recycled >= 2 && pool.stats.live === 2, {
+        timeoutMs: 30_000,
+        what: "both workers recycled",
+      }).catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify(pool.stats)}`);
+      });
+      expect(pool.stats.respawns).toBe(0); // a retirement is not a crash
+      expect(() => pool.check()).not.toThrow();
+      const card = await pool.render("poll", pollData(3));
+      expect((await decode(card.png)).width).toBe(1200);
+      // Fresh workers that have rendered nothing are left alone.
+      const recycled = pool.stats.recycled;
+      await Bun.sleep(900);
+      expect(pool.stats.recycled).toBeLessThanOrEqual(recycled + 1);
+    } finally {
+      await pool.close();
+    }
+  }, 60_000);
+
+  test("a pool of one keeps its worker: there would be none to render meanwhile", async () => {
+    const pool = new RenderPool({ size: 1, recycleIdleMs: 50 });
+    try {
+      await pool.render("poll", pollData(1));
+      await Bun.sleep(500);
+      expect(pool.stats.recycled).toBe(0);
+      expect(pool.stats.live).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  }, 30_000);
 });
 
 describe("RenderPool timeouts", () => {
