@@ -20,33 +20,43 @@ import type * as ResvgJs from "@resvg/resvg-js";
  */
 export const RESVG_PURGE_DELAY_MS = 100;
 
-const VARIABLE = "MIMALLOC_PURGE_DELAY";
+/**
+ * resvg-js's allocator settings, as mimalloc reads them from the environment: the purge delay above, and
+ * freed pages handed back when a thread ends (RenderPool replaces idle workers so that their memory goes
+ * back; without this, mimalloc keeps an ended thread's free pages for other threads, up to ~200 MB here).
+ */
+const SETTINGS: Record<string, string> = {
+  MIMALLOC_PURGE_DELAY: String(RESVG_PURGE_DELAY_MS),
+  MIMALLOC_ABANDONED_PAGE_PURGE: "1",
+};
 
 const LIBC: Partial<Record<NodeJS.Platform, string>> = { linux: "libc.so.6", darwin: "libc.dylib" };
 
 const cString = (s: string) => Buffer.from(`${s}\0`);
 
 /**
- * Sets resvg-js's allocator option in the C environment, where mimalloc reads it once, as resvg-js loads.
+ * Sets resvg-js's allocator options in the C environment, where mimalloc reads them once, as resvg-js loads.
  * Bun's `process.env` does not reach the C environment, hence libc's `setenv`. An operator's own setting
- * wins; where libc cannot be reached (another C library, another platform) the allocator keeps its default.
+ * wins; where libc cannot be reached (another C library, another platform) the allocator keeps its defaults.
  */
-function setResvgPurgeDelay(): void {
+function setResvgAllocator(): void {
   const path = LIBC[process.platform];
-  if (!path || process.env[VARIABLE]) return;
+  if (!path) return;
   try {
     const libc = dlopen(path, {
       setenv: { args: [FFIType.ptr, FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
     });
-    // Overwrites only an empty value, which mimalloc would read as its default.
-    libc.symbols.setenv(cString(VARIABLE), cString(String(RESVG_PURGE_DELAY_MS)), 1);
+    for (const [name, value] of Object.entries(SETTINGS)) {
+      // Overwrites only an empty value, which mimalloc would read as its default.
+      if (!process.env[name]) libc.symbols.setenv(cString(name), cString(value), 1);
+    }
     libc.close();
   } catch {
     // not glibc (musl names libc differently): renders work the same, with more page faults
   }
 }
 
-setResvgPurgeDelay();
+setResvgAllocator();
 // A require, not an import: Bun evaluates an imported CommonJS package while linking, before any module body
 // (and so the setenv above) has run.
 const resvgJs: typeof ResvgJs = require("@resvg/resvg-js");

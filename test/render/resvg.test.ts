@@ -9,7 +9,7 @@ const RENDER = join(import.meta.dir, "../../src/render/index.ts");
  * does. With MIMALLOC_VERBOSE each mimalloc in the process prints its options: Bun's plainly, resvg-js's
  * prefixed with "mimalloc:".
  */
-async function resvgPurgeDelay(env: Record<string, string> = {}): Promise<number> {
+async function resvgOption(name: string, env: Record<string, string> = {}): Promise<number> {
   const proc = Bun.spawn(["bun", "-e", `await import(${JSON.stringify(RENDER)})`], {
     env: { ...process.env, MIMALLOC_VERBOSE: "1", ...env },
     stdout: "ignore",
@@ -17,14 +17,21 @@ async function resvgPurgeDelay(env: Record<string, string> = {}): Promise<number
   });
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   expect(code).toBe(0);
-  const setting = /^mimalloc: option 'purge_delay': (-?\d+)/m.exec(stderr);
-  if (!setting) throw new Error(`resvg-js's allocator printed no purge_delay:\n${stderr.slice(0, 2000)}`);
+  const setting = new RegExp(`^mimalloc: option '${name}': (-?\\d+)`, "m").exec(stderr);
+  if (!setting) throw new Error(`resvg-js's allocator printed no ${name}:\n${stderr.slice(0, 2000)}`);
   return Number(setting[1]);
 }
 
+const resvgPurgeDelay = (env?: Record<string, string>) => resvgOption("purge_delay", env);
+
 describe.if(process.platform === "linux")("resvg-js's allocator", () => {
-  test("keeps freed canvases for a second, so consecutive renders reuse their pages", async () => {
+  test("keeps freed canvases a while, so consecutive renders reuse their pages", async () => {
     expect(await resvgPurgeDelay()).toBe(RESVG_PURGE_DELAY_MS);
+  });
+
+  test("hands an ended thread's free pages back, so a replaced render worker's memory goes", async () => {
+    expect(await resvgOption("abandoned_page_purge")).toBe(1);
+    expect(await resvgOption("abandoned_page_purge", { MIMALLOC_ABANDONED_PAGE_PURGE: "0" })).toBe(0);
   });
 
   test("an operator's own MIMALLOC_PURGE_DELAY wins; an empty one counts as unset", async () => {
