@@ -16,7 +16,7 @@
  * on 2 cores, the three together bound claims/s at 2,000,000 µs over their sum.
  *
  * `--warm N` has the clients make N concurrent claims, unmeasured, before the measured ones: a server that has
- * run for a while (every JIT tier compiled), where the default measures one seconds after its start.
+ * run for a while (every JIT tier compiled), where the default measures a server seconds after its start.
  * `--cpu-prof DIR` has each server write a CPU profile (Markdown, `bun --cpu-prof-md`) into DIR as it stops.
  * With `BENCH_KEEP_DB=1` in the environment the PostgreSQL database is left in place afterwards (its name is
  * printed to stderr), for EXPLAIN ANALYZE and the statistics views on the state the claims left behind.

@@ -62,8 +62,8 @@ interface Slot {
   timer?: ReturnType<typeof setTimeout>;
   /** Why the pool itself ended this worker (timeout), so the exit handler reports that instead of a crash. */
   endedBecause?: RenderError;
-  /** Cards this worker has rendered (or failed); a worker that has rendered none is not recycled. */
-  renders: number;
+  /** Has rendered (or failed) a card: only such a worker is recycled, a fresh one has nothing to give back. */
+  used: boolean;
   /** Fires when the worker has been idle for `recycleIdleMs`. */
   idleTimer?: ReturnType<typeof setTimeout>;
   /** Replaced after sitting idle; its exit is expected and not a crash. */
@@ -163,7 +163,7 @@ export class RenderPool {
       nice: this.#opts.nice,
     };
     const worker = new Worker(url, { workerData });
-    const slot: Slot = { worker, startedAt: performance.now(), ready: false, renders: 0 };
+    const slot: Slot = { worker, startedAt: performance.now(), ready: false, used: false };
     let lastError: unknown;
     worker.on("message", (message: RenderReply | ReadyMessage) => {
       if ("ready" in message) {
@@ -199,7 +199,7 @@ export class RenderPool {
   /** Arms the idle timer of a worker that has rendered and now waits for work (see `recycleIdleMs`). */
   #watchIdle(slot: Slot): void {
     const idleMs = this.#opts.recycleIdleMs ?? 20_000;
-    if (idleMs <= 0 || this.size < 2 || slot.idleTimer || slot.job || slot.dead || slot.renders === 0) return;
+    if (idleMs <= 0 || this.size < 2 || slot.idleTimer || slot.job || slot.dead || !slot.used) return;
     slot.idleTimer = setTimeout(() => {
       slot.idleTimer = undefined;
       this.#recycle(slot);
@@ -237,7 +237,7 @@ export class RenderPool {
   #onReply(slot: Slot, reply: RenderReply): void {
     if (slot.job?.request.id !== reply.id) return; // a reply racing a timeout; its job already failed
     const job = this.#finish(slot)!;
-    slot.renders++;
+    slot.used = true;
     if (reply.ok) {
       this.#rendered++;
       job.resolve({ png: reply.png, width: reply.width, height: reply.height });
